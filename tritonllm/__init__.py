@@ -1,0 +1,1 @@
+"""The operator's toolbox: `python -m tritonllm serve|client|bench|deploy`."""
