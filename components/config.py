@@ -1,0 +1,564 @@
+"""The typed stack config: every key, its type, default and validation rule.
+
+Stack files set keys in the `tritonllm:` namespace (e.g. `tritonllm:models`).
+`parse_stack_config` turns those raw values into a `StackConfig` or raises
+`ConfigError` naming every bad key and how to fix it, before any resource is
+registered. Secrets (the Hugging Face token, the NGC API key) are never read
+here: the loader is only told whether they are set, and the program reads them
+as Pulumi secret Outputs.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import types
+from typing import Any, Literal, Mapping, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from components import gpu_catalog, metrics, versions
+
+NAMESPACE = "tritonllm"
+SECRET_KEYS = ("hfToken", "ngcApiKey")
+
+# Organisations whose Hugging Face repositories are gated (a license must be
+# accepted and a token sent); `gated` on a model overrides this guess.
+GATED_ORGS = ("meta-llama", "mistralai", "google")
+
+DNS_LABEL = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
+DURATION = r"^([0-9]+(s|m|h))+$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$"
+
+
+class ConfigError(ValueError):
+    """Stack config is invalid; `problems` holds one (key, message) pair per error."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = [f"  {NAMESPACE}:{key}: {message}" for key, message in problems]
+        super().__init__("invalid stack config:\n" + "\n".join(lines))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=False
+    )
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid CIDR block ({exc}); write it like 10.0.0.0/16") from exc
+
+
+class NetworkConfig(_Model):
+    """VPC layout."""
+
+    az_count: int = Field(3, ge=2, le=6, description="Availability zones to spread subnets over")
+    vpc_cidr: str = Field("10.0.0.0/16", description="Primary VPC CIDR (nodes, load balancers)")
+    pod_cidr: str = Field(
+        "100.64.0.0/16", description="Secondary VPC CIDR for pod IPs (VPC CNI custom networking)"
+    )
+    nat_gateways: Literal["single", "perAz"] = Field(
+        "single", description="One NAT gateway for the VPC, or one per AZ for zone-independent egress"
+    )
+
+    _check_cidrs = field_validator("vpc_cidr", "pod_cidr")(classmethod(lambda cls, v: _cidr(v)))
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> "NetworkConfig":
+        if ipaddress.ip_network(self.vpc_cidr).overlaps(ipaddress.ip_network(self.pod_cidr)):
+            raise ValueError(
+                f"@podCidr: {self.pod_cidr} overlaps vpcCidr {self.vpc_cidr}; "
+                "choose disjoint blocks (e.g. vpcCidr 10.0.0.0/16, podCidr 100.64.0.0/16)"
+            )
+        for name, cidr in (("vpcCidr", self.vpc_cidr), ("podCidr", self.pod_cidr)):
+            prefix = ipaddress.ip_network(cidr).prefixlen
+            if not 16 <= prefix <= 20:
+                raise ValueError(f"@{name}: {cidr} must be between /16 and /20 to fit subnets for every AZ")
+        return self
+
+
+class SystemNodeGroupConfig(_Model):
+    """The managed node group that runs controllers (Karpenter, CoreDNS, monitoring)."""
+
+    instance_types: list[str] = Field(["m6i.xlarge"], min_length=1, description="EC2 instance types")
+    min_size: int = Field(2, ge=1, description="Minimum nodes")
+    desired_size: int = Field(2, ge=1, description="Initial nodes")
+    max_size: int = Field(4, ge=1, description="Maximum nodes")
+    disk_size_gib: int = Field(100, ge=20, description="Root volume size (GiB, encrypted gp3)")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "SystemNodeGroupConfig":
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"@desiredSize: need minSize <= desiredSize <= maxSize, got {self.min_size}/{self.desired_size}/{self.max_size}"
+            )
+        return self
+
+
+class ClusterConfig(_Model):
+    """The EKS control plane."""
+
+    version: str = Field(versions.EKS_VERSION, pattern=r"^1\.[0-9]{2}$", description="Kubernetes version")
+    endpoint_public_access: bool = Field(True, description="Expose the API server endpoint publicly")
+    endpoint_public_access_cidrs: list[str] = Field(
+        ["0.0.0.0/0"], description="CIDRs allowed to reach the public API endpoint; narrow this in production"
+    )
+    admin_principal_arns: list[str] = Field(
+        [], description="IAM role/user ARNs given cluster-admin through EKS access entries"
+    )
+    system_node_group: SystemNodeGroupConfig = Field(
+        default_factory=SystemNodeGroupConfig, description="See cluster.systemNodeGroup.*"
+    )
+    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = Field(
+        ["api", "audit", "authenticator"], description="Control-plane log types sent to CloudWatch"
+    )
+
+    @field_validator("endpoint_public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return [_cidr(v) for v in value]
+
+    @field_validator("admin_principal_arns")
+    @classmethod
+    def _arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not re.match(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", arn):
+                raise ValueError(f"{arn!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/Name)")
+        return value
+
+    @model_validator(mode="after")
+    def _public(self) -> "ClusterConfig":
+        if self.endpoint_public_access and not self.endpoint_public_access_cidrs:
+            raise ValueError(
+                "@endpointPublicAccessCidrs: empty while endpointPublicAccess is true; "
+                "list the CIDRs that may reach the API or set endpointPublicAccess false"
+            )
+        return self
+
+
+class NodePoolConfig(_Model):
+    """A Karpenter NodePool of GPU nodes."""
+
+    name: str = Field(..., pattern=DNS_LABEL, description="NodePool name (required); models refer to it")
+    instance_families: list[str] = Field(
+        [], description="GPU instance families, e.g. [g6e]; every size in the catalog is allowed"
+    )
+    instance_types: list[str] = Field([], description="Explicit instance types; overrides instanceFamilies")
+    capacity_types: list[Literal["on-demand", "spot", "reserved"]] = Field(
+        ["on-demand"], min_length=1, description="Karpenter capacity types, e.g. [spot, on-demand]"
+    )
+    max_gpus: int = Field(16, ge=1, description="NodePool limit on total nvidia.com/gpu")
+    max_cpu: int = Field(1000, ge=1, description="NodePool limit on total vCPU")
+    disk_size_gib: int = Field(
+        500, ge=100, description="Encrypted gp3 root volume (GiB); Triton LLM images are 15-20 GB"
+    )
+    ami_family: Literal["AL2023", "Bottlerocket"] = Field(
+        "AL2023", description="AMI family; Karpenter picks its NVIDIA variant for GPU types"
+    )
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
+        "WhenEmpty", description="When Karpenter may remove nodes"
+    )
+    consolidate_after: str = Field("5m", pattern=DURATION, description="Idle time before consolidation")
+    expire_after: str = Field("720h", pattern=DURATION, description="Maximum node lifetime")
+    weight: int = Field(10, ge=1, le=100, description="Priority among NodePools")
+
+    @field_validator("instance_families")
+    @classmethod
+    def _families(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in gpu_catalog.FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown GPU instance families {unknown}; known: {sorted(gpu_catalog.FAMILIES)}")
+        return value
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in gpu_catalog.INSTANCE_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown GPU instance types {unknown}; use types from components/gpu_catalog.py, e.g. g6e.2xlarge"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _some_types(self) -> "NodePoolConfig":
+        if not self.instance_families and not self.instance_types:
+            raise ValueError("@instanceFamilies: set instanceFamilies (e.g. [g6e]) or instanceTypes (e.g. [g6e.2xlarge])")
+        return self
+
+    @property
+    def catalog_types(self) -> list[gpu_catalog.GpuInstanceType]:
+        return gpu_catalog.instance_types_for(self.instance_families, self.instance_types)
+
+    @property
+    def max_gpus_per_node(self) -> int:
+        return max(t.gpus for t in self.catalog_types)
+
+    @property
+    def gpu_models(self) -> list[gpu_catalog.GpuModel]:
+        return sorted({t.gpu for t in self.catalog_types}, key=lambda g: g.name)
+
+
+class EfsConfig(_Model):
+    """Shared EFS file system for engines and the Hugging Face cache."""
+
+    enabled: bool = Field(True, description="Create EFS, its StorageClass and the shared RWX claim")
+    throughput_mode: Literal["elastic", "bursting"] = Field("elastic", description="EFS throughput mode")
+    claim_size: str = Field("200Gi", pattern=QUANTITY, description="Requested size of the shared claim")
+
+
+class MonitoringConfig(_Model):
+    """kube-prometheus-stack, Grafana, DCGM exporter, prometheus-adapter."""
+
+    enabled: bool = Field(True, description="Install the monitoring stack and the HPA metrics adapter")
+    retention: str = Field("15d", pattern=r"^[0-9]+(h|d|w|y)$", description="Prometheus retention")
+    storage_size: str = Field("50Gi", pattern=QUANTITY, description="Prometheus volume size")
+    scrape_interval: str = Field("15s", pattern=r"^[0-9]+(s|m)$", description="Prometheus scrape interval")
+    dcgm_exporter: bool = Field(True, description="Run the DCGM exporter on GPU nodes")
+
+
+class GatewayConfig(_Model):
+    """The NLB + NGINX Gateway Fabric entry point."""
+
+    scheme: Literal["internal", "internet-facing"] = Field("internal", description="NLB scheme")
+    allowed_cidrs: list[str] = Field(
+        [], description="Client CIDRs allowed through the NLB; required when internet-facing"
+    )
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return [_cidr(v) for v in value]
+
+    @model_validator(mode="after")
+    def _exposure(self) -> "GatewayConfig":
+        if self.scheme == "internet-facing" and not self.allowed_cidrs:
+            raise ValueError(
+                "@allowedCidrs: empty while scheme is internet-facing; list the client CIDRs "
+                "(e.g. [203.0.113.0/24]) or use scheme internal"
+            )
+        return self
+
+
+class AutoscalingConfig(_Model):
+    """HPA on a Triton metric served by prometheus-adapter."""
+
+    metric: str | None = Field(None, description="Per-pod metric name; default depends on the backend")
+    target: float | None = Field(None, gt=0, description="Per-pod target value of the metric")
+    scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600, description="HPA scale-up window")
+    scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600, description="HPA scale-down window")
+
+
+class VllmOptions(_Model):
+    """Engine arguments of Triton's vLLM backend (model.json)."""
+
+    max_model_len: int | None = Field(None, ge=128, description="Context length; default the model's")
+    gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98, description="Share of GPU memory vLLM uses")
+    dtype: Literal["auto", "float16", "bfloat16"] = Field("auto", description="Weights/activations dtype")
+    max_num_seqs: int = Field(256, ge=1, description="Maximum concurrent sequences")
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs")
+    extra_engine_args: dict[str, Any] = Field({}, description="Further vLLM engine arguments, verbatim")
+
+
+class EngineBuildOptions(_Model):
+    """TensorRT-LLM engine build (convert_checkpoint + trtllm-build)."""
+
+    dtype: Literal["float16", "bfloat16", "fp8"] = Field("bfloat16", description="Engine precision")
+    max_batch_size: int = Field(64, ge=1, le=2048, description="trtllm-build --max_batch_size")
+    max_input_len: int = Field(2048, ge=16, description="trtllm-build --max_input_len")
+    max_seq_len: int = Field(4096, ge=32, description="trtllm-build --max_seq_len (input + output)")
+    max_num_tokens: int = Field(8192, ge=64, description="trtllm-build --max_num_tokens")
+    paged_kv_cache: bool = Field(True, description="Paged KV cache (needed for in-flight batching)")
+    multiple_profiles: bool = Field(True, description="Build several TensorRT optimization profiles")
+    kv_cache_free_gpu_mem_fraction: float = Field(0.9, gt=0, le=0.98, description="KV cache share of free GPU memory")
+    timeout_minutes: int = Field(90, ge=5, le=600, description="Deadline for the build Job")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "EngineBuildOptions":
+        if self.max_input_len >= self.max_seq_len:
+            raise ValueError(f"@maxInputLen: {self.max_input_len} must be below maxSeqLen ({self.max_seq_len})")
+        return self
+
+
+class ResourcesConfig(_Model):
+    """Triton container resources besides GPUs."""
+
+    cpu: str = Field("4", pattern=QUANTITY, description="CPU request")
+    memory: str = Field("24Gi", pattern=QUANTITY, description="Memory request and limit")
+    shm_size: str = Field("8Gi", pattern=QUANTITY, description="/dev/shm size (Python backend, NCCL)")
+
+
+class ModelConfig(_Model):
+    """One served model: a TritonLLM deployment of its own."""
+
+    name: str = Field(..., pattern=DNS_LABEL, description="Served model name (required)")
+    backend: Literal["vllm", "trtllm"] = Field(..., description="Triton backend (required): vllm or trtllm")
+    hf_model_id: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$", description="Hugging Face repo id (required)"
+    )
+    hf_revision: str = Field("main", description="Hugging Face revision; pin a commit sha in production")
+    gated: bool | None = Field(None, description="Needs a Hugging Face token; guessed from the org when unset")
+    tensor_parallel: int = Field(1, ge=1, le=64, description="Tensor-parallel degree")
+    pipeline_parallel: int = Field(1, ge=1, le=16, description="Pipeline-parallel degree")
+    gpus: int | None = Field(None, ge=1, description="GPUs per replica; default tensorParallel x pipelineParallel")
+    node_pool: str = Field(..., description="Name of the nodePools entry that serves it (required)")
+    min_replicas: int = Field(1, ge=1, description="HPA minimum replicas")
+    max_replicas: int = Field(5, ge=1, description="HPA maximum replicas")
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="See models[].autoscaling.*")
+    vllm: VllmOptions = Field(default_factory=VllmOptions, description="vLLM engine arguments (backend vllm)")
+    engine: EngineBuildOptions = Field(
+        default_factory=EngineBuildOptions, description="TensorRT-LLM build options (backend trtllm)"
+    )
+    engine_storage: Literal["efs", "local"] = Field(
+        "local", description="Where TRT-LLM engines are staged before Triton starts"
+    )
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="See models[].resources.*")
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "ModelConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"@minReplicas: {self.min_replicas} exceeds maxReplicas ({self.max_replicas})")
+        try:
+            metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
+        except ValueError as exc:
+            raise ValueError(f"@autoscaling.metric: {exc}") from None
+        if self.gpus is not None and self.gpus < self.parallel_gpus:
+            raise ValueError(
+                f"@gpus: {self.gpus} is below tensorParallel x pipelineParallel ({self.parallel_gpus}); "
+                "raise gpus or drop the key"
+            )
+        return self
+
+    @property
+    def parallel_gpus(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.gpus or self.parallel_gpus
+
+    @property
+    def is_gated(self) -> bool:
+        if self.gated is not None:
+            return self.gated
+        return self.hf_model_id.split("/")[0] in GATED_ORGS
+
+
+class ModelStoreConfig(_Model):
+    """The S3 bucket that holds model repositories and engines."""
+
+    force_destroy: bool = Field(
+        False, description="Let `pulumi destroy` delete a non-empty bucket (its uploaded objects)"
+    )
+    noncurrent_version_days: int = Field(30, ge=1, description="Days to keep overwritten object versions")
+
+
+class StackConfig(_Model):
+    """Everything under the `tritonllm:` namespace."""
+
+    region: str = Field(..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region (required)")
+    name: str = Field("tritonllm", pattern=DNS_LABEL, description="Prefix of every resource name")
+    network: NetworkConfig = Field(default_factory=NetworkConfig, description="See network.*")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="See cluster.*")
+    node_pools: list[NodePoolConfig] = Field(..., min_length=1, description="GPU NodePools (required)")
+    efs: EfsConfig = Field(default_factory=EfsConfig, description="See efs.*")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="See monitoring.*")
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="See gateway.*")
+    model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig, description="See modelStore.*")
+    models: list[ModelConfig] = Field(..., min_length=1, description="Served models (required)")
+    tags: dict[str, str] = Field({}, description="Tags added to every AWS resource")
+    # Secrets: only whether they are set. Read them with pulumi.Config().require_secret.
+    hf_token_set: bool = Field(False, exclude=True)
+    ngc_api_key_set: bool = Field(False, exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "StackConfig":
+        problems: list[str] = []
+        pools = {p.name: (i, p) for i, p in enumerate(self.node_pools)}
+        if len(pools) != len(self.node_pools):
+            problems.append("@nodePools: names must be unique")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            problems.append(f"@models: names must be unique, got {names}")
+        for i, m in enumerate(self.models):
+            if m.node_pool not in pools:
+                problems.append(
+                    f"@models[{i}].nodePool: {m.node_pool!r} is not a nodePools entry; "
+                    f"use one of {sorted(pools)} or add it to nodePools"
+                )
+                continue
+            pool = pools[m.node_pool][1]
+            if m.gpus_per_replica > pool.max_gpus_per_node:
+                problems.append(
+                    f"@models[{i}]: needs {m.gpus_per_replica} GPUs per replica (tensorParallel x pipelineParallel "
+                    f"= {m.parallel_gpus}) but the largest type in nodePool {pool.name!r} has "
+                    f"{pool.max_gpus_per_node}; lower the parallelism or add larger instance types to the pool"
+                )
+            if m.backend == "trtllm" and len(pool.gpu_models) > 1:
+                problems.append(
+                    f"@models[{i}].nodePool: TensorRT-LLM engines are built per GPU architecture but nodePool "
+                    f"{pool.name!r} mixes {[g.name for g in pool.gpu_models]}; give it one GPU family"
+                )
+            if m.is_gated and not self.hf_token_set:
+                problems.append(
+                    f"@models[{i}].hfModelId: {m.hf_model_id} is gated on Hugging Face but hfToken is not set; "
+                    "run `pulumi config set --secret tritonllm:hfToken hf_...` (or set gated: false)"
+                )
+            if m.backend == "trtllm" and m.engine.dtype == "fp8":
+                if any(g.compute_capability < "8.9" for g in pool.gpu_models):
+                    problems.append(
+                        f"@models[{i}].engine.dtype: fp8 needs Ada or Hopper GPUs (compute 8.9+), "
+                        f"nodePool {pool.name!r} has {[g.name for g in pool.gpu_models]}; use bfloat16"
+                    )
+            if m.max_replicas * m.gpus_per_replica > pool.max_gpus:
+                problems.append(
+                    f"@models[{i}].maxReplicas: {m.max_replicas} replicas x {m.gpus_per_replica} GPUs exceeds "
+                    f"nodePool {pool.name!r} maxGpus ({pool.max_gpus}); raise maxGpus or lower maxReplicas"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def node_pool(self, name: str) -> NodePoolConfig:
+        return next(p for p in self.node_pools if p.name == name)
+
+
+# Top-level keys as they appear in stack files (camelCase).
+TOP_LEVEL_KEYS = tuple(
+    (f.alias or n) for n, f in StackConfig.model_fields.items() if not f.exclude
+) + SECRET_KEYS
+
+
+def _loc_to_key(loc: tuple[Any, ...]) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key += ("." if key else "") + str(part)
+    return key or "(root)"
+
+
+_FIXES = {
+    "missing": "this key is required; add it to the stack file",
+    "extra_forbidden": "unknown key; check the spelling against README's config table",
+}
+
+
+def parse_stack_config(
+    raw: Mapping[str, Any], secret_keys_set: set[str] | frozenset[str] = frozenset()
+) -> StackConfig:
+    """Validate the `tritonllm:` config values (without namespace) into a StackConfig.
+
+    `raw` values may be JSON strings (as Pulumi passes structured config) or
+    already-decoded objects. `secret_keys_set` names the secret keys that are set.
+    """
+    problems: list[tuple[str, str]] = []
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECRET_KEYS:
+            continue
+        if key not in TOP_LEVEL_KEYS:
+            problems.append((key, f"unknown key; valid keys are {', '.join(TOP_LEVEL_KEYS)}"))
+            continue
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                problems.append((key, f"is not valid JSON/YAML structure ({exc.msg})"))
+                continue
+        values[key] = value
+    if problems:
+        raise ConfigError(problems)
+    values["hf_token_set"] = "hfToken" in secret_keys_set
+    values["ngc_api_key_set"] = "ngcApiKey" in secret_keys_set
+    try:
+        return StackConfig.model_validate(values)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = _loc_to_key(err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] in _FIXES:
+                message = _FIXES[err["type"]]
+            elif "input" in err and not isinstance(err["input"], (dict, list)):
+                message += f" (got {err['input']!r})"
+            for line in message.split("\n"):
+                # Cross-field checks name their own key as "@sub.key: message".
+                if line.startswith("@"):
+                    sub_key, _, line = line[1:].partition(": ")
+                    joined = sub_key if key == "(root)" else f"{key}.{sub_key}"
+                    problems.append((joined.replace(".[", "["), line))
+                else:
+                    problems.append((key, line))
+        raise ConfigError(problems) from None
+
+
+def config_reference() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, description) for every key: the README's config table."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            if field.exclude:
+                continue
+            key = prefix + (field.alias or name)
+            annotation = field.annotation
+            nested = _nested_model(annotation)
+            type_name = _type_name(annotation)
+            default = "required" if field.is_required() else _default_text(field)
+            rows.append((key, type_name, default, field.description or ""))
+            if nested is not None:
+                walk(nested, key + ("[]." if type_name.startswith("list") else "."))
+
+    walk(StackConfig, "")
+    rows.append(("hfToken", "secret string", "required for gated models", "Hugging Face token (Pulumi secret)"))
+    rows.append(("ngcApiKey", "secret string", "unset", "NGC API key; becomes an image pull secret for nvcr.io"))
+    return rows
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    args = getattr(annotation, "__args__", ())
+    for candidate in (annotation, *args):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _type_name(annotation: Any) -> str:
+    """Readable type for the README table: `int`, `"a" | "b"`, `list of object`, `map`."""
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin is Literal:
+        return " \\| ".join(json.dumps(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + " (optional)"
+    if origin is list:
+        return "list of " + _type_name(args[0])
+    if origin is dict:
+        return "map"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "object"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default_text(field: Any) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+        return "see below" if isinstance(value, BaseModel) else json.dumps(value)
+    return json.dumps(field.default)
+
+
+def reference_markdown() -> str:
+    lines = ["| key (`tritonllm:`) | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for key, type_name, default, description in config_reference():
+        lines.append(f"| `{key}` | {type_name} | {default} | {description} |".replace("`|", "`\\|"))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

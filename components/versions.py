@@ -1,0 +1,72 @@
+"""Every pinned chart, image and addon version, in one place.
+
+Chart versions match the upstream default values and CRDs kept in
+`../shared/reference/`, so tests validate against exactly what deploys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- Kubernetes / EKS -------------------------------------------------------
+EKS_VERSION = "1.34"
+
+# EKS managed addons, each pinned to a build published for EKS_VERSION.
+EKS_ADDONS: dict[str, str] = {
+    "vpc-cni": "v1.20.4-eksbuild.1",
+    "coredns": "v1.12.3-eksbuild.1",
+    "kube-proxy": "v1.34.0-eksbuild.4",
+    "eks-pod-identity-agent": "v1.3.9-eksbuild.3",
+    "aws-ebs-csi-driver": "v1.51.1-eksbuild.1",
+    "aws-efs-csi-driver": "v2.1.13-eksbuild.1",
+}
+
+# Karpenter's alias for the EKS-optimized AL2023 AMI; for GPU instance types it
+# resolves to the NVIDIA variant (drivers + container toolkit preinstalled).
+KARPENTER_AMI_ALIAS = {"AL2023": "al2023@latest", "Bottlerocket": "bottlerocket@latest"}
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str
+    version: str
+    repo: str  # Helm repository URL, or an oci:// registry prefix
+
+    @property
+    def reference_values_file(self) -> str:
+        """File name of this chart's default values in ../shared/reference/helm-values/."""
+        return f"{self.name}-{self.version}.yaml"
+
+
+KARPENTER = Chart("karpenter", "1.14.1", "oci://public.ecr.aws/karpenter")
+NVIDIA_DEVICE_PLUGIN = Chart("nvidia-device-plugin", "0.20.0", "https://nvidia.github.io/k8s-device-plugin")
+DCGM_EXPORTER = Chart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
+KUBE_PROMETHEUS_STACK = Chart(
+    "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
+)
+PROMETHEUS_ADAPTER = Chart("prometheus-adapter", "5.3.0", "https://prometheus-community.github.io/helm-charts")
+AWS_LOAD_BALANCER_CONTROLLER = Chart("aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts")
+NGINX_GATEWAY_FABRIC = Chart("nginx-gateway-fabric", "2.6.7", "oci://ghcr.io/nginx/charts")
+LEADER_WORKER_SET = Chart("lws", "0.10.0", "oci://registry.k8s.io/lws/charts")
+
+ALL_CHARTS = (
+    KARPENTER,
+    NVIDIA_DEVICE_PLUGIN,
+    DCGM_EXPORTER,
+    KUBE_PROMETHEUS_STACK,
+    PROMETHEUS_ADAPTER,
+    AWS_LOAD_BALANCER_CONTROLLER,
+    NGINX_GATEWAY_FABRIC,
+    LEADER_WORKER_SET,
+)
+
+# Gateway API CRDs (standard channel) that NGINX Gateway Fabric 2.6.7 builds against.
+GATEWAY_API_VERSION = "v1.5.1"
+
+# --- Container images -------------------------------------------------------
+TRITON_RELEASE = "25.12"
+TRITON_TRTLLM_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-trtllm-python-py3"
+TRITON_VLLM_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-vllm-python-py3"
+# TensorRT-LLM version inside TRITON_TRTLLM_IMAGE (Triton compatibility matrix).
+TENSORRT_LLM_VERSION = "1.1.0"
+# Small image with the AWS CLI, used by init containers that stage from S3.
+AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.31.39"
