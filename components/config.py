@@ -560,5 +560,15 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
+def read_pulumi_config() -> StackConfig:
+    """Parse the running stack's `tritonllm:` config (as the Pulumi engine or mocks set it)."""
+    from pulumi.runtime import config as runtime_config
+
+    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = NAMESPACE + ":"
+    raw = {k[len(prefix):]: v for k, v in everything.items() if k.startswith(prefix)}
+    return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")})
+
+
 if __name__ == "__main__":
     print(reference_markdown())

@@ -1,0 +1,102 @@
+"""Schema validation for Kubernetes objects and custom resources.
+
+Built-in kinds validate against the Kubernetes OpenAPI schemas that the
+`kubernetes-validate` package ships; custom resources against the upstream
+CRDs kept in ../shared/reference/crds/ (found through TRITONLLM_REFERENCE_DIR).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from components import versions
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get("TRITONLLM_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+
+# Kinds whose schema kubernetes-validate does not know come from these CRDs.
+CUSTOM_GROUPS = ("karpenter.sh", "karpenter.k8s.aws", "monitoring.coreos.com", "gateway.networking.k8s.io",
+                 "leaderworkerset.x-k8s.io")
+
+
+def require_reference_dir() -> Path:
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"upstream reference data not found at {REFERENCE_DIR} (set TRITONLLM_REFERENCE_DIR)")
+    return REFERENCE_DIR
+
+
+@functools.lru_cache(maxsize=None)
+def _crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(group, version, kind) -> openAPIV3Schema for every reference CRD."""
+    schemas = {}
+    for path in sorted((require_reference_dir() / "crds").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                schemas[(spec["group"], version["name"], spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def _strict(schema: Any) -> Any:
+    """Make objects with declared properties reject unknown fields, as the API server's
+    structural-schema pruning would silently drop them (a typo must fail the test)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out \
+                and not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def is_custom_resource(manifest: dict[str, Any]) -> bool:
+    return manifest.get("apiVersion", "").split("/")[0] in CUSTOM_GROUPS
+
+
+def validate_custom_resource(manifest: dict[str, Any]) -> None:
+    """Validate a custom resource against its upstream CRD's openAPIV3Schema (unknown fields rejected)."""
+    group, _, version = manifest["apiVersion"].partition("/")
+    key = (group, version, manifest["kind"])
+    schemas = _crd_schemas()
+    if key not in schemas:
+        raise AssertionError(f"no reference CRD for {manifest['apiVersion']} {manifest['kind']}; known: {sorted(schemas)}")
+    body = {k: v for k, v in manifest.items() if k != "metadata"}
+    validator = jsonschema.Draft7Validator(_strict(schemas[key]))
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        name = manifest.get("metadata", {}).get("name", "?")
+        detail = "\n".join(f"  {'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:20])
+        raise AssertionError(f"{manifest['kind']} {name!r} does not match its CRD schema:\n{detail}")
+    if not manifest.get("metadata", {}).get("name"):
+        raise AssertionError(f"{manifest['kind']} has no metadata.name")
+
+
+def validate_k8s_object(manifest: dict[str, Any], kubernetes_version: str | None = None) -> None:
+    """Validate a built-in Kubernetes object (strict: unknown fields fail) against the cluster version's schema."""
+    import kubernetes_validate
+
+    version = kubernetes_version or versions.EKS_VERSION
+    try:
+        kubernetes_validate.validate(manifest, f"{version}.0", strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        name = manifest.get("metadata", {}).get("name", "?")
+        raise AssertionError(f"{manifest.get('kind')} {name!r} invalid at {path or '(root)'}: {exc.message}") from None
+
+
+def validate_manifest(manifest: dict[str, Any]) -> None:
+    """Dispatch: custom resources to their CRD, everything else to the Kubernetes schema."""
+    if is_custom_resource(manifest):
+        validate_custom_resource(manifest)
+    else:
+        validate_k8s_object(manifest)

@@ -1,0 +1,550 @@
+"""`python -m tritonllm serve`: a real Triton Inference Server on CPU.
+
+The `tritonserver` binary and the Python backend come from the `nvidia-pytriton`
+wheel (nothing is downloaded at run time). The Python backend runs models in a
+separate "stub" process that embeds the Python interpreter; this module wires the
+stub to the interpreter running it, so a model's `model.py` sees the same packages
+(llama-cpp-python, numpy...) as this virtualenv.
+
+Programmatic use (tests, benchmarks)::
+
+    from tritonllm.serve import start_server
+    with start_server(http_port=0, grpc_port=0, metrics_port=0) as server:  # 0 = pick free ports
+        print(server.http_url, server.grpc_url, server.metrics_url)
+
+Module-level imports stay light: `python -m tritonllm` imports this module to build its parser.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository" / "local"
+DEFAULT_CACHE_DIR = Path(os.environ.get("TRITONLLM_CACHE_DIR", REPO_ROOT / ".cache" / "tritonllm"))
+
+
+class ServerError(RuntimeError):
+    """Triton could not be started or stopped; the message says why, in words a user can act on."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+class PortInUseError(ServerError):
+    """One of the requested ports is already taken by another process."""
+
+
+class ModelLoadError(ServerError):
+    """Triton started but one or more models in the repository failed to load."""
+
+
+class TritonNotInstalledError(ServerError):
+    """The nvidia-pytriton wheel (which ships tritonserver) is not installed."""
+
+
+# --------------------------------------------------------------------------- distribution
+
+
+class TritonDistribution:
+    """Paths inside the nvidia-pytriton wheel: the server binary, its libs and the Python backend."""
+
+    def __init__(self, root: Path, libs: Path) -> None:
+        self.root = root  # .../site-packages/pytriton/tritonserver
+        self.libs = libs  # .../site-packages/nvidia_pytriton.libs
+        self.binary = root / "bin" / "tritonserver"
+        self.python_backend_lib = root / "backends" / "python" / "libtriton_python.so"
+
+    def stub_for(self, version: str) -> Path:
+        return self.root / "python_backend_stubs" / version / "triton_python_backend_stub"
+
+    @classmethod
+    def locate(cls) -> "TritonDistribution":
+        import importlib.util
+
+        spec = importlib.util.find_spec("pytriton")
+        if spec is None or not spec.submodule_search_locations:
+            raise TritonNotInstalledError(
+                "tritonserver not found: install the nvidia-pytriton wheel "
+                "(pip install -r requirements-local.txt, or `make demo`)"
+            )
+        package_dir = Path(list(spec.submodule_search_locations)[0])
+        dist = cls(package_dir / "tritonserver", package_dir.parent / "nvidia_pytriton.libs")
+        if not dist.binary.is_file():
+            raise TritonNotInstalledError(f"the nvidia-pytriton install has no tritonserver binary at {dist.binary}")
+        return dist
+
+    def version(self) -> str:
+        try:
+            from importlib.metadata import version
+
+            return version("nvidia-pytriton")
+        except Exception:  # pragma: no cover - metadata missing only in broken installs
+            return "unknown"
+
+
+def prepare_backend_directory(dist: TritonDistribution, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """Return a Triton `--backend-directory` whose python backend uses the stub for *this* Python.
+
+    The wheel ships one stub per Python minor version; the python backend looks for
+    `triton_python_backend_stub` next to `libtriton_python.so`, so we assemble that pair
+    once per (pytriton version, Python version) in the cache and reuse it afterwards.
+    """
+    py_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = dist.stub_for(py_version)
+    if not stub.is_file():
+        raise TritonNotInstalledError(f"nvidia-pytriton {dist.version()} ships no Python backend stub for Python {py_version}")
+    target = cache_dir / f"backends-pytriton{dist.version()}-py{py_version}"
+    marker = target / ".complete"
+    if marker.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".backends-", dir=cache_dir))
+    try:
+        (staging / "python").mkdir()
+        shutil.copy2(dist.python_backend_lib, staging / "python" / "libtriton_python.so")
+        shutil.copy2(stub, staging / "python" / "triton_python_backend_stub")
+        (staging / "python" / "triton_python_backend_stub").chmod(0o755)
+        (staging / ".complete").write_text(f"{dist.root}\n")
+        try:
+            staging.rename(target)
+        except OSError:  # another process won the race; use its copy
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not marker.is_file():
+        raise ServerError(f"could not prepare the Triton backend directory in {target}")
+    return target
+
+
+def server_environment(dist: TritonDistribution, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for tritonserver so the Python backend stub embeds *this* interpreter and venv.
+
+    * LD_LIBRARY_PATH: the libpython of the running interpreter first (the stub links
+      `libpython3.X.so.1.0`), then the libraries bundled in the wheel.
+    * PATH: the running interpreter's bin directory first. The embedded interpreter has no
+      program name, so it looks `python3` up on PATH to find its prefix; finding the venv's
+      `python3` there makes it read `pyvenv.cfg` and use the venv's site-packages.
+    """
+    import sysconfig
+
+    env = dict(os.environ if base is None else base)
+    lib_dirs = [d for d in (sysconfig.get_config_var("LIBDIR"), str(dist.libs)) if d]
+    if env.get("LD_LIBRARY_PATH"):
+        lib_dirs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = ":".join(lib_dirs)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True if nothing listens on host:port (checked by binding to it, like Triton will)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def find_free_port(host: str = "127.0.0.1", exclude: Sequence[int] = ()) -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in exclude:
+            return port
+    raise ServerError("could not find a free TCP port")
+
+
+# --------------------------------------------------------------------------- server
+
+
+def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0) -> tuple[int, object]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+class TritonServer:
+    """One tritonserver process serving a model repository on CPU.
+
+    Ports given as 0 are replaced by free ports at start(). Use as a context manager, or
+    call start()/stop(). After start(), `http_url`, `grpc_url`, `metrics_url` and
+    `models` (name -> state from the repository index) are available.
+    """
+
+    def __init__(
+        self,
+        model_repository: str | os.PathLike = DEFAULT_MODEL_REPOSITORY,
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        host: str = "127.0.0.1",
+        log_verbose: int = 0,
+        log_file: str | os.PathLike | None = None,
+        echo_logs: bool = False,
+        startup_timeout: float = 180.0,
+        extra_args: Sequence[str] = (),
+        cache_dir: Path = DEFAULT_CACHE_DIR,
+    ) -> None:
+        self.model_repository = Path(model_repository).resolve()
+        self.host = host
+        self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
+        self.log_verbose = log_verbose
+        self.log_file = Path(log_file) if log_file else None
+        self.echo_logs = echo_logs
+        self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args)
+        self.cache_dir = cache_dir
+        self.process: subprocess.Popen | None = None
+        self.models: dict[str, str] = {}
+        self.startup_seconds: float | None = None
+        self._log_tail: collections.deque[str] = collections.deque(maxlen=400)
+        self._log_thread: threading.Thread | None = None
+        self._log_handle = None
+
+    # ---- addresses
+    @property
+    def _client_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._client_host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self._client_host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self._client_host}:{self.metrics_port}/metrics"
+
+    def logs(self) -> str:
+        """The last few hundred lines tritonserver printed."""
+        return "".join(self._log_tail)
+
+    # ---- lifecycle
+    def _resolve_ports(self) -> None:
+        taken: list[int] = []
+        for attr in ("http_port", "grpc_port", "metrics_port"):
+            if getattr(self, attr) == 0:
+                setattr(self, attr, find_free_port(self._client_host, exclude=taken))
+            taken.append(getattr(self, attr))
+        ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
+        if len(set(ports.values())) != 3:
+            raise ServerError(f"the HTTP, gRPC and metrics ports must differ, got {ports}")
+        for name, port in ports.items():
+            if not port_is_free(self.host, port):
+                raise PortInUseError(
+                    f"port {port} ({name}) on {self.host} is already in use: stop whatever listens there "
+                    f"or choose another with --{name}-port (0 picks a free one)"
+                )
+
+    def command(self, dist: TritonDistribution, backend_dir: Path) -> list[str]:
+        shm_prefix = f"tritonllm{os.getpid()}x{self.http_port}_"
+        return [
+            str(dist.binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backend_dir}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-http=true",
+            "--allow-grpc=true",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=true",
+            "--metrics-interval-ms=1000",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--exit-timeout-secs=10",
+            "--log-info=true",
+            f"--log-verbose={self.log_verbose}",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+            *self.extra_args,
+        ]
+
+    def start(self) -> "TritonServer":
+        if self.process is not None:
+            raise ServerError("server already started")
+        if not self.model_repository.is_dir():
+            raise ServerError(f"model repository {self.model_repository} does not exist")
+        dist = TritonDistribution.locate()
+        backend_dir = prepare_backend_directory(dist, self.cache_dir)
+        self._resolve_ports()
+        cmd = self.command(dist, backend_dir)
+        if self.log_file:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._log_handle = open(self.log_file, "a", encoding="utf-8")
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_environment(dist),
+            cwd=str(self.model_repository),
+            start_new_session=True,  # Ctrl-C reaches us, and we shut Triton down in order
+            preexec_fn=_set_parent_death_signal,
+        )
+        self._log_thread = threading.Thread(target=self._pump_logs, name="tritonserver-logs", daemon=True)
+        self._log_thread.start()
+        try:
+            self._wait_ready(started)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def _pump_logs(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in iter(self.process.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            self._log_tail.append(line)
+            if self._log_handle:
+                self._log_handle.write(line)
+                self._log_handle.flush()
+            if self.echo_logs:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    def _failure(self) -> ServerError:
+        """Turn the log of a server that exited during startup into a precise error."""
+        if self._log_thread:
+            self._log_thread.join(timeout=5)
+        log = self.logs()
+        code = self.process.returncode if self.process else None
+        failed = [ln.strip() for ln in log.splitlines() if "failed to load" in ln or "Failed to start" in ln]
+        if any("Address already in use" in ln or "address already in use" in ln.lower() for ln in log.splitlines()):
+            return PortInUseError(
+                f"tritonserver could not bind its ports ({self.http_port}/{self.grpc_port}/{self.metrics_port}): "
+                "address already in use",
+                log,
+            )
+        if any("failed to load" in ln for ln in failed):
+            details = "\n  ".join(failed[-5:])
+            return ModelLoadError(f"a model in {self.model_repository} failed to load:\n  {details}", log)
+        return ServerError(f"tritonserver exited during startup (exit code {code})", log)
+
+    def _wait_ready(self, started: float) -> None:
+        assert self.process is not None
+        deadline = started + self.startup_timeout
+        ready_url = f"{self.http_url}/v2/health/ready"
+        while True:
+            if self.process.poll() is not None:
+                raise self._failure()
+            try:
+                status, _ = _http_json(ready_url, timeout=2)
+            except (OSError, ValueError):
+                status = None
+            if status == 200:
+                break
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"tritonserver was not ready after {self.startup_timeout:.0f}s", self.logs()
+                )
+            time.sleep(0.1)
+        status, index = _http_json(f"{self.http_url}/v2/repository/index", method="POST", body={})
+        self.models = {}
+        if status == 200 and isinstance(index, list):
+            self.models = {m["name"]: m.get("state", "UNKNOWN") for m in index}
+            broken = {m["name"]: m.get("reason", "") for m in index if m.get("state") not in ("READY", None)}
+            if broken:
+                raise ModelLoadError(f"models not ready: {broken}", self.logs())
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Stop Triton gracefully (SIGTERM: in-flight requests finish), SIGKILL after `timeout`."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # our own session: tritonserver and its stubs
+                proc.wait(timeout=10)
+        # the python backend stubs are in Triton's session; make sure none outlives it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if self._log_thread:
+            self._log_thread.join(timeout=5)
+        if self._log_handle:
+            self._log_handle.close()
+            self._log_handle = None
+        return proc.returncode
+
+    def __enter__(self) -> "TritonServer":
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def start_server(
+    model_repository: str | os.PathLike = DEFAULT_MODEL_REPOSITORY,
+    http_port: int = 0,
+    grpc_port: int = 0,
+    metrics_port: int = 0,
+    **kwargs,
+) -> Iterator[TritonServer]:
+    """Start a real tritonserver, wait until every model is READY, yield it, stop it."""
+    server = TritonServer(model_repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, **kwargs)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-repository",
+        default=str(DEFAULT_MODEL_REPOSITORY),
+        help="Triton model repository to serve (default: %(default)s)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 to expose; default %(default)s)")
+    parser.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port, 0 = any free port (default %(default)s)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port, 0 = any free port (default %(default)s)")
+    parser.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default %(default)s)")
+    parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver --log-verbose level")
+    parser.add_argument("--log-file", help="also append the server log to this file")
+    parser.add_argument("--quiet", action="store_true", help="do not echo the server log to stderr")
+    parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    parser.add_argument(
+        "run",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND ...",
+        help="optional command to run once the server is ready (it gets TRITON_HTTP_URL, TRITON_GRPC_URL, "
+        "TRITON_METRICS_URL in its environment); the server stops when it exits and its exit code is returned",
+    )
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    command = list(args.run or [])
+    if command and command[0] == "--":
+        command = command[1:]
+    server = TritonServer(
+        args.model_repository,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        host=args.host,
+        log_verbose=args.log_verbose,
+        log_file=args.log_file,
+        echo_logs=not args.quiet,
+        startup_timeout=args.startup_timeout,
+    )
+    _print(f"starting tritonserver on {server.model_repository} ...")
+    stop_requested = threading.Event()
+
+    def _on_signal(signum, _frame):
+        stop_requested.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        try:
+            server.start()
+        except ServerError as exc:
+            if args.quiet and exc.log_tail:
+                sys.stderr.write(exc.log_tail[-4000:])
+            _print(f"error: {exc}")
+            return 1
+        models = ", ".join(f"{name} ({state})" for name, state in sorted(server.models.items())) or "none"
+        _print(
+            f"Triton is ready after {server.startup_seconds:.1f}s\n"
+            f"  HTTP:    {server.http_url}\n"
+            f"  gRPC:    {server.grpc_url}\n"
+            f"  metrics: {server.metrics_url}\n"
+            f"  models:  {models}"
+        )
+        if command:
+            env = dict(os.environ, TRITON_HTTP_URL=server.http_url, TRITON_GRPC_URL=server.grpc_url,
+                       TRITON_METRICS_URL=server.metrics_url)
+            _print(f"running: {' '.join(command)}")
+            try:
+                result = subprocess.run(command, env=env)
+            except FileNotFoundError as exc:
+                _print(f"error: {exc}")
+                return 127
+            return result.returncode
+        first = sorted(server.models)[0] if server.models else "MODEL"
+        _print(
+            f"try:  curl -s -X POST {server.http_url}/v2/models/{first}/generate "
+            "-d '{\"text_input\": \"What is Triton?\", \"max_tokens\": 32}'\n"
+            "press Ctrl-C to stop"
+        )
+        while server.is_running():
+            time.sleep(0.5)
+        _print(f"error: tritonserver exited unexpectedly (exit code {server.process.returncode})")
+        if args.quiet:
+            sys.stderr.write(server.logs()[-4000:])
+        return 1
+    except KeyboardInterrupt:
+        _print("stopping tritonserver ...")
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        code = server.stop()
+        if code is not None:
+            _print(f"tritonserver stopped (exit code {code})")
