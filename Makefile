@@ -1,0 +1,34 @@
+# Entry points. `make demo` runs the local embedded default (a real Triton on
+# CPU serving SmolLM2 from model_repository/local); `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: setup test test-unit config-reference
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make setup   - create .venv and install everything the program, tools and tests need"
+	@echo "make demo    - start a local Triton on CPU, send prompts.txt, stop"
+	@echo "make test    - run the whole test suite (unit, providers, repository, rules, e2e)"
+	@echo "make bench-local | bench-s3 | bench-hpa - benchmarks that print figures"
+
+$(VENV)/.installed: requirements.txt requirements-test.txt $(wildcard requirements-local.txt)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-test.txt $(if $(wildcard requirements-local.txt),-r requirements-local.txt)
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+config-reference: setup
+	$(PY) -m components.config
+
+-include mk/*.mk

@@ -1,0 +1,181 @@
+"""`tritonllm deploy`: argument handling, stack selection and exit codes.
+
+The Pulumi CLI cannot run here, so the Automation API module is replaced by a
+recording fake; everything decided before Pulumi runs is tested for real.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import types
+from pathlib import Path
+
+import pytest
+
+from tritonllm import deploy
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of this project's Pulumi files with the HF token set the way
+    `pulumi config set --secret` stores it (the committed stack files have none)."""
+    (tmp_path / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    for stack_file in REPO.glob("Pulumi.*.yaml"):
+        text = stack_file.read_text() + "  tritonllm:hfToken:\n    secure: v1:AAAAencrypted\n"
+        (tmp_path / stack_file.name).write_text(text)
+    return tmp_path
+
+
+def parse(*argv: str, cwd: Path | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    deploy.add_arguments(parser)
+    return parser.parse_args(list(argv) + (["--cwd", str(cwd)] if cwd else []))
+
+
+class FakeStack:
+    def __init__(self, calls, preview_changes=None, result="succeeded"):
+        self.calls, self.preview_changes, self.result = calls, preview_changes or {"same": 40}, result
+
+    def _record(self, op, kwargs):
+        self.calls.append((op, kwargs))
+        kwargs["on_output"](f"{op} progress line")
+
+    def refresh(self, **kw):
+        self._record("refresh", kw)
+
+    def preview(self, **kw):
+        self._record("preview", kw)
+        return types.SimpleNamespace(change_summary=self.preview_changes)
+
+    def up(self, **kw):
+        self._record("up", kw)
+        summary = types.SimpleNamespace(result=self.result, resource_changes={"create": 3})
+        outputs = {"clusterName": types.SimpleNamespace(value="tritonllm-dev", secret=False),
+                   "kubeconfig": types.SimpleNamespace(value="apiVersion: v1 ...token", secret=True)}
+        return types.SimpleNamespace(summary=summary, outputs=outputs)
+
+    def destroy(self, **kw):
+        self._record("destroy", kw)
+        return types.SimpleNamespace(summary=types.SimpleNamespace(result=self.result, resource_changes={"delete": 3}))
+
+    def outputs(self):
+        return {"region": types.SimpleNamespace(value="us-west-2", secret=False)}
+
+
+def fake_automation(stack: FakeStack, selected: list):
+    def select_stack(stack_name, work_dir):
+        selected.append((stack_name, work_dir))
+        return stack
+
+    class StackNotFoundError(Exception):
+        pass
+
+    class CommandError(Exception):
+        pass
+
+    return types.SimpleNamespace(select_stack=select_stack, StackNotFoundError=StackNotFoundError,
+                                 CommandError=CommandError)
+
+
+def test_plan_uses_the_named_stack_file_and_project(project):
+    plan = deploy.plan_from_args(parse("preview", "--stack", "dev", cwd=project))
+    assert plan.stack_file == project / "Pulumi.dev.yaml"
+    assert plan.project_dir == project
+    assert "models" in plan.config_keys and "nodePools" in plan.config_keys
+
+
+@pytest.mark.parametrize("stack", sorted(p.name.split(".")[1] for p in REPO.glob("Pulumi.*.yaml")))
+def test_every_stack_file_validates(project, stack):
+    assert deploy.plan_from_args(parse("preview", "--stack", stack, cwd=project)).stack == stack
+
+
+def test_committed_stacks_need_the_hf_token_for_gated_models():
+    with pytest.raises(deploy.DeployError, match=r"pulumi config set --secret tritonllm:hfToken"):
+        deploy.plan_from_args(parse("preview", "--stack", "dev"))
+
+
+def test_unknown_stack_names_the_known_ones(project):
+    with pytest.raises(deploy.DeployError, match=r"no stack file Pulumi.prod.yaml; known stacks: .*dev"):
+        deploy.plan_from_args(parse("up", "--stack", "prod", cwd=project))
+
+
+def test_destroy_requires_yes(project):
+    with pytest.raises(deploy.DeployError, match="--yes"):
+        deploy.plan_from_args(parse("destroy", "--stack", "dev", cwd=project))
+    assert deploy.plan_from_args(parse("destroy", "--stack", "dev", "--yes", cwd=project)).operation == "destroy"
+
+
+def test_expect_no_changes_only_for_preview_and_up(project):
+    with pytest.raises(deploy.DeployError, match="preview and up only"):
+        deploy.plan_from_args(parse("outputs", "--stack", "dev", "--expect-no-changes", cwd=project))
+
+
+def test_invalid_stack_config_fails_before_pulumi(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
+    (tmp_path / "Pulumi.bad.yaml").write_text(
+        "config:\n  tritonllm:region: us-west-2\n  tritonllm:nodePools: [{name: g5, instanceFamilies: [g5]}]\n"
+        "  tritonllm:models: [{name: m, backend: vllm, hfModelId: a/b, nodePool: g6}]\n")
+    with pytest.raises(deploy.DeployError, match=r"models\[0\].nodePool: 'g6' is not a nodePools entry"):
+        deploy.plan_from_args(parse("preview", "--stack", "bad", "--cwd", str(tmp_path)))
+
+
+def test_secure_values_count_as_set(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
+    body = ("config:\n  tritonllm:region: us-west-2\n  tritonllm:nodePools: [{name: g5, instanceFamilies: [g5]}]\n"
+            "  tritonllm:models: [{name: m, backend: vllm, hfModelId: meta-llama/Llama-2-7b-chat-hf, nodePool: g5}]\n")
+    (tmp_path / "Pulumi.nosecret.yaml").write_text(body)
+    with pytest.raises(deploy.DeployError, match="hfToken is not set"):
+        deploy.plan_from_args(parse("preview", "--stack", "nosecret", "--cwd", str(tmp_path)))
+    (tmp_path / "Pulumi.secret.yaml").write_text(body + "  tritonllm:hfToken:\n    secure: v1:abc\n")
+    plan = deploy.plan_from_args(parse("preview", "--stack", "secret", "--cwd", str(tmp_path)))
+    assert "hfToken" in plan.config_keys
+
+
+def test_main_without_cli_exits_2_with_install_hint(project, monkeypatch, capsys):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert deploy.main(parse("preview", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
+    assert "Pulumi CLI is not on PATH" in capsys.readouterr().err
+
+
+def test_preview_streams_and_selects_stack(project):
+    calls, selected, lines = [], [], []
+    plan = deploy.plan_from_args(parse("preview", "--stack", "vllm", "--refresh", "--parallel", "4", cwd=project))
+    code = deploy.run_plan(plan, fake_automation(FakeStack(calls), selected), lines.append)
+    assert code == 0
+    assert selected == [("vllm", str(project))]
+    assert [c[0] for c in calls] == ["refresh", "preview"]
+    assert calls[1][1]["parallel"] == 4
+    assert "preview progress line" in lines
+    assert lines[-1] == "preview of vllm: 40 same"
+
+
+def test_preview_expect_no_changes_exits_3_on_drift(project):
+    plan = deploy.plan_from_args(parse("preview", "--stack", "dev", "--expect-no-changes", cwd=project))
+    stack = FakeStack([], preview_changes={"same": 10, "update": 2})
+    assert deploy.run_plan(plan, fake_automation(stack, []), lambda _: None) == deploy.EXIT_CHANGES
+
+
+def test_up_hides_secret_outputs_and_reports_failure(project):
+    lines = []
+    plan = deploy.plan_from_args(parse("up", "--stack", "dev", cwd=project))
+    assert deploy.run_plan(plan, fake_automation(FakeStack([]), []), lines.append) == 0
+    assert "kubeconfig: [secret]" in lines and "clusterName: tritonllm-dev" in lines
+    assert not any("token" in line for line in lines)
+    failed = FakeStack([], result="failed")
+    assert deploy.run_plan(plan, fake_automation(failed, []), lambda _: None) == deploy.EXIT_FAILED
+
+
+def test_destroy_passes_targets(project):
+    calls = []
+    plan = deploy.plan_from_args(parse("destroy", "--stack", "dev", "--yes", "--target", "urn:a", cwd=project))
+    assert deploy.run_plan(plan, fake_automation(FakeStack(calls), []), lambda _: None) == 0
+    assert calls[0][0] == "destroy" and calls[0][1]["target"] == ["urn:a"]
+
+
+def test_outputs_json(project, capsys):
+    lines = []
+    plan = deploy.plan_from_args(parse("outputs", "--stack", "dev", "--json", cwd=project))
+    deploy.run_plan(plan, fake_automation(FakeStack([]), []), lines.append)
+    assert '"region": "us-west-2"' in lines[0]

@@ -1,0 +1,192 @@
+"""`python -m tritonllm deploy`: preview / up / destroy / outputs of a stack, for pipelines.
+
+Uses the Pulumi Automation API on this project directory (a local program, so
+`Pulumi.yaml` and `Pulumi.<stack>.yaml` are used exactly as `pulumi up` would).
+Before touching Pulumi it validates the stack file's `tritonllm:` config with the
+same rules the program applies, so a bad key fails in a second with its fix.
+Progress streams to stdout; any failure exits non-zero.
+
+Exit codes: 0 success; 1 the Pulumi operation failed; 2 bad arguments, a missing
+stack file, invalid stack config or no Pulumi CLI; 3 `preview --expect-no-changes`
+found changes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+OPERATIONS = ("preview", "up", "destroy", "outputs")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 3
+
+
+class DeployError(Exception):
+    """A problem found before running Pulumi: message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """Everything `deploy` will do, decided from the arguments and the files alone."""
+
+    operation: str
+    stack: str
+    project_dir: Path
+    stack_file: Path
+    refresh: bool = False
+    expect_no_changes: bool = False
+    diff: bool = False
+    parallel: int | None = None
+    targets: tuple[str, ...] = ()
+    show_secrets: bool = False
+    json_output: bool = False
+    config_keys: tuple[str, ...] = field(default=())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("operation", choices=OPERATIONS, help="what to do with the stack")
+    parser.add_argument("--stack", "-s", required=True, help="stack name, e.g. dev (uses Pulumi.<stack>.yaml)")
+    parser.add_argument("--cwd", type=Path, default=PROJECT_DIR, help="project directory (default: this repository)")
+    parser.add_argument("--refresh", action="store_true", help="refresh state from the cloud first")
+    parser.add_argument("--diff", action="store_true", help="show detailed property diffs")
+    parser.add_argument("--expect-no-changes", action="store_true",
+                        help="preview/up: fail (exit 3) if anything would change - for drift checks")
+    parser.add_argument("--parallel", type=int, help="resource operations to run in parallel")
+    parser.add_argument("--target", action="append", default=[], metavar="URN",
+                        help="limit the operation to this resource URN (repeatable)")
+    parser.add_argument("--yes", action="store_true", help="required for destroy: confirm deleting every resource")
+    parser.add_argument("--show-secrets", action="store_true", help="outputs: print secret values in plain text")
+    parser.add_argument("--json", action="store_true", help="outputs: print JSON instead of a table")
+
+
+def plan_from_args(args: argparse.Namespace) -> DeployPlan:
+    """Check the arguments and the stack file; raise DeployError naming the fix."""
+    project_dir = Path(args.cwd).resolve()
+    if not (project_dir / "Pulumi.yaml").is_file():
+        raise DeployError(f"{project_dir} has no Pulumi.yaml; pass --cwd with the project directory")
+    stack_file = project_dir / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.is_file():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        raise DeployError(f"no stack file {stack_file.name}; known stacks: {', '.join(known) or 'none'} "
+                          f"(create one with `pulumi stack init {args.stack}`)")
+    if args.operation == "destroy" and not args.yes:
+        raise DeployError("destroy deletes every resource of the stack; pass --yes to confirm")
+    if args.expect_no_changes and args.operation not in ("preview", "up"):
+        raise DeployError("--expect-no-changes applies to preview and up only")
+    if args.parallel is not None and args.parallel < 1:
+        raise DeployError("--parallel must be at least 1")
+    config_keys: tuple[str, ...] = ()
+    if args.operation != "outputs":
+        config_keys = tuple(sorted(validate_stack_file(stack_file)))
+    return DeployPlan(
+        operation=args.operation, stack=args.stack, project_dir=project_dir, stack_file=stack_file,
+        refresh=args.refresh, expect_no_changes=args.expect_no_changes, diff=args.diff,
+        parallel=args.parallel, targets=tuple(args.target), show_secrets=args.show_secrets,
+        json_output=args.json, config_keys=config_keys,
+    )
+
+
+def validate_stack_file(stack_file: Path) -> list[str]:
+    """Validate the stack file's `tritonllm:` keys as the program will; return the keys set."""
+    import yaml
+
+    from components.config import NAMESPACE, ConfigError, parse_stack_config
+
+    try:
+        document = yaml.safe_load(stack_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DeployError(f"{stack_file.name} is not valid YAML: {exc}") from None
+    values = document.get("config") or {}
+    prefix = NAMESPACE + ":"
+    raw = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+    secrets_set = {k for k, v in raw.items() if isinstance(v, dict) and "secure" in v}
+    raw = {k: v for k, v in raw.items() if k not in secrets_set}
+    try:
+        parse_stack_config(raw, secrets_set)
+    except ConfigError as exc:
+        raise DeployError(f"{stack_file.name}: {exc}") from None
+    return sorted(raw) + sorted(secrets_set)
+
+
+def find_pulumi_cli() -> str:
+    found = shutil.which("pulumi")
+    if not found:
+        raise DeployError("the Pulumi CLI is not on PATH; install it (https://www.pulumi.com/docs/install/) "
+                          "and log in (`pulumi login` or `pulumi login --local`)")
+    return found
+
+
+def run_plan(plan: DeployPlan, automation: Any, out: Callable[[str], None]) -> int:
+    """Run the plan with the Automation API module `automation`; return the exit code."""
+    stack = automation.select_stack(stack_name=plan.stack, work_dir=str(plan.project_dir))
+    stream = dict(on_output=out, on_error=lambda line: out(line))
+    if plan.refresh and plan.operation != "outputs":
+        stack.refresh(**stream)
+    common = dict(parallel=plan.parallel, target=list(plan.targets) or None, diff=plan.diff or None)
+    if plan.operation == "preview":
+        result = stack.preview(expect_no_changes=plan.expect_no_changes or None, **common, **stream)
+        changes = {k: v for k, v in (result.change_summary or {}).items() if k != "same" and v}
+        out(f"preview of {plan.stack}: {_summary(result.change_summary)}")
+        if plan.expect_no_changes and changes:
+            return EXIT_CHANGES
+        return EXIT_OK
+    if plan.operation == "up":
+        result = stack.up(expect_no_changes=plan.expect_no_changes or None, show_secrets=False, **common, **stream)
+        out(f"up of {plan.stack}: {result.summary.result}, {_summary(result.summary.resource_changes)}")
+        _print_outputs(result.outputs, plan, out)
+        return EXIT_OK if result.summary.result == "succeeded" else EXIT_FAILED
+    if plan.operation == "destroy":
+        result = stack.destroy(parallel=plan.parallel, target=list(plan.targets) or None,
+                               show_secrets=False, **stream)
+        out(f"destroy of {plan.stack}: {result.summary.result}, {_summary(result.summary.resource_changes)}")
+        return EXIT_OK if result.summary.result == "succeeded" else EXIT_FAILED
+    _print_outputs(stack.outputs(), plan, out)
+    return EXIT_OK
+
+
+def _summary(changes: dict[str, int] | None) -> str:
+    return ", ".join(f"{n} {op}" for op, n in sorted((changes or {}).items())) or "no changes"
+
+
+def _print_outputs(outputs: dict[str, Any], plan: DeployPlan, out: Callable[[str], None]) -> None:
+    shown = {}
+    for name, output in sorted(outputs.items()):
+        secret = getattr(output, "secret", False)
+        value = getattr(output, "value", output)
+        shown[name] = "[secret]" if secret and not plan.show_secrets else value
+    if plan.json_output:
+        out(json.dumps(shown, indent=2, default=str))
+        return
+    for name, value in shown.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        out(f"{name}: {text}")
+
+
+def main(args: argparse.Namespace) -> int:
+    def out(line: str) -> None:
+        print(line.rstrip("\n"), flush=True)
+
+    try:
+        plan = plan_from_args(args)
+        find_pulumi_cli()
+    except DeployError as exc:
+        print(f"tritonllm deploy: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from pulumi import automation
+
+    os.environ.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
+    try:
+        return run_plan(plan, automation, out)
+    except automation.StackNotFoundError:
+        print(f"tritonllm deploy: stack {plan.stack!r} does not exist in the current backend; "
+              f"run `pulumi stack init {plan.stack}` (after `pulumi login`)", file=sys.stderr)
+        return EXIT_USAGE
+    except automation.CommandError as exc:
+        print(f"tritonllm deploy: {plan.operation} of {plan.stack} failed:\n{exc}", file=sys.stderr)
+        return EXIT_CHANGES if plan.expect_no_changes and "no changes were expected" in str(exc) else EXIT_FAILED
