@@ -1,0 +1,57 @@
+"""The files a user and CI act on stay consistent with the code."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from components import config
+
+REPO = Path(__file__).resolve().parents[2]
+STACKS = sorted(p.name.split(".")[1] for p in REPO.glob("Pulumi.*.yaml"))
+
+
+def test_pulumi_project_uses_python_with_pip_and_virtualenv():
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"] == {"toolchain": "pip", "virtualenv": ".venv"}
+
+
+def test_at_least_a_trtllm_and_a_vllm_stack():
+    assert {"dev", "vllm"} <= set(STACKS)
+
+
+def test_ci_workflow_tests_and_previews_every_stack_with_a_pr_comment():
+    workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    test_steps = workflow["jobs"]["test"]["steps"]
+    assert any("bash .ci/run" in step.get("run", "") for step in test_steps)
+    preview = workflow["jobs"]["preview"]
+    assert sorted(preview["strategy"]["matrix"]["stack"]) == STACKS
+    pulumi_step = next(s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions"))
+    assert pulumi_step["with"]["command"] == "preview"
+    assert pulumi_step["with"]["comment-on-pr"] is True
+
+
+def test_ci_script_runs_the_documented_test_command():
+    readme = (REPO / "README.md").read_text()
+    script = (REPO / ".ci/run").read_text()
+    assert "make test" in readme and script.rstrip().endswith("make test")
+
+
+def test_readme_documents_every_config_key():
+    readme = (REPO / "README.md").read_text()
+    missing = [key for key, *_ in config.config_reference() if f"`{key}`" not in readme]
+    assert not missing, f"README lacks config keys {missing}; paste `make config-reference` output into it"
+
+
+def test_python_packages_pinned_exactly_once():
+    seen: dict[str, str] = {}
+    for req in sorted(REPO.glob("requirements*.txt")):
+        for line in req.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if not line or line.startswith("-"):
+                continue
+            assert "==" in line, f"{req.name}: {line!r} is not pinned with =="
+            name = line.split("==")[0].split("[")[0].lower().replace("_", "-")
+            assert name not in seen, f"{name} pinned in both {seen[name]} and {req.name}"
+            seen[name] = req.name
