@@ -110,15 +110,16 @@ def prepare_backend_directory(dist: TritonDistribution, cache_dir: Path = DEFAUL
     stub = dist.stub_for(py_version)
     if not stub.is_file():
         raise TritonNotInstalledError(f"nvidia-pytriton {dist.version()} ships no Python backend stub for Python {py_version}")
-    target = cache_dir / f"backends-pytriton{dist.version()}-py{py_version}"
+    target = cache_dir / f"backends-v2-pytriton{dist.version()}-py{py_version}"
     marker = target / ".complete"
     if marker.is_file():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".backends-", dir=cache_dir))
     try:
-        (staging / "python").mkdir()
-        shutil.copy2(dist.python_backend_lib, staging / "python" / "libtriton_python.so")
+        # libtriton_python.so, triton_python_backend_utils.py (imported by every model), ...
+        shutil.copytree(dist.python_backend_lib.parent, staging / "python",
+                        ignore=shutil.ignore_patterns("__pycache__", "triton_python_backend_stub"))
         shutil.copy2(stub, staging / "python" / "triton_python_backend_stub")
         (staging / "python" / "triton_python_backend_stub").chmod(0o755)
         (staging / ".complete").write_text(f"{dist.root}\n")

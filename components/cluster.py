@@ -1,0 +1,373 @@
+"""Cluster: the EKS control plane (pulumi-eks), its system node group and managed add-ons.
+
+- API authentication mode; admins from `cluster.adminPrincipalArns` get access entries.
+- Secrets envelope-encrypted with a customer-managed KMS key (rotation on).
+- OIDC provider (for IRSA) and the EKS Pod Identity agent (preferred for workload roles).
+- No pulumi-eks default node group and no pulumi-eks security groups: every node
+  (system node group and Karpenter's) carries the EKS-created cluster security group,
+  which is what `node_security_group_id` names and what Karpenter discovers by tag.
+- EKS managed add-ons pinned in versions.EKS_ADDONS. The VPC CNI runs in custom
+  networking mode: its ENIConfigs (one per AZ, created by the add-on) put pod IPs in
+  the pod subnets of the secondary CIDR. Add-ons that run as DaemonSets are installed
+  before the node group (nodes need a CNI to become Ready); the ones that run as
+  Deployments after it (they need nodes to become ACTIVE).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from components import iam, versions
+from components.config import StackConfig
+from components.network import DISCOVERY_TAG, Network
+
+# Label on system node group nodes; controllers pin themselves to it with a nodeSelector.
+SYSTEM_NODE_LABEL_KEY = "tritonllm.io/node-group"
+SYSTEM_NODE_LABEL_VALUE = "system"
+SYSTEM_NODE_SELECTOR = {SYSTEM_NODE_LABEL_KEY: SYSTEM_NODE_LABEL_VALUE}
+
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+BLOCK_STORAGE_CLASS = "gp3"  # default StorageClass (EBS gp3, encrypted): Prometheus and friends use it
+
+# Add-ons that must run before nodes join (DaemonSets); the rest wait for the system node group.
+ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
+
+# Add-ons with their own Pod Identity role: (service account in kube-system, AWS managed policies).
+ADDON_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "aws-ebs-csi-driver": ("ebs-csi-controller-sa", ("service-role/AmazonEBSCSIDriverPolicy",)),
+    "aws-efs-csi-driver": ("efs-csi-controller-sa", ("service-role/AmazonEFSCSIDriverPolicy",)),
+}
+
+# Node role policies (AWS managed): join the cluster, VPC CNI on the node role, pull images, SSM access.
+NODE_ROLE_POLICIES = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryPullOnly",
+    "AmazonSSMManagedInstanceCore",
+)
+
+
+def vpc_cni_configuration(region: str, zones: Sequence[str], pod_subnet_ids: Sequence[str],
+                          security_group_ids: Sequence[str]) -> dict[str, Any]:
+    """VPC CNI add-on configuration: custom networking with one ENIConfig per AZ.
+
+    ENI_CONFIG_LABEL_DEF makes each node pick the ENIConfig named after its zone.
+    Prefix delegation gives every ENI slot a /28, so custom networking (which takes
+    the primary ENI away from pods) does not cap pods per node.
+    """
+    if not len(zones) == len(pod_subnet_ids):
+        raise ValueError(f"{len(zones)} zones but {len(pod_subnet_ids)} pod subnets")
+    return {
+        "env": {
+            "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": "true",
+            "ENI_CONFIG_LABEL_DEF": "topology.kubernetes.io/zone",
+            "ENABLE_PREFIX_DELEGATION": "true",
+            "WARM_PREFIX_TARGET": "1",
+        },
+        "eniConfig": {
+            "create": True,
+            "region": region,
+            "subnets": {
+                zone: {"id": subnet, "securityGroups": list(security_group_ids)}
+                for zone, subnet in zip(zones, pod_subnet_ids)
+            },
+        },
+    }
+
+
+def kms_key_policy(partition: str, account_id: str) -> dict[str, Any]:
+    """Key policy: the account administers the key (IAM policies grant use, e.g. the cluster role's)."""
+    return iam.policy_document([{
+        "Sid": "EnableAccountIamPolicies",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+        "Action": "kms:*",
+        "Resource": "*",
+    }])
+
+
+def cluster_kms_policy(key_arn: str) -> dict[str, Any]:
+    """What the EKS cluster role needs on the secrets key (envelope encryption)."""
+    return iam.policy_document([{
+        "Sid": "EksSecretsEnvelopeEncryption",
+        "Effect": "Allow",
+        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey", "kms:CreateGrant"],
+        "Resource": key_arn,
+    }])
+
+
+def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgs]:
+    """Cluster-admin access entries, one per principal (keys are stable: the principal's position)."""
+    return {
+        f"admin-{i}": eks.AccessEntryArgs(
+            principal_arn=arn,
+            access_policies={
+                "cluster-admin": eks.AccessPolicyAssociationArgs(
+                    policy_arn=CLUSTER_ADMIN_POLICY,
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                )
+            },
+        )
+        for i, arn in enumerate(principal_arns)
+    }
+
+
+def system_launch_template_args(disk_size_gib: int, tags: Mapping[str, str]) -> dict[str, Any]:
+    """Launch template for the system node group: encrypted gp3 root volume, IMDSv2 only.
+
+    Hop limit 2 because controllers on these nodes (load balancer controller, EBS CSI)
+    may read instance metadata from inside pods. No AMI and no security groups: EKS
+    picks the AMI from ami_type and attaches the cluster security group.
+    """
+    return {
+        "block_device_mappings": [{
+            "device_name": "/dev/xvda",
+            "ebs": {
+                "volume_size": disk_size_gib,
+                "volume_type": "gp3",
+                "encrypted": "true",
+                "delete_on_termination": "true",
+            },
+        }],
+        "metadata_options": {
+            "http_endpoint": "enabled",
+            "http_tokens": "required",
+            "http_put_response_hop_limit": 2,
+        },
+        "tag_specifications": [
+            {"resource_type": kind, "tags": dict(tags)} for kind in ("instance", "volume", "network-interface")
+        ],
+    }
+
+
+def gp3_storage_class_manifest(name: str = BLOCK_STORAGE_CLASS) -> dict[str, Any]:
+    """The cluster's default StorageClass: encrypted EBS gp3, bound where the pod lands."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "ebs.csi.aws.com",
+        "parameters": {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": True,
+    }
+
+
+class Cluster(pulumi.ComponentResource):
+    """EKS cluster, system node group, add-ons, Kubernetes provider.
+
+    Attributes: k8s_provider, cluster_name, kubeconfig (secret Output of a kubeconfig
+    dict), kubeconfig_json (secret), oidc_provider_arn, oidc_provider_url,
+    node_security_group_id, cluster_security_group_id, eks_cluster (Output of the
+    aws.eks.Cluster), eks (the pulumi-eks component), system_node_group,
+    addons (name -> aws.eks.Addon), partition, account_id, region,
+    block_storage_class_name, kms_key.
+    """
+
+    def __init__(self, name: str, cfg: StackConfig, network: Network, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("tritonllm:platform:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOptions(parent=self)
+        cc = cfg.cluster
+        self.partition = aws.get_partition_output(opts=invoke).partition
+        self.account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        self.region = cfg.region
+
+        # --- KMS key for secrets envelope encryption
+        self.kms_key = aws.kms.Key(
+            f"{name}-secrets",
+            description=f"EKS secrets envelope encryption for {cfg.name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=pulumi.Output.all(self.partition, self.account_id).apply(
+                lambda a: json.dumps(kms_key_policy(a[0], a[1]))
+            ),
+            opts=child,
+        )
+        aws.kms.Alias(f"{name}-secrets", name=f"alias/{cfg.name}-eks-secrets", target_key_id=self.kms_key.key_id,
+                      opts=child)
+
+        # --- Control-plane role: EKS's managed policies plus use of the secrets key
+        cluster_role = aws.iam.Role(
+            f"{name}-control-plane",
+            assume_role_policy=json.dumps(iam.service_trust_policy("eks.amazonaws.com")),
+            description=f"EKS control plane of {cfg.name}",
+            opts=child,
+        )
+        for policy in ("AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController"):
+            aws.iam.RolePolicyAttachment(
+                f"{name}-control-plane-{policy}", role=cluster_role.name,
+                policy_arn=self.partition.apply(lambda p, policy=policy: iam.managed_policy_arn(p, policy)),
+                opts=pulumi.ResourceOptions(parent=cluster_role),
+            )
+        cluster_kms = aws.iam.RolePolicy(
+            f"{name}-control-plane-kms", role=cluster_role.id,
+            policy=self.kms_key.arn.apply(lambda arn: json.dumps(cluster_kms_policy(arn))),
+            opts=pulumi.ResourceOptions(parent=cluster_role),
+        )
+
+        # --- The cluster (pulumi-eks)
+        self.eks = eks.Cluster(
+            f"{name}-eks",
+            name=cfg.name,  # fixed name: subnet discovery tags and Karpenter's IAM conditions use it
+            version=cc.version,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            public_subnet_ids=network.public_subnet_ids,
+            endpoint_private_access=True,
+            endpoint_public_access=cc.endpoint_public_access,
+            public_access_cidrs=cc.endpoint_public_access_cidrs if cc.endpoint_public_access else None,
+            authentication_mode=eks.AuthenticationMode.API,
+            access_entries=admin_access_entries(cc.admin_principal_arns),
+            encryption_config_key_arn=self.kms_key.arn,
+            service_role=cluster_role,
+            create_oidc_provider=True,
+            skip_default_node_group=True,
+            skip_default_security_groups=True,  # nodes use the EKS-created cluster security group
+            bootstrap_self_managed_addons=False,  # every core add-on is an EKS managed add-on below
+            use_default_vpc_cni=True,  # i.e. pulumi-eks does not manage the CNI; the add-on below does
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
+            kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=False),
+            enabled_cluster_log_types=list(cc.log_types),
+            tags={"Name": cfg.name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_kms]),
+        )
+        self.eks_cluster = self.eks.eks_cluster
+        self.cluster_name = self.eks_cluster.name
+        self.kubeconfig = pulumi.Output.secret(self.eks.kubeconfig)
+        self.kubeconfig_json = pulumi.Output.secret(self.eks.kubeconfig_json)
+        self.oidc_provider_arn = self.eks.oidc_provider_arn
+        self.oidc_provider_url = self.eks.oidc_provider_url
+        self.cluster_security_group_id = self.eks.cluster_security_group_id
+        self.node_security_group_id = self.eks.node_security_group_id
+
+        # Karpenter finds the security group for its nodes by this tag.
+        aws.ec2.Tag(f"{name}-node-sg-discovery", resource_id=self.node_security_group_id,
+                    key=DISCOVERY_TAG, value=cfg.name, opts=child)
+
+        # --- Managed add-ons that must exist before nodes
+        self.addons: dict[str, aws.eks.Addon] = {}
+        cni_config = pulumi.Output.all(network.availability_zones, network.pod_subnet_ids,
+                                       self.node_security_group_id).apply(
+            lambda a: json.dumps(vpc_cni_configuration(cfg.region, a[0], a[1], [a[2]]))
+        )
+        for addon in ADDONS_BEFORE_NODES:
+            self.addons[addon] = self._addon(name, addon, configuration_values=cni_config if addon == "vpc-cni" else None)
+
+        # --- System node group (private subnets only)
+        node_role = aws.iam.Role(
+            f"{name}-system-node",
+            assume_role_policy=json.dumps(iam.service_trust_policy("ec2.amazonaws.com")),
+            description=f"EKS system node group of {cfg.name}",
+            opts=child,
+        )
+        node_policies = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-system-node-{policy}", role=node_role.name,
+                policy_arn=self.partition.apply(lambda p, policy=policy: iam.managed_policy_arn(p, policy)),
+                opts=pulumi.ResourceOptions(parent=node_role),
+            )
+            for policy in NODE_ROLE_POLICIES
+        ]
+        node_tags = {"Name": f"{cfg.name}-system", **cfg.tags}
+        launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-system",
+            description=f"System node group of {cfg.name}: encrypted gp3, IMDSv2",
+            update_default_version=True,
+            **system_launch_template_args(cc.system_node_group.disk_size_gib, node_tags),
+            opts=child,
+        )
+        ng = cc.system_node_group
+        self.system_node_group = aws.eks.NodeGroup(
+            f"{name}-system",
+            cluster_name=self.cluster_name,
+            node_role_arn=node_role.arn,
+            subnet_ids=network.private_subnet_ids,
+            instance_types=list(ng.instance_types),
+            ami_type="AL2023_x86_64_STANDARD",
+            capacity_type="ON_DEMAND",
+            scaling_config={"min_size": ng.min_size, "desired_size": ng.desired_size, "max_size": ng.max_size},
+            update_config={"max_unavailable": 1},
+            launch_template={"id": launch_template.id, "version": launch_template.latest_version.apply(str)},
+            labels=SYSTEM_NODE_SELECTOR,
+            tags={"Name": f"{cfg.name}-system"},
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*node_policies, *self.addons.values()],
+                ignore_changes=["scaling_config.desired_size"],  # let operators scale it without drift
+            ),
+        )
+
+        # --- Managed add-ons that need nodes; EBS/EFS CSI get their own Pod Identity roles
+        after_nodes = pulumi.ResourceOptions(depends_on=[self.system_node_group])
+        for addon in versions.EKS_ADDONS:
+            if addon in self.addons:
+                continue
+            associations = None
+            if addon in ADDON_ROLES:
+                service_account, policies = ADDON_ROLES[addon]
+                role, _ = iam.pod_identity_role(
+                    f"{name}-{addon}",
+                    cluster_name=self.cluster_name,
+                    namespace="kube-system",
+                    service_account=service_account,
+                    account_id=self.account_id,
+                    managed_policy_arns=[self.partition.apply(lambda p, pol=pol: iam.managed_policy_arn(p, pol))
+                                         for pol in policies],
+                    associate=False,  # the add-on makes the association (podIdentityAssociations)
+                    opts=child,
+                )
+                associations = [{"role_arn": role.arn, "service_account": service_account}]
+            self.addons[addon] = self._addon(name, addon, pod_identity_associations=associations, opts=after_nodes)
+
+        # --- Kubernetes provider for everything in-cluster
+        self.k8s_provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig_json,
+            cluster_identifier=cfg.name,  # replace the provider only if the cluster itself changes
+            delete_unreachable=True,  # a destroyed cluster's objects are gone too; don't block destroy on them
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.block_storage_class_name = BLOCK_STORAGE_CLASS
+        gp3 = gp3_storage_class_manifest()
+        k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            metadata=gp3["metadata"],
+            provisioner=gp3["provisioner"],
+            parameters=gp3["parameters"],
+            reclaim_policy=gp3["reclaimPolicy"],
+            volume_binding_mode=gp3["volumeBindingMode"],
+            allow_volume_expansion=gp3["allowVolumeExpansion"],
+            opts=pulumi.ResourceOptions(parent=self, provider=self.k8s_provider,
+                                        depends_on=[self.addons["aws-ebs-csi-driver"]]),
+        )
+
+        self.register_outputs({
+            "cluster_name": self.cluster_name,
+            "kubeconfig": self.kubeconfig,
+            "oidc_provider_arn": self.oidc_provider_arn,
+            "oidc_provider_url": self.oidc_provider_url,
+            "node_security_group_id": self.node_security_group_id,
+            "cluster_security_group_id": self.cluster_security_group_id,
+        })
+
+    def _addon(self, name: str, addon: str, *, configuration_values: pulumi.Input[str] | None = None,
+               pod_identity_associations: list[dict[str, Any]] | None = None,
+               opts: pulumi.ResourceOptions | None = None) -> aws.eks.Addon:
+        return aws.eks.Addon(
+            f"{name}-{addon}",
+            cluster_name=self.cluster_name,
+            addon_name=addon,
+            addon_version=versions.EKS_ADDONS[addon],
+            configuration_values=configuration_values,
+            pod_identity_associations=pod_identity_associations,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self), opts),
+        )

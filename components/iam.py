@@ -1,0 +1,106 @@
+"""Pure IAM helpers: trust policies, managed-policy ARNs, Pod Identity roles.
+
+Every function returns plain dicts/strings so tests can assert on them and
+components can `json.dumps` them (inside an `apply` when an argument is an Output).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+POLICY_VERSION = "2012-10-17"
+POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
+
+
+def policy_document(statements: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": POLICY_VERSION, "Statement": list(statements)}
+
+
+def managed_policy_arn(partition: str, name: str) -> str:
+    """ARN of an AWS managed policy, e.g. ("aws", "AmazonEKSWorkerNodePolicy") or a "service-role/..." name."""
+    return f"arn:{partition}:iam::aws:policy/{name}"
+
+
+def service_trust_policy(service: str, *, tag_session: bool = False) -> dict[str, Any]:
+    """Trust policy letting an AWS service (e.g. ec2.amazonaws.com) assume the role."""
+    actions = ["sts:AssumeRole", "sts:TagSession"] if tag_session else ["sts:AssumeRole"]
+    return policy_document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}])
+
+
+def pod_identity_trust_policy(account_id: str | None = None) -> dict[str, Any]:
+    """Trust policy for an EKS Pod Identity role.
+
+    Pod Identity needs both sts:AssumeRole and sts:TagSession (it tags the session
+    with the cluster, namespace and service account). Pinning aws:SourceAccount stops
+    another account's clusters from using the role.
+    """
+    statement: dict[str, Any] = {
+        "Sid": "AllowEksPodIdentity",
+        "Effect": "Allow",
+        "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+    }
+    if account_id:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    return policy_document([statement])
+
+
+def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str, namespace: str, service_account: str) -> dict[str, Any]:
+    """Trust policy for IAM Roles for Service Accounts (IRSA), for workloads that cannot use Pod Identity."""
+    issuer = oidc_issuer.removeprefix("https://")
+    return policy_document([{
+        "Effect": "Allow",
+        "Principal": {"Federated": oidc_provider_arn},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {
+            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+            f"{issuer}:aud": "sts.amazonaws.com",
+        }},
+    }])
+
+
+def pod_identity_role(
+    name: str,
+    *,
+    cluster_name: pulumi.Input[str],
+    namespace: str,
+    service_account: str,
+    account_id: pulumi.Input[str],
+    managed_policy_arns: Sequence[pulumi.Input[str]] = (),
+    inline_policy: pulumi.Input[str] | None = None,
+    associate: bool = True,
+    opts: pulumi.ResourceOptions | None = None,
+) -> tuple[aws.iam.Role, aws.eks.PodIdentityAssociation | None]:
+    """A role for one Kubernetes service account through EKS Pod Identity (and, optionally, its association).
+
+    Shared by components that give a workload AWS access (Karpenter, Triton's S3 reader, ...).
+    `inline_policy` is a JSON string (or Output of one). Set `associate=False` when the
+    association is made elsewhere (e.g. by an EKS add-on's podIdentityAssociations).
+    """
+    role = aws.iam.Role(
+        name,
+        assume_role_policy=pulumi.Output.from_input(account_id).apply(
+            lambda account: json.dumps(pod_identity_trust_policy(account))
+        ),
+        description=f"EKS Pod Identity role for {namespace}/{service_account}",
+        opts=opts,
+    )
+    child = pulumi.ResourceOptions(parent=role)  # providers are inherited through the parent chain
+    for i, arn in enumerate(managed_policy_arns):
+        aws.iam.RolePolicyAttachment(f"{name}-managed-{i}", role=role.name, policy_arn=arn, opts=child)
+    if inline_policy is not None:
+        aws.iam.RolePolicy(f"{name}-inline", role=role.id, policy=inline_policy, opts=child)
+    association = None
+    if associate:
+        association = aws.eks.PodIdentityAssociation(
+            f"{name}-association",
+            cluster_name=cluster_name,
+            namespace=namespace,
+            service_account=service_account,
+            role_arn=role.arn,
+            opts=child,
+        )
+    return role, association

@@ -1,0 +1,205 @@
+"""TritonLLM: one served model on EKS (vLLM or TensorRT-LLM), from config to routes.
+
+The objects themselves come from the pure builders in components/triton_manifests.py,
+components/engine_build.py and components/model_repository_render.py; this class
+only registers them, in order.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import engine_build, iam
+from components import triton_manifests as tm
+from components.config import ModelConfig, StackConfig
+from components.model_repository_render import models_prefix, render_vllm_repository, served_model_name
+from components.model_store import ModelStore, write_prefix_policy
+
+# Built-in kinds -> typed pulumi-kubernetes classes (custom resources go through CustomResource).
+_TYPED = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+}
+
+
+def _k8s_object(name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any) -> pulumi.CustomResource:
+    """Register a manifest dict: typed class for built-in kinds, CustomResource otherwise."""
+    cls = _TYPED.get((manifest["apiVersion"], manifest["kind"]))
+    fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+    fields.update(extra)
+    if cls is None:
+        return k8s.apiextensions.CustomResource(
+            name, api_version=manifest["apiVersion"], kind=manifest["kind"], opts=opts, **fields)
+    # Typed classes take spec fields as keyword arguments in snake_case.
+    renamed = {_snake(k): v for k, v in fields.items()}
+    return cls(name, opts=opts, **renamed)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def repository_render_dir(model: ModelConfig) -> Path:
+    """Where a vLLM model's repository is rendered for upload (stable per project/stack/model)."""
+    return Path(tempfile.gettempdir()) / "tritonllm-repositories" / f"{pulumi.get_project()}-{pulumi.get_stack()}" / model.name
+
+
+class TritonLLM(pulumi.ComponentResource):
+    """One served model: namespace, S3 access, secrets, (engine build,) Deployment, Service, PodMonitor, HPA, PDB, routes.
+
+    Wiring (`__main__.py`), one per `cfg.models` entry:
+
+        TritonLLM(model.name, model, cfg,
+                  cluster=cluster,            # .k8s_provider, .cluster_name, .account_id, .kubeconfig
+                  model_store=model_store,    # ModelStore: .bucket_name/.bucket_arn/.repository()/.read_policy_json()
+                  storage=storage,            # Storage or None (efs.enabled false): the shared EFS claim
+                  gateway=gateway,            # Gateway or None: routes + client command
+                  hf_token=hf_token,          # secret Output[str] or None (public models)
+                  ngc_api_key=ngc_api_key,    # secret Output[str] or None: nvcr.io image pull secret
+                  opts=pulumi.ResourceOptions(depends_on=[karpenter]))   # GPU nodes must be possible
+
+    Outputs: model_name (what clients call), namespace, service_name,
+    client_command (the exact `python -m tritonllm client ...` through the gateway),
+    engine_key (TRT-LLM only, else None).
+    """
+
+    model_name: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    client_command: pulumi.Output[str]
+    engine_key: pulumi.Output[Optional[str]]
+
+    def __init__(
+        self,
+        name: str,
+        model: ModelConfig,
+        cfg: StackConfig,
+        *,
+        cluster: Any,
+        model_store: ModelStore,
+        storage: Any | None = None,
+        gateway: Any | None = None,
+        hf_token: pulumi.Input[str] | None = None,
+        ngc_api_key: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("tritonllm:serving:TritonLLM", name, None, opts)
+        ns_name = model.name
+        aws_opts = pulumi.ResourceOptions(parent=self)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider)
+
+        def after(*deps: pulumi.Resource | None, **kw: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[d for d in deps if d is not None], **kw))
+
+        # --- namespace, service account, secrets
+        route_labels = dict(getattr(gateway, "route_namespace_labels", {}) or {})
+        namespace = _k8s_object(f"{name}-ns", tm.namespace_manifest(model, route_labels), k8s_opts)
+        service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
+
+        hf_secret = None
+        if hf_token is not None:
+            hf_secret = _k8s_object(
+                f"{name}-hf-token", tm.hf_token_secret_manifest(model), after(namespace),
+                stringData={tm.HF_TOKEN_KEY: pulumi.Output.secret(hf_token)})
+        pull_secret = None
+        if ngc_api_key is not None:
+            config_json = pulumi.Output.secret(ngc_api_key).apply(tm.dockerconfigjson)
+            pull_secret = _k8s_object(
+                f"{name}-ngc-pull", tm.image_pull_secret_manifest(model), after(namespace),
+                stringData={".dockerconfigjson": config_json})
+        hf_secret_name = tm.HF_TOKEN_SECRET if hf_secret is not None else None
+        pull_secret_name = tm.IMAGE_PULL_SECRET if pull_secret is not None else None
+
+        claim = None
+        if storage is not None:
+            claim = _k8s_object(f"{name}-shared", tm.shared_claim(model, cfg, storage.storage_class_name),
+                                after(namespace, storage))
+
+        # --- what Triton loads: a vLLM repository uploaded to S3, or a TRT-LLM engine built into S3
+        engine = None
+        repository = None
+        engine_key: str | None = None
+        if model.backend == "vllm":
+            source = render_vllm_repository(model, repository_render_dir(model))
+            repository = model_store.repository(f"{name}-repository", source_dir=source, prefix=models_prefix(model),
+                                                opts=pulumi.ResourceOptions(parent=self))
+            read_prefix = models_prefix(model)
+        else:
+            engine_key = engine_build.engine_cache_key(engine_build.engine_key_parts(model, cfg))
+            read_prefix = engine_build.engine_prefix(engine_key)
+            builder_sa = _k8s_object(f"{name}-engine-builder-sa", tm.service_account_manifest(
+                model, engine_build.BUILDER_SERVICE_ACCOUNT), after(namespace))
+            writer_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn).apply(
+                lambda a: json.dumps(write_prefix_policy(a[0], read_prefix, kms_key_arn=a[1])))
+            _, builder_association = iam.pod_identity_role(
+                f"{name}-engine-builder", cluster_name=cluster.cluster_name, namespace=ns_name,
+                service_account=engine_build.BUILDER_SERVICE_ACCOUNT, account_id=cluster.account_id,
+                inline_policy=writer_policy, opts=aws_opts)
+            engine = engine_build.TrtllmEngine(
+                f"{name}-engine", model, cfg, namespace=ns_name, bucket=model_store.bucket_name,
+                kubeconfig=cluster.kubeconfig, hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                    d for d in (builder_sa, builder_association, hf_secret, pull_secret, *model_store.ready)
+                    if d is not None]))
+
+        # --- read-only access to exactly that prefix (Pod Identity)
+        _, reader_association = iam.pod_identity_role(
+            f"{name}-triton", cluster_name=cluster.cluster_name, namespace=ns_name,
+            service_account=tm.SERVICE_ACCOUNT, account_id=cluster.account_id,
+            inline_policy=model_store.read_policy_json(read_prefix), opts=aws_opts)
+
+        # --- the server
+        shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
+        deployment_manifest = model_store.bucket_name.apply(lambda bucket: tm.deployment_manifest(
+            model, cfg, bucket=bucket, engine_key=engine_key, shared_claim_name=shared_claim_name,
+            hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name))
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=deployment_manifest.apply(lambda m: m["metadata"]),
+            spec=deployment_manifest.apply(lambda m: m["spec"]),
+            opts=after(service_account, reader_association, hf_secret, pull_secret, claim, repository, engine,
+                       # The HPA owns the replica count once it exists.
+                       ignore_changes=["spec.replicas"],
+                       # Rollouts wait for a cold start (download/stage + load), not Pulumi's default 10 minutes.
+                       custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m")),
+        )
+        service = _k8s_object(f"{name}-service", tm.service_manifest(model), after(namespace))
+        _k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, cfg), after(namespace))
+        _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
+        _k8s_object(f"{name}-pdb", tm.pdb_manifest(model), after(namespace))
+
+        # --- routes on the shared Gateway (created after it, deleted before it)
+        if gateway is not None:
+            for manifest in tm.route_manifests(model, gateway.gateway_name, gateway.gateway_namespace):
+                _k8s_object(f"{name}-{manifest['kind'].lower()}", manifest, after(service, gateway))
+            grpc_endpoint = pulumi.Output.from_input(gateway.grpc_endpoint)
+        else:
+            grpc_endpoint = pulumi.Output.from_input(None)
+
+        self.model_name = pulumi.Output.from_input(served_model_name(model))
+        self.namespace = pulumi.Output.from_input(ns_name)
+        self.service_name = pulumi.Output.from_input(tm.SERVICE_NAME)
+        self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint))
+        self.engine_key = pulumi.Output.from_input(engine_key)
+        self.engine = engine
+        self.repository = repository
+        self.deployment = deployment
+        self.register_outputs({
+            "model_name": self.model_name,
+            "namespace": self.namespace,
+            "service_name": self.service_name,
+            "client_command": self.client_command,
+            "engine_key": self.engine_key,
+        })

@@ -1,0 +1,733 @@
+"""Run the Pulumi program (`__main__.py`) under Pulumi mocks and record what it registers.
+
+    run = run_program("dev")                                  # Pulumi.dev.yaml as is
+    run = run_program("dev", overrides={"models[0].tensorParallel": 8})
+    run = run_program("dev", secrets={"hfToken": None})      # as if the secret were never set
+    run.of_type("kubernetes:karpenter.sh/v1:NodePool")       # [RecordedResource]
+    run.outputs["clusterName"], "kubeconfig" in run.secret_outputs
+    run = run_program("dev", overrides=..., check=False); run.error, run.resources
+
+Each call resets the Pulumi runtime (settings, root stack, config) so runs are
+isolated from each other. The mocks answer provider calls (AZs, caller identity,
+partition, region, ...) with realistic data and give every resource the outputs
+components read (ids, ARNs, names; pulumi-eks's multi-language `eks:index:Cluster`
+component gets a kubeconfig, an `eksCluster` reference, security groups and OIDC).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import runpy
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROGRAM = REPO_ROOT / "__main__.py"
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import pulumi  # noqa: E402  (after sys.path so the program's imports resolve the same way)
+from pulumi.runtime import config as runtime_config  # noqa: E402
+from pulumi.runtime import mocks as runtime_mocks  # noqa: E402
+from pulumi.runtime import rpc  # noqa: E402
+from pulumi.runtime import settings as runtime_settings  # noqa: E402
+from pulumi.runtime.proto import resource_pb2  # noqa: E402
+from pulumi.runtime.stack import run_pulumi_func  # noqa: E402
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
+
+NAMESPACE = "tritonllm"
+ACCOUNT_ID = "123456789012"
+PARTITION = "aws"
+# What `pulumi config set --secret` would have stored for a user who followed the README.
+DEFAULT_SECRETS: dict[str, str | None] = {"hfToken": "hf_mock_placeholder_token"}
+_RESOURCE_REF_SIG = rpc._special_resource_sig
+_SIG_KEY = rpc._special_sig_key
+
+
+# --------------------------------------------------------------------------- stack files
+
+def stack_files() -> list[str]:
+    """Names of every stack with a Pulumi.<stack>.yaml in the repository root."""
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in REPO_ROOT.glob("Pulumi.*.yaml"))
+
+
+def project_name() -> str:
+    return yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["name"]
+
+
+def load_stack_config(stack: str) -> dict[str, Any]:
+    """The `config:` map of Pulumi.<stack>.yaml, keys fully qualified (`tritonllm:models`)."""
+    data = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    return dict(data.get("config") or {})
+
+
+def _qualify(key: str) -> str:
+    return key if ":" in key.split(".")[0].split("[")[0] else f"{NAMESPACE}:{key}"
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def set_path(config: dict[str, Any], path: str, value: Any) -> None:
+    """Set `models[0].engine.dtype` (or delete it when value is None) inside a stack config;
+    an index one past the end of a list appends.
+
+    The first segment is the config key (namespace optional); later segments walk
+    into its structured value, creating maps as needed.
+    """
+    head, _, rest = path.partition(".")
+    index_part = ""
+    if "[" in head:
+        head, index_part = head[: head.index("[")], head[head.index("["):]
+    key = _qualify(head)
+    parts = [int(i) if i else n for n, i in _PATH_PART.findall(index_part + ("." + rest if rest else ""))]
+    if not parts:
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+        return
+    node = config.setdefault(key, {} if isinstance(parts[0], str) else [])
+    for part, nxt in zip(parts, parts[1:]):
+        if isinstance(part, int):
+            node = node[part]
+        else:
+            node = node.setdefault(part, {} if isinstance(nxt, str) else [])
+    last = parts[-1]
+    if value is None:
+        if isinstance(node, dict):
+            node.pop(last, None)
+        else:
+            del node[last]
+    elif isinstance(node, list) and last == len(node):
+        node.append(value)  # `[n]` one past the end appends
+    else:
+        node[last] = value
+
+
+def _config_strings(config: dict[str, Any]) -> dict[str, str]:
+    """Config as the engine passes it: strings, structured values as JSON."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, str):
+            out[key] = value
+        elif isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        else:
+            out[key] = json.dumps(value)
+    return out
+
+
+# --------------------------------------------------------------------------- records
+
+@dataclass
+class RecordedResource:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    urn: str
+    id: str
+    custom: bool
+    remote: bool
+    provider: str  # provider reference ("urn::id"), "" for the default provider
+    parent: str  # parent URN
+    dependencies: list[str]  # URNs from depends_on and input dependencies
+    secret_inputs: set[str]  # dotted paths of inputs that were Pulumi secrets
+
+    @property
+    def physical_name(self) -> str | None:
+        return self.outputs.get("name")
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """Input at a dotted path, e.g. `spec.template.spec.taints`."""
+        node: Any = self.inputs
+        for part in path.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return default
+        return node
+
+    def manifest(self) -> dict[str, Any]:
+        """A Kubernetes resource's inputs as a manifest (apiVersion, kind, metadata, ...)."""
+        if not self.type.startswith("kubernetes:") or self.type.startswith("kubernetes:helm.sh"):
+            raise ValueError(f"{self.type} is not a Kubernetes object")
+        return {k: v for k, v in self.inputs.items() if not k.startswith("__")}
+
+    def is_secret(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + ".") for p in self.secret_inputs)
+
+
+@dataclass
+class RecordedCall:
+    token: str
+    args: dict[str, Any]
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    config: dict[str, Any]
+    resources: list[RecordedResource]
+    calls: list[RecordedCall]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    error: BaseException | None
+    seconds: float
+
+    def of_type(self, type_token: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str, name: str | None = None) -> RecordedResource:
+        found = [r for r in self.of_type(type_token) if name is None or r.name == name]
+        if len(found) != 1:
+            raise AssertionError(
+                f"expected one {type_token}{' named ' + name if name else ''}, found {[r.name for r in found]}"
+            )
+        return found[0]
+
+    def named(self, name: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.name == name]
+
+    def by_urn(self, urn: str) -> RecordedResource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def by_id(self, id_: str) -> RecordedResource | None:
+        return next((r for r in self.resources if r.id == id_), None)
+
+    def types(self) -> set[str]:
+        return {r.type for r in self.resources}
+
+    def children_of(self, parent: RecordedResource | str) -> list[RecordedResource]:
+        urn = parent if isinstance(parent, str) else parent.urn
+        return [r for r in self.resources if r.parent == urn]
+
+    def k8s_objects(self, kind: str | None = None) -> list[RecordedResource]:
+        """Kubernetes objects (not providers, not Helm releases), optionally of one kind."""
+        found = [
+            r for r in self.resources
+            if r.type.startswith("kubernetes:") and r.custom
+            and not r.type.startswith(("kubernetes:helm.sh", "pulumi:providers"))
+            and "kind" in r.inputs
+        ]
+        return [r for r in found if kind is None or r.inputs.get("kind") == kind]
+
+    def manifests(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [r.manifest() for r in self.k8s_objects(kind)]
+
+    def helm_releases(self) -> list[RecordedResource]:
+        return self.of_type("kubernetes:helm.sh/v3:Release")
+
+    def helm_release(self, chart: str) -> RecordedResource:
+        found = [r for r in self.helm_releases() if r.inputs.get("chart") == chart]
+        if len(found) != 1:
+            raise AssertionError(f"expected one Helm release of chart {chart}, found {len(found)}")
+        return found[0]
+
+    def count_by_type(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.resources:
+            counts[r.type] = counts.get(r.type, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+class ProgramFailed(AssertionError):
+    """Raised by run_program(check=True) when the program raised; `.run` has what was recorded."""
+
+    def __init__(self, run: ProgramRun):
+        self.run = run
+        super().__init__(f"program failed on stack {run.stack!r}: {run.error!r}")
+
+
+# --------------------------------------------------------------------------- mocks
+
+def _short_hash(*parts: str, length: int = 17) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+# Resource ID prefixes AWS uses, so ids look like the real thing (tests match on them).
+_ID_PREFIXES = {
+    "aws:ec2/vpc:Vpc": "vpc-",
+    "aws:ec2/subnet:Subnet": "subnet-",
+    "aws:ec2/securityGroup:SecurityGroup": "sg-",
+    "aws:ec2/internetGateway:InternetGateway": "igw-",
+    "aws:ec2/natGateway:NatGateway": "nat-",
+    "aws:ec2/eip:Eip": "eipalloc-",
+    "aws:ec2/routeTable:RouteTable": "rtb-",
+    "aws:ec2/launchTemplate:LaunchTemplate": "lt-",
+    "aws:ec2/vpcIpv4CidrBlockAssociation:VpcIpv4CidrBlockAssociation": "vpc-cidr-assoc-",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc-",
+    "aws:efs/fileSystem:FileSystem": "fs-",
+    "aws:efs/mountTarget:MountTarget": "fsmt-",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr-",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr-",
+    "aws:kms/key:Key": "",
+}
+
+# (service, resource path template) for ARNs of common AWS types.
+_ARN_SHAPES = {
+    "aws:iam/role:Role": ("iam", "role/{name}", False),
+    "aws:iam/policy:Policy": ("iam", "policy/{name}", False),
+    "aws:iam/instanceProfile:InstanceProfile": ("iam", "instance-profile/{name}", False),
+    "aws:sqs/queue:Queue": ("sqs", "{name}", True),
+    "aws:kms/key:Key": ("kms", "key/{id}", True),
+    "aws:kms/alias:Alias": ("kms", "{name}", True),
+    "aws:efs/fileSystem:FileSystem": ("elasticfilesystem", "file-system/{id}", True),
+    "aws:cloudwatch/eventRule:EventRule": ("events", "rule/{name}", True),
+    "aws:eks/cluster:Cluster": ("eks", "cluster/{name}", True),
+    "aws:eks/nodeGroup:NodeGroup": ("eks", "nodegroup/{cluster}/{name}/{id}", True),
+    "aws:eks/addon:Addon": ("eks", "addon/{cluster}/{name}/{id}", True),
+    "aws:eks/podIdentityAssociation:PodIdentityAssociation": ("eks", "podidentityassociation/{cluster}/{id}", True),
+    "aws:eks/accessEntry:AccessEntry": ("eks", "access-entry/{cluster}/{id}", True),
+    "aws:s3/bucket:Bucket": ("s3", "{name}", False),
+    "aws:s3/bucketV2:BucketV2": ("s3", "{name}", False),
+    "aws:secretsmanager/secret:Secret": ("secretsmanager", "secret:{name}-AbCdEf", True),
+    "aws:ec2/vpc:Vpc": ("ec2", "vpc/{id}", True),
+    "aws:ec2/subnet:Subnet": ("ec2", "subnet/{id}", True),
+    "aws:ec2/securityGroup:SecurityGroup": ("ec2", "security-group/{id}", True),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("ec2", "launch-template/{id}", True),
+}
+
+# Types whose physical name Pulumi auto-generates from the logical name when not given.
+_NAME_KEYS = {"aws:eks/nodeGroup:NodeGroup": "nodeGroupName", "aws:eks/addon:Addon": "addonName"}
+
+
+class _RecordingMocks(runtime_mocks.Mocks):
+    def __init__(self, region: str):
+        self.region = region
+        self.resources: list[RecordedResource] = []
+        self.calls: list[RecordedCall] = []
+        self.lock = threading.Lock()
+        self.monitor: "_RecordingMonitor | None" = None
+
+    # ---- provider functions
+    def call(self, args: runtime_mocks.MockCallArgs):
+        with self.lock:
+            self.calls.append(RecordedCall(args.token, _plain(args.args)))
+        token, a = args.token, args.args
+        region = a.get("region") or self.region
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            letters = "abcdef"
+            return {
+                "id": region,
+                "names": [f"{region}{c}" for c in letters],
+                "zoneIds": [f"usw2-az{i + 1}" for i in range(len(letters))],
+                "groupNames": [region] * len(letters),
+                "state": a.get("state"),
+            }
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "id": ACCOUNT_ID,
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:user/ci",
+                "userId": "AIDAMOCKUSER",
+            }
+        if token == "aws:index/getPartition:getPartition":
+            return {"id": PARTITION, "partition": PARTITION, "dnsSuffix": "amazonaws.com",
+                    "reverseDnsPrefix": "com.amazonaws"}
+        if token == "aws:index/getRegion:getRegion":
+            return {"id": region, "name": region, "region": region, "description": region,
+                    "endpoint": f"ec2.{region}.amazonaws.com"}
+        if token == "aws:iam/getPolicyDocument:getPolicyDocument":
+            return {"id": "policy", "json": json.dumps(_policy_from_args(a))}
+        if token in ("aws:eks/getAddonVersion:getAddonVersion",):
+            from components import versions
+
+            name = a.get("addonName")
+            return {"id": name, "addonName": name, "kubernetesVersion": a.get("kubernetesVersion"),
+                    "version": versions.EKS_ADDONS.get(name, "v0.0.0-eksbuild.1")}
+        if token == "aws:ssm/getParameter:getParameter":
+            return {"id": a.get("name"), "name": a.get("name"), "type": "String",
+                    "value": "ami-0123456789abcdef0", "insecureValue": "ami-0123456789abcdef0"}
+        if token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-0123456789abcdef0", "imageId": "ami-0123456789abcdef0", "name": "mock"}
+        if token == "aws:eks/getCluster:getCluster":
+            return self._eks_cluster_state(a.get("name", "cluster"))
+        # Unknown calls answer empty; `run.calls` shows them.
+        return {}
+
+    # ---- resources
+    def new_resource(self, args: runtime_mocks.MockResourceArgs):
+        return self.new_resource_with(args, urn="", parent="", dependencies=[], remote=False, wire_inputs=None)
+
+    def new_resource_with(self, args, urn: str, parent: str, dependencies: list[str], remote: bool,
+                          wire_inputs: dict[str, Any] | None):
+        # Record from the wire form (resource references still references, secrets still marked).
+        inputs, secret_paths = _unwrap_secrets(wire_inputs if wire_inputs is not None else args.inputs)
+        inputs = _plain(inputs)
+        typ, name = args.typ, args.name
+        id_ = args.resource_id or (_ID_PREFIXES.get(typ, "id-") + _short_hash(typ, name, urn))
+        if typ == "aws:kms/key:Key":
+            id_ = f"{_short_hash(name)[:8]}-{_short_hash(name, 'k')[:4]}-4{_short_hash(name, 'x')[:3]}-8{_short_hash(name, 'y')[:3]}-{_short_hash(name, 'z')[:12]}"
+        outputs = self._outputs(typ, name, id_, _copy_tree(args.inputs), urn)
+        record = RecordedResource(
+            type=typ, name=name, inputs=inputs, outputs=_plain(_unwrap_secrets(outputs)[0]), urn=urn, id=id_,
+            custom=bool(args.custom), remote=remote, provider=args.provider or "", parent=parent,
+            dependencies=list(dependencies), secret_inputs=secret_paths,
+        )
+        with self.lock:
+            self.resources.append(record)
+        return id_, outputs
+
+    def _outputs(self, typ: str, name: str, id_: str, state: dict[str, Any], urn: str) -> dict[str, Any]:
+        state.setdefault("id", id_)
+        if typ.startswith("aws:"):
+            self._aws_outputs(typ, name, id_, state)
+        elif typ.startswith("kubernetes:"):
+            self._k8s_outputs(typ, name, state)
+        elif typ == "eks:index:Cluster":
+            state.update(self._eks_component_outputs(name, state, urn))
+        elif typ.startswith("random:"):
+            state.setdefault("result", "mock-" + _short_hash(typ, name, length=24))
+        return state
+
+    def _aws_outputs(self, typ: str, name: str, id_: str, state: dict[str, Any]) -> None:
+        # Auto-naming as Pulumi does: logical name plus a random suffix.
+        if "name" not in state and "namePrefix" not in state and typ not in _NAME_KEYS:
+            state["name"] = f"{name}-{_short_hash(typ, name)[:7]}"
+        elif "namePrefix" in state and "name" not in state:
+            state["name"] = f"{state['namePrefix']}{_short_hash(typ, name)[:26]}"
+        if typ in _NAME_KEYS and _NAME_KEYS[typ] not in state:
+            state[_NAME_KEYS[typ]] = f"{name}-{_short_hash(typ, name)[:7]}"
+        shape = _ARN_SHAPES.get(typ)
+        if shape and "arn" not in state:
+            service, path, regional = shape
+            path = path.format(name=state.get("name", name), id=id_, cluster=state.get("clusterName", "cluster"))
+            region = self.region if regional else ""
+            state["arn"] = f"arn:{PARTITION}:{service}:{region}:{ACCOUNT_ID}:{path}"
+        if typ == "aws:sqs/queue:Queue":
+            state.setdefault("url", f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{state['name']}")
+        elif typ == "aws:iam/role:Role":
+            state.setdefault("uniqueId", "AROA" + _short_hash(name).upper())
+        elif typ == "aws:kms/key:Key":
+            state.setdefault("keyId", id_)
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state.setdefault("latestVersion", 1)
+            state.setdefault("defaultVersion", 1)
+        elif typ == "aws:efs/fileSystem:FileSystem":
+            state.setdefault("dnsName", f"{id_}.efs.{self.region}.amazonaws.com")
+        elif typ == "aws:efs/mountTarget:MountTarget":
+            state.setdefault("ipAddress", "10.0.0.10")
+            state.setdefault("networkInterfaceId", "eni-" + _short_hash(name))
+        elif typ == "aws:ec2/eip:Eip":
+            state.setdefault("publicIp", "203.0.113.10")
+            state.setdefault("allocationId", id_)
+        elif typ == "aws:eks/cluster:Cluster":
+            state.update({k: v for k, v in self._eks_cluster_state(state.get("name", name)).items() if k not in state})
+        elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            state.setdefault("arn", f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{state.get('url', '').removeprefix('https://')}")
+        elif typ == "aws:s3/bucketV2:BucketV2" or typ == "aws:s3/bucket:Bucket":
+            state.setdefault("bucket", state.get("bucket") or state["name"])
+            state.setdefault("bucketRegionalDomainName", f"{state['bucket']}.s3.{self.region}.amazonaws.com")
+        elif typ == "aws:lb/loadBalancer:LoadBalancer":
+            state.setdefault("dnsName", f"{name}-{_short_hash(name)[:8]}.elb.{self.region}.amazonaws.com")
+
+    @staticmethod
+    def _k8s_outputs(typ: str, name: str, state: dict[str, Any]) -> None:
+        if typ == "kubernetes:helm.sh/v3:Release":
+            release_name = state.get("name") or f"{name}-{_short_hash(typ, name)[:8]}"
+            state["name"] = release_name
+            state["status"] = {
+                "name": release_name, "namespace": state.get("namespace", "default"), "status": "deployed",
+                "revision": 1, "chart": state.get("chart"), "version": state.get("version"),
+                "appVersion": state.get("version"),
+            }
+            return
+        if typ.startswith("kubernetes:") and "kind" in state:
+            metadata = state.setdefault("metadata", {})
+            if isinstance(metadata, dict) and not metadata.get("name"):
+                metadata["name"] = f"{name}-{_short_hash(typ, name)[:8]}"
+            if typ.endswith(":Service"):
+                state.setdefault("status", {"loadBalancer": {"ingress": [
+                    {"hostname": f"k8s-{name[:20]}-{_short_hash(name)[:10]}.elb.us-west-2.amazonaws.com"}]}})
+
+    def _eks_cluster_state(self, cluster_name: str) -> dict[str, Any]:
+        oidc_id = _short_hash(cluster_name, length=32).upper()
+        issuer = f"https://oidc.eks.{self.region}.amazonaws.com/id/{oidc_id}"
+        return {
+            "id": cluster_name,
+            "name": cluster_name,
+            "arn": f"arn:{PARTITION}:eks:{self.region}:{ACCOUNT_ID}:cluster/{cluster_name}",
+            "endpoint": f"https://{oidc_id}.gr7.{self.region}.eks.amazonaws.com",
+            "version": None,
+            "status": "ACTIVE",
+            "certificateAuthority": {"data": "TU9DSy1DQQ=="},
+            "certificateAuthorities": [{"data": "TU9DSy1DQQ=="}],
+            "identities": [{"oidcs": [{"issuer": issuer}]}],
+            "vpcConfig": {"clusterSecurityGroupId": "sg-" + _short_hash(cluster_name, "primary-sg"),
+                          "vpcId": "vpc-mock"},
+            "platformVersion": "eks.1",
+        }
+
+    def _eks_component_outputs(self, name: str, inputs: dict[str, Any], urn: str) -> dict[str, Any]:
+        """pulumi-eks's Cluster component: what its outputs look like after `pulumi up`."""
+        cluster_name = inputs.get("name") or f"{name}-eksCluster-{_short_hash(name)[:7]}"
+        cluster = self._eks_cluster_state(cluster_name)
+        cluster["version"] = inputs.get("version")
+        cluster["vpcConfig"]["vpcId"] = inputs.get("vpcId", "vpc-mock")
+        cluster["vpcConfig"]["subnetIds"] = list(inputs.get("privateSubnetIds") or []) + list(
+            inputs.get("publicSubnetIds") or [])
+        cluster["vpcConfig"]["endpointPublicAccess"] = inputs.get("endpointPublicAccess")
+        cluster["vpcConfig"]["endpointPrivateAccess"] = inputs.get("endpointPrivateAccess")
+        cluster["vpcConfig"]["publicAccessCidrs"] = inputs.get("publicAccessCidrs")
+        cluster["accessConfig"] = {"authenticationMode": inputs.get("authenticationMode")}
+        if inputs.get("encryptionConfigKeyArn"):
+            cluster["encryptionConfig"] = {"provider": {"keyArn": inputs["encryptionConfigKeyArn"]},
+                                           "resources": ["secrets"]}
+        primary_sg = cluster["vpcConfig"]["clusterSecurityGroupId"]
+        skip_sgs = bool(inputs.get("skipDefaultSecurityGroups"))
+        cluster_sg = primary_sg if skip_sgs else "sg-" + _short_hash(cluster_name, "cluster-sg")
+        node_sg = primary_sg if skip_sgs else "sg-" + _short_hash(cluster_name, "node-sg")
+        issuer = cluster["identities"][0]["oidcs"][0]["issuer"]
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kubernetes", "cluster": {
+                "server": cluster["endpoint"], "certificate-authority-data": "TU9DSy1DQQ=="}}],
+            "contexts": [{"name": "aws", "context": {"cluster": "kubernetes", "user": "aws"}}],
+            "current-context": "aws",
+            "users": [{"name": "aws", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+                "args": ["eks", "get-token", "--cluster-name", cluster_name, "--output", "json"]}}}],
+        }
+        eks_ref = self._register_child(urn, "aws:eks/cluster:Cluster", f"{name}-eksCluster", cluster_name, cluster)
+        create_oidc = bool(inputs.get("createOidcProvider"))
+        oidc_arn = (f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{issuer.removeprefix('https://')}"
+                    if create_oidc else "")
+        return {
+            "kubeconfig": kubeconfig,
+            "kubeconfigJson": json.dumps(kubeconfig),
+            "eksCluster": eks_ref,
+            "clusterSecurityGroupId": cluster_sg,
+            "nodeSecurityGroupId": node_sg,
+            "oidcProviderArn": oidc_arn,
+            "oidcProviderUrl": issuer,
+            "oidcIssuer": issuer.removeprefix("https://"),
+            "clusterIngressRuleId": "" if skip_sgs else "sgr-" + _short_hash(cluster_name, "ingress"),
+            "defaultNodeGroupAsgName": "",
+            "fargateProfileId": "",
+            "fargateProfileStatus": "",
+            "autoModeNodeRoleName": "",
+            "core": {
+                "cluster": eks_ref,
+                "endpoint": cluster["endpoint"],
+                "vpcId": inputs.get("vpcId"),
+                "subnetIds": cluster["vpcConfig"]["subnetIds"],
+                "privateSubnetIds": inputs.get("privateSubnetIds"),
+                "publicSubnetIds": inputs.get("publicSubnetIds"),
+                "clusterSecurityGroupId": cluster_sg,
+                "accessEntries": [],
+            },
+        }
+
+    def _register_child(self, parent_urn: str, typ: str, name: str, id_: str, state: dict[str, Any]) -> dict:
+        """Register a child resource a component created (so references to it resolve) and return a reference."""
+        monitor = self.monitor
+        assert monitor is not None
+        urn = monitor.make_urn(parent_urn, typ, name)
+        monitor.resources[urn] = runtime_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        with self.lock:
+            self.resources.append(RecordedResource(
+                type=typ, name=name, inputs={}, outputs=_plain(state), urn=urn, id=id_, custom=True, remote=False,
+                provider="", parent=parent_urn, dependencies=[], secret_inputs=set()))
+        return {_SIG_KEY: _RESOURCE_REF_SIG, "urn": urn, "id": id_, "packageVersion": ""}
+
+
+class _RecordingMonitor(runtime_mocks.MockMonitor):
+    """MockMonitor that also hands the mocks each resource's URN, parent, dependencies and remoteness."""
+
+    mocks: _RecordingMocks
+
+    def RegisterResource(self, request):
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object)
+        args = runtime_mocks.MockResourceArgs(
+            typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
+            resource_id=request.importId, custom=request.custom or False,
+        )
+        id_, state = self.mocks.new_resource_with(
+            args, urn=urn, parent=request.parent, dependencies=list(request.dependencies),
+            remote=bool(request.remote), wire_inputs=json_format.MessageToDict(request.object),
+        )
+        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = runtime_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
+
+
+# --------------------------------------------------------------------------- value helpers
+
+def _unwrap_secrets(value: Any, path: str = "") -> tuple[Any, set[str]]:
+    """Strip Pulumi's secret wrappers from deserialized properties, returning the secret paths."""
+    if rpc.is_rpc_secret(value):
+        inner, paths = _unwrap_secrets(rpc.unwrap_rpc_secret(value), path)
+        return inner, paths | {path or "(root)"}
+    if isinstance(value, dict):
+        out, paths = {}, set()
+        for k, v in value.items():
+            out[k], p = _unwrap_secrets(v, f"{path}.{k}" if path else str(k))
+            paths |= p
+        return out, paths
+    if isinstance(value, list):
+        out_list, paths = [], set()
+        for i, v in enumerate(value):
+            item, p = _unwrap_secrets(v, f"{path}.{i}" if path else str(i))
+            out_list.append(item)
+            paths |= p
+        return out_list, paths
+    return value, set()
+
+
+def _copy_tree(value: Any) -> Any:
+    """Copy dicts and lists; leave leaves (including deserialized Resource references) shared."""
+    if isinstance(value, dict):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Deep copy into JSON-like values: resource references become their URN strings and
+    integral floats (protobuf has only doubles) become ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _RESOURCE_REF_SIG:
+            return value.get("urn")
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, pulumi.Resource):
+        return f"<resource {type(value).__name__}>"
+    return value
+
+
+def _policy_from_args(args: dict[str, Any]) -> dict[str, Any]:
+    statements = []
+    for s in args.get("statements") or []:
+        st: dict[str, Any] = {"Effect": s.get("effect", "Allow")}
+        if s.get("sid"):
+            st["Sid"] = s["sid"]
+        if s.get("actions"):
+            st["Action"] = s["actions"]
+        if s.get("resources"):
+            st["Resource"] = s["resources"]
+        for p in s.get("principals") or []:
+            st.setdefault("Principal", {})[p["type"]] = p["identifiers"]
+        for c in s.get("conditions") or []:
+            st.setdefault("Condition", {}).setdefault(c["test"], {})[c["variable"]] = c["values"]
+        statements.append(st)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+# --------------------------------------------------------------------------- runtime reset + run
+
+_RUN_LOCK = threading.Lock()
+
+
+def _reset_runtime() -> None:
+    """Forget everything a previous program run left in the Pulumi runtime."""
+    runtime_settings.ROOT.set(None)
+    settings = runtime_settings.SETTINGS
+    settings.outputs = set()
+    settings.package_refs = {}
+    settings.base_providers_by_ref = {}
+    settings.callbacks = None
+    runtime_config.set_all_config({}, [])
+
+
+def run_program(
+    stack: str = "dev",
+    overrides: dict[str, Any] | None = None,
+    secrets: dict[str, str | None] | None = None,
+    *,
+    check: bool = True,
+    preview: bool = False,
+    program: Path | str = PROGRAM,
+    config: dict[str, Any] | None = None,
+) -> ProgramRun:
+    """Run the program for `stack` under mocks.
+
+    overrides: `{"path": value}`; a path is a config key (namespace optional) optionally
+      followed by `.field`/`[index]` into its structured value; value None deletes it.
+    secrets: secret config keys (namespace optional) -> value, merged over DEFAULT_SECRETS;
+      None unsets one. They are passed as Pulumi secrets.
+    config: use this whole config map instead of reading Pulumi.<stack>.yaml.
+    check: raise ProgramFailed if the program raised (else return the run with `.error`).
+    """
+    raw = copy.deepcopy(config) if config is not None else load_stack_config(stack)
+    for path, value in (overrides or {}).items():
+        set_path(raw, path, copy.deepcopy(value))
+    secret_values = {**DEFAULT_SECRETS, **(secrets or {})}
+    secret_keys = []
+    for key, value in secret_values.items():
+        key = _qualify(key)
+        if value is None:
+            raw.pop(key, None)
+        else:
+            raw[key] = value
+            secret_keys.append(key)
+    region = str(raw.get(f"{NAMESPACE}:region") or raw.get("aws:region") or "us-west-2")
+
+    with _RUN_LOCK:
+        saved_env = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PULUMI_CONFIG")}
+        saved_cwd = os.getcwd()
+        mocks = _RecordingMocks(region)
+        monitor = _RecordingMonitor(mocks)
+        mocks.monitor = monitor
+        error: BaseException | None = None
+        outputs: dict[str, Any] = {}
+        secret_outputs: set[str] = set()
+        started = time.perf_counter()
+        try:
+            _reset_runtime()
+            runtime_config.set_all_config(_config_strings(raw), secret_keys)
+            pulumi.runtime.set_mocks(mocks, project=project_name(), stack=stack, preview=preview, monitor=monitor)
+            os.chdir(REPO_ROOT)
+            try:
+                _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller through ProgramRun
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                error = exc
+            root = runtime_settings.get_root_resource()
+            if error is None and root is not None:
+                for key, value in dict(getattr(root, "outputs", {})).items():
+                    out = pulumi.Output.from_input(value)
+                    outputs[key] = _plain(_sync_await(out.future()))
+                    if _sync_await(out.is_secret()):
+                        secret_outputs.add(key)
+        finally:
+            seconds = time.perf_counter() - started
+            os.chdir(saved_cwd)
+            os.environ.update(saved_env)
+            _reset_runtime()
+
+    run = ProgramRun(
+        stack=stack, config=raw, resources=list(mocks.resources), calls=list(mocks.calls), outputs=outputs,
+        secret_outputs=secret_outputs, error=error, seconds=seconds,
+    )
+    if check and error is not None:
+        raise ProgramFailed(run) from error
+    return run
+
+
+def iter_stack_runs(stacks: Iterable[str] | None = None) -> Iterable[ProgramRun]:
+    for stack in stacks or stack_files():
+        yield run_program(stack)

@@ -1,0 +1,91 @@
+"""Bad stack configs fail before any resource is registered, naming the key and the fix.
+
+Each case runs the real program under mocks with one mistake added to a committed
+stack file, and checks that (1) the program raised ConfigError, (2) not a single
+resource (not even the AWS provider) was registered, and (3) the message names
+the offending key and says how to fix it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError
+from tests.unit.harness import run_program
+
+
+@dataclass(frozen=True)
+class BadConfig:
+    id: str
+    stack: str
+    overrides: dict[str, Any]
+    key: str  # the key the message must name (as in the stack file, without namespace)
+    fix: str  # a fragment of the fix the message must suggest
+    secrets: dict[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    BadConfig("wrong-type", "dev", {"network.azCount": "three"}, "network.azCount", "valid integer"),
+    BadConfig("unknown-top-level-key", "dev", {"clustr": {"version": "1.34"}}, "clustr", "valid keys are"),
+    BadConfig("unknown-nested-key", "vllm", {"nodePools[0].instanceFamily": ["g5"]},
+              "nodePools[0].instanceFamily", "check the spelling"),
+    BadConfig("tp-x-pp-exceeds-node", "dev", {"models[0].tensorParallel": 4, "models[0].pipelineParallel": 4},
+              "models[0]", "lower the parallelism or add larger instance types"),
+    BadConfig("model-on-missing-pool", "vllm", {"models[1].nodePool": "p5"}, "models[1].nodePool",
+              "use one of ['g5'] or add it to nodePools"),
+    BadConfig("cidr-overlap", "dev", {"network.podCidr": "10.1.128.0/17"}, "network.podCidr", "choose disjoint blocks"),
+    BadConfig("gated-model-without-token", "vllm", {}, "models[0].hfModelId",
+              "pulumi config set --secret tritonllm:hfToken", secrets={"hfToken": None}),
+    BadConfig("internet-facing-without-cidrs", "dev", {"gateway.scheme": "internet-facing"}, "gateway.allowedCidrs",
+              "list the client CIDRs"),
+    BadConfig("min-above-max-replicas", "vllm", {"models[0].minReplicas": 5, "models[0].maxReplicas": 2},
+              "models[0].minReplicas", "exceeds maxReplicas"),
+    BadConfig("unknown-instance-family", "dev", {"nodePools[0].instanceFamilies": ["g7x"]},
+              "nodePools[0].instanceFamilies", "known:"),
+    BadConfig("fp8-on-a10g", "dev", {"nodePools[0].instanceFamilies": ["g5"], "models[0].engine.dtype": "fp8"},
+              "models[0].engine.dtype", "use bfloat16"),
+    BadConfig("not-a-cidr", "dev", {"network.vpcCidr": "10.1.0.0/33"}, "network.vpcCidr", "write it like"),
+    BadConfig("missing-region", "dev", {"region": None}, "region", "this key is required"),
+    BadConfig("admin-not-an-arn", "dev", {"cluster.adminPrincipalArns": ["alice"]}, "cluster.adminPrincipalArns",
+              "arn:aws:iam::123456789012:role/Name"),
+    BadConfig("public-endpoint-without-cidrs", "dev", {"cluster.endpointPublicAccessCidrs": []},
+              "cluster.endpointPublicAccessCidrs", "set endpointPublicAccess false"),
+    BadConfig("replicas-exceed-pool-gpus", "dev", {"models[0].maxReplicas": 20}, "models[0].maxReplicas",
+              "raise maxGpus or lower maxReplicas"),
+    BadConfig("duplicate-pool-names", "vllm", {"nodePools[1]": {"name": "g5", "instanceFamilies": ["g6"]}},
+              "nodePools", "must be unique"),
+    BadConfig("bad-duration", "dev", {"nodePools[0].consolidateAfter": "5 minutes"},
+              "nodePools[0].consolidateAfter", "should match pattern"),
+    BadConfig("system-group-sizes", "dev", {"cluster.systemNodeGroup.minSize": 3}, "cluster.systemNodeGroup.desiredSize",
+              "minSize <= desiredSize <= maxSize"),
+    BadConfig("trtllm-on-mixed-gpus", "dev", {"nodePools[0].instanceFamilies": ["g6e", "g5"]}, "models[0].nodePool",
+              "give it one GPU family"),
+    BadConfig("metric-not-for-backend", "vllm", {"models[0].autoscaling.metric": "trtllm_waiting_requests"},
+              "models[0].autoscaling.metric", ""),
+    BadConfig("pool-without-types", "dev", {"nodePools[0].instanceFamilies": []}, "nodePools[0].instanceFamilies",
+              "set instanceFamilies"),
+    BadConfig("too-many-azs", "dev", {"network.azCount": 9}, "network.azCount", "less than or equal to 6"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_config_fails_before_any_resource(case: BadConfig):
+    run = run_program(case.stack, overrides=case.overrides, secrets=case.secrets, check=False)
+    assert isinstance(run.error, ConfigError), f"expected ConfigError, got {run.error!r}"
+    assert run.resources == [], f"registered before failing: {[r.type for r in run.resources]}"
+    keys = [key for key, _ in run.error.problems]
+    assert case.key in keys, f"{case.key!r} not named; problems: {run.error.problems}"
+    message = dict(run.error.problems)[case.key]
+    assert case.fix in message, f"fix {case.fix!r} not in {message!r}"
+    # The rendered error shows the fully-qualified key, as `pulumi config set` spells it.
+    assert f"tritonllm:{case.key}: " in str(run.error)
+
+
+def test_at_least_ten_distinct_mistakes_are_covered():
+    assert len({c.id for c in CASES}) >= 10 and len({c.key for c in CASES}) >= 10
+
+
+def test_every_committed_stack_is_valid(stack_run):
+    assert stack_run.error is None and stack_run.resources

@@ -1,0 +1,229 @@
+"""TrtllmEngine's provider logic: cache hit, build, failure with log tail, deadline, cleanup, diff.
+
+S3 is a real moto server (tests/providers/moto_counting_server.py); Kubernetes is a
+fake JobApi that plays a Job's life (the same interface KubernetesJobApi implements).
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import boto3
+import botocore.config
+import pytest
+
+from components import engine_build as eb
+from tests.providers.conftest import start_moto_server, stop_moto_server
+
+KEY = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def moto_url(monkeypatch_module):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch_module.setenv(name, value)
+    monkeypatch_module.delenv("AWS_PROFILE", raising=False)
+    server = start_moto_server()
+    yield server.url
+    stop_moto_server(server)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture
+def bucket(moto_url) -> str:
+    name = f"engines-{uuid.uuid4().hex[:12]}"
+    s3_client(moto_url).create_bucket(Bucket=name)
+    return name
+
+
+def s3_client(url: str):
+    return boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                        config=botocore.config.Config(s3={"addressing_style": "path"}))
+
+
+def store(url: str) -> eb.S3ObjectStore:
+    return eb.S3ObjectStore("us-east-1", url)
+
+
+class FakeJobs:
+    """A Job that reports `statuses` one poll at a time; on success it 'uploads' like the real Job."""
+
+    def __init__(self, statuses: list[dict[str, Any]], *, on_success=None, logs: str = "", exists: bool = False):
+        self.statuses = list(statuses)
+        self.on_success = on_success
+        self.logs = logs
+        self.exists = exists
+        self.calls: list[tuple[str, Any]] = []
+
+    def apply_config_map(self, manifest):
+        self.calls.append(("apply_config_map", manifest["metadata"]["name"]))
+
+    def create_job(self, manifest):
+        self.calls.append(("create_job", manifest["metadata"]["name"]))
+        return not self.exists
+
+    def job_status(self, namespace, name):
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        if eb.job_outcome(status) == "succeeded" and self.on_success:
+            self.on_success()
+            self.on_success = None
+        return status
+
+    def job_log_tail(self, namespace, name, lines):
+        self.calls.append(("job_log_tail", lines))
+        return self.logs
+
+    def delete_job(self, namespace, name):
+        self.calls.append(("delete_job", name))
+
+    def delete_config_map(self, namespace, name):
+        self.calls.append(("delete_config_map", name))
+
+    def called(self, what: str) -> int:
+        return sum(1 for c in self.calls if c[0] == what)
+
+
+RUNNING = {"active": 1}
+COMPLETE = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+FAILED = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                       "message": "Job has reached the specified backoff limit"}]}
+
+
+def props(bucket: str, timeout: int = 3600) -> dict[str, Any]:
+    return {
+        "key": KEY, "bucket": bucket, "prefix": eb.engine_prefix(KEY), "region": "us-east-1",
+        "timeout_seconds": timeout,
+        "job": {"metadata": {"name": eb.job_name(KEY), "namespace": "llama"}},
+        "script_config_map": {"metadata": {"name": eb.script_configmap_name(KEY), "namespace": "llama"}},
+    }
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def upload_engine(url: str, bucket: str):
+    def upload():
+        client = s3_client(url)
+        client.put_object(Bucket=bucket, Key=f"engines/{KEY}/engine/rank0.engine", Body=b"engine")
+        client.put_object(Bucket=bucket, Key=f"engines/{KEY}/{eb.COMPLETE_MARKER}", Body=KEY.encode())
+    return upload
+
+
+def test_a_cached_engine_runs_no_job(moto_url, bucket):
+    s3_client(moto_url).put_object(Bucket=bucket, Key=f"engines/{KEY}/{eb.COMPLETE_MARKER}", Body=b"x")
+
+    def no_cluster():
+        raise AssertionError("the cluster must not be contacted on a cache hit")
+
+    result = eb.ensure_engine(props(bucket), no_cluster, store(moto_url))
+    assert result.built is False
+
+
+def test_a_build_waits_for_the_job_then_cleans_up(moto_url, bucket):
+    clock = Clock()
+    jobs = FakeJobs([RUNNING, RUNNING, COMPLETE], on_success=upload_engine(moto_url, bucket))
+    result = eb.ensure_engine(props(bucket), lambda: jobs, store(moto_url), clock=clock, sleep=clock.sleep)
+    assert result.built is True
+    assert result.seconds == 2 * eb.POLL_SECONDS
+    assert [c[0] for c in jobs.calls] == ["apply_config_map", "create_job", "delete_job", "delete_config_map"]
+
+
+def test_an_interrupted_runs_job_is_adopted(moto_url, bucket):
+    jobs = FakeJobs([COMPLETE], on_success=upload_engine(moto_url, bucket), exists=True)
+    assert eb.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None).built
+    assert jobs.called("create_job") == 1 and jobs.called("delete_job") == 1
+
+
+def test_a_failed_build_reports_the_log_tail_and_still_cleans_up(moto_url, bucket):
+    jobs = FakeJobs([RUNNING, FAILED], logs="[engine-build-x/build]\nRuntimeError: CUDA out of memory")
+    with pytest.raises(eb.EngineBuildError) as err:
+        eb.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
+    text = str(err.value)
+    assert "BackoffLimitExceeded" in text and "CUDA out of memory" in text and KEY in text
+    assert jobs.called("delete_job") == 1 and jobs.called("delete_config_map") == 1
+    assert ("job_log_tail", eb.LOG_TAIL_LINES) in jobs.calls
+
+
+def test_the_deadline_stops_waiting(moto_url, bucket):
+    clock = Clock()
+    jobs = FakeJobs([RUNNING], logs="")
+    with pytest.raises(eb.EngineBuildError, match="no result within"):
+        eb.ensure_engine(props(bucket, timeout=60), lambda: jobs, store(moto_url), clock=clock, sleep=clock.sleep)
+    assert clock.now >= 60 + eb.WAIT_MARGIN_SECONDS
+    assert jobs.called("delete_job") == 1
+
+
+def test_success_without_the_marker_is_an_error(moto_url, bucket):
+    jobs = FakeJobs([COMPLETE])
+    with pytest.raises(eb.EngineBuildError, match="is missing"):
+        eb.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
+
+
+def test_delete_removes_only_its_own_prefix(moto_url, bucket):
+    client = s3_client(moto_url)
+    for key in (f"engines/{KEY}/engine/rank0.engine", f"engines/{KEY}/{eb.COMPLETE_MARKER}",
+                f"engines/{'cd' * 32}/engine/rank0.engine", "models/llama/config.pbtxt"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    assert store(moto_url).delete_prefix(bucket, eb.engine_prefix(KEY)) == 2
+    left = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert left == [f"engines/{'cd' * 32}/engine/rank0.engine", "models/llama/config.pbtxt"]
+
+
+@pytest.mark.parametrize("status, outcome", [
+    ({}, "running"), (RUNNING, "running"), (COMPLETE, "succeeded"), (FAILED, "failed"),
+    ({"failed": 1}, "failed"), ({"conditions": [{"type": "Failed", "status": "False"}], "active": 1}, "running"),
+])
+def test_job_outcome(status, outcome):
+    assert eb.job_outcome(status) == outcome
+
+
+UNKNOWN = object()
+
+
+@pytest.mark.parametrize("news, expected", [
+    ({"key": KEY, "bucket": "b", "kubeconfig": "new", "job": {"x": 1}}, (False, [])),
+    ({"key": "ef" * 32, "bucket": "b"}, (True, ["key"])),
+    ({"key": KEY, "bucket": "other"}, (True, ["bucket"])),
+    ({"key": KEY, "bucket": UNKNOWN}, (True, ["bucket"])),
+])
+def test_diff_compares_only_the_key_and_its_bucket(news, expected):
+    olds = {"key": KEY, "bucket": "b", "kubeconfig": "old", "job": {"x": 0}}
+    assert eb.engine_diff(olds, news, UNKNOWN) == expected
+
+
+def test_provider_diff_handles_preview_unknowns():
+    from pulumi.runtime import rpc
+
+    diff = eb.TrtllmEngineProvider().diff("id", {"key": KEY, "bucket": "b"}, {"key": KEY, "bucket": rpc.UNKNOWN})
+    assert diff.changes and diff.replaces == ["bucket"] and diff.delete_before_replace is False
+
+
+def test_kubeconfig_may_be_a_dict_or_yaml_text():
+    assert eb.parse_kubeconfig({"a": 1}) == {"a": 1}
+    assert eb.parse_kubeconfig("apiVersion: v1\nkind: Config\n") == {"apiVersion": "v1", "kind": "Config"}
+
+
+def test_kubernetes_job_api_builds_from_a_kubeconfig():
+    pytest.importorskip("kubernetes")
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": True}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }
+    api = eb.KubernetesJobApi(kubeconfig)
+    assert api.batch.api_client.configuration.host == "https://127.0.0.1:6443"

@@ -1,0 +1,248 @@
+"""The Gateway component under Pulumi mocks: what it registers, in which dependency order.
+
+`pulumi destroy` deletes a resource only after everything that depends on it, so
+"the NLB is gone before its controller" is a property of the dependency graph: the
+LoadBalancer Service must (transitively) depend on the LBC release, and the release on
+the controller's Pod Identity association, IAM policy and role.
+
+The component runs on its own through a tiny program (the stack's config, a stand-in
+Kubernetes provider), and, once `__main__.py` wires it, inside the whole program too.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from components import gateway_manifests as gm
+from components import iam, versions
+from tests.k8s_schema import validate_custom_resource, validate_k8s_object
+from tests.unit.conftest import stack_run_for
+from tests.unit.harness import ProgramRun, RecordedResource, run_program
+
+GATEWAY_TYPE = "tritonllm:gateway:Gateway"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SERVICE = "kubernetes:core/v1:Service"
+
+GATEWAY_ONLY_PROGRAM = textwrap.dedent("""
+    import pulumi
+    import pulumi_kubernetes as k8s
+
+    from components.config import read_pulumi_config
+    from components.gateway import Gateway
+
+    cfg = read_pulumi_config()
+    provider = k8s.Provider("k8s", kubeconfig="{}")
+    gateway = Gateway(cfg.name, cfg, k8s_provider=provider, cluster_name=cfg.name, vpc_id="vpc-0123456789abcdef0")
+    pulumi.export("httpEndpoint", gateway.http_endpoint)
+    pulumi.export("grpcEndpoint", gateway.grpc_endpoint)
+    pulumi.export("hostname", gateway.hostname)
+    pulumi.export("gatewayName", gateway.gateway_name)
+    pulumi.export("gatewayNamespace", gateway.gateway_namespace)
+""")
+
+
+@pytest.fixture(scope="module")
+def program_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("gateway") / "gateway_program.py"
+    path.write_text(GATEWAY_ONLY_PROGRAM)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(program_file) -> ProgramRun:
+    return run_program("dev", program=program_file)
+
+
+# --------------------------------------------------------------------------- graph helpers
+
+def _ancestors(run: ProgramRun, resource: RecordedResource) -> set[str]:
+    """URNs `resource` transitively depends on (what destroy must keep until it is gone)."""
+    by_urn = {r.urn: r for r in run.resources}
+    seen: set[str] = set()
+    todo = list(resource.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn in seen:
+            continue
+        seen.add(urn)
+        if urn in by_urn:
+            todo.extend(by_urn[urn].dependencies)
+    return seen
+
+
+def _depends_on(run: ProgramRun, resource: RecordedResource, other: RecordedResource) -> bool:
+    return other.urn in _ancestors(run, resource)
+
+
+def destroy_order(run: ProgramRun) -> list[str]:
+    """A destroy order Pulumi could take: nothing is deleted before the resources that depend on it."""
+    dependents: dict[str, set[str]] = {r.urn: set() for r in run.resources}
+    for r in run.resources:
+        for dep in r.dependencies:
+            dependents.setdefault(dep, set()).add(r.urn)
+    order, done = [], set()
+    pending = set(dependents)
+    while pending:
+        ready = sorted(u for u in pending if dependents[u] <= done)
+        assert ready, "dependency cycle"
+        order += ready
+        done |= set(ready)
+        pending -= set(ready)
+    return order
+
+
+def _gateway_resources(run: ProgramRun) -> dict[str, RecordedResource]:
+    (component,) = run.of_type(GATEWAY_TYPE)
+    children, todo = [], [component.urn]
+    while todo:
+        kids = run.children_of(todo.pop())
+        children += kids
+        todo += [k.urn for k in kids]
+    lbc = next(r for r in run.helm_releases() if r.inputs.get("name") == gm.LBC_RELEASE_NAME)
+    ngf = next(r for r in run.helm_releases() if r.inputs.get("name") == gm.NGF_RELEASE_NAME)
+    (service,) = [r for r in children if r.type == SERVICE]
+    (association,) = [r for r in children if r.type == "aws:eks/podIdentityAssociation:PodIdentityAssociation"]
+    (policy,) = [r for r in children if r.type == "aws:iam/rolePolicy:RolePolicy"]
+    (role,) = [r for r in children if r.type == "aws:iam/role:Role"]
+    (crds,) = [r for r in children if r.type == "kubernetes:yaml/v2:ConfigFile"]
+    (gateway,) = [r for r in children if r.inputs.get("kind") == "Gateway"]
+    return dict(component=component, lbc=lbc, ngf=ngf, service=service, association=association,
+                policy=policy, role=role, crds=crds, gateway=gateway, children=children)
+
+
+def check_nlb_is_destroyed_before_its_controller(run: ProgramRun) -> None:
+    g = _gateway_resources(run)
+    assert _depends_on(run, g["service"], g["lbc"]), "the NLB Service must depend on the LBC release"
+    assert _depends_on(run, g["lbc"], g["association"])
+    assert _depends_on(run, g["association"], g["policy"]), "the LBC must keep its permissions until it is gone"
+    assert _depends_on(run, g["association"], g["role"])
+    order = destroy_order(run)
+    sequence = [order.index(g[k].urn) for k in ("service", "lbc", "association", "policy", "role")]
+    assert sequence == sorted(sequence), "destroy: Service, LBC release, association, policy, role"
+    # Every LoadBalancer Service anywhere in the program is cleaned up while the LBC runs.
+    for svc in run.of_type(SERVICE):
+        if svc.get("spec.type") == "LoadBalancer":
+            assert _depends_on(run, svc, g["lbc"]), svc.name
+    # ...and no chart is asked for one: NGF's NGINX Service is ClusterIP.
+    assert g["ngf"].inputs["values"]["nginx"]["service"]["type"] == "ClusterIP"
+
+
+def check_gateway_objects_validate(run: ProgramRun) -> None:
+    g = _gateway_resources(run)
+    k8s_children = [r for r in g["children"] if "kind" in r.inputs and r.type.startswith("kubernetes:")]
+    assert {r.inputs["kind"] for r in k8s_children} >= {"Namespace", "Gateway", "Service"}
+    for r in k8s_children:
+        manifest = r.manifest()
+        if manifest["apiVersion"].startswith("gateway.nginx.org/"):
+            continue  # NGF's own CRDs are not in the reference set (see test_gateway_manifests)
+        if "/" in manifest["apiVersion"] and "." in manifest["apiVersion"].split("/")[0]:
+            validate_custom_resource(manifest)
+        else:
+            validate_k8s_object(manifest)
+
+
+# --------------------------------------------------------------------------- the component alone
+
+def test_nlb_service_is_destroyed_before_the_load_balancer_controller(run):
+    check_nlb_is_destroyed_before_its_controller(run)
+
+
+def test_gateway_waits_for_crds_and_ngf_and_the_service_for_the_gateway(run):
+    g = _gateway_resources(run)
+    assert _depends_on(run, g["ngf"], g["crds"])
+    assert _depends_on(run, g["gateway"], g["ngf"]) and _depends_on(run, g["gateway"], g["crds"])
+    assert _depends_on(run, g["service"], g["gateway"])
+    for r in g["children"]:
+        if r.inputs.get("apiVersion", "").startswith("gateway.nginx.org/"):
+            assert _depends_on(run, r, g["gateway"]), r.name
+
+
+def test_every_kubernetes_object_validates(run):
+    check_gateway_objects_validate(run)
+
+
+def test_endpoints_come_from_the_service_status(run):
+    g = _gateway_resources(run)
+    host = g["service"].outputs["status"]["loadBalancer"]["ingress"][0]["hostname"]
+    assert run.outputs["hostname"] == host
+    assert run.outputs["httpEndpoint"] == f"http://{host}:8000"
+    assert run.outputs["grpcEndpoint"] == f"{host}:8001"
+    assert (run.outputs["gatewayName"], run.outputs["gatewayNamespace"]) == (gm.GATEWAY_NAME, gm.NGF_NAMESPACE)
+
+
+def test_releases_use_pinned_charts_and_resolved_values(run):
+    g = _gateway_resources(run)
+    lbc, ngf = g["lbc"].inputs, g["ngf"].inputs
+    assert (lbc["chart"], lbc["version"]) == ("aws-load-balancer-controller", "3.5.0")
+    assert lbc["repositoryOpts"]["repo"] == versions.AWS_LOAD_BALANCER_CONTROLLER.repo
+    assert (ngf["chart"], ngf["version"]) == ("oci://ghcr.io/nginx/charts/nginx-gateway-fabric", "2.6.7")
+    assert lbc["namespace"] == gm.LBC_NAMESPACE and ngf["namespace"] == gm.NGF_NAMESPACE
+    values = lbc["values"]
+    assert values["clusterName"] == "tritonllm-dev" and values["vpcId"] == "vpc-0123456789abcdef0"
+    assert values["region"] == "us-west-2"
+    assert values["defaultTags"]["project"] == "tritonllm" and values["defaultTags"]["tritonllm:stack"] == "dev"
+    assert values["nodeSelector"] == {"tritonllm.io/node-group": "system"}
+    assert ngf["values"]["nginx"]["pod"]["nodeSelector"] == {"tritonllm.io/node-group": "system"}
+
+
+def test_lbc_role_is_its_own_pod_identity_role_with_the_published_policy(run):
+    g = _gateway_resources(run)
+    assert json.loads(g["policy"].inputs["policy"]) == gm.lbc_controller_policy_document()
+    trust = json.loads(g["role"].inputs["assumeRolePolicy"])
+    assert trust == iam.pod_identity_trust_policy("123456789012")
+    a = g["association"].inputs
+    assert (a["namespace"], a["serviceAccount"]) == (gm.LBC_NAMESPACE, gm.LBC_SERVICE_ACCOUNT)
+    assert a["clusterName"] == "tritonllm-dev"
+    assert g["lbc"].inputs["values"]["serviceAccount"]["name"] == a["serviceAccount"]
+    # No other policy reaches this role.
+    attached = [r for r in run.resources if r.type.startswith("aws:iam/rolePolicy")
+                and r.inputs.get("role") in (g["role"].id, g["role"].outputs.get("name"))]
+    assert attached == [g["policy"]]
+
+
+def test_internet_facing_only_with_allowed_cidrs(program_file):
+    open_run = run_program("dev", program=program_file, overrides={
+        "gateway": {"scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"]}})
+    svc = _gateway_resources(open_run)["service"]
+    assert svc.get("metadata.annotations")["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
+    assert svc.get("spec.loadBalancerSourceRanges") == ["203.0.113.0/24"]
+    refused = run_program("dev", program=program_file, check=False,
+                          overrides={"gateway": {"scheme": "internet-facing"}})
+    assert refused.error is not None and "allowedCidrs" in str(refused.error)
+    assert not refused.of_type(SERVICE)
+
+
+def test_default_is_internal(run):
+    svc = _gateway_resources(run)["service"]
+    assert svc.get("metadata.annotations")["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert svc.get("spec.loadBalancerSourceRanges") is None
+
+
+# --------------------------------------------------------------------------- inside the whole program
+
+@pytest.fixture(scope="module", params=["dev", "vllm"])
+def full_run(request) -> ProgramRun:
+    run = stack_run_for(request.param)  # the session's cached run of the stack
+    if not run.of_type(GATEWAY_TYPE):
+        pytest.skip("__main__.py does not build the Gateway yet")
+    return run
+
+
+def test_whole_program_destroys_the_nlb_before_the_controller(full_run):
+    check_nlb_is_destroyed_before_its_controller(full_run)
+    check_gateway_objects_validate(full_run)
+
+
+def test_whole_program_routes_attach_to_the_gateway(full_run):
+    g = _gateway_resources(full_run)
+    routes = [r for r in full_run.resources if r.inputs.get("kind") in ("HTTPRoute", "GRPCRoute")]
+    namespaces = {r.get("metadata.name"): r.get("metadata.labels") or {} for r in full_run.k8s_objects("Namespace")}
+    for route in routes:
+        validate_custom_resource(route.manifest())
+        assert _depends_on(full_run, route, g["gateway"]), f"{route.name} must be created after the Gateway"
+        ns = route.get("metadata.namespace")
+        if ns in namespaces:
+            assert gm.route_namespace_labels().items() <= namespaces[ns].items(), f"namespace {ns} not allowed"

@@ -1,0 +1,319 @@
+"""Karpenter: IAM, interruption queue, Helm releases, EC2NodeClasses and NodePools, device plugin."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from components import gpu_catalog, versions
+from components.cluster import SYSTEM_NODE_SELECTOR
+from components.config import NodePoolConfig
+from components.karpenter import (
+    AMI_FAMILY_LABEL,
+    GPU_PRESENT_LABEL,
+    GPU_TAINT,
+    GPU_TAINT_KEY,
+    NODE_POOL_LABEL,
+    block_device_mappings,
+    controller_policy_document,
+    device_plugin_values,
+    ec2_node_class_manifest,
+    gpu_tolerations,
+    interruption_event_patterns,
+    karpenter_values,
+    node_pool_manifest,
+    node_selector_for,
+)
+from components.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
+from tests.helm_values import assert_values_keys_exist
+from tests.k8s_schema import validate_custom_resource
+from tests.unit.harness import ProgramRun, run_program
+from tests.unit.test_network import _cfg
+
+KARPENTER_CHART = f"{versions.KARPENTER.repo}/{versions.KARPENTER.name}"
+# Maps the charts pass through verbatim (checked by Kubernetes, not by the chart).
+FREE_FORM = {"nodeSelector", "affinity", "tolerations", "controller.resources", "*.resources"}
+
+
+def _pool(**kw) -> NodePoolConfig:
+    return NodePoolConfig.model_validate({"name": "gpu", "instanceFamilies": ["g6e"], **kw})
+
+
+def _tolerates(tolerations: list[dict], taint: dict) -> bool:
+    """Kubernetes' toleration matching for one taint."""
+    for t in tolerations:
+        if t.get("effect") not in (None, "", taint["effect"]):
+            continue
+        if t.get("operator") == "Exists" and t.get("key") in (None, "", taint["key"]):
+            return True
+        if t.get("operator", "Equal") == "Equal" and t.get("key") == taint["key"] and t.get("value") == taint["value"]:
+            return True
+    return False
+
+
+def _cel_checks_ec2_node_class(manifest: dict) -> None:
+    """The EC2NodeClass CEL rules (x-kubernetes-validations) that JSON Schema cannot express."""
+    spec = manifest["spec"]
+    assert ("role" in spec) != ("instanceProfile" in spec), "exactly one of role / instanceProfile"
+    for term in spec["amiSelectorTerms"]:
+        if "alias" in term:
+            assert set(term) == {"alias"} and len(spec["amiSelectorTerms"]) == 1
+            assert re.match(r"^[a-zA-Z0-9]+@.+$", term["alias"])
+            assert term["alias"].split("@")[0] in ("al2", "al2023", "bottlerocket")
+            assert "amiFamily" not in spec  # implied by the alias
+    for key in spec.get("tags", {}):
+        assert key and not key.startswith("kubernetes.io/cluster") and key != "eks:eks-cluster-name"
+        assert not key.startswith(("karpenter.sh/nodepool", "karpenter.sh/nodeclaim", "karpenter.k8s.aws/ec2nodeclass"))
+    assert sum(1 for b in spec.get("blockDeviceMappings", []) if b.get("rootVolume")) <= 1
+    for terms in (spec["subnetSelectorTerms"], spec["securityGroupSelectorTerms"]):
+        assert terms and all(t.get("tags") and all(k and v for k, v in t["tags"].items()) for t in terms)
+
+
+def _cel_checks_node_pool(manifest: dict) -> None:
+    spec = manifest["spec"]
+    for r in spec["template"]["spec"]["requirements"]:
+        assert r["key"] not in ("karpenter.sh/nodepool", "kubernetes.io/hostname")
+        if r["operator"] == "In":
+            assert r["values"]
+        if r["operator"] in ("Gt", "Lt", "Gte", "Lte"):
+            assert len(r["values"]) == 1 and int(r["values"][0]) >= 0
+    for label in spec["template"]["metadata"].get("labels", {}):
+        domain = label.split("/")[0]
+        assert not domain.endswith("karpenter.sh") and not domain.endswith("karpenter.k8s.aws")
+        assert label != "kubernetes.io/hostname"
+
+
+# --------------------------------------------------------------------------- pure
+
+def test_controller_policy_follows_the_published_v1_policy():
+    doc = controller_policy_document("aws", "us-west-2", "123456789012", "c1",
+                                     "arn:aws:iam::123456789012:role/node", "arn:aws:sqs:us-west-2:123456789012:q")
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    assert set(by_sid) == {
+        "AllowScopedEC2InstanceAccessActions", "AllowScopedEC2LaunchTemplateAccessActions",
+        "AllowScopedEC2InstanceActionsWithTags", "AllowScopedResourceCreationTagging", "AllowScopedResourceTagging",
+        "AllowScopedDeletion", "AllowPassingInstanceRole", "AllowScopedInstanceProfileCreationActions",
+        "AllowScopedInstanceProfileTagActions", "AllowScopedInstanceProfileActions",
+        "AllowAPIServerEndpointDiscovery", "AllowInterruptionQueueActions", "AllowZonalShiftStatusReadOnly",
+        "AllowRegionalReadActions", "AllowSSMReadActions", "AllowPricingReadActions",
+        "AllowUnscopedInstanceProfileListAction", "AllowInstanceProfileReadActions",
+    }
+    assert by_sid["AllowPassingInstanceRole"]["Resource"] == "arn:aws:iam::123456789012:role/node"
+    assert by_sid["AllowInterruptionQueueActions"]["Resource"] == "arn:aws:sqs:us-west-2:123456789012:q"
+    assert by_sid["AllowAPIServerEndpointDiscovery"]["Resource"] == "arn:aws:eks:us-west-2:123456789012:cluster/c1"
+    # Every write is conditioned on this cluster's ownership tag.
+    for sid in ("AllowScopedEC2LaunchTemplateAccessActions", "AllowScopedEC2InstanceActionsWithTags",
+                "AllowScopedResourceCreationTagging", "AllowScopedResourceTagging", "AllowScopedDeletion",
+                "AllowScopedInstanceProfileCreationActions", "AllowScopedInstanceProfileActions"):
+        assert "kubernetes.io/cluster/c1" in json.dumps(by_sid[sid]["Condition"]), sid
+    # Nothing writes with Resource "*".
+    for s in doc["Statement"]:
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        if s["Resource"] == "*":
+            assert all(re.search(r":(Describe|Get|List)", a) for a in actions), s["Sid"]
+    assert len(json.dumps(doc, separators=(",", ":"))) < 10240  # inline policy size limit
+
+
+def test_interruption_rules_cover_what_karpenter_handles():
+    patterns = interruption_event_patterns()
+    detail_types = {p["detail-type"][0] for p in patterns.values()}
+    assert detail_types == {"AWS Health Event", "EC2 Spot Instance Interruption Warning",
+                            "EC2 Instance Rebalance Recommendation", "EC2 Instance State-change Notification",
+                            "EC2 Capacity Reservation Instance Interruption Warning"}
+
+
+def test_node_pool_from_instance_types_and_spot():
+    pool = _pool(instanceTypes=["g6e.12xlarge"], instanceFamilies=[], capacityTypes=["spot", "on-demand"],
+                 maxGpus=32, consolidationPolicy="WhenEmptyOrUnderutilized", weight=50)
+    manifest = node_pool_manifest(pool)
+    validate_custom_resource(manifest)
+    _cel_checks_node_pool(manifest)
+    reqs = {r["key"]: r for r in manifest["spec"]["template"]["spec"]["requirements"]}
+    assert reqs["node.kubernetes.io/instance-type"]["values"] == ["g6e.12xlarge"]
+    assert "karpenter.k8s.aws/instance-family" not in reqs
+    assert reqs["karpenter.sh/capacity-type"]["values"] == ["spot", "on-demand"]
+    assert manifest["spec"]["limits"]["nvidia.com/gpu"] == "32"
+    assert manifest["spec"]["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+    assert manifest["spec"]["weight"] == 50
+
+
+@pytest.mark.parametrize("family", ["AL2023", "Bottlerocket"])
+def test_node_class_per_ami_family_is_valid(family):
+    manifest = ec2_node_class_manifest(_pool(amiFamily=family, diskSizeGib=800), "c1", "node-role", {"team": "ml"})
+    validate_custom_resource(manifest)
+    _cel_checks_ec2_node_class(manifest)
+    assert manifest["spec"]["amiSelectorTerms"] == [{"alias": versions.KARPENTER_AMI_ALIAS[family]}]
+    data = block_device_mappings(family, 800)[-1]
+    assert data["ebs"]["volumeSize"] == "800Gi"
+    assert all(b["ebs"]["encrypted"] and b["ebs"]["volumeType"] == "gp3" for b in manifest["spec"]["blockDeviceMappings"])
+
+
+def test_scheduling_helpers_match_the_pool_and_taint():
+    assert node_selector_for("g6e") == {NODE_POOL_LABEL: "g6e"}
+    assert _tolerates(gpu_tolerations(), GPU_TAINT)
+    assert GPU_TAINT_KEY == "nvidia.com/gpu" and NODE_POOL_LABEL == "karpenter.sh/nodepool"
+
+
+def test_helm_values_keys_exist_in_chart_defaults():
+    assert_values_keys_exist(karpenter_values("c1", "q"), versions.KARPENTER.reference_values_file, FREE_FORM)
+    assert_values_keys_exist(device_plugin_values(), versions.NVIDIA_DEVICE_PLUGIN.reference_values_file, FREE_FORM)
+
+
+# --------------------------------------------------------------------------- program, every stack
+
+def test_one_node_class_and_node_pool_per_config_pool(stack_run):
+    cfg = _cfg(stack_run)
+    names = [p.name for p in cfg.node_pools]
+    assert sorted(m["metadata"]["name"] for m in stack_run.manifests("NodePool")) == sorted(names)
+    assert sorted(m["metadata"]["name"] for m in stack_run.manifests("EC2NodeClass")) == sorted(names)
+
+
+def test_every_custom_resource_matches_its_crd(stack_run):
+    custom = [r for r in stack_run.k8s_objects() if r.type.startswith("kubernetes:karpenter")]
+    assert custom
+    for r in custom:
+        validate_custom_resource(r.manifest())
+    for m in stack_run.manifests("EC2NodeClass"):
+        _cel_checks_ec2_node_class(m)
+    for m in stack_run.manifests("NodePool"):
+        _cel_checks_node_pool(m)
+
+
+def test_node_pools_match_config(stack_run):
+    cfg = _cfg(stack_run)
+    for pool in cfg.node_pools:
+        (manifest,) = [m for m in stack_run.manifests("NodePool") if m["metadata"]["name"] == pool.name]
+        spec = manifest["spec"]
+        assert manifest == node_pool_manifest(pool)
+        template = spec["template"]["spec"]
+        assert template["taints"] == [GPU_TAINT]
+        assert template["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool.name}
+        assert template["expireAfter"] == pool.expire_after
+        reqs = {r["key"]: r for r in template["requirements"]}
+        assert reqs["karpenter.k8s.aws/instance-family"]["values"] == pool.instance_families
+        assert reqs["karpenter.sh/capacity-type"]["values"] == pool.capacity_types
+        assert reqs["karpenter.k8s.aws/instance-gpu-count"] == {
+            "key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": ["0"]}
+        # Every family the pool may launch is an NVIDIA GPU family from the catalog.
+        assert all(f in gpu_catalog.FAMILIES for f in reqs["karpenter.k8s.aws/instance-family"]["values"])
+        assert spec["limits"] == {"nvidia.com/gpu": str(pool.max_gpus), "cpu": str(pool.max_cpu)}
+        assert spec["disruption"]["consolidationPolicy"] == pool.consolidation_policy
+        assert spec["disruption"]["consolidateAfter"] == pool.consolidate_after
+        assert spec["weight"] == pool.weight
+        assert spec["template"]["metadata"]["labels"][GPU_PRESENT_LABEL] == "true"
+
+
+def test_node_classes_are_imdsv2_encrypted_and_discover_private_subnets(stack_run):
+    cfg = _cfg(stack_run)
+    node_role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.name.endswith("-karpenter-node"))
+    for pool in cfg.node_pools:
+        (manifest,) = [m for m in stack_run.manifests("EC2NodeClass") if m["metadata"]["name"] == pool.name]
+        spec = manifest["spec"]
+        assert spec["metadataOptions"]["httpTokens"] == "required"
+        assert spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        (root,) = [b for b in spec["blockDeviceMappings"] if b.get("rootVolume")]
+        assert root["ebs"]["encrypted"] is True and root["ebs"]["volumeType"] == "gp3"
+        assert root["ebs"]["volumeSize"] == f"{pool.disk_size_gib}Gi"
+        assert spec["role"] == node_role.outputs["name"]
+        assert spec["amiSelectorTerms"] == [{"alias": versions.KARPENTER_AMI_ALIAS[pool.ami_family]}]
+        assert spec["subnetSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
+        assert spec["securityGroupSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
+        private = [s for s in stack_run.of_type("aws:ec2/subnet:Subnet")
+                   if s.inputs["tags"][SUBNET_ROLE_TAG] == "private"]
+        assert len(private) == cfg.network.az_count  # spread over every AZ's private subnet
+
+
+def test_node_role_and_its_access_entry(stack_run):
+    node_role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.name.endswith("-karpenter-node"))
+    trust = json.loads(node_role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
+    entry = stack_run.one("aws:eks/accessEntry:AccessEntry")
+    assert entry.inputs["type"] == "EC2_LINUX" and entry.inputs["principalArn"] == node_role.outputs["arn"]
+    attached = {a.inputs["policyArn"].rsplit("/", 1)[1]
+                for a in stack_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if a.inputs["role"] == node_role.outputs["name"]}
+    assert attached == {"AmazonEKS_CNI_Policy", "AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
+                        "AmazonSSMManagedInstanceCore"}
+
+
+def test_interruption_queue_and_rules(stack_run):
+    queue = stack_run.one("aws:sqs/queue:Queue")
+    assert queue.inputs["sqsManagedSseEnabled"] is True and queue.inputs["messageRetentionSeconds"] == 300
+    policy = json.loads(stack_run.one("aws:sqs/queuePolicy:QueuePolicy").inputs["policy"])
+    allow = next(s for s in policy["Statement"] if s["Effect"] == "Allow")
+    assert set(allow["Principal"]["Service"]) == {"events.amazonaws.com", "sqs.amazonaws.com"}
+    assert allow["Resource"] == queue.outputs["arn"]
+    rules = stack_run.of_type("aws:cloudwatch/eventRule:EventRule")
+    assert sorted(json.loads(r.inputs["eventPattern"])["detail-type"][0] for r in rules) == sorted(
+        p["detail-type"][0] for p in interruption_event_patterns().values())
+    targets = stack_run.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert {t.inputs["rule"] for t in targets} == {r.outputs["name"] for r in rules}
+    assert all(t.inputs["arn"] == queue.outputs["arn"] for t in targets)
+
+
+def test_controller_gets_its_role_through_pod_identity(stack_run):
+    cfg = _cfg(stack_run)
+    assoc = stack_run.one("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) == ("kube-system", "karpenter")
+    role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.outputs["arn"] == assoc.inputs["roleArn"])
+    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {
+        "Service": "pods.eks.amazonaws.com"}
+    inline = next(p for p in stack_run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id)
+    node_role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.name.endswith("-karpenter-node"))
+    queue = stack_run.one("aws:sqs/queue:Queue")
+    assert json.loads(inline.inputs["policy"]) == controller_policy_document(
+        "aws", cfg.region, "123456789012", cfg.name, node_role.outputs["arn"], queue.outputs["arn"])
+
+
+def test_karpenter_release(stack_run):
+    cfg = _cfg(stack_run)
+    release = stack_run.helm_release(KARPENTER_CHART)
+    assert release.inputs["version"] == versions.KARPENTER.version
+    assert release.inputs["namespace"] == "kube-system"
+    values = release.inputs["values"]
+    assert_values_keys_exist(values, versions.KARPENTER.reference_values_file, FREE_FORM)
+    assert values["settings"]["clusterName"] == cfg.name
+    assert values["settings"]["interruptionQueue"] == stack_run.one("aws:sqs/queue:Queue").outputs["name"]
+    assert values["nodeSelector"].items() >= SYSTEM_NODE_SELECTOR.items()
+    assert values["controller"]["resources"]["requests"] and values["controller"]["resources"]["limits"]
+    # NodePools and EC2NodeClasses are created after the chart (and its CRDs).
+    for r in stack_run.k8s_objects():
+        if r.type.startswith("kubernetes:karpenter"):
+            assert release.urn in r.dependencies
+
+
+def test_device_plugin_runs_only_on_gpu_nodes_and_tolerates_the_taint(stack_run):
+    release = stack_run.helm_release(versions.NVIDIA_DEVICE_PLUGIN.name)
+    assert release.inputs["version"] == versions.NVIDIA_DEVICE_PLUGIN.version
+    assert release.inputs["repositoryOpts"]["repo"] == versions.NVIDIA_DEVICE_PLUGIN.repo
+    values = release.inputs["values"]
+    assert_values_keys_exist(values, versions.NVIDIA_DEVICE_PLUGIN.reference_values_file, FREE_FORM)
+    assert _tolerates(values["tolerations"], GPU_TAINT)
+    (term,) = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    exprs = {e["key"]: e for e in term["matchExpressions"]}
+    assert exprs[GPU_PRESENT_LABEL] == {"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}
+    # Every AL2023 NodePool's nodes carry the labels the plugin selects.
+    for m in stack_run.manifests("NodePool"):
+        labels = m["spec"]["template"]["metadata"]["labels"]
+        if labels[AMI_FAMILY_LABEL] == "al2023":
+            assert labels[GPU_PRESENT_LABEL] == "true"
+            assert labels[AMI_FAMILY_LABEL] not in exprs[AMI_FAMILY_LABEL]["values"]
+
+
+def test_several_pools_with_explicit_types_and_bottlerocket():
+    pools = [
+        {"name": "g6e", "instanceFamilies": ["g6e"]},
+        {"name": "p5", "instanceTypes": ["p5.48xlarge"], "capacityTypes": ["spot"], "amiFamily": "Bottlerocket",
+         "maxGpus": 16, "diskSizeGib": 1000},
+    ]
+    run = run_program("dev", overrides={"nodePools": pools})
+    assert sorted(run.manifests("NodePool"), key=lambda m: m["metadata"]["name"])[1]["spec"]["template"]["spec"][
+        "requirements"][0] == {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]}
+    (p5_class,) = [m for m in run.manifests("EC2NodeClass") if m["metadata"]["name"] == "p5"]
+    assert p5_class["spec"]["amiSelectorTerms"] == [{"alias": "bottlerocket@latest"}]
+    assert p5_class["spec"]["blockDeviceMappings"][1]["ebs"]["volumeSize"] == "1000Gi"
+    for r in run.k8s_objects():
+        if r.type.startswith("kubernetes:karpenter"):
+            validate_custom_resource(r.manifest())
+    assert set(run.helm_release(KARPENTER_CHART).inputs["values"]) >= {"settings"}

@@ -1,0 +1,163 @@
+"""The Monitoring component under Pulumi mocks (tests/unit/harness.py).
+
+The component runs inside a small program of its own here (the lead wires it
+into __main__.py): config from the stack file, an AWS provider passed through
+opts, a Kubernetes provider passed explicitly.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components import metrics, monitoring_values as mv, versions
+from tests.helm_values import assert_values_keys_exist
+from tests.k8s_schema import validate_custom_resource
+from tests.unit.harness import ProgramRun, run_program
+
+PROGRAM = '''
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as kubernetes
+from components import config
+from components.monitoring import Monitoring
+
+conf = pulumi.Config("tritonllm")
+raw = {key: conf.get(key) for key in config.TOP_LEVEL_KEYS
+       if key not in config.SECRET_KEYS and conf.get(key) is not None}
+cfg = config.parse_stack_config(raw, {key for key in config.SECRET_KEYS if conf.get_secret(key) is not None})
+aws_provider = aws.Provider("aws", region=cfg.region)
+k8s_provider = kubernetes.Provider("k8s", kubeconfig="{}")
+mon = Monitoring("monitoring", cfg, k8s_provider, opts=pulumi.ResourceOptions(providers={"aws": aws_provider}))
+pulumi.export("grafanaSecretName", mon.grafana_secret_name)
+pulumi.export("grafanaPortForwardCommand", mon.grafana_port_forward_command)
+pulumi.export("grafanaReadPasswordCommand", mon.grafana_read_password_command)
+pulumi.export("prometheusUrl", mon.prometheus_url)
+'''
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("program") / "monitoring_program.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(program) -> ProgramRun:
+    return run_program("vllm", program=program)
+
+
+def _password(run: ProgramRun) -> str:
+    (password,) = run.of_type("random:index/randomPassword:RandomPassword")
+    value = password.outputs["result"]
+    assert isinstance(value, str) and len(value) >= 16
+    return value
+
+
+def _plain_occurrences(node: Any, needle: str, path: str = "") -> list[str]:
+    """Dotted paths where `needle` appears in a value, JSON-encoded strings included."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            found += _plain_occurrences(v, needle, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found += _plain_occurrences(v, needle, f"{path}.{i}" if path else str(i))
+    elif isinstance(node, str) and needle in node:
+        found.append(path)
+    return found
+
+
+def test_grafana_password_never_appears_in_plain_text_in_any_resource_input(run):
+    password = _password(run)
+    holders = []
+    for resource in run.resources:
+        for path in _plain_occurrences(resource.inputs, password):
+            assert resource.is_secret(path), f"{resource.type} {resource.name}: {path} holds the password unmarked"
+            holders.append((resource.type, path))
+    # it reaches exactly Secrets Manager and the Kubernetes Secret Grafana reads
+    assert sorted(holders) == [
+        ("aws:secretsmanager/secretVersion:SecretVersion", "secretString"),
+        ("kubernetes:core/v1:Secret", f"stringData.{mv.GRAFANA_PASSWORD_KEY}"),
+    ]
+    assert not _plain_occurrences(run.outputs, password)
+
+
+def test_grafana_reads_the_kubernetes_secret_made_from_the_generated_password(run):
+    secret = run.one("kubernetes:core/v1:Secret")
+    assert secret.get("metadata.namespace") == mv.NAMESPACE
+    assert secret.get(f"stringData.{mv.GRAFANA_USER_KEY}") == mv.GRAFANA_ADMIN_USER
+    kps = run.helm_release("kube-prometheus-stack")
+    assert kps.get("values.grafana.admin.existingSecret") == secret.get("metadata.name")
+    assert secret.urn in kps.dependencies
+
+
+def test_secrets_manager_secret_name_is_the_stack_output_with_commands(run):
+    aws_secret = run.one("aws:secretsmanager/secret:Secret")
+    name = aws_secret.outputs["name"]
+    assert name.startswith("tritonllm-vllm/grafana-admin-")
+    assert run.outputs["grafanaSecretName"] == name
+    assert run.outputs["grafanaReadPasswordCommand"] == (
+        f"aws secretsmanager get-secret-value --region us-west-2 --secret-id {name} "
+        "--query SecretString --output text")
+    assert run.outputs["grafanaPortForwardCommand"] == "kubectl -n monitoring port-forward svc/kps-grafana 3000:80"
+    assert run.outputs["prometheusUrl"] == "http://kps-prometheus.monitoring.svc:9090"
+    version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
+    assert version.get("secretId") == aws_secret.id
+
+
+def test_aws_resources_use_the_provider_from_opts_and_k8s_ones_the_k8s_provider(run):
+    aws_provider = run.one("pulumi:providers:aws")
+    k8s_provider = run.one("pulumi:providers:kubernetes")
+    for resource in run.resources:
+        if resource.type.startswith("aws:"):
+            assert resource.provider.startswith(aws_provider.urn), resource.name
+        elif resource.type.startswith("kubernetes:"):
+            assert resource.provider.startswith(k8s_provider.urn), resource.name
+
+
+def test_three_pinned_helm_releases_with_checked_values(run):
+    releases = {r.inputs["chart"]: r for r in run.helm_releases()}
+    assert set(releases) == {"kube-prometheus-stack", "prometheus-adapter", "dcgm-exporter"}
+    for chart in (versions.KUBE_PROMETHEUS_STACK, versions.PROMETHEUS_ADAPTER, versions.DCGM_EXPORTER):
+        release = releases[chart.name]
+        assert release.inputs["version"] == chart.version
+        assert release.inputs["repositoryOpts"]["repo"] == chart.repo
+        assert release.inputs["namespace"] == mv.NAMESPACE
+        assert_values_keys_exist(release.inputs["values"], chart.reference_values_file, mv.FREE_FORM[chart.name])
+    kps = releases["kube-prometheus-stack"]
+    assert kps.inputs["name"] == mv.KPS_RELEASE
+    # the vllm stack sets retention 7d; scrape interval and storage keep their defaults
+    assert kps.get("values.prometheus.prometheusSpec.retention") == "7d"
+    assert kps.urn in releases["prometheus-adapter"].dependencies
+    assert kps.urn in releases["dcgm-exporter"].dependencies
+
+
+def test_dcgm_exporter_can_be_turned_off(program):
+    run = run_program("vllm", program=program, overrides={"monitoring.dcgmExporter": False})
+    assert {r.inputs["chart"] for r in run.helm_releases()} == {"kube-prometheus-stack", "prometheus-adapter"}
+
+
+def test_recording_rules_and_dashboard_are_provisioned_after_the_stack(run):
+    kps = run.helm_release("kube-prometheus-stack")
+    (rule,) = run.k8s_objects("PrometheusRule")
+    manifest = rule.manifest()
+    validate_custom_resource(manifest)
+    assert manifest["spec"]["groups"] == metrics.rule_groups()
+    assert kps.urn in rule.dependencies
+    (dashboard,) = [r for r in run.k8s_objects("ConfigMap") if r.get("metadata.labels.grafana_dashboard") == "1"]
+    (body,) = dashboard.inputs["data"].values()
+    assert json.loads(body)["uid"] == "tritonllm-triton"
+
+
+def test_prometheus_volume_storage_class_is_encrypted_gp3(run):
+    (sc,) = run.k8s_objects("StorageClass")
+    assert sc.inputs["provisioner"] == "ebs.csi.aws.com"
+    assert sc.inputs["parameters"] == {"type": "gp3", "encrypted": "true"}
+    kps = run.helm_release("kube-prometheus-stack")
+    claim = kps.get("values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec")
+    assert claim["storageClassName"] == sc.get("metadata.name")
+    assert claim["resources"]["requests"]["storage"] == "50Gi"

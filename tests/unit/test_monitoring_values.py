@@ -1,0 +1,124 @@
+"""Helm values of kube-prometheus-stack, prometheus-adapter and the DCGM exporter, and the
+values-key checker other components use for their charts."""
+from __future__ import annotations
+
+import pytest
+
+from components import metrics, monitoring_values as mv, versions
+from components.config import MonitoringConfig
+from components.dashboards import triton as triton_dashboard
+from tests.helm_values import assert_values_keys_exist, reference_values, unknown_keys
+
+MON = MonitoringConfig(retention="7d", storage_size="80Gi", scrape_interval="30s")
+
+
+def _kps() -> dict:
+    return mv.kube_prometheus_stack_values(MON, "grafana-admin", "fast-gp3")
+
+
+# --------------------------------------------------------------------------- the checker
+
+
+def test_checker_reports_each_unknown_key_with_its_path():
+    defaults = {"a": {"b": 1, "c": {}}, "d": None, "e": []}
+    values = {"a": {"b": 2, "typo": 3, "c": {"x": 1}}, "d": {"k": 1}, "e": [{"anything": 1}], "z": 1}
+    assert unknown_keys(values, defaults) == ["a.typo", "a.c.x", "d (the chart's default is empty; list it in "
+                                              "free_form if the chart passes it through)", "z"]
+
+
+def test_checker_free_form_paths_and_wildcards():
+    defaults = {"a": {"labels": {}, "deep": {"podLabels": {}}}, "labels": {}}
+    values = {"a": {"labels": {"x": "1"}, "deep": {"podLabels": {"y": "2"}}}, "labels": {"z": "3"}}
+    assert unknown_keys(values, defaults, {"a.labels", "*.podLabels", "labels"}) == []
+    assert unknown_keys(values, defaults, {"*.podLabels", "labels"}) == ["a.labels.x"]
+
+
+def test_assert_values_keys_exist_fails_on_a_typo_in_a_real_chart():
+    with pytest.raises(AssertionError, match="grafana.admin.existingSecrets"):
+        assert_values_keys_exist({"grafana": {"admin": {"existingSecrets": "x"}}},
+                                 versions.KUBE_PROMETHEUS_STACK.reference_values_file)
+
+
+# --------------------------------------------------------------------------- every key exists
+
+
+@pytest.mark.parametrize("chart, values", [
+    (versions.KUBE_PROMETHEUS_STACK, _kps()),
+    (versions.PROMETHEUS_ADAPTER, mv.prometheus_adapter_values()),
+    (versions.DCGM_EXPORTER, mv.dcgm_exporter_values(MON)),
+], ids=lambda v: getattr(v, "name", ""))
+def test_every_values_key_exists_in_the_chart_defaults(chart, values):
+    assert_values_keys_exist(values, chart.reference_values_file, mv.FREE_FORM[chart.name])
+
+
+# --------------------------------------------------------------------------- kube-prometheus-stack
+
+
+def test_prometheus_retention_storage_and_scrape_interval_come_from_config():
+    spec = _kps()["prometheus"]["prometheusSpec"]
+    assert spec["retention"] == "7d"
+    assert spec["scrapeInterval"] == spec["evaluationInterval"] == "30s"
+    claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "80Gi"
+    assert claim["storageClassName"] == "fast-gp3"
+
+
+def test_monitors_and_rules_are_not_restricted_to_the_release():
+    spec = _kps()["prometheus"]["prometheusSpec"]
+    for kind in ("podMonitor", "serviceMonitor", "rule", "probe"):
+        assert spec[f"{kind}SelectorNilUsesHelmValues"] is False
+    defaults = reference_values(versions.KUBE_PROMETHEUS_STACK.reference_values_file)["prometheus"]["prometheusSpec"]
+    # with the flag off, the chart's empty selectors select every object in every namespace
+    assert defaults["podMonitorSelector"] == defaults["podMonitorNamespaceSelector"] == {}
+    assert defaults["ruleSelector"] == defaults["ruleNamespaceSelector"] == {}
+
+
+def test_grafana_admin_comes_from_an_existing_secret_and_no_password_is_in_values():
+    grafana = _kps()["grafana"]
+    assert grafana["admin"] == {"existingSecret": "grafana-admin", "userKey": mv.GRAFANA_USER_KEY,
+                                "passwordKey": mv.GRAFANA_PASSWORD_KEY}
+
+    def keys(node, prefix=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield f"{prefix}{k}"
+                yield from keys(v, f"{prefix}{k}.")
+
+    assert [k for k in keys(_kps()) if "password" in k.lower()] == ["grafana.admin.passwordKey"]
+
+
+def test_grafana_stays_inside_the_cluster():
+    grafana = _kps()["grafana"]
+    assert grafana["ingress"]["enabled"] is False
+    # the chart's own Service type is ClusterIP: nothing overrides it
+    assert "type" not in grafana.get("service", {})
+
+
+def test_grafana_sidecar_watches_the_label_the_dashboard_configmap_carries():
+    sidecar = _kps()["grafana"]["sidecar"]["dashboards"]
+    cm = triton_dashboard.config_map_manifest(mv.NAMESPACE)
+    assert sidecar["enabled"] is True
+    assert cm["metadata"]["labels"][sidecar["label"]] == sidecar["labelValue"]
+    assert sidecar["searchNamespace"] == "ALL"
+
+
+# --------------------------------------------------------------------------- adapter and DCGM
+
+
+def test_adapter_reads_the_stack_prometheus_and_serves_only_the_catalog_rules():
+    values = mv.prometheus_adapter_values("monitoring")
+    assert f"{values['prometheus']['url']}:{values['prometheus']['port']}" == mv.prometheus_url("monitoring")
+    assert values["prometheus"]["url"] == "http://kps-prometheus.monitoring.svc"
+    assert values["rules"]["default"] is False
+    assert values["rules"]["custom"] == metrics.adapter_rules()
+
+
+def test_dcgm_exporter_runs_only_on_gpu_nodes_and_tolerates_their_taint():
+    values = mv.dcgm_exporter_values(MON)
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in values["tolerations"]
+    (term,) = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt",
+                                         "values": ["0"]}]
+    assert values["serviceMonitor"]["enabled"] is True
+    assert values["serviceMonitor"]["interval"] == "30s"
+    assert values["serviceMonitor"]["honorLabels"] is True
