@@ -167,7 +167,7 @@ class Cluster(pulumi.ComponentResource):
     node_security_group_id, cluster_security_group_id, eks_cluster (Output of the
     aws.eks.Cluster), eks (the pulumi-eks component), system_node_group,
     addons (name -> aws.eks.Addon), partition, account_id, region,
-    block_storage_class_name, kms_key.
+    block_storage_class_name, kms_key, node_security_group_discovery_tag.
     """
 
     def __init__(self, name: str, cfg: StackConfig, network: Network, opts: pulumi.ResourceOptions | None = None):
@@ -200,12 +200,14 @@ class Cluster(pulumi.ComponentResource):
             description=f"EKS control plane of {cfg.name}",
             opts=child,
         )
-        for policy in ("AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController"):
+        control_plane_policies = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-control-plane-{policy}", role=cluster_role.name,
                 policy_arn=self.partition.apply(lambda p, policy=policy: iam.managed_policy_arn(p, policy)),
                 opts=pulumi.ResourceOptions(parent=cluster_role),
             )
+            for policy in ("AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController")
+        ]
         cluster_kms = aws.iam.RolePolicy(
             f"{name}-control-plane-kms", role=cluster_role.id,
             policy=self.kms_key.arn.apply(lambda arn: json.dumps(cluster_kms_policy(arn))),
@@ -236,7 +238,8 @@ class Cluster(pulumi.ComponentResource):
             kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=False),
             enabled_cluster_log_types=list(cc.log_types),
             tags={"Name": cfg.name},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_kms]),
+            # pulumi-eks waits for roles it creates, not for ours: the policies must be attached first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*control_plane_policies, cluster_kms]),
         )
         self.eks_cluster = self.eks.eks_cluster
         self.cluster_name = self.eks_cluster.name
@@ -248,8 +251,9 @@ class Cluster(pulumi.ComponentResource):
         self.node_security_group_id = self.eks.node_security_group_id
 
         # Karpenter finds the security group for its nodes by this tag.
-        aws.ec2.Tag(f"{name}-node-sg-discovery", resource_id=self.node_security_group_id,
-                    key=DISCOVERY_TAG, value=cfg.name, opts=child)
+        self.node_security_group_discovery_tag = aws.ec2.Tag(
+            f"{name}-node-sg-discovery", resource_id=self.node_security_group_id,
+            key=DISCOVERY_TAG, value=cfg.name, opts=child)
 
         # --- Managed add-ons that must exist before nodes
         self.addons: dict[str, aws.eks.Addon] = {}
@@ -300,7 +304,7 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*node_policies, *self.addons.values()],
-                ignore_changes=["scaling_config.desired_size"],  # let operators scale it without drift
+                ignore_changes=["scalingConfig.desiredSize"],  # operators may scale it; no drift (engine path syntax)
             ),
         )
 

@@ -362,7 +362,10 @@ class StackConfig(_Model):
     """Everything under the `tritonllm:` namespace."""
 
     region: str = Field(..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region (required)")
-    name: str = Field("tritonllm", pattern=DNS_LABEL, description="Prefix of every resource name")
+    name: str = Field(
+        "tritonllm", pattern=DNS_LABEL, max_length=24,
+        description="Prefix of every resource name and the EKS cluster name (max 24: AWS name limits)",
+    )
     network: NetworkConfig = Field(default_factory=NetworkConfig, description="See network.*")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="See cluster.*")
     node_pools: list[NodePoolConfig] = Field(..., min_length=1, description="GPU NodePools (required)")
@@ -375,6 +378,16 @@ class StackConfig(_Model):
     # Secrets: only whether they are set. Read them with pulumi.Config().require_secret.
     hf_token_set: bool = Field(False, exclude=True)
     ngc_api_key_set: bool = Field(False, exclude=True)
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        # AWS reserves aws:*; Karpenter rejects EC2NodeClass tags it manages itself.
+        reserved = ("aws:", "kubernetes.io/cluster/", "karpenter.sh/", "karpenter.k8s.aws/", "eks:")
+        bad = [k for k in value if not k or k.startswith(reserved)]
+        if bad:
+            raise ValueError(f"tag keys {bad} are reserved (prefixes {list(reserved)}); rename them")
+        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "StackConfig":

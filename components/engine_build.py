@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import pulumi.dynamic
 
 from components import versions
 from components.config import ModelConfig, NodePoolConfig, StackConfig
+from components.karpenter import gpu_tolerations, node_selector_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "model_repository" / "trtllm" / "build_engine.py"
@@ -50,7 +50,6 @@ OUTPUT_DIR = "/work/out"
 SCRIPT_DIR = "/opt/tritonllm"
 BUILDER_SERVICE_ACCOUNT = "engine-builder"
 GPU_RESOURCE = "nvidia.com/gpu"
-NODEPOOL_LABEL = "karpenter.sh/nodepool"
 # Scheduling a GPU node and pulling the ~20 GB image come on top of the build itself.
 WAIT_MARGIN_SECONDS = 120
 POLL_SECONDS = 15
@@ -137,10 +136,6 @@ def script_configmap_name(key: str) -> str:
     return f"engine-build-script-{short_key(key)}"
 
 
-def gpu_tolerations() -> list[dict[str, Any]]:
-    return [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-
-
 def script_configmap_manifest(key: str, namespace: str, script_text: str | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -184,7 +179,7 @@ def engine_build_job_manifest(
     pod_spec: dict[str, Any] = {
         "serviceAccountName": BUILDER_SERVICE_ACCOUNT,
         "restartPolicy": "Never",
-        "nodeSelector": {NODEPOOL_LABEL: model.node_pool},
+        "nodeSelector": node_selector_for(model.node_pool),
         "tolerations": gpu_tolerations(),
         "initContainers": [{
             "name": "build",

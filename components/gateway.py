@@ -20,8 +20,12 @@ object is really gone (finalizers included), so on destroy:
        target groups and security groups and releases the finalizer;
     2. only then the LBC release, its Pod Identity association, its IAM policy and role
        (the association depends on the policy, so the controller keeps its permissions
-       until it is gone);
+       until it is gone), and after the release what it runs on (`controllers_depend_on`:
+       system nodes, Pod Identity agent, CoreDNS, CNI);
     3. the cluster, then the VPC.
+
+If the controller cannot clean up (say, it lost its permissions), the Service's deletion
+times out and `pulumi destroy` fails loudly instead of leaking an NLB.
 
 Nothing else here creates AWS resources: NGF's own Service is ClusterIP, and the LBC's
 Service mutator webhook, Ingress class and Gateway API controllers are turned off.
@@ -30,7 +34,7 @@ tests/unit/test_gateway_component.py checks this graph under mocks.
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -77,6 +81,11 @@ class Gateway(pulumi.ComponentResource):
       load_balancer_service            the Service that is the NLB (depend on it to wait for the NLB)
     Triton should create its routes with `depends_on=[gateway]` so they are created after,
     and deleted before, the Gateway and the CRDs.
+
+    controllers_depend_on: what the two controllers run on, e.g.
+    `[cluster.system_node_group, *cluster.addons.values()]`. Besides making the Helm installs
+    wait for nodes, this keeps the nodes, the Pod Identity agent (credentials), CoreDNS and the
+    CNI alive on destroy until the LBC has deleted the NLB.
     """
 
     def __init__(
@@ -88,6 +97,7 @@ class Gateway(pulumi.ComponentResource):
         cluster_name: pulumi.Input[str],
         vpc_id: pulumi.Input[str],
         system_node_selector: Mapping[str, str] | None = SYSTEM_NODE_SELECTOR,
+        controllers_depend_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tritonllm:gateway:Gateway", name, None, opts)
@@ -111,7 +121,7 @@ class Gateway(pulumi.ComponentResource):
             namespace=gm.LBC_NAMESPACE,
             service_account=gm.LBC_SERVICE_ACCOUNT,
             account_id=account_id,
-            associate=False,  # made below, after the policy, so destroy removes the policy last
+            associate=False,  # made below, after the policy: the controller keeps its permissions to the end
             opts=aws_opts,
         )
         lbc_policy = aws.iam.RolePolicy(
@@ -144,8 +154,11 @@ class Gateway(pulumi.ComponentResource):
                 timeout=600,
                 **_helm_chart_args(versions.AWS_LOAD_BALANCER_CONTROLLER),
             ),
-            # Credentials are injected at pod creation: the association must exist first.
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[lbc_association])),
+            # Credentials are injected at pod creation: the association must exist first. The
+            # nodes and add-ons it runs on must outlive it on destroy (see module docstring).
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[lbc_association, *controllers_depend_on])
+            ),
         )
 
         # --- NGINX Gateway Fabric (control plane; it provisions NGINX per Gateway).
@@ -167,7 +180,9 @@ class Gateway(pulumi.ComponentResource):
                 timeout=600,
                 **_helm_chart_args(versions.NGINX_GATEWAY_FABRIC),
             ),
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds])),
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, *controllers_depend_on])
+            ),
         )
 
         # --- The Gateway (GatewayClass comes with the NGF chart) and its NGINX settings.

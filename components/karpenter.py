@@ -12,7 +12,7 @@ ask for GPUs land there.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import pulumi
 import pulumi_aws as aws
@@ -260,13 +260,16 @@ def interruption_queue_policy(queue_arn: str) -> dict[str, Any]:
 
 
 def interruption_event_patterns() -> dict[str, dict[str, Any]]:
-    """EventBridge patterns whose events Karpenter handles (rule name suffix -> pattern)."""
+    """EventBridge patterns whose events Karpenter handles (short rule name suffix -> pattern).
+
+    Suffixes stay short: EventBridge rule names are limited to 64 characters.
+    """
     return {
-        "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
-        "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
+        "health": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},  # scheduled changes
+        "spot": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
         "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
-        "instance-state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
-        "capacity-reservation-interruption": {
+        "state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+        "reservation": {
             "source": ["aws.ec2"], "detail-type": ["EC2 Capacity Reservation Instance Interruption Warning"]},
     }
 
@@ -408,6 +411,8 @@ class Karpenter(pulumi.ComponentResource):
     Attributes: node_pools (pool name -> NodePool CustomResource), node_classes
     (pool name -> EC2NodeClass CustomResource), release (Helm release),
     device_plugin (Helm release), node_role, controller_role, queue.
+    `network` is not read: node classes find the private subnets by the discovery tag
+    Network puts on them (the parameter keeps the platform components' signatures alike).
     """
 
     def __init__(self, name: str, cfg: StackConfig, cluster: Cluster, network: Network,
@@ -424,12 +429,14 @@ class Karpenter(pulumi.ComponentResource):
             description=f"Nodes Karpenter launches in {cluster_name}",
             opts=child,
         )
-        for policy in NODE_ROLE_POLICIES:
+        node_policies = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-karpenter-node-{policy}", role=self.node_role.name,
                 policy_arn=cluster.partition.apply(lambda p, policy=policy: iam.managed_policy_arn(p, policy)),
                 opts=pulumi.ResourceOptions(parent=self.node_role),
             )
+            for policy in NODE_ROLE_POLICIES
+        ]
         node_access = aws.eks.AccessEntry(
             f"{name}-karpenter-node",
             cluster_name=cluster.cluster_name,
@@ -453,13 +460,13 @@ class Karpenter(pulumi.ComponentResource):
         )
         for suffix, pattern in interruption_event_patterns().items():
             rule = aws.cloudwatch.EventRule(
-                f"{name}-karpenter-{suffix}",
+                f"{name}-interruption-{suffix}",
                 description=f"Karpenter interruption handling ({suffix}) for {cluster_name}",
                 event_pattern=json.dumps(pattern),
                 opts=child,
             )
             aws.cloudwatch.EventTarget(
-                f"{name}-karpenter-{suffix}",
+                f"{name}-interruption-{suffix}",
                 rule=rule.name,
                 arn=self.queue.arn,
                 target_id=INTERRUPTION_QUEUE_TARGET_ID,
@@ -489,18 +496,22 @@ class Karpenter(pulumi.ComponentResource):
             values=self.queue.name.apply(lambda queue: karpenter_values(cluster_name, queue)),
             opts=pulumi.ResourceOptions(
                 parent=self, provider=cluster.k8s_provider,
-                depends_on=[association, node_access, cluster.system_node_group,
+                depends_on=[association, node_access, *node_policies, cluster.system_node_group,
                             cluster.addons["eks-pod-identity-agent"]],
             ),
         )
 
         # --- One EC2NodeClass + NodePool per nodePools entry
-        after_crds = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release]))
+        # After the chart (CRDs) and the tag that lets the node classes find their security group.
+        after_crds = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+            depends_on=[self.release, cluster.node_security_group_discovery_tag]))
         self.node_classes: dict[str, k8s.apiextensions.CustomResource] = {}
         self.node_pools: dict[str, k8s.apiextensions.CustomResource] = {}
+        # Karpenter tags what it launches itself; the provider's default tags do not reach those instances.
+        instance_tags = {"tritonllm:stack": pulumi.get_stack(), **cfg.tags}
         for pool in cfg.node_pools:
             node_class = self.node_role.name.apply(
-                lambda role, pool=pool: ec2_node_class_manifest(pool, cluster_name, role, cfg.tags)
+                lambda role, pool=pool: ec2_node_class_manifest(pool, cluster_name, role, instance_tags)
             )
             self.node_classes[pool.name] = k8s.apiextensions.CustomResource(
                 f"{name}-nodeclass-{pool.name}",

@@ -121,18 +121,16 @@ def _max_over_models(expr: str) -> str:
 
 
 def _ratio(numerator: str, denominator: str, by: str = _BY_MODEL, scale: str = "") -> str:
-    """numerator/denominator per pod; 0 (not NaN) while the denominator is 0, i.e. with no traffic.
+    """numerator/denominator per pod; 0 (not NaN, not absent) while the denominator is 0.
 
     The HPA must read an idle pod as unloaded: a missing or NaN value would stop it scaling down.
     """
     num, den = f"sum by ({by}) ({_rate(numerator)})", f"sum by ({by}) ({_rate(denominator)})"
-    value = f"{num} / ({den} > 0){scale}"
+    value, idle = f"{num} / ({den} > 0){scale}", f"{den} * 0"
     if by == _BY_MODEL:
-        value = _max_over_models(value)
-    return f"{value} or {_max_over_models(f'{den} * 0') if by == _BY_MODEL else f'{den} * 0'}"
+        value, idle = _max_over_models(value), _max_over_models(idle)
+    return f"{value} or {idle}"
 
-
-_CORE = ("vllm", "trtllm", "python")
 
 METRICS: dict[str, HpaMetric] = {
     m.name: m
@@ -143,7 +141,7 @@ METRICS: dict[str, HpaMetric] = {
             "mean number of requests inside Triton per pod (Little's law: request-seconds completed per "
             "second); covers the whole generation where the backend reports at completion (TensorRT-LLM, "
             "Python models that generate in execute()), only the hand-off for the vLLM backend",
-            reported_by=_CORE, backends=("trtllm", "python"), default_target=2.0,
+            reported_by=BACKENDS, backends=("trtllm", "python"), default_target=2.0,
             # Half the engine's in-flight batch: headroom for the minutes a new GPU node takes.
             target_from_model=lambda m: m.engine.max_batch_size / 2,
         ),
@@ -184,38 +182,38 @@ METRICS: dict[str, HpaMetric] = {
             "triton_request_rate", "requests/s",
             _max_over_models(_per_model(_rate("nv_inference_request_success"))),
             "successful inference requests per second per pod (for the vLLM backend: requests handed to vLLM)",
-            reported_by=_CORE, backends=_CORE, default_target=5.0,
+            reported_by=BACKENDS, backends=BACKENDS, default_target=5.0,
         ),
         HpaMetric(
             "triton_failure_rate", "requests/s",
             _max_over_models(_per_model(_rate("nv_inference_request_failure"))),
             "failed inference requests per second per pod",
-            reported_by=_CORE,
+            reported_by=BACKENDS,
         ),
         HpaMetric(
             "triton_queue_time_per_request_ms", "ms",
             _ratio("nv_inference_queue_duration_us", "nv_inference_request_success", scale=" / 1000"),
             "average time a request waited in Triton's scheduler queue, per request, milliseconds",
-            reported_by=_CORE, backends=("python",), default_target=200.0,
+            reported_by=BACKENDS, backends=("python",), default_target=200.0,
         ),
         HpaMetric(
             "triton_compute_time_per_request_ms", "ms",
             _ratio("nv_inference_compute_infer_duration_us", "nv_inference_request_success", scale=" / 1000"),
             "average time the backend spent executing a request, per request, milliseconds",
-            reported_by=_CORE,
+            reported_by=BACKENDS,
         ),
         HpaMetric(
             "triton_queue_compute_ratio", "ratio",
             _ratio("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"),
             "time in Triton's queue over time in the backend (about the requests waiting per request "
             "executing, for a model that runs one request at a time)",
-            reported_by=_CORE, backends=("python",), default_target=1.0,
+            reported_by=BACKENDS, backends=("python",), default_target=1.0,
         ),
         HpaMetric(
             "triton_pending_requests", "requests",
             f"sum by ({_BY_POD}) (avg_over_time(nv_inference_pending_request_count[{WINDOW}]))",
             "requests waiting in Triton's scheduler for an execute() call, averaged over the window",
-            reported_by=_CORE,
+            reported_by=BACKENDS,
         ),
     ]
 }

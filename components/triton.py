@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import engine_build, iam
@@ -61,7 +62,8 @@ class TritonLLM(pulumi.ComponentResource):
     Wiring (`__main__.py`), one per `cfg.models` entry:
 
         TritonLLM(model.name, model, cfg,
-                  cluster=cluster,            # .k8s_provider, .cluster_name, .account_id, .kubeconfig
+                  cluster=cluster,            # .k8s_provider, .cluster_name, .account_id, .kubeconfig,
+                                              # .oidc_provider_arn/.oidc_provider_url (IRSA for vLLM pods)
                   model_store=model_store,    # ModelStore: .bucket_name/.bucket_arn/.repository()/.read_policy_json()
                   storage=storage,            # Storage or None (efs.enabled false): the shared EFS claim
                   gateway=gateway,            # Gateway or None: routes + client command
@@ -103,10 +105,35 @@ class TritonLLM(pulumi.ComponentResource):
             return pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=[d for d in deps if d is not None], **kw))
 
-        # --- namespace, service account, secrets
+        # --- namespace and read-only access to exactly one S3 prefix
         route_labels = dict(getattr(gateway, "route_namespace_labels", {}) or {})
         namespace = _k8s_object(f"{name}-ns", tm.namespace_manifest(model, route_labels), k8s_opts)
-        service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
+        engine_key: str | None = None
+        if model.backend == "vllm":
+            read_prefix = models_prefix(model)
+        else:
+            engine_key = engine_build.engine_cache_key(engine_build.engine_key_parts(model, cfg))
+            read_prefix = engine_build.engine_prefix(engine_key)
+        reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn).apply(
+            lambda a: json.dumps(tm.triton_reader_policy(model, a[0], read_prefix, kms_key_arn=a[1])))
+        if tm.uses_irsa(model):
+            reader_role = aws.iam.Role(
+                f"{name}-triton",
+                assume_role_policy=pulumi.Output.all(cluster.oidc_provider_arn, cluster.oidc_provider_url).apply(
+                    lambda a: json.dumps(iam.irsa_trust_policy(a[0], a[1], ns_name, tm.SERVICE_ACCOUNT))),
+                description=f"IRSA role for {ns_name}/{tm.SERVICE_ACCOUNT}: read s3 {read_prefix}",
+                opts=aws_opts)
+            reader_access: pulumi.Resource = aws.iam.RolePolicy(
+                f"{name}-triton-inline", role=reader_role.id, policy=reader_policy,
+                opts=pulumi.ResourceOptions(parent=reader_role))
+            service_account = _k8s_object(
+                f"{name}-sa", tm.service_account_manifest(model, irsa_role_arn=reader_role.arn), after(namespace))
+        else:
+            _, reader_access = iam.pod_identity_role(
+                f"{name}-triton", cluster_name=cluster.cluster_name, namespace=ns_name,
+                service_account=tm.SERVICE_ACCOUNT, account_id=cluster.account_id,
+                inline_policy=reader_policy, opts=aws_opts)
+            service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
 
         hf_secret = None
         if hf_token is not None:
@@ -130,15 +157,11 @@ class TritonLLM(pulumi.ComponentResource):
         # --- what Triton loads: a vLLM repository uploaded to S3, or a TRT-LLM engine built into S3
         engine = None
         repository = None
-        engine_key: str | None = None
         if model.backend == "vllm":
             source = render_vllm_repository(model, repository_render_dir(model))
             repository = model_store.repository(f"{name}-repository", source_dir=source, prefix=models_prefix(model),
                                                 opts=pulumi.ResourceOptions(parent=self))
-            read_prefix = models_prefix(model)
         else:
-            engine_key = engine_build.engine_cache_key(engine_build.engine_key_parts(model, cfg))
-            read_prefix = engine_build.engine_prefix(engine_key)
             builder_sa = _k8s_object(f"{name}-engine-builder-sa", tm.service_account_manifest(
                 model, engine_build.BUILDER_SERVICE_ACCOUNT), after(namespace))
             writer_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn).apply(
@@ -154,12 +177,6 @@ class TritonLLM(pulumi.ComponentResource):
                     d for d in (builder_sa, builder_association, hf_secret, pull_secret, *model_store.ready)
                     if d is not None]))
 
-        # --- read-only access to exactly that prefix (Pod Identity)
-        _, reader_association = iam.pod_identity_role(
-            f"{name}-triton", cluster_name=cluster.cluster_name, namespace=ns_name,
-            service_account=tm.SERVICE_ACCOUNT, account_id=cluster.account_id,
-            inline_policy=model_store.read_policy_json(read_prefix), opts=aws_opts)
-
         # --- the server
         shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
         deployment_manifest = model_store.bucket_name.apply(lambda bucket: tm.deployment_manifest(
@@ -169,7 +186,7 @@ class TritonLLM(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=deployment_manifest.apply(lambda m: m["metadata"]),
             spec=deployment_manifest.apply(lambda m: m["spec"]),
-            opts=after(service_account, reader_association, hf_secret, pull_secret, claim, repository, engine,
+            opts=after(service_account, reader_access, hf_secret, pull_secret, claim, repository, engine,
                        # The HPA owns the replica count once it exists.
                        ignore_changes=["spec.replicas"],
                        # Rollouts wait for a cold start (download/stage + load), not Pulumi's default 10 minutes.

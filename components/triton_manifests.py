@@ -3,7 +3,7 @@
 Layout per model (namespace = models[].name):
 
     Namespace            labelled so its routes may attach to the shared Gateway
-    ServiceAccount       `triton` (EKS Pod Identity: read of its own S3 prefix only)
+    ServiceAccount       `triton`: read of its own S3 prefix only (IRSA for vLLM, EKS Pod Identity for TRT-LLM)
     Secret               `hf-token` (HF_TOKEN, from the Pulumi secret), `ngc-pull` (optional)
     PersistentVolumeClaim `shared` on EFS: the Hugging Face cache (vLLM), staged engines (TRT-LLM, efs)
     Deployment           `triton`: Triton on the model's NodePool, GPUs, /dev/shm, probes
@@ -26,6 +26,7 @@ from components import engine_build, gateway_manifests, metrics, versions
 from components.config import ModelConfig, StackConfig
 from components.karpenter import gpu_tolerations, node_selector_for
 from components.model_repository_render import models_prefix, served_model_name
+from components.model_store import read_prefix_policy
 
 SERVICE_NAME = "triton"
 SERVICE_ACCOUNT = "triton"
@@ -76,9 +77,44 @@ def namespace_manifest(model: ModelConfig, extra_labels: dict[str, str] | None =
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": model.name, "labels": labels}}
 
 
-def service_account_manifest(model: ModelConfig, name: str = SERVICE_ACCOUNT) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, model.name, model),
-            "automountServiceAccountToken": False}
+IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
+def uses_irsa(model: ModelConfig) -> bool:
+    """Whether the Triton pods get AWS credentials through IRSA rather than EKS Pod Identity.
+
+    vLLM pods: tritonserver itself reads s3://, with the AWS C++ SDK Triton 25.12 is built
+    with (1.11.60); EKS Pod Identity needs 1.11.263 or later, web identity (IRSA) works.
+    TRT-LLM pods read S3 with the AWS CLI (2.31, Pod Identity capable) in an init container.
+    """
+    return model.backend == "vllm"
+
+
+def triton_reader_policy(model: ModelConfig, bucket_arn: str, prefix: str,
+                         kms_key_arn: str | None = None) -> dict[str, Any]:
+    """Read of `prefix` only; for vLLM also the bucket check Triton's S3 client makes first.
+
+    Triton calls HeadBucket before any S3 repository access. HeadBucket is authorized as
+    s3:ListBucket without an s3:prefix, which the prefix-conditioned ListBucket of
+    read_prefix_policy cannot match. The extra statement allows ListBucket only when no
+    prefix is given: it reveals object names, never object contents.
+    """
+    document = read_prefix_policy(bucket_arn, prefix, kms_key_arn=kms_key_arn)
+    if model.backend == "vllm":
+        document["Statement"].append({
+            "Sid": "TritonHeadBucket", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
+            "Condition": {"Null": {"s3:prefix": "true"}},
+        })
+    return document
+
+
+def service_account_manifest(model: ModelConfig, name: str = SERVICE_ACCOUNT,
+                             irsa_role_arn: Any | None = None) -> dict[str, Any]:
+    metadata = _meta(name, model.name, model)
+    if irsa_role_arn is not None:
+        metadata["annotations"] = {IRSA_ROLE_ANNOTATION: irsa_role_arn}
+    # No API token: Pod Identity and IRSA project their own tokens.
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata, "automountServiceAccountToken": False}
 
 
 def hf_token_secret_manifest(model: ModelConfig) -> dict[str, Any]:
@@ -316,7 +352,7 @@ def deployment_manifest(
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": SERVICE_ACCOUNT,
-        # Pod Identity injects credentials through a projected token; no API token needed.
+        # Pod Identity and IRSA inject their own projected tokens; no API token needed.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "nodeSelector": node_selector_for(model.node_pool),

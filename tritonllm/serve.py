@@ -21,6 +21,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -154,6 +155,8 @@ def server_environment(dist: TritonDistribution, base: dict[str, str] | None = N
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     env.pop("PYTHONHOME", None)
+    # llama.cpp's OpenMP threads: wait passively so a busy machine does not stall them (see llm_engine.py)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 
@@ -369,8 +372,16 @@ class TritonServer:
                 "address already in use",
                 log,
             )
-        if any("failed to load" in ln for ln in failed):
-            details = "\n  ".join(failed[-5:])
+        reasons = []
+        for line in failed:
+            match = re.search(r'"(failed to load \'[^\']+\' version \S+: .*)"\s*$', line)
+            if match:  # Triton logs the reason as one quoted string with escaped newlines
+                text = match.group(1).encode().decode("unicode_escape", errors="replace")
+                head, *rest = [part.strip() for part in text.splitlines() if part.strip()]
+                where = [part for part in rest if part != "At:"][:1]
+                reasons.append(head + ("".join(f"\n    at {w}" for w in where)))
+        if reasons or any("failed to load" in ln for ln in failed):
+            details = "\n  ".join(reasons or failed[-5:])
             return ModelLoadError(f"a model in {self.model_repository} failed to load:\n  {details}", log)
         return ServerError(f"tritonserver exited during startup (exit code {code})", log)
 

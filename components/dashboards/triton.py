@@ -28,7 +28,9 @@ NS = 'namespace=~"$namespace"'
 # Template variables Grafana replaces before querying; tests substitute the same.
 VARIABLES = {"$__rate_interval": "1m", "$namespace": ".*"}
 
-SOURCES = ("triton", "local", "vllm", "trtllm", "dcgm", "ksm")
+# triton: Triton core metrics, always there; triton_histogram: Triton's latency histograms
+# (tritonserver --metrics-config histogram_latencies=true); local: the local CPU model's own.
+SOURCES = ("triton", "triton_histogram", "local", "vllm", "trtllm", "dcgm", "ksm")
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def panels() -> list[Panel]:
         Panel("Time to first token", "s", (
             *_quantiles("vllm:time_to_first_token_seconds", "vllm", label="vLLM "),
             *_quantiles("tritonllm_time_to_first_token_seconds", "local", label="local "),
-            *_quantiles("nv_inference_first_response_histogram_ms", "triton", scale=" / 1000",
+            *_quantiles("nv_inference_first_response_histogram_ms", "triton_histogram", scale=" / 1000",
                         label="first response "),
         ), "Where the backend reports it: vLLM's histogram, the local model's, and Triton's first-response "
            "histogram (tritonserver --metrics-config histogram_latencies=true)."),
@@ -180,12 +182,17 @@ def config_map_manifest(namespace: str, name: str = "tritonllm-triton-dashboard"
     }
 
 
-def panel_queries(model: dict[str, Any], variables: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every target of a dashboard JSON model, template variables replaced."""
+def expand(expr: str, variables: dict[str, str] | None = None) -> str:
+    """A query as Grafana sends it: template variables ($namespace, $__rate_interval) replaced."""
     variables = {**VARIABLES, **(variables or {})}
     pattern = re.compile("|".join(re.escape(k) for k in sorted(variables, key=len, reverse=True)))
+    return pattern.sub(lambda m: variables[m.group(0)], expr)
+
+
+def panel_queries(model: dict[str, Any], variables: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of a dashboard JSON model, template variables replaced."""
     return [
-        (panel["title"], pattern.sub(lambda m: variables[m.group(0)], target["expr"]))
+        (panel["title"], expand(target["expr"], variables))
         for panel in model["panels"]
         for target in panel["targets"]
     ]

@@ -168,6 +168,8 @@ def fill_values(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     p = paths(args)
     batch = str(args.max_batch_size)
     tokenizer, engine = str(p["staged_tokenizer"]), str(p["staged_engine"])
+    # Tensors in the model's activation precision (FP8 engines keep bfloat16 activations).
+    activations = "TYPE_FP16" if args.dtype == "float16" else "TYPE_BF16"
     return {
         "ensemble": {"triton_max_batch_size": batch, "logits_datatype": "TYPE_FP32"},
         "preprocessing": {
@@ -183,7 +185,8 @@ def fill_values(args: argparse.Namespace) -> dict[str, dict[str, str]]:
             "engine_dir": engine, "tokenizer_dir": tokenizer, "batching_strategy": "inflight_fused_batching",
             "max_beam_width": "1", "kv_cache_free_gpu_mem_fraction": str(args.kv_cache_free_gpu_mem_fraction),
             "exclude_input_in_output": "true", "enable_chunked_context": "true" if args.paged_kv_cache else "false",
-            "encoder_input_features_data_type": "TYPE_FP16", "logits_datatype": "TYPE_FP32",
+            "encoder_input_features_data_type": activations, "prompt_embedding_table_data_type": activations,
+            "logits_datatype": "TYPE_FP32",
             "max_queue_delay_microseconds": "0", "max_queue_size": "0",
         },
     }

@@ -83,6 +83,7 @@ class LocalPrometheus:
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.workdir: Path | None = None
+        self.started_at = 0.0
 
     @property
     def url(self) -> str:
@@ -100,6 +101,7 @@ class LocalPrometheus:
             "scrape_configs": scrape_config(self.targets, self.scrape_interval),
         }, sort_keys=False))
         self.port = _free_port()
+        self.started_at = time.time()
         self.log = self.workdir / "prometheus.log"
         self.process = subprocess.Popen(
             [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",

@@ -1,14 +1,8 @@
 """A real moto S3 server per test session, on a free loopback port, with request counters."""
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import uuid
-import urllib.request
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,53 +10,9 @@ import boto3
 import botocore.config
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.providers.moto_counting_server import REPO_ROOT, MotoServer, start_moto_server, stop_moto_server
 
-
-@dataclass
-class MotoServer:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def _counters(self, method: str) -> list[dict[str, Any]]:
-        request = urllib.request.Request(self.url + "/_counters", method=method)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-    def requests(self) -> list[dict[str, Any]]:
-        """Every request served since the last reset."""
-        return self._counters("GET")
-
-    def reset(self) -> None:
-        self._counters("DELETE")
-
-    def operations(self) -> Counter[str]:
-        return Counter(r["operation"] for r in self.requests())
-
-
-def start_moto_server(env: dict[str, str] | None = None) -> MotoServer:
-    """Start tests/providers/moto_counting_server.py; it binds port 0 and prints the port."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.providers.moto_counting_server"],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().decode().strip()
-    if not line.isdigit():
-        process.kill()
-        raise RuntimeError(f"moto server did not start (printed {line!r}, exit {process.poll()})")
-    return MotoServer(f"http://127.0.0.1:{line}", process)
-
-
-def stop_moto_server(server: MotoServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+__all__ = ["REPO_ROOT", "MotoServer"]
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import threading
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote
 
@@ -22,6 +28,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 COUNTERS_PATH = "/_counters"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def s3_operation(method: str, query: str, headers: dict[str, str], path: str) -> str:
@@ -83,6 +90,61 @@ class CountingMiddleware:
             with self.lock:
                 self.requests.append(record)
         return self.app(environ, start_response)
+
+
+@dataclass
+class MotoServer:
+    """Handle on a running server: its URL and what it has counted."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def _counters(self, method: str) -> list[dict[str, Any]]:
+        request = urllib.request.Request(self.url + COUNTERS_PATH, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request served since the last reset."""
+        return self._counters("GET")
+
+    def reset(self) -> None:
+        self._counters("DELETE")
+
+    def operations(self) -> Counter[str]:
+        return Counter(r["operation"] for r in self.requests())
+
+    def peak_rss_bytes(self) -> int:
+        """The server process's peak resident memory (VmHWM)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+
+def start_moto_server(env: dict[str, str] | None = None) -> MotoServer:
+    """Run this module in a child process; it binds a free port and prints it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.providers.moto_counting_server"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().decode().strip()
+    if not line.isdigit():
+        process.kill()
+        raise RuntimeError(f"moto server did not start (printed {line!r}, exit {process.poll()})")
+    return MotoServer(f"http://127.0.0.1:{line}", process)
+
+
+def stop_moto_server(server: MotoServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,23 +1,37 @@
 """Run the Pulumi program (`__main__.py`) under Pulumi mocks and record what it registers.
 
-    run = run_program("dev")                                  # Pulumi.dev.yaml as is
-    run = run_program("dev", overrides={"models[0].tensorParallel": 8})
+    run = run_program("dev")                                  # Pulumi.dev.yaml as committed
+    run = run_program("dev", overrides={"models[0].tensorParallel": 8, "region": None})
     run = run_program("dev", secrets={"hfToken": None})      # as if the secret were never set
-    run.of_type("kubernetes:karpenter.sh/v1:NodePool")       # [RecordedResource]
-    run.outputs["clusterName"], "kubeconfig" in run.secret_outputs
-    run = run_program("dev", overrides=..., check=False); run.error, run.resources
+    run = run_program("dev", overrides=..., check=False)     # failures land in run.error
+
+    run.resources / run.of_type(token) / run.one(token, name=None)   # RecordedResource:
+        .type .name .inputs (wire names, secrets unwrapped, resource refs as URNs) .outputs
+        .urn .id .provider .parent .dependencies .ignore_changes .secret_inputs .is_secret(path)
+    run.within("tritonllm:platform:Storage")                 # only that component's resources
+    run.k8s_objects(kind) / run.manifests(kind)              # Kubernetes objects, as manifests
+    run.helm_releases() / run.helm_release(chart)
+    run.outputs["clusterName"]; "kubeconfig" in run.secret_outputs
+    run.calls / run.unanswered_calls / run.seconds / run.count_by_type()
 
 Each call resets the Pulumi runtime (settings, root stack, config) so runs are
 isolated from each other. The mocks answer provider calls (AZs, caller identity,
-partition, region, ...) with realistic data and give every resource the outputs
-components read (ids, ARNs, names; pulumi-eks's multi-language `eks:index:Cluster`
-component gets a kubeconfig, an `eksCluster` reference, security groups and OIDC).
+partition, region, EKS cluster/addon versions, ...) with realistic data and give
+every resource the outputs components read (ids with AWS prefixes, ARNs,
+auto-generated names; pulumi-eks's multi-language `eks:index:Cluster` component
+gets a kubeconfig, an `eksCluster` resource reference, security groups and OIDC).
+`available_zones=` simulates a small region. Fixtures live in conftest.py.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
+import gc
 import hashlib
+import importlib
 import json
+import logging
 import os
 import re
 import runpy
@@ -144,6 +158,7 @@ class RecordedResource:
     parent: str  # parent URN
     dependencies: list[str]  # URNs from depends_on and input dependencies
     secret_inputs: set[str]  # dotted paths of inputs that were Pulumi secrets
+    ignore_changes: list[str] = field(default_factory=list)  # as sent to the engine (Pulumi property paths)
 
     @property
     def physical_name(self) -> str | None:
@@ -187,6 +202,7 @@ class ProgramRun:
     secret_outputs: set[str]
     error: BaseException | None
     seconds: float
+    unanswered_calls: list[str] = field(default_factory=list)  # provider functions the mocks answered with {}
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_token]
@@ -214,6 +230,21 @@ class ProgramRun:
     def children_of(self, parent: RecordedResource | str) -> list[RecordedResource]:
         urn = parent if isinstance(parent, str) else parent.urn
         return [r for r in self.resources if r.parent == urn]
+
+    def ancestors(self, resource: RecordedResource) -> list[RecordedResource]:
+        """Parent, grandparent, ... of a resource (through recorded parent URNs)."""
+        by_urn = {r.urn: r for r in self.resources}
+        chain, urn = [], resource.parent
+        while urn in by_urn:
+            chain.append(by_urn[urn])
+            urn = by_urn[urn].parent
+        return chain
+
+    def within(self, component_type: str) -> "ProgramRun":
+        """The same run restricted to resources under a component of `component_type`
+        (e.g. "tritonllm:platform:Storage"), so lookups ignore other components' resources."""
+        scoped = [r for r in self.resources if any(a.type == component_type for a in self.ancestors(r))]
+        return dataclasses.replace(self, resources=scoped)
 
     def k8s_objects(self, kind: str | None = None) -> list[RecordedResource]:
         """Kubernetes objects (not providers, not Helm releases), optionally of one kind."""
@@ -301,15 +332,49 @@ _ARN_SHAPES = {
     "aws:ec2/launchTemplate:LaunchTemplate": ("ec2", "launch-template/{id}", True),
 }
 
-# Types whose physical name Pulumi auto-generates from the logical name when not given.
-_NAME_KEYS = {"aws:eks/nodeGroup:NodeGroup": "nodeGroupName", "aws:eks/addon:Addon": "addonName"}
+# Types whose physical name lives in another property than `name`.
+_NAME_KEYS = {"aws:eks/nodeGroup:NodeGroup": "nodeGroupName"}
+
+# AWS limits on physical names (characters), for tests that check names fit.
+AWS_NAME_LIMITS = {
+    "aws:iam/role:Role": 64,
+    "aws:iam/policy:Policy": 128,
+    "aws:iam/rolePolicy:RolePolicy": 128,
+    "aws:iam/instanceProfile:InstanceProfile": 128,
+    "aws:sqs/queue:Queue": 80,
+    "aws:cloudwatch/eventRule:EventRule": 64,
+    "aws:ec2/launchTemplate:LaunchTemplate": 128,
+    "aws:ec2/securityGroup:SecurityGroup": 255,
+    "aws:eks/nodeGroup:NodeGroup": 63,
+    "aws:lb/loadBalancer:LoadBalancer": 32,
+    "aws:lb/targetGroup:TargetGroup": 32,
+    "aws:secretsmanager/secret:Secret": 512,
+    "aws:s3/bucket:Bucket": 63,
+    "aws:s3/bucketV2:BucketV2": 63,
+    "aws:kms/alias:Alias": 256,
+    "aws:cloudwatch/logGroup:LogGroup": 512,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _has_name_property(token: str) -> bool:
+    """Whether the SDK class for `pkg:mod/x:Type` has a `name` output (so Pulumi auto-names it)."""
+    try:
+        pkg, mod, cls_name = token.split(":")
+        module = importlib.import_module(f"pulumi_{pkg}.{mod.split('/')[0]}" if mod != "index" else f"pulumi_{pkg}")
+        cls = getattr(module, cls_name)
+    except (ValueError, ImportError, AttributeError):
+        return False
+    return isinstance(getattr(cls, "name", None), property)
 
 
 class _RecordingMocks(runtime_mocks.Mocks):
-    def __init__(self, region: str):
+    def __init__(self, region: str, available_zones: int = 6):
         self.region = region
+        self.available_zones = available_zones
         self.resources: list[RecordedResource] = []
         self.calls: list[RecordedCall] = []
+        self.unanswered: list[str] = []
         self.lock = threading.Lock()
         self.monitor: "_RecordingMonitor | None" = None
 
@@ -320,7 +385,7 @@ class _RecordingMocks(runtime_mocks.Mocks):
         token, a = args.token, args.args
         region = a.get("region") or self.region
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            letters = "abcdef"
+            letters = "abcdef"[: self.available_zones]
             return {
                 "id": region,
                 "names": [f"{region}{c}" for c in letters],
@@ -356,7 +421,11 @@ class _RecordingMocks(runtime_mocks.Mocks):
             return {"id": "ami-0123456789abcdef0", "imageId": "ami-0123456789abcdef0", "name": "mock"}
         if token == "aws:eks/getCluster:getCluster":
             return self._eks_cluster_state(a.get("name", "cluster"))
-        # Unknown calls answer empty; `run.calls` shows them.
+        if token == "aws:eks/getClusterAuth:getClusterAuth":
+            return {"id": a.get("name"), "name": a.get("name"), "token": "k8s-aws-v1.mock-token"}
+        # Unknown calls answer empty; `run.unanswered_calls` lists them (extend `call` when one matters).
+        with self.lock:
+            self.unanswered.append(token)
         return {}
 
     # ---- resources
@@ -364,7 +433,7 @@ class _RecordingMocks(runtime_mocks.Mocks):
         return self.new_resource_with(args, urn="", parent="", dependencies=[], remote=False, wire_inputs=None)
 
     def new_resource_with(self, args, urn: str, parent: str, dependencies: list[str], remote: bool,
-                          wire_inputs: dict[str, Any] | None):
+                          wire_inputs: dict[str, Any] | None, ignore_changes: list[str] | None = None):
         # Record from the wire form (resource references still references, secrets still marked).
         inputs, secret_paths = _unwrap_secrets(wire_inputs if wire_inputs is not None else args.inputs)
         inputs = _plain(inputs)
@@ -376,7 +445,7 @@ class _RecordingMocks(runtime_mocks.Mocks):
         record = RecordedResource(
             type=typ, name=name, inputs=inputs, outputs=_plain(_unwrap_secrets(outputs)[0]), urn=urn, id=id_,
             custom=bool(args.custom), remote=remote, provider=args.provider or "", parent=parent,
-            dependencies=list(dependencies), secret_inputs=secret_paths,
+            dependencies=list(dependencies), secret_inputs=secret_paths, ignore_changes=list(ignore_changes or []),
         )
         with self.lock:
             self.resources.append(record)
@@ -395,8 +464,8 @@ class _RecordingMocks(runtime_mocks.Mocks):
         return state
 
     def _aws_outputs(self, typ: str, name: str, id_: str, state: dict[str, Any]) -> None:
-        # Auto-naming as Pulumi does: logical name plus a random suffix.
-        if "name" not in state and "namePrefix" not in state and typ not in _NAME_KEYS:
+        # Auto-naming as Pulumi does for types with a `name`: logical name plus a random suffix.
+        if "name" not in state and "namePrefix" not in state and _has_name_property(typ):
             state["name"] = f"{name}-{_short_hash(typ, name)[:7]}"
         elif "namePrefix" in state and "name" not in state:
             state["name"] = f"{state['namePrefix']}{_short_hash(typ, name)[:26]}"
@@ -430,7 +499,9 @@ class _RecordingMocks(runtime_mocks.Mocks):
         elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
             state.setdefault("arn", f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{state.get('url', '').removeprefix('https://')}")
         elif typ == "aws:s3/bucketV2:BucketV2" or typ == "aws:s3/bucket:Bucket":
-            state.setdefault("bucket", state.get("bucket") or state["name"])
+            if not state.get("bucket"):  # auto-named like Pulumi: logical name + suffix (or the prefix)
+                prefix = state.get("bucketPrefix")
+                state["bucket"] = (prefix + _short_hash(typ, name)[:26]) if prefix else f"{name}-{_short_hash(typ, name)[:7]}"
             state.setdefault("bucketRegionalDomainName", f"{state['bucket']}.s3.{self.region}.amazonaws.com")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
             state.setdefault("dnsName", f"{name}-{_short_hash(name)[:8]}.elb.{self.region}.amazonaws.com")
@@ -564,6 +635,7 @@ class _RecordingMonitor(runtime_mocks.MockMonitor):
         id_, state = self.mocks.new_resource_with(
             args, urn=urn, parent=request.parent, dependencies=list(request.dependencies),
             remote=bool(request.remote), wire_inputs=json_format.MessageToDict(request.object),
+            ignore_changes=list(request.ignoreChanges),
         )
         obj_proto = _sync_await(rpc.serialize_properties(state, {}))
         self.resources[urn] = runtime_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
@@ -639,6 +711,16 @@ def _policy_from_args(args: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- runtime reset + run
 
 _RUN_LOCK = threading.Lock()
+_LOG = logging.getLogger("tests.unit.harness")
+
+
+def _quiet_unretrieved(loop, context) -> None:
+    """When a program fails, every resource waiting on the failed Output holds the same
+    exception in a future nobody awaits; asyncio would print each one at GC time."""
+    if "never retrieved" in context.get("message", ""):
+        _LOG.debug("unretrieved future: %s", context.get("exception"))
+        return
+    loop.default_exception_handler(context)
 
 
 def _reset_runtime() -> None:
@@ -661,6 +743,7 @@ def run_program(
     preview: bool = False,
     program: Path | str = PROGRAM,
     config: dict[str, Any] | None = None,
+    available_zones: int = 6,
 ) -> ProgramRun:
     """Run the program for `stack` under mocks.
 
@@ -669,6 +752,7 @@ def run_program(
     secrets: secret config keys (namespace optional) -> value, merged over DEFAULT_SECRETS;
       None unsets one. They are passed as Pulumi secrets.
     config: use this whole config map instead of reading Pulumi.<stack>.yaml.
+    available_zones: how many AZs aws.get_availability_zones reports (simulate a small region).
     check: raise ProgramFailed if the program raised (else return the run with `.error`).
     """
     raw = copy.deepcopy(config) if config is not None else load_stack_config(stack)
@@ -688,7 +772,7 @@ def run_program(
     with _RUN_LOCK:
         saved_env = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PULUMI_CONFIG")}
         saved_cwd = os.getcwd()
-        mocks = _RecordingMocks(region)
+        mocks = _RecordingMocks(region, available_zones)
         monitor = _RecordingMonitor(mocks)
         mocks.monitor = monitor
         error: BaseException | None = None
@@ -698,7 +782,9 @@ def run_program(
         try:
             _reset_runtime()
             runtime_config.set_all_config(_config_strings(raw), secret_keys)
-            pulumi.runtime.set_mocks(mocks, project=project_name(), stack=stack, preview=preview, monitor=monitor)
+            pulumi.runtime.set_mocks(mocks, project=project_name(), stack=stack, preview=preview, monitor=monitor,
+                                     logger=_LOG)
+            _ensure_event_loop().set_exception_handler(_quiet_unretrieved)
             os.chdir(REPO_ROOT)
             try:
                 _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
@@ -715,13 +801,15 @@ def run_program(
                         secret_outputs.add(key)
         finally:
             seconds = time.perf_counter() - started
+            if error is not None:
+                gc.collect()  # release the failed run's futures while the quiet handler is installed
             os.chdir(saved_cwd)
             os.environ.update(saved_env)
             _reset_runtime()
 
     run = ProgramRun(
         stack=stack, config=raw, resources=list(mocks.resources), calls=list(mocks.calls), outputs=outputs,
-        secret_outputs=secret_outputs, error=error, seconds=seconds,
+        secret_outputs=secret_outputs, error=error, seconds=seconds, unanswered_calls=list(mocks.unanswered),
     )
     if check and error is not None:
         raise ProgramFailed(run) from error

@@ -20,11 +20,12 @@ from tests.unit.harness import ProgramRun, run_program
 from tests.unit.test_network import _cfg
 
 ADDON = "aws:eks/addon:Addon"
+CLUSTER = "tritonllm:platform:Cluster"
 ROLE = "aws:iam/role:Role"
 
 
 def _addons(run: ProgramRun) -> dict[str, object]:
-    return {a.inputs["addonName"]: a for a in run.of_type(ADDON)}
+    return {a.inputs["addonName"]: a for a in run.within(CLUSTER).of_type(ADDON)}
 
 
 def _role_by_arn(run: ProgramRun, arn: str):
@@ -60,7 +61,7 @@ def test_gp3_storage_class_is_a_valid_encrypted_default():
 
 def test_control_plane_follows_config(stack_run):
     cfg = _cfg(stack_run)
-    eks = stack_run.one("eks:index:Cluster").inputs
+    eks = stack_run.within(CLUSTER).one("eks:index:Cluster").inputs
     assert eks["name"] == cfg.name == stack_run.outputs["clusterName"]
     assert eks["version"] == cfg.cluster.version == versions.EKS_VERSION
     assert eks["authenticationMode"] == "API"
@@ -76,22 +77,27 @@ def test_control_plane_follows_config(stack_run):
 
 
 def test_secrets_are_envelope_encrypted_with_a_rotating_key(stack_run):
-    key = stack_run.one("aws:kms/key:Key")
+    key = stack_run.within(CLUSTER).one("aws:kms/key:Key")
     assert key.inputs["enableKeyRotation"] is True
-    assert stack_run.one("eks:index:Cluster").inputs["encryptionConfigKeyArn"] == key.outputs["arn"]
+    assert stack_run.within(CLUSTER).one("eks:index:Cluster").inputs["encryptionConfigKeyArn"] == key.outputs["arn"]
     # The control-plane role may use exactly that key.
-    role_urn = stack_run.one("eks:index:Cluster").inputs["serviceRole"]
+    role_urn = stack_run.within(CLUSTER).one("eks:index:Cluster").inputs["serviceRole"]
     role = stack_run.by_urn(role_urn)
     kms = next(p for p in stack_run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id)
     statement = json.loads(kms.inputs["policy"])["Statement"][0]
     assert statement["Resource"] == key.outputs["arn"] and "kms:Decrypt" in statement["Action"]
     assert any(p.endswith("/AmazonEKSClusterPolicy") for p in _attached_policies(stack_run, role))
+    # The cluster is created only once its role can do its job.
+    eks = stack_run.within(CLUSTER).one("eks:index:Cluster")
+    attachments = [a for a in stack_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                   if a.inputs["role"] == role.outputs["name"]]
+    assert kms.urn in eks.dependencies and all(a.urn in eks.dependencies for a in attachments)
 
 
 def test_admin_principals_get_cluster_admin_access_entries():
     admin = "arn:aws:iam::123456789012:role/platform-admins"
     run = run_program("dev", overrides={"cluster.adminPrincipalArns": [admin]})
-    entries = run.one("eks:index:Cluster").inputs["accessEntries"]
+    entries = run.within(CLUSTER).one("eks:index:Cluster").inputs["accessEntries"]
     assert list(entries.values()) == [{
         "principalArn": admin,
         "accessPolicies": {"cluster-admin": {"policyArn": CLUSTER_ADMIN_POLICY, "accessScope": {"type": "cluster"}}},
@@ -100,16 +106,16 @@ def test_admin_principals_get_cluster_admin_access_entries():
 
 def test_private_endpoint_only_when_public_access_is_off():
     run = run_program("dev", overrides={"cluster.endpointPublicAccess": False})
-    eks = run.one("eks:index:Cluster").inputs
+    eks = run.within(CLUSTER).one("eks:index:Cluster").inputs
     assert eks["endpointPublicAccess"] is False and eks["endpointPrivateAccess"] is True
     assert "publicAccessCidrs" not in eks
 
 
 def test_node_security_group_is_tagged_for_karpenter_discovery(stack_run):
     cfg = _cfg(stack_run)
-    tag = stack_run.one("aws:ec2/tag:Tag")
+    tag = stack_run.within(CLUSTER).one("aws:ec2/tag:Tag")
     assert tag.inputs["key"] == DISCOVERY_TAG and tag.inputs["value"] == cfg.name
-    assert tag.inputs["resourceId"] == stack_run.one("eks:index:Cluster").outputs["nodeSecurityGroupId"]
+    assert tag.inputs["resourceId"] == stack_run.within(CLUSTER).one("eks:index:Cluster").outputs["nodeSecurityGroupId"]
 
 
 # --------------------------------------------------------------------------- add-ons
@@ -126,7 +132,7 @@ def test_vpc_cni_puts_pods_in_the_pod_subnets(stack_run):
     conf = json.loads(_addons(stack_run)["vpc-cni"].inputs["configurationValues"])
     pods = {s.id: s.inputs["availabilityZone"] for s in stack_run.of_type("aws:ec2/subnet:Subnet")
             if s.inputs["tags"][SUBNET_ROLE_TAG] == "pods"}
-    node_sg = stack_run.one("eks:index:Cluster").outputs["nodeSecurityGroupId"]
+    node_sg = stack_run.within(CLUSTER).one("eks:index:Cluster").outputs["nodeSecurityGroupId"]
     assert conf["env"]["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"] == "true"
     assert {v["id"]: zone for zone, v in conf["eniConfig"]["subnets"].items()} == pods
     assert all(v["securityGroups"] == [node_sg] for v in conf["eniConfig"]["subnets"].values())
@@ -152,7 +158,7 @@ def test_addon_roles_are_distinct(stack_run):
 
 def test_daemonset_addons_come_before_nodes_and_the_rest_after(stack_run):
     addons = _addons(stack_run)
-    ng = stack_run.one("aws:eks/nodeGroup:NodeGroup")
+    ng = stack_run.within(CLUSTER).one("aws:eks/nodeGroup:NodeGroup")
     for name in ADDONS_BEFORE_NODES:
         assert addons[name].urn in ng.dependencies, name
     for name in set(addons) - set(ADDONS_BEFORE_NODES):
@@ -163,13 +169,14 @@ def test_daemonset_addons_come_before_nodes_and_the_rest_after(stack_run):
 
 def test_system_node_group_is_private_encrypted_and_imdsv2(stack_run):
     cfg = _cfg(stack_run)
-    ng = stack_run.one("aws:eks/nodeGroup:NodeGroup").inputs
+    ng = stack_run.within(CLUSTER).one("aws:eks/nodeGroup:NodeGroup").inputs
     sng = cfg.cluster.system_node_group
     assert ng["instanceTypes"] == sng.instance_types
     assert ng["scalingConfig"] == {"minSize": sng.min_size, "desiredSize": sng.desired_size, "maxSize": sng.max_size}
     assert ng["labels"] == SYSTEM_NODE_SELECTOR
+    assert stack_run.within(CLUSTER).one("aws:eks/nodeGroup:NodeGroup").ignore_changes == ["scalingConfig.desiredSize"]
     assert ng["amiType"] == "AL2023_x86_64_STANDARD" and "diskSize" not in ng  # disk comes from the template
-    lt = stack_run.one("aws:ec2/launchTemplate:LaunchTemplate")
+    lt = stack_run.within(CLUSTER).one("aws:ec2/launchTemplate:LaunchTemplate")
     assert ng["launchTemplate"]["id"] == lt.id
     (root,) = lt.inputs["blockDeviceMappings"]
     assert root["ebs"] == {"volumeSize": sng.disk_size_gib, "volumeType": "gp3", "encrypted": "true",
@@ -187,13 +194,13 @@ def test_system_node_group_is_private_encrypted_and_imdsv2(stack_run):
 def test_kubeconfig_is_a_secret_output_and_feeds_the_provider(stack_run):
     assert "kubeconfig" in stack_run.secret_outputs
     assert stack_run.outputs["kubeconfig"]["users"][0]["user"]["exec"]["args"][3] == _cfg(stack_run).name
-    provider = stack_run.one("pulumi:providers:kubernetes")
+    provider = stack_run.within(CLUSTER).one("pulumi:providers:kubernetes")
     assert provider.is_secret("kubeconfig")
     assert json.loads(provider.inputs["kubeconfig"]) == stack_run.outputs["kubeconfig"]
 
 
 def test_every_kubernetes_object_uses_the_cluster_provider(stack_run):
-    provider = stack_run.one("pulumi:providers:kubernetes")
+    provider = stack_run.within(CLUSTER).one("pulumi:providers:kubernetes")
     k8s = [r for r in stack_run.resources if r.type.startswith("kubernetes:")]
     assert k8s
     for r in k8s:

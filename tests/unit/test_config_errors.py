@@ -67,6 +67,8 @@ CASES = [
     BadConfig("pool-without-types", "dev", {"nodePools[0].instanceFamilies": []}, "nodePools[0].instanceFamilies",
               "set instanceFamilies"),
     BadConfig("too-many-azs", "dev", {"network.azCount": 9}, "network.azCount", "less than or equal to 6"),
+    BadConfig("name-too-long-for-aws", "dev", {"name": "tritonllm-production-us-west"}, "name", "at most 24 characters"),
+    BadConfig("reserved-tag-key", "vllm", {"tags": {"team": "ml", "kubernetes.io/cluster/x": "owned"}}, "tags", "rename them"),
 ]
 
 

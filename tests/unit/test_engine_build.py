@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -232,7 +231,8 @@ FAKE_TEMPLATES = {
         max_batch_size: ${triton_max_batch_size}
         model_transaction_policy { decoupled: ${decoupled_mode} }
         dynamic_batching { max_queue_delay_microseconds: ${max_queue_delay_microseconds} }
-        input [ { name: "draft_logits" data_type: ${logits_datatype} dims: [ -1, -1 ] optional: true } ]
+        input [ { name: "draft_logits" data_type: ${logits_datatype} dims: [ -1, -1 ] optional: true },
+                { name: "prompt_embedding_table" data_type: ${prompt_embedding_table_data_type} dims: [ -1, -1 ] } ]
         parameters: { key: "gpt_model_path" value: { string_value: "${engine_dir}" } }
         parameters: { key: "kv_cache_free_gpu_mem_fraction" value: { string_value: "${kv_cache_free_gpu_mem_fraction}" } }
         parameters: { key: "lora_cache_max_adapter_size" value: { string_value: "${lora_cache_max_adapter_size}" } }
@@ -317,6 +317,7 @@ def test_a_full_run_fills_a_repository_triton_can_parse(fake_app, tmp_path, monk
     engine = configs["tensorrt_llm"]
     assert engine.backend == "tensorrtllm" and engine.model_transaction_policy.decoupled
     assert engine.max_batch_size == 64
+    assert engine.input[1].data_type == model_config_pb2.TYPE_BF16  # the dev stack builds bfloat16
     assert engine.parameters["gpt_model_path"].string_value == "/staged/engine"
     assert engine.parameters["kv_cache_free_gpu_mem_fraction"].string_value == "0.9"
     # Optional backend parameters may stay unfilled; the backend treats them as unset.

@@ -5,6 +5,7 @@ fake JobApi that plays a Job's life (the same interface KubernetesJobApi impleme
 """
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -217,13 +218,119 @@ def test_kubeconfig_may_be_a_dict_or_yaml_text():
     assert eb.parse_kubeconfig("apiVersion: v1\nkind: Config\n") == {"apiVersion": "v1", "kind": "Config"}
 
 
-def test_kubernetes_job_api_builds_from_a_kubeconfig():
+def test_the_provider_class_creates_from_cache_and_deletes_its_prefix(moto_url, bucket):
+    client = s3_client(moto_url)
+    client.put_object(Bucket=bucket, Key=f"engines/{KEY}/{eb.COMPLETE_MARKER}", Body=b"x")
+    client.put_object(Bucket=bucket, Key=f"engines/{KEY}/engine/rank0.engine", Body=b"x")
+    provider = eb.TrtllmEngineProvider()
+    inputs = {**props(bucket), "served_model_name": "llama", "kubeconfig": {"unused": "on a cache hit"},
+              "s3_endpoint_url": moto_url}
+    created = provider.create(inputs)
+    assert created.id == KEY
+    assert created.outs == {"key": KEY, "bucket": bucket, "prefix": eb.engine_prefix(KEY), "region": "us-east-1",
+                            "served_model_name": "llama", "built": False, "build_seconds": 0.0}
+    provider.delete(created.id, {**created.outs, "s3_endpoint_url": moto_url})
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket)
+
+
+class _FakeApiServer:
+    """Just enough of the Kubernetes API, on loopback, for KubernetesJobApi's calls."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, str]] = []
+        self.jobs: dict[str, dict] = {}
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code: int, body: Any, content_type: str = "application/json"):
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _record(self):
+                server.requests.append((self.command, self.path.split("?")[0]))
+
+            def do_POST(self):
+                self._record()
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                name = body["metadata"]["name"]
+                if self.path.endswith("/jobs"):
+                    if name in server.jobs:
+                        return self._send(409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"})
+                    server.jobs[name] = body
+                self._send(201, body)
+
+            def do_GET(self):
+                self._record()
+                path = self.path.split("?")[0]
+                if path.endswith("/status"):
+                    name = path.split("/")[-2]
+                    return self._send(200, {**server.jobs[name], "status": {
+                        "failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                                     "message": "too slow", "lastTransitionTime": None}]}})
+                if path.endswith("/pods"):
+                    return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [{
+                        "metadata": {"name": "engine-build-x-abcde"},
+                        "status": {"phase": "Failed", "initContainerStatuses": [{
+                            "name": "build", "ready": False, "restartCount": 0, "image": "i", "imageID": "",
+                            "state": {"terminated": {"exitCode": 1}}}]}}]})
+                if path.endswith("/log"):
+                    return self._send(200, "line 1\nRuntimeError: boom\n", "text/plain")
+                self._send(404, {"kind": "Status", "code": 404})
+
+            def do_DELETE(self):
+                self._record()
+                name = self.path.split("?")[0].split("/")[-1]
+                if "/jobs/" in self.path and server.jobs.pop(name, None) is None:
+                    return self._send(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                self._send(200, {"kind": "Status", "code": 200})
+
+            do_PUT = do_POST
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the kubernetes client on urllib3 2
+def test_kubernetes_job_api_against_a_loopback_api_server():
     pytest.importorskip("kubernetes")
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": True}}],
-        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-    }
-    api = eb.KubernetesJobApi(kubeconfig)
-    assert api.batch.api_client.configuration.host == "https://127.0.0.1:6443"
+    server = _FakeApiServer()
+    try:
+        api = eb.KubernetesJobApi({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "k", "cluster": {"server": server.url}}],
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+        })
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "engine-build-x", "namespace": "llama"},
+               "spec": {"template": {"spec": {"containers": [], "restartPolicy": "Never"}}}}
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "script", "namespace": "llama"}, "data": {}}
+        api.apply_config_map(cm)
+        assert api.create_job(job) is True
+        assert api.create_job(job) is False  # adopted
+        status = api.job_status("llama", "engine-build-x")
+        assert eb.job_outcome(status) == "failed" and "DeadlineExceeded" in eb.failure_reason(status)
+        tail = api.job_log_tail("llama", "engine-build-x", 10)
+        assert "[engine-build-x-abcde/build]" in tail and "RuntimeError: boom" in tail
+        api.delete_job("llama", "engine-build-x")
+        api.delete_job("llama", "engine-build-x")  # already gone: fine
+        api.delete_config_map("llama", "script")
+    finally:
+        server.close()
+    assert ("POST", "/apis/batch/v1/namespaces/llama/jobs") in server.requests
+    assert ("DELETE", "/apis/batch/v1/namespaces/llama/jobs/engine-build-x") in server.requests

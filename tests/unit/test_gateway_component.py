@@ -28,6 +28,7 @@ SERVICE = "kubernetes:core/v1:Service"
 
 GATEWAY_ONLY_PROGRAM = textwrap.dedent("""
     import pulumi
+    import pulumi_aws as aws
     import pulumi_kubernetes as k8s
 
     from components.config import read_pulumi_config
@@ -35,7 +36,12 @@ GATEWAY_ONLY_PROGRAM = textwrap.dedent("""
 
     cfg = read_pulumi_config()
     provider = k8s.Provider("k8s", kubeconfig="{}")
-    gateway = Gateway(cfg.name, cfg, k8s_provider=provider, cluster_name=cfg.name, vpc_id="vpc-0123456789abcdef0")
+    # Stand-ins for what the controllers run on (Cluster's system node group and add-ons).
+    nodes = aws.eks.NodeGroup("system", cluster_name=cfg.name, node_role_arn="arn:aws:iam::123456789012:role/n",
+                              subnet_ids=["subnet-1"], scaling_config={"min_size": 1, "max_size": 1, "desired_size": 1})
+    agent = aws.eks.Addon("eks-pod-identity-agent", cluster_name=cfg.name, addon_name="eks-pod-identity-agent")
+    gateway = Gateway(cfg.name, cfg, k8s_provider=provider, cluster_name=cfg.name, vpc_id="vpc-0123456789abcdef0",
+                      controllers_depend_on=[nodes, agent])
     pulumi.export("httpEndpoint", gateway.http_endpoint)
     pulumi.export("grpcEndpoint", gateway.grpc_endpoint)
     pulumi.export("hostname", gateway.hostname)
@@ -128,6 +134,11 @@ def check_nlb_is_destroyed_before_its_controller(run: ProgramRun) -> None:
             assert _depends_on(run, svc, g["lbc"]), svc.name
     # ...and no chart is asked for one: NGF's NGINX Service is ClusterIP.
     assert g["ngf"].inputs["values"]["nginx"]["service"]["type"] == "ClusterIP"
+    # What the controller runs on (nodes, Pod Identity agent, CoreDNS, CNI) outlives it.
+    runs_on = run.of_type("aws:eks/nodeGroup:NodeGroup") + run.of_type("aws:eks/addon:Addon")
+    assert runs_on, "no node group or add-ons recorded"
+    for r in runs_on:
+        assert _depends_on(run, g["lbc"], r), f"the LBC release must depend on {r.type} {r.name}"
 
 
 def check_gateway_objects_validate(run: ProgramRun) -> None:

@@ -28,9 +28,10 @@ from components.karpenter import (
 from components.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
 from tests.helm_values import assert_values_keys_exist
 from tests.k8s_schema import validate_custom_resource
-from tests.unit.harness import ProgramRun, run_program
+from tests.unit.harness import run_program
 from tests.unit.test_network import _cfg
 
+KARPENTER = "tritonllm:platform:Karpenter"
 KARPENTER_CHART = f"{versions.KARPENTER.repo}/{versions.KARPENTER.name}"
 # Maps the charts pass through verbatim (checked by Kubernetes, not by the chart).
 FREE_FORM = {"nodeSelector", "affinity", "tolerations", "controller.resources", "*.resources"}
@@ -206,7 +207,7 @@ def test_node_pools_match_config(stack_run):
 
 def test_node_classes_are_imdsv2_encrypted_and_discover_private_subnets(stack_run):
     cfg = _cfg(stack_run)
-    node_role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.name.endswith("-karpenter-node"))
+    node_role = stack_run.within(KARPENTER).one("aws:iam/role:Role", f"{_cfg(stack_run).name}-karpenter-node")
     for pool in cfg.node_pools:
         (manifest,) = [m for m in stack_run.manifests("EC2NodeClass") if m["metadata"]["name"] == pool.name]
         spec = manifest["spec"]
@@ -225,10 +226,10 @@ def test_node_classes_are_imdsv2_encrypted_and_discover_private_subnets(stack_ru
 
 
 def test_node_role_and_its_access_entry(stack_run):
-    node_role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.name.endswith("-karpenter-node"))
+    node_role = stack_run.within(KARPENTER).one("aws:iam/role:Role", f"{_cfg(stack_run).name}-karpenter-node")
     trust = json.loads(node_role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
-    entry = stack_run.one("aws:eks/accessEntry:AccessEntry")
+    entry = stack_run.within(KARPENTER).one("aws:eks/accessEntry:AccessEntry")
     assert entry.inputs["type"] == "EC2_LINUX" and entry.inputs["principalArn"] == node_role.outputs["arn"]
     attached = {a.inputs["policyArn"].rsplit("/", 1)[1]
                 for a in stack_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
@@ -238,30 +239,30 @@ def test_node_role_and_its_access_entry(stack_run):
 
 
 def test_interruption_queue_and_rules(stack_run):
-    queue = stack_run.one("aws:sqs/queue:Queue")
+    queue = stack_run.within(KARPENTER).one("aws:sqs/queue:Queue")
     assert queue.inputs["sqsManagedSseEnabled"] is True and queue.inputs["messageRetentionSeconds"] == 300
-    policy = json.loads(stack_run.one("aws:sqs/queuePolicy:QueuePolicy").inputs["policy"])
+    policy = json.loads(stack_run.within(KARPENTER).one("aws:sqs/queuePolicy:QueuePolicy").inputs["policy"])
     allow = next(s for s in policy["Statement"] if s["Effect"] == "Allow")
     assert set(allow["Principal"]["Service"]) == {"events.amazonaws.com", "sqs.amazonaws.com"}
     assert allow["Resource"] == queue.outputs["arn"]
-    rules = stack_run.of_type("aws:cloudwatch/eventRule:EventRule")
+    rules = stack_run.within(KARPENTER).of_type("aws:cloudwatch/eventRule:EventRule")
     assert sorted(json.loads(r.inputs["eventPattern"])["detail-type"][0] for r in rules) == sorted(
         p["detail-type"][0] for p in interruption_event_patterns().values())
-    targets = stack_run.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    targets = stack_run.within(KARPENTER).of_type("aws:cloudwatch/eventTarget:EventTarget")
     assert {t.inputs["rule"] for t in targets} == {r.outputs["name"] for r in rules}
     assert all(t.inputs["arn"] == queue.outputs["arn"] for t in targets)
 
 
 def test_controller_gets_its_role_through_pod_identity(stack_run):
     cfg = _cfg(stack_run)
-    assoc = stack_run.one("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    assoc = stack_run.within(KARPENTER).one("aws:eks/podIdentityAssociation:PodIdentityAssociation")
     assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) == ("kube-system", "karpenter")
     role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.outputs["arn"] == assoc.inputs["roleArn"])
     assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {
         "Service": "pods.eks.amazonaws.com"}
     inline = next(p for p in stack_run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id)
-    node_role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.name.endswith("-karpenter-node"))
-    queue = stack_run.one("aws:sqs/queue:Queue")
+    node_role = stack_run.within(KARPENTER).one("aws:iam/role:Role", f"{_cfg(stack_run).name}-karpenter-node")
+    queue = stack_run.within(KARPENTER).one("aws:sqs/queue:Queue")
     assert json.loads(inline.inputs["policy"]) == controller_policy_document(
         "aws", cfg.region, "123456789012", cfg.name, node_role.outputs["arn"], queue.outputs["arn"])
 
@@ -274,7 +275,7 @@ def test_karpenter_release(stack_run):
     values = release.inputs["values"]
     assert_values_keys_exist(values, versions.KARPENTER.reference_values_file, FREE_FORM)
     assert values["settings"]["clusterName"] == cfg.name
-    assert values["settings"]["interruptionQueue"] == stack_run.one("aws:sqs/queue:Queue").outputs["name"]
+    assert values["settings"]["interruptionQueue"] == stack_run.within(KARPENTER).one("aws:sqs/queue:Queue").outputs["name"]
     assert values["nodeSelector"].items() >= SYSTEM_NODE_SELECTOR.items()
     assert values["controller"]["resources"]["requests"] and values["controller"]["resources"]["limits"]
     # NodePools and EC2NodeClasses are created after the chart (and its CRDs).

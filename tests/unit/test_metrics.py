@@ -39,6 +39,13 @@ def test_default_metric_per_backend(backend, expected):
     assert backend in chosen.backends and backend in chosen.reported_by
 
 
+def test_catalog_backends_are_known_and_autoscaling_metrics_have_targets():
+    for metric in metrics.METRICS.values():
+        assert set(metric.backends) <= set(metric.reported_by) <= set(metrics.BACKENDS), metric.name
+        assert (metric.default_target is not None) == metric.autoscaling, metric.name
+    assert set(metrics.DEFAULT_HPA_METRIC) == set(metrics.BACKENDS)
+
+
 def test_metrics_that_do_not_follow_load_on_a_backend_are_refused_with_the_reason():
     # Triton's queue never fills in front of the vLLM backend's non-blocking execute().
     with pytest.raises(ValueError, match="does not follow load.*vllm_requests_in_flight"):

@@ -21,6 +21,8 @@ from components.network import (
 from tests.unit.harness import ProgramRun, run_program
 
 SUBNET = "aws:ec2/subnet:Subnet"
+NETWORK = "tritonllm:platform:Network"
+CLUSTER = "tritonllm:platform:Cluster"
 
 
 def _cfg(run: ProgramRun):
@@ -29,7 +31,7 @@ def _cfg(run: ProgramRun):
 
 
 def _subnets(run: ProgramRun, role: str):
-    return [r for r in run.of_type(SUBNET) if r.inputs["tags"][SUBNET_ROLE_TAG] == role]
+    return [r for r in run.within(NETWORK).of_type(SUBNET) if r.inputs["tags"][SUBNET_ROLE_TAG] == role]
 
 
 # --------------------------------------------------------------------------- pure
@@ -81,10 +83,11 @@ def test_nat_index():
 
 def test_vpc_and_secondary_cidr_follow_config(stack_run):
     cfg = _cfg(stack_run)
-    vpc = stack_run.one("aws:ec2/vpc:Vpc")
+    net = stack_run.within(NETWORK)
+    vpc = net.one("aws:ec2/vpc:Vpc")
     assert vpc.inputs["cidrBlock"] == cfg.network.vpc_cidr
     assert vpc.inputs["enableDnsHostnames"] and vpc.inputs["enableDnsSupport"]
-    assoc = stack_run.one("aws:ec2/vpcIpv4CidrBlockAssociation:VpcIpv4CidrBlockAssociation")
+    assoc = net.one("aws:ec2/vpcIpv4CidrBlockAssociation:VpcIpv4CidrBlockAssociation")
     assert assoc.inputs["cidrBlock"] == cfg.network.pod_cidr and assoc.inputs["vpcId"] == vpc.id
     assert stack_run.outputs["vpcId"] == vpc.id
 
@@ -99,21 +102,22 @@ def test_one_subnet_per_role_per_az_with_the_right_tags(stack_run):
         for s in subnets:
             assert s.inputs["tags"] == subnet_tags(role, cfg.name, s.inputs["tags"]["Name"])
             assert not s.inputs.get("mapPublicIpOnLaunch")
-    assert len(stack_run.of_type(SUBNET)) == 3 * cfg.network.az_count
+    assert len(stack_run.within(NETWORK).of_type(SUBNET)) == 3 * cfg.network.az_count
 
 
 def test_routes_public_via_igw_private_and_pods_via_nat(stack_run):
     cfg = _cfg(stack_run)
-    igw = stack_run.one("aws:ec2/internetGateway:InternetGateway")
-    nats = {n.id for n in stack_run.of_type("aws:ec2/natGateway:NatGateway")}
+    net = stack_run.within(NETWORK)
+    igw = net.one("aws:ec2/internetGateway:InternetGateway")
+    nats = {n.id for n in net.of_type("aws:ec2/natGateway:NatGateway")}
     public_ids = {s.id for s in _subnets(stack_run, "public")}
     assert len(nats) == (cfg.network.az_count if cfg.network.nat_gateways == "perAz" else 1)
-    for n in stack_run.of_type("aws:ec2/natGateway:NatGateway"):
+    for n in net.of_type("aws:ec2/natGateway:NatGateway"):
         assert n.inputs["subnetId"] in public_ids
-    tables = {t.id: t for t in stack_run.of_type("aws:ec2/routeTable:RouteTable")}
+    tables = {t.id: t for t in net.of_type("aws:ec2/routeTable:RouteTable")}
     assoc = {a.inputs["subnetId"]: tables[a.inputs["routeTableId"]]
-             for a in stack_run.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")}
-    for s in stack_run.of_type(SUBNET):
+             for a in net.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")}
+    for s in net.of_type(SUBNET):
         route = assoc[s.id].inputs["routes"][0]
         assert route["cidrBlock"] == "0.0.0.0/0"
         if s.inputs["tags"][SUBNET_ROLE_TAG] == "public":
@@ -123,33 +127,38 @@ def test_routes_public_via_igw_private_and_pods_via_nat(stack_run):
 
 
 def test_per_az_nat_gives_every_az_its_own_gateway(dev_run):
-    run = run_program("dev", overrides={"network.natGateways": "perAz"})
+    run = run_program("dev", overrides={"network.natGateways": "perAz"}).within(NETWORK)
     nats = run.of_type("aws:ec2/natGateway:NatGateway")
     assert len(nats) == 3 and len({n.inputs["subnetId"] for n in nats}) == 3
-    assert len(dev_run.of_type("aws:ec2/natGateway:NatGateway")) == 1
+    assert len(dev_run.within(NETWORK).of_type("aws:ec2/natGateway:NatGateway")) == 1
+
+
+def test_a_region_with_too_few_azs_fails_naming_az_count():
+    run = run_program("dev", available_zones=2, check=False)
+    assert isinstance(run.error, ValueError) and "network.azCount" in str(run.error)
 
 
 def test_az_count_drives_the_number_of_subnets():
     run = run_program("vllm", overrides={"network.azCount": 2})
-    assert len(run.of_type(SUBNET)) == 6
-    assert len(run.of_type("aws:efs/mountTarget:MountTarget")) == 2
+    assert len(run.within(NETWORK).of_type(SUBNET)) == 6
+    assert len(run.within("tritonllm:platform:Storage").of_type("aws:efs/mountTarget:MountTarget")) == 2
 
 
 def test_nodes_only_ever_land_in_private_subnets(stack_run):
     private = {s.id for s in _subnets(stack_run, "private")}
-    ng = stack_run.one("aws:eks/nodeGroup:NodeGroup")
+    ng = stack_run.within(CLUSTER).one("aws:eks/nodeGroup:NodeGroup")
     assert set(ng.inputs["subnetIds"]) == private
     # Karpenter: every subnet selector term matches exactly the private subnets.
     for node_class in stack_run.manifests("EC2NodeClass"):
         for term in node_class["spec"]["subnetSelectorTerms"]:
-            matched = {s.id for s in stack_run.of_type(SUBNET)
+            matched = {s.id for s in stack_run.within(NETWORK).of_type(SUBNET)
                        if all(s.inputs["tags"].get(k) == v for k, v in term["tags"].items())}
             assert matched == private
 
 
 
 def test_cluster_gets_private_and_public_subnets_of_this_vpc(stack_run):
-    eks = stack_run.one("eks:index:Cluster")
-    assert eks.inputs["vpcId"] == stack_run.one("aws:ec2/vpc:Vpc").id
+    eks = stack_run.within(CLUSTER).one("eks:index:Cluster")
+    assert eks.inputs["vpcId"] == stack_run.within(NETWORK).one("aws:ec2/vpc:Vpc").id
     assert set(eks.inputs["privateSubnetIds"]) == {s.id for s in _subnets(stack_run, "private")}
     assert set(eks.inputs["publicSubnetIds"]) == {s.id for s in _subnets(stack_run, "public")}

@@ -13,6 +13,7 @@ from tests.unit.harness import run_program
 from tests.unit.test_network import _cfg
 
 EFS = "aws:efs/fileSystem:FileSystem"
+STORAGE = "tritonllm:platform:Storage"
 
 
 def test_shared_claim_is_a_valid_rwx_claim_on_efs():
@@ -34,39 +35,39 @@ def test_storage_class_manifest_is_valid_dynamic_access_points():
 
 def test_efs_is_encrypted_with_the_configured_throughput(stack_run):
     cfg = _cfg(stack_run)
-    fs = stack_run.one(EFS)
+    fs = stack_run.within(STORAGE).one(EFS)
     assert fs.inputs["encrypted"] is True
     assert fs.inputs["throughputMode"] == cfg.efs.throughput_mode
 
 
 def test_bursting_throughput_by_config():
-    assert run_program("dev", overrides={"efs.throughputMode": "bursting"}).one(EFS).inputs["throughputMode"] == "bursting"
+    assert run_program("dev", overrides={"efs.throughputMode": "bursting"}).within(STORAGE).one(EFS).inputs["throughputMode"] == "bursting"
 
 
 def test_one_mount_target_per_az_in_private_subnets(stack_run):
     cfg = _cfg(stack_run)
-    fs = stack_run.one(EFS)
-    sg = stack_run.one("aws:ec2/securityGroup:SecurityGroup")
-    private = {s.id for s in stack_run.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"][SUBNET_ROLE_TAG] == "private"}
-    targets = stack_run.of_type("aws:efs/mountTarget:MountTarget")
+    fs = stack_run.within(STORAGE).one(EFS)
+    sg = stack_run.within(STORAGE).one("aws:ec2/securityGroup:SecurityGroup")
+    private = {s.id for s in stack_run.within("tritonllm:platform:Network").of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"][SUBNET_ROLE_TAG] == "private"}
+    targets = stack_run.within(STORAGE).of_type("aws:efs/mountTarget:MountTarget")
     assert len(targets) == cfg.network.az_count
     assert {t.inputs["subnetId"] for t in targets} == private
     assert all(t.inputs["fileSystemId"] == fs.id and t.inputs["securityGroups"] == [sg.id] for t in targets)
 
 
 def test_nfs_only_from_the_node_security_group(stack_run):
-    sg = stack_run.one("aws:ec2/securityGroup:SecurityGroup")
+    sg = stack_run.within(STORAGE).one("aws:ec2/securityGroup:SecurityGroup")
     assert not sg.inputs.get("ingress"), "no inline rules: every rule is a separate, tested resource"
     rules = [r for r in stack_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
              if r.inputs["securityGroupId"] == sg.id]
-    node_sg = stack_run.one("eks:index:Cluster").outputs["nodeSecurityGroupId"]
+    node_sg = stack_run.within("tritonllm:platform:Cluster").one("eks:index:Cluster").outputs["nodeSecurityGroupId"]
     assert [(r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["toPort"], r.inputs.get("referencedSecurityGroupId"))
             for r in rules] == [("tcp", NFS_PORT, NFS_PORT, node_sg)]
     assert not any(k in rules[0].inputs for k in ("cidrIpv4", "cidrIpv6", "prefixListId"))
 
 
 def test_storage_class_points_at_the_file_system(stack_run):
-    fs = stack_run.one(EFS)
+    fs = stack_run.within(STORAGE).one(EFS)
     (sc,) = [m for m in stack_run.manifests("StorageClass") if m["metadata"]["name"] == STORAGE_CLASS_NAME]
     validate_k8s_object(sc)
     assert sc == efs_storage_class_manifest(fs.id)
@@ -74,7 +75,7 @@ def test_storage_class_points_at_the_file_system(stack_run):
     sc_record = next(r for r in stack_run.k8s_objects("StorageClass") if r.inputs["metadata"]["name"] == STORAGE_CLASS_NAME)
     efs_addon = next(a for a in stack_run.of_type("aws:eks/addon:Addon") if a.inputs["addonName"] == "aws-efs-csi-driver")
     assert efs_addon.urn in sc_record.dependencies
-    assert all(t.urn in sc_record.dependencies for t in stack_run.of_type("aws:efs/mountTarget:MountTarget"))
+    assert all(t.urn in sc_record.dependencies for t in stack_run.within(STORAGE).of_type("aws:efs/mountTarget:MountTarget"))
 
 
 def test_efs_disabled_creates_no_file_system():

@@ -242,3 +242,24 @@ def test_client_command_flags_exist_in_the_client():
 def test_engine_stage_paths_match_the_build():
     assert tm.STAGE_DIR == engine_build.STAGE_DIR
     assert tm.TRTLLM_REPOSITORY == f"{engine_build.STAGE_DIR}/model_repository"
+
+
+def test_vllm_readers_may_check_the_bucket_but_read_only_their_prefix(vllm, dev):
+    vllm_model, _ = vllm
+    policy = tm.triton_reader_policy(vllm_model, "arn:aws:s3:::b", "models/llama-2-7b-chat")
+    head = [s for s in policy["Statement"] if s.get("Sid") == "TritonHeadBucket"]
+    assert head == [{"Sid": "TritonHeadBucket", "Effect": "Allow", "Action": ["s3:ListBucket"],
+                     "Resource": ["arn:aws:s3:::b"], "Condition": {"Null": {"s3:prefix": "true"}}}]
+    gets = [s for s in policy["Statement"] if "s3:GetObject" in s["Action"]]
+    assert [s["Resource"] for s in gets] == [["arn:aws:s3:::b/models/llama-2-7b-chat/*"]]
+    trt_model, _ = dev
+    assert not [s for s in tm.triton_reader_policy(trt_model, "arn:aws:s3:::b", "engines/k")["Statement"]
+                if s.get("Sid") == "TritonHeadBucket"]
+    assert tm.uses_irsa(vllm_model) and not tm.uses_irsa(trt_model)
+
+
+def test_irsa_service_accounts_carry_the_role(vllm):
+    model, _ = vllm
+    manifest = tm.service_account_manifest(model, irsa_role_arn="arn:aws:iam::123456789012:role/r")
+    validate_k8s_object(manifest)
+    assert manifest["metadata"]["annotations"] == {tm.IRSA_ROLE_ANNOTATION: "arn:aws:iam::123456789012:role/r"}

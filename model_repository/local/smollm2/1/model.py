@@ -75,6 +75,7 @@ class TritonPythonModel:
     # ------------------------------------------------------------------ metrics
     def _setup_metrics(self, enabled: bool) -> None:
         self.metrics = None
+        self.failure_metrics = {}
         if not enabled:
             return
         labels = {"model": self.model_name, "version": str(self.model_version)}
@@ -90,8 +91,20 @@ class TritonPythonModel:
                 kind=pb_utils.MetricFamily.COUNTER,
             ),
         }
-        self._families = families
+        # Triton counts a decoupled model's request as a success once the model releases it, even
+        # when its only response is an error, so nv_inference_request_failure stays 0 for these:
+        # count the errors the model returns itself.
+        failures = pb_utils.MetricFamily(
+            name="tritonllm_request_failure_total",
+            description="Requests answered with an error by the model, by reason",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self._families = {**families, "failure": failures}
         self.metrics = {name: family.Metric(labels=labels) for name, family in families.items()}
+        self.failure_metrics = {
+            reason: failures.Metric(labels={**labels, "reason": reason})
+            for reason in ("invalid_argument", "internal", "cancelled")
+        }
         self.ttft = None
         histogram = getattr(pb_utils.MetricFamily, "HISTOGRAM", None)
         if histogram is not None:
@@ -142,6 +155,11 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=outputs)
 
     def _error(self, sender, message: str, code) -> None:
+        if self.metrics:
+            reason = {pb_utils.TritonError.INVALID_ARG: "invalid_argument"}.get(code, "internal")
+            if code == getattr(pb_utils.TritonError, "CANCELLED", None):
+                reason = "cancelled"
+            self.failure_metrics[reason].increment(1)
         sender.send(
             pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code)),
             flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,

@@ -1,0 +1,260 @@
+"""TritonLLM under Pulumi mocks, for every stack: schemas, autoscaling, monitoring, IAM, secrets.
+
+Runs the real program (`__main__.py`). Until it wires TritonLLM, a stand-in wiring
+(WIRING below, the same calls the docstring of TritonLLM documents) is used instead.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import pytest
+
+from components import engine_build, metrics
+from components import triton_manifests as tm
+from tests.k8s_schema import require_reference_dir, validate_manifest
+from tests.unit.conftest import stack_run_for
+from tests.unit.harness import DEFAULT_SECRETS, ProgramRun, RecordedResource, run_program, stack_files
+
+TRITON_TYPE = "tritonllm:serving:TritonLLM"
+NGC_KEY = "nvapi-mock-ngc-key-0123456789"
+
+WIRING = '''
+import pulumi
+import pulumi_aws as aws
+from components.cluster import Cluster
+from components.config import read_pulumi_config
+from components.gateway import Gateway
+from components.model_store import ModelStore
+from components.network import Network
+from components.storage import Storage
+from components.triton import TritonLLM
+
+cfg = read_pulumi_config()
+secrets = pulumi.Config("tritonllm")
+aws_opts = pulumi.ResourceOptions(providers={"aws": aws.Provider("aws", region=cfg.region)})
+network = Network(cfg.name, cfg, opts=aws_opts)
+cluster = Cluster(cfg.name, cfg, network, opts=aws_opts)
+storage = Storage(cfg.name, cfg, cluster, network, opts=aws_opts) if cfg.efs.enabled else None
+store = ModelStore(cfg.name, cfg, opts=aws_opts)
+gateway = Gateway(cfg.name, cfg, k8s_provider=cluster.k8s_provider, cluster_name=cluster.cluster_name,
+                  vpc_id=network.vpc_id, opts=aws_opts)
+for m in cfg.models:
+    TritonLLM(m.name, m, cfg, cluster=cluster, model_store=store, storage=storage, gateway=gateway,
+              hf_token=secrets.get_secret("hfToken"), ngc_api_key=secrets.get_secret("ngcApiKey"), opts=aws_opts)
+'''
+
+_RUNS: dict[tuple[str, bool], ProgramRun] = {}
+
+
+def triton_run(stack: str, *, with_ngc_key: bool = False, tmp_dir=None) -> ProgramRun:
+    if (stack, with_ngc_key) in _RUNS:
+        return _RUNS[(stack, with_ngc_key)]
+    secrets = {"ngcApiKey": NGC_KEY} if with_ngc_key else None
+    run = stack_run_for(stack) if not with_ngc_key else run_program(stack, secrets=secrets)
+    if not run.of_type(TRITON_TYPE):
+        program = tmp_dir / "wiring.py"
+        program.write_text(WIRING)
+        run = run_program(stack, secrets=secrets, program=program)
+    _RUNS[(stack, with_ngc_key)] = run
+    return run
+
+
+@pytest.fixture(scope="module", params=stack_files())
+def run(request, tmp_path_factory) -> ProgramRun:
+    return triton_run(request.param, tmp_dir=tmp_path_factory.mktemp("wiring"))
+
+
+def servers(run: ProgramRun) -> list[RecordedResource]:
+    found = run.of_type(TRITON_TYPE)
+    assert found, "no TritonLLM in the program"
+    return found
+
+
+def descendants(run: ProgramRun, parent: RecordedResource) -> Iterator[RecordedResource]:
+    for child in run.children_of(parent):
+        yield child
+        yield from descendants(run, child)
+
+
+def triton_objects(run: ProgramRun, server: RecordedResource) -> list[RecordedResource]:
+    return [r for r in descendants(run, server) if r in run.k8s_objects()]
+
+
+def one(objects: list[RecordedResource], kind: str) -> dict[str, Any]:
+    found = [r.manifest() for r in objects if r.inputs.get("kind") == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def engines(run: ProgramRun, server: RecordedResource) -> list[RecordedResource]:
+    return [r for r in descendants(run, server) if r.type.endswith("TrtllmEngine")]
+
+
+def test_each_model_gets_its_own_triton(run):
+    names = sorted(s.name for s in servers(run))
+    assert names == sorted(m["name"] for m in json.loads(json.dumps(run.config["tritonllm:models"])))
+
+
+def test_every_kubernetes_object_validates(run):
+    require_reference_dir()
+    checked = 0
+    for server in servers(run):
+        for resource in triton_objects(run, server):
+            validate_manifest(resource.manifest())
+            checked += 1
+        for engine in engines(run, server):
+            validate_manifest(engine.inputs["job"])
+            validate_manifest(engine.inputs["script_config_map"])
+            checked += 2
+    assert checked >= 10 * len(servers(run))
+
+
+def test_deployments_follow_the_model_config(run):
+    models = {m["name"]: m for m in run.config["tritonllm:models"]}
+    for server in servers(run):
+        deployment = one(triton_objects(run, server), "Deployment")
+        model = models[server.name]
+        spec = deployment["spec"]["template"]["spec"]
+        assert deployment["metadata"]["namespace"] == server.name
+        assert spec["nodeSelector"] == {"karpenter.sh/nodepool": model["nodePool"]}
+        image = spec["containers"][0]["image"]
+        assert image.endswith(f"-{model['backend']}-python-py3")
+
+
+def test_hpa_metric_is_exposed_by_the_prometheus_adapter(run):
+    exposed = {rule["name"]["as"] for rule in metrics.adapter_rules()}
+    try:  # the adapter's Helm values, when the monitoring component renders them
+        from components import monitoring_values
+
+        values = monitoring_values.prometheus_adapter_values()
+        exposed = {rule["name"]["as"] for rule in values["rules"]["custom"]}
+    except (ImportError, AttributeError, KeyError, TypeError):
+        pass
+    assert exposed
+    for server in servers(run):
+        hpa = one(triton_objects(run, server), "HorizontalPodAutoscaler")
+        for metric in hpa["spec"]["metrics"]:
+            assert metric["type"] == "Pods"
+            assert metric["pods"]["metric"]["name"] in exposed, (server.name, metric, sorted(exposed))
+        assert hpa["spec"]["scaleTargetRef"]["name"] == one(triton_objects(run, server), "Deployment")["metadata"]["name"]
+
+
+def test_pod_monitor_selects_the_pods_and_their_metrics_port(run):
+    for server in servers(run):
+        objects = triton_objects(run, server)
+        monitor, deployment = one(objects, "PodMonitor"), one(objects, "Deployment")
+        template = deployment["spec"]["template"]
+        assert monitor["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+        ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
+        assert {"http", "grpc", "metrics"} <= ports
+
+
+def _policy_of(run: ProgramRun, role_name: str) -> dict[str, Any]:
+    policies = [r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == f"{role_name}-inline"]
+    assert len(policies) == 1, role_name
+    return json.loads(policies[0].inputs["policy"])
+
+
+def _bucket_arn(run: ProgramRun) -> str:
+    buckets = run.of_type("aws:s3/bucket:Bucket")
+    assert len(buckets) == 1
+    return buckets[0].outputs["arn"]
+
+
+def test_the_triton_role_can_only_read_its_own_prefix(run):
+    bucket_arn = _bucket_arn(run)
+    for server in servers(run):
+        objects = triton_objects(run, server)
+        deployment = one(objects, "Deployment")
+        key = deployment["spec"]["template"].get("metadata", {}).get("annotations", {}).get("tritonllm.io/engine-key")
+        prefix = f"engines/{key}" if key else f"models/{server.name}"
+        policy = _policy_of(run, f"{server.name}-triton")
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+            assert actions <= {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}, actions
+            if "s3:GetObject" in actions:
+                assert statement["Resource"] == [f"{bucket_arn}/{prefix}/*"]
+            if "s3:ListBucket" in actions:
+                assert statement["Resource"] == [bucket_arn]
+                condition = statement["Condition"]
+                if "Null" in condition:  # Triton's HeadBucket check (vLLM): names only, never contents
+                    assert condition == {"Null": {"s3:prefix": "true"}} and not key
+                else:
+                    allowed = condition["StringLike"]["s3:prefix"]
+                    assert all(p.startswith(prefix) for p in allowed), allowed
+        service_account = next(r.manifest() for r in objects
+                               if r.inputs.get("kind") == "ServiceAccount" and r.manifest()["metadata"]["name"] == "triton")
+        roles = [r for r in run.of_type("aws:iam/role:Role") if r.name == f"{server.name}-triton"]
+        assert len(roles) == 1
+        trust = json.loads(roles[0].inputs["assumeRolePolicy"])["Statement"][0]
+        if key:  # TRT-LLM: EKS Pod Identity (the AWS CLI reads S3)
+            associations = [r for r in run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+                            if r.name == f"{server.name}-triton-association"]
+            assert len(associations) == 1
+            assert associations[0].inputs["namespace"] == server.name
+            assert associations[0].inputs["serviceAccount"] == tm.SERVICE_ACCOUNT
+            assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+        else:  # vLLM: IRSA (tritonserver's own S3 client predates Pod Identity)
+            assert service_account["metadata"]["annotations"][tm.IRSA_ROLE_ANNOTATION] == roles[0].outputs["arn"]
+            subject = next(v for k, v in trust["Condition"]["StringEquals"].items() if k.endswith(":sub"))
+            assert subject == f"system:serviceaccount:{server.name}:{tm.SERVICE_ACCOUNT}"
+
+
+def test_trtllm_engines_are_built_where_they_are_served_and_staged_by_key(run):
+    for server in servers(run):
+        found = engines(run, server)
+        deployment = one(triton_objects(run, server), "Deployment")
+        if deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("vllm-python-py3"):
+            assert not found
+            continue
+        assert len(found) == 1
+        engine = found[0]
+        key = engine.inputs["key"]
+        assert engine.inputs["prefix"] == engine_build.engine_prefix(key)
+        assert engine.is_secret("kubeconfig")
+        job_pod = engine.inputs["job"]["spec"]["template"]["spec"]
+        assert job_pod["nodeSelector"] == deployment["spec"]["template"]["spec"]["nodeSelector"]
+        stage = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
+        assert f"engines/{key}/" in stage
+        # The builder may write only under its engine's prefix.
+        bucket_arn = _bucket_arn(run)
+        for statement in _policy_of(run, f"{server.name}-engine-builder")["Statement"]:
+            for resource in statement["Resource"]:
+                assert resource in (bucket_arn, f"{bucket_arn}/engines/{key}/*")
+
+
+def _plain_occurrences(value: Any, needle: str, path: str = "") -> Iterator[str]:
+    if isinstance(value, str):
+        if needle in value:
+            yield path
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _plain_occurrences(v, needle, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _plain_occurrences(v, needle, f"{path}.{i}" if path else str(i))
+
+
+def test_secrets_stay_secret(tmp_path):
+    token = DEFAULT_SECRETS["hfToken"]
+    for stack in stack_files():
+        run = triton_run(stack, with_ngc_key=True, tmp_dir=tmp_path)
+        found_token = found_key = False
+        for resource in run.resources:
+            for needle in (token, NGC_KEY):
+                for path in _plain_occurrences(resource.inputs, needle):
+                    assert resource.is_secret(path), f"{needle[:6]}... in plain at {resource.type} {resource.name} {path}"
+                    found_token |= needle == token and resource.inputs.get("kind") == "Secret"
+                    found_key |= needle == NGC_KEY and resource.inputs.get("kind") == "Secret"
+        assert found_token, "the HF token Secret is missing"
+        assert found_key, "the NGC image pull Secret is missing"
+        for server in servers(run):
+            objects = triton_objects(run, server)
+            pull = [r for r in objects if r.inputs.get("type") == "kubernetes.io/dockerconfigjson"]
+            assert len(pull) == 1 and pull[0].is_secret("stringData")
+            deployment = one(objects, "Deployment")
+            assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": tm.IMAGE_PULL_SECRET}]
