@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -112,6 +113,18 @@ class Sample:
     bytes_uploaded: int
     requests: int
     operations: dict[str, int]
+    client_cpu: float  # this process's threads, or the aws CLI child process
+    server_cpu: float  # the moto server
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_and_children_cpu() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 @dataclass
@@ -127,15 +140,18 @@ class Results:
 
 def measure(server: MotoServer, action: Callable[[], Any]) -> tuple[Sample, Any]:
     server.reset()
+    server_cpu, client_cpu = process_cpu_seconds(server.process.pid), own_and_children_cpu()
     started = time.perf_counter()
     value = action()
     seconds = time.perf_counter() - started
+    client_cpu = own_and_children_cpu() - client_cpu
+    server_cpu = process_cpu_seconds(server.process.pid) - server_cpu
     requests = server.requests()
     operations: dict[str, int] = {}
     for r in requests:
         operations[r["operation"]] = operations.get(r["operation"], 0) + 1
     moved = sum(r["bytes"] for r in requests if r["operation"] in UPLOAD_OPERATIONS)
-    return Sample(seconds, moved, len(requests), operations), value
+    return Sample(seconds, moved, len(requests), operations, client_cpu, server_cpu), value
 
 
 def aws_sync(aws: str, root: Path, server: MotoServer) -> subprocess.CompletedProcess[str]:
@@ -175,13 +191,13 @@ def run(args: argparse.Namespace) -> int:
     files, large, total = tree_stats(root)
     print(f"repository: {files} files ({large} shards >= 64 MiB), {total / GiB:.2f} GiB at {root} "
           f"(ready in {time.perf_counter() - started:.0f} s)")
-    settings = s3_sync.TransferSettings(
-        **{k: v for k, v in (("multipart_chunksize", args.chunk_mib * MiB if args.chunk_mib else None),
-                             ("multipart_threshold", args.chunk_mib * MiB if args.chunk_mib else None),
-                             ("max_concurrency", args.concurrency)) if v is not None}
-    )
-    print(f"ModelRepository transfer settings: chunk {settings.multipart_chunksize // MiB} MiB, "
-          f"concurrency {settings.max_concurrency}; aws s3 sync: its defaults (8 MiB, 10)")
+    overrides = {"multipart_chunksize": args.chunk_mib and args.chunk_mib * MiB,
+                 "multipart_threshold": args.threshold_mib and args.threshold_mib * MiB,
+                 "max_concurrency": args.concurrency}
+    settings = s3_sync.TransferSettings(**{k: v for k, v in overrides.items() if v})
+    print(f"ModelRepository: multipart above {settings.multipart_threshold // MiB} MiB in "
+          f"{settings.multipart_chunksize // MiB} MiB parts, {settings.max_concurrency} concurrent requests; "
+          "aws s3 sync: its defaults (above 8 MiB in 8 MiB parts, 10 concurrent)")
 
     server = start_moto_server()
     results = Results()
@@ -252,13 +268,16 @@ def run(args: argparse.Namespace) -> int:
 
 def report(results: Results, startup: list[float], changed_sizes: list[int], total: int, peak_rss: int) -> int:
     print()
-    print(f"{'scenario':<18} {'tool':<16} {'median s':>9} {'min s':>7} {'max s':>7} {'MiB uploaded':>13} {'requests':>9}")
+    print(f"{'scenario':<18} {'tool':<16} {'median s':>9} {'min s':>7} {'max s':>7} {'MiB uploaded':>13} "
+          f"{'requests':>9} {'client cpu s':>13} {'server cpu s':>13}")
     for (scenario, tool), samples in results.samples.items():
         seconds = [s.seconds for s in samples]
         moved = statistics.median(s.bytes_uploaded for s in samples) / MiB
         requests = statistics.median(s.requests for s in samples)
+        client_cpu = statistics.median(s.client_cpu for s in samples)
+        server_cpu = statistics.median(s.server_cpu for s in samples)
         print(f"{scenario:<18} {tool:<16} {statistics.median(seconds):>9.3f} {min(seconds):>7.3f} "
-              f"{max(seconds):>7.3f} {moved:>13.1f} {requests:>9.0f}")
+              f"{max(seconds):>7.3f} {moved:>13.1f} {requests:>9.0f} {client_cpu:>13.2f} {server_cpu:>13.2f}")
     print(f"(aws CLI start-up alone, `aws --version`: median {statistics.median(startup):.3f} s; "
           f"moto server peak RSS {peak_rss / GiB:.2f} GiB)")
 
@@ -288,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-files", type=int, default=300, help="small files (200 B to 2 MiB)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per scenario (medians are printed)")
     parser.add_argument("--workdir", default=str(REPO_ROOT / ".cache/bench-s3"), help="where the tree and cache live")
-    parser.add_argument("--chunk-mib", type=int, help="override ModelRepository's multipart chunk size")
+    parser.add_argument("--chunk-mib", type=int, help="override ModelRepository's multipart part size")
+    parser.add_argument("--threshold-mib", type=int, help="override ModelRepository's multipart threshold")
     parser.add_argument("--concurrency", type=int, help="override ModelRepository's request concurrency")
     args = parser.parse_args(argv)
     if not Path(args.aws).exists():

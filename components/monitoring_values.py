@@ -36,7 +36,7 @@ FREE_FORM = {
         "prometheus.prometheusSpec.storageSpec",
     },
     "prometheus-adapter": set(),
-    "dcgm-exporter": {"affinity", "resources"},
+    "dcgm-exporter": {"affinity"},
 }
 
 

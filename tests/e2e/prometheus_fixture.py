@@ -173,6 +173,10 @@ class LocalPrometheus:
                                          "step": str(step)})
         return [(item["metric"], [(float(t), float(v)) for t, v in item["values"]]) for item in data["result"]]
 
+    def series(self, match: str, start: float) -> list[dict[str, str]]:
+        """Label sets of the series matching `match` since `start` (what prometheus-adapter lists)."""
+        return self._api("series", {"match[]": match, "start": f"{start:.0f}"})
+
     def scrape_health(self) -> list[dict[str, Any]]:
         return self._api("targets", {"state": "active"})["activeTargets"]
 

@@ -143,7 +143,7 @@ def test_adapter_metrics_query_returns_the_per_pod_value(prometheus, load, trito
     metric = metrics.HPA_METRICS[name]
     (rule,) = [r for r in metrics.adapter_rules() if r["name"]["as"] == name]
     # series discovery: what the adapter lists with its seriesQuery carries the resource labels
-    discovered = prometheus._api("series", {"match[]": rule["seriesQuery"], "start": f"{load.started:.0f}"})
+    discovered = prometheus.series(rule["seriesQuery"], load.started)
     assert {(s["namespace"], s["pod"]) for s in discovered} == {(triton_server.model_name, POD)}
     expected = _record(prometheus, name, load.evaluated_at)
     for pods in ([POD], [POD, "triton-local-1"]):  # one pod: pod="..."; several: pod=~"a|b"

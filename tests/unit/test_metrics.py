@@ -151,6 +151,7 @@ def test_dashboard_plots_the_records_it_names_and_every_default_hpa_metric():
     assert named <= records
     for name in set(metrics.DEFAULT_HPA_METRIC.values()):
         assert metrics.METRICS[name].record in named
+    assert {t.source for p in triton_dashboard.panels() for t in p.targets} <= set(triton_dashboard.SOURCES)
     titles = " ".join(p.title for p in triton_dashboard.panels()).lower()
     for needed in ("requests per second", "queue time", "compute time", "time to first token", "gpu utilization",
                    "gpu memory", "replicas", "hpa metric vs target"):
