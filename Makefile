@@ -29,6 +29,6 @@ test-unit: setup
 	$(PY) -m pytest tests/unit
 
 config-reference: setup
-	$(PY) -m components.config
+	$(PY) -m components.config --write-readme README.md
 
 -include mk/*.mk

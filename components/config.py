@@ -428,6 +428,11 @@ class StackConfig(_Model):
                         f"@models[{i}].engine.dtype: fp8 needs Ada or Hopper GPUs (compute 8.9+), "
                         f"nodePool {pool.name!r} has {[g.name for g in pool.gpu_models]}; use bfloat16"
                     )
+            if m.backend == "trtllm" and m.engine_storage == "efs" and not self.efs.enabled:
+                problems.append(
+                    f"@models[{i}].engineStorage: efs needs the shared file system but efs.enabled is false; "
+                    "use engineStorage: local or set efs.enabled: true"
+                )
             if m.max_replicas * m.gpus_per_replica > pool.max_gpus:
                 problems.append(
                     f"@models[{i}].maxReplicas: {m.max_replicas} replicas x {m.gpus_per_replica} GPUs exceeds "
@@ -583,5 +588,26 @@ def read_pulumi_config() -> StackConfig:
     return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")})
 
 
+TABLE_START, TABLE_END = "<!-- config-table:start -->", "<!-- config-table:end -->"
+
+
+def with_reference_table(readme: str) -> str:
+    """README text with the generated config table between its markers."""
+    head, _, rest = readme.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    return f"{head}{TABLE_START}\n{reference_markdown()}\n{TABLE_END}{tail}"
+
+
 if __name__ == "__main__":
-    print(reference_markdown())
+    import sys
+
+    if sys.argv[1:2] == ["--write-readme"]:
+        path = sys.argv[2] if len(sys.argv) > 2 else "README.md"
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if TABLE_START not in text:
+            sys.exit(f"{path} has no {TABLE_START} marker")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(with_reference_table(text))
+    else:
+        print(reference_markdown())

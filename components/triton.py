@@ -193,8 +193,11 @@ class TritonLLM(pulumi.ComponentResource):
                        custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m")),
         )
         service = _k8s_object(f"{name}-service", tm.service_manifest(model), after(namespace))
-        _k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, cfg), after(namespace))
-        _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
+        if cfg.monitoring.enabled:
+            # Both need the monitoring stack: the PodMonitor CRD and the adapter that serves the HPA metric.
+            # Without it the Deployment keeps minReplicas.
+            _k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, cfg), after(namespace))
+            _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
         _k8s_object(f"{name}-pdb", tm.pdb_manifest(model), after(namespace))
 
         # --- routes on the shared Gateway (created after it, deleted before it)

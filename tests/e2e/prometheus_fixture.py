@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tritonllm.serve import find_free_port
 
 
 class PrometheusError(RuntimeError):
@@ -44,12 +45,6 @@ class ScrapeTarget:
 
 def prometheus_binary() -> str | None:
     return shutil.which("prometheus")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scrape_config(targets: list[ScrapeTarget], scrape_interval: str) -> list[dict[str, Any]]:
@@ -100,7 +95,7 @@ class LocalPrometheus:
             "rule_files": [str(rules)],
             "scrape_configs": scrape_config(self.targets, self.scrape_interval),
         }, sort_keys=False))
-        self.port = _free_port()
+        self.port = find_free_port("127.0.0.1")
         self.started_at = time.time()
         self.log = self.workdir / "prometheus.log"
         self.process = subprocess.Popen(

@@ -68,6 +68,8 @@ CASES = [
               "set instanceFamilies"),
     BadConfig("too-many-azs", "dev", {"network.azCount": 9}, "network.azCount", "less than or equal to 6"),
     BadConfig("name-too-long-for-aws", "dev", {"name": "tritonllm-production-us-west"}, "name", "at most 24 characters"),
+    BadConfig("engine-on-efs-without-efs", "dev", {"models[0].engineStorage": "efs", "efs.enabled": False},
+              "models[0].engineStorage", "use engineStorage: local"),
     BadConfig("reserved-tag-key", "vllm", {"tags": {"team": "ml", "kubernetes.io/cluster/x": "owned"}}, "tags", "rename them"),
 ]
 

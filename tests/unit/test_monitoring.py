@@ -161,3 +161,22 @@ def test_prometheus_volume_storage_class_is_encrypted_gp3(run):
     claim = kps.get("values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec")
     assert claim["storageClassName"] == sc.get("metadata.name")
     assert claim["resources"]["requests"]["storage"] == "50Gi"
+
+
+@pytest.mark.parametrize("stack", ["dev", "vllm"])
+def test_whole_program_never_carries_the_grafana_password_in_plain_text(stack):
+    """The same guarantee for the real program (__main__.py wires Monitoring in)."""
+    run = run_program(stack)
+    password = _password(run)
+    for resource in run.resources:
+        for path in _plain_occurrences(resource.inputs, password):
+            assert resource.is_secret(path), f"{resource.type} {resource.name}: {path} holds the password unmarked"
+    assert not _plain_occurrences(run.outputs, password)
+    aws_secret = run.one("aws:secretsmanager/secret:Secret")
+    assert run.outputs["grafanaSecretName"] == aws_secret.outputs["name"]
+    assert aws_secret.outputs["name"] in run.outputs["grafanaReadPasswordCommand"]
+    # every Triton HPA asks for a metric the adapter serves, and each model's PodMonitor exists
+    served = {r["name"]["as"] for r in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]}
+    hpas = run.manifests("HorizontalPodAutoscaler")
+    assert hpas and all(m["pods"]["metric"]["name"] in served for h in hpas for m in h["spec"]["metrics"])
+    assert {p["metadata"]["namespace"] for p in run.manifests("PodMonitor")} == {h["metadata"]["namespace"] for h in hpas}

@@ -41,7 +41,8 @@ def test_ci_script_runs_the_documented_test_command():
 def test_readme_documents_every_config_key():
     readme = (REPO / "README.md").read_text()
     missing = [key for key, *_ in config.config_reference() if f"`{key}`" not in readme]
-    assert not missing, f"README lacks config keys {missing}; paste `make config-reference` output into it"
+    assert not missing, f"README lacks config keys {missing}; run `make config-reference`"
+    assert config.with_reference_table(readme) == readme, "README's config table is stale; run `make config-reference`"
 
 
 def test_python_packages_pinned_exactly_once():

@@ -1,0 +1,89 @@
+"""Whole-program checks under Pulumi mocks, for every stack file."""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from tests import k8s_schema
+from tests.unit.harness import DEFAULT_SECRETS, run_program
+
+# NGINX Gateway Fabric's own policy CRDs are not in ../shared/reference/crds.
+UNVALIDATED_GROUPS = ("gateway.nginx.org",)
+
+
+def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}.{i}" if path else str(i))
+
+
+def test_every_kubernetes_object_validates(stack_run):
+    checked = 0
+    for manifest in stack_run.manifests():
+        if manifest.get("apiVersion", "").split("/")[0] in UNVALIDATED_GROUPS:
+            continue
+        k8s_schema.validate_manifest(manifest)
+        checked += 1
+    assert checked > 20
+
+
+def test_secrets_never_appear_in_plain_text(stack_run):
+    secret_values = {v for v in DEFAULT_SECRETS.values() if v}
+    secret_values |= {r.outputs["result"] for r in stack_run.of_type("random:index/randomPassword:RandomPassword")}
+    assert len(secret_values) >= 2, "expected the HF token and the Grafana password"
+    leaks = [
+        f"{r.type} {r.name} {path}"
+        for r in stack_run.resources
+        for path, text in _strings(r.inputs)
+        if any(s in text for s in secret_values) and not r.is_secret(path)
+    ]
+    assert not leaks, f"secret values in plain-text inputs: {leaks}"
+
+
+def test_secret_stack_outputs(stack_run):
+    assert "kubeconfig" in stack_run.secret_outputs
+    assert "grafanaSecretName" not in stack_run.secret_outputs  # a name, not the password
+
+
+def test_outputs_give_endpoints_models_and_commands(stack_run):
+    out = stack_run.outputs
+    for key in ("region", "vpcId", "clusterName", "kubeconfig", "bucketName", "httpEndpoint", "grpcEndpoint",
+                "servedModels", "clientCommands", "grafanaSecretName", "grafanaPortForwardCommand",
+                "grafanaReadPasswordCommand", "updateKubeconfigCommand"):
+        assert out.get(key), f"stack output {key} missing"
+    assert out["httpEndpoint"].startswith("http://") and out["httpEndpoint"].endswith(":8000")
+    assert out["grpcEndpoint"].endswith(":8001")
+    assert set(out["clientCommands"]) == set(out["servedModels"])
+    for model, command in out["clientCommands"].items():
+        assert f"--model-name {model}" in command and out["grpcEndpoint"] in command
+
+
+def test_every_aws_resource_uses_the_tagged_regional_provider(stack_run):
+    providers = stack_run.of_type("pulumi:providers:aws")
+    assert len(providers) == 1
+    provider = providers[0]
+    assert provider.inputs["region"] == "us-west-2"
+    assert "tritonllm:stack" in str(provider.inputs["defaultTags"])
+    for r in stack_run.resources:
+        if r.type.startswith("aws:") and not r.type.startswith("aws:eks/cluster:Cluster"):
+            assert r.provider.startswith(provider.urn), f"{r.type} {r.name} does not use the stack's AWS provider"
+
+
+def test_monitoring_disabled_drops_monitoring_outputs():
+    run = run_program("vllm", overrides={"monitoring.enabled": False})
+    assert "grafanaSecretName" not in run.outputs
+    assert not run.of_type("tritonllm:index:Monitoring")
+
+
+def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds():
+    run = run_program("vllm", overrides={"monitoring.enabled": False})
+    kinds = {m["kind"] for m in run.manifests()}
+    assert "PodMonitor" not in kinds and "HorizontalPodAutoscaler" not in kinds and "PrometheusRule" not in kinds
+    deployments = run.manifests("Deployment")
+    assert deployments and all(d["spec"]["replicas"] == 1 for d in deployments if d["metadata"]["name"] == "triton")
