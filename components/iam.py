@@ -89,18 +89,21 @@ def pod_identity_role(
         opts=opts,
     )
     child = pulumi.ResourceOptions(parent=role)  # providers are inherited through the parent chain
+    grants: list[pulumi.Resource] = []
     for i, arn in enumerate(managed_policy_arns):
-        aws.iam.RolePolicyAttachment(f"{name}-managed-{i}", role=role.name, policy_arn=arn, opts=child)
+        grants.append(aws.iam.RolePolicyAttachment(f"{name}-managed-{i}", role=role.name, policy_arn=arn, opts=child))
     if inline_policy is not None:
-        aws.iam.RolePolicy(f"{name}-inline", role=role.id, policy=inline_policy, opts=child)
+        grants.append(aws.iam.RolePolicy(f"{name}-inline", role=role.id, policy=inline_policy, opts=child))
     association = None
     if associate:
+        # Depending on the grants means a workload that depends on the association keeps
+        # its permissions until it is gone: on destroy, policies go after the association.
         association = aws.eks.PodIdentityAssociation(
             f"{name}-association",
             cluster_name=cluster_name,
             namespace=namespace,
             service_account=service_account,
             role_arn=role.arn,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=role, depends_on=grants),
         )
     return role, association

@@ -1,5 +1,6 @@
 """The project's recording rules, adapter queries and dashboard against a real Prometheus
-scraping the real local Triton (fixture `triton_server`) under load from `tritonllm client`.
+scraping the real local Triton (fixture `triton_server`) under load from `tritonllm bench`
+(AIPerf, smoke-sized).
 
 Expected values come from Triton's own statistics API (/v2/models/<m>/stats), read
 before and after the load: the recorded per-request queue and compute times must
@@ -27,17 +28,10 @@ pytestmark = pytest.mark.e2e
 POD = "triton-local-0"
 SCRAPE_INTERVAL = "1s"
 WINDOW_SECONDS = 60  # metrics.WINDOW
-# Load that fits well inside one rule window on 2 cores: 6 short generations, 3 at a time
-# against the model's single instance, so requests queue in Triton.
-REQUESTS, CONCURRENCY, MAX_TOKENS = 6, 3, 8
-PROMPTS = [
-    "What is the capital of France?",
-    "Name three primary colors.",
-    "Say hello in Spanish.",
-    "What is two plus two?",
-    "Name a planet.",
-    "Give one synonym for quick.",
-]
+# Load that fits well inside one rule window on 2 cores: the bench's smoke preset (32 in /
+# 8 out tokens), 6 requests 3 at a time against the model's single instance, so requests
+# queue in Triton. AIPerf adds its warm-up requests; expectations come from Triton's stats.
+REQUESTS, CONCURRENCY = 6, 3
 
 
 def _stats(server) -> dict:
@@ -76,19 +70,25 @@ def prometheus(triton_server):
 
 
 @pytest.fixture(scope="module")
-def load(triton_server, prometheus, tmp_path_factory) -> Load:
-    prompts = tmp_path_factory.mktemp("load") / "prompts.txt"
-    prompts.write_text("\n".join(PROMPTS[:REQUESTS]) + "\n")
+def aiperf() -> Path:
+    from tritonllm.bench import aiperf_executable, setup_aiperf
+
+    # AIPerf lives in its own virtualenv (.cache/aiperf-venv), created on first use
+    return aiperf_executable() or setup_aiperf(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def load(triton_server, prometheus, aiperf, tmp_path_factory) -> Load:
+    out = tmp_path_factory.mktemp("bench")
     # Samples must cover the whole rule window before the load starts, so that rate()
     # extrapolates over a full window as it does in a long-running Prometheus.
     time.sleep(max(2.0, prometheus.started_at + WINDOW_SECONDS + 3 - time.time()))
     before = _stats(triton_server)
     started = time.time()
     result = subprocess.run(
-        [sys.executable, "-m", "tritonllm", "client", "--url", triton_server.grpc_url,
-         "--model-name", triton_server.model_name, "--input-prompts", str(prompts),
-         "--results-file", str(prompts.parent / "results.txt"), "--concurrency", str(CONCURRENCY),
-         "--max-tokens", str(MAX_TOKENS), "--quiet"],
+        [sys.executable, "-m", "tritonllm", "bench", "--url", triton_server.http_url,
+         "--model-name", triton_server.model_name, "--preset", "smoke", "--concurrency", str(CONCURRENCY),
+         "--request-count", str(REQUESTS), "--aiperf", str(aiperf), "--output-dir", str(out)],
         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
     )
     finished = time.time()
@@ -97,10 +97,10 @@ def load(triton_server, prometheus, tmp_path_factory) -> Load:
     prometheus.wait_for_scrape_after(finished)
     evaluated_at = time.time()
     if evaluated_at - WINDOW_SECONDS > started - 1.5:
-        pytest.fail(f"the load took {finished - started:.0f} s: it no longer fits one {WINDOW_SECONDS} s rule "
-                    "window with idle samples before it; lower REQUESTS or MAX_TOKENS", pytrace=False)
+        pytest.fail(f"the bench took {finished - started:.0f} s: it no longer fits one {WINDOW_SECONDS} s rule "
+                    "window with idle samples before it; lower REQUESTS", pytrace=False)
     loaded = Load(before, after, started, finished, evaluated_at)
-    assert loaded.requests == REQUESTS
+    assert loaded.requests >= REQUESTS  # plus AIPerf's warm-up requests
     assert loaded.delta("queue") > 0, "requests should have queued in front of the single model instance"
     return loaded
 

@@ -87,3 +87,20 @@ def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds():
     assert "PodMonitor" not in kinds and "HorizontalPodAutoscaler" not in kinds and "PrometheusRule" not in kinds
     deployments = run.manifests("Deployment")
     assert deployments and all(d["spec"]["replicas"] == 1 for d in deployments if d["metadata"]["name"] == "triton")
+
+
+def test_pod_identity_associations_outlive_nothing_they_need(stack_run):
+    """Destroy order: an association is deleted before the role policies it depends on,
+    so a controller never loses its permissions while it is still running."""
+    checked = 0
+    for assoc in stack_run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation"):
+        role = stack_run.by_urn(assoc.parent)
+        if role.type != "aws:iam/role:Role":
+            continue  # associations made by EKS add-ons carry no policies of their own
+        grants = [r for r in stack_run.children_of(role)
+                  if r.type in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
+        assert grants, f"{assoc.name}: role without policies"
+        missing = [g.name for g in grants if g.urn not in assoc.dependencies]
+        assert not missing, f"{assoc.name} does not depend on {missing}"
+        checked += 1
+    assert checked >= 1  # at least Karpenter's controller
