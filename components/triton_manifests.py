@@ -212,6 +212,8 @@ def tritonserver_args(repository: str, *, rank: int = 0, world_size: int = 1) ->
         f"--model-repository={repository}",
         f"--http-port={HTTP_PORT}", f"--grpc-port={GRPC_PORT}", f"--metrics-port={METRICS_PORT}",
         "--allow-metrics=true", "--allow-gpu-metrics=true",
+        # Time-to-first-response histograms, which the dashboard plots.
+        "--metrics-config=histogram_latencies=true",
         f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
     ]
     if world_size == 1:

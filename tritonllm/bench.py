@@ -428,7 +428,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default="http://localhost:8000", help="Triton HTTP endpoint (default %(default)s)")
+    parser.add_argument("--url", default=os.environ.get("TRITON_HTTP_URL", "http://localhost:8000"),
+                        help="Triton HTTP endpoint (default $TRITON_HTTP_URL or http://localhost:8000)")
     parser.add_argument("--model-name", default="smollm2", help="model to load-test (default %(default)s)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="sweep",
                         help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()) + " (default %(default)s)")

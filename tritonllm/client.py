@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -366,8 +367,9 @@ def write_results(path: Path, results: list[RequestResult], meta: dict[str, Any]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="server address: host:port for gRPC (default localhost:8001), "
-                        "http(s)://host:port for HTTP (default http://localhost:8000)")
+    parser.add_argument("--url", help="server address: host:port for gRPC (default $TRITON_GRPC_URL or "
+                        "localhost:8001), http(s)://host:port for HTTP (default $TRITON_HTTP_URL or "
+                        "http://localhost:8000)")
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc", help="default: %(default)s")
     parser.add_argument("--model-name", default="smollm2", help="model to call, e.g. smollm2, ensemble, "
                         "llama-2-7b-chat (default %(default)s)")
@@ -417,7 +419,9 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
 
 def main(args: argparse.Namespace) -> int:
     protocol = args.protocol
-    url = args.url or ("localhost:8001" if protocol == "grpc" else "http://localhost:8000")
+    # under `tritonllm serve -- ...` the server's addresses come in the environment
+    url = args.url or (os.environ.get("TRITON_GRPC_URL", "localhost:8001") if protocol == "grpc"
+                       else os.environ.get("TRITON_HTTP_URL", "http://localhost:8000"))
     stream = args.stream if args.stream is not None else (protocol == "grpc")
     try:
         prompts = read_prompts(args.input_prompts)

@@ -263,3 +263,14 @@ def test_irsa_service_accounts_carry_the_role(vllm):
     manifest = tm.service_account_manifest(model, irsa_role_arn="arn:aws:iam::123456789012:role/r")
     validate_k8s_object(manifest)
     assert manifest["metadata"]["annotations"] == {tm.IRSA_ROLE_ANNOTATION: "arn:aws:iam::123456789012:role/r"}
+
+
+def test_server_exports_the_histograms_the_dashboard_plots():
+    import json as _json
+
+    from components.dashboards import triton as dashboard
+    from components.triton_manifests import tritonserver_args
+
+    uses_histograms = "_histogram_" in _json.dumps(dashboard.dashboard())
+    assert uses_histograms
+    assert "--metrics-config=histogram_latencies=true" in tritonserver_args("s3://b/models/m")
