@@ -315,6 +315,25 @@ class TritonServer:
         ]
 
     def start(self) -> "TritonServer":
+        """Start tritonserver and wait until it and every model are ready.
+
+        Ports given as 0 are picked free; if another process takes one of them between the pick
+        and Triton's bind, startup is retried (twice) with new ports.
+        """
+        auto = {name: getattr(self, name) == 0 for name in ("http_port", "grpc_port", "metrics_port")}
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except PortInUseError:
+                if not any(auto.values()) or attempt == 2 or self.process is None:
+                    raise
+                self.process = None
+                for name, was_auto in auto.items():
+                    if was_auto:
+                        setattr(self, name, 0)
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> "TritonServer":
         if self.process is not None:
             raise ServerError("server already started")
         if not self.model_repository.is_dir():
@@ -366,7 +385,7 @@ class TritonServer:
         log = self.logs()
         code = self.process.returncode if self.process else None
         failed = [ln.strip() for ln in log.splitlines() if "failed to load" in ln or "Failed to start" in ln]
-        if any("Address already in use" in ln or "address already in use" in ln.lower() for ln in log.splitlines()):
+        if any("already in use" in ln.lower() for ln in log.splitlines()):
             return PortInUseError(
                 f"tritonserver could not bind its ports ({self.http_port}/{self.grpc_port}/{self.metrics_port}): "
                 "address already in use",

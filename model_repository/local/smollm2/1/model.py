@@ -160,10 +160,13 @@ class TritonPythonModel:
             if code == getattr(pb_utils.TritonError, "CANCELLED", None):
                 reason = "cancelled"
             self.failure_metrics[reason].increment(1)
-        sender.send(
-            pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code)),
-            flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-        )
+        try:
+            sender.send(
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code)),
+                flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. the sender was closed by a cancelled request
+            pb_utils.Logger.log_warn(f"[{self.model_name}] could not send error response ({message}): {exc}")
 
     def execute(self, requests):
         # One generation at a time on this instance; Triton queues the rest (visible in
