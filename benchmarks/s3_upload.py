@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -154,6 +155,33 @@ def measure(server: MotoServer, action: Callable[[], Any]) -> tuple[Sample, Any]
     return Sample(seconds, moved, len(requests), operations, client_cpu, server_cpu), value
 
 
+# What `pulumi up` runs for ModelRepository: the program hashes the tree (ModelRepository's
+# constructor), then the engine calls the provider: create, or diff and update only on a change.
+RESOURCE_ID = f"{BUCKET}/{OURS_PREFIX}"
+
+
+def program_inputs(props: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
+    return {**props, "content_hash": s3_sync.content_hash(props["source_dir"], cache_dir=cache_dir)}
+
+
+def ours_full_upload(provider: ModelRepositoryProvider, props: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
+    return provider.create(program_inputs(props, cache_dir)).outs
+
+
+def ours_unchanged(provider: ModelRepositoryProvider, props: dict[str, Any], cache_dir: Path, outs: dict[str, Any]) -> None:
+    if provider.diff(RESOURCE_ID, outs, program_inputs(props, cache_dir)).changes:
+        raise RuntimeError("diff reported a change on an unchanged tree")
+
+
+def ours_update(
+    provider: ModelRepositoryProvider, props: dict[str, Any], cache_dir: Path, outs: dict[str, Any]
+) -> dict[str, Any]:
+    news = program_inputs(props, cache_dir)
+    if not provider.diff(RESOURCE_ID, outs, news).changes:
+        raise RuntimeError("diff missed a changed file")
+    return provider.update(RESOURCE_ID, outs, news).outs
+
+
 def aws_sync(aws: str, root: Path, server: MotoServer) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [aws, "s3", "sync", str(root), f"s3://{BUCKET}/{AWS_PREFIX}/", "--endpoint-url", server.url,
@@ -209,37 +237,25 @@ def run(args: argparse.Namespace) -> int:
              "endpoint_url": server.url}
     try:
         client.create_bucket(Bucket=BUCKET)
-        startup = [measure(server, lambda: subprocess.run([args.aws, "--version"], capture_output=True))[0].seconds
-                   for _ in range(3)]
+        aws_version = partial(subprocess.run, [args.aws, "--version"], capture_output=True)
+        startup = [measure(server, aws_version)[0].seconds for _ in range(3)]
 
         outs: dict[str, Any] = {}
         for rep in range(args.repeat):
             s3_sync.delete_prefix(client, location)
             shutil.rmtree(cache_dir, ignore_errors=True)  # cold: the program hashes every byte
-
-            def ours_full() -> dict[str, Any]:
-                news = {**props, "content_hash": s3_sync.content_hash(root, cache_dir=cache_dir)}
-                return provider.create(news).outs
-
-            sample, outs = measure(server, ours_full)
+            sample, outs = measure(server, partial(ours_full_upload, provider, props, cache_dir))
             results.add("full upload", "ModelRepository", sample)
             s3_sync.delete_prefix(client, aws_location)
-            sample, _ = measure(server, lambda: aws_sync(args.aws, root, server))
-            results.add("full upload", "aws s3 sync", sample)
-            print(f"  full upload rep {rep + 1}: ours {results.samples[('full upload', 'ModelRepository')][-1].seconds:.2f} s, "
-                  f"aws {sample.seconds:.2f} s", flush=True)
+            aws_sample, _ = measure(server, partial(aws_sync, args.aws, root, server))
+            results.add("full upload", "aws s3 sync", aws_sample)
+            print(f"  full upload {rep + 1}/{args.repeat}: ModelRepository {sample.seconds:.2f} s, "
+                  f"aws s3 sync {aws_sample.seconds:.2f} s", flush=True)
 
-        for rep in range(args.repeat):
-            def ours_unchanged() -> bool:
-                news = {**props, "content_hash": s3_sync.content_hash(root, cache_dir=cache_dir)}
-                diff = provider.diff(f"{BUCKET}/{OURS_PREFIX}", outs, news)
-                if diff.changes:
-                    raise RuntimeError("diff reported a change on an unchanged tree")
-                return diff.changes
-
-            sample, _ = measure(server, ours_unchanged)
+        for _ in range(args.repeat):
+            sample, _ = measure(server, partial(ours_unchanged, provider, props, cache_dir, outs))
             results.add("unchanged", "ModelRepository", sample)
-            sample, _ = measure(server, lambda: aws_sync(args.aws, root, server))
+            sample, _ = measure(server, partial(aws_sync, args.aws, root, server))
             results.add("unchanged", "aws s3 sync", sample)
 
         shards = sorted((root / "llama" / "1").iterdir())
@@ -248,16 +264,9 @@ def run(args: argparse.Namespace) -> int:
             shard = shards[rep % len(shards)]
             rewrite_in_place(shard, rep)
             changed_sizes.append(shard.stat().st_size)
-
-            def ours_one_file() -> dict[str, Any]:
-                news = {**props, "content_hash": s3_sync.content_hash(root, cache_dir=cache_dir)}
-                if not provider.diff(f"{BUCKET}/{OURS_PREFIX}", outs, news).changes:
-                    raise RuntimeError("diff missed a changed file")
-                return provider.update(f"{BUCKET}/{OURS_PREFIX}", outs, news).outs
-
-            sample, outs = measure(server, ours_one_file)
+            sample, outs = measure(server, partial(ours_update, provider, props, cache_dir, outs))
             results.add("one file changed", "ModelRepository", sample)
-            sample, synced = measure(server, lambda: aws_sync(args.aws, root, server))
+            sample, _ = measure(server, partial(aws_sync, args.aws, root, server))
             results.add("one file changed", "aws s3 sync", sample)
         peak_rss = server.peak_rss_bytes()
     finally:
@@ -286,7 +295,7 @@ def report(results: Results, startup: list[float], changed_sizes: list[int], tot
     ours_changed = results.samples[("one file changed", "ModelRepository")]
     unchanged_requests = max(s.requests for s in results.samples[("unchanged", "ModelRepository")])
     # Only the changed shard's bytes move (the manifest is in the state; no re-upload of anything else).
-    exact = all(s.bytes_uploaded == size for s, size in zip(ours_changed, changed_sizes))
+    exact = all(s.bytes_uploaded == size for s, size in zip(ours_changed, changed_sizes, strict=True))
     checks = [
         (f"full upload: ModelRepository {full:.2f}x the speed of aws s3 sync (target >= 1.0)", full >= 1.0),
         (f"unchanged: {unchanged:.0f}x faster, {unchanged_requests} S3 requests (target >= 10x)", unchanged >= 10),

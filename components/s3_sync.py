@@ -304,7 +304,7 @@ def scan_tree(root: str | os.PathLike[str], *, cache_dir: Path | None = None, wo
 
     manifest: Manifest = {}
     stamps: dict[str, tuple[int, int]] = {}
-    for (rel, _path, st), sha in zip(files, digests):
+    for (rel, _path, st), sha in zip(files, digests, strict=True):
         manifest[rel] = Entry(rel, st.st_size, sha)
         stamps[rel] = (st.st_size, st.st_mtime_ns)
         cache.remember(rel, st, sha, started_ns)
@@ -415,14 +415,6 @@ class SyncPlan:
     uploads: tuple[Entry, ...]
     copies: tuple[tuple[Entry, Entry], ...]  # (entry, verified object already holding its bytes)
     deletes: tuple[str, ...]
-
-    @property
-    def upload_bytes(self) -> int:
-        return sum(entry.size for entry in self.uploads)
-
-    @property
-    def is_noop(self) -> bool:
-        return not (self.uploads or self.copies or self.deletes)
 
 
 def plan_sync(new: Mapping[str, Entry], old: Mapping[str, Entry], live: Mapping[str, LiveObject]) -> SyncPlan:
@@ -535,10 +527,6 @@ class SyncResult:
     manifest: Manifest  # what is now under the prefix, with ETags
     plan: SyncPlan
     stats: SyncStats
-
-    @property
-    def content_hash(self) -> str:
-        return tree_hash(self.manifest)
 
 
 def _transfer(

@@ -52,7 +52,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "seed-500in-5out": Preset(
         "the seeds' genai-perf load test: 500 input / 5 output tokens at concurrency 20",
-        input_tokens=500, output_tokens=5, concurrencies=(20,), requests_per_run=60),
+        input_tokens=500, output_tokens=5, concurrencies=(20,), requests_per_run=40),
     "chat": Preset(
         "chat-shaped: ~256 input (stddev 64) / 128 output tokens at concurrency 4",
         input_tokens=256, input_tokens_stddev=64, output_tokens=128, concurrencies=(4,), requests_per_run=16),
@@ -392,13 +392,14 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend()
     ax = axes[1][1]
-    ax.plot(x, [r["output_tokens_per_s"] for r in rows], "o-", color="tab:green", label="output tokens/s")
+    line1 = ax.plot(x, [r["output_tokens_per_s"] for r in rows], "o-", color="tab:green", label="output tokens/s")
     ax.set_ylabel("output tokens/s", color="tab:green")
     ax.set_xlabel("concurrency")
     ax.grid(True, alpha=0.3)
     ax2 = ax.twinx()
-    ax2.plot(x, [r["requests_per_s"] for r in rows], "s--", color="tab:purple", label="requests/s")
+    line2 = ax2.plot(x, [r["requests_per_s"] for r in rows], "s--", color="tab:purple", label="requests/s")
     ax2.set_ylabel("requests/s", color="tab:purple")
+    ax.legend(line1 + line2, [ln.get_label() for ln in line1 + line2], loc="lower right")
     ax.set_title("Throughput")
     for a in list(axes.flat):
         a.set_xticks(x)

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +18,9 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from components import s3_sync
 from components.model_store import ModelRepositoryProvider, repository_diff
-from components.s3_sync import MiB, TransferSettings, TreeError
+from components.s3_sync import MiB, TransferSettings
 
-from .conftest import REPO_ROOT, MotoServer
+from .conftest import MotoServer
 
 # Small parts so that a 12 MiB file is a 3-part upload (S3's minimum part is 5 MiB).
 SETTINGS = TransferSettings(
@@ -336,6 +332,7 @@ def test_failures_beyond_botocore_retries_restart_the_file(tree, bucket, s3, mot
     result = s3_sync.sync_tree(client, location, s3_sync.scan_tree(tree), {}, SETTINGS, sleep=slept.append)
 
     assert hook.fired == SETTINGS.max_attempts and result.stats.retried_files == 1 and len(slept) == 1
+    assert result.stats.uploaded_files == 7  # 6 files and the empty directory's marker
     assert objects(s3, bucket) == local_files(tree, "repos/llama")
 
 

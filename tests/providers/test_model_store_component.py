@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from components import s3_sync
-from components.model_store import ModelRepositoryProvider, read_prefix_policy, write_prefix_policy
+from components.model_store import read_prefix_policy, write_prefix_policy
 from tests.unit.harness import REPO_ROOT, ProgramRun, RecordedResource, run_program
 
 PROGRAM = Path(__file__).with_name("model_store_program.py")
