@@ -21,6 +21,7 @@ Not a test: figures depend on the machine. moto keeps objects in temporary
 files and assembles multipart uploads in memory, so it needs disk for two
 copies of the tree and RAM for a few copies of the largest file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -168,7 +169,9 @@ def ours_full_upload(provider: ModelRepositoryProvider, props: dict[str, Any], c
     return provider.create(program_inputs(props, cache_dir)).outs
 
 
-def ours_unchanged(provider: ModelRepositoryProvider, props: dict[str, Any], cache_dir: Path, outs: dict[str, Any]) -> None:
+def ours_unchanged(
+    provider: ModelRepositoryProvider, props: dict[str, Any], cache_dir: Path, outs: dict[str, Any]
+) -> None:
     if provider.diff(RESOURCE_ID, outs, program_inputs(props, cache_dir)).changes:
         raise RuntimeError("diff reported a change on an unchanged tree")
 
@@ -184,8 +187,7 @@ def ours_update(
 
 def aws_sync(aws: str, root: Path, server: MotoServer) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [aws, "s3", "sync", str(root), f"s3://{BUCKET}/{AWS_PREFIX}/", "--endpoint-url", server.url,
-         "--no-progress"],
+        [aws, "s3", "sync", str(root), f"s3://{BUCKET}/{AWS_PREFIX}/", "--endpoint-url", server.url, "--no-progress"],
         capture_output=True,
         text=True,
     )
@@ -217,15 +219,21 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     build_repository(root, args.size_gib, args.large_files, args.small_files)
     files, large, total = tree_stats(root)
-    print(f"repository: {files} files ({large} shards >= 64 MiB), {total / GiB:.2f} GiB at {root} "
-          f"(ready in {time.perf_counter() - started:.0f} s)")
-    overrides = {"multipart_chunksize": args.chunk_mib and args.chunk_mib * MiB,
-                 "multipart_threshold": args.threshold_mib and args.threshold_mib * MiB,
-                 "max_concurrency": args.concurrency}
+    print(
+        f"repository: {files} files ({large} shards >= 64 MiB), {total / GiB:.2f} GiB at {root} "
+        f"(ready in {time.perf_counter() - started:.0f} s)"
+    )
+    overrides = {
+        "multipart_chunksize": args.chunk_mib and args.chunk_mib * MiB,
+        "multipart_threshold": args.threshold_mib and args.threshold_mib * MiB,
+        "max_concurrency": args.concurrency,
+    }
     settings = s3_sync.TransferSettings(**{k: v for k, v in overrides.items() if v})
-    print(f"ModelRepository: multipart above {settings.multipart_threshold // MiB} MiB in "
-          f"{settings.multipart_chunksize // MiB} MiB parts, {settings.max_concurrency} concurrent requests; "
-          "aws s3 sync: its defaults (above 8 MiB in 8 MiB parts, 10 concurrent)")
+    print(
+        f"ModelRepository: multipart above {settings.multipart_threshold // MiB} MiB in "
+        f"{settings.multipart_chunksize // MiB} MiB parts, {settings.max_concurrency} concurrent requests; "
+        "aws s3 sync: its defaults (above 8 MiB in 8 MiB parts, 10 concurrent)"
+    )
 
     server = start_moto_server()
     results = Results()
@@ -233,8 +241,13 @@ def run(args: argparse.Namespace) -> int:
     location = s3_sync.S3Location(BUCKET, OURS_PREFIX, "us-east-1", server.url)
     client = s3_sync.s3_client(location)
     aws_location = s3_sync.S3Location(BUCKET, AWS_PREFIX, "us-east-1", server.url)
-    props = {"bucket": BUCKET, "prefix": OURS_PREFIX, "source_dir": str(root), "region": "us-east-1",
-             "endpoint_url": server.url}
+    props = {
+        "bucket": BUCKET,
+        "prefix": OURS_PREFIX,
+        "source_dir": str(root),
+        "region": "us-east-1",
+        "endpoint_url": server.url,
+    }
     try:
         client.create_bucket(Bucket=BUCKET)
         aws_version = partial(subprocess.run, [args.aws, "--version"], capture_output=True)
@@ -249,8 +262,11 @@ def run(args: argparse.Namespace) -> int:
             s3_sync.delete_prefix(client, aws_location)
             aws_sample, _ = measure(server, partial(aws_sync, args.aws, root, server))
             results.add("full upload", "aws s3 sync", aws_sample)
-            print(f"  full upload {rep + 1}/{args.repeat}: ModelRepository {sample.seconds:.2f} s, "
-                  f"aws s3 sync {aws_sample.seconds:.2f} s", flush=True)
+            print(
+                f"  full upload {rep + 1}/{args.repeat}: ModelRepository {sample.seconds:.2f} s, "
+                f"aws s3 sync {aws_sample.seconds:.2f} s",
+                flush=True,
+            )
 
         for _ in range(args.repeat):
             sample, _ = measure(server, partial(ours_unchanged, provider, props, cache_dir, outs))
@@ -277,18 +293,24 @@ def run(args: argparse.Namespace) -> int:
 
 def report(results: Results, startup: list[float], changed_sizes: list[int], total: int, peak_rss: int) -> int:
     print()
-    print(f"{'scenario':<18} {'tool':<16} {'median s':>9} {'min s':>7} {'max s':>7} {'MiB uploaded':>13} "
-          f"{'requests':>9} {'client cpu s':>13} {'server cpu s':>13}")
+    print(
+        f"{'scenario':<18} {'tool':<16} {'median s':>9} {'min s':>7} {'max s':>7} {'MiB uploaded':>13} "
+        f"{'requests':>9} {'client cpu s':>13} {'server cpu s':>13}"
+    )
     for (scenario, tool), samples in results.samples.items():
         seconds = [s.seconds for s in samples]
         moved = statistics.median(s.bytes_uploaded for s in samples) / MiB
         requests = statistics.median(s.requests for s in samples)
         client_cpu = statistics.median(s.client_cpu for s in samples)
         server_cpu = statistics.median(s.server_cpu for s in samples)
-        print(f"{scenario:<18} {tool:<16} {statistics.median(seconds):>9.3f} {min(seconds):>7.3f} "
-              f"{max(seconds):>7.3f} {moved:>13.1f} {requests:>9.0f} {client_cpu:>13.2f} {server_cpu:>13.2f}")
-    print(f"(aws CLI start-up alone, `aws --version`: median {statistics.median(startup):.3f} s; "
-          f"moto server peak RSS {peak_rss / GiB:.2f} GiB)")
+        print(
+            f"{scenario:<18} {tool:<16} {statistics.median(seconds):>9.3f} {min(seconds):>7.3f} "
+            f"{max(seconds):>7.3f} {moved:>13.1f} {requests:>9.0f} {client_cpu:>13.2f} {server_cpu:>13.2f}"
+        )
+    print(
+        f"(aws CLI start-up alone, `aws --version`: median {statistics.median(startup):.3f} s; "
+        f"moto server peak RSS {peak_rss / GiB:.2f} GiB)"
+    )
 
     full = results.median("full upload", "aws s3 sync") / results.median("full upload", "ModelRepository")
     unchanged = results.median("unchanged", "aws s3 sync") / results.median("unchanged", "ModelRepository")
@@ -299,8 +321,11 @@ def report(results: Results, startup: list[float], changed_sizes: list[int], tot
     checks = [
         (f"full upload: ModelRepository {full:.2f}x the speed of aws s3 sync (target >= 1.0)", full >= 1.0),
         (f"unchanged: {unchanged:.0f}x faster, {unchanged_requests} S3 requests (target >= 10x)", unchanged >= 10),
-        (f"one file changed: uploaded exactly the changed file's bytes each time ({changed_sizes[0] / MiB:.0f} MiB "
-         f"of {total / MiB:.0f} MiB)", exact),
+        (
+            f"one file changed: uploaded exactly the changed file's bytes each time ({changed_sizes[0] / MiB:.0f} MiB "
+            f"of {total / MiB:.0f} MiB)",
+            exact,
+        ),
     ]
     print()
     for text, ok in checks:

@@ -13,6 +13,7 @@ stat), so `pulumi up` with nothing changed sees equal inputs, never calls
 IAM documents are pure functions: `read_prefix_policy` is what a Triton
 service account gets; `write_prefix_policy` suits a job that fills a prefix.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ from typing import Any, Mapping
 import pulumi
 import pulumi.dynamic
 import pulumi_aws as aws
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 from components import s3_sync
@@ -115,14 +117,14 @@ def lifecycle_rules(noncurrent_version_days: int) -> list[dict[str, Any]]:
         {
             "id": "expire-noncurrent-versions",
             "status": "Enabled",
-            "filter": {},
+            "filter": {"prefix": ""},  # the whole bucket, stated (an absent filter is deprecated)
             "noncurrent_version_expiration": {"noncurrent_days": noncurrent_version_days},
             "expiration": {"expired_object_delete_marker": True},
         },
         {
             "id": "abort-incomplete-multipart-uploads",
             "status": "Enabled",
-            "filter": {},
+            "filter": {"prefix": ""},
             "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
         },
     ]
@@ -145,7 +147,8 @@ INPUT_KEYS = ("bucket", "prefix", "source_dir", "content_hash", "region", "endpo
 
 
 def _is_unknown(value: Any) -> bool:
-    return isinstance(value, str) and value == UNKNOWN
+    # The provider host hands unknowns over as `Unknown` objects; the raw wire sentinel is a string.
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
 
 
 def repository_diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> pulumi.dynamic.DiffResult:
@@ -156,6 +159,7 @@ def repository_diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> pulumi.
     a prefix that contains or is contained by the old one deletes first, since
     deleting the old prefix afterwards would remove the new objects.
     """
+
     def changed(key: str) -> bool:
         return _is_unknown(news.get(key)) or (news.get(key) or None) != (olds.get(key) or None)
 
@@ -169,7 +173,10 @@ def repository_diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> pulumi.
         old_prefix, new_prefix = olds.get("prefix"), news.get("prefix")
         same_bucket = _is_unknown(new_bucket) or new_bucket == old_bucket
         delete_first = same_bucket and (
-            _is_unknown(new_prefix) or not old_prefix or not new_prefix or s3_sync.prefixes_overlap(old_prefix, new_prefix)
+            _is_unknown(new_prefix)
+            or not old_prefix
+            or not new_prefix
+            or s3_sync.prefixes_overlap(old_prefix, new_prefix)
         )
     return pulumi.dynamic.DiffResult(changes=True, replaces=replaces, delete_before_replace=delete_first)
 

@@ -18,6 +18,7 @@ The pieces, each usable on its own (tests and the benchmark call them directly):
 - `delete_prefix` removes every object version under the prefix, never a
   sibling prefix ("models/" does not match "models-2/").
 """
+
 from __future__ import annotations
 
 import errno
@@ -206,7 +207,13 @@ def _check_name(path: Path, name: str) -> None:
 
 
 def _file_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    for test, kind in kinds:
         if test(mode):
             return kind
     return "not a regular file"
@@ -237,7 +244,7 @@ def _walk(root: Path) -> tuple[list[tuple[str, Path, os.stat_result]], list[str]
                 raise TreeError(f"{path} disappeared while the directory was being scanned") from None
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    raise TreeError(f"symlink loop at {path}: it resolves to itself") from None
+                    raise TreeError(f"symlink loop at {path}: following it never reaches a file") from None
                 raise TreeError(f"cannot stat {path}: {exc.strerror}") from None
             child = rel + name
             if stat.S_ISDIR(st.st_mode):
@@ -251,7 +258,9 @@ def _walk(root: Path) -> tuple[list[tuple[str, Path, os.stat_result]], list[str]
             elif stat.S_ISREG(st.st_mode):
                 files.append((child, path, st))
             else:
-                raise TreeError(f"{path} is {_file_kind(st.st_mode)}; a model repository holds only files and directories")
+                raise TreeError(
+                    f"{path} is {_file_kind(st.st_mode)}; a model repository holds only files and directories"
+                )
 
     root_stat = os.stat(root)
     walk_dir(root, "", {(root_stat.st_dev, root_stat.st_ino): root})
@@ -273,7 +282,9 @@ def hash_file(path: Path, expected: os.stat_result | None = None) -> str:
     return digest
 
 
-def scan_tree(root: str | os.PathLike[str], *, cache_dir: Path | None = None, workers: int | None = None) -> ScannedTree:
+def scan_tree(
+    root: str | os.PathLike[str], *, cache_dir: Path | None = None, workers: int | None = None
+) -> ScannedTree:
     """Manifest of every file and empty directory under `root`.
 
     `cache_dir` holds the hash cache (None disables it); unchanged files are not
@@ -287,6 +298,9 @@ def scan_tree(root: str | os.PathLike[str], *, cache_dir: Path | None = None, wo
         raise TreeError(f"model repository path {root_path} is not a directory")
     started_ns = time.time_ns()
     files, empty_dirs = _walk(root_path)
+    if not files and not empty_dirs:
+        # Mirroring an empty tree would delete the whole prefix: far more likely a failed render.
+        raise TreeError(f"model repository directory {root_path} is empty")
     cache = HashCache.load(cache_dir, root_path)
 
     def digest(item: tuple[str, Path, os.stat_result]) -> str:
@@ -599,12 +613,16 @@ def _check_unchanged_since_scan(tree: ScannedTree, entries: Iterable[Entry]) -> 
         try:
             st = os.stat(path)
         except OSError:
-            raise TreeError(f"{path} disappeared during the upload; re-run when nothing is writing to the directory") from None
+            raise TreeError(
+                f"{path} disappeared during the upload; re-run when nothing is writing to the directory"
+            ) from None
         if (st.st_size, st.st_mtime_ns) != tree.stamps[entry.path]:
             raise TreeError(f"{path} changed during the upload; re-run when nothing is writing to the directory")
 
 
-def _delete_keys(client: Any, bucket: str, objects: list[dict[str, str]], settings: TransferSettings, sleep: Callable[[float], None]) -> int:
+def _delete_keys(
+    client: Any, bucket: str, objects: list[dict[str, str]], settings: TransferSettings, sleep: Callable[[float], None]
+) -> int:
     """DeleteObjects in batches, retrying keys S3 reports as transiently failed."""
     deleted = 0
     for start in range(0, len(objects), DELETE_BATCH):
@@ -669,7 +687,11 @@ def sync_tree(
 
 
 def delete_prefix(
-    client: Any, location: S3Location, settings: TransferSettings = TransferSettings(), *, sleep: Callable[[float], None] = time.sleep
+    client: Any,
+    location: S3Location,
+    settings: TransferSettings = TransferSettings(),
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Delete every version and delete marker under the prefix; returns how many were removed.
 

@@ -1,4 +1,5 @@
 """A real moto S3 server per test session, on a free loopback port, with request counters."""
+
 from __future__ import annotations
 
 import os

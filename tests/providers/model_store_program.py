@@ -2,6 +2,7 @@
 
 It uploads `model_repository/local` (the CPU model repository) to `repositories/local`.
 """
+
 import pulumi
 import pulumi_aws as aws
 

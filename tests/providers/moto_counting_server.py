@@ -8,6 +8,7 @@ answers `GET /_counters` with every request it served since the last
 Counting on the server side sees every client (boto3 in-process, `aws s3 sync`
 in a subprocess) the same way.
 """
+
 from __future__ import annotations
 
 import argparse

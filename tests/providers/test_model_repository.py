@@ -5,6 +5,7 @@ create/update/delete/read with property dicts) and checks both what is in the
 bucket and what the server received (its request counters), so "only that
 file's bytes moved" and "no request at all" are measured, not assumed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,8 @@ from typing import Any
 
 import botocore.awsrequest
 import pytest
-from pulumi.runtime.rpc import UNKNOWN
+from pulumi.output import UNKNOWN  # what the provider host passes for an unknown input
+from pulumi.runtime import rpc
 
 from components import s3_sync
 from components.model_store import ModelRepositoryProvider, repository_diff
@@ -205,7 +207,9 @@ def test_changed_large_file_is_the_only_upload(provider, tree, bucket, s3, moto_
 
     with open(tree / "llama/1/weights.bin", "r+b") as handle:  # same size, one byte differs
         handle.seek(BIG_SIZE // 2)
-        handle.write(b"\x00" if handle.read(1) != b"\x00" else b"\x01")
+        flipped = bytes([handle.read(1)[0] ^ 0xFF])
+        handle.seek(BIG_SIZE // 2)
+        handle.write(flipped)
     deploy_again(provider, id_, outs, inputs(bucket, tree, moto_server, cache_dir))
 
     assert {r["path"] for r in transfers(moto_server)} == {f"/{bucket}/repos/llama/llama/1/weights.bin"}
@@ -376,7 +380,12 @@ def test_delete_removes_only_its_own_prefix(provider, tree, bucket, s3, moto_ser
 
 
 def test_delete_of_a_missing_bucket_succeeds(provider, moto_server):
-    props = {"bucket": "no-such-bucket-here", "prefix": "repos/x", "region": "us-east-1", "endpoint_url": moto_server.url}
+    props = {
+        "bucket": "no-such-bucket-here",
+        "prefix": "repos/x",
+        "region": "us-east-1",
+        "endpoint_url": moto_server.url,
+    }
     provider.delete("no-such-bucket-here/repos/x", props)
 
 
@@ -414,6 +423,10 @@ def test_diff_with_changed_or_unknown_inputs(change, replaces, delete_first):
     assert result.changes is True
     assert result.replaces == replaces
     assert result.delete_before_replace is delete_first
+
+
+def test_the_raw_wire_sentinel_counts_as_unknown_too():
+    assert repository_diff(OLD, {**OLD, "bucket": rpc.UNKNOWN}).delete_before_replace is True
 
 
 def test_provider_diff_and_check_accept_unknowns(provider):

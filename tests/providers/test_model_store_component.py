@@ -1,4 +1,5 @@
 """ModelStore under Pulumi mocks: what the bucket is registered with, and the pure IAM builders."""
+
 from __future__ import annotations
 
 import base64
@@ -30,13 +31,17 @@ def bucket_setting(run: ProgramRun, type_name: str) -> RecordedResource:
 
 
 def test_bucket_is_encrypted_by_default(run):
-    rule = bucket_setting(run, "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs["rules"][0]
+    rule = bucket_setting(
+        run, "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ).inputs["rules"][0]
     assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
 
 
 def test_bucket_blocks_every_kind_of_public_access(run):
     block = bucket_setting(run, "bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
-    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    assert all(
+        block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
     ownership = bucket_setting(run, "bucketOwnershipControls:BucketOwnershipControls").inputs
     assert ownership["rule"]["objectOwnership"] == "BucketOwnerEnforced"
 
@@ -53,9 +58,13 @@ def test_bucket_policy_denies_requests_without_tls(run):
 def test_bucket_is_versioned_and_expires_old_versions_per_config(run):
     versioning = bucket_setting(run, "bucketVersioning:BucketVersioning").inputs
     assert versioning["versioningConfiguration"]["status"] == "Enabled"
-    rules = {r["id"]: r for r in bucket_setting(run, "bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]}
+    rules = {
+        r["id"]: r
+        for r in bucket_setting(run, "bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    }
     assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"]["noncurrentDays"] == 7
     assert rules["abort-incomplete-multipart-uploads"]["abortIncompleteMultipartUpload"]["daysAfterInitiation"] == 1
+    assert all(rule["filter"] == {"prefix": ""} and rule["status"] == "Enabled" for rule in rules.values())
 
 
 @pytest.mark.parametrize("force_destroy", [False, True])
@@ -97,7 +106,10 @@ def test_read_prefix_policy_is_least_privilege():
 def test_read_prefix_policy_with_a_kms_key_adds_only_decrypt():
     policy = read_prefix_policy("arn:aws:s3:::bkt", "m", kms_key_arn="arn:aws:kms:us-west-2:1:key/k")
     assert policy["Statement"][-1] == {
-        "Sid": "UseBucketKmsKey", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": ["arn:aws:kms:us-west-2:1:key/k"]
+        "Sid": "UseBucketKmsKey",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": ["arn:aws:kms:us-west-2:1:key/k"],
     }
 
 
