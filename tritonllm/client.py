@@ -65,6 +65,15 @@ def grpc_target(url: str) -> str:
     return url.rstrip("/")
 
 
+# The EKS gateway routes gRPC (and server-wide HTTP health) by this header, since gRPC
+# carries the model name inside the message; a plain Triton ignores it.
+MODEL_HEADER = "x-triton-model"
+
+
+def routing_headers(model: str) -> dict[str, str]:
+    return {MODEL_HEADER: model}
+
+
 def http_base(url: str, ssl: bool = False) -> str:
     if "://" not in url:
         url = ("https://" if ssl else "http://") + url
@@ -99,7 +108,7 @@ class GrpcBackend:
 
     async def model_interface(self, model: str) -> ModelInterface:
         try:
-            config = await self.client.get_model_config(model, as_json=True)
+            config = await self.client.get_model_config(model, headers=routing_headers(model), as_json=True)
         except Exception as exc:  # noqa: BLE001
             raise SetupError(f"cannot read the config of model '{model}': {_grpc_message(exc)}") from None
         return ModelInterface.from_config(config)
@@ -128,7 +137,8 @@ class GrpcBackend:
                    "request_id": str(result.index), "enable_empty_final_response": True}
 
         try:
-            async for response, error in self.client.stream_infer(requests(), stream_timeout=timeout):
+            async for response, error in self.client.stream_infer(requests(), stream_timeout=timeout,
+                                                                 headers=routing_headers(model)):
                 if error is not None:
                     result.error, result.status = _grpc_message(error), _grpc_status(error)
                     break
@@ -182,7 +192,7 @@ class HttpBackend:
 
         session = await self._session()
         try:
-            async with session.get(f"{self.base}/v2/models/{model}/config") as response:
+            async with session.get(f"{self.base}/v2/models/{model}/config", headers=routing_headers(model)) as response:
                 body = await response.text()
                 if response.status != 200:
                     raise SetupError(f"cannot read the config of model '{model}': HTTP {response.status} {body.strip()}")
@@ -200,7 +210,7 @@ class HttpBackend:
         pieces: list[str] = []
         try:
             async with session.post(
-                f"{self.base}/v2/models/{model}/{route}", json=values,
+                f"{self.base}/v2/models/{model}/{route}", json=values, headers=routing_headers(model),
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 if not self.stream or response.content_type == "application/json":
