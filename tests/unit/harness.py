@@ -24,6 +24,8 @@ gets a kubeconfig, an `eksCluster` resource reference, security groups and OIDC)
 """
 from __future__ import annotations
 
+import asyncio
+
 import copy
 import dataclasses
 import functools
@@ -725,6 +727,14 @@ def _quiet_unretrieved(loop, context) -> None:
 
 def _reset_runtime() -> None:
     """Forget everything a previous program run left in the Pulumi runtime."""
+    # Other tests in the session (asyncio.run, pytest's own loops) may leave the main
+    # thread without a usable event loop; Pulumi's runtime needs one.
+    try:
+        loop = asyncio.get_event_loop()
+        if loop.is_closed():
+            raise RuntimeError("closed")
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     runtime_settings.ROOT.set(None)
     settings = runtime_settings.SETTINGS
     settings.outputs = set()
