@@ -330,6 +330,17 @@ def report(results: Results, startup: list[float], changed_sizes: list[int], tot
     print()
     for text, ok in checks:
         print(f"[{'ok' if ok else 'MISSED'}] {text}")
+
+    # On a shared machine wall time swings with other tenants' load; CPU seconds
+    # (client + server) measure the work each tool makes the machine do.
+    def cpu(tool: str) -> float:
+        samples = results.samples[("full upload", tool)]
+        return statistics.median(s.client_cpu + s.server_cpu for s in samples)
+
+    print(
+        f"full upload CPU (client + moto): ModelRepository {cpu('ModelRepository'):.1f} s, "
+        f"aws s3 sync {cpu('aws s3 sync'):.1f} s ({cpu('aws s3 sync') / cpu('ModelRepository'):.2f}x)"
+    )
     return 0 if all(ok for _, ok in checks) else 1
 
 

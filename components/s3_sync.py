@@ -21,6 +21,7 @@ The pieces, each usable on its own (tests and the benchmark call them directly):
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import io
@@ -543,6 +544,18 @@ class SyncResult:
     stats: SyncStats
 
 
+def single_put_checksum(entry: Entry, settings: TransferSettings) -> dict[str, str]:
+    """The manifest's sha256 as the object's checksum, for files sent in one PUT.
+
+    S3 then rejects the upload unless the stored bytes hash to exactly what the
+    manifest says, and botocore skips computing a CRC32 of its own. Multipart
+    objects keep botocore's per-part CRC32: S3 has no full-object SHA-256 for them.
+    """
+    if entry.size >= settings.multipart_threshold:
+        return {}
+    return {"ChecksumSHA256": base64.b64encode(bytes.fromhex(entry.sha256)).decode()}
+
+
 def _transfer(
     client: Any,
     location: S3Location,
@@ -568,10 +581,11 @@ def _transfer(
             for item in work:
                 kind, entry, source = item
                 key = location.key(entry.path)
-                extra = {"Metadata": {"sha256": entry.sha256}}
+                extra: dict[str, Any] = {"Metadata": {"sha256": entry.sha256}}
                 if kind == "upload":
                     body: Any = io.BytesIO(b"") if entry.is_dir_marker else str(tree.root / entry.path)
-                    future = manager.upload(body, location.bucket, key, extra_args=extra, subscribers=[counter])
+                    upload_args = {**extra, **single_put_checksum(entry, settings)}
+                    future = manager.upload(body, location.bucket, key, extra_args=upload_args, subscribers=[counter])
                 else:
                     assert source is not None
                     future = manager.copy(

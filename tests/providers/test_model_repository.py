@@ -8,6 +8,7 @@ file's bytes moved" and "no request at all" are measured, not assumed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from pathlib import Path
@@ -140,6 +141,33 @@ def test_first_upload_mirrors_the_tree(provider, tree, bucket, s3, moto_server, 
     assert all(entry.etag for entry in manifest.values())
     head = s3.head_object(Bucket=bucket, Key="repos/llama/llama/config.pbtxt")
     assert head["Metadata"]["sha256"] == hashlib.sha256((tree / "llama/config.pbtxt").read_bytes()).hexdigest()
+
+
+def test_single_put_uploads_send_the_manifest_sha256_as_checksum(
+    provider, tree, bucket, moto_server, cache_dir, monkeypatch
+):
+    # S3 rejects a PUT whose body does not match x-amz-checksum-sha256 (moto does not check it).
+    sent: dict[str, dict[str, bytes]] = {}
+
+    def record(request: Any, **_: Any) -> None:
+        sent[request.url.split(f"/{bucket}/repos/llama/", 1)[1]] = dict(request.headers)
+
+    hook_clients(monkeypatch, "before-send.s3.PutObject", record)
+    create(provider, inputs(bucket, tree, moto_server, cache_dir))
+
+    digest = hashlib.sha256((tree / "llama/config.pbtxt").read_bytes()).digest()
+    headers = sent["llama/config.pbtxt"]
+    assert headers["x-amz-checksum-sha256"] == base64.b64encode(digest)
+    assert "x-amz-checksum-crc32" not in headers  # no second checksum pass over the file
+
+
+def test_file_changed_after_hashing_fails_the_upload(tree, bucket, s3, moto_server):
+    location = s3_sync.S3Location(bucket, "repos/llama", "us-east-1", moto_server.url)
+    scanned = s3_sync.scan_tree(tree)
+    write(tree / "llama/config.pbtxt", b'name: "LLAMA"\nbackend: "vllm"\n')  # same size, other bytes
+
+    with pytest.raises((s3_sync.SyncError, s3_sync.TreeError), match=r"llama/config.pbtxt"):
+        s3_sync.sync_tree(s3_sync.s3_client(location, SETTINGS), location, scanned, {}, SETTINGS, sleep=lambda _: None)
 
 
 def test_empty_directories_and_zero_byte_files(provider, tree, bucket, s3, moto_server, cache_dir):
@@ -304,7 +332,8 @@ class FailFirst:
         return None
 
 
-def hook_clients(monkeypatch: pytest.MonkeyPatch, event: str, hook: FailFirst) -> None:
+def hook_clients(monkeypatch: pytest.MonkeyPatch, event: str, hook: Any) -> None:
+    """Register a botocore event hook on every client the provider creates."""
     real = s3_sync.s3_client
 
     def client_with_hook(*args: Any, **kwargs: Any) -> Any:

@@ -24,10 +24,7 @@ import pulumi_kubernetes as kubernetes
 from components import config
 from components.monitoring import Monitoring
 
-conf = pulumi.Config("tritonllm")
-raw = {key: conf.get(key) for key in config.TOP_LEVEL_KEYS
-       if key not in config.SECRET_KEYS and conf.get(key) is not None}
-cfg = config.parse_stack_config(raw, {key for key in config.SECRET_KEYS if conf.get_secret(key) is not None})
+cfg = config.read_pulumi_config()
 aws_provider = aws.Provider("aws", region=cfg.region)
 k8s_provider = kubernetes.Provider("k8s", kubeconfig="{}")
 mon = Monitoring("monitoring", cfg, k8s_provider, opts=pulumi.ResourceOptions(providers={"aws": aws_provider}))
