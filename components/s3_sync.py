@@ -142,15 +142,18 @@ def default_cache_dir() -> Path:
 class HashCache:
     """sha256 of files by (size, mtime, ctime, inode, device), one JSON file per tree root.
 
-    Like git's index, an entry whose timestamps are within `RACY_SECONDS` of the
-    scan is not stored: a same-size rewrite inside one timestamp tick would
-    otherwise look unchanged.
+    Racy entries are not stored (as in git's index): if a file was last changed
+    less than one timestamp tick before its hash was finished, a same-size
+    rewrite inside that tick would keep the same stat and look unchanged. The
+    tick is the kernel's coarse clock (a few ms) where ctime has sub-second
+    precision, and up to 2 s on file systems that store whole seconds.
     """
 
     file: Path | None
     entries: dict[str, list[Any]] = field(default_factory=dict)
     fresh: dict[str, list[Any]] = field(default_factory=dict)
-    RACY_SECONDS = 2.0
+    RACY_SECONDS_FINE = 0.05
+    RACY_SECONDS_COARSE = 2.0
 
     @classmethod
     def load(cls, cache_dir: Path | None, root: Path) -> "HashCache":
@@ -170,12 +173,16 @@ class HashCache:
             return str(cached[5])
         return None
 
-    def remember(self, rel: str, st: os.stat_result, sha256: str, scan_started_ns: int) -> None:
-        if max(st.st_mtime_ns, st.st_ctime_ns) < scan_started_ns - int(self.RACY_SECONDS * 1e9):
+    def remember(self, rel: str, st: os.stat_result, sha256: str, hashed_at_ns: int) -> None:
+        coarse = st.st_ctime_ns % 1_000_000_000 == 0
+        margin_ns = int((self.RACY_SECONDS_COARSE if coarse else self.RACY_SECONDS_FINE) * 1e9)
+        if max(st.st_mtime_ns, st.st_ctime_ns) < hashed_at_ns - margin_ns:
             self.fresh[rel] = _stat_signature(st) + [sha256]
 
     def save(self, root: Path) -> None:
-        if self.file is None:
+        # An unchanged tree writes nothing: a rename onto the old file can wait on the
+        # file system journal while other writes are being flushed.
+        if self.file is None or self.fresh == self.entries:
             return
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
@@ -304,10 +311,14 @@ def scan_tree(
         raise TreeError(f"model repository directory {root_path} is empty")
     cache = HashCache.load(cache_dir, root_path)
 
-    def digest(item: tuple[str, Path, os.stat_result]) -> str:
+    def digest(item: tuple[str, Path, os.stat_result]) -> tuple[str, int]:
+        """(sha256, when it was known); a cached hash was known when it was stored."""
         rel, path, st = item
         cached = cache.lookup(rel, st)
-        return cached if cached is not None else hash_file(path, st)
+        if cached is not None:
+            return cached, started_ns
+        sha = hash_file(path, st)
+        return sha, time.time_ns()
 
     # hashlib releases the GIL on large buffers: threads use every core.
     workers = workers or min(4, os.cpu_count() or 1)
@@ -319,10 +330,10 @@ def scan_tree(
 
     manifest: Manifest = {}
     stamps: dict[str, tuple[int, int]] = {}
-    for (rel, _path, st), sha in zip(files, digests, strict=True):
+    for (rel, _path, st), (sha, hashed_at_ns) in zip(files, digests, strict=True):
         manifest[rel] = Entry(rel, st.st_size, sha)
         stamps[rel] = (st.st_size, st.st_mtime_ns)
-        cache.remember(rel, st, sha, started_ns)
+        cache.remember(rel, st, sha, hashed_at_ns)
     for rel in empty_dirs:
         manifest[rel] = Entry(rel, 0, EMPTY_SHA256)
     cache.save(root_path)

@@ -165,7 +165,8 @@ def test_unreadable_file(tmp_path):
 @pytest.fixture
 def no_racy_window(monkeypatch):
     # Files made by a test are seconds old at most; let the cache trust them.
-    monkeypatch.setattr(s3_sync.HashCache, "RACY_SECONDS", 0.0)
+    monkeypatch.setattr(s3_sync.HashCache, "RACY_SECONDS_FINE", 0.0)
+    monkeypatch.setattr(s3_sync.HashCache, "RACY_SECONDS_COARSE", 0.0)
 
 
 def test_unchanged_rescan_reads_no_file(tmp_path, no_racy_window, monkeypatch):
@@ -181,6 +182,21 @@ def test_unchanged_rescan_reads_no_file(tmp_path, no_racy_window, monkeypatch):
     assert scan_tree(root, cache_dir=cache).manifest == first.manifest
 
 
+def test_unchanged_rescan_writes_no_cache_file(tmp_path, no_racy_window):
+    root, cache = tmp_path / "repo", tmp_path / "cache"
+    write(root / "a", b"1")
+    scan_tree(root, cache_dir=cache)
+    [cache_file] = cache.iterdir()
+    written = cache_file.stat().st_mtime_ns
+    os.utime(cache_file, ns=(written - 10**9, written - 10**9))
+
+    scan_tree(root, cache_dir=cache)
+    assert cache_file.stat().st_mtime_ns == written - 10**9
+    write(root / "b", b"2")
+    scan_tree(root, cache_dir=cache)
+    assert cache_file.stat().st_mtime_ns != written - 10**9
+
+
 def test_cache_sees_a_rewrite_that_restores_mtime(tmp_path, no_racy_window):
     root, cache = tmp_path / "repo", tmp_path / "cache"
     path = write(root / "weights", b"aaaa")
@@ -194,15 +210,31 @@ def test_cache_sees_a_rewrite_that_restores_mtime(tmp_path, no_racy_window):
 
 
 def test_freshly_written_files_are_not_trusted_to_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(s3_sync.HashCache, "RACY_SECONDS_FINE", 60.0)  # "fresh" regardless of machine speed
     root, cache = tmp_path / "repo", tmp_path / "cache"
     write(root / "new", b"x")
-    scan_tree(root, cache_dir=cache)  # default racy window: "new" is too recent to cache
+    scan_tree(root, cache_dir=cache)  # "new" changed less than a tick before it was hashed: not cached
     reads = []
     real = s3_sync.hash_file
     monkeypatch.setattr(s3_sync, "hash_file", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
 
     scan_tree(root, cache_dir=cache)
     assert reads == [root / "new"]
+
+
+def fake_stat(ctime_ns: int) -> os.stat_result:
+    # mode, ino, dev, nlink, uid, gid, size, 3 x seconds, 3 x float seconds, atime_ns, mtime_ns, ctime_ns
+    return os.stat_result((0o100644, 7, 1, 1, 0, 0, 10, 0, 0, 0, 0.0, 0.0, 0.0, 0, ctime_ns, ctime_ns))
+
+
+def test_racy_window_is_a_tick_or_two_seconds_on_whole_second_file_systems():
+    second = 1_000_000_000
+    hashed_at = 1_700_000_000 * second
+    cache = s3_sync.HashCache(None)
+    cache.remember("fine", fake_stat(hashed_at - second // 2), "a", hashed_at)  # sub-second ctime, 0.5 s old
+    cache.remember("coarse", fake_stat(hashed_at - second), "b", hashed_at)  # whole-second ctime, 1 s old
+    cache.remember("coarse-old", fake_stat(hashed_at - 3 * second), "c", hashed_at)
+    assert sorted(cache.fresh) == ["coarse-old", "fine"]
 
 
 def test_corrupt_cache_only_costs_rehashing(tmp_path, no_racy_window):
