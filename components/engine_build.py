@@ -403,14 +403,11 @@ class S3ObjectStore:
             raise
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
-        deleted = 0
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                self.s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
-        return deleted
+        # Every version and delete marker: the model bucket is versioned, and leftovers
+        # would keep a non-force-destroy bucket from being deleted.
+        from components import s3_sync
+
+        return s3_sync.delete_prefix(self.s3, s3_sync.S3Location(bucket, prefix.rstrip("/")))
 
 
 def parse_kubeconfig(value: Any) -> dict[str, Any]:

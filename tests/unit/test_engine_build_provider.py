@@ -184,6 +184,17 @@ def test_delete_removes_only_its_own_prefix(moto_url, bucket):
     assert left == [f"engines/{'cd' * 32}/engine/rank0.engine", "models/llama/config.pbtxt"]
 
 
+def test_delete_removes_every_version_in_a_versioned_bucket(moto_url, bucket):
+    client = s3_client(moto_url)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = f"engines/{KEY}/engine/rank0.engine"
+    client.put_object(Bucket=bucket, Key=key, Body=b"v1")
+    client.put_object(Bucket=bucket, Key=key, Body=b"v2")
+    store(moto_url).delete_prefix(bucket, eb.engine_prefix(KEY))
+    listing = client.list_object_versions(Bucket=bucket, Prefix=f"engines/{KEY}/")
+    assert not listing.get("Versions") and not listing.get("DeleteMarkers")
+
+
 @pytest.mark.parametrize("status, outcome", [
     ({}, "running"), (RUNNING, "running"), (COMPLETE, "succeeded"), (FAILED, "failed"),
     ({"failed": 1}, "failed"), ({"conditions": [{"type": "Failed", "status": "False"}], "active": 1}, "running"),
