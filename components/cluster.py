@@ -194,20 +194,11 @@ class Cluster(pulumi.ComponentResource):
                       opts=child)
 
         # --- Control-plane role: EKS's managed policies plus use of the secrets key
-        cluster_role = aws.iam.Role(
-            f"{name}-control-plane",
-            assume_role_policy=json.dumps(iam.service_trust_policy("eks.amazonaws.com")),
-            description=f"EKS control plane of {cfg.name}",
-            opts=child,
+        cluster_role, control_plane_policies = iam.service_role(
+            f"{name}-control-plane", service="eks.amazonaws.com", description=f"EKS control plane of {cfg.name}",
+            managed_policies=("AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController"),
+            partition=self.partition, opts=child,
         )
-        control_plane_policies = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-control-plane-{policy}", role=cluster_role.name,
-                policy_arn=self.partition.apply(lambda p, policy=policy: iam.managed_policy_arn(p, policy)),
-                opts=pulumi.ResourceOptions(parent=cluster_role),
-            )
-            for policy in ("AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController")
-        ]
         cluster_kms = aws.iam.RolePolicy(
             f"{name}-control-plane-kms", role=cluster_role.id,
             policy=self.kms_key.arn.apply(lambda arn: json.dumps(cluster_kms_policy(arn))),
@@ -265,20 +256,10 @@ class Cluster(pulumi.ComponentResource):
             self.addons[addon] = self._addon(name, addon, configuration_values=cni_config if addon == "vpc-cni" else None)
 
         # --- System node group (private subnets only)
-        node_role = aws.iam.Role(
-            f"{name}-system-node",
-            assume_role_policy=json.dumps(iam.service_trust_policy("ec2.amazonaws.com")),
-            description=f"EKS system node group of {cfg.name}",
-            opts=child,
+        node_role, node_policies = iam.service_role(
+            f"{name}-system-node", service="ec2.amazonaws.com", description=f"EKS system node group of {cfg.name}",
+            managed_policies=NODE_ROLE_POLICIES, partition=self.partition, opts=child,
         )
-        node_policies = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-system-node-{policy}", role=node_role.name,
-                policy_arn=self.partition.apply(lambda p, policy=policy: iam.managed_policy_arn(p, policy)),
-                opts=pulumi.ResourceOptions(parent=node_role),
-            )
-            for policy in NODE_ROLE_POLICIES
-        ]
         node_tags = {"Name": f"{cfg.name}-system", **cfg.tags}
         launch_template = aws.ec2.LaunchTemplate(
             f"{name}-system",

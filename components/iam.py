@@ -62,6 +62,36 @@ def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str, namespace: str, 
     }])
 
 
+def service_role(
+    name: str,
+    *,
+    service: str,
+    description: str,
+    managed_policies: Sequence[str],
+    partition: pulumi.Input[str],
+    opts: pulumi.ResourceOptions | None = None,
+) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
+    """A role an AWS service (EKS, EC2) assumes, with AWS managed policies attached by name.
+
+    Attachments are named "<name>-<policy>" and parented to the role.
+    """
+    role = aws.iam.Role(
+        name,
+        assume_role_policy=json.dumps(service_trust_policy(service)),
+        description=description,
+        opts=opts,
+    )
+    attachments = [
+        aws.iam.RolePolicyAttachment(
+            f"{name}-{policy}", role=role.name,
+            policy_arn=pulumi.Output.from_input(partition).apply(lambda p, policy=policy: managed_policy_arn(p, policy)),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        for policy in managed_policies
+    ]
+    return role, attachments
+
+
 def pod_identity_role(
     name: str,
     *,

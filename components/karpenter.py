@@ -423,20 +423,11 @@ class Karpenter(pulumi.ComponentResource):
         cluster_name = cfg.name
 
         # --- Node role (Karpenter makes the instance profile from it) + access entry
-        self.node_role = aws.iam.Role(
-            f"{name}-karpenter-node",
-            assume_role_policy=json.dumps(iam.service_trust_policy("ec2.amazonaws.com")),
+        self.node_role, node_policies = iam.service_role(
+            f"{name}-karpenter-node", service="ec2.amazonaws.com",
             description=f"Nodes Karpenter launches in {cluster_name}",
-            opts=child,
+            managed_policies=NODE_ROLE_POLICIES, partition=cluster.partition, opts=child,
         )
-        node_policies = [
-            aws.iam.RolePolicyAttachment(
-                f"{name}-karpenter-node-{policy}", role=self.node_role.name,
-                policy_arn=cluster.partition.apply(lambda p, policy=policy: iam.managed_policy_arn(p, policy)),
-                opts=pulumi.ResourceOptions(parent=self.node_role),
-            )
-            for policy in NODE_ROLE_POLICIES
-        ]
         node_access = aws.eks.AccessEntry(
             f"{name}-karpenter-node",
             cluster_name=cluster.cluster_name,
