@@ -39,6 +39,15 @@ class RequestResult:
     chunks: int = 0
     chunk_times_s: list[float] = field(default_factory=list)  # arrival of each text chunk, from send
 
+    def add_chunk(self, text: str, started: float, pieces: list[str]) -> None:
+        """Record a text chunk's arrival (the first one is the time to first token)."""
+        now = time.perf_counter() - started
+        if self.ttft_s is None:
+            self.ttft_s = now
+        self.chunks += 1
+        self.chunk_times_s.append(now)
+        pieces.append(text)
+
 
 class SetupError(RuntimeError):
     """Nothing could be sent: unreachable server, unknown model, unusable model."""
@@ -160,12 +169,7 @@ class GrpcBackend:
         text = "".join(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
                        for v in array.reshape(-1))
         if text:
-            now = time.perf_counter() - started
-            if result.ttft_s is None:
-                result.ttft_s = now
-            result.chunks += 1
-            result.chunk_times_s.append(now)
-            pieces.append(text)
+            result.add_chunk(text, started, pieces)
 
     async def close(self) -> None:
         await self.client.close()
@@ -265,12 +269,7 @@ class HttpBackend:
                 continue
             text = text_from_generate_json(obj)
             if text:
-                now = time.perf_counter() - started
-                if result.ttft_s is None:
-                    result.ttft_s = now
-                result.chunks += 1
-                result.chunk_times_s.append(now)
-                pieces.append(text)
+                result.add_chunk(text, started, pieces)
 
     async def close(self) -> None:
         if self.session is not None:
