@@ -667,6 +667,23 @@ def _unwrap_secrets(value: Any, path: str = "") -> tuple[Any, set[str]]:
     return value, set()
 
 
+def plain_occurrences(value: Any, needle: str, path: str = "") -> list[str]:
+    """Dotted paths where `needle` appears in a (possibly nested) value's strings.
+
+    Check each path with `RecordedResource.is_secret` to find secrets held in plain text.
+    """
+    if isinstance(value, str):
+        return [path] if needle in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found += plain_occurrences(v, needle, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += plain_occurrences(v, needle, f"{path}.{i}" if path else str(i))
+    return found
+
+
 def _copy_tree(value: Any) -> Any:
     """Copy dicts and lists; leave leaves (including deserialized Resource references) shared."""
     if isinstance(value, dict):

@@ -15,7 +15,7 @@ import pytest
 from components import metrics, monitoring_values as mv, versions
 from tests.helm_values import assert_values_keys_exist
 from tests.k8s_schema import validate_custom_resource
-from tests.unit.harness import ProgramRun, run_program
+from tests.unit.harness import ProgramRun, plain_occurrences, run_program
 
 PROGRAM = '''
 import pulumi
@@ -54,25 +54,11 @@ def _password(run: ProgramRun) -> str:
     return value
 
 
-def _plain_occurrences(node: Any, needle: str, path: str = "") -> list[str]:
-    """Dotted paths where `needle` appears in a value, JSON-encoded strings included."""
-    found: list[str] = []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            found += _plain_occurrences(v, needle, f"{path}.{k}" if path else str(k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            found += _plain_occurrences(v, needle, f"{path}.{i}" if path else str(i))
-    elif isinstance(node, str) and needle in node:
-        found.append(path)
-    return found
-
-
 def test_grafana_password_never_appears_in_plain_text_in_any_resource_input(run):
     password = _password(run)
     holders = []
     for resource in run.resources:
-        for path in _plain_occurrences(resource.inputs, password):
+        for path in plain_occurrences(resource.inputs, password):
             assert resource.is_secret(path), f"{resource.type} {resource.name}: {path} holds the password unmarked"
             holders.append((resource.type, path))
     # it reaches exactly Secrets Manager and the Kubernetes Secret Grafana reads
@@ -80,7 +66,7 @@ def test_grafana_password_never_appears_in_plain_text_in_any_resource_input(run)
         ("aws:secretsmanager/secretVersion:SecretVersion", "secretString"),
         ("kubernetes:core/v1:Secret", f"stringData.{mv.GRAFANA_PASSWORD_KEY}"),
     ]
-    assert not _plain_occurrences(run.outputs, password)
+    assert not plain_occurrences(run.outputs, password)
 
 
 def test_grafana_reads_the_kubernetes_secret_made_from_the_generated_password(run):
@@ -166,9 +152,9 @@ def test_whole_program_never_carries_the_grafana_password_in_plain_text(stack):
     run = run_program(stack)
     password = _password(run)
     for resource in run.resources:
-        for path in _plain_occurrences(resource.inputs, password):
+        for path in plain_occurrences(resource.inputs, password):
             assert resource.is_secret(path), f"{resource.type} {resource.name}: {path} holds the password unmarked"
-    assert not _plain_occurrences(run.outputs, password)
+    assert not plain_occurrences(run.outputs, password)
     aws_secret = run.one("aws:secretsmanager/secret:Secret")
     assert run.outputs["grafanaSecretName"] == aws_secret.outputs["name"]
     assert aws_secret.outputs["name"] in run.outputs["grafanaReadPasswordCommand"]

@@ -1,26 +1,13 @@
 """Whole-program checks under Pulumi mocks, for every stack file."""
 from __future__ import annotations
 
-from typing import Any, Iterator
-
 import pytest
 
 from tests import k8s_schema
-from tests.unit.harness import DEFAULT_SECRETS, run_program
+from tests.unit.harness import DEFAULT_SECRETS, plain_occurrences, run_program
 
 # NGINX Gateway Fabric's own policy CRDs are not in ../shared/reference/crds.
 UNVALIDATED_GROUPS = ("gateway.nginx.org",)
-
-
-def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, f"{path}.{i}" if path else str(i))
 
 
 def test_every_kubernetes_object_validates(stack_run):
@@ -40,8 +27,9 @@ def test_secrets_never_appear_in_plain_text(stack_run):
     leaks = [
         f"{r.type} {r.name} {path}"
         for r in stack_run.resources
-        for path, text in _strings(r.inputs)
-        if any(s in text for s in secret_values) and not r.is_secret(path)
+        for secret in secret_values
+        for path in plain_occurrences(r.inputs, secret)
+        if not r.is_secret(path)
     ]
     assert not leaks, f"secret values in plain-text inputs: {leaks}"
 

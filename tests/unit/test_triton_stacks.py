@@ -14,7 +14,8 @@ from components import engine_build, metrics
 from components import triton_manifests as tm
 from tests.k8s_schema import require_reference_dir, validate_manifest
 from tests.unit.conftest import stack_run_for
-from tests.unit.harness import DEFAULT_SECRETS, ProgramRun, RecordedResource, run_program, stack_files
+from tests.unit.harness import (DEFAULT_SECRETS, ProgramRun, RecordedResource, plain_occurrences, run_program,
+                                stack_files)
 
 TRITON_TYPE = "tritonllm:serving:TritonLLM"
 NGC_KEY = "nvapi-mock-ngc-key-0123456789"
@@ -227,18 +228,6 @@ def test_trtllm_engines_are_built_where_they_are_served_and_staged_by_key(run):
                 assert resource in (bucket_arn, f"{bucket_arn}/engines/{key}/*")
 
 
-def _plain_occurrences(value: Any, needle: str, path: str = "") -> Iterator[str]:
-    if isinstance(value, str):
-        if needle in value:
-            yield path
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _plain_occurrences(v, needle, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _plain_occurrences(v, needle, f"{path}.{i}" if path else str(i))
-
-
 def test_secrets_stay_secret(tmp_path):
     token = DEFAULT_SECRETS["hfToken"]
     for stack in stack_files():
@@ -246,7 +235,7 @@ def test_secrets_stay_secret(tmp_path):
         found_token = found_key = False
         for resource in run.resources:
             for needle in (token, NGC_KEY):
-                for path in _plain_occurrences(resource.inputs, needle):
+                for path in plain_occurrences(resource.inputs, needle):
                     assert resource.is_secret(path), f"{needle[:6]}... in plain at {resource.type} {resource.name} {path}"
                     found_token |= needle == token and resource.inputs.get("kind") == "Secret"
                     found_key |= needle == NGC_KEY and resource.inputs.get("kind") == "Secret"
