@@ -56,6 +56,11 @@ pulumi.export("httpEndpoint", gateway.http_endpoint)
 pulumi.export("grpcEndpoint", gateway.grpc_endpoint)
 pulumi.export("servedModels", [t.model_name for t in served.values()])
 pulumi.export("clientCommands", {name: t.client_command for name, t in served.items()})
+openai_models = [m.name for m in cfg.models if m.openai.enabled]
+if openai_models:
+    # OpenAI-compatible API (models[].openai.enabled): base URL per model, a curl and an `openai` SDK call.
+    pulumi.export("openaiBaseUrls", {name: served[name].openai_base_url for name in openai_models})
+    pulumi.export("openaiExamples", {name: served[name].openai_examples for name in openai_models})
 pulumi.export("updateKubeconfigCommand", pulumi.Output.concat(
     "aws eks update-kubeconfig --region ", cfg.region, " --name ", cluster.cluster_name))
 if monitoring is not None:

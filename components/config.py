@@ -285,6 +285,65 @@ class EngineBuildOptions(_Model):
         return self
 
 
+class OpenAiOptions(_Model):
+    """Triton's OpenAI-compatible frontend in the model's pod (components/openai_frontend.py)."""
+
+    enabled: bool = Field(
+        False, description="Serve /v1/chat/completions, /v1/completions and /v1/models from Triton's OpenAI "
+        "frontend in the same pod, next to the KServe HTTP/gRPC APIs"
+    )
+    tokenizer: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$",
+        description="Hugging Face id of the tokenizer whose chat template the frontend applies; default hfModelId",
+    )
+    default_max_tokens: int = Field(
+        256, ge=1, le=131072, description="max_tokens when a request sets none (the frontend's own default is 16)"
+    )
+
+
+class LlmApiOptions(_Model):
+    """TensorRT-LLM LLM API (PyTorch backend) arguments: the `llmapi` model's model.yaml."""
+
+    dtype: Literal["auto", "float16", "bfloat16"] = Field("auto", description="LLM(dtype=...): weights/activations")
+    max_batch_size: int = Field(64, ge=1, le=2048, description="LLM(max_batch_size=...)")
+    max_num_tokens: int = Field(8192, ge=64, description="LLM(max_num_tokens=...): tokens per scheduler iteration")
+    max_seq_len: int | None = Field(None, ge=32, description="LLM(max_seq_len=...); default the model's context")
+    kv_cache_free_gpu_memory_fraction: float = Field(
+        0.9, gt=0, le=0.98, description="kv_cache_config.free_gpu_memory_fraction: KV cache share of free GPU memory"
+    )
+    enable_block_reuse: bool = Field(
+        True, description="kv_cache_config.enable_block_reuse: reuse KV blocks of shared prompt prefixes"
+    )
+    kv_cache_dtype: Literal["auto", "fp8"] = Field(
+        "auto", description="kv_cache_config.dtype: fp8 halves KV memory (Ada/Hopper GPUs, compute 8.9+)"
+    )
+    extra_llm_args: dict[str, Any] = Field(
+        {}, description="Further LLM() arguments, verbatim; checked against the pinned TensorRT-LLM's argument names"
+    )
+
+    @field_validator("extra_llm_args")
+    @classmethod
+    def _known_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from components import llmapi_repository
+
+        problems = llmapi_repository.extra_llm_args_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
+class TrtllmOptions(_Model):
+    """How a trtllm model runs: a prebuilt TensorRT engine, or the LLM API (no engine build)."""
+
+    runtime: Literal["engine", "llmapi"] = Field(
+        "engine", description="engine: build a TensorRT engine (engine.*) and serve the inflight-batcher ensemble; "
+        "llmapi: serve Triton's `llmapi` Python model (PyTorch backend, weights loaded by TensorRT-LLM, no build)"
+    )
+    llmapi: LlmApiOptions = Field(
+        default_factory=LlmApiOptions, description="LLM API arguments (runtime llmapi)"
+    )
+
+
 class ResourcesConfig(_Model):
     """Triton container resources besides GPUs."""
 
@@ -318,6 +377,10 @@ class ModelConfig(_Model):
         "local", description="Where TRT-LLM engines are staged before Triton starts"
     )
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="See models[].resources.*")
+    openai: OpenAiOptions = Field(default_factory=OpenAiOptions, description="OpenAI-compatible API (see README)")
+    trtllm: TrtllmOptions = Field(
+        default_factory=TrtllmOptions, description="TensorRT-LLM runtime choice (backend trtllm)"
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> "ModelConfig":
@@ -327,6 +390,11 @@ class ModelConfig(_Model):
             metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
         except ValueError as exc:
             raise ValueError(f"@autoscaling.metric: {exc}") from None
+        from components import llmapi_repository, openai_frontend
+
+        problems = llmapi_repository.config_problems(self) + openai_frontend.config_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
         if self.gpus is not None and self.gpus < self.parallel_gpus:
             raise ValueError(
                 f"@gpus: {self.gpus} is below tensorParallel x pipelineParallel ({self.parallel_gpus}); "
@@ -341,6 +409,15 @@ class ModelConfig(_Model):
     @property
     def gpus_per_replica(self) -> int:
         return self.gpus or self.parallel_gpus
+
+    @property
+    def uses_llmapi(self) -> bool:
+        """TRT-LLM through the LLM API: no engine build, weights loaded by TensorRT-LLM in the pod."""
+        return self.backend == "trtllm" and self.trtllm.runtime == "llmapi"
+
+    @property
+    def builds_engine(self) -> bool:
+        return self.backend == "trtllm" and self.trtllm.runtime == "engine"
 
     @property
     def is_gated(self) -> bool:
@@ -412,7 +489,7 @@ class StackConfig(_Model):
                     f"= {m.parallel_gpus}) but the largest type in nodePool {pool.name!r} has "
                     f"{pool.max_gpus_per_node}; lower the parallelism or add larger instance types to the pool"
                 )
-            if m.backend == "trtllm" and len(pool.gpu_models) > 1:
+            if m.builds_engine and len(pool.gpu_models) > 1:
                 problems.append(
                     f"@models[{i}].nodePool: TensorRT-LLM engines are built per GPU architecture but nodePool "
                     f"{pool.name!r} mixes {[g.name for g in pool.gpu_models]}; give it one GPU family"
@@ -422,13 +499,19 @@ class StackConfig(_Model):
                     f"@models[{i}].hfModelId: {m.hf_model_id} is gated on Hugging Face but hfToken is not set; "
                     "run `pulumi config set --secret tritonllm:hfToken hf_...` (or set gated: false)"
                 )
-            if m.backend == "trtllm" and m.engine.dtype == "fp8":
+            if m.builds_engine and m.engine.dtype == "fp8":
                 if any(g.compute_capability < "8.9" for g in pool.gpu_models):
                     problems.append(
                         f"@models[{i}].engine.dtype: fp8 needs Ada or Hopper GPUs (compute 8.9+), "
                         f"nodePool {pool.name!r} has {[g.name for g in pool.gpu_models]}; use bfloat16"
                     )
-            if m.backend == "trtllm" and m.engine_storage == "efs" and not self.efs.enabled:
+            if m.uses_llmapi and m.trtllm.llmapi.kv_cache_dtype == "fp8":
+                if any(g.compute_capability < "8.9" for g in pool.gpu_models):
+                    problems.append(
+                        f"@models[{i}].trtllm.llmapi.kvCacheDtype: fp8 needs Ada or Hopper GPUs (compute 8.9+), "
+                        f"nodePool {pool.name!r} has {[g.name for g in pool.gpu_models]}; use auto"
+                    )
+            if m.builds_engine and m.engine_storage == "efs" and not self.efs.enabled:
                 problems.append(
                     f"@models[{i}].engineStorage: efs needs the shared file system but efs.enabled is false; "
                     "use engineStorage: local or set efs.enabled: true"

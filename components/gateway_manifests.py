@@ -368,10 +368,12 @@ def http_route_manifest(
     gateway_name: str = GATEWAY_NAME,
     gateway_namespace: str = NGF_NAMESPACE,
     port: int = HTTP_PORT,
+    extra_rules: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """HTTPRoute for one model: inference and health only, each an Exact match on path and method.
 
     One rule per request so each can rewrite to exactly the path it matched (ReplaceFullPath).
+    `extra_rules` are appended as given (the OpenAI API's `/v1` rules, components/openai_frontend.py).
     """
     rules = []
     for method, path, needs_header in exposed_http_requests(model_name):
@@ -384,6 +386,7 @@ def http_route_manifest(
                          "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": path}}}],
             "backendRefs": [{"name": service_name, "port": port}],
         })
+    rules += [dict(rule) for rule in extra_rules]
     return {
         "apiVersion": f"{GATEWAY_API_GROUP}/v1",
         "kind": "HTTPRoute",

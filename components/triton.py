@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import engine_build, iam
+from components import engine_build, iam, openai_frontend
 from components import triton_manifests as tm
 from components.config import ModelConfig, StackConfig
 from components.model_repository_render import models_prefix, render_vllm_repository, served_model_name
@@ -26,6 +26,7 @@ _TYPED = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
     ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
     ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
     ("v1", "Service"): k8s.core.v1.Service,
     ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
@@ -73,7 +74,8 @@ class TritonLLM(pulumi.ComponentResource):
 
     Outputs: model_name (what clients call), namespace, service_name,
     client_command (the exact `python -m tritonllm client ...` through the gateway),
-    engine_key (TRT-LLM only, else None).
+    engine_key (TRT-LLM engine runtime only, else None),
+    openai_base_url / openai_examples (models with openai.enabled, else None).
     """
 
     model_name: pulumi.Output[str]
@@ -81,6 +83,8 @@ class TritonLLM(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     client_command: pulumi.Output[str]
     engine_key: pulumi.Output[Optional[str]]
+    openai_base_url: pulumi.Output[Optional[str]]
+    openai_examples: pulumi.Output[Optional[dict]]
 
     def __init__(
         self,
@@ -111,12 +115,16 @@ class TritonLLM(pulumi.ComponentResource):
         engine_key: str | None = None
         if model.backend == "vllm":
             read_prefix = models_prefix(model)
-        else:
+        elif model.builds_engine:
             engine_key = engine_build.engine_cache_key(engine_build.engine_key_parts(model, cfg))
             read_prefix = engine_build.engine_prefix(engine_key)
-        reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn).apply(
-            lambda a: json.dumps(tm.triton_reader_policy(model, a[0], read_prefix, kms_key_arn=a[1])))
-        if tm.uses_irsa(model):
+        reader_access: pulumi.Resource | None = None
+        if model.uses_llmapi:
+            # TensorRT-LLM downloads the weights from Hugging Face itself: the pods need no AWS access.
+            service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
+        elif tm.uses_irsa(model):
+            reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn).apply(
+                lambda a: json.dumps(tm.triton_reader_policy(model, a[0], read_prefix, kms_key_arn=a[1])))
             reader_role = aws.iam.Role(
                 f"{name}-triton",
                 assume_role_policy=pulumi.Output.all(cluster.oidc_provider_arn, cluster.oidc_provider_url).apply(
@@ -129,6 +137,8 @@ class TritonLLM(pulumi.ComponentResource):
             service_account = _k8s_object(
                 f"{name}-sa", tm.service_account_manifest(model, irsa_role_arn=reader_role.arn), after(namespace))
         else:
+            reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn).apply(
+                lambda a: json.dumps(tm.triton_reader_policy(model, a[0], read_prefix, kms_key_arn=a[1])))
             _, reader_access = iam.pod_identity_role(
                 f"{name}-triton", cluster_name=cluster.cluster_name, namespace=ns_name,
                 service_account=tm.SERVICE_ACCOUNT, account_id=cluster.account_id,
@@ -161,6 +171,9 @@ class TritonLLM(pulumi.ComponentResource):
             source = render_vllm_repository(model, repository_render_dir(model))
             repository = model_store.repository(f"{name}-repository", source_dir=source, prefix=models_prefix(model),
                                                 opts=pulumi.ResourceOptions(parent=self))
+        elif model.uses_llmapi:
+            # No engine build: the llmapi model.yaml and config.pbtxt, mounted into the pod.
+            repository = _k8s_object(f"{name}-llmapi-config", tm.llmapi_configmap_manifest(model), after(namespace))
         else:
             builder_sa = _k8s_object(f"{name}-engine-builder-sa", tm.service_account_manifest(
                 model, engine_build.BUILDER_SERVICE_ACCOUNT), after(namespace))
@@ -212,6 +225,15 @@ class TritonLLM(pulumi.ComponentResource):
         self.namespace = pulumi.Output.from_input(ns_name)
         self.service_name = pulumi.Output.from_input(tm.SERVICE_NAME)
         self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint))
+        http_endpoint = pulumi.Output.from_input(gateway.http_endpoint if gateway is not None else None)
+        served = served_model_name(model)
+        if model.openai.enabled:
+            self.openai_base_url = http_endpoint.apply(lambda e: openai_frontend.base_url(e, served))
+            self.openai_examples = http_endpoint.apply(lambda e: {
+                "curl": openai_frontend.curl_example(e, served), "python": openai_frontend.python_example(e, served)})
+        else:
+            self.openai_base_url = pulumi.Output.from_input(None)
+            self.openai_examples = pulumi.Output.from_input(None)
         self.engine_key = pulumi.Output.from_input(engine_key)
         self.engine = engine
         self.repository = repository
@@ -222,4 +244,5 @@ class TritonLLM(pulumi.ComponentResource):
             "service_name": self.service_name,
             "client_command": self.client_command,
             "engine_key": self.engine_key,
+            "openai_base_url": self.openai_base_url,
         })

@@ -22,7 +22,7 @@ import math
 import shlex
 from typing import Any
 
-from components import engine_build, gateway_manifests, metrics, versions
+from components import engine_build, gateway_manifests, llmapi_repository, metrics, openai_frontend, versions
 from components.config import ModelConfig, StackConfig
 from components.karpenter import gpu_tolerations, node_selector_for
 from components.model_repository_render import models_prefix, served_model_name
@@ -142,6 +142,8 @@ def service_manifest(model: ModelConfig) -> dict[str, Any]:
         {"name": metrics.METRICS_PORT_NAME, "port": METRICS_PORT, "targetPort": metrics.METRICS_PORT_NAME,
          "protocol": "TCP", "appProtocol": "http"},
     ]
+    if model.openai.enabled:
+        ports.append(openai_frontend.service_port())
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(SERVICE_NAME, model.name, model),
             "spec": {"type": "ClusterIP", "selector": pod_labels(model), "ports": ports}}
 
@@ -190,7 +192,10 @@ def pod_monitor_manifest(model: ModelConfig, cfg: StackConfig) -> dict[str, Any]
 
 def route_manifests(model: ModelConfig, gateway_name: str, gateway_namespace: str) -> list[dict[str, Any]]:
     args = (served_model_name(model), model.name, SERVICE_NAME, gateway_name, gateway_namespace)
-    return [gateway_manifests.http_route_manifest(*args), gateway_manifests.grpc_route_manifest(*args)]
+    openai_rules = (openai_frontend.http_route_rules(served_model_name(model), SERVICE_NAME)
+                    if model.openai.enabled else [])
+    return [gateway_manifests.http_route_manifest(*args, extra_rules=openai_rules),
+            gateway_manifests.grpc_route_manifest(*args)]
 
 
 def shared_claim(model: ModelConfig, cfg: StackConfig, storage_class_name: str) -> dict[str, Any]:
@@ -263,7 +268,16 @@ def _probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[str,
             "failureThreshold": failures, "timeoutSeconds": timeout}
 
 
-def probes() -> dict[str, dict[str, Any]]:
+def probes(model: ModelConfig | None = None) -> dict[str, dict[str, Any]]:
+    if model is not None and model.openai.enabled:
+        # The OpenAI port comes up last (after the server and the KServe frontends): start and
+        # route traffic only once it answers; liveness stays on KServe's /v2/health/live.
+        return {
+            "startupProbe": openai_frontend.ready_probe(STARTUP_PERIOD_SECONDS,
+                                                        math.ceil(STARTUP_BUDGET_SECONDS / STARTUP_PERIOD_SECONDS)),
+            "readinessProbe": openai_frontend.ready_probe(5, 3),
+            "livenessProbe": _probe("/v2/health/live", 10, 6),
+        }
     return {
         # Sized for the slowest cold start; liveness and readiness only begin after it.
         "startupProbe": _probe("/v2/health/ready", STARTUP_PERIOD_SECONDS,
@@ -293,9 +307,9 @@ def deployment_manifest(
     image_pull_secret: str | None = None,
 ) -> dict[str, Any]:
     """The Triton Deployment. `engine_key` is required for TRT-LLM; `shared_claim_name` enables EFS."""
-    if model.backend == "trtllm" and not engine_key:
+    if model.builds_engine and not engine_key:
         raise ValueError(f"model {model.name!r} (trtllm) needs the engine key to stage")
-    if model.backend == "trtllm" and model.engine_storage == "efs" and not shared_claim_name:
+    if model.builds_engine and model.engine_storage == "efs" and not shared_claim_name:
         raise ValueError(f"models[{model.name}].engineStorage is efs but EFS is disabled (efs.enabled false); "
                          "set engineStorage: local or enable EFS")
     gpus = str(model.gpus_per_replica)
@@ -311,12 +325,15 @@ def deployment_manifest(
         env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": {
             "name": hf_token_secret, "key": HF_TOKEN_KEY, "optional": True}}})
 
-    if model.backend == "vllm":
+    if model.backend == "vllm" or model.uses_llmapi:
         # The Hugging Face cache on the shared claim: a new replica reuses downloaded weights.
         env.append({"name": "HF_HOME", "value": HF_HOME})
         mounts.append({"name": "hf-cache", "mountPath": HF_CACHE_MOUNT})
         volumes.append({"name": "hf-cache", **({"persistentVolumeClaim": {"claimName": shared_claim_name}}
                                                if shared_claim_name else {"emptyDir": {}})})
+        if model.uses_llmapi:
+            mounts += llmapi_mounts()
+            volumes += llmapi_volumes()
     else:
         assert engine_key is not None
         stage_mount = {"name": "engine", "mountPath": STAGE_DIR}
@@ -340,15 +357,15 @@ def deployment_manifest(
     container = {
         "name": "triton",
         "image": versions.TRITON_VLLM_IMAGE if model.backend == "vllm" else versions.TRITON_TRTLLM_IMAGE,
-        "command": triton_command(model, bucket),
+        "command": server_command(model, bucket),
         "env": env,
-        "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in PORTS],
+        "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in container_ports(model)],
         "resources": {
             "requests": {"cpu": res.cpu, "memory": res.memory, GPU_RESOURCE: gpus},
             "limits": {"memory": res.memory, GPU_RESOURCE: gpus},
         },
         "volumeMounts": mounts,
-        **probes(),
+        **probes(model),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "securityContext": {"allowPrivilegeEscalation": False},
     }
@@ -370,6 +387,9 @@ def deployment_manifest(
     if image_pull_secret:
         pod_spec["imagePullSecrets"] = [{"name": image_pull_secret}]
     annotations = {"tritonllm.io/engine-key": engine_key} if engine_key else {}
+    if model.uses_llmapi:
+        # A changed model.yaml/config.pbtxt (a ConfigMap) must roll the pods.
+        annotations["tritonllm.io/llmapi-config"] = llmapi_config_hash(model)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -387,6 +407,58 @@ def deployment_manifest(
             },
         },
     }
+
+
+# --------------------------------------------------------------------------- OpenAI frontend, LLM API
+
+LLMAPI_CONFIGMAP = "llmapi-model"
+
+
+def llmapi_configmap_manifest(model: ModelConfig) -> dict[str, Any]:
+    """The rendered llmapi config.pbtxt and model.yaml (components/llmapi_repository.py)."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(LLMAPI_CONFIGMAP, model.name, model),
+            "data": llmapi_repository.configmap_data(model)}
+
+
+def llmapi_config_hash(model: ModelConfig) -> str:
+    import hashlib
+
+    text = json.dumps(llmapi_repository.configmap_data(model), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def llmapi_volumes() -> list[dict[str, Any]]:
+    return [{"name": "llmapi-config", "configMap": {"name": LLMAPI_CONFIGMAP}},
+            {"name": "llmapi-repository", "emptyDir": {}}]
+
+
+def llmapi_mounts() -> list[dict[str, Any]]:
+    return [{"name": "llmapi-config", "mountPath": llmapi_repository.CONFIG_MOUNT, "readOnly": True},
+            {"name": "llmapi-repository", "mountPath": llmapi_repository.REPOSITORY_DIR}]
+
+
+def model_repository_location(model: ModelConfig, bucket: str) -> str:
+    if model.backend == "vllm":
+        return vllm_repository_uri(bucket, model)
+    return llmapi_repository.REPOSITORY_DIR if model.uses_llmapi else TRTLLM_REPOSITORY
+
+
+def server_command(model: ModelConfig, bucket: str) -> list[str]:
+    """The Triton container's command: Triton's OpenAI frontend (openai.enabled), the llmapi
+    launcher (trtllm.runtime llmapi), or the tritonserver command of triton_command."""
+    repository = model_repository_location(model, bucket)
+    if model.openai.enabled:
+        return openai_frontend.frontend_command(model, repository)
+    if model.uses_llmapi:
+        server = [*llmapi_repository.launcher(model), "tritonserver", *tritonserver_args(repository),
+                  *llmapi_repository.TRITONSERVER_EXTRA_ARGS]
+        script = llmapi_repository.prepare_script(model) + "\nexec " + shlex.join(server)
+        return ["/bin/sh", "-c", script]
+    return triton_command(model, bucket)
+
+
+def container_ports(model: ModelConfig) -> list[tuple[str, int]]:
+    return openai_frontend.container_ports() if model.openai.enabled else list(PORTS)
 
 
 # --------------------------------------------------------------------------- how to call it
