@@ -10,7 +10,7 @@ LOCAL_PROMPTS ?= prompts.txt
 LOCAL_MAX_TOKENS ?= 64
 BENCH_PRESETS ?= sweep chat seed-500in-5out
 # 0 = any free port; set e.g. DEMO_PORTS="--http-port 8000 --grpc-port 8001 --metrics-port 8002"
-DEMO_PORTS ?= --http-port 0 --grpc-port 0 --metrics-port 0
+DEMO_PORTS ?= --http-port 0 --grpc-port 0 --metrics-port 0 --openai-port 0
 
 .PHONY: demo bench-local bench-local-setup serve-local test-local
 

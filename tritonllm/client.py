@@ -380,6 +380,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "localhost:8001), http(s)://host:port for HTTP (default $TRITON_HTTP_URL or "
                         "http://localhost:8000)")
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc", help="default: %(default)s")
+    parser.add_argument("--api", choices=("kserve", "openai"), default="kserve",
+                        help="kserve: Triton's v2 APIs (--protocol); openai: the OpenAI-compatible API at --url "
+                        "(default $OPENAI_BASE_URL or http://localhost:9000/v1), streaming unless --no-stream")
+    parser.add_argument("--openai-endpoint", choices=("chat", "completions"), default="chat",
+                        help="with --api openai: /v1/chat/completions (chat template applied by the server) or "
+                        "/v1/completions (raw text) (default %(default)s)")
     parser.add_argument("--model-name", default="smollm2", help="model to call, e.g. smollm2, ensemble, "
                         "llama-2-7b-chat (default %(default)s)")
     parser.add_argument("--input-prompts", default="prompts.txt", help="prompts file, one per line (default %(default)s)")
@@ -432,6 +438,12 @@ def main(args: argparse.Namespace) -> int:
     url = args.url or (os.environ.get("TRITON_GRPC_URL", "localhost:8001") if protocol == "grpc"
                        else os.environ.get("TRITON_HTTP_URL", "http://localhost:8000"))
     stream = args.stream if args.stream is not None else (protocol == "grpc")
+    openai_api = getattr(args, "api", "kserve") == "openai"
+    if openai_api:
+        from tritonllm import openai_client
+
+        protocol, url = f"openai-{args.openai_endpoint}", openai_client.base_url(args.url)
+        stream = args.stream if args.stream is not None else True
     try:
         prompts = read_prompts(args.input_prompts)
     except OSError as exc:
@@ -452,11 +464,16 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        _, results = asyncio.run(run_requests(
-            url, args.model_name, prompts, settings, protocol=protocol, stream=stream,
-            concurrency=args.concurrency, timeout=args.timeout, ssl=args.ssl, style=args.sampling_style,
-            on_result=report,
-        ))
+        if openai_api:
+            results = asyncio.run(openai_client.run_requests(
+                url, args.model_name, prompts, settings, endpoint=args.openai_endpoint, stream=stream,
+                concurrency=args.concurrency, timeout=args.timeout, on_result=report))
+        else:
+            _, results = asyncio.run(run_requests(
+                url, args.model_name, prompts, settings, protocol=protocol, stream=stream,
+                concurrency=args.concurrency, timeout=args.timeout, ssl=args.ssl, style=args.sampling_style,
+                on_result=report,
+            ))
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

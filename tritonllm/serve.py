@@ -497,6 +497,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-file", help="also append the server log to this file")
     parser.add_argument("--quiet", action="store_true", help="do not echo the server log to stderr")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    parser.add_argument("--openai-port", type=int, default=9000,
+                        help="OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models), "
+                        "0 = any free port, -1 = off (default %(default)s)")
     parser.add_argument(
         "run",
         nargs=argparse.REMAINDER,
@@ -541,17 +544,26 @@ def main(args: argparse.Namespace) -> int:
                 sys.stderr.write(exc.log_tail[-4000:])
             _print(f"error: {exc}")
             return 1
+        from tritonllm import openai_frontend
+
+        try:
+            frontend = openai_frontend.start_for_serve(server, args)
+        except openai_frontend.FrontendStartError as exc:
+            _print(f"error: {exc}")
+            return 1
         models = ", ".join(f"{name} ({state})" for name, state in sorted(server.models.items())) or "none"
         _print(
             f"Triton is ready after {server.startup_seconds:.1f}s\n"
             f"  HTTP:    {server.http_url}\n"
             f"  gRPC:    {server.grpc_url}\n"
             f"  metrics: {server.metrics_url}\n"
-            f"  models:  {models}"
+            + (f"  OpenAI:  {frontend.base_url}\n" if frontend else "")
+            + f"  models:  {models}"
         )
         if command:
             env = dict(os.environ, TRITON_HTTP_URL=server.http_url, TRITON_GRPC_URL=server.grpc_url,
-                       TRITON_METRICS_URL=server.metrics_url)
+                       TRITON_METRICS_URL=server.metrics_url,
+                       **({"OPENAI_BASE_URL": frontend.base_url} if frontend else {}))
             _print(f"running: {' '.join(command)}")
             try:
                 result = subprocess.run(command, env=env)
@@ -576,6 +588,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if "frontend" in locals() and frontend is not None:
+            frontend.stop()
         code = server.stop()
         if code is not None:
             _print(f"tritonserver stopped (exit code {code})")

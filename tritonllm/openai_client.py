@@ -1,0 +1,164 @@
+"""`tritonllm client --api openai`: the same prompts file through the OpenAI-compatible API.
+
+Speaks `/v1/chat/completions` (default: the server applies the model's chat template) or
+`/v1/completions` (raw text) with or without streaming (server-sent events), against
+`tritonllm serve`'s OpenAI port or a model's base URL on EKS (`pulumi stack output
+openaiBaseUrls`). Results are the client's RequestResult rows, so the summary, the results
+file and the exit codes are the same as for the KServe APIs. An API key, when the gateway
+wants one, comes from `OPENAI_API_KEY` and goes out as `Authorization: Bearer <key>`, as the
+`openai` SDK sends it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from tritonllm._llm_io import GenerationSettings
+
+DEFAULT_BASE_URL = "http://localhost:9000/v1"
+ENDPOINTS = {"chat": "chat/completions", "completions": "completions"}
+
+
+def base_url(explicit: str | None) -> str:
+    return (explicit or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def request_body(model: str, prompt: str, settings: GenerationSettings, *, endpoint: str, stream: bool) -> dict[str, Any]:
+    """The OpenAI request for one prompt; settings the API has no field for are refused."""
+    body: dict[str, Any] = {"model": model, "stream": stream}
+    if endpoint == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+        if not settings.exclude_input_in_output:
+            body["echo"] = True
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    if settings.max_tokens is not None:
+        body["max_tokens"] = settings.max_tokens
+    for field in ("temperature", "top_p", "seed"):
+        value = getattr(settings, field)
+        if value is not None:
+            body[field] = value
+    if settings.stop:
+        body["stop"] = list(settings.stop)
+    unsupported = [name for name, value in (("top_k", settings.top_k),) if value is not None]
+    if settings.ignore_eos:
+        unsupported.append("ignore_eos")
+    if unsupported:
+        raise ValueError(f"the OpenAI API has no {', '.join(unsupported)}; drop the option or use --api kserve")
+    return body
+
+
+def _text_of(obj: dict[str, Any], endpoint: str) -> str:
+    choices = obj.get("choices") or []
+    if not choices:
+        return ""
+    choice = choices[0]
+    if endpoint == "chat":
+        part = choice.get("delta") or choice.get("message") or {}
+        return part.get("content") or ""
+    return choice.get("text") or ""
+
+
+async def run_requests(url: str, model: str, prompts: list[str], settings: GenerationSettings, *,
+                       endpoint: str = "chat", stream: bool = True, concurrency: int = 1, timeout: float = 300.0,
+                       on_result=None) -> list:
+    import aiohttp
+
+    from tritonllm.client import RequestResult, SetupError
+
+    base = base_url(url)
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("OPENAI_API_KEY"):
+        headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
+    try:
+        bodies = [request_body(model, p, settings, endpoint=endpoint, stream=stream) for p in prompts]
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
+    results = [RequestResult(index=i, prompt=p) for i, p in enumerate(prompts)]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=headers) as session:
+        try:
+            async with session.get(f"{base}/models", timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                listing = await resp.text()
+                if resp.status != 200:
+                    raise SetupError(f"cannot list the models at {base}/models: HTTP {resp.status} {listing.strip()}")
+        except aiohttp.ClientError as exc:
+            raise SetupError(f"cannot reach {base}: {exc}") from None
+        served = [m.get("id") for m in json.loads(listing).get("data", [])]
+        if model not in served:
+            raise SetupError(f"model '{model}' is not served at {base}; it serves {served}")
+        semaphore = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(i: int) -> None:
+            async with semaphore:
+                await _generate(session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream,
+                                timeout)
+            if on_result:
+                on_result(results[i])
+
+        await asyncio.gather(*(one(i) for i in range(len(prompts))))
+    return results
+
+
+async def _generate(session, url: str, body: dict[str, Any], result, endpoint: str, stream: bool,
+                    timeout: float) -> None:
+    import aiohttp
+
+    started = time.perf_counter()
+    pieces: list[str] = []
+    try:
+        async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            if resp.status != 200 or not stream:
+                text = await resp.text()
+                if resp.status != 200:
+                    result.status = str(resp.status)
+                    try:
+                        detail = json.loads(text).get("detail", text)
+                    except (ValueError, AttributeError):
+                        detail = text
+                    result.error = detail if isinstance(detail, str) else json.dumps(detail)
+                else:
+                    now = time.perf_counter() - started
+                    result.ttft_s, result.chunks, result.chunk_times_s = now, 1, [now]
+                    pieces.append(_text_of(json.loads(text), endpoint))
+            else:
+                buffer = b""
+                async for raw in resp.content.iter_any():
+                    buffer += raw
+                    while b"\n\n" in buffer:
+                        event, buffer = buffer.split(b"\n\n", 1)
+                        _event(event, endpoint, pieces, result, started)
+                if buffer.strip():
+                    _event(buffer, endpoint, pieces, result, started)
+    except asyncio.TimeoutError:
+        result.error = f"timed out after {timeout:.0f}s"
+    except aiohttp.ClientError as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.latency_s = time.perf_counter() - started
+    result.text = "".join(pieces)
+    result.ok = not result.error
+
+
+def _event(event: bytes, endpoint: str, pieces: list[str], result, started: float) -> None:
+    for line in event.decode("utf-8", errors="replace").splitlines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload or payload == "[DONE]":
+            continue
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            result.error = f"malformed event: {payload[:200]}"
+            continue
+        if "error" in obj:
+            err = obj["error"]
+            result.error = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            continue
+        text = _text_of(obj, endpoint)
+        if text:
+            result.add_chunk(text, started, pieces)

@@ -1,0 +1,600 @@
+"""A small OpenAI-compatible frontend for the local Triton, held to the contract of Triton's own.
+
+On EKS the OpenAI API comes from Triton's frontend (triton-inference-server/server
+`python/openai`, r25.12), which embeds Triton through its in-process Python bindings
+(`tritonserver`). The `nvidia-pytriton` wheel that runs Triton here ships the server binary and
+`libtritonserver.so` but not those bindings, so the same routes are served locally by this
+module, which forwards to the running Triton over its KServe HTTP API (generate and
+generate_stream) and reproduces what the upstream frontend does:
+
+* routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{id},
+  GET /health/ready, GET /metrics (Triton's Prometheus text);
+* requests: the upstream request schema (unknown fields and out-of-range values are refused with
+  422 and FastAPI's `{"detail": [...]}`); chat messages rendered with the model's chat template
+  by the frontend (upstream: `--tokenizer`; here the template inside the local GGUF); the
+  tensors upstream's `_create_trtllm_generate_request` sends (`text_input`, `stream`,
+  `max_tokens`, `return_num_input_tokens`, `return_num_output_tokens`, sampling settings);
+* errors: 400 `{"detail": "Unknown model: x"}` and the other ClientError checks of
+  `_validate_*_request`; a model or Triton error is 500 `{"detail": "<Triton's message>"}`
+  (upstream maps every non-ClientError exception to 500);
+* responses: ids `cmpl-<uuid1>`, usage from `num_input_tokens`/`num_output_tokens`, streaming
+  as server-sent events ending in `data: [DONE]`, a final usage chunk when
+  `stream_options.include_usage` is set.
+
+One deliberate difference: a request field the model has no input for (for example `seed` for
+the local model) is refused with 400 naming the field; upstream would send the tensor and
+return Triton's "unexpected inference input" as 500.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, conint, confloat
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_MODEL_CODE = REPO_ROOT / "model_repository" / "local" / "smollm2" / "1"
+OWNED_BY = "Triton Inference Server"  # routers/models.py
+DEFAULT_MAX_TOKENS = 16  # main.py --default-max-tokens default
+
+
+# --------------------------------------------------------------------------- request schema (subset of upstream's)
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: Optional[bool] = None
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    frequency_penalty: Optional[confloat(ge=-2.0, le=2.0)] = None
+    logit_bias: Optional[Dict[str, int]] = None
+    max_tokens: Optional[conint(ge=0)] = None
+    n: Optional[conint(ge=1, le=128)] = 1
+    presence_penalty: Optional[confloat(ge=-2.0, le=2.0)] = None
+    seed: Optional[int] = None
+    stop: Optional[Union[str, List[str]]] = None
+    stream: Optional[bool] = False
+    stream_options: Optional[StreamOptions] = None
+    temperature: Optional[confloat(ge=0.0, le=2.0)] = None
+    top_p: Optional[confloat(ge=0.0, le=1.0)] = None
+    user: Optional[str] = None
+    ignore_eos: Optional[bool] = None
+    min_tokens: Optional[conint(ge=0)] = None
+
+
+class CompletionRequest(_Request):
+    prompt: Union[str, List[str], List[int], List[List[int]]]
+    best_of: Optional[conint(ge=0, le=20)] = None
+    echo: Optional[bool] = None
+    logprobs: Optional[conint(ge=0, le=5)] = None
+    suffix: Optional[str] = None
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: Optional[Union[str, List[TextPart]]] = None
+    name: Optional[str] = None
+
+
+class ChatCompletionRequest(_Request):
+    messages: List[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: Optional[conint(ge=0)] = None
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[conint(ge=0, le=20)] = None
+    response_format: Optional[Dict[str, Any]] = None
+    tools: Optional[List[Dict[str, Any]]] = None
+    tool_choice: Optional[Union[str, Dict[str, Any]]] = None
+
+
+class ClientError(ValueError):
+    """A request the frontend refuses (upstream: utils.ClientError -> 400)."""
+
+
+class ServerError(RuntimeError):
+    """Triton or the model failed (upstream: every other exception -> 500)."""
+
+
+# --------------------------------------------------------------------------- chat template
+
+class ChatTemplate:
+    """The model's chat template, as the upstream frontend takes it from `--tokenizer`.
+
+    For the local model it is the Jinja template inside the GGUF (read with llama.cpp's
+    vocabulary-only loader, no weights), rendered with llama-cpp-python's Jinja formatter.
+    """
+
+    def __init__(self, render) -> None:
+        self._render = render
+
+    @classmethod
+    def from_gguf(cls, path: str | Path | None = None) -> "ChatTemplate":
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if path is None:
+            sys.path.insert(0, str(LOCAL_MODEL_CODE))
+            try:
+                from llm_engine import default_gguf_path
+            finally:
+                sys.path.pop(0)
+            path = default_gguf_path()
+        llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(f"{path} carries no chat template (tokenizer.chat_template)")
+        eos = llama._model.token_get_text(llama.token_eos())
+        bos_id = llama.token_bos()
+        bos = llama._model.token_get_text(bos_id) if bos_id >= 0 else ""
+        formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        return cls(lambda messages: formatter(messages=messages).prompt)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        return self._render(messages)
+
+
+def parse_chat_messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """Messages as the template takes them: text parts joined (upstream engine/utils/chat.py)."""
+    conversation = []
+    for message in messages:
+        content = message.content
+        if isinstance(content, list):
+            content = "".join(part.text for part in content)
+        conversation.append({"role": message.role, "content": content or ""})
+    return conversation
+
+
+# --------------------------------------------------------------------------- Triton side
+
+class TritonModel:
+    """What the frontend knows of one Triton model: its name and input names."""
+
+    def __init__(self, name: str, inputs: set[str], created: int) -> None:
+        self.name, self.inputs, self.created = name, inputs, created
+
+
+# OpenAI field -> candidate Triton input names (the TRT-LLM ensemble's first, as upstream sends them).
+FIELD_INPUTS = {
+    "stop": ("stop_words", "stop"),
+    "top_p": ("top_p",),
+    "temperature": ("temperature",),
+    "frequency_penalty": ("frequency_penalty",),
+    "presence_penalty": ("presence_penalty",),
+    "seed": ("seed", "random_seed"),
+}
+
+
+def triton_request(model: TritonModel, prompt: str, request: _Request, default_max_tokens: int) -> dict[str, Any]:
+    """The generate-extension body for Triton: upstream's `_create_trtllm_generate_request`."""
+    body: dict[str, Any] = {"text_input": prompt, "stream": bool(request.stream)}
+    if isinstance(request, ChatCompletionRequest):
+        max_tokens = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
+    else:
+        max_tokens = request.max_tokens
+    body["max_tokens"] = default_max_tokens if max_tokens is None else max_tokens
+    for field, candidates in FIELD_INPUTS.items():
+        value = getattr(request, field)
+        if value is None:
+            continue
+        name = next((c for c in candidates if c in model.inputs), None)
+        if name is None:
+            raise ClientError(f"{field} is not supported by model {model.name} (it has no {candidates[0]} input)")
+        body[name] = [value] if field == "stop" and isinstance(value, str) else value
+    echo = getattr(request, "echo", None)
+    if "exclude_input_in_output" in model.inputs:
+        body["exclude_input_in_output"] = not bool(echo)
+    if "apply_chat_template" in model.inputs:
+        # The frontend owns the prompt: chat is templated here, completions are raw text.
+        body["apply_chat_template"] = False
+    for flag in ("return_num_input_tokens", "return_num_output_tokens", "return_finish_reason"):
+        if flag in model.inputs:
+            body[flag] = True
+    missing = [n for n in ("text_input", "max_tokens", "stream") if n not in model.inputs]
+    if missing:
+        raise ServerError(f"model {model.name} lacks the inputs {missing} the OpenAI frontend sends")
+    return body
+
+
+def _error_text(body: str) -> str:
+    """Triton's error message from a JSON (`{"error": ...}`) or server-sent-event error body."""
+    for candidate in (body.strip(), *[ln.strip()[len("data:"):] for ln in body.splitlines()
+                                       if ln.strip().startswith("data:")]):
+        try:
+            payload = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(payload, dict) and "error" in payload:
+            return str(payload["error"])
+    return body.strip() or "Triton returned an error without a message"
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict[str, int] | None:
+    if prompt_tokens is None or completion_tokens is None:
+        return None
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+# --------------------------------------------------------------------------- the server
+
+class OpenAIFrontend:
+    """aiohttp server in a background thread; `start()` returns once it accepts connections."""
+
+    def __init__(self, triton_http_url: str, *, host: str = "127.0.0.1", port: int = 9000,
+                 chat_template: ChatTemplate | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS,
+                 request_timeout: float = 600.0, metrics_url: str | None = None) -> None:
+        self.triton = triton_http_url.rstrip("/")
+        self.host, self.port = host, port
+        self.chat_template = chat_template
+        self.default_max_tokens = default_max_tokens
+        self.request_timeout = request_timeout
+        self.metrics_url = metrics_url
+        self.models: dict[str, TritonModel] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner = None
+        self._session = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    # ---- lifecycle
+    def start(self, timeout: float = 30.0) -> "OpenAIFrontend":
+        self._thread = threading.Thread(target=self._run, name="openai-frontend", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise RuntimeError("the OpenAI frontend did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        try:
+            future.result(timeout)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread:
+                self._thread.join(timeout)
+
+    def __enter__(self) -> "OpenAIFrontend":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._startup())
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._started.set()
+            loop.close()
+            return
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _startup(self) -> None:
+        import aiohttp
+        from aiohttp import web
+
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout))
+        await self._load_models()
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/v1/models", self._list_models)
+        app.router.add_get("/v1/models/{model_name}", self._retrieve_model)
+        app.router.add_get("/health/ready", self._ready)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            self.port = site._server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _load_models(self) -> None:
+        """Every model in Triton's repository, with its inputs (upstream: server.models())."""
+        async with self._session.post(f"{self.triton}/v2/repository/index", json={}) as resp:
+            index = await resp.json()
+        created = int(time.time())
+        for entry in index:
+            name = entry["name"]
+            async with self._session.get(f"{self.triton}/v2/models/{name}/config") as resp:
+                config = await resp.json()
+            inputs = {i["name"] for i in config.get("input", [])}
+            self.models[name] = TritonModel(name, inputs, created)
+
+    # ---- helpers
+    @staticmethod
+    def _json(payload: Any, status: int = 200):
+        from aiohttp import web
+
+        return web.json_response(payload, status=status)
+
+    def _detail(self, status: int, detail: Any):
+        return self._json({"detail": detail}, status)
+
+    async def _parse(self, request, schema: type[BaseModel]) -> BaseModel | Any:
+        """The body as `schema`, or FastAPI's 422 response for a malformed or invalid body."""
+        raw = await request.read()
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            return self._detail(422, [{"type": "json_invalid", "loc": ["body", getattr(exc, "pos", 0)],
+                                       "msg": "JSON decode error", "input": {}, "ctx": {"error": str(exc)}}])
+        try:
+            return schema.model_validate(data)
+        except ValidationError as exc:
+            errors = []
+            for err in exc.errors(include_url=False):
+                err = dict(err)
+                err["loc"] = ["body", *err["loc"]]
+                err.pop("ctx", None)
+                errors.append(err)
+            return self._detail(422, json.loads(json.dumps(errors, default=str)))
+
+    def _model(self, request: _Request) -> TritonModel:
+        model = self.models.get(request.model)
+        if model is None:
+            raise ClientError(f"Unknown model: {request.model}")
+        if request.n and request.n > 1:
+            raise ClientError(f"Received n={request.n}, but only single choice (n=1) is currently supported")
+        if request.logit_bias is not None:
+            raise ClientError("logit bias is not currently supported")
+        if request.stream_options and not request.stream:
+            raise ClientError("`stream_options` can only be used when `stream` is True")
+        return model
+
+    async def _generate(self, model: TritonModel, body: dict[str, Any]) -> dict[str, Any]:
+        """One non-streaming generation (Triton's /generate)."""
+        async with self._session.post(f"{self.triton}/v2/models/{model.name}/generate", json=body) as resp:
+            text = await resp.text()
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        if resp.status != 200 or not isinstance(payload, dict) or "error" in payload:
+            raise ServerError(_error_text(text))
+        return payload
+
+    async def _generate_stream(self, model: TritonModel, body: dict[str, Any]):
+        """Responses of Triton's /generate_stream (server-sent events), as dicts."""
+        resp = await self._session.post(f"{self.triton}/v2/models/{model.name}/generate_stream", json=body)
+        try:
+            if resp.status != 200:
+                raise ServerError(_error_text(await resp.text()))
+            async for raw in resp.content:
+                line = raw.decode("utf-8").strip()
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[len("data:"):].strip())
+                if "error" in event:
+                    raise ServerError(event["error"])
+                yield event
+        finally:
+            resp.release()
+
+    # ---- routes
+    async def _ready(self, request):
+        from aiohttp import web
+
+        try:
+            async with self._session.get(f"{self.triton}/v2/health/ready") as resp:
+                ok = resp.status == 200
+        except Exception:
+            ok = False
+        if not ok:
+            return self._detail(400, "Attached inference engine is not ready for inference requests.")
+        return web.Response(status=200)
+
+    async def _metrics(self, request):
+        from aiohttp import web
+
+        if not self.metrics_url:
+            return web.Response(status=404)
+        async with self._session.get(self.metrics_url) as resp:
+            return web.Response(text=await resp.text(), content_type="text/plain")
+
+    def _model_entry(self, model: TritonModel) -> dict[str, Any]:
+        return {"id": model.name, "created": model.created, "object": "model", "owned_by": OWNED_BY}
+
+    async def _list_models(self, request):
+        return self._json({"object": "list", "data": [self._model_entry(m) for m in self.models.values()]})
+
+    async def _retrieve_model(self, request):
+        name = request.match_info["model_name"]
+        if name not in self.models:
+            return self._detail(404, f"Unknown model: {name}")
+        return self._json(self._model_entry(self.models[name]))
+
+    async def _completions(self, request):
+        parsed = await self._parse(request, CompletionRequest)
+        if not isinstance(parsed, CompletionRequest):
+            return parsed
+        try:
+            model = self._model(parsed)
+            if parsed.suffix is not None:
+                raise ClientError("suffix is not currently supported")
+            if not parsed.prompt:
+                raise ClientError("prompt must be non-empty")
+            if not isinstance(parsed.prompt, str):
+                raise ClientError("only single string input is supported")
+            if parsed.best_of and parsed.best_of > 1:
+                raise ClientError(f"best_of > 1 is not currently supported")
+            if parsed.logprobs is not None and parsed.logprobs > 0:
+                raise ClientError("logprobs are currently available only for the vLLM backend")
+            body = triton_request(model, parsed.prompt, parsed, self.default_max_tokens)
+            return await self._respond(request, parsed, model, body, chat=False)
+        except ClientError as exc:
+            return self._detail(400, str(exc))
+        except Exception as exc:  # ServerError, Triton unreachable, ...: upstream answers 500 with the message
+            return self._detail(500, str(exc) or type(exc).__name__)
+
+    async def _chat(self, request):
+        parsed = await self._parse(request, ChatCompletionRequest)
+        if not isinstance(parsed, ChatCompletionRequest):
+            return parsed
+        try:
+            model = self._model(parsed)
+            if self.chat_template is None:
+                raise ServerError("Unknown tokenizer")
+            if parsed.logprobs or parsed.top_logprobs is not None:
+                raise ClientError("logprobs are currently available only for the vLLM backend")
+            if parsed.tools:
+                raise ClientError("having tools in the request requires --tool-call-parser to be set")
+            prompt = self.chat_template.render(parse_chat_messages(parsed.messages))
+            body = triton_request(model, prompt, parsed, self.default_max_tokens)
+            return await self._respond(request, parsed, model, body, chat=True)
+        except ClientError as exc:
+            return self._detail(400, str(exc))
+        except Exception as exc:  # ServerError, Triton unreachable, ...: upstream answers 500 with the message
+            return self._detail(500, str(exc) or type(exc).__name__)
+
+    async def _respond(self, request, parsed: _Request, model: TritonModel, body: dict[str, Any], *, chat: bool):
+        request_id = f"cmpl-{uuid.uuid1()}"
+        created = int(time.time())
+        if not parsed.stream:
+            out = await self._generate(model, body)
+            text = _first(out.get("text_output")) or ""
+            usage = _usage(_first(out.get("num_input_tokens")), _first(out.get("num_output_tokens")))
+            finish = "stop"  # upstream reports "stop" for every non-tool completion
+            if chat:
+                payload = {"id": request_id, "object": "chat.completion", "created": created, "model": parsed.model,
+                           "system_fingerprint": None,
+                           "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
+                                                                "tool_calls": None, "function_call": None},
+                                        "logprobs": None, "finish_reason": finish}],
+                           "usage": usage}
+            else:
+                payload = {"id": request_id, "object": "text_completion", "created": created, "model": parsed.model,
+                           "system_fingerprint": None,
+                           "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+                           "usage": usage}
+            return self._json(payload)
+        return await self._stream(request, parsed, model, body, request_id, created, chat=chat)
+
+    async def _stream(self, request, parsed: _Request, model: TritonModel, body: dict[str, Any],
+                      request_id: str, created: int, *, chat: bool):
+        from aiohttp import web
+
+        events = self._generate_stream(model, body)
+        # Read the first event before answering 200, so an error the model raises at once (a bad
+        # argument, a prompt too long) is an HTTP error rather than a broken stream.
+        try:
+            first = await events.__anext__()
+        except StopAsyncIteration:
+            first = None
+        include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
+                                                           "Cache-Control": "no-cache"})
+        await response.prepare(request)
+
+        async def send(payload: dict[str, Any] | str) -> None:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            await response.write(f"data: {data}\n\n".encode())
+
+        def chunk(choice: dict[str, Any] | None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+            out = {"id": request_id, "object": obj, "created": created, "model": parsed.model,
+                   "system_fingerprint": None, "choices": [choice] if choice is not None else []}
+            if usage is not None:
+                out["usage"] = usage
+            return out
+
+        if chat:  # the first chunk carries the role only (upstream _get_first_streaming_chat_response)
+            await send(chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                              "finish_reason": None}))
+        prompt_tokens: int | None = None
+        completion_tokens = 0
+        try:
+            event = first
+            while event is not None:
+                if prompt_tokens is None and event.get("num_input_tokens") is not None:
+                    prompt_tokens = int(_first(event["num_input_tokens"]))
+                completion_tokens += int(_first(event.get("num_output_tokens")) or 0)
+                text = _first(event.get("text_output")) or ""
+                reason = _first(event.get("finish_reason")) or None
+                finish = "stop" if reason else None
+                if text or finish:
+                    if chat:
+                        await send(chunk({"index": 0, "delta": {"content": text}, "logprobs": None,
+                                          "finish_reason": finish}))
+                    else:
+                        await send(chunk({"index": 0, "text": text, "logprobs": None, "finish_reason": finish}))
+                try:
+                    event = await events.__anext__()
+                except StopAsyncIteration:
+                    event = None
+        except ServerError as exc:
+            # Mid-stream failure: the status is already sent; end the stream with the error.
+            await send({"error": {"message": str(exc), "type": "server_error"}})
+        if include_usage and prompt_tokens is not None:
+            await send(chunk(None, _usage(prompt_tokens, completion_tokens)))
+        await send("[DONE]")
+        await response.write_eof()
+        return response
+
+
+def start_frontend(triton_http_url: str, **kwargs: Any) -> OpenAIFrontend:
+    """Start a frontend for the Triton at `triton_http_url` with the local model's chat template."""
+    kwargs.setdefault("chat_template", ChatTemplate.from_gguf())
+    return OpenAIFrontend(triton_http_url, **kwargs).start()
+
+
+class FrontendStartError(RuntimeError):
+    """The OpenAI frontend of `tritonllm serve` could not start (port taken, no chat template)."""
+
+
+def start_for_serve(server: Any, args: Any) -> OpenAIFrontend | None:
+    """`tritonllm serve`'s hook: the OpenAI API next to the running Triton, unless --openai-port -1."""
+    port = getattr(args, "openai_port", -1)
+    if port is None or port < 0:
+        return None
+    from tritonllm.serve import port_is_free
+
+    if port and not port_is_free(server.host, port):
+        raise FrontendStartError(f"port {port} (OpenAI API) on {server.host} is already in use: stop whatever "
+                                 "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)")
+    try:
+        return start_frontend(server.http_url, host=server.host, port=port, metrics_url=server.metrics_url)
+    except OSError as exc:
+        raise FrontendStartError(f"the OpenAI API could not start on {server.host}:{port}: {exc}") from exc
