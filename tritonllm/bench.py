@@ -47,6 +47,7 @@ class Preset:
     concurrencies: tuple[int, ...]
     requests_per_run: int | None = None  # None: max(8, 4 x concurrency)
     input_tokens_stddev: int = 0
+    api: str = "kserve"  # "openai": AIPerf's own OpenAI mode against /v1/chat/completions (tritonllm/openai_bench.py)
 
 
 PRESETS: dict[str, Preset] = {
@@ -62,6 +63,9 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         "a quick check (CI): 32 input / 8 output tokens at concurrency 1 and 2",
         input_tokens=32, output_tokens=8, concurrencies=(1, 2), requests_per_run=4),
+    "openai-chat": Preset(
+        "AIPerf's OpenAI mode (/v1/chat/completions, streaming): 128 input / 32 output tokens at concurrency 1 and 4",
+        input_tokens=128, output_tokens=32, concurrencies=(1, 4), requests_per_run=12, api="openai"),
 }
 
 # metric name in AIPerf's JSON export -> column prefix in our summary
@@ -287,7 +291,16 @@ def fetch_interface(url: str, model: str, timeout: float = 30) -> ModelInterface
         raise BenchError(f"cannot reach {url}: {exc}") from None
 
 
-def run_benchmark(
+def run_benchmark(*args, api: str = "kserve", **kwargs) -> list[RunResult]:
+    """AIPerf over Triton's generate extension (api kserve) or the OpenAI API (api openai)."""
+    if api == "openai":
+        from tritonllm import openai_bench
+
+        return openai_bench.run_benchmark(*args, **kwargs)
+    return run_kserve_benchmark(*args, **kwargs)
+
+
+def run_kserve_benchmark(
     url: str,
     model: str,
     preset: Preset,
@@ -429,8 +442,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("TRITON_HTTP_URL", "http://localhost:8000"),
-                        help="Triton HTTP endpoint (default $TRITON_HTTP_URL or http://localhost:8000)")
+    parser.add_argument("--url", help="Triton HTTP endpoint (default $TRITON_HTTP_URL or http://localhost:8000); "
+                        "with --api openai the OpenAI base URL (default $OPENAI_BASE_URL or http://localhost:9000/v1)")
+    parser.add_argument("--api", choices=("kserve", "openai"),
+                        help="kserve: Triton's generate extension; openai: AIPerf's OpenAI mode against "
+                        "/v1/chat/completions (default: the preset's, kserve for all but openai-*)")
     parser.add_argument("--model-name", default="smollm2", help="model to load-test (default %(default)s)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="sweep",
                         help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()) + " (default %(default)s)")
@@ -459,6 +475,13 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     base = PRESETS[args.preset]
+    api = getattr(args, "api", None) or base.api
+    if api == "openai":
+        from tritonllm import openai_client
+
+        args.url = openai_client.base_url(args.url)
+    else:
+        args.url = args.url or os.environ.get("TRITON_HTTP_URL", "http://localhost:8000")
     preset = Preset(
         base.description,
         input_tokens=args.input_tokens or base.input_tokens,
@@ -481,13 +504,13 @@ def main(args: argparse.Namespace) -> int:
               f"{preset.input_tokens} in / {preset.output_tokens} out")
         results = run_benchmark(args.url, args.model_name, preset, output_dir, aiperf, tokenizer,
                                 concurrencies=concurrencies, requests_per_run=args.request_count,
-                                streaming=not args.no_stream)
+                                streaming=not args.no_stream, api=api)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     meta = {"model": args.model_name, "url": args.url, "preset": args.preset, "description": preset.description,
             "input_tokens": preset.input_tokens, "output_tokens": preset.output_tokens,
-            "streaming": not args.no_stream, "tokenizer": tokenizer, "tool": AIPERF_REQUIREMENTS[0]}
+            "streaming": not args.no_stream, "tokenizer": tokenizer, "tool": AIPERF_REQUIREMENTS[0], "api": api}
     paths = write_reports(output_dir, meta, results)
     rows = [r.row for r in results if r.row]
     if rows:

@@ -194,6 +194,13 @@ def triton_request(model: TritonModel, prompt: str, request: _Request, default_m
         if name is None:
             raise ClientError(f"{field} is not supported by model {model.name} (it has no {candidates[0]} input)")
         body[name] = [value] if field == "stop" and isinstance(value, str) else value
+    # Length controls upstream's schema has (ignore_eos, min_tokens) reach a model that takes vLLM-style
+    # sampling_parameters (the local model does), as upstream's vLLM request converter sends them.
+    extra = {k: getattr(request, k) for k in ("ignore_eos", "min_tokens") if getattr(request, k) is not None}
+    if extra:
+        if "sampling_parameters" not in model.inputs:
+            raise ClientError(f"{', '.join(extra)} is not supported by model {model.name}")
+        body["sampling_parameters"] = json.dumps(extra)
     echo = getattr(request, "echo", None)
     if "exclude_input_in_output" in model.inputs:
         body["exclude_input_in_output"] = not bool(echo)

@@ -1,0 +1,224 @@
+"""The OpenAI-compatible API of `tritonllm serve`, driven by the official `openai` SDK (pinned).
+
+The frontend (tritonllm/openai_frontend.py) runs against the session's real Triton (one per
+session, tests/e2e/conftest.py). Every failure case is followed by a good request: the server
+keeps serving. Expected error shapes are those of Triton's own frontend (server r25.12
+python/openai): 400 `{"detail": "Unknown model: ..."}`, FastAPI's 422 for a body that does not
+parse or validate, 500 with the model's message for what the model rejects.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+openai = pytest.importorskip("openai", reason="the openai SDK is a test dependency (requirements-test.txt)")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def frontend(triton_server):
+    from tritonllm.openai_frontend import start_frontend
+
+    fe = start_frontend(triton_server.http_url, port=0, metrics_url=triton_server.metrics_url)
+    try:
+        yield fe
+    finally:
+        fe.stop()
+
+
+@pytest.fixture(scope="module")
+def client(frontend):
+    # max_retries=0: a 5xx must surface as it is, not be retried by the SDK
+    return openai.OpenAI(base_url=frontend.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+def _still_serving(client, model: str) -> None:
+    reply = client.completions.create(model=model, prompt="One, two,", max_tokens=3, temperature=0)
+    assert reply.choices[0].text and reply.usage.completion_tokens >= 1
+
+
+def _post(frontend, path: str, raw: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{frontend.base_url}{path}", data=raw, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_models(client, triton_server):
+    listing = client.models.list()
+    assert [m.id for m in listing.data] == [triton_server.model_name]
+    assert listing.data[0].owned_by == "Triton Inference Server"
+    assert client.models.retrieve(triton_server.model_name).id == triton_server.model_name
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+
+
+def test_chat_completion(client, triton_server):
+    reply = client.chat.completions.create(
+        model=triton_server.model_name, messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=12, temperature=0)
+    choice = reply.choices[0]
+    assert reply.object == "chat.completion" and reply.id.startswith("cmpl-")
+    assert choice.message.role == "assistant" and choice.message.content.strip()
+    assert choice.finish_reason == "stop"
+    usage = reply.usage
+    # the chat template wraps the question: more prompt tokens than words; at most max_tokens generated
+    assert usage.prompt_tokens > 7 and 1 <= usage.completion_tokens <= 12
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_completion(client, triton_server):
+    reply = client.completions.create(model=triton_server.model_name, prompt="The capital of France is",
+                                      max_tokens=6, temperature=0)
+    assert reply.object == "text_completion" and reply.choices[0].text
+    # raw completion: no chat template, so the prompt is just its own tokens
+    assert 4 <= reply.usage.prompt_tokens <= 8 and 1 <= reply.usage.completion_tokens <= 6
+
+
+def test_same_prompt_greedy_is_deterministic(client, triton_server):
+    texts = {client.completions.create(model=triton_server.model_name, prompt="1, 2, 3,", max_tokens=5,
+                                       temperature=0).choices[0].text for _ in range(2)}
+    assert len(texts) == 1
+
+
+def test_chat_streaming_with_usage(client, triton_server):
+    stream = client.chat.completions.create(
+        model=triton_server.model_name, messages=[{"role": "user", "content": "Count from one to ten."}],
+        max_tokens=16, temperature=0, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(text_chunks) >= 2  # tokens arrive as they are produced, not in one piece
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage is not None
+    assert 1 <= usage.completion_tokens <= 16
+    streamed = "".join(c.choices[0].delta.content for c in text_chunks)
+    # the same request without streaming gives the same greedy text and the same usage
+    whole = client.chat.completions.create(
+        model=triton_server.model_name, messages=[{"role": "user", "content": "Count from one to ten."}],
+        max_tokens=16, temperature=0)
+    assert whole.choices[0].message.content == streamed
+    assert (whole.usage.prompt_tokens, whole.usage.completion_tokens) == (usage.prompt_tokens, usage.completion_tokens)
+
+
+def test_completion_streaming(client, triton_server):
+    chunks = list(client.completions.create(model=triton_server.model_name, prompt="Once upon a time",
+                                            max_tokens=8, temperature=0, stream=True))
+    assert len([c for c in chunks if c.choices and c.choices[0].text]) >= 2
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert all(c.usage is None for c in chunks)  # no usage chunk unless asked for
+
+
+def test_bad_model_name_is_a_clear_400(client, triton_server):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.status_code == 400 and err.value.response.json() == {"detail": "Unknown model: gpt-4o"}
+    _still_serving(client, triton_server.model_name)
+
+
+def test_malformed_body_is_a_4xx(client, frontend, triton_server):
+    status, body = _post(frontend, "/chat/completions", b'{"model": "smollm2", "messages": [')
+    assert status == 422 and body["detail"][0]["type"] == "json_invalid"
+    status, body = _post(frontend, "/chat/completions", json.dumps({"model": triton_server.model_name}).encode())
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "messages"]
+    # through the SDK: a value out of range, and a field the API does not have
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model=triton_server.model_name, prompt="x", temperature=5)
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model=triton_server.model_name, prompt="x", extra_body={"no_such_field": 1})
+    _still_serving(client, triton_server.model_name)
+
+
+def test_oversize_max_tokens_is_a_clear_error(client, triton_server):
+    for stream in (False, True):
+        with pytest.raises(openai.InternalServerError) as err:
+            result = client.chat.completions.create(
+                model=triton_server.model_name, messages=[{"role": "user", "content": "hi"}],
+                max_tokens=1_000_000, stream=stream)
+            list(result) if stream else None
+        # the model's own message names the limit (the status is the upstream frontend's 500)
+        assert "max_tokens" in err.value.response.json()["detail"] and "4096" in err.value.response.json()["detail"]
+        _still_serving(client, triton_server.model_name)
+
+
+def test_unsupported_options_are_400(client, triton_server):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model=triton_server.model_name, prompt="x", n=2)
+    assert "only single choice" in err.value.response.json()["detail"]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model=triton_server.model_name, prompt="x", seed=3)
+    assert "seed is not supported" in err.value.response.json()["detail"]
+    _still_serving(client, triton_server.model_name)
+
+
+def test_concurrent_streams(client, triton_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> int:
+        chunks = list(client.chat.completions.create(
+            model=triton_server.model_name, messages=[{"role": "user", "content": f"Say the number {i}."}],
+            max_tokens=6, stream=True, stream_options={"include_usage": True}))
+        return chunks[-1].usage.completion_tokens
+
+    with ThreadPoolExecutor(6) as pool:
+        counts = list(pool.map(one, range(6)))
+    assert all(1 <= c <= 6 for c in counts)
+
+
+def test_health_and_metrics(frontend):
+    base = frontend.base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{base}/health/ready", timeout=10) as resp:
+        assert resp.status == 200
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+        assert "nv_inference_request_success" in resp.read().decode()
+
+
+def test_client_speaks_openai(frontend, triton_server, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The capital of France is\nOne, two, three,\n")
+    results = tmp_path / "out.jsonl"
+    for endpoint, stream in (("chat", "--stream"), ("completions", "--no-stream")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "tritonllm", "client", "--api", "openai", "--url", frontend.base_url,
+             "--openai-endpoint", endpoint, stream, "--model-name", triton_server.model_name,
+             "--input-prompts", str(prompts), "--results-file", str(results), "--max-tokens", "8",
+             "--concurrency", "2"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rows = [json.loads(line) for line in results.read_text().splitlines()]
+        assert len(rows) == 2 and all(r["ok"] and r["text"] for r in rows), rows
+        assert rows[0]["protocol"] == f"openai-{endpoint}"
+        if stream == "--stream":
+            assert any(r["chunks"] >= 2 for r in rows)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tritonllm", "client", "--api", "openai", "--url", frontend.base_url,
+         "--model-name", "nope", "--input-prompts", str(prompts), "--results-file", str(results)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_serve_starts_the_openai_api(tmp_path):
+    """`tritonllm serve -- CMD` gives CMD the OpenAI base URL, and the routes answer there."""
+    probe = ("import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], api_key='x', "
+             "max_retries=0); print('OPENAI-OK', c.completions.create(model='smollm2', prompt='Hi', max_tokens=2)"
+             ".usage.completion_tokens)")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+         "--openai-port", "0", "--quiet", "--", sys.executable, "-c", probe],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "OpenAI:  http://127.0.0.1:" in proc.stdout
+    assert re.search(r"^OPENAI-OK [12]$", proc.stdout, re.M), proc.stdout[-2000:]
