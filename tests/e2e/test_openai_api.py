@@ -222,3 +222,29 @@ def test_serve_starts_the_openai_api(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "OpenAI:  http://127.0.0.1:" in proc.stdout
     assert re.search(r"^OPENAI-OK [12]$", proc.stdout, re.M), proc.stdout[-2000:]
+
+
+def test_bench_openai_preset_runs_aiperf_in_openai_mode(frontend, triton_server, tmp_path):
+    from tritonllm.bench import PRESETS, aiperf_executable, setup_aiperf
+
+    assert PRESETS["openai-chat"].api == "openai"
+    aiperf = aiperf_executable() or setup_aiperf(quiet=True)
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonllm", "bench", "--preset", "openai-chat", "--url", frontend.base_url,
+         "--model-name", triton_server.model_name, "--concurrency", "2", "--request-count", "3",
+         "--input-tokens", "32", "--output-tokens", "8", "--aiperf", str(aiperf), "--output-dir", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["api"] == "openai" and summary["url"] == frontend.base_url
+    (run,) = summary["runs"]
+    m = run["metrics"]
+    assert run["ok"] and m["completed_requests"] == 3 and m["error_requests"] == 0
+    assert m["output_sequence_length_avg"] == 8  # ignore_eos reached the model through the OpenAI API
+    assert 0 < m["ttft_ms_p50"] < m["request_latency_ms_p50"]  # streamed over server-sent events
+    assert m["itl_ms_p50"] > 0 and m["output_tokens_per_s"] > 0
+    # what AIPerf sent was an OpenAI chat request, to the frontend's path
+    inputs = json.loads((Path(run["artifact_dir"]) / "inputs.json").read_text())
+    payload = inputs["data"][0]["payloads"][0]
+    assert payload["model"] == triton_server.model_name and payload["messages"][0]["role"] == "user"

@@ -1,0 +1,120 @@
+"""`tritonllm bench --api openai` (preset `openai-chat`): AIPerf in its own OpenAI mode.
+
+AIPerf's `chat` / `completions` endpoint types speak the OpenAI API natively (request body,
+server-sent events, usage), so no payload template is needed: it is pointed at the base URL's
+`/chat/completions` (or `/completions`) path. The base URL is `tritonllm serve`'s OpenAI port
+(`http://127.0.0.1:9000/v1`) or a model's on EKS (`.../openai/<model>/v1`). Output length is
+pinned with `ignore_eos` (a field of the OpenAI schema Triton's frontend accepts; the local model
+honours it), as the KServe presets pin it with min_tokens/ignore_eos.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tritonllm.bench import BenchError, Preset, RunResult, summarize_export
+
+ENDPOINT_PATHS = {"chat": "chat/completions", "completions": "completions"}
+
+
+def split_base_url(base_url: str, endpoint: str = "chat") -> tuple[str, str]:
+    """('http://host:port', '/prefix/v1/chat/completions') for AIPerf's --url and --custom-endpoint."""
+    parts = urlsplit(base_url.rstrip("/"))
+    if not parts.scheme or not parts.netloc:
+        raise BenchError(f"not an OpenAI base URL: {base_url!r} (expected e.g. http://127.0.0.1:9000/v1)")
+    return f"{parts.scheme}://{parts.netloc}", f"{parts.path}/{ENDPOINT_PATHS[endpoint]}"
+
+
+def aiperf_command(aiperf: Path, base_url: str, model: str, tokenizer: str, preset: Preset, concurrency: int,
+                   requests: int, artifact_dir: Path, streaming: bool, endpoint: str = "chat") -> list[str]:
+    server, path = split_base_url(base_url, endpoint)
+    cmd = [
+        str(aiperf), "profile",
+        "--model", model,
+        "--url", server,
+        "--endpoint-type", endpoint,
+        "--custom-endpoint", path,
+        "--extra-inputs", "ignore_eos:true",
+        "--tokenizer", tokenizer,
+        "--synthetic-input-tokens-mean", str(preset.input_tokens),
+        "--synthetic-input-tokens-stddev", str(preset.input_tokens_stddev),
+        "--output-tokens-mean", str(preset.output_tokens),
+        "--output-tokens-stddev", "0",
+        "--concurrency", str(concurrency),
+        "--request-count", str(requests),
+        "--warmup-request-count", str(min(concurrency, 4)),
+        "--random-seed", "0",
+        "--artifact-dir", str(artifact_dir),
+        "--ui-type", "none",
+        "--workers-max", "1",
+        "--record-processors", "1",
+        "--no-server-metrics",
+        "--no-gpu-telemetry",
+        "--request-timeout-seconds", "900",
+    ]
+    if os.environ.get("OPENAI_API_KEY"):
+        cmd += ["--api-key", os.environ["OPENAI_API_KEY"]]
+    if streaming:
+        cmd.append("--streaming")
+    return cmd
+
+
+def check_model(base_url: str, model: str, timeout: float = 30) -> None:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{base_url.rstrip('/')}/models")
+    if os.environ.get("OPENAI_API_KEY"):
+        request.add_header("Authorization", f"Bearer {os.environ['OPENAI_API_KEY']}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            served = [m.get("id") for m in json.loads(resp.read().decode()).get("data", [])]
+    except urllib.error.HTTPError as exc:
+        raise BenchError(f"cannot list the models at {base_url}: HTTP {exc.code}") from None
+    except OSError as exc:
+        raise BenchError(f"cannot reach {base_url}: {exc}") from None
+    if model not in served:
+        raise BenchError(f"model '{model}' is not served at {base_url}; it serves {served}")
+
+
+def run_benchmark(url: str, model: str, preset: Preset, output_dir: Path, aiperf: Path, tokenizer: str,
+                  concurrencies: tuple[int, ...] | None = None, requests_per_run: int | None = None,
+                  streaming: bool = True, log=print, endpoint: str = "chat") -> list[RunResult]:
+    check_model(url, model)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results: list[RunResult] = []
+    for concurrency in concurrencies or preset.concurrencies:
+        requests = requests_per_run or preset.requests_per_run or max(8, 4 * concurrency)
+        artifact_dir = output_dir / f"concurrency-{concurrency}"
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        cmd = aiperf_command(aiperf, url, model, tokenizer, preset, concurrency, requests, artifact_dir, streaming,
+                             endpoint)
+        log(f"  concurrency {concurrency:>3}: {requests} requests (OpenAI API, {endpoint}) ...")
+        started = time.monotonic()
+        with open(artifact_dir / "aiperf-console.log", "w", encoding="utf-8") as console:
+            proc = subprocess.run(cmd, stdout=console, stderr=subprocess.STDOUT, cwd=artifact_dir, env=dict(os.environ))
+        export = artifact_dir / "profile_export_aiperf.json"
+        result = RunResult(concurrency, requests, ok=False, artifact_dir=str(artifact_dir))
+        if proc.returncode != 0 or not export.is_file():
+            tail = (artifact_dir / "aiperf-console.log").read_text(errors="replace")[-3000:]
+            result.error = f"aiperf exited with {proc.returncode}:\n{tail}"
+        else:
+            result.row = summarize_export(json.loads(export.read_text()), concurrency)
+            result.ok = result.row["error_requests"] == 0 and result.row["completed_requests"] == requests
+            if not result.ok:
+                result.error = (f"{result.row['error_requests']} failed requests, "
+                                f"{result.row['completed_requests']}/{requests} completed")
+        results.append(result)
+        if result.row:
+            r = result.row
+            log(f"  concurrency {concurrency:>3}: done in {time.monotonic() - started:.0f}s; TTFT p50 "
+                f"{r['ttft_ms_p50'] or 0:.0f} ms, ITL p50 {r['itl_ms_p50'] or 0:.1f} ms, latency p99 "
+                f"{r['request_latency_ms_p99'] or 0:.0f} ms, {r['requests_per_s']:.2f} req/s, "
+                f"{r['output_tokens_per_s']:.1f} output tok/s")
+        if not result.ok:
+            log(f"  concurrency {concurrency:>3}: FAILED: {result.error}")
+    return results
