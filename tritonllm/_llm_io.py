@@ -28,13 +28,14 @@ NUMPY_DTYPES = {
 }
 
 # logical setting -> candidate input names, first match wins (TRT-LLM ensemble names included)
+# (`sampling_param_*`: TensorRT-LLM's `llmapi` model, components/llmapi_repository.py)
 TENSOR_NAMES = {
-    "max_tokens": ("max_tokens", "request_output_len"),
-    "temperature": ("temperature",),
-    "top_p": ("top_p", "runtime_top_p"),
-    "top_k": ("top_k", "runtime_top_k"),
-    "stop": ("stop", "stop_words"),
-    "seed": ("seed", "random_seed"),
+    "max_tokens": ("max_tokens", "request_output_len", "sampling_param_max_tokens"),
+    "temperature": ("temperature", "sampling_param_temperature"),
+    "top_p": ("top_p", "runtime_top_p", "sampling_param_top_p"),
+    "top_k": ("top_k", "runtime_top_k", "sampling_param_top_k"),
+    "stop": ("stop", "stop_words", "sampling_param_stop"),
+    "seed": ("seed", "random_seed", "sampling_param_seed"),
     "min_tokens": ("min_tokens", "min_length"),
     "repetition_penalty": ("repetition_penalty",),
 }
@@ -95,6 +96,9 @@ class ModelInterface:
     def input_for(self, setting: str) -> InputSpec | None:
         for name in TENSOR_NAMES.get(setting, (setting,)):
             if name in self.inputs:
+                # stop words are strings; the llmapi model's BOOL `stop` input cancels a request instead
+                if setting == "stop" and self.inputs[name].datatype != "BYTES":
+                    continue
                 return self.inputs[name]
         return None
 
@@ -151,10 +155,13 @@ def plan_inputs(
     iface.check_llm()
     style = choose_style(iface, style)
     values: dict[str, Any] = {"text_input": prompt}
-    if "stream" in iface.inputs:
-        values["stream"] = bool(stream and iface.streamable)
+    for name in ("stream", "streaming"):  # streaming: the llmapi model's name for it
+        if name in iface.inputs:
+            values[name] = bool(stream and iface.streamable)
     if "exclude_input_in_output" in iface.inputs:
         values["exclude_input_in_output"] = settings.exclude_input_in_output
+    elif "sampling_param_exclude_input_from_output" in iface.inputs:
+        values["sampling_param_exclude_input_from_output"] = settings.exclude_input_in_output
     if settings.apply_chat_template is not None:
         if "apply_chat_template" not in iface.inputs:
             raise ContractError(f"model '{iface.name}' has no 'apply_chat_template' input")

@@ -111,6 +111,17 @@ class ServerError(RuntimeError):
 
 # --------------------------------------------------------------------------- chat template
 
+def _quietly(load):
+    """Run `load` with llama.cpp's C-level stderr chatter (context warnings) silenced where possible."""
+    try:
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        with suppress_stdout_stderr(disable=False):
+            return load()
+    except (ImportError, OSError, ValueError, AttributeError):  # no real file descriptors (captured streams)
+        return load()
+
+
 class ChatTemplate:
     """The model's chat template, as the upstream frontend takes it from `--tokenizer`.
 
@@ -133,7 +144,7 @@ class ChatTemplate:
             finally:
                 sys.path.pop(0)
             path = default_gguf_path()
-        llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        llama = _quietly(lambda: Llama(model_path=str(path), vocab_only=True, verbose=False))
         template = llama.metadata.get("tokenizer.chat_template")
         if not template:
             raise ValueError(f"{path} carries no chat template (tokenizer.chat_template)")

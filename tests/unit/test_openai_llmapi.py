@@ -348,3 +348,17 @@ def test_llm_arg_list_is_a_list_of_names():
     assert llmapi_repository.MANAGED_KV_CACHE_KEYS <= llmapi_repository.KV_CACHE_CONFIG_KEYS_1_1_0
     assert all(n.isidentifier() for n in llmapi_repository.LLM_ARGS_1_1_0)
     json.dumps(sorted(llmapi_repository.LLM_ARGS_1_1_0))
+
+
+def test_tritonllm_client_speaks_the_llmapi_model():
+    """`tritonllm client`/`bench` build requests from the model config: the rendered llmapi config
+    gets the LLM API's tensor names (sampling_param_*, streaming)."""
+    from google.protobuf import json_format
+
+    from tritonllm._llm_io import GenerationSettings, ModelInterface, plan_inputs
+
+    config = _parse_pbtxt(llmapi_repository.config_pbtxt(_llmapi_model()))
+    iface = ModelInterface.from_config(json_format.MessageToDict(config, preserving_proto_field_name=True))
+    values = plan_inputs(iface, "hi", GenerationSettings(max_tokens=9, temperature=0.1, stop=["x"]), stream=True)
+    assert values == {"text_input": "hi", "streaming": True, "sampling_param_exclude_input_from_output": True,
+                      "sampling_param_max_tokens": 9, "sampling_param_temperature": 0.1, "sampling_param_stop": ["x"]}

@@ -170,7 +170,11 @@ def test_the_triton_role_can_only_read_its_own_prefix(run):
     for server in servers(run):
         objects = triton_objects(run, server)
         deployment = one(objects, "Deployment")
-        key = deployment["spec"]["template"].get("metadata", {}).get("annotations", {}).get("tritonllm.io/engine-key")
+        annotations = deployment["spec"]["template"].get("metadata", {}).get("annotations", {})
+        if "tritonllm.io/llmapi-config" in annotations:  # TRT-LLM LLM API: weights from Hugging Face, no AWS role
+            assert not [r for r in run.of_type("aws:iam/role:Role") if r.name == f"{server.name}-triton"]
+            continue
+        key = annotations.get("tritonllm.io/engine-key")
         prefix = f"engines/{key}" if key else f"models/{server.name}"
         policy = _policy_of(run, f"{server.name}-triton")
         for statement in policy["Statement"]:
@@ -211,6 +215,9 @@ def test_trtllm_engines_are_built_where_they_are_served_and_staged_by_key(run):
         deployment = one(triton_objects(run, server), "Deployment")
         if deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("vllm-python-py3"):
             assert not found
+            continue
+        if "tritonllm.io/llmapi-config" in deployment["spec"]["template"]["metadata"].get("annotations", {}):
+            assert not found  # TRT-LLM through the LLM API: nothing to build
             continue
         assert len(found) == 1
         engine = found[0]
