@@ -61,11 +61,11 @@ def input_series() -> list[dict[str, str]]:
     # Pod trt/b: a streaming TensorRT-LLM ensemble served as "llama" (build_engine.py renames the
     # ensemble to the stack's model name). 6 requests a minute of 100 tokens each. tensorrt_llm is
     # decoupled, so every response becomes one postprocessing request (Triton ensemble_models.md):
-    # postprocessing counts 600 requests a minute, each token queued 20 us and computed 100 us.
-    # Per request: preprocessing queue 5 ms / compute 20 ms, tensorrt_llm 1 ms / 2.9 s, ensemble 0 / 3 s.
+    # postprocessing counts 600 requests a minute, each token queued 25 us and computed 100 us.
+    # Per request: preprocessing queue 5 ms / compute 20 ms, tensorrt_llm 2.5 ms / 2.9 s, ensemble 0 / 3 s.
     per_model = {  # model: (requests per step, queue us per request, duration us per request)
         "llama": (1.5, 0, 3_000_000), "preprocessing": (1.5, 5_000, 20_000),
-        "tensorrt_llm": (1.5, 1_000, 2_900_000), "postprocessing": (150, 20, 100),
+        "tensorrt_llm": (1.5, 2_500, 2_900_000), "postprocessing": (150, 25, 100),
     }
     for model, (per_step, queue_us, duration_us) in per_model.items():
         labels = _pod("trt", "b", model=model)
@@ -136,7 +136,7 @@ EXPECTED: dict[tuple[str, str, str, str], float] = {
     ("triton_compute_time_per_request_ms", "trt", "b", "5m"): 3000,
     ("triton_compute_time_per_request_ms", "llm", "idle", "5m"): 0,
     ("triton_queue_compute_ratio", "llm", "a", "5m"): 0.5,         # 30 ms / 60 ms
-    ("triton_queue_compute_ratio", "trt", "b", "5m"): 0.25,        # preprocessing 5 ms / 20 ms
+    ("triton_queue_compute_ratio", "trt", "b", "5m"): 0.25,        # preprocessing 5/20, postprocessing 25/100 us
     ("triton_queue_compute_ratio", "llm", "idle", "5m"): 0,
     ("triton_requests_in_flight", "llm", "a", "5m"): 0.1,          # 0.05 req/s x 2 s
     ("triton_requests_in_flight", "trt", "b", "5m"): 0.3,          # 0.1 req/s x 3 s (ensemble)
@@ -197,7 +197,7 @@ def _test_file(rule_file: Path) -> dict:
     })
     # The seeds' rule on the same series: 3 x 30 ms of queueing per minute is 1.5 ms per
     # second, whatever the per-request wait; on the ensemble pod it averages the four models'
-    # ms/s: (0 + 5 + 1 + 100 x 0.02) ms x 6 / 60 s / 4 = 0.2.
+    # ms/s: (0 + 5 + 2.5 + 100 x 0.025) ms x 6 / 60 s / 4 = 0.25.
     tests.append({
         "expr": metrics.render_metrics_query(metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", "llm", ["a"]),
         "eval_time": "5m",
@@ -206,7 +206,7 @@ def _test_file(rule_file: Path) -> dict:
     tests.append({
         "expr": metrics.render_metrics_query(metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", "trt", ["b"]),
         "eval_time": "5m",
-        "exp_samples": [{"labels": '{pod="b"}', "value": 0.2}],
+        "exp_samples": [{"labels": '{pod="b"}', "value": 0.25}],
     })
     return {
         "rule_files": [str(rule_file)],
@@ -253,3 +253,37 @@ def test_promtool_test_rules_fails_on_a_wrong_expectation(rule_file, tmp_path):
     result = subprocess.run([_promtool(), "test", "rules", str(test_file)], capture_output=True, text=True)
     assert result.returncode != 0
     assert "triton_queue_time_per_request_ms" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("scrape", ["5s", "15s", "30s", "60s"])
+def test_rules_give_a_value_at_every_accepted_scrape_interval(tmp_path, scrape):
+    """3 requests a minute at pod a, scraped every `scrape`: the rate record reads 0.05/s.
+
+    (The old fixed 1m window held one or two samples at a 60 s scrape, depending on scrape
+    timing: rate() then flips between a value and nothing. promtool's perfectly aligned samples
+    cannot show that; the window of four scrapes never depends on alignment.)
+    """
+    seconds = metrics.duration_seconds(scrape)
+    series = [_series("nv_inference_request_success", _pod("llm", "a", model="m"), f"0+{3 * seconds / 60:g}x60")]
+    record = metrics.METRICS["triton_request_rate"].record
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": metrics.rule_groups(scrape)}))
+    tests = tmp_path / "tests.yaml"
+    tests.write_text(yaml.safe_dump({
+        "rule_files": [str(rules)], "evaluation_interval": scrape,
+        "tests": [{"interval": scrape, "input_series": series, "promql_expr_test": [
+            {"expr": f'{record}{{pod="a"}}', "eval_time": f"{30 * seconds}s",
+             "exp_samples": [{"labels": f'{record}{{namespace="llm",pod="a",unit="requests/s"}}', "value": 0.05}]},
+        ]}],
+    }, sort_keys=False))
+    result = subprocess.run([_promtool(), "test", "rules", str(tests)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_window_spans_four_scrapes_and_bad_intervals_are_refused():
+    assert [metrics.window_for(s) for s in ("5s", "15s", "30s", "60s")] == ["20s", "1m", "2m", "4m"]
+    assert metrics.rule_groups("30s")[0]["interval"] == "30s"
+    assert "[2m]" in metrics.rule_groups("30s")[0]["rules"][0]["expr"]
+    for bad in ("2s", "90s", "2m"):
+        with pytest.raises(ValueError, match="5s to 60s"):
+            metrics.rule_groups(bad)
