@@ -68,7 +68,8 @@ def parse_profile(steps: str | None, ramp: str | None, step_seconds: int) -> Pro
             raise ValueError(f"--ramp {ramp!r}: expected START:END:COUNT like 1:64:5") from None
         if count < 2:
             raise ValueError(f"--ramp {ramp!r}: COUNT must be at least 2")
-        levels = tuple(round(start + (end - start) * i / (count - 1)) for i in range(count))
+        # evenly spaced, halves rounded up (1:64:5 -> 1, 17, 33, 48, 64)
+        levels = tuple(math.floor(start + (end - start) * i / (count - 1) + 0.5) for i in range(count))
     if not levels or min(levels) < 1 or max(levels) > 1024:
         raise ValueError(f"concurrency levels {levels}: each must be 1..1024")
     return Profile(levels, step_seconds)
