@@ -2,7 +2,7 @@
 # The rule and e2e tests need Prometheus and promtool: apt-get install -y prometheus.
 .PHONY: bench-hpa test-rules
 
-bench-hpa: setup  ## HPA metrics vs the seeds' metric on a real local Triton + Prometheus (prints figures, ~8 min)
+bench-hpa: setup  ## each backend's default HPA signal vs the seeds' metric, simulated backends + real Prometheus (~3 min)
 	$(PY) benchmarks/hpa_metric_response.py $(BENCH_HPA_ARGS)
 
 test-rules: setup  ## promtool check/test of the generated recording rules
