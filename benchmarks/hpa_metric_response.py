@@ -226,11 +226,11 @@ def main(argv: list[str] | None = None) -> int:
                         "keeps the run short; the stack default is 15s)")
     parser.add_argument("--trtllm-batch", type=int, default=8, help="TensorRT-LLM max_batch_size (target: half)")
     parser.add_argument("--vllm-batch", type=int, default=16, help="vLLM max_num_seqs (target: the default 8)")
-    parser.add_argument("--tokens", type=int, default=300, help="output tokens per request (15 s generations: most of a 20 s window)")
+    parser.add_argument("--tokens", type=int, default=200, help="output tokens per request (10 s generations: half a 20 s window)")
     parser.add_argument("--step-ms", type=float, default=50, help="decode step, ms")
     parser.add_argument("--utilization", type=float, default=0.3, help="light load as a share of one replica")
-    parser.add_argument("--light-seconds", type=float, default=75)
-    parser.add_argument("--step-seconds", type=float, default=60)
+    parser.add_argument("--light-seconds", type=float, default=120)
+    parser.add_argument("--step-seconds", type=float, default=50)
     args = parser.parse_args(argv)
 
     window = metrics.window_for(args.scrape_interval)
@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             for t in threads:
                 t.join(timeout=args.light_seconds + 30)
             t1 = time.time()
-            steady_from = t0 + 2 * metrics.duration_seconds(window)  # skip the windows filling up
+            # skip the first requests' generation and one window while the rates fill
+            steady_from = t0 + (args.tokens + 1) * args.step_ms / 1000 + metrics.duration_seconds(window)
             for s in sigs:
                 points = [v for _, v in values(prom, s.query, steady_from, t1)]
                 share = sum(v > s.target for v in points) / len(points) if points else float("nan")
