@@ -27,7 +27,7 @@ signal (target: the default, half the batch for TensorRT-LLM), the previous defa
 request durations for TensorRT-LLM, vLLM's e2e latency for vLLM; same target) and the seeds'
 rule avg(rate(nv_inference_queue_duration_us[1m])/1000) with the seeds' target of 10.
 
-    python benchmarks/hpa_metric_response.py             # or: make bench-hpa  (~3 min at 5 s scrapes)
+    python benchmarks/hpa_metric_response.py             # or: make bench-hpa  (~5 min at 5 s scrapes)
     python benchmarks/hpa_metric_response.py --scrape-interval 15s --light-seconds 240 --step-seconds 180
 
 Prints a table; asserts nothing. Loopback only; every loop is bounded in time.
@@ -211,8 +211,8 @@ def closed_loop(replica: Replica, clients: int, seconds: float) -> None:
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(timeout=seconds + 60)
+    for t in threads:  # requests still running at the deadline finish on their own (daemon threads)
+        t.join(timeout=max(0.0, deadline - time.monotonic()) + 5)
 
 
 def values(prom: LocalPrometheus, query: str, start: float, end: float) -> list[tuple[float, float]]:
@@ -224,13 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scrape-interval", default="5s", help="scrape and rule interval (5s-60s; default 5s "
                         "keeps the run short; the stack default is 15s)")
-    parser.add_argument("--trtllm-batch", type=int, default=8, help="TensorRT-LLM max_batch_size (target: half)")
+    parser.add_argument("--trtllm-batch", type=int, default=64, help="TensorRT-LLM max_batch_size (target: half)")
     parser.add_argument("--vllm-batch", type=int, default=16, help="vLLM max_num_seqs (target: the default 8)")
-    parser.add_argument("--tokens", type=int, default=200, help="output tokens per request (10 s generations: half a 20 s window)")
+    parser.add_argument("--tokens", type=int, default=600, help="output tokens per request (30 s generations, longer than the 20 s window as real ones are than 1 m)")
     parser.add_argument("--step-ms", type=float, default=50, help="decode step, ms")
     parser.add_argument("--utilization", type=float, default=0.3, help="light load as a share of one replica")
     parser.add_argument("--light-seconds", type=float, default=120)
-    parser.add_argument("--step-seconds", type=float, default=50)
+    parser.add_argument("--step-seconds", type=float, default=60)
     args = parser.parse_args(argv)
 
     window = metrics.window_for(args.scrape_interval)
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in threads:
                 t.start()
             for t in threads:
-                t.join(timeout=args.step_seconds + 90)
+                t.join(timeout=args.step_seconds + 30)
             step_end = time.time()
             time.sleep(2 * scrape_s + 1)
             for s in sigs:
