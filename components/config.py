@@ -317,7 +317,9 @@ class ModelConfig(_Model):
     hf_model_id: str = Field(
         ..., pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$", description="Hugging Face repo id (required)"
     )
-    hf_revision: str = Field("main", description="Hugging Face revision; pin a commit sha in production")
+    hf_revision: str = Field(
+        "main", description="Hugging Face branch, tag or commit; TRT-LLM engines are keyed on the commit it "
+                            "resolves to when the program runs (a moved branch rebuilds)")
     gated: bool | None = Field(None, description="Needs a Hugging Face token; guessed from the org when unset")
     tensor_parallel: int = Field(1, ge=1, le=64, description="Tensor-parallel degree")
     pipeline_parallel: int = Field(1, ge=1, le=16, description="Pipeline-parallel degree")

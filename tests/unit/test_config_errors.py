@@ -46,6 +46,8 @@ CASES = [
               "nodePools[0].instanceFamilies", "known:"),
     BadConfig("fp8-on-a10g", "dev", {"nodePools[0].instanceFamilies": ["g5"], "models[0].engine.dtype": "fp8"},
               "models[0].engine.dtype", "use bfloat16"),
+    BadConfig("kv-reuse-without-paged-cache", "dev", {"models[0].engine.pagedKvCache": False},
+              "models[0].engine.enableKvCacheReuse", "set enableKvCacheReuse: false or pagedKvCache: true"),
     BadConfig("not-a-cidr", "dev", {"network.vpcCidr": "10.1.0.0/33"}, "network.vpcCidr", "write it like"),
     BadConfig("missing-region", "dev", {"region": None}, "region", "this key is required"),
     BadConfig("admin-not-an-arn", "dev", {"cluster.adminPrincipalArns": ["alice"]}, "cluster.adminPrincipalArns",
