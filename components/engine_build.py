@@ -112,15 +112,15 @@ def _resolve(model_id: str, revision: str, token: str | None) -> str:
         hint = {401: "the model is gated or private: set the hfToken secret (pulumi config set --secret "
                      "tritonllm:hfToken hf_...) with a token that accepted the model's license",
                 403: "the hfToken has no access to this model: accept its license on huggingface.co",
-                404: "no such model or revision: check models[].hfModelId and models[].hfRevision"}.get(exc.code, "")
-        raise RevisionError(f"models[].hfRevision {revision!r} of {model_id}: Hugging Face answered HTTP {exc.code}"
+                404: "no such model or revision: check hfModelId and hfRevision"}.get(exc.code, "")
+        raise RevisionError(f"{revision!r} of {model_id}: the Hugging Face API answered HTTP {exc.code}"
                             f"{'; ' + hint if hint else ''}") from None
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        raise RevisionError(f"models[].hfRevision {revision!r} of {model_id}: cannot resolve it to a commit "
-                            f"({exc}); pin models[].hfRevision to a 40-character commit sha to build offline") from None
+        raise RevisionError(f"{revision!r} of {model_id}: cannot resolve it to a commit ({exc}); pin hfRevision "
+                            "to a 40-character commit sha to deploy without asking huggingface.co") from None
     if not COMMIT_SHA.match(str(sha)):
-        raise RevisionError(f"models[].hfRevision {revision!r} of {model_id}: the Hugging Face API returned no "
-                            f"commit sha ({sha!r}); pin models[].hfRevision to a commit sha")
+        raise RevisionError(f"{revision!r} of {model_id}: the Hugging Face API returned no commit sha ({sha!r}); "
+                            "pin hfRevision to a 40-character commit sha")
     return sha
 
 
@@ -163,7 +163,7 @@ def engine_key_parts(model: ModelConfig, cfg: StackConfig, revision_sha: str | N
     """
     sha = revision_sha or model.hf_revision
     if not COMMIT_SHA.match(sha):
-        raise RevisionError(f"models[{model.name}].hfRevision {model.hf_revision!r} is not resolved to a commit sha")
+        raise RevisionError(f"{model.hf_revision!r} of {model.hf_model_id} is not resolved to a commit sha")
     build = model.engine.model_dump(mode="json", exclude={"timeout_minutes"})
     return {
         "layout_version": ENGINE_LAYOUT_VERSION,
@@ -202,6 +202,24 @@ def resolve_engine(model: ModelConfig, cfg: StackConfig, token: str | None = Non
     sha = resolve_hf_revision(model.hf_model_id, model.hf_revision, token)
     parts = engine_key_parts(model, cfg, sha)
     return ResolvedEngine(sha, parts, engine_cache_key(parts))
+
+
+def resolve_engines(cfg: StackConfig, token: str | None) -> dict[str, ResolvedEngine]:
+    """Every TRT-LLM model's engine, resolved when the program starts: a revision that cannot be
+    resolved fails as a ConfigError naming models[i].hfRevision, before any resource exists."""
+    from components.config import ConfigError
+
+    resolved, problems = {}, []
+    for i, model in enumerate(cfg.models):
+        if model.backend != "trtllm":
+            continue
+        try:
+            resolved[model.name] = resolve_engine(model, cfg, token)
+        except RevisionError as exc:
+            problems.append((f"models[{i}].hfRevision", str(exc)))
+    if problems:
+        raise ConfigError(problems)
+    return resolved
 
 
 def resolve_engine_output(model: ModelConfig, cfg: StackConfig,

@@ -94,6 +94,7 @@ class TritonLLM(pulumi.ComponentResource):
         gateway: Any | None = None,
         hf_token: pulumi.Input[str] | None = None,
         ngc_api_key: pulumi.Input[str] | None = None,
+        resolved_engine_build: "engine_build.ResolvedEngine | None" = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tritonllm:serving:TritonLLM", name, None, opts)
@@ -115,7 +116,8 @@ class TritonLLM(pulumi.ComponentResource):
         else:
             # hfRevision resolved to a commit (Hugging Face API, with the token for gated models) and
             # the engine cache key computed from it, when the program runs.
-            resolved_engine = engine_build.resolve_engine_output(model, cfg, hf_token)
+            resolved_engine = (pulumi.Output.from_input(resolved_engine_build) if resolved_engine_build is not None
+                               else engine_build.resolve_engine_output(model, cfg, hf_token))
             engine_key = resolved_engine.apply(lambda r: r.key)
             read_prefix = engine_key.apply(engine_build.engine_prefix)
         reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(

@@ -35,6 +35,8 @@ class FakeHfApi:
         revision = urllib.parse.unquote(revision)
         if model_id in self.gated and headers.get("Authorization") != f"Bearer {self.token}":
             raise urllib.error.HTTPError(url, 401, "Unauthorized", {}, io.BytesIO(b""))
+        if model_id.startswith("missing/"):  # a model id Hugging Face does not know
+            raise urllib.error.HTTPError(url, 404, "Not Found", {}, io.BytesIO(b""))
         return {"id": model_id, "sha": self.sha_for(model_id, revision)}
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from components import engine_build as eb
 from components.config import EngineBuildOptions, ModelConfig, StackConfig, parse_stack_config
-from tests import hf_api
+from tests.repository.test_model_configs import CONTRACT_TYPES
 from tests.repository.trtllm_reference import TEMPLATE_SETS, make_app
 from tests.repository.triton_checks import ensemble_errors, load_repository, model_config_pb2
 from tests.unit.harness import load_stack_config
@@ -52,9 +52,8 @@ def load_script():
 
 def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -> tuple[Path, ModelConfig, dict]:
     """Run the build script the way the Job does, GPU steps replaced; return the filled repository."""
-    hf_api.install(eb)
     model, cfg = dev_stack(**engine)
-    resolved = eb.resolve_engine(model, cfg)
+    resolved = eb.resolve_engine(model, cfg)  # hfRevision is a commit sha: no Hugging Face request
     job = eb.engine_build_job_manifest(model, cfg, key=resolved.key, namespace="ns", bucket="b",
                                        hf_token_secret=None, revision_sha=resolved.revision_sha)
     args = job["spec"]["template"]["spec"]["initContainers"][0]["command"][2:]
@@ -71,7 +70,10 @@ def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -
         (hf / "tokenizer.json").write_text("{}")
         return hf
 
+    ran = []
+
     def run(cmd):
+        ran.append(cmd)
         if cmd[0] == "python3" and cmd[1].endswith("fill_template.py"):
             subprocess.run([sys.executable, *cmd[1:]], check=True)  # upstream fill_template.py, for real
         else:
@@ -81,7 +83,10 @@ def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -
     monkeypatch.setattr(script, "run", run)
     assert script.main(args) == 0
     build = json.loads((work / "out" / "build.json").read_text())
-    assert build["cache_key"] == resolved.key
+    assert build["cache_key"] == resolved.key and build["hf_revision"] == SHA
+    assert ran[0][1].endswith("models/core/llama/convert_checkpoint.py") or "quantize.py" in ran[0][1]
+    assert ran[1][0] == "trtllm-build"
+    assert sorted(p.name for p in (work / "out" / "tokenizer").iterdir()) == ["config.json", "tokenizer.json"]
     return work / "out" / "model_repository", model, build
 
 
@@ -150,6 +155,13 @@ def test_filled_upstream_templates_load_like_triton_would(tmp_path, monkeypatch,
     engine_in = {i.name: i for i in engine.input}
     assert served_in["prompt_embedding_table"].data_type == engine_in["prompt_embedding_table"].data_type
     assert served_in["text_input"].data_type == pb2.TYPE_STRING
+    # The served model speaks the project's LLM contract (names and types the clients send); its
+    # required inputs are ones tritonllm's client fills (upstream requires max_tokens: _llm_io.py).
+    for name, expected in CONTRACT_TYPES.items():
+        if name in served_in:
+            assert pb2.DataType.Name(served_in[name].data_type) == expected, name
+    assert {n for n, i in served_in.items() if not i.optional} <= {"text_input", "max_tokens", "bad_words", "stop_words"}
+    assert pb2.DataType.Name({o.name: o for o in served.output}["text_output"].data_type) == "TYPE_STRING"
 
 
 def _template_of(directory: str, served: str) -> str:

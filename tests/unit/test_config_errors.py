@@ -48,6 +48,8 @@ CASES = [
               "models[0].engine.dtype", "use bfloat16"),
     BadConfig("kv-reuse-without-paged-cache", "dev", {"models[0].engine.pagedKvCache": False},
               "models[0].engine.enableKvCacheReuse", "set enableKvCacheReuse: false or pagedKvCache: true"),
+    BadConfig("hf-revision-unresolvable", "dev", {"models[0].hfModelId": "missing/model"},
+              "models[0].hfRevision", "check hfModelId and hfRevision"),
     BadConfig("not-a-cidr", "dev", {"network.vpcCidr": "10.1.0.0/33"}, "network.vpcCidr", "write it like"),
     BadConfig("missing-region", "dev", {"region": None}, "region", "this key is required"),
     BadConfig("admin-not-an-arn", "dev", {"cluster.adminPrincipalArns": ["alice"]}, "cluster.adminPrincipalArns",

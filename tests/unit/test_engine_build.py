@@ -190,8 +190,19 @@ def test_an_unreachable_api_names_the_key_and_the_fix(hf):
 
     hf.fail_with = urllib.error.URLError("no route to host")
     model, cfg = dev_model()
-    with pytest.raises(eb.RevisionError, match=r"models\[\]\.hfRevision 'main'.*pin models\[\]\.hfRevision to a 40-character"):
+    with pytest.raises(eb.RevisionError, match=r"'main' of meta-llama/Llama-3.2-1B-Instruct: cannot resolve.*"
+                                                r"pin hfRevision to a 40-character commit sha"):
         eb.resolve_engine(model, cfg)
+
+
+def test_resolution_failures_are_config_errors_naming_the_key(hf):
+    from components.config import ConfigError
+
+    hf.gated, hf.token = {"meta-llama/Llama-3.2-1B-Instruct"}, "hf_secret"
+    _, cfg = dev_model()
+    with pytest.raises(ConfigError, match=r"models\[0\]\.hfRevision: 'main' of .*HTTP 401.*hfToken"):
+        eb.resolve_engines(cfg, None)
+    assert set(eb.resolve_engines(cfg, "hf_secret")) == {"llama-3-2-1b"}
 
 
 def test_the_job_builds_the_resolved_commit(hf):
