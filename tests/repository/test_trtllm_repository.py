@@ -190,3 +190,79 @@ def test_the_ensemble_check_finds_unmapped_and_missing_tensors(tmp_path, monkeyp
     errors = ensemble_errors("ensemble", ensemble, configs)
     assert any("non-existing input no_such_input" in e for e in errors)
     assert any(f"input {required} in model tensorrt_llm is not mapped" in e for e in errors)
+
+
+# --------------------------------------------------------------------------- the real server validates it
+
+TRIVIAL_MODEL = '''
+class TritonPythonModel:
+    """Stands in for a GPU/tokenizer model so the CPU server can load the ensemble around it."""
+
+    def execute(self, requests):
+        raise RuntimeError("not for inference: this repository only checks that the ensemble loads")
+'''
+
+
+def cpu_loadable(repository: Path, out: Path, served: str) -> Path:
+    """The filled repository with every composing model's backend swapped for a trivial Python model.
+
+    Configs (names, inputs, outputs, data types, dims, batching, decoupling) stay exactly as filled,
+    so tritonserver's own ensemble validation runs on them. The served BLS model is left out: it
+    needs the GPU image's Python packages and is not part of the ensemble.
+    """
+    from google.protobuf import text_format
+
+    for config_path in repository.glob("*/config.pbtxt"):
+        name = config_path.parent.name
+        if name == served:
+            continue
+        config = load_repository(repository)[name]
+        target = out / name
+        (target / "1").mkdir(parents=True)
+        if config.platform != "ensemble":
+            config.backend = "python"
+            config.ClearField("parameters")
+            (target / "1" / "model.py").write_text(TRIVIAL_MODEL)
+        else:
+            (target / "1" / ".keep").write_text("")
+        (target / "config.pbtxt").write_text(text_format.MessageToString(config))
+    return out
+
+
+def start_triton(repository: Path, log_file: Path):
+    from tritonllm.serve import ServerError, TritonServer
+
+    server = TritonServer(repository, http_port=0, grpc_port=0, metrics_port=0, log_file=log_file)
+    try:
+        server.start()
+    except ServerError as exc:
+        return None, exc
+    return server, None
+
+
+def test_tritonserver_loads_the_filled_ensemble_and_rejects_a_bf16_prompt_table(tmp_path, monkeypatch):
+    """The real tritonserver (CPU) as the judge of issue 8 item 1, on the 1.x templates with a bf16 engine."""
+    pytest.importorskip("pytriton", reason="nvidia-pytriton (requirements-local.txt) ships tritonserver")
+    repository, model, _ = build_repository(tmp_path / "build", monkeypatch, "1.x", dtype="bfloat16")
+    good = cpu_loadable(repository, tmp_path / "good", model.name)
+    server, error = start_triton(good, tmp_path / "good.log")
+    assert error is None, f"{error}\n{getattr(error, 'log_tail', '')[-3000:]}"
+    try:
+        assert server.models == {"ensemble": "READY", "preprocessing": "READY", "tensorrt_llm": "READY",
+                                 "postprocessing": "READY"}, server.models
+    finally:
+        server.stop()
+
+    # What the build filled before the fix: the prompt table in the engine's dtype.
+    bad = cpu_loadable(repository, tmp_path / "bad", model.name)
+    config = bad / "tensorrt_llm" / "config.pbtxt"
+    text = config.read_text()
+    start = text.index('name: "prompt_embedding_table"')
+    config.write_text(text[:start] + text[start:].replace("TYPE_FP16", "TYPE_BF16", 1))
+    server, error = start_triton(bad, tmp_path / "bad.log")
+    if server is not None:
+        models = dict(server.models)
+        server.stop()
+        assert models.get("ensemble") != "READY", "tritonserver loaded an ensemble with mismatched data types"
+    else:
+        assert "inconsistent data type" in f"{error} {getattr(error, 'log_tail', '')}", error
