@@ -288,6 +288,10 @@ class EngineBuildOptions(_Model):
         True, description="tensorrt_llm enable_chunked_context: split long prompts across iterations (needs pagedKvCache)")
     max_queue_delay_microseconds: int = Field(
         0, ge=0, le=1_000_000, description="tensorrt_llm dynamic_batching max_queue_delay_microseconds")
+    bls_instance_count: int = Field(
+        0, ge=0, le=2048,
+        description="Instances of the served BLS model; each streams one request at a time (a Python process "
+                    "each, CPU memory). 0: maxBatchSize, as upstream advises")
     timeout_minutes: int = Field(90, ge=5, le=600, description="Deadline for the build Job")
 
     @model_validator(mode="after")

@@ -256,6 +256,7 @@ def build_script_args(model: ModelConfig, key: str, revision_sha: str | None = N
         "--enable-kv-cache-reuse" if e.enable_kv_cache_reuse else "--no-enable-kv-cache-reuse",
         "--enable-chunked-context" if e.enable_chunked_context else "--no-enable-chunked-context",
         "--max-queue-delay-microseconds", str(e.max_queue_delay_microseconds),
+        "--bls-instance-count", str(e.bls_instance_count),
         "--work-dir", WORK_DIR, "--output-dir", OUTPUT_DIR, "--stage-dir", STAGE_DIR, "--cache-key", key,
     ]
 

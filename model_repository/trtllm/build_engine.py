@@ -215,8 +215,9 @@ def fill_values(args: argparse.Namespace) -> dict[str, dict[str, str]]:
         "tensorrt_llm_bls": {
             "triton_max_batch_size": batch, "decoupled_mode": "true", "logits_datatype": "TYPE_FP32",
             "prompt_embedding_table_data_type": PROMPT_TABLE_DATA_TYPE, "tensorrt_llm_model_name": "tensorrt_llm",
-            # The BLS handles one request at a time per instance (upstream docs/model_config.md:
-            # bls_instance_count "should be set to the maximum batch size").
+            # The BLS handles one request at a time per instance: "set the number of model instances
+            # to the maximum batch size supported by the TRT engine to allow concurrent request
+            # execution" (triton-inference-server/tensorrtllm_backend docs/model_config.md).
             "bls_instance_count": str(args.bls_instance_count or args.max_batch_size),
             # One request's tokens decoded together: bls_stream.py emits the deltas.
             "accumulate_tokens": "true",

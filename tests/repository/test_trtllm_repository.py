@@ -93,7 +93,7 @@ def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -
 DTYPES = EngineBuildOptions.model_fields["dtype"].annotation.__args__
 VARIANTS = [{"dtype": d} for d in DTYPES] + [
     {"batchSchedulerPolicy": "guaranteed_no_evict", "enableKvCacheReuse": False, "enableChunkedContext": False,
-     "maxQueueDelayMicroseconds": 100, "maxBatchSize": 8, "kvCacheFreeGpuMemFraction": 0.5},
+     "maxQueueDelayMicroseconds": 100, "maxBatchSize": 8, "kvCacheFreeGpuMemFraction": 0.5, "blsInstanceCount": 4},
     {"pagedKvCache": False, "enableKvCacheReuse": False, "enableChunkedContext": False, "multipleProfiles": False},
 ]
 
@@ -148,6 +148,7 @@ def test_filled_upstream_templates_load_like_triton_would(tmp_path, monkeypatch,
     served = configs[model.name]
     assert served.backend == "python" and served.model_transaction_policy.decoupled
     assert {k: v.string_value for k, v in served.parameters.items()}["accumulate_tokens"] == "true"
+    assert [g.count for g in served.instance_group] == [opts.bls_instance_count or opts.max_batch_size]
     assert (repository / model.name / "1" / "upstream_model.py").is_file()
     assert (repository / model.name / "1" / "model.py").read_text() == (eb.BUILD_SCRIPT.parent / "bls_stream.py").read_text()
     # The served model takes the same prompt-table type as tensorrt_llm (it forwards the tensor).
