@@ -8,8 +8,8 @@ engine. It writes everything Triton needs to --output-dir:
     engine/            rank<N>.engine + config.json          (trtllm-build)
     tokenizer/         tokenizer and model config files      (from the Hugging Face download)
     model_repository/  <served-model-name>/ (tensorrt_llm_bls + our streaming wrapper), ensemble/,
-                       preprocessing/, tensorrt_llm/,
-                       postprocessing/, ensemble/: the image's inflight-batcher templates, filled
+                       preprocessing/, tensorrt_llm/, postprocessing/: the image's
+                       inflight-batcher templates, filled
     build.json         what was built, from what, and how long each step took
 
 The Job's upload container then copies --output-dir to s3://<bucket>/engines/<key>/ and
@@ -200,7 +200,9 @@ def build_command(args: argparse.Namespace) -> list[str]:
 # mapped tensor, optional or not (triton-inference-server/core r25.12
 # src/ensemble_scheduler/ensemble_utils.cc ValidateTensorConsistency), so a bf16 fill here makes
 # the ensemble fail to load. Upstream examples fill TYPE_FP16 for both (NVIDIA/TensorRT-LLM
-# triton_backend docs, e.g. llama.md / multimodal.md fill_template.py lines).
+# triton_backend docs, e.g. llama.md / multimodal.md fill_template.py lines);
+# encoder_input_features is not mapped by the ensemble and only mllama needs TYPE_BF16 there
+# (tensorrtllm_backend docs/model_config.md), a model family this build does not convert.
 PROMPT_TABLE_DATA_TYPE = "TYPE_FP16"
 
 
