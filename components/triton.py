@@ -202,8 +202,13 @@ class TritonLLM(pulumi.ComponentResource):
 
         # --- routes on the shared Gateway (created after it, deleted before it)
         if gateway is not None:
+            # API keys: every route rule behind the gateway's AuthenticationFilter (in this namespace).
+            route_auth = gateway.route_authentication(name, ns_name, after(namespace)) \
+                if hasattr(gateway, "route_authentication") else []
+            secure = getattr(gateway, "secure_route", lambda m: m)
             for manifest in tm.route_manifests(model, gateway.gateway_name, gateway.gateway_namespace):
-                _k8s_object(f"{name}-{manifest['kind'].lower()}", manifest, after(service, gateway))
+                _k8s_object(f"{name}-{manifest['kind'].lower()}", secure(manifest),
+                            after(service, gateway, *route_auth))
             grpc_endpoint = pulumi.Output.from_input(gateway.grpc_endpoint)
         else:
             grpc_endpoint = pulumi.Output.from_input(None)
