@@ -22,7 +22,7 @@ REFERENCE_DIR = Path(os.environ.get("TRITONLLM_REFERENCE_DIR", REPO_ROOT.parent 
 
 # Kinds whose schema kubernetes-validate does not know come from these CRDs.
 CUSTOM_GROUPS = ("karpenter.sh", "karpenter.k8s.aws", "monitoring.coreos.com", "gateway.networking.k8s.io",
-                 "leaderworkerset.x-k8s.io")
+                 "gateway.nginx.org", "leaderworkerset.x-k8s.io")
 
 
 def require_reference_dir() -> Path:
