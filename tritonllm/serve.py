@@ -586,8 +586,9 @@ def main(args: argparse.Namespace) -> int:
                 return 127
             return result.returncode
         first = sorted(server.models)[0] if server.models else "MODEL"
+        key_flag = ' -u "$TRITONLLM_API_KEY"' if api_keys else ""
         _print(
-            f"try:  curl -s{' -u \"$TRITONLLM_API_KEY\"' if api_keys else ''} -X POST {urls.http_url}/v2/models/{first}/generate "
+            f"try:  curl -s{key_flag} -X POST {urls.http_url}/v2/models/{first}/generate "
             "-d '{\"text_input\": \"What is Triton?\", \"max_tokens\": 32}'\n"
             "press Ctrl-C to stop"
         )
