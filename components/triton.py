@@ -216,7 +216,9 @@ class TritonLLM(pulumi.ComponentResource):
         self.model_name = pulumi.Output.from_input(served_model_name(model))
         self.namespace = pulumi.Output.from_input(ns_name)
         self.service_name = pulumi.Output.from_input(tm.SERVICE_NAME)
-        self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint))
+        # Behind TLS (gateway.tls) the gRPC endpoint is <domain>:443 and wants a secure channel.
+        tls_flag = " --ssl" if getattr(gateway, "tls", False) else ""
+        self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint) + tls_flag)
         self.engine_key = pulumi.Output.from_input(engine_key)
         self.engine = engine
         self.repository = repository

@@ -141,3 +141,10 @@ def test_auth_off_leaves_routes_open_and_needs_no_keys():
     assert not [r for r in run.resources if r.inputs.get("kind") == "AuthenticationFilter"]
     with pytest.raises(AssertionError, match="is open"):
         check_every_route_requires_an_api_key(run)  # the property check notices
+
+
+def test_tls_outputs_are_https_and_grpc_on_443_with_a_secure_client(variant_run):
+    out = variant_run.outputs
+    assert out["httpEndpoint"].startswith("https://") and out["grpcEndpoint"].endswith(":443")
+    for command in out["clientCommands"].values():
+        assert out["grpcEndpoint"] in command and command.endswith(" --ssl")
