@@ -24,7 +24,9 @@ Security (README "Security"):
 * TLS terminates at the NLB (ACM certificate, TLS listener on 443 with ALPN `HTTP2Preferred`,
   so gRPC keeps HTTP/2): HTTPS and gRPC share `<domain>:443`, because the Gateway's 8000
   listener takes GRPCRoutes as well. Behind the NLB NGINX accepts HTTP/1.1 and HTTP/2
-  prior-knowledge on the same plaintext port (`http2 on`, preface detection).
+  prior-knowledge on the same plaintext port: with `http2 on` (NGF's default) NGINX >= 1.25.1
+  sniffs the connection preface on plain listeners (nginx src/http/ngx_http_request.c,
+  ngx_http_wait_request_handler); older `listen ... http2` made a plain port HTTP/2-only.
 * Every rule of every route carries an ExtensionRef to an NGF AuthenticationFilter of type
   Basic (`with_authentication`), so requests without a valid API key get 401 (gRPC:
   UNAUTHENTICATED, NGF's grpc-error-pages) and never reach Triton. JWT/OIDC are NGINX Plus
