@@ -175,3 +175,57 @@ def test_serve_api_key_puts_the_check_in_front_of_triton(tmp_path):
     assert "RESULT 0 2 401" in proc.stdout
     assert "API keys required (ci, ci-next)" in proc.stdout
     assert KEYS[0][1] not in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- gRPC read timeout
+
+SLOW_MODEL = '''
+import time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    """Silent for as many seconds as text_input says, then answers (a slow first token)."""
+
+    def execute(self, requests):
+        for request in requests:
+            sender = request.get_response_sender()
+            seconds = float(pb_utils.get_input_tensor_by_name(request, "text_input").as_numpy().reshape(-1)[0])
+            time.sleep(seconds)
+            out = pb_utils.Tensor("text_output", np.array([b"done"], dtype=np.object_))
+            sender.send(pb_utils.InferenceResponse(output_tensors=[out]),
+                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+'''
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory):
+    from tritonllm.serve import TritonServer
+
+    root = tmp_path_factory.mktemp("slow_repository")
+    (root / "slow" / "1").mkdir(parents=True)
+    (root / "slow" / "1" / "model.py").write_text(SLOW_MODEL)
+    (root / "slow" / "config.pbtxt").write_text(
+        'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
+        'instance_group [ { kind: KIND_CPU count: 2 } ]\n'
+        'input [ { name: "text_input" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+        'output [ { name: "text_output" data_type: TYPE_STRING dims: [ -1 ] } ]\n')
+    server = TritonServer(root, http_port=0, grpc_port=0, metrics_port=0, log_file=root.parent / "slow.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("timeout_seconds, ok", [(1, False), (15, True)])
+def test_grpc_read_timeout_in_the_http_block_governs_grpc_streams(slow_server, timeout_seconds, ok):
+    """The gateway's SnippetsPolicy puts grpc_read_timeout in NGINX's http block; a gRPC stream
+    whose first response takes 3 s is cut by a 1 s timeout and passes under a longer one."""
+    with auth_front.ApiKeyFront(KEYS, triton_http=slow_server.http_port, triton_grpc=slow_server.grpc_port,
+                                http_port=0, grpc_port=0, timeout_seconds=timeout_seconds) as proxy:
+        _, results = asyncio.run(run_requests(proxy.grpc_url, "slow", ["3"], GenerationSettings(), protocol="grpc",
+                                              stream=True, api_key=KEY, timeout=60))
+    assert results[0].ok is ok, results[0]
+    if not ok:  # NGINX gave up on the upstream (504), not something else
+        assert "UNAVAILABLE" in (results[0].error or "") or "504" in (results[0].error or ""), results[0].error
