@@ -119,7 +119,6 @@ class Gateway(pulumi.ComponentResource):
         self.gateway_namespace = gm.NGF_NAMESPACE
         self.route_namespace_labels = gm.route_namespace_labels()
         self._cfg = cfg
-        self._k8s_opts = k8s_opts
         self.auth_enabled = cfg.gateway.auth.enabled
         # The htpasswd file, computed inside the secret Output: the keys never leave it in plain text.
         self._htpasswd: pulumi.Output[str] | None = None
@@ -127,7 +126,8 @@ class Gateway(pulumi.ComponentResource):
             if api_keys is None:
                 api_keys = pulumi.Config("tritonllm").get_secret("apiKeys")
             if api_keys is None:
-                raise ValueError("gateway.auth.enabled needs the apiKeys secret (pulumi config set --secret tritonllm:apiKeys ...)")
+                raise ValueError("gateway.auth.enabled needs the apiKeys secret "
+                                 "(pulumi config set --secret tritonllm:apiKeys ...)")
             self._htpasswd = pulumi.Output.secret(api_keys).apply(
                 lambda raw: gm.htpasswd(parse_api_keys(raw)))
 
@@ -283,8 +283,7 @@ class Gateway(pulumi.ComponentResource):
     def _dns_validated_certificate(self, name: str, tls, aws_opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
         """An ACM certificate for tls.domain, validated through records in tls.hosted_zone_id."""
         certificate = aws.acm.Certificate(
-            f"{name}-endpoint", domain_name=tls.domain, validation_method="DNS",
-            opts=aws_opts)
+            f"{name}-endpoint", domain_name=tls.domain, validation_method="DNS", opts=aws_opts)
         options = certificate.domain_validation_options
         record = aws.route53.Record(
             f"{name}-endpoint-validation",
