@@ -172,6 +172,10 @@ def system_launch_template_args(disk_size_gib: int, tags: Mapping[str, str]) -> 
     Hop limit 1: pods (other than hostNetwork ones) cannot reach instance metadata, so none
     can take the node role's credentials. Controllers get AWS access from Pod Identity and
     their region / VPC id from their Helm values (Karpenter AWS_REGION, LBC region + vpcId).
+    The VPC CNI, Pod Identity agent and EFS CSI node pods run with hostNetwork; the EBS and EFS
+    CSI drivers fall back to the Kubernetes API (node providerID and topology labels) when IMDS
+    is out of reach (aws-ebs-csi-driver pkg/cloud/metadata/metadata.go, aws-efs-csi-driver
+    pkg/cloud/k8s_metadata.go).
     No AMI and no security groups: EKS picks the AMI from ami_type and attaches the cluster
     security group.
     """

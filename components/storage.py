@@ -54,8 +54,10 @@ def file_system_policy(file_system_arn: str) -> dict[str, Any]:
     The same two statements the EFS console's "Enforce in-transit encryption for all clients"
     writes: without an Allow, a file-system policy would also refuse the anonymous (non-IAM)
     NFS clients the CSI driver uses; with it, the security group stays the network gate and
-    the Deny refuses any connection without TLS (the EFS CSI driver mounts with `tls` by default,
-    volume attribute encryptInTransit "true").
+    the Deny refuses any connection without TLS. The EFS CSI driver mounts with `tls`: always for
+    an access point (our StorageClass provisions one per claim), and by default otherwise
+    (kubernetes-sigs/aws-efs-csi-driver pkg/driver/node.go: encryptInTransit defaults to true,
+    `accesspoint=<id>` is mounted with "tls").
     """
     return {
         "Version": "2012-10-17",
