@@ -97,6 +97,7 @@ def test_dry_run_prints_the_manifests(capsys):
 
 def _hpa_with_status(current: str | None, replicas: int, desired: int) -> dict:
     raw = {"region": "us-west-2", "nodePools": [{"name": "g6e", "instanceFamilies": ["g6e"]}],
+           "gateway": {"tls": {"plaintextInsideVpc": True}},
            "models": [{"name": "llama", "backend": "trtllm", "hfModelId": "org/m", "nodePool": "g6e",
                        "engine": {"maxBatchSize": 64}}]}
     hpa = hpa_manifest(config.parse_stack_config(raw).models[0])

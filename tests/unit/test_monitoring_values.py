@@ -150,6 +150,7 @@ def test_retention_size_must_fit_the_volume():
 
     with pytest.raises(config.ConfigError) as err:
         config.parse_stack_config({"region": "us-west-2", "nodePools": [{"name": "g", "instanceFamilies": ["g6e"]}],
+                                   "gateway": {"tls": {"plaintextInsideVpc": True}},
                                    "monitoring": {"storageSize": "50Gi", "retentionSize": "60GB"}})
     assert err.value.problems[0][0] == "monitoring.retentionSize"
 
