@@ -150,17 +150,28 @@ def base_url(http_endpoint: str | None, model_name: str) -> str:
     return f"{endpoint}{PATH_PREFIX}/{model_name}/v1"
 
 
-def curl_example(http_endpoint: str | None, model_name: str) -> str:
+API_KEY_ENV = "TRITONLLM_API_KEY"  # a gateway API key `name:secret` (gateway.auth, HTTP Basic)
+
+
+def curl_example(http_endpoint: str | None, model_name: str, api_keys: bool = False) -> str:
     body = ('{"model": "%s", "messages": [{"role": "user", "content": "What is Triton?"}], "max_tokens": 64}'
             % model_name)
-    return shlex.join(["curl", "-s", f"{base_url(http_endpoint, model_name)}/chat/completions",
-                       "-H", "Content-Type: application/json", "-d", body])
+    command = shlex.join(["curl", "-s", f"{base_url(http_endpoint, model_name)}/chat/completions",
+                          "-H", "Content-Type: application/json", "-d", body])
+    # the gateway checks API keys as HTTP Basic credentials
+    return command + (f' -u "${API_KEY_ENV}"' if api_keys else "")
 
 
-def python_example(http_endpoint: str | None, model_name: str) -> str:
+def python_example(http_endpoint: str | None, model_name: str, api_keys: bool = False) -> str:
+    lines = ["from openai import OpenAI"]
+    headers = ""
+    if api_keys:  # the SDK's api_key goes out as Bearer; the gateway wants Basic name:secret
+        lines = ["import base64, os", *lines]
+        headers = (f', default_headers={{"Authorization": "Basic " + '
+                   f'base64.b64encode(os.environ["{API_KEY_ENV}"].encode()).decode()}}')
     return "\n".join([
-        "from openai import OpenAI",
-        f'client = OpenAI(base_url="{base_url(http_endpoint, model_name)}", api_key="unused")',
+        *lines,
+        f'client = OpenAI(base_url="{base_url(http_endpoint, model_name)}", api_key="unused"{headers})',
         f'reply = client.chat.completions.create(model="{model_name}", '
         'messages=[{"role": "user", "content": "What is Triton?"}], max_tokens=64)',
         "print(reply.choices[0].message.content)",

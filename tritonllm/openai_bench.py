@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tritonllm.bench import BenchError, Preset, RunResult, summarize_export
+from tritonllm.openai_client import auth_headers
 
 ENDPOINT_PATHS = {"chat": "chat/completions", "completions": "completions"}
 
@@ -30,7 +31,8 @@ def split_base_url(base_url: str, endpoint: str = "chat") -> tuple[str, str]:
 
 
 def aiperf_command(aiperf: Path, base_url: str, model: str, tokenizer: str, preset: Preset, concurrency: int,
-                   requests: int, artifact_dir: Path, streaming: bool, endpoint: str = "chat") -> list[str]:
+                   requests: int, artifact_dir: Path, streaming: bool, endpoint: str = "chat",
+                   api_key: str | None = None) -> list[str]:
     server, path = split_base_url(base_url, endpoint)
     cmd = [
         str(aiperf), "profile",
@@ -56,20 +58,18 @@ def aiperf_command(aiperf: Path, base_url: str, model: str, tokenizer: str, pres
         "--no-gpu-telemetry",
         "--request-timeout-seconds", "900",
     ]
-    if os.environ.get("OPENAI_API_KEY"):
-        cmd += ["--api-key", os.environ["OPENAI_API_KEY"]]
+    for name, value in auth_headers(api_key).items():
+        cmd += ["--header", f"{name}:{value}"]
     if streaming:
         cmd.append("--streaming")
     return cmd
 
 
-def check_model(base_url: str, model: str, timeout: float = 30) -> None:
+def check_model(base_url: str, model: str, timeout: float = 30, api_key: str | None = None) -> None:
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(f"{base_url.rstrip('/')}/models")
-    if os.environ.get("OPENAI_API_KEY"):
-        request.add_header("Authorization", f"Bearer {os.environ['OPENAI_API_KEY']}")
+    request = urllib.request.Request(f"{base_url.rstrip('/')}/models", headers=auth_headers(api_key))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:
             served = [m.get("id") for m in json.loads(resp.read().decode()).get("data", [])]
@@ -83,8 +83,9 @@ def check_model(base_url: str, model: str, timeout: float = 30) -> None:
 
 def run_benchmark(url: str, model: str, preset: Preset, output_dir: Path, aiperf: Path, tokenizer: str,
                   concurrencies: tuple[int, ...] | None = None, requests_per_run: int | None = None,
-                  streaming: bool = True, log=print, endpoint: str = "chat") -> list[RunResult]:
-    check_model(url, model)
+                  streaming: bool = True, log=print, endpoint: str = "chat",
+                  api_key: str | None = None) -> list[RunResult]:
+    check_model(url, model, api_key=api_key)
     output_dir.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []
     for concurrency in concurrencies or preset.concurrencies:
@@ -92,7 +93,7 @@ def run_benchmark(url: str, model: str, preset: Preset, output_dir: Path, aiperf
         artifact_dir = output_dir / f"concurrency-{concurrency}"
         artifact_dir.mkdir(parents=True, exist_ok=True)
         cmd = aiperf_command(aiperf, url, model, tokenizer, preset, concurrency, requests, artifact_dir, streaming,
-                             endpoint)
+                             endpoint, api_key=api_key)
         log(f"  concurrency {concurrency:>3}: {requests} requests (OpenAI API, {endpoint}) ...")
         started = time.monotonic()
         with open(artifact_dir / "aiperf-console.log", "w", encoding="utf-8") as console:

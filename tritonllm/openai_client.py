@@ -4,9 +4,10 @@ Speaks `/v1/chat/completions` (default: the server applies the model's chat temp
 `/v1/completions` (raw text) with or without streaming (server-sent events), against
 `tritonllm serve`'s OpenAI port or a model's base URL on EKS (`pulumi stack output
 openaiBaseUrls`). Results are the client's RequestResult rows, so the summary, the results
-file and the exit codes are the same as for the KServe APIs. An API key, when the gateway
-wants one, comes from `OPENAI_API_KEY` and goes out as `Authorization: Bearer <key>`, as the
-`openai` SDK sends it.
+file and the exit codes are the same as for the KServe APIs. An API key `name:secret` for the
+gateway (or `serve --api-key`) comes from `--api-key` / $TRITONLLM_API_KEY and goes out as HTTP
+Basic credentials, as for the KServe APIs; without one, $OPENAI_API_KEY is sent as
+`Authorization: Bearer <key>`, as the `openai` SDK sends it.
 """
 from __future__ import annotations
 
@@ -24,6 +25,17 @@ ENDPOINTS = {"chat": "chat/completions", "completions": "completions"}
 
 def base_url(explicit: str | None) -> str:
     return (explicit or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """Basic credentials for a gateway key `name:secret`; else the SDK's Bearer $OPENAI_API_KEY."""
+    if api_key:
+        from tritonllm.client import auth_headers as basic
+
+        return basic(api_key)
+    if os.environ.get("OPENAI_API_KEY"):
+        return {"Authorization": f"Bearer {os.environ['OPENAI_API_KEY']}"}
+    return {}
 
 
 def request_body(model: str, prompt: str, settings: GenerationSettings, *, endpoint: str, stream: bool) -> dict[str, Any]:
@@ -66,15 +78,13 @@ def _text_of(obj: dict[str, Any], endpoint: str) -> str:
 
 async def run_requests(url: str, model: str, prompts: list[str], settings: GenerationSettings, *,
                        endpoint: str = "chat", stream: bool = True, concurrency: int = 1, timeout: float = 300.0,
-                       on_result=None) -> list:
+                       on_result=None, api_key: str | None = None) -> list:
     import aiohttp
 
     from tritonllm.client import RequestResult, SetupError
 
     base = base_url(url)
-    headers = {"Content-Type": "application/json"}
-    if os.environ.get("OPENAI_API_KEY"):
-        headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
+    headers = {"Content-Type": "application/json", **auth_headers(api_key)}
     try:
         bodies = [request_body(model, p, settings, endpoint=endpoint, stream=stream) for p in prompts]
     except ValueError as exc:

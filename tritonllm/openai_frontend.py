@@ -258,13 +258,18 @@ class OpenAIFrontend:
 
     def __init__(self, triton_http_url: str, *, host: str = "127.0.0.1", port: int = 9000,
                  chat_template: ChatTemplate | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS,
-                 request_timeout: float = 600.0, metrics_url: str | None = None) -> None:
+                 request_timeout: float = 600.0, metrics_url: str | None = None,
+                 api_keys: list[tuple[str, str]] | None = None) -> None:
         self.triton = triton_http_url.rstrip("/")
         self.host, self.port = host, port
         self.chat_template = chat_template
         self.default_max_tokens = default_max_tokens
         self.request_timeout = request_timeout
         self.metrics_url = metrics_url
+        # `serve --api-key`: the same HTTP Basic check the gateway (and the local KServe front) makes
+        import base64
+
+        self._credentials = {"Basic " + base64.b64encode(f"{n}:{k}".encode()).decode() for n, k in api_keys or []}
         self.models: dict[str, TritonModel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -329,7 +334,15 @@ class OpenAIFrontend:
 
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout))
         await self._load_models()
-        app = web.Application(client_max_size=32 * 1024 * 1024)
+        @web.middleware
+        async def require_key(request, handler):
+            if self._credentials and request.path != "/health/ready" and \
+                    request.headers.get("Authorization") not in self._credentials:
+                return web.Response(status=401, text="401 Authorization Required",
+                                    headers={"WWW-Authenticate": 'Basic realm="tritonllm"'})
+            return await handler(request)
+
+        app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[require_key])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._list_models)
@@ -602,17 +615,20 @@ class FrontendStartError(RuntimeError):
     """The OpenAI frontend of `tritonllm serve` could not start (port taken, no chat template)."""
 
 
-def start_for_serve(server: Any, args: Any) -> OpenAIFrontend | None:
-    """`tritonllm serve`'s hook: the OpenAI API next to the running Triton, unless --openai-port -1."""
+def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | None = None) -> OpenAIFrontend | None:
+    """`tritonllm serve`'s hook: the OpenAI API next to the running Triton, unless --openai-port -1.
+    With API keys it checks them itself (HTTP Basic, as the gateway does) on the address serve exposes."""
     port = getattr(args, "openai_port", -1)
     if port is None or port < 0:
         return None
     from tritonllm.serve import port_is_free
 
-    if port and not port_is_free(server.host, port):
-        raise FrontendStartError(f"port {port} (OpenAI API) on {server.host} is already in use: stop whatever "
+    host = getattr(args, "host", None) or server.host
+    if port and not port_is_free(host, port):
+        raise FrontendStartError(f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
                                  "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)")
     try:
-        return start_frontend(server.http_url, host=server.host, port=port, metrics_url=server.metrics_url)
+        return start_frontend(server.http_url, host=host, port=port, metrics_url=server.metrics_url,
+                              api_keys=api_keys)
     except OSError as exc:
-        raise FrontendStartError(f"the OpenAI API could not start on {server.host}:{port}: {exc}") from exc
+        raise FrontendStartError(f"the OpenAI API could not start on {host}:{port}: {exc}") from exc
