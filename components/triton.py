@@ -125,7 +125,8 @@ class TritonLLM(pulumi.ComponentResource):
                                else engine_build.resolve_engine_output(model, cfg, hf_token))
             engine_key = resolved_engine.apply(lambda r: r.key)
             read_prefix = engine_key.apply(engine_build.engine_prefix)
-        reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
+        reader_policy = None if model.uses_llmapi else pulumi.Output.all(
+            model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
             lambda a: json.dumps(tm.triton_reader_policy(model, a[0], a[2], kms_key_arn=a[1])))
         reader_access: pulumi.Resource | None = None
         if model.uses_llmapi:  # the pods need no AWS role at all
