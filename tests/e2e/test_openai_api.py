@@ -248,3 +248,30 @@ def test_bench_openai_preset_runs_aiperf_in_openai_mode(frontend, triton_server,
     inputs = json.loads((Path(run["artifact_dir"]) / "inputs.json").read_text())
     payload = inputs["data"][0]["payloads"][0]
     assert payload["model"] == triton_server.model_name and payload["messages"][0]["role"] == "user"
+
+
+def test_api_keys_guard_the_openai_port(triton_server):
+    """`serve --api-key`: the OpenAI port checks the same HTTP Basic credentials as the gateway."""
+    import base64
+
+    from tritonllm.openai_frontend import start_frontend
+
+    key = "ci:0123456789abcdef"
+    fe = start_frontend(triton_server.http_url, port=0, api_keys=[tuple(key.split(":", 1))])
+    try:
+        anonymous = openai.OpenAI(base_url=fe.base_url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            anonymous.models.list()
+        wrong = openai.OpenAI(base_url=fe.base_url, api_key="unused", max_retries=0,
+                              default_headers={"Authorization": "Basic " + base64.b64encode(b"ci:nope").decode()})
+        with pytest.raises(openai.AuthenticationError):
+            wrong.completions.create(model=triton_server.model_name, prompt="x", max_tokens=1)
+        keyed = openai.OpenAI(base_url=fe.base_url, api_key="unused", max_retries=0,
+                              default_headers={"Authorization": "Basic " + base64.b64encode(key.encode()).decode()})
+        assert keyed.completions.create(model=triton_server.model_name, prompt="Hi", max_tokens=2).usage
+        # tritonllm client --api openai with --api-key
+        from tritonllm import openai_client
+
+        assert openai_client.auth_headers(key) == {"authorization": "Basic " + base64.b64encode(key.encode()).decode()}
+    finally:
+        fe.stop()

@@ -117,7 +117,9 @@ def test_ports_metrics_and_probes(case, llmapi_run, dev_openai_run):
     # The OpenAI port comes up last: start and readiness wait for it; liveness is KServe's.
     for probe in ("startupProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/health/ready", "port": 9000}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    # liveness stays on KServe HTTP, as for tritonserver pods (vLLM: the model's own readiness)
+    live = "/v2/models/mistral-7b-instruct/ready" if case == "vllm" else "/v2/health/live"
+    assert container["livenessProbe"]["httpGet"] == {"path": live, "port": "http"}
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 30 * 60
 
 
@@ -140,7 +142,12 @@ def test_openai_routes(llmapi_run):
     assert len(openai_rules) == 2
     prefixed, by_header = openai_rules
     assert prefixed["matches"] == [{"path": {"type": "PathPrefix", "value": "/openai/mistral-7b-instruct/v1"}}]
-    assert prefixed["filters"][0]["urlRewrite"]["path"] == {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}
+    rewrite = [f for f in prefixed["filters"] if f["type"] == "URLRewrite"]
+    assert rewrite[0]["urlRewrite"]["path"] == {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}
+    # behind the same API-key check as every other rule (the gateway's AuthenticationFilter)
+    for rule in openai_rules:
+        assert {"type": "ExtensionRef", "extensionRef": {
+            "group": "gateway.nginx.org", "kind": "AuthenticationFilter", "name": "tritonllm-api-keys"}} in rule["filters"]
     assert by_header["matches"][0]["path"] == {"type": "PathPrefix", "value": "/v1"}
     assert by_header["matches"][0]["headers"] == [
         {"type": "Exact", "name": "x-triton-model", "value": "mistral-7b-instruct"}]
@@ -171,6 +178,10 @@ def test_stack_outputs(llmapi_run):
     assert f"{base['mistral-7b-instruct']}/chat/completions" in examples["curl"]
     assert '"model": "mistral-7b-instruct"' in examples["curl"]
     compile(examples["python"], "example", "exec")  # valid Python
+    # API keys are on by default (gateway.auth): both examples send them as the gateway wants (Basic)
+    assert examples["curl"].endswith('-u "$TRITONLLM_API_KEY"')
+    assert 'default_headers={"Authorization": "Basic " + base64.b64encode(os.environ["TRITONLLM_API_KEY"]' \
+        in examples["python"]
     assert f'base_url="{base["mistral-7b-instruct"]}"' in examples["python"]
 
 
