@@ -53,6 +53,11 @@ class TritonPythonModel:
                 "model_transaction_policy { decoupled: true } is required so that responses can stream"
             )
         params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
+        # declared for clients (tritonllm client/bench explain queueing from it); execute() below
+        # generates one request at a time, so no other value would be true
+        if params.get("max_concurrent_requests", "1").strip() != "1":
+            raise pb_utils.TritonModelException(
+                "parameter max_concurrent_requests must be 1: this model generates one request at a time")
         self.defaults = EngineDefaults.from_parameters(params)
         self.input_names = {i["name"] for i in self.model_config["input"]}
         self.output_names = {o["name"] for o in self.model_config["output"]}
