@@ -709,8 +709,9 @@ def main(args: argparse.Namespace) -> int:
         try:
             server.start()
         except StartupInterrupted:
-            _print(f"stopped on {lifecycle.signal_name(signals.first)} while starting")
-            _report_stop(server.last_stop or StopOutcome(None))
+            code = server.last_stop.returncode if server.last_stop else None
+            _print(f"stopped on {lifecycle.signal_name(signals.first)} while starting "
+                   f"(tritonserver exit code {code})")
             return signals.exit_code()
         except ServerError as exc:
             if args.quiet and exc.log_tail:
