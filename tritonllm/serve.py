@@ -627,6 +627,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-timeout", type=float, default=30.0,
                         help="seconds tritonserver then gets to exit before it is killed (default %(default)s)")
     parser.add_argument(
+        "--api-key", action="append", default=None, metavar="NAME:SECRET",
+        help="require this API key (repeatable; default $TRITONLLM_API_KEYS, comma-separated): nginx checks it "
+        "in front of Triton like the EKS gateway does (401 / gRPC UNAUTHENTICATED without it)")
+    parser.add_argument(
         "run",
         nargs=argparse.REMAINDER,
         metavar="-- COMMAND ...",
@@ -645,7 +649,21 @@ def _in_flight_words(count: int | None) -> str:
     return f"{count} request{'' if count == 1 else 's'} in flight"
 
 
-def _stop(server: TritonServer, signals: lifecycle.StopSignals, child: subprocess.Popen | None = None) -> int:
+def _stop_front(front, forced: bool) -> None:
+    """Stop the API-key front (nginx: master and worker in their own process group), after Triton."""
+    if front is None or front.process is None:
+        return
+    pgid = front.process.pid  # start_new_session: the group is the master's pid
+    if forced:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    front.stop()
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # a worker the master left behind
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _stop(server: TritonServer, signals: lifecycle.StopSignals, child: subprocess.Popen | None = None,
+          front=None) -> int:
     """Orderly stop after a signal, announced at once; a second signal makes it immediate."""
     how = lifecycle.signal_name(signals.first)
     again = "Ctrl-C again" if signals.first == signal.SIGINT else "a second SIGTERM"
@@ -662,6 +680,7 @@ def _stop(server: TritonServer, signals: lifecycle.StopSignals, child: subproces
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signals.first or signal.SIGTERM)
     outcome = server.shutdown(forced=lambda: signals.forced, say=_print)
+    _stop_front(front, outcome.forced)
     if child is not None and child.poll() is None:
         try:
             child.wait(timeout=0 if signals.forced else 10)
@@ -689,12 +708,20 @@ def main(args: argparse.Namespace) -> int:
     command = list(args.run or [])
     if command and command[0] == "--":
         command = command[1:]
+    from tritonllm import auth_front
+
+    try:
+        api_keys = auth_front.api_keys_from(getattr(args, "api_key", None))
+    except auth_front.FrontError as exc:
+        _print(f"error: {exc}")
+        return 2
     server = TritonServer(
         args.model_repository,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
+        # With API keys Triton listens on loopback ports only the key-checking front knows.
+        http_port=0 if api_keys else args.http_port,
+        grpc_port=0 if api_keys else args.grpc_port,
         metrics_port=args.metrics_port,
-        host=args.host,
+        host="127.0.0.1" if api_keys else args.host,
         log_verbose=args.log_verbose,
         log_file=args.log_file,
         echo_logs=not args.quiet,
@@ -702,6 +729,7 @@ def main(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         stop_timeout=args.stop_timeout,
     )
+    front = None
     signals = lifecycle.StopSignals().install()
     server.interrupted = lambda: signals.requested
     _print(f"starting tritonserver on {server.model_repository} ...")
@@ -718,17 +746,30 @@ def main(args: argparse.Namespace) -> int:
                 sys.stderr.write(exc.log_tail[-4000:])
             _print(f"error: {exc}")
             return lifecycle.EXIT_SERVER_FAILED
+        urls = server
+        if api_keys:
+            try:
+                front = auth_front.ApiKeyFront(api_keys, triton_http=server.http_port, triton_grpc=server.grpc_port,
+                                               host=args.host, http_port=args.http_port, grpc_port=args.grpc_port)
+                urls = front.start()
+            except auth_front.FrontError as exc:
+                _print(f"error: {exc}")
+                return lifecycle.EXIT_SERVER_FAILED
+            _print(f"API keys required ({', '.join(name for name, _ in api_keys)}): "
+                   "clients pass --api-key NAME:SECRET or set TRITONLLM_API_KEY")
         models = ", ".join(f"{name} ({state})" for name, state in sorted(server.models.items())) or "none"
         _print(
             f"Triton is ready after {server.startup_seconds:.1f}s\n"
-            f"  HTTP:    {server.http_url}\n"
-            f"  gRPC:    {server.grpc_url}\n"
+            f"  HTTP:    {urls.http_url}\n"
+            f"  gRPC:    {urls.grpc_url}\n"
             f"  metrics: {server.metrics_url}\n"
             f"  models:  {models}"
         )
         if command:
-            env = dict(os.environ, TRITON_HTTP_URL=server.http_url, TRITON_GRPC_URL=server.grpc_url,
+            env = dict(os.environ, TRITON_HTTP_URL=urls.http_url, TRITON_GRPC_URL=urls.grpc_url,
                        TRITON_METRICS_URL=server.metrics_url)
+            if api_keys:
+                env.setdefault("TRITONLLM_API_KEY", ":".join(api_keys[0]))
             _print(f"running: {' '.join(command)}")
             try:
                 child = subprocess.Popen(command, env=env)
@@ -738,13 +779,16 @@ def main(args: argparse.Namespace) -> int:
             while child.poll() is None and not signals.wait(0.2):
                 pass
             if signals.requested:
-                return _stop(server, signals, child)
+                return _stop(server, signals, child, front)
             code = child.returncode
-            _report_stop(server.shutdown(forced=lambda: signals.forced, say=_print))
+            outcome = server.shutdown(forced=lambda: signals.forced, say=_print)
+            _stop_front(front, outcome.forced)
+            _report_stop(outcome)
             return code
         first = sorted(server.models)[0] if server.models else "MODEL"
+        key_flag = ' -u "$TRITONLLM_API_KEY"' if api_keys else ""
         _print(
-            f"try:  curl -s -X POST {server.http_url}/v2/models/{first}/generate "
+            f"try:  curl -s{key_flag} -X POST {urls.http_url}/v2/models/{first}/generate "
             "-d '{\"text_input\": \"What is Triton?\", \"max_tokens\": 32, \"exclude_input_in_output\": true}'\n"
             "      (exclude_input_in_output: the answer only, without the prompt echoed before it)\n"
             "press Ctrl-C to stop"
@@ -752,7 +796,7 @@ def main(args: argparse.Namespace) -> int:
         while server.is_running() and not signals.wait(0.2):
             pass
         if signals.requested:
-            return _stop(server, signals)
+            return _stop(server, signals, front=front)
         _print(f"error: tritonserver exited unexpectedly (exit code {server.process.returncode})")
         if args.quiet:
             sys.stderr.write(server.logs()[-4000:])
@@ -761,4 +805,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if server.process is not None and server.last_stop is None:  # an unexpected error: still clean up
             server.shutdown(grace=0, timeout=10)
+        if front is not None and front.workdir is not None:  # not stopped above (an error path)
+            _stop_front(front, forced=True)
         signals.restore()
