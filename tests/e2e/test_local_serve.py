@@ -230,7 +230,8 @@ class _Lines:
 class _LongStream:
     """A long streamed generation (ignore_eos, thousands of tokens) read in a thread."""
 
-    def __init__(self, http_url: str) -> None:
+    def __init__(self, http_url: str, api_key: str | None = None) -> None:
+        import base64
         import threading
 
         self.chunks: list[str] = []
@@ -239,9 +240,11 @@ class _LongStream:
         self.done = threading.Event()
         body = {"text_input": "Tell me a very long story about a lighthouse.", "max_tokens": 3500,
                 "stream": True, "sampling_parameters": '{"ignore_eos": true}', "exclude_input_in_output": True}
+        headers = {"Content-Type": "application/json"}
+        if api_key:
+            headers["Authorization"] = "Basic " + base64.b64encode(api_key.encode()).decode()
         self._request = urllib.request.Request(f"{http_url}/v2/models/smollm2/generate_stream",
-                                               data=json.dumps(body).encode(), method="POST",
-                                               headers={"Content-Type": "application/json"})
+                                               data=json.dumps(body).encode(), method="POST", headers=headers)
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
@@ -263,28 +266,36 @@ class _LongStream:
             self.done.set()
 
 
-@pytest.mark.parametrize("signals, exit_code, announced", [
-    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", id="sigint"),
-    pytest.param([signal.SIGINT, signal.SIGINT], 137, "stopping now: killing tritonserver", id="sigint-twice"),
-    pytest.param([signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", id="sigterm"),
-    pytest.param([signal.SIGKILL], -9, None, id="sigkill"),
+@pytest.mark.parametrize("signals, exit_code, announced, api_key", [
+    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", None,
+                 id="sigint"),
+    pytest.param([signal.SIGINT, signal.SIGINT], 137, "stopping now: killing tritonserver", None, id="sigint-twice"),
+    pytest.param([signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", None, id="sigterm"),
+    pytest.param([signal.SIGKILL], -9, None, None, id="sigkill"),
+    # with --api-key, nginx (master + worker) runs in front of Triton: it must go too
+    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight",
+                 "tester:s3cret-key", id="sigint-api-key", marks=pytest.mark.skipif(
+                     not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")),
 ])
-def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, exit_code, announced):
+def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, exit_code, announced, api_key):
     repo = tmp_path / "repo-under-test"
     shutil.copytree(REPO_ROOT / "model_repository" / "local", repo)
+    key_args = ["--api-key", api_key] if api_key else []
     proc = subprocess.Popen(
         serve_cmd("--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-                  "--quiet", "--grace-period", "2", "--stop-timeout", "120"),
+                  "--quiet", "--grace-period", "2", "--stop-timeout", "120", *key_args),
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = _Lines(proc.stdout)
     try:
         out.wait_for("press Ctrl-C to stop", timeout=300)
         http_url = out.wait_for("HTTP:", timeout=5).split("HTTP:", 1)[1].strip()
-        stream = _LongStream(http_url)
+        stream = _LongStream(http_url, api_key)
         assert stream.first.wait(timeout=180), f"no token streamed: {stream.errors}\n{out.text()}"
         children = _descendants(proc.pid)
         assert any("tritonserver" in c for c in children.values()), children
         assert any("triton_python_backend_stub" in c for c in children.values()), children
+        if api_key:
+            assert sum("nginx" in c for c in children.values()) >= 2, children  # master and worker
         segments = _our_shm(proc.pid)
         assert segments, "the Python backend's shared memory should carry serve's prefix while it runs"
 
