@@ -315,8 +315,46 @@ class MonitoringConfig(_Model):
     enabled: bool = Field(True, description="Install the monitoring stack and the HPA metrics adapter")
     retention: str = Field("15d", pattern=r"^[0-9]+(h|d|w|y)$", description="Prometheus retention")
     storage_size: str = Field("50Gi", pattern=QUANTITY, description="Prometheus volume size")
-    scrape_interval: str = Field("15s", pattern=r"^[0-9]+(s|m)$", description="Prometheus scrape interval")
+    retention_size: str = Field(
+        "40GB", pattern=r"^[0-9]+(B|KB|MB|GB|TB)$",
+        description="Prometheus retentionSize: oldest blocks are deleted past it, so a full volume never stops "
+        "Prometheus; keep it below storageSize",
+    )
+    scrape_interval: str = Field(
+        "15s", pattern=r"^[0-9]+(s|m)$",
+        description="Prometheus scrape and rule interval, 5s-60s; the autoscaling rules average over 4 intervals",
+    )
     dcgm_exporter: bool = Field(True, description="Run the DCGM exporter on GPU nodes")
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _scrape_interval(cls, value: str) -> str:
+        metrics.check_scrape_interval(value)
+        return value
+
+    @model_validator(mode="after")
+    def _retention_fits(self) -> "MonitoringConfig":
+        size = _bytes(self.storage_size)
+        if size is not None and _bytes(self.retention_size) >= size:
+            raise ValueError(
+                f"@retentionSize: {self.retention_size} does not fit the {self.storage_size} volume (storageSize); "
+                "keep it about 20% below so the WAL and compaction have room"
+            )
+        return self
+
+
+_BYTE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _bytes(quantity: str) -> int | None:
+    """Bytes of a size like 40GB (Prometheus) or 50Gi (Kubernetes); None if not of that form."""
+    import re as _re
+
+    found = _re.fullmatch(r"([0-9]+)([A-Za-z]*)", quantity)
+    if not found or found.group(2) not in _BYTE_UNITS:
+        return None
+    return int(found.group(1)) * _BYTE_UNITS[found.group(2)]
 
 
 ACM_ARN = r"^arn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(-gov)?-[a-z]+-[0-9]):[0-9]{12}:certificate/[-0-9a-f]+$"
@@ -463,6 +501,11 @@ class VllmOptions(_Model):
     max_num_seqs: int = Field(256, ge=1, description="Maximum concurrent sequences")
     enforce_eager: bool = Field(False, description="Disable CUDA graphs")
     extra_engine_args: dict[str, Any] = Field({}, description="Further vLLM engine arguments, verbatim")
+    report_custom_metrics: bool | None = Field(
+        None,
+        description="REPORT_CUSTOM_METRICS (vllm:* metrics on Triton's /metrics); default: on only when the "
+        "autoscaling metric needs it (the default vllm_requests_in_flight does)",
+    )
 
 
 class EngineBuildOptions(_Model):
@@ -549,6 +592,18 @@ class ModelConfig(_Model):
             metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
         except ValueError as exc:
             raise ValueError(f"@autoscaling.metric: {exc}") from None
+        chosen = metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
+        if chosen.needs_vllm_custom_metrics and self.vllm.report_custom_metrics is False:
+            raise ValueError(
+                f"@vllm.reportCustomMetrics: false, but the autoscaling metric {chosen.name!r} is computed from "
+                "the vLLM backend's custom metrics; remove the key or pick autoscaling.metric "
+                "triton_request_rate"
+            )
+        if self.name in metrics.COMPOSING_MODELS:
+            raise ValueError(
+                f"@name: {self.name!r} is the name of a TensorRT-LLM ensemble's composing model, which the "
+                "request-rate rules do not count; choose another name"
+            )
         if self.gpus is not None and self.gpus < self.parallel_gpus:
             raise ValueError(
                 f"@gpus: {self.gpus} is below tensorParallel x pipelineParallel ({self.parallel_gpus}); "
