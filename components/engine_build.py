@@ -164,7 +164,7 @@ def engine_build_job_manifest(
         "tritonllm.io/model": model.name,
         "tritonllm.io/engine-key": short_key(key),
     }
-    gpus = str(model.gpus_per_replica)
+    gpus = str(model.gpus_per_pod)  # a multi-node model builds all ranks on one node of its pool
     env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": f"{WORK_DIR}/hf-cache"},
         {"name": "TRITON_IMAGE", "value": versions.TRITON_TRTLLM_IMAGE},

@@ -352,6 +352,7 @@ def node_pool_requirements(pool: NodePoolConfig) -> list[dict[str, Any]]:
         {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": ["0"]},
         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+        *([{"key": "topology.kubernetes.io/zone", "operator": "In", "values": list(pool.zones)}] if pool.zones else []),
     ]
 
 
@@ -500,7 +501,12 @@ class Karpenter(pulumi.ComponentResource):
         self.node_pools: dict[str, k8s.apiextensions.CustomResource] = {}
         # Karpenter tags what it launches itself; the provider's default tags do not reach those instances.
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **cfg.tags}
+        # Pools that serve multi-node models (one zone, placement group, EFA) come from MultiNodePlatform.
+        from components.multinode import multi_node_pools
+
         for pool in cfg.node_pools:
+            if pool.name in multi_node_pools(cfg):
+                continue
             node_class = self.node_role.name.apply(
                 lambda role, pool=pool: ec2_node_class_manifest(pool, cluster_name, role, instance_tags)
             )
