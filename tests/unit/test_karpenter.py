@@ -68,7 +68,10 @@ def _cel_checks_ec2_node_class(manifest: dict) -> None:
         assert not key.startswith(("karpenter.sh/nodepool", "karpenter.sh/nodeclaim", "karpenter.k8s.aws/ec2nodeclass"))
     assert sum(1 for b in spec.get("blockDeviceMappings", []) if b.get("rootVolume")) <= 1
     for terms in (spec["subnetSelectorTerms"], spec["securityGroupSelectorTerms"]):
-        assert terms and all(t.get("tags") and all(k and v for k, v in t["tags"].items()) for t in terms)
+        # CRD rules: "expected at least one, got none, ['tags', 'id']", "'id' is mutually exclusive",
+        # "empty tag keys or values aren't supported".
+        assert terms and all(("id" in t) != bool(t.get("tags")) for t in terms), terms
+        assert all(k and v for t in terms for k, v in t.get("tags", {}).items())
 
 
 def _cel_checks_node_pool(manifest: dict) -> None:
