@@ -543,10 +543,10 @@ def nccl_test_manifests(model: ModelConfig, cfg: StackConfig) -> list[dict[str, 
 def parse_bus_bandwidth(log: str) -> float | None:
     """nccl-tests' summary line `# Avg bus bandwidth    : 12.3456` (GB/s), or None."""
     for line in log.splitlines():
-        text = line.strip().lstrip("#").strip()
-        if text.lower().startswith("avg bus bandwidth"):
+        _, found, rest = line.partition("Avg bus bandwidth")
+        if found:
             try:
-                return float(text.split(":", 1)[1].split()[0])
+                return float(rest.split(":", 1)[1].split()[0])
             except (IndexError, ValueError):
                 return None
     return None

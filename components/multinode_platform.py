@@ -72,8 +72,6 @@ def efa_node_pool_manifest(pool: NodePoolConfig, efa: bool) -> dict[str, Any]:
     template = manifest["spec"]["template"]
     if efa:
         template["metadata"]["labels"][EFA_LABEL] = "true"
-    # A group spans nodes: replacing one node restarts the whole group, so only empty nodes go.
-    manifest["spec"]["disruption"]["consolidationPolicy"] = "WhenEmpty"
     return manifest
 
 
