@@ -63,6 +63,9 @@ pulumi.export("servedModels", [t.model_name for t in served.values()])
 pulumi.export("clientCommands", {name: t.client_command for name, t in served.items()})
 pulumi.export("updateKubeconfigCommand", pulumi.Output.concat(
     "aws eks update-kubeconfig --region ", cfg.region, " --name ", cluster.cluster_name))
+if multinode_platform is not None:
+    # Proof that the group's nodes talk over EFA: NCCL all-reduce across them, bus bandwidth printed.
+    pulumi.export("ncclTestCommand", f"python -m tritonllm nccl-test --stack {pulumi.get_stack()}")
 if monitoring is not None:
     pulumi.export("grafanaSecretName", monitoring.grafana_secret_name)
     pulumi.export("grafanaReadPasswordCommand", monitoring.grafana_read_password_command)

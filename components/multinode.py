@@ -135,9 +135,9 @@ SSH_LISTEN_ADDRESS="${{SSH_LISTEN_ADDRESS:-0.0.0.0}}"
 POD_NAME="${{POD_NAME:-$(hostname)}}"
 mkdir -p "$RUN_DIR/bin" "$RUN_DIR/keys" "$RUN_DIR/ssh_config.d"
 
-# The pinned Triton image ships no OpenSSH server: install it from the image's own package
-# manager (Ubuntu apt) at start, once per container start (about 10-30 s, needs egress to the
-# Ubuntu mirrors through the NAT gateway).
+# NVIDIA's multi-node guide adds openssh-server on top of the Triton TRT-LLM image, so it is not
+# assumed present: when missing, install it from the image's own package manager (Ubuntu apt), once
+# per container start (about 10-30 s and ~5 MB; needs egress to the Ubuntu mirrors via the NAT gateway).
 SSHD="$(command -v sshd || echo /usr/sbin/sshd)"
 if [ ! -x "$SSHD" ] || ! command -v ssh >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then

@@ -95,8 +95,9 @@ def _wait_for(predicate, what: str, timeout: float = DEADLINE):
 class Group:
     """One LWS group (leader + workers) as sshd processes on 127.0.0.x, from the generated scripts."""
 
-    def __init__(self, tmp: Path, cfg, model):
+    def __init__(self, tmp: Path, cfg, model, scripts: dict[str, str] | None = None):
         self.tmp, self.cfg, self.model = tmp, cfg, model
+        self.scripts = scripts or multinode.launch_scripts(model, cfg)
         self.nodes = model.multi_node.nodes
         self.procs: dict[int, subprocess.Popen] = {}
         self.port = _free_port()
@@ -126,7 +127,7 @@ class Group:
     def _write_launch_dir(self) -> None:
         self.launch_dir = self.tmp / "launch"
         self.launch_dir.mkdir()
-        for name, text in multinode.launch_scripts(self.model, self.cfg).items():
+        for name, text in self.scripts.items():
             (self.launch_dir / name).write_text(text)
             (self.launch_dir / name).chmod(0o555)
 
@@ -200,7 +201,7 @@ exec sleep 600
         for index in range(self.nodes):
             self.kill(index)
         for rank in self.ranks().values():
-            if _alive(int(rank["pid"])):
+            if "pid" in rank and _alive(int(rank["pid"])):
                 os.kill(int(rank["pid"]), signal.SIGKILL)
 
 
@@ -224,8 +225,11 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
     assert leader.poll() is None, group.log(0)
     workers = [group.start(i) for i in range(1, group.nodes)]
 
-    ranks = _wait_for(lambda: (r := group.ranks()) and len(r) == world and r, f"{world} ranks to start",
-                      timeout=DEADLINE)
+    def all_ranks():
+        assert leader.poll() is None, f"the leader exited early:\n{group.log(0)}"
+        return (r := group.ranks()) and len(r) == world and r
+
+    ranks = _wait_for(all_ranks, f"{world} ranks to start")
     log = group.log(0)
     hosts = [f"{group.hostname(i)}.{group.domain} slots={gpn} max_slots={gpn}" for i in range(group.nodes)]
     assert all(h in log for h in hosts), log
@@ -286,3 +290,36 @@ def test_hostfile_names_every_pod_of_the_group(tmp_path):
     ]
     missing = subprocess.run(["/bin/sh", str(script)], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True)
     assert missing.returncode != 0 and "LWS_LEADER_ADDRESS" in missing.stderr
+
+
+def test_nccl_test_launch_runs_all_reduce_on_every_gpu_of_the_group(tmp_path):
+    """The NCCL test's leader script (same SSH wiring, all_reduce_perf instead of tritonserver), for real."""
+    cfg, model = _config()
+    group = Group(tmp_path, cfg, model, scripts=multinode.nccl_test_scripts(model, cfg))
+    stand_in = tmp_path / "all_reduce_perf"
+    stand_in.write_text(f"""#!/bin/sh
+echo "rank=$OMPI_COMM_WORLD_RANK size=$OMPI_COMM_WORLD_SIZE pod=$TRITONLLM_POD args=$* fi=${{FI_PROVIDER:-}}" \\
+  > "{group.ranks_dir}/rank-$OMPI_COMM_WORLD_RANK"
+if [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then echo "# Avg bus bandwidth    : 1.2345"; fi
+""")
+    stand_in.chmod(0o755)
+    try:
+        envs = {0: {"ALL_REDUCE_PERF": str(stand_in), "MPIRUN": shutil.which("mpirun")}}
+        for index in range(group.nodes):
+            env = group.env(index)
+            env.update(envs.get(index, {}))
+            log = open(group.tmp / f"pod-{index}.log", "w")
+            group.procs[index] = subprocess.Popen(
+                ["/bin/sh", str(group.launch_dir / ("leader.sh" if index == 0 else "worker.sh"))], env=env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        code = _wait_for(lambda: group.procs[0].poll() is not None and [group.procs[0].returncode],
+                         "the NCCL test leader to finish")
+        assert code == [0], group.log(0)
+        assert multinode.parse_bus_bandwidth(group.log(0)) == 1.2345
+        lines = [p.read_text() for p in group.ranks_dir.glob("rank-*")]
+        assert len(lines) == model.parallel_gpus
+        assert all("size=8" in line and "fi=efa" in line and "-b 8 -e 2G" in line for line in lines), lines
+        assert sorted(line.split("pod=")[1].split()[0] for line in lines) == \
+            [group.hostname(0)] * 4 + [group.hostname(1)] * 4
+    finally:
+        group.stop()
