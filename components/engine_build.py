@@ -106,6 +106,7 @@ def build_script_args(model: ModelConfig, key: str) -> list[str]:
         "--hf-model-id", model.hf_model_id, "--hf-revision", model.hf_revision,
         "--served-model-name", model.name, "--dtype", e.dtype,
         "--tp-size", str(model.tensor_parallel), "--pp-size", str(model.pipeline_parallel),
+        "--gpus", str(model.gpus_per_pod),
         "--max-batch-size", str(e.max_batch_size), "--max-input-len", str(e.max_input_len),
         "--max-seq-len", str(e.max_seq_len), "--max-num-tokens", str(e.max_num_tokens),
         "--paged-kv-cache" if e.paged_kv_cache else "--no-paged-kv-cache",

@@ -189,3 +189,19 @@ def test_bus_bandwidth_is_read_from_the_nccl_tests_summary():
     assert multinode.parse_bus_bandwidth(NCCL_TESTS_TAIL) == pytest.approx(12.8731)
     assert multinode.parse_bus_bandwidth("[1,0]<stdout>:# Avg bus bandwidth    : 3.5 \n") == pytest.approx(3.5)
     assert multinode.parse_bus_bandwidth("no summary") is None
+
+
+def test_the_engine_build_never_runs_more_parallel_workers_than_its_gpus():
+    """trtllm-build maps rank r to GPU r % workers: 8 ranks on a 4-GPU build pod need --workers 4."""
+    import importlib.util
+
+    from components import engine_build
+
+    cfg, model = _config()
+    spec = importlib.util.spec_from_file_location("build_engine", engine_build.BUILD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = module.parse_args(engine_build.build_script_args(model, "k" * 64))
+    cmd = module.build_command(args)
+    assert cmd[cmd.index("--workers") + 1] == "4"
+    assert (args.tp_size, args.pp_size, args.gpus) == (4, 2, 4)
