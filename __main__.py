@@ -4,6 +4,7 @@ import pulumi_aws as aws
 
 from components.cluster import Cluster
 from components.config import read_pulumi_config
+from components.engine_build import resolve_engines
 from components.gateway import Gateway
 from components.karpenter import Karpenter
 from components.model_store import ModelStore
@@ -18,6 +19,9 @@ cfg = read_pulumi_config()  # raises ConfigError (every bad key, with its fix) b
 secrets = pulumi.Config("tritonllm")
 hf_token = secrets.get_secret("hfToken")
 ngc_api_key = secrets.get_secret("ngcApiKey")
+# TRT-LLM engine keys: hfRevision resolved to its commit now (Hugging Face API, with the token for
+# gated models); a failure is a ConfigError before any resource exists. The token stays in memory.
+engines = resolve_engines(cfg, secrets.get("hfToken"))
 
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags={"tags": {"tritonllm:stack": pulumi.get_stack(), **cfg.tags}}
@@ -43,7 +47,7 @@ multinode_platform = (MultiNodePlatform(cfg.name, cfg, cluster, network, karpent
 served = {
     model.name: TritonLLM(
         model.name, model, cfg, cluster=cluster, model_store=model_store, storage=storage, gateway=gateway,
-        hf_token=hf_token, ngc_api_key=ngc_api_key,
+        hf_token=hf_token, ngc_api_key=ngc_api_key, resolved_engine_build=engines.get(model.name),
         # GPU nodes and the PodMonitor CRD must exist before Triton pods are scheduled and scraped.
         opts=pulumi.ResourceOptions.merge(
             aws_opts, pulumi.ResourceOptions(depends_on=[r for r in (karpenter, monitoring, multinode_platform) if r is not None])

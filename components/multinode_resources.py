@@ -19,7 +19,7 @@ from components.config import ModelConfig, StackConfig
 def register_group(parent: pulumi.Resource, name: str, model: ModelConfig, cfg: StackConfig, *,
                    k8s_object: Callable[..., pulumi.CustomResource],
                    after: Callable[..., pulumi.ResourceOptions], namespace: pulumi.Resource,
-                   bucket: pulumi.Output[str], engine_key: str, shared_claim_name: str | None,
+                   bucket: pulumi.Output[str], engine_key: pulumi.Input[str], shared_claim_name: str | None,
                    hf_token_secret: str | None, image_pull_secret: str | None,
                    depends_on: list[Any]) -> tuple[pulumi.CustomResource, pulumi.CustomResource]:
     """Returns (LeaderWorkerSet, leader Service)."""
@@ -34,8 +34,8 @@ def register_group(parent: pulumi.Resource, name: str, model: ModelConfig, cfg: 
     cm = multinode.launch_configmap_manifest(model, cfg)
     launch = k8s.core.v1.ConfigMap(f"{name}-mpi-launch", metadata=cm["metadata"], data=cm["data"], opts=after(namespace))
 
-    manifest = bucket.apply(lambda b: multinode.leader_worker_set_manifest(
-        model, cfg, bucket=b, engine_key=engine_key, shared_claim_name=shared_claim_name,
+    manifest = pulumi.Output.all(bucket, engine_key).apply(lambda a: multinode.leader_worker_set_manifest(
+        model, cfg, bucket=a[0], engine_key=a[1], shared_claim_name=shared_claim_name,
         hf_token_secret=hf_token_secret, image_pull_secret=image_pull_secret))
     lws = k8s.apiextensions.CustomResource(
         f"{name}-lws", api_version=multinode.LWS_API_VERSION, kind="LeaderWorkerSet",
