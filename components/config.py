@@ -27,6 +27,7 @@ SECRET_KEYS = ("hfToken", "ngcApiKey")
 # accepted and a token sent); `gated` on a model overrides this guess.
 GATED_ORGS = ("meta-llama", "mistralai", "google")
 
+CPU_NODE_POOL_NAME = "cpu"  # the CPU NodePool and its EC2NodeClass
 DNS_LABEL = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 DURATION = r"^([0-9]+(s|m|h))+$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$"
@@ -100,16 +101,30 @@ class SystemNodeGroupConfig(_Model):
         return self
 
 
+# CIDRs shorter than this admit a large part of the internet (0.0.0.0/0, or 0.0.0.0/1 + 128.0.0.0/1).
+MIN_ENDPOINT_PREFIX = 8
+
+
 class ClusterConfig(_Model):
     """The EKS control plane."""
 
     version: str = Field(versions.EKS_VERSION, pattern=r"^1\.[0-9]{2}$", description="Kubernetes version")
-    endpoint_public_access: bool = Field(True, description="Expose the API server endpoint publicly")
+    endpoint_public_access: bool = Field(
+        False,
+        description="Also expose the API server endpoint publicly (to endpointPublicAccessCidrs only); "
+        "the private endpoint is always on",
+    )
     endpoint_public_access_cidrs: list[str] = Field(
-        ["0.0.0.0/0"], description="CIDRs allowed to reach the public API endpoint; narrow this in production"
+        [], description="CIDRs allowed to reach the public API endpoint (required when endpointPublicAccess is true)"
+    )
+    allow_public_endpoint_from_anywhere: bool = Field(
+        False,
+        description="DANGER: accept 0.0.0.0/0 (or any CIDR wider than /8) in endpointPublicAccessCidrs",
     )
     admin_principal_arns: list[str] = Field(
-        [], description="IAM role/user ARNs given cluster-admin through EKS access entries"
+        [],
+        description="IAM role/user ARNs given cluster-admin through EKS access entries "
+        "(the deploying identity is dropped from it: EKS already makes it admin)",
     )
     system_node_group: SystemNodeGroupConfig = Field(
         default_factory=SystemNodeGroupConfig, description="See cluster.systemNodeGroup.*"
@@ -133,12 +148,82 @@ class ClusterConfig(_Model):
 
     @model_validator(mode="after")
     def _public(self) -> "ClusterConfig":
-        if self.endpoint_public_access and not self.endpoint_public_access_cidrs:
+        if not self.endpoint_public_access:
+            return self
+        if not self.endpoint_public_access_cidrs:
             raise ValueError(
                 "@endpointPublicAccessCidrs: empty while endpointPublicAccess is true; "
-                "list the CIDRs that may reach the API or set endpointPublicAccess false"
+                "list the CIDRs that may reach the API (e.g. your egress IP as 203.0.113.7/32) "
+                "or set endpointPublicAccess false (private endpoint only)"
+            )
+        wide = [c for c in self.endpoint_public_access_cidrs
+                if ipaddress.ip_network(c).prefixlen < MIN_ENDPOINT_PREFIX]
+        if wide and not self.allow_public_endpoint_from_anywhere:
+            raise ValueError(
+                f"@endpointPublicAccessCidrs: {wide} admit (a large part of) the whole internet to the "
+                "Kubernetes API; list narrower CIDRs (e.g. 203.0.113.7/32), or set "
+                "cluster.allowPublicEndpointFromAnywhere: true if you really mean it"
             )
         return self
+
+
+AMI_VERSION_PATTERNS = {"AL2023": r"^v[0-9]{8}$", "Bottlerocket": r"^v[0-9]+\.[0-9]+\.[0-9]+$"}
+AMI_VERSION_EXAMPLES = {"AL2023": "v20260714", "Bottlerocket": "v1.50.0"}
+
+
+def check_ami_version(family: str, version: str | None) -> None:
+    """Raise ValueError ("@amiVersion: ...") unless `version` pins a release of `family` (or is `latest`)."""
+    if version is None:
+        if versions.KARPENTER_AMI_VERSION.get(family) is None:
+            raise ValueError(
+                f"@amiVersion: required for amiFamily {family} (no verified default); set a release such as "
+                f"{AMI_VERSION_EXAMPLES[family]} (list them with `aws ssm get-parameters-by-path --path "
+                f"/aws/service/bottlerocket/aws-k8s-{versions.EKS_VERSION}-nvidia --recursive`)"
+            )
+        return
+    if version != "latest" and not re.match(AMI_VERSION_PATTERNS[family], version):
+        raise ValueError(
+            f"@amiVersion: {version!r} is not a {family} release; write it like {AMI_VERSION_EXAMPLES[family]} "
+            "(or latest, which replaces every node on each AMI release)"
+        )
+
+
+def ami_alias(family: str, version: str | None) -> str:
+    return f"{versions.KARPENTER_AMI_ALIAS_FAMILY[family]}@{version or versions.KARPENTER_AMI_VERSION[family]}"
+
+
+class CpuNodePoolConfig(_Model):
+    """A small Karpenter NodePool of CPU nodes for pods that need no GPU (monitoring, gateway, jobs)."""
+
+    enabled: bool = Field(True, description="Create the CPU NodePool `cpu` next to the GPU pools")
+    instance_families: list[str] = Field(
+        ["m7i", "m6i", "c7i", "c6i"], min_length=1, description="EC2 instance families (amd64)"
+    )
+    capacity_types: list[Literal["on-demand", "spot"]] = Field(
+        ["on-demand"], min_length=1, description="Karpenter capacity types"
+    )
+    max_cpu: int = Field(32, ge=2, le=1000, description="NodePool limit on total vCPU")
+    disk_size_gib: int = Field(50, ge=20, description="Encrypted gp3 root volume (GiB)")
+    ami_version: str | None = Field(
+        None, description=f"AL2023 release (default {versions.KARPENTER_AMI_VERSION['AL2023']})"
+    )
+
+    @field_validator("instance_families")
+    @classmethod
+    def _families(cls, value: list[str]) -> list[str]:
+        bad = [f for f in value if not re.match(r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*$", f)]
+        if bad:
+            raise ValueError(f"{bad} are not EC2 instance families; write them like m7i")
+        return value
+
+    @model_validator(mode="after")
+    def _ami(self) -> "CpuNodePoolConfig":
+        check_ami_version("AL2023", self.ami_version)
+        return self
+
+    @property
+    def ami_alias(self) -> str:
+        return ami_alias("AL2023", self.ami_version)
 
 
 class NodePoolConfig(_Model):
@@ -159,6 +244,12 @@ class NodePoolConfig(_Model):
     )
     ami_family: Literal["AL2023", "Bottlerocket"] = Field(
         "AL2023", description="AMI family; Karpenter picks its NVIDIA variant for GPU types"
+    )
+    ami_version: str | None = Field(
+        None,
+        description=f"AMI release the alias is pinned to: AL2023 vYYYYMMDD (default "
+        f"{versions.KARPENTER_AMI_VERSION['AL2023']}), Bottlerocket vX.Y.Z (required); `latest` "
+        "replaces every node on each AMI release",
     )
     consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
         "WhenEmpty", description="When Karpenter may remove nodes"
@@ -193,7 +284,13 @@ class NodePoolConfig(_Model):
     def _some_types(self) -> "NodePoolConfig":
         if not self.instance_families and not self.instance_types:
             raise ValueError("@instanceFamilies: set instanceFamilies (e.g. [g6e]) or instanceTypes (e.g. [g6e.2xlarge])")
+        check_ami_version(self.ami_family, self.ami_version)
         return self
+
+    @property
+    def ami_alias(self) -> str:
+        """Karpenter amiSelectorTerms alias, e.g. al2023@v20260714."""
+        return ami_alias(self.ami_family, self.ami_version)
 
     @property
     def catalog_types(self) -> list[gpu_catalog.GpuInstanceType]:
@@ -418,6 +515,9 @@ class StackConfig(_Model):
     network: NetworkConfig = Field(default_factory=NetworkConfig, description="See network.*")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="See cluster.*")
     node_pools: list[NodePoolConfig] = Field(..., min_length=1, description="GPU NodePools (required)")
+    cpu_node_pool: CpuNodePoolConfig = Field(
+        default_factory=CpuNodePoolConfig, description="See cpuNodePool.*"
+    )
     efs: EfsConfig = Field(default_factory=EfsConfig, description="See efs.*")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="See monitoring.*")
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="See gateway.*")
@@ -449,6 +549,11 @@ class StackConfig(_Model):
             if bad_zones:
                 problems.append(f"@nodePools[{j}].zones: {bad_zones} are not zones of region {self.region}; "
                                 f"write them like {self.region}a")
+        if self.cpu_node_pool.enabled and CPU_NODE_POOL_NAME in pools:
+            problems.append(
+                f"@nodePools[{pools[CPU_NODE_POOL_NAME][0]}].name: {CPU_NODE_POOL_NAME!r} is the CPU NodePool's "
+                "name; rename the GPU pool or set cpuNodePool.enabled: false"
+            )
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             problems.append(f"@models: names must be unique, got {names}")

@@ -114,7 +114,7 @@ class MultiNodePlatform(pulumi.ComponentResource):
                 description="EFA: all traffic to the same security group", opts=child)
 
         after_crds = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-            depends_on=[karpenter.release, cluster.node_security_group_discovery_tag]))
+            depends_on=[karpenter.crd_release, karpenter.release, cluster.node_security_group_discovery_tag]))
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **cfg.tags}
         placement = multinode.placement_group_pools(cfg)
         self.node_classes: dict[str, k8s.apiextensions.CustomResource] = {}

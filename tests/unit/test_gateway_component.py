@@ -203,7 +203,13 @@ def test_lbc_role_is_its_own_pod_identity_role_with_the_published_policy(run):
     g = _gateway_resources(run)
     assert json.loads(g["policy"].inputs["policy"]) == gm.lbc_controller_policy_document()
     trust = json.loads(g["role"].inputs["assumeRolePolicy"])
-    assert trust == iam.pod_identity_trust_policy("123456789012")
+    # Only the LBC's service account in this cluster may use the role (session-tag conditions).
+    assert trust["Statement"][0]["Condition"] == {"StringEquals": {
+        "aws:SourceAccount": "123456789012",
+        "aws:RequestTag/eks-cluster-arn": "arn:aws:eks:us-west-2:123456789012:cluster/tritonllm-dev",
+        "aws:RequestTag/kubernetes-namespace": gm.LBC_NAMESPACE,
+        "aws:RequestTag/kubernetes-service-account": gm.LBC_SERVICE_ACCOUNT,
+    }}
     a = g["association"].inputs
     assert (a["namespace"], a["serviceAccount"]) == (gm.LBC_NAMESPACE, gm.LBC_SERVICE_ACCOUNT)
     assert a["clusterName"] == "tritonllm-dev"
