@@ -19,6 +19,7 @@ cfg = read_pulumi_config()  # raises ConfigError (every bad key, with its fix) b
 secrets = pulumi.Config("tritonllm")
 hf_token = secrets.get_secret("hfToken")
 ngc_api_key = secrets.get_secret("ngcApiKey")
+api_keys = secrets.get_secret("apiKeys")
 # TRT-LLM engine keys: hfRevision resolved to its commit now (Hugging Face API, with the token for
 # gated models); a failure is a ConfigError before any resource exists. The token stays in memory.
 engines = resolve_engines(cfg, secrets.get("hfToken"))
@@ -37,7 +38,7 @@ model_store = ModelStore(cfg.name, cfg, opts=aws_opts)
 # while the nodes, Pod Identity agent and CoreDNS still run.
 gateway = Gateway(
     cfg.name, cfg, k8s_provider=cluster.k8s_provider, cluster_name=cluster.cluster_name, vpc_id=network.vpc_id,
-    controllers_depend_on=[cluster.system_node_group, *cluster.addons.values()], opts=aws_opts,
+    controllers_depend_on=[cluster.system_node_group, *cluster.addons.values()], api_keys=api_keys, opts=aws_opts,
 )
 monitoring = Monitoring(cfg.name, cfg, cluster.k8s_provider, opts=aws_opts) if cfg.monitoring.enabled else None
 # Multi-node models: LWS controller, EFA device plugin, single-zone placement-group pools.
@@ -63,6 +64,8 @@ pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
 pulumi.export("bucketName", model_store.bucket_name)
 pulumi.export("httpEndpoint", gateway.http_endpoint)
 pulumi.export("grpcEndpoint", gateway.grpc_endpoint)
+if gateway.api_key_command:
+    pulumi.export("apiKeyCommand", gateway.api_key_command)  # prints one `name:secret` key; never the key itself
 pulumi.export("servedModels", [t.model_name for t in served.values()])
 pulumi.export("clientCommands", {name: t.client_command for name, t in served.items()})
 pulumi.export("updateKubeconfigCommand", pulumi.Output.concat(

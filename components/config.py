@@ -21,7 +21,7 @@ from pydantic.alias_generators import to_camel
 from components import gpu_catalog, metrics, versions
 
 NAMESPACE = "tritonllm"
-SECRET_KEYS = ("hfToken", "ngcApiKey")
+SECRET_KEYS = ("hfToken", "ngcApiKey", "apiKeys")
 
 # Organisations whose Hugging Face repositories are gated (a license must be
 # accepted and a token sent); `gated` on a model overrides this guess.
@@ -329,8 +329,102 @@ class MonitoringConfig(_Model):
     enabled: bool = Field(True, description="Install the monitoring stack and the HPA metrics adapter")
     retention: str = Field("15d", pattern=r"^[0-9]+(h|d|w|y)$", description="Prometheus retention")
     storage_size: str = Field("50Gi", pattern=QUANTITY, description="Prometheus volume size")
-    scrape_interval: str = Field("15s", pattern=r"^[0-9]+(s|m)$", description="Prometheus scrape interval")
+    retention_size: str = Field(
+        "40GB", pattern=r"^[0-9]+(B|KB|MB|GB|TB)$",
+        description="Prometheus retentionSize: oldest blocks are deleted past it, so a full volume never stops "
+        "Prometheus; keep it below storageSize",
+    )
+    scrape_interval: str = Field(
+        "15s", pattern=r"^[0-9]+(s|m)$",
+        description="Prometheus scrape and rule interval, 5s-60s; the autoscaling rules average over 4 intervals",
+    )
     dcgm_exporter: bool = Field(True, description="Run the DCGM exporter on GPU nodes")
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _scrape_interval(cls, value: str) -> str:
+        metrics.check_scrape_interval(value)
+        return value
+
+    @model_validator(mode="after")
+    def _retention_fits(self) -> "MonitoringConfig":
+        size = _bytes(self.storage_size)
+        if size is not None and _bytes(self.retention_size) >= size:
+            raise ValueError(
+                f"@retentionSize: {self.retention_size} does not fit the {self.storage_size} volume (storageSize); "
+                "keep it about 20% below so the WAL and compaction have room"
+            )
+        return self
+
+
+_BYTE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _bytes(quantity: str) -> int | None:
+    """Bytes of a size like 40GB (Prometheus) or 50Gi (Kubernetes); None if not of that form."""
+    import re as _re
+
+    found = _re.fullmatch(r"([0-9]+)([A-Za-z]*)", quantity)
+    if not found or found.group(2) not in _BYTE_UNITS:
+        return None
+    return int(found.group(1)) * _BYTE_UNITS[found.group(2)]
+
+
+ACM_ARN = r"^arn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(-gov)?-[a-z]+-[0-9]):[0-9]{12}:certificate/[-0-9a-f]+$"
+# The NLB's TLS listeners keep idle connections for 350 s and that cannot be changed
+# (Elastic Load Balancing, Network Load Balancers, "Update the TCP idle timeout":
+# "The connection idle timeout for TLS listeners is 350 seconds and can't be modified").
+NLB_TLS_IDLE_TIMEOUT_SECONDS = 350
+NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS = 6000  # tcp.idle_timeout.seconds: 60-6000
+IDLE_TIMEOUT_MARGIN_SECONDS = 10  # NGINX times out (and answers 504) before the NLB drops the flow
+
+
+class GatewayTlsConfig(_Model):
+    """TLS on the endpoint, terminated at the NLB with an ACM certificate."""
+
+    certificate_arn: str | None = Field(
+        None, description="ACM certificate ARN (same region) for the NLB's TLS listener; or set domain + hostedZoneId"
+    )
+    domain: str | None = Field(
+        None, pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        description="DNS name of the endpoint, e.g. llm.example.com; with hostedZoneId and no certificateArn "
+                    "the program creates and DNS-validates the certificate",
+    )
+    hosted_zone_id: str | None = Field(
+        None, pattern=r"^Z[A-Z0-9]{4,32}$",
+        description="Route 53 hosted zone of domain: certificate validation records and the alias record",
+    )
+    ssl_policy: str = Field(
+        "ELBSecurityPolicy-TLS13-1-2-2021-06", pattern=r"^ELBSecurityPolicy-[-A-Za-z0-9]+$",
+        description="NLB TLS security policy (TLS 1.3/1.2)",
+    )
+    plaintext_inside_vpc: bool = Field(
+        False, description="Opt out of TLS (HTTP/h2c on 8000/8001); only allowed for an internal gateway"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return not self.plaintext_inside_vpc
+
+    @model_validator(mode="after")
+    def _choice(self) -> "GatewayTlsConfig":
+        if self.plaintext_inside_vpc and (self.certificate_arn or self.domain):
+            raise ValueError(
+                "@plaintextInsideVpc: true while a certificate or domain is set; drop plaintextInsideVpc to serve TLS"
+            )
+        if self.hosted_zone_id and not self.domain:
+            raise ValueError("@domain: hostedZoneId is set without domain; set domain (e.g. llm.example.com)")
+        return self
+
+
+class GatewayAuthConfig(_Model):
+    """API keys checked at the gateway (HTTP Basic authentication, NGINX Gateway Fabric AuthenticationFilter)."""
+
+    enabled: bool = Field(
+        True, description="Require an API key (secret apiKeys) on every inference route; 401 without one"
+    )
+    realm: str = Field("tritonllm", pattern=r"^[A-Za-z0-9 ._-]{1,64}$", description="Basic auth realm")
 
 
 class GatewayConfig(_Model):
@@ -338,7 +432,18 @@ class GatewayConfig(_Model):
 
     scheme: Literal["internal", "internet-facing"] = Field("internal", description="NLB scheme")
     allowed_cidrs: list[str] = Field(
-        [], description="Client CIDRs allowed through the NLB; required when internet-facing"
+        [], description="Client CIDRs allowed through the NLB; required when internet-facing; "
+                        "internal default: the VPC's CIDRs (network.vpcCidr, network.podCidr)"
+    )
+    dangerously_allow_any_source: bool = Field(
+        False, description="Accept 0.0.0.0/0 (or ::/0) in allowedCidrs: anyone who reaches the NLB may connect"
+    )
+    tls: GatewayTlsConfig = Field(default_factory=GatewayTlsConfig, description="See gateway.tls.*")
+    auth: GatewayAuthConfig = Field(default_factory=GatewayAuthConfig, description="See gateway.auth.*")
+    request_timeout_seconds: int = Field(
+        300, ge=10, le=NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS,
+        description="Longest silence NGINX waits for Triton (HTTP and gRPC read/send timeouts); the NLB's idle "
+                    "timeout follows it. At most 340 with TLS (the NLB's TLS idle timeout is fixed at 350 s)",
     )
 
     @field_validator("allowed_cidrs")
@@ -348,12 +453,48 @@ class GatewayConfig(_Model):
 
     @model_validator(mode="after")
     def _exposure(self) -> "GatewayConfig":
+        problems = []
         if self.scheme == "internet-facing" and not self.allowed_cidrs:
-            raise ValueError(
+            problems.append(
                 "@allowedCidrs: empty while scheme is internet-facing; list the client CIDRs "
                 "(e.g. [203.0.113.0/24]) or use scheme internal"
             )
+        open_cidrs = [c for c in self.allowed_cidrs if ipaddress.ip_network(c).prefixlen == 0]
+        if open_cidrs and not self.dangerously_allow_any_source:
+            problems.append(
+                f"@allowedCidrs: {open_cidrs} admits every address; list the client CIDRs instead "
+                "(or set gateway.dangerouslyAllowAnySource: true if the endpoint really is for anyone)"
+            )
+        if self.scheme == "internet-facing" and not self.tls.enabled:
+            problems.append(
+                "@tls.plaintextInsideVpc: an internet-facing gateway must serve TLS; set gateway.tls.certificateArn "
+                "or gateway.tls.domain + gateway.tls.hostedZoneId, and drop plaintextInsideVpc"
+            )
+        limit = NLB_TLS_IDLE_TIMEOUT_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS
+        if self.tls.enabled and self.request_timeout_seconds > limit:
+            problems.append(
+                f"@requestTimeoutSeconds: {self.request_timeout_seconds} exceeds {limit}: the NLB closes TLS "
+                f"connections idle for {NLB_TLS_IDLE_TIMEOUT_SECONDS} s (fixed by AWS); lower it to {limit} or "
+                "less and stream long generations (streamed tokens keep the connection busy)"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+    def source_cidrs(self, network: "NetworkConfig") -> list[str]:
+        """What the NLB admits: allowedCidrs, or for an internal gateway the VPC's CIDRs."""
+        if self.allowed_cidrs:
+            return list(self.allowed_cidrs)
+        if self.scheme == "internal":
+            return [network.vpc_cidr, network.pod_cidr]
+        raise ValueError("an internet-facing gateway needs gateway.allowedCidrs")
+
+    @property
+    def nlb_idle_timeout_seconds(self) -> int:
+        """The NLB's idle timeout: above NGINX's, so NGINX answers first (TLS listeners: fixed by AWS)."""
+        if self.tls.enabled:
+            return NLB_TLS_IDLE_TIMEOUT_SECONDS
+        return max(60, min(NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS, self.request_timeout_seconds + IDLE_TIMEOUT_MARGIN_SECONDS))
 
 
 class AutoscalingConfig(_Model):
@@ -374,6 +515,11 @@ class VllmOptions(_Model):
     max_num_seqs: int = Field(256, ge=1, description="Maximum concurrent sequences")
     enforce_eager: bool = Field(False, description="Disable CUDA graphs")
     extra_engine_args: dict[str, Any] = Field({}, description="Further vLLM engine arguments, verbatim")
+    report_custom_metrics: bool | None = Field(
+        None,
+        description="REPORT_CUSTOM_METRICS (vllm:* metrics on Triton's /metrics); default: on only when the "
+        "autoscaling metric needs it (the default vllm_requests_in_flight does)",
+    )
 
 
 class EngineBuildOptions(_Model):
@@ -464,6 +610,18 @@ class ModelConfig(_Model):
             metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
         except ValueError as exc:
             raise ValueError(f"@autoscaling.metric: {exc}") from None
+        chosen = metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
+        if chosen.needs_vllm_custom_metrics and self.vllm.report_custom_metrics is False:
+            raise ValueError(
+                f"@vllm.reportCustomMetrics: false, but the autoscaling metric {chosen.name!r} is computed from "
+                "the vLLM backend's custom metrics; remove the key or pick autoscaling.metric "
+                "triton_request_rate"
+            )
+        if self.name in metrics.COMPOSING_MODELS:
+            raise ValueError(
+                f"@name: {self.name!r} is the name of a TensorRT-LLM ensemble's composing model, which the "
+                "request-rate rules do not count; choose another name"
+            )
         if self.gpus is not None and self.gpus < self.parallel_gpus:
             raise ValueError(
                 f"@gpus: {self.gpus} is below tensorParallel x pipelineParallel ({self.parallel_gpus}); "
@@ -527,6 +685,7 @@ class StackConfig(_Model):
     # Secrets: only whether they are set. Read them with pulumi.Config().require_secret.
     hf_token_set: bool = Field(False, exclude=True)
     ngc_api_key_set: bool = Field(False, exclude=True)
+    api_key_count: int = Field(0, exclude=True)  # how many valid apiKeys entries; never the keys themselves
 
     @field_validator("tags")
     @classmethod
@@ -540,7 +699,7 @@ class StackConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "StackConfig":
-        problems: list[str] = []
+        problems: list[str] = self._gateway_checks()
         pools = {p.name: (i, p) for i, p in enumerate(self.node_pools)}
         if len(pools) != len(self.node_pools):
             problems.append("@nodePools: names must be unique")
@@ -605,6 +764,37 @@ class StackConfig(_Model):
             raise ValueError("\n".join(problems))
         return self
 
+    def _gateway_checks(self) -> list[str]:
+        problems = []
+        tls = self.gateway.tls
+        if tls.enabled and not tls.certificate_arn and not (tls.domain and tls.hosted_zone_id):
+            problems.append(
+                "@gateway.tls.certificateArn: no TLS certificate for the endpoint; set gateway.tls.certificateArn to "
+                "an ACM certificate ARN, or gateway.tls.domain and gateway.tls.hostedZoneId to have one created "
+                "(an internal gateway may opt out with gateway.tls.plaintextInsideVpc: true)"
+            )
+        arn = tls.certificate_arn
+        if arn:
+            match = re.match(ACM_ARN, arn)
+            if match is None:
+                problems.append(
+                    "@gateway.tls.certificateArn: not an ACM certificate ARN; "
+                    "use arn:aws:acm:<region>:<account>:certificate/<id>"
+                )
+            elif match["region"] != self.region:
+                problems.append(
+                    f"@gateway.tls.certificateArn: the certificate is in {match['region']} but the stack's NLB is "
+                    f"in {self.region} (an NLB can only use ACM certificates of its own region); request or "
+                    f"import the certificate in {self.region}, or set gateway.tls.domain + hostedZoneId instead"
+                )
+        if self.gateway.auth.enabled and self.api_key_count == 0:
+            problems.append(
+                "@apiKeys: no API key while gateway.auth.enabled is true; run "
+                "`pulumi config set --secret tritonllm:apiKeys '[\"ci:'$(openssl rand -hex 24)'\"]'` "
+                "(or set gateway.auth.enabled: false)"
+            )
+        return problems
+
     def node_pool(self, name: str) -> NodePoolConfig:
         return next(p for p in self.node_pools if p.name == name)
 
@@ -631,13 +821,63 @@ _FIXES = {
 }
 
 
+API_KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+API_KEY_MIN_SECRET = 20
+
+
+def parse_api_keys(value: Any) -> list[tuple[str, str]]:
+    """The secret `apiKeys` as (name, secret) pairs; ValueError messages never contain a secret.
+
+    Each entry is `name:secret`, exactly what a client sends as HTTP Basic credentials
+    (`curl -u "$TRITONLLM_API_KEY"`). Names tell keys apart for rotation: add a new key,
+    move clients over, remove the old one.
+    """
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError("is not a JSON list of \"name:secret\" strings") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a JSON list of \"name:secret\" strings")
+    pairs, names = [], set()
+    for i, entry in enumerate(value):
+        name, sep, secret = entry.partition(":")
+        if not sep or not re.match(API_KEY_NAME, name):
+            raise ValueError(
+                f"entry {i} must look like name:secret with a name of letters, digits, '.', '_' or '-' "
+                "(e.g. ci:<48 random hex characters>)"
+            )
+        if len(secret) < API_KEY_MIN_SECRET or any(c.isspace() for c in secret):
+            raise ValueError(
+                f"entry {i} ({name}): the secret part needs at least {API_KEY_MIN_SECRET} characters and no "
+                "spaces; generate one with `openssl rand -hex 24`"
+            )
+        if name in names:
+            raise ValueError(f"entry {i}: the name {name!r} is used twice; give every key its own name")
+        names.add(name)
+        pairs.append((name, secret))
+    return pairs
+
+
+def _check_api_keys(value: Any) -> tuple[int, list[tuple[str, str]]]:
+    try:
+        return len(parse_api_keys(value)), []
+    except ValueError as exc:
+        return 0, [("apiKeys", str(exc))]
+
+
 def parse_stack_config(
-    raw: Mapping[str, Any], secret_keys_set: set[str] | frozenset[str] = frozenset()
+    raw: Mapping[str, Any], secret_keys_set: set[str] | frozenset[str] = frozenset(), *,
+    secrets_complete: bool = False,
 ) -> StackConfig:
     """Validate the `tritonllm:` config values (without namespace) into a StackConfig.
 
     `raw` values may be JSON strings (as Pulumi passes structured config) or
-    already-decoded objects. `secret_keys_set` names the secret keys that are set.
+    already-decoded objects. `secret_keys_set` names the secret keys that are set;
+    `secrets_complete` says it names all of them (the program, `tritonllm deploy`), so a
+    missing apiKeys secret is an error.
     """
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
@@ -658,7 +898,17 @@ def parse_stack_config(
         raise ConfigError(problems)
     values["hf_token_set"] = "hfToken" in secret_keys_set
     values["ngc_api_key_set"] = "ngcApiKey" in secret_keys_set
+    if raw.get("apiKeys") in (None, "") and ("apiKeys" in secret_keys_set or not secrets_complete):
+        # Set but encrypted (a stack file read outside Pulumi), or a caller that does not say which
+        # secrets are set (unit tests of other parts): the program checks them at `up`.
+        count, key_problems = 1, []
+    else:
+        count, key_problems = _check_api_keys(raw.get("apiKeys"))
+    values["api_key_count"] = count
+    problems += key_problems
     try:
+        if problems:
+            raise ConfigError(problems)
         return StackConfig.model_validate(values)
     except ValidationError as exc:
         for err in exc.errors():
@@ -699,6 +949,8 @@ def config_reference() -> list[tuple[str, str, str, str]]:
     walk(StackConfig, "")
     rows.append(("hfToken", "secret string", "required for gated models", "Hugging Face token (Pulumi secret)"))
     rows.append(("ngcApiKey", "secret string", "unset", "NGC API key; becomes an image pull secret for nvcr.io"))
+    rows.append(("apiKeys", "secret list of string", "required while gateway.auth.enabled",
+                 "API keys `name:secret` the gateway accepts (HTTP Basic credentials); several for rotation"))
     return rows
 
 
@@ -748,7 +1000,7 @@ def read_pulumi_config() -> StackConfig:
     everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     prefix = NAMESPACE + ":"
     raw = {k[len(prefix):]: v for k, v in everything.items() if k.startswith(prefix)}
-    return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")})
+    return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")}, secrets_complete=True)
 
 
 TABLE_START, TABLE_END = "<!-- config-table:start -->", "<!-- config-table:end -->"

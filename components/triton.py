@@ -220,8 +220,13 @@ class TritonLLM(pulumi.ComponentResource):
 
         # --- routes on the shared Gateway (created after it, deleted before it)
         if gateway is not None:
+            # API keys: every route rule behind the gateway's AuthenticationFilter (in this namespace).
+            route_auth = gateway.route_authentication(name, ns_name, after(namespace)) \
+                if hasattr(gateway, "route_authentication") else []
+            secure = getattr(gateway, "secure_route", lambda m: m)
             for manifest in tm.route_manifests(model, gateway.gateway_name, gateway.gateway_namespace):
-                _k8s_object(f"{name}-{manifest['kind'].lower()}", manifest, after(service, gateway))
+                _k8s_object(f"{name}-{manifest['kind'].lower()}", secure(manifest),
+                            after(service, gateway, *route_auth))
             grpc_endpoint = pulumi.Output.from_input(gateway.grpc_endpoint)
         else:
             grpc_endpoint = pulumi.Output.from_input(None)
@@ -229,7 +234,9 @@ class TritonLLM(pulumi.ComponentResource):
         self.model_name = pulumi.Output.from_input(served_model_name(model))
         self.namespace = pulumi.Output.from_input(ns_name)
         self.service_name = pulumi.Output.from_input(tm.SERVICE_NAME)
-        self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint))
+        # Behind TLS (gateway.tls) the gRPC endpoint is <domain>:443 and wants a secure channel.
+        tls_flag = " --ssl" if getattr(gateway, "tls", False) else ""
+        self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint) + tls_flag)
         self.engine_key = pulumi.Output.from_input(engine_key)
         self.engine = engine
         self.repository = repository

@@ -90,6 +90,10 @@ TRITON_VLLM_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-vllm-python-p
 TENSORRT_LLM_VERSION = "1.1.0"
 # Small image with the AWS CLI, used by init containers that stage from S3.
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.31.39"
+# Plain Python for `tritonllm loadtest`'s in-cluster Job: the load generator is the project's own
+# standard-library client code (tritonllm/loadtest_worker.py + _llm_io.py), mounted from a ConfigMap.
+# ECR Public's mirror of the Docker official image (no Docker Hub pull limits from EKS nodes).
+PYTHON_IMAGE = "public.ecr.aws/docker/library/python:3.12.12-slim"
 # AWS's NCCL test image (CUDA, NCCL, EFA installer: libfabric + Open MPI, aws-ofi-nccl, nccl-tests),
 # published from aws-samples/awsome-distributed-training micro-benchmarks/nccl-tests; used only by
 # `python -m tritonllm nccl-test`.
