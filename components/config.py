@@ -257,6 +257,10 @@ class NodePoolConfig(_Model):
     consolidate_after: str = Field("5m", pattern=DURATION, description="Idle time before consolidation")
     expire_after: str = Field("720h", pattern=DURATION, description="Maximum node lifetime")
     weight: int = Field(10, ge=1, le=100, description="Priority among NodePools")
+    zones: list[str] = Field(
+        [], description="Availability zones (e.g. [us-west-2a]) the pool may use; default every zone of the VPC. "
+        "A pool serving a multiNode model needs exactly one"
+    )
 
     @field_validator("instance_families")
     @classmethod
@@ -299,6 +303,16 @@ class NodePoolConfig(_Model):
     @property
     def gpu_models(self) -> list[gpu_catalog.GpuModel]:
         return sorted({t.gpu for t in self.catalog_types}, key=lambda g: g.name)
+
+
+class MultiNodeConfig(_Model):
+    """One model replica across several GPU nodes (TensorRT-LLM, LeaderWorkerSet, mpirun over SSH)."""
+
+    nodes: int = Field(..., ge=2, le=64, description="Nodes per replica (required): the LeaderWorkerSet group size")
+    efa: bool = Field(True, description="Request every EFA interface of the node and run NCCL over EFA")
+    placement_group: bool = Field(
+        True, description="Launch the pool's nodes in a cluster placement group (lowest inter-node latency)"
+    )
 
 
 class EfsConfig(_Model):
@@ -646,6 +660,10 @@ class ModelConfig(_Model):
     trtllm: TrtllmOptions = Field(
         default_factory=TrtllmOptions, description="TensorRT-LLM runtime choice (backend trtllm)"
     )
+    multi_node: MultiNodeConfig | None = Field(
+        None, description="Serve one replica across several nodes (TRT-LLM: tensorParallel within a node, "
+        "pipelineParallel across nodes); see models[].multiNode.*"
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> "ModelConfig":
@@ -682,6 +700,15 @@ class ModelConfig(_Model):
     @property
     def parallel_gpus(self) -> int:
         return self.tensor_parallel * self.pipeline_parallel
+
+    @property
+    def nodes_per_replica(self) -> int:
+        return self.multi_node.nodes if self.multi_node else 1
+
+    @property
+    def gpus_per_pod(self) -> int:
+        """GPUs each pod requests: the whole replica, or one node's share of a multi-node replica."""
+        return self.gpus_per_replica // self.nodes_per_replica
 
     @property
     def gpus_per_replica(self) -> int:
@@ -753,6 +780,11 @@ class StackConfig(_Model):
         pools = {p.name: (i, p) for i, p in enumerate(self.node_pools)}
         if len(pools) != len(self.node_pools):
             problems.append("@nodePools: names must be unique")
+        for j, pool in enumerate(self.node_pools):
+            bad_zones = [z for z in pool.zones if not re.match(rf"^{re.escape(self.region)}[a-z]$", z)]
+            if bad_zones:
+                problems.append(f"@nodePools[{j}].zones: {bad_zones} are not zones of region {self.region}; "
+                                f"write them like {self.region}a")
         if self.cpu_node_pool.enabled and CPU_NODE_POOL_NAME in pools:
             problems.append(
                 f"@nodePools[{pools[CPU_NODE_POOL_NAME][0]}].name: {CPU_NODE_POOL_NAME!r} is the CPU NodePool's "
@@ -769,7 +801,11 @@ class StackConfig(_Model):
                 )
                 continue
             pool = pools[m.node_pool][1]
-            if m.gpus_per_replica > pool.max_gpus_per_node:
+            if m.multi_node is not None:
+                from components.multinode_config import multi_node_problems
+
+                problems += multi_node_problems(i, m, pool, self.region)
+            elif m.gpus_per_replica > pool.max_gpus_per_node:
                 problems.append(
                     f"@models[{i}]: needs {m.gpus_per_replica} GPUs per replica (tensorParallel x pipelineParallel "
                     f"= {m.parallel_gpus}) but the largest type in nodePool {pool.name!r} has "

@@ -124,6 +124,9 @@ def config_problems(model: Any) -> list[str]:
         if "llmapi" in model.trtllm.model_fields_set:
             problems.append("@trtllm.llmapi: only used with trtllm.runtime: llmapi; set runtime: llmapi or remove it")
         return problems
+    if getattr(model, "multi_node", None) is not None:
+        problems.append("@multiNode: multi-node serving is built for the engine runtime (mpirun + sshd over a "
+                        "LeaderWorkerSet); use trtllm.runtime: engine, or one node per replica with llmapi")
     if "engine" in model.model_fields_set:
         problems.append("@engine: builds a TensorRT engine, which trtllm.runtime llmapi does not use; "
                         "move the options to trtllm.llmapi (dtype, maxBatchSize, maxNumTokens, ...)")

@@ -65,6 +65,10 @@ def config_problems(model: Any) -> list[str]:
             f"TRT-LLM ensemble's inputs ({', '.join(TRTLLM_REQUEST_INPUTS)}) while the llmapi model takes "
             "`streaming` and `sampling_param_*`; use trtllm.runtime: engine for the OpenAI API, or keep llmapi "
             "and use the KServe APIs (openai.enabled: false)")
+    elif getattr(model, "multi_node", None) is not None:
+        problems.append("@openai.enabled: a multiNode replica runs TensorRT-LLM in leader mode (mpirun over "
+                        "the LeaderWorkerSet), which Triton 25.12's OpenAI frontend does not support; "
+                        "use openai.enabled: false")
     elif model.backend == "trtllm" and model.parallel_gpus > 1:
         problems.append(
             f"@openai.enabled: tensorParallel x pipelineParallel = {model.parallel_gpus} runs TensorRT-LLM in "

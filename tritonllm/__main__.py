@@ -15,6 +15,7 @@ COMMANDS = {
     "bench": ("tritonllm.bench", "load-test a Triton endpoint: TTFT, inter-token latency, throughput"),
     "deploy": ("tritonllm.deploy", "preview / up / destroy / outputs of a Pulumi stack (Automation API)"),
     "loadtest": ("tritonllm.loadtest", "in-cluster load test of a deployed model (a Job), with the HPA's response"),
+    "nccl-test": ("tritonllm.nccl_test", "run NCCL all-reduce across a multi-node model's nodes and print the bus bandwidth"),
 }
 
 
