@@ -337,6 +337,11 @@ BAD = [
      "models[0].trtllm.llmapi", "set runtime: llmapi"),
     ("engine-options-on-llmapi", "llmapi", {"models[0].engine": {"maxBatchSize": 8}}, "models[0].engine",
      "move the options to trtllm.llmapi"),
+    ("openai-on-multinode", "multinode", {"models[0].openai": {"enabled": True}}, "models[0].openai.enabled",
+     "LeaderWorkerSet"),
+    ("llmapi-on-multinode", "multinode", {"models[0].trtllm": {"runtime": "llmapi"},
+                                          "models[0].autoscaling": {"metric": "triton_request_rate"}},
+     "models[0].multiNode", "use trtllm.runtime: engine"),
     ("unknown-runtime", "dev", {"models[0].trtllm": {"runtime": "pytorch"}}, "models[0].trtllm.runtime", "'llmapi'"),
 ]
 
