@@ -1,0 +1,123 @@
+"""More bad stack configs (same contract as test_config_errors.py), and a check that every
+validation in components/config.py is reached by at least one bad-config case.
+
+The coverage check replaces a test that only counted the cases it was given: here a new
+`raise ValueError(...)` or `problems.append(...)` in config.py without a case that reaches it
+fails, naming the line.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+
+from components import config as config_module
+from components.config import ConfigError, parse_stack_config
+from tests.unit import test_config_errors
+from tests.unit.harness import DEFAULT_SECRETS, load_stack_config, set_path
+from tests.unit.test_config_errors import BadConfig
+
+MORE_CASES = [
+    BadConfig("input-len-not-below-seq-len", "dev",
+              {"models[0].engine.maxInputLen": 4096, "models[0].engine.maxSeqLen": 4096},
+              "models[0].engine.maxInputLen", "must be below maxSeqLen"),
+    BadConfig("duplicate-model-names", "vllm", {"models[1].name": "llama-2-7b-chat"}, "models", "must be unique"),
+    BadConfig("gpus-below-tp-x-pp", "dev", {"models[0].tensorParallel": 2, "models[0].gpus": 1},
+              "models[0].gpus", "raise gpus or drop the key"),
+    BadConfig("unknown-instance-type", "dev", {"nodePools[0].instanceTypes": ["g6e.3xlarge"]},
+              "nodePools[0].instanceTypes", "use types from components/gpu_catalog.py"),
+    BadConfig("vpc-cidr-prefix-too-long", "dev", {"network.vpcCidr": "10.0.0.0/21"}, "network.vpcCidr",
+              "between /16 and /20"),
+    BadConfig("pod-cidr-prefix-too-short", "dev", {"network.podCidr": "100.64.0.0/15"}, "network.podCidr",
+              "between /16 and /20"),
+    BadConfig("structured-key-not-json", "dev", {"models": "[{name: oops"}, "models", "is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("case", MORE_CASES, ids=[c.id for c in MORE_CASES])
+def test_bad_config_fails_before_any_resource(case: BadConfig):
+    test_config_errors.test_bad_config_fails_before_any_resource(case)
+
+
+@pytest.mark.parametrize("vpc_cidr, pod_cidr", [("10.0.0.0/16", "100.64.0.0/16"), ("10.0.0.0/20", "100.64.0.0/20")])
+def test_cidr_prefixes_16_to_20_are_accepted(vpc_cidr, pod_cidr):
+    raw = _raw_config(BadConfig("ok", "dev", {"network.vpcCidr": vpc_cidr, "network.podCidr": pod_cidr}, "", ""))
+    cfg = parse_stack_config(raw, {"hfToken"})
+    assert (cfg.network.vpc_cidr, cfg.network.pod_cidr) == (vpc_cidr, pod_cidr)
+
+
+# --------------------------------------------------------------------------- every check has a case
+
+CONFIG_SOURCE = Path(config_module.__file__)
+
+
+def _check_lines() -> dict[int, str]:
+    """Line -> source of each place config.py reports a bad value (raise, or problems.append)."""
+    tree = ast.parse(CONFIG_SOURCE.read_text())
+    lines = CONFIG_SOURCE.read_text().splitlines()
+    found = {}
+    for node in ast.walk(tree):
+        is_raise = isinstance(node, ast.Raise) and node.exc is not None
+        is_append = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                     and node.func.attr == "append" and isinstance(node.func.value, ast.Name)
+                     and node.func.value.id == "problems")
+        if is_raise or is_append:
+            found[node.lineno] = lines[node.lineno - 1].strip()
+    return found
+
+
+def _raw_config(case: BadConfig) -> dict:
+    """The `tritonllm:` config a case gives the program (as tests/unit/harness.py builds it)."""
+    raw = copy.deepcopy(load_stack_config(case.stack))
+    for path, value in case.overrides.items():
+        set_path(raw, path, copy.deepcopy(value))
+    for key, value in {**DEFAULT_SECRETS, **case.secrets}.items():
+        if value is None:
+            raw.pop(f"tritonllm:{key}", None)
+        else:
+            raw[f"tritonllm:{key}"] = value
+    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("tritonllm:")}
+
+
+def _lines_run_by(case: BadConfig) -> set[int]:
+    ran: set[int] = set()
+    target = str(CONFIG_SOURCE)
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename != target:
+            return None
+
+        def local(frame, event, arg):
+            if event == "line":
+                ran.add(frame.f_lineno)
+            return local
+        return local
+
+    raw = _raw_config(case)
+    secrets = {k for k in config_module.SECRET_KEYS if raw.get(k) not in (None, "")}
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        # every case is a bad config (the program-level test checks the message itself)
+        with pytest.raises(ConfigError):
+            parse_stack_config(raw, secrets)
+    finally:
+        sys.settrace(previous)
+    return ran
+
+
+def test_every_config_check_is_reached_by_a_bad_config_case():
+    cases = test_config_errors.CASES + MORE_CASES
+    ran: set[int] = set()
+    for case in cases:
+        ran |= _lines_run_by(case)
+    checks = _check_lines()
+    assert len(checks) >= 20, checks  # the AST walk finds config.py's checks at all
+    missing = {line: text for line, text in checks.items() if line not in ran}
+    assert not missing, (
+        "checks in components/config.py that no bad-config case reaches; add a BadConfig case "
+        "(tests/unit/test_config_errors.py or test_config_checks.py) for each:\n"
+        + "\n".join(f"  config.py:{line}: {text}" for line, text in sorted(missing.items())))
