@@ -11,7 +11,7 @@ import pytest
 
 from components import engine_build
 from components import triton_manifests as tm
-from tests.k8s_schema import require_reference_dir, validate_manifest
+from tests.k8s_schema import is_custom_resource, validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import (DEFAULT_SECRETS, ProgramRun, RecordedResource, plain_occurrences, run_program,
                                 stack_files)
@@ -68,18 +68,27 @@ def test_each_model_gets_its_own_triton(run):
     assert names == sorted(m["name"] for m in json.loads(json.dumps(run.config["tritonllm:models"])))
 
 
-def test_every_kubernetes_object_validates(run):
-    require_reference_dir()
-    checked = 0
+def _all_manifests(run: ProgramRun) -> list[dict[str, Any]]:
+    found = []
     for server in servers(run):
-        for resource in triton_objects(run, server):
-            validate_manifest(resource.manifest())
-            checked += 1
+        found += [resource.manifest() for resource in triton_objects(run, server)]
         for engine in engines(run, server):
-            validate_manifest(engine.inputs["job"])
-            validate_manifest(engine.inputs["script_config_map"])
-            checked += 2
-    assert checked >= 10 * len(servers(run))
+            found += [engine.inputs["job"], engine.inputs["script_config_map"]]
+    return found
+
+
+def test_every_builtin_kubernetes_object_validates(run):
+    builtin = [m for m in _all_manifests(run) if not is_custom_resource(m)]
+    for manifest in builtin:
+        validate_k8s_object(manifest)
+    assert len(builtin) >= 8 * len(servers(run))
+
+
+def test_every_custom_resource_matches_its_crd(run):
+    custom = [m for m in _all_manifests(run) if is_custom_resource(m)]
+    for manifest in custom:
+        validate_custom_resource(manifest)
+    assert len(custom) >= 2 * len(servers(run))  # PodMonitor, routes
 
 
 def test_deployments_follow_the_model_config(run):
