@@ -128,3 +128,27 @@ def test_every_ebs_storage_class_waits_for_the_pod_and_can_grow(run):
     for sc in ebs:
         assert sc["volumeBindingMode"] == "WaitForFirstConsumer", sc["metadata"]["name"]
         assert sc.get("allowVolumeExpansion") is True, sc["metadata"]["name"]
+
+
+# --------------------------------------------------------------------------- subnet discovery
+
+def test_load_balancers_and_karpenter_find_the_right_subnets(run):
+    # The AWS Load Balancer Controller picks subnets by kubernetes.io/role/(internal-)elb, Karpenter
+    # by its discovery tag: a wrong or missing tag puts NLBs or GPU nodes in the wrong subnets
+    # (or nowhere). Tag names as the controllers document them, written out here.
+    cluster = run.config["tritonllm:name"]
+    subnets = [r for r in run.of_type("aws:ec2/subnet:Subnet")]
+    by_role: dict[str, list[dict]] = {}
+    for subnet in subnets:
+        by_role.setdefault(subnet.inputs["tags"]["tritonllm/subnet-role"], []).append(subnet.inputs["tags"])
+    assert set(by_role) == {"public", "private", "pods"}
+    for tags in by_role["public"]:
+        assert tags.get("kubernetes.io/role/elb") == "1" and "kubernetes.io/role/internal-elb" not in tags
+        assert "karpenter.sh/discovery" not in tags  # nodes never in public subnets
+    for tags in by_role["private"]:
+        assert tags.get("kubernetes.io/role/internal-elb") == "1" and "kubernetes.io/role/elb" not in tags
+        assert tags.get("karpenter.sh/discovery") == cluster
+    for tags in by_role["pods"]:
+        assert not {"kubernetes.io/role/elb", "kubernetes.io/role/internal-elb", "karpenter.sh/discovery"} & set(tags)
+    for node_class in run.manifests("EC2NodeClass"):
+        assert {"tags": {"karpenter.sh/discovery": cluster}} in node_class["spec"]["subnetSelectorTerms"]

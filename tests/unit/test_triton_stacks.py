@@ -9,7 +9,6 @@ from typing import Any, Iterator
 
 import pytest
 
-from components import engine_build
 from components import triton_manifests as tm
 from tests.k8s_schema import is_custom_resource, validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
@@ -189,7 +188,7 @@ def test_trtllm_engines_are_built_where_they_are_served_and_staged_by_key(run):
         assert len(found) == 1
         engine = found[0]
         key = engine.inputs["key"]
-        assert engine.inputs["prefix"] == engine_build.engine_prefix(key)
+        assert engine.inputs["prefix"] == f"engines/{key}/"
         assert engine.is_secret("kubeconfig")
         job_pod = engine.inputs["job"]["spec"]["template"]["spec"]
         assert job_pod["nodeSelector"] == deployment["spec"]["template"]["spec"]["nodeSelector"]
