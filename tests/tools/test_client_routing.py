@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-grpc = pytest.importorskip("grpc")
-service_pb2 = pytest.importorskip("tritonclient.grpc.service_pb2")
-service_pb2_grpc = pytest.importorskip("tritonclient.grpc.service_pb2_grpc")
-model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+import grpc
+# requirements-local.txt (installed by `make setup`): a missing client SDK fails, never skips
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from components import gateway_manifests  # noqa: E402
-from tritonllm import client  # noqa: E402
+from components import gateway_manifests
+from tritonllm import client
 
 MODEL = "mistral-7b-instruct"
 
