@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping, Sequence
 
 import pulumi
@@ -31,16 +32,23 @@ SYSTEM_NODE_LABEL_KEY = "tritonllm.io/node-group"
 SYSTEM_NODE_LABEL_VALUE = "system"
 SYSTEM_NODE_SELECTOR = {SYSTEM_NODE_LABEL_KEY: SYSTEM_NODE_LABEL_VALUE}
 
+IMDS_HOP_LIMIT = 1  # every launch template and EC2NodeClass: pods cannot reach IMDS
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 BLOCK_STORAGE_CLASS = "gp3"  # default StorageClass (EBS gp3, encrypted): Prometheus and friends use it
 
 # Add-ons that must run before nodes join (DaemonSets); the rest wait for the system node group.
 ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
 
-# Add-ons with their own Pod Identity role: (service account in kube-system, AWS managed policies).
-ADDON_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "aws-ebs-csi-driver": ("ebs-csi-controller-sa", ("service-role/AmazonEBSCSIDriverPolicy",)),
-    "aws-efs-csi-driver": ("efs-csi-controller-sa", ("service-role/AmazonEFSCSIDriverPolicy",)),
+# Add-ons with Pod Identity roles: {service account in kube-system: AWS managed policies}, one role
+# per service account so each trust names exactly one. The EFS node side needs credentials too
+# (IAM-authorised mounts): EKS User Guide "Amazon EFS CSI driver" gives both efs-csi-* service
+# accounts AmazonEFSCSIDriverPolicy.
+ADDON_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
+    "aws-ebs-csi-driver": {"ebs-csi-controller-sa": ("service-role/AmazonEBSCSIDriverPolicy",)},
+    "aws-efs-csi-driver": {
+        "efs-csi-controller-sa": ("service-role/AmazonEFSCSIDriverPolicy",),
+        "efs-csi-node-sa": ("service-role/AmazonEFSCSIDriverPolicy",),
+    },
 }
 
 # Node role policies (AWS managed): join the cluster, VPC CNI on the node role, pull images, SSM access.
@@ -101,10 +109,46 @@ def cluster_kms_policy(key_arn: str) -> dict[str, Any]:
     }])
 
 
+def caller_role_arn(caller_arn: str) -> str:
+    """The IAM principal behind a caller identity ARN: an assumed-role session becomes its role.
+
+    arn:aws:sts::123456789012:assumed-role/Admin/session -> arn:aws:iam::123456789012:role/Admin
+    (STS drops the role's path; `same_principal` compares without it).
+    """
+    m = re.match(r"^arn:(aws[a-z-]*):sts::([0-9]{12}):assumed-role/([^/]+)/.+$", caller_arn)
+    if m:
+        return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
+    return caller_arn
+
+
+def same_principal(a: str, b: str) -> bool:
+    """Whether two IAM role/user ARNs name the same principal (paths ignored: STS omits them)."""
+    def key(arn: str) -> tuple[str, ...]:
+        m = re.match(r"^arn:(aws[a-z-]*):iam::([0-9]{12}):(role|user)/(?:.*/)?([^/]+)$", arn)
+        return m.groups() if m else (arn,)
+    return key(a) == key(b)
+
+
+def admins_without_caller(principal_arns: Sequence[str], caller_arn: str) -> list[str]:
+    """`cluster.adminPrincipalArns` minus the deploying identity.
+
+    pulumi-eks creates the cluster with accessConfig.bootstrapClusterCreatorAdminPermissions
+    hard-coded to true (nodejs/eks/cluster/cluster.ts, pulumi-eks v4.3-v4.4; pulumi/pulumi-eks#2373),
+    so EKS already gives the creator a cluster-admin access entry; a second entry for the same
+    principal fails with 409 ResourceInUseException.
+    """
+    caller = caller_role_arn(caller_arn)
+    return [arn for arn in principal_arns if not same_principal(arn, caller)]
+
+
 def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgs]:
-    """Cluster-admin access entries, one per principal (keys are stable: the principal's position)."""
+    """Cluster-admin access entries, one per principal, keyed by the principal's name.
+
+    Keys come from the ARN (not the list position) so dropping or reordering a principal
+    never renames the others' entries.
+    """
     return {
-        f"admin-{i}": eks.AccessEntryArgs(
+        admin_entry_key(arn): eks.AccessEntryArgs(
             principal_arn=arn,
             access_policies={
                 "cluster-admin": eks.AccessPolicyAssociationArgs(
@@ -113,16 +157,27 @@ def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessE
                 )
             },
         )
-        for i, arn in enumerate(principal_arns)
+        for arn in principal_arns
     }
+
+
+def admin_entry_key(arn: str) -> str:
+    kind, _, name = arn.split(":", 5)[5].partition("/")
+    return f"admin-{kind}-{re.sub(r'[^A-Za-z0-9-]', '-', name)}"
 
 
 def system_launch_template_args(disk_size_gib: int, tags: Mapping[str, str]) -> dict[str, Any]:
     """Launch template for the system node group: encrypted gp3 root volume, IMDSv2 only.
 
-    Hop limit 2 because controllers on these nodes (load balancer controller, EBS CSI)
-    may read instance metadata from inside pods. No AMI and no security groups: EKS
-    picks the AMI from ami_type and attaches the cluster security group.
+    Hop limit 1: pods (other than hostNetwork ones) cannot reach instance metadata, so none
+    can take the node role's credentials. Controllers get AWS access from Pod Identity and
+    their region / VPC id from their Helm values (Karpenter AWS_REGION, LBC region + vpcId).
+    The VPC CNI, Pod Identity agent and EFS CSI node pods run with hostNetwork; the EBS and EFS
+    CSI drivers fall back to the Kubernetes API (node providerID and topology labels) when IMDS
+    is out of reach (aws-ebs-csi-driver pkg/cloud/metadata/metadata.go, aws-efs-csi-driver
+    pkg/cloud/k8s_metadata.go).
+    No AMI and no security groups: EKS picks the AMI from ami_type and attaches the cluster
+    security group.
     """
     return {
         "block_device_mappings": [{
@@ -137,7 +192,7 @@ def system_launch_template_args(disk_size_gib: int, tags: Mapping[str, str]) -> 
         "metadata_options": {
             "http_endpoint": "enabled",
             "http_tokens": "required",
-            "http_put_response_hop_limit": 2,
+            "http_put_response_hop_limit": IMDS_HOP_LIMIT,
         },
         "tag_specifications": [
             {"resource_type": kind, "tags": dict(tags)} for kind in ("instance", "volume", "network-interface")
@@ -217,7 +272,9 @@ class Cluster(pulumi.ComponentResource):
             endpoint_public_access=cc.endpoint_public_access,
             public_access_cidrs=cc.endpoint_public_access_cidrs if cc.endpoint_public_access else None,
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries=admin_access_entries(cc.admin_principal_arns),
+            # The deploying identity is already admin (pulumi-eks bootstraps the creator's entry).
+            access_entries=aws.get_caller_identity_output(opts=invoke).arn.apply(
+                lambda caller: admin_access_entries(admins_without_caller(cc.admin_principal_arns, caller))),
             encryption_config_key_arn=self.kms_key.arn,
             service_role=cluster_role,
             create_oidc_provider=True,
@@ -296,19 +353,22 @@ class Cluster(pulumi.ComponentResource):
                 continue
             associations = None
             if addon in ADDON_ROLES:
-                service_account, policies = ADDON_ROLES[addon]
-                role, _ = iam.pod_identity_role(
-                    f"{name}-{addon}",
-                    cluster_name=self.cluster_name,
-                    namespace="kube-system",
-                    service_account=service_account,
-                    account_id=self.account_id,
-                    managed_policy_arns=[self.partition.apply(lambda p, pol=pol: iam.managed_policy_arn(p, pol))
-                                         for pol in policies],
-                    associate=False,  # the add-on makes the association (podIdentityAssociations)
-                    opts=child,
-                )
-                associations = [{"role_arn": role.arn, "service_account": service_account}]
+                associations = []
+                for service_account, policies in ADDON_ROLES[addon].items():
+                    role_name = f"{name}-{addon}" if service_account.endswith("-controller-sa") \
+                        else f"{name}-{addon}-{service_account.removesuffix('-sa').split('-')[-1]}"
+                    role, _ = iam.pod_identity_role(
+                        role_name,
+                        cluster_name=self.cluster_name,
+                        namespace="kube-system",
+                        service_account=service_account,
+                        account_id=self.account_id,
+                        managed_policy_arns=[self.partition.apply(lambda p, pol=pol: iam.managed_policy_arn(p, pol))
+                                             for pol in policies],
+                        associate=False,  # the add-on makes the association (podIdentityAssociations)
+                        opts=child,
+                    )
+                    associations.append({"role_arn": role.arn, "service_account": service_account})
             self.addons[addon] = self._addon(name, addon, pod_identity_associations=associations, opts=after_nodes)
 
         # --- Kubernetes provider for everything in-cluster

@@ -21,12 +21,13 @@ from pydantic.alias_generators import to_camel
 from components import gpu_catalog, metrics, versions
 
 NAMESPACE = "tritonllm"
-SECRET_KEYS = ("hfToken", "ngcApiKey")
+SECRET_KEYS = ("hfToken", "ngcApiKey", "apiKeys")
 
 # Organisations whose Hugging Face repositories are gated (a license must be
 # accepted and a token sent); `gated` on a model overrides this guess.
 GATED_ORGS = ("meta-llama", "mistralai", "google")
 
+CPU_NODE_POOL_NAME = "cpu"  # the CPU NodePool and its EC2NodeClass
 DNS_LABEL = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 DURATION = r"^([0-9]+(s|m|h))+$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$"
@@ -100,16 +101,30 @@ class SystemNodeGroupConfig(_Model):
         return self
 
 
+# CIDRs shorter than this admit a large part of the internet (0.0.0.0/0, or 0.0.0.0/1 + 128.0.0.0/1).
+MIN_ENDPOINT_PREFIX = 8
+
+
 class ClusterConfig(_Model):
     """The EKS control plane."""
 
     version: str = Field(versions.EKS_VERSION, pattern=r"^1\.[0-9]{2}$", description="Kubernetes version")
-    endpoint_public_access: bool = Field(True, description="Expose the API server endpoint publicly")
+    endpoint_public_access: bool = Field(
+        False,
+        description="Also expose the API server endpoint publicly (to endpointPublicAccessCidrs only); "
+        "the private endpoint is always on",
+    )
     endpoint_public_access_cidrs: list[str] = Field(
-        ["0.0.0.0/0"], description="CIDRs allowed to reach the public API endpoint; narrow this in production"
+        [], description="CIDRs allowed to reach the public API endpoint (required when endpointPublicAccess is true)"
+    )
+    allow_public_endpoint_from_anywhere: bool = Field(
+        False,
+        description="DANGER: accept 0.0.0.0/0 (or any CIDR wider than /8) in endpointPublicAccessCidrs",
     )
     admin_principal_arns: list[str] = Field(
-        [], description="IAM role/user ARNs given cluster-admin through EKS access entries"
+        [],
+        description="IAM role/user ARNs given cluster-admin through EKS access entries "
+        "(the deploying identity is dropped from it: EKS already makes it admin)",
     )
     system_node_group: SystemNodeGroupConfig = Field(
         default_factory=SystemNodeGroupConfig, description="See cluster.systemNodeGroup.*"
@@ -133,12 +148,82 @@ class ClusterConfig(_Model):
 
     @model_validator(mode="after")
     def _public(self) -> "ClusterConfig":
-        if self.endpoint_public_access and not self.endpoint_public_access_cidrs:
+        if not self.endpoint_public_access:
+            return self
+        if not self.endpoint_public_access_cidrs:
             raise ValueError(
                 "@endpointPublicAccessCidrs: empty while endpointPublicAccess is true; "
-                "list the CIDRs that may reach the API or set endpointPublicAccess false"
+                "list the CIDRs that may reach the API (e.g. your egress IP as 203.0.113.7/32) "
+                "or set endpointPublicAccess false (private endpoint only)"
+            )
+        wide = [c for c in self.endpoint_public_access_cidrs
+                if ipaddress.ip_network(c).prefixlen < MIN_ENDPOINT_PREFIX]
+        if wide and not self.allow_public_endpoint_from_anywhere:
+            raise ValueError(
+                f"@endpointPublicAccessCidrs: {wide} admit (a large part of) the whole internet to the "
+                "Kubernetes API; list narrower CIDRs (e.g. 203.0.113.7/32), or set "
+                "cluster.allowPublicEndpointFromAnywhere: true if you really mean it"
             )
         return self
+
+
+AMI_VERSION_PATTERNS = {"AL2023": r"^v[0-9]{8}$", "Bottlerocket": r"^v[0-9]+\.[0-9]+\.[0-9]+$"}
+AMI_VERSION_EXAMPLES = {"AL2023": "v20260714", "Bottlerocket": "v1.50.0"}
+
+
+def check_ami_version(family: str, version: str | None) -> None:
+    """Raise ValueError ("@amiVersion: ...") unless `version` pins a release of `family` (or is `latest`)."""
+    if version is None:
+        if versions.KARPENTER_AMI_VERSION.get(family) is None:
+            raise ValueError(
+                f"@amiVersion: required for amiFamily {family} (no verified default); set a release such as "
+                f"{AMI_VERSION_EXAMPLES[family]} (list them with `aws ssm get-parameters-by-path --path "
+                f"/aws/service/bottlerocket/aws-k8s-{versions.EKS_VERSION}-nvidia --recursive`)"
+            )
+        return
+    if version != "latest" and not re.match(AMI_VERSION_PATTERNS[family], version):
+        raise ValueError(
+            f"@amiVersion: {version!r} is not a {family} release; write it like {AMI_VERSION_EXAMPLES[family]} "
+            "(or latest, which replaces every node on each AMI release)"
+        )
+
+
+def ami_alias(family: str, version: str | None) -> str:
+    return f"{versions.KARPENTER_AMI_ALIAS_FAMILY[family]}@{version or versions.KARPENTER_AMI_VERSION[family]}"
+
+
+class CpuNodePoolConfig(_Model):
+    """A small Karpenter NodePool of CPU nodes for pods that need no GPU (monitoring, gateway, jobs)."""
+
+    enabled: bool = Field(True, description="Create the CPU NodePool `cpu` next to the GPU pools")
+    instance_families: list[str] = Field(
+        ["m7i", "m6i", "c7i", "c6i"], min_length=1, description="EC2 instance families (amd64)"
+    )
+    capacity_types: list[Literal["on-demand", "spot"]] = Field(
+        ["on-demand"], min_length=1, description="Karpenter capacity types"
+    )
+    max_cpu: int = Field(32, ge=2, le=1000, description="NodePool limit on total vCPU")
+    disk_size_gib: int = Field(50, ge=20, description="Encrypted gp3 root volume (GiB)")
+    ami_version: str | None = Field(
+        None, description=f"AL2023 release (default {versions.KARPENTER_AMI_VERSION['AL2023']})"
+    )
+
+    @field_validator("instance_families")
+    @classmethod
+    def _families(cls, value: list[str]) -> list[str]:
+        bad = [f for f in value if not re.match(r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*$", f)]
+        if bad:
+            raise ValueError(f"{bad} are not EC2 instance families; write them like m7i")
+        return value
+
+    @model_validator(mode="after")
+    def _ami(self) -> "CpuNodePoolConfig":
+        check_ami_version("AL2023", self.ami_version)
+        return self
+
+    @property
+    def ami_alias(self) -> str:
+        return ami_alias("AL2023", self.ami_version)
 
 
 class NodePoolConfig(_Model):
@@ -159,6 +244,12 @@ class NodePoolConfig(_Model):
     )
     ami_family: Literal["AL2023", "Bottlerocket"] = Field(
         "AL2023", description="AMI family; Karpenter picks its NVIDIA variant for GPU types"
+    )
+    ami_version: str | None = Field(
+        None,
+        description=f"AMI release the alias is pinned to: AL2023 vYYYYMMDD (default "
+        f"{versions.KARPENTER_AMI_VERSION['AL2023']}), Bottlerocket vX.Y.Z (required); `latest` "
+        "replaces every node on each AMI release",
     )
     consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
         "WhenEmpty", description="When Karpenter may remove nodes"
@@ -189,7 +280,13 @@ class NodePoolConfig(_Model):
     def _some_types(self) -> "NodePoolConfig":
         if not self.instance_families and not self.instance_types:
             raise ValueError("@instanceFamilies: set instanceFamilies (e.g. [g6e]) or instanceTypes (e.g. [g6e.2xlarge])")
+        check_ami_version(self.ami_family, self.ami_version)
         return self
+
+    @property
+    def ami_alias(self) -> str:
+        """Karpenter amiSelectorTerms alias, e.g. al2023@v20260714."""
+        return ami_alias(self.ami_family, self.ami_version)
 
     @property
     def catalog_types(self) -> list[gpu_catalog.GpuInstanceType]:
@@ -222,12 +319,79 @@ class MonitoringConfig(_Model):
     dcgm_exporter: bool = Field(True, description="Run the DCGM exporter on GPU nodes")
 
 
+ACM_ARN = r"^arn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(-gov)?-[a-z]+-[0-9]):[0-9]{12}:certificate/[-0-9a-f]+$"
+# The NLB's TLS listeners keep idle connections for 350 s and that cannot be changed
+# (Elastic Load Balancing, Network Load Balancers, "Update the TCP idle timeout":
+# "The connection idle timeout for TLS listeners is 350 seconds and can't be modified").
+NLB_TLS_IDLE_TIMEOUT_SECONDS = 350
+NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS = 6000  # tcp.idle_timeout.seconds: 60-6000
+IDLE_TIMEOUT_MARGIN_SECONDS = 10  # NGINX times out (and answers 504) before the NLB drops the flow
+
+
+class GatewayTlsConfig(_Model):
+    """TLS on the endpoint, terminated at the NLB with an ACM certificate."""
+
+    certificate_arn: str | None = Field(
+        None, description="ACM certificate ARN (same region) for the NLB's TLS listener; or set domain + hostedZoneId"
+    )
+    domain: str | None = Field(
+        None, pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        description="DNS name of the endpoint, e.g. llm.example.com; with hostedZoneId and no certificateArn "
+                    "the program creates and DNS-validates the certificate",
+    )
+    hosted_zone_id: str | None = Field(
+        None, pattern=r"^Z[A-Z0-9]{4,32}$",
+        description="Route 53 hosted zone of domain: certificate validation records and the alias record",
+    )
+    ssl_policy: str = Field(
+        "ELBSecurityPolicy-TLS13-1-2-2021-06", pattern=r"^ELBSecurityPolicy-[-A-Za-z0-9]+$",
+        description="NLB TLS security policy (TLS 1.3/1.2)",
+    )
+    plaintext_inside_vpc: bool = Field(
+        False, description="Opt out of TLS (HTTP/h2c on 8000/8001); only allowed for an internal gateway"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return not self.plaintext_inside_vpc
+
+    @model_validator(mode="after")
+    def _choice(self) -> "GatewayTlsConfig":
+        if self.plaintext_inside_vpc and (self.certificate_arn or self.domain):
+            raise ValueError(
+                "@plaintextInsideVpc: true while a certificate or domain is set; drop plaintextInsideVpc to serve TLS"
+            )
+        if self.hosted_zone_id and not self.domain:
+            raise ValueError("@domain: hostedZoneId is set without domain; set domain (e.g. llm.example.com)")
+        return self
+
+
+class GatewayAuthConfig(_Model):
+    """API keys checked at the gateway (HTTP Basic authentication, NGINX Gateway Fabric AuthenticationFilter)."""
+
+    enabled: bool = Field(
+        True, description="Require an API key (secret apiKeys) on every inference route; 401 without one"
+    )
+    realm: str = Field("tritonllm", pattern=r"^[A-Za-z0-9 ._-]{1,64}$", description="Basic auth realm")
+
+
 class GatewayConfig(_Model):
     """The NLB + NGINX Gateway Fabric entry point."""
 
     scheme: Literal["internal", "internet-facing"] = Field("internal", description="NLB scheme")
     allowed_cidrs: list[str] = Field(
-        [], description="Client CIDRs allowed through the NLB; required when internet-facing"
+        [], description="Client CIDRs allowed through the NLB; required when internet-facing; "
+                        "internal default: the VPC's CIDRs (network.vpcCidr, network.podCidr)"
+    )
+    dangerously_allow_any_source: bool = Field(
+        False, description="Accept 0.0.0.0/0 (or ::/0) in allowedCidrs: anyone who reaches the NLB may connect"
+    )
+    tls: GatewayTlsConfig = Field(default_factory=GatewayTlsConfig, description="See gateway.tls.*")
+    auth: GatewayAuthConfig = Field(default_factory=GatewayAuthConfig, description="See gateway.auth.*")
+    request_timeout_seconds: int = Field(
+        300, ge=10, le=NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS,
+        description="Longest silence NGINX waits for Triton (HTTP and gRPC read/send timeouts); the NLB's idle "
+                    "timeout follows it. At most 340 with TLS (the NLB's TLS idle timeout is fixed at 350 s)",
     )
 
     @field_validator("allowed_cidrs")
@@ -237,12 +401,48 @@ class GatewayConfig(_Model):
 
     @model_validator(mode="after")
     def _exposure(self) -> "GatewayConfig":
+        problems = []
         if self.scheme == "internet-facing" and not self.allowed_cidrs:
-            raise ValueError(
+            problems.append(
                 "@allowedCidrs: empty while scheme is internet-facing; list the client CIDRs "
                 "(e.g. [203.0.113.0/24]) or use scheme internal"
             )
+        open_cidrs = [c for c in self.allowed_cidrs if ipaddress.ip_network(c).prefixlen == 0]
+        if open_cidrs and not self.dangerously_allow_any_source:
+            problems.append(
+                f"@allowedCidrs: {open_cidrs} admits every address; list the client CIDRs instead "
+                "(or set gateway.dangerouslyAllowAnySource: true if the endpoint really is for anyone)"
+            )
+        if self.scheme == "internet-facing" and not self.tls.enabled:
+            problems.append(
+                "@tls.plaintextInsideVpc: an internet-facing gateway must serve TLS; set gateway.tls.certificateArn "
+                "or gateway.tls.domain + gateway.tls.hostedZoneId, and drop plaintextInsideVpc"
+            )
+        limit = NLB_TLS_IDLE_TIMEOUT_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS
+        if self.tls.enabled and self.request_timeout_seconds > limit:
+            problems.append(
+                f"@requestTimeoutSeconds: {self.request_timeout_seconds} exceeds {limit}: the NLB closes TLS "
+                f"connections idle for {NLB_TLS_IDLE_TIMEOUT_SECONDS} s (fixed by AWS); lower it to {limit} or "
+                "less and stream long generations (streamed tokens keep the connection busy)"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+    def source_cidrs(self, network: "NetworkConfig") -> list[str]:
+        """What the NLB admits: allowedCidrs, or for an internal gateway the VPC's CIDRs."""
+        if self.allowed_cidrs:
+            return list(self.allowed_cidrs)
+        if self.scheme == "internal":
+            return [network.vpc_cidr, network.pod_cidr]
+        raise ValueError("an internet-facing gateway needs gateway.allowedCidrs")
+
+    @property
+    def nlb_idle_timeout_seconds(self) -> int:
+        """The NLB's idle timeout: above NGINX's, so NGINX answers first (TLS listeners: fixed by AWS)."""
+        if self.tls.enabled:
+            return NLB_TLS_IDLE_TIMEOUT_SECONDS
+        return max(60, min(NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS, self.request_timeout_seconds + IDLE_TIMEOUT_MARGIN_SECONDS))
 
 
 class AutoscalingConfig(_Model):
@@ -276,12 +476,32 @@ class EngineBuildOptions(_Model):
     paged_kv_cache: bool = Field(True, description="Paged KV cache (needed for in-flight batching)")
     multiple_profiles: bool = Field(True, description="Build several TensorRT optimization profiles")
     kv_cache_free_gpu_mem_fraction: float = Field(0.9, gt=0, le=0.98, description="KV cache share of free GPU memory")
+    # Serving settings filled into the tensorrt_llm model's config.pbtxt. Set explicitly because the
+    # backend's own defaults changed across releases (TensorRT-LLM triton_backend docs/model_config.md).
+    batch_scheduler_policy: Literal["max_utilization", "guaranteed_no_evict"] = Field(
+        "max_utilization",
+        description="tensorrt_llm batch_scheduler_policy: max_utilization packs more requests (may pause some "
+                    "when the KV cache is full); guaranteed_no_evict admits only what is sure to finish")
+    enable_kv_cache_reuse: bool = Field(
+        True, description="tensorrt_llm enable_kv_cache_reuse: reuse KV blocks of shared prompt prefixes (needs pagedKvCache)")
+    enable_chunked_context: bool = Field(
+        True, description="tensorrt_llm enable_chunked_context: split long prompts across iterations (needs pagedKvCache)")
+    max_queue_delay_microseconds: int = Field(
+        0, ge=0, le=1_000_000, description="tensorrt_llm dynamic_batching max_queue_delay_microseconds")
+    bls_instance_count: int = Field(
+        0, ge=0, le=2048,
+        description="Instances of the served BLS model; each streams one request at a time (a Python process "
+                    "each, CPU memory). 0: maxBatchSize, as upstream advises")
     timeout_minutes: int = Field(90, ge=5, le=600, description="Deadline for the build Job")
 
     @model_validator(mode="after")
     def _lengths(self) -> "EngineBuildOptions":
         if self.max_input_len >= self.max_seq_len:
             raise ValueError(f"@maxInputLen: {self.max_input_len} must be below maxSeqLen ({self.max_seq_len})")
+        for key, on in (("enableKvCacheReuse", self.enable_kv_cache_reuse),
+                        ("enableChunkedContext", self.enable_chunked_context)):
+            if on and not self.paged_kv_cache:
+                raise ValueError(f"@{key}: needs pagedKvCache true; set {key}: false or pagedKvCache: true")
         return self
 
 
@@ -301,7 +521,9 @@ class ModelConfig(_Model):
     hf_model_id: str = Field(
         ..., pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$", description="Hugging Face repo id (required)"
     )
-    hf_revision: str = Field("main", description="Hugging Face revision; pin a commit sha in production")
+    hf_revision: str = Field(
+        "main", description="Hugging Face branch, tag or commit; TRT-LLM engines are keyed on the commit it "
+                            "resolves to when the program runs (a moved branch rebuilds)")
     gated: bool | None = Field(None, description="Needs a Hugging Face token; guessed from the org when unset")
     tensor_parallel: int = Field(1, ge=1, le=64, description="Tensor-parallel degree")
     pipeline_parallel: int = Field(1, ge=1, le=16, description="Pipeline-parallel degree")
@@ -369,6 +591,9 @@ class StackConfig(_Model):
     network: NetworkConfig = Field(default_factory=NetworkConfig, description="See network.*")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="See cluster.*")
     node_pools: list[NodePoolConfig] = Field(..., min_length=1, description="GPU NodePools (required)")
+    cpu_node_pool: CpuNodePoolConfig = Field(
+        default_factory=CpuNodePoolConfig, description="See cpuNodePool.*"
+    )
     efs: EfsConfig = Field(default_factory=EfsConfig, description="See efs.*")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="See monitoring.*")
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="See gateway.*")
@@ -378,6 +603,7 @@ class StackConfig(_Model):
     # Secrets: only whether they are set. Read them with pulumi.Config().require_secret.
     hf_token_set: bool = Field(False, exclude=True)
     ngc_api_key_set: bool = Field(False, exclude=True)
+    api_key_count: int = Field(0, exclude=True)  # how many valid apiKeys entries; never the keys themselves
 
     @field_validator("tags")
     @classmethod
@@ -391,10 +617,15 @@ class StackConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "StackConfig":
-        problems: list[str] = []
+        problems: list[str] = self._gateway_checks()
         pools = {p.name: (i, p) for i, p in enumerate(self.node_pools)}
         if len(pools) != len(self.node_pools):
             problems.append("@nodePools: names must be unique")
+        if self.cpu_node_pool.enabled and CPU_NODE_POOL_NAME in pools:
+            problems.append(
+                f"@nodePools[{pools[CPU_NODE_POOL_NAME][0]}].name: {CPU_NODE_POOL_NAME!r} is the CPU NodePool's "
+                "name; rename the GPU pool or set cpuNodePool.enabled: false"
+            )
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             problems.append(f"@models: names must be unique, got {names}")
@@ -442,6 +673,37 @@ class StackConfig(_Model):
             raise ValueError("\n".join(problems))
         return self
 
+    def _gateway_checks(self) -> list[str]:
+        problems = []
+        tls = self.gateway.tls
+        if tls.enabled and not tls.certificate_arn and not (tls.domain and tls.hosted_zone_id):
+            problems.append(
+                "@gateway.tls.certificateArn: no TLS certificate for the endpoint; set gateway.tls.certificateArn to "
+                "an ACM certificate ARN, or gateway.tls.domain and gateway.tls.hostedZoneId to have one created "
+                "(an internal gateway may opt out with gateway.tls.plaintextInsideVpc: true)"
+            )
+        arn = tls.certificate_arn
+        if arn:
+            match = re.match(ACM_ARN, arn)
+            if match is None:
+                problems.append(
+                    "@gateway.tls.certificateArn: not an ACM certificate ARN; "
+                    "use arn:aws:acm:<region>:<account>:certificate/<id>"
+                )
+            elif match["region"] != self.region:
+                problems.append(
+                    f"@gateway.tls.certificateArn: the certificate is in {match['region']} but the stack's NLB is "
+                    f"in {self.region} (an NLB can only use ACM certificates of its own region); request or "
+                    f"import the certificate in {self.region}, or set gateway.tls.domain + hostedZoneId instead"
+                )
+        if self.gateway.auth.enabled and self.api_key_count == 0:
+            problems.append(
+                "@apiKeys: no API key while gateway.auth.enabled is true; run "
+                "`pulumi config set --secret tritonllm:apiKeys '[\"ci:'$(openssl rand -hex 24)'\"]'` "
+                "(or set gateway.auth.enabled: false)"
+            )
+        return problems
+
     def node_pool(self, name: str) -> NodePoolConfig:
         return next(p for p in self.node_pools if p.name == name)
 
@@ -468,13 +730,63 @@ _FIXES = {
 }
 
 
+API_KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+API_KEY_MIN_SECRET = 20
+
+
+def parse_api_keys(value: Any) -> list[tuple[str, str]]:
+    """The secret `apiKeys` as (name, secret) pairs; ValueError messages never contain a secret.
+
+    Each entry is `name:secret`, exactly what a client sends as HTTP Basic credentials
+    (`curl -u "$TRITONLLM_API_KEY"`). Names tell keys apart for rotation: add a new key,
+    move clients over, remove the old one.
+    """
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError("is not a JSON list of \"name:secret\" strings") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a JSON list of \"name:secret\" strings")
+    pairs, names = [], set()
+    for i, entry in enumerate(value):
+        name, sep, secret = entry.partition(":")
+        if not sep or not re.match(API_KEY_NAME, name):
+            raise ValueError(
+                f"entry {i} must look like name:secret with a name of letters, digits, '.', '_' or '-' "
+                "(e.g. ci:<48 random hex characters>)"
+            )
+        if len(secret) < API_KEY_MIN_SECRET or any(c.isspace() for c in secret):
+            raise ValueError(
+                f"entry {i} ({name}): the secret part needs at least {API_KEY_MIN_SECRET} characters and no "
+                "spaces; generate one with `openssl rand -hex 24`"
+            )
+        if name in names:
+            raise ValueError(f"entry {i}: the name {name!r} is used twice; give every key its own name")
+        names.add(name)
+        pairs.append((name, secret))
+    return pairs
+
+
+def _check_api_keys(value: Any) -> tuple[int, list[tuple[str, str]]]:
+    try:
+        return len(parse_api_keys(value)), []
+    except ValueError as exc:
+        return 0, [("apiKeys", str(exc))]
+
+
 def parse_stack_config(
-    raw: Mapping[str, Any], secret_keys_set: set[str] | frozenset[str] = frozenset()
+    raw: Mapping[str, Any], secret_keys_set: set[str] | frozenset[str] = frozenset(), *,
+    secrets_complete: bool = False,
 ) -> StackConfig:
     """Validate the `tritonllm:` config values (without namespace) into a StackConfig.
 
     `raw` values may be JSON strings (as Pulumi passes structured config) or
-    already-decoded objects. `secret_keys_set` names the secret keys that are set.
+    already-decoded objects. `secret_keys_set` names the secret keys that are set;
+    `secrets_complete` says it names all of them (the program, `tritonllm deploy`), so a
+    missing apiKeys secret is an error.
     """
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
@@ -495,7 +807,17 @@ def parse_stack_config(
         raise ConfigError(problems)
     values["hf_token_set"] = "hfToken" in secret_keys_set
     values["ngc_api_key_set"] = "ngcApiKey" in secret_keys_set
+    if raw.get("apiKeys") in (None, "") and ("apiKeys" in secret_keys_set or not secrets_complete):
+        # Set but encrypted (a stack file read outside Pulumi), or a caller that does not say which
+        # secrets are set (unit tests of other parts): the program checks them at `up`.
+        count, key_problems = 1, []
+    else:
+        count, key_problems = _check_api_keys(raw.get("apiKeys"))
+    values["api_key_count"] = count
+    problems += key_problems
     try:
+        if problems:
+            raise ConfigError(problems)
         return StackConfig.model_validate(values)
     except ValidationError as exc:
         for err in exc.errors():
@@ -536,6 +858,8 @@ def config_reference() -> list[tuple[str, str, str, str]]:
     walk(StackConfig, "")
     rows.append(("hfToken", "secret string", "required for gated models", "Hugging Face token (Pulumi secret)"))
     rows.append(("ngcApiKey", "secret string", "unset", "NGC API key; becomes an image pull secret for nvcr.io"))
+    rows.append(("apiKeys", "secret list of string", "required while gateway.auth.enabled",
+                 "API keys `name:secret` the gateway accepts (HTTP Basic credentials); several for rotation"))
     return rows
 
 
@@ -585,7 +909,7 @@ def read_pulumi_config() -> StackConfig:
     everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     prefix = NAMESPACE + ":"
     raw = {k[len(prefix):]: v for k, v in everything.items() if k.startswith(prefix)}
-    return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")})
+    return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")}, secrets_complete=True)
 
 
 TABLE_START, TABLE_END = "<!-- config-table:start -->", "<!-- config-table:end -->"

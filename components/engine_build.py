@@ -8,9 +8,12 @@ inflight-batcher repository into an emptyDir, and a container (AWS CLI image) th
 uploads it to `s3://<bucket>/engines/<key>/` and writes the completion marker last.
 
 The key is a sha256 of everything that changes the uploaded bytes: model id and
-revision, build options, image, GPU model/architecture, the served name and the
-repository values. `pulumi up` rebuilds only when the key changes; when S3 already
-has the marker for a key, no Job runs at all.
+the commit its revision resolves to (a branch such as `main` is resolved through the
+Hugging Face API when the program runs), every build option, the build script and
+the files shipped with it, the exact arguments and template fill values of the Job,
+image (which carries the templates), GPU model/architecture, and the served name.
+`pulumi up` rebuilds only when the key changes; when S3 already has the marker for a
+key, no Job runs at all.
 
 Pure builders (key, Job manifest, policies) are module functions; the dynamic
 provider only applies the manifest it is given, waits, and cleans up. Cluster access:
@@ -21,10 +24,16 @@ like the ModelRepository provider.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
+import re
 import shlex
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -38,9 +47,11 @@ from components.karpenter import gpu_tolerations, node_selector_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = REPO_ROOT / "model_repository" / "trtllm" / "build_engine.py"
+# Shipped next to the script in the ConfigMap (build_engine.SHIPPED_FILES).
+SHIPPED_FILES = {"bls_stream.py": BUILD_SCRIPT.parent / "bls_stream.py"}
 
 # Bump when the layout under engines/<key>/ changes, so old caches are not reused.
-ENGINE_LAYOUT_VERSION = 1
+ENGINE_LAYOUT_VERSION = 2
 ENGINES_PREFIX = "engines/"
 COMPLETE_MARKER = "_COMPLETE"
 # Fixed paths: the build fills config.pbtxt with STAGE_DIR paths, the Triton pod stages S3 there.
@@ -68,17 +79,107 @@ def gpu_architecture(pool: NodePoolConfig) -> str:
     return f"{gpu.name}-sm{gpu.compute_capability.replace('.', '')}"
 
 
-def engine_key_parts(model: ModelConfig, cfg: StackConfig) -> dict[str, Any]:
-    """Everything the uploaded engine + repository depend on (and nothing else, e.g. not the timeout)."""
+# --------------------------------------------------------------------------- Hugging Face revision
+
+HF_API = "https://huggingface.co/api/models/{model_id}/revision/{revision}"
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+HF_TIMEOUT_SECONDS = 20
+
+
+class RevisionError(ValueError):
+    pass
+
+
+def _http_get_json(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=HF_TIMEOUT_SECONDS) as response:  # noqa: S310 (https only)
+        return json.loads(response.read().decode())
+
+
+# Tests replace this (no network in unit tests).
+http_get_json: Callable[[str, dict[str, str]], dict[str, Any]] = _http_get_json
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve(model_id: str, revision: str, token: str | None) -> str:
+    url = HF_API.format(model_id=model_id, revision=urllib.parse.quote(revision, safe=""))
+    headers = {"Accept": "application/json", "User-Agent": "tritonllm"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        sha = http_get_json(url, headers).get("sha", "")
+    except urllib.error.HTTPError as exc:
+        hint = {401: "the model is gated or private: set the hfToken secret (pulumi config set --secret "
+                     "tritonllm:hfToken hf_...) with a token that accepted the model's license",
+                403: "the hfToken has no access to this model: accept its license on huggingface.co",
+                404: "no such model or revision: check hfModelId and hfRevision"}.get(exc.code, "")
+        raise RevisionError(f"{revision!r} of {model_id}: the Hugging Face API answered HTTP {exc.code}"
+                            f"{'; ' + hint if hint else ''}") from None
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+        raise RevisionError(f"{revision!r} of {model_id}: cannot resolve it to a commit ({exc}); pin hfRevision "
+                            "to a 40-character commit sha to deploy without asking huggingface.co") from None
+    if not COMMIT_SHA.match(str(sha)):
+        raise RevisionError(f"{revision!r} of {model_id}: the Hugging Face API returned no commit sha ({sha!r}); "
+                            "pin hfRevision to a 40-character commit sha")
+    return sha
+
+
+def resolve_hf_revision(model_id: str, revision: str, token: str | None = None) -> str:
+    """The commit sha a branch/tag names now (a sha is returned as is, without a request).
+
+    A branch such as `main` is not an identity: the engine key must change when the branch
+    moves, so the program asks the Hugging Face API (GET /api/models/{id}/revision/{rev}, the
+    endpoint huggingface_hub's model_info uses) each time it runs, sending the token for gated models.
+    """
+    if COMMIT_SHA.match(revision):
+        return revision
+    return _resolve(model_id, revision, token or None)
+
+
+# --------------------------------------------------------------------------- the cache key
+
+def _load_build_script() -> Any:
+    spec = importlib.util.spec_from_file_location("tritonllm_build_engine", BUILD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def job_fill_values(model: ModelConfig, revision_sha: str) -> dict[str, dict[str, str]]:
+    """The template values the Job will fill, computed by the build script itself from the Job's arguments."""
+    script = _load_build_script()
+    return script.fill_values(script.parse_args(build_script_args(model, "", revision_sha)))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def engine_key_parts(model: ModelConfig, cfg: StackConfig, revision_sha: str | None = None) -> dict[str, Any]:
+    """Everything the uploaded engine + repository depend on (and nothing else, e.g. not the timeout).
+
+    `revision_sha` is models[].hfRevision resolved to a commit (resolve_hf_revision); without it
+    hfRevision must already be a commit sha.
+    """
+    sha = revision_sha or model.hf_revision
+    if not COMMIT_SHA.match(sha):
+        raise RevisionError(f"{model.hf_revision!r} of {model.hf_model_id} is not resolved to a commit sha")
     build = model.engine.model_dump(mode="json", exclude={"timeout_minutes"})
     return {
         "layout_version": ENGINE_LAYOUT_VERSION,
         "hf_model_id": model.hf_model_id,
-        "hf_revision": model.hf_revision,
+        "hf_commit": sha,
         "tensor_parallel": model.tensor_parallel,
         "pipeline_parallel": model.pipeline_parallel,
         "build": build,
+        # The exact command line and the values it fills into the templates.
+        "script_args": build_script_args(model, "", sha),
+        "fill_values": job_fill_values(model, sha),
+        "files": {"build_engine.py": _sha256(BUILD_SCRIPT),
+                  **{name: _sha256(path) for name, path in sorted(SHIPPED_FILES.items())}},
+        # The image pins the TensorRT-LLM backend and the templates it ships (/app/all_models).
         "image": versions.TRITON_TRTLLM_IMAGE,
+        "tensorrt_llm_version": versions.TENSORRT_LLM_VERSION,
         "gpu": gpu_architecture(cfg.node_pool(model.node_pool)),
         "served_model_name": model.name,
         "stage_dir": STAGE_DIR,
@@ -87,6 +188,45 @@ def engine_key_parts(model: ModelConfig, cfg: StackConfig) -> dict[str, Any]:
 
 def engine_cache_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ResolvedEngine:
+    revision_sha: str
+    parts: dict[str, Any]
+    key: str
+
+
+def resolve_engine(model: ModelConfig, cfg: StackConfig, token: str | None = None) -> ResolvedEngine:
+    """Resolve models[].hfRevision (sending the token, for gated models) and compute the key."""
+    sha = resolve_hf_revision(model.hf_model_id, model.hf_revision, token)
+    parts = engine_key_parts(model, cfg, sha)
+    return ResolvedEngine(sha, parts, engine_cache_key(parts))
+
+
+def resolve_engines(cfg: StackConfig, token: str | None) -> dict[str, ResolvedEngine]:
+    """Every TRT-LLM model's engine, resolved when the program starts: a revision that cannot be
+    resolved fails as a ConfigError naming models[i].hfRevision, before any resource exists."""
+    from components.config import ConfigError
+
+    resolved, problems = {}, []
+    for i, model in enumerate(cfg.models):
+        if model.backend != "trtllm":
+            continue
+        try:
+            resolved[model.name] = resolve_engine(model, cfg, token)
+        except RevisionError as exc:
+            problems.append((f"models[{i}].hfRevision", str(exc)))
+    if problems:
+        raise ConfigError(problems)
+    return resolved
+
+
+def resolve_engine_output(model: ModelConfig, cfg: StackConfig,
+                          hf_token: "pulumi.Input[str] | None") -> "pulumi.Output[ResolvedEngine]":
+    """resolve_engine when the program runs (preview and up); the key is a hash, so not a secret."""
+    return pulumi.Output.unsecret(pulumi.Output.from_input(hf_token).apply(
+        lambda token: resolve_engine(model, cfg, token)))
 
 
 def engine_prefix(key: str) -> str:
@@ -100,10 +240,11 @@ def short_key(key: str) -> str:
 
 # --------------------------------------------------------------------------- the Job
 
-def build_script_args(model: ModelConfig, key: str) -> list[str]:
+def build_script_args(model: ModelConfig, key: str, revision_sha: str | None = None) -> list[str]:
+    """The build script's arguments; the revision is the resolved commit, so the Job builds what the key names."""
     e = model.engine
     return [
-        "--hf-model-id", model.hf_model_id, "--hf-revision", model.hf_revision,
+        "--hf-model-id", model.hf_model_id, "--hf-revision", revision_sha or model.hf_revision,
         "--served-model-name", model.name, "--dtype", e.dtype,
         "--tp-size", str(model.tensor_parallel), "--pp-size", str(model.pipeline_parallel),
         "--max-batch-size", str(e.max_batch_size), "--max-input-len", str(e.max_input_len),
@@ -111,6 +252,11 @@ def build_script_args(model: ModelConfig, key: str) -> list[str]:
         "--paged-kv-cache" if e.paged_kv_cache else "--no-paged-kv-cache",
         "--multiple-profiles" if e.multiple_profiles else "--no-multiple-profiles",
         "--kv-cache-free-gpu-mem-fraction", str(e.kv_cache_free_gpu_mem_fraction),
+        "--batch-scheduler-policy", e.batch_scheduler_policy,
+        "--enable-kv-cache-reuse" if e.enable_kv_cache_reuse else "--no-enable-kv-cache-reuse",
+        "--enable-chunked-context" if e.enable_chunked_context else "--no-enable-chunked-context",
+        "--max-queue-delay-microseconds", str(e.max_queue_delay_microseconds),
+        "--bls-instance-count", str(e.bls_instance_count),
         "--work-dir", WORK_DIR, "--output-dir", OUTPUT_DIR, "--stage-dir", STAGE_DIR, "--cache-key", key,
     ]
 
@@ -143,7 +289,8 @@ def script_configmap_manifest(key: str, namespace: str, script_text: str | None 
         "metadata": {"name": script_configmap_name(key), "namespace": namespace,
                      "labels": {"app.kubernetes.io/name": "trtllm-engine-build",
                                 "tritonllm.io/engine-key": short_key(key)}},
-        "data": {"build_engine.py": script_text if script_text is not None else BUILD_SCRIPT.read_text()},
+        "data": {"build_engine.py": script_text if script_text is not None else BUILD_SCRIPT.read_text(),
+                 **{name: path.read_text() for name, path in SHIPPED_FILES.items()}},
     }
 
 
@@ -156,8 +303,9 @@ def engine_build_job_manifest(
     bucket: str,
     hf_token_secret: str | None,
     image_pull_secret: str | None = None,
+    revision_sha: str | None = None,
 ) -> dict[str, Any]:
-    """The Job that builds the engine for `key` on the model's NodePool and uploads it."""
+    """The Job that builds the engine for `key` (of `revision_sha`) on the model's NodePool and uploads it."""
     labels = {
         "app.kubernetes.io/name": "trtllm-engine-build",
         "app.kubernetes.io/instance": model.name,
@@ -184,7 +332,7 @@ def engine_build_job_manifest(
         "initContainers": [{
             "name": "build",
             "image": versions.TRITON_TRTLLM_IMAGE,
-            "command": ["python3", f"{SCRIPT_DIR}/build_engine.py", *build_script_args(model, key)],
+            "command": ["python3", f"{SCRIPT_DIR}/build_engine.py", *build_script_args(model, key, revision_sha)],
             "env": env,
             "resources": {
                 "requests": {"cpu": model.resources.cpu, "memory": model.resources.memory, GPU_RESOURCE: gpus},
@@ -479,20 +627,24 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
         hf_token_secret: str | None,
         image_pull_secret: str | None = None,
         s3_endpoint_url: str | None = None,
+        resolved: "pulumi.Input[ResolvedEngine] | None" = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
-        parts = engine_key_parts(model, cfg)
-        key = engine_cache_key(parts)
-        manifests = pulumi.Output.all(namespace, bucket).apply(lambda a: {
-            "job": engine_build_job_manifest(model, cfg, key=key, namespace=a[0], bucket=a[1],
-                                             hf_token_secret=hf_token_secret, image_pull_secret=image_pull_secret),
-            "script_config_map": script_configmap_manifest(key, a[0]),
+        if resolved is None:
+            resolved = pulumi.Output.from_input(resolve_engine(model, cfg))
+        resolved = pulumi.Output.from_input(resolved)
+        key = resolved.apply(lambda r: r.key)
+        manifests = pulumi.Output.all(namespace, bucket, resolved).apply(lambda a: {
+            "job": engine_build_job_manifest(model, cfg, key=a[2].key, namespace=a[0], bucket=a[1],
+                                             hf_token_secret=hf_token_secret, image_pull_secret=image_pull_secret,
+                                             revision_sha=a[2].revision_sha),
+            "script_config_map": script_configmap_manifest(a[2].key, a[0]),
         })
         props = {
             "key": key,
-            "key_parts": json.dumps(parts, sort_keys=True),
+            "key_parts": resolved.apply(lambda r: json.dumps(r.parts, sort_keys=True)),
             "bucket": bucket,
-            "prefix": engine_prefix(key),
+            "prefix": key.apply(engine_prefix),
             "region": cfg.region,
             "served_model_name": model.name,
             "timeout_seconds": model.engine.timeout_minutes * 60,

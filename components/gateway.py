@@ -27,9 +27,19 @@ object is really gone (finalizers included), so on destroy:
 If the controller cannot clean up (say, it lost its permissions), the Service's deletion
 times out and `pulumi destroy` fails loudly instead of leaking an NLB.
 
-Nothing else here creates AWS resources: NGF's own Service is ClusterIP, and the LBC's
-Service mutator webhook, Ingress class and Gateway API controllers are turned off.
+Nothing else here creates AWS resources besides the ACM certificate and Route 53 records
+(gateway.tls.domain): NGF's own Service is ClusterIP, and the LBC's Service mutator webhook,
+Ingress class and Gateway API controllers are turned off.
 tests/unit/test_gateway_component.py checks this graph under mocks.
+
+Why the NLB Service comes before the Gateway
+--------------------------------------------
+The LBC's pod readiness gate (namespace label `elbv2.k8s.aws/pod-readiness-gate-inject`) is
+injected only into pods created while a TargetGroupBinding that selects them exists. NGF
+creates the NGINX pods as soon as the Gateway exists, so the Service (whose creation Pulumi
+awaits until the NLB, and with it the TargetGroupBinding, exists) is created first and the
+Gateway depends on it. Otherwise the first NGINX pods never get the gate, and a rollout can
+take pods out of service before the NLB has registered their replacements.
 """
 from __future__ import annotations
 
@@ -43,7 +53,7 @@ import pulumi_kubernetes as kubernetes
 from components import iam, versions
 from components import gateway_manifests as gm
 from components.cluster import SYSTEM_NODE_SELECTOR
-from components.config import StackConfig
+from components.config import StackConfig, parse_api_keys
 
 
 def _helm_chart_args(chart: versions.Chart) -> dict:
@@ -98,6 +108,7 @@ class Gateway(pulumi.ComponentResource):
         vpc_id: pulumi.Input[str],
         system_node_selector: Mapping[str, str] | None = SYSTEM_NODE_SELECTOR,
         controllers_depend_on: Sequence[pulumi.Resource] = (),
+        api_keys: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tritonllm:gateway:Gateway", name, None, opts)
@@ -107,6 +118,18 @@ class Gateway(pulumi.ComponentResource):
         self.gateway_name = gm.GATEWAY_NAME
         self.gateway_namespace = gm.NGF_NAMESPACE
         self.route_namespace_labels = gm.route_namespace_labels()
+        self._cfg = cfg
+        self.auth_enabled = cfg.gateway.auth.enabled
+        # The htpasswd file, computed inside the secret Output: the keys never leave it in plain text.
+        self._htpasswd: pulumi.Output[str] | None = None
+        if self.auth_enabled:
+            if api_keys is None:
+                api_keys = pulumi.Config("tritonllm").get_secret("apiKeys")
+            if api_keys is None:
+                raise ValueError("gateway.auth.enabled needs the apiKeys secret "
+                                 "(pulumi config set --secret tritonllm:apiKeys ...)")
+            self._htpasswd = pulumi.Output.secret(api_keys).apply(
+                lambda raw: gm.htpasswd(parse_api_keys(raw)))
 
         # Gateway API CRDs (standard channel): the NGF chart ships only its own gateway.nginx.org CRDs.
         self.gateway_api_crds = kubernetes.yaml.v2.ConfigFile(
@@ -185,49 +208,70 @@ class Gateway(pulumi.ComponentResource):
             ),
         )
 
-        # --- The Gateway (GatewayClass comes with the NGF chart) and its NGINX settings.
-        after_ngf = pulumi.ResourceOptions.merge(
-            k8s_opts, pulumi.ResourceOptions(depends_on=[self.ngf_release, self.gateway_api_crds])
-        )
-        self.gateway = _manifest_resource(
-            f"{name}-gateway", gm.gateway_manifest(self.gateway_name, self.gateway_namespace), after_ngf
-        )
-        after_gateway = pulumi.ResourceOptions.merge(after_ngf, pulumi.ResourceOptions(depends_on=[self.gateway]))
-        _manifest_resource(
-            f"{name}-proxy-settings",
-            gm.proxy_settings_policy_manifest(self.gateway_name, self.gateway_namespace),
-            after_gateway,
-        )
-        _manifest_resource(
-            f"{name}-client-settings",
-            gm.client_settings_policy_manifest(self.gateway_name, self.gateway_namespace),
-            after_gateway,
-        )
+        # --- TLS: the ACM certificate the NLB's TLS listener presents.
+        tls = cfg.gateway.tls
+        certificate_arn: pulumi.Input[str] | None = None
+        if tls.enabled:
+            certificate_arn = tls.certificate_arn or self._dns_validated_certificate(name, tls, aws_opts)
 
-        # --- The NLB: a Service Pulumi owns, deleted (and awaited) while the LBC still runs.
-        service = gm.load_balancer_service_manifest(
-            scheme=cfg.gateway.scheme,
-            allowed_cidrs=cfg.gateway.allowed_cidrs,
-            gateway_name=self.gateway_name,
-            namespace=self.gateway_namespace,
-        )
+        # --- The NLB: a Service Pulumi owns, deleted (and awaited) while the LBC still runs, and
+        # created before the Gateway, i.e. before NGF starts any NGINX pod (module docstring).
+        service = pulumi.Output.from_input(certificate_arn).apply(
+            lambda arn: gm.load_balancer_service_manifest(
+                scheme=cfg.gateway.scheme,
+                source_cidrs=cfg.gateway.source_cidrs(cfg.network),
+                allow_any_source=cfg.gateway.dangerously_allow_any_source,
+                certificate_arn=arn,
+                ssl_policy=tls.ssl_policy,
+                idle_timeout_seconds=None if tls.enabled else cfg.gateway.nlb_idle_timeout_seconds,
+                gateway_name=self.gateway_name,
+                namespace=self.gateway_namespace,
+            ))
         self.load_balancer_service = kubernetes.core.v1.Service(
             f"{name}-nlb",
-            metadata=service["metadata"],
-            spec=service["spec"],
+            metadata=service.apply(lambda m: m["metadata"]),
+            spec=service.apply(lambda m: m["spec"]),
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts,
                 pulumi.ResourceOptions(
-                    depends_on=[self.lbc_release, self.gateway, ngf_namespace],
+                    depends_on=[self.lbc_release, ngf_namespace],
                     # Creating an NLB and deleting one (finalizer) each take minutes.
                     custom_timeouts=pulumi.CustomTimeouts(create="20m", delete="20m"),
                 ),
             ),
         )
 
+        # --- The Gateway (GatewayClass comes with the NGF chart) and its NGINX settings.
+        after_ngf = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[
+                self.ngf_release, self.gateway_api_crds, self.load_balancer_service])
+        )
+        self.gateway = _manifest_resource(
+            f"{name}-gateway", gm.gateway_manifest(self.gateway_name, self.gateway_namespace), after_ngf
+        )
+        after_gateway = pulumi.ResourceOptions.merge(after_ngf, pulumi.ResourceOptions(depends_on=[self.gateway]))
+        timeout = cfg.gateway.request_timeout_seconds
+        for suffix, manifest in (
+            ("proxy-settings", gm.proxy_settings_policy_manifest(self.gateway_name, self.gateway_namespace, timeout)),
+            ("grpc-timeouts", gm.grpc_timeouts_policy_manifest(self.gateway_name, self.gateway_namespace, timeout)),
+            ("client-settings", gm.client_settings_policy_manifest(self.gateway_name, self.gateway_namespace)),
+        ):
+            _manifest_resource(f"{name}-{suffix}", manifest, after_gateway)
+
         self.hostname = self.load_balancer_service.status.apply(gm.load_balancer_hostname)
-        self.http_endpoint = self.hostname.apply(lambda h: gm.endpoints(h)["http"] if h else None)
-        self.grpc_endpoint = self.hostname.apply(lambda h: gm.endpoints(h)["grpc"] if h else None)
+        # With TLS clients use the certificate's name: tls.domain (alias record below when the
+        # zone is ours), else the NLB's name (the user points their DNS at it).
+        public_host: pulumi.Output[str | None] = self.hostname
+        if tls.enabled and tls.domain:
+            public_host = pulumi.Output.from_input(tls.domain)
+            if tls.hosted_zone_id:
+                self._alias_record(name, tls, cfg.region, aws_opts)
+        self.http_endpoint = public_host.apply(lambda h: gm.endpoints(h, tls.enabled)["http"] if h else None)
+        self.grpc_endpoint = public_host.apply(lambda h: gm.endpoints(h, tls.enabled)["grpc"] if h else None)
+        self.tls = tls.enabled
+        self.api_key_command = (
+            "pulumi config get tritonllm:apiKeys | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])'"
+            if self.auth_enabled else None)
         self.register_outputs({
             "gatewayName": self.gateway_name,
             "gatewayNamespace": self.gateway_namespace,
@@ -235,3 +279,65 @@ class Gateway(pulumi.ComponentResource):
             "httpEndpoint": self.http_endpoint,
             "grpcEndpoint": self.grpc_endpoint,
         })
+
+    def _dns_validated_certificate(self, name: str, tls, aws_opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        """An ACM certificate for tls.domain, validated through records in tls.hosted_zone_id."""
+        certificate = aws.acm.Certificate(
+            f"{name}-endpoint", domain_name=tls.domain, validation_method="DNS", opts=aws_opts)
+        options = certificate.domain_validation_options
+        record = aws.route53.Record(
+            f"{name}-endpoint-validation",
+            zone_id=tls.hosted_zone_id,
+            name=options.apply(lambda o: o[0].resource_record_name),
+            type=options.apply(lambda o: o[0].resource_record_type),
+            records=[options.apply(lambda o: o[0].resource_record_value)],
+            ttl=300,
+            allow_overwrite=True,
+            opts=aws_opts,
+        )
+        validation = aws.acm.CertificateValidation(
+            f"{name}-endpoint", certificate_arn=certificate.arn, validation_record_fqdns=[record.fqdn],
+            opts=aws_opts)
+        return validation.certificate_arn
+
+    def _alias_record(self, name: str, tls, region: str, aws_opts: pulumi.ResourceOptions) -> aws.route53.Record:
+        """`tls.domain` -> the NLB (Route 53 alias; the NLB's canonical zone from the provider)."""
+        zone = aws.lb.get_hosted_zone_id_output(load_balancer_type="network", region=region,
+                                                 opts=pulumi.InvokeOptions(parent=self))
+        return aws.route53.Record(
+            f"{name}-endpoint-alias",
+            zone_id=tls.hosted_zone_id,
+            name=tls.domain,
+            type="A",
+            aliases=[aws.route53.RecordAliasArgs(
+                name=self.hostname.apply(lambda h: h or ""), zone_id=zone.id, evaluate_target_health=True)],
+            opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(
+                depends_on=[self.load_balancer_service])),
+        )
+
+    def route_authentication(self, name: str, namespace: str, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """The API-key Secret and AuthenticationFilter in a route namespace (nothing when auth is off).
+
+        Routes in that namespace pass through `secure_route` and depend on what this returns.
+        """
+        if not self.auth_enabled:
+            return []
+        k8s_opts = opts  # the caller's: its parent, and the cluster's Kubernetes provider
+        secret_manifest = gm.api_key_secret_manifest(namespace)
+        secret = kubernetes.core.v1.Secret(
+            f"{name}-api-keys",
+            metadata=secret_manifest["metadata"],
+            type=secret_manifest["type"],
+            string_data={gm.AUTH_SECRET_KEY: self._htpasswd},
+            opts=k8s_opts,
+        )
+        auth_filter = _manifest_resource(
+            f"{name}-api-key-filter",
+            gm.authentication_filter_manifest(namespace, self._cfg.gateway.auth.realm),
+            pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret, self.gateway])),
+        )
+        return [secret, auth_filter]
+
+    def secure_route(self, manifest: dict) -> dict:
+        """A route with the API-key filter on every rule (unchanged when auth is off)."""
+        return gm.with_authentication(manifest) if self.auth_enabled else manifest

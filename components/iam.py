@@ -30,22 +30,38 @@ def service_trust_policy(service: str, *, tag_session: bool = False) -> dict[str
     return policy_document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}])
 
 
-def pod_identity_trust_policy(account_id: str | None = None) -> dict[str, Any]:
-    """Trust policy for an EKS Pod Identity role.
+# Session tags EKS Pod Identity adds to its AssumeRole call (EKS User Guide, "Grant Pods access to
+# AWS resources based on tags", list of session tags; "Create IAM role with trust policy required
+# by EKS Pod Identity", Setting conditions).
+POD_IDENTITY_CLUSTER_TAG = "aws:RequestTag/eks-cluster-arn"
+POD_IDENTITY_NAMESPACE_TAG = "aws:RequestTag/kubernetes-namespace"
+POD_IDENTITY_SERVICE_ACCOUNT_TAG = "aws:RequestTag/kubernetes-service-account"
 
-    Pod Identity needs both sts:AssumeRole and sts:TagSession (it tags the session
-    with the cluster, namespace and service account). Pinning aws:SourceAccount stops
-    another account's clusters from using the role.
+
+def eks_cluster_arn(partition: str, region: str, account_id: str, cluster_name: str) -> str:
+    return f"arn:{partition}:eks:{region}:{account_id}:cluster/{cluster_name}"
+
+
+def pod_identity_trust_policy(account_id: str, cluster_arn: str, namespace: str, service_account: str) -> dict[str, Any]:
+    """Trust policy for an EKS Pod Identity role, usable by one service account of one cluster.
+
+    Pod Identity needs both sts:AssumeRole and sts:TagSession: it tags the session with the
+    cluster ARN, namespace and service account, and the conditions match those tags, so no other
+    association in the account (another namespace, another cluster) can use the role.
+    aws:SourceAccount keeps other accounts' clusters out as well.
     """
-    statement: dict[str, Any] = {
+    return policy_document([{
         "Sid": "AllowEksPodIdentity",
         "Effect": "Allow",
         "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
         "Action": ["sts:AssumeRole", "sts:TagSession"],
-    }
-    if account_id:
-        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
-    return policy_document([statement])
+        "Condition": {"StringEquals": {
+            "aws:SourceAccount": account_id,
+            POD_IDENTITY_CLUSTER_TAG: cluster_arn,
+            POD_IDENTITY_NAMESPACE_TAG: namespace,
+            POD_IDENTITY_SERVICE_ACCOUNT_TAG: service_account,
+        }},
+    }])
 
 
 def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str, namespace: str, service_account: str) -> dict[str, Any]:
@@ -110,10 +126,16 @@ def pod_identity_role(
     `inline_policy` is a JSON string (or Output of one). Set `associate=False` when the
     association is made elsewhere (e.g. by an EKS add-on's podIdentityAssociations).
     """
+    # The cluster's ARN from the role's own provider (same partition and region as the cluster).
+    invoke = pulumi.InvokeOptions(parent=opts.parent if opts else None,
+                                  provider=opts.provider if opts else None)
+    partition = aws.get_partition_output(opts=invoke).partition
+    region = aws.get_region_output(opts=invoke).region
     role = aws.iam.Role(
         name,
-        assume_role_policy=pulumi.Output.from_input(account_id).apply(
-            lambda account: json.dumps(pod_identity_trust_policy(account))
+        assume_role_policy=pulumi.Output.all(partition, region, account_id, cluster_name).apply(
+            lambda a: json.dumps(pod_identity_trust_policy(
+                a[2], eks_cluster_arn(a[0], a[1], a[2], a[3]), namespace, service_account))
         ),
         description=f"EKS Pod Identity role for {namespace}/{service_account}",
         opts=opts,

@@ -19,8 +19,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import iam, versions
-from components.cluster import SYSTEM_NODE_SELECTOR, Cluster
-from components.config import NodePoolConfig, StackConfig
+from components.cluster import IMDS_HOP_LIMIT, SYSTEM_NODE_SELECTOR, Cluster
+from components.config import CPU_NODE_POOL_NAME, CpuNodePoolConfig, NodePoolConfig, StackConfig
 from components.network import DISCOVERY_TAG, Network
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -276,8 +276,12 @@ def interruption_event_patterns() -> dict[str, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- manifests (pure)
 
-def karpenter_values(cluster_name: str, queue_name: str) -> dict[str, Any]:
-    """Helm values of the Karpenter chart."""
+def karpenter_values(cluster_name: str, queue_name: str, region: str) -> dict[str, Any]:
+    """Helm values of the Karpenter chart.
+
+    AWS_REGION is given explicitly: with IMDS hop limit 1 the controller cannot ask instance
+    metadata for it (chart values `controller.env`, example `AWS_REGION` in the chart's values.yaml).
+    """
     return {
         "settings": {
             "clusterName": cluster_name,
@@ -289,6 +293,7 @@ def karpenter_values(cluster_name: str, queue_name: str) -> dict[str, Any]:
         "replicas": 2,
         "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_NODE_SELECTOR},
         "controller": {
+            "env": [{"name": "AWS_REGION", "value": region}],
             # Requests == limits: Karpenter must not be throttled or evicted while it scales the cluster.
             "resources": {
                 "requests": {"cpu": "1", "memory": "1Gi"},
@@ -313,28 +318,97 @@ def block_device_mappings(ami_family: str, disk_size_gib: int) -> list[dict[str,
     return [{"deviceName": "/dev/xvda", "rootVolume": True, "ebs": ebs(f"{disk_size_gib}Gi", 500)}]
 
 
+def metadata_options() -> dict[str, Any]:
+    """IMDSv2 only, hop limit 1: pods cannot reach instance metadata (they get AWS access via Pod Identity)."""
+    return {
+        "httpEndpoint": "enabled",
+        "httpProtocolIPv6": "disabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": IMDS_HOP_LIMIT,
+    }
+
+
 def ec2_node_class_manifest(pool: NodePoolConfig, cluster_name: str, node_role_name: str,
                             tags: Mapping[str, str]) -> dict[str, Any]:
-    """EC2NodeClass for one NodePool: GPU AMI, IMDSv2, encrypted gp3, discovery-tag selectors."""
+    """EC2NodeClass for one GPU NodePool: pinned GPU AMI, IMDSv2, encrypted gp3, instance store as RAID0.
+
+    instanceStorePolicy RAID0: on types with local NVMe (g5, g6, g6e, p4d, p5...) Karpenter builds
+    one RAID0 array from the instance-store disks and puts kubelet and containerd on it (images,
+    emptyDirs such as the HF cache and staged engines); types without instance store are unaffected
+    (Karpenter v1.14 docs, concepts/nodeclasses.md "spec.instanceStorePolicy").
+    """
     discovery = {DISCOVERY_TAG: cluster_name}
     return {
         "apiVersion": f"{NODECLASS_GROUP}/v1",
         "kind": "EC2NodeClass",
         "metadata": {"name": pool.name},
         "spec": {
-            "amiSelectorTerms": [{"alias": versions.KARPENTER_AMI_ALIAS[pool.ami_family]}],
+            "amiSelectorTerms": [{"alias": pool.ami_alias}],
             "role": node_role_name,  # Karpenter creates and manages the instance profile
             "subnetSelectorTerms": [{"tags": discovery}],  # every private subnet, no other
             "securityGroupSelectorTerms": [{"tags": discovery}],
-            "metadataOptions": {
-                "httpEndpoint": "enabled",
-                "httpProtocolIPv6": "disabled",
-                "httpTokens": "required",
-                # 1: pods cannot reach instance metadata (they get AWS access via Pod Identity).
-                "httpPutResponseHopLimit": 1,
-            },
+            "metadataOptions": metadata_options(),
+            "instanceStorePolicy": "RAID0",
             "blockDeviceMappings": block_device_mappings(pool.ami_family, pool.disk_size_gib),
             "tags": {**dict(tags), "tritonllm/node-pool": pool.name},
+        },
+    }
+
+
+def cpu_node_class_manifest(pool: CpuNodePoolConfig, cluster_name: str, node_role_name: str,
+                            tags: Mapping[str, str]) -> dict[str, Any]:
+    """EC2NodeClass of the CPU NodePool: pinned AL2023 standard AMI, IMDSv2 hop 1, encrypted gp3."""
+    discovery = {DISCOVERY_TAG: cluster_name}
+    return {
+        "apiVersion": f"{NODECLASS_GROUP}/v1",
+        "kind": "EC2NodeClass",
+        "metadata": {"name": CPU_NODE_POOL_NAME},
+        "spec": {
+            "amiSelectorTerms": [{"alias": pool.ami_alias}],
+            "role": node_role_name,
+            "subnetSelectorTerms": [{"tags": discovery}],
+            "securityGroupSelectorTerms": [{"tags": discovery}],
+            "metadataOptions": metadata_options(),
+            "blockDeviceMappings": block_device_mappings("AL2023", pool.disk_size_gib),
+            "tags": {**dict(tags), "tritonllm/node-pool": CPU_NODE_POOL_NAME},
+        },
+    }
+
+
+def cpu_node_pool_manifest(pool: CpuNodePoolConfig) -> dict[str, Any]:
+    """NodePool for pods that need no GPU, so they never wait behind GPU-only pools.
+
+    No taint: anything without a GPU request may land here. Karpenter's scheduler also adds
+    GPU nodes only for pods that tolerate nvidia.com/gpu, so this pool is where other pods grow.
+    Low weight, a CPU limit and WhenEmptyOrUnderutilized consolidation keep it small.
+    """
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": CPU_NODE_POOL_NAME},
+        "spec": {
+            "template": {
+                # No GPU_PRESENT_LABEL: GPU daemons (device plugin, DCGM exporter) stay off these nodes.
+                "metadata": {"labels": {AMI_FAMILY_LABEL: "al2023"}},
+                "spec": {
+                    "nodeClassRef": {"group": NODECLASS_GROUP, "kind": "EC2NodeClass", "name": CPU_NODE_POOL_NAME},
+                    "requirements": [
+                        {"key": "karpenter.k8s.aws/instance-family", "operator": "In",
+                         "values": list(pool.instance_families)},
+                        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
+                        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+                    ],
+                    "expireAfter": "720h",
+                },
+            },
+            "limits": {"cpu": str(pool.max_cpu)},
+            "disruption": {
+                "consolidationPolicy": "WhenEmptyOrUnderutilized",
+                "consolidateAfter": "5m",
+                "budgets": [{"nodes": "10%"}],
+            },
+            "weight": 1,
         },
     }
 
@@ -478,49 +552,70 @@ class Karpenter(pulumi.ComponentResource):
             opts=child,
         )
 
-        # --- The controller (its chart brings the CRDs)
+        # --- CRDs from their own chart (Helm upgrades them; it never upgrades a chart's crds/), then
+        # the controller with skip_crds. The controller waits for CoreDNS: it resolves the STS, EC2
+        # and EKS endpoints at start and crash-loops without DNS.
+        self.crd_release = k8s.helm.v3.Release(
+            f"{name}-karpenter-crd",
+            name="karpenter-crd",
+            namespace=NAMESPACE,
+            **chart_source(versions.KARPENTER_CRD),
+            opts=pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider,
+                                        depends_on=[cluster.system_node_group]),
+        )
         self.release = k8s.helm.v3.Release(
             f"{name}-karpenter",
             name="karpenter",
             namespace=NAMESPACE,
+            skip_crds=True,  # karpenter-crd owns them
             **chart_source(versions.KARPENTER),
-            values=self.queue.name.apply(lambda queue: karpenter_values(cluster_name, queue)),
+            values=self.queue.name.apply(lambda queue: karpenter_values(cluster_name, queue, cfg.region)),
             opts=pulumi.ResourceOptions(
                 parent=self, provider=cluster.k8s_provider,
-                depends_on=[association, node_access, *node_policies, cluster.system_node_group,
-                            cluster.addons["eks-pod-identity-agent"]],
+                depends_on=[self.crd_release, association, node_access, *node_policies, cluster.system_node_group,
+                            cluster.addons["eks-pod-identity-agent"], cluster.addons["coredns"]],
             ),
         )
 
-        # --- One EC2NodeClass + NodePool per nodePools entry
-        # After the chart (CRDs) and the tag that lets the node classes find their security group.
+        # --- One EC2NodeClass + NodePool per nodePools entry (+ the CPU pool)
+        # After the controller (its webhooks and CRDs) and the tag that lets node classes find their security group.
         after_crds = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-            depends_on=[self.release, cluster.node_security_group_discovery_tag]))
+            depends_on=[self.crd_release, self.release, cluster.node_security_group_discovery_tag]))
         self.node_classes: dict[str, k8s.apiextensions.CustomResource] = {}
         self.node_pools: dict[str, k8s.apiextensions.CustomResource] = {}
         # Karpenter tags what it launches itself; the provider's default tags do not reach those instances.
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **cfg.tags}
-        for pool in cfg.node_pools:
-            node_class = self.node_role.name.apply(
-                lambda role, pool=pool: ec2_node_class_manifest(pool, cluster_name, role, instance_tags)
-            )
-            self.node_classes[pool.name] = k8s.apiextensions.CustomResource(
-                f"{name}-nodeclass-{pool.name}",
+        pools: list[tuple[str, Any, dict[str, Any]]] = [
+            (pool.name,
+             self.node_role.name.apply(
+                 lambda role, pool=pool: ec2_node_class_manifest(pool, cluster_name, role, instance_tags)),
+             node_pool_manifest(pool))
+            for pool in cfg.node_pools
+        ]
+        if cfg.cpu_node_pool.enabled:
+            pools.append((
+                CPU_NODE_POOL_NAME,
+                self.node_role.name.apply(
+                    lambda role: cpu_node_class_manifest(cfg.cpu_node_pool, cluster_name, role, instance_tags)),
+                cpu_node_pool_manifest(cfg.cpu_node_pool),
+            ))
+        for pool_name, node_class, manifest in pools:
+            self.node_classes[pool_name] = k8s.apiextensions.CustomResource(
+                f"{name}-nodeclass-{pool_name}",
                 api_version=f"{NODECLASS_GROUP}/v1",
                 kind="EC2NodeClass",
-                metadata={"name": pool.name},
+                metadata={"name": pool_name},
                 spec=node_class["spec"],
                 opts=after_crds,
             )
-            manifest = node_pool_manifest(pool)
-            self.node_pools[pool.name] = k8s.apiextensions.CustomResource(
-                f"{name}-nodepool-{pool.name}",
+            self.node_pools[pool_name] = k8s.apiextensions.CustomResource(
+                f"{name}-nodepool-{pool_name}",
                 api_version=manifest["apiVersion"],
                 kind=manifest["kind"],
                 metadata=manifest["metadata"],
                 spec=manifest["spec"],
                 opts=pulumi.ResourceOptions.merge(
-                    after_crds, pulumi.ResourceOptions(depends_on=[self.node_classes[pool.name]])),
+                    after_crds, pulumi.ResourceOptions(depends_on=[self.node_classes[pool_name]])),
             )
 
         # --- NVIDIA device plugin on GPU nodes

@@ -8,6 +8,7 @@ Claims are namespaced, so the Triton component creates its own RWX claim from
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -44,6 +45,41 @@ def efs_storage_class_manifest(file_system_id: str, name: str = STORAGE_CLASS_NA
         },
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "Immediate",  # EFS is regional: no need to wait for the pod's zone
+    }
+
+
+def file_system_policy(file_system_arn: str) -> dict[str, Any]:
+    """EFS file-system policy: clients mount only through a mount target and only over TLS.
+
+    The same two statements the EFS console's "Enforce in-transit encryption for all clients"
+    writes: without an Allow, a file-system policy would also refuse the anonymous (non-IAM)
+    NFS clients the CSI driver uses; with it, the security group stays the network gate and
+    the Deny refuses any connection without TLS. The EFS CSI driver mounts with `tls`: always for
+    an access point (our StorageClass provisions one per claim), and by default otherwise
+    (kubernetes-sigs/aws-efs-csi-driver pkg/driver/node.go: encryptInTransit defaults to true,
+    `accesspoint=<id>` is mounted with "tls").
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowMountThroughMountTargets",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
+                           "elasticfilesystem:ClientRootAccess"],
+                "Resource": file_system_arn,
+                "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
+            },
+            {
+                "Sid": "DenyWithoutTls",
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "*",
+                "Resource": file_system_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ],
     }
 
 
@@ -100,6 +136,12 @@ class Storage(pulumi.ComponentResource):
             tags={"Name": f"{name}-shared"},
             opts=child,
         )
+        self.file_system_policy = aws.efs.FileSystemPolicy(
+            f"{name}-shared",
+            file_system_id=self.file_system.id,
+            policy=self.file_system.arn.apply(lambda arn: json.dumps(file_system_policy(arn))),
+            opts=pulumi.ResourceOptions(parent=self.file_system),
+        )
         self.mount_targets = [
             aws.efs.MountTarget(
                 f"{name}-shared-{i}",
@@ -124,7 +166,7 @@ class Storage(pulumi.ComponentResource):
             volume_binding_mode=shape["volumeBindingMode"],
             opts=pulumi.ResourceOptions(
                 parent=self, provider=cluster.k8s_provider,
-                depends_on=[*self.mount_targets, cluster.addons["aws-efs-csi-driver"]],
+                depends_on=[*self.mount_targets, self.file_system_policy, cluster.addons["aws-efs-csi-driver"]],
             ),
         )
 

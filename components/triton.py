@@ -94,6 +94,7 @@ class TritonLLM(pulumi.ComponentResource):
         gateway: Any | None = None,
         hf_token: pulumi.Input[str] | None = None,
         ngc_api_key: pulumi.Input[str] | None = None,
+        resolved_engine_build: "engine_build.ResolvedEngine | None" = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tritonllm:serving:TritonLLM", name, None, opts)
@@ -108,20 +109,25 @@ class TritonLLM(pulumi.ComponentResource):
         # --- namespace and read-only access to exactly one S3 prefix
         route_labels = dict(getattr(gateway, "route_namespace_labels", {}) or {})
         namespace = _k8s_object(f"{name}-ns", tm.namespace_manifest(model, route_labels), k8s_opts)
-        engine_key: str | None = None
+        engine_key: pulumi.Output[str] | None = None
+        resolved_engine = None
         if model.backend == "vllm":
-            read_prefix = models_prefix(model)
+            read_prefix: pulumi.Input[str] = models_prefix(model)
         else:
-            engine_key = engine_build.engine_cache_key(engine_build.engine_key_parts(model, cfg))
-            read_prefix = engine_build.engine_prefix(engine_key)
-        reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn).apply(
-            lambda a: json.dumps(tm.triton_reader_policy(model, a[0], read_prefix, kms_key_arn=a[1])))
+            # hfRevision resolved to a commit (Hugging Face API, with the token for gated models) and
+            # the engine cache key computed from it, when the program runs.
+            resolved_engine = (pulumi.Output.from_input(resolved_engine_build) if resolved_engine_build is not None
+                               else engine_build.resolve_engine_output(model, cfg, hf_token))
+            engine_key = resolved_engine.apply(lambda r: r.key)
+            read_prefix = engine_key.apply(engine_build.engine_prefix)
+        reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
+            lambda a: json.dumps(tm.triton_reader_policy(model, a[0], a[2], kms_key_arn=a[1])))
         if tm.uses_irsa(model):
             reader_role = aws.iam.Role(
                 f"{name}-triton",
                 assume_role_policy=pulumi.Output.all(cluster.oidc_provider_arn, cluster.oidc_provider_url).apply(
                     lambda a: json.dumps(iam.irsa_trust_policy(a[0], a[1], ns_name, tm.SERVICE_ACCOUNT))),
-                description=f"IRSA role for {ns_name}/{tm.SERVICE_ACCOUNT}: read s3 {read_prefix}",
+                description=pulumi.Output.concat(f"IRSA role for {ns_name}/{tm.SERVICE_ACCOUNT}: read s3 ", read_prefix),
                 opts=aws_opts)
             reader_access: pulumi.Resource = aws.iam.RolePolicy(
                 f"{name}-triton-inline", role=reader_role.id, policy=reader_policy,
@@ -164,8 +170,8 @@ class TritonLLM(pulumi.ComponentResource):
         else:
             builder_sa = _k8s_object(f"{name}-engine-builder-sa", tm.service_account_manifest(
                 model, engine_build.BUILDER_SERVICE_ACCOUNT), after(namespace))
-            writer_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn).apply(
-                lambda a: json.dumps(write_prefix_policy(a[0], read_prefix, kms_key_arn=a[1])))
+            writer_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
+                lambda a: json.dumps(write_prefix_policy(a[0], a[2], kms_key_arn=a[1])))
             _, builder_association = iam.pod_identity_role(
                 f"{name}-engine-builder", cluster_name=cluster.cluster_name, namespace=ns_name,
                 service_account=engine_build.BUILDER_SERVICE_ACCOUNT, account_id=cluster.account_id,
@@ -173,15 +179,17 @@ class TritonLLM(pulumi.ComponentResource):
             engine = engine_build.TrtllmEngine(
                 f"{name}-engine", model, cfg, namespace=ns_name, bucket=model_store.bucket_name,
                 kubeconfig=cluster.kubeconfig, hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name,
+                resolved=resolved_engine,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
                     d for d in (builder_sa, builder_association, hf_secret, pull_secret, *model_store.ready)
                     if d is not None]))
 
         # --- the server
         shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
-        deployment_manifest = model_store.bucket_name.apply(lambda bucket: tm.deployment_manifest(
-            model, cfg, bucket=bucket, engine_key=engine_key, shared_claim_name=shared_claim_name,
-            hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name))
+        deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key).apply(
+            lambda a: tm.deployment_manifest(
+                model, cfg, bucket=a[0], engine_key=a[1], shared_claim_name=shared_claim_name,
+                hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name))
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=deployment_manifest.apply(lambda m: m["metadata"]),
@@ -202,8 +210,13 @@ class TritonLLM(pulumi.ComponentResource):
 
         # --- routes on the shared Gateway (created after it, deleted before it)
         if gateway is not None:
+            # API keys: every route rule behind the gateway's AuthenticationFilter (in this namespace).
+            route_auth = gateway.route_authentication(name, ns_name, after(namespace)) \
+                if hasattr(gateway, "route_authentication") else []
+            secure = getattr(gateway, "secure_route", lambda m: m)
             for manifest in tm.route_manifests(model, gateway.gateway_name, gateway.gateway_namespace):
-                _k8s_object(f"{name}-{manifest['kind'].lower()}", manifest, after(service, gateway))
+                _k8s_object(f"{name}-{manifest['kind'].lower()}", secure(manifest),
+                            after(service, gateway, *route_auth))
             grpc_endpoint = pulumi.Output.from_input(gateway.grpc_endpoint)
         else:
             grpc_endpoint = pulumi.Output.from_input(None)
@@ -211,7 +224,9 @@ class TritonLLM(pulumi.ComponentResource):
         self.model_name = pulumi.Output.from_input(served_model_name(model))
         self.namespace = pulumi.Output.from_input(ns_name)
         self.service_name = pulumi.Output.from_input(tm.SERVICE_NAME)
-        self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint))
+        # Behind TLS (gateway.tls) the gRPC endpoint is <domain>:443 and wants a secure channel.
+        tls_flag = " --ssl" if getattr(gateway, "tls", False) else ""
+        self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint) + tls_flag)
         self.engine_key = pulumi.Output.from_input(engine_key)
         self.engine = engine
         self.repository = repository

@@ -227,10 +227,23 @@ def tritonserver_args(repository: str, *, rank: int = 0, world_size: int = 1) ->
     return args + ["--disable-auto-complete-config", f"--backend-config=python,shm-region-prefix-name=prefix{rank}_"]
 
 
+def vllm_tritonserver_args(repository: str, model_name: str) -> list[str]:
+    """vLLM: explicit model control with the one model loaded at start.
+
+    The vLLM backend's health check (parameter ENABLE_VLLM_HEALTH_CHECK in
+    model_repository/vllm/config.pbtxt) unloads the model when the engine is dead, and only
+    in EXPLICIT model-control mode (triton-inference-server/vllm_backend r25.12
+    docs/health_check.md); the model-ready probes then fail.
+    """
+    args = tritonserver_args(repository)
+    args = [a for a in args if not a.startswith("--model-control-mode=")]
+    return args + ["--model-control-mode=explicit", f"--load-model={model_name}"]
+
+
 def triton_command(model: ModelConfig, bucket: str) -> list[str]:
     if model.backend == "vllm":
         # vLLM spreads tensor/pipeline parallel over the pod's GPUs itself: one tritonserver.
-        return ["tritonserver", *tritonserver_args(vllm_repository_uri(bucket, model))]
+        return ["tritonserver", *vllm_tritonserver_args(vllm_repository_uri(bucket, model), model.name)]
     world = model.parallel_gpus
     if world == 1:
         return ["tritonserver", *tritonserver_args(TRTLLM_REPOSITORY)]
@@ -263,13 +276,21 @@ def _probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[str,
             "failureThreshold": failures, "timeoutSeconds": timeout}
 
 
-def probes() -> dict[str, dict[str, Any]]:
+def probes(model_name: str | None = None) -> dict[str, dict[str, Any]]:
+    """Probes; with `model_name` (vLLM) every probe asks for that model's readiness.
+
+    The server's /v2/health/live stays 200 while a dead vLLM engine's model is unloaded by the
+    backend's health check, so for vLLM liveness too follows /v2/models/<name>/ready (HTTP 400 when
+    the model is not ready): the kubelet restarts the container instead of keeping a dead replica.
+    """
+    ready = f"/v2/models/{model_name}/ready" if model_name else "/v2/health/ready"
+    live = ready if model_name else "/v2/health/live"
     return {
         # Sized for the slowest cold start; liveness and readiness only begin after it.
-        "startupProbe": _probe("/v2/health/ready", STARTUP_PERIOD_SECONDS,
+        "startupProbe": _probe(ready, STARTUP_PERIOD_SECONDS,
                                math.ceil(STARTUP_BUDGET_SECONDS / STARTUP_PERIOD_SECONDS)),
-        "readinessProbe": _probe("/v2/health/ready", 5, 3),
-        "livenessProbe": _probe("/v2/health/live", 10, 6),
+        "readinessProbe": _probe(ready, 5, 3),
+        "livenessProbe": _probe(live, 10, 6),
     }
 
 
@@ -348,7 +369,7 @@ def deployment_manifest(
             "limits": {"memory": res.memory, GPU_RESOURCE: gpus},
         },
         "volumeMounts": mounts,
-        **probes(),
+        **probes(model.name if model.backend == "vllm" else None),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "securityContext": {"allowPrivilegeEscalation": False},
     }

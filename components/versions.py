@@ -10,19 +10,30 @@ from dataclasses import dataclass
 # --- Kubernetes / EKS -------------------------------------------------------
 EKS_VERSION = "1.34"
 
-# EKS managed addons, each pinned to a build published for EKS_VERSION.
+# EKS managed addons, each pinned to a build published for EKS_VERSION. Where AWS's user guide
+# lists a build for 1.34 we use it (coredns: managing-coredns.html "CoreDNS versions";
+# kube-proxy: managing-kube-proxy.html "kube-proxy versions"); the others are not listed per
+# Kubernetes version there: check with `aws eks describe-addon-versions --kubernetes-version 1.34
+# --addon-name <name>` before moving them.
 EKS_ADDONS: dict[str, str] = {
     "vpc-cni": "v1.20.4-eksbuild.1",
-    "coredns": "v1.12.3-eksbuild.1",
-    "kube-proxy": "v1.34.0-eksbuild.4",
+    "coredns": "v1.12.4-eksbuild.1",
+    "kube-proxy": "v1.34.1-eksbuild.2",
     "eks-pod-identity-agent": "v1.3.9-eksbuild.3",
     "aws-ebs-csi-driver": "v1.51.1-eksbuild.1",
     "aws-efs-csi-driver": "v2.1.13-eksbuild.1",
 }
 
-# Karpenter's alias for the EKS-optimized AL2023 AMI; for GPU instance types it
-# resolves to the NVIDIA variant (drivers + container toolkit preinstalled).
-KARPENTER_AMI_ALIAS = {"AL2023": "al2023@latest", "Bottlerocket": "bottlerocket@latest"}
+# Karpenter's alias for the EKS-optimized AMIs (`<family>@<version>`); for GPU instance types
+# the AL2023 alias resolves to the NVIDIA variant (drivers + container toolkit preinstalled).
+KARPENTER_AMI_ALIAS_FAMILY = {"AL2023": "al2023", "Bottlerocket": "bottlerocket"}
+# Default AMI release per family (`nodePools[].amiVersion` overrides it). `@latest` drifts every
+# node on each AMI release (Karpenter v1.14 docs, concepts/nodeclasses.md "not recommended for
+# production"), so the default is a dated release: awslabs/amazon-eks-ami release v20260714
+# (CHANGELOG.md: amazon-eks-node-al2023-x86_64-nvidia-1.34-v20260714, Kubernetes 1.34.9).
+# Bottlerocket has no default here: we could not verify a Bottlerocket release for 1.34, so a
+# Bottlerocket pool must name its version (config validation says so).
+KARPENTER_AMI_VERSION: dict[str, str | None] = {"AL2023": "v20260714", "Bottlerocket": None}
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,11 @@ class Chart:
 
 
 KARPENTER = Chart("karpenter", "1.14.1", "oci://public.ecr.aws/karpenter")
+# Karpenter's CRDs as their own chart, same version as the controller: Helm never upgrades CRDs
+# from a chart's crds/ directory (Karpenter v1.14 docs, upgrading/upgrade-guide.md "CRD Upgrades").
+# No reference values file exists for it in ../shared/reference; its only value upstream
+# (charts/karpenter-crd/values.yaml at v1.14.1) is `additionalAnnotations`, which we do not set.
+KARPENTER_CRD = Chart("karpenter-crd", "1.14.1", "oci://public.ecr.aws/karpenter")
 NVIDIA_DEVICE_PLUGIN = Chart("nvidia-device-plugin", "0.20.0", "https://nvidia.github.io/k8s-device-plugin")
 DCGM_EXPORTER = Chart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
 KUBE_PROMETHEUS_STACK = Chart(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonllm._llm_io import ModelInterface
+from tritonllm.client import API_KEY_ENV, auth_headers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("TRITONLLM_CACHE_DIR", REPO_ROOT / ".cache" / "tritonllm"))
@@ -241,7 +242,8 @@ def summarize_export(data: dict[str, Any], concurrency: int) -> dict[str, Any]:
 
 
 def aiperf_command(aiperf: Path, url: str, model: str, template_file: Path, tokenizer: str, preset: Preset,
-                   concurrency: int, requests: int, artifact_dir: Path, streaming: bool) -> list[str]:
+                   concurrency: int, requests: int, artifact_dir: Path, streaming: bool,
+                   api_key: str | None = None) -> list[str]:
     route = "generate_stream" if streaming else "generate"
     cmd = [
         str(aiperf), "profile",
@@ -269,18 +271,23 @@ def aiperf_command(aiperf: Path, url: str, model: str, template_file: Path, toke
     ]
     if streaming:
         cmd.append("--streaming")
+    for name, value in auth_headers(api_key).items():  # the gateway's Basic credentials (AIPerf -H Header:Value)
+        cmd += ["--header", f"{name}:{value}"]
     return cmd
 
 
-def fetch_interface(url: str, model: str, timeout: float = 30) -> ModelInterface:
+def fetch_interface(url: str, model: str, timeout: float = 30, api_key: str | None = None) -> ModelInterface:
     import urllib.error
     import urllib.request
 
-    target = f"{url.rstrip('/')}/v2/models/{model}/config"
+    target = urllib.request.Request(f"{url.rstrip('/')}/v2/models/{model}/config", headers=auth_headers(api_key))
     try:
         with urllib.request.urlopen(target, timeout=timeout) as resp:
             return ModelInterface.from_config(json.loads(resp.read().decode()))
     except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise BenchError(f"HTTP 401 from {url}: the server wants an API key; pass --api-key name:secret "
+                             f"or set {API_KEY_ENV}") from None
         raise BenchError(f"cannot read the config of model '{model}' at {url}: HTTP {exc.code} "
                          f"{exc.read().decode(errors='replace').strip()}") from None
     except OSError as exc:
@@ -298,8 +305,9 @@ def run_benchmark(
     requests_per_run: int | None = None,
     streaming: bool = True,
     log=print,
+    api_key: str | None = None,
 ) -> list[RunResult]:
-    iface = fetch_interface(url, model)
+    iface = fetch_interface(url, model, api_key=api_key)
     output_dir.mkdir(parents=True, exist_ok=True)
     template_file = output_dir / "payload_template.json"
     template_file.write_text(payload_template(iface, stream=streaming) + "\n")
@@ -308,7 +316,7 @@ def run_benchmark(
         requests = requests_per_run or preset.requests_per_run or max(8, 4 * concurrency)
         artifact_dir = output_dir / f"concurrency-{concurrency}"
         cmd = aiperf_command(aiperf, url, model, template_file, tokenizer, preset, concurrency, requests,
-                             artifact_dir, streaming)
+                             artifact_dir, streaming, api_key=api_key)
         log(f"  concurrency {concurrency:>3}: {requests} requests ...")
         artifact_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -443,6 +451,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "name (default: SmolLM2's, exported offline from the local model's GGUF)")
     parser.add_argument("--output-dir", help="where to write the results (default results/bench/<preset>-<time>)")
     parser.add_argument("--aiperf", help="aiperf executable (default .cache/aiperf-venv/bin/aiperf, then PATH)")
+    parser.add_argument("--api-key", default=None,
+                        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})")
     parser.add_argument("--setup", action="store_true",
                         help="create the AIPerf virtualenv and the local tokenizer, then exit")
 
@@ -481,7 +491,8 @@ def main(args: argparse.Namespace) -> int:
               f"{preset.input_tokens} in / {preset.output_tokens} out")
         results = run_benchmark(args.url, args.model_name, preset, output_dir, aiperf, tokenizer,
                                 concurrencies=concurrencies, requests_per_run=args.request_count,
-                                streaming=not args.no_stream)
+                                streaming=not args.no_stream,
+                                api_key=args.api_key or os.environ.get(API_KEY_ENV))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -83,6 +83,23 @@ def routing_headers(model: str) -> dict[str, str]:
     return {MODEL_HEADER: model}
 
 
+API_KEY_ENV = "TRITONLLM_API_KEY"
+_API_KEY_HINT = (f"the server wants an API key; pass --api-key name:secret or set {API_KEY_ENV} "
+                 "(EKS: the stack output apiKeyCommand prints one)")
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """HTTP Basic credentials for an API key `name:secret`, as the gateway (and `serve --api-key`)
+    checks them; lower-case, so the same dict is valid gRPC metadata."""
+    if not api_key:
+        return {}
+    if ":" not in api_key:
+        raise SetupError("an API key looks like name:secret (as in the stack's apiKeys)")
+    import base64
+
+    return {"authorization": "Basic " + base64.b64encode(api_key.encode()).decode()}
+
+
 def http_base(url: str, ssl: bool = False) -> str:
     if "://" not in url:
         url = ("https://" if ssl else "http://") + url
@@ -109,16 +126,20 @@ def _grpc_message(error: Exception) -> str:
 
 
 class GrpcBackend:
-    def __init__(self, url: str, ssl: bool = False) -> None:
+    def __init__(self, url: str, ssl: bool = False, api_key: str | None = None) -> None:
         import tritonclient.grpc.aio as grpcclient
 
+        self._auth = auth_headers(api_key)
         self._grpc = grpcclient
         self.client = grpcclient.InferenceServerClient(grpc_target(url), ssl=ssl)
 
     async def model_interface(self, model: str) -> ModelInterface:
         try:
-            config = await self.client.get_model_config(model, headers=routing_headers(model), as_json=True)
+            config = await self.client.get_model_config(model, headers={**routing_headers(model), **self._auth},
+                                                        as_json=True)
         except Exception as exc:  # noqa: BLE001
+            if "UNAUTHENTICATED" in _grpc_status(exc):
+                raise SetupError(f"gRPC UNAUTHENTICATED: {_API_KEY_HINT}") from None
             raise SetupError(f"cannot read the config of model '{model}': {_grpc_message(exc)}") from None
         return ModelInterface.from_config(config)
 
@@ -147,7 +168,7 @@ class GrpcBackend:
 
         try:
             async for response, error in self.client.stream_infer(requests(), stream_timeout=timeout,
-                                                                 headers=routing_headers(model)):
+                                                                 headers={**routing_headers(model), **self._auth}):
                 if error is not None:
                     result.error, result.status = _grpc_message(error), _grpc_status(error)
                     break
@@ -179,7 +200,8 @@ class GrpcBackend:
 
 
 class HttpBackend:
-    def __init__(self, url: str, ssl: bool = False, stream: bool = False) -> None:
+    def __init__(self, url: str, ssl: bool = False, stream: bool = False, api_key: str | None = None) -> None:
+        self._auth = auth_headers(api_key)
         self.base = http_base(url, ssl)
         self.stream = stream
         self.session = None
@@ -196,8 +218,11 @@ class HttpBackend:
 
         session = await self._session()
         try:
-            async with session.get(f"{self.base}/v2/models/{model}/config", headers=routing_headers(model)) as response:
+            async with session.get(f"{self.base}/v2/models/{model}/config",
+                                   headers={**routing_headers(model), **self._auth}) as response:
                 body = await response.text()
+                if response.status == 401:
+                    raise SetupError(f"HTTP 401 from {self.base}: {_API_KEY_HINT}")
                 if response.status != 200:
                     raise SetupError(f"cannot read the config of model '{model}': HTTP {response.status} {body.strip()}")
                 return ModelInterface.from_config(json.loads(body))
@@ -214,7 +239,7 @@ class HttpBackend:
         pieces: list[str] = []
         try:
             async with session.post(
-                f"{self.base}/v2/models/{model}/{route}", json=values, headers=routing_headers(model),
+                f"{self.base}/v2/models/{model}/{route}", json=values, headers={**routing_headers(model), **self._auth},
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 if not self.stream or response.content_type == "application/json":
@@ -291,9 +316,10 @@ async def run_requests(
     ssl: bool = False,
     style: str = "auto",
     on_result=None,
+    api_key: str | None = None,
 ) -> tuple[ModelInterface, list[RequestResult]]:
     """Send every prompt (at most `concurrency` in flight); return the model interface and results in order."""
-    backend = GrpcBackend(url, ssl) if protocol == "grpc" else HttpBackend(url, ssl, stream)
+    backend = GrpcBackend(url, ssl, api_key) if protocol == "grpc" else HttpBackend(url, ssl, stream, api_key)
     try:
         iface = await backend.model_interface(model)
         try:
@@ -409,6 +435,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "tensors (TRT-LLM ensemble)")
     parser.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds")
     parser.add_argument("--ssl", action="store_true", help="TLS (https / secure gRPC channel)")
+    parser.add_argument("--api-key", default=None,
+                        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})")
     parser.add_argument("--quiet", action="store_true", help="only print the summary")
 
 
@@ -455,7 +483,7 @@ def main(args: argparse.Namespace) -> int:
         _, results = asyncio.run(run_requests(
             url, args.model_name, prompts, settings, protocol=protocol, stream=stream,
             concurrency=args.concurrency, timeout=args.timeout, ssl=args.ssl, style=args.sampling_style,
-            on_result=report,
+            on_result=report, api_key=args.api_key or os.environ.get(API_KEY_ENV),
         ))
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -108,7 +108,7 @@ def validate_stack_file(stack_file: Path) -> list[str]:
     secrets_set = {k for k, v in raw.items() if isinstance(v, dict) and "secure" in v}
     raw = {k: v for k, v in raw.items() if k not in secrets_set}
     try:
-        parse_stack_config(raw, secrets_set)
+        parse_stack_config(raw, secrets_set, secrets_complete=True)
     except ConfigError as exc:
         raise DeployError(f"{stack_file.name}: {exc}") from None
     return sorted(raw) + sorted(secrets_set)

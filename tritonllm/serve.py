@@ -498,6 +498,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="do not echo the server log to stderr")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
     parser.add_argument(
+        "--api-key", action="append", default=None, metavar="NAME:SECRET",
+        help="require this API key (repeatable; default $TRITONLLM_API_KEYS, comma-separated): nginx checks it "
+        "in front of Triton like the EKS gateway does (401 / gRPC UNAUTHENTICATED without it)")
+    parser.add_argument(
         "run",
         nargs=argparse.REMAINDER,
         metavar="-- COMMAND ...",
@@ -514,17 +518,26 @@ def main(args: argparse.Namespace) -> int:
     command = list(args.run or [])
     if command and command[0] == "--":
         command = command[1:]
+    from tritonllm import auth_front
+
+    try:
+        api_keys = auth_front.api_keys_from(getattr(args, "api_key", None))
+    except auth_front.FrontError as exc:
+        _print(f"error: {exc}")
+        return 2
     server = TritonServer(
         args.model_repository,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
+        # With API keys Triton listens on loopback ports only the key-checking front knows.
+        http_port=0 if api_keys else args.http_port,
+        grpc_port=0 if api_keys else args.grpc_port,
         metrics_port=args.metrics_port,
-        host=args.host,
+        host="127.0.0.1" if api_keys else args.host,
         log_verbose=args.log_verbose,
         log_file=args.log_file,
         echo_logs=not args.quiet,
         startup_timeout=args.startup_timeout,
     )
+    front = None
     _print(f"starting tritonserver on {server.model_repository} ...")
     stop_requested = threading.Event()
 
@@ -541,17 +554,30 @@ def main(args: argparse.Namespace) -> int:
                 sys.stderr.write(exc.log_tail[-4000:])
             _print(f"error: {exc}")
             return 1
+        urls = server
+        if api_keys:
+            try:
+                front = auth_front.ApiKeyFront(api_keys, triton_http=server.http_port, triton_grpc=server.grpc_port,
+                                               host=args.host, http_port=args.http_port, grpc_port=args.grpc_port)
+                urls = front.start()
+            except auth_front.FrontError as exc:
+                _print(f"error: {exc}")
+                return 1
+            _print(f"API keys required ({', '.join(name for name, _ in api_keys)}): "
+                   "clients pass --api-key NAME:SECRET or set TRITONLLM_API_KEY")
         models = ", ".join(f"{name} ({state})" for name, state in sorted(server.models.items())) or "none"
         _print(
             f"Triton is ready after {server.startup_seconds:.1f}s\n"
-            f"  HTTP:    {server.http_url}\n"
-            f"  gRPC:    {server.grpc_url}\n"
+            f"  HTTP:    {urls.http_url}\n"
+            f"  gRPC:    {urls.grpc_url}\n"
             f"  metrics: {server.metrics_url}\n"
             f"  models:  {models}"
         )
         if command:
-            env = dict(os.environ, TRITON_HTTP_URL=server.http_url, TRITON_GRPC_URL=server.grpc_url,
+            env = dict(os.environ, TRITON_HTTP_URL=urls.http_url, TRITON_GRPC_URL=urls.grpc_url,
                        TRITON_METRICS_URL=server.metrics_url)
+            if api_keys:
+                env.setdefault("TRITONLLM_API_KEY", ":".join(api_keys[0]))
             _print(f"running: {' '.join(command)}")
             try:
                 result = subprocess.run(command, env=env)
@@ -560,8 +586,9 @@ def main(args: argparse.Namespace) -> int:
                 return 127
             return result.returncode
         first = sorted(server.models)[0] if server.models else "MODEL"
+        key_flag = ' -u "$TRITONLLM_API_KEY"' if api_keys else ""
         _print(
-            f"try:  curl -s -X POST {server.http_url}/v2/models/{first}/generate "
+            f"try:  curl -s{key_flag} -X POST {urls.http_url}/v2/models/{first}/generate "
             "-d '{\"text_input\": \"What is Triton?\", \"max_tokens\": 32}'\n"
             "press Ctrl-C to stop"
         )
@@ -576,6 +603,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if front is not None:
+            front.stop()
         code = server.stop()
         if code is not None:
             _print(f"tritonserver stopped (exit code {code})")

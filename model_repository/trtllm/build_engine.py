@@ -7,8 +7,9 @@ engine. It writes everything Triton needs to --output-dir:
 
     engine/            rank<N>.engine + config.json          (trtllm-build)
     tokenizer/         tokenizer and model config files      (from the Hugging Face download)
-    model_repository/  <served-model-name>/ (the ensemble), preprocessing/, tensorrt_llm/,
-                       postprocessing/: the image's inflight-batcher templates, filled
+    model_repository/  <served-model-name>/ (tensorrt_llm_bls + our streaming wrapper), ensemble/,
+                       preprocessing/, tensorrt_llm/, postprocessing/: the image's
+                       inflight-batcher templates, filled
     build.json         what was built, from what, and how long each step took
 
 The Job's upload container then copies --output-dir to s3://<bucket>/engines/<key>/ and
@@ -34,7 +35,21 @@ from pathlib import Path
 # Where the Triton TRT-LLM image (tritonserver:<yy.mm>-trtllm-python-py3) keeps the
 # TensorRT-LLM examples and its Triton backend's model templates and tools.
 APP_DIR = Path(os.environ.get("TRTLLM_APP_DIR", "/app"))
-TEMPLATE_MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing")
+TEMPLATE_MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls")
+# The served entry point is the BLS model, not the ensemble: the ensemble's postprocessing step
+# decodes each streamed response's tokens alone (upstream postprocessing/1/model.py calls
+# tokenizer.batch_decode on just those tokens), so a character split across tokens arrives as
+# U+FFFD. The BLS (tensorrt_llm_bls/1/model.py + lib/decode.py, accumulate_tokens) keeps one
+# request's tokens together; bls_stream.py (shipped next to this script) turns its cumulative
+# text back into deltas that only ever end on a complete character.
+SERVED_TEMPLATE = "tensorrt_llm_bls"
+# Files shipped next to this script (the build Job's ConfigMap) and copied into the served model.
+SCRIPT_HOME = Path(__file__).resolve().parent
+SHIPPED_FILES = ("bls_stream.py",)
+# Every model's version directory must hold a file: S3 has no empty directories, so an empty
+# `1/` vanishes between the upload and the Triton pod's staging, and Triton then finds no version.
+VERSION_PLACEHOLDER = ".keep"
+BATCH_SCHEDULER_POLICIES = ("max_utilization", "guaranteed_no_evict")
 
 # Hugging Face config.json model_type -> the TensorRT-LLM example that converts it.
 CONVERTERS = {
@@ -63,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hf-model-id", required=True, help="Hugging Face repo id, e.g. meta-llama/Llama-3.2-1B-Instruct")
     p.add_argument("--hf-revision", default="main", help="branch, tag or commit sha")
-    p.add_argument("--served-model-name", required=True, help="name clients call (the ensemble's name)")
+    p.add_argument("--served-model-name", required=True, help="name clients call (the BLS model's name)")
     p.add_argument("--dtype", choices=("float16", "bfloat16", "fp8"), default="bfloat16")
     p.add_argument("--tp-size", type=int, default=1)
     p.add_argument("--pp-size", type=int, default=1)
@@ -74,6 +89,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--paged-kv-cache", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--multiple-profiles", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--kv-cache-free-gpu-mem-fraction", type=float, default=0.9)
+    # Serving settings filled into tensorrt_llm/config.pbtxt (set explicitly: the backend's
+    # defaults changed across releases; see models[].engine.* in components/config.py).
+    p.add_argument("--batch-scheduler-policy", choices=BATCH_SCHEDULER_POLICIES, default="max_utilization")
+    p.add_argument("--enable-kv-cache-reuse", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--enable-chunked-context", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--max-queue-delay-microseconds", type=int, default=0)
+    p.add_argument("--bls-instance-count", type=int, default=0,
+                   help="instances of the served BLS model (0: --max-batch-size, upstream's advice)")
     p.add_argument("--model-family", default="auto",
                    help=f"converter to use: auto (from config.json model_type) or one of {sorted(set(CONVERTERS.values()))}")
     p.add_argument("--work-dir", default="/work", help="scratch space (download, checkpoint)")
@@ -95,11 +118,19 @@ def validate(args: argparse.Namespace) -> None:
         problems.append(f"--hf-model-id {args.hf_model_id!r} is not an owner/name Hugging Face id")
     if not DNS_LABEL.match(args.served_model_name):
         problems.append(f"--served-model-name {args.served_model_name!r} must be a DNS label (a-z, 0-9, -)")
+    if args.served_model_name in TEMPLATE_MODELS:
+        problems.append(f"--served-model-name {args.served_model_name!r} clashes with a model of the repository")
     for name in ("tp_size", "pp_size", "max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_input_len >= args.max_seq_len:
         problems.append(f"--max-input-len ({args.max_input_len}) must be below --max-seq-len ({args.max_seq_len})")
+    if args.max_queue_delay_microseconds < 0:
+        problems.append("--max-queue-delay-microseconds must be at least 0")
+    if args.bls_instance_count < 0:
+        problems.append("--bls-instance-count must be at least 0")
+    if not args.paged_kv_cache and (args.enable_kv_cache_reuse or args.enable_chunked_context):
+        problems.append("--enable-kv-cache-reuse and --enable-chunked-context need --paged-kv-cache")
     if not 0 < args.kv_cache_free_gpu_mem_fraction <= 1:
         problems.append("--kv-cache-free-gpu-mem-fraction must be in (0, 1]")
     if args.model_family != "auto" and args.model_family not in set(CONVERTERS.values()):
@@ -163,15 +194,36 @@ def build_command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
+# The data type of the optional prompt-tuning / encoder-feature inputs. Not the engine's dtype:
+# the upstream ensemble (and BLS) config declares `prompt_embedding_table` as TYPE_FP16 and maps it
+# straight into tensorrt_llm, and Triton's ensemble validation rejects any data-type mismatch of a
+# mapped tensor, optional or not (triton-inference-server/core r25.12
+# src/ensemble_scheduler/ensemble_utils.cc ValidateTensorConsistency), so a bf16 fill here makes
+# the ensemble fail to load. Upstream examples fill TYPE_FP16 for both (NVIDIA/TensorRT-LLM
+# triton_backend docs, e.g. llama.md / multimodal.md fill_template.py lines);
+# encoder_input_features is not mapped by the ensemble and only mllama needs TYPE_BF16 there
+# (tensorrtllm_backend docs/model_config.md), a model family this build does not convert.
+PROMPT_TABLE_DATA_TYPE = "TYPE_FP16"
+
+
 def fill_values(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     """Template model -> placeholder values for the image's tools/fill_template.py."""
     p = paths(args)
     batch = str(args.max_batch_size)
     tokenizer, engine = str(p["staged_tokenizer"]), str(p["staged_engine"])
-    # Tensors in the model's activation precision (FP8 engines keep bfloat16 activations).
-    activations = "TYPE_FP16" if args.dtype == "float16" else "TYPE_BF16"
+    tf = lambda flag: "true" if flag else "false"  # noqa: E731
     return {
         "ensemble": {"triton_max_batch_size": batch, "logits_datatype": "TYPE_FP32"},
+        "tensorrt_llm_bls": {
+            "triton_max_batch_size": batch, "decoupled_mode": "true", "logits_datatype": "TYPE_FP32",
+            "prompt_embedding_table_data_type": PROMPT_TABLE_DATA_TYPE, "tensorrt_llm_model_name": "tensorrt_llm",
+            # The BLS handles one request at a time per instance: "set the number of model instances
+            # to the maximum batch size supported by the TRT engine to allow concurrent request
+            # execution" (triton-inference-server/tensorrtllm_backend docs/model_config.md).
+            "bls_instance_count": str(args.bls_instance_count or args.max_batch_size),
+            # One request's tokens decoded together: bls_stream.py emits the deltas.
+            "accumulate_tokens": "true",
+        },
         "preprocessing": {
             "tokenizer_dir": tokenizer, "engine_dir": engine, "triton_max_batch_size": batch,
             "preprocessing_instance_count": "1", "max_queue_delay_microseconds": "0", "max_queue_size": "0",
@@ -184,10 +236,13 @@ def fill_values(args: argparse.Namespace) -> dict[str, dict[str, str]]:
             "triton_backend": "tensorrtllm", "triton_max_batch_size": batch, "decoupled_mode": "true",
             "engine_dir": engine, "tokenizer_dir": tokenizer, "batching_strategy": "inflight_fused_batching",
             "max_beam_width": "1", "kv_cache_free_gpu_mem_fraction": str(args.kv_cache_free_gpu_mem_fraction),
-            "exclude_input_in_output": "true", "enable_chunked_context": "true" if args.paged_kv_cache else "false",
-            "encoder_input_features_data_type": activations, "prompt_embedding_table_data_type": activations,
+            "exclude_input_in_output": "true", "enable_chunked_context": tf(args.enable_chunked_context),
+            "encoder_input_features_data_type": PROMPT_TABLE_DATA_TYPE,
+            "prompt_embedding_table_data_type": PROMPT_TABLE_DATA_TYPE,
             "logits_datatype": "TYPE_FP32",
-            "max_queue_delay_microseconds": "0", "max_queue_size": "0",
+            "batch_scheduler_policy": args.batch_scheduler_policy,
+            "enable_kv_cache_reuse": tf(args.enable_kv_cache_reuse),
+            "max_queue_delay_microseconds": str(args.max_queue_delay_microseconds), "max_queue_size": "0",
         },
     }
 
@@ -199,7 +254,7 @@ def fill_command(config_path: Path, values: dict[str, str]) -> list[str]:
 
 
 def repository_model_dir(args: argparse.Namespace, template: str) -> Path:
-    name = args.served_model_name if template == "ensemble" else template
+    name = args.served_model_name if template == SERVED_TEMPLATE else template
     return paths(args)["repository"] / name
 
 
@@ -221,6 +276,10 @@ def plan(args: argparse.Namespace, family: str) -> list[tuple[str, str]]:
         steps.append((f"template:{template}", shlex.join(["cp", "-r", str(src), str(dst)])))
         # At run time only the keys the image's template contains are passed.
         steps.append((f"fill:{template}", shlex.join(fill_command(dst / "config.pbtxt", values[template]))))
+    served = repository_model_dir(args, SERVED_TEMPLATE) / "1"
+    steps.append(("stream-wrapper", f"mv {served}/model.py {served}/upstream_model.py; "
+                                    f"cp {SCRIPT_HOME / 'bls_stream.py'} {served}/model.py"))
+    steps.append(("version-files", f"write 1/{VERSION_PLACEHOLDER} into every version directory without a file"))
     return steps
 
 
@@ -274,8 +333,30 @@ def unfilled_placeholders(text: str) -> list[str]:
     return sorted({m for line in text.splitlines() if "string_value" not in line for m in PLACEHOLDER.findall(line)})
 
 
+def ensure_version_files(repository: Path) -> list[Path]:
+    """Give every model a `1/` version directory holding at least one file; return what was added."""
+    added = []
+    for model_dir in sorted(d for d in repository.iterdir() if d.is_dir()):
+        versions = [d for d in model_dir.iterdir() if d.is_dir() and d.name.isdigit()] or [model_dir / "1"]
+        for version in versions:
+            version.mkdir(exist_ok=True)
+            if not any(p.is_file() for p in version.rglob("*")):
+                placeholder = version / VERSION_PLACEHOLDER
+                placeholder.write_text("keeps this version directory in object storage (S3 has no empty directories)\n")
+                added.append(placeholder)
+    return added
+
+
+def install_stream_wrapper(model_dir: Path) -> None:
+    """The served BLS model: upstream's model.py kept as upstream_model.py, ours in front of it."""
+    version = model_dir / "1"
+    (version / "model.py").rename(version / "upstream_model.py")
+    shutil.copy2(SCRIPT_HOME / "bls_stream.py", version / "model.py")
+
+
 def fill_repository(args: argparse.Namespace) -> None:
     values = fill_values(args)
+    repository = paths(args)["repository"]
     for template in TEMPLATE_MODELS:
         src = APP_DIR / "all_models" / "inflight_batcher_llm" / template
         dst = repository_model_dir(args, template)
@@ -287,14 +368,15 @@ def fill_repository(args: argparse.Namespace) -> None:
         if wanted:
             run(fill_command(config, wanted))
         text = config.read_text()
-        if template == "ensemble":
-            # The ensemble is the entry point: serve it under the stack's model name.
-            text = re.sub(r'^name:\s*"ensemble"', f'name: "{args.served_model_name}"', text, count=1, flags=re.M)
+        if template == SERVED_TEMPLATE:
+            # The BLS is the entry point: serve it under the stack's model name.
+            text = re.sub(r'^name:\s*"tensorrt_llm_bls"', f'name: "{args.served_model_name}"', text, count=1, flags=re.M)
             config.write_text(text)
-            (dst / "1").mkdir(exist_ok=True)
+            install_stream_wrapper(dst)
         left = unfilled_placeholders(text)
         if left:
             raise SystemExit(f"{config}: placeholders {left} are still unfilled; extend fill_values()")
+    ensure_version_files(repository)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_input_len": args.max_input_len, "max_seq_len": args.max_seq_len,
         "max_num_tokens": args.max_num_tokens, "paged_kv_cache": args.paged_kv_cache,
         "multiple_profiles": args.multiple_profiles, "tokenizer_files": tokenizer_files,
+        "fill_values": fill_values(args),
         "image": os.environ.get("TRITON_IMAGE", ""), "timings": timings,
     }, indent=2) + "\n")
     log(f"done: {out} ({timings})")

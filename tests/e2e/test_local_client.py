@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from tritonllm._llm_io import GenerationSettings, ModelInterface, plan_inputs, tensor_shape
 from tritonllm.client import read_prompts, run_requests
 from tritonllm.serve import TritonServer
+
+from tests.repository.trtllm_reference import TEMPLATES_DIR, templates_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -149,16 +152,26 @@ VLLM_INPUTS = [
     ("sampling_parameters", "TYPE_STRING", "1", True), ("exclude_input_in_output", "TYPE_BOOL", "1", True),
     ("return_finish_reason", "TYPE_BOOL", "1", True), ("return_num_output_tokens", "TYPE_BOOL", "1", True),
 ]
-# Inputs of the TRT-LLM inflight-batcher `ensemble` (tensorrtllm_backend all_models/inflight_batcher_llm).
-TRTLLM_INPUTS = [
-    ("text_input", "TYPE_STRING", "1", False), ("max_tokens", "TYPE_INT32", "1", False),
-    ("bad_words", "TYPE_STRING", "-1", True), ("stop_words", "TYPE_STRING", "-1", True),
-    ("exclude_input_in_output", "TYPE_BOOL", "1", True), ("end_id", "TYPE_INT32", "1", True),
-    ("top_k", "TYPE_INT32", "1", True), ("top_p", "TYPE_FP32", "1", True),
-    ("temperature", "TYPE_FP32", "1", True), ("repetition_penalty", "TYPE_FP32", "1", True),
-    ("min_length", "TYPE_INT32", "1", True), ("random_seed", "TYPE_UINT64", "1", True),
-    ("stream", "TYPE_BOOL", "1", True),
-]
+# TRT-LLM-shaped models take the inputs of the UPSTREAM configs (../shared/reference/trtllm-templates,
+# TensorRT-LLM 1.x files, what the pinned 25.12 image ships), filled as the build Job fills them:
+# the served BLS model (tensorrt_llm_bls) and the ensemble. Skipped when the reference is absent.
+def upstream_trtllm_inputs(model: str) -> str:
+    """The `input [...]` block of the filled upstream config of `model`, as config text."""
+    from string import Template
+
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from tests.repository.trtllm_reference import make_app
+    with tempfile.TemporaryDirectory() as tmp:
+        app = make_app(Path(tmp), "1.x")
+        text = (app / "all_models" / "inflight_batcher_llm" / model / "config.pbtxt").read_text()
+    values = {"triton_max_batch_size": "64", "logits_datatype": "TYPE_FP32", "decoupled_mode": "true",
+              "prompt_embedding_table_data_type": "TYPE_FP16", "bls_instance_count": "1"}
+    config = text_format.Parse(Template(text).safe_substitute(values), model_config_pb2.ModelConfig())
+    only_inputs = model_config_pb2.ModelConfig()
+    only_inputs.input.extend(config.input)
+    return text_format.MessageToString(only_inputs)
 
 
 def _tensors(kind: str, items) -> str:
@@ -177,16 +190,30 @@ def write_echo_repository(root: Path) -> None:
     (root / "vllm_model" / "config.pbtxt").write_text(
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
         + _tensors("input", VLLM_INPUTS) + _tensors("output", text_output))
-    # TRT-LLM-shaped: an ensemble (no decoupled flag of its own, max_batch_size 64) over a decoupled step
+    if not TEMPLATES_DIR.is_dir():
+        return  # the TRT-LLM-shaped tests skip (templates_dir() says why)
+    # The served TRT-LLM model: a decoupled Python model with the upstream BLS inputs.
+    bls_inputs = upstream_trtllm_inputs("tensorrt_llm_bls")
+    (root / "trtllm_bls" / "1").mkdir(parents=True)
+    (root / "trtllm_bls" / "1" / "model.py").write_text(ECHO_MODEL)
+    (root / "trtllm_bls" / "config.pbtxt").write_text(
+        'backend: "python"\nmax_batch_size: 64\nmodel_transaction_policy { decoupled: true }\n'
+        + bls_inputs + _tensors("output", text_output))
+    # The upstream ensemble's inputs (no decoupled flag of its own, max_batch_size 64) over a decoupled step.
+    ensemble_inputs = upstream_trtllm_inputs("ensemble")
     (root / "trtllm_echo" / "1").mkdir(parents=True)
     (root / "trtllm_echo" / "1" / "model.py").write_text(ECHO_MODEL)
     (root / "trtllm_echo" / "config.pbtxt").write_text(
         'backend: "python"\nmax_batch_size: 64\nmodel_transaction_policy { decoupled: true }\n'
-        + _tensors("input", TRTLLM_INPUTS) + _tensors("output", text_output))
-    maps = "".join(f'      input_map {{ key: "{n}" value: "{n}" }}\n' for n, *_ in TRTLLM_INPUTS)
+        + ensemble_inputs + _tensors("output", text_output))
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    names = [i.name for i in text_format.Parse(ensemble_inputs, model_config_pb2.ModelConfig()).input]
+    maps = "".join(f'      input_map {{ key: "{n}" value: "{n}" }}\n' for n in names)
     (root / "ensemble" / "1").mkdir(parents=True)
     (root / "ensemble" / "config.pbtxt").write_text(
-        'platform: "ensemble"\nmax_batch_size: 64\n' + _tensors("input", TRTLLM_INPUTS)
+        'platform: "ensemble"\nmax_batch_size: 64\n' + ensemble_inputs
         + _tensors("output", text_output)
         + 'ensemble_scheduling {\n  step [\n    {\n      model_name: "trtllm_echo"\n      model_version: -1\n'
         + maps + '      output_map { key: "text_output" value: "text_output" }\n    }\n  ]\n}\n')
@@ -198,7 +225,10 @@ def echo_server(tmp_path_factory):
     write_echo_repository(root)
     server = TritonServer(root, http_port=0, grpc_port=0, metrics_port=0, log_file=root.parent / "echo.log")
     server.start()
-    assert server.models == {"vllm_model": "READY", "trtllm_echo": "READY", "ensemble": "READY"}, server.models
+    expected = {"vllm_model": "READY"}
+    if TEMPLATES_DIR.is_dir():
+        expected.update(trtllm_bls="READY", trtllm_echo="READY", ensemble="READY")
+    assert server.models == expected, server.models
     yield server
     server.stop()
 
@@ -229,24 +259,28 @@ def test_vllm_shaped_model_gets_sampling_parameters_json(echo_server, protocol, 
     assert chunks == (2 if stream else 1)
 
 
+@pytest.mark.parametrize("model", ["trtllm_bls", "ensemble"])
 @pytest.mark.parametrize("protocol, stream", TRANSPORTS)
-def test_trtllm_shaped_ensemble_gets_separate_tensors(echo_server, protocol, stream):
-    seen, chunks = _received(echo_server, "ensemble", protocol, stream)
+def test_trtllm_shaped_models_get_separate_tensors(echo_server, model, protocol, stream):
+    templates_dir()  # skips with the reason when the upstream templates are absent
+    seen, chunks = _received(echo_server, model, protocol, stream)
+    # TensorRT-LLM 1.x input names (min_tokens, seed; v0.19.0 had min_length, random_seed).
     assert set(seen) == {"text_input", "max_tokens", "stop_words", "exclude_input_in_output", "top_k", "top_p",
-                         "temperature", "min_length", "random_seed", "stream"}
-    assert seen["text_input"] == {"dtype": "object", "shape": [1, 1], "value": ["hello"]}
-    assert seen["max_tokens"] == {"dtype": "int32", "shape": [1, 1], "value": [17]}
-    assert seen["min_length"]["value"] == [17]  # ignore_eos, the TRT-LLM way
+                         "temperature", "min_tokens", "seed", "stream"}
+    assert seen["text_input"]["value"] == ["hello"] and seen["text_input"]["dtype"] == "object"
+    assert seen["max_tokens"]["value"] == [17] and seen["max_tokens"]["dtype"] == "int32"
+    assert seen["min_tokens"]["value"] == [17]  # ignore_eos, the TRT-LLM way
     assert seen["top_k"]["dtype"] == "int32" and seen["top_k"]["value"] == [5]
-    assert seen["random_seed"] == {"dtype": "uint64", "shape": [1, 1], "value": [11]}
+    assert seen["seed"]["dtype"] == "uint64" and seen["seed"]["value"] == [11]
     assert seen["temperature"]["dtype"] == "float32" and seen["temperature"]["value"][0] == pytest.approx(0.25)
     assert seen["top_p"]["value"][0] == pytest.approx(0.5)
-    assert seen["stop_words"] == {"dtype": "object", "shape": [1, 2], "value": ["END", "STOP"]}
+    assert seen["stop_words"]["dtype"] == "object" and seen["stop_words"]["value"] == ["END", "STOP"]
     assert seen["stream"]["value"] == [stream]
     assert chunks == (2 if stream else 1)
 
 
 def test_client_cli_runs_unchanged_against_the_ensemble(echo_server, tmp_path):
+    templates_dir()
     results = tmp_path / "r.jsonl"
     proc = run_cli("--url", echo_server.grpc_url, "--model-name", "ensemble", "--input-prompts", str(PROMPTS),
                    "--results-file", str(results), "--max-tokens", "9", "--concurrency", "5")

@@ -362,7 +362,8 @@ def test_cancelled_grpc_stream_frees_the_model(triton_server):
     def generated_tokens() -> float:
         return metric_value(metrics_text(triton_server), "tritonllm_generation_tokens_total", model)
 
-    cancelled_before, tokens_before = cancelled_count(), settled_metric(triton_server, "tritonllm_generation_tokens_total")
+    cancelled_before = cancelled_count()
+    tokens_before = settled_metric(triton_server, "tritonllm_generation_tokens_total")
     client.async_stream_infer(model, inputs)
     for _ in range(3):
         result, error = got.get(timeout=60)

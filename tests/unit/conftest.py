@@ -29,3 +29,11 @@ def vllm_run() -> ProgramRun:
 def stack_run(request) -> ProgramRun:
     """One run per Pulumi.<stack>.yaml in the repository (tests using it repeat for every stack)."""
     return stack_run_for(request.param)
+
+
+# No network in unit tests: the Hugging Face revision API (hfRevision: main -> commit) is faked
+# for the whole session, including the cached program runs above.
+from components import engine_build as _engine_build  # noqa: E402
+from tests import hf_api as _hf_api  # noqa: E402
+
+_hf_api.install(_engine_build)

@@ -65,7 +65,10 @@ NAMESPACE = "tritonllm"
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 # What `pulumi config set --secret` would have stored for a user who followed the README.
-DEFAULT_SECRETS: dict[str, str | None] = {"hfToken": "hf_mock_placeholder_token"}
+DEFAULT_SECRETS: dict[str, str | None] = {
+    "hfToken": "hf_mock_placeholder_token",
+    "apiKeys": '["ci:mock-api-key-0123456789abcdef0123", "ci-next:mock-api-key-fedcba9876543210fedc"]',
+}
 _RESOURCE_REF_SIG = rpc._special_resource_sig
 _SIG_KEY = rpc._special_sig_key
 
@@ -329,6 +332,7 @@ _ARN_SHAPES = {
     "aws:s3/bucket:Bucket": ("s3", "{name}", False),
     "aws:s3/bucketV2:BucketV2": ("s3", "{name}", False),
     "aws:secretsmanager/secret:Secret": ("secretsmanager", "secret:{name}-AbCdEf", True),
+    "aws:acm/certificate:Certificate": ("acm", "certificate/{id}", True),
     "aws:ec2/vpc:Vpc": ("ec2", "vpc/{id}", True),
     "aws:ec2/subnet:Subnet": ("ec2", "subnet/{id}", True),
     "aws:ec2/securityGroup:SecurityGroup": ("ec2", "security-group/{id}", True),
@@ -424,6 +428,9 @@ class _RecordingMocks(runtime_mocks.Mocks):
             return {"id": "ami-0123456789abcdef0", "imageId": "ami-0123456789abcdef0", "name": "mock"}
         if token == "aws:eks/getCluster:getCluster":
             return self._eks_cluster_state(a.get("name", "cluster"))
+        if token == "aws:lb/getHostedZoneId:getHostedZoneId":
+            # Route 53 zone of Network Load Balancers in us-west-2 (Elastic Load Balancing endpoints table).
+            return {"id": "Z18D5FSROUN65G", "loadBalancerType": a.get("loadBalancerType"), "region": region}
         if token == "aws:eks/getClusterAuth:getClusterAuth":
             return {"id": a.get("name"), "name": a.get("name"), "token": "k8s-aws-v1.mock-token"}
         # Unknown calls answer empty; `run.unanswered_calls` lists them (extend `call` when one matters).
@@ -482,6 +489,13 @@ class _RecordingMocks(runtime_mocks.Mocks):
             path = path.format(name=state.get("name", name), id=id_, cluster=state.get("clusterName", "cluster"))
             region = self.region if regional else ""
             state["arn"] = f"arn:{PARTITION}:{service}:{region}:{ACCOUNT_ID}:{path}"
+        if typ == "aws:acm/certificate:Certificate":
+            domain = state.get("domainName", "example.com")
+            state.setdefault("domainValidationOptions", [{
+                "domainName": domain, "resourceRecordName": f"_0123abcd.{domain}.",
+                "resourceRecordType": "CNAME", "resourceRecordValue": "_4567efab.mock.acm-validations.aws."}])
+        elif typ == "aws:route53/record:Record":
+            state.setdefault("fqdn", str(state.get("name", "")).rstrip("."))
         if typ == "aws:sqs/queue:Queue":
             state.setdefault("url", f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{state['name']}")
         elif typ == "aws:iam/role:Role":

@@ -70,7 +70,10 @@ def test_control_plane_follows_config(stack_run):
     assert eks["bootstrapSelfManagedAddons"] is False
     assert eks["endpointPrivateAccess"] is True
     assert eks["endpointPublicAccess"] is cfg.cluster.endpoint_public_access
-    assert eks["publicAccessCidrs"] == cfg.cluster.endpoint_public_access_cidrs
+    if cfg.cluster.endpoint_public_access:
+        assert eks["publicAccessCidrs"] == cfg.cluster.endpoint_public_access_cidrs
+    else:
+        assert "publicAccessCidrs" not in eks
     assert eks["enabledClusterLogTypes"] == list(cfg.cluster.log_types)
     # pulumi-eks must not install its own copies of add-ons managed below.
     assert eks["corednsAddonOptions"]["enabled"] is False and eks["kubeProxyAddonOptions"]["enabled"] is False
@@ -98,6 +101,7 @@ def test_admin_principals_get_cluster_admin_access_entries():
     admin = "arn:aws:iam::123456789012:role/platform-admins"
     run = run_program("dev", overrides={"cluster.adminPrincipalArns": [admin]})
     entries = run.within(CLUSTER).one("eks:index:Cluster").inputs["accessEntries"]
+    assert list(entries) == ["admin-role-platform-admins"]  # keyed by name: dropping one renames no other
     assert list(entries.values()) == [{
         "principalArn": admin,
         "accessPolicies": {"cluster-admin": {"policyArn": CLUSTER_ADMIN_POLICY, "accessScope": {"type": "cluster"}}},
@@ -139,21 +143,29 @@ def test_vpc_cni_puts_pods_in_the_pod_subnets(stack_run):
 
 
 @pytest.mark.parametrize("addon", sorted(ADDON_ROLES))
-def test_storage_drivers_have_their_own_least_privilege_pod_identity_role(stack_run, addon):
-    service_account, policies = ADDON_ROLES[addon]
-    association = _addons(stack_run)[addon].inputs["podIdentityAssociations"]
-    assert [a["serviceAccount"] for a in association] == [service_account]
-    role = _role_by_arn(stack_run, association[0]["roleArn"])
-    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
-    assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
-    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
-    assert _attached_policies(stack_run, role) == {f"arn:aws:iam::aws:policy/{p}" for p in policies}
-    assert not [p for p in stack_run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id]
+def test_storage_drivers_have_their_own_least_privilege_pod_identity_roles(stack_run, addon):
+    associations = _addons(stack_run)[addon].inputs["podIdentityAssociations"]
+    # EFS: the node side too (IAM-authorised mounts), each service account with a role of its own.
+    assert {a["serviceAccount"] for a in associations} == set(ADDON_ROLES[addon])
+    for association in associations:
+        role = _role_by_arn(stack_run, association["roleArn"])
+        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+        assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+        assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
+        assert trust["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"] == \
+            association["serviceAccount"]
+        policies = ADDON_ROLES[addon][association["serviceAccount"]]
+        assert _attached_policies(stack_run, role) == {f"arn:aws:iam::aws:policy/{p}" for p in policies}
+        assert not [p for p in stack_run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id]
+
+
+def test_efs_node_service_account_has_a_role():
+    assert set(ADDON_ROLES["aws-efs-csi-driver"]) == {"efs-csi-controller-sa", "efs-csi-node-sa"}
 
 
 def test_addon_roles_are_distinct(stack_run):
-    arns = [_addons(stack_run)[a].inputs["podIdentityAssociations"][0]["roleArn"] for a in ADDON_ROLES]
-    assert len(set(arns)) == len(arns)
+    arns = [a["roleArn"] for addon in ADDON_ROLES for a in _addons(stack_run)[addon].inputs["podIdentityAssociations"]]
+    assert len(arns) == 3 and len(set(arns)) == len(arns)
 
 
 def test_daemonset_addons_come_before_nodes_and_the_rest_after(stack_run):
@@ -182,6 +194,8 @@ def test_system_node_group_is_private_encrypted_and_imdsv2(stack_run):
     assert root["ebs"] == {"volumeSize": sng.disk_size_gib, "volumeType": "gp3", "encrypted": "true",
                            "deleteOnTermination": "true"}
     assert lt.inputs["metadataOptions"]["httpTokens"] == "required"
+    # Hop limit 1: pods on system nodes (Prometheus, the gateway...) cannot take the node role.
+    assert lt.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert "vpcSecurityGroupIds" not in lt.inputs and "imageId" not in lt.inputs
     role = _role_by_arn(stack_run, ng["nodeRoleArn"])
     assert {p.rsplit("/", 1)[1] for p in _attached_policies(stack_run, role)} == {

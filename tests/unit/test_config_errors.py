@@ -9,6 +9,7 @@ checks that every validation in components/config.py is reached by one of them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import json
 from typing import Any
 
 import pytest
@@ -47,12 +48,19 @@ CASES = [
               "nodePools[0].instanceFamilies", "known:"),
     BadConfig("fp8-on-a10g", "dev", {"nodePools[0].instanceFamilies": ["g5"], "models[0].engine.dtype": "fp8"},
               "models[0].engine.dtype", "use bfloat16"),
+    BadConfig("kv-reuse-without-paged-cache", "dev", {"models[0].engine.pagedKvCache": False},
+              "models[0].engine.enableKvCacheReuse", "set enableKvCacheReuse: false or pagedKvCache: true"),
+    BadConfig("hf-revision-unresolvable", "dev", {"models[0].hfModelId": "missing/model"},
+              "models[0].hfRevision", "check hfModelId and hfRevision"),
     BadConfig("not-a-cidr", "dev", {"network.vpcCidr": "10.1.0.0/33"}, "network.vpcCidr", "write it like"),
     BadConfig("missing-region", "dev", {"region": None}, "region", "this key is required"),
     BadConfig("admin-not-an-arn", "dev", {"cluster.adminPrincipalArns": ["alice"]}, "cluster.adminPrincipalArns",
               "arn:aws:iam::123456789012:role/Name"),
-    BadConfig("public-endpoint-without-cidrs", "dev", {"cluster.endpointPublicAccessCidrs": []},
+    BadConfig("public-endpoint-without-cidrs", "dev", {"cluster.endpointPublicAccess": True},
               "cluster.endpointPublicAccessCidrs", "set endpointPublicAccess false"),
+    BadConfig("public-endpoint-open-to-internet", "dev",
+              {"cluster.endpointPublicAccess": True, "cluster.endpointPublicAccessCidrs": ["0.0.0.0/0"]},
+              "cluster.endpointPublicAccessCidrs", "allowPublicEndpointFromAnywhere: true"),
     BadConfig("replicas-exceed-pool-gpus", "dev", {"models[0].maxReplicas": 20}, "models[0].maxReplicas",
               "raise maxGpus or lower maxReplicas"),
     BadConfig("duplicate-pool-names", "vllm", {"nodePools[1]": {"name": "g5", "instanceFamilies": ["g6"]}},
@@ -72,6 +80,26 @@ CASES = [
     BadConfig("engine-on-efs-without-efs", "dev", {"models[0].engineStorage": "efs", "efs.enabled": False},
               "models[0].engineStorage", "use engineStorage: local"),
     BadConfig("reserved-tag-key", "vllm", {"tags": {"team": "ml", "kubernetes.io/cluster/x": "owned"}}, "tags", "rename them"),
+    BadConfig("internet-facing-without-tls", "dev",
+              {"gateway.scheme": "internet-facing", "gateway.allowedCidrs": ["203.0.113.0/24"]},
+              "gateway.tls.plaintextInsideVpc", "must serve TLS"),
+    BadConfig("internal-without-tls-or-opt-out", "dev", {"gateway.tls": {}}, "gateway.tls.certificateArn",
+              "gateway.tls.plaintextInsideVpc: true"),
+    BadConfig("open-to-the-world-without-the-key", "dev",
+              {"gateway.tls": {"certificateArn": "arn:aws:acm:us-west-2:123456789012:certificate/0f0e0d0c-0b0a-0908-0706-050403020100"}, "gateway.allowedCidrs": ["0.0.0.0/0"]},
+              "gateway.allowedCidrs", "gateway.dangerouslyAllowAnySource: true"),
+    BadConfig("certificate-in-another-region", "dev", {"gateway.tls": {"certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0f0e0d0c-0b0a-0908-0706-050403020100"}},
+              "gateway.tls.certificateArn", "request or import the certificate in us-west-2"),
+    BadConfig("auth-on-without-api-keys", "dev", {}, "apiKeys", "pulumi config set --secret tritonllm:apiKeys",
+              secrets={"apiKeys": None}),
+    BadConfig("api-keys-empty-list", "vllm", {}, "apiKeys", "pulumi config set --secret tritonllm:apiKeys",
+              secrets={"apiKeys": "[]"}),
+    BadConfig("api-key-without-name", "vllm", {}, "apiKeys", "name:secret",
+              secrets={"apiKeys": '["just-a-long-secret-0123456789abcdef"]'}),
+    BadConfig("api-key-too-short", "vllm", {}, "apiKeys", "openssl rand -hex 24", secrets={"apiKeys": '["ci:short"]'}),
+    BadConfig("request-timeout-beyond-nlb-tls-idle", "dev",
+              {"gateway.tls": {"certificateArn": "arn:aws:acm:us-west-2:123456789012:certificate/0f0e0d0c-0b0a-0908-0706-050403020100"}, "gateway.requestTimeoutSeconds": 600},
+              "gateway.requestTimeoutSeconds", "lower it to 340"),
 ]
 
 
@@ -86,6 +114,10 @@ def test_bad_config_fails_before_any_resource(case: BadConfig):
     assert case.fix in message, f"fix {case.fix!r} not in {message!r}"
     # The rendered error shows the fully-qualified key, as `pulumi config set` spells it.
     assert f"tritonllm:{case.key}: " in str(run.error)
+    # A bad API key is never echoed back.
+    for value in (case.secrets or {}).values():
+        for key in json.loads(value) if isinstance(value, str) and value.startswith("[") else []:
+            assert key.split(":")[-1] not in str(run.error)
 
 
 def test_every_committed_stack_is_valid(stack_run):

@@ -23,7 +23,8 @@ def project(tmp_path):
     `pulumi config set --secret` stores it (the committed stack files have none)."""
     (tmp_path / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
     for stack_file in REPO.glob("Pulumi.*.yaml"):
-        text = stack_file.read_text() + "  tritonllm:hfToken:\n    secure: v1:AAAAencrypted\n"
+        text = stack_file.read_text() + "  tritonllm:hfToken:\n    secure: v1:AAAAencrypted\n" \
+            + "  tritonllm:apiKeys:\n    secure: v1:AAAAencrypted\n"
         (tmp_path / stack_file.name).write_text(text)
     return tmp_path
 
@@ -124,7 +125,8 @@ def test_invalid_stack_config_fails_before_pulumi(tmp_path):
 def test_secure_values_count_as_set(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
     body = ("config:\n  tritonllm:region: us-west-2\n  tritonllm:nodePools: [{name: g5, instanceFamilies: [g5]}]\n"
-            "  tritonllm:models: [{name: m, backend: vllm, hfModelId: meta-llama/Llama-2-7b-chat-hf, nodePool: g5}]\n")
+            "  tritonllm:models: [{name: m, backend: vllm, hfModelId: meta-llama/Llama-2-7b-chat-hf, nodePool: g5}]\n"
+            "  tritonllm:gateway: {tls: {plaintextInsideVpc: true}}\n  tritonllm:apiKeys:\n    secure: v1:abc\n")
     (tmp_path / "Pulumi.nosecret.yaml").write_text(body)
     with pytest.raises(deploy.DeployError, match="hfToken is not set"):
         deploy.plan_from_args(parse("preview", "--stack", "nosecret", "--cwd", str(tmp_path)))

@@ -5,13 +5,13 @@ import importlib.util
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from components import engine_build as eb
 from components import versions
 from components.config import StackConfig, parse_stack_config
+from tests import hf_api
 from tests.k8s_schema import validate_k8s_object
 from tests.unit.harness import load_stack_config
 
@@ -44,43 +44,178 @@ def load_script_module():
 
 def key_for(**overrides) -> str:
     model, cfg = dev_model(**overrides)
-    return eb.engine_cache_key(eb.engine_key_parts(model, cfg))
+    return eb.resolve_engine(model, cfg).key
 
 
-def test_key_is_a_stable_sha256_of_the_parts():
+@pytest.fixture
+def hf(monkeypatch):
+    """The faked Hugging Face revision API (tests/hf_api.py), fresh for this test."""
+    fake = hf_api.FakeHfApi()
+    monkeypatch.setattr(eb, "http_get_json", fake)
+    eb._resolve.cache_clear()
+    yield fake
+    eb._resolve.cache_clear()
+
+
+def test_key_is_a_stable_sha256_of_the_parts(hf):
     model, cfg = dev_model()
-    parts = eb.engine_key_parts(model, cfg)
+    resolved = eb.resolve_engine(model, cfg)
+    parts = resolved.parts
     assert parts["gpu"] == "L40S-sm89"
     assert parts["image"] == versions.TRITON_TRTLLM_IMAGE
     assert parts["hf_model_id"] == "meta-llama/Llama-3.2-1B-Instruct"
-    assert len(key_for()) == 64 and key_for() == key_for()
+    assert parts["hf_commit"] == hf.sha_for("meta-llama/Llama-3.2-1B-Instruct", "main")
+    assert len(resolved.key) == 64 and key_for() == resolved.key
 
 
 @pytest.mark.parametrize("override", [
     {"hfRevision": "9213176726f574b556790deb65791e0c5aa438b6"},
     {"hfModelId": "meta-llama/Llama-3.2-3B-Instruct"},
-    {"engine": {"dtype": "float16"}},
-    {"engine": {"maxBatchSize": 32}},
-    {"engine": {"maxNumTokens": 4096}},
-    {"engine": {"pagedKvCache": False}},
-    {"engine": {"multipleProfiles": False}},
-    {"engine": {"kvCacheFreeGpuMemFraction": 0.8}},
     {"tensorParallel": 2, "maxReplicas": 4},
     {"name": "llama-small"},
 ])
-def test_anything_that_changes_the_engine_or_repository_changes_the_key(override):
+def test_anything_that_changes_the_engine_or_repository_changes_the_key(hf, override):
     assert key_for(**override) != key_for()
 
 
-def test_the_build_deadline_does_not_change_the_key():
+def _changed(field: str, info, current):
+    """A different valid value for an EngineBuildOptions field."""
+    from typing import get_args
+
+    choices = get_args(info.annotation)
+    if choices:
+        return next(c for c in choices if c != current)
+    if info.annotation is bool:
+        return not current
+    if info.annotation is float:
+        return round(current - 0.05, 2)
+    if info.annotation is int:
+        return current + 1 if field != "max_input_len" else current - 1
+    raise AssertionError(f"add a changed value for engine.{field} ({info.annotation}) to this test")
+
+
+def test_every_engine_option_is_part_of_the_key(hf):
+    """Iterates over every EngineBuildOptions field: an option left out of the key fails here."""
+    from components.config import EngineBuildOptions
+
+    model, cfg = dev_model()
+    checked = []
+    for field, info in EngineBuildOptions.model_fields.items():
+        if field == "timeout_minutes":
+            continue  # the build deadline shapes nothing that is built (tested below)
+        start = model.engine.model_dump()
+        if field == "paged_kv_cache":  # the options that need a paged cache off on both sides
+            start.update(enable_kv_cache_reuse=False, enable_chunked_context=False)
+        before = model.model_copy(update={"engine": EngineBuildOptions.model_validate(start)})
+        after = model.model_copy(update={"engine": EngineBuildOptions.model_validate(
+            {**start, field: _changed(field, info, start[field])})})
+        assert eb.resolve_engine(after, cfg).key != eb.resolve_engine(before, cfg).key, \
+            f"engine.{field} does not change the engine key"
+        checked.append(field)
+    assert len(checked) == len(EngineBuildOptions.model_fields) - 1
+
+
+def test_the_build_deadline_does_not_change_the_key(hf):
     assert key_for(engine={"timeoutMinutes": 30}) == key_for()
 
 
-def test_gpu_family_is_part_of_the_key():
+@pytest.mark.parametrize("what", ["build_engine.py", "bls_stream.py"])
+def test_the_build_script_and_the_files_it_ships_are_part_of_the_key(hf, monkeypatch, tmp_path, what):
+    base = key_for()
+    source = eb.BUILD_SCRIPT if what == "build_engine.py" else eb.SHIPPED_FILES[what]
+    copy = tmp_path / what
+    copy.write_text(source.read_text() + "\n# changed\n")
+    if what == "build_engine.py":
+        monkeypatch.setattr(eb, "BUILD_SCRIPT", copy)
+    else:
+        monkeypatch.setattr(eb, "SHIPPED_FILES", {**eb.SHIPPED_FILES, what: copy})
+    assert key_for() != base
+
+
+def test_the_fill_values_are_part_of_the_key(hf, monkeypatch):
+    base = key_for()
+    real = eb.job_fill_values
+
+    def other_values(model, sha):
+        values = real(model, sha)
+        values["tensorrt_llm"]["prompt_embedding_table_data_type"] = "TYPE_BF16"
+        return values
+
+    monkeypatch.setattr(eb, "job_fill_values", other_values)
+    assert key_for() != base
+
+
+def test_the_image_and_layout_are_part_of_the_key(hf, monkeypatch):
+    base = key_for()
+    monkeypatch.setattr(versions, "TRITON_TRTLLM_IMAGE", versions.TRITON_TRTLLM_IMAGE + "-other")
+    assert key_for() != base
+    monkeypatch.undo()
+    monkeypatch.setattr(eb, "http_get_json", hf)
+    monkeypatch.setattr(eb, "ENGINE_LAYOUT_VERSION", eb.ENGINE_LAYOUT_VERSION + 1)
+    assert key_for() != base
+
+
+# --------------------------------------------------------------------------- hfRevision -> commit
+
+def test_a_branch_is_resolved_to_its_commit_and_a_moved_branch_changes_the_key(hf):
+    model, cfg = dev_model()
+    first = eb.resolve_engine(model, cfg)
+    url, headers = hf.calls[0]
+    assert url == "https://huggingface.co/api/models/meta-llama/Llama-3.2-1B-Instruct/revision/main"
+    assert first.revision_sha == hf.sha_for(model.hf_model_id, "main")
+    hf.moves += 1  # someone pushed to main
+    eb._resolve.cache_clear()
+    assert eb.resolve_engine(model, cfg).key != first.key
+
+
+def test_a_commit_sha_is_used_as_is_without_a_request(hf):
+    sha = "9213176726f574b556790deb65791e0c5aa438b6"
+    model, cfg = dev_model(hfRevision=sha)
+    assert eb.resolve_engine(model, cfg).revision_sha == sha
+    assert hf.calls == []
+
+
+def test_the_token_is_sent_for_gated_models(hf):
+    hf.gated, hf.token = {"meta-llama/Llama-3.2-1B-Instruct"}, "hf_secret"
+    model, cfg = dev_model()
+    with pytest.raises(eb.RevisionError, match="HTTP 401.*hfToken"):
+        eb.resolve_engine(model, cfg)
+    resolved = eb.resolve_engine(model, cfg, "hf_secret")
+    assert hf.calls[-1][1]["Authorization"] == "Bearer hf_secret"
+    assert resolved.revision_sha == hf.sha_for(model.hf_model_id, "main")
+
+
+def test_an_unreachable_api_names_the_key_and_the_fix(hf):
+    import urllib.error
+
+    hf.fail_with = urllib.error.URLError("no route to host")
+    model, cfg = dev_model()
+    with pytest.raises(eb.RevisionError, match=r"'main' of meta-llama/Llama-3.2-1B-Instruct: cannot resolve.*"
+                                                r"pin hfRevision to a 40-character commit sha"):
+        eb.resolve_engine(model, cfg)
+
+
+def test_resolution_failures_are_config_errors_naming_the_key(hf):
+    from components.config import ConfigError
+
+    hf.gated, hf.token = {"meta-llama/Llama-3.2-1B-Instruct"}, "hf_secret"
+    _, cfg = dev_model()
+    with pytest.raises(ConfigError, match=r"models\[0\]\.hfRevision: 'main' of .*HTTP 401.*hfToken"):
+        eb.resolve_engines(cfg, None)
+    assert set(eb.resolve_engines(cfg, "hf_secret")) == {"llama-3-2-1b"}
+
+
+def test_the_job_builds_the_resolved_commit(hf):
+    manifest, model, key = job()
+    args = manifest["spec"]["template"]["spec"]["initContainers"][0]["command"]
+    assert args[args.index("--hf-revision") + 1] == hf.sha_for(model.hf_model_id, "main")
+
+
+def test_gpu_family_is_part_of_the_key(hf):
     model, cfg = dev_model()
     g6 = cfg.model_copy(update={"node_pools": [cfg.node_pools[0].model_copy(update={"instance_families": ["g6"]})]})
-    assert eb.engine_key_parts(model, g6)["gpu"] == "L4-sm89"
-    assert eb.engine_cache_key(eb.engine_key_parts(model, g6)) != key_for()
+    assert eb.resolve_engine(model, g6).parts["gpu"] == "L4-sm89"
+    assert eb.resolve_engine(model, g6).key != key_for()
 
 
 def test_mixed_gpu_pools_are_refused():
@@ -94,9 +229,10 @@ def test_mixed_gpu_pools_are_refused():
 
 def job(**kw):
     model, cfg = dev_model()
-    key = eb.engine_cache_key(eb.engine_key_parts(model, cfg))
-    args = {"key": key, "namespace": model.name, "bucket": "models-bucket", "hf_token_secret": "hf-token", **kw}
-    return eb.engine_build_job_manifest(model, cfg, **args), model, key
+    resolved = eb.resolve_engine(model, cfg)
+    args = {"key": resolved.key, "namespace": model.name, "bucket": "models-bucket", "hf_token_secret": "hf-token",
+            "revision_sha": resolved.revision_sha, **kw}
+    return eb.engine_build_job_manifest(model, cfg, **args), model, resolved.key
 
 
 def test_job_manifest_validates_against_the_kubernetes_schema():
@@ -139,6 +275,11 @@ def test_script_ships_in_the_configmap_verbatim():
     model, cfg = dev_model()
     cm = eb.script_configmap_manifest("k" * 64, model.name)
     assert cm["data"]["build_engine.py"] == SCRIPT.read_text()
+    # build_engine.py copies bls_stream.py from its own directory into the served model.
+    module = load_script_module()
+    assert set(cm["data"]) == {"build_engine.py", *module.SHIPPED_FILES}
+    for name in module.SHIPPED_FILES:
+        assert cm["data"][name] == (SCRIPT.parent / name).read_text()
 
 
 # --------------------------------------------------------------------------- the build script
@@ -162,7 +303,13 @@ def test_the_jobs_own_arguments_pass_the_scripts_dry_run():
     for flag in ("--max_batch_size 64", "--max_input_len 2048", "--max_seq_len 4096", "--max_num_tokens 8192",
                  "--kv_cache_type paged", "--multiple_profiles enable", "--use_paged_context_fmha enable"):
         assert flag in build
-    assert steps["template:ensemble"].endswith("/work/out/model_repository/llama-3-2-1b")
+    assert steps["template:tensorrt_llm_bls"].endswith("/work/out/model_repository/llama-3-2-1b")
+    assert steps["template:ensemble"].endswith("/work/out/model_repository/ensemble")
+    assert "prompt_embedding_table_data_type:TYPE_FP16" in steps["fill:tensorrt_llm"]
+    for value in ("batch_scheduler_policy:max_utilization", "enable_kv_cache_reuse:true",
+                  "enable_chunked_context:true", "max_queue_delay_microseconds:0"):
+        assert value in steps["fill:tensorrt_llm"]
+    assert "accumulate_tokens:true" in steps["fill:tensorrt_llm_bls"]
     assert "engine_dir:/staged/engine" in steps["fill:tensorrt_llm"]
     assert "decoupled_mode:true" in steps["fill:tensorrt_llm"]
     assert "tokenizer_dir:/staged/tokenizer" in steps["fill:preprocessing"]
@@ -171,7 +318,8 @@ def test_the_jobs_own_arguments_pass_the_scripts_dry_run():
 def test_fp8_uses_the_quantization_example_and_tp_spreads_workers():
     result = run_script("--dry-run", "--hf-model-id", "a/b", "--served-model-name", "m", "--dtype", "fp8",
                         "--tp-size", "2", "--max-batch-size", "8", "--max-input-len", "512", "--max-seq-len", "1024",
-                        "--max-num-tokens", "2048", "--no-paged-kv-cache", "--no-multiple-profiles")
+                        "--max-num-tokens", "2048", "--no-paged-kv-cache", "--no-multiple-profiles",
+                        "--no-enable-kv-cache-reuse", "--no-enable-chunked-context")
     assert result.returncode == 0, result.stderr
     steps = dict(line.split(": ", 1) for line in result.stdout.splitlines()[1:])
     assert "quantization/quantize.py" in steps["convert"] and "--qformat fp8" in steps["convert"]
@@ -204,72 +352,13 @@ def test_missing_required_arguments_exit_2():
     assert run_script("--dry-run").returncode == 2
 
 
-# A stand-in for the image's /app: templates shaped like the inflight batcher's (own text,
-# same placeholder kinds) and a fill_template.py with the same contract (asserts each key exists).
-FAKE_TEMPLATES = {
-    "ensemble": """
-        name: "ensemble"
-        platform: "ensemble"
-        max_batch_size: ${triton_max_batch_size}
-        input [ { name: "text_input" data_type: TYPE_STRING dims: [ 1 ] } ]
-        output [ { name: "text_output" data_type: TYPE_STRING dims: [ -1 ] },
-                 { name: "generation_logits" data_type: ${logits_datatype} dims: [ -1, -1, -1 ] } ]
-        ensemble_scheduling { step [ { model_name: "tensorrt_llm" model_version: -1
-          input_map { key: "input_ids" value: "text_input" } output_map { key: "output_ids" value: "text_output" } } ] }
-    """,
-    "preprocessing": """
-        name: "preprocessing"
-        backend: "python"
-        max_batch_size: ${triton_max_batch_size}
-        parameters { key: "tokenizer_dir" value: { string_value: "${tokenizer_dir}" } }
-        parameters { key: "add_special_tokens" value: { string_value: "${add_special_tokens}" } }
-        instance_group [ { count: ${preprocessing_instance_count} kind: KIND_CPU } ]
-    """,
-    "tensorrt_llm": """
-        name: "tensorrt_llm"
-        backend: "${triton_backend}"
-        max_batch_size: ${triton_max_batch_size}
-        model_transaction_policy { decoupled: ${decoupled_mode} }
-        dynamic_batching { max_queue_delay_microseconds: ${max_queue_delay_microseconds} }
-        input [ { name: "draft_logits" data_type: ${logits_datatype} dims: [ -1, -1 ] optional: true },
-                { name: "prompt_embedding_table" data_type: ${prompt_embedding_table_data_type} dims: [ -1, -1 ] } ]
-        parameters: { key: "gpt_model_path" value: { string_value: "${engine_dir}" } }
-        parameters: { key: "kv_cache_free_gpu_mem_fraction" value: { string_value: "${kv_cache_free_gpu_mem_fraction}" } }
-        parameters: { key: "lora_cache_max_adapter_size" value: { string_value: "${lora_cache_max_adapter_size}" } }
-        instance_group [ { count: 1 kind: KIND_CPU } ]
-    """,
-    "postprocessing": """
-        name: "postprocessing"
-        backend: "python"
-        max_batch_size: ${triton_max_batch_size}
-        parameters { key: "tokenizer_dir" value: { string_value: "${tokenizer_dir}" } }
-        instance_group [ { count: ${postprocessing_instance_count} kind: KIND_CPU } ]
-    """,
-}
-FAKE_FILL_TEMPLATE = '''
-import sys
-from string import Template
-path, subs = sys.argv[-1 - 1], sys.argv[-1]
-template = Template(open(path).read())
-values = {"max_queue_size": 0, "max_queue_delay_microseconds": 0}
-for pair in subs.split(","):
-    key, value = pair.split(":", 1)
-    assert key in template.template, key
-    values[key] = value.replace("\\\\", "")
-open(path, "w").write(template.safe_substitute(values))
-'''
-
-
 @pytest.fixture
-def fake_app(tmp_path, monkeypatch):
-    app = tmp_path / "app"
-    for name, text in FAKE_TEMPLATES.items():
-        model_dir = app / "all_models" / "inflight_batcher_llm" / name
-        (model_dir / "1").mkdir(parents=True)
-        (model_dir / "config.pbtxt").write_text(textwrap.dedent(text))
-    (app / "tools").mkdir()
-    (app / "tools" / "fill_template.py").write_text(FAKE_FILL_TEMPLATE)
+def upstream_app(tmp_path, monkeypatch):
+    """The build script with APP_DIR on an /app of the upstream templates (tests/repository/trtllm_reference.py)."""
+    from tests.repository.trtllm_reference import make_app
+
     module = load_script_module()
+    app = make_app(tmp_path, "1.x")
     monkeypatch.setattr(module, "APP_DIR", app)
     return module, app
 
@@ -281,64 +370,39 @@ def fake_run_args(tmp_path, *extra: str):
             "--cache-key", "abc", *extra]
 
 
-def test_a_full_run_fills_a_repository_triton_can_parse(fake_app, tmp_path, monkeypatch):
-    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
-    from google.protobuf import text_format
-
-    module, app = fake_app
-    ran: list[list[str]] = []
-
-    def fake_download(args):
-        hf = module.paths(args)["hf"]
-        hf.mkdir(parents=True)
-        (hf / "config.json").write_text(json.dumps({"model_type": "llama"}))
-        (hf / "tokenizer.json").write_text("{}")
-        (hf / "tokenizer_config.json").write_text("{}")
-        return hf
-
-    def fake_run(cmd):
-        ran.append(cmd)
-        if cmd[1].endswith("fill_template.py"):
-            subprocess.run([sys.executable, *cmd[1:]], check=True)
-
-    monkeypatch.setattr(module, "download", fake_download)
-    monkeypatch.setattr(module, "run", fake_run)
-    assert module.main(fake_run_args(tmp_path)) == 0
-
-    out = tmp_path / "work" / "out"
-    assert ran[0][1].endswith("models/core/llama/convert_checkpoint.py")
-    assert ran[1][0] == "trtllm-build"
-    repo = out / "model_repository"
-    assert sorted(p.name for p in repo.iterdir()) == ["llama-3-2-1b", "postprocessing", "preprocessing", "tensorrt_llm"]
-    configs = {p.parent.name: text_format.Parse(p.read_text(), model_config_pb2.ModelConfig())
-               for p in repo.glob("*/config.pbtxt")}
-    assert configs["llama-3-2-1b"].name == "llama-3-2-1b"  # the ensemble, served under the stack's name
-    assert (repo / "llama-3-2-1b" / "1").is_dir()
-    engine = configs["tensorrt_llm"]
-    assert engine.backend == "tensorrtllm" and engine.model_transaction_policy.decoupled
-    assert engine.max_batch_size == 64
-    assert engine.input[1].data_type == model_config_pb2.TYPE_BF16  # the dev stack builds bfloat16
-    assert engine.parameters["gpt_model_path"].string_value == "/staged/engine"
-    assert engine.parameters["kv_cache_free_gpu_mem_fraction"].string_value == "0.9"
-    # Optional backend parameters may stay unfilled; the backend treats them as unset.
-    assert engine.parameters["lora_cache_max_adapter_size"].string_value == "${lora_cache_max_adapter_size}"
-    assert configs["preprocessing"].parameters["tokenizer_dir"].string_value == "/staged/tokenizer"
-    assert sorted(p.name for p in (out / "tokenizer").iterdir()) == ["config.json", "tokenizer.json", "tokenizer_config.json"]
-    build = json.loads((out / "build.json").read_text())
-    assert build["cache_key"] == "abc" and build["model_family"] == "llama"
+def _fill_for_real(cmd):
+    if cmd[1].endswith("fill_template.py"):
+        subprocess.run([sys.executable, *cmd[1:]], check=True)
 
 
-def test_a_template_placeholder_nobody_fills_stops_the_build(fake_app, tmp_path):
-    module, app = fake_app
+def test_a_template_placeholder_nobody_fills_stops_the_build(upstream_app, tmp_path, monkeypatch):
+    module, app = upstream_app
+    monkeypatch.setattr(module, "run", _fill_for_real)
     config = app / "all_models" / "inflight_batcher_llm" / "postprocessing" / "config.pbtxt"
     config.write_text(config.read_text() + "\ndynamic_batching { max_queue_delay_microseconds: ${new_required_knob} }\n")
     args = module.parse_args(fake_run_args(tmp_path))
+    module.paths(args)["repository"].mkdir(parents=True)
     with pytest.raises(SystemExit, match="new_required_knob"):
         module.fill_repository(args)
 
 
-def test_unknown_model_types_name_the_fix(fake_app, tmp_path):
-    module, _ = fake_app
+def test_every_version_directory_gets_a_file(upstream_app, tmp_path, monkeypatch):
+    """S3 has no empty directories: a version dir without a file would vanish on upload."""
+    module, app = upstream_app
+    monkeypatch.setattr(module, "run", _fill_for_real)
+    args = module.parse_args(fake_run_args(tmp_path))
+    repository = module.paths(args)["repository"]
+    repository.mkdir(parents=True)
+    module.fill_repository(args)
+    # The 1.x templates ship ensemble/ and tensorrt_llm/ without any version directory.
+    assert not (app / "all_models" / "inflight_batcher_llm" / "ensemble" / "1").exists()
+    for name in ("ensemble", "tensorrt_llm"):
+        assert (repository / name / "1" / module.VERSION_PLACEHOLDER).is_file()
+    assert not (repository / "preprocessing" / "1" / module.VERSION_PLACEHOLDER).exists()  # model.py is there
+
+
+def test_unknown_model_types_name_the_fix(tmp_path):
+    module = load_script_module()
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bloom"}))
     with pytest.raises(SystemExit, match="CONVERTERS"):
         module.detect_family(tmp_path)
@@ -350,7 +414,7 @@ def test_unfilled_placeholders_ignores_string_parameters():
     assert module.unfilled_placeholders(text) == ["a"]
 
 
-def test_writer_policy_is_confined_to_the_engine_prefix():
+def test_writer_policy_is_confined_to_the_engine_prefix(hf):
     from components.model_store import write_prefix_policy
 
     key = key_for()

@@ -159,14 +159,24 @@ def test_nlb_service_is_destroyed_before_the_load_balancer_controller(run):
     check_nlb_is_destroyed_before_its_controller(run)
 
 
-def test_gateway_waits_for_crds_and_ngf_and_the_service_for_the_gateway(run):
+def test_gateway_waits_for_crds_and_ngf_and_the_nlb_service(run):
     g = _gateway_resources(run)
     assert _depends_on(run, g["ngf"], g["crds"])
     assert _depends_on(run, g["gateway"], g["ngf"]) and _depends_on(run, g["gateway"], g["crds"])
-    assert _depends_on(run, g["service"], g["gateway"])
     for r in g["children"]:
         if r.inputs.get("apiVersion", "").startswith("gateway.nginx.org/"):
             assert _depends_on(run, r, g["gateway"]), r.name
+
+
+def test_nlb_service_exists_before_any_nginx_pod(run):
+    # NGF starts NGINX pods when the Gateway exists; the LBC injects its readiness gate only into
+    # pods created after the Service's TargetGroupBinding. So: namespace (gate label) -> Service -> Gateway.
+    g = _gateway_resources(run)
+    assert _depends_on(run, g["gateway"], g["service"]), "the Gateway (and its NGINX pods) must wait for the NLB"
+    assert not _depends_on(run, g["service"], g["gateway"])
+    (namespace,) = [r for r in g["children"] if r.inputs.get("kind") == "Namespace"]
+    assert namespace.get("metadata.labels")["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
+    assert _depends_on(run, g["service"], namespace)
 
 
 def test_every_kubernetes_object_validates(run):
@@ -177,6 +187,7 @@ def test_endpoints_come_from_the_service_status(run):
     g = _gateway_resources(run)
     host = g["service"].outputs["status"]["loadBalancer"]["ingress"][0]["hostname"]
     assert run.outputs["hostname"] == host
+    # The dev stack opts out of TLS (gateway.tls.plaintextInsideVpc): HTTP 8000, h2c 8001.
     assert run.outputs["httpEndpoint"] == f"http://{host}:8000"
     assert run.outputs["grpcEndpoint"] == f"{host}:8001"
     assert (run.outputs["gatewayName"], run.outputs["gatewayNamespace"]) == (gm.GATEWAY_NAME, gm.NGF_NAMESPACE)
@@ -201,7 +212,13 @@ def test_lbc_role_is_its_own_pod_identity_role_with_the_published_policy(run):
     g = _gateway_resources(run)
     assert json.loads(g["policy"].inputs["policy"]) == gm.lbc_controller_policy_document()
     trust = json.loads(g["role"].inputs["assumeRolePolicy"])
-    assert trust == iam.pod_identity_trust_policy("123456789012")
+    # Only the LBC's service account in this cluster may use the role (session-tag conditions).
+    assert trust["Statement"][0]["Condition"] == {"StringEquals": {
+        "aws:SourceAccount": "123456789012",
+        "aws:RequestTag/eks-cluster-arn": "arn:aws:eks:us-west-2:123456789012:cluster/tritonllm-dev",
+        "aws:RequestTag/kubernetes-namespace": gm.LBC_NAMESPACE,
+        "aws:RequestTag/kubernetes-service-account": gm.LBC_SERVICE_ACCOUNT,
+    }}
     a = g["association"].inputs
     assert (a["namespace"], a["serviceAccount"]) == (gm.LBC_NAMESPACE, gm.LBC_SERVICE_ACCOUNT)
     assert a["clusterName"] == "tritonllm-dev"
@@ -212,22 +229,70 @@ def test_lbc_role_is_its_own_pod_identity_role_with_the_published_policy(run):
     assert attached == [g["policy"]]
 
 
-def test_internet_facing_only_with_allowed_cidrs(program_file):
-    open_run = run_program("dev", program=program_file, overrides={
-        "gateway": {"scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"]}})
-    svc = _gateway_resources(open_run)["service"]
-    assert svc.get("metadata.annotations")["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
+TLS_DOMAIN = {"domain": "llm.example.com", "hostedZoneId": "Z0123456789ABCDEFGHIJ"}
+P = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+def test_internet_facing_with_a_created_certificate_and_alias(program_file):
+    tls_run = run_program("dev", program=program_file, overrides={
+        "gateway": {"scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"], "tls": TLS_DOMAIN}})
+    svc = _gateway_resources(tls_run)["service"]
+    ann = svc.get("metadata.annotations")
+    assert ann[f"{P}scheme"] == "internet-facing"
     assert svc.get("spec.loadBalancerSourceRanges") == ["203.0.113.0/24"]
-    refused = run_program("dev", program=program_file, check=False,
-                          overrides={"gateway": {"scheme": "internet-facing"}})
-    assert refused.error is not None and "allowedCidrs" in str(refused.error)
-    assert not refused.of_type(SERVICE)
+    (cert,) = tls_run.of_type("aws:acm/certificate:Certificate")
+    assert (cert.inputs["domainName"], cert.inputs["validationMethod"]) == ("llm.example.com", "DNS")
+    (validation,) = tls_run.of_type("aws:acm/certificateValidation:CertificateValidation")
+    # The NLB presents the certificate only once it is issued (validation awaited).
+    assert ann[f"{P}ssl-cert"] == validation.outputs["certificateArn"] == cert.outputs["arn"]
+    assert _depends_on(tls_run, svc, validation)
+    records = {r.inputs["type"]: r for r in tls_run.of_type("aws:route53/record:Record")}
+    assert records["CNAME"].inputs["name"] == cert.outputs["domainValidationOptions"][0]["resourceRecordName"]
+    alias = records["A"]
+    assert alias.inputs["name"] == "llm.example.com" and alias.inputs["zoneId"] == TLS_DOMAIN["hostedZoneId"]
+    host = svc.outputs["status"]["loadBalancer"]["ingress"][0]["hostname"]
+    assert alias.inputs["aliases"][0]["name"] == host
+    assert alias.inputs["aliases"][0]["zoneId"] == "Z18D5FSROUN65G"  # NLBs in us-west-2
+    assert tls_run.outputs["httpEndpoint"] == "https://llm.example.com"
+    assert tls_run.outputs["grpcEndpoint"] == "llm.example.com:443"
 
 
-def test_default_is_internal(run):
+def test_brought_certificate_is_used_as_is(program_file):
+    arn = "arn:aws:acm:us-west-2:123456789012:certificate/0f0e0d0c-0b0a-0908-0706-050403020100"
+    tls_run = run_program("dev", program=program_file, overrides={"gateway": {"tls": {"certificateArn": arn}}})
+    svc = _gateway_resources(tls_run)["service"]
+    assert svc.get("metadata.annotations")[f"{P}ssl-cert"] == arn
+    assert not tls_run.of_type("aws:acm/certificate:Certificate")
+    host = svc.outputs["status"]["loadBalancer"]["ingress"][0]["hostname"]
+    assert tls_run.outputs["httpEndpoint"] == f"https://{host}"
+
+
+def test_internet_facing_refused_without_cidrs_or_tls(program_file):
+    for gateway, key in (({"scheme": "internet-facing", "tls": TLS_DOMAIN}, "allowedCidrs"),
+                         ({"scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"],
+                           "tls": {"plaintextInsideVpc": True}}, "plaintextInsideVpc")):
+        refused = run_program("dev", program=program_file, check=False, overrides={"gateway": gateway})
+        assert refused.error is not None and key in str(refused.error)
+        assert not refused.of_type(SERVICE)
+
+
+def test_default_is_internal_and_admits_only_the_vpc(run):
     svc = _gateway_resources(run)["service"]
-    assert svc.get("metadata.annotations")["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
-    assert svc.get("spec.loadBalancerSourceRanges") is None
+    assert svc.get("metadata.annotations")[f"{P}scheme"] == "internal"
+    # Pulumi.dev.yaml: vpcCidr 10.1.0.0/16, podCidr 100.64.0.0/16 (pods reach the NLB from pod IPs).
+    assert svc.get("spec.loadBalancerSourceRanges") == ["10.1.0.0/16", "100.64.0.0/16"]
+
+
+def test_plaintext_listeners_idle_longer_than_nginx_waits(program_file):
+    timed = run_program("dev", program=program_file, overrides={"gateway.requestTimeoutSeconds": 900})
+    g = _gateway_resources(timed)
+    ann = g["service"].get("metadata.annotations")
+    assert ann[f"{P}listener-attributes.TCP-8000"] == "tcp.idle_timeout.seconds=910"
+    policies = {r.inputs["kind"]: r.inputs["spec"] for r in g["children"]
+                if r.inputs.get("apiVersion", "").startswith("gateway.nginx.org/")}
+    assert policies["ProxySettingsPolicy"]["timeout"] == {"read": "900s", "send": "900s"}
+    assert "grpc_read_timeout 900s;" in policies["SnippetsPolicy"]["snippets"][0]["value"]
+    assert g["ngf"].inputs["values"]["nginxGateway"]["snippets"]["enable"] is True
 
 
 # --------------------------------------------------------------------------- inside the whole program

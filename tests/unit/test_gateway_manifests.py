@@ -273,61 +273,129 @@ def test_gateway_validates_and_listens_http_8000_and_h2c_8001():
     validate_custom_resource(gateway)
     listeners = {l["name"]: l for l in gateway["spec"]["listeners"]}
     assert listeners["http"]["port"] == 8000 and listeners["grpc"]["port"] == 8001
-    # NGF serves GRPCRoute over an HTTP listener (HTTP/2 cleartext); no TLS needed.
+    # NGF serves GRPCRoute over an HTTP listener (HTTP/2 cleartext); TLS ends at the NLB.
     assert {l["protocol"] for l in listeners.values()} == {"HTTP"}
-    assert listeners["http"]["allowedRoutes"]["kinds"] == [{"group": gm.GATEWAY_API_GROUP, "kind": "HTTPRoute"}]
-    assert listeners["grpc"]["allowedRoutes"]["kinds"] == [{"group": gm.GATEWAY_API_GROUP, "kind": "GRPCRoute"}]
+    kinds = {name: {k["kind"] for k in l["allowedRoutes"]["kinds"]} for name, l in listeners.items()}
+    # 8000 takes gRPC too: behind the NLB's single TLS port (443 -> 8000) HTTP and gRPC share a port.
+    assert kinds == {"http": {"HTTPRoute", "GRPCRoute"}, "grpc": {"GRPCRoute"}}
     for listener in listeners.values():
         assert listener["allowedRoutes"]["namespaces"] == {
             "from": "Selector", "selector": {"matchLabels": gm.route_namespace_labels()}}
     assert gateway["spec"]["gatewayClassName"] == gm.GATEWAY_CLASS_NAME
 
 
-def test_nginx_policies_target_the_gateway():
-    proxy = gm.proxy_settings_policy_manifest()
-    client = gm.client_settings_policy_manifest()
+def test_ngf_policy_objects_validate_against_the_upstream_crds():
     target = {"group": gm.GATEWAY_API_GROUP, "kind": "Gateway", "name": gm.GATEWAY_NAME}
+    proxy = gm.proxy_settings_policy_manifest(timeout_seconds=300)
+    client = gm.client_settings_policy_manifest()
+    grpc = gm.grpc_timeouts_policy_manifest(timeout_seconds=300)
+    auth = gm.authentication_filter_manifest("llama-ns", "tritonllm")
+    for manifest in (proxy, client, grpc, auth):
+        validate_custom_resource(manifest)  # ../shared/reference/crds/gateway.nginx.org_*.yaml (NGF 2.6.7)
     assert proxy["spec"]["targetRefs"] == [target] and client["spec"]["targetRef"] == target
+    assert grpc["spec"]["targetRefs"] == [target]
     assert proxy["spec"]["buffering"] == {"disable": True}  # token streams reach the client as produced
-    for manifest in (proxy, client):
-        validate_custom_resource(manifest)  # NGF's CRDs are in ../shared/reference/crds (v2.6.7)
+
+
+def test_ngf_crd_check_catches_a_typo():
+    bad = gm.grpc_timeouts_policy_manifest()
+    bad["spec"]["snippets"][0]["context"] = "server"  # NGF knows main, http, http.server, http.server.location
+    with pytest.raises(AssertionError, match="context"):
+        validate_custom_resource(bad)
+    bad = gm.authentication_filter_manifest("ns")
+    bad["spec"]["basic"]["secretref"] = bad["spec"]["basic"].pop("secretRef")
+    with pytest.raises(AssertionError):
+        validate_custom_resource(bad)
+
+
+@pytest.mark.parametrize("timeout", [45, 300, 1800])
+def test_http_and_grpc_timeouts_follow_the_request_timeout(timeout):
+    proxy = gm.proxy_settings_policy_manifest(timeout_seconds=timeout)
+    assert proxy["spec"]["timeout"] == {"read": f"{timeout}s", "send": f"{timeout}s"}
+    # NGF 2.6.7's ProxySettingsPolicy writes proxy_* only; gRPC (grpc_pass) needs its own directives.
+    (snippet,) = gm.grpc_timeouts_policy_manifest(timeout_seconds=timeout)["spec"]["snippets"]
+    assert snippet["context"] == "http"  # inherited by every location of this Gateway's NGINX
+    directives = dict(line.rstrip(";").split(" ", 1) for line in snippet["value"].splitlines())
+    assert directives == {"grpc_read_timeout": f"{timeout}s", "grpc_send_timeout": f"{timeout}s"}
+    with pytest.raises(ValueError):
+        gm.proxy_settings_policy_manifest(timeout_seconds=0)
+
+
+def test_ngf_chart_enables_snippets_for_the_grpc_timeouts():
+    values = gm.ngf_helm_values()
+    # Without it NGF ignores SnippetsPolicy and gRPC keeps NGINX's 60 s timeouts.
+    assert values["nginxGateway"]["snippets"] == {"enable": True}
+    defaults, _ = _reference_values(versions.NGINX_GATEWAY_FABRIC)
+    assert "enable" in defaults["nginxGateway"]["snippets"]
 
 
 # --------------------------------------------------------------------------- the NLB Service
 
+VPC = ["10.1.0.0/16", "100.64.0.0/16"]
+ARN = "arn:aws:acm:us-west-2:123456789012:certificate/0f0e0d0c-0b0a-0908-0706-050403020100"
+P = "service.beta.kubernetes.io/aws-load-balancer-"
 
-def test_service_is_an_internal_ip_target_nlb_by_default():
-    svc = gm.load_balancer_service_manifest()
+
+def test_service_is_an_internal_ip_target_nlb_admitting_only_its_source_cidrs():
+    svc = gm.load_balancer_service_manifest(source_cidrs=VPC, idle_timeout_seconds=310)
     validate_k8s_object(svc)
     ann = svc["metadata"]["annotations"]
-    assert ann["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
-    assert ann["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
-    assert ann["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert ann[f"{P}type"] == "external"
+    assert ann[f"{P}nlb-target-type"] == "ip"
+    assert ann[f"{P}scheme"] == "internal"
     spec = svc["spec"]
     assert spec["type"] == "LoadBalancer" and spec["loadBalancerClass"] == "service.k8s.aws/nlb"
-    assert "loadBalancerSourceRanges" not in spec
+    assert spec["loadBalancerSourceRanges"] == VPC
     assert {(p["port"], p["targetPort"]) for p in spec["ports"]} == {(8000, 8000), (8001, 8001)}
+    # Plaintext (TCP) listeners: idle timeout from the request timeout (LBC listener-attributes.TCP-<port>).
+    assert ann[f"{P}listener-attributes.TCP-8000"] == "tcp.idle_timeout.seconds=310"
+    assert ann[f"{P}listener-attributes.TCP-8001"] == "tcp.idle_timeout.seconds=310"
 
 
-def test_service_is_internet_facing_only_with_allowed_cidrs():
-    svc = gm.load_balancer_service_manifest(scheme="internet-facing", allowed_cidrs=["203.0.113.0/24"])
+def test_service_never_leaves_source_ranges_empty():
+    # No loadBalancerSourceRanges = 0.0.0.0/0 for the LBC, internal NLBs included
+    # (LBC v3.5.0 pkg/service/model_build_managed_sg.go buildCIDRsFromSourceRanges).
+    with pytest.raises(ValueError, match="0.0.0.0/0"):
+        gm.load_balancer_service_manifest()
+    with pytest.raises(ValueError, match="dangerouslyAllowAnySource"):
+        gm.load_balancer_service_manifest(source_cidrs=["0.0.0.0/0"], certificate_arn=ARN)
+    svc = gm.load_balancer_service_manifest(source_cidrs=["0.0.0.0/0"], allow_any_source=True, certificate_arn=ARN,
+                                            scheme="internet-facing")
+    assert svc["spec"]["loadBalancerSourceRanges"] == ["0.0.0.0/0"]
+
+
+def test_tls_listener_on_443_with_alpn_for_grpc():
+    svc = gm.load_balancer_service_manifest(scheme="internet-facing", source_cidrs=["203.0.113.0/24"],
+                                            certificate_arn=ARN, ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06")
     validate_k8s_object(svc)
-    assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
-    assert svc["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
-    with pytest.raises(ValueError, match="allowed CIDRs"):
-        gm.load_balancer_service_manifest(scheme="internet-facing")
+    ann = svc["metadata"]["annotations"]
+    assert ann[f"{P}scheme"] == "internet-facing"
+    (port,) = svc["spec"]["ports"]  # one port: every listener of the NLB is TLS
+    assert (port["name"], port["port"], port["targetPort"]) == ("https", 443, 8000)
+    assert ann[f"{P}ssl-cert"] == ARN and ann[f"{P}ssl-ports"] == "https"
+    assert ann[f"{P}ssl-negotiation-policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert ann[f"{P}alpn-policy"] == "HTTP2Preferred"  # h2 for gRPC clients, HTTP/1.1 for the rest
+    # TLS listeners have a fixed 350 s idle timeout; no TCP listener attributes.
+    assert not [k for k in ann if "listener-attributes" in k]
+    with pytest.raises(ValueError, match="TLS"):
+        gm.load_balancer_service_manifest(scheme="internet-facing", source_cidrs=["203.0.113.0/24"])
     with pytest.raises(ValueError):
-        gm.load_balancer_service_manifest(scheme="public")  # type: ignore[arg-type]
+        gm.load_balancer_service_manifest(scheme="public", source_cidrs=VPC)  # type: ignore[arg-type]
 
 
-def test_internal_service_narrows_to_allowed_cidrs_when_given():
-    svc = gm.load_balancer_service_manifest(allowed_cidrs=["10.1.0.0/16"])
-    assert svc["spec"]["loadBalancerSourceRanges"] == ["10.1.0.0/16"]
+@pytest.mark.parametrize("tls", [False, True])
+def test_health_check_is_nginx_http_readiness_not_a_tcp_connect(tls):
+    svc = gm.load_balancer_service_manifest(source_cidrs=VPC, certificate_arn=ARN if tls else None)
+    ann = svc["metadata"]["annotations"]
+    assert ann[f"{P}healthcheck-protocol"] == "HTTP"
+    # NGF 2.6.7 base_http_config_template.go: `listen 8081; location = /readyz { return 200; }`
+    assert ann[f"{P}healthcheck-port"] == "8081" and ann[f"{P}healthcheck-path"] == "/readyz"
+    assert ann[f"{P}healthcheck-success-codes"] == "200"
 
 
 def test_service_selects_the_nginx_pods_ngf_provisions():
     # NGF names a Gateway's NGINX resources `<gateway>-<gatewayclass>` and labels the pods with it.
-    selector = gm.load_balancer_service_manifest()["spec"]["selector"]
+    selector = gm.load_balancer_service_manifest(source_cidrs=VPC)["spec"]["selector"]
     assert selector == {"app.kubernetes.io/name": "tritonllm-nginx",
                         "gateway.networking.k8s.io/gateway-name": "tritonllm"}
     with pytest.raises(ValueError):
@@ -339,8 +407,71 @@ def test_hostname_and_endpoints_from_service_status():
     host = gm.load_balancer_hostname(status)
     assert host == "k8s-x.elb.us-west-2.amazonaws.com"
     assert gm.endpoints(host) == {"http": f"http://{host}:8000", "grpc": f"{host}:8001"}
+    assert gm.endpoints("llm.example.com", tls=True) == {"http": "https://llm.example.com",
+                                                         "grpc": "llm.example.com:443"}
     assert gm.load_balancer_hostname({"loadBalancer": {}}) is None
     assert gm.load_balancer_hostname(None) is None
+
+
+# --------------------------------------------------------------------------- API keys
+
+KEYS = [("ci", "0123456789abcdef0123456789abcdef"), ("ci-next", "fedcba9876543210fedcba9876543210")]
+
+
+def test_htpasswd_checks_every_key_and_nothing_else():
+    text = gm.htpasswd(KEYS)
+    assert [line.split(":", 1)[0] for line in text.splitlines()] == ["ci", "ci-next"]
+    assert all(line.split(":", 1)[1].startswith("{SSHA}") for line in text.splitlines())
+    for name, secret in KEYS:
+        assert secret not in text  # salted hashes only
+        assert gm.check_htpasswd(text, name, secret)
+        assert not gm.check_htpasswd(text, name, secret + "x")
+    assert not gm.check_htpasswd(text, "ci", KEYS[1][1])  # another key's secret under this name
+    assert not gm.check_htpasswd(text, "nobody", KEYS[0][1])
+    assert gm.htpasswd(KEYS) == text  # stable: the Secret does not change on every `up`
+    with pytest.raises(ValueError):
+        gm.htpasswd([("ci", "a" * 24), ("ci", "b" * 24)])  # NGINX would only ever check the first
+    with pytest.raises(ValueError):
+        gm.htpasswd([])
+
+
+def test_basic_authorization_is_what_curl_sends():
+    import base64
+
+    header = gm.basic_authorization("ci:secret-part")
+    assert header == "Basic " + base64.b64encode(b"ci:secret-part").decode()
+    from tritonllm.client import auth_headers
+
+    assert auth_headers("ci:secret-part") == {"authorization": header}  # the client sends the same
+
+
+def test_every_rule_of_every_route_requires_the_api_key(http_route, grpc_route):
+    for route in (http_route, grpc_route):
+        secured = gm.with_authentication(route)
+        validate_custom_resource(secured)
+        for rule in secured["spec"]["rules"]:
+            assert rule["filters"][0] == {"type": "ExtensionRef", "extensionRef": {
+                "group": "gateway.nginx.org", "kind": "AuthenticationFilter", "name": gm.AUTH_FILTER_NAME}}
+        assert gm.with_authentication(secured) == secured  # idempotent
+        # Rules added later (e.g. OpenAI /v1 rules) get the filter too, with no code of their own.
+        extra = copy.deepcopy(route)
+        extra["spec"]["rules"].append({"matches": [{"path": {"type": "PathPrefix", "value": "/v1/"}}],
+                                       "backendRefs": [{"name": "x", "port": 9000}]})
+        assert all(r["filters"][0]["type"] == "ExtensionRef"
+                   for r in gm.with_authentication(extra)["spec"]["rules"])
+    # The URL rewrite of each HTTP rule is kept.
+    rewrites = [f for r in gm.with_authentication(http_route)["spec"]["rules"] for f in r["filters"]
+                if f["type"] == "URLRewrite"]
+    assert len(rewrites) == len(http_route["spec"]["rules"])
+
+
+def test_authentication_filter_reads_the_secret_ngf_expects():
+    f = gm.authentication_filter_manifest("llama-ns", "tritonllm")
+    secret = gm.api_key_secret_manifest("llama-ns")
+    validate_k8s_object({**secret, "stringData": {gm.AUTH_SECRET_KEY: gm.htpasswd(KEYS)}})
+    assert f["spec"] == {"type": "Basic", "basic": {"realm": "tritonllm", "secretRef": {"name": secret["metadata"]["name"]}}}
+    assert f["metadata"]["namespace"] == secret["metadata"]["namespace"] == "llama-ns"  # same namespace
+    assert gm.AUTH_SECRET_KEY == "auth" and secret["type"] == "Opaque"  # NGF secrets.AuthKey; htpasswd type deprecated
 
 
 # --------------------------------------------------------------------------- routes

@@ -25,7 +25,8 @@ def _listify(value: Any) -> list:
 
 
 def controller_policy(run: ProgramRun) -> dict[str, Any]:
-    (policy,) = [r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("-karpenter-controller-inline")]
+    (policy,) = [r for r in run.of_type("aws:iam/rolePolicy:RolePolicy")
+                 if r.name.endswith("-karpenter-controller-inline")]
     return json.loads(policy.inputs["policy"])
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from components import gpu_catalog, versions
 from components.cluster import SYSTEM_NODE_SELECTOR
-from components.config import NodePoolConfig
+from components.config import ConfigError, NodePoolConfig
 from components.karpenter import (
     AMI_FAMILY_LABEL,
     GPU_PRESENT_LABEL,
@@ -141,10 +141,13 @@ def test_node_pool_from_instance_types_and_spot():
 
 @pytest.mark.parametrize("family", ["AL2023", "Bottlerocket"])
 def test_node_class_per_ami_family_is_valid(family):
-    manifest = ec2_node_class_manifest(_pool(amiFamily=family, diskSizeGib=800), "c1", "node-role", {"team": "ml"})
+    version = {"Bottlerocket": {"amiVersion": "v1.50.0"}}.get(family, {})
+    manifest = ec2_node_class_manifest(_pool(amiFamily=family, diskSizeGib=800, **version), "c1", "node-role",
+                                       {"team": "ml"})
     validate_custom_resource(manifest)
     _cel_checks_ec2_node_class(manifest)
-    assert manifest["spec"]["amiSelectorTerms"] == [{"alias": versions.KARPENTER_AMI_ALIAS[family]}]
+    assert manifest["spec"]["amiSelectorTerms"] == [{"alias": {"AL2023": "al2023@v20260714",
+                                                               "Bottlerocket": "bottlerocket@v1.50.0"}[family]}]
     data = block_device_mappings(family, 800)[-1]
     assert data["ebs"]["volumeSize"] == "800Gi"
     assert all(b["ebs"]["encrypted"] and b["ebs"]["volumeType"] == "gp3" for b in manifest["spec"]["blockDeviceMappings"])
@@ -157,7 +160,8 @@ def test_scheduling_helpers_match_the_pool_and_taint():
 
 
 def test_helm_values_keys_exist_in_chart_defaults():
-    assert_values_keys_exist(karpenter_values("c1", "q"), versions.KARPENTER.reference_values_file, FREE_FORM)
+    assert_values_keys_exist(karpenter_values("c1", "q", "us-west-2"), versions.KARPENTER.reference_values_file,
+                             FREE_FORM)
     assert_values_keys_exist(device_plugin_values(), versions.NVIDIA_DEVICE_PLUGIN.reference_values_file, FREE_FORM)
 
 
@@ -165,7 +169,7 @@ def test_helm_values_keys_exist_in_chart_defaults():
 
 def test_one_node_class_and_node_pool_per_config_pool(stack_run):
     cfg = _cfg(stack_run)
-    names = [p.name for p in cfg.node_pools]
+    names = [p.name for p in cfg.node_pools] + (["cpu"] if cfg.cpu_node_pool.enabled else [])
     assert sorted(m["metadata"]["name"] for m in stack_run.manifests("NodePool")) == sorted(names)
     assert sorted(m["metadata"]["name"] for m in stack_run.manifests("EC2NodeClass")) == sorted(names)
 
@@ -217,7 +221,9 @@ def test_node_classes_are_imdsv2_encrypted_and_discover_private_subnets(stack_ru
         assert root["ebs"]["encrypted"] is True and root["ebs"]["volumeType"] == "gp3"
         assert root["ebs"]["volumeSize"] == f"{pool.disk_size_gib}Gi"
         assert spec["role"] == node_role.outputs["name"]
-        assert spec["amiSelectorTerms"] == [{"alias": versions.KARPENTER_AMI_ALIAS[pool.ami_family]}]
+        # A dated release, never @latest (that would replace every GPU node on each AMI release).
+        assert spec["amiSelectorTerms"] == [{"alias": f"al2023@{pool.ami_version or 'v20260714'}"}]
+        assert spec["instanceStorePolicy"] == "RAID0"  # local NVMe for images, emptyDirs (HF cache, engines)
         assert spec["subnetSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
         assert spec["securityGroupSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
         private = [s for s in stack_run.of_type("aws:ec2/subnet:Subnet")
@@ -274,14 +280,26 @@ def test_karpenter_release(stack_run):
     assert release.inputs["namespace"] == "kube-system"
     values = release.inputs["values"]
     assert_values_keys_exist(values, versions.KARPENTER.reference_values_file, FREE_FORM)
+    # IMDS hop limit 1: the controller cannot read its region from instance metadata.
+    assert {"name": "AWS_REGION", "value": cfg.region} in values["controller"]["env"]
     assert values["settings"]["clusterName"] == cfg.name
     assert values["settings"]["interruptionQueue"] == stack_run.within(KARPENTER).one("aws:sqs/queue:Queue").outputs["name"]
     assert values["nodeSelector"].items() >= SYSTEM_NODE_SELECTOR.items()
     assert values["controller"]["resources"]["requests"] and values["controller"]["resources"]["limits"]
-    # NodePools and EC2NodeClasses are created after the chart (and its CRDs).
+    # CRDs come from the karpenter-crd chart (Helm never upgrades a chart's crds/), same version.
+    crds = stack_run.helm_release(f"{versions.KARPENTER_CRD.repo}/karpenter-crd")
+    assert crds.inputs["version"] == versions.KARPENTER.version == versions.KARPENTER_CRD.version
+    assert crds.inputs["namespace"] == "kube-system"
+    assert not crds.inputs.get("values")  # no reference values file for karpenter-crd: set nothing
+    assert release.inputs["skipCrds"] is True and crds.urn in release.dependencies
+    # The controller starts once DNS (CoreDNS) and credentials (Pod Identity agent) work.
+    addons = {a.inputs["addonName"]: a.urn for a in stack_run.of_type("aws:eks/addon:Addon")}
+    assert addons["coredns"] in release.dependencies
+    assert addons["eks-pod-identity-agent"] in release.dependencies
+    # NodePools and EC2NodeClasses are created after the charts (and the CRDs).
     for r in stack_run.k8s_objects():
         if r.type.startswith("kubernetes:karpenter"):
-            assert release.urn in r.dependencies
+            assert release.urn in r.dependencies and crds.urn in r.dependencies
 
 
 def test_device_plugin_runs_only_on_gpu_nodes_and_tolerates_the_taint(stack_run):
@@ -294,9 +312,12 @@ def test_device_plugin_runs_only_on_gpu_nodes_and_tolerates_the_taint(stack_run)
     (term,) = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     exprs = {e["key"]: e for e in term["matchExpressions"]}
     assert exprs[GPU_PRESENT_LABEL] == {"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}
-    # Every AL2023 NodePool's nodes carry the labels the plugin selects.
+    # Every AL2023 GPU NodePool's nodes carry the labels the plugin selects; the CPU pool's do not.
     for m in stack_run.manifests("NodePool"):
         labels = m["spec"]["template"]["metadata"]["labels"]
+        if GPU_TAINT not in (m["spec"]["template"]["spec"].get("taints") or []):
+            assert GPU_PRESENT_LABEL not in labels, m["metadata"]["name"]
+            continue
         if labels[AMI_FAMILY_LABEL] == "al2023":
             assert labels[GPU_PRESENT_LABEL] == "true"
             assert labels[AMI_FAMILY_LABEL] not in exprs[AMI_FAMILY_LABEL]["values"]
@@ -306,15 +327,62 @@ def test_several_pools_with_explicit_types_and_bottlerocket():
     pools = [
         {"name": "g6e", "instanceFamilies": ["g6e"]},
         {"name": "p5", "instanceTypes": ["p5.48xlarge"], "capacityTypes": ["spot"], "amiFamily": "Bottlerocket",
-         "maxGpus": 16, "diskSizeGib": 1000},
+         "amiVersion": "v1.50.0", "maxGpus": 16, "diskSizeGib": 1000},
     ]
     run = run_program("dev", overrides={"nodePools": pools})
-    assert sorted(run.manifests("NodePool"), key=lambda m: m["metadata"]["name"])[1]["spec"]["template"]["spec"][
-        "requirements"][0] == {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]}
+    (p5,) = [m for m in run.manifests("NodePool") if m["metadata"]["name"] == "p5"]
+    assert p5["spec"]["template"]["spec"]["requirements"][0] == {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]}
     (p5_class,) = [m for m in run.manifests("EC2NodeClass") if m["metadata"]["name"] == "p5"]
-    assert p5_class["spec"]["amiSelectorTerms"] == [{"alias": "bottlerocket@latest"}]
+    assert p5_class["spec"]["amiSelectorTerms"] == [{"alias": "bottlerocket@v1.50.0"}]
     assert p5_class["spec"]["blockDeviceMappings"][1]["ebs"]["volumeSize"] == "1000Gi"
     for r in run.k8s_objects():
         if r.type.startswith("kubernetes:karpenter"):
             validate_custom_resource(r.manifest())
     assert set(run.helm_release(KARPENTER_CHART).inputs["values"]) >= {"settings"}
+
+
+# --------------------------------------------------------------------------- AMI pin, CPU pool
+
+def test_ami_version_is_a_config_key_and_bad_pins_fail_before_any_resource():
+    run = run_program("dev", overrides={"nodePools[0].amiVersion": "v20260618"})
+    (cls,) = [m for m in run.manifests("EC2NodeClass") if m["metadata"]["name"] == "g6e"]
+    assert cls["spec"]["amiSelectorTerms"] == [{"alias": "al2023@v20260618"}]
+    for overrides, key in (
+        ({"nodePools[0].amiVersion": "2026-07-14"}, "nodePools[0].amiVersion"),
+        ({"nodePools[0].amiFamily": "Bottlerocket"}, "nodePools[0].amiVersion"),  # no verified default
+        ({"cpuNodePool.amiVersion": "v1.2.3"}, "cpuNodePool.amiVersion"),
+    ):
+        bad = run_program("dev", overrides=overrides, check=False)
+        assert isinstance(bad.error, ConfigError), overrides
+        assert f"tritonllm:{key}:" in str(bad.error), str(bad.error)
+        assert not [r for r in bad.resources if r.custom], "a resource was registered before validation"
+
+
+def test_cpu_node_pool_takes_pods_without_gpus(stack_run):
+    cfg = _cfg(stack_run)
+    (pool,) = [m for m in stack_run.manifests("NodePool") if m["metadata"]["name"] == "cpu"]
+    (cls,) = [m for m in stack_run.manifests("EC2NodeClass") if m["metadata"]["name"] == "cpu"]
+    validate_custom_resource(pool)
+    validate_custom_resource(cls)
+    _cel_checks_node_pool(pool)
+    _cel_checks_ec2_node_class(cls)
+    template = pool["spec"]["template"]["spec"]
+    assert not template.get("taints")  # any pod may land here
+    reqs = {r["key"]: r for r in template["requirements"]}
+    assert reqs["karpenter.k8s.aws/instance-family"]["values"] == cfg.cpu_node_pool.instance_families
+    assert not any(f in gpu_catalog.FAMILIES for f in reqs["karpenter.k8s.aws/instance-family"]["values"])
+    assert "karpenter.k8s.aws/instance-gpu-count" not in reqs
+    assert pool["spec"]["limits"] == {"cpu": str(cfg.cpu_node_pool.max_cpu)}  # stays small
+    assert pool["spec"]["disruption"]["consolidationPolicy"] == "WhenEmptyOrUnderutilized"
+    # Lowest priority: GPU pods never land here (no GPUs), others prefer nothing else.
+    assert pool["spec"]["weight"] < min(p.weight for p in cfg.node_pools)
+    assert template["nodeClassRef"]["name"] == "cpu"
+    assert cls["spec"]["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    assert cls["spec"]["amiSelectorTerms"] == [{"alias": "al2023@v20260714"}]
+
+
+def test_cpu_node_pool_can_be_turned_off_and_its_name_is_reserved():
+    run = run_program("dev", overrides={"cpuNodePool.enabled": False})
+    assert "cpu" not in [m["metadata"]["name"] for m in run.manifests("NodePool")]
+    bad = run_program("dev", overrides={"nodePools[0].name": "cpu", "models[0].nodePool": "cpu"}, check=False)
+    assert isinstance(bad.error, ConfigError) and "tritonllm:nodePools[0].name:" in str(bad.error)

@@ -16,6 +16,7 @@ from tests.k8s_schema import validate_custom_resource
 BASE = {
     "region": "us-west-2",
     "nodePools": [{"name": "g6e", "instanceFamilies": ["g6e"]}],
+    "gateway": {"tls": {"plaintextInsideVpc": True}},  # no TLS choice = config error (issue 10)
 }
 
 

@@ -1,10 +1,13 @@
 """Whole-program checks under Pulumi mocks, for every stack file."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests import k8s_schema
 from tests.unit.harness import DEFAULT_SECRETS, plain_occurrences, run_program
+
 
 def test_every_builtin_kubernetes_object_validates(stack_run):
     """Against the Kubernetes schema of the cluster version (no reference data needed)."""
@@ -24,6 +27,9 @@ def test_every_custom_resource_matches_its_crd(stack_run):
 
 def test_secrets_never_appear_in_plain_text(stack_run):
     secret_values = {v for v in DEFAULT_SECRETS.values() if v}
+    # Each API key on its own, and its secret part (the htpasswd Secret holds salted hashes only).
+    secret_values |= {key for key in json.loads(DEFAULT_SECRETS["apiKeys"])}
+    secret_values |= {key.split(":", 1)[1] for key in json.loads(DEFAULT_SECRETS["apiKeys"])}
     secret_values |= {r.outputs["result"] for r in stack_run.of_type("random:index/randomPassword:RandomPassword")}
     assert len(secret_values) >= 2, "expected the HF token and the Grafana password"
     leaks = [
@@ -34,6 +40,9 @@ def test_secrets_never_appear_in_plain_text(stack_run):
         if not r.is_secret(path)
     ]
     assert not leaks, f"secret values in plain-text inputs: {leaks}"
+    output_leaks = [k for k, v in stack_run.outputs.items() for s in secret_values
+                    if plain_occurrences(v, s) and k not in stack_run.secret_outputs]
+    assert not output_leaks, f"secret values in plain stack outputs: {output_leaks}"
 
 
 def test_secret_stack_outputs(stack_run):

@@ -40,6 +40,22 @@ def test_the_shared_config_is_triton_vllm_backend_with_custom_metrics_on():
     assert config.parameters["REPORT_CUSTOM_METRICS"].string_value == "true"
 
 
+def test_the_vllm_health_check_is_on_with_the_explicit_mode_it_needs():
+    """A dead vLLM engine must unload its model (ENABLE_VLLM_HEALTH_CHECK, only in explicit model-control
+    mode per vllm_backend r25.12 docs/health_check.md) and every probe must then fail (model ready)."""
+    from components import triton_manifests as tm
+
+    config = parse_config(render.VLLM_CONFIG_TEMPLATE.read_text())
+    assert config.parameters["ENABLE_VLLM_HEALTH_CHECK"].string_value == "true"
+    model = vllm_model()
+    command = tm.triton_command(model, "bucket")
+    modes = [a for a in command if a.startswith("--model-control-mode=")]
+    assert modes == ["--model-control-mode=explicit"]
+    assert f"--load-model={model.name}" in command
+    probes = tm.probes(model.name)
+    assert {p["httpGet"]["path"] for p in probes.values()} == {f"/v2/models/{model.name}/ready"}
+
+
 def test_model_json_carries_the_model_and_its_options():
     args = render.vllm_engine_args(vllm_model(tensorParallel=2, hfRevision="08751db2aca9bf2f7f80d2e516117a53d7450235"))
     assert args["model"] == "meta-llama/Llama-2-7b-chat-hf"

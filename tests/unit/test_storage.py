@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from components.network import SUBNET_ROLE_TAG
+import json
+
 from components.storage import (
     NFS_PORT,
     STORAGE_CLASS_NAME,
@@ -82,3 +84,21 @@ def test_efs_disabled_creates_no_file_system():
     run = run_program("dev", overrides={"efs.enabled": False})
     assert not run.of_type(EFS) and not run.of_type("aws:efs/mountTarget:MountTarget")
     assert STORAGE_CLASS_NAME not in [m["metadata"]["name"] for m in run.manifests("StorageClass")]
+
+
+def test_file_system_policy_denies_connections_without_tls(stack_run):
+    fs = stack_run.within(STORAGE).one(EFS)
+    policy_resource = stack_run.within(STORAGE).one("aws:efs/fileSystemPolicy:FileSystemPolicy")
+    assert policy_resource.inputs["fileSystemId"] == fs.id
+    statements = json.loads(policy_resource.inputs["policy"])["Statement"]
+    deny = [s for s in statements if s["Effect"] == "Deny"]
+    assert deny == [{"Sid": "DenyWithoutTls", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "*",
+                     "Resource": fs.outputs["arn"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]
+    # Whatever is allowed is allowed only through a mount target (i.e. through the NFS security group).
+    for allow in (s for s in statements if s["Effect"] == "Allow"):
+        assert allow["Condition"] == {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}
+        assert allow["Resource"] == fs.outputs["arn"]
+        assert all(a.startswith("elasticfilesystem:Client") for a in allow["Action"])
+    # The StorageClass (and so every mount) waits for the policy.
+    sc = next(r for r in stack_run.k8s_objects("StorageClass") if r.inputs["metadata"]["name"] == STORAGE_CLASS_NAME)
+    assert policy_resource.urn in sc.dependencies

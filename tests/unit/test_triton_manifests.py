@@ -50,7 +50,13 @@ def test_vllm_deployment_loads_from_s3_with_the_hf_cache_on_efs(vllm):
     assert triton["image"] == versions.TRITON_VLLM_IMAGE
     assert triton["command"][0] == "tritonserver"
     assert "--model-repository=s3://models-b/models/llama-2-7b-chat" in triton["command"]
-    assert "--model-control-mode=none" in triton["command"]
+    # Explicit control with the one model loaded: the vLLM health check only unloads a dead engine's
+    # model in this mode (vllm_backend r25.12 docs/health_check.md).
+    assert "--model-control-mode=explicit" in triton["command"]
+    assert "--load-model=llama-2-7b-chat" in triton["command"]
+    assert not any(a.startswith("--model-control-mode=none") for a in triton["command"])
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert triton[probe]["httpGet"]["path"] == "/v2/models/llama-2-7b-chat/ready", probe
     env = {e["name"]: e for e in triton["env"]}
     assert env["HF_HOME"]["value"] == tm.HF_HOME
     assert env["AWS_DEFAULT_REGION"]["value"] == "us-west-2"  # Triton's S3 client reads the region from it

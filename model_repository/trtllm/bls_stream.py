@@ -1,0 +1,118 @@
+"""model.py of the served TensorRT-LLM model: upstream's tensorrt_llm_bls, streaming whole characters.
+
+build_engine.py copies the image's `tensorrt_llm_bls` template as the served model, keeps its
+`1/model.py` as `1/upstream_model.py` and puts this file in front of it as `1/model.py`.
+
+Why: in upstream's ensemble the postprocessing model decodes the tokens of each streamed response
+on their own (postprocessing/1/model.py: `tokenizer.batch_decode` on that response's tokens), so a
+character whose UTF-8 bytes span two tokens (accents, CJK, emoji in byte-level BPE vocabularies)
+arrives as U+FFFD and streamed text differs from non-streamed text. Upstream's BLS with
+`accumulate_tokens: true` (tensorrt_llm_bls/1/lib/decode.py `Decoder.postprocess`) decodes all of a
+request's tokens so far instead, so its text is right but cumulative. This wrapper turns that
+cumulative text back into deltas and holds back a trailing incomplete character (U+FFFD at the end)
+until the next token completes it; whatever is still held when the generation ends is sent last.
+The concatenated stream equals the non-streamed text.
+
+The pure part (DeltaText, stream_deltas) needs only the standard library and is unit-tested with a
+real byte-level BPE tokenizer (tests/repository/test_trtllm_streaming.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Iterator
+
+REPLACEMENT = "\ufffd"
+
+
+class DeltaText:
+    """Cumulative decodes of one sequence in, the new complete text of each out."""
+
+    def __init__(self) -> None:
+        self.sent = ""
+        self.latest = ""
+
+    def push(self, cumulative: str) -> str:
+        self.latest = cumulative
+        stable = cumulative.rstrip(REPLACEMENT)  # an incomplete trailing character decodes to U+FFFD
+        if len(stable) <= len(self.sent):
+            return ""
+        # Byte-level BPE decodes are prefix-stable, so this is exactly the new text. (A tokenizer
+        # whose decode rewrote earlier text could not take back what was sent: best effort.)
+        delta = stable[len(self.sent):]
+        self.sent = stable
+        return delta
+
+    def flush(self) -> str:
+        """At the end of the generation: what was held back (a genuinely incomplete character)."""
+        rest = self.latest[len(self.sent):]
+        self.sent = self.latest if len(self.latest) > len(self.sent) else self.sent
+        return rest
+
+
+def _index(value: Any) -> int:
+    try:
+        return int(value[0][0]) if value is not None and getattr(value, "shape", None) == (1, 1) else 0
+    except (TypeError, IndexError):
+        return 0
+
+
+def stream_deltas(responses: Iterable[Any]) -> Iterator[Any]:
+    """Upstream BLS Response objects with cumulative text_output -> the same with delta text_output."""
+    states: dict[tuple[int, int, int], DeltaText] = {}
+    last = None
+    for response in responses:
+        batch, seq = _index(response.batch_index), _index(response.sequence_index)
+        out = []
+        for beam, text in enumerate(response.text_output):
+            state = states.setdefault((batch, seq, beam), DeltaText())
+            decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+            out.append(state.push(decoded).encode("utf-8"))
+        response.text_output = _like(response.text_output, out)
+        last = response
+        yield response
+    if last is None:
+        return
+    held = {k: s.flush() for k, s in states.items()}
+    if any(held.values()):
+        beams = max(k[2] for k in held) + 1
+        tail = [held.get((_index(last.batch_index), _index(last.sequence_index), b), "").encode("utf-8")
+                for b in range(beams)]
+        keep = {"batch_index", "sequence_index"}
+        fields = {f.name: None for f in dataclasses.fields(last) if f.name not in keep | {"text_output"}}
+        yield dataclasses.replace(last, text_output=_like(last.text_output, tail), **fields)
+
+
+def _like(original: Any, values: list[bytes]) -> Any:
+    """A value of the same kind as upstream's text_output (a numpy object array in the backend)."""
+    try:
+        import numpy as np  # in the Triton image
+
+        return np.array(values, dtype=object)
+    except ImportError:  # pragma: no cover - numpy is always there in Triton
+        return values
+
+
+class TritonPythonModel:
+    """Upstream's BLS model, with its decoder's responses turned into whole-character deltas."""
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        import upstream_model  # the image's tensorrt_llm_bls/1/model.py, next to this file
+
+        self.inner = upstream_model.TritonPythonModel()
+        self.inner.initialize(args)
+        decoder = self.inner.decoder
+        if not getattr(decoder, "_accumulate", False):
+            raise ValueError("the served BLS model needs parameters.accumulate_tokens = true "
+                             "(build_engine.py fills it); without it streamed text breaks characters")
+        upstream_decode = decoder.decode
+
+        def decode(request: Any, *a: Any, **kw: Any) -> Iterator[Any]:
+            yield from stream_deltas(upstream_decode(request, *a, **kw))
+
+        decoder.decode = decode
+
+    def execute(self, requests: list[Any]) -> Any:
+        return self.inner.execute(requests)
+
+    def finalize(self) -> None:
+        self.inner.finalize()

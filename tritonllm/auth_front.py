@@ -1,0 +1,214 @@
+"""`tritonllm serve --api-key`: the gateway's API-key check in front of a local Triton.
+
+On EKS, NGINX Gateway Fabric checks API keys with NGINX's `auth_basic` (an AuthenticationFilter
+of type Basic over an htpasswd Secret) and maps a 401 on gRPC routes to `grpc-status 16`
+(UNAUTHENTICATED, NGF's grpc-error-pages.conf). Locally the same NGINX module does the same
+thing: this module runs an `nginx` process (Debian package `nginx`) with a config of the same
+shape in front of Triton's HTTP and gRPC ports, with the htpasswd file built by the very
+function that builds the cluster's Secret (`components.gateway_manifests.htpasswd`). So the
+client's key handling is tested against the real mechanism:
+
+    HTTP:  no/wrong key -> 401 (WWW-Authenticate: Basic),  key -> Triton's answer
+    gRPC:  no/wrong key -> UNAUTHENTICATED,                 key -> Triton's answer
+
+API keys are `name:secret`; clients send them as Basic credentials (`curl -u "$KEY"`,
+`tritonllm client --api-key "$KEY"`, gRPC metadata `authorization: Basic base64(key)`).
+Triton itself listens on loopback ports only the front knows.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+API_KEYS_ENV = "TRITONLLM_API_KEYS"  # serve: comma-separated name:secret keys
+REALM = "tritonllm"
+READINESS_PATH = "/readyz"  # open, like NGINX's :8081/readyz that the NLB checks
+
+
+class FrontError(RuntimeError):
+    pass
+
+
+def api_keys_from(values: Sequence[str] | None, env: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(name, secret) pairs from `--api-key` values, else from $TRITONLLM_API_KEYS (comma-separated)."""
+    raw = list(values or [])
+    if not raw:
+        raw = [v for v in (env if env is not None else os.environ).get(API_KEYS_ENV, "").split(",") if v.strip()]
+    pairs = []
+    for value in raw:
+        name, sep, secret = value.strip().partition(":")
+        if not sep or not name or not secret:
+            raise FrontError("an API key looks like name:secret, e.g. local:$(openssl rand -hex 24)")
+        pairs.append((name, secret))
+    return pairs
+
+
+def htpasswd_text(keys: Sequence[tuple[str, str]]) -> str:
+    from components.gateway_manifests import htpasswd  # the same file the cluster's Secret holds
+
+    return htpasswd(keys)
+
+
+def nginx_config(*, workdir: Path, host: str, http_port: int, grpc_port: int, triton_http: int, triton_grpc: int,
+                 timeout_seconds: int = 300, run_as_root: bool = False) -> str:
+    """An nginx.conf equivalent (for these two ports) to what NGF renders for our routes."""
+    t = f"{timeout_seconds}s"
+    user = "user root;\n" if run_as_root else ""
+    auth = f'auth_basic "{REALM}";\n            auth_basic_user_file {workdir}/htpasswd;'
+    return f"""{user}worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log notice;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/client_body;
+    proxy_temp_path {workdir}/proxy;
+    fastcgi_temp_path {workdir}/fastcgi;
+    uwsgi_temp_path {workdir}/uwsgi;
+    scgi_temp_path {workdir}/scgi;
+    client_max_body_size 32m;
+    proxy_buffering off;
+    proxy_read_timeout {t};
+    proxy_send_timeout {t};
+    grpc_read_timeout {t};
+    grpc_send_timeout {t};
+    server {{
+        listen {host}:{http_port};
+        location = {READINESS_PATH} {{ return 200; }}
+        location / {{
+            {auth}
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://127.0.0.1:{triton_http};
+        }}
+    }}
+    server {{
+        listen {host}:{grpc_port} http2;
+        location / {{
+            {auth}
+            error_page 401 = @grpc_unauthenticated;
+            grpc_pass grpc://127.0.0.1:{triton_grpc};
+        }}
+        location @grpc_unauthenticated {{
+            default_type application/grpc;
+            add_header content-type application/grpc;
+            add_header grpc-status 16;
+            add_header grpc-message unauthenticated;
+            return 204;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+                                          if os.access(p, os.X_OK)), None)
+
+
+class ApiKeyFront:
+    """An nginx process checking API keys in front of Triton's HTTP and gRPC ports."""
+
+    def __init__(self, keys: Sequence[tuple[str, str]], *, triton_http: int, triton_grpc: int,
+                 host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001,
+                 timeout_seconds: int = 300) -> None:
+        if not keys:
+            raise FrontError("no API keys given")
+        self.keys = list(keys)
+        self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
+        self.triton_http, self.triton_grpc = triton_http, triton_grpc
+        self.timeout_seconds = timeout_seconds
+        self.workdir: Path | None = None
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def _client_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._client_host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self._client_host}:{self.grpc_port}"
+
+    def start(self, ready_timeout: float = 15.0) -> "ApiKeyFront":
+        binary = nginx_binary()
+        if binary is None:
+            raise FrontError("`serve --api-key` runs nginx in front of Triton; install it (apt-get install nginx)")
+        for attr in ("http_port", "grpc_port"):
+            if getattr(self, attr) == 0:
+                setattr(self, attr, _free_port(self.host))
+        self.workdir = Path(tempfile.mkdtemp(prefix="tritonllm-front-"))
+        htpasswd = self.workdir / "htpasswd"
+        htpasswd.write_text(htpasswd_text(self.keys))
+        htpasswd.chmod(0o600)
+        conf = self.workdir / "nginx.conf"
+        conf.write_text(nginx_config(
+            workdir=self.workdir, host=self.host, http_port=self.http_port, grpc_port=self.grpc_port,
+            triton_http=self.triton_http, triton_grpc=self.triton_grpc, timeout_seconds=self.timeout_seconds,
+            run_as_root=os.geteuid() == 0))
+        self.process = subprocess.Popen(
+            [binary, "-p", str(self.workdir), "-c", str(conf), "-e", str(self.workdir / "error.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise FrontError(f"nginx exited ({self.process.returncode}): {self._error_tail()}")
+            if _listening(self._client_host, self.http_port) and _listening(self._client_host, self.grpc_port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise FrontError(f"nginx did not listen on {self.http_port}/{self.grpc_port}: {self._error_tail()}")
+
+    def _error_tail(self) -> str:
+        err = ""
+        if self.process is not None and self.process.stderr is not None and self.process.poll() is not None:
+            err = self.process.stderr.read().decode(errors="replace")
+        log = self.workdir / "error.log" if self.workdir else None
+        if log is not None and log.is_file():
+            err += log.read_text(errors="replace")
+        return err.strip()[-2000:]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful: finish streams in flight
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> "ApiKeyFront":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1" if host in ("0.0.0.0", "") else host, 0))
+        return s.getsockname()[1]
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
