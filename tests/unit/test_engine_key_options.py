@@ -29,8 +29,11 @@ def dev_config() -> tuple[ModelConfig, StackConfig]:
     return model, cfg
 
 
-def key(model: ModelConfig, cfg: StackConfig) -> str:
-    return eb.engine_cache_key(eb.engine_key_parts(model, cfg))
+COMMIT = "9213176726f574b556790deb65791e0c5aa438b6"  # hfRevision as resolved to a commit
+
+
+def key(model: ModelConfig, cfg: StackConfig, commit: str = COMMIT) -> str:
+    return eb.engine_cache_key(eb.engine_key_parts(model, cfg, revision_sha=commit))
 
 
 def _candidates(annotation: Any, value: Any) -> list[Any]:
@@ -63,19 +66,31 @@ def _zero(annotation: Any) -> Any:
     return {int: 64, float: 0.5, str: "x", bool: False}.get(annotation)
 
 
-def changed_options(options: EngineBuildOptions, field: str) -> EngineBuildOptions:
-    """`options` with only `field` changed to another valid value."""
+def options_pair(options: EngineBuildOptions, field: str) -> tuple[EngineBuildOptions, EngineBuildOptions]:
+    """Two valid option sets that differ in `field` only.
+
+    The first is `options`, or, when no other value of `field` is valid with the rest as they are
+    (pagedKvCache false needs the features that depend on it off), `options` with the other
+    on/off options turned off."""
+    model_type = type(options)
     current = options.model_dump(by_alias=False)
-    annotation = type(options).model_fields[field].annotation
-    for candidate in _candidates(annotation, current[field]):
-        if candidate == current[field]:
-            continue
+    bases = [current, {**current, **{name: False for name, value in current.items()
+                                      if isinstance(value, bool) and name != field}}]
+    annotation = model_type.model_fields[field].annotation
+    for base in bases:
         try:
-            new = type(options).model_validate({**current, field: candidate})
+            base_options = model_type.model_validate(base)
         except ValidationError:
             continue
-        if getattr(new, field) != getattr(options, field):
-            return new
+        for candidate in _candidates(annotation, base[field]):
+            if candidate == base[field]:
+                continue
+            try:
+                new = model_type.model_validate({**base, field: candidate})
+            except ValidationError:
+                continue
+            if getattr(new, field) != getattr(base_options, field):
+                return base_options, new
     raise AssertionError(f"found no other valid value for engine option {field!r}; extend _candidates")
 
 
@@ -90,21 +105,22 @@ def test_the_options_model_is_what_the_key_reads():
 @pytest.mark.parametrize("field", [f for f in OPTION_FIELDS if f not in NOT_IN_KEY])
 def test_every_engine_option_changes_the_key(field):
     model, cfg = dev_config()
-    changed = model.model_copy(update={"engine": changed_options(model.engine, field)})
-    assert key(changed, cfg) != key(model, cfg), (
+    before, after = options_pair(model.engine, field)
+    base, changed = (model.model_copy(update={"engine": options}) for options in (before, after))
+    assert key(changed, cfg) != key(base, cfg), (
         f"engines.{field} is not part of the engine cache key: changing it would reuse a stale engine")
 
 
 @pytest.mark.parametrize("field", sorted(NOT_IN_KEY))
 def test_options_that_cannot_change_the_engine_leave_the_key_alone(field):
     model, cfg = dev_config()
-    changed = model.model_copy(update={"engine": changed_options(model.engine, field)})
-    assert key(changed, cfg) == key(model, cfg)
+    before, after = options_pair(model.engine, field)
+    base, changed = (model.model_copy(update={"engine": options}) for options in (before, after))
+    assert key(changed, cfg) == key(base, cfg)
 
 
 @pytest.mark.parametrize("update", [
     {"hf_model_id": "meta-llama/Llama-3.2-3B-Instruct"},
-    {"hf_revision": "0123456789abcdef0123456789abcdef01234567"},
     {"tensor_parallel": 2},
     {"pipeline_parallel": 2},
     {"name": "another-name"},  # the served model name is written into the repository
@@ -112,3 +128,8 @@ def test_options_that_cannot_change_the_engine_leave_the_key_alone(field):
 def test_model_fields_that_shape_the_engine_change_the_key(update):
     model, cfg = dev_config()
     assert key(model.model_copy(update=update), cfg) != key(model, cfg)
+
+
+def test_the_resolved_commit_changes_the_key():
+    model, cfg = dev_config()
+    assert key(model, cfg, "0123456789abcdef0123456789abcdef01234567") != key(model, cfg)
