@@ -14,10 +14,10 @@ help:
 	@echo "make test    - run the whole test suite (unit, providers, repository, rules, e2e)"
 	@echo "make bench-local | bench-s3 | bench-hpa - benchmarks that print figures"
 
+# mk/setup-venv.sh says before it starts that the first install compiles llama.cpp (minutes) and
+# prints a line per step with the elapsed time; pip's own progress is shown (no --quiet).
 $(VENV)/.installed: requirements.txt requirements-test.txt $(wildcard requirements-local.txt)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements-test.txt $(if $(wildcard requirements-local.txt),-r requirements-local.txt)
+	PYTHON=$(PYTHON) VENV=$(VENV) sh mk/setup-venv.sh requirements-test.txt $(wildcard requirements-local.txt)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -9,6 +9,8 @@ from components.gateway import Gateway
 from components.karpenter import Karpenter
 from components.model_store import ModelStore
 from components.monitoring import Monitoring
+from components.multinode import multi_node_pools
+from components.multinode_platform import MultiNodePlatform
 from components.network import Network
 from components.storage import Storage
 from components.triton import TritonLLM
@@ -39,6 +41,9 @@ gateway = Gateway(
     controllers_depend_on=[cluster.system_node_group, *cluster.addons.values()], api_keys=api_keys, opts=aws_opts,
 )
 monitoring = Monitoring(cfg.name, cfg, cluster.k8s_provider, opts=aws_opts) if cfg.monitoring.enabled else None
+# Multi-node models: LWS controller, EFA device plugin, single-zone placement-group pools.
+multinode_platform = (MultiNodePlatform(cfg.name, cfg, cluster, network, karpenter, opts=aws_opts)
+                      if multi_node_pools(cfg) else None)
 
 served = {
     model.name: TritonLLM(
@@ -46,7 +51,7 @@ served = {
         hf_token=hf_token, ngc_api_key=ngc_api_key, resolved_engine_build=engines.get(model.name),
         # GPU nodes and the PodMonitor CRD must exist before Triton pods are scheduled and scraped.
         opts=pulumi.ResourceOptions.merge(
-            aws_opts, pulumi.ResourceOptions(depends_on=[r for r in (karpenter, monitoring) if r is not None])
+            aws_opts, pulumi.ResourceOptions(depends_on=[r for r in (karpenter, monitoring, multinode_platform) if r is not None])
         ),
     )
     for model in cfg.models
@@ -65,6 +70,9 @@ pulumi.export("servedModels", [t.model_name for t in served.values()])
 pulumi.export("clientCommands", {name: t.client_command for name, t in served.items()})
 pulumi.export("updateKubeconfigCommand", pulumi.Output.concat(
     "aws eks update-kubeconfig --region ", cfg.region, " --name ", cluster.cluster_name))
+if multinode_platform is not None:
+    # Proof that the group's nodes talk over EFA: NCCL all-reduce across them, bus bandwidth printed.
+    pulumi.export("ncclTestCommand", f"python -m tritonllm nccl-test --stack {pulumi.get_stack()}")
 if monitoring is not None:
     pulumi.export("grafanaSecretName", monitoring.grafana_secret_name)
     pulumi.export("grafanaReadPasswordCommand", monitoring.grafana_read_password_command)

@@ -257,6 +257,10 @@ class NodePoolConfig(_Model):
     consolidate_after: str = Field("5m", pattern=DURATION, description="Idle time before consolidation")
     expire_after: str = Field("720h", pattern=DURATION, description="Maximum node lifetime")
     weight: int = Field(10, ge=1, le=100, description="Priority among NodePools")
+    zones: list[str] = Field(
+        [], description="Availability zones (e.g. [us-west-2a]) the pool may use; default every zone of the VPC. "
+        "A pool serving a multiNode model needs exactly one"
+    )
 
     @field_validator("instance_families")
     @classmethod
@@ -301,6 +305,16 @@ class NodePoolConfig(_Model):
         return sorted({t.gpu for t in self.catalog_types}, key=lambda g: g.name)
 
 
+class MultiNodeConfig(_Model):
+    """One model replica across several GPU nodes (TensorRT-LLM, LeaderWorkerSet, mpirun over SSH)."""
+
+    nodes: int = Field(..., ge=2, le=64, description="Nodes per replica (required): the LeaderWorkerSet group size")
+    efa: bool = Field(True, description="Request every EFA interface of the node and run NCCL over EFA")
+    placement_group: bool = Field(
+        True, description="Launch the pool's nodes in a cluster placement group (lowest inter-node latency)"
+    )
+
+
 class EfsConfig(_Model):
     """Shared EFS file system for engines and the Hugging Face cache."""
 
@@ -315,8 +329,46 @@ class MonitoringConfig(_Model):
     enabled: bool = Field(True, description="Install the monitoring stack and the HPA metrics adapter")
     retention: str = Field("15d", pattern=r"^[0-9]+(h|d|w|y)$", description="Prometheus retention")
     storage_size: str = Field("50Gi", pattern=QUANTITY, description="Prometheus volume size")
-    scrape_interval: str = Field("15s", pattern=r"^[0-9]+(s|m)$", description="Prometheus scrape interval")
+    retention_size: str = Field(
+        "40GB", pattern=r"^[0-9]+(B|KB|MB|GB|TB)$",
+        description="Prometheus retentionSize: oldest blocks are deleted past it, so a full volume never stops "
+        "Prometheus; keep it below storageSize",
+    )
+    scrape_interval: str = Field(
+        "15s", pattern=r"^[0-9]+(s|m)$",
+        description="Prometheus scrape and rule interval, 5s-60s; the autoscaling rules average over 4 intervals",
+    )
     dcgm_exporter: bool = Field(True, description="Run the DCGM exporter on GPU nodes")
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _scrape_interval(cls, value: str) -> str:
+        metrics.check_scrape_interval(value)
+        return value
+
+    @model_validator(mode="after")
+    def _retention_fits(self) -> "MonitoringConfig":
+        size = _bytes(self.storage_size)
+        if size is not None and _bytes(self.retention_size) >= size:
+            raise ValueError(
+                f"@retentionSize: {self.retention_size} does not fit the {self.storage_size} volume (storageSize); "
+                "keep it about 20% below so the WAL and compaction have room"
+            )
+        return self
+
+
+_BYTE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _bytes(quantity: str) -> int | None:
+    """Bytes of a size like 40GB (Prometheus) or 50Gi (Kubernetes); None if not of that form."""
+    import re as _re
+
+    found = _re.fullmatch(r"([0-9]+)([A-Za-z]*)", quantity)
+    if not found or found.group(2) not in _BYTE_UNITS:
+        return None
+    return int(found.group(1)) * _BYTE_UNITS[found.group(2)]
 
 
 ACM_ARN = r"^arn:aws[a-z-]*:acm:(?P<region>[a-z]{2}(-gov)?-[a-z]+-[0-9]):[0-9]{12}:certificate/[-0-9a-f]+$"
@@ -463,6 +515,11 @@ class VllmOptions(_Model):
     max_num_seqs: int = Field(256, ge=1, description="Maximum concurrent sequences")
     enforce_eager: bool = Field(False, description="Disable CUDA graphs")
     extra_engine_args: dict[str, Any] = Field({}, description="Further vLLM engine arguments, verbatim")
+    report_custom_metrics: bool | None = Field(
+        None,
+        description="REPORT_CUSTOM_METRICS (vllm:* metrics on Triton's /metrics); default: on only when the "
+        "autoscaling metric needs it (the default vllm_requests_in_flight does)",
+    )
 
 
 class EngineBuildOptions(_Model):
@@ -540,6 +597,10 @@ class ModelConfig(_Model):
         "local", description="Where TRT-LLM engines are staged before Triton starts"
     )
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="See models[].resources.*")
+    multi_node: MultiNodeConfig | None = Field(
+        None, description="Serve one replica across several nodes (TRT-LLM: tensorParallel within a node, "
+        "pipelineParallel across nodes); see models[].multiNode.*"
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> "ModelConfig":
@@ -549,6 +610,18 @@ class ModelConfig(_Model):
             metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
         except ValueError as exc:
             raise ValueError(f"@autoscaling.metric: {exc}") from None
+        chosen = metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
+        if chosen.needs_vllm_custom_metrics and self.vllm.report_custom_metrics is False:
+            raise ValueError(
+                f"@vllm.reportCustomMetrics: false, but the autoscaling metric {chosen.name!r} is computed from "
+                "the vLLM backend's custom metrics; remove the key or pick autoscaling.metric "
+                "triton_request_rate"
+            )
+        if self.name in metrics.COMPOSING_MODELS:
+            raise ValueError(
+                f"@name: {self.name!r} is the name of a TensorRT-LLM ensemble's composing model, which the "
+                "request-rate rules do not count; choose another name"
+            )
         if self.gpus is not None and self.gpus < self.parallel_gpus:
             raise ValueError(
                 f"@gpus: {self.gpus} is below tensorParallel x pipelineParallel ({self.parallel_gpus}); "
@@ -559,6 +632,15 @@ class ModelConfig(_Model):
     @property
     def parallel_gpus(self) -> int:
         return self.tensor_parallel * self.pipeline_parallel
+
+    @property
+    def nodes_per_replica(self) -> int:
+        return self.multi_node.nodes if self.multi_node else 1
+
+    @property
+    def gpus_per_pod(self) -> int:
+        """GPUs each pod requests: the whole replica, or one node's share of a multi-node replica."""
+        return self.gpus_per_replica // self.nodes_per_replica
 
     @property
     def gpus_per_replica(self) -> int:
@@ -621,6 +703,11 @@ class StackConfig(_Model):
         pools = {p.name: (i, p) for i, p in enumerate(self.node_pools)}
         if len(pools) != len(self.node_pools):
             problems.append("@nodePools: names must be unique")
+        for j, pool in enumerate(self.node_pools):
+            bad_zones = [z for z in pool.zones if not re.match(rf"^{re.escape(self.region)}[a-z]$", z)]
+            if bad_zones:
+                problems.append(f"@nodePools[{j}].zones: {bad_zones} are not zones of region {self.region}; "
+                                f"write them like {self.region}a")
         if self.cpu_node_pool.enabled and CPU_NODE_POOL_NAME in pools:
             problems.append(
                 f"@nodePools[{pools[CPU_NODE_POOL_NAME][0]}].name: {CPU_NODE_POOL_NAME!r} is the CPU NodePool's "
@@ -637,7 +724,11 @@ class StackConfig(_Model):
                 )
                 continue
             pool = pools[m.node_pool][1]
-            if m.gpus_per_replica > pool.max_gpus_per_node:
+            if m.multi_node is not None:
+                from components.multinode_config import multi_node_problems
+
+                problems += multi_node_problems(i, m, pool, self.region)
+            elif m.gpus_per_replica > pool.max_gpus_per_node:
                 problems.append(
                     f"@models[{i}]: needs {m.gpus_per_replica} GPUs per replica (tensorParallel x pipelineParallel "
                     f"= {m.parallel_gpus}) but the largest type in nodePool {pool.name!r} has "

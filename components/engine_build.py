@@ -247,6 +247,7 @@ def build_script_args(model: ModelConfig, key: str, revision_sha: str | None = N
         "--hf-model-id", model.hf_model_id, "--hf-revision", revision_sha or model.hf_revision,
         "--served-model-name", model.name, "--dtype", e.dtype,
         "--tp-size", str(model.tensor_parallel), "--pp-size", str(model.pipeline_parallel),
+        "--gpus", str(model.gpus_per_pod),
         "--max-batch-size", str(e.max_batch_size), "--max-input-len", str(e.max_input_len),
         "--max-seq-len", str(e.max_seq_len), "--max-num-tokens", str(e.max_num_tokens),
         "--paged-kv-cache" if e.paged_kv_cache else "--no-paged-kv-cache",
@@ -312,7 +313,7 @@ def engine_build_job_manifest(
         "tritonllm.io/model": model.name,
         "tritonllm.io/engine-key": short_key(key),
     }
-    gpus = str(model.gpus_per_replica)
+    gpus = str(model.gpus_per_pod)  # a multi-node model builds all ranks on one node of its pool
     env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": f"{WORK_DIR}/hf-cache"},
         {"name": "TRITON_IMAGE", "value": versions.TRITON_TRTLLM_IMAGE},

@@ -34,6 +34,13 @@ class GpuInstanceType:
     gpu: GpuModel
     vcpus: int
     memory_gib: int
+    # EFA interfaces the type supports (one per network card); 0 = no EFA. Counts from the
+    # EC2 User Guide "Network cards" / "EFA supported instance types" tables; which types
+    # support EFA at all is checked against the EFA device plugin chart's
+    # supportedInstanceLabels (tests/multinode/test_platform.py).
+    efa_interfaces: int = 0
+    # GPUDirect RDMA over EFA (FI_EFA_USE_DEVICE_RDMA=1): p4d/p4de/p5 family only.
+    efa_rdma: bool = False
 
 
 def _g_family(family: str, gpu: GpuModel) -> list[GpuInstanceType]:
@@ -44,7 +51,11 @@ def _g_family(family: str, gpu: GpuModel) -> list[GpuInstanceType]:
     ]
     if family == "g6e":  # g6e doubles host memory
         sizes = [(s, g, c, m * 2) for s, g, c, m in sizes]
-    return [GpuInstanceType(f"{family}.{s}", family, g, gpu, c, m) for s, g, c, m in sizes]
+    # 8xlarge and up have EFA (one network card each), except g6e.24xlarge (2) and g6e.48xlarge (4).
+    efa = {"8xlarge": 1, "12xlarge": 1, "16xlarge": 1, "24xlarge": 1, "48xlarge": 1}
+    if family == "g6e":
+        efa.update({"24xlarge": 2, "48xlarge": 4})
+    return [GpuInstanceType(f"{family}.{s}", family, g, gpu, c, m, efa.get(s, 0)) for s, g, c, m in sizes]
 
 
 INSTANCE_TYPES: dict[str, GpuInstanceType] = {
@@ -56,14 +67,14 @@ INSTANCE_TYPES: dict[str, GpuInstanceType] = {
         GpuInstanceType("g4dn.xlarge", "g4dn", 1, T4, 4, 16),
         GpuInstanceType("g4dn.2xlarge", "g4dn", 1, T4, 8, 32),
         GpuInstanceType("g4dn.4xlarge", "g4dn", 1, T4, 16, 64),
-        GpuInstanceType("g4dn.8xlarge", "g4dn", 1, T4, 32, 128),
-        GpuInstanceType("g4dn.12xlarge", "g4dn", 4, T4, 48, 192),
-        GpuInstanceType("g4dn.16xlarge", "g4dn", 1, T4, 64, 256),
-        GpuInstanceType("p4d.24xlarge", "p4d", 8, A100_40, 96, 1152),
-        GpuInstanceType("p4de.24xlarge", "p4de", 8, A100_80, 96, 1152),
-        GpuInstanceType("p5.48xlarge", "p5", 8, H100, 192, 2048),
-        GpuInstanceType("p5e.48xlarge", "p5e", 8, H200, 192, 2048),
-        GpuInstanceType("p5en.48xlarge", "p5en", 8, H200, 192, 2048),
+        GpuInstanceType("g4dn.8xlarge", "g4dn", 1, T4, 32, 128, 1),
+        GpuInstanceType("g4dn.12xlarge", "g4dn", 4, T4, 48, 192, 1),
+        GpuInstanceType("g4dn.16xlarge", "g4dn", 1, T4, 64, 256, 1),
+        GpuInstanceType("p4d.24xlarge", "p4d", 8, A100_40, 96, 1152, 4, True),
+        GpuInstanceType("p4de.24xlarge", "p4de", 8, A100_80, 96, 1152, 4, True),
+        GpuInstanceType("p5.48xlarge", "p5", 8, H100, 192, 2048, 32, True),
+        GpuInstanceType("p5e.48xlarge", "p5e", 8, H200, 192, 2048, 32, True),
+        GpuInstanceType("p5en.48xlarge", "p5en", 8, H200, 192, 2048, 16, True),
     ]
 }
 

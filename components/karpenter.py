@@ -426,6 +426,7 @@ def node_pool_requirements(pool: NodePoolConfig) -> list[dict[str, Any]]:
         {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": ["0"]},
         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+        *([{"key": "topology.kubernetes.io/zone", "operator": "In", "values": list(pool.zones)}] if pool.zones else []),
     ]
 
 
@@ -585,12 +586,16 @@ class Karpenter(pulumi.ComponentResource):
         self.node_pools: dict[str, k8s.apiextensions.CustomResource] = {}
         # Karpenter tags what it launches itself; the provider's default tags do not reach those instances.
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **cfg.tags}
+        from components.multinode import multi_node_pools  # (imports this module: import here)
+
         pools: list[tuple[str, Any, dict[str, Any]]] = [
             (pool.name,
              self.node_role.name.apply(
                  lambda role, pool=pool: ec2_node_class_manifest(pool, cluster_name, role, instance_tags)),
              node_pool_manifest(pool))
             for pool in cfg.node_pools
+            # Pools serving multi-node models (one zone, placement group, EFA) come from MultiNodePlatform.
+            if pool.name not in multi_node_pools(cfg)
         ]
         if cfg.cpu_node_pool.enabled:
             pools.append((

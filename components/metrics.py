@@ -9,32 +9,52 @@ Grafana dashboard (`components/dashboards/triton.py`) plots the same records.
 Config validation (`hpa_metric_for`) reads it too, so a metric name cannot
 drift between the HPA, the adapter and the rule that computes it.
 
-What the backends really report (Triton 25.12):
+What the backends really report (Triton 25.12, read at the pinned sources):
 
 * Triton core counters (`nv_inference_*`) are updated when the backend reports
-  a request's statistics. Triton's vLLM backend is a decoupled Python model
-  whose `execute()` hands each request to the vLLM engine and returns at once,
-  so its queue, compute and request durations measure only that hand-off:
-  vLLM's own waiting queue is invisible to them, and
-  `nv_inference_request_success` counts requests when they are handed over
-  (arrivals), not when they finish. The TensorRT-LLM backend enqueues into its
-  executor and reports statistics at the final response: Triton's queue time
-  stays near zero, while compute and request durations cover the whole
-  generation (executor queue included).
-* vLLM backend custom metrics (`vllm:*`, only with the model config parameter
-  `REPORT_CUSTOM_METRICS: "true"` and `disable_log_stats: false` in model.json):
-  prompt/generation token counters and the histograms time_to_first_token,
+  a request's statistics. The Python backend reports them when `execute()`
+  returns (python_backend r25.12 `src/python_be.cc`, PbMetricReporter), and
+  Triton's vLLM backend is a decoupled Python model whose `execute()` hands each
+  request to the vLLM engine and returns at once: its queue, compute and request
+  durations measure only that hand-off, and `nv_inference_request_success`
+  counts requests when they are handed over (arrivals). The TensorRT-LLM backend
+  reports statistics at the final response: its durations cover the whole
+  generation and move only when requests finish.
+* A decoupled composing model creates one request for the next step per
+  response (server r25.12 `docs/user_guide/ensemble_models.md`): in a streaming
+  TensorRT-LLM ensemble `postprocessing` runs once per token. Request counts are
+  therefore read at the served model (the ensemble) only, never at a composing
+  model (`COMPOSING_MODELS`).
+* vLLM backend custom metrics (vllm_backend r25.12 `src/utils/metrics.py`), only
+  with the model parameter `REPORT_CUSTOM_METRICS: "true"` and
+  `disable_log_stats: false`: counters `vllm:prompt_tokens_total`,
+  `vllm:generation_tokens_total` and histograms time_to_first_token,
   time_per_output_token, e2e_request_latency, request_prompt_tokens,
-  request_generation_tokens, request_params_n. There is no
-  num_requests_running/waiting gauge in Triton's vLLM backend.
-* TensorRT-LLM backend custom metrics (label `model="tensorrt_llm"`, the
-  ensemble's engine model): `nv_trt_llm_request_metrics{request_type=
-  "active"|"max"|"scheduled"|"context"|"waiting"}` where waiting = active -
-  scheduled, `nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=
+  request_generation_tokens, request_params_n. The r25.12 stat logger ignores
+  vLLM's SchedulerStats: there is NO num_requests_running/waiting or
+  gpu_cache_usage gauge. What is observed while requests run: time to first
+  token (at the first token, vLLM 0.11 `vllm/v1/metrics/stats.py`
+  update_from_output) and the inter-token latency, one observation per decode
+  step of each running request. Their sums tile each request's life from arrival
+  to its last token, so rate(ttft_sum) + rate(tpot_sum) is the mean number of
+  requests in vLLM (Little's law) with the decode part attributed every step,
+  not at completion like e2e_request_latency.
+* TensorRT-LLM backend custom metrics, gauges set from the executor's iteration
+  statistics while requests run (label `model="tensorrt_llm"`; TensorRT-LLM
+  `triton_backend/inflight_batcher_llm/src/custom_metrics_reporter/
+  custom_metrics_reporter.cc`): `nv_trt_llm_request_metrics{request_type=
+  "active"|"max"|"scheduled"|"context"|"waiting"}`,
+  `nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=
   "max"|"free"|"used"|"tokens_per"|"reused"|"fraction"}`.
 * The local CPU model (`model_repository/local`, Python backend) generates
   inside `execute()`, one request at a time: there Triton's queue and request
   durations are the real queueing and end-to-end latency.
+
+Rule window and timing: every rate()/avg_over_time() window is
+`WINDOW_SCRAPES` scrape intervals (`window_for`), rules are evaluated at the
+scrape interval, and prometheus-adapter's relist interval and metrics-max-age
+follow (`adapter_timing`); `check_scrape_interval` refuses intervals that
+cannot give the HPA a steady metric.
 """
 from __future__ import annotations
 
@@ -48,9 +68,22 @@ if TYPE_CHECKING:  # config imports this module; avoid the cycle at run time
 # inference inside execute() (the local CPU model); stack configs use vllm/trtllm.
 BACKENDS = ("vllm", "trtllm", "python")
 
-# Window of every rate()/avg_over_time() in the rules. Four scrapes at the default
-# 15 s interval; Prometheus needs at least two samples in the window.
-WINDOW = "1m"
+# Window of every rate()/avg_over_time() in the rules, in scrape intervals: rate() needs
+# two samples in the window, four keep it defined across one missed scrape.
+WINDOW_SCRAPES = 4
+DEFAULT_SCRAPE_INTERVAL = "15s"
+# Placeholder for the window in the catalog's expressions (filled by `expr_for`).
+_W = "$window"
+# Scrape intervals that give the HPA a steady metric (see check_scrape_interval).
+MIN_SCRAPE_SECONDS, MAX_SCRAPE_SECONDS = 5, 60
+# The HPA controller's sync period (kube-controller-manager --horizontal-pod-autoscaler-sync-period).
+HPA_SYNC_SECONDS = 15
+
+# Composing models of the TensorRT-LLM ensemble (model_repository/trtllm/build_engine.py
+# TEMPLATE_MODELS without the ensemble, which is served under the stack's model name) and the
+# BLS variant. Requests are counted at the served model only.
+COMPOSING_MODELS = ("preprocessing", "tensorrt_llm", "postprocessing", "tensorrt_llm_bls")
+_SERVED = 'model!~"' + "|".join(COMPOSING_MODELS) + '"'
 
 # Labels a per-pod record keeps; prometheus-adapter maps them to Kubernetes objects.
 POD_LABELS = ("namespace", "pod")
@@ -85,11 +118,18 @@ class HpaMetric:
     default_target: float | None = None
     # Target derived from the model's config where the capacity is known from it.
     target_from_model: Callable[["ModelConfig"], float] | None = field(default=None, compare=False)
+    # Source series exist only with the vLLM backend's REPORT_CUSTOM_METRICS on.
+    needs_vllm_custom_metrics: bool = False
 
     @property
     def record(self) -> str:
-        """Name of the recording rule's series (`level:metric:operation` convention)."""
-        return f"{RECORD_PREFIX}:{self.name}:{WINDOW}"
+        """Name of the recording rule's series (`level:metric` convention; the window follows the
+        scrape interval, so it is not part of the name)."""
+        return f"{RECORD_PREFIX}:{self.name}"
+
+    def expr_for(self, window: str) -> str:
+        """The PromQL with its rate/avg window filled in."""
+        return self.expr.replace(_W, window)
 
     @property
     def autoscaling(self) -> bool:
@@ -106,7 +146,11 @@ class HpaMetric:
 
 
 def _rate(series: str) -> str:
-    return f"rate({series}[{WINDOW}])"
+    return f"rate({series}[{_W}])"
+
+
+def _avg_gauge(series: str, agg: str = "sum") -> str:
+    return f"{agg} by ({_BY_POD}) (avg_over_time({series}[{_W}]))"
 
 
 def _per_model(expr: str) -> str:
@@ -132,62 +176,75 @@ def _ratio(numerator: str, denominator: str, by: str = _BY_MODEL, scale: str = "
     return f"{value} or {idle}"
 
 
+_TRTLLM_REQUESTS = "nv_trt_llm_request_metrics"
+_TRTLLM_KV = "nv_trt_llm_kv_cache_block_metrics"
+_KV_USED, _KV_MAX = '{kv_cache_block_type="used"}', '{kv_cache_block_type="max"}'
+
 METRICS: dict[str, HpaMetric] = {
     m.name: m
     for m in [
         HpaMetric(
-            "triton_requests_in_flight", "requests",
-            _max_over_models(f"{_per_model(_rate('nv_inference_request_duration_us'))} / 1e6"),
-            "mean number of requests inside Triton per pod (Little's law: request-seconds completed per "
-            "second); covers the whole generation where the backend reports at completion (TensorRT-LLM, "
-            "Python models that generate in execute()), only the hand-off for the vLLM backend",
-            reported_by=BACKENDS, backends=("trtllm", "python"), default_target=2.0,
+            "trtllm_active_requests", "requests",
+            _avg_gauge(f'{_TRTLLM_REQUESTS}{{request_type="active"}}'),
+            "requests in the TensorRT-LLM executor's in-flight batch (the backend's gauge, set from the "
+            "executor's iteration statistics while requests run), averaged over the window; capped at the "
+            "engine's max batch size",
+            reported_by=("trtllm",), backends=("trtllm",), default_target=32.0,
             # Half the engine's in-flight batch: headroom for the minutes a new GPU node takes.
             target_from_model=lambda m: m.engine.max_batch_size / 2,
         ),
         HpaMetric(
+            "trtllm_waiting_requests", "requests",
+            _avg_gauge(f'{_TRTLLM_REQUESTS}{{request_type="waiting"}}'),
+            "requests active in the TensorRT-LLM executor but not scheduled in the current iteration "
+            "(waiting for KV cache or a batch slot), averaged over the window (label added after the 2024 "
+            "backend; absent from older images)",
+            reported_by=("trtllm",), backends=("trtllm",), default_target=4.0,
+        ),
+        HpaMetric(
+            "trtllm_kv_cache_utilization", "ratio",
+            f"{_avg_gauge(_TRTLLM_KV + _KV_USED)} / ({_avg_gauge(_TRTLLM_KV + _KV_MAX)} > 0)",
+            "fraction of the TensorRT-LLM KV cache blocks in use (used / max, which every backend version "
+            "reports)",
+            reported_by=("trtllm",), backends=("trtllm",), default_target=0.8,
+        ),
+        HpaMetric(
             "vllm_requests_in_flight", "requests",
-            f"sum by ({_BY_POD}) ({_rate('vllm:e2e_request_latency_seconds_sum')})",
-            "mean number of requests inside vLLM per pod (Little's law over vLLM's end-to-end latency "
-            "histogram: running and waiting requests alike)",
-            reported_by=("vllm",), backends=("vllm",), default_target=8.0,
+            f"sum by ({_BY_POD}) ({_rate('vllm:time_to_first_token_seconds_sum')}) + "
+            f"sum by ({_BY_POD}) ({_rate('vllm:time_per_output_token_seconds_sum')})",
+            "mean number of requests inside vLLM per pod (Little's law over the time-to-first-token and "
+            "inter-token latency sums, which vLLM observes at the first token and at every decode step: the "
+            "decode part moves while requests run, not when they finish)",
+            reported_by=("vllm",), backends=("vllm",), default_target=8.0, needs_vllm_custom_metrics=True,
         ),
         HpaMetric(
             "vllm_time_to_first_token_ms", "ms",
             _ratio("vllm:time_to_first_token_seconds_sum", "vllm:time_to_first_token_seconds_count",
                    by=_BY_POD, scale=" * 1000"),
             "mean time to first token per request (vLLM queueing + prefill), milliseconds",
-            reported_by=("vllm",), backends=("vllm",), default_target=1000.0,
+            reported_by=("vllm",), backends=("vllm",), default_target=1000.0, needs_vllm_custom_metrics=True,
         ),
         HpaMetric(
-            "trtllm_waiting_requests", "requests",
-            f"sum by ({_BY_POD}) (avg_over_time(nv_trt_llm_request_metrics{{request_type=\"waiting\"}}[{WINDOW}]))",
-            "requests active in the TensorRT-LLM executor but not scheduled in the current batch "
-            "(waiting for KV cache or a batch slot), averaged over the window",
-            reported_by=("trtllm",), backends=("trtllm",), default_target=4.0,
-        ),
-        HpaMetric(
-            "trtllm_active_requests", "requests",
-            f"sum by ({_BY_POD}) (avg_over_time(nv_trt_llm_request_metrics{{request_type=\"active\"}}[{WINDOW}]))",
-            "requests in the TensorRT-LLM executor (scheduled + waiting), capped at the engine's max batch",
-            reported_by=("trtllm",),
-        ),
-        HpaMetric(
-            "trtllm_kv_cache_utilization", "ratio",
-            f"max by ({_BY_POD}) (avg_over_time(nv_trt_llm_kv_cache_block_metrics{{kv_cache_block_type=\"fraction\"}}[{WINDOW}]))",
-            "fraction of the TensorRT-LLM KV cache blocks in use",
-            reported_by=("trtllm",),
+            "triton_requests_in_flight", "requests",
+            _max_over_models(f"{_per_model(_rate('nv_inference_request_duration_us'))} / 1e6"),
+            "mean number of requests inside Triton per pod (Little's law over request durations, reported "
+            "when a request finishes): the whole generation for Python models that generate in execute(); "
+            "only at completion for TensorRT-LLM and only the hand-off for the vLLM backend",
+            reported_by=BACKENDS, backends=("python",), default_target=2.0,
         ),
         HpaMetric(
             "triton_request_rate", "requests/s",
-            _max_over_models(_per_model(_rate("nv_inference_request_success"))),
-            "successful inference requests per second per pod (for the vLLM backend: requests handed to vLLM)",
+            f"sum by ({_BY_POD}) ({_rate(f'nv_inference_request_success{{{_SERVED}}}')})",
+            "successful inference requests per second per pod, counted at the served model (the ensemble, "
+            "not its composing models, which a streaming ensemble runs once per token); for the vLLM "
+            "backend: requests handed to vLLM",
             reported_by=BACKENDS, backends=BACKENDS, default_target=5.0,
         ),
         HpaMetric(
             "triton_failure_rate", "requests/s",
-            _max_over_models(_per_model(_rate("nv_inference_request_failure"))),
-            "failed inference requests per second per pod",
+            f"sum by ({_BY_POD}) ({_rate(f'nv_inference_request_failure{{{_SERVED}}}')})",
+            "failed inference requests per second per pod at the served model (an ensemble's count includes "
+            "its composing models' failures)",
             reported_by=BACKENDS,
         ),
         HpaMetric(
@@ -211,7 +268,7 @@ METRICS: dict[str, HpaMetric] = {
         ),
         HpaMetric(
             "triton_pending_requests", "requests",
-            f"sum by ({_BY_POD}) (avg_over_time(nv_inference_pending_request_count[{WINDOW}]))",
+            _avg_gauge("nv_inference_pending_request_count"),
             "requests waiting in Triton's scheduler for an execute() call, averaged over the window",
             reported_by=BACKENDS,
         ),
@@ -221,9 +278,10 @@ METRICS: dict[str, HpaMetric] = {
 # Kept for callers of the first catalog: the metrics an HPA may use.
 HPA_METRICS: dict[str, HpaMetric] = {n: m for n, m in METRICS.items() if m.autoscaling}
 
+# The default signal per backend: sampled while requests run (not at completion).
 DEFAULT_HPA_METRIC = {
     "vllm": "vllm_requests_in_flight",
-    "trtllm": "triton_requests_in_flight",
+    "trtllm": "trtllm_active_requests",
     "python": "triton_requests_in_flight",
 }
 
@@ -268,27 +326,100 @@ def hpa_metric_spec(model: "ModelConfig") -> dict[str, Any]:
 # --------------------------------------------------------------------------- Prometheus rules
 
 
-def rule_groups(interval: str | None = None) -> list[dict[str, Any]]:
-    """Recording-rule groups, as a PrometheusRule's `spec.groups` and a Prometheus rule file take them."""
-    group: dict[str, Any] = {
+def duration_seconds(duration: str) -> int:
+    """Seconds of a Prometheus duration of one unit (`15s`, `1m`)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if len(duration) < 2 or duration[-1] not in units or not duration[:-1].isdigit():
+        raise ValueError(f"{duration!r} is not a duration like 15s or 1m")
+    return int(duration[:-1]) * units[duration[-1]]
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
+def check_scrape_interval(scrape_interval: str) -> None:
+    """Refuse a scrape interval the HPA cannot get a steady metric from (ValueError says why).
+
+    Below 5 s Prometheus scrapes Triton (and evaluates every rule) faster than Triton's
+    `--metrics-interval-ms` default of 2 s refreshes its per-interval metrics by much, for no gain;
+    above 60 s the window (4 scrapes) exceeds 4 minutes, so a load step takes minutes to show, and
+    the record's newest sample can be older than the HPA's sync period several times over.
+    """
+    seconds = duration_seconds(scrape_interval)
+    if not MIN_SCRAPE_SECONDS <= seconds <= MAX_SCRAPE_SECONDS:
+        raise ValueError(
+            f"{scrape_interval} cannot drive the HPA: the rule window is {WINDOW_SCRAPES} scrape intervals, "
+            f"so use {MIN_SCRAPE_SECONDS}s to {MAX_SCRAPE_SECONDS}s (the default {DEFAULT_SCRAPE_INTERVAL} "
+            f"gives a {window_for(DEFAULT_SCRAPE_INTERVAL)} window)"
+        )
+
+
+def window_for(scrape_interval: str) -> str:
+    """The rate()/avg_over_time() window for a scrape interval: WINDOW_SCRAPES scrapes."""
+    return _duration(WINDOW_SCRAPES * duration_seconds(scrape_interval))
+
+
+@dataclass(frozen=True)
+class AdapterTiming:
+    relist_interval: str  # prometheus-adapter --metrics-relist-interval
+    max_age: str  # prometheus-adapter --metrics-max-age
+
+
+def adapter_timing(scrape_interval: str) -> AdapterTiming:
+    """prometheus-adapter's series discovery, tied to the rule evaluation interval.
+
+    The adapter lists the series its rules match that have a sample in the last `max-age`
+    (default: the relist interval). A record written every `evaluation` seconds is missed by a
+    listing whose max-age is shorter than that, and the metric vanishes from the custom-metrics
+    API until the next listing (the HPA reports FailedGetPodsMetric and stops scaling). max-age
+    covers two evaluations plus the relist interval, so one late evaluation never drops it; the
+    relist interval (how soon a new pod's series is served) is two evaluations, at least 30 s.
+    """
+    evaluation = duration_seconds(scrape_interval)
+    relist = max(30, 2 * evaluation)
+    return AdapterTiming(_duration(relist), _duration(relist + 2 * evaluation))
+
+
+def rule_groups(scrape_interval: str = DEFAULT_SCRAPE_INTERVAL) -> list[dict[str, Any]]:
+    """Recording-rule groups, as a PrometheusRule's `spec.groups` and a Prometheus rule file take them.
+
+    Evaluated at the scrape interval, each rate/average over `window_for(scrape_interval)`.
+    """
+    check_scrape_interval(scrape_interval)
+    window = window_for(scrape_interval)
+    return [{
         "name": RULE_GROUP,
+        "interval": scrape_interval,
         "rules": [
-            {"record": m.record, "expr": m.expr, "labels": {"unit": m.unit}} for m in METRICS.values()
+            {"record": m.record, "expr": m.expr_for(window), "labels": {"unit": m.unit}}
+            for m in METRICS.values()
         ],
-    }
-    if interval:
-        group["interval"] = interval
-    return [group]
+    }]
 
 
 def prometheus_rule_manifest(namespace: str, name: str = "tritonllm-recording-rules",
-                             interval: str | None = None) -> dict[str, Any]:
+                             scrape_interval: str = DEFAULT_SCRAPE_INTERVAL) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "tritonllm"}},
-        "spec": {"groups": rule_groups(interval)},
+        "spec": {"groups": rule_groups(scrape_interval)},
     }
+
+
+def vllm_report_custom_metrics(model: "ModelConfig") -> bool:
+    """Whether a vLLM model's config turns on REPORT_CUSTOM_METRICS.
+
+    Its explicit `vllm.reportCustomMetrics`, else whatever its autoscaling metric needs. The
+    upstream warning (vllm_backend r25.12 README: "not reported ... by default due to potential
+    performance slowdowns") is about `disable_frontend_multiprocessing`, which the backend sets
+    with it; see README "Autoscaling" for what that costs on the pinned vLLM.
+    """
+    explicit = model.vllm.report_custom_metrics
+    if explicit is not None:
+        return explicit
+    return hpa_metric_for(model.backend, model.autoscaling.metric).needs_vllm_custom_metrics
 
 
 # --------------------------------------------------------------------------- prometheus-adapter
@@ -354,7 +485,7 @@ def pod_selector_labels(model_name: str) -> dict[str, str]:
     }
 
 
-def pod_monitor_manifest(model_name: str, namespace: str, scrape_interval: str = "15s") -> dict[str, Any]:
+def pod_monitor_manifest(model_name: str, namespace: str, scrape_interval: str = DEFAULT_SCRAPE_INTERVAL) -> dict[str, Any]:
     """PodMonitor scraping Triton's metrics port of one model's pods.
 
     Prometheus (kube-prometheus-stack) labels each series with the pod's

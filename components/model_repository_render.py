@@ -71,11 +71,31 @@ def vllm_engine_args(model: ModelConfig) -> dict[str, Any]:
     return args
 
 
+# vllm_backend r25.12 src/model.py: metrics are reported when this parameter is "true" and
+# disable_log_stats is false.
+VLLM_CUSTOM_METRICS_PARAMETER = '''
+parameters: {
+  key: "REPORT_CUSTOM_METRICS"
+  value: {
+    string_value: "true"
+  }
+}
+'''
+
+
+def vllm_config_pbtxt(model: ModelConfig) -> str:
+    """The shared vLLM config.pbtxt, with REPORT_CUSTOM_METRICS when the model's metrics need it."""
+    from components.metrics import vllm_report_custom_metrics
+
+    text = VLLM_CONFIG_TEMPLATE.read_text()
+    return text + VLLM_CUSTOM_METRICS_PARAMETER if vllm_report_custom_metrics(model) else text
+
+
 def vllm_model_files(model: ModelConfig) -> dict[str, str]:
     """Relative path -> text of every file in a vLLM model's repository root."""
     name = served_model_name(model)
     return {
-        f"{name}/config.pbtxt": VLLM_CONFIG_TEMPLATE.read_text(),
+        f"{name}/config.pbtxt": vllm_config_pbtxt(model),
         f"{name}/1/model.json": json.dumps(vllm_engine_args(model), indent=2, sort_keys=True) + "\n",
     }
 

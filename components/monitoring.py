@@ -134,7 +134,7 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-prometheus-adapter",
             versions.PROMETHEUS_ADAPTER,
             monitoring_values.ADAPTER_RELEASE,
-            monitoring_values.prometheus_adapter_values(namespace_name),
+            monitoring_values.prometheus_adapter_values(namespace_name, mon.scrape_interval),
             [kps],
         )
         if mon.dcgm_exporter:
@@ -147,7 +147,7 @@ class Monitoring(pulumi.ComponentResource):
             )
 
         after_stack = pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[kps]))
-        rule = metrics.prometheus_rule_manifest(namespace_name)
+        rule = metrics.prometheus_rule_manifest(namespace_name, scrape_interval=mon.scrape_interval)
         kubernetes.apiextensions.CustomResource(
             f"{name}-recording-rules",
             api_version=rule["apiVersion"],

@@ -45,16 +45,37 @@ def prometheus_url(namespace: str = NAMESPACE) -> str:
     return f"http://{PROMETHEUS_SERVICE}.{namespace}.svc:{PROMETHEUS_PORT}"
 
 
+# Control-plane components EKS runs itself: their metrics endpoints are not reachable from the
+# cluster (kube-controller-manager, kube-scheduler and etcd run in the AWS-managed control plane), so
+# the chart's ServiceMonitors would scrape nothing and their alerts (KubeControllerManagerDown,
+# KubeSchedulerDown, etcd*) would fire forever. kube-proxy runs as an EKS add-on but binds its
+# metrics to 127.0.0.1:10249 by default, so KubeProxyDown fires too. Each entry: the chart's
+# top-level component key -> the defaultRules.rules groups that alert or record on it.
+EKS_UNREACHABLE = {
+    "kubeControllerManager": ("kubeControllerManager",),
+    "kubeScheduler": ("kubeSchedulerAlerting", "kubeSchedulerRecording"),
+    "kubeEtcd": ("etcd",),
+    "kubeProxy": ("kubeProxy",),
+}
+
+
 def kube_prometheus_stack_values(
     monitoring: MonitoringConfig, grafana_secret_name: str, storage_class: str
 ) -> dict[str, Any]:
     """kube-prometheus-stack: Prometheus sized from config, Grafana in-cluster with an existing admin Secret."""
     return {
         "fullnameOverride": KPS_RELEASE,
+        **{component: {"enabled": False} for component in EKS_UNREACHABLE},
+        "defaultRules": {"rules": {group: False for groups in EKS_UNREACHABLE.values() for group in groups}},
         "prometheus": {
             "prometheusSpec": {
                 "retention": monitoring.retention,
+                # Delete the oldest blocks before the volume fills: a full volume stops Prometheus
+                # (and with it every HPA metric).
+                "retentionSize": monitoring.retention_size,
                 "scrapeInterval": monitoring.scrape_interval,
+                # Rules (the HPA's records) are evaluated as often as series are scraped; their
+                # windows follow the interval (components/metrics.py window_for).
                 "evaluationInterval": monitoring.scrape_interval,
                 "storageSpec": {
                     "volumeClaimTemplate": {
@@ -98,12 +119,20 @@ def kube_prometheus_stack_values(
     }
 
 
-def prometheus_adapter_values(namespace: str = NAMESPACE) -> dict[str, Any]:
-    """prometheus-adapter: only the project's per-pod rules, reading the kube-prometheus-stack Prometheus."""
+def prometheus_adapter_values(namespace: str = NAMESPACE,
+                              scrape_interval: str = metrics.DEFAULT_SCRAPE_INTERVAL) -> dict[str, Any]:
+    """prometheus-adapter: only the project's per-pod rules, reading the kube-prometheus-stack Prometheus.
+
+    Its series listing is tied to the rule evaluation interval (metrics.adapter_timing): with the
+    chart's 1m relist and a max-age equal to it, a record evaluated less often than that drops out
+    of the custom-metrics API between listings.
+    """
+    timing = metrics.adapter_timing(scrape_interval)
     return {
         "prometheus": {"url": f"http://{PROMETHEUS_SERVICE}.{namespace}.svc", "port": PROMETHEUS_PORT},
-        # Re-list series often enough that a new Triton pod's record is served within ~30 s.
-        "metricsRelistInterval": "30s",
+        "metricsRelistInterval": timing.relist_interval,
+        # prometheus-adapter cmd/adapter/adapter.go: --metrics-max-age defaults to the relist interval.
+        "extraArguments": [f"--metrics-max-age={timing.max_age}"],
         "rules": {"default": False, "custom": metrics.adapter_rules()},
     }
 

@@ -186,27 +186,37 @@ class TritonLLM(pulumi.ComponentResource):
 
         # --- the server
         shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
-        deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key).apply(
-            lambda a: tm.deployment_manifest(
-                model, cfg, bucket=a[0], engine_key=a[1], shared_claim_name=shared_claim_name,
-                hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name))
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=deployment_manifest.apply(lambda m: m["metadata"]),
-            spec=deployment_manifest.apply(lambda m: m["spec"]),
-            opts=after(service_account, reader_access, hf_secret, pull_secret, claim, repository, engine,
-                       # The HPA owns the replica count once it exists.
-                       ignore_changes=["spec.replicas"],
-                       # Rollouts wait for a cold start (download/stage + load), not Pulumi's default 10 minutes.
-                       custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m")),
-        )
-        service = _k8s_object(f"{name}-service", tm.service_manifest(model), after(namespace))
-        if cfg.monitoring.enabled:
-            # Both need the monitoring stack: the PodMonitor CRD and the adapter that serves the HPA metric.
-            # Without it the Deployment keeps minReplicas.
-            _k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, cfg), after(namespace))
-            _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
-        _k8s_object(f"{name}-pdb", tm.pdb_manifest(model), after(namespace))
+        if model.multi_node is not None:
+            # One replica over several nodes: a LeaderWorkerSet (components/multinode.py).
+            from components.multinode_resources import register_group
+
+            deployment, service = register_group(
+                self, name, model, cfg, k8s_object=_k8s_object, after=after, namespace=namespace,
+                bucket=model_store.bucket_name, engine_key=engine_key, shared_claim_name=shared_claim_name,
+                hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name,
+                depends_on=[service_account, reader_access, hf_secret, pull_secret, claim, engine])
+        else:
+            deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key).apply(
+                lambda a: tm.deployment_manifest(
+                    model, cfg, bucket=a[0], engine_key=a[1], shared_claim_name=shared_claim_name,
+                    hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name))
+            deployment = k8s.apps.v1.Deployment(
+                f"{name}-deployment",
+                metadata=deployment_manifest.apply(lambda m: m["metadata"]),
+                spec=deployment_manifest.apply(lambda m: m["spec"]),
+                opts=after(service_account, reader_access, hf_secret, pull_secret, claim, repository, engine,
+                           # The HPA owns the replica count once it exists.
+                           ignore_changes=["spec.replicas"],
+                           # Rollouts wait for a cold start (download/stage + load), not Pulumi's default 10 minutes.
+                           custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m")),
+            )
+            service = _k8s_object(f"{name}-service", tm.service_manifest(model), after(namespace))
+            if cfg.monitoring.enabled:
+                # Both need the monitoring stack: the PodMonitor CRD and the adapter that serves the HPA metric.
+                # Without it the Deployment keeps minReplicas.
+                _k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, cfg), after(namespace))
+                _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
+            _k8s_object(f"{name}-pdb", tm.pdb_manifest(model), after(namespace))
 
         # --- routes on the shared Gateway (created after it, deleted before it)
         if gateway is not None:

@@ -63,6 +63,9 @@ PROMETHEUS_ADAPTER = Chart("prometheus-adapter", "5.3.0", "https://prometheus-co
 AWS_LOAD_BALANCER_CONTROLLER = Chart("aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts")
 NGINX_GATEWAY_FABRIC = Chart("nginx-gateway-fabric", "2.6.7", "oci://ghcr.io/nginx/charts")
 LEADER_WORKER_SET = Chart("lws", "0.10.0", "oci://registry.k8s.io/lws/charts")
+# The lws chart's default image tag is `main` with pullPolicy Always: pin the release's image instead.
+LEADER_WORKER_SET_IMAGE_TAG = "v0.10.0"
+AWS_EFA_DEVICE_PLUGIN = Chart("aws-efa-k8s-device-plugin", "v0.5.30", "https://aws.github.io/eks-charts")
 
 ALL_CHARTS = (
     KARPENTER,
@@ -73,6 +76,7 @@ ALL_CHARTS = (
     AWS_LOAD_BALANCER_CONTROLLER,
     NGINX_GATEWAY_FABRIC,
     LEADER_WORKER_SET,
+    AWS_EFA_DEVICE_PLUGIN,
 )
 
 # Gateway API CRDs (standard channel) that NGINX Gateway Fabric 2.6.7 builds against.
@@ -86,3 +90,11 @@ TRITON_VLLM_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-vllm-python-p
 TENSORRT_LLM_VERSION = "1.1.0"
 # Small image with the AWS CLI, used by init containers that stage from S3.
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.31.39"
+# Plain Python for `tritonllm loadtest`'s in-cluster Job: the load generator is the project's own
+# standard-library client code (tritonllm/loadtest_worker.py + _llm_io.py), mounted from a ConfigMap.
+# ECR Public's mirror of the Docker official image (no Docker Hub pull limits from EKS nodes).
+PYTHON_IMAGE = "public.ecr.aws/docker/library/python:3.12.12-slim"
+# AWS's NCCL test image (CUDA, NCCL, EFA installer: libfabric + Open MPI, aws-ofi-nccl, nccl-tests),
+# published from aws-samples/awsome-distributed-training micro-benchmarks/nccl-tests; used only by
+# `python -m tritonllm nccl-test`.
+NCCL_TESTS_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:cuda12.8.1-efa1.42.0-ofiv1.16.0-ncclv2.27.5-1-testsv2.16.4"

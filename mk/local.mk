@@ -8,6 +8,10 @@ PY ?= $(VENV)/bin/python
 LOCAL_MODEL ?= smollm2
 LOCAL_PROMPTS ?= prompts.txt
 LOCAL_MAX_TOKENS ?= 64
+# Greedy decoding: the demo gives the same answers on every run (sampling from a 135M model
+# wanders, sometimes rudely). Set DEMO_SAMPLING="--temperature 0.7 --seed 1" to sample instead.
+DEMO_SAMPLING ?= --temperature 0
+DEMO_RESULTS ?= results/demo-results.txt
 BENCH_PRESETS ?= sweep chat seed-500in-5out
 # 0 = any free port; set e.g. DEMO_PORTS="--http-port 8000 --grpc-port 8001 --metrics-port 8002"
 DEMO_PORTS ?= --http-port 0 --grpc-port 0 --metrics-port 0
@@ -18,7 +22,7 @@ DEMO_PORTS ?= --http-port 0 --grpc-port 0 --metrics-port 0
 demo: setup
 	$(PY) -m tritonllm serve $(DEMO_PORTS) --quiet -- \
 	  $(PY) -m tritonllm client --model-name $(LOCAL_MODEL) --input-prompts $(LOCAL_PROMPTS) \
-	  --max-tokens $(LOCAL_MAX_TOKENS) --results-file results/demo-results.txt
+	  --max-tokens $(LOCAL_MAX_TOKENS) $(DEMO_SAMPLING) --results-file $(DEMO_RESULTS)
 
 # Serve in the foreground on the standard ports (Ctrl-C stops it).
 serve-local: setup

@@ -14,6 +14,8 @@ COMMANDS = {
     "client": ("tritonllm.client", "send prompts to a Triton endpoint (local or EKS) and record the results"),
     "bench": ("tritonllm.bench", "load-test a Triton endpoint: TTFT, inter-token latency, throughput"),
     "deploy": ("tritonllm.deploy", "preview / up / destroy / outputs of a Pulumi stack (Automation API)"),
+    "loadtest": ("tritonllm.loadtest", "in-cluster load test of a deployed model (a Job), with the HPA's response"),
+    "nccl-test": ("tritonllm.nccl_test", "run NCCL all-reduce across a multi-node model's nodes and print the bus bandwidth"),
 }
 
 

@@ -40,6 +40,16 @@ TENSOR_NAMES = {
 }
 
 
+def _concurrent_requests(config: dict) -> int | None:
+    value = ((config.get("parameters") or {}).get("max_concurrent_requests") or {}).get("string_value")
+    try:
+        per_instance = int(value)
+    except (TypeError, ValueError):
+        return None
+    instances = sum(int(group.get("count", 1) or 1) for group in config.get("instance_group") or [{}])
+    return per_instance * max(1, instances)
+
+
 class ContractError(ValueError):
     """The model cannot take the request as asked (missing input, unsupported setting...)."""
 
@@ -60,6 +70,9 @@ class ModelInterface:
     max_batch_size: int = 0
     decoupled: bool = False
     platform: str = ""
+    # requests the model generates at once over all its instances, when its config says so
+    # (parameter `max_concurrent_requests` per instance, e.g. the local llama.cpp model: 1); None: unknown
+    concurrent_requests: int | None = None
 
     @property
     def streamable(self) -> bool:
@@ -90,7 +103,18 @@ class ModelInterface:
             max_batch_size=int(config.get("max_batch_size", 0) or 0),
             decoupled=bool(policy.get("decoupled", False)),
             platform=str(config.get("platform", "") or ""),
+            concurrent_requests=_concurrent_requests(config),
         )
+
+    def concurrency_note(self, concurrency: int) -> str | None:
+        """What to expect when more requests are in flight than the model generates at once."""
+        if self.concurrent_requests is None or concurrency <= self.concurrent_requests:
+            return None
+        n = self.concurrent_requests
+        return (f"note: model '{self.name}' generates {n} request{'' if n == 1 else 's'} at a time "
+                f"(its config: max_concurrent_requests); at concurrency {concurrency} the others wait in "
+                "Triton's queue, so throughput stays that of concurrency "
+                f"{n} while time to first token grows with the queue")
 
     def input_for(self, setting: str) -> InputSpec | None:
         for name in TENSOR_NAMES.get(setting, (setting,)):

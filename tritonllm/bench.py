@@ -294,6 +294,16 @@ def fetch_interface(url: str, model: str, timeout: float = 30, api_key: str | No
         raise BenchError(f"cannot reach {url}: {exc}") from None
 
 
+def concurrency_note(url: str, model: str, concurrencies: list[int]) -> str | None:
+    """Say so when the model generates fewer requests at once than the highest concurrency."""
+    if not concurrencies:
+        return None
+    try:
+        return fetch_interface(url, model, timeout=10).concurrency_note(max(concurrencies))
+    except BenchError:
+        return None
+
+
 def run_benchmark(
     url: str,
     model: str,
@@ -369,7 +379,7 @@ def write_reports(output_dir: Path, meta: dict[str, Any], results: list[RunResul
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow(row)
+            writer.writerow(csv_row(row))
     if not rows:
         del paths["png"]
         return paths
@@ -378,7 +388,17 @@ def write_reports(output_dir: Path, meta: dict[str, Any], results: list[RunResul
     return paths
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+CSV_DECIMALS = 3
+
+
+def csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Floats rounded to CSV_DECIMALS places (the JSON summary keeps AIPerf's full values)."""
+    return {k: (round(v, CSV_DECIMALS) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str):
+    """Latency and throughput against concurrency; every y axis starts at zero, so a small
+    difference looks small. Returns the (closed) figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -399,6 +419,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.set_xlabel("concurrency")
         ax.grid(True, alpha=0.3)
         ax.legend()
+        ax.set_ylim(bottom=0)
     ax = axes[1][1]
     line1 = ax.plot(x, [r["output_tokens_per_s"] for r in rows], "o-", color="tab:green", label="output tokens/s")
     ax.set_ylabel("output tokens/s", color="tab:green")
@@ -407,6 +428,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax2 = ax.twinx()
     line2 = ax2.plot(x, [r["requests_per_s"] for r in rows], "s--", color="tab:purple", label="requests/s")
     ax2.set_ylabel("requests/s", color="tab:purple")
+    ax.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
     ax.legend(line1 + line2, [ln.get_label() for ln in line1 + line2], loc="lower right")
     ax.set_title("Throughput")
     for a in list(axes.flat):
@@ -415,6 +438,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -499,9 +523,14 @@ def main(args: argparse.Namespace) -> int:
     meta = {"model": args.model_name, "url": args.url, "preset": args.preset, "description": preset.description,
             "input_tokens": preset.input_tokens, "output_tokens": preset.output_tokens,
             "streaming": not args.no_stream, "tokenizer": tokenizer, "tool": AIPERF_REQUIREMENTS[0]}
+    note = concurrency_note(args.url, args.model_name, [r.concurrency for r in results])
+    if note:
+        meta["note"] = note
     paths = write_reports(output_dir, meta, results)
     rows = [r.row for r in results if r.row]
     if rows:
         print(format_table(rows))
+    if note:
+        print(note)
     print("results: " + "\n         ".join(str(p) for p in paths.values()))
     return 0 if results and all(r.ok for r in results) else 1

@@ -53,6 +53,10 @@ class SetupError(RuntimeError):
     """Nothing could be sent: unreachable server, unknown model, unusable model."""
 
 
+class UsageError(ValueError):
+    """The arguments contradict each other; the message says what to change."""
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -65,6 +69,28 @@ def read_prompts(path: str | Path) -> list[str]:
             continue
         prompts.append(line.rstrip("\n").replace("\\n", "\n"))
     return prompts
+
+
+def infer_protocol(url: str | None, protocol: str | None) -> tuple[str, bool]:
+    """(protocol, tls) from --url and --protocol: the URL's scheme decides when it has one.
+
+    http://, https:// -> HTTP (https: TLS); grpc://, grpcs:// -> gRPC (grpcs: TLS); host:port ->
+    --protocol, gRPC by default. A scheme that contradicts an explicit --protocol is an error
+    that names both ways out.
+    """
+    scheme = url.split("://", 1)[0].lower() if url and "://" in url else ""
+    from_url = {"http": "http", "https": "http", "grpc": "grpc", "grpcs": "grpc"}.get(scheme)
+    if scheme and from_url is None:
+        raise UsageError(f"--url {url}: unknown scheme '{scheme}://'; use http(s)://host:port for HTTP or "
+                         "host:port (or grpc://host:port) for gRPC")
+    if from_url and protocol and protocol != from_url:
+        if from_url == "http":
+            raise UsageError(f"--url {url} is an HTTP address but --protocol {protocol} was given: drop "
+                             f"--protocol (the URL decides), or for gRPC give host:port of Triton's gRPC port "
+                             "(8001 by default), e.g. --url 127.0.0.1:8001")
+        raise UsageError(f"--url {url} is a gRPC address but --protocol {protocol} was given: drop --protocol, "
+                         "or for HTTP give http://host:port of Triton's HTTP port (8000 by default)")
+    return from_url or protocol or "grpc", scheme in ("https", "grpcs")
 
 
 def grpc_target(url: str) -> str:
@@ -131,6 +157,7 @@ class GrpcBackend:
 
         self._auth = auth_headers(api_key)
         self._grpc = grpcclient
+        self.url = url
         self.client = grpcclient.InferenceServerClient(grpc_target(url), ssl=ssl)
 
     async def model_interface(self, model: str) -> ModelInterface:
@@ -138,10 +165,27 @@ class GrpcBackend:
             config = await self.client.get_model_config(model, headers={**routing_headers(model), **self._auth},
                                                         as_json=True)
         except Exception as exc:  # noqa: BLE001
-            if "UNAUTHENTICATED" in _grpc_status(exc):
+            message, status = _grpc_message(exc), _grpc_status(exc)
+            if "UNAUTHENTICATED" in status:
                 raise SetupError(f"gRPC UNAUTHENTICATED: {_API_KEY_HINT}") from None
-            raise SetupError(f"cannot read the config of model '{model}': {_grpc_message(exc)}") from None
+            served = await self.served_models()
+            if served is not None:
+                raise SetupError(unknown_model_message(model, self.url, served, message)) from None
+            hint = ""
+            if "UNAVAILABLE" in status or "Socket closed" in message or "failed to connect" in message.lower():
+                hint = (f"\n  no gRPC server answers at {grpc_target(self.url)}: if that is Triton's HTTP port, "
+                        f"use --url http://{grpc_target(self.url)} (the protocol follows the URL)")
+            raise SetupError(f"cannot read the config of model '{model}': {message}{hint}") from None
         return ModelInterface.from_config(config)
+
+    async def served_models(self) -> dict[str, str] | None:
+        """name -> state from the repository index; None when the server does not answer it."""
+        try:
+            index = await self.client.get_model_repository_index(headers=self._auth or None, as_json=True,
+                                                                 client_timeout=10)
+        except Exception:  # noqa: BLE001
+            return None
+        return {m.get("name", ""): m.get("state", "UNKNOWN") for m in (index or {}).get("models", [])}
 
     def _inputs(self, iface: ModelInterface, values: dict[str, Any]) -> list:
         from tritonllm._llm_io import to_numpy
@@ -224,10 +268,33 @@ class HttpBackend:
                 if response.status == 401:
                     raise SetupError(f"HTTP 401 from {self.base}: {_API_KEY_HINT}")
                 if response.status != 200:
-                    raise SetupError(f"cannot read the config of model '{model}': HTTP {response.status} {body.strip()}")
+                    served = await self.served_models()
+                    message = f"HTTP {response.status} {body.strip()}"
+                    if served is not None:
+                        raise SetupError(unknown_model_message(model, self.base, served, message))
+                    raise SetupError(f"cannot read the config of model '{model}': {message}")
                 return ModelInterface.from_config(json.loads(body))
         except aiohttp.ClientError as exc:
-            raise SetupError(f"cannot reach {self.base}: {exc}") from None
+            hint = ""
+            if isinstance(exc, aiohttp.ServerDisconnectedError) or "Server disconnected" in str(exc):
+                hint = (f"\n  if {self.base} is Triton's gRPC port, use --url {self.base.split('://', 1)[-1]} "
+                        "(host:port, no scheme: gRPC)")
+            raise SetupError(f"cannot reach {self.base}: {exc}{hint}") from None
+
+    async def served_models(self) -> dict[str, str] | None:
+        """name -> state from POST /v2/repository/index; None when the server does not answer it."""
+        import aiohttp
+
+        session = await self._session()
+        try:
+            async with session.post(f"{self.base}/v2/repository/index", json={}, headers=self._auth,
+                                    timeout=aiohttp.ClientTimeout(total=10)) as response:
+                if response.status != 200:
+                    return None
+                index = json.loads(await response.text())
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
+        return {m.get("name", ""): m.get("state", "UNKNOWN") for m in index if isinstance(m, dict)}
 
     async def generate(self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult,
                        timeout: float) -> None:
@@ -299,6 +366,17 @@ class HttpBackend:
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
+
+
+def unknown_model_message(model: str, where: str, served: dict[str, str], error: str) -> str:
+    """The config of `model` could not be read; say which models the server does serve."""
+    if not served:
+        return f"cannot read the config of model '{model}': {error}\n  the server at {where} serves no model"
+    listed = ", ".join(f"{name} ({state})" for name, state in sorted(served.items()))
+    if model in served:
+        return f"cannot read the config of model '{model}' ({served[model]}): {error}\n  served: {listed}"
+    return (f"model '{model}' is not served at {where}; it serves: {listed}\n"
+            f"  pass one of them with --model-name")
 
 
 # --------------------------------------------------------------------------- runner
@@ -402,10 +480,11 @@ def write_results(path: Path, results: list[RequestResult], meta: dict[str, Any]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="server address: host:port for gRPC (default $TRITON_GRPC_URL or "
-                        "localhost:8001), http(s)://host:port for HTTP (default $TRITON_HTTP_URL or "
-                        "http://localhost:8000)")
-    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc", help="default: %(default)s")
+    parser.add_argument("--url", help="server address; the protocol follows it: http(s)://host:port is HTTP, "
+                        "host:port (or grpc://host:port) is gRPC (default $TRITON_GRPC_URL or localhost:8001, "
+                        "with --protocol http $TRITON_HTTP_URL or http://localhost:8000)")
+    parser.add_argument("--protocol", choices=("grpc", "http"), default=None,
+                        help="only needed without --url or with a host:port URL (default: from --url, else grpc)")
     parser.add_argument("--model-name", default="smollm2", help="model to call, e.g. smollm2, ensemble, "
                         "llama-2-7b-chat (default %(default)s)")
     parser.add_argument("--input-prompts", default="prompts.txt", help="prompts file, one per line (default %(default)s)")
@@ -417,10 +496,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stream.add_argument("--no-stream", dest="stream", action="store_false", help="one response per request")
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once (default %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens to generate (default %(default)s)")
-    parser.add_argument("--temperature", type=float, help="sampling temperature (model default if unset)")
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--temperature", type=float,
+                        help="sampling temperature; 0 = greedy, the same answer every time (model default if unset)")
+    parser.add_argument("--top-p", type=float,
+                        help="nucleus sampling: sample only from the most likely tokens whose probabilities add up "
+                        "to this, in (0, 1]; 1 = off (model default if unset)")
+    parser.add_argument("--top-k", type=int,
+                        help="sample only from the k most likely tokens; 1 = greedy, 0 or -1 = off "
+                        "(model default if unset)")
+    parser.add_argument("--seed", type=int,
+                        help="random seed of the sampler, 0 to 2^32-1: the same seed, prompt and settings give "
+                        "the same answer (random if unset)")
     parser.add_argument("--stop", action="append", default=[], help="stop word (repeatable)")
     parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-tokens tokens")
     parser.add_argument("--include-input", action="store_true",
@@ -455,10 +541,15 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
 
 
 def main(args: argparse.Namespace) -> int:
-    protocol = args.protocol
+    try:
+        protocol, tls = infer_protocol(args.url, args.protocol)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # under `tritonllm serve -- ...` the server's addresses come in the environment
     url = args.url or (os.environ.get("TRITON_GRPC_URL", "localhost:8001") if protocol == "grpc"
                        else os.environ.get("TRITON_HTTP_URL", "http://localhost:8000"))
+    ssl = args.ssl or tls
     stream = args.stream if args.stream is not None else (protocol == "grpc")
     try:
         prompts = read_prompts(args.input_prompts)
@@ -480,9 +571,9 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        _, results = asyncio.run(run_requests(
+        iface, results = asyncio.run(run_requests(
             url, args.model_name, prompts, settings, protocol=protocol, stream=stream,
-            concurrency=args.concurrency, timeout=args.timeout, ssl=args.ssl, style=args.sampling_style,
+            concurrency=args.concurrency, timeout=args.timeout, ssl=ssl, style=args.sampling_style,
             on_result=report, api_key=args.api_key or os.environ.get(API_KEY_ENV),
         ))
     except SetupError as exc:
@@ -498,5 +589,8 @@ def main(args: argparse.Namespace) -> int:
            if p50 is not None else "")
         + (f"; {summary['requests_per_s']:.2f} req/s" if summary["requests_per_s"] else "")
     )
+    note = iface.concurrency_note(min(args.concurrency, total))
+    if note:
+        print(note)
     print(f"results written to {args.results_file}")
     return 0 if summary["failed"] == 0 else 1

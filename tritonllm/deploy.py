@@ -73,8 +73,9 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
     stack_file = project_dir / f"Pulumi.{args.stack}.yaml"
     if not stack_file.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        start = f"`cp {project_dir / ('Pulumi.' + known[0] + '.yaml')} {stack_file}`, edit it, then " if known else ""
         raise DeployError(f"no stack file {stack_file.name}; known stacks: {', '.join(known) or 'none'} "
-                          f"(create one with `pulumi stack init {args.stack}`)")
+                          f"(to add one: {start}`pulumi -C {project_dir} stack init {args.stack}`)")
     if args.operation == "destroy" and not args.yes:
         raise DeployError("destroy deletes every resource of the stack; pass --yes to confirm")
     if args.expect_no_changes and args.operation not in ("preview", "up"):
@@ -83,7 +84,7 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
         raise DeployError("--parallel must be at least 1")
     config_keys: tuple[str, ...] = ()
     if args.operation != "outputs":
-        config_keys = tuple(sorted(validate_stack_file(stack_file)))
+        config_keys = tuple(sorted(validate_stack_file(stack_file, args.stack)))
     return DeployPlan(
         operation=args.operation, stack=args.stack, project_dir=project_dir, stack_file=stack_file,
         refresh=args.refresh, expect_no_changes=args.expect_no_changes, diff=args.diff,
@@ -92,8 +93,11 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
     )
 
 
-def validate_stack_file(stack_file: Path) -> list[str]:
-    """Validate the stack file's `tritonllm:` keys as the program will; return the keys set."""
+def validate_stack_file(stack_file: Path, stack: str | None = None) -> list[str]:
+    """Validate the stack file's `tritonllm:` keys as the program will; return the keys set.
+
+    A fix that is a `pulumi config set` command is given for this stack and project directory,
+    so it runs as printed from anywhere (`-C <dir>`, `--stack <name>`)."""
     import yaml
 
     from components.config import NAMESPACE, ConfigError, parse_stack_config
@@ -110,16 +114,49 @@ def validate_stack_file(stack_file: Path) -> list[str]:
     try:
         parse_stack_config(raw, secrets_set, secrets_complete=True)
     except ConfigError as exc:
-        raise DeployError(f"{stack_file.name}: {exc}") from None
+        message = str(exc)
+        if stack:
+            where = f"pulumi -C {stack_file.parent}"
+            message = message.replace(  # the stack must exist in the backend before config can be set
+                "`pulumi config set ",
+                f"`{where} stack select --create {stack} && {where} config set --stack {stack} ")
+        raise DeployError(f"{stack_file.name}: {message}") from None
     return sorted(raw) + sorted(secrets_set)
+
+
+INSTALL_PULUMI = ("install it with `curl -fsSL https://get.pulumi.com | sh` (or see "
+                  "https://www.pulumi.com/docs/install/), then `export PATH=$HOME/.pulumi/bin:$PATH`")
+LOGIN_PULUMI = ("log in to a state backend: `pulumi login --local` (state in ~/.pulumi), `pulumi login` "
+                "(Pulumi Cloud) or `pulumi login s3://<bucket>`")
 
 
 def find_pulumi_cli() -> str:
     found = shutil.which("pulumi")
     if not found:
-        raise DeployError("the Pulumi CLI is not on PATH; install it (https://www.pulumi.com/docs/install/) "
-                          "and log in (`pulumi login` or `pulumi login --local`)")
+        raise DeployError(f"the Pulumi CLI is not on PATH: {INSTALL_PULUMI}; then {LOGIN_PULUMI}")
     return found
+
+
+def check_pulumi_login(cli: str, project_dir: Path, timeout: float = 60) -> None:
+    """`pulumi whoami` fails when no backend is logged in; every operation would fail the same way."""
+    import subprocess
+
+    try:
+        proc = subprocess.run([cli, "whoami", "--non-interactive"], cwd=project_dir, capture_output=True,
+                              text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DeployError(f"`{cli} whoami` did not answer ({exc}); {LOGIN_PULUMI}") from None
+    if proc.returncode != 0:
+        said = (proc.stderr or proc.stdout).strip().splitlines()
+        raise DeployError(f"the Pulumi CLI is not logged in ({said[-1] if said else 'pulumi whoami failed'}): "
+                          f"{LOGIN_PULUMI}")
+
+
+def check_tools(project_dir: Path) -> str:
+    """The tools every operation needs, before anything else: they come first in a fix."""
+    cli = find_pulumi_cli()
+    check_pulumi_login(cli, project_dir)
+    return cli
 
 
 def run_plan(plan: DeployPlan, automation: Any, out: Callable[[str], None]) -> int:
@@ -173,8 +210,8 @@ def main(args: argparse.Namespace) -> int:
         print(line.rstrip("\n"), flush=True)
 
     try:
+        check_tools(Path(args.cwd).resolve())  # tools first: every later fix needs the Pulumi CLI
         plan = plan_from_args(args)
-        find_pulumi_cli()
     except DeployError as exc:
         print(f"tritonllm deploy: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -184,8 +221,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         return run_plan(plan, automation, out)
     except automation.StackNotFoundError:
-        print(f"tritonllm deploy: stack {plan.stack!r} does not exist in the current backend; "
-              f"run `pulumi stack init {plan.stack}` (after `pulumi login`)", file=sys.stderr)
+        print(f"tritonllm deploy: stack {plan.stack!r} does not exist in the current backend; create it with "
+              f"`pulumi -C {plan.project_dir} stack init {plan.stack}`", file=sys.stderr)
         return EXIT_USAGE
     except automation.CommandError as exc:
         print(f"tritonllm deploy: {plan.operation} of {plan.stack} failed:\n{exc}", file=sys.stderr)

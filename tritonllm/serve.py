@@ -33,7 +33,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
+
+from tritonllm import lifecycle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository" / "local"
@@ -58,6 +60,10 @@ class ModelLoadError(ServerError):
 
 class TritonNotInstalledError(ServerError):
     """The nvidia-pytriton wheel (which ships tritonserver) is not installed."""
+
+
+class StartupInterrupted(ServerError):
+    """A stop was requested (Ctrl-C, SIGTERM) while the server was starting; it has been stopped."""
 
 
 # --------------------------------------------------------------------------- distribution
@@ -187,15 +193,6 @@ def find_free_port(host: str = "127.0.0.1", exclude: Sequence[int] = ()) -> int:
 # --------------------------------------------------------------------------- server
 
 
-def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0) -> tuple[int, object]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
@@ -209,6 +206,26 @@ def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout:
             return exc.code, json.loads(raw)
         except ValueError:
             return exc.code, raw.decode(errors="replace")
+
+
+# Error lines Triton logs on a machine without a GPU although nothing is wrong. Upstream
+# triton-inference-server/core r24.10 (Triton 2.51, the nvidia-pytriton 0.7.0 build) src/server.cc:
+# CudaBlockManager::Create fails without a CUDA driver and is logged as an error "as the server can
+# still function properly".
+CPU_ONLY_ERRORS = {
+    "CudaDriverHelper has not been initialized.":
+        "no GPU: Triton's CUDA block manager is off (its error 'CudaDriverHelper has not been initialized' "
+        "is expected without a CUDA driver and harmless on CPU)",
+}
+
+
+def cpu_only_log_line(line: str) -> str:
+    """The echoed form of a log line: a CPU-only 'error' becomes a note saying it is harmless."""
+    if line.startswith("E"):
+        for text, note in CPU_ONLY_ERRORS.items():
+            if text in line:
+                return f"note: {note}\n"
+    return line
 
 
 class TritonServer:
@@ -232,6 +249,8 @@ class TritonServer:
         startup_timeout: float = 180.0,
         extra_args: Sequence[str] = (),
         cache_dir: Path = DEFAULT_CACHE_DIR,
+        grace_period: float = 5.0,
+        stop_timeout: float = 30.0,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
         self.host = host
@@ -242,6 +261,14 @@ class TritonServer:
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
         self.cache_dir = cache_dir
+        # stopping: requests in flight get `grace_period` seconds, then are cancelled; Triton then has
+        # `stop_timeout` seconds to exit before it is killed (see tritonllm/lifecycle.py)
+        self.grace_period = grace_period
+        self.stop_timeout = stop_timeout
+        self.interrupted: Callable[[], bool] = lambda: False  # polled during startup (serve: a signal came)
+        self.shm_prefix = ""
+        self.stop_file: Path | None = None
+        self.last_stop: StopOutcome | None = None
         self.process: subprocess.Popen | None = None
         self.models: dict[str, str] = {}
         self.startup_seconds: float | None = None
@@ -288,7 +315,10 @@ class TritonServer:
                 )
 
     def command(self, dist: TritonDistribution, backend_dir: Path) -> list[str]:
-        shm_prefix = f"tritonllm{os.getpid()}x{self.http_port}_"
+        self.shm_prefix = lifecycle.shm_prefix(os.getpid(), self.http_port)
+        # Triton's own bound on its orderly exit (connections, in-flight inferences, model unload)
+        # outlasts ours, so it is never the one to give up half-way (exit(1) leaving stubs behind).
+        exit_timeout = int(self.grace_period + self.stop_timeout) + 5
         return [
             str(dist.binary),
             f"--model-repository={self.model_repository}",
@@ -303,14 +333,18 @@ class TritonServer:
             "--allow-grpc=true",
             "--allow-metrics=true",
             "--allow-gpu-metrics=false",
+            # CPU only: nothing to pin or pool for a GPU (without these Triton warns that it cannot
+            # allocate pinned memory because no CUDA driver is present)
+            "--pinned-memory-pool-byte-size=0",
+            "--cuda-memory-pool-byte-size=0:0",
             "--allow-cpu-metrics=true",
             "--metrics-interval-ms=1000",
             "--strict-readiness=true",
             "--exit-on-error=true",
-            "--exit-timeout-secs=10",
+            f"--exit-timeout-secs={exit_timeout}",
             "--log-info=true",
             f"--log-verbose={self.log_verbose}",
-            f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *self.extra_args,
         ]
 
@@ -341,7 +375,11 @@ class TritonServer:
         dist = TritonDistribution.locate()
         backend_dir = prepare_backend_directory(dist, self.cache_dir)
         self._resolve_ports()
+        lifecycle.remove_stale_shm()  # left by a serve that was killed (SIGKILL) and could not clean up
         cmd = self.command(dist, backend_dir)
+        self.stop_file = Path(tempfile.mkdtemp(prefix="tritonllm-stop-")) / "stop"
+        env = server_environment(dist)
+        env[lifecycle.STOP_FILE_ENV] = str(self.stop_file)
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_handle = open(self.log_file, "a", encoding="utf-8")
@@ -351,17 +389,18 @@ class TritonServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=server_environment(dist),
+            env=env,
             cwd=str(self.model_repository),
             start_new_session=True,  # Ctrl-C reaches us, and we shut Triton down in order
-            preexec_fn=_set_parent_death_signal,
+            preexec_fn=lifecycle.parent_death_signal(os.getpid()),  # killed with us if we are killed
         )
+        self.last_stop = None
         self._log_thread = threading.Thread(target=self._pump_logs, name="tritonserver-logs", daemon=True)
         self._log_thread.start()
         try:
             self._wait_ready(started)
         except BaseException:
-            self.stop()
+            self.shutdown(grace=0, timeout=10)  # nothing is served yet: no grace
             raise
         self.startup_seconds = time.monotonic() - started
         return self
@@ -375,7 +414,7 @@ class TritonServer:
                 self._log_handle.write(line)
                 self._log_handle.flush()
             if self.echo_logs:
-                sys.stderr.write(line)
+                sys.stderr.write(cpu_only_log_line(line))
                 sys.stderr.flush()
 
     def _failure(self) -> ServerError:
@@ -409,6 +448,8 @@ class TritonServer:
         deadline = started + self.startup_timeout
         ready_url = f"{self.http_url}/v2/health/ready"
         while True:
+            if self.interrupted():
+                raise StartupInterrupted("stopped while starting")
             if self.process.poll() is not None:
                 raise self._failure()
             try:
@@ -433,34 +474,117 @@ class TritonServer:
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """Stop Triton gracefully (SIGTERM: in-flight requests finish), SIGKILL after `timeout`."""
+    def requests_in_flight(self) -> int | None:
+        """Requests queued or generating, from /metrics (None: unknown, e.g. unreachable)."""
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
+                return lifecycle.requests_in_flight(response.read().decode("utf-8", errors="replace"))
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """Stop Triton in order (see shutdown()) and return its exit code."""
+        return self.shutdown(timeout=timeout).returncode
+
+    def shutdown(
+        self,
+        grace: float | None = None,
+        timeout: float | None = None,
+        forced: Callable[[], bool] = lambda: False,
+        say: Callable[[str], None] = lambda message: None,
+    ) -> "StopOutcome":
+        """Stop Triton and leave nothing behind; idempotent.
+
+        1. SIGTERM: Triton refuses new connections, lets requests in flight finish.
+        2. After `grace` seconds, generations still running are cancelled (the stop file).
+        3. After `timeout` more seconds, or at once when `forced()` turns true: SIGKILL.
+        Always: every process of this server (Triton's process group and descendants, anything
+        whose command line carries our shm prefix) is killed and reaped, and our /dev/shm
+        segments and stop file are removed.
+        """
+        grace = self.grace_period if grace is None else grace
+        timeout = self.stop_timeout if timeout is None else timeout
         proc = self.process
         if proc is None:
-            return None
+            return StopOutcome(None)
+        if self.last_stop is not None:
+            return self.last_stop
+        outcome = StopOutcome(None)
+        if proc.poll() is None and not forced():
+            if grace <= 0:
+                self._cancel_generations()
+                outcome.cancelled = True
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            if not self._wait_exit(grace, forced) and not forced() and not outcome.cancelled:
+                say(f"grace period of {grace:g}s over: cancelling the generations still running")
+                self._cancel_generations()
+                outcome.cancelled = True
+            if proc.poll() is None and not self._wait_exit(timeout, forced) and not forced():
+                say(f"tritonserver did not exit within {timeout:g}s: killing it")
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # our own session: tritonserver and its stubs
-                proc.wait(timeout=10)
-        # the python backend stubs are in Triton's session; make sure none outlives it
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            if forced():
+                say("stopping now: killing tritonserver and its Python backend stubs")
+            outcome.forced = True
+        outcome.leftovers = self._kill_everything(proc)
+        outcome.returncode = proc.returncode
+        outcome.removed_shm = [p.name for p in lifecycle.remove_shm(self.shm_prefix)]
+        if self.stop_file is not None:
+            shutil.rmtree(self.stop_file.parent, ignore_errors=True)
         if self._log_thread:
             self._log_thread.join(timeout=5)
         if self._log_handle:
             self._log_handle.close()
             self._log_handle = None
-        return proc.returncode
+        self.last_stop = outcome
+        return outcome
+
+    def _cancel_generations(self) -> None:
+        if self.stop_file is not None:
+            with contextlib.suppress(OSError):
+                self.stop_file.write_text("stop\n")
+
+    def _wait_exit(self, seconds: float, forced: Callable[[], bool]) -> bool:
+        """Wait up to `seconds` for Triton to exit; return early (False) when forced() turns true."""
+        assert self.process is not None
+        deadline = time.monotonic() + seconds
+        while self.process.poll() is None:
+            if forced() or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _kill_everything(self, proc: subprocess.Popen) -> list[int]:
+        """SIGKILL whatever of this server still runs, reap Triton, wait for the rest; return survivors."""
+        # pgid == Triton's pid (its own session); its pid as a tree root only while not yet reaped
+        pids = lifecycle.ours(proc.pid if proc.returncode is None else None, proc.pid, [self.shm_prefix])
+        lifecycle.kill_all(pids)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+        # stubs orphaned by Triton's death are reparented and reaped by init; a second sweep
+        # catches one forked while we looked
+        pids |= lifecycle.ours(None, proc.pid, [self.shm_prefix])
+        lifecycle.kill_all(pids)
+        return sorted(lifecycle.wait_gone(pids, timeout=15))
 
     def __enter__(self) -> "TritonServer":
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class StopOutcome:
+    """How a server stopped: Triton's exit code, whether generations were cancelled or Triton killed."""
+
+    def __init__(self, returncode: int | None) -> None:
+        self.returncode = returncode
+        self.cancelled = False
+        self.forced = False
+        self.leftovers: list[int] = []
+        self.removed_shm: list[str] = []
 
 
 @contextlib.contextmanager
@@ -497,6 +621,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-file", help="also append the server log to this file")
     parser.add_argument("--quiet", action="store_true", help="do not echo the server log to stderr")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    parser.add_argument("--grace-period", type=float, default=5.0,
+                        help="on Ctrl-C/SIGTERM, seconds requests in flight get to finish before they are "
+                        "cancelled (default %(default)s; a second Ctrl-C stops at once)")
+    parser.add_argument("--stop-timeout", type=float, default=30.0,
+                        help="seconds tritonserver then gets to exit before it is killed (default %(default)s)")
     parser.add_argument(
         "--api-key", action="append", default=None, metavar="NAME:SECRET",
         help="require this API key (repeatable; default $TRITONLLM_API_KEYS, comma-separated): nginx checks it "
@@ -514,7 +643,68 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _in_flight_words(count: int | None) -> str:
+    if count is None:
+        return "the requests in flight"
+    return f"{count} request{'' if count == 1 else 's'} in flight"
+
+
+def _stop_front(front, forced: bool) -> None:
+    """Stop the API-key front (nginx: master and worker in their own process group), after Triton."""
+    if front is None or front.process is None:
+        return
+    pgid = front.process.pid  # start_new_session: the group is the master's pid
+    if forced:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    front.stop()
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # a worker the master left behind
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _stop(server: TritonServer, signals: lifecycle.StopSignals, child: subprocess.Popen | None = None,
+          front=None) -> int:
+    """Orderly stop after a signal, announced at once; a second signal makes it immediate."""
+    how = lifecycle.signal_name(signals.first)
+    again = "Ctrl-C again" if signals.first == signal.SIGINT else "a second SIGTERM"
+    if signals.forced:
+        _print(f"stopping now ({how} twice)")
+    else:
+        count = server.requests_in_flight() if server.is_running() else 0
+        if count == 0:
+            _print(f"stopping on {how}: no request in flight, stopping tritonserver ({again} stops at once)")
+        else:
+            _print(f"stopping on {how}: cancelling {_in_flight_words(count)} after a grace period of "
+                   f"{server.grace_period:g}s ({again} stops at once)")
+    if child is not None and child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signals.first or signal.SIGTERM)
+    outcome = server.shutdown(forced=lambda: signals.forced, say=_print)
+    _stop_front(front, outcome.forced)
+    if child is not None and child.poll() is None:
+        try:
+            child.wait(timeout=0 if signals.forced else 10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    _report_stop(outcome)
+    return lifecycle.EXIT_FORCED if outcome.forced else signals.exit_code()
+
+
+def _report_stop(outcome: "StopOutcome") -> None:
+    details = []
+    if outcome.cancelled:
+        details.append("generations still running were cancelled")
+    if outcome.forced:
+        details.append("killed")
+    if outcome.leftovers:
+        details.append(f"WARNING: processes {outcome.leftovers} did not exit")
+    _print(f"tritonserver stopped (exit code {outcome.returncode}"
+           + "".join(f"; {d}" for d in details) + ")")
+
+
 def main(args: argparse.Namespace) -> int:
+    """Exit codes: see tritonllm/lifecycle.py (0, 1, 130 Ctrl-C, 143 SIGTERM, 137 forced; CMD's own with -- CMD)."""
     command = list(args.run or [])
     if command and command[0] == "--":
         command = command[1:]
@@ -536,24 +726,26 @@ def main(args: argparse.Namespace) -> int:
         log_file=args.log_file,
         echo_logs=not args.quiet,
         startup_timeout=args.startup_timeout,
+        grace_period=args.grace_period,
+        stop_timeout=args.stop_timeout,
     )
     front = None
+    signals = lifecycle.StopSignals().install()
+    server.interrupted = lambda: signals.requested
     _print(f"starting tritonserver on {server.model_repository} ...")
-    stop_requested = threading.Event()
-
-    def _on_signal(signum, _frame):
-        stop_requested.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _on_signal)
     try:
         try:
             server.start()
+        except StartupInterrupted:
+            code = server.last_stop.returncode if server.last_stop else None
+            _print(f"stopped on {lifecycle.signal_name(signals.first)} while starting "
+                   f"(tritonserver exit code {code})")
+            return signals.exit_code()
         except ServerError as exc:
             if args.quiet and exc.log_tail:
                 sys.stderr.write(exc.log_tail[-4000:])
             _print(f"error: {exc}")
-            return 1
+            return lifecycle.EXIT_SERVER_FAILED
         urls = server
         if api_keys:
             try:
@@ -562,7 +754,7 @@ def main(args: argparse.Namespace) -> int:
                 urls = front.start()
             except auth_front.FrontError as exc:
                 _print(f"error: {exc}")
-                return 1
+                return lifecycle.EXIT_SERVER_FAILED
             _print(f"API keys required ({', '.join(name for name, _ in api_keys)}): "
                    "clients pass --api-key NAME:SECRET or set TRITONLLM_API_KEY")
         models = ", ".join(f"{name} ({state})" for name, state in sorted(server.models.items())) or "none"
@@ -580,31 +772,39 @@ def main(args: argparse.Namespace) -> int:
                 env.setdefault("TRITONLLM_API_KEY", ":".join(api_keys[0]))
             _print(f"running: {' '.join(command)}")
             try:
-                result = subprocess.run(command, env=env)
-            except FileNotFoundError as exc:
+                child = subprocess.Popen(command, env=env)
+            except OSError as exc:
                 _print(f"error: {exc}")
                 return 127
-            return result.returncode
+            while child.poll() is None and not signals.wait(0.2):
+                pass
+            if signals.requested:
+                return _stop(server, signals, child, front)
+            code = child.returncode
+            outcome = server.shutdown(forced=lambda: signals.forced, say=_print)
+            _stop_front(front, outcome.forced)
+            _report_stop(outcome)
+            return code
         first = sorted(server.models)[0] if server.models else "MODEL"
         key_flag = ' -u "$TRITONLLM_API_KEY"' if api_keys else ""
         _print(
             f"try:  curl -s{key_flag} -X POST {urls.http_url}/v2/models/{first}/generate "
-            "-d '{\"text_input\": \"What is Triton?\", \"max_tokens\": 32}'\n"
+            "-d '{\"text_input\": \"What is Triton?\", \"max_tokens\": 32, \"exclude_input_in_output\": true}'\n"
+            "      (exclude_input_in_output: the answer only, without the prompt echoed before it)\n"
             "press Ctrl-C to stop"
         )
-        while server.is_running():
-            time.sleep(0.5)
+        while server.is_running() and not signals.wait(0.2):
+            pass
+        if signals.requested:
+            return _stop(server, signals, front=front)
         _print(f"error: tritonserver exited unexpectedly (exit code {server.process.returncode})")
         if args.quiet:
             sys.stderr.write(server.logs()[-4000:])
-        return 1
-    except KeyboardInterrupt:
-        _print("stopping tritonserver ...")
-        return 0
+        _report_stop(server.shutdown(grace=0, timeout=0))
+        return lifecycle.EXIT_SERVER_FAILED
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if front is not None:
-            front.stop()
-        code = server.stop()
-        if code is not None:
-            _print(f"tritonserver stopped (exit code {code})")
+        if server.process is not None and server.last_stop is None:  # an unexpected error: still clean up
+            server.shutdown(grace=0, timeout=10)
+        if front is not None and front.workdir is not None:  # not stopped above (an error path)
+            _stop_front(front, forced=True)
+        signals.restore()

@@ -96,7 +96,9 @@ def panels() -> list[Panel]:
            "histogram (tritonserver --metrics-config histogram_latencies=true)."),
         Panel("Requests in flight per pod (default HPA metrics)", "short",
               tuple(_record(m.name, f"{m.name} {{{{namespace}}}}/{{{{pod}}}}") for m in hpa),
-              "Mean concurrent requests per pod (Little's law), the default autoscaling signal."),
+              "The default autoscaling signal per backend, sampled while requests run: TensorRT-LLM's active "
+              "requests gauge, vLLM's requests in flight from its time-to-first-token and inter-token sums "
+              "(Little's law), Triton's request durations for the local Python model."),
         Panel("TensorRT-LLM batch", "short", (
             _record("trtllm_active_requests", "active {{namespace}}/{{pod}}"),
             _record("trtllm_waiting_requests", "waiting {{namespace}}/{{pod}}"),

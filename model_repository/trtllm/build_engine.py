@@ -82,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=("float16", "bfloat16", "fp8"), default="bfloat16")
     p.add_argument("--tp-size", type=int, default=1)
     p.add_argument("--pp-size", type=int, default=1)
+    p.add_argument("--gpus", type=int, default=None,
+                   help="GPUs the build sees (default tp*pp); a multi-node engine builds all ranks on one node")
     p.add_argument("--max-batch-size", type=int, required=True)
     p.add_argument("--max-input-len", type=int, required=True)
     p.add_argument("--max-seq-len", type=int, required=True)
@@ -186,7 +188,9 @@ def build_command(args: argparse.Namespace) -> list[str]:
         "--multiple_profiles", on(args.multiple_profiles),
         "--gemm_plugin", "auto", "--gpt_attention_plugin", "auto",
         "--remove_input_padding", "enable", "--context_fmha", "enable",
-        "--workers", str(args.tp_size * args.pp_size),
+        # trtllm-build puts rank r on GPU r % workers (TensorRT-LLM commands/build.py parallel_build),
+        # so parallel workers never exceed the GPUs of the build pod.
+        "--workers", str(min(args.tp_size * args.pp_size, args.gpus or args.tp_size * args.pp_size)),
     ]
     if args.paged_kv_cache:
         # Paged context FMHA is what lets the backend chunk long prompts and reuse KV blocks.

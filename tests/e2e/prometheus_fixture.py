@@ -4,7 +4,7 @@ project's recording rules loaded, plus the helpers tests and benchmarks use on i
     with LocalPrometheus(targets=[ScrapeTarget("127.0.0.1:8002", {"namespace": "smollm2", "pod": "p"})],
                          rule_groups=metrics.rule_groups()) as prom:
         prom.wait_for_series('nv_inference_request_success{pod="p"}')
-        prom.query("namespace_pod:triton_request_rate:1m")   # [(labels, value)]
+        prom.query("namespace_pod:triton_request_rate")   # [(labels, value)]
 
 Prometheus listens on a free loopback port, scrapes every `scrape_interval` and
 evaluates rules as often; its TSDB lives in a temporary directory removed on exit.

@@ -62,6 +62,9 @@ def test_bench_runs_aiperf_and_writes_json_csv_png(triton_server, aiperf, tmp_pa
     png = (out / "summary.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     assert "TTFT p50/p90/p99" in proc.stdout
+    # concurrency 2 against a model that generates one request at a time: said in the summary
+    assert "note: model 'smollm2' generates 1 request at a time" in proc.stdout
+    assert "at concurrency 2" in summary["note"]
     # the load really went through Triton: 2 x (3 measured + warm-up) requests
     assert _request_success(triton_server) - before >= 6
 

@@ -1,7 +1,9 @@
 """`python -m tritonllm serve`: readiness, clean Ctrl-C, clear errors for taken ports and broken models."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,8 +70,9 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path):
     assert server_pids, "tritonserver is not a child of the serve process"
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, output + rest
-    assert "tritonserver stopped" in rest
+    assert proc.returncode == 130, output + rest  # stopped by Ctrl-C, in order
+    assert "stopping on Ctrl-C (SIGINT): no request in flight" in rest, rest
+    assert "tritonserver stopped (exit code 0)" in rest
     for pid in server_pids:
         assert not _alive(pid), f"tritonserver {pid} outlived serve"
     for port in (http, grpc, metrics):
@@ -138,3 +141,194 @@ def test_serve_runs_a_command_against_the_ready_server():
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 7, proc.stdout + proc.stderr
     assert "tritonserver stopped" in proc.stdout
+
+
+# --------------------------------------------------------------------------- stopping under load
+# Issue 13: Ctrl-C while a long request streams. Each case starts `serve` as a real process on a
+# copy of the model repository (a path no other server uses, so any process whose command line
+# carries it is ours), streams a long generation, signals serve, and then looks at the whole
+# machine: no descendant of serve, no process naming our repository, no /dev/shm segment of ours.
+
+SHM = Path("/dev/shm")
+
+
+def _proc_table() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, cmdline) of every live non-zombie process (read from /proc, independently of tritonllm)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        state, ppid = stat[stat.rfind(")") + 2:].split()[:2]
+        if state != "Z":
+            table[int(entry.name)] = (int(ppid), cmdline)
+    return table
+
+
+def _descendants(root: int) -> dict[int, str]:
+    table = _proc_table()
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, cmdline) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = cmdline
+                frontier.append(pid)
+    return found
+
+
+def _survivors(pids, marker: str) -> dict[int, str]:
+    table = _proc_table()
+    alive = {pid: table[pid][1] for pid in pids if pid in table}
+    alive.update({pid: cmd for pid, (_, cmd) in table.items() if marker in cmd and pid != os.getpid()})
+    return alive
+
+
+def _our_shm(serve_pid: int) -> list[str]:
+    return sorted(p.name for p in SHM.iterdir() if p.name.startswith(f"tritonllm{serve_pid}x"))
+
+
+class _Lines:
+    """Collects a process's stdout lines in a thread; wait_for() blocks until a line matches."""
+
+    def __init__(self, stream) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in iter(stream.readline, ""):
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self.lines.append("")  # EOF marker
+            self._cond.notify_all()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if needle in line:
+                        return line
+                if (self.lines and self.lines[-1] == "") or time.monotonic() > deadline:
+                    raise AssertionError(f"no line with {needle!r} within {timeout:.0f}s:\n{self.text()}")
+                self._cond.wait(timeout=1)
+
+
+class _LongStream:
+    """A long streamed generation (ignore_eos, thousands of tokens) read in a thread."""
+
+    def __init__(self, http_url: str, api_key: str | None = None) -> None:
+        import base64
+        import threading
+
+        self.chunks: list[str] = []
+        self.errors: list[str] = []
+        self.first = threading.Event()
+        self.done = threading.Event()
+        body = {"text_input": "Tell me a very long story about a lighthouse.", "max_tokens": 3500,
+                "stream": True, "sampling_parameters": '{"ignore_eos": true}', "exclude_input_in_output": True}
+        headers = {"Content-Type": "application/json"}
+        if api_key:
+            headers["Authorization"] = "Basic " + base64.b64encode(api_key.encode()).decode()
+        self._request = urllib.request.Request(f"{http_url}/v2/models/smollm2/generate_stream",
+                                               data=json.dumps(body).encode(), method="POST", headers=headers)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            with urllib.request.urlopen(self._request, timeout=600) as response:
+                for raw in response:
+                    line = raw.decode(errors="replace").strip()
+                    if not line.startswith("data:"):
+                        continue
+                    event = json.loads(line[5:])
+                    if "error" in event:
+                        self.errors.append(event["error"])
+                    else:
+                        self.chunks.append(event.get("text_output", ""))
+                        self.first.set()
+        except Exception as exc:  # noqa: BLE001 - a killed server ends the stream with a socket error
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.done.set()
+
+
+@pytest.mark.parametrize("signals, exit_code, announced, api_key", [
+    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", None,
+                 id="sigint"),
+    pytest.param([signal.SIGINT, signal.SIGINT], 137, "stopping now: killing tritonserver", None, id="sigint-twice"),
+    pytest.param([signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", None, id="sigterm"),
+    pytest.param([signal.SIGKILL], -9, None, None, id="sigkill"),
+    # with --api-key, nginx (master + worker) runs in front of Triton: it must go too
+    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight",
+                 "tester:s3cret-key", id="sigint-api-key", marks=pytest.mark.skipif(
+                     not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")),
+])
+def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, exit_code, announced, api_key):
+    repo = tmp_path / "repo-under-test"
+    shutil.copytree(REPO_ROOT / "model_repository" / "local", repo)
+    key_args = ["--api-key", api_key] if api_key else []
+    proc = subprocess.Popen(
+        serve_cmd("--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+                  "--quiet", "--grace-period", "2", "--stop-timeout", "120", *key_args),
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = _Lines(proc.stdout)
+    try:
+        out.wait_for("press Ctrl-C to stop", timeout=300)
+        http_url = out.wait_for("HTTP:", timeout=5).split("HTTP:", 1)[1].strip()
+        stream = _LongStream(http_url, api_key)
+        assert stream.first.wait(timeout=180), f"no token streamed: {stream.errors}\n{out.text()}"
+        children = _descendants(proc.pid)
+        assert any("tritonserver" in c for c in children.values()), children
+        assert any("triton_python_backend_stub" in c for c in children.values()), children
+        if api_key:
+            assert sum("nginx" in c for c in children.values()) >= 2, children  # master and worker
+        segments = _our_shm(proc.pid)
+        assert segments, "the Python backend's shared memory should carry serve's prefix while it runs"
+
+        proc.send_signal(signals[0])
+        if announced and len(signals) == 1:
+            out.wait_for(announced, timeout=60)
+        for sig in signals[1:]:
+            out.wait_for("stopping on Ctrl-C", timeout=60)
+            proc.send_signal(sig)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = out.text()
+    assert proc.returncode == exit_code, output
+    if announced:
+        assert announced in output, output
+        assert "tritonserver stopped" in output, output
+    if signals == [signal.SIGINT] or signals == [signal.SIGTERM]:
+        # the generation got the grace period, then was cancelled with a clear error
+        assert "grace period of 2s over: cancelling" in output, output
+        assert stream.done.wait(timeout=60)
+        assert any("shutting down" in e for e in stream.errors), stream.errors
+    if signals[0] == signal.SIGKILL:
+        # serve had no chance to clean up: the kernel's parent-death signal kills Triton, its stub follows
+        deadline = time.monotonic() + 120
+        while _survivors(children, str(repo)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        # its segments are stale now; the next server start removes them
+        from tritonllm import lifecycle
+
+        lifecycle.remove_stale_shm()
+    assert not _survivors(children, str(repo)), f"processes outlived serve: {_survivors(children, str(repo))}"
+    assert not _our_shm(proc.pid), f"shared memory left behind: {_our_shm(proc.pid)}"
+    assert stream.done.wait(timeout=60), "the client's stream did not end"

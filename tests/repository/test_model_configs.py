@@ -139,7 +139,7 @@ def test_local_model_parameters_are_understood_by_the_engine():
     assert defaults.max_tokens == int(params["default_max_tokens"])
     assert defaults.temperature == float(params["default_temperature"])
     assert defaults.apply_chat_template is (params["default_apply_chat_template"] == "true")
-    known = {"gguf_path", "n_ctx", "n_threads", "n_batch", "REPORT_CUSTOM_METRICS"} | {
+    known = {"gguf_path", "n_ctx", "n_threads", "n_batch", "REPORT_CUSTOM_METRICS", "max_concurrent_requests"} | {
         f"default_{f}" for f in EngineDefaults.__dataclass_fields__}
     assert set(params) <= known, f"parameters the model ignores: {set(params) - known}"
     assert int(params["n_ctx"]) >= 1024

@@ -473,6 +473,12 @@ class _RecordingMocks(runtime_mocks.Mocks):
             state.update(self._eks_component_outputs(name, state, urn))
         elif typ.startswith("random:"):
             state.setdefault("result", "mock-" + _short_hash(typ, name, length=24))
+        elif typ == "tls:index/privateKey:PrivateKey":
+            # Shaped like OpenSSH keys (never real ones); pulumi_tls marks the private half secret itself.
+            body = _short_hash(typ, name, length=40)
+            state.setdefault("privateKeyOpenssh",
+                             f"-----BEGIN OPENSSH PRIVATE KEY-----\nmock{body}\n-----END OPENSSH PRIVATE KEY-----\n")
+            state.setdefault("publicKeyOpenssh", f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5mock{body[:20]} \n")
         return state
 
     def _aws_outputs(self, typ: str, name: str, id_: str, state: dict[str, Any]) -> None:

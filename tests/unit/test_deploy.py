@@ -93,7 +93,7 @@ def test_every_stack_file_validates(project, stack):
 
 
 def test_committed_stacks_need_the_hf_token_for_gated_models():
-    with pytest.raises(deploy.DeployError, match=r"pulumi config set --secret tritonllm:hfToken"):
+    with pytest.raises(deploy.DeployError, match=r"config set --stack dev --secret tritonllm:hfToken"):
         deploy.plan_from_args(parse("preview", "--stack", "dev"))
 
 
@@ -181,3 +181,69 @@ def test_outputs_json(project, capsys):
     plan = deploy.plan_from_args(parse("outputs", "--stack", "dev", "--json", cwd=project))
     deploy.run_plan(plan, fake_automation(FakeStack([]), []), lines.append)
     assert '"region": "us-west-2"' in lines[0]
+
+
+# ---------------------------------------------------------------- tools before config, runnable fixes
+# (issue 13: `deploy preview` on the shipped stack reported the missing HF token, whose fix needs the
+# Pulumi CLI, before the missing CLI)
+
+
+def fake_pulumi(bin_dir: Path, whoami_rc: int = 0, log: Path | None = None) -> Path:
+    """A `pulumi` executable that records its arguments; `whoami` fails when not logged in."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    cli = bin_dir / "pulumi"
+    record = f'echo "$@" >> {log}\n' if log else ""
+    cli.write_text("#!/bin/sh\n" + record +
+                   f'if [ "$1" = whoami ]; then\n  [ {whoami_rc} -eq 0 ] && echo alice && exit 0\n'
+                   '  echo "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions" >&2\n'
+                   f"  exit {whoami_rc}\nfi\nexit 0\n")
+    cli.chmod(0o755)
+    return cli
+
+
+def test_missing_cli_is_reported_before_the_config_of_the_shipped_stack(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert deploy.main(parse("preview", "--stack", "dev")) == deploy.EXIT_USAGE  # shipped dev: no hfToken
+    err = capsys.readouterr().err
+    assert "Pulumi CLI is not on PATH" in err and "hfToken" not in err
+    assert "curl -fsSL https://get.pulumi.com | sh" in err and "pulumi login --local" in err
+
+
+def test_login_is_checked_before_the_config(monkeypatch, tmp_path, capsys):
+    log = tmp_path / "calls.log"
+    fake_pulumi(tmp_path / "bin", whoami_rc=255, log=log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    assert deploy.main(parse("preview", "--stack", "dev")) == deploy.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "not logged in" in err and "PULUMI_ACCESS_TOKEN" in err and "hfToken" not in err
+    assert "pulumi login --local" in err
+    assert log.read_text().split() == ["whoami", "--non-interactive"]
+
+
+def test_config_fix_runs_as_printed(monkeypatch, tmp_path, capsys):
+    """With the CLI present and logged in, the config error's fix is a command that works from any
+    directory: it names the project (-C) and the stack, and creates the stack if needed."""
+    log = tmp_path / "calls.log"
+    fake_pulumi(tmp_path / "bin", log=log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    assert deploy.main(parse("preview", "--stack", "dev")) == deploy.EXIT_USAGE
+    err = capsys.readouterr().err
+    fix = err[err.index("`pulumi -C") + 1:]
+    fix = fix[:fix.index("`")].replace("hf_...", "hf_test")
+    assert "stack select --create dev && " in fix and " config set --stack dev --secret tritonllm:" in fix, err
+    log.write_text("")
+    import subprocess
+
+    subprocess.run(fix, shell=True, check=True, cwd=tmp_path, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert calls[0] == ["-C", str(REPO), "stack", "select", "--create", "dev"]
+    assert calls[1][:6] == ["-C", str(REPO), "config", "set", "--stack", "dev"] and calls[1][6] == "--secret"
+    assert calls[1][7].startswith("tritonllm:") and len(calls[1]) == 9  # key and value, nothing left unfilled
+
+
+def test_missing_stack_file_fix_names_a_file_to_start_from(project):
+    with pytest.raises(deploy.DeployError) as info:
+        deploy.plan_from_args(parse("up", "--stack", "prod", cwd=project))
+    message = str(info.value)
+    assert f"`cp {project / 'Pulumi.dev.yaml'} {project / 'Pulumi.prod.yaml'}`" in message
+    assert f"`pulumi -C {project} stack init prod`" in message

@@ -25,6 +25,8 @@ from components.karpenter import (
     node_pool_manifest,
     node_selector_for,
 )
+from components.multinode import efa_pools, multi_node_pools
+from components.multinode_platform import efa_node_pool_manifest
 from components.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
 from tests.helm_values import assert_values_keys_exist
 from tests.k8s_schema import validate_custom_resource
@@ -68,7 +70,10 @@ def _cel_checks_ec2_node_class(manifest: dict) -> None:
         assert not key.startswith(("karpenter.sh/nodepool", "karpenter.sh/nodeclaim", "karpenter.k8s.aws/ec2nodeclass"))
     assert sum(1 for b in spec.get("blockDeviceMappings", []) if b.get("rootVolume")) <= 1
     for terms in (spec["subnetSelectorTerms"], spec["securityGroupSelectorTerms"]):
-        assert terms and all(t.get("tags") and all(k and v for k, v in t["tags"].items()) for t in terms)
+        # CRD rules: "expected at least one, got none, ['tags', 'id']", "'id' is mutually exclusive",
+        # "empty tag keys or values aren't supported".
+        assert terms and all(("id" in t) != bool(t.get("tags")) for t in terms), terms
+        assert all(k and v for t in terms for k, v in t.get("tags", {}).items())
 
 
 def _cel_checks_node_pool(manifest: dict) -> None:
@@ -190,13 +195,23 @@ def test_node_pools_match_config(stack_run):
     for pool in cfg.node_pools:
         (manifest,) = [m for m in stack_run.manifests("NodePool") if m["metadata"]["name"] == pool.name]
         spec = manifest["spec"]
-        assert manifest == node_pool_manifest(pool)
+        if pool.name in multi_node_pools(cfg):  # single zone, EFA label: components/multinode_platform.py
+            assert manifest == efa_node_pool_manifest(pool, pool.name in efa_pools(cfg))
+        else:
+            assert manifest == node_pool_manifest(pool)
         template = spec["template"]["spec"]
         assert template["taints"] == [GPU_TAINT]
         assert template["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool.name}
         assert template["expireAfter"] == pool.expire_after
         reqs = {r["key"]: r for r in template["requirements"]}
-        assert reqs["karpenter.k8s.aws/instance-family"]["values"] == pool.instance_families
+        if pool.instance_types:
+            assert reqs["node.kubernetes.io/instance-type"]["values"] == pool.instance_types
+            assert "karpenter.k8s.aws/instance-family" not in reqs
+            reqs["karpenter.k8s.aws/instance-family"] = {"values": sorted({t.family for t in pool.catalog_types})}
+        else:
+            assert reqs["karpenter.k8s.aws/instance-family"]["values"] == pool.instance_families
+        if pool.zones:
+            assert reqs["topology.kubernetes.io/zone"]["values"] == pool.zones
         assert reqs["karpenter.sh/capacity-type"]["values"] == pool.capacity_types
         assert reqs["karpenter.k8s.aws/instance-gpu-count"] == {
             "key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": ["0"]}
@@ -224,11 +239,16 @@ def test_node_classes_are_imdsv2_encrypted_and_discover_private_subnets(stack_ru
         # A dated release, never @latest (that would replace every GPU node on each AMI release).
         assert spec["amiSelectorTerms"] == [{"alias": f"al2023@{pool.ami_version or 'v20260714'}"}]
         assert spec["instanceStorePolicy"] == "RAID0"  # local NVMe for images, emptyDirs (HF cache, engines)
-        assert spec["subnetSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
         assert spec["securityGroupSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
         private = [s for s in stack_run.of_type("aws:ec2/subnet:Subnet")
                    if s.inputs["tags"][SUBNET_ROLE_TAG] == "private"]
         assert len(private) == cfg.network.az_count  # spread over every AZ's private subnet
+        if pool.name in multi_node_pools(cfg):
+            # One zone: exactly the private subnet of the pool's zone.
+            (zone,) = pool.zones
+            assert spec["subnetSelectorTerms"] == [{"id": s.id} for s in private if s.inputs["availabilityZone"] == zone]
+        else:
+            assert spec["subnetSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
 
 
 def test_node_role_and_its_access_entry(stack_run):

@@ -31,13 +31,60 @@ def _model(**overrides) -> config.ModelConfig:
 
 @pytest.mark.parametrize("backend, expected", [
     ("vllm", "vllm_requests_in_flight"),
-    ("trtllm", "triton_requests_in_flight"),
+    ("trtllm", "trtllm_active_requests"),
     ("python", "triton_requests_in_flight"),
 ])
 def test_default_metric_per_backend(backend, expected):
     chosen = metrics.hpa_metric_for(backend, None)
     assert chosen.name == expected
     assert backend in chosen.backends and backend in chosen.reported_by
+
+
+@pytest.mark.parametrize("backend, metric", [("trtllm", "trtllm_active_requests"), ("vllm", "vllm_requests_in_flight")])
+def test_default_signals_read_series_sampled_while_requests_run(backend, metric):
+    """Not Triton's request durations (reported at the final response) nor vLLM's e2e latency."""
+    expr = metrics.METRICS[metric].expr
+    assert "nv_inference_request_duration_us" not in expr and "e2e_request_latency" not in expr
+    if backend == "trtllm":
+        assert 'nv_trt_llm_request_metrics{request_type="active"}' in expr
+    else:
+        assert "vllm:time_per_output_token_seconds_sum" in expr and "vllm:time_to_first_token_seconds_sum" in expr
+
+
+def test_request_rate_counts_the_served_model_only():
+    expr = metrics.METRICS["triton_request_rate"].expr_for("1m")
+    assert 'nv_inference_request_success{model!~"preprocessing|tensorrt_llm|postprocessing|tensorrt_llm_bls"}' in expr
+    with pytest.raises(config.ConfigError, match="composing model"):
+        config.parse_stack_config({**BASE, "models": [{"name": "postprocessing", "backend": "trtllm",
+                                                       "hfModelId": "a/b", "nodePool": "g6e"}]})
+
+
+def test_composing_models_match_the_trtllm_repository_the_build_writes():
+    import importlib.util
+
+    from components.model_repository_render import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("build_engine", REPO_ROOT / "model_repository/trtllm/build_engine.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert set(build.TEMPLATE_MODELS) - {"ensemble"} <= set(metrics.COMPOSING_MODELS)
+
+
+@pytest.mark.parametrize("scrape, relist, max_age", [("5s", "30s", "40s"), ("15s", "30s", "1m"),
+                                                      ("30s", "1m", "2m"), ("60s", "2m", "4m")])
+def test_adapter_listing_outlives_two_rule_evaluations(scrape, relist, max_age):
+    timing = metrics.adapter_timing(scrape)
+    assert (timing.relist_interval, timing.max_age) == (relist, max_age)
+    evaluation = metrics.duration_seconds(scrape)
+    assert metrics.duration_seconds(timing.max_age) >= metrics.duration_seconds(timing.relist_interval) + 2 * evaluation
+
+
+@pytest.mark.parametrize("interval", ["2s", "90s", "2m"])
+def test_stack_config_refuses_a_scrape_interval_the_rules_cannot_follow(interval):
+    with pytest.raises(config.ConfigError) as err:
+        config.parse_stack_config({**BASE, "monitoring": {"scrapeInterval": interval}})
+    key, message = err.value.problems[0]
+    assert key == "monitoring.scrapeInterval" and "5s to 60s" in message
 
 
 def test_catalog_backends_are_known_and_autoscaling_metrics_have_targets():
@@ -51,12 +98,15 @@ def test_metrics_that_do_not_follow_load_on_a_backend_are_refused_with_the_reaso
     # Triton's queue never fills in front of the vLLM backend's non-blocking execute().
     with pytest.raises(ValueError, match="does not follow load.*vllm_requests_in_flight"):
         metrics.hpa_metric_for("vllm", "triton_queue_time_per_request_ms")
+    # TensorRT-LLM reports request durations at the final response: no in-flight signal from them
+    with pytest.raises(ValueError, match="does not follow load.*trtllm_active_requests"):
+        metrics.hpa_metric_for("trtllm", "triton_requests_in_flight")
     with pytest.raises(ValueError, match="does not report it"):
         metrics.hpa_metric_for("vllm", "trtllm_waiting_requests")
     with pytest.raises(ValueError, match="unknown autoscaling metric 'gpu_magic'"):
         metrics.hpa_metric_for("trtllm", "gpu_magic")
-    with pytest.raises(ValueError, match="unknown autoscaling metric 'trtllm_active_requests'"):
-        metrics.hpa_metric_for("trtllm", "trtllm_active_requests")  # dashboard only
+    with pytest.raises(ValueError, match="unknown autoscaling metric 'triton_pending_requests'"):
+        metrics.hpa_metric_for("trtllm", "triton_pending_requests")  # dashboard only
 
 
 def test_stack_config_rejects_a_metric_the_backend_cannot_scale_on():
@@ -69,7 +119,7 @@ def test_stack_config_rejects_a_metric_the_backend_cannot_scale_on():
 
 def test_hpa_metric_spec_trtllm_default_target_is_half_the_engine_batch():
     spec = metrics.hpa_metric_spec(_model(engine={"maxBatchSize": 96}))
-    assert spec == {"type": "Pods", "pods": {"metric": {"name": "triton_requests_in_flight"},
+    assert spec == {"type": "Pods", "pods": {"metric": {"name": "trtllm_active_requests"},
                                              "target": {"type": "AverageValue", "averageValue": "48"}}}
 
 
@@ -113,7 +163,7 @@ def test_recording_rules_group_by_namespace_and_pod_only():
 
 
 def test_prometheus_rule_manifest_matches_the_crd():
-    manifest = metrics.prometheus_rule_manifest("monitoring", interval="30s")
+    manifest = metrics.prometheus_rule_manifest("monitoring", scrape_interval="30s")
     validate_custom_resource(manifest)
     assert manifest["spec"]["groups"][0]["interval"] == "30s"
 
@@ -148,7 +198,7 @@ def test_metrics_query_quotes_like_go():
 def test_dashboard_plots_the_records_it_names_and_every_default_hpa_metric():
     records = {m.record for m in metrics.METRICS.values()}
     exprs = [t.expr for p in triton_dashboard.panels() for t in p.targets]
-    named = {r for e in exprs for r in re.findall(r"namespace_pod:\w+:\w+", e)}
+    named = {r for e in exprs for r in re.findall(r"namespace_pod:\w+", e)}
     assert named <= records
     for name in set(metrics.DEFAULT_HPA_METRIC.values()):
         assert metrics.METRICS[name].record in named

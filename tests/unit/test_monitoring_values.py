@@ -124,3 +124,41 @@ def test_dcgm_exporter_runs_only_on_gpu_nodes_and_tolerates_their_taint():
     assert values["serviceMonitor"]["enabled"] is True
     assert values["serviceMonitor"]["interval"] == "30s"
     assert values["serviceMonitor"]["honorLabels"] is True
+
+
+# --------------------------------------------------------------------------- fits EKS, timing
+
+
+def test_control_plane_targets_eks_does_not_expose_are_not_scraped_nor_alerted_on():
+    values = _kps()
+    defaults = reference_values(versions.KUBE_PROMETHEUS_STACK.reference_values_file)
+    for component in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
+        assert defaults[component]["enabled"] is True  # the chart scrapes it unless told otherwise
+        assert values[component] == {"enabled": False}
+    off = {group for group, on in values["defaultRules"]["rules"].items() if on is False}
+    assert off == {"kubeControllerManager", "kubeSchedulerAlerting", "kubeSchedulerRecording", "etcd", "kubeProxy"}
+    assert off <= set(defaults["defaultRules"]["rules"])  # real rule-group names of chart 88.5.3
+    # what still runs on EKS stays on: kubelet, apiserver, node exporter, kube-state-metrics
+    assert "kubelet" not in values["defaultRules"]["rules"] and "kubeApiServer" not in values
+
+
+def test_retention_size_bounds_the_volume():
+    spec = _kps()["prometheus"]["prometheusSpec"]
+    assert spec["retentionSize"] == MON.retention_size == "40GB"
+
+
+def test_retention_size_must_fit_the_volume():
+    from components import config
+
+    with pytest.raises(config.ConfigError) as err:
+        config.parse_stack_config({"region": "us-west-2", "nodePools": [{"name": "g", "instanceFamilies": ["g6e"]}],
+                                   "gateway": {"tls": {"plaintextInsideVpc": True}},
+                                   "monitoring": {"storageSize": "50Gi", "retentionSize": "60GB"}})
+    assert err.value.problems[0][0] == "monitoring.retentionSize"
+
+
+@pytest.mark.parametrize("scrape, relist, max_age", [("15s", "30s", "1m"), ("60s", "2m", "4m")])
+def test_adapter_relist_and_max_age_follow_the_scrape_interval(scrape, relist, max_age):
+    values = mv.prometheus_adapter_values("monitoring", scrape)
+    assert values["metricsRelistInterval"] == relist
+    assert values["extraArguments"] == [f"--metrics-max-age={max_age}"]

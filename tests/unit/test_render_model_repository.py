@@ -30,14 +30,31 @@ def parse_config(text: str):
     return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
-def test_the_shared_config_is_triton_vllm_backend_with_custom_metrics_on():
+def test_the_shared_config_is_triton_vllm_backend():
     config = parse_config(render.VLLM_CONFIG_TEMPLATE.read_text())
     assert config.backend == "vllm"
     assert config.name == ""  # the directory name is the model name
     assert config.model_transaction_policy.decoupled
     assert config.max_batch_size == 0
     assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_MODEL]
-    assert config.parameters["REPORT_CUSTOM_METRICS"].string_value == "true"
+
+
+@pytest.mark.parametrize("overrides, reported", [
+    ({}, True),  # the default metric, vllm_requests_in_flight, is computed from vllm:* histograms
+    ({"autoscaling": {"metric": "triton_request_rate"}}, False),  # Triton core metrics only: off
+    ({"autoscaling": {"metric": "triton_request_rate"}, "vllm": {"reportCustomMetrics": True}}, True),  # opt-in
+])
+def test_report_custom_metrics_follows_the_autoscaling_metric(overrides, reported):
+    model = vllm_model(**overrides)
+    config = parse_config(render.vllm_model_files(model)[f"{model.name}/config.pbtxt"])
+    assert ("REPORT_CUSTOM_METRICS" in config.parameters) is reported
+    if reported:
+        assert config.parameters["REPORT_CUSTOM_METRICS"].string_value == "true"
+
+
+def test_custom_metrics_cannot_be_turned_off_under_a_metric_that_needs_them():
+    with pytest.raises(ValueError, match="reportCustomMetrics"):
+        vllm_model(vllm={"reportCustomMetrics": False})
 
 
 def test_the_vllm_health_check_is_on_with_the_explicit_mode_it_needs():

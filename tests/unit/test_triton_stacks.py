@@ -58,6 +58,19 @@ def one(objects: list[RecordedResource], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def workload(objects: list[RecordedResource]) -> dict[str, Any]:
+    """The model's Deployment, or for a multi-node model its LeaderWorkerSet seen as the leader's
+    Deployment-like template (labels as the LWS pod webhook sets them on leader pods)."""
+    found = [r.manifest() for r in objects if r.inputs.get("kind") in ("Deployment", "LeaderWorkerSet")]
+    assert len(found) == 1, f"expected one Deployment or LeaderWorkerSet, found {len(found)}"
+    manifest = found[0]
+    if manifest["kind"] == "Deployment":
+        return manifest
+    template = json.loads(json.dumps(manifest["spec"]["leaderWorkerTemplate"]["leaderTemplate"]))
+    template["metadata"]["labels"]["leaderworkerset.sigs.k8s.io/worker-index"] = "0"
+    return {**manifest, "spec": {"template": template}}
+
+
 def engines(run: ProgramRun, server: RecordedResource) -> list[RecordedResource]:
     return [r for r in descendants(run, server) if r.type.endswith("TrtllmEngine")]
 
@@ -93,7 +106,7 @@ def test_every_custom_resource_matches_its_crd(run):
 def test_deployments_follow_the_model_config(run):
     models = {m["name"]: m for m in run.config["tritonllm:models"]}
     for server in servers(run):
-        deployment = one(triton_objects(run, server), "Deployment")
+        deployment = workload(triton_objects(run, server))
         model = models[server.name]
         spec = deployment["spec"]["template"]["spec"]
         assert deployment["metadata"]["namespace"] == server.name
@@ -111,13 +124,13 @@ def test_hpa_metric_is_exposed_by_the_prometheus_adapter(run):
         for metric in hpa["spec"]["metrics"]:
             assert metric["type"] == "Pods"
             assert metric["pods"]["metric"]["name"] in exposed, (server.name, metric, sorted(exposed))
-        assert hpa["spec"]["scaleTargetRef"]["name"] == one(triton_objects(run, server), "Deployment")["metadata"]["name"]
+        assert hpa["spec"]["scaleTargetRef"]["name"] == workload(triton_objects(run, server))["metadata"]["name"]
 
 
 def test_pod_monitor_selects_the_pods_and_their_metrics_port(run):
     for server in servers(run):
         objects = triton_objects(run, server)
-        monitor, deployment = one(objects, "PodMonitor"), one(objects, "Deployment")
+        monitor, deployment = one(objects, "PodMonitor"), workload(objects)
         template = deployment["spec"]["template"]
         assert monitor["metadata"]["namespace"] == deployment["metadata"]["namespace"]
         assert monitor["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
@@ -142,7 +155,7 @@ def test_the_triton_role_can_only_read_its_own_prefix(run):
     bucket_arn = _bucket_arn(run)
     for server in servers(run):
         objects = triton_objects(run, server)
-        deployment = one(objects, "Deployment")
+        deployment = workload(objects)
         key = deployment["spec"]["template"].get("metadata", {}).get("annotations", {}).get("tritonllm.io/engine-key")
         prefix = f"engines/{key}" if key else f"models/{server.name}"
         policy = _policy_of(run, f"{server.name}-triton")
@@ -181,7 +194,7 @@ def test_the_triton_role_can_only_read_its_own_prefix(run):
 def test_trtllm_engines_are_built_where_they_are_served_and_staged_by_key(run):
     for server in servers(run):
         found = engines(run, server)
-        deployment = one(triton_objects(run, server), "Deployment")
+        deployment = workload(triton_objects(run, server))
         if deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("vllm-python-py3"):
             assert not found
             continue
@@ -218,5 +231,5 @@ def test_secrets_stay_secret():
             objects = triton_objects(run, server)
             pull = [r for r in objects if r.inputs.get("type") == "kubernetes.io/dockerconfigjson"]
             assert len(pull) == 1 and pull[0].is_secret("stringData")
-            deployment = one(objects, "Deployment")
+            deployment = workload(objects)
             assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": tm.IMAGE_PULL_SECRET}]

@@ -53,6 +53,11 @@ class TritonPythonModel:
                 "model_transaction_policy { decoupled: true } is required so that responses can stream"
             )
         params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
+        # declared for clients (tritonllm client/bench explain queueing from it); execute() below
+        # generates one request at a time, so no other value would be true
+        if params.get("max_concurrent_requests", "1").strip() != "1":
+            raise pb_utils.TritonModelException(
+                "parameter max_concurrent_requests must be 1: this model generates one request at a time")
         self.defaults = EngineDefaults.from_parameters(params)
         self.input_names = {i["name"] for i in self.model_config["input"]}
         self.output_names = {o["name"] for o in self.model_config["output"]}
@@ -71,11 +76,15 @@ class TritonPythonModel:
             f"(warm-up {self.engine.warmup_seconds:.2f}s, n_ctx={self.engine.n_ctx})"
         )
         self._setup_metrics(params.get("REPORT_CUSTOM_METRICS", "true").lower() == "true")
+        # `tritonllm serve` creates this file when its grace period on Ctrl-C/SIGTERM is over: Triton
+        # cannot cancel a running generation itself, so each one ends at its next token.
+        self.stop_file = os.environ.get("TRITONLLM_STOP_FILE") or None
 
     # ------------------------------------------------------------------ metrics
     def _setup_metrics(self, enabled: bool) -> None:
         self.metrics = None
         self.failure_metrics = {}
+        self.executing = None
         if not enabled:
             return
         labels = {"model": self.model_name, "version": str(self.model_version)}
@@ -99,7 +108,15 @@ class TritonPythonModel:
             description="Requests answered with an error by the model, by reason",
             kind=pb_utils.MetricFamily.COUNTER,
         )
-        self._families = {**families, "failure": failures}
+        # Requests this instance is generating (Triton's nv_inference_pending_request_count has the
+        # queued ones): `tritonllm serve` reports their sum when it is asked to stop.
+        executing = pb_utils.MetricFamily(
+            name="tritonllm_requests_executing",
+            description="Requests being generated right now",
+            kind=pb_utils.MetricFamily.GAUGE,
+        )
+        self.executing = executing.Metric(labels=labels)
+        self._families = {**families, "failure": failures, "executing": executing}
         self.metrics = {name: family.Metric(labels=labels) for name, family in families.items()}
         self.failure_metrics = {
             reason: failures.Metric(labels={**labels, "reason": reason})
@@ -154,9 +171,9 @@ class TritonPythonModel:
             outputs.append(pb_utils.Tensor("num_output_tokens", np.array([num_tokens], dtype=np.uint32)))
         return pb_utils.InferenceResponse(output_tensors=outputs)
 
-    def _error(self, sender, message: str, code) -> None:
+    def _error(self, sender, message: str, code, reason: str | None = None) -> None:
         if self.metrics:
-            reason = {pb_utils.TritonError.INVALID_ARG: "invalid_argument"}.get(code, "internal")
+            reason = reason or {pb_utils.TritonError.INVALID_ARG: "invalid_argument"}.get(code, "internal")
             if code == getattr(pb_utils.TritonError, "CANCELLED", None):
                 reason = "cancelled"
             self.failure_metrics[reason].increment(1)
@@ -172,8 +189,17 @@ class TritonPythonModel:
         # One generation at a time on this instance; Triton queues the rest (visible in
         # nv_inference_queue_duration_us). Responses go out through each request's sender.
         for request in requests:
-            self._serve(request)
+            if self.executing is not None:
+                self.executing.increment(1)
+            try:
+                self._serve(request)
+            finally:
+                if self.executing is not None:
+                    self.executing.increment(-1)
         return None
+
+    def _stopping(self) -> bool:
+        return self.stop_file is not None and os.path.exists(self.stop_file)
 
     def _serve(self, request) -> None:
         sender = request.get_response_sender()
@@ -193,7 +219,14 @@ class TritonPythonModel:
             self._error(sender, f"could not parse the request: {exc}", pb_utils.TritonError.INVALID_ARG)
             return
 
-        cancelled = getattr(sender, "is_cancelled", lambda: False)
+        if self._stopping():
+            self._error(sender, "the server is shutting down", pb_utils.TritonError.UNAVAILABLE, "cancelled")
+            return
+        client_cancelled = getattr(sender, "is_cancelled", lambda: False)
+
+        def cancelled() -> bool:
+            return client_cancelled() or self._stopping()
+
         total_tokens = 0
         first_text_at = None
         pieces: list[str] = []
@@ -203,6 +236,10 @@ class TritonPythonModel:
                 if chunk.text and first_text_at is None:
                     first_text_at = time.perf_counter()
                 if chunk.finish_reason == "cancelled":
+                    if self._stopping():
+                        self._error(sender, "request cancelled: the server is shutting down",
+                                    pb_utils.TritonError.UNAVAILABLE, "cancelled")
+                        return
                     code = getattr(pb_utils.TritonError, "CANCELLED", pb_utils.TritonError.UNAVAILABLE)
                     self._error(sender, "request cancelled", code)
                     return

@@ -1,0 +1,325 @@
+"""The multi-node launch wiring, run for real: generated scripts, real sshd, real mpirun (Open MPI).
+
+Two "pods" of one LeaderWorkerSet group on this machine: each is its own sshd (Debian
+openssh-server) on its own loopback address, started by the generated worker.sh / leader.sh with the
+environment the LeaderWorkerSet manifest gives its containers plus what LWS injects
+(LWS_LEADER_ADDRESS, LWS_GROUP_SIZE, LWS_WORKER_INDEX). The only stand-ins: cluster DNS (an ssh_config
+include maps the pods' DNS names to their loopback addresses) and tritonserver (a script that records
+its rank, world size, pod, arguments and environment, then serves forever, i.e. sleeps).
+
+Needs `mpirun` (openmpi-bin) and `sshd` (openssh-server); runs as root like the Triton image does
+(so mpirun needs --allow-run-as-root, which leader.sh adds for uid 0).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from components import multinode
+from components.config import parse_stack_config
+from tests.unit.harness import load_stack_config
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("mpirun") and Path("/usr/sbin/sshd").exists() and shutil.which("ssh-keygen")),
+    reason="needs openmpi-bin and openssh-server (apt-get install openmpi-bin openssh-server)")
+
+DEADLINE = 120  # seconds for anything to happen on a loaded 2-core machine; checks poll, never sleep blindly
+
+
+def _config():
+    raw = {k.split(":", 1)[1]: v for k, v in load_stack_config("multinode").items() if k.startswith("tritonllm:")}
+    cfg = parse_stack_config(raw, {"hfToken"})
+    (model,) = [m for m in cfg.models if m.multi_node]
+    return cfg, model
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _pod_processes(run_dir: Path) -> list[int]:
+    """Every process of one "pod": its container processes and what sshd sessions started in it.
+
+    A container's processes die with it whatever their parentage (orted daemonizes); here the pod
+    boundary is the TRITONLLM_RUN_DIR in their environment (the pod's env, or sshd's SetEnv).
+    """
+    marker = f"TRITONLLM_RUN_DIR={run_dir}\0".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _kill_pod(run_dir: Path, proc: subprocess.Popen | None = None) -> None:
+    for pid in [*([proc.pid] if proc else []), *_pod_processes(run_dir)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if proc is not None:
+        proc.wait(timeout=30)
+
+
+def _wait_for(predicate, what: str, timeout: float = DEADLINE):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Group:
+    """One LWS group (leader + workers) as sshd processes on 127.0.0.x, from the generated scripts."""
+
+    def __init__(self, tmp: Path, cfg, model, scripts: dict[str, str] | None = None):
+        self.tmp, self.cfg, self.model = tmp, cfg, model
+        self.scripts = scripts or multinode.launch_scripts(model, cfg)
+        self.nodes = model.multi_node.nodes
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.port = _free_port()
+        self.namespace = model.name
+        self.leader_host = f"{multinode.LWS_NAME}-0"
+        self.domain = f"{multinode.LWS_NAME}.{self.namespace}"
+        self.ranks_dir = tmp / "ranks"
+        self.ranks_dir.mkdir()
+        self._write_secret()
+        self._write_launch_dir()
+        self._write_stand_in()
+        self.manifest = multinode.leader_worker_set_manifest(model, cfg, bucket="bucket", engine_key="k" * 64)
+
+    def _write_secret(self) -> None:
+        keys = self.tmp / "keys"
+        keys.mkdir()
+        for name in ("client", "host"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
+        data = multinode.ssh_secret_data((keys / "client").read_text(), (keys / "client.pub").read_text(),
+                                         (keys / "host").read_text(), (keys / "host.pub").read_text())
+        self.secret_dir = self.tmp / "secret"
+        self.secret_dir.mkdir()
+        for key, value in data.items():
+            (self.secret_dir / key).write_text(value)
+            (self.secret_dir / key).chmod(0o400)
+
+    def _write_launch_dir(self) -> None:
+        self.launch_dir = self.tmp / "launch"
+        self.launch_dir.mkdir()
+        for name, text in self.scripts.items():
+            (self.launch_dir / name).write_text(text)
+            (self.launch_dir / name).chmod(0o555)
+
+    def _write_stand_in(self) -> None:
+        self.stand_in = self.tmp / "tritonserver"
+        self.stand_in.write_text(f"""#!/bin/sh
+out="{self.ranks_dir}/rank-$OMPI_COMM_WORLD_RANK"
+{{ echo "pid=$$"; echo "pod=${{TRITONLLM_POD:-}}"; echo "args=$*"
+   env | grep -E '^(OMPI_COMM_WORLD_(RANK|SIZE|LOCAL_RANK)|(FI|NCCL|TRTLLM)_[A-Z0-9_]*)=' ; }} > "$out.tmp"
+mv "$out.tmp" "$out"
+echo "stand-in tritonserver: rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE on ${{TRITONLLM_POD:-?}}"
+exec sleep 600
+""")
+        self.stand_in.chmod(0o755)
+
+    def address(self, index: int) -> str:
+        return f"127.0.0.{10 + index}"
+
+    def hostname(self, index: int) -> str:
+        return self.leader_host if index == 0 else f"{self.leader_host}-{index}"
+
+    def env(self, index: int) -> dict[str, str]:
+        template = "leaderTemplate" if index == 0 else "workerTemplate"
+        container = self.manifest["spec"]["leaderWorkerTemplate"][template]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # as the pod spec sets them
+        run_dir = self.run_dir(index)
+        (run_dir / "ssh_config.d").mkdir(parents=True, exist_ok=True)
+        # Cluster DNS stand-in: the group's pod DNS names -> their loopback addresses.
+        (run_dir / "ssh_config.d" / "dns.conf").write_text("".join(
+            f"Host {self.hostname(i)}.{self.domain}\n  HostName {self.address(i)}\n" for i in range(self.nodes)))
+        env.update({
+            "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
+            # injected by the LWS pod webhook
+            "LWS_LEADER_ADDRESS": f"{self.leader_host}.{self.domain}",
+            "LWS_GROUP_SIZE": str(self.nodes), "LWS_WORKER_INDEX": str(index),
+            "POD_NAME": self.hostname(index),  # downward API metadata.name
+            # where the Secret / ConfigMap / emptyDir are mounted in this "pod"
+            "TRITONLLM_SSH_DIR": str(self.secret_dir), "TRITONLLM_LAUNCH_DIR": str(self.launch_dir),
+            "TRITONLLM_RUN_DIR": str(run_dir), "SSH_PORT": str(self.port), "SSH_LISTEN_ADDRESS": self.address(index),
+            "TRITONSERVER": str(self.stand_in), "WORKER_WAIT_SECONDS": str(DEADLINE),
+        })
+        return env
+
+    def start(self, index: int) -> subprocess.Popen:
+        script = "leader.sh" if index == 0 else "worker.sh"
+        log = open(self.tmp / f"pod-{index}.log", "w")
+        proc = subprocess.Popen(["/bin/sh", str(self.launch_dir / script)], env=self.env(index),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[index] = proc
+        return proc
+
+    def log(self, index: int) -> str:
+        return (self.tmp / f"pod-{index}.log").read_text()
+
+    def ranks(self) -> dict[int, dict[str, str]]:
+        found = {}
+        for path in self.ranks_dir.glob("rank-*"):
+            if path.name.endswith(".tmp"):
+                continue
+            lines = path.read_text().splitlines()
+            found[int(path.name.split("-")[1])] = dict(line.split("=", 1) for line in lines if "=" in line)
+        return found
+
+    def run_dir(self, index: int) -> Path:
+        return self.tmp / f"pod-{index}"
+
+    def kill(self, index: int) -> None:
+        _kill_pod(self.run_dir(index), self.procs.get(index))
+
+    def stop(self) -> None:
+        for index in range(self.nodes):
+            self.kill(index)
+        for rank in self.ranks().values():
+            if "pid" in rank and _alive(int(rank["pid"])):
+                os.kill(int(rank["pid"]), signal.SIGKILL)
+
+
+@pytest.fixture
+def group(tmp_path):
+    cfg, model = _config()
+    g = Group(tmp_path, cfg, model)
+    yield g
+    g.stop()
+
+
+def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a_worker(group):
+    model, cfg = group.model, group.cfg
+    world = model.parallel_gpus
+    gpn = multinode.instance_type(model, cfg).gpus
+    assert group.nodes == 2 and world == 8 and gpn == 4  # the seed's shape: 2 nodes x 4 GPUs, TP4 x PP2
+
+    # LeaderCreated: the leader starts first and must wait for its workers' sshd.
+    leader = group.start(0)
+    _wait_for(lambda: "hostfile:" in group.log(0), "the leader to write its hostfile")
+    assert leader.poll() is None, group.log(0)
+    workers = [group.start(i) for i in range(1, group.nodes)]
+
+    def all_ranks():
+        assert leader.poll() is None, f"the leader exited early:\n{group.log(0)}"
+        return (r := group.ranks()) and len(r) == world and r
+
+    ranks = _wait_for(all_ranks, f"{world} ranks to start")
+    log = group.log(0)
+    hosts = [f"{group.hostname(i)}.{group.domain} slots={gpn} max_slots={gpn}" for i in range(group.nodes)]
+    assert all(h in log for h in hosts), log
+
+    expected_env = multinode.nccl_env(model, cfg)
+    assert expected_env["FI_PROVIDER"] == "efa" and "FI_EFA_USE_DEVICE_RDMA" not in expected_env  # g5: no RDMA
+    for rank, info in sorted(ranks.items()):
+        assert info["OMPI_COMM_WORLD_SIZE"] == str(world)
+        assert info["OMPI_COMM_WORLD_RANK"] == str(rank)
+        # map-by slot: ranks 0-3 (pipeline stage 0, one TP group) on the leader, 4-7 on the worker
+        assert info["pod"] == group.hostname(rank // gpn), (rank, info)
+        assert info["OMPI_COMM_WORLD_LOCAL_RANK"] == str(rank % gpn)
+        # ssh sessions start with a clean environment: the leader forwards NCCL/EFA settings (-x)
+        for key, value in expected_env.items():
+            assert info.get(key) == value, (rank, key, info)
+        args = info["args"].split()
+        assert f"--id=rank{rank}" in args and "--disable-auto-complete-config" in args
+        assert f"--backend-config=python,shm-region-prefix-name=prefix{rank}_" in args
+        if rank == 0:
+            assert "--model-control-mode=none" in args and "--allow-http=false" not in args
+        else:
+            assert {"--model-control-mode=explicit", "--load-model=tensorrt_llm", "--allow-http=false",
+                    "--allow-grpc=false", "--allow-metrics=false"} <= set(args), args
+    assert leader.poll() is None and all(w.poll() is None for w in workers)
+
+    # A worker pod dies (its container: sshd and everything its sessions started there).
+    group.kill(1)
+    code = _wait_for(lambda: leader.poll(), "the leader to exit after losing a worker")
+    assert code != 0  # the leader container fails -> RecreateGroupOnPodRestart recreates the group
+    # mpirun takes its remaining ranks down with it: nothing of the group keeps serving.
+    _wait_for(lambda: not any(_alive(int(r["pid"])) for r in group.ranks().values()), "every rank to stop",
+              timeout=60)
+
+
+def test_leader_gives_up_when_a_worker_never_answers(group, monkeypatch):
+    """A worker that never comes up: the leader fails (so LWS recreates the group) instead of hanging."""
+    env = group.env(0)
+    env["WORKER_WAIT_SECONDS"] = "3"
+    log = open(group.tmp / "pod-0.log", "w")
+    proc = subprocess.Popen(["/bin/sh", str(group.launch_dir / "leader.sh")], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    group.procs[0] = proc
+    code = _wait_for(lambda: proc.poll(), "the leader to give up", timeout=60)
+    assert code == 1
+    assert f"{group.hostname(1)}.{group.domain} did not answer over ssh" in group.log(0)
+    assert not group.ranks()
+
+
+def test_hostfile_names_every_pod_of_the_group(tmp_path):
+    script = tmp_path / "hostfile.sh"
+    script.write_text(multinode.hostfile_script(8))
+    env = {"PATH": os.environ["PATH"], "LWS_LEADER_ADDRESS": "triton-mn-3.triton-mn.big-model", "LWS_GROUP_SIZE": "3"}
+    out = subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "triton-mn-3.triton-mn.big-model slots=8 max_slots=8",
+        "triton-mn-3-1.triton-mn.big-model slots=8 max_slots=8",
+        "triton-mn-3-2.triton-mn.big-model slots=8 max_slots=8",
+    ]
+    missing = subprocess.run(["/bin/sh", str(script)], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True)
+    assert missing.returncode != 0 and "LWS_LEADER_ADDRESS" in missing.stderr
+
+
+def test_nccl_test_launch_runs_all_reduce_on_every_gpu_of_the_group(tmp_path):
+    """The NCCL test's leader script (same SSH wiring, all_reduce_perf instead of tritonserver), for real."""
+    cfg, model = _config()
+    group = Group(tmp_path, cfg, model, scripts=multinode.nccl_test_scripts(model, cfg))
+    stand_in = tmp_path / "all_reduce_perf"
+    stand_in.write_text(f"""#!/bin/sh
+echo "rank=$OMPI_COMM_WORLD_RANK size=$OMPI_COMM_WORLD_SIZE pod=$TRITONLLM_POD args=$* fi=${{FI_PROVIDER:-}}" \\
+  > "{group.ranks_dir}/rank-$OMPI_COMM_WORLD_RANK"
+if [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then echo "# Avg bus bandwidth    : 1.2345"; fi
+""")
+    stand_in.chmod(0o755)
+    try:
+        envs = {0: {"ALL_REDUCE_PERF": str(stand_in), "MPIRUN": shutil.which("mpirun")}}
+        for index in range(group.nodes):
+            env = group.env(index)
+            env.update(envs.get(index, {}))
+            log = open(group.tmp / f"pod-{index}.log", "w")
+            group.procs[index] = subprocess.Popen(
+                ["/bin/sh", str(group.launch_dir / ("leader.sh" if index == 0 else "worker.sh"))], env=env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        code = _wait_for(lambda: group.procs[0].poll() is not None and [group.procs[0].returncode],
+                         "the NCCL test leader to finish")
+        assert code == [0], group.log(0)
+        assert multinode.parse_bus_bandwidth(group.log(0)) == 1.2345
+        lines = [p.read_text() for p in group.ranks_dir.glob("rank-*")]
+        assert len(lines) == model.parallel_gpus
+        assert all("size=8" in line and "fi=efa" in line and "-b 8 -e 2G" in line for line in lines), lines
+        assert sorted(line.split("pod=")[1].split()[0] for line in lines) == \
+            [group.hostname(0)] * 4 + [group.hostname(1)] * 4
+    finally:
+        group.stop()
