@@ -16,6 +16,7 @@ import pytest
 
 from components import config as config_module
 from components.config import ConfigError, parse_stack_config
+from tests.multinode import test_config as multinode_config
 from tests.unit import test_config_errors
 from pulumi.runtime import config as runtime_config
 
@@ -57,6 +58,12 @@ MORE_CASES = [
     BadConfig("api-keys-not-strings", "dev", {}, "apiKeys", "JSON list", secrets={"apiKeys": '{"ci": "not-a-list"}'}),
     BadConfig("api-key-name-twice", "dev", {}, "apiKeys", "give every key its own name",
               secrets={"apiKeys": '["ci:' + "a" * 40 + '", "ci:' + "b" * 40 + '"]'}),
+    BadConfig("retention-size-fills-the-volume", "vllm", {"monitoring.retentionSize": "100GB"},
+              "monitoring.retentionSize", "keep it about 20% below"),
+    BadConfig("vllm-metric-without-custom-metrics", "vllm", {"models[0].vllm.reportCustomMetrics": False},
+              "models[0].vllm.reportCustomMetrics", "remove the key or pick autoscaling.metric"),
+    BadConfig("model-named-like-a-composing-model", "dev", {"models[0].name": "preprocessing"},
+              "models[0].name", "choose another name"),
 ]
 
 # Raises in config.py that no stack config can reach: defensive, behind a validation that fails first.
@@ -162,7 +169,7 @@ def _read_config() -> ConfigError | None:
 
 
 def test_every_config_check_is_reached_by_a_bad_config_case():
-    cases = test_config_errors.CASES + MORE_CASES
+    cases = test_config_errors.CASES + MORE_CASES + multinode_config.CASES
     ran: set[int] = set()
     for case in cases:
         ran |= _lines_run_by(case)
@@ -171,5 +178,5 @@ def test_every_config_check_is_reached_by_a_bad_config_case():
     missing = {line: text for line, text in checks.items() if line not in ran}
     assert not missing, (
         "checks in components/config.py that no bad-config case reaches; add a BadConfig case "
-        "(tests/unit/test_config_errors.py or test_config_checks.py) for each:\n"
+        "(tests/unit/test_config_errors.py, test_config_checks.py or tests/multinode/test_config.py) for each:\n"
         + "\n".join(f"  config.py:{line}: {text}" for line, text in sorted(missing.items())))
