@@ -12,17 +12,20 @@ from tests.unit.conftest import stack_run_for
 from tests.unit.harness import ProgramRun, RecordedResource, run_program, stack_files
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+LEADER_WORKER_SET = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
 TRITON_TYPE = "tritonllm:serving:TritonLLM"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 
 def triton_deployments(run: ProgramRun) -> dict[str, RecordedResource]:
-    """Model name -> the Deployment its TritonLLM component registers."""
+    """Model name -> the workload its TritonLLM component registers: a Deployment, or for a
+    multi-node model a LeaderWorkerSet (the HPA scales either)."""
     found = {}
     for server in run.of_type(TRITON_TYPE):
-        (deployment,) = [r for r in run.of_type(DEPLOYMENT) if server in run.ancestors(r)]
-        found[server.name] = deployment
-    assert found, "no TritonLLM Deployment in the program"
+        (workload,) = [r for r in run.of_type(DEPLOYMENT) + run.of_type(LEADER_WORKER_SET)
+                       if server in run.ancestors(r)]
+        found[server.name] = workload
+    assert found, "no TritonLLM workload in the program"
     return found
 
 
@@ -57,17 +60,19 @@ def test_rollouts_wait_an_hour_for_a_cold_start(run):
 def test_hpa_scales_up_fast_and_down_one_replica_at_a_time(run):
     models = {m["name"]: m for m in run.config["tritonllm:models"]}
     hpas = hpas_by_namespace(run)
-    for model in triton_deployments(run):
+    for model, workload in triton_deployments(run).items():
+        multi_node = workload.type == LEADER_WORKER_SET
         behavior = hpas[model]["spec"]["behavior"]
         up, down = behavior["scaleUp"], behavior["scaleDown"]
         autoscaling = models[model].get("autoscaling", {})
         # Windows: the config's, defaulting to react at once upwards and wait 5 minutes downwards.
         assert up["stabilizationWindowSeconds"] == autoscaling.get("scaleUpStabilizationSeconds", 0)
         assert down["stabilizationWindowSeconds"] == autoscaling.get("scaleDownStabilizationSeconds", 300)
-        # Up: the larger of +2 pods or +100 % per minute (a new replica waits minutes for a GPU node).
+        # Up: the larger of +2 pods or +100 % per minute (a new replica waits minutes for a GPU node);
+        # a multi-node group needs `nodes` GPU nodes: one group per 5 minutes.
         assert up["selectPolicy"] == "Max"
-        assert {(p["type"], p["value"], p["periodSeconds"]) for p in up["policies"]} == {
-            ("Pods", 2, 60), ("Percent", 100, 60)}
+        expected_up = {("Pods", 1, 300)} if multi_node else {("Pods", 2, 60), ("Percent", 100, 60)}
+        assert {(p["type"], p["value"], p["periodSeconds"]) for p in up["policies"]} == expected_up
         # Down: at most one pod per two minutes (a cold start is expensive to redo).
         assert down["selectPolicy"] == "Min"
         assert {(p["type"], p["value"], p["periodSeconds"]) for p in down["policies"]} == {("Pods", 1, 120)}
@@ -151,5 +156,9 @@ def test_load_balancers_and_karpenter_find_the_right_subnets(run):
         assert tags.get("karpenter.sh/discovery") == cluster
     for tags in by_role["pods"]:
         assert not {"kubernetes.io/role/elb", "kubernetes.io/role/internal-elb", "karpenter.sh/discovery"} & set(tags)
+    # Node classes select the private subnets: by the discovery tag, or (one-AZ EFA pools) by the
+    # id of a private subnet.
+    private_ids = {r.id for r in subnets if r.inputs["tags"]["tritonllm/subnet-role"] == "private"}
     for node_class in run.manifests("EC2NodeClass"):
-        assert {"tags": {"karpenter.sh/discovery": cluster}} in node_class["spec"]["subnetSelectorTerms"]
+        for term in node_class["spec"]["subnetSelectorTerms"]:
+            assert term == {"tags": {"karpenter.sh/discovery": cluster}} or term.get("id") in private_ids, term
