@@ -112,9 +112,10 @@ def run(engine, req):
     return "".join(c.text for c in chunks), sum(c.num_tokens for c in chunks), chunks[-1].finish_reason, chunks
 
 
-def test_engine_loads_the_packaged_gguf_quickly(engine):
+def test_engine_loads_the_packaged_gguf(engine):
+    # How fast it loads is a figure, not a pass/fail check on a shared machine: `make bench-local`
+    # (benchmarks/local_overhead.py) measures the warm load against its 10 s target.
     assert engine.model_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert engine.load_seconds < 10
     assert engine.n_ctx == 1024
 
 

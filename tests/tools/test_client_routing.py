@@ -14,23 +14,23 @@ from pathlib import Path
 
 import pytest
 
-grpc = pytest.importorskip("grpc")
-service_pb2 = pytest.importorskip("tritonclient.grpc.service_pb2")
-service_pb2_grpc = pytest.importorskip("tritonclient.grpc.service_pb2_grpc")
-model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+import grpc
+# requirements-local.txt (installed by `make setup`): a missing client SDK fails, never skips
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from components import gateway_manifests  # noqa: E402
-from tritonllm import client  # noqa: E402
+from components import gateway_manifests
+from tritonllm import client
 
 MODEL = "mistral-7b-instruct"
 
 
 def test_client_header_is_the_one_the_gateway_matches():
     assert client.MODEL_HEADER == gateway_manifests.MODEL_HEADER
-    route = gateway_manifests.grpc_route_manifest(MODEL, MODEL, "triton", "gw", "gw-ns") \
-        if hasattr(gateway_manifests, "grpc_route_manifest") else None
-    if route is not None:
-        assert client.MODEL_HEADER in json.dumps(route) and MODEL in json.dumps(route)
+    route = gateway_manifests.grpc_route_manifest(MODEL, MODEL, "triton", "gw", "gw-ns")
+    # the route matches exactly this header name with exactly the model's name
+    matches = [h for rule in route["spec"]["rules"] for m in rule.get("matches", []) for h in m.get("headers", [])]
+    assert {"type": "Exact", "name": client.MODEL_HEADER, "value": MODEL} in [
+        {"type": h.get("type", "Exact"), "name": h["name"], "value": h["value"]} for h in matches], matches
 
 
 class RecordingTriton(service_pb2_grpc.GRPCInferenceServiceServicer):

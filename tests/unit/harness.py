@@ -7,7 +7,7 @@
 
     run.resources / run.of_type(token) / run.one(token, name=None)   # RecordedResource:
         .type .name .inputs (wire names, secrets unwrapped, resource refs as URNs) .outputs
-        .urn .id .provider .parent .dependencies .ignore_changes .secret_inputs .is_secret(path)
+        .urn .id .provider .parent .dependencies .ignore_changes .custom_timeouts .secret_inputs .is_secret(path)
     run.within("tritonllm:platform:Storage")                 # only that component's resources
     run.k8s_objects(kind) / run.manifests(kind)              # Kubernetes objects, as manifests
     run.helm_releases() / run.helm_release(chart)
@@ -164,6 +164,7 @@ class RecordedResource:
     dependencies: list[str]  # URNs from depends_on and input dependencies
     secret_inputs: set[str]  # dotted paths of inputs that were Pulumi secrets
     ignore_changes: list[str] = field(default_factory=list)  # as sent to the engine (Pulumi property paths)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)  # {"create": "60m", ...}, only those set
 
     @property
     def physical_name(self) -> str | None:
@@ -442,7 +443,8 @@ class _RecordingMocks(runtime_mocks.Mocks):
         return self.new_resource_with(args, urn="", parent="", dependencies=[], remote=False, wire_inputs=None)
 
     def new_resource_with(self, args, urn: str, parent: str, dependencies: list[str], remote: bool,
-                          wire_inputs: dict[str, Any] | None, ignore_changes: list[str] | None = None):
+                          wire_inputs: dict[str, Any] | None, ignore_changes: list[str] | None = None,
+                          custom_timeouts: dict[str, str] | None = None):
         # Record from the wire form (resource references still references, secrets still marked).
         inputs, secret_paths = _unwrap_secrets(wire_inputs if wire_inputs is not None else args.inputs)
         inputs = _plain(inputs)
@@ -455,6 +457,7 @@ class _RecordingMocks(runtime_mocks.Mocks):
             type=typ, name=name, inputs=inputs, outputs=_plain(_unwrap_secrets(outputs)[0]), urn=urn, id=id_,
             custom=bool(args.custom), remote=remote, provider=args.provider or "", parent=parent,
             dependencies=list(dependencies), secret_inputs=secret_paths, ignore_changes=list(ignore_changes or []),
+            custom_timeouts=dict(custom_timeouts or {}),
         )
         with self.lock:
             self.resources.append(record)
@@ -658,6 +661,9 @@ class _RecordingMonitor(runtime_mocks.MockMonitor):
             args, urn=urn, parent=request.parent, dependencies=list(request.dependencies),
             remote=bool(request.remote), wire_inputs=json_format.MessageToDict(request.object),
             ignore_changes=list(request.ignoreChanges),
+            custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
+                                               ("update", request.customTimeouts.update),
+                                               ("delete", request.customTimeouts.delete)) if v},
         )
         obj_proto = _sync_await(rpc.serialize_properties(state, {}))
         self.resources[urn] = runtime_mocks.MockMonitor.ResourceRegistration(urn, id_, state)

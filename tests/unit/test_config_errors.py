@@ -3,7 +3,8 @@
 Each case runs the real program under mocks with one mistake added to a committed
 stack file, and checks that (1) the program raised ConfigError, (2) not a single
 resource (not even the AWS provider) was registered, and (3) the message names
-the offending key and says how to fix it.
+the offending key and says how to fix it. tests/unit/test_config_checks.py has more cases and
+checks that every validation in components/config.py is reached by one of them.
 """
 from __future__ import annotations
 
@@ -117,10 +118,6 @@ def test_bad_config_fails_before_any_resource(case: BadConfig):
     for value in (case.secrets or {}).values():
         for key in json.loads(value) if isinstance(value, str) and value.startswith("[") else []:
             assert key.split(":")[-1] not in str(run.error)
-
-
-def test_at_least_ten_distinct_mistakes_are_covered():
-    assert len({c.id for c in CASES}) >= 10 and len({c.key for c in CASES}) >= 10
 
 
 def test_every_committed_stack_is_valid(stack_run):

@@ -1,50 +1,31 @@
-"""The Monitoring component under Pulumi mocks (tests/unit/harness.py).
-
-The component runs inside a small program of its own here (the lead wires it
-into __main__.py): config from the stack file, an AWS provider passed through
-opts, a Kubernetes provider passed explicitly.
+"""The Monitoring component inside the whole program (`__main__.py`) under Pulumi mocks
+(tests/unit/harness.py): `run` is the program's run, `mon` only the Monitoring component's resources.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from components import metrics, monitoring_values as mv, versions
 from tests.helm_values import assert_values_keys_exist
 from tests.k8s_schema import validate_custom_resource
+from tests.unit.conftest import stack_run_for
 from tests.unit.harness import ProgramRun, plain_occurrences, run_program
 
-PROGRAM = '''
-import pulumi
-import pulumi_aws as aws
-import pulumi_kubernetes as kubernetes
-from components import config
-from components.monitoring import Monitoring
-
-cfg = config.read_pulumi_config()
-aws_provider = aws.Provider("aws", region=cfg.region)
-k8s_provider = kubernetes.Provider("k8s", kubeconfig="{}")
-mon = Monitoring("monitoring", cfg, k8s_provider, opts=pulumi.ResourceOptions(providers={"aws": aws_provider}))
-pulumi.export("grafanaSecretName", mon.grafana_secret_name)
-pulumi.export("grafanaPortForwardCommand", mon.grafana_port_forward_command)
-pulumi.export("grafanaReadPasswordCommand", mon.grafana_read_password_command)
-pulumi.export("prometheusUrl", mon.prometheus_url)
-'''
+MONITORING_TYPE = "tritonllm:index:Monitoring"
 
 
 @pytest.fixture(scope="module")
-def program(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("program") / "monitoring_program.py"
-    path.write_text(PROGRAM)
-    return path
+def run() -> ProgramRun:
+    return stack_run_for("vllm")
 
 
 @pytest.fixture(scope="module")
-def run(program) -> ProgramRun:
-    return run_program("vllm", program=program)
+def mon(run) -> ProgramRun:
+    scoped = run.within(MONITORING_TYPE)
+    assert scoped.resources, "the program builds no Monitoring component"
+    return scoped
 
 
 def _password(run: ProgramRun) -> str:
@@ -54,8 +35,8 @@ def _password(run: ProgramRun) -> str:
     return value
 
 
-def test_grafana_password_never_appears_in_plain_text_in_any_resource_input(run):
-    password = _password(run)
+def test_grafana_password_never_appears_in_plain_text_in_any_resource_input(run, mon):
+    password = _password(mon)
     holders = []
     for resource in run.resources:
         for path in plain_occurrences(resource.inputs, password):
@@ -69,17 +50,17 @@ def test_grafana_password_never_appears_in_plain_text_in_any_resource_input(run)
     assert not plain_occurrences(run.outputs, password)
 
 
-def test_grafana_reads_the_kubernetes_secret_made_from_the_generated_password(run):
-    secret = run.one("kubernetes:core/v1:Secret")
+def test_grafana_reads_the_kubernetes_secret_made_from_the_generated_password(mon):
+    secret = mon.one("kubernetes:core/v1:Secret")
     assert secret.get("metadata.namespace") == mv.NAMESPACE
     assert secret.get(f"stringData.{mv.GRAFANA_USER_KEY}") == mv.GRAFANA_ADMIN_USER
-    kps = run.helm_release("kube-prometheus-stack")
+    kps = mon.helm_release("kube-prometheus-stack")
     assert kps.get("values.grafana.admin.existingSecret") == secret.get("metadata.name")
     assert secret.urn in kps.dependencies
 
 
-def test_secrets_manager_secret_name_is_the_stack_output_with_commands(run):
-    aws_secret = run.one("aws:secretsmanager/secret:Secret")
+def test_secrets_manager_secret_name_is_the_stack_output_with_commands(run, mon):
+    aws_secret = mon.one("aws:secretsmanager/secret:Secret")
     name = aws_secret.outputs["name"]
     assert name.startswith("tritonllm-vllm/grafana-admin-")
     assert run.outputs["grafanaSecretName"] == name
@@ -87,23 +68,25 @@ def test_secrets_manager_secret_name_is_the_stack_output_with_commands(run):
         f"aws secretsmanager get-secret-value --region us-west-2 --secret-id {name} "
         "--query SecretString --output text")
     assert run.outputs["grafanaPortForwardCommand"] == "kubectl -n monitoring port-forward svc/kps-grafana 3000:80"
-    assert run.outputs["prometheusUrl"] == "http://kps-prometheus.monitoring.svc:9090"
-    version = run.one("aws:secretsmanager/secretVersion:SecretVersion")
+    version = mon.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.get("secretId") == aws_secret.id
 
 
-def test_aws_resources_use_the_provider_from_opts_and_k8s_ones_the_k8s_provider(run):
-    aws_provider = run.one("pulumi:providers:aws")
-    k8s_provider = run.one("pulumi:providers:kubernetes")
-    for resource in run.resources:
+def test_aws_resources_use_the_regional_provider_and_k8s_ones_the_clusters(run, mon):
+    (aws_provider,) = [r for r in run.of_type("pulumi:providers:aws")]
+    (k8s_provider,) = [r for r in run.of_type("pulumi:providers:kubernetes")
+                       if any(a.type == "tritonllm:platform:Cluster" for a in run.ancestors(r))]
+    assert any(r.type.startswith("aws:") for r in mon.resources)
+    assert any(r.type.startswith("kubernetes:") for r in mon.resources)
+    for resource in mon.resources:
         if resource.type.startswith("aws:"):
             assert resource.provider.startswith(aws_provider.urn), resource.name
         elif resource.type.startswith("kubernetes:"):
             assert resource.provider.startswith(k8s_provider.urn), resource.name
 
 
-def test_three_pinned_helm_releases_with_checked_values(run):
-    releases = {r.inputs["chart"]: r for r in run.helm_releases()}
+def test_three_pinned_helm_releases_with_checked_values(mon):
+    releases = {r.inputs["chart"]: r for r in mon.helm_releases()}
     assert set(releases) == {"kube-prometheus-stack", "prometheus-adapter", "dcgm-exporter"}
     for chart in (versions.KUBE_PROMETHEUS_STACK, versions.PROMETHEUS_ADAPTER, versions.DCGM_EXPORTER):
         release = releases[chart.name]
@@ -119,28 +102,28 @@ def test_three_pinned_helm_releases_with_checked_values(run):
     assert kps.urn in releases["dcgm-exporter"].dependencies
 
 
-def test_dcgm_exporter_can_be_turned_off(program):
-    run = run_program("vllm", program=program, overrides={"monitoring.dcgmExporter": False})
+def test_dcgm_exporter_can_be_turned_off():
+    run = run_program("vllm", overrides={"monitoring.dcgmExporter": False}).within(MONITORING_TYPE)
     assert {r.inputs["chart"] for r in run.helm_releases()} == {"kube-prometheus-stack", "prometheus-adapter"}
 
 
-def test_recording_rules_and_dashboard_are_provisioned_after_the_stack(run):
-    kps = run.helm_release("kube-prometheus-stack")
-    (rule,) = run.k8s_objects("PrometheusRule")
+def test_recording_rules_and_dashboard_are_provisioned_after_the_stack(mon):
+    kps = mon.helm_release("kube-prometheus-stack")
+    (rule,) = mon.k8s_objects("PrometheusRule")
     manifest = rule.manifest()
     validate_custom_resource(manifest)
     assert manifest["spec"]["groups"] == metrics.rule_groups()
     assert kps.urn in rule.dependencies
-    (dashboard,) = [r for r in run.k8s_objects("ConfigMap") if r.get("metadata.labels.grafana_dashboard") == "1"]
+    (dashboard,) = [r for r in mon.k8s_objects("ConfigMap") if r.get("metadata.labels.grafana_dashboard") == "1"]
     (body,) = dashboard.inputs["data"].values()
     assert json.loads(body)["uid"] == "tritonllm-triton"
 
 
-def test_prometheus_volume_storage_class_is_encrypted_gp3(run):
-    (sc,) = run.k8s_objects("StorageClass")
+def test_prometheus_volume_storage_class_is_encrypted_gp3(mon):
+    (sc,) = mon.k8s_objects("StorageClass")
     assert sc.inputs["provisioner"] == "ebs.csi.aws.com"
     assert sc.inputs["parameters"] == {"type": "gp3", "encrypted": "true"}
-    kps = run.helm_release("kube-prometheus-stack")
+    kps = mon.helm_release("kube-prometheus-stack")
     claim = kps.get("values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec")
     assert claim["storageClassName"] == sc.get("metadata.name")
     assert claim["resources"]["requests"]["storage"] == "50Gi"

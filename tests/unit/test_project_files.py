@@ -32,6 +32,22 @@ def test_ci_workflow_tests_and_previews_every_stack_with_a_pr_comment():
     assert pulumi_step["with"]["comment-on-pr"] is True
 
 
+def test_ci_gives_the_tests_the_reference_data_and_refuses_to_skip_them():
+    workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    job = workflow["jobs"]["test"]
+    env = job["env"]
+    assert env["TRITONLLM_REQUIRE_REFERENCE"] == "1"
+    reference_dir = env["TRITONLLM_REFERENCE_DIR"]
+    checkouts = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout")
+                 and s.get("with", {}).get("path")]
+    assert any(reference_dir.startswith("${{ github.workspace }}/" + s["with"]["path"] + "/")
+               and "shared/reference" in s["with"]["sparse-checkout"] for s in checkouts), (reference_dir, checkouts)
+    # the variables reach the tests through sudo
+    (run,) = [s["run"] for s in job["steps"] if "bash .ci/run" in s.get("run", "")]
+    preserved = run.split("--preserve-env=")[1].split()[0].split(",")
+    assert {"TRITONLLM_REFERENCE_DIR", "TRITONLLM_REQUIRE_REFERENCE"} <= set(preserved)
+
+
 def test_ci_script_runs_the_documented_test_command():
     readme = (REPO / "README.md").read_text()
     script = (REPO / ".ci/run").read_text()

@@ -9,7 +9,7 @@ import pytest
 from components import engine_build, metrics, versions
 from components import triton_manifests as tm
 from components.config import StackConfig, parse_stack_config
-from tests.k8s_schema import require_reference_dir, validate_k8s_object, validate_manifest
+from tests.k8s_schema import validate_k8s_object, validate_manifest
 from tests.unit.harness import load_stack_config
 
 KEY = "0123456789abcdef" * 4
@@ -185,7 +185,6 @@ def test_hpa_scales_on_a_metric_the_adapter_exposes(stack):
 
 
 def test_pod_monitor_selects_the_triton_pods_and_their_metrics_port(dev):
-    require_reference_dir()
     model, cfg = dev
     monitor = tm.pod_monitor_manifest(model, cfg)
     validate_manifest(monitor)
@@ -204,7 +203,6 @@ def test_pdb_never_blocks_a_single_replica_drain(dev):
 
 
 def test_routes_send_the_model_to_its_service(dev):
-    require_reference_dir()
     model, _ = dev
     http, grpc = tm.route_manifests(model, "tritonllm", "nginx-gateway")
     for route in (http, grpc):

@@ -1,7 +1,6 @@
 """TritonLLM under Pulumi mocks, for every stack: schemas, autoscaling, monitoring, IAM, secrets.
 
-Runs the real program (`__main__.py`). Until it wires TritonLLM, a stand-in wiring
-(WIRING below, the same calls the docstring of TritonLLM documents) is used instead.
+Runs the real program (`__main__.py`).
 """
 from __future__ import annotations
 
@@ -10,9 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from components import engine_build, metrics
 from components import triton_manifests as tm
-from tests.k8s_schema import require_reference_dir, validate_manifest
+from tests.k8s_schema import is_custom_resource, validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import (DEFAULT_SECRETS, ProgramRun, RecordedResource, plain_occurrences, run_program,
                                 stack_files)
@@ -20,50 +18,22 @@ from tests.unit.harness import (DEFAULT_SECRETS, ProgramRun, RecordedResource, p
 TRITON_TYPE = "tritonllm:serving:TritonLLM"
 NGC_KEY = "nvapi-mock-ngc-key-0123456789"
 
-WIRING = '''
-import pulumi
-import pulumi_aws as aws
-from components.cluster import Cluster
-from components.config import read_pulumi_config
-from components.gateway import Gateway
-from components.model_store import ModelStore
-from components.network import Network
-from components.storage import Storage
-from components.triton import TritonLLM
-
-cfg = read_pulumi_config()
-secrets = pulumi.Config("tritonllm")
-aws_opts = pulumi.ResourceOptions(providers={"aws": aws.Provider("aws", region=cfg.region)})
-network = Network(cfg.name, cfg, opts=aws_opts)
-cluster = Cluster(cfg.name, cfg, network, opts=aws_opts)
-storage = Storage(cfg.name, cfg, cluster, network, opts=aws_opts) if cfg.efs.enabled else None
-store = ModelStore(cfg.name, cfg, opts=aws_opts)
-gateway = Gateway(cfg.name, cfg, k8s_provider=cluster.k8s_provider, cluster_name=cluster.cluster_name,
-                  vpc_id=network.vpc_id, opts=aws_opts)
-for m in cfg.models:
-    TritonLLM(m.name, m, cfg, cluster=cluster, model_store=store, storage=storage, gateway=gateway,
-              hf_token=secrets.get_secret("hfToken"), ngc_api_key=secrets.get_secret("ngcApiKey"), opts=aws_opts)
-'''
 
 _RUNS: dict[tuple[str, bool], ProgramRun] = {}
 
 
-def triton_run(stack: str, *, with_ngc_key: bool = False, tmp_dir=None) -> ProgramRun:
-    if (stack, with_ngc_key) in _RUNS:
-        return _RUNS[(stack, with_ngc_key)]
-    secrets = {"ngcApiKey": NGC_KEY} if with_ngc_key else None
-    run = stack_run_for(stack) if not with_ngc_key else run_program(stack, secrets=secrets)
-    if not run.of_type(TRITON_TYPE):
-        program = tmp_dir / "wiring.py"
-        program.write_text(WIRING)
-        run = run_program(stack, secrets=secrets, program=program)
-    _RUNS[(stack, with_ngc_key)] = run
-    return run
+def triton_run(stack: str, *, with_ngc_key: bool = False) -> ProgramRun:
+    """The program's run of `stack` (with an NGC API key set too, when asked)."""
+    if not with_ngc_key:
+        return stack_run_for(stack)
+    if (stack, with_ngc_key) not in _RUNS:
+        _RUNS[(stack, with_ngc_key)] = run_program(stack, secrets={"ngcApiKey": NGC_KEY})
+    return _RUNS[(stack, with_ngc_key)]
 
 
 @pytest.fixture(scope="module", params=stack_files())
-def run(request, tmp_path_factory) -> ProgramRun:
-    return triton_run(request.param, tmp_dir=tmp_path_factory.mktemp("wiring"))
+def run(request) -> ProgramRun:
+    return triton_run(request.param)
 
 
 def servers(run: ProgramRun) -> list[RecordedResource]:
@@ -110,18 +80,27 @@ def test_each_model_gets_its_own_triton(run):
     assert names == sorted(m["name"] for m in json.loads(json.dumps(run.config["tritonllm:models"])))
 
 
-def test_every_kubernetes_object_validates(run):
-    require_reference_dir()
-    checked = 0
+def _all_manifests(run: ProgramRun) -> list[dict[str, Any]]:
+    found = []
     for server in servers(run):
-        for resource in triton_objects(run, server):
-            validate_manifest(resource.manifest())
-            checked += 1
+        found += [resource.manifest() for resource in triton_objects(run, server)]
         for engine in engines(run, server):
-            validate_manifest(engine.inputs["job"])
-            validate_manifest(engine.inputs["script_config_map"])
-            checked += 2
-    assert checked >= 10 * len(servers(run))
+            found += [engine.inputs["job"], engine.inputs["script_config_map"]]
+    return found
+
+
+def test_every_builtin_kubernetes_object_validates(run):
+    builtin = [m for m in _all_manifests(run) if not is_custom_resource(m)]
+    for manifest in builtin:
+        validate_k8s_object(manifest)
+    assert len(builtin) >= 8 * len(servers(run))
+
+
+def test_every_custom_resource_matches_its_crd(run):
+    custom = [m for m in _all_manifests(run) if is_custom_resource(m)]
+    for manifest in custom:
+        validate_custom_resource(manifest)
+    assert len(custom) >= 2 * len(servers(run))  # PodMonitor, routes
 
 
 def test_deployments_follow_the_model_config(run):
@@ -137,14 +116,8 @@ def test_deployments_follow_the_model_config(run):
 
 
 def test_hpa_metric_is_exposed_by_the_prometheus_adapter(run):
-    exposed = {rule["name"]["as"] for rule in metrics.adapter_rules()}
-    try:  # the adapter's Helm values, when the monitoring component renders them
-        from components import monitoring_values
-
-        values = monitoring_values.prometheus_adapter_values()
-        exposed = {rule["name"]["as"] for rule in values["rules"]["custom"]}
-    except (ImportError, AttributeError, KeyError, TypeError):
-        pass
+    # what the program's prometheus-adapter release serves (its Helm values, as deployed)
+    exposed = {rule["name"]["as"] for rule in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]}
     assert exposed
     for server in servers(run):
         hpa = one(triton_objects(run, server), "HorizontalPodAutoscaler")
@@ -235,7 +208,7 @@ def test_trtllm_engines_are_built_where_they_are_served_and_staged_by_key(run):
         assert len(found) == 1
         engine = found[0]
         key = engine.inputs["key"]
-        assert engine.inputs["prefix"] == engine_build.engine_prefix(key)
+        assert engine.inputs["prefix"] == f"engines/{key}/"
         assert engine.is_secret("kubeconfig")
         job_pod = engine.inputs["job"]["spec"]["template"]["spec"]
         assert job_pod["nodeSelector"] == deployment["spec"]["template"]["spec"]["nodeSelector"]
@@ -248,10 +221,10 @@ def test_trtllm_engines_are_built_where_they_are_served_and_staged_by_key(run):
                 assert resource in (bucket_arn, f"{bucket_arn}/engines/{key}/*")
 
 
-def test_secrets_stay_secret(tmp_path):
+def test_secrets_stay_secret():
     token = DEFAULT_SECRETS["hfToken"]
     for stack in stack_files():
-        run = triton_run(stack, with_ngc_key=True, tmp_dir=tmp_path)
+        run = triton_run(stack, with_ngc_key=True)
         found_token = found_key = False
         for resource in run.resources:
             for needle in (token, NGC_KEY):
