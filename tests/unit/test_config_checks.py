@@ -169,7 +169,9 @@ def _read_config() -> ConfigError | None:
 
 
 def test_every_config_check_is_reached_by_a_bad_config_case():
-    cases = test_config_errors.CASES + MORE_CASES + multinode_config.CASES
+    from tests.unit import test_openai_llmapi
+
+    cases = test_config_errors.CASES + MORE_CASES + multinode_config.CASES + test_openai_llmapi.CASES
     ran: set[int] = set()
     for case in cases:
         ran |= _lines_run_by(case)

@@ -21,6 +21,7 @@ from components import llmapi_repository, openai_frontend
 from components.config import ConfigError
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import run_program
+from tests.unit.test_config_errors import BadConfig
 
 # main.py r25.12 parse_args(): every flag it defines (a flag outside this list makes it exit 2).
 MAIN_PY_FLAGS_R25_12 = {
@@ -344,6 +345,10 @@ BAD = [
      "models[0].multiNode", "use trtllm.runtime: engine"),
     ("unknown-runtime", "dev", {"models[0].trtllm": {"runtime": "pytorch"}}, "models[0].trtllm.runtime", "'llmapi'"),
 ]
+
+
+# The same cases as test_config_errors.BadConfig, for the config-check coverage test (test_config_checks.py).
+CASES = [BadConfig(id_, stack, overrides, key, fix) for id_, stack, overrides, key, fix in BAD]
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
