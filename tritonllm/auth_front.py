@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
+
+from tritonllm.ports import LoopbackUrls, find_free_port, listening
 
 API_KEYS_ENV = "TRITONLLM_API_KEYS"  # serve: comma-separated name:secret keys
 REALM = "tritonllm"
@@ -114,7 +115,7 @@ def nginx_binary() -> str | None:
                                           if os.access(p, os.X_OK)), None)
 
 
-class ApiKeyFront:
+class ApiKeyFront(LoopbackUrls):
     """An nginx process checking API keys in front of Triton's HTTP and gRPC ports."""
 
     def __init__(self, keys: Sequence[tuple[str, str]], *, triton_http: int, triton_grpc: int,
@@ -129,25 +130,13 @@ class ApiKeyFront:
         self.workdir: Path | None = None
         self.process: subprocess.Popen | None = None
 
-    @property
-    def _client_host(self) -> str:
-        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self._client_host}:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"{self._client_host}:{self.grpc_port}"
-
     def start(self, ready_timeout: float = 15.0) -> "ApiKeyFront":
         binary = nginx_binary()
         if binary is None:
             raise FrontError("`serve --api-key` runs nginx in front of Triton; install it (apt-get install nginx)")
         for attr in ("http_port", "grpc_port"):
             if getattr(self, attr) == 0:
-                setattr(self, attr, _free_port(self.host))
+                setattr(self, attr, find_free_port(self.host))
         self.workdir = Path(tempfile.mkdtemp(prefix="tritonllm-front-"))
         htpasswd = self.workdir / "htpasswd"
         htpasswd.write_text(htpasswd_text(self.keys))
@@ -164,7 +153,7 @@ class ApiKeyFront:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise FrontError(f"nginx exited ({self.process.returncode}): {self._error_tail()}")
-            if _listening(self._client_host, self.http_port) and _listening(self._client_host, self.grpc_port):
+            if listening(self._client_host, self.http_port) and listening(self._client_host, self.grpc_port):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -198,17 +187,3 @@ class ApiKeyFront:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1" if host in ("0.0.0.0", "") else host, 0))
-        return s.getsockname()[1]
-
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from tritonllm import lifecycle
+from tritonllm.ports import LoopbackUrls, find_free_port, port_is_free  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository" / "local"
@@ -169,25 +169,7 @@ def server_environment(dist: TritonDistribution, base: dict[str, str] | None = N
 # --------------------------------------------------------------------------- ports
 
 
-def port_is_free(host: str, port: int) -> bool:
-    """True if nothing listens on host:port (checked by binding to it, like Triton will)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def find_free_port(host: str = "127.0.0.1", exclude: Sequence[int] = ()) -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
-        if port not in exclude:
-            return port
-    raise ServerError("could not find a free TCP port")
+# port_is_free and find_free_port live in tritonllm.ports (shared with the API-key front).
 
 
 # --------------------------------------------------------------------------- server
@@ -228,7 +210,7 @@ def cpu_only_log_line(line: str) -> str:
     return line
 
 
-class TritonServer:
+class TritonServer(LoopbackUrls):
     """One tritonserver process serving a model repository on CPU.
 
     Ports given as 0 are replaced by free ports at start(). Use as a context manager, or
@@ -277,18 +259,6 @@ class TritonServer:
         self._log_handle = None
 
     # ---- addresses
-    @property
-    def _client_host(self) -> str:
-        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self._client_host}:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"{self._client_host}:{self.grpc_port}"
-
     @property
     def metrics_url(self) -> str:
         return f"http://{self._client_host}:{self.metrics_port}/metrics"

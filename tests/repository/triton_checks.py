@@ -64,6 +64,14 @@ def ensemble_errors(name: str, ensemble: Any, models: dict[str, Any]) -> list[st
     for t in list(ensemble.input) + list(ensemble.output):
         dims = list(t.reshape.shape) if t.HasField("reshape") else list(t.dims)
         tensors.setdefault(t.name, _Node(name, batching, t.data_type, dims))
+
+    def connect(tensor: str, node: _Node) -> None:
+        """The first use of an ensemble tensor fixes its type and shape; every later one must agree."""
+        if tensor not in tensors:
+            tensors[tensor] = node
+        elif problem := _consistent(tensors[tensor], node, f"in ensemble {name}, ensemble tensor {tensor}: "):
+            errors.append(problem)
+
     for step in ensemble.ensemble_scheduling.step:
         model = models.get(step.model_name)
         if model is None:
@@ -85,24 +93,12 @@ def ensemble_errors(name: str, ensemble: Any, models: dict[str, Any]) -> list[st
                 errors.append(f"in ensemble {name}, input {model_input.name} in model {step.model_name} "
                               "is not mapped to any ensemble tensors")
             for tensor in mapped:
-                node = _Node(step.model_name, step_batching, model_input.data_type, list(model_input.dims))
-                if tensor in tensors:
-                    problem = _consistent(tensors[tensor], node, f"in ensemble {name}, ensemble tensor {tensor}: ")
-                    if problem:
-                        errors.append(problem)
-                else:
-                    tensors[tensor] = node
+                connect(tensor, _Node(step.model_name, step_batching, model_input.data_type, list(model_input.dims)))
         for key, tensor in step.output_map.items():
             if key not in outputs:
                 errors.append(f"in ensemble {name}, ensemble tensor {tensor} is mapped from non-existing output "
                               f"{key} in model {step.model_name}")
                 continue
             out = outputs[key]
-            node = _Node(step.model_name, step_batching, out.data_type, list(out.dims))
-            if tensor in tensors:
-                problem = _consistent(tensors[tensor], node, f"in ensemble {name}, ensemble tensor {tensor}: ")
-                if problem:
-                    errors.append(problem)
-            else:
-                tensors[tensor] = node
+            connect(tensor, _Node(step.model_name, step_batching, out.data_type, list(out.dims)))
     return errors
