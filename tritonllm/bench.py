@@ -245,17 +245,11 @@ def summarize_export(data: dict[str, Any], concurrency: int) -> dict[str, Any]:
     return row
 
 
-def aiperf_command(aiperf: Path, url: str, model: str, template_file: Path, tokenizer: str, preset: Preset,
-                   concurrency: int, requests: int, artifact_dir: Path, streaming: bool,
-                   api_key: str | None = None) -> list[str]:
-    route = "generate_stream" if streaming else "generate"
-    cmd = [
-        str(aiperf), "profile",
-        "--model", model,
-        "--url", f"{url.rstrip('/')}/v2/models/{model}/{route}",
-        "--endpoint-type", "template",
-        "--extra-inputs", f"payload_template:{template_file}",
-        "--extra-inputs", "response_field:text_output",
+def aiperf_load_args(tokenizer: str, preset: Preset, concurrency: int, requests: int,
+                     artifact_dir: Path) -> list[str]:
+    """AIPerf arguments every preset shares (KServe and OpenAI): synthetic load of the preset's
+    shape, fixed seed, one worker, no server/GPU telemetry, generous request timeout."""
+    return [
         "--tokenizer", tokenizer,
         "--synthetic-input-tokens-mean", str(preset.input_tokens),
         "--synthetic-input-tokens-stddev", str(preset.input_tokens_stddev),
@@ -272,6 +266,21 @@ def aiperf_command(aiperf: Path, url: str, model: str, template_file: Path, toke
         "--no-server-metrics",
         "--no-gpu-telemetry",
         "--request-timeout-seconds", "900",
+    ]
+
+
+def aiperf_command(aiperf: Path, url: str, model: str, template_file: Path, tokenizer: str, preset: Preset,
+                   concurrency: int, requests: int, artifact_dir: Path, streaming: bool,
+                   api_key: str | None = None) -> list[str]:
+    route = "generate_stream" if streaming else "generate"
+    cmd = [
+        str(aiperf), "profile",
+        "--model", model,
+        "--url", f"{url.rstrip('/')}/v2/models/{model}/{route}",
+        "--endpoint-type", "template",
+        "--extra-inputs", f"payload_template:{template_file}",
+        "--extra-inputs", "response_field:text_output",
+        *aiperf_load_args(tokenizer, preset, concurrency, requests, artifact_dir),
     ]
     if streaming:
         cmd.append("--streaming")

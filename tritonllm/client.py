@@ -49,6 +49,27 @@ class RequestResult:
         pieces.append(text)
 
 
+def sse_json_events(event: bytes, result: RequestResult):
+    """The JSON objects of one server-sent event (`data:` lines; `[DONE]` skipped). A malformed
+    line or an `{"error": ...}` object sets `result.error` (the message, for OpenAI-style errors)."""
+    for line in event.decode("utf-8", errors="replace").splitlines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload or payload == "[DONE]":
+            continue
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            result.error = f"malformed event: {payload[:200]}"
+            continue
+        if "error" in obj:
+            err = obj["error"]
+            result.error = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            continue
+        yield obj
+
+
 class SetupError(RuntimeError):
     """Nothing could be sent: unreachable server, unknown model, unusable model."""
 
@@ -345,20 +366,7 @@ class HttpBackend:
 
     @staticmethod
     def _event(event: bytes, pieces: list[str], result: RequestResult, started: float) -> None:
-        for line in event.decode("utf-8", errors="replace").splitlines():
-            if not line.startswith("data:"):
-                continue
-            payload = line[5:].strip()
-            if not payload or payload == "[DONE]":
-                continue
-            try:
-                obj = json.loads(payload)
-            except ValueError:
-                result.error = f"malformed event: {payload[:200]}"
-                continue
-            if "error" in obj:
-                result.error = str(obj["error"])
-                continue
+        for obj in sse_json_events(event, result):
             text = text_from_generate_json(obj)
             if text:
                 result.add_chunk(text, started, pieces)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tritonllm.bench import BenchError, Preset, RunResult, summarize_export
+from tritonllm.bench import BenchError, Preset, RunResult, aiperf_load_args, summarize_export
 from tritonllm.openai_client import auth_headers
 
 ENDPOINT_PATHS = {"chat": "chat/completions", "completions": "completions"}
@@ -41,22 +41,7 @@ def aiperf_command(aiperf: Path, base_url: str, model: str, tokenizer: str, pres
         "--endpoint-type", endpoint,
         "--custom-endpoint", path,
         "--extra-inputs", "ignore_eos:true",
-        "--tokenizer", tokenizer,
-        "--synthetic-input-tokens-mean", str(preset.input_tokens),
-        "--synthetic-input-tokens-stddev", str(preset.input_tokens_stddev),
-        "--output-tokens-mean", str(preset.output_tokens),
-        "--output-tokens-stddev", "0",
-        "--concurrency", str(concurrency),
-        "--request-count", str(requests),
-        "--warmup-request-count", str(min(concurrency, 4)),
-        "--random-seed", "0",
-        "--artifact-dir", str(artifact_dir),
-        "--ui-type", "none",
-        "--workers-max", "1",
-        "--record-processors", "1",
-        "--no-server-metrics",
-        "--no-gpu-telemetry",
-        "--request-timeout-seconds", "900",
+        *aiperf_load_args(tokenizer, preset, concurrency, requests, artifact_dir),
     ]
     for name, value in auth_headers(api_key).items():
         cmd += ["--header", f"{name}:{value}"]

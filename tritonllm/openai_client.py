@@ -154,21 +154,9 @@ async def _generate(session, url: str, body: dict[str, Any], result, endpoint: s
 
 
 def _event(event: bytes, endpoint: str, pieces: list[str], result, started: float) -> None:
-    for line in event.decode("utf-8", errors="replace").splitlines():
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if not payload or payload == "[DONE]":
-            continue
-        try:
-            obj = json.loads(payload)
-        except ValueError:
-            result.error = f"malformed event: {payload[:200]}"
-            continue
-        if "error" in obj:
-            err = obj["error"]
-            result.error = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-            continue
+    from tritonllm.client import sse_json_events
+
+    for obj in sse_json_events(event, result):
         text = _text_of(obj, endpoint)
         if text:
             result.add_chunk(text, started, pieces)
