@@ -61,14 +61,32 @@ def _pod_processes(run_dir: Path) -> list[int]:
     boundary is the TRITONLLM_RUN_DIR in their environment (the pod's env, or sshd's SetEnv).
     """
     marker = f"TRITONLLM_RUN_DIR={run_dir}\0".encode()
+    # sshd's listener rewrites its own argv/environ area (setproctitle), so its environment no longer
+    # carries the marker: it is found by its config path, "-f <run dir>/sshd_config", instead.
+    config = f"{run_dir}/sshd_config".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                if marker in (entry / "environ").read_bytes():
+                if marker in (entry / "environ").read_bytes() or config in (entry / "cmdline").read_bytes():
                     found.append(int(entry.name))
             except OSError:
                 continue
+    return found
+
+
+def _processes_naming(path: Path) -> list[str]:
+    """Command lines of live processes that mention `path` (what a test left running)."""
+    needle = str(path).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if needle in cmdline and _alive(int(entry.name)):
+                found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
     return found
 
 
@@ -211,6 +229,8 @@ def group(tmp_path):
     g = Group(tmp_path, cfg, model)
     yield g
     g.stop()
+    # Every "pod" is gone after the test, its sshd listeners included (they used to outlive it).
+    assert not _processes_naming(tmp_path), f"processes of the test's pods survived it: {_processes_naming(tmp_path)}"
 
 
 def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a_worker(group):
