@@ -245,6 +245,27 @@ def summarize_export(data: dict[str, Any], concurrency: int) -> dict[str, Any]:
     return row
 
 
+def run_aiperf(cmd: list[str], artifact_dir: Path, concurrency: int, requests: int) -> RunResult:
+    """Run one AIPerf level (console log in artifact_dir) and summarize its export; a level with a
+    failed or missing request is not ok."""
+    with open(artifact_dir / "aiperf-console.log", "w", encoding="utf-8") as console:
+        # (no HF_HUB_OFFLINE: in offline mode AIPerf only looks tokenizers up in the hub cache and
+        # rejects a local directory; a local directory never touches the network anyway)
+        proc = subprocess.run(cmd, stdout=console, stderr=subprocess.STDOUT, cwd=artifact_dir, env=dict(os.environ))
+    export = artifact_dir / "profile_export_aiperf.json"
+    result = RunResult(concurrency, requests, ok=False, artifact_dir=str(artifact_dir))
+    if proc.returncode != 0 or not export.is_file():
+        tail = (artifact_dir / "aiperf-console.log").read_text(errors="replace")[-3000:]
+        result.error = f"aiperf exited with {proc.returncode}:\n{tail}"
+    else:
+        result.row = summarize_export(json.loads(export.read_text()), concurrency)
+        result.ok = result.row["error_requests"] == 0 and result.row["completed_requests"] == requests
+        if not result.ok:
+            result.error = (f"{result.row['error_requests']} failed requests, "
+                            f"{result.row['completed_requests']}/{requests} completed")
+    return result
+
+
 def aiperf_load_args(tokenizer: str, preset: Preset, concurrency: int, requests: int,
                      artifact_dir: Path) -> list[str]:
     """AIPerf arguments every preset shares (KServe and OpenAI): synthetic load of the preset's
@@ -352,22 +373,7 @@ def run_kserve_benchmark(
         log(f"  concurrency {concurrency:>3}: {requests} requests ...")
         artifact_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        with open(artifact_dir / "aiperf-console.log", "w", encoding="utf-8") as console:
-            # (no HF_HUB_OFFLINE: in offline mode AIPerf only looks tokenizers up in the hub cache and
-            # rejects a local directory; a local directory never touches the network anyway)
-            env = dict(os.environ)
-            proc = subprocess.run(cmd, stdout=console, stderr=subprocess.STDOUT, cwd=artifact_dir, env=env)
-        export = artifact_dir / "profile_export_aiperf.json"
-        result = RunResult(concurrency, requests, ok=False, artifact_dir=str(artifact_dir))
-        if proc.returncode != 0 or not export.is_file():
-            tail = (artifact_dir / "aiperf-console.log").read_text(errors="replace")[-3000:]
-            result.error = f"aiperf exited with {proc.returncode}:\n{tail}"
-        else:
-            result.row = summarize_export(json.loads(export.read_text()), concurrency)
-            result.ok = result.row["error_requests"] == 0 and result.row["completed_requests"] == requests
-            if not result.ok:
-                result.error = (f"{result.row['error_requests']} failed requests, "
-                                f"{result.row['completed_requests']}/{requests} completed")
+        result = run_aiperf(cmd, artifact_dir, concurrency, requests)
         results.append(result)
         elapsed = time.monotonic() - started
         if result.row:

@@ -49,6 +49,18 @@ class RequestResult:
         pieces.append(text)
 
 
+async def sse_events(content):
+    """The server-sent events of a streamed aiohttp body, each as bytes (split at blank lines)."""
+    buffer = b""
+    async for raw in content.iter_any():
+        buffer += raw
+        while b"\n\n" in buffer:
+            event, buffer = buffer.split(b"\n\n", 1)
+            yield event
+    if buffer.strip():
+        yield buffer
+
+
 def sse_json_events(event: bytes, result: RequestResult):
     """The JSON objects of one server-sent event (`data:` lines; `[DONE]` skipped). A malformed
     line or an `{"error": ...}` object sets `result.error` (the message, for OpenAI-style errors)."""
@@ -346,14 +358,8 @@ class HttpBackend:
                 else:
                     if response.status != 200:
                         result.status = str(response.status)
-                    buffer = b""
-                    async for raw in response.content.iter_any():
-                        buffer += raw
-                        while b"\n\n" in buffer:
-                            event, buffer = buffer.split(b"\n\n", 1)
-                            self._event(event, pieces, result, started)
-                    if buffer.strip():
-                        self._event(buffer, pieces, result, started)
+                    async for event in sse_events(response.content):
+                        self._event(event, pieces, result, started)
                     if response.status != 200 and not result.error:
                         result.error = f"HTTP {response.status}"
         except asyncio.TimeoutError:

@@ -10,13 +10,11 @@ honours it), as the KServe presets pin it with min_tokens/ignore_eos.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tritonllm.bench import BenchError, Preset, RunResult, aiperf_load_args, summarize_export
+from tritonllm.bench import BenchError, Preset, RunResult, aiperf_load_args, run_aiperf
 from tritonllm.openai_client import auth_headers
 
 ENDPOINT_PATHS = {"chat": "chat/completions", "completions": "completions"}
@@ -81,19 +79,7 @@ def run_benchmark(url: str, model: str, preset: Preset, output_dir: Path, aiperf
                              endpoint, api_key=api_key)
         log(f"  concurrency {concurrency:>3}: {requests} requests (OpenAI API, {endpoint}) ...")
         started = time.monotonic()
-        with open(artifact_dir / "aiperf-console.log", "w", encoding="utf-8") as console:
-            proc = subprocess.run(cmd, stdout=console, stderr=subprocess.STDOUT, cwd=artifact_dir, env=dict(os.environ))
-        export = artifact_dir / "profile_export_aiperf.json"
-        result = RunResult(concurrency, requests, ok=False, artifact_dir=str(artifact_dir))
-        if proc.returncode != 0 or not export.is_file():
-            tail = (artifact_dir / "aiperf-console.log").read_text(errors="replace")[-3000:]
-            result.error = f"aiperf exited with {proc.returncode}:\n{tail}"
-        else:
-            result.row = summarize_export(json.loads(export.read_text()), concurrency)
-            result.ok = result.row["error_requests"] == 0 and result.row["completed_requests"] == requests
-            if not result.ok:
-                result.error = (f"{result.row['error_requests']} failed requests, "
-                                f"{result.row['completed_requests']}/{requests} completed")
+        result = run_aiperf(cmd, artifact_dir, concurrency, requests)
         results.append(result)
         if result.row:
             r = result.row

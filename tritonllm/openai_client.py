@@ -136,14 +136,10 @@ async def _generate(session, url: str, body: dict[str, Any], result, endpoint: s
                     result.ttft_s, result.chunks, result.chunk_times_s = now, 1, [now]
                     pieces.append(_text_of(json.loads(text), endpoint))
             else:
-                buffer = b""
-                async for raw in resp.content.iter_any():
-                    buffer += raw
-                    while b"\n\n" in buffer:
-                        event, buffer = buffer.split(b"\n\n", 1)
-                        _event(event, endpoint, pieces, result, started)
-                if buffer.strip():
-                    _event(buffer, endpoint, pieces, result, started)
+                from tritonllm.client import sse_events
+
+                async for event in sse_events(resp.content):
+                    _event(event, endpoint, pieces, result, started)
     except asyncio.TimeoutError:
         result.error = f"timed out after {timeout:.0f}s"
     except aiohttp.ClientError as exc:
