@@ -48,7 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from components import metrics  # noqa: E402
+from components.observability.builders import metrics
 from tests.e2e.prometheus_fixture import LocalPrometheus, ScrapeTarget  # noqa: E402
 
 SERVED = "llama"

@@ -45,9 +45,9 @@ from typing import Any, Callable
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from components import s3_sync  # noqa: E402
-from components.model_store import ModelRepositoryProvider  # noqa: E402
-from components.s3_sync import MiB  # noqa: E402
+from components.providers import s3_sync
+from components.providers.model_repository import ModelRepositoryProvider  # noqa: E402
+from components.providers.s3_sync import MiB  # noqa: E402
 from tests.providers.moto_counting_server import MotoServer, start_moto_server, stop_moto_server  # noqa: E402
 
 GiB = 1024 * MiB

@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
-from components import versions
+from components.catalog import versions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("TRITONLLM_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))

@@ -52,7 +52,7 @@ def api_keys_from(values: Sequence[str] | None, env: dict[str, str] | None = Non
 
 
 def htpasswd_text(keys: Sequence[tuple[str, str]]) -> str:
-    from components.gateway_manifests import htpasswd  # the same file the cluster's Secret holds
+    from components.gateway.builders.manifests import htpasswd  # the same file the cluster's Secret holds
 
     return htpasswd(keys)
 

@@ -301,7 +301,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     namespace = args.namespace or args.model
     if args.image is None:
-        from components import versions
+        from components.catalog import versions
 
         args.image = versions.PYTHON_IMAGE
     prompts = None

@@ -58,7 +58,7 @@ def transport(log: str) -> str:
 def run(args: argparse.Namespace, *, runner: Callable[..., subprocess.CompletedProcess] = subprocess.run,
         follow: Callable[[list[str]], Iterable[str]] | None = None, sleep: Callable[[float], None] = time.sleep,
         out=None) -> int:
-    from components import multinode
+    from components.serving.builders import multinode
 
     out = out or sys.stdout
     cfg, model = load_model(args.stack, args.model)

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from components import versions
+from components.catalog import versions
 from tritonllm import loadtest
 
 pytestmark = pytest.mark.e2e

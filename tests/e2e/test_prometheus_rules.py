@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from components import metrics
-from components.dashboards import triton as triton_dashboard
+from components.observability.builders import metrics
+from components.observability.builders.dashboards import triton as triton_dashboard
 from tests.e2e.prometheus_fixture import LocalPrometheus, PrometheusError, ScrapeTarget, prometheus_binary
 
 pytestmark = pytest.mark.e2e

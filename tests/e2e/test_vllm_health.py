@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from components import triton_manifests as tm
+from components.serving.builders import triton_manifests as tm
 
 MODEL = "vllm-like"
 DYING_MODEL = '''

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from components import multinode
+from components.serving.builders import multinode
 from components.config import parse_stack_config
 from tests.unit.harness import load_stack_config
 

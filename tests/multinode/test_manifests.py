@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components import gpu_catalog, multinode, versions
-from components import multinode_platform as mp
+from components.catalog import gpus as gpu_catalog
+from components.serving.builders import multinode
+from components.catalog import versions
+from components.platform.builders import multinode as mp
 from tests.helm_values import assert_values_keys_exist, reference_values
 from tests.k8s_schema import validate_manifest
 from tests.multinode.test_launch import _config
@@ -195,7 +197,7 @@ def test_the_engine_build_never_runs_more_parallel_workers_than_its_gpus():
     """trtllm-build maps rank r to GPU r % workers: 8 ranks on a 4-GPU build pod need --workers 4."""
     import importlib.util
 
-    from components import engine_build
+    from components.serving.builders import engine_build
 
     cfg, model = _config()
     spec = importlib.util.spec_from_file_location("build_engine", engine_build.BUILD_SCRIPT)

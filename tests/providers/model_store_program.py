@@ -7,7 +7,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config import read_pulumi_config
-from components.model_store import ModelStore
+from components.serving.resources.model_store import ModelStore
 
 SOURCE_DIR = "model_repository/local"  # the harness runs programs from the repository root
 

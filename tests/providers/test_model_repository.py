@@ -19,9 +19,9 @@ import pytest
 from pulumi.output import UNKNOWN  # what the provider host passes for an unknown input
 from pulumi.runtime import rpc
 
-from components import s3_sync
-from components.model_store import ModelRepositoryProvider, repository_diff
-from components.s3_sync import MiB, TransferSettings
+from components.providers import s3_sync
+from components.providers.model_repository import ModelRepositoryProvider, repository_diff
+from components.providers.s3_sync import MiB, TransferSettings
 
 from .conftest import MotoServer
 

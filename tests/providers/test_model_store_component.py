@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components import s3_sync
-from components.model_store import read_prefix_policy, write_prefix_policy
+from components.providers import s3_sync
+from components.serving.builders.model_store import read_prefix_policy, write_prefix_policy
 from tests.unit.harness import REPO_ROOT, ProgramRun, RecordedResource, run_program
 
 PROGRAM = Path(__file__).with_name("model_store_program.py")

@@ -23,8 +23,8 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from components import s3_sync
-from components.model_store import ModelRepositoryProvider
+from components.providers import s3_sync
+from components.providers.model_repository import ModelRepositoryProvider
 
 from .conftest import REPO_ROOT, MotoServer
 from .test_model_repository import SETTINGS, local_files, make_tree, objects

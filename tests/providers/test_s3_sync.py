@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from components import s3_sync
-from components.s3_sync import EMPTY_SHA256, Entry, LiveObject, TreeError, plan_sync, scan_tree, tree_hash
+from components.providers import s3_sync
+from components.providers.s3_sync import EMPTY_SHA256, Entry, LiveObject, TreeError, plan_sync, scan_tree, tree_hash
 
 from .conftest import REPO_ROOT
 
@@ -142,7 +142,7 @@ def drop_file_permission_override() -> None:
 def test_unreadable_file(tmp_path):
     secret = write(tmp_path / "m/secret.bin", b"x")
     secret.chmod(0)
-    code = "import sys; from components.s3_sync import scan_tree; scan_tree(sys.argv[1])"
+    code = "import sys; from components.providers.s3_sync import scan_tree; scan_tree(sys.argv[1])"
 
     try:
         result = subprocess.run(

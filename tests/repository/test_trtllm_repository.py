@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from components import engine_build as eb
+from components.serving.builders import engine_build as eb
+from components.providers import engine_build as eb_provider
 from components.config import EngineBuildOptions, ModelConfig, StackConfig, parse_stack_config
 from tests.repository.test_model_configs import CONTRACT_TYPES
 from tests.repository.trtllm_reference import TEMPLATE_SETS, make_app
@@ -53,7 +54,7 @@ def load_script():
 def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -> tuple[Path, ModelConfig, dict]:
     """Run the build script the way the Job does, GPU steps replaced; return the filled repository."""
     model, cfg = dev_stack(**engine)
-    resolved = eb.resolve_engine(model, cfg)  # hfRevision is a commit sha: no Hugging Face request
+    resolved = eb_provider.resolve_engine(model, cfg)  # hfRevision is a commit sha: no Hugging Face request
     job = eb.engine_build_job_manifest(model, cfg, key=resolved.key, namespace="ns", bucket="b",
                                        hf_token_secret=None, revision_sha=resolved.revision_sha)
     args = job["spec"]["template"]["spec"]["initContainers"][0]["command"][2:]

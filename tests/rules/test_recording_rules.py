@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import metrics
+from components.observability.builders import metrics
 
 PROMTOOL = shutil.which("promtool")
 

@@ -18,7 +18,7 @@ import grpc
 # requirements-local.txt (installed by `make setup`): a missing client SDK fails, never skips
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from components import gateway_manifests
+from components.gateway.builders import manifests as gateway_manifests
 from tritonllm import client
 
 MODEL = "mistral-7b-instruct"

@@ -33,7 +33,7 @@ def stack_run(request) -> ProgramRun:
 
 # No network in unit tests: the Hugging Face revision API (hfRevision: main -> commit) is faked
 # for the whole session, including the cached program runs above.
-from components import engine_build as _engine_build  # noqa: E402
+from components.providers import engine_build as _engine_build  # noqa: E402
 from tests import hf_api as _hf_api  # noqa: E402
 
 _hf_api.install(_engine_build)

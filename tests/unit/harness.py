@@ -165,6 +165,8 @@ class RecordedResource:
     secret_inputs: set[str]  # dotted paths of inputs that were Pulumi secrets
     ignore_changes: list[str] = field(default_factory=list)  # as sent to the engine (Pulumi property paths)
     custom_timeouts: dict[str, str] = field(default_factory=dict)  # {"create": "60m", ...}, only those set
+    # As sent to the engine: {"urn": ...} or {"spec": {"type": ..., "name": ..., "parentUrn": ...}}
+    aliases: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def physical_name(self) -> str | None:
@@ -416,7 +418,7 @@ class _RecordingMocks(runtime_mocks.Mocks):
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"id": "policy", "json": json.dumps(_policy_from_args(a))}
         if token in ("aws:eks/getAddonVersion:getAddonVersion",):
-            from components import versions
+            from components.catalog import versions
 
             name = a.get("addonName")
             return {"id": name, "addonName": name, "kubernetesVersion": a.get("kubernetesVersion"),
@@ -444,7 +446,8 @@ class _RecordingMocks(runtime_mocks.Mocks):
 
     def new_resource_with(self, args, urn: str, parent: str, dependencies: list[str], remote: bool,
                           wire_inputs: dict[str, Any] | None, ignore_changes: list[str] | None = None,
-                          custom_timeouts: dict[str, str] | None = None):
+                          custom_timeouts: dict[str, str] | None = None,
+                          aliases: list[dict[str, Any]] | None = None):
         # Record from the wire form (resource references still references, secrets still marked).
         inputs, secret_paths = _unwrap_secrets(wire_inputs if wire_inputs is not None else args.inputs)
         inputs = _plain(inputs)
@@ -457,7 +460,7 @@ class _RecordingMocks(runtime_mocks.Mocks):
             type=typ, name=name, inputs=inputs, outputs=_plain(_unwrap_secrets(outputs)[0]), urn=urn, id=id_,
             custom=bool(args.custom), remote=remote, provider=args.provider or "", parent=parent,
             dependencies=list(dependencies), secret_inputs=secret_paths, ignore_changes=list(ignore_changes or []),
-            custom_timeouts=dict(custom_timeouts or {}),
+            custom_timeouts=dict(custom_timeouts or {}), aliases=list(aliases or []),
         )
         with self.lock:
             self.resources.append(record)
@@ -664,6 +667,7 @@ class _RecordingMonitor(runtime_mocks.MockMonitor):
             custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
                                                ("update", request.customTimeouts.update),
                                                ("delete", request.customTimeouts.delete)) if v},
+            aliases=[json_format.MessageToDict(alias) for alias in request.aliases],
         )
         obj_proto = _sync_await(rpc.serialize_properties(state, {}))
         self.resources[urn] = runtime_mocks.MockMonitor.ResourceRegistration(urn, id_, state)

@@ -5,16 +5,9 @@ import json
 
 import pytest
 
-from components import versions
-from components.cluster import (
-    ADDON_ROLES,
-    ADDONS_BEFORE_NODES,
-    CLUSTER_ADMIN_POLICY,
-    SYSTEM_NODE_SELECTOR,
-    gp3_storage_class_manifest,
-    vpc_cni_configuration,
-)
-from components.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
+from components.catalog import versions
+from components.platform.builders.cluster import ADDON_ROLES, ADDONS_BEFORE_NODES, CLUSTER_ADMIN_POLICY, SYSTEM_NODE_SELECTOR, gp3_storage_class_manifest, vpc_cni_configuration
+from components.platform.builders.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
 from tests.k8s_schema import validate_k8s_object
 from tests.unit.harness import ProgramRun, run_program
 from tests.unit.test_network import _cfg

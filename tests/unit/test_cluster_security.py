@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from components.cluster import admins_without_caller, caller_role_arn
+from components.platform.builders.cluster import admins_without_caller, caller_role_arn
 from components.config import ConfigError
 from tests.unit.harness import ACCOUNT_ID, ProgramRun, run_program
 from tests.unit.test_network import _cfg

@@ -13,7 +13,8 @@ import boto3
 import botocore.config
 import pytest
 
-from components import engine_build as eb
+from components.serving.builders import engine_build as eb
+from components.providers import engine_build as eb_provider
 from tests.providers.conftest import start_moto_server, stop_moto_server
 
 KEY = "ab" * 32
@@ -48,8 +49,8 @@ def s3_client(url: str):
                         config=botocore.config.Config(s3={"addressing_style": "path"}))
 
 
-def store(url: str) -> eb.S3ObjectStore:
-    return eb.S3ObjectStore("us-east-1", url)
+def store(url: str) -> eb_provider.S3ObjectStore:
+    return eb_provider.S3ObjectStore("us-east-1", url)
 
 
 class FakeJobs:
@@ -71,7 +72,7 @@ class FakeJobs:
 
     def job_status(self, namespace, name):
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        if eb.job_outcome(status) == "succeeded" and self.on_success:
+        if eb_provider.job_outcome(status) == "succeeded" and self.on_success:
             self.on_success()
             self.on_success = None
         return status
@@ -130,14 +131,14 @@ def test_a_cached_engine_runs_no_job(moto_url, bucket):
     def no_cluster():
         raise AssertionError("the cluster must not be contacted on a cache hit")
 
-    result = eb.ensure_engine(props(bucket), no_cluster, store(moto_url))
+    result = eb_provider.ensure_engine(props(bucket), no_cluster, store(moto_url))
     assert result.built is False
 
 
 def test_a_build_waits_for_the_job_then_cleans_up(moto_url, bucket):
     clock = Clock()
     jobs = FakeJobs([RUNNING, RUNNING, COMPLETE], on_success=upload_engine(moto_url, bucket))
-    result = eb.ensure_engine(props(bucket), lambda: jobs, store(moto_url), clock=clock, sleep=clock.sleep)
+    result = eb_provider.ensure_engine(props(bucket), lambda: jobs, store(moto_url), clock=clock, sleep=clock.sleep)
     assert result.built is True
     assert result.seconds == 2 * eb.POLL_SECONDS
     assert [c[0] for c in jobs.calls] == ["apply_config_map", "create_job", "delete_job", "delete_config_map"]
@@ -145,14 +146,14 @@ def test_a_build_waits_for_the_job_then_cleans_up(moto_url, bucket):
 
 def test_an_interrupted_runs_job_is_adopted(moto_url, bucket):
     jobs = FakeJobs([COMPLETE], on_success=upload_engine(moto_url, bucket), exists=True)
-    assert eb.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None).built
+    assert eb_provider.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None).built
     assert jobs.called("create_job") == 1 and jobs.called("delete_job") == 1
 
 
 def test_a_failed_build_reports_the_log_tail_and_still_cleans_up(moto_url, bucket):
     jobs = FakeJobs([RUNNING, FAILED], logs="[engine-build-x/build]\nRuntimeError: CUDA out of memory")
-    with pytest.raises(eb.EngineBuildError) as err:
-        eb.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
+    with pytest.raises(eb_provider.EngineBuildError) as err:
+        eb_provider.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
     text = str(err.value)
     assert "BackoffLimitExceeded" in text and "CUDA out of memory" in text and KEY in text
     assert jobs.called("delete_job") == 1 and jobs.called("delete_config_map") == 1
@@ -162,16 +163,16 @@ def test_a_failed_build_reports_the_log_tail_and_still_cleans_up(moto_url, bucke
 def test_the_deadline_stops_waiting(moto_url, bucket):
     clock = Clock()
     jobs = FakeJobs([RUNNING], logs="")
-    with pytest.raises(eb.EngineBuildError, match="no result within"):
-        eb.ensure_engine(props(bucket, timeout=60), lambda: jobs, store(moto_url), clock=clock, sleep=clock.sleep)
+    with pytest.raises(eb_provider.EngineBuildError, match="no result within"):
+        eb_provider.ensure_engine(props(bucket, timeout=60), lambda: jobs, store(moto_url), clock=clock, sleep=clock.sleep)
     assert clock.now >= 60 + eb.WAIT_MARGIN_SECONDS
     assert jobs.called("delete_job") == 1
 
 
 def test_success_without_the_marker_is_an_error(moto_url, bucket):
     jobs = FakeJobs([COMPLETE])
-    with pytest.raises(eb.EngineBuildError, match="is missing"):
-        eb.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
+    with pytest.raises(eb_provider.EngineBuildError, match="is missing"):
+        eb_provider.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
 
 
 def test_delete_removes_only_its_own_prefix(moto_url, bucket):
@@ -200,7 +201,7 @@ def test_delete_removes_every_version_in_a_versioned_bucket(moto_url, bucket):
     ({"failed": 1}, "failed"), ({"conditions": [{"type": "Failed", "status": "False"}], "active": 1}, "running"),
 ])
 def test_job_outcome(status, outcome):
-    assert eb.job_outcome(status) == outcome
+    assert eb_provider.job_outcome(status) == outcome
 
 
 UNKNOWN = object()
@@ -214,26 +215,26 @@ UNKNOWN = object()
 ])
 def test_diff_compares_only_the_key_and_its_bucket(news, expected):
     olds = {"key": KEY, "bucket": "b", "kubeconfig": "old", "job": {"x": 0}}
-    assert eb.engine_diff(olds, news, UNKNOWN) == expected
+    assert eb_provider.engine_diff(olds, news, UNKNOWN) == expected
 
 
 def test_provider_diff_handles_preview_unknowns():
     from pulumi.runtime import rpc
 
-    diff = eb.TrtllmEngineProvider().diff("id", {"key": KEY, "bucket": "b"}, {"key": KEY, "bucket": rpc.UNKNOWN})
+    diff = eb_provider.TrtllmEngineProvider().diff("id", {"key": KEY, "bucket": "b"}, {"key": KEY, "bucket": rpc.UNKNOWN})
     assert diff.changes and diff.replaces == ["bucket"] and diff.delete_before_replace is False
 
 
 def test_kubeconfig_may_be_a_dict_or_yaml_text():
-    assert eb.parse_kubeconfig({"a": 1}) == {"a": 1}
-    assert eb.parse_kubeconfig("apiVersion: v1\nkind: Config\n") == {"apiVersion": "v1", "kind": "Config"}
+    assert eb_provider.parse_kubeconfig({"a": 1}) == {"a": 1}
+    assert eb_provider.parse_kubeconfig("apiVersion: v1\nkind: Config\n") == {"apiVersion": "v1", "kind": "Config"}
 
 
 def test_the_provider_class_creates_from_cache_and_deletes_its_prefix(moto_url, bucket):
     client = s3_client(moto_url)
     client.put_object(Bucket=bucket, Key=f"engines/{KEY}/{eb.COMPLETE_MARKER}", Body=b"x")
     client.put_object(Bucket=bucket, Key=f"engines/{KEY}/engine/rank0.engine", Body=b"x")
-    provider = eb.TrtllmEngineProvider()
+    provider = eb_provider.TrtllmEngineProvider()
     inputs = {**props(bucket), "served_model_name": "llama", "kubeconfig": {"unused": "on a cache hit"},
               "s3_endpoint_url": moto_url}
     created = provider.create(inputs)
@@ -322,7 +323,7 @@ def test_kubernetes_job_api_against_a_loopback_api_server():
     pytest.importorskip("kubernetes")
     server = _FakeApiServer()
     try:
-        api = eb.KubernetesJobApi({
+        api = eb_provider.KubernetesJobApi({
             "apiVersion": "v1", "kind": "Config", "current-context": "c",
             "clusters": [{"name": "k", "cluster": {"server": server.url}}],
             "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
@@ -335,7 +336,7 @@ def test_kubernetes_job_api_against_a_loopback_api_server():
         assert api.create_job(job) is True
         assert api.create_job(job) is False  # adopted
         status = api.job_status("llama", "engine-build-x")
-        assert eb.job_outcome(status) == "failed" and "DeadlineExceeded" in eb.failure_reason(status)
+        assert eb_provider.job_outcome(status) == "failed" and "DeadlineExceeded" in eb_provider.failure_reason(status)
         tail = api.job_log_tail("llama", "engine-build-x", 10)
         assert "[engine-build-x-abcde/build]" in tail and "RuntimeError: boom" in tail
         api.delete_job("llama", "engine-build-x")

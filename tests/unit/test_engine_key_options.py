@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from components import engine_build as eb
+from components.serving.builders import engine_build as eb
 from components.config import EngineBuildOptions, ModelConfig, StackConfig, parse_stack_config
 from tests.unit.harness import load_stack_config
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from components import gateway_manifests as gm
-from components import iam, versions
+from components.gateway.builders import manifests as gm
+from components.platform.builders import iam
+from components.catalog import versions
 from tests.k8s_schema import validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import ProgramRun, RecordedResource, run_program
@@ -32,7 +33,7 @@ GATEWAY_ONLY_PROGRAM = textwrap.dedent("""
     import pulumi_kubernetes as k8s
 
     from components.config import read_pulumi_config
-    from components.gateway import Gateway
+    from components.gateway.resources.gateway import Gateway
 
     cfg = read_pulumi_config()
     provider = k8s.Provider("k8s", kubeconfig="{}")

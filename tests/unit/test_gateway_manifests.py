@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
-from components import versions
-from components import gateway_manifests as gm
+from components.catalog import versions
+from components.gateway.builders import manifests as gm
 from tests.helm_values import assert_values_keys_exist as shared_assert_values_keys_exist
 from tests.k8s_schema import require_reference_dir, validate_custom_resource, validate_k8s_object
 

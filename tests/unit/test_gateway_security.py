@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from components import gateway_manifests as gm
+from components.gateway.builders import manifests as gm
 from components.config import parse_stack_config
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import DEFAULT_SECRETS, ProgramRun, run_program

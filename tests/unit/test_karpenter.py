@@ -6,28 +6,14 @@ import re
 
 import pytest
 
-from components import gpu_catalog, versions
-from components.cluster import SYSTEM_NODE_SELECTOR
+from components.catalog import gpus as gpu_catalog
+from components.catalog import versions
+from components.platform.builders.cluster import SYSTEM_NODE_SELECTOR
 from components.config import ConfigError, NodePoolConfig
-from components.karpenter import (
-    AMI_FAMILY_LABEL,
-    GPU_PRESENT_LABEL,
-    GPU_TAINT,
-    GPU_TAINT_KEY,
-    NODE_POOL_LABEL,
-    block_device_mappings,
-    controller_policy_document,
-    device_plugin_values,
-    ec2_node_class_manifest,
-    gpu_tolerations,
-    interruption_event_patterns,
-    karpenter_values,
-    node_pool_manifest,
-    node_selector_for,
-)
-from components.multinode import efa_pools, multi_node_pools
-from components.multinode_platform import efa_node_pool_manifest
-from components.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
+from components.platform.builders.karpenter import AMI_FAMILY_LABEL, GPU_PRESENT_LABEL, GPU_TAINT, GPU_TAINT_KEY, NODE_POOL_LABEL, block_device_mappings, controller_policy_document, device_plugin_values, ec2_node_class_manifest, gpu_tolerations, interruption_event_patterns, karpenter_values, node_pool_manifest, node_selector_for
+from components.config import efa_pools, multi_node_pools
+from components.platform.builders.multinode import efa_node_pool_manifest
+from components.platform.builders.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
 from tests.helm_values import assert_values_keys_exist
 from tests.k8s_schema import validate_custom_resource
 from tests.unit.harness import run_program

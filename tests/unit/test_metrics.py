@@ -9,8 +9,9 @@ import subprocess
 import pytest
 import yaml
 
-from components import config, metrics
-from components.dashboards import triton as triton_dashboard
+from components. import config
+from components.observability.builders import metrics
+from components.observability.builders.dashboards import triton as triton_dashboard
 from tests.k8s_schema import validate_custom_resource
 
 BASE = {
@@ -62,7 +63,7 @@ def test_request_rate_counts_the_served_model_only():
 def test_composing_models_match_the_trtllm_repository_the_build_writes():
     import importlib.util
 
-    from components.model_repository_render import REPO_ROOT
+    from components.serving.builders.model_repository import REPO_ROOT
 
     spec = importlib.util.spec_from_file_location("build_engine", REPO_ROOT / "model_repository/trtllm/build_engine.py")
     build = importlib.util.module_from_spec(spec)

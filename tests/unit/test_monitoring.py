@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from components import metrics, monitoring_values as mv, versions
+from components.observability.builders import metrics
+from components.observability.builders import monitoring_values as mv
+from components.catalog import versions
 from tests.helm_values import assert_values_keys_exist
 from tests.k8s_schema import validate_custom_resource
 from tests.unit.conftest import stack_run_for

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from components import metrics, monitoring_values as mv, versions
+from components.observability.builders import metrics
+from components.observability.builders import monitoring_values as mv
+from components.catalog import versions
 from components.config import MonitoringConfig
-from components.dashboards import triton as triton_dashboard
+from components.observability.builders.dashboards import triton as triton_dashboard
 from tests.helm_values import assert_values_keys_exist, reference_values, unknown_keys
 from tests.k8s_schema import require_reference_dir
 
@@ -148,7 +150,7 @@ def test_retention_size_bounds_the_volume():
 
 
 def test_retention_size_must_fit_the_volume():
-    from components import config
+    from components. import config
 
     with pytest.raises(config.ConfigError) as err:
         config.parse_stack_config({"region": "us-west-2", "nodePools": [{"name": "g", "instanceFamilies": ["g6e"]}],

@@ -7,17 +7,7 @@ import itertools
 import pytest
 
 from components.config import parse_stack_config
-from components.network import (
-    DISCOVERY_TAG,
-    ELB_ROLE_TAG,
-    INTERNAL_ELB_ROLE_TAG,
-    SUBNET_ROLE_TAG,
-    cluster_tag,
-    nat_subnet_index,
-    pick_zones,
-    subnet_layout,
-    subnet_tags,
-)
+from components.platform.builders.network import DISCOVERY_TAG, ELB_ROLE_TAG, INTERNAL_ELB_ROLE_TAG, SUBNET_ROLE_TAG, cluster_tag, nat_subnet_index, pick_zones, subnet_layout, subnet_tags
 from tests.unit.harness import ProgramRun, run_program
 
 SUBNET = "aws:ec2/subnet:Subnet"

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import llmapi_repository, openai_frontend
+from components.serving.builders import llmapi as llmapi_repository
+from components.config import llmapi as llmapi_repository_config
+from components.config import openai as openai_frontend
 from components.config import ConfigError
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import run_program
@@ -224,8 +226,8 @@ def test_llmapi_repository_renders_for_the_pinned_image(tmp_path):
     assert config.model_transaction_policy.decoupled is triton_config["decoupled"] is True
     assert "--disable-auto-complete-config" in llmapi_repository.TRITONSERVER_EXTRA_ARGS
     # Every other model.yaml key goes to LLM(**args): all must be LLM-API arguments of TRT-LLM 1.1.0.
-    assert set(model_yaml) <= llmapi_repository.LLM_ARGS_1_1_0
-    assert set(model_yaml["kv_cache_config"]) <= llmapi_repository.KV_CACHE_CONFIG_KEYS_1_1_0
+    assert set(model_yaml) <= llmapi_repository_config.LLM_ARGS_1_1_0
+    assert set(model_yaml["kv_cache_config"]) <= llmapi_repository_config.KV_CACHE_CONFIG_KEYS_1_1_0
     assert model_yaml == {
         "model": "meta-llama/Llama-3.2-1B-Instruct", "revision": "main", "tokenizer_revision": "main",
         "backend": "pytorch", "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "dtype": "bfloat16",
@@ -365,10 +367,10 @@ def test_bad_config_fails_before_any_resource(case):
 
 def test_llm_arg_list_is_a_list_of_names():
     # A sanity bound on the derived list: names only, no values, every managed arg is in it.
-    assert llmapi_repository.MANAGED_LLM_ARGS <= llmapi_repository.LLM_ARGS_1_1_0
-    assert llmapi_repository.MANAGED_KV_CACHE_KEYS <= llmapi_repository.KV_CACHE_CONFIG_KEYS_1_1_0
-    assert all(n.isidentifier() for n in llmapi_repository.LLM_ARGS_1_1_0)
-    json.dumps(sorted(llmapi_repository.LLM_ARGS_1_1_0))
+    assert llmapi_repository_config.MANAGED_LLM_ARGS <= llmapi_repository_config.LLM_ARGS_1_1_0
+    assert llmapi_repository_config.MANAGED_KV_CACHE_KEYS <= llmapi_repository_config.KV_CACHE_CONFIG_KEYS_1_1_0
+    assert all(n.isidentifier() for n in llmapi_repository_config.LLM_ARGS_1_1_0)
+    json.dumps(sorted(llmapi_repository_config.LLM_ARGS_1_1_0))
 
 
 def test_tritonllm_client_speaks_the_llmapi_model():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from components import config
+from components. import config
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS = sorted(p.name.split(".")[1] for p in REPO.glob("Pulumi.*.yaml"))

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from components import model_repository_render as render
+from components.serving.builders import model_repository as render
 from components.config import ModelConfig, parse_stack_config
 from tests.unit.harness import load_stack_config
 
@@ -60,7 +60,7 @@ def test_custom_metrics_cannot_be_turned_off_under_a_metric_that_needs_them():
 def test_the_vllm_health_check_is_on_with_the_explicit_mode_it_needs():
     """A dead vLLM engine must unload its model (ENABLE_VLLM_HEALTH_CHECK, only in explicit model-control
     mode per vllm_backend r25.12 docs/health_check.md) and every probe must then fail (model ready)."""
-    from components import triton_manifests as tm
+    from components.serving.builders import triton_manifests as tm
 
     config = parse_config(render.VLLM_CONFIG_TEMPLATE.read_text())
     assert config.parameters["ENABLE_VLLM_HEALTH_CHECK"].string_value == "true"

@@ -1,15 +1,10 @@
 """Storage: encrypted EFS, mount targets per AZ, NFS only from the nodes, StorageClass, RWX claim."""
 from __future__ import annotations
 
-from components.network import SUBNET_ROLE_TAG
+from components.platform.builders.network import SUBNET_ROLE_TAG
 import json
 
-from components.storage import (
-    NFS_PORT,
-    STORAGE_CLASS_NAME,
-    efs_storage_class_manifest,
-    shared_claim_manifest,
-)
+from components.platform.builders.storage import NFS_PORT, STORAGE_CLASS_NAME, efs_storage_class_manifest, shared_claim_manifest
 from tests.k8s_schema import validate_k8s_object
 from tests.unit.harness import run_program
 from tests.unit.test_network import _cfg

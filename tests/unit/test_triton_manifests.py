@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from components import engine_build, metrics, versions
-from components import triton_manifests as tm
+from components.serving.builders import engine_build
+from components.observability.builders import metrics
+from components.catalog import versions
+from components.serving.builders import triton_manifests as tm
 from components.config import StackConfig, parse_stack_config
 from tests.k8s_schema import validate_k8s_object, validate_manifest
 from tests.unit.harness import load_stack_config
@@ -272,8 +274,8 @@ def test_irsa_service_accounts_carry_the_role(vllm):
 def test_server_exports_the_histograms_the_dashboard_plots():
     import json as _json
 
-    from components.dashboards import triton as dashboard
-    from components.triton_manifests import tritonserver_args
+    from components.observability.builders.dashboards import triton as dashboard
+    from components.serving.builders.triton_manifests import tritonserver_args
 
     uses_histograms = "_histogram_" in _json.dumps(dashboard.dashboard())
     assert uses_histograms

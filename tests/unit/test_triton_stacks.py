@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from components import triton_manifests as tm
+from components.serving.builders import triton_manifests as tm
 from tests.k8s_schema import is_custom_resource, validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import (DEFAULT_SECRETS, ProgramRun, RecordedResource, plain_occurrences, run_program,

@@ -1,0 +1,98 @@
+"""`cluster` and `systemNodeGroup`: EKS control plane access and the system node group."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from components.catalog import versions
+from components.config.base import (
+    ConfigModel,
+    cidr,
+)
+
+
+class SystemNodeGroupConfig(ConfigModel):
+    """The managed node group that runs controllers (Karpenter, CoreDNS, monitoring)."""
+
+    instance_types: list[str] = Field(["m6i.xlarge"], min_length=1, description="EC2 instance types")
+    min_size: int = Field(2, ge=1, description="Minimum nodes")
+    desired_size: int = Field(2, ge=1, description="Initial nodes")
+    max_size: int = Field(4, ge=1, description="Maximum nodes")
+    disk_size_gib: int = Field(100, ge=20, description="Root volume size (GiB, encrypted gp3)")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "SystemNodeGroupConfig":
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"@desiredSize: need minSize <= desiredSize <= maxSize, got {self.min_size}/{self.desired_size}/{self.max_size}"
+            )
+        return self
+
+
+# CIDRs shorter than this admit a large part of the internet (0.0.0.0/0, or 0.0.0.0/1 + 128.0.0.0/1).
+MIN_ENDPOINT_PREFIX = 8
+
+
+class ClusterConfig(ConfigModel):
+    """The EKS control plane."""
+
+    version: str = Field(versions.EKS_VERSION, pattern=r"^1\.[0-9]{2}$", description="Kubernetes version")
+    endpoint_public_access: bool = Field(
+        False,
+        description="Also expose the API server endpoint publicly (to endpointPublicAccessCidrs only); "
+        "the private endpoint is always on",
+    )
+    endpoint_public_access_cidrs: list[str] = Field(
+        [], description="CIDRs allowed to reach the public API endpoint (required when endpointPublicAccess is true)"
+    )
+    allow_public_endpoint_from_anywhere: bool = Field(
+        False,
+        description="DANGER: accept 0.0.0.0/0 (or any CIDR wider than /8) in endpointPublicAccessCidrs",
+    )
+    admin_principal_arns: list[str] = Field(
+        [],
+        description="IAM role/user ARNs given cluster-admin through EKS access entries "
+        "(the deploying identity is dropped from it: EKS already makes it admin)",
+    )
+    system_node_group: SystemNodeGroupConfig = Field(
+        default_factory=SystemNodeGroupConfig, description="See cluster.systemNodeGroup.*"
+    )
+    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = Field(
+        ["api", "audit", "authenticator"], description="Control-plane log types sent to CloudWatch"
+    )
+
+    @field_validator("endpoint_public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        return [cidr(v) for v in value]
+
+    @field_validator("admin_principal_arns")
+    @classmethod
+    def _arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not re.match(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", arn):
+                raise ValueError(f"{arn!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/Name)")
+        return value
+
+    @model_validator(mode="after")
+    def _public(self) -> "ClusterConfig":
+        if not self.endpoint_public_access:
+            return self
+        if not self.endpoint_public_access_cidrs:
+            raise ValueError(
+                "@endpointPublicAccessCidrs: empty while endpointPublicAccess is true; "
+                "list the CIDRs that may reach the API (e.g. your egress IP as 203.0.113.7/32) "
+                "or set endpointPublicAccess false (private endpoint only)"
+            )
+        wide = [c for c in self.endpoint_public_access_cidrs
+                if ipaddress.ip_network(c).prefixlen < MIN_ENDPOINT_PREFIX]
+        if wide and not self.allow_public_endpoint_from_anywhere:
+            raise ValueError(
+                f"@endpointPublicAccessCidrs: {wide} admit (a large part of) the whole internet to the "
+                "Kubernetes API; list narrower CIDRs (e.g. 203.0.113.7/32), or set "
+                "cluster.allowPublicEndpointFromAnywhere: true if you really mean it"
+            )
+        return self

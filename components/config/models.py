@@ -1,0 +1,193 @@
+"""`models[]`: one served model, its backend options and their cross-checks."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from components.catalog import serving_metrics as metrics
+from components.config.base import (
+    DNS_LABEL,
+    GATED_ORGS,
+    QUANTITY,
+    ConfigModel,
+)
+from components.config.llmapi import TrtllmOptions
+from components.config.llmapi import config_problems as llmapi_config_problems
+from components.config.multinode import MultiNodeConfig
+from components.config.openai import OpenAiOptions
+from components.config.openai import config_problems as openai_config_problems
+
+
+class AutoscalingConfig(ConfigModel):
+    """HPA on a Triton metric served by prometheus-adapter."""
+
+    metric: str | None = Field(None, description="Per-pod metric name; default depends on the backend")
+    target: float | None = Field(None, gt=0, description="Per-pod target value of the metric")
+    scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600, description="HPA scale-up window")
+    scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600, description="HPA scale-down window")
+
+
+class VllmOptions(ConfigModel):
+    """Engine arguments of Triton's vLLM backend (model.json)."""
+
+    max_model_len: int | None = Field(None, ge=128, description="Context length; default the model's")
+    gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98, description="Share of GPU memory vLLM uses")
+    dtype: Literal["auto", "float16", "bfloat16"] = Field("auto", description="Weights/activations dtype")
+    max_num_seqs: int = Field(256, ge=1, description="Maximum concurrent sequences")
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs")
+    extra_engine_args: dict[str, Any] = Field({}, description="Further vLLM engine arguments, verbatim")
+    report_custom_metrics: bool | None = Field(
+        None,
+        description="REPORT_CUSTOM_METRICS (vllm:* metrics on Triton's /metrics); default: on only when the "
+        "autoscaling metric needs it (the default vllm_requests_in_flight does)",
+    )
+
+
+class EngineBuildOptions(ConfigModel):
+    """TensorRT-LLM engine build (convert_checkpoint + trtllm-build)."""
+
+    dtype: Literal["float16", "bfloat16", "fp8"] = Field("bfloat16", description="Engine precision")
+    max_batch_size: int = Field(64, ge=1, le=2048, description="trtllm-build --max_batch_size")
+    max_input_len: int = Field(2048, ge=16, description="trtllm-build --max_input_len")
+    max_seq_len: int = Field(4096, ge=32, description="trtllm-build --max_seq_len (input + output)")
+    max_num_tokens: int = Field(8192, ge=64, description="trtllm-build --max_num_tokens")
+    paged_kv_cache: bool = Field(True, description="Paged KV cache (needed for in-flight batching)")
+    multiple_profiles: bool = Field(True, description="Build several TensorRT optimization profiles")
+    kv_cache_free_gpu_mem_fraction: float = Field(0.9, gt=0, le=0.98, description="KV cache share of free GPU memory")
+    # Serving settings filled into the tensorrt_llm model's config.pbtxt. Set explicitly because the
+    # backend's own defaults changed across releases (TensorRT-LLM triton_backend docs/model_config.md).
+    batch_scheduler_policy: Literal["max_utilization", "guaranteed_no_evict"] = Field(
+        "max_utilization",
+        description="tensorrt_llm batch_scheduler_policy: max_utilization packs more requests (may pause some "
+                    "when the KV cache is full); guaranteed_no_evict admits only what is sure to finish")
+    enable_kv_cache_reuse: bool = Field(
+        True, description="tensorrt_llm enable_kv_cache_reuse: reuse KV blocks of shared prompt prefixes (needs pagedKvCache)")
+    enable_chunked_context: bool = Field(
+        True, description="tensorrt_llm enable_chunked_context: split long prompts across iterations (needs pagedKvCache)")
+    max_queue_delay_microseconds: int = Field(
+        0, ge=0, le=1_000_000, description="tensorrt_llm dynamic_batching max_queue_delay_microseconds")
+    bls_instance_count: int = Field(
+        0, ge=0, le=2048,
+        description="Instances of the served BLS model; each streams one request at a time (a Python process "
+                    "each, CPU memory). 0: maxBatchSize, as upstream advises")
+    timeout_minutes: int = Field(90, ge=5, le=600, description="Deadline for the build Job")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "EngineBuildOptions":
+        if self.max_input_len >= self.max_seq_len:
+            raise ValueError(f"@maxInputLen: {self.max_input_len} must be below maxSeqLen ({self.max_seq_len})")
+        for key, on in (("enableKvCacheReuse", self.enable_kv_cache_reuse),
+                        ("enableChunkedContext", self.enable_chunked_context)):
+            if on and not self.paged_kv_cache:
+                raise ValueError(f"@{key}: needs pagedKvCache true; set {key}: false or pagedKvCache: true")
+        return self
+
+
+
+
+class ResourcesConfig(ConfigModel):
+    """Triton container resources besides GPUs."""
+
+    cpu: str = Field("4", pattern=QUANTITY, description="CPU request")
+    memory: str = Field("24Gi", pattern=QUANTITY, description="Memory request and limit")
+    shm_size: str = Field("8Gi", pattern=QUANTITY, description="/dev/shm size (Python backend, NCCL)")
+
+
+class ModelConfig(ConfigModel):
+    """One served model: a TritonLLM deployment of its own."""
+
+    name: str = Field(..., pattern=DNS_LABEL, description="Served model name (required)")
+    backend: Literal["vllm", "trtllm"] = Field(..., description="Triton backend (required): vllm or trtllm")
+    hf_model_id: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$", description="Hugging Face repo id (required)"
+    )
+    hf_revision: str = Field(
+        "main", description="Hugging Face branch, tag or commit; TRT-LLM engines are keyed on the commit it "
+                            "resolves to when the program runs (a moved branch rebuilds)")
+    gated: bool | None = Field(None, description="Needs a Hugging Face token; guessed from the org when unset")
+    tensor_parallel: int = Field(1, ge=1, le=64, description="Tensor-parallel degree")
+    pipeline_parallel: int = Field(1, ge=1, le=16, description="Pipeline-parallel degree")
+    gpus: int | None = Field(None, ge=1, description="GPUs per replica; default tensorParallel x pipelineParallel")
+    node_pool: str = Field(..., description="Name of the nodePools entry that serves it (required)")
+    min_replicas: int = Field(1, ge=1, description="HPA minimum replicas")
+    max_replicas: int = Field(5, ge=1, description="HPA maximum replicas")
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="See models[].autoscaling.*")
+    vllm: VllmOptions = Field(default_factory=VllmOptions, description="vLLM engine arguments (backend vllm)")
+    engine: EngineBuildOptions = Field(
+        default_factory=EngineBuildOptions, description="TensorRT-LLM build options (backend trtllm)"
+    )
+    engine_storage: Literal["efs", "local"] = Field(
+        "local", description="Where TRT-LLM engines are staged before Triton starts"
+    )
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="See models[].resources.*")
+    openai: OpenAiOptions = Field(default_factory=OpenAiOptions, description="OpenAI-compatible API (see README)")
+    trtllm: TrtllmOptions = Field(
+        default_factory=TrtllmOptions, description="TensorRT-LLM runtime choice (backend trtllm)"
+    )
+    multi_node: MultiNodeConfig | None = Field(
+        None, description="Serve one replica across several nodes (TRT-LLM: tensorParallel within a node, "
+        "pipelineParallel across nodes); see models[].multiNode.*"
+    )
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "ModelConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"@minReplicas: {self.min_replicas} exceeds maxReplicas ({self.max_replicas})")
+        try:
+            metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
+        except ValueError as exc:
+            raise ValueError(f"@autoscaling.metric: {exc}") from None
+        chosen = metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
+        if chosen.needs_vllm_custom_metrics and self.vllm.report_custom_metrics is False:
+            raise ValueError(
+                f"@vllm.reportCustomMetrics: false, but the autoscaling metric {chosen.name!r} is computed from "
+                "the vLLM backend's custom metrics; remove the key or pick autoscaling.metric "
+                "triton_request_rate"
+            )
+        if self.name in metrics.COMPOSING_MODELS:
+            raise ValueError(
+                f"@name: {self.name!r} is the name of a TensorRT-LLM ensemble's composing model, which the "
+                "request-rate rules do not count; choose another name"
+            )
+        problems = llmapi_config_problems(self) + openai_config_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
+        if self.gpus is not None and self.gpus < self.parallel_gpus:
+            raise ValueError(
+                f"@gpus: {self.gpus} is below tensorParallel x pipelineParallel ({self.parallel_gpus}); "
+                "raise gpus or drop the key"
+            )
+        return self
+
+    @property
+    def parallel_gpus(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel
+
+    @property
+    def nodes_per_replica(self) -> int:
+        return self.multi_node.nodes if self.multi_node else 1
+
+    @property
+    def gpus_per_pod(self) -> int:
+        """GPUs each pod requests: the whole replica, or one node's share of a multi-node replica."""
+        return self.gpus_per_replica // self.nodes_per_replica
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.gpus or self.parallel_gpus
+
+    @property
+    def uses_llmapi(self) -> bool:
+        """TRT-LLM through the LLM API: no engine build, weights loaded by TensorRT-LLM in the pod."""
+        return self.backend == "trtllm" and self.trtllm.runtime == "llmapi"
+
+    @property
+    def builds_engine(self) -> bool:
+        return self.backend == "trtllm" and self.trtllm.runtime == "engine"
+
+    @property
+    def is_gated(self) -> bool:
+        if self.gated is not None:
+            return self.gated
+        return self.hf_model_id.split("/")[0] in GATED_ORGS

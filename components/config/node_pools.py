@@ -1,0 +1,151 @@
+"""`nodePools` and `cpuNodePool`: the Karpenter NodePools, their instance types and AMIs."""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from components.catalog import gpus, versions
+from components.config.base import (
+    DNS_LABEL,
+    DURATION,
+    ConfigModel,
+)
+
+AMI_VERSION_PATTERNS = {"AL2023": r"^v[0-9]{8}$", "Bottlerocket": r"^v[0-9]+\.[0-9]+\.[0-9]+$"}
+AMI_VERSION_EXAMPLES = {"AL2023": "v20260714", "Bottlerocket": "v1.50.0"}
+
+
+def check_ami_version(family: str, version: str | None) -> None:
+    """Raise ValueError ("@amiVersion: ...") unless `version` pins a release of `family` (or is `latest`)."""
+    if version is None:
+        if versions.KARPENTER_AMI_VERSION.get(family) is None:
+            raise ValueError(
+                f"@amiVersion: required for amiFamily {family} (no verified default); set a release such as "
+                f"{AMI_VERSION_EXAMPLES[family]} (list them with `aws ssm get-parameters-by-path --path "
+                f"/aws/service/bottlerocket/aws-k8s-{versions.EKS_VERSION}-nvidia --recursive`)"
+            )
+        return
+    if version != "latest" and not re.match(AMI_VERSION_PATTERNS[family], version):
+        raise ValueError(
+            f"@amiVersion: {version!r} is not a {family} release; write it like {AMI_VERSION_EXAMPLES[family]} "
+            "(or latest, which replaces every node on each AMI release)"
+        )
+
+
+def ami_alias(family: str, version: str | None) -> str:
+    return f"{versions.KARPENTER_AMI_ALIAS_FAMILY[family]}@{version or versions.KARPENTER_AMI_VERSION[family]}"
+
+
+class CpuNodePoolConfig(ConfigModel):
+    """A small Karpenter NodePool of CPU nodes for pods that need no GPU (monitoring, gateway, jobs)."""
+
+    enabled: bool = Field(True, description="Create the CPU NodePool `cpu` next to the GPU pools")
+    instance_families: list[str] = Field(
+        ["m7i", "m6i", "c7i", "c6i"], min_length=1, description="EC2 instance families (amd64)"
+    )
+    capacity_types: list[Literal["on-demand", "spot"]] = Field(
+        ["on-demand"], min_length=1, description="Karpenter capacity types"
+    )
+    max_cpu: int = Field(32, ge=2, le=1000, description="NodePool limit on total vCPU")
+    disk_size_gib: int = Field(50, ge=20, description="Encrypted gp3 root volume (GiB)")
+    ami_version: str | None = Field(
+        None, description=f"AL2023 release (default {versions.KARPENTER_AMI_VERSION['AL2023']})"
+    )
+
+    @field_validator("instance_families")
+    @classmethod
+    def _families(cls, value: list[str]) -> list[str]:
+        bad = [f for f in value if not re.match(r"^[a-z][a-z0-9-]*[0-9][a-z0-9-]*$", f)]
+        if bad:
+            raise ValueError(f"{bad} are not EC2 instance families; write them like m7i")
+        return value
+
+    @model_validator(mode="after")
+    def _ami(self) -> "CpuNodePoolConfig":
+        check_ami_version("AL2023", self.ami_version)
+        return self
+
+    @property
+    def ami_alias(self) -> str:
+        return ami_alias("AL2023", self.ami_version)
+
+
+class NodePoolConfig(ConfigModel):
+    """A Karpenter NodePool of GPU nodes."""
+
+    name: str = Field(..., pattern=DNS_LABEL, description="NodePool name (required); models refer to it")
+    instance_families: list[str] = Field(
+        [], description="GPU instance families, e.g. [g6e]; every size in the catalog is allowed"
+    )
+    instance_types: list[str] = Field([], description="Explicit instance types; overrides instanceFamilies")
+    capacity_types: list[Literal["on-demand", "spot", "reserved"]] = Field(
+        ["on-demand"], min_length=1, description="Karpenter capacity types, e.g. [spot, on-demand]"
+    )
+    max_gpus: int = Field(16, ge=1, description="NodePool limit on total nvidia.com/gpu")
+    max_cpu: int = Field(1000, ge=1, description="NodePool limit on total vCPU")
+    disk_size_gib: int = Field(
+        500, ge=100, description="Encrypted gp3 root volume (GiB); Triton LLM images are 15-20 GB"
+    )
+    ami_family: Literal["AL2023", "Bottlerocket"] = Field(
+        "AL2023", description="AMI family; Karpenter picks its NVIDIA variant for GPU types"
+    )
+    ami_version: str | None = Field(
+        None,
+        description=f"AMI release the alias is pinned to: AL2023 vYYYYMMDD (default "
+        f"{versions.KARPENTER_AMI_VERSION['AL2023']}), Bottlerocket vX.Y.Z (required); `latest` "
+        "replaces every node on each AMI release",
+    )
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
+        "WhenEmpty", description="When Karpenter may remove nodes"
+    )
+    consolidate_after: str = Field("5m", pattern=DURATION, description="Idle time before consolidation")
+    expire_after: str = Field("720h", pattern=DURATION, description="Maximum node lifetime")
+    weight: int = Field(10, ge=1, le=100, description="Priority among NodePools")
+    zones: list[str] = Field(
+        [], description="Availability zones (e.g. [us-west-2a]) the pool may use; default every zone of the VPC. "
+        "A pool serving a multiNode model needs exactly one"
+    )
+
+    @field_validator("instance_families")
+    @classmethod
+    def _families(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in gpus.FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown GPU instance families {unknown}; known: {sorted(gpus.FAMILIES)}")
+        return value
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in gpus.INSTANCE_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown GPU instance types {unknown}; use types from components/gpus.py, e.g. g6e.2xlarge"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _some_types(self) -> "NodePoolConfig":
+        if not self.instance_families and not self.instance_types:
+            raise ValueError("@instanceFamilies: set instanceFamilies (e.g. [g6e]) or instanceTypes (e.g. [g6e.2xlarge])")
+        check_ami_version(self.ami_family, self.ami_version)
+        return self
+
+    @property
+    def ami_alias(self) -> str:
+        """Karpenter amiSelectorTerms alias, e.g. al2023@v20260714."""
+        return ami_alias(self.ami_family, self.ami_version)
+
+    @property
+    def catalog_types(self) -> list[gpus.GpuInstanceType]:
+        return gpus.instance_types_for(self.instance_families, self.instance_types)
+
+    @property
+    def max_gpus_per_node(self) -> int:
+        return max(t.gpus for t in self.catalog_types)
+
+    @property
+    def gpu_models(self) -> list[gpus.GpuModel]:
+        return sorted({t.gpu for t in self.catalog_types}, key=lambda g: g.name)

@@ -1,0 +1,59 @@
+"""`models[].openai`: Triton's OpenAI-compatible frontend in the model's pod."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from components.config.base import (
+    ConfigModel,
+)
+
+
+class OpenAiOptions(ConfigModel):
+    """Triton's OpenAI-compatible frontend in the model's pod (components/openai_frontend.py)."""
+
+    enabled: bool = Field(
+        False, description="Serve /v1/chat/completions, /v1/completions and /v1/models from Triton's OpenAI "
+        "frontend in the same pod, next to the KServe HTTP/gRPC APIs"
+    )
+    tokenizer: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$",
+        description="Hugging Face id of the tokenizer whose chat template the frontend applies; default hfModelId",
+    )
+    default_max_tokens: int = Field(
+        256, ge=1, le=131072, description="max_tokens when a request sets none (the frontend's own default is 16)"
+    )
+
+
+# Inputs the r25.12 frontend puts on every request to a non-vLLM model
+# (engine/utils/triton.py `_create_trtllm_generate_request`), and those it adds when the
+# request sets the matching OpenAI field. Triton rejects a request with an input the
+# model's config lacks ("unexpected inference input"), so a model must declare all of them.
+TRTLLM_REQUEST_INPUTS = ("text_input", "stream", "max_tokens", "return_num_input_tokens", "return_num_output_tokens")
+TRTLLM_OPTIONAL_REQUEST_INPUTS = ("stop_words", "top_p", "frequency_penalty", "presence_penalty", "seed", "temperature")
+
+
+def config_problems(model: Any) -> list[str]:
+    """Why the OpenAI frontend cannot serve this model config ("@key: message" lines), empty if it can."""
+    problems: list[str] = []
+    if not model.openai.enabled:
+        if "tokenizer" in model.openai.model_fields_set or "default_max_tokens" in model.openai.model_fields_set:
+            problems.append("@openai: tokenizer/defaultMaxTokens are only used with openai.enabled: true")
+        return problems
+    if model.backend == "trtllm" and model.trtllm.runtime == "llmapi":
+        problems.append(
+            "@openai.enabled: Triton 25.12's OpenAI frontend cannot serve the llmapi model: it sends the "
+            f"TRT-LLM ensemble's inputs ({', '.join(TRTLLM_REQUEST_INPUTS)}) while the llmapi model takes "
+            "`streaming` and `sampling_param_*`; use trtllm.runtime: engine for the OpenAI API, or keep llmapi "
+            "and use the KServe APIs (openai.enabled: false)")
+    elif getattr(model, "multi_node", None) is not None:
+        problems.append("@openai.enabled: a multiNode replica runs TensorRT-LLM in leader mode (mpirun over "
+                        "the LeaderWorkerSet), which Triton 25.12's OpenAI frontend does not support; "
+                        "use openai.enabled: false")
+    elif model.backend == "trtllm" and model.parallel_gpus > 1:
+        problems.append(
+            f"@openai.enabled: tensorParallel x pipelineParallel = {model.parallel_gpus} runs TensorRT-LLM in "
+            "leader mode (one tritonserver per rank), which Triton 25.12's OpenAI frontend does not support; "
+            "use one GPU per replica or openai.enabled: false")
+    return problems

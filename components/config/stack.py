@@ -1,0 +1,311 @@
+"""The whole `tritonllm:` namespace: `StackConfig` composes the sections; `parse_stack_config` reports every bad key."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from components.config.base import (
+    CPU_NODE_POOL_NAME,
+    DNS_LABEL,
+    NAMESPACE,
+    SECRET_KEYS,
+    ConfigError,
+    ConfigModel,
+    StackIdentity,
+)
+from components.config.cluster import ClusterConfig
+from components.config.gateway import ACM_ARN, GatewayConfig, check_api_keys
+from components.config.models import ModelConfig
+from components.config.monitoring import MonitoringConfig
+from components.config.multinode_checks import multi_node_problems
+from components.config.network import NetworkConfig
+from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
+from components.config.storage import EfsConfig, ModelStoreConfig
+
+
+@dataclass(frozen=True)
+class ModelSite:
+    """What a served model's builders need of the stack besides the model's own config: its region,
+    the node pool it runs on, and the stack-wide switches that shape its objects."""
+
+    region: str
+    node_pool: NodePoolConfig
+    efs_enabled: bool
+    efs_claim_size: str
+    monitoring_enabled: bool
+    scrape_interval: str
+    auth_enabled: bool
+
+
+class StackConfig(ConfigModel):
+    """Everything under the `tritonllm:` namespace."""
+
+    region: str = Field(..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region (required)")
+    name: str = Field(
+        "tritonllm", pattern=DNS_LABEL, max_length=24,
+        description="Prefix of every resource name and the EKS cluster name (max 24: AWS name limits)",
+    )
+    network: NetworkConfig = Field(default_factory=NetworkConfig, description="See network.*")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="See cluster.*")
+    node_pools: list[NodePoolConfig] = Field(..., min_length=1, description="GPU NodePools (required)")
+    cpu_node_pool: CpuNodePoolConfig = Field(
+        default_factory=CpuNodePoolConfig, description="See cpuNodePool.*"
+    )
+    efs: EfsConfig = Field(default_factory=EfsConfig, description="See efs.*")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="See monitoring.*")
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="See gateway.*")
+    model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig, description="See modelStore.*")
+    models: list[ModelConfig] = Field(..., min_length=1, description="Served models (required)")
+    tags: dict[str, str] = Field({}, description="Tags added to every AWS resource")
+    # Secrets: only whether they are set. Read them with pulumi.Config().require_secret.
+    hf_token_set: bool = Field(False, exclude=True)
+    ngc_api_key_set: bool = Field(False, exclude=True)
+    api_key_count: int = Field(0, exclude=True)  # how many valid apiKeys entries; never the keys themselves
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        # AWS reserves aws:*; Karpenter rejects EC2NodeClass tags it manages itself.
+        reserved = ("aws:", "kubernetes.io/cluster/", "karpenter.sh/", "karpenter.k8s.aws/", "eks:")
+        bad = [k for k in value if not k or k.startswith(reserved)]
+        if bad:
+            raise ValueError(f"tag keys {bad} are reserved (prefixes {list(reserved)}); rename them")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "StackConfig":
+        problems: list[str] = self._gateway_checks()
+        pools = {p.name: (i, p) for i, p in enumerate(self.node_pools)}
+        if len(pools) != len(self.node_pools):
+            problems.append("@nodePools: names must be unique")
+        for j, pool in enumerate(self.node_pools):
+            bad_zones = [z for z in pool.zones if not re.match(rf"^{re.escape(self.region)}[a-z]$", z)]
+            if bad_zones:
+                problems.append(f"@nodePools[{j}].zones: {bad_zones} are not zones of region {self.region}; "
+                                f"write them like {self.region}a")
+        if self.cpu_node_pool.enabled and CPU_NODE_POOL_NAME in pools:
+            problems.append(
+                f"@nodePools[{pools[CPU_NODE_POOL_NAME][0]}].name: {CPU_NODE_POOL_NAME!r} is the CPU NodePool's "
+                "name; rename the GPU pool or set cpuNodePool.enabled: false"
+            )
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            problems.append(f"@models: names must be unique, got {names}")
+        for i, m in enumerate(self.models):
+            if m.node_pool not in pools:
+                problems.append(
+                    f"@models[{i}].nodePool: {m.node_pool!r} is not a nodePools entry; "
+                    f"use one of {sorted(pools)} or add it to nodePools"
+                )
+                continue
+            pool = pools[m.node_pool][1]
+            if m.multi_node is not None:
+                problems += multi_node_problems(i, m, pool, self.region)
+            elif m.gpus_per_replica > pool.max_gpus_per_node:
+                problems.append(
+                    f"@models[{i}]: needs {m.gpus_per_replica} GPUs per replica (tensorParallel x pipelineParallel "
+                    f"= {m.parallel_gpus}) but the largest type in nodePool {pool.name!r} has "
+                    f"{pool.max_gpus_per_node}; lower the parallelism or add larger instance types to the pool"
+                )
+            if m.builds_engine and len(pool.gpu_models) > 1:
+                problems.append(
+                    f"@models[{i}].nodePool: TensorRT-LLM engines are built per GPU architecture but nodePool "
+                    f"{pool.name!r} mixes {[g.name for g in pool.gpu_models]}; give it one GPU family"
+                )
+            if m.is_gated and not self.hf_token_set:
+                problems.append(
+                    f"@models[{i}].hfModelId: {m.hf_model_id} is gated on Hugging Face but hfToken is not set; "
+                    "run `pulumi config set --secret tritonllm:hfToken hf_...` (or set gated: false)"
+                )
+            if m.builds_engine and m.engine.dtype == "fp8":
+                if any(g.compute_capability < "8.9" for g in pool.gpu_models):
+                    problems.append(
+                        f"@models[{i}].engine.dtype: fp8 needs Ada or Hopper GPUs (compute 8.9+), "
+                        f"nodePool {pool.name!r} has {[g.name for g in pool.gpu_models]}; use bfloat16"
+                    )
+            if m.uses_llmapi and m.trtllm.llmapi.kv_cache_dtype == "fp8":
+                if any(g.compute_capability < "8.9" for g in pool.gpu_models):
+                    problems.append(
+                        f"@models[{i}].trtllm.llmapi.kvCacheDtype: fp8 needs Ada or Hopper GPUs (compute 8.9+), "
+                        f"nodePool {pool.name!r} has {[g.name for g in pool.gpu_models]}; use auto"
+                    )
+            if m.builds_engine and m.engine_storage == "efs" and not self.efs.enabled:
+                problems.append(
+                    f"@models[{i}].engineStorage: efs needs the shared file system but efs.enabled is false; "
+                    "use engineStorage: local or set efs.enabled: true"
+                )
+            if m.max_replicas * m.gpus_per_replica > pool.max_gpus:
+                problems.append(
+                    f"@models[{i}].maxReplicas: {m.max_replicas} replicas x {m.gpus_per_replica} GPUs exceeds "
+                    f"nodePool {pool.name!r} maxGpus ({pool.max_gpus}); raise maxGpus or lower maxReplicas"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _gateway_checks(self) -> list[str]:
+        problems = []
+        tls = self.gateway.tls
+        if tls.enabled and not tls.certificate_arn and not (tls.domain and tls.hosted_zone_id):
+            problems.append(
+                "@gateway.tls.certificateArn: no TLS certificate for the endpoint; set gateway.tls.certificateArn to "
+                "an ACM certificate ARN, or gateway.tls.domain and gateway.tls.hostedZoneId to have one created "
+                "(an internal gateway may opt out with gateway.tls.plaintextInsideVpc: true)"
+            )
+        arn = tls.certificate_arn
+        if arn:
+            match = re.match(ACM_ARN, arn)
+            if match is None:
+                problems.append(
+                    "@gateway.tls.certificateArn: not an ACM certificate ARN; "
+                    "use arn:aws:acm:<region>:<account>:certificate/<id>"
+                )
+            elif match["region"] != self.region:
+                problems.append(
+                    f"@gateway.tls.certificateArn: the certificate is in {match['region']} but the stack's NLB is "
+                    f"in {self.region} (an NLB can only use ACM certificates of its own region); request or "
+                    f"import the certificate in {self.region}, or set gateway.tls.domain + hostedZoneId instead"
+                )
+        if self.gateway.auth.enabled and self.api_key_count == 0:
+            problems.append(
+                "@apiKeys: no API key while gateway.auth.enabled is true; run "
+                "`pulumi config set --secret tritonllm:apiKeys '[\"ci:'$(openssl rand -hex 24)'\"]'` "
+                "(or set gateway.auth.enabled: false)"
+            )
+        return problems
+
+    @property
+    def identity(self) -> StackIdentity:
+        return StackIdentity(self.name, self.region, dict(self.tags))
+
+    def site_of(self, model: ModelConfig) -> ModelSite:
+        """The stack facts `model`'s builders read (its node pool, region, EFS, monitoring, auth)."""
+        return ModelSite(
+            region=self.region, node_pool=self.node_pool(model.node_pool), efs_enabled=self.efs.enabled,
+            efs_claim_size=self.efs.claim_size, monitoring_enabled=self.monitoring.enabled,
+            scrape_interval=self.monitoring.scrape_interval, auth_enabled=self.gateway.auth.enabled,
+        )
+
+    def node_pool(self, name: str) -> NodePoolConfig:
+        return next(p for p in self.node_pools if p.name == name)
+
+
+# Top-level keys as they appear in stack files (camelCase).
+TOP_LEVEL_KEYS = tuple(
+    (f.alias or n) for n, f in StackConfig.model_fields.items() if not f.exclude
+) + SECRET_KEYS
+
+
+def _loc_to_key(loc: tuple[Any, ...]) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key += ("." if key else "") + str(part)
+    return key or "(root)"
+
+
+_FIXES = {
+    "missing": "this key is required; add it to the stack file",
+    "extra_forbidden": "unknown key; check the spelling against README's config table",
+}
+
+
+
+
+def parse_stack_config(
+    raw: Mapping[str, Any], secret_keys_set: set[str] | frozenset[str] = frozenset(), *,
+    secrets_complete: bool = False,
+) -> StackConfig:
+    """Validate the `tritonllm:` config values (without namespace) into a StackConfig.
+
+    `raw` values may be JSON strings (as Pulumi passes structured config) or
+    already-decoded objects. `secret_keys_set` names the secret keys that are set;
+    `secrets_complete` says it names all of them (the program, `tritonllm deploy`), so a
+    missing apiKeys secret is an error.
+    """
+    problems: list[tuple[str, str]] = []
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECRET_KEYS:
+            continue
+        if key not in TOP_LEVEL_KEYS:
+            problems.append((key, f"unknown key; valid keys are {', '.join(TOP_LEVEL_KEYS)}"))
+            continue
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                problems.append((key, f"is not valid JSON/YAML structure ({exc.msg})"))
+                continue
+        values[key] = value
+    if problems:
+        raise ConfigError(problems)
+    values["hf_token_set"] = "hfToken" in secret_keys_set
+    values["ngc_api_key_set"] = "ngcApiKey" in secret_keys_set
+    if raw.get("apiKeys") in (None, "") and ("apiKeys" in secret_keys_set or not secrets_complete):
+        # Set but encrypted (a stack file read outside Pulumi), or a caller that does not say which
+        # secrets are set (unit tests of other parts): the program checks them at `up`.
+        count, key_problems = 1, []
+    else:
+        count, key_problems = check_api_keys(raw.get("apiKeys"))
+    values["api_key_count"] = count
+    problems += key_problems
+    try:
+        if problems:
+            raise ConfigError(problems)
+        return StackConfig.model_validate(values)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = _loc_to_key(err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] in _FIXES:
+                message = _FIXES[err["type"]]
+            elif "input" in err and not isinstance(err["input"], (dict, list)):
+                message += f" (got {err['input']!r})"
+            for line in message.split("\n"):
+                # Cross-field checks name their own key as "@sub.key: message".
+                if line.startswith("@"):
+                    sub_key, _, line = line[1:].partition(": ")
+                    joined = sub_key if key == "(root)" else f"{key}.{sub_key}"
+                    problems.append((joined.replace(".[", "["), line))
+                else:
+                    problems.append((key, line))
+        raise ConfigError(problems) from None
+
+
+
+def read_pulumi_config() -> StackConfig:
+    """Parse the running stack's `tritonllm:` config (as the Pulumi engine or mocks set it)."""
+    from pulumi.runtime import config as runtime_config
+
+    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = NAMESPACE + ":"
+    raw = {k[len(prefix):]: v for k, v in everything.items() if k.startswith(prefix)}
+    return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")}, secrets_complete=True)
+
+
+# --- multi-node models and the pools that serve them
+
+def multi_node_pools(cfg: StackConfig) -> dict[str, list[ModelConfig]]:
+    """nodePool name -> the multi-node models it serves."""
+    pools: dict[str, list[ModelConfig]] = {}
+    for m in cfg.models:
+        if m.multi_node is not None:
+            pools.setdefault(m.node_pool, []).append(m)
+    return pools
+
+
+def efa_pools(cfg: StackConfig) -> set[str]:
+    """Pools that serve a multi-node model with EFA on."""
+    return {name for name, models in multi_node_pools(cfg).items() if any(m.multi_node.efa for m in models)}
+
+
+def placement_group_pools(cfg: StackConfig) -> set[str]:
+    return {name for name, models in multi_node_pools(cfg).items()
+            if any(m.multi_node.placement_group for m in models)}

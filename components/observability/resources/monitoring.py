@@ -1,0 +1,176 @@
+"""Monitoring: kube-prometheus-stack, Grafana admin secret and dashboard, DCGM exporter,
+prometheus-adapter, and the recording rules the HPAs read.
+
+A thin shell over pure builders: Helm values in `components/monitoring_values.py`,
+rules, adapter rules and the PodMonitor in `components/metrics.py`, the dashboard
+in `components/dashboards/triton.py`.
+
+The Grafana admin password is generated (pulumi_random), stored in AWS Secrets
+Manager, and handed to Grafana through a Kubernetes Secret built from the same
+Pulumi secret output; Helm values only name that Secret. Nothing prints or
+stores it in plain text: read it with `grafana_read_password_command`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as kubernetes
+import pulumi_random as random
+
+from components.catalog import versions
+from components.config import MonitoringConfig, StackIdentity
+from components.observability.builders import metrics, monitoring_values
+from components.observability.builders.dashboards import triton as triton_dashboard
+from components.observability.builders.monitoring import (
+    GRAFANA_SECRET_K8S_NAME,
+    PROMETHEUS_STORAGE_CLASS,
+    port_forward_command,
+    read_password_command,
+)
+from components.tokens import component_type, with_previous_types
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    stack: StackIdentity  # names and tags the Grafana secret; its region goes into the read command
+    monitoring: MonitoringConfig
+    k8s_provider: kubernetes.Provider
+
+
+class Monitoring(pulumi.ComponentResource):
+    """kube-prometheus-stack + Grafana secret and dashboard + DCGM exporter + prometheus-adapter + rules.
+
+    AWS resources use the provider passed in `opts` (providers={"aws": ...});
+    Kubernetes resources use `args.k8s_provider`.
+    """
+
+    grafana_secret_name: pulumi.Output[str]
+    grafana_port_forward_command: pulumi.Output[str]
+    grafana_read_password_command: pulumi.Output[str]
+    prometheus_url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: MonitoringArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(component_type("observability", "Monitoring"), name, None,
+                         with_previous_types(opts, "tritonllm:index:Monitoring"))
+        mon = args.monitoring
+        namespace_name = monitoring_values.NAMESPACE
+        child = pulumi.ResourceOptions(parent=self)
+        k8s = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+
+        namespace = kubernetes.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": namespace_name, "labels": {"app.kubernetes.io/part-of": "tritonllm"}},
+            opts=k8s,
+        )
+        in_namespace = pulumi.ResourceOptions.merge(k8s, pulumi.ResourceOptions(depends_on=[namespace]))
+
+        # --- Grafana admin password: generated, kept in Secrets Manager, given to Grafana as a Secret
+        password = random.RandomPassword(f"{name}-grafana-admin-password", length=32, special=False, opts=child)
+        secret = aws.secretsmanager.Secret(
+            f"{name}-grafana-admin",
+            name_prefix=f"{args.stack.name}/grafana-admin-",
+            description=f"Grafana admin password of the {args.stack.name} monitoring stack (user {monitoring_values.GRAFANA_ADMIN_USER})",
+            tags={**args.stack.tags, "tritonllm:component": "monitoring"},
+            opts=child,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-grafana-admin",
+            secret_id=secret.id,
+            secret_string=password.result,
+            opts=child,
+        )
+        grafana_secret = kubernetes.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata={"name": GRAFANA_SECRET_K8S_NAME, "namespace": namespace_name},
+            type="Opaque",
+            string_data={
+                monitoring_values.GRAFANA_USER_KEY: monitoring_values.GRAFANA_ADMIN_USER,
+                monitoring_values.GRAFANA_PASSWORD_KEY: password.result,
+            },
+            opts=in_namespace,
+        )
+
+        # --- Prometheus volume: encrypted gp3 through the EBS CSI driver (EKS has no default class)
+        storage_class = kubernetes.storage.v1.StorageClass(
+            f"{name}-prometheus-gp3",
+            metadata={"name": PROMETHEUS_STORAGE_CLASS},
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true"},
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            reclaim_policy="Delete",
+            opts=k8s,
+        )
+
+        def release(resource_name: str, chart: versions.Chart, release_name: str, values: dict,
+                    depends_on: list[pulumi.Resource]) -> kubernetes.helm.v3.Release:
+            return kubernetes.helm.v3.Release(
+                resource_name,
+                name=release_name,
+                chart=chart.name,
+                version=chart.version,
+                repository_opts=kubernetes.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+                namespace=namespace_name,
+                values=values,
+                timeout=900,
+                opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=depends_on)),
+            )
+
+        kps = release(
+            f"{name}-kube-prometheus-stack",
+            versions.KUBE_PROMETHEUS_STACK,
+            monitoring_values.KPS_RELEASE,
+            monitoring_values.kube_prometheus_stack_values(mon, GRAFANA_SECRET_K8S_NAME, PROMETHEUS_STORAGE_CLASS),
+            [grafana_secret, storage_class],
+        )
+        release(
+            f"{name}-prometheus-adapter",
+            versions.PROMETHEUS_ADAPTER,
+            monitoring_values.ADAPTER_RELEASE,
+            monitoring_values.prometheus_adapter_values(namespace_name, mon.scrape_interval),
+            [kps],
+        )
+        if mon.dcgm_exporter:
+            release(
+                f"{name}-dcgm-exporter",
+                versions.DCGM_EXPORTER,
+                monitoring_values.DCGM_RELEASE,
+                monitoring_values.dcgm_exporter_values(mon),
+                [kps],  # its ServiceMonitor needs the CRDs the stack installs
+            )
+
+        after_stack = pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[kps]))
+        rule = metrics.prometheus_rule_manifest(namespace_name, scrape_interval=mon.scrape_interval)
+        kubernetes.apiextensions.CustomResource(
+            f"{name}-recording-rules",
+            api_version=rule["apiVersion"],
+            kind=rule["kind"],
+            metadata=rule["metadata"],
+            spec=rule["spec"],
+            opts=after_stack,
+        )
+        dashboard = triton_dashboard.config_map_manifest(namespace_name)
+        kubernetes.core.v1.ConfigMap(
+            f"{name}-triton-dashboard",
+            metadata=dashboard["metadata"],
+            data=dashboard["data"],
+            opts=in_namespace,
+        )
+
+        self.grafana_secret_name = secret.name
+        self.grafana_port_forward_command = pulumi.Output.from_input(port_forward_command(namespace_name))
+        self.grafana_read_password_command = secret.name.apply(lambda n: read_password_command(n, args.stack.region))
+        self.prometheus_url = pulumi.Output.from_input(monitoring_values.prometheus_url(namespace_name))
+        self.register_outputs({
+            "grafana_secret_name": self.grafana_secret_name,
+            "grafana_port_forward_command": self.grafana_port_forward_command,
+            "grafana_read_password_command": self.grafana_read_password_command,
+            "prometheus_url": self.prometheus_url,
+        })

@@ -1,0 +1,209 @@
+"""Cluster: the EKS control plane (pulumi-eks), its system node group and managed add-ons.
+
+- API authentication mode; admins from `cluster.adminPrincipalArns` get access entries.
+- Secrets envelope-encrypted with a customer-managed KMS key (rotation on).
+- OIDC provider (for IRSA) and the EKS Pod Identity agent (preferred for workload roles).
+- No pulumi-eks default node group and no pulumi-eks security groups: every node
+  (system node group and Karpenter's) carries the EKS-created cluster security group,
+  which is what `node_security_group_id` names and what Karpenter discovers by tag.
+- EKS managed add-ons pinned in versions.EKS_ADDONS. The VPC CNI runs in custom
+  networking mode: its ENIConfigs (one per AZ, created by the add-on) put pod IPs in
+  the pod subnets of the secondary CIDR. Add-ons that run as DaemonSets are installed
+  before the node group (nodes need a CNI to become Ready); the ones that run as
+  Deployments after it (they need nodes to become ACTIVE).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import pulumi_aws as aws
+import pulumi_eks as eks
+
+from components.platform.builders import iam
+
+# Label on system node group nodes; controllers pin themselves to it with a nodeSelector.
+SYSTEM_NODE_LABEL_KEY = "tritonllm.io/node-group"
+SYSTEM_NODE_LABEL_VALUE = "system"
+SYSTEM_NODE_SELECTOR = {SYSTEM_NODE_LABEL_KEY: SYSTEM_NODE_LABEL_VALUE}
+
+IMDS_HOP_LIMIT = 1  # every launch template and EC2NodeClass: pods cannot reach IMDS
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+BLOCK_STORAGE_CLASS = "gp3"  # default StorageClass (EBS gp3, encrypted): Prometheus and friends use it
+
+# Add-ons that must run before nodes join (DaemonSets); the rest wait for the system node group.
+ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
+
+# Add-ons with Pod Identity roles: {service account in kube-system: AWS managed policies}, one role
+# per service account so each trust names exactly one. The EFS node side needs credentials too
+# (IAM-authorised mounts): EKS User Guide "Amazon EFS CSI driver" gives both efs-csi-* service
+# accounts AmazonEFSCSIDriverPolicy.
+ADDON_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
+    "aws-ebs-csi-driver": {"ebs-csi-controller-sa": ("service-role/AmazonEBSCSIDriverPolicy",)},
+    "aws-efs-csi-driver": {
+        "efs-csi-controller-sa": ("service-role/AmazonEFSCSIDriverPolicy",),
+        "efs-csi-node-sa": ("service-role/AmazonEFSCSIDriverPolicy",),
+    },
+}
+
+# Node role policies (AWS managed): join the cluster, VPC CNI on the node role, pull images, SSM access.
+NODE_ROLE_POLICIES = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryPullOnly",
+    "AmazonSSMManagedInstanceCore",
+)
+
+
+def vpc_cni_configuration(region: str, zones: Sequence[str], pod_subnet_ids: Sequence[str],
+                          security_group_ids: Sequence[str]) -> dict[str, Any]:
+    """VPC CNI add-on configuration: custom networking with one ENIConfig per AZ.
+
+    ENI_CONFIG_LABEL_DEF makes each node pick the ENIConfig named after its zone.
+    Prefix delegation gives every ENI slot a /28, so custom networking (which takes
+    the primary ENI away from pods) does not cap pods per node.
+    """
+    if not len(zones) == len(pod_subnet_ids):
+        raise ValueError(f"{len(zones)} zones but {len(pod_subnet_ids)} pod subnets")
+    return {
+        "env": {
+            "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": "true",
+            "ENI_CONFIG_LABEL_DEF": "topology.kubernetes.io/zone",
+            "ENABLE_PREFIX_DELEGATION": "true",
+            "WARM_PREFIX_TARGET": "1",
+        },
+        "eniConfig": {
+            "create": True,
+            "region": region,
+            "subnets": {
+                zone: {"id": subnet, "securityGroups": list(security_group_ids)}
+                for zone, subnet in zip(zones, pod_subnet_ids)
+            },
+        },
+    }
+
+
+def kms_key_policy(partition: str, account_id: str) -> dict[str, Any]:
+    """Key policy: the account administers the key (IAM policies grant use, e.g. the cluster role's)."""
+    return iam.policy_document([{
+        "Sid": "EnableAccountIamPolicies",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+        "Action": "kms:*",
+        "Resource": "*",
+    }])
+
+
+def cluster_kms_policy(key_arn: str) -> dict[str, Any]:
+    """What the EKS cluster role needs on the secrets key (envelope encryption)."""
+    return iam.policy_document([{
+        "Sid": "EksSecretsEnvelopeEncryption",
+        "Effect": "Allow",
+        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey", "kms:CreateGrant"],
+        "Resource": key_arn,
+    }])
+
+
+def caller_role_arn(caller_arn: str) -> str:
+    """The IAM principal behind a caller identity ARN: an assumed-role session becomes its role.
+
+    arn:aws:sts::123456789012:assumed-role/Admin/session -> arn:aws:iam::123456789012:role/Admin
+    (STS drops the role's path; `same_principal` compares without it).
+    """
+    m = re.match(r"^arn:(aws[a-z-]*):sts::([0-9]{12}):assumed-role/([^/]+)/.+$", caller_arn)
+    if m:
+        return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
+    return caller_arn
+
+
+def same_principal(a: str, b: str) -> bool:
+    """Whether two IAM role/user ARNs name the same principal (paths ignored: STS omits them)."""
+    def key(arn: str) -> tuple[str, ...]:
+        m = re.match(r"^arn:(aws[a-z-]*):iam::([0-9]{12}):(role|user)/(?:.*/)?([^/]+)$", arn)
+        return m.groups() if m else (arn,)
+    return key(a) == key(b)
+
+
+def admins_without_caller(principal_arns: Sequence[str], caller_arn: str) -> list[str]:
+    """`cluster.adminPrincipalArns` minus the deploying identity.
+
+    pulumi-eks creates the cluster with accessConfig.bootstrapClusterCreatorAdminPermissions
+    hard-coded to true (nodejs/eks/cluster/cluster.ts, pulumi-eks v4.3-v4.4; pulumi/pulumi-eks#2373),
+    so EKS already gives the creator a cluster-admin access entry; a second entry for the same
+    principal fails with 409 ResourceInUseException.
+    """
+    caller = caller_role_arn(caller_arn)
+    return [arn for arn in principal_arns if not same_principal(arn, caller)]
+
+
+def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgs]:
+    """Cluster-admin access entries, one per principal, keyed by the principal's name.
+
+    Keys come from the ARN (not the list position) so dropping or reordering a principal
+    never renames the others' entries.
+    """
+    return {
+        admin_entry_key(arn): eks.AccessEntryArgs(
+            principal_arn=arn,
+            access_policies={
+                "cluster-admin": eks.AccessPolicyAssociationArgs(
+                    policy_arn=CLUSTER_ADMIN_POLICY,
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                )
+            },
+        )
+        for arn in principal_arns
+    }
+
+
+def admin_entry_key(arn: str) -> str:
+    kind, _, name = arn.split(":", 5)[5].partition("/")
+    return f"admin-{kind}-{re.sub(r'[^A-Za-z0-9-]', '-', name)}"
+
+
+def system_launch_template_args(disk_size_gib: int, tags: Mapping[str, str]) -> dict[str, Any]:
+    """Launch template for the system node group: encrypted gp3 root volume, IMDSv2 only.
+
+    Hop limit 1: pods (other than hostNetwork ones) cannot reach instance metadata, so none
+    can take the node role's credentials. Controllers get AWS access from Pod Identity and
+    their region / VPC id from their Helm values (Karpenter AWS_REGION, LBC region + vpcId).
+    The VPC CNI, Pod Identity agent and EFS CSI node pods run with hostNetwork; the EBS and EFS
+    CSI drivers fall back to the Kubernetes API (node providerID and topology labels) when IMDS
+    is out of reach (aws-ebs-csi-driver pkg/cloud/metadata/metadata.go, aws-efs-csi-driver
+    pkg/cloud/k8s_metadata.go).
+    No AMI and no security groups: EKS picks the AMI from ami_type and attaches the cluster
+    security group.
+    """
+    return {
+        "block_device_mappings": [{
+            "device_name": "/dev/xvda",
+            "ebs": {
+                "volume_size": disk_size_gib,
+                "volume_type": "gp3",
+                "encrypted": "true",
+                "delete_on_termination": "true",
+            },
+        }],
+        "metadata_options": {
+            "http_endpoint": "enabled",
+            "http_tokens": "required",
+            "http_put_response_hop_limit": IMDS_HOP_LIMIT,
+        },
+        "tag_specifications": [
+            {"resource_type": kind, "tags": dict(tags)} for kind in ("instance", "volume", "network-interface")
+        ],
+    }
+
+
+def gp3_storage_class_manifest(name: str = BLOCK_STORAGE_CLASS) -> dict[str, Any]:
+    """The cluster's default StorageClass: encrypted EBS gp3, bound where the pod lands."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "ebs.csi.aws.com",
+        "parameters": {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": True,
+    }

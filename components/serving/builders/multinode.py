@@ -1,0 +1,534 @@
+"""Pure builders for a multi-node TensorRT-LLM model: a LeaderWorkerSet of `nodes` pods per replica.
+
+What the TritonLLM component registers for a model with `multiNode` (instead of a Deployment):
+
+    Secret      `mpi-ssh`: client key, authorized_keys, one shared host key, known_hosts (all from
+                Pulumi-generated keys, never in plain text in the program's inputs)
+    ConfigMap   `mpi-launch`: the shell scripts below (SSH setup, worker, leader, hostfile)
+    LeaderWorkerSet `triton-mn`: size = nodes, RecreateGroupOnPodRestart, startupPolicy LeaderCreated;
+                every pod stages the engine (all ranks' files) and requests the node's GPUs + EFA;
+                workers run sshd; the leader waits for every worker's sshd, then `mpirun`s one
+                tritonserver per GPU (rank 0 serves HTTP/gRPC/metrics, ranks > 0 only host the engine)
+    Service     `triton` selecting leaders only (worker-index 0): what the gateway routes reach
+    PodMonitor (leaders), PodDisruptionBudget, HPA on the LWS scale subresource (whole groups)
+
+Launch wiring without a custom image, checked against upstream:
+- LWS v0.10.0 pod webhook: pod hostname `<lws>-<group>` (leader) / `<lws>-<group>-<index>` (workers),
+  subdomain `<lws>` (headless Service, subdomainPolicy Shared), and env LWS_LEADER_ADDRESS =
+  `<leader hostname>.<lws>.<namespace>`, LWS_GROUP_SIZE, LWS_WORKER_INDEX in every container. The
+  hostfile is derived from those at start, so it always names the pods of this very group.
+- startupPolicy LeaderCreated (the CRD default): workers are created with the leader, not after it
+  is Ready. The leader only becomes Ready once tritonserver serves, which needs every worker: with
+  LeaderReady the group would wait on itself forever.
+- restartPolicy RecreateGroupOnPodRestart: a rank dying kills mpirun, the leader container exits,
+  and LWS recreates the whole group (tests/multinode/test_launch.py runs this for real).
+- Per-rank tritonserver arguments follow NVIDIA's multi-node guide (triton-inference-server/tutorials
+  Deployment/Kubernetes/EKS_Multinode_Triton_TRTLLM/multinode_helm_chart/containers/server.py):
+  `--disable-auto-complete-config`, ranks > 0 `--model-control-mode=explicit
+  --load-model=tensorrt_llm` with HTTP/gRPC/metrics off; a per-rank Python shm prefix as
+  TensorRT-LLM's scripts/launch_triton_server.py does.
+- NCCL/EFA environment per the AWS EFA docs and seed 002's nccl_test.yaml: FI_PROVIDER=efa,
+  FI_EFA_USE_DEVICE_RDMA=1 (p4d/p5 only), FI_EFA_FORK_SAFE=1, NCCL_DEBUG=INFO (logs name the
+  network NCCL picked: "NET/OFI Selected provider is efa" vs "NET/Socket").
+"""
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from components.catalog import gpus as gpu_catalog
+from components.catalog import versions
+from components.config import ModelConfig, ModelSite
+from components.serving.builders import triton_manifests as tm
+
+LWS_NAME = "triton-mn"  # LWS also creates a headless Service of this name; "triton" is the leader Service
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"  # LWS labels every pod with it
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+
+SSH_SECRET = "mpi-ssh"
+LAUNCH_CONFIGMAP = "mpi-launch"
+SSH_DIR = "/etc/tritonllm/ssh"
+LAUNCH_DIR = "/etc/tritonllm/launch"
+RUN_DIR = "/run/tritonllm"
+SSH_PORT = 2222
+# Keys of the SSH Secret (values come from Pulumi-generated keys).
+SSH_CLIENT_KEY, SSH_AUTHORIZED_KEYS, SSH_HOST_KEY, SSH_KNOWN_HOSTS = (
+    "id_ed25519", "authorized_keys", "ssh_host_ed25519_key", "known_hosts")
+# Workers may still be pulling a ~20 GB image and staging engines when the leader starts.
+WORKER_WAIT_SECONDS = 40 * 60
+
+# Environment prefixes the leader forwards to every rank (ssh sessions do not inherit the pod's env).
+FORWARDED_ENV_PREFIXES = ("NCCL_", "FI_", "TRTLLM_", "TLLM_")
+
+
+def instance_type(model: ModelConfig, site: ModelSite) -> gpu_catalog.GpuInstanceType:
+    """The single instance type of a multi-node model's pool (config validation guarantees one)."""
+    (itype,) = site.node_pool.catalog_types
+    return itype
+
+
+# --------------------------------------------------------------------------- environment
+
+def nccl_env(model: ModelConfig, site: ModelSite) -> dict[str, str]:
+    """NCCL / libfabric settings for every rank (and the NCCL test)."""
+    itype = instance_type(model, site)
+    env = {
+        "NCCL_DEBUG": "INFO",  # one line per rank names the transport (OFI/efa or Socket)
+        "NCCL_SOCKET_IFNAME": "^lo,docker",  # bootstrap over the pod's network, never loopback
+    }
+    if model.multi_node and model.multi_node.efa:
+        env.update({
+            "FI_PROVIDER": "efa",
+            "FI_EFA_FORK_SAFE": "1",  # Python backends fork; older libfabric needs this with EFA
+            "NCCL_BUFFSIZE": "8388608",
+            "NCCL_P2P_NET_CHUNKSIZE": "524288",
+        })
+        if itype.efa_rdma:
+            env["FI_EFA_USE_DEVICE_RDMA"] = "1"  # GPUDirect RDMA: p4d/p4de/p5 only
+    return env
+
+
+# --------------------------------------------------------------------------- launch scripts (pure)
+
+def rank_args(model: ModelConfig, rank: int) -> list[str]:
+    world = model.parallel_gpus
+    args = tm.tritonserver_args(tm.TRTLLM_REPOSITORY, rank=rank, world_size=world)
+    if rank > 0:
+        # As NVIDIA's multi-node server.py: only rank 0 serves; the others host the engine.
+        args += ["--allow-http=false", "--allow-grpc=false", "--allow-metrics=false"]
+    return [f"--id=rank{rank}", *args]
+
+
+def setup_ssh_script() -> str:
+    """Shared by leader and workers: make sure sshd/ssh exist, write their configs from the Secret.
+
+    Environment: TRITONLLM_RUN_DIR (default /run/tritonllm), TRITONLLM_SSH_DIR (the mounted Secret),
+    SSH_PORT, SSH_LISTEN_ADDRESS (default 0.0.0.0), POD_NAME (shown to ranks as TRITONLLM_POD).
+    """
+    return f"""#!/bin/sh
+# Generated by tritonllm (components/multinode.py). Sourced by leader.sh and worker.sh.
+set -eu
+RUN_DIR="${{TRITONLLM_RUN_DIR:-{RUN_DIR}}}"
+SSH_DIR="${{TRITONLLM_SSH_DIR:-{SSH_DIR}}}"
+SSH_PORT="${{SSH_PORT:-{SSH_PORT}}}"
+SSH_LISTEN_ADDRESS="${{SSH_LISTEN_ADDRESS:-0.0.0.0}}"
+POD_NAME="${{POD_NAME:-$(hostname)}}"
+mkdir -p "$RUN_DIR/bin" "$RUN_DIR/keys" "$RUN_DIR/ssh_config.d"
+
+# NVIDIA's multi-node guide adds openssh-server on top of the Triton TRT-LLM image, so it is not
+# assumed present: when missing, install it from the image's own package manager (Ubuntu apt), once
+# per container start (about 10-30 s and ~5 MB; needs egress to the Ubuntu mirrors via the NAT gateway).
+SSHD="$(command -v sshd || echo /usr/sbin/sshd)"
+if [ ! -x "$SSHD" ] || ! command -v ssh >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "tritonllm: installing openssh-server/openssh-client with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client >/dev/null
+    SSHD=/usr/sbin/sshd
+  else
+    echo "tritonllm: no sshd/ssh in the image and no apt-get to install them" >&2
+    exit 1
+  fi
+fi
+
+# Keys from the Secret, copied so their modes satisfy OpenSSH (Secret files are symlinks).
+install -m 600 "$SSH_DIR/{SSH_HOST_KEY}" "$RUN_DIR/keys/host_key"
+install -m 600 "$SSH_DIR/{SSH_CLIENT_KEY}" "$RUN_DIR/keys/id"
+install -m 600 "$SSH_DIR/{SSH_AUTHORIZED_KEYS}" "$RUN_DIR/keys/authorized_keys"
+install -m 600 "$SSH_DIR/{SSH_KNOWN_HOSTS}" "$RUN_DIR/keys/known_hosts"
+mkdir -p /run/sshd  # privilege separation directory sshd requires
+chmod 755 /run/sshd
+
+cat > "$RUN_DIR/sshd_config" <<EOF
+ListenAddress $SSH_LISTEN_ADDRESS
+Port $SSH_PORT
+HostKey $RUN_DIR/keys/host_key
+AuthorizedKeysFile $RUN_DIR/keys/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+X11Forwarding no
+AllowTcpForwarding no
+PidFile $RUN_DIR/sshd.pid
+SetEnv TRITONLLM_POD=$POD_NAME TRITONLLM_RUN_DIR=$RUN_DIR
+LogLevel ERROR
+EOF
+
+# Client side: only the group's own key and host key are accepted (one shared host key per model).
+cat > "$RUN_DIR/ssh_config" <<EOF
+Include $RUN_DIR/ssh_config.d/*.conf
+Host *
+  Port $SSH_PORT
+  IdentityFile $RUN_DIR/keys/id
+  IdentitiesOnly yes
+  UserKnownHostsFile $RUN_DIR/keys/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ConnectTimeout 5
+  ServerAliveInterval 5
+  ServerAliveCountMax 3
+  LogLevel ERROR
+EOF
+cat > "$RUN_DIR/bin/ssh" <<EOF
+#!/bin/sh
+exec ssh -F $RUN_DIR/ssh_config "\\$@"
+EOF
+chmod 755 "$RUN_DIR/bin/ssh"
+"""
+
+
+def efa_check_script() -> str:
+    """Report (and put on LD_LIBRARY_PATH) libfabric's EFA provider and the aws-ofi-nccl plugin."""
+    return """#!/bin/sh
+# Generated by tritonllm. Sourced by leader.sh: finds libfabric (EFA) and the aws-ofi-nccl NCCL plugin.
+EFA_LIBS=""
+for dir in /opt/amazon/efa/lib /opt/amazon/efa/lib64 /opt/amazon/ofi-nccl/lib /opt/amazon/ofi-nccl/lib/x86_64-linux-gnu \\
+           /opt/amazon/aws-ofi-nccl/lib /opt/aws-ofi-nccl/lib /usr/local/lib; do
+  if ls "$dir"/libfabric.so* "$dir"/libnccl-net*.so* >/dev/null 2>&1; then EFA_LIBS="$EFA_LIBS:$dir"; fi
+done
+FABRIC="$(ls /opt/amazon/efa/lib*/libfabric.so* /usr/lib/*/libfabric.so* 2>/dev/null | head -n1 || true)"
+OFI_NCCL="$(ls /opt/amazon/ofi-nccl/lib*/libnccl-net*.so* /opt/amazon/ofi-nccl/lib/*/libnccl-net*.so* \\
+            /opt/amazon/aws-ofi-nccl/lib/libnccl-net*.so* /opt/aws-ofi-nccl/lib/libnccl-net*.so* \\
+            /usr/local/lib/libnccl-net*.so* 2>/dev/null | head -n1 || true)"
+DEVICES="$(ls /dev/infiniband/uverbs* 2>/dev/null | tr '\\n' ' ' || true)"
+echo "tritonllm: EFA devices: ${DEVICES:-none}; libfabric: ${FABRIC:-missing}; aws-ofi-nccl: ${OFI_NCCL:-missing}"
+if [ -n "$EFA_LIBS" ]; then export LD_LIBRARY_PATH="${EFA_LIBS#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
+if [ "${FI_PROVIDER:-}" = "efa" ] && { [ -z "$OFI_NCCL" ] || [ -z "$DEVICES" ]; }; then
+  echo "tritonllm: WARNING: EFA requested but the plugin or devices are missing; NCCL falls back to TCP sockets" \\
+       "(check NCCL_DEBUG lines: 'NET/Socket' instead of 'NET/OFI'; run the NCCL test)" >&2
+fi
+"""
+
+
+def worker_script() -> str:
+    return f"""#!/bin/sh
+# Generated by tritonllm: a worker pod of the group only runs sshd; the leader's mpirun starts its ranks.
+set -eu
+. "${{TRITONLLM_LAUNCH_DIR:-{LAUNCH_DIR}}}/setup-ssh.sh"
+echo "tritonllm: worker $POD_NAME (LWS_WORKER_INDEX=${{LWS_WORKER_INDEX:-?}}) serving sshd on port $SSH_PORT"
+exec "$SSHD" -D -e -f "$RUN_DIR/sshd_config"
+"""
+
+
+def hostfile_script(gpus_per_node: int) -> str:
+    """Print the MPI hostfile for this group from the LWS env: leader first, then workers 1..size-1."""
+    return f"""#!/bin/sh
+# Generated by tritonllm: the group's hosts from LWS_LEADER_ADDRESS (<lws>-<group>.<lws>.<namespace>)
+# and LWS_GROUP_SIZE; worker i is <lws>-<group>-<i>.<lws>.<namespace> (LWS pod webhook).
+set -eu
+: "${{LWS_LEADER_ADDRESS:?not set: this runs in a LeaderWorkerSet pod}}"
+: "${{LWS_GROUP_SIZE:?not set: this runs in a LeaderWorkerSet pod}}"
+leader_host="${{LWS_LEADER_ADDRESS%%.*}}"
+domain="${{LWS_LEADER_ADDRESS#*.}}"
+echo "$LWS_LEADER_ADDRESS slots={gpus_per_node} max_slots={gpus_per_node}"
+i=1
+while [ "$i" -lt "$LWS_GROUP_SIZE" ]; do
+  echo "$leader_host-$i.$domain slots={gpus_per_node} max_slots={gpus_per_node}"
+  i=$((i + 1))
+done
+"""
+
+
+def mpirun_command(model: ModelConfig) -> list[str]:
+    """mpirun's fixed arguments and per-rank app contexts (the hostfile and -x list are added at start)."""
+    world = model.parallel_gpus
+    cmd: list[str] = []
+    for rank in range(world):
+        if rank:
+            cmd.append(":")
+        # -x is per app context in Open MPI: every rank's context forwards the environment.
+        cmd += ["-n", "1", "$FORWARD", "$TRITONSERVER", *rank_args(model, rank)]
+    return cmd
+
+
+def leader_script(model: ModelConfig, gpus_per_node: int) -> str:
+    """Leader: own sshd (uniform hostfile), hostfile, wait for every worker, then exec mpirun."""
+    world = model.parallel_gpus
+    contexts = " ".join(a if a == "$FORWARD" else f'"{a}"' if a.startswith("$") else shlex.quote(a)
+                        for a in mpirun_command(model))
+    prefixes = "|".join(FORWARDED_ENV_PREFIXES)
+    return f"""#!/bin/sh
+# Generated by tritonllm: the leader of a multi-node TensorRT-LLM group.
+set -eu
+LAUNCH_DIR="${{TRITONLLM_LAUNCH_DIR:-{LAUNCH_DIR}}}"
+. "$LAUNCH_DIR/setup-ssh.sh"
+. "$LAUNCH_DIR/efa-check.sh"
+TRITONSERVER="${{TRITONSERVER:-tritonserver}}"
+MPIRUN="${{MPIRUN:-mpirun}}"
+WAIT_SECONDS="${{WORKER_WAIT_SECONDS:-{WORKER_WAIT_SECONDS}}}"
+
+export TRITONLLM_POD="$POD_NAME" TRITONLLM_RUN_DIR="$RUN_DIR"  # what ranks started over ssh see too
+"$SSHD" -D -e -f "$RUN_DIR/sshd_config" &  # the leader's own ranks may be started over ssh too
+sh "$LAUNCH_DIR/hostfile.sh" > "$RUN_DIR/hostfile"
+echo "tritonllm: hostfile:"; cat "$RUN_DIR/hostfile"
+
+# Wait until every host answers over ssh (workers start sshd only after staging the engine).
+deadline=$(( $(date +%s) + WAIT_SECONDS ))
+for host in $(cut -d' ' -f1 "$RUN_DIR/hostfile"); do
+  until "$RUN_DIR/bin/ssh" "$host" true 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "tritonllm: $host did not answer over ssh within ${{WAIT_SECONDS}}s; exiting so LWS recreates the group" >&2
+      exit 1
+    fi
+    sleep 2
+  done
+  echo "tritonllm: $host is up"
+done
+
+# ssh sessions start with a clean environment: forward what the ranks need.
+FORWARD="-x PATH${{LD_LIBRARY_PATH:+ -x LD_LIBRARY_PATH}}"
+for name in $(env | sed -n -E 's/^(({prefixes})[A-Za-z0-9_]*)=.*/\\1/p' | sort -u); do
+  FORWARD="$FORWARD -x $name"
+done
+ROOT_FLAG=""
+if [ "$(id -u)" = 0 ]; then ROOT_FLAG="--allow-run-as-root"; fi  # Triton images run as root
+
+echo "tritonllm: mpirun {world} ranks ({model.tensor_parallel} TP x {model.pipeline_parallel} PP, {gpus_per_node} per node)"
+# shellcheck disable=SC2086
+exec "$MPIRUN" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none --tag-output \\
+  --mca plm_rsh_agent "$RUN_DIR/bin/ssh" --mca plm_rsh_no_tree_spawn 1 --mca orte_keep_fqdn_hostnames 1 \\
+  --mca pml ob1 --mca btl tcp,self \\
+  {contexts}
+"""
+
+
+def launch_scripts(model: ModelConfig, site: ModelSite) -> dict[str, str]:
+    """The ConfigMap data: every script the pods run."""
+    gpn = instance_type(model, site).gpus
+    return {
+        "setup-ssh.sh": setup_ssh_script(),
+        "efa-check.sh": efa_check_script(),
+        "hostfile.sh": hostfile_script(gpn),
+        "worker.sh": worker_script(),
+        "leader.sh": leader_script(model, gpn),
+    }
+
+
+def launch_configmap_manifest(model: ModelConfig, site: ModelSite) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": tm._meta(LAUNCH_CONFIGMAP, model.name, model),
+            "data": launch_scripts(model, site)}
+
+
+def ssh_secret_manifest(model: ModelConfig) -> dict[str, Any]:
+    """Metadata only: the component adds stringData from Pulumi secrets (see ssh_secret_data)."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": tm._meta(SSH_SECRET, model.name, model)}
+
+
+def ssh_secret_data(client_private: str, client_public: str, host_private: str, host_public: str) -> dict[str, str]:
+    """Secret contents from two OpenSSH key pairs (client, shared host key)."""
+    return {
+        SSH_CLIENT_KEY: client_private if client_private.endswith("\n") else client_private + "\n",
+        SSH_AUTHORIZED_KEYS: client_public.strip() + "\n",
+        SSH_HOST_KEY: host_private if host_private.endswith("\n") else host_private + "\n",
+        # Any host of the group presents the one host key; ports other than 22 are "[host]:port".
+        SSH_KNOWN_HOSTS: f"* {host_public.strip()}\n",
+    }
+
+
+# --------------------------------------------------------------------------- the LeaderWorkerSet
+
+def _pod_spec(model: ModelConfig, site: ModelSite, *, leader: bool, bucket: str, engine_key: str,
+              shared_claim_name: str | None, hf_token_secret: str | None,
+              image_pull_secret: str | None) -> dict[str, Any]:
+    """Leader or worker pod: the single-node Deployment's pod, re-commanded for the group."""
+    base = tm.deployment_manifest(model, site, bucket=bucket, engine_key=engine_key,
+                                  shared_claim_name=shared_claim_name, hf_token_secret=hf_token_secret,
+                                  image_pull_secret=image_pull_secret)
+    template = base["spec"]["template"]
+    spec = template["spec"]
+    itype = instance_type(model, site)
+    gpus = str(model.gpus_per_pod)
+    container = spec["containers"][0]
+    requests = {**container["resources"]["requests"], tm.GPU_RESOURCE: gpus}
+    limits = {**container["resources"]["limits"], tm.GPU_RESOURCE: gpus}
+    if model.multi_node.efa:
+        efa = str(itype.efa_interfaces)  # every EFA interface of the node: one pod per node
+        requests[EFA_RESOURCE] = efa
+        limits[EFA_RESOURCE] = efa
+    env = [*container["env"],
+           *({"name": k, "value": v} for k, v in nccl_env(model, site).items()),
+           {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    mounts = [*container["volumeMounts"],
+              {"name": "mpi-ssh", "mountPath": SSH_DIR, "readOnly": True},
+              {"name": "mpi-launch", "mountPath": LAUNCH_DIR, "readOnly": True},
+              {"name": "mpi-run", "mountPath": RUN_DIR}]
+    container.update({
+        "name": "triton" if leader else "worker",
+        "command": ["/bin/sh", f"{LAUNCH_DIR}/{'leader' if leader else 'worker'}.sh"],
+        "env": env,
+        "resources": {"requests": requests, "limits": limits},
+        "volumeMounts": mounts,
+    })
+    if leader:
+        container["ports"] = [*container["ports"], {"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}]
+    else:
+        container["ports"] = [{"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            container.pop(probe, None)
+        container["readinessProbe"] = {"tcpSocket": {"port": "ssh"}, "periodSeconds": 5, "failureThreshold": 3}
+        container.pop("lifecycle", None)
+    spec["volumes"] = [*spec["volumes"],
+                       {"name": "mpi-ssh", "secret": {"secretName": SSH_SECRET, "defaultMode": 0o400}},
+                       {"name": "mpi-launch", "configMap": {"name": LAUNCH_CONFIGMAP, "defaultMode": 0o555}},
+                       {"name": "mpi-run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
+    # One pod per node: the group spreads over `nodes` nodes of the pool (same zone by the pool).
+    spec.pop("topologySpreadConstraints", None)
+    spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": tm.pod_labels(model)}, "topologyKey": "kubernetes.io/hostname"}]}}
+    annotations = {**template.get("metadata", {}).get("annotations", {}), DO_NOT_DISRUPT: "true"}
+    return {"metadata": {"labels": tm.object_labels(model), "annotations": annotations}, "spec": spec}
+
+
+def leader_worker_set_manifest(model: ModelConfig, site: ModelSite, *, bucket: str, engine_key: str,
+                               shared_claim_name: str | None = None, hf_token_secret: str | None = tm.HF_TOKEN_SECRET,
+                               image_pull_secret: str | None = None) -> dict[str, Any]:
+    if model.multi_node is None:
+        raise ValueError(f"model {model.name!r} has no multiNode")
+    kw = dict(bucket=bucket, engine_key=engine_key, shared_claim_name=shared_claim_name,
+              hf_token_secret=hf_token_secret, image_pull_secret=image_pull_secret)
+    return {
+        "apiVersion": LWS_API_VERSION,
+        "kind": "LeaderWorkerSet",
+        "metadata": tm._meta(LWS_NAME, model.name, model),
+        "spec": {
+            "replicas": model.min_replicas,  # the HPA owns it afterwards (through the scale subresource)
+            "startupPolicy": "LeaderCreated",
+            "networkConfig": {"subdomainPolicy": "Shared"},
+            "leaderWorkerTemplate": {
+                "size": model.multi_node.nodes,
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": _pod_spec(model, site, leader=True, **kw),
+                "workerTemplate": _pod_spec(model, site, leader=False, **kw),
+            },
+        },
+    }
+
+
+def leader_selector(model: ModelConfig) -> dict[str, str]:
+    return {**tm.pod_labels(model), WORKER_INDEX_LABEL: "0"}
+
+
+def leader_service_manifest(model: ModelConfig) -> dict[str, Any]:
+    """The model's `triton` Service, selecting leaders only (workers serve nothing but ssh)."""
+    service = tm.service_manifest(model)
+    service["spec"]["selector"] = leader_selector(model)
+    return service
+
+
+def pod_monitor_manifest(model: ModelConfig, site: ModelSite) -> dict[str, Any]:
+    monitor = tm.pod_monitor_manifest(model, site)
+    monitor["spec"]["selector"]["matchLabels"] = {**monitor["spec"]["selector"]["matchLabels"], WORKER_INDEX_LABEL: "0"}
+    return monitor
+
+
+def hpa_manifest(model: ModelConfig) -> dict[str, Any]:
+    """Scales whole groups: LWS's scale subresource (.spec.replicas) with the leaders as the metric pods
+    (.status.hpaPodSelector selects leader pods)."""
+    hpa = tm.hpa_manifest(model)
+    hpa["spec"]["scaleTargetRef"] = {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": LWS_NAME}
+    # A new group needs `nodes` GPU nodes: one group at a time in both directions.
+    hpa["spec"]["behavior"]["scaleUp"]["policies"] = [{"type": "Pods", "value": 1, "periodSeconds": 300}]
+    hpa["spec"]["behavior"]["scaleUp"]["selectPolicy"] = "Max"
+    return hpa
+
+
+def pdb_manifest(model: ModelConfig) -> dict[str, Any]:
+    """At most one pod of the model's groups evicted at a time (an evicted pod restarts its whole group)."""
+    return tm.pdb_manifest(model)
+
+
+# --------------------------------------------------------------------------- NCCL all-reduce test
+
+NCCL_TEST_NAME = "nccl-test"
+# AWS's published NCCL test image: CUDA, NCCL, EFA installer (libfabric), aws-ofi-nccl, Open MPI and
+# nccl-tests (aws-samples/awsome-distributed-training micro-benchmarks/nccl-tests).
+NCCL_TESTS_IMAGE = versions.NCCL_TESTS_IMAGE
+
+
+def nccl_test_scripts(model: ModelConfig, site: ModelSite) -> dict[str, str]:
+    """The same SSH wiring, with all_reduce_perf instead of tritonserver (one rank per GPU)."""
+    gpn = instance_type(model, site).gpus
+    world = model.parallel_gpus
+    leader = leader_script(model, gpn)
+    head, _, _ = leader.partition('exec "$MPIRUN"')
+    leader = head + (
+        'exec "$MPIRUN" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none \\\n'
+        '  --mca plm_rsh_agent "$RUN_DIR/bin/ssh" --mca plm_rsh_no_tree_spawn 1 --mca orte_keep_fqdn_hostnames 1 \\\n'
+        '  --mca pml ^cm,ucx --mca btl tcp,self $FORWARD \\\n'
+        f'  -np {world} "${{ALL_REDUCE_PERF:-/opt/nccl-tests/build/all_reduce_perf}}" -b 8 -e 2G -f 2 -g 1 -c 1 -n 50\n')
+    return {**launch_scripts(model, site), "leader.sh": leader.replace("tritonllm: mpirun", "tritonllm: nccl-test mpirun")}
+
+
+def nccl_test_manifests(model: ModelConfig, site: ModelSite) -> list[dict[str, Any]]:
+    """ConfigMap + LeaderWorkerSet (size = nodes, one replica) running all_reduce_perf across the group.
+
+    Uses the model's own `mpi-ssh` Secret and pool; `python -m tritonllm nccl-test` applies, waits,
+    prints the bus bandwidth and deletes them.
+    """
+    itype = instance_type(model, site)
+    gpus, efa = str(itype.gpus), str(itype.efa_interfaces)
+    labels = {"app.kubernetes.io/name": NCCL_TEST_NAME, "app.kubernetes.io/part-of": "tritonllm"}
+    resources: dict[str, Any] = {"requests": {"cpu": "4", "memory": "16Gi", tm.GPU_RESOURCE: gpus},
+                                 "limits": {"memory": "16Gi", tm.GPU_RESOURCE: gpus}}
+    if model.multi_node.efa:
+        resources["requests"][EFA_RESOURCE] = efa
+        resources["limits"][EFA_RESOURCE] = efa
+
+    def pod(role: str) -> dict[str, Any]:
+        return {
+            "metadata": {"labels": labels, "annotations": {DO_NOT_DISRUPT: "true"}},
+            "spec": {
+                "nodeSelector": tm.node_selector_for(model.node_pool),
+                "tolerations": tm.gpu_tolerations(),
+                "enableServiceLinks": False,
+                "automountServiceAccountToken": False,
+                "containers": [{
+                    "name": role,
+                    "image": NCCL_TESTS_IMAGE,
+                    "command": ["/bin/sh", f"{LAUNCH_DIR}/{role}.sh"],
+                    "env": [*({"name": k, "value": v} for k, v in nccl_env(model, site).items()),
+                            {"name": "MPIRUN", "value": "/opt/amazon/openmpi/bin/mpirun"},
+                            {"name": "ALL_REDUCE_PERF", "value": "/opt/nccl-tests/build/all_reduce_perf"},
+                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "resources": resources,
+                    "volumeMounts": [{"name": "mpi-ssh", "mountPath": SSH_DIR, "readOnly": True},
+                                     {"name": "launch", "mountPath": LAUNCH_DIR, "readOnly": True},
+                                     {"name": "run", "mountPath": RUN_DIR},
+                                     {"name": "dshm", "mountPath": "/dev/shm"}],
+                }],
+                "volumes": [{"name": "mpi-ssh", "secret": {"secretName": SSH_SECRET, "defaultMode": 0o400}},
+                            {"name": "launch", "configMap": {"name": f"{NCCL_TEST_NAME}-launch", "defaultMode": 0o555}},
+                            {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}],
+            },
+        }
+
+    leader_pod = pod("leader")  # restarts after the run; `tritonllm nccl-test` reads the first run, then deletes it
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": f"{NCCL_TEST_NAME}-launch", "namespace": model.name, "labels": labels},
+         "data": nccl_test_scripts(model, site)},
+        {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet",
+         "metadata": {"name": NCCL_TEST_NAME, "namespace": model.name, "labels": labels},
+         "spec": {"replicas": 1, "startupPolicy": "LeaderCreated",
+                  "leaderWorkerTemplate": {"size": model.multi_node.nodes, "restartPolicy": "None",
+                                           "leaderTemplate": leader_pod, "workerTemplate": pod("worker")}}},
+    ]
+
+
+def parse_bus_bandwidth(log: str) -> float | None:
+    """nccl-tests' summary line `# Avg bus bandwidth    : 12.3456` (GB/s), or None."""
+    for line in log.splitlines():
+        _, found, rest = line.partition("Avg bus bandwidth")
+        if found:
+            try:
+                return float(rest.split(":", 1)[1].split()[0])
+            except (IndexError, ValueError):
+                return None
+    return None

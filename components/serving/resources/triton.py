@@ -1,0 +1,288 @@
+"""TritonLLM: one served model on EKS (vLLM or TensorRT-LLM), from config to routes.
+
+The objects themselves come from the pure builders in components/triton_manifests.py,
+components/engine_build.py and components/model_repository_render.py; this class
+only registers them, in order.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.config import ModelConfig, ModelSite
+from components.gateway.resources.gateway import Gateway
+from components.platform.builders import iam
+from components.platform.resources.cluster import ClusterRef
+from components.platform.resources.storage import Storage
+from components.providers import engine_build as engine_build_provider
+from components.serving.builders import engine_build
+from components.serving.builders import openai as openai_frontend
+from components.serving.builders import triton_manifests as tm
+from components.serving.builders.model_repository import (
+    models_prefix,
+    render_vllm_repository,
+    served_model_name,
+)
+from components.serving.builders.model_store import write_prefix_policy
+from components.serving.resources.model_store import ModelStore
+from components.serving.resources.multinode_group import register_group
+from components.tokens import component_type
+
+# Built-in kinds -> typed pulumi-kubernetes classes (custom resources go through CustomResource).
+_TYPED = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+}
+
+
+def _k8s_object(name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any) -> pulumi.CustomResource:
+    """Register a manifest dict: typed class for built-in kinds, CustomResource otherwise."""
+    cls = _TYPED.get((manifest["apiVersion"], manifest["kind"]))
+    fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+    fields.update(extra)
+    if cls is None:
+        return k8s.apiextensions.CustomResource(
+            name, api_version=manifest["apiVersion"], kind=manifest["kind"], opts=opts, **fields)
+    # Typed classes take spec fields as keyword arguments in snake_case.
+    renamed = {_snake(k): v for k, v in fields.items()}
+    return cls(name, opts=opts, **renamed)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def repository_render_dir(model: ModelConfig) -> Path:
+    """Where a vLLM model's repository is rendered for upload (stable per project/stack/model)."""
+    return Path(tempfile.gettempdir()) / "tritonllm-repositories" / f"{pulumi.get_project()}-{pulumi.get_stack()}" / model.name
+
+
+@dataclass(frozen=True)
+class TritonLLMArgs:
+    model: ModelConfig
+    site: ModelSite  # region, node pool, EFS/monitoring/auth switches (StackConfig.site_of)
+    cluster: ClusterRef  # provider, names, OIDC (IRSA for vLLM pods), kubeconfig (engine build)
+    model_store: ModelStore  # bucket, read policies, repository() uploads
+    storage: Storage | None = None  # the shared EFS claim (efs.enabled)
+    gateway: Gateway | None = None  # routes, API keys, the client command's endpoints
+    hf_token: pulumi.Input[str] | None = None  # secret; public models need none
+    ngc_api_key: pulumi.Input[str] | None = None  # secret: nvcr.io image pull secret
+    resolved_engine_build: engine_build.ResolvedEngine | None = None  # TRT-LLM: key resolved at program start
+
+
+class TritonLLM(pulumi.ComponentResource):
+    """One served model: namespace, S3 access, secrets, (engine build,) Deployment, Service, PodMonitor, HPA, PDB, routes.
+
+    Wiring (`__main__.py`), one per `cfg.models` entry:
+
+        TritonLLM(model.name, TritonLLMArgs(model=model, site=cfg.site_of(model), cluster=cluster.ref,
+                                            model_store=model_store, storage=storage, gateway=gateway,
+                                            hf_token=hf_token, ngc_api_key=ngc_api_key),
+                  opts=pulumi.ResourceOptions(depends_on=[karpenter]))   # GPU nodes must be possible
+
+    Outputs: model_name (what clients call), namespace, service_name,
+    client_command (the exact `python -m tritonllm client ...` through the gateway),
+    engine_key (TRT-LLM only, else None).
+    """
+
+    model_name: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    client_command: pulumi.Output[str]
+    engine_key: pulumi.Output[Optional[str]]
+    openai_base_url: pulumi.Output[Optional[str]]
+    openai_examples: pulumi.Output[Optional[dict]]
+
+    def __init__(
+        self,
+        name: str,
+        args: TritonLLMArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(component_type("serving", "TritonLLM"), name, None, opts)
+        model, site, cluster, model_store = args.model, args.site, args.cluster, args.model_store
+        storage, gateway, hf_token, ngc_api_key = args.storage, args.gateway, args.hf_token, args.ngc_api_key
+        resolved_engine_build = args.resolved_engine_build
+        ns_name = model.name
+        aws_opts = pulumi.ResourceOptions(parent=self)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider)
+
+        def after(*deps: pulumi.Resource | None, **kw: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[d for d in deps if d is not None], **kw))
+
+        # --- namespace and read-only access to exactly one S3 prefix
+        route_labels = dict(getattr(gateway, "route_namespace_labels", {}) or {})
+        namespace = _k8s_object(f"{name}-ns", tm.namespace_manifest(model, route_labels), k8s_opts)
+        engine_key: pulumi.Output[str] | None = None
+        resolved_engine = None
+        if model.backend == "vllm":
+            read_prefix: pulumi.Input[str] = models_prefix(model)
+        elif model.uses_llmapi:
+            read_prefix = ""  # TensorRT-LLM downloads the weights from Hugging Face itself: no S3 access
+        else:
+            # hfRevision resolved to a commit (Hugging Face API, with the token for gated models) and
+            # the engine cache key computed from it, when the program runs.
+            resolved_engine = (pulumi.Output.from_input(resolved_engine_build) if resolved_engine_build is not None
+                               else engine_build_provider.resolve_engine_output(model, site, hf_token))
+            engine_key = resolved_engine.apply(lambda r: r.key)
+            read_prefix = engine_key.apply(engine_build.engine_prefix)
+        reader_policy = None if model.uses_llmapi else pulumi.Output.all(
+            model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
+            lambda a: json.dumps(tm.triton_reader_policy(model, a[0], a[2], kms_key_arn=a[1])))
+        reader_access: pulumi.Resource | None = None
+        if model.uses_llmapi:  # the pods need no AWS role at all
+            service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
+        elif tm.uses_irsa(model):
+            reader_role = aws.iam.Role(
+                f"{name}-triton",
+                assume_role_policy=pulumi.Output.all(cluster.oidc_provider_arn, cluster.oidc_provider_url).apply(
+                    lambda a: json.dumps(iam.irsa_trust_policy(a[0], a[1], ns_name, tm.SERVICE_ACCOUNT))),
+                description=pulumi.Output.concat(f"IRSA role for {ns_name}/{tm.SERVICE_ACCOUNT}: read s3 ", read_prefix),
+                opts=aws_opts)
+            reader_access = aws.iam.RolePolicy(
+                f"{name}-triton-inline", role=reader_role.id, policy=reader_policy,
+                opts=pulumi.ResourceOptions(parent=reader_role))
+            service_account = _k8s_object(
+                f"{name}-sa", tm.service_account_manifest(model, irsa_role_arn=reader_role.arn), after(namespace))
+        else:
+            _, reader_access = iam.pod_identity_role(
+                f"{name}-triton", cluster_name=cluster.cluster_name, namespace=ns_name,
+                service_account=tm.SERVICE_ACCOUNT, account_id=cluster.account_id,
+                inline_policy=reader_policy, opts=aws_opts)
+            service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
+
+        hf_secret = None
+        if hf_token is not None:
+            hf_secret = _k8s_object(
+                f"{name}-hf-token", tm.hf_token_secret_manifest(model), after(namespace),
+                stringData={tm.HF_TOKEN_KEY: pulumi.Output.secret(hf_token)})
+        pull_secret = None
+        if ngc_api_key is not None:
+            config_json = pulumi.Output.secret(ngc_api_key).apply(tm.dockerconfigjson)
+            pull_secret = _k8s_object(
+                f"{name}-ngc-pull", tm.image_pull_secret_manifest(model), after(namespace),
+                stringData={".dockerconfigjson": config_json})
+        hf_secret_name = tm.HF_TOKEN_SECRET if hf_secret is not None else None
+        pull_secret_name = tm.IMAGE_PULL_SECRET if pull_secret is not None else None
+
+        claim = None
+        if storage is not None:
+            claim = _k8s_object(f"{name}-shared", tm.shared_claim(model, site, storage.storage_class_name),
+                                after(namespace, storage))
+
+        # --- what Triton loads: a vLLM repository uploaded to S3, or a TRT-LLM engine built into S3
+        engine = None
+        repository = None
+        if model.backend == "vllm":
+            source = render_vllm_repository(model, repository_render_dir(model))
+            repository = model_store.repository(f"{name}-repository", source_dir=source, prefix=models_prefix(model),
+                                                opts=pulumi.ResourceOptions(parent=self))
+        elif model.uses_llmapi:
+            # No engine build: the llmapi model.yaml and config.pbtxt, mounted into the pod.
+            repository = _k8s_object(f"{name}-llmapi-config", tm.llmapi_configmap_manifest(model), after(namespace))
+        else:
+            builder_sa = _k8s_object(f"{name}-engine-builder-sa", tm.service_account_manifest(
+                model, engine_build.BUILDER_SERVICE_ACCOUNT), after(namespace))
+            writer_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
+                lambda a: json.dumps(write_prefix_policy(a[0], a[2], kms_key_arn=a[1])))
+            _, builder_association = iam.pod_identity_role(
+                f"{name}-engine-builder", cluster_name=cluster.cluster_name, namespace=ns_name,
+                service_account=engine_build.BUILDER_SERVICE_ACCOUNT, account_id=cluster.account_id,
+                inline_policy=writer_policy, opts=aws_opts)
+            engine = engine_build_provider.TrtllmEngine(
+                f"{name}-engine", model, site, namespace=ns_name, bucket=model_store.bucket_name,
+                kubeconfig=cluster.kubeconfig, hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name,
+                resolved=resolved_engine,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                    d for d in (builder_sa, builder_association, hf_secret, pull_secret, *model_store.ready)
+                    if d is not None]))
+
+        # --- the server
+        shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
+        if model.multi_node is not None:
+            # One replica over several nodes: a LeaderWorkerSet (components/multinode.py).
+            deployment, service = register_group(
+                self, name, model, site, k8s_object=_k8s_object, after=after, namespace=namespace,
+                bucket=model_store.bucket_name, engine_key=engine_key, shared_claim_name=shared_claim_name,
+                hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name,
+                depends_on=[service_account, reader_access, hf_secret, pull_secret, claim, engine])
+        else:
+            deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key).apply(
+                lambda a: tm.deployment_manifest(
+                    model, site, bucket=a[0], engine_key=a[1], shared_claim_name=shared_claim_name,
+                    hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name))
+            deployment = k8s.apps.v1.Deployment(
+                f"{name}-deployment",
+                metadata=deployment_manifest.apply(lambda m: m["metadata"]),
+                spec=deployment_manifest.apply(lambda m: m["spec"]),
+                opts=after(service_account, reader_access, hf_secret, pull_secret, claim, repository, engine,
+                           # The HPA owns the replica count once it exists.
+                           ignore_changes=["spec.replicas"],
+                           # Rollouts wait for a cold start (download/stage + load), not Pulumi's default 10 minutes.
+                           custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m")),
+            )
+            service = _k8s_object(f"{name}-service", tm.service_manifest(model), after(namespace))
+            if site.monitoring_enabled:
+                # Both need the monitoring stack: the PodMonitor CRD and the adapter that serves the HPA metric.
+                # Without it the Deployment keeps minReplicas.
+                _k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, site), after(namespace))
+                _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
+            _k8s_object(f"{name}-pdb", tm.pdb_manifest(model), after(namespace))
+
+        # --- routes on the shared Gateway (created after it, deleted before it)
+        if gateway is not None:
+            # API keys: every route rule behind the gateway's AuthenticationFilter (in this namespace).
+            route_auth = gateway.route_authentication(name, ns_name, after(namespace)) \
+                if hasattr(gateway, "route_authentication") else []
+            secure = getattr(gateway, "secure_route", lambda m: m)
+            for manifest in tm.route_manifests(model, gateway.gateway_name, gateway.gateway_namespace):
+                _k8s_object(f"{name}-{manifest['kind'].lower()}", secure(manifest),
+                            after(service, gateway, *route_auth))
+            grpc_endpoint = pulumi.Output.from_input(gateway.grpc_endpoint)
+        else:
+            grpc_endpoint = pulumi.Output.from_input(None)
+
+        self.model_name = pulumi.Output.from_input(served_model_name(model))
+        self.namespace = pulumi.Output.from_input(ns_name)
+        self.service_name = pulumi.Output.from_input(tm.SERVICE_NAME)
+        # Behind TLS (gateway.tls) the gRPC endpoint is <domain>:443 and wants a secure channel.
+        tls_flag = " --ssl" if getattr(gateway, "tls", False) else ""
+        self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint) + tls_flag)
+        http_endpoint = pulumi.Output.from_input(gateway.http_endpoint if gateway is not None else None)
+        served = served_model_name(model)
+        if model.openai.enabled:
+            self.openai_base_url = http_endpoint.apply(lambda e: openai_frontend.base_url(e, served))
+            keys = site.auth_enabled
+            self.openai_examples = http_endpoint.apply(lambda e: {
+                "curl": openai_frontend.curl_example(e, served, keys),
+                "python": openai_frontend.python_example(e, served, keys)})
+        else:
+            self.openai_base_url = pulumi.Output.from_input(None)
+            self.openai_examples = pulumi.Output.from_input(None)
+        self.engine_key = pulumi.Output.from_input(engine_key)
+        self.engine = engine
+        self.repository = repository
+        self.deployment = deployment
+        self.register_outputs({
+            "model_name": self.model_name,
+            "namespace": self.namespace,
+            "service_name": self.service_name,
+            "client_command": self.client_command,
+            "engine_key": self.engine_key,
+            "openai_base_url": self.openai_base_url,
+        })
