@@ -1,6 +1,6 @@
 """A stand-in for the Hugging Face revision API (no network in tests).
 
-components.engine_build.resolve_hf_revision asks GET /api/models/{id}/revision/{rev} for the commit
+components.providers.engine_build.resolve_hf_revision asks GET /api/models/{id}/revision/{rev} for the commit
 a branch names. Tests install FakeHfApi as engine_build.http_get_json: it answers like the API
 (`{"id": ..., "sha": <40 hex>}`), with a sha derived from the model id, the revision and `moves`
 (bump it to simulate a branch that moved), and records every request (URL and headers).
@@ -41,7 +41,7 @@ class FakeHfApi:
 
 
 def install(module: Any) -> FakeHfApi:
-    """Make `module.http_get_json` (components.engine_build) a FakeHfApi and clear its cache."""
+    """Make `module.http_get_json` (components.providers.engine_build) a FakeHfApi and clear its cache."""
     fake = FakeHfApi()
     module.http_get_json = fake
     module._resolve.cache_clear()

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, *, runner: Callable[..., subprocess.CompletedP
 
     out = out or sys.stdout
     cfg, model = load_model(args.stack, args.model)
-    manifests = multinode.nccl_test_manifests(model, cfg)
+    manifests = multinode.nccl_test_manifests(model, cfg.site_of(model))
     text = yaml.safe_dump_all(manifests, sort_keys=False)
     if args.print_manifests:
         out.write(text)
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, *, runner: Callable[..., subprocess.CompletedP
         if busbw is None:
             print("nccl-test: the run ended without nccl-tests' 'Avg bus bandwidth' line", file=sys.stderr)
             return 1
-        itype = multinode.instance_type(model, cfg)
+        itype = multinode.instance_type(model, cfg.site_of(model))
         out.write(f"\nAvg bus bandwidth: {busbw:.2f} GB/s across {model.multi_node.nodes} x {itype.name} "
                   f"({model.parallel_gpus} GPUs); transport: {transport(log)}\n")
         return 0

@@ -122,7 +122,7 @@ class NodePoolConfig(ConfigModel):
         unknown = [t for t in value if t not in gpus.INSTANCE_TYPES]
         if unknown:
             raise ValueError(
-                f"unknown GPU instance types {unknown}; use types from components/gpus.py, e.g. g6e.2xlarge"
+                f"unknown GPU instance types {unknown}; use types from components/catalog/gpus.py, e.g. g6e.2xlarge"
             )
         return value
 

@@ -71,6 +71,7 @@ def reference_markdown() -> str:
     lines = ["| key (`tritonllm:`) | type | default | meaning |", "| --- | --- | --- | --- |"]
     for key, type_name, default, description in config_reference():
         lines.append(f"| `{key}` | {type_name} | {default} | {description} |".replace("`|", "`\\|"))
+    return "\n".join(lines)
 
 
 TABLE_START, TABLE_END = "<!-- config-table:start -->", "<!-- config-table:end -->"

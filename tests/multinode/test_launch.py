@@ -115,7 +115,7 @@ class Group:
 
     def __init__(self, tmp: Path, cfg, model, scripts: dict[str, str] | None = None):
         self.tmp, self.cfg, self.model = tmp, cfg, model
-        self.scripts = scripts or multinode.launch_scripts(model, cfg)
+        self.scripts = scripts or multinode.launch_scripts(model, cfg.site_of(model))
         self.nodes = model.multi_node.nodes
         self.procs: dict[int, subprocess.Popen] = {}
         self.port = _free_port()
@@ -127,7 +127,7 @@ class Group:
         self._write_secret()
         self._write_launch_dir()
         self._write_stand_in()
-        self.manifest = multinode.leader_worker_set_manifest(model, cfg, bucket="bucket", engine_key="k" * 64)
+        self.manifest = multinode.leader_worker_set_manifest(model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64)
 
     def _write_secret(self) -> None:
         keys = self.tmp / "keys"
@@ -236,7 +236,7 @@ def group(tmp_path):
 def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a_worker(group):
     model, cfg = group.model, group.cfg
     world = model.parallel_gpus
-    gpn = multinode.instance_type(model, cfg).gpus
+    gpn = multinode.instance_type(model, cfg.site_of(model)).gpus
     assert group.nodes == 2 and world == 8 and gpn == 4  # the seed's shape: 2 nodes x 4 GPUs, TP4 x PP2
 
     # LeaderCreated: the leader starts first and must wait for its workers' sshd.
@@ -254,7 +254,7 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
     hosts = [f"{group.hostname(i)}.{group.domain} slots={gpn} max_slots={gpn}" for i in range(group.nodes)]
     assert all(h in log for h in hosts), log
 
-    expected_env = multinode.nccl_env(model, cfg)
+    expected_env = multinode.nccl_env(model, cfg.site_of(model))
     assert expected_env["FI_PROVIDER"] == "efa" and "FI_EFA_USE_DEVICE_RDMA" not in expected_env  # g5: no RDMA
     for rank, info in sorted(ranks.items()):
         assert info["OMPI_COMM_WORLD_SIZE"] == str(world)
@@ -315,7 +315,7 @@ def test_hostfile_names_every_pod_of_the_group(tmp_path):
 def test_nccl_test_launch_runs_all_reduce_on_every_gpu_of_the_group(tmp_path):
     """The NCCL test's leader script (same SSH wiring, all_reduce_perf instead of tritonserver), for real."""
     cfg, model = _config()
-    group = Group(tmp_path, cfg, model, scripts=multinode.nccl_test_scripts(model, cfg))
+    group = Group(tmp_path, cfg, model, scripts=multinode.nccl_test_scripts(model, cfg.site_of(model)))
     stand_in = tmp_path / "all_reduce_perf"
     stand_in.write_text(f"""#!/bin/sh
 echo "rank=$OMPI_COMM_WORLD_RANK size=$OMPI_COMM_WORLD_SIZE pod=$TRITONLLM_POD args=$* fi=${{FI_PROVIDER:-}}" \\

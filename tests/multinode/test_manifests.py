@@ -37,7 +37,7 @@ def test_every_object_of_the_model_and_platform_validates(run):
     assert {"LeaderWorkerSet", "EC2NodeClass", "NodePool", "PodMonitor", "HorizontalPodAutoscaler",
             "PodDisruptionBudget", "Service", "Secret", "ConfigMap"} <= kinds
     cfg_model = _config()
-    for manifest in multinode.nccl_test_manifests(cfg_model[1], cfg_model[0]):
+    for manifest in multinode.nccl_test_manifests(cfg_model[1], cfg_model[0].site_of(cfg_model[1])):
         validate_manifest(manifest)
 
 

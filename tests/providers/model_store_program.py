@@ -7,13 +7,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config import read_pulumi_config
-from components.serving.resources.model_store import ModelStore
+from components.serving.resources.model_store import ModelStore, ModelStoreArgs
 
 SOURCE_DIR = "model_repository/local"  # the harness runs programs from the repository root
 
 cfg = read_pulumi_config()
 aws_provider = aws.Provider("aws", region=cfg.region)
-store = ModelStore(cfg.name, cfg, opts=pulumi.ResourceOptions(providers={"aws": aws_provider}))
+store = ModelStore(cfg.name, ModelStoreArgs(model_store=cfg.model_store, region=cfg.region), opts=pulumi.ResourceOptions(providers={"aws": aws_provider}))
 repository = store.repository("local-models", source_dir=SOURCE_DIR, prefix="/repositories/local/")
 
 pulumi.export("bucketName", store.bucket_name)

@@ -54,8 +54,8 @@ def load_script():
 def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -> tuple[Path, ModelConfig, dict]:
     """Run the build script the way the Job does, GPU steps replaced; return the filled repository."""
     model, cfg = dev_stack(**engine)
-    resolved = eb_provider.resolve_engine(model, cfg)  # hfRevision is a commit sha: no Hugging Face request
-    job = eb.engine_build_job_manifest(model, cfg, key=resolved.key, namespace="ns", bucket="b",
+    resolved = eb_provider.resolve_engine(model, cfg.site_of(model))  # hfRevision is a commit sha: no Hugging Face request
+    job = eb.engine_build_job_manifest(model, cfg.site_of(model), key=resolved.key, namespace="ns", bucket="b",
                                        hf_token_secret=None, revision_sha=resolved.revision_sha)
     args = job["spec"]["template"]["spec"]["initContainers"][0]["command"][2:]
     work = tmp_path / "work"

@@ -1,8 +1,8 @@
 """More bad stack configs (same contract as test_config_errors.py), and a check that every
-validation in components/config.py is reached by at least one bad-config case.
+validation in components/config/ is reached by at least one bad-config case.
 
 The coverage check replaces a test that only counted the cases it was given: here a new
-`raise ValueError(...)` or `problems.append(...)` in config.py without a case that reaches it
+`raise ValueError(...)` or `problems.append(...)` in a config section without a case that reaches it
 fails, naming the line.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components. import config as config_module
+from components import config as config_module
 from components.config import ConfigError, parse_stack_config
 from tests.multinode import test_config as multinode_config
 from tests.unit import test_config_errors
@@ -31,7 +31,7 @@ MORE_CASES = [
     BadConfig("gpus-below-tp-x-pp", "dev", {"models[0].tensorParallel": 2, "models[0].gpus": 1},
               "models[0].gpus", "raise gpus or drop the key"),
     BadConfig("unknown-instance-type", "dev", {"nodePools[0].instanceTypes": ["g6e.3xlarge"]},
-              "nodePools[0].instanceTypes", "use types from components/gpu_catalog.py"),
+              "nodePools[0].instanceTypes", "use types from components/catalog/gpus.py"),
     BadConfig("vpc-cidr-prefix-too-long", "dev", {"network.vpcCidr": "10.0.0.0/21"}, "network.vpcCidr",
               "between /16 and /20"),
     BadConfig("pod-cidr-prefix-too-short", "dev", {"network.podCidr": "100.64.0.0/15"}, "network.podCidr",
@@ -64,9 +64,23 @@ MORE_CASES = [
               "models[0].vllm.reportCustomMetrics", "remove the key or pick autoscaling.metric"),
     BadConfig("model-named-like-a-composing-model", "dev", {"models[0].name": "preprocessing"},
               "models[0].name", "choose another name"),
+    # checks that moved into the config package with their sections (issue 16) and had no case yet
+    BadConfig("llmapi-kv-cache-config-not-a-map", "llmapi",
+              {"models[0].trtllm.llmapi.extraLlmArgs": {"kv_cache_config": 5}},
+              "models[0].trtllm.llmapi.extraLlmArgs", "must be a map of KvCacheConfig fields"),
+    BadConfig("llmapi-kv-cache-key-owned-by-the-stack", "llmapi",
+              {"models[0].trtllm.llmapi.extraLlmArgs": {"kv_cache_config": {"free_gpu_memory_fraction": 0.5}}},
+              "models[0].trtllm.llmapi.extraLlmArgs", "is set by trtllm.llmapi"),
+    BadConfig("trtllm-options-on-a-vllm-model", "llmapi", {"models[1].trtllm": {"runtime": "engine"}},
+              "models[1].trtllm", "only used with backend trtllm"),
+    BadConfig("openai-options-without-openai", "dev", {"models[0].openai": {"tokenizer": "meta-llama/Llama-3.2-1B"}},
+              "models[0].openai", "only used with openai.enabled: true"),
+    BadConfig("multinode-min-groups-exceed-max-gpus", "multinode",
+              {"nodePools[0].maxGpus": 8, "models[0].minReplicas": 2, "models[0].maxReplicas": 2},
+              "models[0].minReplicas", "raise maxGpus"),
 ]
 
-# Raises in config.py that no stack config can reach: defensive, behind a validation that fails first.
+# Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.
 UNREACHABLE_BY_DESIGN = {
     "source_cidrs": "GatewayConfig refuses internet-facing without allowedCidrs before anything calls it",
 }
@@ -86,13 +100,22 @@ def test_cidr_prefixes_16_to_20_are_accepted(vpc_cidr, pod_cidr):
 
 # --------------------------------------------------------------------------- every check has a case
 
-CONFIG_SOURCE = Path(config_module.__file__)
+# Every section of the config package (the reference generator checks nothing).
+CONFIG_SOURCES = sorted(p for p in Path(config_module.__file__).parent.glob("*.py") if p.name != "reference.py")
 
 
-def _check_lines() -> dict[int, str]:
-    """Line -> source of each place config.py reports a bad value (raise, or problems.append)."""
-    tree = ast.parse(CONFIG_SOURCE.read_text())
-    lines = CONFIG_SOURCE.read_text().splitlines()
+def _check_lines() -> dict[tuple[str, int], str]:
+    """(file, line) -> source of each place the config package reports a bad value."""
+    found: dict[tuple[str, int], str] = {}
+    for source in CONFIG_SOURCES:
+        found.update({(source.name, line): text for line, text in _check_lines_in(source).items()})
+    return found
+
+
+def _check_lines_in(source: Path) -> dict[int, str]:
+    """Line -> source of each place `source` reports a bad value (raise, or problems.append)."""
+    tree = ast.parse(source.read_text())
+    lines = source.read_text().splitlines()
     found = {}
     exempt = set()
     for node in ast.walk(tree):
@@ -130,17 +153,18 @@ def _raw_config(case: BadConfig) -> dict:
     return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("tritonllm:")}
 
 
-def _lines_run_by(case: BadConfig) -> set[int]:
-    ran: set[int] = set()
-    target = str(CONFIG_SOURCE)
+def _lines_run_by(case: BadConfig) -> set[tuple[str, int]]:
+    ran: set[tuple[str, int]] = set()
+    targets = {str(source): source.name for source in CONFIG_SOURCES}
 
     def tracer(frame, event, arg):
-        if frame.f_code.co_filename != target:
+        name = targets.get(frame.f_code.co_filename)
+        if name is None:
             return None
 
         def local(frame, event, arg):
             if event == "line":
-                ran.add(frame.f_lineno)
+                ran.add((name, frame.f_lineno))
             return local
         return local
 
@@ -172,13 +196,15 @@ def test_every_config_check_is_reached_by_a_bad_config_case():
     from tests.unit import test_openai_llmapi
 
     cases = test_config_errors.CASES + MORE_CASES + multinode_config.CASES + test_openai_llmapi.CASES
-    ran: set[int] = set()
+    ran: set[tuple[str, int]] = set()
     for case in cases:
         ran |= _lines_run_by(case)
     checks = _check_lines()
-    assert len(checks) >= 20, checks  # the AST walk finds config.py's checks at all
-    missing = {line: text for line, text in checks.items() if line not in ran}
+    assert len(checks) >= 20, checks  # the AST walk finds the config checks at all
+    assert {name for name, _ in checks} >= {"models.py", "stack.py", "gateway.py", "llmapi.py", "openai.py",
+                                            "multinode_checks.py", "node_pools.py"}
+    missing = {where: text for where, text in checks.items() if where not in ran}
     assert not missing, (
-        "checks in components/config.py that no bad-config case reaches; add a BadConfig case "
+        "checks in components/config/ that no bad-config case reaches; add a BadConfig case "
         "(tests/unit/test_config_errors.py, test_config_checks.py or tests/multinode/test_config.py) for each:\n"
-        + "\n".join(f"  config.py:{line}: {text}" for line, text in sorted(missing.items())))
+        + "\n".join(f"  components/config/{name}:{line}: {text}" for (name, line), text in sorted(missing.items())))

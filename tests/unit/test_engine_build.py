@@ -45,14 +45,14 @@ def load_script_module():
 
 def key_for(**overrides) -> str:
     model, cfg = dev_model(**overrides)
-    return eb_provider.resolve_engine(model, cfg).key
+    return eb_provider.resolve_engine(model, cfg.site_of(model)).key
 
 
 @pytest.fixture
 def hf(monkeypatch):
     """The faked Hugging Face revision API (tests/hf_api.py), fresh for this test."""
     fake = hf_api.FakeHfApi()
-    monkeypatch.setattr(eb, "http_get_json", fake)
+    monkeypatch.setattr(eb_provider, "http_get_json", fake)
     eb_provider._resolve.cache_clear()
     yield fake
     eb_provider._resolve.cache_clear()
@@ -60,7 +60,7 @@ def hf(monkeypatch):
 
 def test_key_is_a_stable_sha256_of_the_parts(hf):
     model, cfg = dev_model()
-    resolved = eb_provider.resolve_engine(model, cfg)
+    resolved = eb_provider.resolve_engine(model, cfg.site_of(model))
     parts = resolved.parts
     assert parts["gpu"] == "L40S-sm89"
     assert parts["image"] == versions.TRITON_TRTLLM_IMAGE
@@ -110,7 +110,7 @@ def test_every_engine_option_is_part_of_the_key(hf):
         before = model.model_copy(update={"engine": EngineBuildOptions.model_validate(start)})
         after = model.model_copy(update={"engine": EngineBuildOptions.model_validate(
             {**start, field: _changed(field, info, start[field])})})
-        assert eb_provider.resolve_engine(after, cfg).key != eb_provider.resolve_engine(before, cfg).key, \
+        assert eb_provider.resolve_engine(after, cfg.site_of(after)).key != eb_provider.resolve_engine(before, cfg.site_of(before)).key, \
             f"engine.{field} does not change the engine key"
         checked.append(field)
     assert len(checked) == len(EngineBuildOptions.model_fields) - 1
@@ -151,7 +151,7 @@ def test_the_image_and_layout_are_part_of_the_key(hf, monkeypatch):
     monkeypatch.setattr(versions, "TRITON_TRTLLM_IMAGE", versions.TRITON_TRTLLM_IMAGE + "-other")
     assert key_for() != base
     monkeypatch.undo()
-    monkeypatch.setattr(eb, "http_get_json", hf)
+    monkeypatch.setattr(eb_provider, "http_get_json", hf)
     monkeypatch.setattr(eb, "ENGINE_LAYOUT_VERSION", eb.ENGINE_LAYOUT_VERSION + 1)
     assert key_for() != base
 
@@ -160,19 +160,19 @@ def test_the_image_and_layout_are_part_of_the_key(hf, monkeypatch):
 
 def test_a_branch_is_resolved_to_its_commit_and_a_moved_branch_changes_the_key(hf):
     model, cfg = dev_model()
-    first = eb_provider.resolve_engine(model, cfg)
+    first = eb_provider.resolve_engine(model, cfg.site_of(model))
     url, headers = hf.calls[0]
     assert url == "https://huggingface.co/api/models/meta-llama/Llama-3.2-1B-Instruct/revision/main"
     assert first.revision_sha == hf.sha_for(model.hf_model_id, "main")
     hf.moves += 1  # someone pushed to main
     eb_provider._resolve.cache_clear()
-    assert eb_provider.resolve_engine(model, cfg).key != first.key
+    assert eb_provider.resolve_engine(model, cfg.site_of(model)).key != first.key
 
 
 def test_a_commit_sha_is_used_as_is_without_a_request(hf):
     sha = "9213176726f574b556790deb65791e0c5aa438b6"
     model, cfg = dev_model(hfRevision=sha)
-    assert eb_provider.resolve_engine(model, cfg).revision_sha == sha
+    assert eb_provider.resolve_engine(model, cfg.site_of(model)).revision_sha == sha
     assert hf.calls == []
 
 
@@ -180,8 +180,8 @@ def test_the_token_is_sent_for_gated_models(hf):
     hf.gated, hf.token = {"meta-llama/Llama-3.2-1B-Instruct"}, "hf_secret"
     model, cfg = dev_model()
     with pytest.raises(eb.RevisionError, match="HTTP 401.*hfToken"):
-        eb_provider.resolve_engine(model, cfg)
-    resolved = eb_provider.resolve_engine(model, cfg, "hf_secret")
+        eb_provider.resolve_engine(model, cfg.site_of(model))
+    resolved = eb_provider.resolve_engine(model, cfg.site_of(model), "hf_secret")
     assert hf.calls[-1][1]["Authorization"] == "Bearer hf_secret"
     assert resolved.revision_sha == hf.sha_for(model.hf_model_id, "main")
 
@@ -193,7 +193,7 @@ def test_an_unreachable_api_names_the_key_and_the_fix(hf):
     model, cfg = dev_model()
     with pytest.raises(eb.RevisionError, match=r"'main' of meta-llama/Llama-3.2-1B-Instruct: cannot resolve.*"
                                                 r"pin hfRevision to a 40-character commit sha"):
-        eb_provider.resolve_engine(model, cfg)
+        eb_provider.resolve_engine(model, cfg.site_of(model))
 
 
 def test_resolution_failures_are_config_errors_naming_the_key(hf):
@@ -215,8 +215,8 @@ def test_the_job_builds_the_resolved_commit(hf):
 def test_gpu_family_is_part_of_the_key(hf):
     model, cfg = dev_model()
     g6 = cfg.model_copy(update={"node_pools": [cfg.node_pools[0].model_copy(update={"instance_families": ["g6"]})]})
-    assert eb_provider.resolve_engine(model, g6).parts["gpu"] == "L4-sm89"
-    assert eb_provider.resolve_engine(model, g6).key != key_for()
+    assert eb_provider.resolve_engine(model, g6.site_of(model)).parts["gpu"] == "L4-sm89"
+    assert eb_provider.resolve_engine(model, g6.site_of(model)).key != key_for()
 
 
 def test_mixed_gpu_pools_are_refused():
@@ -230,10 +230,10 @@ def test_mixed_gpu_pools_are_refused():
 
 def job(**kw):
     model, cfg = dev_model()
-    resolved = eb_provider.resolve_engine(model, cfg)
+    resolved = eb_provider.resolve_engine(model, cfg.site_of(model))
     args = {"key": resolved.key, "namespace": model.name, "bucket": "models-bucket", "hf_token_secret": "hf-token",
             "revision_sha": resolved.revision_sha, **kw}
-    return eb.engine_build_job_manifest(model, cfg, **args), model, resolved.key
+    return eb.engine_build_job_manifest(model, cfg.site_of(model), **args), model, resolved.key
 
 
 def test_job_manifest_validates_against_the_kubernetes_schema():

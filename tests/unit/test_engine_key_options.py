@@ -33,7 +33,7 @@ COMMIT = "9213176726f574b556790deb65791e0c5aa438b6"  # hfRevision as resolved to
 
 
 def key(model: ModelConfig, cfg: StackConfig, commit: str = COMMIT) -> str:
-    return eb.engine_cache_key(eb.engine_key_parts(model, cfg, revision_sha=commit))
+    return eb.engine_cache_key(eb.engine_key_parts(model, cfg.site_of(model), revision_sha=commit))
 
 
 def _candidates(annotation: Any, value: Any) -> list[Any]:

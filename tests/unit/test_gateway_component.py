@@ -33,7 +33,7 @@ GATEWAY_ONLY_PROGRAM = textwrap.dedent("""
     import pulumi_kubernetes as k8s
 
     from components.config import read_pulumi_config
-    from components.gateway.resources.gateway import Gateway
+    from components.gateway.resources.gateway import Gateway, GatewayArgs
 
     cfg = read_pulumi_config()
     provider = k8s.Provider("k8s", kubeconfig="{}")
@@ -41,8 +41,9 @@ GATEWAY_ONLY_PROGRAM = textwrap.dedent("""
     nodes = aws.eks.NodeGroup("system", cluster_name=cfg.name, node_role_arn="arn:aws:iam::123456789012:role/n",
                               subnet_ids=["subnet-1"], scaling_config={"min_size": 1, "max_size": 1, "desired_size": 1})
     agent = aws.eks.Addon("eks-pod-identity-agent", cluster_name=cfg.name, addon_name="eks-pod-identity-agent")
-    gateway = Gateway(cfg.name, cfg, k8s_provider=provider, cluster_name=cfg.name, vpc_id="vpc-0123456789abcdef0",
-                      controllers_depend_on=[nodes, agent])
+    gateway = Gateway(cfg.name, GatewayArgs(
+        stack=cfg.identity, gateway=cfg.gateway, network=cfg.network, k8s_provider=provider, cluster_name=cfg.name,
+        vpc_id="vpc-0123456789abcdef0", controllers_depend_on=[nodes, agent]))
     pulumi.export("httpEndpoint", gateway.http_endpoint)
     pulumi.export("grpcEndpoint", gateway.grpc_endpoint)
     pulumi.export("hostname", gateway.hostname)

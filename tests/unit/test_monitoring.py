@@ -15,7 +15,7 @@ from tests.k8s_schema import validate_custom_resource
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import ProgramRun, plain_occurrences, run_program
 
-MONITORING_TYPE = "tritonllm:index:Monitoring"
+MONITORING_TYPE = "tritonllm:observability:Monitoring"
 
 
 @pytest.fixture(scope="module")

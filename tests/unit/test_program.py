@@ -77,7 +77,7 @@ def test_every_aws_resource_uses_the_tagged_regional_provider(stack_run):
 def test_monitoring_disabled_drops_monitoring_outputs():
     run = run_program("vllm", overrides={"monitoring.enabled": False})
     assert "grafanaSecretName" not in run.outputs
-    assert not run.of_type("tritonllm:index:Monitoring")
+    assert not run.of_type("tritonllm:observability:Monitoring")
 
 
 def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds():

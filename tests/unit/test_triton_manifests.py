@@ -46,7 +46,7 @@ def container(manifest, name="triton"):
 
 def test_vllm_deployment_loads_from_s3_with_the_hf_cache_on_efs(vllm):
     model, cfg = vllm
-    manifest = tm.deployment_manifest(model, cfg, bucket="models-b", shared_claim_name=tm.SHARED_CLAIM)
+    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="models-b", shared_claim_name=tm.SHARED_CLAIM)
     validate_k8s_object(manifest)
     triton = container(manifest)
     assert triton["image"] == versions.TRITON_VLLM_IMAGE
@@ -70,14 +70,14 @@ def test_vllm_deployment_loads_from_s3_with_the_hf_cache_on_efs(vllm):
 
 def test_without_efs_the_hf_cache_is_an_emptydir(vllm):
     model, cfg = vllm
-    manifest = tm.deployment_manifest(model, cfg, bucket="b", shared_claim_name=None)
+    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", shared_claim_name=None)
     volumes = {v["name"]: v for v in pod_spec(manifest)["volumes"]}
     assert volumes["hf-cache"] == {"name": "hf-cache", "emptyDir": {}}
 
 
 def test_trtllm_deployment_stages_the_engine_before_triton_starts(dev):
     model, cfg = dev
-    manifest = tm.deployment_manifest(model, cfg, bucket="models-b", engine_key=KEY)
+    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="models-b", engine_key=KEY)
     validate_k8s_object(manifest)
     stage = pod_spec(manifest)["initContainers"][0]
     assert stage["image"] == versions.AWS_CLI_IMAGE
@@ -95,23 +95,23 @@ def test_trtllm_deployment_stages_the_engine_before_triton_starts(dev):
 def test_trtllm_on_efs_stages_once_per_key_on_the_shared_claim():
     cfg = stack_config("dev", engineStorage="efs")
     model = cfg.models[0]
-    manifest = tm.deployment_manifest(model, cfg, bucket="b", engine_key=KEY, shared_claim_name=tm.SHARED_CLAIM)
+    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY, shared_claim_name=tm.SHARED_CLAIM)
     validate_k8s_object(manifest)
     mount = next(m for m in container(manifest)["volumeMounts"] if m["name"] == "engine")
     assert mount["subPath"] == f"engines/{KEY}"
     with pytest.raises(ValueError, match="EFS is disabled"):
-        tm.deployment_manifest(model, cfg, bucket="b", engine_key=KEY, shared_claim_name=None)
+        tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY, shared_claim_name=None)
 
 
 def test_trtllm_needs_its_engine_key(dev):
     model, cfg = dev
     with pytest.raises(ValueError, match="engine key"):
-        tm.deployment_manifest(model, cfg, bucket="b")
+        tm.deployment_manifest(model, cfg.site_of(model), bucket="b")
 
 
 def test_pods_carry_the_monitoring_labels_ports_gpus_and_scheduling(dev):
     model, cfg = dev
-    manifest = tm.deployment_manifest(model, cfg, bucket="b", engine_key=KEY)
+    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)
     labels = manifest["spec"]["template"]["metadata"]["labels"]
     assert {"app.kubernetes.io/name": "triton", "app.kubernetes.io/instance": model.name,
             "tritonllm.io/model": model.name}.items() <= labels.items()
@@ -132,7 +132,7 @@ def test_pods_carry_the_monitoring_labels_ports_gpus_and_scheduling(dev):
 
 def test_probes_give_a_cold_start_tens_of_minutes(dev):
     model, cfg = dev
-    triton = container(tm.deployment_manifest(model, cfg, bucket="b", engine_key=KEY))
+    triton = container(tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY))
     startup = triton["startupProbe"]
     assert startup["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 30 * 60
@@ -142,7 +142,7 @@ def test_probes_give_a_cold_start_tens_of_minutes(dev):
 
 def test_ngc_pull_secret_is_used_when_given(dev):
     model, cfg = dev
-    manifest = tm.deployment_manifest(model, cfg, bucket="b", engine_key=KEY, image_pull_secret=tm.IMAGE_PULL_SECRET)
+    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY, image_pull_secret=tm.IMAGE_PULL_SECRET)
     assert pod_spec(manifest)["imagePullSecrets"] == [{"name": tm.IMAGE_PULL_SECRET}]
     config = json.loads(tm.dockerconfigjson("nvapi-KEY"))
     auth = config["auths"]["nvcr.io"]
@@ -188,11 +188,11 @@ def test_hpa_scales_on_a_metric_the_adapter_exposes(stack):
 
 def test_pod_monitor_selects_the_triton_pods_and_their_metrics_port(dev):
     model, cfg = dev
-    monitor = tm.pod_monitor_manifest(model, cfg)
+    monitor = tm.pod_monitor_manifest(model, cfg.site_of(model))
     validate_manifest(monitor)
-    pod_labels = tm.deployment_manifest(model, cfg, bucket="b", engine_key=KEY)["spec"]["template"]["metadata"]["labels"]
+    pod_labels = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    ports = {p["name"] for p in container(tm.deployment_manifest(model, cfg, bucket="b", engine_key=KEY))["ports"]}
+    ports = {p["name"] for p in container(tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY))["ports"]}
     assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
     assert monitor["metadata"]["namespace"] == model.name
 
@@ -219,7 +219,7 @@ def test_small_objects_validate(dev):
     model, cfg = dev
     for manifest in (tm.namespace_manifest(model, {"tritonllm.io/gateway-routes": "allowed"}),
                      tm.service_account_manifest(model), tm.hf_token_secret_manifest(model),
-                     tm.image_pull_secret_manifest(model), tm.shared_claim(model, cfg, "efs-sc")):
+                     tm.image_pull_secret_manifest(model), tm.shared_claim(model, cfg.site_of(model), "efs-sc")):
         validate_k8s_object(manifest)
     assert tm.namespace_manifest(model)["metadata"]["name"] == model.name
 

@@ -54,8 +54,8 @@ import pulumi_kubernetes as kubernetes
 from components.catalog import versions
 from components.config import GatewayConfig, NetworkConfig, StackIdentity, parse_api_keys
 from components.gateway.builders import manifests as gm
-from components.platform.builders import iam
 from components.platform.builders.cluster import SYSTEM_NODE_SELECTOR
+from components.platform.resources import iam_roles
 from components.tokens import component_type
 
 
@@ -150,7 +150,7 @@ class Gateway(pulumi.ComponentResource):
 
         # --- AWS Load Balancer Controller: its own role through EKS Pod Identity.
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
-        lbc_role, _ = iam.pod_identity_role(
+        lbc_role, _ = iam_roles.pod_identity_role(
             f"{name}-lbc",
             cluster_name=cluster_name,
             namespace=gm.LBC_NAMESPACE,

@@ -17,9 +17,6 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-import pulumi_aws as aws
-import pulumi_eks as eks
-
 from components.platform.builders import iam
 
 # Label on system node group nodes; controllers pin themselves to it with a nodeSelector.
@@ -136,24 +133,6 @@ def admins_without_caller(principal_arns: Sequence[str], caller_arn: str) -> lis
     return [arn for arn in principal_arns if not same_principal(arn, caller)]
 
 
-def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgs]:
-    """Cluster-admin access entries, one per principal, keyed by the principal's name.
-
-    Keys come from the ARN (not the list position) so dropping or reordering a principal
-    never renames the others' entries.
-    """
-    return {
-        admin_entry_key(arn): eks.AccessEntryArgs(
-            principal_arn=arn,
-            access_policies={
-                "cluster-admin": eks.AccessPolicyAssociationArgs(
-                    policy_arn=CLUSTER_ADMIN_POLICY,
-                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                )
-            },
-        )
-        for arn in principal_arns
-    }
 
 
 def admin_entry_key(arn: str) -> str:

@@ -30,9 +30,10 @@ from components.platform.builders.cluster import (
     ADDON_ROLES,
     ADDONS_BEFORE_NODES,
     BLOCK_STORAGE_CLASS,
+    CLUSTER_ADMIN_POLICY,
     NODE_ROLE_POLICIES,
     SYSTEM_NODE_SELECTOR,
-    admin_access_entries,
+    admin_entry_key,
     admins_without_caller,
     cluster_kms_policy,
     gp3_storage_class_manifest,
@@ -41,7 +42,28 @@ from components.platform.builders.cluster import (
     vpc_cni_configuration,
 )
 from components.platform.builders.network import DISCOVERY_TAG
+from components.platform.resources import iam_roles
 from components.tokens import component_type
+
+
+def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgs]:
+    """Cluster-admin access entries, one per principal, keyed by the principal's name.
+
+    Keys come from the ARN (not the list position) so dropping or reordering a principal
+    never renames the others' entries.
+    """
+    return {
+        admin_entry_key(arn): eks.AccessEntryArgs(
+            principal_arn=arn,
+            access_policies={
+                "cluster-admin": eks.AccessPolicyAssociationArgs(
+                    policy_arn=CLUSTER_ADMIN_POLICY,
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                )
+            },
+        )
+        for arn in principal_arns
+    }
 
 
 @dataclass(frozen=True)
@@ -108,7 +130,7 @@ class Cluster(pulumi.ComponentResource):
                       opts=child)
 
         # --- Control-plane role: EKS's managed policies plus use of the secrets key
-        cluster_role, control_plane_policies = iam.service_role(
+        cluster_role, control_plane_policies = iam_roles.service_role(
             f"{name}-control-plane", service="eks.amazonaws.com", description=f"EKS control plane of {args.stack.name}",
             managed_policies=("AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController"),
             partition=self.partition, opts=child,
@@ -172,7 +194,7 @@ class Cluster(pulumi.ComponentResource):
             self.addons[addon] = self._addon(name, addon, configuration_values=cni_config if addon == "vpc-cni" else None)
 
         # --- System node group (private subnets only)
-        node_role, node_policies = iam.service_role(
+        node_role, node_policies = iam_roles.service_role(
             f"{name}-system-node", service="ec2.amazonaws.com", description=f"EKS system node group of {args.stack.name}",
             managed_policies=NODE_ROLE_POLICIES, partition=self.partition, opts=child,
         )
@@ -216,7 +238,7 @@ class Cluster(pulumi.ComponentResource):
                 for service_account, policies in ADDON_ROLES[addon].items():
                     role_name = f"{name}-{addon}" if service_account.endswith("-controller-sa") \
                         else f"{name}-{addon}-{service_account.removesuffix('-sa').split('-')[-1]}"
-                    role, _ = iam.pod_identity_role(
+                    role, _ = iam_roles.pod_identity_role(
                         role_name,
                         cluster_name=self.cluster_name,
                         namespace="kube-system",

@@ -26,7 +26,6 @@ from components.config import (
     NodePoolConfig,
     StackIdentity,
 )
-from components.platform.builders import iam
 from components.platform.builders.karpenter import (
     INTERRUPTION_QUEUE_TARGET_ID,
     NAMESPACE,
@@ -44,6 +43,7 @@ from components.platform.builders.karpenter import (
     karpenter_values,
     node_pool_manifest,
 )
+from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
 from components.tokens import component_type
 
@@ -72,7 +72,7 @@ class Karpenter(pulumi.ComponentResource):
         cluster_name = args.stack.name
 
         # --- Node role (Karpenter makes the instance profile from it) + access entry
-        self.node_role, node_policies = iam.service_role(
+        self.node_role, node_policies = iam_roles.service_role(
             f"{name}-karpenter-node", service="ec2.amazonaws.com",
             description=f"Nodes Karpenter launches in {cluster_name}",
             managed_policies=NODE_ROLE_POLICIES, partition=args.cluster.partition, opts=child,
@@ -117,7 +117,7 @@ class Karpenter(pulumi.ComponentResource):
         controller_policy = pulumi.Output.all(
             args.cluster.partition, args.cluster.account_id, self.node_role.arn, self.queue.arn
         ).apply(lambda a: json.dumps(controller_policy_document(a[0], args.stack.region, a[1], cluster_name, a[2], a[3])))
-        self.controller_role, association = iam.pod_identity_role(
+        self.controller_role, association = iam_roles.pod_identity_role(
             f"{name}-karpenter-controller",
             cluster_name=args.cluster.cluster_name,
             namespace=NAMESPACE,

@@ -12,8 +12,10 @@ because its templates ship with that image's TensorRT-LLM backend.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +102,26 @@ def vllm_model_files(model: ModelConfig) -> dict[str, str]:
 
 
 def render_vllm_repository(model: ModelConfig, out_dir: Path) -> Path:
-    """Write the model's repository root to out_dir (replacing what was there) and return it.
+    """Write the model's repository root under out_dir and return it: `out_dir/<content digest>`.
 
-    The output is byte-identical for identical config, so the uploader's content hash
-    only changes when the model's config does.
+    The output is byte-identical for identical config, so the uploader's content hash only
+    changes when the model's config does. The directory is named by its content and appears
+    whole (written aside, then renamed), so programs rendering the same model at the same time
+    (parallel test workers, two stacks) never see each other's half-written or removed files.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    for rel, text in vllm_model_files(model).items():
-        path = out_dir / rel
+    files = vllm_model_files(model)
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    target = Path(out_dir) / digest
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=target.parent))
+    for rel, text in files.items():
+        path = staging / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    return out_dir
+    try:
+        staging.rename(target)
+    except OSError:  # another process renamed the same content first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pulumi
-import pulumi.dynamic
-
 from components.platform.builders.iam import policy_document
 from components.providers import s3_sync
 
@@ -80,7 +77,7 @@ def write_prefix_policy(bucket_arn: str, prefix: str, *, kms_key_arn: str | None
     return document
 
 
-def encryption_rule(kms_key_arn: pulumi.Input[str] | None) -> dict[str, Any]:
+def encryption_rule(kms_key_arn: Any) -> dict[str, Any]:  # a str or an Output of one
     """Default-encryption rule: SSE-KMS with a bucket key when a key is given, else SSE-S3."""
     if kms_key_arn is None:
         return {"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}

@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 from components.config import ModelConfig, ModelSite
 from components.gateway.resources.gateway import Gateway
 from components.platform.builders import iam
+from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
 from components.platform.resources.storage import Storage
 from components.providers import engine_build as engine_build_provider
@@ -160,7 +161,7 @@ class TritonLLM(pulumi.ComponentResource):
             service_account = _k8s_object(
                 f"{name}-sa", tm.service_account_manifest(model, irsa_role_arn=reader_role.arn), after(namespace))
         else:
-            _, reader_access = iam.pod_identity_role(
+            _, reader_access = iam_roles.pod_identity_role(
                 f"{name}-triton", cluster_name=cluster.cluster_name, namespace=ns_name,
                 service_account=tm.SERVICE_ACCOUNT, account_id=cluster.account_id,
                 inline_policy=reader_policy, opts=aws_opts)
@@ -200,7 +201,7 @@ class TritonLLM(pulumi.ComponentResource):
                 model, engine_build.BUILDER_SERVICE_ACCOUNT), after(namespace))
             writer_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
                 lambda a: json.dumps(write_prefix_policy(a[0], a[2], kms_key_arn=a[1])))
-            _, builder_association = iam.pod_identity_role(
+            _, builder_association = iam_roles.pod_identity_role(
                 f"{name}-engine-builder", cluster_name=cluster.cluster_name, namespace=ns_name,
                 service_account=engine_build.BUILDER_SERVICE_ACCOUNT, account_id=cluster.account_id,
                 inline_policy=writer_policy, opts=aws_opts)
