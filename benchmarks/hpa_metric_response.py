@@ -2,7 +2,7 @@
 
 TensorRT-LLM and vLLM need GPUs, so they cannot run here. Instead two simulated replicas (one
 per backend) export on loopback the series their real backends export, moving the way the
-pinned backends move them (components/metrics.py cites the sources), and a real Prometheus
+pinned backends move them (components/catalog/serving_metrics.py cites the sources), and a real Prometheus
 scrapes them with the project's recording rules, at the scrape interval you give. Each signal
 is read as the HPA gets it: the prometheus-adapter metricsQuery over the recorded series,
 sampled every second.

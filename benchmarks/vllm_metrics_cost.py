@@ -5,7 +5,7 @@ backend's custom-metrics API: every engine iteration it queues one `observe` per
 token and per inter-token latency (one per decode step of every running request), and a logger
 thread calls `pb_utils` `Metric.observe` for each, which is a round trip from the model's stub
 process to Triton. That is the cost left on the pinned vLLM 0.11.1, where the backend's other
-switch (`disable_frontend_multiprocessing`) has no effect (README "Autoscaling").
+switch (`disable_frontend_multiprocessing`) has no effect (docs/autoscaling.md).
 
 This loads a one-model repository into the local CPU Triton (the same Python backend stub the
 vLLM backend runs in), has it call `observe` on a histogram N times in a loop exactly as the

@@ -1,4 +1,4 @@
-# Monitoring and autoscaling (components/metrics.py, components/monitoring*.py).
+# Monitoring and autoscaling (components/catalog/serving_metrics.py, components/monitoring*.py).
 # The rule and e2e tests need Prometheus and promtool: apt-get install -y prometheus.
 .PHONY: bench-hpa bench-vllm-metrics test-rules
 

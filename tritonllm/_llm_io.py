@@ -28,7 +28,7 @@ NUMPY_DTYPES = {
 }
 
 # logical setting -> candidate input names, first match wins (TRT-LLM ensemble names included)
-# (`sampling_param_*`: TensorRT-LLM's `llmapi` model, components/llmapi_repository.py)
+# (`sampling_param_*`: TensorRT-LLM's `llmapi` model, components/serving/builders/llmapi.py)
 TENSOR_NAMES = {
     "max_tokens": ("max_tokens", "request_output_len", "sampling_param_max_tokens"),
     "temperature": ("temperature", "sampling_param_temperature"),

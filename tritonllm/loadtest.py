@@ -12,7 +12,7 @@ HPA timeline:
     python -m tritonllm loadtest --model llama-3-2-1b --steps 4 --dry-run     # print the manifests only
 
 The Job runs `tritonllm/loadtest_worker.py` (standard library only, with the client's model I/O
-contract `_llm_io.py`) in the plain Python image pinned in components/versions.py, both files
+contract `_llm_io.py`) in the plain Python image pinned in components/catalog/versions.py, both files
 mounted from a ConfigMap: no image to build, and the same request shape as `tritonllm client`.
 Manifests, log parsing, the HPA reading and the report are pure functions; `main` is the shell
 that talks to the cluster (the `kubernetes` client and your kubeconfig).
@@ -32,7 +32,7 @@ from typing import Any
 PACKAGE_DIR = Path(__file__).resolve().parent
 WORKER_FILES = ("__init__.py", "_llm_io.py", "loadtest_worker.py")
 MOUNT = "/opt/tritonllm"
-SERVICE = "triton"  # components/triton_manifests.py SERVICE_NAME
+SERVICE = "triton"  # components/serving/builders/triton_manifests.py SERVICE_NAME
 HTTP_PORT = 8000
 LABEL = "tritonllm.io/loadtest"
 

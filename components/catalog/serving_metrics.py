@@ -90,7 +90,7 @@ _BY_MODEL = "namespace, pod, model"
 RULE_GROUP = "tritonllm.pod.rules"
 RECORD_PREFIX = "namespace_pod"
 
-# Triton pod conventions shared with components/triton.py.
+# Triton pod conventions shared with components/serving/resources/triton.py.
 TRITON_APP_LABEL = "triton"
 MODEL_LABEL_KEY = "tritonllm.io/model"
 METRICS_PORT_NAME = "metrics"
@@ -285,7 +285,7 @@ def hpa_metric_for(backend: str, metric: str | None) -> HpaMetric:
         why = (
             f"the {backend} backend does not report it"
             if backend not in found.reported_by
-            else f"on the {backend} backend it does not follow load (see components/metrics.py)"
+            else f"on the {backend} backend it does not follow load (see components/catalog/serving_metrics.py)"
         )
         raise ValueError(
             f"metric {name!r} cannot scale a {backend} model: {why}; use one of "

@@ -121,7 +121,7 @@ class ModelConfig(ConfigModel):
         "local", description="Where TRT-LLM engines are staged before Triton starts"
     )
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="See models[].resources.*")
-    openai: OpenAiOptions = Field(default_factory=OpenAiOptions, description="OpenAI-compatible API (see README)")
+    openai: OpenAiOptions = Field(default_factory=OpenAiOptions, description="OpenAI-compatible API (docs/openai.md)")
     trtllm: TrtllmOptions = Field(
         default_factory=TrtllmOptions, description="TensorRT-LLM runtime choice (backend trtllm)"
     )

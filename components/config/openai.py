@@ -11,7 +11,7 @@ from components.config.base import (
 
 
 class OpenAiOptions(ConfigModel):
-    """Triton's OpenAI-compatible frontend in the model's pod (components/openai_frontend.py)."""
+    """Triton's OpenAI-compatible frontend in the model's pod (components/serving/builders/openai.py)."""
 
     enabled: bool = Field(
         False, description="Serve /v1/chat/completions, /v1/completions and /v1/models from Triton's OpenAI "

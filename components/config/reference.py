@@ -11,7 +11,7 @@ from components.config.stack import StackConfig
 
 
 def config_reference() -> list[tuple[str, str, str, str]]:
-    """(key, type, default, description) for every key: the README's config table."""
+    """(key, type, default, description) for every key: the configuration reference (docs/configuration.md)."""
     rows: list[tuple[str, str, str, str]] = []
 
     def walk(model: type[BaseModel], prefix: str) -> None:
@@ -44,7 +44,7 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _type_name(annotation: Any) -> str:
-    """Readable type for the README table: `int`, `"a" | "b"`, `list of object`, `map`."""
+    """Readable type for the reference table: `int`, `"a" | "b"`, `list of object`, `map`."""
     origin = get_origin(annotation)
     args = get_args(annotation)
     if origin is Literal:
@@ -78,18 +78,18 @@ TABLE_START, TABLE_END = "<!-- config-table:start -->", "<!-- config-table:end -
 
 
 def with_reference_table(readme: str) -> str:
-    """README text with the generated config table between its markers."""
+    """A page's text with the generated config table between its markers."""
     head, _, rest = readme.partition(TABLE_START)
     _, _, tail = rest.partition(TABLE_END)
     return f"{head}{TABLE_START}\n{reference_markdown()}\n{TABLE_END}{tail}"
 
 
 def main() -> None:
-    """`python -m components.config [--write-readme FILE]` (Makefile `config-reference`)."""
+    """`python -m components.config [--write FILE]`: print the table, or refresh it in FILE (`make config-reference`)."""
     import sys
 
-    if sys.argv[1:2] == ["--write-readme"]:
-        path = sys.argv[2] if len(sys.argv) > 2 else "README.md"
+    if sys.argv[1:2] in (["--write"], ["--write-readme"]):  # --write-readme: the earlier name
+        path = sys.argv[2] if len(sys.argv) > 2 else "docs/configuration.md"
         with open(path, encoding="utf-8") as f:
             text = f.read()
         if TABLE_START not in text:

@@ -212,7 +212,7 @@ def _loc_to_key(loc: tuple[Any, ...]) -> str:
 
 _FIXES = {
     "missing": "this key is required; add it to the stack file",
-    "extra_forbidden": "unknown key; check the spelling against README's config table",
+    "extra_forbidden": "unknown key; check the spelling against the configuration reference (docs/configuration.md)",
 }
 
 

@@ -43,6 +43,8 @@ import botocore.exceptions
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
+from components.serving.builders.model_store import normalize_prefix  # noqa: F401  (part of this module's API)
+
 MiB = 1024 * 1024
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MANIFEST_FORMAT = "tritonllm-tree-v1"
@@ -346,17 +348,6 @@ def content_hash(root: str | os.PathLike[str], *, cache_dir: Path | None = None)
 
 
 # --- locations ------------------------------------------------------------------
-
-
-def normalize_prefix(prefix: str) -> str:
-    """'models/llama/' -> 'models/llama'. Refuses the bucket root and relative segments."""
-    cleaned = prefix.strip("/")
-    if not cleaned:
-        raise ValueError("prefix must not be empty: the resource deletes everything under its prefix")
-    parts = cleaned.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"prefix {prefix!r} has an empty, '.' or '..' segment")
-    return cleaned
 
 
 def prefixes_overlap(a: str, b: str) -> bool:

@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--multiple-profiles", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--kv-cache-free-gpu-mem-fraction", type=float, default=0.9)
     # Serving settings filled into tensorrt_llm/config.pbtxt (set explicitly: the backend's
-    # defaults changed across releases; see models[].engine.* in components/config.py).
+    # defaults changed across releases; see models[].engine.* in components/config/).
     p.add_argument("--batch-scheduler-policy", choices=BATCH_SCHEDULER_POLICIES, default="max_utilization")
     p.add_argument("--enable-kv-cache-reuse", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--enable-chunked-context", action=argparse.BooleanOptionalAction, default=True)

@@ -3,7 +3,7 @@
 The vLLM backend's health check (ENABLE_VLLM_HEALTH_CHECK, vllm_backend r25.12 src/model.py
 `_check_health`) calls `pb_utils.unload_model(<its own name>)` when the engine is dead and answers
 the request UNAVAILABLE. Here a Python model does exactly that when asked, so the test needs no
-GPU; the server runs with the model-control flags components/triton_manifests.py gives vLLM pods,
+GPU; the server runs with the model-control flags components/serving/builders/triton_manifests.py gives vLLM pods,
 and the probe paths are the ones the Deployment gets. What the test shows:
 
 - with those flags (explicit mode, --load-model) the unload happens and every probe path of the

@@ -4,7 +4,7 @@ Each case runs the real program under mocks with one mistake added to a committe
 stack file, and checks that (1) the program raised ConfigError, (2) not a single
 resource (not even the AWS provider) was registered, and (3) the message names
 the offending key and says how to fix it. tests/unit/test_config_checks.py has more cases and
-checks that every validation in components/config.py is reached by one of them.
+checks that every validation in components/config/ is reached by one of them.
 """
 from __future__ import annotations
 

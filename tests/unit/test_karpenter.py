@@ -181,7 +181,7 @@ def test_node_pools_match_config(stack_run):
     for pool in cfg.node_pools:
         (manifest,) = [m for m in stack_run.manifests("NodePool") if m["metadata"]["name"] == pool.name]
         spec = manifest["spec"]
-        if pool.name in multi_node_pools(cfg):  # single zone, EFA label: components/multinode_platform.py
+        if pool.name in multi_node_pools(cfg):  # single zone, EFA label: components/platform/resources/multinode.py
             assert manifest == efa_node_pool_manifest(pool, pool.name in efa_pools(cfg))
         else:
             assert manifest == node_pool_manifest(pool)

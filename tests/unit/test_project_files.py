@@ -54,11 +54,20 @@ def test_ci_script_runs_the_documented_test_command():
     assert "make test" in readme and script.rstrip().endswith("make test")
 
 
-def test_readme_documents_every_config_key():
-    readme = (REPO / "README.md").read_text()
-    missing = [key for key, *_ in config_reference.config_reference() if f"`{key}`" not in readme]
-    assert not missing, f"README lacks config keys {missing}; run `make config-reference`"
-    assert config_reference.with_reference_table(readme) == readme, "README's config table is stale; run `make config-reference`"
+def test_configuration_page_documents_every_config_key():
+    page = (REPO / "docs/configuration.md").read_text()
+    for marker in ("<!-- config-table:start -->", "<!-- config-table:end -->"):
+        assert page.count(marker) == 1, f"docs/configuration.md needs one {marker}"
+    missing = [key for key, *_ in config_reference.config_reference() if f"`{key}`" not in page]
+    assert not missing, f"docs/configuration.md lacks config keys {missing}; run `make config-reference`"
+    assert config_reference.with_reference_table(page) == page, (
+        "docs/configuration.md's config table is stale; run `make config-reference`")
+
+
+def test_make_config_reference_writes_the_configuration_page():
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\nconfig-reference:", 1)[1].split("\n\n", 1)[0]
+    assert "--write docs/configuration.md" in recipe, recipe
 
 
 def test_python_packages_pinned_exactly_once():

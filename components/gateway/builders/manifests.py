@@ -598,7 +598,7 @@ def http_route_manifest(
     """HTTPRoute for one model: inference and health only, each an Exact match on path and method.
 
     One rule per request so each can rewrite to exactly the path it matched (ReplaceFullPath).
-    `extra_rules` are appended as given (the OpenAI API's `/v1` rules, components/openai_frontend.py).
+    `extra_rules` are appended as given (the OpenAI API's `/v1` rules, components/serving/builders/openai.py).
     """
     rules = []
     for method, path, needs_header in exposed_http_requests(model_name):

@@ -75,7 +75,7 @@ def kube_prometheus_stack_values(
                 "retentionSize": monitoring.retention_size,
                 "scrapeInterval": monitoring.scrape_interval,
                 # Rules (the HPA's records) are evaluated as often as series are scraped; their
-                # windows follow the interval (components/metrics.py window_for).
+                # windows follow the interval (components/catalog/serving_metrics.py window_for).
                 "evaluationInterval": monitoring.scrape_interval,
                 "storageSpec": {
                     "volumeClaimTemplate": {

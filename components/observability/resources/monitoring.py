@@ -1,9 +1,9 @@
 """Monitoring: kube-prometheus-stack, Grafana admin secret and dashboard, DCGM exporter,
 prometheus-adapter, and the recording rules the HPAs read.
 
-A thin shell over pure builders: Helm values in `components/monitoring_values.py`,
-rules, adapter rules and the PodMonitor in `components/metrics.py`, the dashboard
-in `components/dashboards/triton.py`.
+A thin shell over pure builders: Helm values in `components/observability/builders/monitoring_values.py`,
+rules, adapter rules and the PodMonitor in `components/catalog/serving_metrics.py`, the dashboard
+in `components/observability/builders/dashboards/triton.py`.
 
 The Grafana admin password is generated (pulumi_random), stored in AWS Secrets
 Manager, and handed to Grafana through a Kubernetes Secret built from the same

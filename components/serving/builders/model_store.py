@@ -8,7 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 from components.platform.builders.iam import policy_document
-from components.providers import s3_sync
+
+
+def normalize_prefix(prefix: str) -> str:
+    """'models/llama/' -> 'models/llama'. Refuses the bucket root and relative segments."""
+    cleaned = prefix.strip("/")
+    if not cleaned:
+        raise ValueError("prefix must not be empty: the resource deletes everything under its prefix")
+    parts = cleaned.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"prefix {prefix!r} has an empty, '.' or '..' segment")
+    return cleaned
 
 
 def tls_only_bucket_policy(bucket_arn: str) -> dict[str, Any]:
@@ -37,7 +47,7 @@ def read_prefix_policy(bucket_arn: str, prefix: str, *, kms_key_arn: str | None 
     Pass `kms_key_arn` when the bucket encrypts with a customer-managed key
     (reading an SSE-KMS object needs kms:Decrypt on its key).
     """
-    prefix = s3_sync.normalize_prefix(prefix)
+    prefix = normalize_prefix(prefix)
     statements: list[dict[str, Any]] = [
         {
             "Sid": "ReadPrefixObjects",
@@ -62,7 +72,7 @@ def read_prefix_policy(bucket_arn: str, prefix: str, *, kms_key_arn: str | None 
 def write_prefix_policy(bucket_arn: str, prefix: str, *, kms_key_arn: str | None = None) -> dict[str, Any]:
     """Read, write and delete under one prefix (multipart uploads included), nothing else."""
     document = read_prefix_policy(bucket_arn, prefix, kms_key_arn=None)
-    prefix = s3_sync.normalize_prefix(prefix)
+    prefix = normalize_prefix(prefix)
     document["Statement"].append(
         {
             "Sid": "WritePrefixObjects",

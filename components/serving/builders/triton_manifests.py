@@ -67,7 +67,7 @@ PRESTOP_SLEEP_SECONDS = 10  # let the NLB / NGINX stop sending new requests firs
 
 
 def pod_labels(model: ModelConfig) -> dict[str, str]:
-    """The labels the PodMonitor, Services, HPA and PDB select on (components/metrics.py owns them)."""
+    """The labels the PodMonitor, Services, HPA and PDB select on (components/catalog/serving_metrics.py owns them)."""
     return metrics.pod_selector_labels(model.name)
 
 
@@ -448,7 +448,7 @@ LLMAPI_CONFIGMAP = "llmapi-model"
 
 
 def llmapi_configmap_manifest(model: ModelConfig) -> dict[str, Any]:
-    """The rendered llmapi config.pbtxt and model.yaml (components/llmapi_repository.py)."""
+    """The rendered llmapi config.pbtxt and model.yaml (components/serving/builders/llmapi.py)."""
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(LLMAPI_CONFIGMAP, model.name, model),
             "data": llmapi_repository.configmap_data(model)}
 

@@ -1,7 +1,7 @@
 """TritonLLM: one served model on EKS (vLLM or TensorRT-LLM), from config to routes.
 
-The objects themselves come from the pure builders in components/triton_manifests.py,
-components/engine_build.py and components/model_repository_render.py; this class
+The objects themselves come from the pure builders in components/serving/builders/triton_manifests.py,
+components/engine_build.py and components/serving/builders/model_repository.py; this class
 only registers them, in order.
 """
 from __future__ import annotations
@@ -216,7 +216,7 @@ class TritonLLM(pulumi.ComponentResource):
         # --- the server
         shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
         if model.multi_node is not None:
-            # One replica over several nodes: a LeaderWorkerSet (components/multinode.py).
+            # One replica over several nodes: a LeaderWorkerSet (components/serving/builders/multinode.py).
             deployment, service = register_group(
                 self, name, model, site, k8s_object=_k8s_object, after=after, namespace=namespace,
                 bucket=model_store.bucket_name, engine_key=engine_key, shared_claim_name=shared_claim_name,

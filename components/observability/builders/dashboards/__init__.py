@@ -1,1 +1,1 @@
-"""Grafana dashboards generated from the metrics catalog (`components/metrics.py`)."""
+"""Grafana dashboards generated from the metrics catalog (`components/catalog/serving_metrics.py`)."""

@@ -1,6 +1,6 @@
 """The Triton Grafana dashboard, generated from the metrics catalog.
 
-Per-pod panels plot the recording rules of `components/metrics.py` (so the
+Per-pod panels plot the recording rules of `components/catalog/serving_metrics.py` (so the
 dashboard shows exactly what the HPA reads); latency histograms, GPU (DCGM) and
 replica (kube-state-metrics) panels query their source series. The Grafana
 sidecar of kube-prometheus-stack provisions it from a labelled ConfigMap.
