@@ -119,6 +119,10 @@ class Refused(Exception):
     """A file that could not be fetched or did not verify; nothing was kept for it."""
 
 
+class Unreachable(Refused):
+    """The server could not be reached at all: the other files would fail the same way."""
+
+
 def _get(url: str) -> bytes:
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -129,7 +133,7 @@ def _get(url: str) -> bytes:
                 raise Refused(f"{url}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError) as exc:
             if attempt == ATTEMPTS:
-                raise Refused(f"{url}: {getattr(exc, 'reason', exc)}") from None
+                raise Unreachable(f"{url}: {getattr(exc, 'reason', exc)}") from None
         time.sleep(2 * attempt)
     raise AssertionError("unreachable")
 
@@ -183,12 +187,18 @@ def readme_text(entries: list[Entry], manifest: Path) -> str:
 def download(dest: Path, entries: list[Entry], base_url: str | None = None, manifest: Path = MANIFEST,
              log: Callable[[str], None] = print) -> list[str]:
     """Fetch every entry into dest; returns the refusals (empty when everything verified)."""
-    refused, fetched = [], 0
-    for entry in entries:
+    refused: list[str] = []
+    fetched = present = 0
+    for i, entry in enumerate(entries):
         try:
             if fetch(entry, dest, base_url):
                 fetched += 1
                 log(f"reference: {entry.path} downloaded, sha256 ok")
+            else:
+                present += 1
+        except Unreachable as exc:
+            refused.append(f"{exc}; stopped there, {len(entries) - i - 1} more files not tried")
+            break
         except Refused as exc:
             refused.append(str(exc))
     if not refused:
@@ -196,8 +206,7 @@ def download(dest: Path, entries: list[Entry], base_url: str | None = None, mani
         text = readme_text(entries, manifest)
         if not readme.is_file() or readme.read_text() != text:
             readme.write_text(text)
-    log(f"reference: {len(entries) - fetched - len(refused)} already present, {fetched} downloaded, "
-        f"{len(refused)} refused, in {dest}")
+    log(f"reference: {present} already present, {fetched} downloaded, {len(refused)} refused, in {dest}")
     return refused
 
 
