@@ -25,7 +25,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.k8s_schema import REFERENCE_DIR, require_reference_dir
+from tests.k8s_schema import HOW_TO_GET, REFERENCE_DIR, require_reference_dir
 
 TEMPLATES_DIR = REFERENCE_DIR / "trtllm-templates"
 V019 = "tensorrtllm_backend-v0.19.0"
@@ -48,7 +48,7 @@ def templates_dir() -> Path:
     if not TEMPLATES_DIR.is_dir():
         import pytest
 
-        pytest.skip(f"upstream TensorRT-LLM templates not found at {TEMPLATES_DIR} (set TRITONLLM_REFERENCE_DIR)")
+        pytest.skip(f"upstream TensorRT-LLM templates not found at {TEMPLATES_DIR} ({HOW_TO_GET})")
     return TEMPLATES_DIR
 
 
