@@ -12,6 +12,7 @@ help:
 	@echo "make setup   - create .venv and install everything the program, tools and tests need"
 	@echo "make demo    - start a local Triton on CPU, send prompts.txt, stop"
 	@echo "make test    - run the whole test suite (unit, providers, repository, rules, e2e)"
+	@echo "make reference - download and verify the upstream reference data the schema tests read"
 	@echo "make bench-local | bench-s3 | bench-hpa - benchmarks that print figures"
 	@echo "make docs    - build the documentation site (docs/, mkdocs.yml) into build/site"
 

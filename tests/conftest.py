@@ -1,7 +1,7 @@
 """Hooks for the whole test tree.
 
 A test that made every check it could but had to leave out some that need the upstream
-reference folder (../shared/reference, see tests/k8s_schema.py) is reported as skipped with the
+reference folder (`make reference`; see tests/k8s_schema.py) is reported as skipped with the
 checks it left out, never as passed. Its other assertions have run: a failure among them fails
 the test as usual.
 """
@@ -26,5 +26,5 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "skipped"
         report.longrepr = (str(item.path), (item.location[1] or 0) + 1,
                            f"Skipped: upstream reference data not found at {k8s_schema.REFERENCE_DIR} "
-                           f"(set TRITONLLM_REFERENCE_DIR); every other check passed, {len(deferred)} "
+                           f"({k8s_schema.HOW_TO_GET}); every other check passed, {len(deferred)} "
                            f"not made: {shown}")

@@ -1,4 +1,4 @@
-"""Check Helm values against a chart's default values (`../shared/reference/helm-values/`).
+"""Check Helm values against a chart's default values (the reference folder's `helm-values/`, reference/manifest.toml).
 
 A key the chart's defaults do not contain is usually ignored silently by the
 chart's templates, so a typo (`grafana.admin.existingSecrets`) deploys without
@@ -33,7 +33,7 @@ def reference_values(reference_file: str) -> dict[str, Any]:
     if not path.is_absolute():
         path = require_reference_dir() / "helm-values" / reference_file
     if not path.is_file():
-        raise AssertionError(f"no reference values file {path}; add it to ../shared/reference/helm-values/")
+        raise AssertionError(f"no reference values file {path}; pin the chart's default values in reference/manifest.toml (helm-values/) and run `make reference`")
     return yaml.safe_load(path.read_text()) or {}
 
 
@@ -85,7 +85,7 @@ def unknown_keys(values: dict[str, Any], defaults: dict[str, Any], free_form: It
 def assert_values_keys_exist(values: dict[str, Any], reference_file: str, free_form: set[str] | frozenset[str] = frozenset()) -> None:
     """Fail, naming each key, if `values` sets a key the chart's defaults in `reference_file` lack.
 
-    `reference_file` is a file name in ../shared/reference/helm-values/ (e.g.
+    `reference_file` is a file name in the reference folder's helm-values/ (e.g.
     `versions.KUBE_PROMETHEUS_STACK.reference_values_file`) or an absolute path.
     """
     if not Path(reference_file).is_absolute() and not reference_available():

@@ -2,7 +2,11 @@
 
 Built-in kinds validate against the Kubernetes OpenAPI schemas that the
 `kubernetes-validate` package ships (always available); custom resources against the upstream
-CRDs kept in ../shared/reference/crds/ (found through TRITONLLM_REFERENCE_DIR).
+CRDs in the reference folder's crds/ (reference/manifest.toml pins every file of it).
+
+The reference folder is, first found: $TRITONLLM_REFERENCE_DIR; .cache/reference when it holds
+every manifest file (`make reference` downloads them there); ../shared/reference beside the clone
+(an offline copy on machines without internet).
 
 When the reference folder is absent, only what needs it is left out: a custom-resource or
 Helm-values check records itself as not made (`defer_reference_check`) and the test goes on;
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,32 @@ import pytest
 import yaml
 
 from components.catalog import versions
+from tools import reference as reference_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(os.environ.get("TRITONLLM_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+REFERENCE_DIR_ENV = "TRITONLLM_REFERENCE_DIR"
 REQUIRE_REFERENCE_ENV = "TRITONLLM_REQUIRE_REFERENCE"
+HOW_TO_GET = f"run `make reference`, or set {REFERENCE_DIR_ENV}"
+
+
+def resolve_reference_dir(environ: Mapping[str, str], repo_root: Path,
+                          entries: list[reference_data.Entry] | None = None) -> tuple[Path, bool]:
+    """(reference folder, whether it is there): $TRITONLLM_REFERENCE_DIR if set; else the repository's
+    .cache/reference if it holds every manifest file; else ../shared/reference if present; else the
+    cache path, not there (`make reference` fills it)."""
+    if environ.get(REFERENCE_DIR_ENV):
+        path = Path(environ[REFERENCE_DIR_ENV])
+        return path, path.is_dir()
+    cache = repo_root / ".cache" / "reference"
+    if reference_data.is_complete(cache, entries):
+        return cache, True
+    shared = repo_root.parent / "shared" / "reference"
+    if shared.is_dir():
+        return shared, True
+    return cache, False
+
+
+REFERENCE_DIR, REFERENCE_FOUND = resolve_reference_dir(os.environ, REPO_ROOT)
 
 # Kinds whose schema kubernetes-validate does not know come from these CRDs.
 CUSTOM_GROUPS = ("karpenter.sh", "karpenter.k8s.aws", "monitoring.coreos.com", "gateway.networking.k8s.io",
@@ -35,18 +62,18 @@ _DEFERRED: list[str] = []  # reference checks the running test could not make
 
 
 def reference_available() -> bool:
-    """Whether ../shared/reference is there; fails the test when it must be (TRITONLLM_REQUIRE_REFERENCE)."""
-    if REFERENCE_DIR.is_dir():
+    """Whether the reference folder is there; fails the test when it must be (TRITONLLM_REQUIRE_REFERENCE)."""
+    if REFERENCE_FOUND:
         return True
     if os.environ.get(REQUIRE_REFERENCE_ENV, "") not in ("", "0"):
         pytest.fail(f"upstream reference data not found at {REFERENCE_DIR} and {REQUIRE_REFERENCE_ENV} is set "
-                    "(set TRITONLLM_REFERENCE_DIR to the steering repository's shared/reference)", pytrace=False)
+                    f"({HOW_TO_GET})", pytrace=False)
     return False
 
 
 def require_reference_dir() -> Path:
     if not reference_available():
-        pytest.skip(f"upstream reference data not found at {REFERENCE_DIR} (set TRITONLLM_REFERENCE_DIR)")
+        pytest.skip(f"upstream reference data not found at {REFERENCE_DIR} ({HOW_TO_GET})")
     return REFERENCE_DIR
 
 

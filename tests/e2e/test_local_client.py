@@ -152,7 +152,7 @@ VLLM_INPUTS = [
     ("sampling_parameters", "TYPE_STRING", "1", True), ("exclude_input_in_output", "TYPE_BOOL", "1", True),
     ("return_finish_reason", "TYPE_BOOL", "1", True), ("return_num_output_tokens", "TYPE_BOOL", "1", True),
 ]
-# TRT-LLM-shaped models take the inputs of the UPSTREAM configs (../shared/reference/trtllm-templates,
+# TRT-LLM-shaped models take the inputs of the UPSTREAM configs (the reference data's trtllm-templates/,
 # TensorRT-LLM 1.x files, what the pinned 25.12 image ships), filled as the build Job fills them:
 # the served BLS model (tensorrt_llm_bls) and the ensemble. Skipped when the reference is absent.
 def upstream_trtllm_inputs(model: str) -> str:

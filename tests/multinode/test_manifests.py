@@ -32,7 +32,7 @@ def test_every_object_of_the_model_and_platform_validates(run):
     kinds = set()
     for manifest in run.manifests():
         if manifest.get("metadata", {}).get("namespace") == NS or manifest["kind"] in ("EC2NodeClass", "NodePool"):
-            validate_manifest(manifest)  # custom resources against ../shared/reference/crds (v0.10.0, v1.14.1)
+            validate_manifest(manifest)  # custom resources against the reference CRDs (v0.10.0, v1.14.1)
             kinds.add(manifest["kind"])
     assert {"LeaderWorkerSet", "EC2NodeClass", "NodePool", "PodMonitor", "HorizontalPodAutoscaler",
             "PodDisruptionBudget", "Service", "Secret", "ConfigMap"} <= kinds

@@ -1,7 +1,7 @@
 """The TRT-LLM model repository the build Job writes, from the UPSTREAM templates, checked like Triton would.
 
 model_repository/trtllm/build_engine.py runs for real (its `main`, arguments from the Job manifest
-of components/engine_build.py) against an /app laid out from ../shared/reference/trtllm-templates
+of components/engine_build.py) against an /app laid out from the reference data's trtllm-templates/
 (tests/repository/trtllm_reference.py), with the upstream tools/fill_template.py doing the filling.
 Only the GPU steps (download, convert, trtllm-build) are replaced. Every engine dtype and every
 option the stack config accepts is filled, and the result must:

@@ -1,10 +1,10 @@
-"""Upstream TensorRT-LLM Triton templates (../shared/reference/trtllm-templates) as the build Job sees them.
+"""Upstream TensorRT-LLM Triton templates (reference data, trtllm-templates/) as the build Job sees them.
 
 `make_app(tmp, template_set)` lays out an `/app` like the one in the Triton TRT-LLM image
 (`all_models/inflight_batcher_llm/<model>/`, `tools/fill_template.py`) from the unmodified upstream
 files, so tests run model_repository/trtllm/build_engine.py's own fill code path against them.
 
-Template sets (see the reference's SOURCES.md):
+Template sets (reference/manifest.toml names each file's upstream commit):
 - "v0.19.0": triton-inference-server/tensorrtllm_backend tag v0.19.0, one coherent tagged set.
 - "1.x": the newest file of each kind in the reference, all from NVIDIA/TensorRT-LLM
   `triton_backend/` after the move (ensemble + tensorrt_llm configs and fill_template.py from
@@ -25,7 +25,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.k8s_schema import REFERENCE_DIR, require_reference_dir
+from tests.k8s_schema import HOW_TO_GET, REFERENCE_DIR, require_reference_dir
 
 TEMPLATES_DIR = REFERENCE_DIR / "trtllm-templates"
 V019 = "tensorrtllm_backend-v0.19.0"
@@ -48,7 +48,7 @@ def templates_dir() -> Path:
     if not TEMPLATES_DIR.is_dir():
         import pytest
 
-        pytest.skip(f"upstream TensorRT-LLM templates not found at {TEMPLATES_DIR} (set TRITONLLM_REFERENCE_DIR)")
+        pytest.skip(f"upstream TensorRT-LLM templates not found at {TEMPLATES_DIR} ({HOW_TO_GET})")
     return TEMPLATES_DIR
 
 

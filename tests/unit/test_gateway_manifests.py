@@ -291,7 +291,7 @@ def test_ngf_policy_objects_validate_against_the_upstream_crds():
     grpc = gm.grpc_timeouts_policy_manifest(timeout_seconds=300)
     auth = gm.authentication_filter_manifest("llama-ns", "tritonllm")
     for manifest in (proxy, client, grpc, auth):
-        validate_custom_resource(manifest)  # ../shared/reference/crds/gateway.nginx.org_*.yaml (NGF 2.6.7)
+        validate_custom_resource(manifest)  # reference crds/gateway.nginx.org_*.yaml (NGF 2.6.7)
     assert proxy["spec"]["targetRefs"] == [target] and client["spec"]["targetRef"] == target
     assert grpc["spec"]["targetRefs"] == [target]
     assert proxy["spec"]["buffering"] == {"disable": True}  # token streams reach the client as produced

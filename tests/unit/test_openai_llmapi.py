@@ -7,7 +7,7 @@ Upstream facts these tests hold the builders to (cited where they are used):
   non-vLLM model (components.openai_frontend.TRTLLM_REQUEST_INPUTS);
 * NVIDIA/TensorRT-LLM `triton_backend/all_models/llmapi/tensorrt_llm/1/{model.py,helpers.py}`:
   model.yaml -> LLM(**args) plus `triton_config`, the inputs it reads.
-The upstream TRT-LLM ensemble config is read from ../shared/reference (skipped when absent).
+The upstream TRT-LLM ensemble config is read from the reference data (`make reference`; skipped when absent).
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ def test_every_builtin_kubernetes_object_validates(stack_run):
 
 
 def test_every_custom_resource_matches_its_crd(stack_run):
-    """Against the upstream CRDs in ../shared/reference/crds (skipped, saying so, without them)."""
+    """Against the upstream CRDs in the reference data's crds/ (skipped, saying so, without them)."""
     custom = [m for m in stack_run.manifests() if k8s_schema.is_custom_resource(m)]
     for manifest in custom:
         k8s_schema.validate_custom_resource(manifest)

@@ -37,15 +37,25 @@ def test_ci_gives_the_tests_the_reference_data_and_refuses_to_skip_them():
     job = workflow["jobs"]["test"]
     env = job["env"]
     assert env["TRITONLLM_REQUIRE_REFERENCE"] == "1"
-    reference_dir = env["TRITONLLM_REFERENCE_DIR"]
-    checkouts = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout")
-                 and s.get("with", {}).get("path")]
-    assert any(reference_dir.startswith("${{ github.workspace }}/" + s["with"]["path"] + "/")
-               and "shared/reference" in s["with"]["sparse-checkout"] for s in checkouts), (reference_dir, checkouts)
+    assert env["TRITONLLM_REFERENCE_DIR"].startswith("${{ github.workspace }}/")
+    steps = job["steps"]
+    # the data comes from upstream through `make reference` (reference/manifest.toml, every sha256
+    # verified), into the folder the tests read, before they run; no other repository is checked out
+    (fetch,) = [i for i, s in enumerate(steps) if "make reference" in s.get("run", "")]
+    (tests,) = [i for i, s in enumerate(steps) if "bash .ci/run" in s.get("run", "")]
+    assert fetch < tests
+    assert 'REFERENCE_CACHE="$TRITONLLM_REFERENCE_DIR"' in steps[fetch]["run"]
+    assert all(not s.get("with", {}).get("repository") and not s.get("with", {}).get("path")
+               for s in steps if s.get("uses", "").startswith("actions/checkout"))
     # the variables reach the tests through sudo
-    (run,) = [s["run"] for s in job["steps"] if "bash .ci/run" in s.get("run", "")]
-    preserved = run.split("--preserve-env=")[1].split()[0].split(",")
+    preserved = steps[tests]["run"].split("--preserve-env=")[1].split()[0].split(",")
     assert {"TRITONLLM_REFERENCE_DIR", "TRITONLLM_REQUIRE_REFERENCE"} <= set(preserved)
+    # and .ci/run (also the local CI entry) keeps a given folder, finds or fetches one otherwise,
+    # and never lets the tests skip
+    script = (REPO / ".ci/run").read_text()
+    assert 'if [ -z "${TRITONLLM_REFERENCE_DIR:-}" ]' in script and "make reference" in script
+    assert "\nexport TRITONLLM_REQUIRE_REFERENCE=1\n" in script
+    assert script.index("export TRITONLLM_REQUIRE_REFERENCE=1") < script.index("\nmake test")
 
 
 def test_ci_script_runs_the_documented_test_command():
