@@ -35,8 +35,8 @@ class MonitoringConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _retention_fits(self) -> "MonitoringConfig":
-        size = _bytes(self.storage_size)
-        if size is not None and _bytes(self.retention_size) >= size:
+        size, retention = _bytes(self.storage_size), _bytes(self.retention_size)
+        if size is not None and retention is not None and retention >= size:
             raise ValueError(
                 f"@retentionSize: {self.retention_size} does not fit the {self.storage_size} volume (storageSize); "
                 "keep it about 20% below so the WAL and compaction have room"

@@ -605,12 +605,12 @@ def _transfer(
                     failures.append((item, exc))
         permanent = [(item, exc) for item, exc in failures if not is_transient(exc)]
         if permanent or (failures and attempt == settings.file_attempts):
-            (kind, entry, _), exc = (permanent or failures)[0]
+            (kind, entry, _), first_error = (permanent or failures)[0]
             raise SyncError(
                 f"{kind} of {tree.root / entry.path} to s3://{location.bucket}/{location.key(entry.path)} failed "
-                f"after {attempt} attempt(s): {_describe(exc)}"
+                f"after {attempt} attempt(s): {_describe(first_error)}"
                 + (f" (and {len(failures) - 1} more failure(s))" if len(failures) > 1 else "")
-            ) from exc
+            ) from first_error
         stats.retried_files += len(failures)
         if not failures:
             break

@@ -35,11 +35,11 @@ def subnet_layout(vpc_cidr: str, pod_cidr: str, az_count: int) -> SubnetLayout:
     """Carve per-AZ subnets out of the VPC and pod CIDRs (deterministic, non-overlapping)."""
     if not 1 <= az_count <= 7:
         raise ValueError(f"az_count must be 1..7, got {az_count}")
-    vpc = ipaddress.ip_network(vpc_cidr)
+    vpc = ipaddress.IPv4Network(vpc_cidr)
     eighths = list(vpc.subnets(prefixlen_diff=3))
     private = [str(n) for n in eighths[:az_count]]
     public = [str(n) for n in list(eighths[-1].subnets(prefixlen_diff=3))[:az_count]]
-    pod_net = ipaddress.ip_network(pod_cidr)
+    pod_net = ipaddress.IPv4Network(pod_cidr)
     pods = [str(n) for n in list(pod_net.subnets(prefixlen_diff=math.ceil(math.log2(az_count)) if az_count > 1 else 0))[:az_count]]
     return SubnetLayout(private=private, public=public, pods=pods)
 
