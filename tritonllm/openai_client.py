@@ -3,8 +3,9 @@
 Speaks `/v1/chat/completions` (default: the server applies the model's chat template) or
 `/v1/completions` (raw text) with or without streaming (server-sent events), against
 `tritonllm serve`'s OpenAI port or a model's base URL on EKS (`pulumi stack output
-openaiBaseUrls`). Results are the client's RequestResult rows, so the summary, the results
-file and the exit codes are the same as for the KServe APIs. An API key `name:secret` for the
+openaiBaseUrls`). Results are RequestResult rows (tritonllm/client_core.py, shared with the KServe
+client, tritonllm/kserve_client.py, which this module does not import), so the summary, the
+results file and the exit codes are the same as for the KServe APIs. An API key `name:secret` for the
 gateway (or `serve --api-key`) comes from `--api-key` / $TRITONLLM_API_KEY and goes out as HTTP
 Basic credentials, as for the KServe APIs; without one, $OPENAI_API_KEY is sent as
 `Authorization: Bearer <key>`, as the `openai` SDK sends it.
@@ -18,6 +19,8 @@ import time
 from typing import Any
 
 from tritonllm._llm_io import GenerationSettings
+from tritonllm.client_core import RequestResult, SetupError, sse_events, sse_json_events
+from tritonllm.client_core import auth_headers as basic_auth_headers
 
 DEFAULT_BASE_URL = "http://localhost:9000/v1"
 ENDPOINTS = {"chat": "chat/completions", "completions": "completions"}
@@ -30,9 +33,7 @@ def base_url(explicit: str | None) -> str:
 def auth_headers(api_key: str | None) -> dict[str, str]:
     """Basic credentials for a gateway key `name:secret`; else the SDK's Bearer $OPENAI_API_KEY."""
     if api_key:
-        from tritonllm.client import auth_headers as basic
-
-        return basic(api_key)
+        return basic_auth_headers(api_key)
     if os.environ.get("OPENAI_API_KEY"):
         return {"Authorization": f"Bearer {os.environ['OPENAI_API_KEY']}"}
     return {}
@@ -80,8 +81,6 @@ async def run_requests(url: str, model: str, prompts: list[str], settings: Gener
                        endpoint: str = "chat", stream: bool = True, concurrency: int = 1, timeout: float = 300.0,
                        on_result=None, api_key: str | None = None) -> list:
     import aiohttp
-
-    from tritonllm.client import RequestResult, SetupError
 
     base = base_url(url)
     headers = {"Content-Type": "application/json", **auth_headers(api_key)}
@@ -136,8 +135,6 @@ async def _generate(session, url: str, body: dict[str, Any], result, endpoint: s
                     result.ttft_s, result.chunks, result.chunk_times_s = now, 1, [now]
                     pieces.append(_text_of(json.loads(text), endpoint))
             else:
-                from tritonllm.client import sse_events
-
                 async for event in sse_events(resp.content):
                     _event(event, endpoint, pieces, result, started)
     except asyncio.TimeoutError:
@@ -150,8 +147,6 @@ async def _generate(session, url: str, body: dict[str, Any], result, endpoint: s
 
 
 def _event(event: bytes, endpoint: str, pieces: list[str], result, started: float) -> None:
-    from tritonllm.client import sse_json_events
-
     for obj in sse_json_events(event, result):
         text = _text_of(obj, endpoint)
         if text:

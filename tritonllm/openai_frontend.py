@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, conint, confloat
 
+from tritonllm.ports import port_is_free
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_MODEL_CODE = REPO_ROOT / "model_repository" / "local" / "smollm2" / "1"
 OWNED_BY = "Triton Inference Server"  # routers/models.py
@@ -624,8 +626,6 @@ def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | No
     port = getattr(args, "openai_port", -1)
     if port is None or port < 0:
         return None
-    from tritonllm.serve import port_is_free
-
     host = getattr(args, "host", None) or server.host
     if port and not port_is_free(host, port):
         raise FrontendStartError(f"port {port} (OpenAI API) on {host} is already in use: stop whatever "

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from tritonllm import lifecycle
-from tritonllm.ports import LoopbackUrls, find_free_port, port_is_free  # noqa: F401 (re-exported)
+from tritonllm.ports import LoopbackUrls, find_free_port, port_is_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository" / "local"

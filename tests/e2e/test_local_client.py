@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tritonllm._llm_io import GenerationSettings, ModelInterface, plan_inputs, tensor_shape
-from tritonllm.client import read_prompts, run_requests
+from tritonllm.client import read_prompts
+from tritonllm.kserve_client import run_requests
 from tritonllm.serve import TritonServer
 
 from tests.repository.trtllm_reference import TEMPLATES_DIR, templates_dir
@@ -100,7 +101,7 @@ def test_client_exits_2_for_an_unknown_model(triton_server, tmp_path):
 
 
 def test_client_exits_2_when_the_server_is_unreachable(tmp_path):
-    from tritonllm.serve import find_free_port
+    from tritonllm.ports import find_free_port
 
     port = find_free_port()
     proc = run_cli("--url", f"http://127.0.0.1:{port}", "--protocol", "http", "--input-prompts", str(PROMPTS),

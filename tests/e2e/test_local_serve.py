@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tritonllm.serve import ModelLoadError, PortInUseError, ServerError, TritonServer, find_free_port, port_is_free
+from tritonllm.ports import find_free_port, port_is_free
+from tritonllm.serve import ModelLoadError, PortInUseError, ServerError, TritonServer
 
 pytestmark = pytest.mark.e2e
 

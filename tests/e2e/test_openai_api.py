@@ -225,7 +225,8 @@ def test_serve_starts_the_openai_api(tmp_path):
 
 
 def test_bench_openai_preset_runs_aiperf_in_openai_mode(frontend, triton_server, tmp_path):
-    from tritonllm.bench import PRESETS, aiperf_executable, setup_aiperf
+    from tritonllm.bench import aiperf_executable, setup_aiperf
+    from tritonllm.bench_core import PRESETS
 
     assert PRESETS["openai-chat"].api == "openai"
     aiperf = aiperf_executable() or setup_aiperf(quiet=True)
