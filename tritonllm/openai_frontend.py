@@ -620,6 +620,14 @@ class FrontendStartError(RuntimeError):
     """The OpenAI frontend of `tritonllm serve` could not start (port taken, no chat template)."""
 
 
+def check_port(host: str, port: int | None) -> None:
+    """FrontendStartError when --openai-port is a fixed port something listens on already (serve
+    checks it before starting Triton, and again when it starts the frontend)."""
+    if port and port > 0 and not port_is_free(host, port):
+        raise FrontendStartError(f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
+                                 "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)")
+
+
 def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | None = None) -> OpenAIFrontend | None:
     """`tritonllm serve`'s hook: the OpenAI API next to the running Triton, unless --openai-port -1.
     With API keys it checks them itself (HTTP Basic, as the gateway does) on the address serve exposes."""
@@ -627,9 +635,7 @@ def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | No
     if port is None or port < 0:
         return None
     host = getattr(args, "host", None) or server.host
-    if port and not port_is_free(host, port):
-        raise FrontendStartError(f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
-                                 "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)")
+    check_port(host, port)
     try:
         return start_frontend(server.http_url, host=host, port=port, metrics_url=server.metrics_url,
                               api_keys=api_keys)

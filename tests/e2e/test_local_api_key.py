@@ -169,7 +169,7 @@ def test_serve_api_key_puts_the_check_in_front_of_triton(tmp_path):
     )
     proc = subprocess.run(
         [sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-         "--quiet", "--", sys.executable, "-c", script],
+         "--openai-port", "0", "--quiet", "--", sys.executable, "-c", script],
         cwd=REPO_ROOT, env={**{k: v for k, v in os.environ.items() if k != API_KEY_ENV},
                             auth_front.API_KEYS_ENV: f"{KEY},{':'.join(KEYS[1])}"},
         capture_output=True, text=True, timeout=600)

@@ -73,7 +73,7 @@ def test_concurrency_above_what_the_model_generates_at_once_is_explained(triton_
 def test_banner_curl_answers_without_the_prompt_and_cpu_noise_is_explained(tmp_path):
     """Run the banner's curl command as printed; start without --quiet to see the echoed log."""
     proc = subprocess.Popen([sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0",
-                             "--metrics-port", "0"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             "--metrics-port", "0", "--openai-port", "0"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=(tmp_path / "log").open("w"), text=True)
     try:
         lines = []
@@ -82,7 +82,9 @@ def test_banner_curl_answers_without_the_prompt_and_cpu_noise_is_explained(tmp_p
             if "press Ctrl-C to stop" in line or len(lines) > 50:
                 break
         banner = "".join(lines)
-        curl = next(ln for ln in lines if ln.startswith("try:")).split("try:", 1)[1].strip()
+        tries = [ln for ln in lines if ln.startswith("try:")]
+        assert tries, f"serve printed no 'try:' line (exit code {proc.wait(timeout=30)}):\n{banner}"
+        curl = tries[0].split("try:", 1)[1].strip()
         assert '"exclude_input_in_output": true' in curl
         answer = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=300)
         body = json.loads(answer.stdout)
