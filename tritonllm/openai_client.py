@@ -66,6 +66,22 @@ def request_body(model: str, prompt: str, settings: GenerationSettings, *, endpo
     return body
 
 
+def error_message(body: str) -> str:
+    """The reason in an error body: OpenAI's `error.message` (tritonllm serve's frontend sends it),
+    else upstream Triton's `detail` (a message, or FastAPI's list of validation errors), else the body."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body.strip()
+    if not isinstance(obj, dict):
+        return body.strip()
+    error = obj.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    detail = obj.get("detail", body.strip())
+    return detail if isinstance(detail, str) else json.dumps(detail)
+
+
 def _text_of(obj: dict[str, Any], endpoint: str) -> str:
     choices = obj.get("choices") or []
     if not choices:
@@ -125,11 +141,7 @@ async def _generate(session, url: str, body: dict[str, Any], result, endpoint: s
                 text = await resp.text()
                 if resp.status != 200:
                     result.status = str(resp.status)
-                    try:
-                        detail = json.loads(text).get("detail", text)
-                    except (ValueError, AttributeError):
-                        detail = text
-                    result.error = detail if isinstance(detail, str) else json.dumps(detail)
+                    result.error = error_message(text)
                 else:
                     now = time.perf_counter() - started
                     result.ttft_s, result.chunks, result.chunk_times_s = now, 1, [now]

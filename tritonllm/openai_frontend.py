@@ -16,7 +16,9 @@ generate_stream) and reproduces what the upstream frontend does:
   `max_tokens`, `return_num_input_tokens`, `return_num_output_tokens`, sampling settings);
 * errors: 400 `{"detail": "Unknown model: x"}` and the other ClientError checks of
   `_validate_*_request`; a model or Triton error is 500 `{"detail": "<Triton's message>"}`
-  (upstream maps every non-ClientError exception to 500);
+  (upstream maps every non-ClientError exception to 500). Every error body also carries
+  OpenAI's `{"error": {"message", "type", "param", "code"}}` next to upstream's `detail` (same
+  status codes): the openai SDKs read `error`, so their exception names the reason;
 * responses: ids `cmpl-<uuid1>`, usage from `num_input_tokens`/`num_output_tokens`, streaming
   as server-sent events ending in `data: [DONE]`, a final usage chunk when
   `stream_options.include_usage` is set.
@@ -242,6 +244,25 @@ def _error_text(body: str) -> str:
     return body.strip() or "Triton returned an error without a message"
 
 
+def openai_error(status: int, detail: Any) -> dict[str, Any]:
+    """OpenAI's error object for an upstream `detail` (a message, or FastAPI's list of validation
+    errors): what the openai SDKs read, so their exception carries the reason."""
+    param = None
+    if isinstance(detail, list):  # 422: [{"loc": ["body", "temperature"], "msg": "...", ...}, ...]
+        parts = []
+        for err in detail:
+            err = err if isinstance(err, dict) else {"msg": str(err)}
+            field = ".".join(str(x) for x in (err.get("loc") or [])[1:])
+            message = str(err.get("msg", err))
+            parts.append(f"{field}: {message}" if field else message)
+            param = param or field or None
+        message = "; ".join(parts) or "invalid request"
+    else:
+        message = str(detail)
+    return {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+            "param": param, "code": None}
+
+
 def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
@@ -387,7 +408,8 @@ class OpenAIFrontend:
         return web.json_response(payload, status=status)
 
     def _detail(self, status: int, detail: Any):
-        return self._json({"detail": detail}, status)
+        """Upstream's `{"detail": ...}` body, kept for its clients, with OpenAI's `error` object added."""
+        return self._json({"detail": detail, "error": openai_error(status, detail)}, status)
 
     async def _parse(self, request, schema: type[BaseModel]) -> BaseModel | Any:
         """The body as `schema`, or FastAPI's 422 response for a malformed or invalid body."""
@@ -602,7 +624,7 @@ class OpenAIFrontend:
                     event = None
         except ServerError as exc:
             # Mid-stream failure: the status is already sent; end the stream with the error.
-            await send({"error": {"message": str(exc), "type": "server_error"}})
+            await send({"error": openai_error(500, str(exc))})
         if include_usage and prompt_tokens is not None:
             await send(chunk(None, _usage(prompt_tokens, completion_tokens)))
         await send("[DONE]")
