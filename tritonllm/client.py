@@ -13,7 +13,9 @@ tritonllm/openai_client.py (OpenAI API), which share tritonllm/client_core.py an
 One line per request (status, latency, time to first token, chunks), a summary, and the
 results file (text, or JSON lines when it ends in .jsonl/.json). Exit code: 0 when every
 request succeeded, 1 when any failed, 2 when nothing could be sent (bad URL, unknown model,
-missing prompts file).
+missing prompts file). The first request goes alone: when the server refuses it for what it
+asks (HTTP 4xx, gRPC INVALID_ARGUMENT or the model's error response, e.g. --max-tokens out of
+range), the reason is said once and the others, which carry the same settings, are not sent (exit 1).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Any
 
 from tritonllm import kserve_client, openai_client
 from tritonllm._llm_io import GenerationSettings
-from tritonllm.client_core import API_KEY_ENV, RequestResult, SetupError
+from tritonllm.client_core import API_KEY_ENV, RequestResult, RequestsRefused, SetupError
 
 
 class UsageError(ValueError):
@@ -238,16 +240,21 @@ def main(args: argparse.Namespace) -> int:
             iface, results = None, asyncio.run(openai_client.run_requests(
                 url, args.model_name, prompts, settings, endpoint=args.openai_endpoint, stream=stream,
                 concurrency=args.concurrency, timeout=args.timeout, on_result=report,
-                api_key=args.api_key or os.environ.get(API_KEY_ENV)))
+                api_key=args.api_key or os.environ.get(API_KEY_ENV), stop_when_refused=True))
         else:
             iface, results = asyncio.run(kserve_client.run_requests(
                 url, args.model_name, prompts, settings, protocol=protocol, stream=stream,
                 concurrency=args.concurrency, timeout=args.timeout, ssl=ssl, style=args.sampling_style,
-                on_result=report, api_key=args.api_key or os.environ.get(API_KEY_ENV),
+                on_result=report, api_key=args.api_key or os.environ.get(API_KEY_ENV), stop_when_refused=True,
             ))
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RequestsRefused as exc:  # said once, for the first request; the others were not sent
+        print(f"error: {exc}", file=sys.stderr)
+        write_results(Path(args.results_file), [exc.result], {"model": args.model_name, "protocol": protocol})
+        print(f"results written to {args.results_file}")
+        return 1
     wall = time.perf_counter() - started
     summary = summarize(results, wall)
     write_results(Path(args.results_file), results, {"model": args.model_name, "protocol": protocol})

@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 from tritonllm._llm_io import ContractError, GenerationSettings, ModelInterface, plan_inputs, text_from_generate_json
-from tritonllm.client_core import API_KEY_HINT, RequestResult, SetupError, auth_headers, sse_events, sse_json_events
+from tritonllm.client_core import (API_KEY_HINT, GRPC_REFUSALS, RequestResult, SetupError, auth_headers, host_port,
+                                   http_refused, nothing_listens, probe, send_requests, sse_events, sse_json_events)
 
 
 def grpc_target(url: str) -> str:
@@ -40,11 +41,17 @@ def http_base(url: str, ssl: bool = False) -> str:
 
 
 def _grpc_status(error: Exception) -> str:
-    status = getattr(error, "status", None)
-    try:
-        return str(status()) if callable(status) else str(status or "")
-    except Exception:  # noqa: BLE001
-        return ""
+    """The gRPC status name of a failure (tritonclient's `status()`, grpc's own `code()`), "" when it
+    has none (an error response inside a stream)."""
+    for attribute in ("status", "code"):
+        status = getattr(error, attribute, None)
+        try:
+            value = status() if callable(status) else status
+        except Exception:  # noqa: BLE001
+            continue
+        if value is not None and value != "":
+            return str(value)
+    return ""
 
 
 def _grpc_message(error: Exception) -> str:
@@ -66,6 +73,7 @@ class GrpcBackend:
         self._grpc = grpcclient
         self.url = url
         self.client = grpcclient.InferenceServerClient(grpc_target(url), ssl=ssl)
+        self._error_responses: set[int] = set()  # results whose failure was the server's error response
 
     async def model_interface(self, model: str) -> ModelInterface:
         try:
@@ -80,8 +88,13 @@ class GrpcBackend:
                 raise SetupError(unknown_model_message(model, self.url, served, message)) from None
             hint = ""
             if "UNAVAILABLE" in status or "Socket closed" in message or "failed to connect" in message.lower():
-                hint = (f"\n  no gRPC server answers at {grpc_target(self.url)}: if that is Triton's HTTP port, "
-                        f"use --url http://{grpc_target(self.url)} (the protocol follows the URL)")
+                host, port = host_port(grpc_target(self.url))
+                answer = await asyncio.to_thread(probe, host, port)
+                if answer == "refused":
+                    raise SetupError(f"cannot reach {grpc_target(self.url)}: {nothing_listens(host, port)}") from None
+                if answer == "listening":  # something answers, but not in HTTP/2: not a gRPC port
+                    hint = (f"\n  no gRPC server answers at {host}:{port}: if that is Triton's HTTP port, "
+                            f"use --url http://{host}:{port} (the protocol follows the URL)")
             raise SetupError(f"cannot read the config of model '{model}': {message}{hint}") from None
         return ModelInterface.from_config(config)
 
@@ -120,8 +133,9 @@ class GrpcBackend:
         try:
             async for response, error in self.client.stream_infer(requests(), stream_timeout=timeout,
                                                                  headers={**routing_headers(model), **self._auth}):
-                if error is not None:
+                if error is not None:  # the server answered this request with an error
                     result.error, result.status = _grpc_message(error), _grpc_status(error)
+                    self._error_responses.add(result.index)
                     break
                 self._collect(response, pieces, result, started)
                 final = response.get_response().parameters.get("triton_final_response")
@@ -142,6 +156,15 @@ class GrpcBackend:
                        for v in array.reshape(-1))
         if text:
             result.add_chunk(text, started, pieces)
+
+    def refused(self, result: RequestResult) -> bool:
+        """Refused for what it asks, before any text: a gRPC status of that kind, or the server's error
+        response in the stream (Triton sends the model's own refusal so, without a status), not a
+        failure of the call itself (deadline, connection)."""
+        if result.ok or result.chunks:
+            return False
+        return result.status.rsplit(".", 1)[-1] in GRPC_REFUSALS or (
+            result.index in self._error_responses and not result.status)
 
     async def close(self) -> None:
         await self.client.close()
@@ -182,11 +205,14 @@ class HttpBackend:
                     raise SetupError(f"cannot read the config of model '{model}': {message}")
                 return ModelInterface.from_config(json.loads(body))
         except aiohttp.ClientError as exc:
-            hint = ""
-            if isinstance(exc, aiohttp.ServerDisconnectedError) or "Server disconnected" in str(exc):
-                hint = (f"\n  if {self.base} is Triton's gRPC port, use --url {self.base.split('://', 1)[-1]} "
-                        "(host:port, no scheme: gRPC)")
-            raise SetupError(f"cannot reach {self.base}: {exc}{hint}") from None
+            host, port = host_port(self.base)
+            answer = await asyncio.to_thread(probe, host, port)
+            if answer == "refused":
+                raise SetupError(f"cannot reach {self.base}: {nothing_listens(host, port)}") from None
+            if answer == "http2":  # aiohttp read the gRPC server's SETTINGS frame as a bad status line
+                raise SetupError(f"{host}:{port} is a gRPC port (it answers in HTTP/2), not an HTTP one: for gRPC "
+                                 f"use --url {host}:{port} (host:port, no scheme, no --protocol http)") from None
+            raise SetupError(f"cannot reach {self.base}: {exc}") from None
 
     async def served_models(self) -> dict[str, str] | None:
         """name -> state from POST /v2/repository/index; None when the server does not answer it."""
@@ -251,6 +277,8 @@ class HttpBackend:
             if text:
                 result.add_chunk(text, started, pieces)
 
+    refused = staticmethod(http_refused)
+
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
@@ -283,8 +311,11 @@ async def run_requests(
     style: str = "auto",
     on_result=None,
     api_key: str | None = None,
+    stop_when_refused: bool = False,
 ) -> tuple[ModelInterface, list[RequestResult]]:
-    """Send every prompt (at most `concurrency` in flight); return the model interface and results in order."""
+    """Send every prompt (at most `concurrency` in flight); return the model interface and results in order.
+    With stop_when_refused the first prompt goes alone, and RequestsRefused is raised when the server
+    refuses it for what it asks (see client_core.send_requests)."""
     backend = GrpcBackend(url, ssl, api_key) if protocol == "grpc" else HttpBackend(url, ssl, stream, api_key)
     try:
         iface = await backend.model_interface(model)
@@ -293,16 +324,13 @@ async def run_requests(
             planned = [plan_inputs(iface, p, settings, stream=stream, style=style) for p in prompts]
         except ContractError as exc:
             raise SetupError(str(exc)) from None
-        semaphore = asyncio.Semaphore(max(1, concurrency))
         results = [RequestResult(index=i, prompt=p) for i, p in enumerate(prompts)]
 
-        async def one(i: int) -> None:
-            async with semaphore:
-                await backend.generate(iface, model, planned[i], results[i], timeout)
-            if on_result:
-                on_result(results[i])
+        async def send(i: int) -> None:
+            await backend.generate(iface, model, planned[i], results[i], timeout)
 
-        await asyncio.gather(*(one(i) for i in range(len(prompts))))
+        await send_requests(results, send, concurrency=concurrency, on_result=on_result,
+                            refused=backend.refused if stop_when_refused else None)
         return iface, results
     finally:
         await backend.close()

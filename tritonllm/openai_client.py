@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 from tritonllm._llm_io import GenerationSettings
-from tritonllm.client_core import RequestResult, SetupError, sse_events, sse_json_events
+from tritonllm.client_core import (RequestResult, SetupError, host_port, http_refused, nothing_listens, probe,
+                                   send_requests, sse_events, sse_json_events)
 from tritonllm.client_core import auth_headers as basic_auth_headers
 
 DEFAULT_BASE_URL = "http://localhost:9000/v1"
@@ -95,7 +96,10 @@ def _text_of(obj: dict[str, Any], endpoint: str) -> str:
 
 async def run_requests(url: str, model: str, prompts: list[str], settings: GenerationSettings, *,
                        endpoint: str = "chat", stream: bool = True, concurrency: int = 1, timeout: float = 300.0,
-                       on_result=None, api_key: str | None = None) -> list:
+                       on_result=None, api_key: str | None = None, stop_when_refused: bool = False) -> list:
+    """Send every prompt (at most `concurrency` in flight); the results in order. With stop_when_refused
+    the first prompt goes alone, and RequestsRefused is raised when the server answers it with a 4xx
+    (see client_core.send_requests; a value the model refuses is a 500 here, as upstream answers it)."""
     import aiohttp
 
     base = base_url(url)
@@ -112,20 +116,24 @@ async def run_requests(url: str, model: str, prompts: list[str], settings: Gener
                 if resp.status != 200:
                     raise SetupError(f"cannot list the models at {base}/models: HTTP {resp.status} {listing.strip()}")
         except aiohttp.ClientError as exc:
+            host, port = host_port(base)
+            answer = await asyncio.to_thread(probe, host, port)
+            if answer == "refused":
+                raise SetupError(f"cannot reach {base}: {nothing_listens(host, port)}") from None
+            if answer == "http2":
+                raise SetupError(f"{host}:{port} is a gRPC port (it answers in HTTP/2), not the OpenAI API: "
+                                 "give --url the OpenAI base URL, e.g. http://127.0.0.1:9000/v1") from None
             raise SetupError(f"cannot reach {base}: {exc}") from None
         served = [m.get("id") for m in json.loads(listing).get("data", [])]
         if model not in served:
             raise SetupError(f"model '{model}' is not served at {base}; it serves {served}")
-        semaphore = asyncio.Semaphore(max(1, concurrency))
 
-        async def one(i: int) -> None:
-            async with semaphore:
-                await _generate(session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream,
-                                timeout)
-            if on_result:
-                on_result(results[i])
+        async def send(i: int) -> None:
+            await _generate(session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream,
+                            timeout)
 
-        await asyncio.gather(*(one(i) for i in range(len(prompts))))
+        await send_requests(results, send, concurrency=concurrency, on_result=on_result,
+                            refused=http_refused if stop_when_refused else None)
     return results
 
 

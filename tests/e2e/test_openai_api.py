@@ -222,6 +222,22 @@ def test_client_speaks_openai(frontend, triton_server, tmp_path):
     assert bad.returncode == 2 and "nope" in bad.stderr
 
 
+def test_client_stops_after_a_first_request_the_api_refuses(frontend, triton_server, tmp_path):
+    """A 400 for what every request asks (the local model has no seed input): said once, nothing more sent."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("One.\nTwo.\nThree.\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonllm", "client", "--api", "openai", "--url", frontend.base_url, "--seed", "3",
+         "--model-name", triton_server.model_name, "--input-prompts", str(prompts),
+         "--results-file", str(tmp_path / "r.txt")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert "error: the server refused the first request [400]: seed is not supported by model smollm2" in proc.stderr
+    assert output.count("seed is not supported") == 1 and "FAIL" not in proc.stdout, output
+    assert "the other 2 requests carry the same settings, so they were not sent" in proc.stderr
+
+
 def test_serve_starts_the_openai_api(tmp_path):
     """`tritonllm serve -- CMD` gives CMD the OpenAI base URL, and the routes answer there."""
     probe = ("import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], api_key='x', "

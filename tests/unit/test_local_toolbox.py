@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonllm import bench, bench_core, client, kserve_client, lifecycle
+from tritonllm import bench, bench_core, client, client_core, kserve_client, lifecycle
 from tritonllm._llm_io import ModelInterface
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +72,23 @@ def test_unknown_model_message_lists_what_is_served():
     message = kserve_client.unknown_model_message("llama", "http://h:1", {"smollm2": "READY", "other": "UNAVAILABLE"}, "x")
     assert message.startswith("model 'llama' is not served at http://h:1; it serves: other (UNAVAILABLE), smollm2 (READY)")
     assert "--model-name" in message
+
+
+def test_grpc_status_is_empty_not_none_and_read_from_grpcs_own_errors():
+    """An error response inside a gRPC stream has no status: the FAIL line shows none, never "[None]"."""
+    from tritonclient.utils import InferenceServerException
+
+    assert kserve_client._grpc_status(InferenceServerException(msg="'max_tokens' must be ...")) == ""
+    assert kserve_client._grpc_status(InferenceServerException(msg="x", status="StatusCode.UNAVAILABLE")) == \
+        "StatusCode.UNAVAILABLE"
+
+    class AioRpcErrorLike(Exception):  # grpc.aio.AioRpcError: code()/details(), no status()
+        def code(self):
+            return "StatusCode.DEADLINE_EXCEEDED"
+
+    assert kserve_client._grpc_status(AioRpcErrorLike()) == "StatusCode.DEADLINE_EXCEEDED"
+    line = client.format_line(client_core.RequestResult(0, "p", error="bad", status=""), 1)
+    assert "[" not in line.split("FAIL", 1)[1] and "None" not in line
 
 
 # --------------------------------------------------------------------------- concurrency note
