@@ -10,6 +10,10 @@ model needs (built from the model's own config, so the local model, the vLLM bac
 TRT-LLM ensemble all work), an offline tokenizer for the local model, a concurrency sweep, and
 one JSON + CSV + PNG summary over the runs.
 
+This module is the command: the AIPerf environment, the reports and the CLI. The runs are made
+by tritonllm/kserve_bench.py (generate extension) or tritonllm/openai_bench.py (AIPerf's OpenAI
+mode), which share tritonllm/bench_core.py and not each other.
+
 AIPerf pins many libraries (pandas, transformers, pyzmq, orjson...), so it lives in its own
 virtualenv, `.cache/aiperf-venv`, created by `python -m tritonllm bench --setup` (also run by
 `make bench-local`). The main .venv only needs matplotlib for the plot.
@@ -24,13 +28,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonllm._llm_io import ModelInterface
-from tritonllm.client import API_KEY_ENV, auth_headers
+from tritonllm import kserve_bench, openai_bench, openai_client
+from tritonllm.bench_core import METRICS, PRESETS, STATS, BenchError, Preset, RunResult
+from tritonllm.client_core import API_KEY_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("TRITONLLM_CACHE_DIR", REPO_ROOT / ".cache" / "tritonllm"))
@@ -38,84 +41,6 @@ AIPERF_VENV = Path(os.environ.get("TRITONLLM_AIPERF_VENV", REPO_ROOT / ".cache" 
 # Exact pins for the AIPerf virtualenv (gguf: to export the local model's tokenizer offline).
 AIPERF_REQUIREMENTS = ("aiperf==0.13.0", "gguf==0.19.0", "transformers==5.23.0", "tokenizers==0.23.3")
 LOCAL_TOKENIZER_DIR = CACHE_DIR / "tokenizers" / "smollm2-135m-instruct"
-
-
-@dataclass(frozen=True)
-class Preset:
-    description: str
-    input_tokens: int
-    output_tokens: int
-    concurrencies: tuple[int, ...]
-    requests_per_run: int | None = None  # None: max(8, 4 x concurrency)
-    input_tokens_stddev: int = 0
-    api: str = "kserve"  # "openai": AIPerf's own OpenAI mode against /v1/chat/completions (tritonllm/openai_bench.py)
-
-
-PRESETS: dict[str, Preset] = {
-    "seed-500in-5out": Preset(
-        "the seeds' genai-perf load test: 500 input / 5 output tokens at concurrency 20",
-        input_tokens=500, output_tokens=5, concurrencies=(20,), requests_per_run=40),
-    "chat": Preset(
-        "chat-shaped: ~256 input (stddev 64) / 128 output tokens at concurrency 4",
-        input_tokens=256, input_tokens_stddev=64, output_tokens=128, concurrencies=(4,), requests_per_run=16),
-    "sweep": Preset(
-        "concurrency sweep 1, 2, 4, 8 with 128 input / 32 output tokens",
-        input_tokens=128, output_tokens=32, concurrencies=(1, 2, 4, 8)),
-    "smoke": Preset(
-        "a quick check (CI): 32 input / 8 output tokens at concurrency 1 and 2",
-        input_tokens=32, output_tokens=8, concurrencies=(1, 2), requests_per_run=4),
-    "openai-chat": Preset(
-        "AIPerf's OpenAI mode (/v1/chat/completions, streaming): 128 input / 32 output tokens at concurrency 1 and 4",
-        input_tokens=128, output_tokens=32, concurrencies=(1, 4), requests_per_run=12, api="openai"),
-}
-
-# metric name in AIPerf's JSON export -> column prefix in our summary
-METRICS = {
-    "time_to_first_token": "ttft_ms",
-    "inter_token_latency": "itl_ms",
-    "request_latency": "request_latency_ms",
-}
-STATS = ("p50", "p90", "p99", "avg")
-
-
-class BenchError(RuntimeError):
-    pass
-
-
-# --------------------------------------------------------------------------- request body
-
-
-def payload_template(iface: ModelInterface, stream: bool = True, ignore_eos: bool = True) -> str:
-    """AIPerf Jinja2 template of one /generate(_stream) body for this model.
-
-    AIPerf fills `text` (the synthetic prompt) and `max_tokens` (the requested output length).
-    Output length is enforced (ignore_eos / min_length) so every request produces the same number
-    of tokens, as genai-perf's presets did. The chat template is turned off where the model has
-    the switch, so the input length is what was asked for.
-    """
-    iface.check_llm()
-    parts = ['"text_input": {{ text|tojson }}']
-    if "stream" in iface.inputs:
-        parts.append(f'"stream": {"true" if stream and iface.streamable else "false"}')
-    if "exclude_input_in_output" in iface.inputs:
-        parts.append('"exclude_input_in_output": true')
-    if "apply_chat_template" in iface.inputs:
-        parts.append('"apply_chat_template": false')
-    if "sampling_parameters" in iface.inputs:
-        sampling = '{"max_tokens": max_tokens' + (', "ignore_eos": true' if ignore_eos else "") + "}"
-        parts.append('"sampling_parameters": {{ ' + sampling + " | tojson | tojson }}")
-    else:
-        spec = iface.input_for("max_tokens")
-        if spec is None:
-            raise BenchError(f"model '{iface.name}' takes neither sampling_parameters nor max_tokens")
-        parts.append(f'"{spec.name}": {{{{ max_tokens }}}}')
-        min_spec = iface.input_for("min_tokens")
-        if ignore_eos and min_spec is not None:
-            parts.append(f'"{min_spec.name}": {{{{ max_tokens }}}}')
-    for spec in iface.inputs.values():  # required inputs of some TRT-LLM ensembles
-        if not spec.optional and spec.name in ("bad_words", "stop_words"):
-            parts.append(f'"{spec.name}": [""]')
-    return "{" + ", ".join(parts) + "}"
 
 
 # --------------------------------------------------------------------------- AIPerf environment
@@ -217,173 +142,11 @@ def ensure_local_tokenizer(aiperf: Path, out_dir: Path = LOCAL_TOKENIZER_DIR) ->
 # --------------------------------------------------------------------------- runs
 
 
-@dataclass
-class RunResult:
-    concurrency: int
-    requests: int
-    ok: bool
-    row: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    artifact_dir: str = ""
-
-
-def summarize_export(data: dict[str, Any], concurrency: int) -> dict[str, Any]:
-    """One summary row from AIPerf's profile_export_aiperf.json."""
-    row: dict[str, Any] = {"concurrency": concurrency}
-    for metric, prefix in METRICS.items():
-        values = data.get(metric) or {}
-        for stat in STATS:
-            row[f"{prefix}_{stat}"] = values.get(stat)
-    row["requests_per_s"] = (data.get("request_throughput") or {}).get("avg")
-    row["output_tokens_per_s"] = (data.get("output_token_throughput") or {}).get("avg")
-    row["output_tokens_per_s_per_user_p50"] = (data.get("output_token_throughput_per_user") or {}).get("p50")
-    row["completed_requests"] = int((data.get("request_count") or {}).get("avg") or 0)
-    errors = data.get("error_request_count") or {}
-    row["error_requests"] = int(errors.get("avg") or 0) if isinstance(errors, dict) else int(errors or 0)
-    row["output_sequence_length_avg"] = (data.get("output_sequence_length") or {}).get("avg")
-    row["benchmark_duration_s"] = (data.get("benchmark_duration") or {}).get("avg")
-    return row
-
-
-def run_aiperf(cmd: list[str], artifact_dir: Path, concurrency: int, requests: int) -> RunResult:
-    """Run one AIPerf level (console log in artifact_dir) and summarize its export; a level with a
-    failed or missing request is not ok."""
-    with open(artifact_dir / "aiperf-console.log", "w", encoding="utf-8") as console:
-        # (no HF_HUB_OFFLINE: in offline mode AIPerf only looks tokenizers up in the hub cache and
-        # rejects a local directory; a local directory never touches the network anyway)
-        proc = subprocess.run(cmd, stdout=console, stderr=subprocess.STDOUT, cwd=artifact_dir, env=dict(os.environ))
-    export = artifact_dir / "profile_export_aiperf.json"
-    result = RunResult(concurrency, requests, ok=False, artifact_dir=str(artifact_dir))
-    if proc.returncode != 0 or not export.is_file():
-        tail = (artifact_dir / "aiperf-console.log").read_text(errors="replace")[-3000:]
-        result.error = f"aiperf exited with {proc.returncode}:\n{tail}"
-    else:
-        result.row = summarize_export(json.loads(export.read_text()), concurrency)
-        result.ok = result.row["error_requests"] == 0 and result.row["completed_requests"] == requests
-        if not result.ok:
-            result.error = (f"{result.row['error_requests']} failed requests, "
-                            f"{result.row['completed_requests']}/{requests} completed")
-    return result
-
-
-def aiperf_load_args(tokenizer: str, preset: Preset, concurrency: int, requests: int,
-                     artifact_dir: Path) -> list[str]:
-    """AIPerf arguments every preset shares (KServe and OpenAI): synthetic load of the preset's
-    shape, fixed seed, one worker, no server/GPU telemetry, generous request timeout."""
-    return [
-        "--tokenizer", tokenizer,
-        "--synthetic-input-tokens-mean", str(preset.input_tokens),
-        "--synthetic-input-tokens-stddev", str(preset.input_tokens_stddev),
-        "--output-tokens-mean", str(preset.output_tokens),
-        "--output-tokens-stddev", "0",
-        "--concurrency", str(concurrency),
-        "--request-count", str(requests),
-        "--warmup-request-count", str(min(concurrency, 4)),
-        "--random-seed", "0",
-        "--artifact-dir", str(artifact_dir),
-        "--ui-type", "none",
-        "--workers-max", "1",
-        "--record-processors", "1",
-        "--no-server-metrics",
-        "--no-gpu-telemetry",
-        "--request-timeout-seconds", "900",
-    ]
-
-
-def aiperf_command(aiperf: Path, url: str, model: str, template_file: Path, tokenizer: str, preset: Preset,
-                   concurrency: int, requests: int, artifact_dir: Path, streaming: bool,
-                   api_key: str | None = None) -> list[str]:
-    route = "generate_stream" if streaming else "generate"
-    cmd = [
-        str(aiperf), "profile",
-        "--model", model,
-        "--url", f"{url.rstrip('/')}/v2/models/{model}/{route}",
-        "--endpoint-type", "template",
-        "--extra-inputs", f"payload_template:{template_file}",
-        "--extra-inputs", "response_field:text_output",
-        *aiperf_load_args(tokenizer, preset, concurrency, requests, artifact_dir),
-    ]
-    if streaming:
-        cmd.append("--streaming")
-    for name, value in auth_headers(api_key).items():  # the gateway's Basic credentials (AIPerf -H Header:Value)
-        cmd += ["--header", f"{name}:{value}"]
-    return cmd
-
-
-def fetch_interface(url: str, model: str, timeout: float = 30, api_key: str | None = None) -> ModelInterface:
-    import urllib.error
-    import urllib.request
-
-    target = urllib.request.Request(f"{url.rstrip('/')}/v2/models/{model}/config", headers=auth_headers(api_key))
-    try:
-        with urllib.request.urlopen(target, timeout=timeout) as resp:
-            return ModelInterface.from_config(json.loads(resp.read().decode()))
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            raise BenchError(f"HTTP 401 from {url}: the server wants an API key; pass --api-key name:secret "
-                             f"or set {API_KEY_ENV}") from None
-        raise BenchError(f"cannot read the config of model '{model}' at {url}: HTTP {exc.code} "
-                         f"{exc.read().decode(errors='replace').strip()}") from None
-    except OSError as exc:
-        raise BenchError(f"cannot reach {url}: {exc}") from None
-
-
-def concurrency_note(url: str, model: str, concurrencies: list[int]) -> str | None:
-    """Say so when the model generates fewer requests at once than the highest concurrency."""
-    if not concurrencies:
-        return None
-    try:
-        return fetch_interface(url, model, timeout=10).concurrency_note(max(concurrencies))
-    except BenchError:
-        return None
-
-
 def run_benchmark(*args, api: str = "kserve", **kwargs) -> list[RunResult]:
     """AIPerf over Triton's generate extension (api kserve) or the OpenAI API (api openai)."""
     if api == "openai":
-        from tritonllm import openai_bench
-
         return openai_bench.run_benchmark(*args, **kwargs)
-    return run_kserve_benchmark(*args, **kwargs)
-
-
-def run_kserve_benchmark(
-    url: str,
-    model: str,
-    preset: Preset,
-    output_dir: Path,
-    aiperf: Path,
-    tokenizer: str,
-    concurrencies: tuple[int, ...] | None = None,
-    requests_per_run: int | None = None,
-    streaming: bool = True,
-    log=print,
-    api_key: str | None = None,
-) -> list[RunResult]:
-    iface = fetch_interface(url, model, api_key=api_key)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    template_file = output_dir / "payload_template.json"
-    template_file.write_text(payload_template(iface, stream=streaming) + "\n")
-    results: list[RunResult] = []
-    for concurrency in concurrencies or preset.concurrencies:
-        requests = requests_per_run or preset.requests_per_run or max(8, 4 * concurrency)
-        artifact_dir = output_dir / f"concurrency-{concurrency}"
-        cmd = aiperf_command(aiperf, url, model, template_file, tokenizer, preset, concurrency, requests,
-                             artifact_dir, streaming, api_key=api_key)
-        log(f"  concurrency {concurrency:>3}: {requests} requests ...")
-        artifact_dir.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        result = run_aiperf(cmd, artifact_dir, concurrency, requests)
-        results.append(result)
-        elapsed = time.monotonic() - started
-        if result.row:
-            r = result.row
-            log(f"  concurrency {concurrency:>3}: done in {elapsed:.0f}s; TTFT p50 {r['ttft_ms_p50']:.0f} ms, "
-                f"ITL p50 {r['itl_ms_p50'] or 0:.1f} ms, latency p99 {r['request_latency_ms_p99']:.0f} ms, "
-                f"{r['requests_per_s']:.2f} req/s, {r['output_tokens_per_s']:.1f} output tok/s")
-        if not result.ok:
-            log(f"  concurrency {concurrency:>3}: FAILED: {result.error}")
-    return results
+    return kserve_bench.run_benchmark(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- reports
@@ -526,8 +289,6 @@ def main(args: argparse.Namespace) -> int:
     base = PRESETS[args.preset]
     api = getattr(args, "api", None) or base.api
     if api == "openai":
-        from tritonllm import openai_client
-
         args.url = openai_client.base_url(args.url)
     else:
         args.url = args.url or os.environ.get("TRITON_HTTP_URL", "http://localhost:8000")
@@ -561,7 +322,7 @@ def main(args: argparse.Namespace) -> int:
     meta = {"model": args.model_name, "url": args.url, "preset": args.preset, "description": preset.description,
             "input_tokens": preset.input_tokens, "output_tokens": preset.output_tokens,
             "streaming": not args.no_stream, "tokenizer": tokenizer, "tool": AIPERF_REQUIREMENTS[0], "api": api}
-    note = concurrency_note(args.url, args.model_name, [r.concurrency for r in results]) if api == "kserve" else None
+    note = kserve_bench.concurrency_note(args.url, args.model_name, [r.concurrency for r in results]) if api == "kserve" else None
     if note:
         meta["note"] = note
     paths = write_reports(output_dir, meta, results)

@@ -6,6 +6,9 @@ server-sent events, usage), so no payload template is needed: it is pointed at t
 (`http://127.0.0.1:9000/v1`) or a model's on EKS (`.../openai/<model>/v1`). Output length is
 pinned with `ignore_eos` (a field of the OpenAI schema Triton's frontend accepts; the local model
 honours it), as the KServe presets pin it with min_tokens/ignore_eos.
+
+It shares tritonllm/bench_core.py with the KServe half (tritonllm/kserve_bench.py) and imports
+nothing of it; tritonllm/bench.py (the command) chooses between them.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tritonllm.bench import BenchError, Preset, RunResult, aiperf_load_args, run_aiperf
+from tritonllm.bench_core import BenchError, Preset, RunResult, aiperf_load_args, run_aiperf
 from tritonllm.openai_client import auth_headers
 
 ENDPOINT_PATHS = {"chat": "chat/completions", "completions": "completions"}

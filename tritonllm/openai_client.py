@@ -3,8 +3,9 @@
 Speaks `/v1/chat/completions` (default: the server applies the model's chat template) or
 `/v1/completions` (raw text) with or without streaming (server-sent events), against
 `tritonllm serve`'s OpenAI port or a model's base URL on EKS (`pulumi stack output
-openaiBaseUrls`). Results are the client's RequestResult rows, so the summary, the results
-file and the exit codes are the same as for the KServe APIs. An API key `name:secret` for the
+openaiBaseUrls`). Results are RequestResult rows (tritonllm/client_core.py, shared with the KServe
+client, tritonllm/kserve_client.py, which this module does not import), so the summary, the
+results file and the exit codes are the same as for the KServe APIs. An API key `name:secret` for the
 gateway (or `serve --api-key`) comes from `--api-key` / $TRITONLLM_API_KEY and goes out as HTTP
 Basic credentials, as for the KServe APIs; without one, $OPENAI_API_KEY is sent as
 `Authorization: Bearer <key>`, as the `openai` SDK sends it.
@@ -18,6 +19,9 @@ import time
 from typing import Any
 
 from tritonllm._llm_io import GenerationSettings
+from tritonllm.client_core import (RequestResult, SetupError, host_port, http_refused, nothing_listens, probe,
+                                   send_requests, sse_events, sse_json_events)
+from tritonllm.client_core import auth_headers as basic_auth_headers
 
 DEFAULT_BASE_URL = "http://localhost:9000/v1"
 ENDPOINTS = {"chat": "chat/completions", "completions": "completions"}
@@ -30,9 +34,7 @@ def base_url(explicit: str | None) -> str:
 def auth_headers(api_key: str | None) -> dict[str, str]:
     """Basic credentials for a gateway key `name:secret`; else the SDK's Bearer $OPENAI_API_KEY."""
     if api_key:
-        from tritonllm.client import auth_headers as basic
-
-        return basic(api_key)
+        return basic_auth_headers(api_key)
     if os.environ.get("OPENAI_API_KEY"):
         return {"Authorization": f"Bearer {os.environ['OPENAI_API_KEY']}"}
     return {}
@@ -65,6 +67,22 @@ def request_body(model: str, prompt: str, settings: GenerationSettings, *, endpo
     return body
 
 
+def error_message(body: str) -> str:
+    """The reason in an error body: OpenAI's `error.message` (tritonllm serve's frontend sends it),
+    else upstream Triton's `detail` (a message, or FastAPI's list of validation errors), else the body."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body.strip()
+    if not isinstance(obj, dict):
+        return body.strip()
+    error = obj.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    detail = obj.get("detail", body.strip())
+    return detail if isinstance(detail, str) else json.dumps(detail)
+
+
 def _text_of(obj: dict[str, Any], endpoint: str) -> str:
     choices = obj.get("choices") or []
     if not choices:
@@ -78,10 +96,11 @@ def _text_of(obj: dict[str, Any], endpoint: str) -> str:
 
 async def run_requests(url: str, model: str, prompts: list[str], settings: GenerationSettings, *,
                        endpoint: str = "chat", stream: bool = True, concurrency: int = 1, timeout: float = 300.0,
-                       on_result=None, api_key: str | None = None) -> list:
+                       on_result=None, api_key: str | None = None, stop_when_refused: bool = False) -> list:
+    """Send every prompt (at most `concurrency` in flight); the results in order. With stop_when_refused
+    the first prompt goes alone, and RequestsRefused is raised when the server answers it with a 4xx
+    (see client_core.send_requests; a value the model refuses is a 500 here, as upstream answers it)."""
     import aiohttp
-
-    from tritonllm.client import RequestResult, SetupError
 
     base = base_url(url)
     headers = {"Content-Type": "application/json", **auth_headers(api_key)}
@@ -97,20 +116,24 @@ async def run_requests(url: str, model: str, prompts: list[str], settings: Gener
                 if resp.status != 200:
                     raise SetupError(f"cannot list the models at {base}/models: HTTP {resp.status} {listing.strip()}")
         except aiohttp.ClientError as exc:
+            host, port = host_port(base)
+            answer = await asyncio.to_thread(probe, host, port)
+            if answer == "refused":
+                raise SetupError(f"cannot reach {base}: {nothing_listens(host, port)}") from None
+            if answer == "http2":
+                raise SetupError(f"{host}:{port} is a gRPC port (it answers in HTTP/2), not the OpenAI API: "
+                                 "give --url the OpenAI base URL, e.g. http://127.0.0.1:9000/v1") from None
             raise SetupError(f"cannot reach {base}: {exc}") from None
         served = [m.get("id") for m in json.loads(listing).get("data", [])]
         if model not in served:
             raise SetupError(f"model '{model}' is not served at {base}; it serves {served}")
-        semaphore = asyncio.Semaphore(max(1, concurrency))
 
-        async def one(i: int) -> None:
-            async with semaphore:
-                await _generate(session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream,
-                                timeout)
-            if on_result:
-                on_result(results[i])
+        async def send(i: int) -> None:
+            await _generate(session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream,
+                            timeout)
 
-        await asyncio.gather(*(one(i) for i in range(len(prompts))))
+        await send_requests(results, send, concurrency=concurrency, on_result=on_result,
+                            refused=http_refused if stop_when_refused else None)
     return results
 
 
@@ -126,18 +149,12 @@ async def _generate(session, url: str, body: dict[str, Any], result, endpoint: s
                 text = await resp.text()
                 if resp.status != 200:
                     result.status = str(resp.status)
-                    try:
-                        detail = json.loads(text).get("detail", text)
-                    except (ValueError, AttributeError):
-                        detail = text
-                    result.error = detail if isinstance(detail, str) else json.dumps(detail)
+                    result.error = error_message(text)
                 else:
                     now = time.perf_counter() - started
                     result.ttft_s, result.chunks, result.chunk_times_s = now, 1, [now]
                     pieces.append(_text_of(json.loads(text), endpoint))
             else:
-                from tritonllm.client import sse_events
-
                 async for event in sse_events(resp.content):
                     _event(event, endpoint, pieces, result, started)
     except asyncio.TimeoutError:
@@ -150,8 +167,6 @@ async def _generate(session, url: str, body: dict[str, Any], result, endpoint: s
 
 
 def _event(event: bytes, endpoint: str, pieces: list[str], result, started: float) -> None:
-    from tritonllm.client import sse_json_events
-
     for obj in sse_json_events(event, result):
         text = _text_of(obj, endpoint)
         if text:

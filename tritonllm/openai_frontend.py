@@ -16,7 +16,9 @@ generate_stream) and reproduces what the upstream frontend does:
   `max_tokens`, `return_num_input_tokens`, `return_num_output_tokens`, sampling settings);
 * errors: 400 `{"detail": "Unknown model: x"}` and the other ClientError checks of
   `_validate_*_request`; a model or Triton error is 500 `{"detail": "<Triton's message>"}`
-  (upstream maps every non-ClientError exception to 500);
+  (upstream maps every non-ClientError exception to 500). Every error body also carries
+  OpenAI's `{"error": {"message", "type", "param", "code"}}` next to upstream's `detail` (same
+  status codes): the openai SDKs read `error`, so their exception names the reason;
 * responses: ids `cmpl-<uuid1>`, usage from `num_input_tokens`/`num_output_tokens`, streaming
   as server-sent events ending in `data: [DONE]`, a final usage chunk when
   `stream_options.include_usage` is set.
@@ -37,6 +39,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, conint, confloat
+
+from tritonllm.ports import port_is_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_MODEL_CODE = REPO_ROOT / "model_repository" / "local" / "smollm2" / "1"
@@ -240,6 +244,25 @@ def _error_text(body: str) -> str:
     return body.strip() or "Triton returned an error without a message"
 
 
+def openai_error(status: int, detail: Any) -> dict[str, Any]:
+    """OpenAI's error object for an upstream `detail` (a message, or FastAPI's list of validation
+    errors): what the openai SDKs read, so their exception carries the reason."""
+    param = None
+    if isinstance(detail, list):  # 422: [{"loc": ["body", "temperature"], "msg": "...", ...}, ...]
+        parts = []
+        for err in detail:
+            err = err if isinstance(err, dict) else {"msg": str(err)}
+            field = ".".join(str(x) for x in (err.get("loc") or [])[1:])
+            message = str(err.get("msg", err))
+            parts.append(f"{field}: {message}" if field else message)
+            param = param or field or None
+        message = "; ".join(parts) or "invalid request"
+    else:
+        message = str(detail)
+    return {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+            "param": param, "code": None}
+
+
 def _first(value: Any) -> Any:
     return value[0] if isinstance(value, list) and value else value
 
@@ -385,7 +408,8 @@ class OpenAIFrontend:
         return web.json_response(payload, status=status)
 
     def _detail(self, status: int, detail: Any):
-        return self._json({"detail": detail}, status)
+        """Upstream's `{"detail": ...}` body, kept for its clients, with OpenAI's `error` object added."""
+        return self._json({"detail": detail, "error": openai_error(status, detail)}, status)
 
     async def _parse(self, request, schema: type[BaseModel]) -> BaseModel | Any:
         """The body as `schema`, or FastAPI's 422 response for a malformed or invalid body."""
@@ -600,7 +624,7 @@ class OpenAIFrontend:
                     event = None
         except ServerError as exc:
             # Mid-stream failure: the status is already sent; end the stream with the error.
-            await send({"error": {"message": str(exc), "type": "server_error"}})
+            await send({"error": openai_error(500, str(exc))})
         if include_usage and prompt_tokens is not None:
             await send(chunk(None, _usage(prompt_tokens, completion_tokens)))
         await send("[DONE]")
@@ -618,18 +642,22 @@ class FrontendStartError(RuntimeError):
     """The OpenAI frontend of `tritonllm serve` could not start (port taken, no chat template)."""
 
 
+def check_port(host: str, port: int | None) -> None:
+    """FrontendStartError when --openai-port is a fixed port something listens on already (serve
+    checks it before starting Triton, and again when it starts the frontend)."""
+    if port and port > 0 and not port_is_free(host, port):
+        raise FrontendStartError(f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
+                                 "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)")
+
+
 def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | None = None) -> OpenAIFrontend | None:
     """`tritonllm serve`'s hook: the OpenAI API next to the running Triton, unless --openai-port -1.
     With API keys it checks them itself (HTTP Basic, as the gateway does) on the address serve exposes."""
     port = getattr(args, "openai_port", -1)
     if port is None or port < 0:
         return None
-    from tritonllm.serve import port_is_free
-
     host = getattr(args, "host", None) or server.host
-    if port and not port_is_free(host, port):
-        raise FrontendStartError(f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
-                                 "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)")
+    check_port(host, port)
     try:
         return start_frontend(server.http_url, host=host, port=port, metrics_url=server.metrics_url,
                               api_keys=api_keys)

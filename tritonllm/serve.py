@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from tritonllm import lifecycle
-from tritonllm.ports import LoopbackUrls, find_free_port, port_is_free  # noqa: F401 (re-exported)
+from tritonllm.ports import LoopbackUrls, find_free_port, port_is_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_REPOSITORY = REPO_ROOT / "model_repository" / "local"
@@ -702,6 +702,13 @@ def main(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         stop_timeout=args.stop_timeout,
     )
+    from tritonllm import openai_frontend
+
+    try:  # a taken --openai-port is reported before Triton starts, as its own ports are
+        openai_frontend.check_port(args.host, getattr(args, "openai_port", -1))
+    except openai_frontend.FrontendStartError as exc:
+        _print(f"error: {exc}")
+        return lifecycle.EXIT_SERVER_FAILED
     front = None
     signals = lifecycle.StopSignals().install()
     server.interrupted = lambda: signals.requested
@@ -730,8 +737,6 @@ def main(args: argparse.Namespace) -> int:
                 return lifecycle.EXIT_SERVER_FAILED
             _print(f"API keys required ({', '.join(name for name, _ in api_keys)}): "
                    "clients pass --api-key NAME:SECRET or set TRITONLLM_API_KEY")
-        from tritonllm import openai_frontend
-
         try:
             frontend = openai_frontend.start_for_serve(server, args, api_keys=api_keys)
         except openai_frontend.FrontendStartError as exc:

@@ -16,9 +16,15 @@ One server is started for the whole test session on free loopback ports (nothing
 temporary directory. Tests must not stop it. The fixture fails, rather than skips, when the
 server cannot start (e.g. `pip install -r requirements-local.txt` not done), so a missing
 dependency never passes silently.
+
+Fixture `default_ports_held` (session scope, autouse): for the whole e2e session something
+listens on each default port of `serve` (8000, 8001, 8002, 9000) on 127.0.0.1, as on a machine
+where a `serve` is already running: a test that starts a server without choosing free ports
+fails every time, not only on such a machine (issue 22).
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +33,32 @@ import pytest
 from tritonllm.serve import DEFAULT_MODEL_REPOSITORY, ServerError, TritonServer
 
 LOCAL_MODEL_NAME = "smollm2"
+# serve's defaults: --http-port, --grpc-port, --metrics-port, --openai-port
+DEFAULT_PORTS = {8000: "HTTP", 8001: "gRPC", 8002: "metrics", 9000: "OpenAI API"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_ports_held() -> dict[int, str]:
+    """port -> who holds it for the session: "this fixture", or "another process" when it was taken
+    already (with the same effect on the tests)."""
+    held: dict[int, str] = {}
+    sockets = []
+    for port in DEFAULT_PORTS:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            sock.close()
+            held[port] = "another process"
+            continue
+        sockets.append(sock)
+        held[port] = "this fixture"
+    try:
+        yield held
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass

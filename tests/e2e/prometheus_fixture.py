@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from tritonllm.serve import find_free_port
+from tritonllm.ports import find_free_port
 
 
 class PrometheusError(RuntimeError):

@@ -21,7 +21,8 @@ import pytest
 
 from tritonllm import auth_front
 from tritonllm._llm_io import GenerationSettings
-from tritonllm.client import API_KEY_ENV, SetupError, run_requests
+from tritonllm.client_core import API_KEY_ENV, SetupError
+from tritonllm.kserve_client import run_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -134,13 +135,14 @@ def test_client_cli_takes_the_key_from_the_environment(front, triton_server, tmp
 
 
 def test_bench_reads_the_interface_with_the_key(front, triton_server):
-    from tritonllm.bench import BenchError, aiperf_command, fetch_interface
+    from tritonllm.bench_core import PRESETS, BenchError
+    from tritonllm.kserve_bench import aiperf_command, fetch_interface
 
     assert fetch_interface(front.http_url, triton_server.model_name, api_key=KEY).inputs
     with pytest.raises(BenchError, match="401"):
         fetch_interface(front.http_url, triton_server.model_name)
     cmd = aiperf_command(Path("aiperf"), front.http_url, "m", Path("t.json"), "tok",
-                         __import__("tritonllm.bench", fromlist=["PRESETS"]).PRESETS["sweep"], 1, 1, Path("out"),
+                         PRESETS["sweep"], 1, 1, Path("out"),
                          True, api_key=KEY)
     assert cmd[cmd.index("--header") + 1] == "authorization:" + _basic(KEY)["Authorization"]
 
@@ -167,7 +169,7 @@ def test_serve_api_key_puts_the_check_in_front_of_triton(tmp_path):
     )
     proc = subprocess.run(
         [sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-         "--quiet", "--", sys.executable, "-c", script],
+         "--openai-port", "0", "--quiet", "--", sys.executable, "-c", script],
         cwd=REPO_ROOT, env={**{k: v for k, v in os.environ.items() if k != API_KEY_ENV},
                             auth_front.API_KEYS_ENV: f"{KEY},{':'.join(KEYS[1])}"},
         capture_output=True, text=True, timeout=600)

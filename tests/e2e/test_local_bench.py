@@ -11,7 +11,8 @@ import jinja2
 import pytest
 
 from tritonllm._llm_io import ModelInterface
-from tritonllm.bench import CSV_COLUMNS, aiperf_executable, payload_template, setup_aiperf
+from tritonllm.bench import CSV_COLUMNS, aiperf_executable, setup_aiperf
+from tritonllm.kserve_bench import payload_template
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tritonllm._llm_io import GenerationSettings, ModelInterface, plan_inputs, tensor_shape
-from tritonllm.client import read_prompts, run_requests
+from tritonllm.client import read_prompts
+from tritonllm.kserve_client import run_requests
 from tritonllm.serve import TritonServer
 
 from tests.repository.trtllm_reference import TEMPLATES_DIR, templates_dir
@@ -83,13 +84,29 @@ def test_client_tensor_style_against_the_local_model(triton_server, tmp_path):
 
 
 def test_client_exits_1_when_requests_fail(triton_server, tmp_path):
+    """A setting the server refuses: the first request says why, once, and the other 9 are not sent."""
     results = tmp_path / "r.jsonl"
     proc = run_cli("--url", triton_server.http_url, "--protocol", "http", "--model-name", triton_server.model_name,
                    "--input-prompts", str(PROMPTS), "--results-file", str(results), "--max-tokens", "100000")
     assert proc.returncode == 1, proc.stdout
-    assert "FAIL" in proc.stdout and "[400]" in proc.stdout and "max_tokens" in proc.stdout
-    assert "0/10 succeeded, 10 failed" in proc.stdout
-    assert all(not json.loads(line)["ok"] for line in results.read_text().splitlines())
+    assert "error: the server refused the first request [400]" in proc.stderr and "max_tokens" in proc.stderr
+    assert "the other 9 requests carry the same settings, so they were not sent" in proc.stderr
+    assert "FAIL" not in proc.stdout and "max_tokens" not in proc.stdout, proc.stdout
+    (row,) = [json.loads(line) for line in results.read_text().splitlines()]  # the one request sent
+    assert not row["ok"] and row["status"] == "400" and "max_tokens" in row["error"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_failures_that_are_not_refusals_do_not_stop_the_run(triton_server, tmp_path, protocol):
+    """A timeout says nothing about the settings: every request is sent, each failure is listed (exit 1)."""
+    results = tmp_path / "r.jsonl"
+    url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
+    proc = run_cli("--url", url, "--model-name", triton_server.model_name, "--input-prompts", str(PROMPTS),
+                   "--results-file", str(results), "--max-tokens", "64", "--timeout", "0.001")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("FAIL") == 10 and "0/10 succeeded, 10 failed" in proc.stdout, proc.stdout
+    assert "[None]" not in proc.stdout and "refused" not in proc.stderr, proc.stdout + proc.stderr
+    assert len(results.read_text().splitlines()) == 10
 
 
 def test_client_exits_2_for_an_unknown_model(triton_server, tmp_path):
@@ -100,7 +117,7 @@ def test_client_exits_2_for_an_unknown_model(triton_server, tmp_path):
 
 
 def test_client_exits_2_when_the_server_is_unreachable(tmp_path):
-    from tritonllm.serve import find_free_port
+    from tritonllm.ports import find_free_port
 
     port = find_free_port()
     proc = run_cli("--url", f"http://127.0.0.1:{port}", "--protocol", "http", "--input-prompts", str(PROMPTS),

@@ -1,4 +1,8 @@
-"""`python -m tritonllm serve`: readiness, clean Ctrl-C, clear errors for taken ports and broken models."""
+"""`python -m tritonllm serve`: readiness, clean Ctrl-C, clear errors for taken ports and broken models.
+
+Every server here runs on ports chosen free (0 or find_free_port), the OpenAI port included: the
+defaults (8000, 8001, 8002, 9000) are held for the whole session by tests/e2e/conftest.py, and a
+serve that exits early fails the test at once with its own output."""
 from __future__ import annotations
 
 import json
@@ -15,18 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from tritonllm.serve import ModelLoadError, PortInUseError, ServerError, TritonServer, find_free_port, port_is_free
+from tritonllm import lifecycle
+from tritonllm.ports import find_free_port, port_is_free
+from tritonllm.serve import ModelLoadError, PortInUseError, ServerError, TritonServer
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# every port of serve, each picked free by the server itself
+ANY_FREE_PORTS = ("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--openai-port", "0")
+
+
 def serve_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tritonllm", "serve", *args]
 
 
-def free_ports(n: int = 3) -> list[int]:
+def free_ports(n: int = 4) -> list[int]:
     ports: list[int] = []
     while len(ports) < n:
         ports.append(find_free_port(exclude=ports))
@@ -45,47 +55,122 @@ def _alive(pid: int) -> bool:
         return False
 
 
+class _Lines:
+    """Collects a process's stdout lines in a thread; wait_for() blocks until a line matches and
+    fails at once, with the process's exit code and output, when the process ends first."""
+
+    def __init__(self, proc: subprocess.Popen, name: str = "the process") -> None:
+        import threading
+
+        self.proc, self.name = proc, name
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in iter(stream.readline, ""):
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self.lines.append("")  # EOF marker
+            self._cond.notify_all()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_eof(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def wait_for(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if needle in line:
+                        return line
+                if self.lines and self.lines[-1] == "":
+                    try:
+                        code = self.proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        code = "? (closed its output but still runs)"
+                    raise AssertionError(f"{self.name} exited with code {code} before printing a line with "
+                                         f"{needle!r}:\n{self.text()}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no line with {needle!r} within {timeout:.0f}s:\n{self.text()}")
+                self._cond.wait(timeout=1)
+
+
+def test_the_default_ports_are_held_during_the_session(default_ports_held):
+    """The fixture that makes a test needing 8000/8001/8002/9000 free fail on every machine."""
+    assert sorted(default_ports_held) == [8000, 8001, 8002, 9000]
+    for port in default_ports_held:
+        assert not port_is_free("127.0.0.1", port), port
+
+
+def test_a_serve_on_a_default_port_fails_at_once_with_its_own_message():
+    """What a test that forgot a port meets: serve's error, at once (not a timeout waiting for a line)."""
+    proc = subprocess.Popen(serve_cmd("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--quiet"),
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = _Lines(proc, "serve")
+    try:
+        with pytest.raises(AssertionError) as failure:
+            out.wait_for("press Ctrl-C to stop", timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    message = str(failure.value)
+    assert message.startswith(f"serve exited with code {lifecycle.EXIT_SERVER_FAILED} before printing a line "
+                              "with 'press Ctrl-C to stop'"), message
+    assert "port 9000 (OpenAI API) on 127.0.0.1 is already in use" in message, message
+
+
 def test_ctrl_c_stops_the_server_cleanly(tmp_path):
-    http, grpc, metrics = free_ports()
+    http, grpc, metrics, openai = free_ports()
     proc = subprocess.Popen(
-        serve_cmd("--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--quiet"),
+        serve_cmd("--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+                  "--openai-port", str(openai), "--quiet"),
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "press Ctrl-C to stop" in line:
-            break
-    output = "".join(lines)
+    out = _Lines(proc, "serve")
+    try:
+        out.wait_for("press Ctrl-C to stop", timeout=180)
+    except AssertionError:
+        proc.kill()
+        proc.wait()
+        raise
+    output = out.text()
     assert "Triton is ready" in output, output
     assert f"HTTP:    http://127.0.0.1:{http}" in output and f"gRPC:    127.0.0.1:{grpc}" in output
     assert f"metrics: http://127.0.0.1:{metrics}/metrics" in output and "smollm2 (READY)" in output
+    assert f"OpenAI:  http://127.0.0.1:{openai}/v1" in output
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=10) as resp:
         assert resp.status == 200
     server_pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                                    text=True).stdout.split()]
     assert server_pids, "tritonserver is not a child of the serve process"
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    out.wait_for_eof(timeout=10)
+    rest = out.text()[len(output):]
     assert proc.returncode == 130, output + rest  # stopped by Ctrl-C, in order
     assert "stopping on Ctrl-C (SIGINT): no request in flight" in rest, rest
     assert "tritonserver stopped (exit code 0)" in rest
     for pid in server_pids:
         assert not _alive(pid), f"tritonserver {pid} outlived serve"
-    for port in (http, grpc, metrics):
+    for port in (http, grpc, metrics, openai):
         assert port_is_free("127.0.0.1", port)
 
 
 def test_a_taken_port_is_reported_before_starting(tmp_path):
-    http, grpc, metrics = free_ports()
+    http, grpc, metrics, openai = free_ports()
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", grpc))
         blocker.listen()
         proc = subprocess.run(
-            serve_cmd("--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--quiet"),
+            serve_cmd("--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+                      "--openai-port", str(openai), "--quiet"),
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert f"port {grpc} (grpc) on 127.0.0.1 is already in use" in proc.stdout, proc.stdout + proc.stderr
@@ -116,8 +201,7 @@ def test_a_model_that_fails_to_load_is_reported(tmp_path):
         'backend: "python"\nmax_batch_size: 0\n'
         'input [ { name: "x" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
         'output [ { name: "y" data_type: TYPE_STRING dims: [ 1 ] } ]\n')
-    proc = subprocess.run(serve_cmd("--model-repository", str(tmp_path), "--http-port", "0", "--grpc-port", "0",
-                                    "--metrics-port", "0", "--quiet"),
+    proc = subprocess.run(serve_cmd("--model-repository", str(tmp_path), *ANY_FREE_PORTS, "--quiet"),
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 1
     assert "failed to load" in proc.stdout and "'broken'" in proc.stdout, proc.stdout
@@ -136,8 +220,7 @@ def test_serve_runs_a_command_against_the_ready_server():
              "r = urllib.request.urlopen(os.environ['TRITON_HTTP_URL'] + '/v2/models/smollm2/ready'); "
              "assert os.environ['TRITON_GRPC_URL'] and os.environ['TRITON_METRICS_URL'].endswith('/metrics'); "
              "sys.exit(7 if r.status == 200 else 1)")
-    proc = subprocess.run(serve_cmd("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--quiet",
-                                    "--", sys.executable, "-c", probe),
+    proc = subprocess.run(serve_cmd(*ANY_FREE_PORTS, "--quiet", "--", sys.executable, "-c", probe),
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 7, proc.stdout + proc.stderr
     assert "tritonserver stopped" in proc.stdout
@@ -192,43 +275,9 @@ def _our_shm(serve_pid: int) -> list[str]:
     return sorted(p.name for p in SHM.iterdir() if p.name.startswith(f"tritonllm{serve_pid}x"))
 
 
-class _Lines:
-    """Collects a process's stdout lines in a thread; wait_for() blocks until a line matches."""
-
-    def __init__(self, stream) -> None:
-        import threading
-
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream) -> None:
-        for line in iter(stream.readline, ""):
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self.lines.append("")  # EOF marker
-            self._cond.notify_all()
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, needle: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if needle in line:
-                        return line
-                if (self.lines and self.lines[-1] == "") or time.monotonic() > deadline:
-                    raise AssertionError(f"no line with {needle!r} within {timeout:.0f}s:\n{self.text()}")
-                self._cond.wait(timeout=1)
-
-
 class _LongStream:
-    """A long streamed generation (ignore_eos, thousands of tokens) read in a thread."""
+    """A long streamed generation (ignore_eos, thousands of tokens) read in a thread; `finish_reason`
+    is set when the generation ran to its end ("length": max_tokens reached)."""
 
     def __init__(self, http_url: str, api_key: str | None = None) -> None:
         import base64
@@ -236,10 +285,12 @@ class _LongStream:
 
         self.chunks: list[str] = []
         self.errors: list[str] = []
+        self.finish_reason: str | None = None
         self.first = threading.Event()
         self.done = threading.Event()
         body = {"text_input": "Tell me a very long story about a lighthouse.", "max_tokens": 3500,
-                "stream": True, "sampling_parameters": '{"ignore_eos": true}', "exclude_input_in_output": True}
+                "stream": True, "sampling_parameters": '{"ignore_eos": true}', "exclude_input_in_output": True,
+                "return_finish_reason": True}
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = "Basic " + base64.b64encode(api_key.encode()).decode()
@@ -259,6 +310,7 @@ class _LongStream:
                         self.errors.append(event["error"])
                     else:
                         self.chunks.append(event.get("text_output", ""))
+                        self.finish_reason = event.get("finish_reason") or self.finish_reason
                         self.first.set()
         except Exception as exc:  # noqa: BLE001 - a killed server ends the stream with a socket error
             self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -266,26 +318,35 @@ class _LongStream:
             self.done.set()
 
 
-@pytest.mark.parametrize("signals, exit_code, announced, api_key", [
-    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", None,
+# The second Ctrl-C must stop serve at once: with a grace period of minutes, "at once" and "after
+# the grace period" cannot be mistaken for each other, whatever the machine's speed.
+LONG_GRACE_S = 600
+AT_ONCE_S = 30  # 5% of the grace period: ample for killing Triton, far from waiting it out
+
+
+@pytest.mark.parametrize("signals, exit_code, announced, api_key, grace", [
+    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", None, 2,
                  id="sigint"),
-    pytest.param([signal.SIGINT, signal.SIGINT], 137, "stopping now: killing tritonserver", None, id="sigint-twice"),
-    pytest.param([signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", None, id="sigterm"),
-    pytest.param([signal.SIGKILL], -9, None, None, id="sigkill"),
+    pytest.param([signal.SIGINT, signal.SIGINT], 137, "stopping now: killing tritonserver", None, LONG_GRACE_S,
+                 id="sigint-twice"),
+    pytest.param([signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", None, 2,
+                 id="sigterm"),
+    pytest.param([signal.SIGKILL], -9, None, None, 2, id="sigkill"),
     # with --api-key, nginx (master + worker) runs in front of Triton: it must go too
     pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight",
-                 "tester:s3cret-key", id="sigint-api-key", marks=pytest.mark.skipif(
+                 "tester:s3cret-key", 2, id="sigint-api-key", marks=pytest.mark.skipif(
                      not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")),
 ])
-def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, exit_code, announced, api_key):
+def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, exit_code, announced, api_key, grace):
     repo = tmp_path / "repo-under-test"
     shutil.copytree(REPO_ROOT / "model_repository" / "local", repo)
     key_args = ["--api-key", api_key] if api_key else []
     proc = subprocess.Popen(
-        serve_cmd("--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-                  "--quiet", "--grace-period", "2", "--stop-timeout", "120", *key_args),
+        serve_cmd("--model-repository", str(repo), *ANY_FREE_PORTS, "--quiet", "--grace-period", str(grace),
+                  "--stop-timeout", str(max(120, grace)), *key_args),
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = _Lines(proc.stdout)
+    out = _Lines(proc, "serve")
+    stopped_in = None
     try:
         out.wait_for("press Ctrl-C to stop", timeout=300)
         http_url = out.wait_for("HTTP:", timeout=5).split("HTTP:", 1)[1].strip()
@@ -303,8 +364,16 @@ def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, 
         if announced and len(signals) == 1:
             out.wait_for(announced, timeout=60)
         for sig in signals[1:]:
-            out.wait_for("stopping on Ctrl-C", timeout=60)
+            out.wait_for(f"after a grace period of {grace:g}s (Ctrl-C again stops at once)", timeout=60)
             proc.send_signal(sig)
+        if len(signals) > 1:
+            sent = time.monotonic()
+            try:
+                proc.wait(timeout=AT_ONCE_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"serve still ran {AT_ONCE_S}s after the second Ctrl-C (grace period {grace}s): "
+                            f"it did not stop at once\n{out.text()}")
+            stopped_in = time.monotonic() - sent
         proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
@@ -320,14 +389,18 @@ def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, 
         assert "grace period of 2s over: cancelling" in output, output
         assert stream.done.wait(timeout=60)
         assert any("shutting down" in e for e in stream.errors), stream.errors
+    if len(signals) > 1:
+        # killed at once: well inside the grace period, with the generation cut short (not run to its end)
+        assert stopped_in < AT_ONCE_S < grace, (stopped_in, output)
+        assert stream.done.wait(timeout=60)
+        assert stream.finish_reason is None, (f"the generation ran to its end ({stream.finish_reason}, "
+                                              f"{len(stream.chunks)} chunks): serve waited for it")
     if signals[0] == signal.SIGKILL:
         # serve had no chance to clean up: the kernel's parent-death signal kills Triton, its stub follows
         deadline = time.monotonic() + 120
         while _survivors(children, str(repo)) and time.monotonic() < deadline:
             time.sleep(0.5)
         # its segments are stale now; the next server start removes them
-        from tritonllm import lifecycle
-
         lifecycle.remove_stale_shm()
     assert not _survivors(children, str(repo)), f"processes outlived serve: {_survivors(children, str(repo))}"
     assert not _our_shm(proc.pid), f"shared memory left behind: {_our_shm(proc.pid)}"

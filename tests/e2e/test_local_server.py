@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tritonllm._llm_io import GenerationSettings
-from tritonllm.client import run_requests
+from tritonllm.kserve_client import run_requests
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,12 @@
 The client infers the protocol from the URL and names the served models when the one asked for is
 not there; it says so when the concurrency exceeds what the local model generates at once; serve's
 banner `curl` returns the answer without the prompt echoed; the CPU-only CUDA error is explained;
-and `make demo` gives the same text on every run."""
+and `make demo` gives the same text on every run.
+
+Issue 22, against a real closed port and the real Triton's gRPC port: a refused connection is
+"nothing listens at host:port" (no protocol hint), an http:// URL of the gRPC port is recognised by
+the HTTP/2 SETTINGS frame it answers with, and a setting the server refuses stops the run after the
+first request, said once (never "[None]")."""
 from __future__ import annotations
 
 import json
@@ -12,9 +17,14 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tritonllm.client_core import probe
+from tritonllm.ports import find_free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +83,7 @@ def test_concurrency_above_what_the_model_generates_at_once_is_explained(triton_
 def test_banner_curl_answers_without_the_prompt_and_cpu_noise_is_explained(tmp_path):
     """Run the banner's curl command as printed; start without --quiet to see the echoed log."""
     proc = subprocess.Popen([sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0",
-                             "--metrics-port", "0"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             "--metrics-port", "0", "--openai-port", "0"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=(tmp_path / "log").open("w"), text=True)
     try:
         lines = []
@@ -82,7 +92,9 @@ def test_banner_curl_answers_without_the_prompt_and_cpu_noise_is_explained(tmp_p
             if "press Ctrl-C to stop" in line or len(lines) > 50:
                 break
         banner = "".join(lines)
-        curl = next(ln for ln in lines if ln.startswith("try:")).split("try:", 1)[1].strip()
+        tries = [ln for ln in lines if ln.startswith("try:")]
+        assert tries, f"serve printed no 'try:' line (exit code {proc.wait(timeout=30)}):\n{banner}"
+        curl = tries[0].split("try:", 1)[1].strip()
         assert '"exclude_input_in_output": true' in curl
         answer = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=300)
         body = json.loads(answer.stdout)
@@ -113,3 +125,76 @@ def test_make_demo_gives_the_same_text_twice(tmp_path):
     assert len(answers) == 10 and all(a.strip() for a in answers), texts[0]
     strip = lambda t: re.sub(r"\(ok, [0-9.]+s\)", "(ok)", t)  # noqa: E731 - latencies differ, text must not
     assert strip(texts[0]) == strip(texts[1])
+
+
+# --------------------------------------------------------------------------- issue 22: client hints
+
+
+def test_probe_tells_nothing_listening_from_a_grpc_port_from_an_http_port(triton_server):
+    closed = find_free_port()
+    assert probe("127.0.0.1", closed) == "refused"
+    grpc_host, grpc_port = triton_server.grpc_url.rsplit(":", 1)
+    assert probe(grpc_host, int(grpc_port)) == "http2"
+    http_host, http_port = triton_server.http_url.split("://", 1)[1].rsplit(":", 1)
+    assert probe(http_host, int(http_port)) == "listening"
+
+
+@pytest.mark.parametrize("url_form, extra", [
+    pytest.param("127.0.0.1:{port}", [], id="grpc"),
+    pytest.param("http://127.0.0.1:{port}", [], id="http"),
+    pytest.param("http://127.0.0.1:{port}/v1", ["--api", "openai"], id="openai"),
+])
+def test_a_closed_port_is_nothing_listening_not_a_protocol_hint(two_prompts, tmp_path, url_form, extra):
+    port = find_free_port()  # free now: nothing listens there
+    proc = client("--url", url_form.format(port=port), *extra, "--input-prompts", str(two_prompts),
+                  "--results-file", str(tmp_path / "r"), timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"nothing listens at 127.0.0.1:{port} (connection refused)" in proc.stderr, proc.stderr
+    assert "use --url" not in proc.stderr and "if that is" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("how", ["http-url", "protocol-http"])
+def test_http_to_the_grpc_port_is_recognised_by_its_http2_preface(triton_server, two_prompts, tmp_path, how):
+    grpc = triton_server.grpc_url  # host:port
+    args = ["--url", f"http://{grpc}"] if how == "http-url" else ["--url", grpc, "--protocol", "http"]
+    proc = client(*args, "--input-prompts", str(two_prompts), "--results-file", str(tmp_path / "r"), timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{grpc} is a gRPC port (it answers in HTTP/2), not an HTTP one: for gRPC use --url {grpc}" in proc.stderr
+    assert "Bad status line" not in proc.stderr and "\\x00" not in proc.stderr, proc.stderr
+
+
+def _refusals(triton_server) -> float:
+    """Requests the local model refused as invalid, once the counter has settled."""
+    def read() -> float:
+        with urllib.request.urlopen(triton_server.metrics_url, timeout=30) as resp:
+            text = resp.read().decode()
+        found = re.findall(r'^tritonllm_request_failure_total\{([^}]*)\} ([0-9.eE+-]+)$', text, re.M)
+        return sum(float(v) for labels, v in found
+                   if 'model="smollm2"' in labels and 'reason="invalid_argument"' in labels)
+    value = read()
+    for _ in range(20):
+        time.sleep(0.5)
+        again = read()
+        if again == value:
+            return value
+        value = again
+    return value
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_setting_the_server_refuses_stops_the_run_after_the_first_request(triton_server, tmp_path, protocol):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("One.\nTwo.\nThree.\nFour.\n")
+    url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
+    before = _refusals(triton_server)
+    proc = client("--url", url, "--max-tokens", "100000", "--concurrency", "2", "--input-prompts", str(prompts),
+                  "--results-file", str(tmp_path / "r.jsonl"), timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert "[None]" not in output and "FAIL" not in proc.stdout, output
+    assert output.count("'max_tokens' must be between 1 and 4096") == 1, output  # said once
+    assert "error: the server refused the first request" in proc.stderr, proc.stderr
+    assert "the other 3 requests carry the same settings, so they were not sent" in proc.stderr, proc.stderr
+    assert _refusals(triton_server) - before == 1  # one request reached the model, not four
+    (row,) = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert not row["ok"] and "max_tokens" in row["error"] and row["status"] == ("400" if protocol == "http" else "")

@@ -4,7 +4,10 @@ The frontend (tritonllm/openai_frontend.py) runs against the session's real Trit
 session, tests/e2e/conftest.py). Every failure case is followed by a good request: the server
 keeps serving. Expected error shapes are those of Triton's own frontend (server r25.12
 python/openai): 400 `{"detail": "Unknown model: ..."}`, FastAPI's 422 for a body that does not
-parse or validate, 500 with the model's message for what the model rejects.
+parse or validate, 500 with the model's message for what the model rejects. Next to upstream's
+`detail` every error body carries OpenAI's `{"error": {"message", "type", "param", "code"}}` (same
+status codes): the SDK puts that message in its exception, so the reason shows, not a bare
+"Error code: 500" (issue 22).
 """
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ def test_models(client, triton_server):
     assert [m.id for m in listing.data] == [triton_server.model_name]
     assert listing.data[0].owned_by == "Triton Inference Server"
     assert client.models.retrieve(triton_server.model_name).id == triton_server.model_name
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError, match="Unknown model: no-such-model"):
         client.models.retrieve("no-such-model")
 
 
@@ -125,7 +128,11 @@ def test_completion_streaming(client, triton_server):
 def test_bad_model_name_is_a_clear_400(client, triton_server):
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-    assert err.value.status_code == 400 and err.value.response.json() == {"detail": "Unknown model: gpt-4o"}
+    assert err.value.status_code == 400 and err.value.response.json() == {
+        "detail": "Unknown model: gpt-4o",  # upstream's shape, kept
+        "error": {"message": "Unknown model: gpt-4o", "type": "invalid_request_error", "param": None, "code": None}}
+    assert str(err.value) == "Error code: 400 - Unknown model: gpt-4o"  # what the SDK shows
+    assert err.value.type == "invalid_request_error"
     _still_serving(client, triton_server.model_name)
 
 
@@ -134,10 +141,12 @@ def test_malformed_body_is_a_4xx(client, frontend, triton_server):
     assert status == 422 and body["detail"][0]["type"] == "json_invalid"
     status, body = _post(frontend, "/chat/completions", json.dumps({"model": triton_server.model_name}).encode())
     assert status == 422 and body["detail"][0]["loc"] == ["body", "messages"]
-    # through the SDK: a value out of range, and a field the API does not have
-    with pytest.raises(openai.UnprocessableEntityError):
+    # through the SDK: a value out of range, and a field the API does not have, named in the exception
+    with pytest.raises(openai.UnprocessableEntityError, match="temperature: Input should be less than or equal to 2"
+                       ) as err:
         client.completions.create(model=triton_server.model_name, prompt="x", temperature=5)
-    with pytest.raises(openai.UnprocessableEntityError):
+    assert err.value.param == "temperature" and err.value.response.json()["detail"][0]["loc"] == ["body", "temperature"]
+    with pytest.raises(openai.UnprocessableEntityError, match="no_such_field: Extra inputs are not permitted"):
         client.completions.create(model=triton_server.model_name, prompt="x", extra_body={"no_such_field": 1})
     _still_serving(client, triton_server.model_name)
 
@@ -149,18 +158,21 @@ def test_oversize_max_tokens_is_a_clear_error(client, triton_server):
                 model=triton_server.model_name, messages=[{"role": "user", "content": "hi"}],
                 max_tokens=1_000_000, stream=stream)
             list(result) if stream else None
-        # the model's own message names the limit (the status is the upstream frontend's 500)
+        # the model's own message names the limit (the status is the upstream frontend's 500), in the
+        # exception the SDK raises as well as in upstream's `detail`
         assert "max_tokens" in err.value.response.json()["detail"] and "4096" in err.value.response.json()["detail"]
+        assert re.fullmatch(r"Error code: 500 - 'max_tokens' must be between 1 and 4096 .*", str(err.value)), err.value
+        assert err.value.type == "server_error"
         _still_serving(client, triton_server.model_name)
 
 
 def test_unsupported_options_are_400(client, triton_server):
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(model=triton_server.model_name, prompt="x", n=2)
-    assert "only single choice" in err.value.response.json()["detail"]
+    assert "only single choice" in err.value.response.json()["detail"] and "only single choice" in str(err.value)
     with pytest.raises(openai.BadRequestError) as err:
         client.completions.create(model=triton_server.model_name, prompt="x", seed=3)
-    assert "seed is not supported" in err.value.response.json()["detail"]
+    assert "seed is not supported" in err.value.response.json()["detail"] and "seed is not supported" in str(err.value)
     _still_serving(client, triton_server.model_name)
 
 
@@ -210,6 +222,22 @@ def test_client_speaks_openai(frontend, triton_server, tmp_path):
     assert bad.returncode == 2 and "nope" in bad.stderr
 
 
+def test_client_stops_after_a_first_request_the_api_refuses(frontend, triton_server, tmp_path):
+    """A 400 for what every request asks (the local model has no seed input): said once, nothing more sent."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("One.\nTwo.\nThree.\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritonllm", "client", "--api", "openai", "--url", frontend.base_url, "--seed", "3",
+         "--model-name", triton_server.model_name, "--input-prompts", str(prompts),
+         "--results-file", str(tmp_path / "r.txt")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert "error: the server refused the first request [400]: seed is not supported by model smollm2" in proc.stderr
+    assert output.count("seed is not supported") == 1 and "FAIL" not in proc.stdout, output
+    assert "the other 2 requests carry the same settings, so they were not sent" in proc.stderr
+
+
 def test_serve_starts_the_openai_api(tmp_path):
     """`tritonllm serve -- CMD` gives CMD the OpenAI base URL, and the routes answer there."""
     probe = ("import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], api_key='x', "
@@ -225,7 +253,8 @@ def test_serve_starts_the_openai_api(tmp_path):
 
 
 def test_bench_openai_preset_runs_aiperf_in_openai_mode(frontend, triton_server, tmp_path):
-    from tritonllm.bench import PRESETS, aiperf_executable, setup_aiperf
+    from tritonllm.bench import aiperf_executable, setup_aiperf
+    from tritonllm.bench_core import PRESETS
 
     assert PRESETS["openai-chat"].api == "openai"
     aiperf = aiperf_executable() or setup_aiperf(quiet=True)

@@ -19,17 +19,17 @@ import grpc
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from components.gateway.builders import manifests as gateway_manifests
-from tritonllm import client
+from tritonllm import client, kserve_client
 
 MODEL = "mistral-7b-instruct"
 
 
 def test_client_header_is_the_one_the_gateway_matches():
-    assert client.MODEL_HEADER == gateway_manifests.MODEL_HEADER
+    assert kserve_client.MODEL_HEADER == gateway_manifests.MODEL_HEADER
     route = gateway_manifests.grpc_route_manifest(MODEL, MODEL, "triton", "gw", "gw-ns")
     # the route matches exactly this header name with exactly the model's name
     matches = [h for rule in route["spec"]["rules"] for m in rule.get("matches", []) for h in m.get("headers", [])]
-    assert {"type": "Exact", "name": client.MODEL_HEADER, "value": MODEL} in [
+    assert {"type": "Exact", "name": kserve_client.MODEL_HEADER, "value": MODEL} in [
         {"type": h.get("type", "Exact"), "name": h["name"], "value": h["value"]} for h in matches], matches
 
 
@@ -92,7 +92,7 @@ def test_grpc_calls_carry_the_model_header(tmp_path, recording_server):
     servicer, port = recording_server
     assert client.main(_args(tmp_path, f"127.0.0.1:{port}", "grpc")) == 0
     for method in ("ModelConfig", "ModelStreamInfer"):
-        assert servicer.metadata[method].get(client.MODEL_HEADER) == MODEL, (method, servicer.metadata[method])
+        assert servicer.metadata[method].get(kserve_client.MODEL_HEADER) == MODEL, (method, servicer.metadata[method])
 
 
 def test_http_calls_carry_the_model_header(tmp_path):
@@ -113,7 +113,7 @@ def test_http_calls_carry_the_model_header(tmp_path):
             self.wfile.write(data)
 
         def do_GET(self):
-            seen.append((self.path, self.headers.get(client.MODEL_HEADER)))
+            seen.append((self.path, self.headers.get(kserve_client.MODEL_HEADER)))
             self._reply({"name": MODEL, "backend": "vllm",
                          "input": [{"name": "text_input", "data_type": "TYPE_STRING", "dims": [1]},
                                    {"name": "stream", "data_type": "TYPE_BOOL", "dims": [1], "optional": True},
@@ -123,7 +123,7 @@ def test_http_calls_carry_the_model_header(tmp_path):
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            seen.append((self.path, self.headers.get(client.MODEL_HEADER)))
+            seen.append((self.path, self.headers.get(kserve_client.MODEL_HEADER)))
             self._reply({"model_name": MODEL, "text_output": "routed"})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components import config as config_module
+from components. import config as config_module
 from components.config import ConfigError, parse_stack_config
 from tests.multinode import test_config as multinode_config
 from tests.unit import test_config_errors

@@ -441,7 +441,7 @@ def test_basic_authorization_is_what_curl_sends():
 
     header = gm.basic_authorization("ci:secret-part")
     assert header == "Basic " + base64.b64encode(b"ci:secret-part").decode()
-    from tritonllm.client import auth_headers
+    from tritonllm.client_core import auth_headers
 
     assert auth_headers("ci:secret-part") == {"authorization": header}  # the client sends the same
 

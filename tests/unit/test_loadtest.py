@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from components import config
+from components. import config
 from components.catalog import versions
 from components.serving.builders.triton_manifests import hpa_manifest
 from tests.k8s_schema import validate_k8s_object

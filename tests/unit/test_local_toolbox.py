@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tritonllm import bench, client, lifecycle
+from tritonllm import bench, bench_core, client, client_core, kserve_client, lifecycle
 from tritonllm._llm_io import ModelInterface
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,9 +69,26 @@ def test_sampling_options_have_help_text():
 
 
 def test_unknown_model_message_lists_what_is_served():
-    message = client.unknown_model_message("llama", "http://h:1", {"smollm2": "READY", "other": "UNAVAILABLE"}, "x")
+    message = kserve_client.unknown_model_message("llama", "http://h:1", {"smollm2": "READY", "other": "UNAVAILABLE"}, "x")
     assert message.startswith("model 'llama' is not served at http://h:1; it serves: other (UNAVAILABLE), smollm2 (READY)")
     assert "--model-name" in message
+
+
+def test_grpc_status_is_empty_not_none_and_read_from_grpcs_own_errors():
+    """An error response inside a gRPC stream has no status: the FAIL line shows none, never "[None]"."""
+    from tritonclient.utils import InferenceServerException
+
+    assert kserve_client._grpc_status(InferenceServerException(msg="'max_tokens' must be ...")) == ""
+    assert kserve_client._grpc_status(InferenceServerException(msg="x", status="StatusCode.UNAVAILABLE")) == \
+        "StatusCode.UNAVAILABLE"
+
+    class AioRpcErrorLike(Exception):  # grpc.aio.AioRpcError: code()/details(), no status()
+        def code(self):
+            return "StatusCode.DEADLINE_EXCEEDED"
+
+    assert kserve_client._grpc_status(AioRpcErrorLike()) == "StatusCode.DEADLINE_EXCEEDED"
+    line = client.format_line(client_core.RequestResult(0, "p", error="bad", status=""), 1)
+    assert "[" not in line.split("FAIL", 1)[1] and "None" not in line
 
 
 # --------------------------------------------------------------------------- concurrency note
@@ -121,7 +138,7 @@ def _rows():
 
 
 def test_csv_floats_are_rounded(tmp_path):
-    results = [bench.RunResult(r["concurrency"], 8, True, row=r) for r in _rows()]
+    results = [bench_core.RunResult(r["concurrency"], 8, True, row=r) for r in _rows()]
     paths = bench.write_reports(tmp_path, {"model": "m", "preset": "p", "input_tokens": 1, "output_tokens": 1},
                                 results)
     rows = list(csv.DictReader(paths["csv"].open()))

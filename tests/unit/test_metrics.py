@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from components import config
+from components. import config
 from components.observability.builders import metrics
 from components.observability.builders.dashboards import triton as triton_dashboard
 from tests.k8s_schema import validate_custom_resource

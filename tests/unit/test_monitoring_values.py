@@ -150,7 +150,7 @@ def test_retention_size_bounds_the_volume():
 
 
 def test_retention_size_must_fit_the_volume():
-    from components import config
+    from components. import config
 
     with pytest.raises(config.ConfigError) as err:
         config.parse_stack_config({"region": "us-west-2", "nodePools": [{"name": "g", "instanceFamilies": ["g6e"]}],

@@ -71,3 +71,27 @@ def test_aiperf_url_split():
         "http://nlb:8000", "/openai/m/v1/completions")
     with pytest.raises(Exception, match="not an OpenAI base URL"):
         openai_bench.split_base_url("localhost:9000")
+
+
+def test_error_bodies_carry_openais_error_object_next_to_upstreams_detail():
+    from tritonllm.openai_frontend import openai_error
+
+    assert openai_error(400, "Unknown model: x") == {"message": "Unknown model: x", "type": "invalid_request_error",
+                                                     "param": None, "code": None}
+    assert openai_error(500, "boom")["type"] == "server_error"
+    validation = [{"type": "less_than_equal", "loc": ["body", "temperature"], "msg": "Input should be <= 2"},
+                  {"type": "missing", "loc": ["body", "messages", 0, "role"], "msg": "Field required"}]
+    assert openai_error(422, validation) == {
+        "message": "temperature: Input should be <= 2; messages.0.role: Field required",
+        "type": "invalid_request_error", "param": "temperature", "code": None}
+
+
+@pytest.mark.parametrize("body, message", [
+    ('{"detail": "Unknown model: x", "error": {"message": "Unknown model: x", "type": "invalid_request_error"}}',
+     "Unknown model: x"),
+    ('{"detail": "from upstream only"}', "from upstream only"),  # Triton's own frontend (EKS)
+    ('{"detail": [{"loc": ["body", "x"], "msg": "bad"}]}', '[{"loc": ["body", "x"], "msg": "bad"}]'),
+    ("401 Authorization Required", "401 Authorization Required"),
+])
+def test_client_reads_the_reason_of_an_error_body(body, message):
+    assert openai_client.error_message(body) == message

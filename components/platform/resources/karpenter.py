@@ -20,12 +20,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.catalog import versions
-from components.config import (
-    CPU_NODE_POOL_NAME,
-    CpuNodePoolConfig,
-    NodePoolConfig,
-    StackIdentity,
-)
+from components.config import CPU_NODE_POOL_NAME, CpuNodePoolConfig, NodePoolConfig, StackIdentity
 from components.platform.builders.karpenter import (
     INTERRUPTION_QUEUE_TARGET_ID,
     NAMESPACE,
