@@ -18,6 +18,7 @@ AIPerf pins many libraries (pandas, transformers, pyzmq, orjson...), so it lives
 virtualenv, `.cache/aiperf-venv`, created by `python -m tritonllm bench --setup` (also run by
 `make bench-local`). The main .venv only needs matplotlib for the plot.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ def setup_aiperf(venv: Path = AIPERF_VENV, quiet: bool = False) -> Path:
     return venv / "bin" / "aiperf"
 
 
-_TOKENIZER_EXPORT = r'''
+_TOKENIZER_EXPORT = r"""
 import json, sys
 from pathlib import Path
 import gguf
@@ -94,7 +95,7 @@ bos = tokens[fields["tokenizer.ggml.bos_token_id"].contents()]
     "pad_token": eos, "model_max_length": 8192, "add_bos_token": False}, indent=1))
 texts = json.loads(sys.stdin.read())
 print(json.dumps([len(tok.encode(t, add_special_tokens=False).ids) for t in texts]))
-'''
+"""
 TOKENIZER_CHECK_TEXTS = [
     "Hello world, what is up?",
     "The year 2024 had 366 days; 3.14159 is pi.",
@@ -122,7 +123,9 @@ def ensure_local_tokenizer(aiperf: Path, out_dir: Path = LOCAL_TOKENIZER_DIR) ->
     shutil.rmtree(staging, ignore_errors=True)
     proc = subprocess.run(
         [str(aiperf.parent / "python"), "-c", _TOKENIZER_EXPORT, str(gguf_path), str(staging)],
-        input=json.dumps(TOKENIZER_CHECK_TEXTS), capture_output=True, text=True,
+        input=json.dumps(TOKENIZER_CHECK_TEXTS),
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise BenchError(f"tokenizer export failed: {proc.stderr.strip()[-2000:]}")
@@ -154,16 +157,34 @@ def run_benchmark(*args, api: str = "kserve", **kwargs) -> list[RunResult]:
 CSV_COLUMNS = (
     ["concurrency"]
     + [f"{prefix}_{stat}" for prefix in METRICS.values() for stat in STATS]
-    + ["requests_per_s", "output_tokens_per_s", "output_tokens_per_s_per_user_p50", "completed_requests",
-       "error_requests", "output_sequence_length_avg", "benchmark_duration_s"]
+    + [
+        "requests_per_s",
+        "output_tokens_per_s",
+        "output_tokens_per_s_per_user_p50",
+        "completed_requests",
+        "error_requests",
+        "output_sequence_length_avg",
+        "benchmark_duration_s",
+    ]
 )
 
 
 def write_reports(output_dir: Path, meta: dict[str, Any], results: list[RunResult]) -> dict[str, Path]:
     rows = [r.row for r in results if r.row]
-    summary = {**meta, "runs": [
-        {"concurrency": r.concurrency, "requests": r.requests, "ok": r.ok, "error": r.error,
-         "artifact_dir": r.artifact_dir, "metrics": r.row} for r in results]}
+    summary = {
+        **meta,
+        "runs": [
+            {
+                "concurrency": r.concurrency,
+                "requests": r.requests,
+                "ok": r.ok,
+                "error": r.error,
+                "artifact_dir": r.artifact_dir,
+                "metrics": r.row,
+            }
+            for r in results
+        ],
+    }
     paths = {"json": output_dir / "summary.json", "csv": output_dir / "summary.csv", "png": output_dir / "summary.png"}
     paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
     with paths["csv"].open("w", newline="") as fh:
@@ -174,8 +195,11 @@ def write_reports(output_dir: Path, meta: dict[str, Any], results: list[RunResul
     if not rows:
         del paths["png"]
         return paths
-    plot(rows, paths["png"], title=f"{meta['model']} - preset {meta['preset']} ({meta['input_tokens']} in / "
-                                   f"{meta['output_tokens']} out)")
+    plot(
+        rows,
+        paths["png"],
+        title=f"{meta['model']} - preset {meta['preset']} ({meta['input_tokens']} in / {meta['output_tokens']} out)",
+    )
     return paths
 
 
@@ -198,9 +222,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str):
     rows = sorted(rows, key=lambda r: r["concurrency"])
     x = [r["concurrency"] for r in rows]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    panels = [(axes[0][0], "ttft_ms", "Time to first token (ms)"),
-              (axes[0][1], "itl_ms", "Inter-token latency (ms)"),
-              (axes[1][0], "request_latency_ms", "Request latency (ms)")]
+    panels = [
+        (axes[0][0], "ttft_ms", "Time to first token (ms)"),
+        (axes[0][1], "itl_ms", "Inter-token latency (ms)"),
+        (axes[1][0], "request_latency_ms", "Request latency (ms)"),
+    ]
     for ax, prefix, label in panels:
         for stat, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
             ys = [r.get(f"{prefix}_{stat}") for r in rows]
@@ -233,18 +259,23 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str):
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'conc':>4} {'TTFT p50/p90/p99 ms':>24} {'ITL p50/p90/p99 ms':>22} "
-              f"{'latency p50/p90/p99 ms':>26} {'req/s':>7} {'out tok/s':>9} {'errors':>6}")
+    header = (
+        f"{'conc':>4} {'TTFT p50/p90/p99 ms':>24} {'ITL p50/p90/p99 ms':>22} "
+        f"{'latency p50/p90/p99 ms':>26} {'req/s':>7} {'out tok/s':>9} {'errors':>6}"
+    )
     lines = [header]
 
     def trio(r, prefix, fmt):
-        return "/".join(fmt.format(r[f"{prefix}_{s}"]) if r.get(f"{prefix}_{s}") is not None else "-"
-                        for s in ("p50", "p90", "p99"))
+        return "/".join(
+            fmt.format(r[f"{prefix}_{s}"]) if r.get(f"{prefix}_{s}") is not None else "-" for s in ("p50", "p90", "p99")
+        )
 
     for r in sorted(rows, key=lambda r: r["concurrency"]):
-        lines.append(f"{r['concurrency']:>4} {trio(r, 'ttft_ms', '{:.0f}'):>24} {trio(r, 'itl_ms', '{:.1f}'):>22} "
-                     f"{trio(r, 'request_latency_ms', '{:.0f}'):>26} {r['requests_per_s']:>7.2f} "
-                     f"{r['output_tokens_per_s']:>9.1f} {r['error_requests']:>6}")
+        lines.append(
+            f"{r['concurrency']:>4} {trio(r, 'ttft_ms', '{:.0f}'):>24} {trio(r, 'itl_ms', '{:.1f}'):>22} "
+            f"{trio(r, 'request_latency_ms', '{:.0f}'):>26} {r['requests_per_s']:>7.2f} "
+            f"{r['output_tokens_per_s']:>9.1f} {r['error_requests']:>6}"
+        )
     return "\n".join(lines)
 
 
@@ -252,27 +283,46 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="Triton HTTP endpoint (default $TRITON_HTTP_URL or http://localhost:8000); "
-                        "with --api openai the OpenAI base URL (default $OPENAI_BASE_URL or http://localhost:9000/v1)")
-    parser.add_argument("--api", choices=("kserve", "openai"),
-                        help="kserve: Triton's generate extension; openai: AIPerf's OpenAI mode against "
-                        "/v1/chat/completions (default: the preset's, kserve for all but openai-*)")
+    parser.add_argument(
+        "--url",
+        help="Triton HTTP endpoint (default $TRITON_HTTP_URL or http://localhost:8000); "
+        "with --api openai the OpenAI base URL (default $OPENAI_BASE_URL or http://localhost:9000/v1)",
+    )
+    parser.add_argument(
+        "--api",
+        choices=("kserve", "openai"),
+        help="kserve: Triton's generate extension; openai: AIPerf's OpenAI mode against "
+        "/v1/chat/completions (default: the preset's, kserve for all but openai-*)",
+    )
     parser.add_argument("--model-name", default="smollm2", help="model to load-test (default %(default)s)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="sweep",
-                        help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()) + " (default %(default)s)")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="sweep",
+        help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()) + " (default %(default)s)",
+    )
     parser.add_argument("--concurrency", help="comma-separated concurrencies, overriding the preset's (e.g. 1,4,16)")
     parser.add_argument("--request-count", type=int, help="requests per concurrency level (default: the preset's)")
     parser.add_argument("--input-tokens", type=int, help="override the preset's input length")
     parser.add_argument("--output-tokens", type=int, help="override the preset's output length")
-    parser.add_argument("--no-stream", action="store_true", help="use /generate (no TTFT/ITL) instead of generate_stream")
-    parser.add_argument("--tokenizer", help="tokenizer for AIPerf: a local Hugging Face tokenizer directory or hub "
-                        "name (default: SmolLM2's, exported offline from the local model's GGUF)")
+    parser.add_argument(
+        "--no-stream", action="store_true", help="use /generate (no TTFT/ITL) instead of generate_stream"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        help="tokenizer for AIPerf: a local Hugging Face tokenizer directory or hub "
+        "name (default: SmolLM2's, exported offline from the local model's GGUF)",
+    )
     parser.add_argument("--output-dir", help="where to write the results (default results/bench/<preset>-<time>)")
     parser.add_argument("--aiperf", help="aiperf executable (default .cache/aiperf-venv/bin/aiperf, then PATH)")
-    parser.add_argument("--api-key", default=None,
-                        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})")
-    parser.add_argument("--setup", action="store_true",
-                        help="create the AIPerf virtualenv and the local tokenizer, then exit")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--setup", action="store_true", help="create the AIPerf virtualenv and the local tokenizer, then exit"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -283,8 +333,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     aiperf = aiperf_executable(args.aiperf)
     if aiperf is None:
-        print("error: aiperf not found; run `python -m tritonllm bench --setup` (or `make bench-local`)",
-              file=sys.stderr)
+        print(
+            "error: aiperf not found; run `python -m tritonllm bench --setup` (or `make bench-local`)", file=sys.stderr
+        )
         return 2
     base = PRESETS[args.preset]
     api = getattr(args, "api", None) or base.api
@@ -303,26 +354,52 @@ def main(args: argparse.Namespace) -> int:
     try:
         concurrencies = tuple(int(c) for c in args.concurrency.split(",")) if args.concurrency else None
     except ValueError:
-        print(f"error: --concurrency must be a comma-separated list of integers, got {args.concurrency!r}",
-              file=sys.stderr)
+        print(
+            f"error: --concurrency must be a comma-separated list of integers, got {args.concurrency!r}",
+            file=sys.stderr,
+        )
         return 2
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     output_dir = Path(args.output_dir or REPO_ROOT / "results" / "bench" / f"{args.preset}-{stamp}").resolve()
     try:
         tokenizer = args.tokenizer or str(ensure_local_tokenizer(aiperf))
-        print(f"benchmarking model '{args.model_name}' at {args.url} with AIPerf, preset {args.preset}: "
-              f"{preset.input_tokens} in / {preset.output_tokens} out")
-        results = run_benchmark(args.url, args.model_name, preset, output_dir, aiperf, tokenizer,
-                                concurrencies=concurrencies, requests_per_run=args.request_count,
-                                streaming=not args.no_stream,
-                                api_key=args.api_key or os.environ.get(API_KEY_ENV), api=api)
+        print(
+            f"benchmarking model '{args.model_name}' at {args.url} with AIPerf, preset {args.preset}: "
+            f"{preset.input_tokens} in / {preset.output_tokens} out"
+        )
+        results = run_benchmark(
+            args.url,
+            args.model_name,
+            preset,
+            output_dir,
+            aiperf,
+            tokenizer,
+            concurrencies=concurrencies,
+            requests_per_run=args.request_count,
+            streaming=not args.no_stream,
+            api_key=args.api_key or os.environ.get(API_KEY_ENV),
+            api=api,
+        )
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    meta = {"model": args.model_name, "url": args.url, "preset": args.preset, "description": preset.description,
-            "input_tokens": preset.input_tokens, "output_tokens": preset.output_tokens,
-            "streaming": not args.no_stream, "tokenizer": tokenizer, "tool": AIPERF_REQUIREMENTS[0], "api": api}
-    note = kserve_bench.concurrency_note(args.url, args.model_name, [r.concurrency for r in results]) if api == "kserve" else None
+    meta = {
+        "model": args.model_name,
+        "url": args.url,
+        "preset": args.preset,
+        "description": preset.description,
+        "input_tokens": preset.input_tokens,
+        "output_tokens": preset.output_tokens,
+        "streaming": not args.no_stream,
+        "tokenizer": tokenizer,
+        "tool": AIPERF_REQUIREMENTS[0],
+        "api": api,
+    }
+    note = (
+        kserve_bench.concurrency_note(args.url, args.model_name, [r.concurrency for r in results])
+        if api == "kserve"
+        else None
+    )
     if note:
         meta["note"] = note
     paths = write_reports(output_dir, meta, results)

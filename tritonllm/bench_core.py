@@ -5,6 +5,7 @@ arguments, one AIPerf run at one concurrency and its summary row.
 Protocol-neutral: the request side (a payload template for Triton's generate extension, or
 AIPerf's own OpenAI mode) is each half's.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,19 +30,40 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "seed-500in-5out": Preset(
         "the seeds' genai-perf load test: 500 input / 5 output tokens at concurrency 20",
-        input_tokens=500, output_tokens=5, concurrencies=(20,), requests_per_run=40),
+        input_tokens=500,
+        output_tokens=5,
+        concurrencies=(20,),
+        requests_per_run=40,
+    ),
     "chat": Preset(
         "chat-shaped: ~256 input (stddev 64) / 128 output tokens at concurrency 4",
-        input_tokens=256, input_tokens_stddev=64, output_tokens=128, concurrencies=(4,), requests_per_run=16),
+        input_tokens=256,
+        input_tokens_stddev=64,
+        output_tokens=128,
+        concurrencies=(4,),
+        requests_per_run=16,
+    ),
     "sweep": Preset(
         "concurrency sweep 1, 2, 4, 8 with 128 input / 32 output tokens",
-        input_tokens=128, output_tokens=32, concurrencies=(1, 2, 4, 8)),
+        input_tokens=128,
+        output_tokens=32,
+        concurrencies=(1, 2, 4, 8),
+    ),
     "smoke": Preset(
         "a quick check (CI): 32 input / 8 output tokens at concurrency 1 and 2",
-        input_tokens=32, output_tokens=8, concurrencies=(1, 2), requests_per_run=4),
+        input_tokens=32,
+        output_tokens=8,
+        concurrencies=(1, 2),
+        requests_per_run=4,
+    ),
     "openai-chat": Preset(
         "AIPerf's OpenAI mode (/v1/chat/completions, streaming): 128 input / 32 output tokens at concurrency 1 and 4",
-        input_tokens=128, output_tokens=32, concurrencies=(1, 4), requests_per_run=12, api="openai"),
+        input_tokens=128,
+        output_tokens=32,
+        concurrencies=(1, 4),
+        requests_per_run=12,
+        api="openai",
+    ),
 }
 
 # metric name in AIPerf's JSON export -> column prefix in our summary
@@ -101,30 +123,45 @@ def run_aiperf(cmd: list[str], artifact_dir: Path, concurrency: int, requests: i
         result.row = summarize_export(json.loads(export.read_text()), concurrency)
         result.ok = result.row["error_requests"] == 0 and result.row["completed_requests"] == requests
         if not result.ok:
-            result.error = (f"{result.row['error_requests']} failed requests, "
-                            f"{result.row['completed_requests']}/{requests} completed")
+            result.error = (
+                f"{result.row['error_requests']} failed requests, "
+                f"{result.row['completed_requests']}/{requests} completed"
+            )
     return result
 
 
-def aiperf_load_args(tokenizer: str, preset: Preset, concurrency: int, requests: int,
-                     artifact_dir: Path) -> list[str]:
+def aiperf_load_args(tokenizer: str, preset: Preset, concurrency: int, requests: int, artifact_dir: Path) -> list[str]:
     """AIPerf arguments every preset shares (KServe and OpenAI): synthetic load of the preset's
     shape, fixed seed, one worker, no server/GPU telemetry, generous request timeout."""
     return [
-        "--tokenizer", tokenizer,
-        "--synthetic-input-tokens-mean", str(preset.input_tokens),
-        "--synthetic-input-tokens-stddev", str(preset.input_tokens_stddev),
-        "--output-tokens-mean", str(preset.output_tokens),
-        "--output-tokens-stddev", "0",
-        "--concurrency", str(concurrency),
-        "--request-count", str(requests),
-        "--warmup-request-count", str(min(concurrency, 4)),
-        "--random-seed", "0",
-        "--artifact-dir", str(artifact_dir),
-        "--ui-type", "none",
-        "--workers-max", "1",
-        "--record-processors", "1",
+        "--tokenizer",
+        tokenizer,
+        "--synthetic-input-tokens-mean",
+        str(preset.input_tokens),
+        "--synthetic-input-tokens-stddev",
+        str(preset.input_tokens_stddev),
+        "--output-tokens-mean",
+        str(preset.output_tokens),
+        "--output-tokens-stddev",
+        "0",
+        "--concurrency",
+        str(concurrency),
+        "--request-count",
+        str(requests),
+        "--warmup-request-count",
+        str(min(concurrency, 4)),
+        "--random-seed",
+        "0",
+        "--artifact-dir",
+        str(artifact_dir),
+        "--ui-type",
+        "none",
+        "--workers-max",
+        "1",
+        "--record-processors",
+        "1",
         "--no-server-metrics",
         "--no-gpu-telemetry",
-        "--request-timeout-seconds", "900",
+        "--request-timeout-seconds",
+        "900",
     ]

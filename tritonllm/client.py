@@ -17,6 +17,7 @@ missing prompts file). The first request goes alone: when the server refuses it 
 asks (HTTP 4xx, gRPC INVALID_ARGUMENT or the model's error response, e.g. --max-tokens out of
 range), the reason is said once and the others, which carry the same settings, are not sent (exit 1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,15 +64,21 @@ def infer_protocol(url: str | None, protocol: str | None) -> tuple[str, bool]:
     scheme = url.split("://", 1)[0].lower() if url and "://" in url else ""
     from_url = {"http": "http", "https": "http", "grpc": "grpc", "grpcs": "grpc"}.get(scheme)
     if scheme and from_url is None:
-        raise UsageError(f"--url {url}: unknown scheme '{scheme}://'; use http(s)://host:port for HTTP or "
-                         "host:port (or grpc://host:port) for gRPC")
+        raise UsageError(
+            f"--url {url}: unknown scheme '{scheme}://'; use http(s)://host:port for HTTP or "
+            "host:port (or grpc://host:port) for gRPC"
+        )
     if from_url and protocol and protocol != from_url:
         if from_url == "http":
-            raise UsageError(f"--url {url} is an HTTP address but --protocol {protocol} was given: drop "
-                             f"--protocol (the URL decides), or for gRPC give host:port of Triton's gRPC port "
-                             "(8001 by default), e.g. --url 127.0.0.1:8001")
-        raise UsageError(f"--url {url} is a gRPC address but --protocol {protocol} was given: drop --protocol, "
-                         "or for HTTP give http://host:port of Triton's HTTP port (8000 by default)")
+            raise UsageError(
+                f"--url {url} is an HTTP address but --protocol {protocol} was given: drop "
+                f"--protocol (the URL decides), or for gRPC give host:port of Triton's gRPC port "
+                "(8001 by default), e.g. --url 127.0.0.1:8001"
+            )
+        raise UsageError(
+            f"--url {url} is a gRPC address but --protocol {protocol} was given: drop --protocol, "
+            "or for HTTP give http://host:port of Triton's HTTP port (8000 by default)"
+        )
     return from_url or protocol or "grpc", scheme in ("https", "grpcs")
 
 
@@ -85,8 +92,10 @@ def format_line(result: RequestResult, total: int) -> str:
     head = f"[{result.index + 1:>{width}}/{total}]"
     if result.ok:
         ttft = f"{result.ttft_s:.3f}s" if result.ttft_s is not None else "-"
-        return (f"{head} OK   {result.latency_s:7.3f}s  ttft {ttft:>7}  {result.chunks:4d} chunks  "
-                f"{_excerpt(result.prompt)!r} -> {_excerpt(result.text)!r}")
+        return (
+            f"{head} OK   {result.latency_s:7.3f}s  ttft {ttft:>7}  {result.chunks:4d} chunks  "
+            f"{_excerpt(result.prompt)!r} -> {_excerpt(result.text)!r}"
+        )
     status = f" [{result.status}]" if result.status else ""
     return f"{head} FAIL {result.latency_s:7.3f}s{status}  {result.error}"
 
@@ -135,55 +144,113 @@ def write_results(path: Path, results: list[RequestResult], meta: dict[str, Any]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="server address; the protocol follows it: http(s)://host:port is HTTP, "
-                        "host:port (or grpc://host:port) is gRPC (default $TRITON_GRPC_URL or localhost:8001, "
-                        "with --protocol http $TRITON_HTTP_URL or http://localhost:8000)")
-    parser.add_argument("--protocol", choices=("grpc", "http"), default=None,
-                        help="only needed without --url or with a host:port URL (default: from --url, else grpc)")
-    parser.add_argument("--api", choices=("kserve", "openai"), default="kserve",
-                        help="kserve: Triton's v2 APIs (--protocol); openai: the OpenAI-compatible API at --url "
-                        "(default $OPENAI_BASE_URL or http://localhost:9000/v1), streaming unless --no-stream")
-    parser.add_argument("--openai-endpoint", choices=("chat", "completions"), default="chat",
-                        help="with --api openai: /v1/chat/completions (chat template applied by the server) or "
-                        "/v1/completions (raw text) (default %(default)s)")
-    parser.add_argument("--model-name", default="smollm2", help="model to call, e.g. smollm2, ensemble, "
-                        "llama-2-7b-chat (default %(default)s)")
-    parser.add_argument("--input-prompts", default="prompts.txt", help="prompts file, one per line (default %(default)s)")
-    parser.add_argument("--results-file", default="results/client-results.txt",
-                        help="where to write prompts and answers; .jsonl/.json for JSON lines (default %(default)s)")
+    parser.add_argument(
+        "--url",
+        help="server address; the protocol follows it: http(s)://host:port is HTTP, "
+        "host:port (or grpc://host:port) is gRPC (default $TRITON_GRPC_URL or localhost:8001, "
+        "with --protocol http $TRITON_HTTP_URL or http://localhost:8000)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("grpc", "http"),
+        default=None,
+        help="only needed without --url or with a host:port URL (default: from --url, else grpc)",
+    )
+    parser.add_argument(
+        "--api",
+        choices=("kserve", "openai"),
+        default="kserve",
+        help="kserve: Triton's v2 APIs (--protocol); openai: the OpenAI-compatible API at --url "
+        "(default $OPENAI_BASE_URL or http://localhost:9000/v1), streaming unless --no-stream",
+    )
+    parser.add_argument(
+        "--openai-endpoint",
+        choices=("chat", "completions"),
+        default="chat",
+        help="with --api openai: /v1/chat/completions (chat template applied by the server) or "
+        "/v1/completions (raw text) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default="smollm2",
+        help="model to call, e.g. smollm2, ensemble, llama-2-7b-chat (default %(default)s)",
+    )
+    parser.add_argument(
+        "--input-prompts", default="prompts.txt", help="prompts file, one per line (default %(default)s)"
+    )
+    parser.add_argument(
+        "--results-file",
+        default="results/client-results.txt",
+        help="where to write prompts and answers; .jsonl/.json for JSON lines (default %(default)s)",
+    )
     stream = parser.add_mutually_exclusive_group()
-    stream.add_argument("--stream", dest="stream", action="store_true", default=None,
-                        help="stream tokens (default for gRPC; /generate_stream for HTTP)")
+    stream.add_argument(
+        "--stream",
+        dest="stream",
+        action="store_true",
+        default=None,
+        help="stream tokens (default for gRPC; /generate_stream for HTTP)",
+    )
     stream.add_argument("--no-stream", dest="stream", action="store_false", help="one response per request")
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once (default %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens to generate (default %(default)s)")
-    parser.add_argument("--temperature", type=float,
-                        help="sampling temperature; 0 = greedy, the same answer every time (model default if unset)")
-    parser.add_argument("--top-p", type=float,
-                        help="nucleus sampling: sample only from the most likely tokens whose probabilities add up "
-                        "to this, in (0, 1]; 1 = off (model default if unset)")
-    parser.add_argument("--top-k", type=int,
-                        help="sample only from the k most likely tokens; 1 = greedy, 0 or -1 = off "
-                        "(model default if unset)")
-    parser.add_argument("--seed", type=int,
-                        help="random seed of the sampler, 0 to 2^32-1: the same seed, prompt and settings give "
-                        "the same answer (random if unset)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help="sampling temperature; 0 = greedy, the same answer every time (model default if unset)",
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        help="nucleus sampling: sample only from the most likely tokens whose probabilities add up "
+        "to this, in (0, 1]; 1 = off (model default if unset)",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        help="sample only from the k most likely tokens; 1 = greedy, 0 or -1 = off (model default if unset)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="random seed of the sampler, 0 to 2^32-1: the same seed, prompt and settings give "
+        "the same answer (random if unset)",
+    )
     parser.add_argument("--stop", action="append", default=[], help="stop word (repeatable)")
     parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-tokens tokens")
-    parser.add_argument("--include-input", action="store_true",
-                        help="ask the model to prepend the prompt to the output (exclude_input_in_output=false)")
+    parser.add_argument(
+        "--include-input",
+        action="store_true",
+        help="ask the model to prepend the prompt to the output (exclude_input_in_output=false)",
+    )
     chat = parser.add_mutually_exclusive_group()
-    chat.add_argument("--chat-template", dest="chat_template", action="store_true", default=None,
-                      help="force the chat template (models with an apply_chat_template input)")
-    chat.add_argument("--no-chat-template", dest="chat_template", action="store_false",
-                      help="send prompts raw (models with an apply_chat_template input)")
-    parser.add_argument("--sampling-style", choices=("auto", "json", "tensors"), default="auto",
-                        help="auto: sampling_parameters JSON when the model has it (vLLM, local), else separate "
-                        "tensors (TRT-LLM ensemble)")
+    chat.add_argument(
+        "--chat-template",
+        dest="chat_template",
+        action="store_true",
+        default=None,
+        help="force the chat template (models with an apply_chat_template input)",
+    )
+    chat.add_argument(
+        "--no-chat-template",
+        dest="chat_template",
+        action="store_false",
+        help="send prompts raw (models with an apply_chat_template input)",
+    )
+    parser.add_argument(
+        "--sampling-style",
+        choices=("auto", "json", "tensors"),
+        default="auto",
+        help="auto: sampling_parameters JSON when the model has it (vLLM, local), else separate "
+        "tensors (TRT-LLM ensemble)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds")
     parser.add_argument("--ssl", action="store_true", help="TLS (https / secure gRPC channel)")
-    parser.add_argument("--api-key", default=None,
-                        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})",
+    )
     parser.add_argument("--quiet", action="store_true", help="only print the summary")
 
 
@@ -208,8 +275,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # under `tritonllm serve -- ...` the server's addresses come in the environment
-    url = args.url or (os.environ.get("TRITON_GRPC_URL", "localhost:8001") if protocol == "grpc"
-                       else os.environ.get("TRITON_HTTP_URL", "http://localhost:8000"))
+    url = args.url or (
+        os.environ.get("TRITON_GRPC_URL", "localhost:8001")
+        if protocol == "grpc"
+        else os.environ.get("TRITON_HTTP_URL", "http://localhost:8000")
+    )
     ssl = args.ssl or tls
     stream = args.stream if args.stream is not None else (protocol == "grpc")
     openai_api = getattr(args, "api", "kserve") == "openai"
@@ -227,8 +297,10 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     total = len(prompts)
     mode = f"{protocol}{' streaming' if stream else ''}"
-    print(f"sending {total} prompts to model '{args.model_name}' at {url} ({mode}, concurrency {args.concurrency})",
-          flush=True)
+    print(
+        f"sending {total} prompts to model '{args.model_name}' at {url} ({mode}, concurrency {args.concurrency})",
+        flush=True,
+    )
 
     def report(result: RequestResult) -> None:
         if not args.quiet or not result.ok:
@@ -237,16 +309,42 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         if openai_api:
-            iface, results = None, asyncio.run(openai_client.run_requests(
-                url, args.model_name, prompts, settings, endpoint=args.openai_endpoint, stream=stream,
-                concurrency=args.concurrency, timeout=args.timeout, on_result=report,
-                api_key=args.api_key or os.environ.get(API_KEY_ENV), stop_when_refused=True))
+            iface, results = (
+                None,
+                asyncio.run(
+                    openai_client.run_requests(
+                        url,
+                        args.model_name,
+                        prompts,
+                        settings,
+                        endpoint=args.openai_endpoint,
+                        stream=stream,
+                        concurrency=args.concurrency,
+                        timeout=args.timeout,
+                        on_result=report,
+                        api_key=args.api_key or os.environ.get(API_KEY_ENV),
+                        stop_when_refused=True,
+                    )
+                ),
+            )
         else:
-            iface, results = asyncio.run(kserve_client.run_requests(
-                url, args.model_name, prompts, settings, protocol=protocol, stream=stream,
-                concurrency=args.concurrency, timeout=args.timeout, ssl=ssl, style=args.sampling_style,
-                on_result=report, api_key=args.api_key or os.environ.get(API_KEY_ENV), stop_when_refused=True,
-            ))
+            iface, results = asyncio.run(
+                kserve_client.run_requests(
+                    url,
+                    args.model_name,
+                    prompts,
+                    settings,
+                    protocol=protocol,
+                    stream=stream,
+                    concurrency=args.concurrency,
+                    timeout=args.timeout,
+                    ssl=ssl,
+                    style=args.sampling_style,
+                    on_result=report,
+                    api_key=args.api_key or os.environ.get(API_KEY_ENV),
+                    stop_when_refused=True,
+                )
+            )
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -261,8 +359,11 @@ def main(args: argparse.Namespace) -> int:
     p50 = summary["latency_p50_s"]
     print(
         f"total: {summary['succeeded']}/{summary['requests']} succeeded, {summary['failed']} failed in {wall:.2f}s"
-        + (f"; latency p50 {p50:.3f}s, p90 {summary['latency_p90_s']:.3f}s, max {summary['latency_max_s']:.3f}s"
-           if p50 is not None else "")
+        + (
+            f"; latency p50 {p50:.3f}s, p90 {summary['latency_p90_s']:.3f}s, max {summary['latency_max_s']:.3f}s"
+            if p50 is not None
+            else ""
+        )
         + (f"; {summary['requests_per_s']:.2f} req/s" if summary["requests_per_s"] else "")
     )
     note = iface.concurrency_note(min(args.concurrency, total)) if iface is not None else None

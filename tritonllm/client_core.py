@@ -4,6 +4,7 @@ error that stops a run before anything is sent, API-key credentials, server-sent
 
 Protocol-neutral: nothing here knows Triton's KServe APIs or the OpenAI API.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,15 +45,29 @@ class SetupError(RuntimeError):
 # --------------------------------------------------------------------------- a run stops when its settings are refused
 
 # gRPC status names (tritonclient reports "StatusCode.<NAME>") of a request refused for what it asks.
-GRPC_REFUSALS = frozenset({"INVALID_ARGUMENT", "OUT_OF_RANGE", "NOT_FOUND", "UNIMPLEMENTED", "FAILED_PRECONDITION",
-                           "PERMISSION_DENIED", "UNAUTHENTICATED"})
+GRPC_REFUSALS = frozenset(
+    {
+        "INVALID_ARGUMENT",
+        "OUT_OF_RANGE",
+        "NOT_FOUND",
+        "UNIMPLEMENTED",
+        "FAILED_PRECONDITION",
+        "PERMISSION_DENIED",
+        "UNAUTHENTICATED",
+    }
+)
 
 
 def http_refused(result: RequestResult) -> bool:
     """An HTTP 4xx answer, before any text: the request was refused for what it asks (408 and 429
     are about timing and load, not the request)."""
-    return (not result.ok and not result.chunks and result.status.isdigit()
-            and 400 <= int(result.status) < 500 and int(result.status) not in (408, 429))
+    return (
+        not result.ok
+        and not result.chunks
+        and result.status.isdigit()
+        and 400 <= int(result.status) < 500
+        and int(result.status) not in (408, 429)
+    )
 
 
 class RequestsRefused(RuntimeError):
@@ -65,13 +80,16 @@ class RequestsRefused(RuntimeError):
         status = f" [{result.status}]" if result.status else ""
         message = f"the server refused the first request{status}: {result.error}"
         if unsent:
-            message += (f"\n  the other {unsent} request{'s' if unsent != 1 else ''} carry the same settings, "
-                        "so they were not sent; change the setting it names and run again")
+            message += (
+                f"\n  the other {unsent} request{'s' if unsent != 1 else ''} carry the same settings, "
+                "so they were not sent; change the setting it names and run again"
+            )
         super().__init__(message)
 
 
-async def send_requests(results: list[RequestResult], send, *, concurrency: int = 1, on_result=None,
-                        refused=None) -> None:
+async def send_requests(
+    results: list[RequestResult], send, *, concurrency: int = 1, on_result=None, refused=None
+) -> None:
     """Await `send(i)` for each result, at most `concurrency` at once, calling `on_result` as each ends.
     With `refused` (a predicate on a result), the first request goes alone and, when the server
     refused it, RequestsRefused is raised instead of sending the others (nor reporting the first)."""
@@ -97,8 +115,10 @@ async def send_requests(results: list[RequestResult], send, *, concurrency: int 
 # --------------------------------------------------------------------------- API keys
 
 API_KEY_ENV = "TRITONLLM_API_KEY"
-API_KEY_HINT = (f"the server wants an API key; pass --api-key name:secret or set {API_KEY_ENV} "
-                "(EKS: the stack output apiKeyCommand prints one)")
+API_KEY_HINT = (
+    f"the server wants an API key; pass --api-key name:secret or set {API_KEY_ENV} "
+    "(EKS: the stack output apiKeyCommand prints one)"
+)
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -123,8 +143,12 @@ def is_http2_settings_frame(head: bytes) -> bool:
     """True for the 9-byte header of an HTTP/2 SETTINGS frame on stream 0: what an HTTP/2 server
     (a gRPC port) sends first, and what an HTTP/1.1 client reads as a bad status line
     ("\\x00\\x00\\x18\\x04...")."""
-    return (len(head) >= 9 and head[3] == 0x04 and head[5:9] == b"\x00\x00\x00\x00"
-            and int.from_bytes(head[:3], "big") % 6 == 0)
+    return (
+        len(head) >= 9
+        and head[3] == 0x04
+        and head[5:9] == b"\x00\x00\x00\x00"
+        and int.from_bytes(head[:3], "big") % 6 == 0
+    )
 
 
 def probe(host: str, port: int, timeout: float = 3.0) -> str:
@@ -161,8 +185,10 @@ def host_port(url: str) -> tuple[str, int]:
 
 
 def nothing_listens(host: str, port: int) -> str:
-    return (f"nothing listens at {host}:{port} (connection refused): start the server "
-            "(python -m tritonllm serve) or check --url")
+    return (
+        f"nothing listens at {host}:{port} (connection refused): start the server "
+        "(python -m tritonllm serve) or check --url"
+    )
 
 
 # --------------------------------------------------------------------------- server-sent events

@@ -7,6 +7,7 @@ It shares tritonllm/bench_core.py (presets, one AIPerf run) and tritonllm/client
 credentials) with the OpenAI half, tritonllm/openai_bench.py, and imports nothing of it;
 tritonllm/bench.py (the command) chooses between them.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,17 +52,33 @@ def payload_template(iface: ModelInterface, stream: bool = True, ignore_eos: boo
     return "{" + ", ".join(parts) + "}"
 
 
-def aiperf_command(aiperf: Path, url: str, model: str, template_file: Path, tokenizer: str, preset: Preset,
-                   concurrency: int, requests: int, artifact_dir: Path, streaming: bool,
-                   api_key: str | None = None) -> list[str]:
+def aiperf_command(
+    aiperf: Path,
+    url: str,
+    model: str,
+    template_file: Path,
+    tokenizer: str,
+    preset: Preset,
+    concurrency: int,
+    requests: int,
+    artifact_dir: Path,
+    streaming: bool,
+    api_key: str | None = None,
+) -> list[str]:
     route = "generate_stream" if streaming else "generate"
     cmd = [
-        str(aiperf), "profile",
-        "--model", model,
-        "--url", f"{url.rstrip('/')}/v2/models/{model}/{route}",
-        "--endpoint-type", "template",
-        "--extra-inputs", f"payload_template:{template_file}",
-        "--extra-inputs", "response_field:text_output",
+        str(aiperf),
+        "profile",
+        "--model",
+        model,
+        "--url",
+        f"{url.rstrip('/')}/v2/models/{model}/{route}",
+        "--endpoint-type",
+        "template",
+        "--extra-inputs",
+        f"payload_template:{template_file}",
+        "--extra-inputs",
+        "response_field:text_output",
         *aiperf_load_args(tokenizer, preset, concurrency, requests, artifact_dir),
     ]
     if streaming:
@@ -81,10 +98,13 @@ def fetch_interface(url: str, model: str, timeout: float = 30, api_key: str | No
             return ModelInterface.from_config(json.loads(resp.read().decode()))
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
-            raise BenchError(f"HTTP 401 from {url}: the server wants an API key; pass --api-key name:secret "
-                             f"or set {API_KEY_ENV}") from None
-        raise BenchError(f"cannot read the config of model '{model}' at {url}: HTTP {exc.code} "
-                         f"{exc.read().decode(errors='replace').strip()}") from None
+            raise BenchError(
+                f"HTTP 401 from {url}: the server wants an API key; pass --api-key name:secret or set {API_KEY_ENV}"
+            ) from None
+        raise BenchError(
+            f"cannot read the config of model '{model}' at {url}: HTTP {exc.code} "
+            f"{exc.read().decode(errors='replace').strip()}"
+        ) from None
     except OSError as exc:
         raise BenchError(f"cannot reach {url}: {exc}") from None
 
@@ -120,8 +140,19 @@ def run_benchmark(
     for concurrency in concurrencies or preset.concurrencies:
         requests = requests_per_run or preset.requests_per_run or max(8, 4 * concurrency)
         artifact_dir = output_dir / f"concurrency-{concurrency}"
-        cmd = aiperf_command(aiperf, url, model, template_file, tokenizer, preset, concurrency, requests,
-                             artifact_dir, streaming, api_key=api_key)
+        cmd = aiperf_command(
+            aiperf,
+            url,
+            model,
+            template_file,
+            tokenizer,
+            preset,
+            concurrency,
+            requests,
+            artifact_dir,
+            streaming,
+            api_key=api_key,
+        )
         log(f"  concurrency {concurrency:>3}: {requests} requests ...")
         artifact_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -130,9 +161,11 @@ def run_benchmark(
         elapsed = time.monotonic() - started
         if result.row:
             r = result.row
-            log(f"  concurrency {concurrency:>3}: done in {elapsed:.0f}s; TTFT p50 {r['ttft_ms_p50']:.0f} ms, "
+            log(
+                f"  concurrency {concurrency:>3}: done in {elapsed:.0f}s; TTFT p50 {r['ttft_ms_p50']:.0f} ms, "
                 f"ITL p50 {r['itl_ms_p50'] or 0:.1f} ms, latency p99 {r['request_latency_ms_p99']:.0f} ms, "
-                f"{r['requests_per_s']:.2f} req/s, {r['output_tokens_per_s']:.1f} output tok/s")
+                f"{r['requests_per_s']:.2f} req/s, {r['output_tokens_per_s']:.1f} output tok/s"
+            )
         if not result.ok:
             log(f"  concurrency {concurrency:>3}: FAILED: {result.error}")
     return results

@@ -6,6 +6,7 @@ model has (see tritonllm/_llm_io.py).
 It shares tritonllm/client_core.py with the OpenAI half (tritonllm/openai_client.py) and imports
 nothing of it; tritonllm/client.py (the command) chooses between them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,14 +15,26 @@ import time
 from typing import Any
 
 from tritonllm._llm_io import ContractError, GenerationSettings, ModelInterface, plan_inputs, text_from_generate_json
-from tritonllm.client_core import (API_KEY_HINT, GRPC_REFUSALS, RequestResult, SetupError, auth_headers, host_port,
-                                   http_refused, nothing_listens, probe, send_requests, sse_events, sse_json_events)
+from tritonllm.client_core import (
+    API_KEY_HINT,
+    GRPC_REFUSALS,
+    RequestResult,
+    SetupError,
+    auth_headers,
+    host_port,
+    http_refused,
+    nothing_listens,
+    probe,
+    send_requests,
+    sse_events,
+    sse_json_events,
+)
 
 
 def grpc_target(url: str) -> str:
     for prefix in ("grpc://", "grpcs://", "http://", "https://"):
         if url.startswith(prefix):
-            url = url[len(prefix):]
+            url = url[len(prefix) :]
     return url.rstrip("/")
 
 
@@ -77,8 +90,9 @@ class GrpcBackend:
 
     async def model_interface(self, model: str) -> ModelInterface:
         try:
-            config = await self.client.get_model_config(model, headers={**routing_headers(model), **self._auth},
-                                                        as_json=True)
+            config = await self.client.get_model_config(
+                model, headers={**routing_headers(model), **self._auth}, as_json=True
+            )
         except Exception as exc:  # noqa: BLE001
             message, status = _grpc_message(exc), _grpc_status(exc)
             if "UNAUTHENTICATED" in status:
@@ -93,16 +107,19 @@ class GrpcBackend:
                 if answer == "refused":
                     raise SetupError(f"cannot reach {grpc_target(self.url)}: {nothing_listens(host, port)}") from None
                 if answer == "listening":  # something answers, but not in HTTP/2: not a gRPC port
-                    hint = (f"\n  no gRPC server answers at {host}:{port}: if that is Triton's HTTP port, "
-                            f"use --url http://{host}:{port} (the protocol follows the URL)")
+                    hint = (
+                        f"\n  no gRPC server answers at {host}:{port}: if that is Triton's HTTP port, "
+                        f"use --url http://{host}:{port} (the protocol follows the URL)"
+                    )
             raise SetupError(f"cannot read the config of model '{model}': {message}{hint}") from None
         return ModelInterface.from_config(config)
 
     async def served_models(self) -> dict[str, str] | None:
         """name -> state from the repository index; None when the server does not answer it."""
         try:
-            index = await self.client.get_model_repository_index(headers=self._auth or None, as_json=True,
-                                                                 client_timeout=10)
+            index = await self.client.get_model_repository_index(
+                headers=self._auth or None, as_json=True, client_timeout=10
+            )
         except Exception:  # noqa: BLE001
             return None
         return {m.get("name", ""): m.get("state", "UNKNOWN") for m in (index or {}).get("models", [])}
@@ -118,21 +135,29 @@ class GrpcBackend:
             tensors.append(tensor)
         return tensors
 
-    async def generate(self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult,
-                       timeout: float) -> None:
+    async def generate(
+        self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult, timeout: float
+    ) -> None:
         inputs = self._inputs(iface, values)
         outputs = [self._grpc.InferRequestedOutput("text_output")]
         started = time.perf_counter()
         pieces: list[str] = []
+
         # The streaming RPC serves decoupled and non-decoupled models alike (one response for
         # the latter), and unary ModelInfer refuses decoupled ones: always stream.
         async def requests():
-            yield {"model_name": model, "inputs": inputs, "outputs": outputs,
-                   "request_id": str(result.index), "enable_empty_final_response": True}
+            yield {
+                "model_name": model,
+                "inputs": inputs,
+                "outputs": outputs,
+                "request_id": str(result.index),
+                "enable_empty_final_response": True,
+            }
 
         try:
-            async for response, error in self.client.stream_infer(requests(), stream_timeout=timeout,
-                                                                 headers={**routing_headers(model), **self._auth}):
+            async for response, error in self.client.stream_infer(
+                requests(), stream_timeout=timeout, headers={**routing_headers(model), **self._auth}
+            ):
                 if error is not None:  # the server answered this request with an error
                     result.error, result.status = _grpc_message(error), _grpc_status(error)
                     self._error_responses.add(result.index)
@@ -152,8 +177,9 @@ class GrpcBackend:
         array = response.as_numpy("text_output")
         if array is None:
             return
-        text = "".join(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
-                       for v in array.reshape(-1))
+        text = "".join(
+            v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)
+        )
         if text:
             result.add_chunk(text, started, pieces)
 
@@ -164,7 +190,8 @@ class GrpcBackend:
         if result.ok or result.chunks:
             return False
         return result.status.rsplit(".", 1)[-1] in GRPC_REFUSALS or (
-            result.index in self._error_responses and not result.status)
+            result.index in self._error_responses and not result.status
+        )
 
     async def close(self) -> None:
         await self.client.close()
@@ -192,8 +219,9 @@ class HttpBackend:
 
         session = await self._session()
         try:
-            async with session.get(f"{self.base}/v2/models/{model}/config",
-                                   headers={**routing_headers(model), **self._auth}) as response:
+            async with session.get(
+                f"{self.base}/v2/models/{model}/config", headers={**routing_headers(model), **self._auth}
+            ) as response:
                 body = await response.text()
                 if response.status == 401:
                     raise SetupError(f"HTTP 401 from {self.base}: {API_KEY_HINT}")
@@ -210,8 +238,10 @@ class HttpBackend:
             if answer == "refused":
                 raise SetupError(f"cannot reach {self.base}: {nothing_listens(host, port)}") from None
             if answer == "http2":  # aiohttp read the gRPC server's SETTINGS frame as a bad status line
-                raise SetupError(f"{host}:{port} is a gRPC port (it answers in HTTP/2), not an HTTP one: for gRPC "
-                                 f"use --url {host}:{port} (host:port, no scheme, no --protocol http)") from None
+                raise SetupError(
+                    f"{host}:{port} is a gRPC port (it answers in HTTP/2), not an HTTP one: for gRPC "
+                    f"use --url {host}:{port} (host:port, no scheme, no --protocol http)"
+                ) from None
             raise SetupError(f"cannot reach {self.base}: {exc}") from None
 
     async def served_models(self) -> dict[str, str] | None:
@@ -220,17 +250,19 @@ class HttpBackend:
 
         session = await self._session()
         try:
-            async with session.post(f"{self.base}/v2/repository/index", json={}, headers=self._auth,
-                                    timeout=aiohttp.ClientTimeout(total=10)) as response:
+            async with session.post(
+                f"{self.base}/v2/repository/index", json={}, headers=self._auth, timeout=aiohttp.ClientTimeout(total=10)
+            ) as response:
                 if response.status != 200:
                     return None
                 index = json.loads(await response.text())
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, ValueError):
             return None
         return {m.get("name", ""): m.get("state", "UNKNOWN") for m in index if isinstance(m, dict)}
 
-    async def generate(self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult,
-                       timeout: float) -> None:
+    async def generate(
+        self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult, timeout: float
+    ) -> None:
         import aiohttp
 
         session = await self._session()
@@ -239,7 +271,9 @@ class HttpBackend:
         pieces: list[str] = []
         try:
             async with session.post(
-                f"{self.base}/v2/models/{model}/{route}", json=values, headers={**routing_headers(model), **self._auth},
+                f"{self.base}/v2/models/{model}/{route}",
+                json=values,
+                headers={**routing_headers(model), **self._auth},
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 if not self.stream or response.content_type == "application/json":
@@ -262,7 +296,7 @@ class HttpBackend:
                         self._event(event, pieces, result, started)
                     if response.status != 200 and not result.error:
                         result.error = f"HTTP {response.status}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result.error = f"timed out after {timeout:.0f}s"
         except aiohttp.ClientError as exc:
             result.error = f"{type(exc).__name__}: {exc}"
@@ -291,8 +325,7 @@ def unknown_model_message(model: str, where: str, served: dict[str, str], error:
     listed = ", ".join(f"{name} ({state})" for name, state in sorted(served.items()))
     if model in served:
         return f"cannot read the config of model '{model}' ({served[model]}): {error}\n  served: {listed}"
-    return (f"model '{model}' is not served at {where}; it serves: {listed}\n"
-            f"  pass one of them with --model-name")
+    return f"model '{model}' is not served at {where}; it serves: {listed}\n  pass one of them with --model-name"
 
 
 # --------------------------------------------------------------------------- runner
@@ -329,8 +362,13 @@ async def run_requests(
         async def send(i: int) -> None:
             await backend.generate(iface, model, planned[i], results[i], timeout)
 
-        await send_requests(results, send, concurrency=concurrency, on_result=on_result,
-                            refused=backend.refused if stop_when_refused else None)
+        await send_requests(
+            results,
+            send,
+            concurrency=concurrency,
+            on_result=on_result,
+            refused=backend.refused if stop_when_refused else None,
+        )
         return iface, results
     finally:
         await backend.close()

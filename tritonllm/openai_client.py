@@ -10,6 +10,7 @@ gateway (or `serve --api-key`) comes from `--api-key` / $TRITONLLM_API_KEY and g
 Basic credentials, as for the KServe APIs; without one, $OPENAI_API_KEY is sent as
 `Authorization: Bearer <key>`, as the `openai` SDK sends it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,17 @@ import time
 from typing import Any
 
 from tritonllm._llm_io import GenerationSettings
-from tritonllm.client_core import (RequestResult, SetupError, host_port, http_refused, nothing_listens, probe,
-                                   send_requests, sse_events, sse_json_events)
+from tritonllm.client_core import (
+    RequestResult,
+    SetupError,
+    host_port,
+    http_refused,
+    nothing_listens,
+    probe,
+    send_requests,
+    sse_events,
+    sse_json_events,
+)
 from tritonllm.client_core import auth_headers as basic_auth_headers
 
 DEFAULT_BASE_URL = "http://localhost:9000/v1"
@@ -40,7 +50,9 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
     return {}
 
 
-def request_body(model: str, prompt: str, settings: GenerationSettings, *, endpoint: str, stream: bool) -> dict[str, Any]:
+def request_body(
+    model: str, prompt: str, settings: GenerationSettings, *, endpoint: str, stream: bool
+) -> dict[str, Any]:
     """The OpenAI request for one prompt; settings the API has no field for are refused."""
     body: dict[str, Any] = {"model": model, "stream": stream}
     if endpoint == "chat":
@@ -94,9 +106,20 @@ def _text_of(obj: dict[str, Any], endpoint: str) -> str:
     return choice.get("text") or ""
 
 
-async def run_requests(url: str, model: str, prompts: list[str], settings: GenerationSettings, *,
-                       endpoint: str = "chat", stream: bool = True, concurrency: int = 1, timeout: float = 300.0,
-                       on_result=None, api_key: str | None = None, stop_when_refused: bool = False) -> list:
+async def run_requests(
+    url: str,
+    model: str,
+    prompts: list[str],
+    settings: GenerationSettings,
+    *,
+    endpoint: str = "chat",
+    stream: bool = True,
+    concurrency: int = 1,
+    timeout: float = 300.0,
+    on_result=None,
+    api_key: str | None = None,
+    stop_when_refused: bool = False,
+) -> list:
     """Send every prompt (at most `concurrency` in flight); the results in order. With stop_when_refused
     the first prompt goes alone, and RequestsRefused is raised when the server answers it with a 4xx
     (see client_core.send_requests; a value the model refuses is a 500 here, as upstream answers it)."""
@@ -121,24 +144,31 @@ async def run_requests(url: str, model: str, prompts: list[str], settings: Gener
             if answer == "refused":
                 raise SetupError(f"cannot reach {base}: {nothing_listens(host, port)}") from None
             if answer == "http2":
-                raise SetupError(f"{host}:{port} is a gRPC port (it answers in HTTP/2), not the OpenAI API: "
-                                 "give --url the OpenAI base URL, e.g. http://127.0.0.1:9000/v1") from None
+                raise SetupError(
+                    f"{host}:{port} is a gRPC port (it answers in HTTP/2), not the OpenAI API: "
+                    "give --url the OpenAI base URL, e.g. http://127.0.0.1:9000/v1"
+                ) from None
             raise SetupError(f"cannot reach {base}: {exc}") from None
         served = [m.get("id") for m in json.loads(listing).get("data", [])]
         if model not in served:
             raise SetupError(f"model '{model}' is not served at {base}; it serves {served}")
 
         async def send(i: int) -> None:
-            await _generate(session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream,
-                            timeout)
+            await _generate(session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream, timeout)
 
-        await send_requests(results, send, concurrency=concurrency, on_result=on_result,
-                            refused=http_refused if stop_when_refused else None)
+        await send_requests(
+            results,
+            send,
+            concurrency=concurrency,
+            on_result=on_result,
+            refused=http_refused if stop_when_refused else None,
+        )
     return results
 
 
-async def _generate(session, url: str, body: dict[str, Any], result, endpoint: str, stream: bool,
-                    timeout: float) -> None:
+async def _generate(
+    session, url: str, body: dict[str, Any], result, endpoint: str, stream: bool, timeout: float
+) -> None:
     import aiohttp
 
     started = time.perf_counter()
@@ -157,7 +187,7 @@ async def _generate(session, url: str, body: dict[str, Any], result, endpoint: s
             else:
                 async for event in sse_events(resp.content):
                     _event(event, endpoint, pieces, result, started)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result.error = f"timed out after {timeout:.0f}s"
     except aiohttp.ClientError as exc:
         result.error = f"{type(exc).__name__}: {exc}"

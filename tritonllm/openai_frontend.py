@@ -27,6 +27,7 @@ One deliberate difference: a request field the model has no input for (for examp
 the local model) is refused with 400 naming the field; upstream would send the tensor and
 return Triton's "unexpected inference input" as 500.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,9 +37,9 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, conint, confloat
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, confloat, conint
 
 from tritonllm.ports import port_is_free
 
@@ -50,36 +51,37 @@ DEFAULT_MAX_TOKENS = 16  # main.py --default-max-tokens default
 
 # --------------------------------------------------------------------------- request schema (subset of upstream's)
 
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    include_usage: Optional[bool] = None
+    include_usage: bool | None = None
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
-    frequency_penalty: Optional[confloat(ge=-2.0, le=2.0)] = None
-    logit_bias: Optional[Dict[str, int]] = None
-    max_tokens: Optional[conint(ge=0)] = None
-    n: Optional[conint(ge=1, le=128)] = 1
-    presence_penalty: Optional[confloat(ge=-2.0, le=2.0)] = None
-    seed: Optional[int] = None
-    stop: Optional[Union[str, List[str]]] = None
-    stream: Optional[bool] = False
-    stream_options: Optional[StreamOptions] = None
-    temperature: Optional[confloat(ge=0.0, le=2.0)] = None
-    top_p: Optional[confloat(ge=0.0, le=1.0)] = None
-    user: Optional[str] = None
-    ignore_eos: Optional[bool] = None
-    min_tokens: Optional[conint(ge=0)] = None
+    frequency_penalty: confloat(ge=-2.0, le=2.0) | None = None
+    logit_bias: dict[str, int] | None = None
+    max_tokens: conint(ge=0) | None = None
+    n: conint(ge=1, le=128) | None = 1
+    presence_penalty: confloat(ge=-2.0, le=2.0) | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: confloat(ge=0.0, le=2.0) | None = None
+    top_p: confloat(ge=0.0, le=1.0) | None = None
+    user: str | None = None
+    ignore_eos: bool | None = None
+    min_tokens: conint(ge=0) | None = None
 
 
 class CompletionRequest(_Request):
-    prompt: Union[str, List[str], List[int], List[List[int]]]
-    best_of: Optional[conint(ge=0, le=20)] = None
-    echo: Optional[bool] = None
-    logprobs: Optional[conint(ge=0, le=5)] = None
-    suffix: Optional[str] = None
+    prompt: str | list[str] | list[int] | list[list[int]]
+    best_of: conint(ge=0, le=20) | None = None
+    echo: bool | None = None
+    logprobs: conint(ge=0, le=5) | None = None
+    suffix: str | None = None
 
 
 class TextPart(BaseModel):
@@ -91,18 +93,18 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Optional[Union[str, List[TextPart]]] = None
-    name: Optional[str] = None
+    content: str | list[TextPart] | None = None
+    name: str | None = None
 
 
 class ChatCompletionRequest(_Request):
-    messages: List[ChatMessage] = Field(..., min_length=1)
-    max_completion_tokens: Optional[conint(ge=0)] = None
-    logprobs: Optional[bool] = None
-    top_logprobs: Optional[conint(ge=0, le=20)] = None
-    response_format: Optional[Dict[str, Any]] = None
-    tools: Optional[List[Dict[str, Any]]] = None
-    tool_choice: Optional[Union[str, Dict[str, Any]]] = None
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: conint(ge=0) | None = None
+    logprobs: bool | None = None
+    top_logprobs: conint(ge=0, le=20) | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class ClientError(ValueError):
@@ -114,6 +116,7 @@ class ServerError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- chat template
+
 
 def _quietly(load):
     """Run `load` with llama.cpp's C-level stderr chatter (context warnings) silenced where possible."""
@@ -137,7 +140,7 @@ class ChatTemplate:
         self._render = render
 
     @classmethod
-    def from_gguf(cls, path: str | Path | None = None) -> "ChatTemplate":
+    def from_gguf(cls, path: str | Path | None = None) -> ChatTemplate:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -174,6 +177,7 @@ def parse_chat_messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
 
 
 # --------------------------------------------------------------------------- Triton side
+
 
 class TritonModel:
     """What the frontend knows of one Triton model: its name and input names."""
@@ -233,8 +237,10 @@ def triton_request(model: TritonModel, prompt: str, request: _Request, default_m
 
 def _error_text(body: str) -> str:
     """Triton's error message from a JSON (`{"error": ...}`) or server-sent-event error body."""
-    for candidate in (body.strip(), *[ln.strip()[len("data:"):] for ln in body.splitlines()
-                                       if ln.strip().startswith("data:")]):
+    for candidate in (
+        body.strip(),
+        *[ln.strip()[len("data:") :] for ln in body.splitlines() if ln.strip().startswith("data:")],
+    ):
         try:
             payload = json.loads(candidate)
         except ValueError:
@@ -259,8 +265,12 @@ def openai_error(status: int, detail: Any) -> dict[str, Any]:
         message = "; ".join(parts) or "invalid request"
     else:
         message = str(detail)
-    return {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
-            "param": param, "code": None}
+    return {
+        "message": message,
+        "type": "invalid_request_error" if status < 500 else "server_error",
+        "param": param,
+        "code": None,
+    }
 
 
 def _first(value: Any) -> Any:
@@ -270,19 +280,31 @@ def _first(value: Any) -> Any:
 def _usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict[str, int] | None:
     if prompt_tokens is None or completion_tokens is None:
         return None
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 # --------------------------------------------------------------------------- the server
 
+
 class OpenAIFrontend:
     """aiohttp server in a background thread; `start()` returns once it accepts connections."""
 
-    def __init__(self, triton_http_url: str, *, host: str = "127.0.0.1", port: int = 9000,
-                 chat_template: ChatTemplate | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS,
-                 request_timeout: float = 600.0, metrics_url: str | None = None,
-                 api_keys: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        triton_http_url: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        chat_template: ChatTemplate | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        request_timeout: float = 600.0,
+        metrics_url: str | None = None,
+        api_keys: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.triton = triton_http_url.rstrip("/")
         self.host, self.port = host, port
         self.chat_template = chat_template
@@ -307,7 +329,7 @@ class OpenAIFrontend:
         return f"http://{host}:{self.port}/v1"
 
     # ---- lifecycle
-    def start(self, timeout: float = 30.0) -> "OpenAIFrontend":
+    def start(self, timeout: float = 30.0) -> OpenAIFrontend:
         self._thread = threading.Thread(target=self._run, name="openai-frontend", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout):
@@ -328,7 +350,7 @@ class OpenAIFrontend:
             if self._thread:
                 self._thread.join(timeout)
 
-    def __enter__(self) -> "OpenAIFrontend":
+    def __enter__(self) -> OpenAIFrontend:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -357,15 +379,24 @@ class OpenAIFrontend:
 
         # No keep-alive to Triton: an idle pooled connection would hold Triton's graceful stop (it waits
         # for its HTTP connections) until the grace period runs out; loopback connects cost ~0.1 ms.
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-                                              connector=aiohttp.TCPConnector(force_close=True, limit=0))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            connector=aiohttp.TCPConnector(force_close=True, limit=0),
+        )
         await self._load_models()
+
         @web.middleware
         async def require_key(request, handler):
-            if self._credentials and request.path != "/health/ready" and \
-                    request.headers.get("Authorization") not in self._credentials:
-                return web.Response(status=401, text="401 Authorization Required",
-                                    headers={"WWW-Authenticate": 'Basic realm="tritonllm"'})
+            if (
+                self._credentials
+                and request.path != "/health/ready"
+                and request.headers.get("Authorization") not in self._credentials
+            ):
+                return web.Response(
+                    status=401,
+                    text="401 Authorization Required",
+                    headers={"WWW-Authenticate": 'Basic realm="tritonllm"'},
+                )
             return await handler(request)
 
         app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[require_key])
@@ -417,8 +448,18 @@ class OpenAIFrontend:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            return self._detail(422, [{"type": "json_invalid", "loc": ["body", getattr(exc, "pos", 0)],
-                                       "msg": "JSON decode error", "input": {}, "ctx": {"error": str(exc)}}])
+            return self._detail(
+                422,
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ["body", getattr(exc, "pos", 0)],
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": str(exc)},
+                    }
+                ],
+            )
         try:
             return schema.model_validate(data)
         except ValidationError as exc:
@@ -464,7 +505,7 @@ class OpenAIFrontend:
                 line = raw.decode("utf-8").strip()
                 if not line.startswith("data:"):
                     continue
-                event = json.loads(line[len("data:"):].strip())
+                event = json.loads(line[len("data:") :].strip())
                 if "error" in event:
                     raise ServerError(event["error"])
                 yield event
@@ -517,7 +558,7 @@ class OpenAIFrontend:
             if not isinstance(parsed.prompt, str):
                 raise ClientError("only single string input is supported")
             if parsed.best_of and parsed.best_of > 1:
-                raise ClientError(f"best_of > 1 is not currently supported")
+                raise ClientError("best_of > 1 is not currently supported")
             if parsed.logprobs is not None and parsed.logprobs > 0:
                 raise ClientError("logprobs are currently available only for the vLLM backend")
             body = triton_request(model, parsed.prompt, parsed, self.default_max_tokens)
@@ -556,22 +597,51 @@ class OpenAIFrontend:
             usage = _usage(_first(out.get("num_input_tokens")), _first(out.get("num_output_tokens")))
             finish = "stop"  # upstream reports "stop" for every non-tool completion
             if chat:
-                payload = {"id": request_id, "object": "chat.completion", "created": created, "model": parsed.model,
-                           "system_fingerprint": None,
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
-                                                                "tool_calls": None, "function_call": None},
-                                        "logprobs": None, "finish_reason": finish}],
-                           "usage": usage}
+                payload = {
+                    "id": request_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": parsed.model,
+                    "system_fingerprint": None,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": text,
+                                "tool_calls": None,
+                                "function_call": None,
+                            },
+                            "logprobs": None,
+                            "finish_reason": finish,
+                        }
+                    ],
+                    "usage": usage,
+                }
             else:
-                payload = {"id": request_id, "object": "text_completion", "created": created, "model": parsed.model,
-                           "system_fingerprint": None,
-                           "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
-                           "usage": usage}
+                payload = {
+                    "id": request_id,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": parsed.model,
+                    "system_fingerprint": None,
+                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+                    "usage": usage,
+                }
             return self._json(payload)
         return await self._stream(request, parsed, model, body, request_id, created, chat=chat)
 
-    async def _stream(self, request, parsed: _Request, model: TritonModel, body: dict[str, Any],
-                      request_id: str, created: int, *, chat: bool):
+    async def _stream(
+        self,
+        request,
+        parsed: _Request,
+        model: TritonModel,
+        body: dict[str, Any],
+        request_id: str,
+        created: int,
+        *,
+        chat: bool,
+    ):
         from aiohttp import web
 
         events = self._generate_stream(model, body)
@@ -583,8 +653,9 @@ class OpenAIFrontend:
             first = None
         include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
         obj = "chat.completion.chunk" if chat else "text_completion"
-        response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
-                                                           "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
 
         async def send(payload: dict[str, Any] | str) -> None:
@@ -592,15 +663,24 @@ class OpenAIFrontend:
             await response.write(f"data: {data}\n\n".encode())
 
         def chunk(choice: dict[str, Any] | None, usage: dict[str, int] | None = None) -> dict[str, Any]:
-            out = {"id": request_id, "object": obj, "created": created, "model": parsed.model,
-                   "system_fingerprint": None, "choices": [choice] if choice is not None else []}
+            out = {
+                "id": request_id,
+                "object": obj,
+                "created": created,
+                "model": parsed.model,
+                "system_fingerprint": None,
+                "choices": [choice] if choice is not None else [],
+            }
             if usage is not None:
                 out["usage"] = usage
             return out
 
         if chat:  # the first chunk carries the role only (upstream _get_first_streaming_chat_response)
-            await send(chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                              "finish_reason": None}))
+            await send(
+                chunk(
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+                )
+            )
         prompt_tokens: int | None = None
         completion_tokens = 0
         try:
@@ -614,8 +694,9 @@ class OpenAIFrontend:
                 finish = "stop" if reason else None
                 if text or finish:
                     if chat:
-                        await send(chunk({"index": 0, "delta": {"content": text}, "logprobs": None,
-                                          "finish_reason": finish}))
+                        await send(
+                            chunk({"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish})
+                        )
                     else:
                         await send(chunk({"index": 0, "text": text, "logprobs": None, "finish_reason": finish}))
                 try:
@@ -646,8 +727,10 @@ def check_port(host: str, port: int | None) -> None:
     """FrontendStartError when --openai-port is a fixed port something listens on already (serve
     checks it before starting Triton, and again when it starts the frontend)."""
     if port and port > 0 and not port_is_free(host, port):
-        raise FrontendStartError(f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
-                                 "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)")
+        raise FrontendStartError(
+            f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
+            "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)"
+        )
 
 
 def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | None = None) -> OpenAIFrontend | None:
@@ -659,7 +742,6 @@ def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | No
     host = getattr(args, "host", None) or server.host
     check_port(host, port)
     try:
-        return start_frontend(server.http_url, host=host, port=port, metrics_url=server.metrics_url,
-                              api_keys=api_keys)
+        return start_frontend(server.http_url, host=host, port=port, metrics_url=server.metrics_url, api_keys=api_keys)
     except OSError as exc:
         raise FrontendStartError(f"the OpenAI API could not start on {host}:{port}: {exc}") from exc

@@ -1,8 +1,9 @@
 """Loopback ports and URLs shared by the local servers (`serve`'s Triton, its API-key front)."""
+
 from __future__ import annotations
 
 import socket
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def client_host(host: str) -> str:

@@ -1,9 +1,10 @@
 """What every config section shares: the error type, the model base, name patterns."""
+
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel

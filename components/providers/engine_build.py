@@ -7,6 +7,7 @@ The key, the Job manifest and the policies are pure builders in
 `components/serving/builders/engine_build.py`; the provider only applies the manifest it is
 given, waits, and cleans up.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,38 +16,21 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import pulumi
 import pulumi.dynamic
 
 from components.config import ConfigError, ModelConfig, ModelSite, StackConfig
 from components.providers import s3_sync
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-BUILD_SCRIPT = REPO_ROOT / "model_repository" / "trtllm" / "build_engine.py"
-# Shipped next to the script in the ConfigMap (build_engine.SHIPPED_FILES).
-SHIPPED_FILES = {"bls_stream.py": BUILD_SCRIPT.parent / "bls_stream.py"}
-
-# Bump when the layout under engines/<key>/ changes, so old caches are not reused.
-ENGINE_LAYOUT_VERSION = 2
-ENGINES_PREFIX = "engines/"
-COMPLETE_MARKER = "_COMPLETE"
-# Fixed paths: the build fills config.pbtxt with STAGE_DIR paths, the Triton pod stages S3 there.
-STAGE_DIR = "/staged"
-WORK_DIR = "/work"
-OUTPUT_DIR = "/work/out"
-SCRIPT_DIR = "/opt/tritonllm"
-BUILDER_SERVICE_ACCOUNT = "engine-builder"
-GPU_RESOURCE = "nvidia.com/gpu"
-# Scheduling a GPU node and pulling the ~20 GB image come on top of the build itself.
-WAIT_MARGIN_SECONDS = 120
-POLL_SECONDS = 15
-LOG_TAIL_LINES = 60
 from components.serving.builders.engine_build import (
     COMMIT_SHA,
+    COMPLETE_MARKER,
+    LOG_TAIL_LINES,
+    POLL_SECONDS,
+    WAIT_MARGIN_SECONDS,
     ResolvedEngine,
     RevisionError,
     engine_build_job_manifest,
@@ -72,7 +56,7 @@ def _http_get_json(url: str, headers: dict[str, str]) -> dict[str, Any]:
 http_get_json: Callable[[str, dict[str, str]], dict[str, Any]] = _http_get_json
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolve(model_id: str, revision: str, token: str | None) -> str:
     url = HF_API.format(model_id=model_id, revision=urllib.parse.quote(revision, safe=""))
     headers = {"Accept": "application/json", "User-Agent": "tritonllm"}
@@ -81,18 +65,25 @@ def _resolve(model_id: str, revision: str, token: str | None) -> str:
     try:
         sha = http_get_json(url, headers).get("sha", "")
     except urllib.error.HTTPError as exc:
-        hint = {401: "the model is gated or private: set the hfToken secret (pulumi config set --secret "
-                     "tritonllm:hfToken hf_...) with a token that accepted the model's license",
-                403: "the hfToken has no access to this model: accept its license on huggingface.co",
-                404: "no such model or revision: check hfModelId and hfRevision"}.get(exc.code, "")
-        raise RevisionError(f"{revision!r} of {model_id}: the Hugging Face API answered HTTP {exc.code}"
-                            f"{'; ' + hint if hint else ''}") from None
+        hint = {
+            401: "the model is gated or private: set the hfToken secret (pulumi config set --secret "
+            "tritonllm:hfToken hf_...) with a token that accepted the model's license",
+            403: "the hfToken has no access to this model: accept its license on huggingface.co",
+            404: "no such model or revision: check hfModelId and hfRevision",
+        }.get(exc.code, "")
+        raise RevisionError(
+            f"{revision!r} of {model_id}: the Hugging Face API answered HTTP {exc.code}{'; ' + hint if hint else ''}"
+        ) from None
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        raise RevisionError(f"{revision!r} of {model_id}: cannot resolve it to a commit ({exc}); pin hfRevision "
-                            "to a 40-character commit sha to deploy without asking huggingface.co") from None
+        raise RevisionError(
+            f"{revision!r} of {model_id}: cannot resolve it to a commit ({exc}); pin hfRevision "
+            "to a 40-character commit sha to deploy without asking huggingface.co"
+        ) from None
     if not COMMIT_SHA.match(str(sha)):
-        raise RevisionError(f"{revision!r} of {model_id}: the Hugging Face API returned no commit sha ({sha!r}); "
-                            "pin hfRevision to a 40-character commit sha")
+        raise RevisionError(
+            f"{revision!r} of {model_id}: the Hugging Face API returned no commit sha ({sha!r}); "
+            "pin hfRevision to a 40-character commit sha"
+        )
     return sha
 
 
@@ -131,14 +122,17 @@ def resolve_engines(cfg: StackConfig, token: str | None) -> dict[str, ResolvedEn
     return resolved
 
 
-def resolve_engine_output(model: ModelConfig, site: ModelSite,
-                          hf_token: "pulumi.Input[str] | None") -> "pulumi.Output[ResolvedEngine]":
+def resolve_engine_output(
+    model: ModelConfig, site: ModelSite, hf_token: pulumi.Input[str] | None
+) -> pulumi.Output[ResolvedEngine]:
     """resolve_engine when the program runs (preview and up); the key is a hash, so not a secret."""
-    return pulumi.Output.unsecret(pulumi.Output.from_input(hf_token).apply(
-        lambda token: resolve_engine(model, site, token)))
+    return pulumi.Output.unsecret(
+        pulumi.Output.from_input(hf_token).apply(lambda token: resolve_engine(model, site, token))
+    )
 
 
 # --------------------------------------------------------------------------- provider logic (plain, testable)
+
 
 class JobApi(Protocol):
     """What the provider needs from Kubernetes (KubernetesJobApi implements it; tests fake it)."""
@@ -217,12 +211,18 @@ def ensure_engine(
             if outcome == "succeeded":
                 break
             if outcome == "failed" or clock() >= deadline:
-                reason = failure_reason(status) if outcome == "failed" else (
-                    f"no result within {int(deadline - started)}s (engine.timeoutMinutes plus {WAIT_MARGIN_SECONDS}s)")
+                reason = (
+                    failure_reason(status)
+                    if outcome == "failed"
+                    else (
+                        f"no result within {int(deadline - started)}s (engine.timeoutMinutes plus {WAIT_MARGIN_SECONDS}s)"
+                    )
+                )
                 tail = jobs.job_log_tail(namespace, name, LOG_TAIL_LINES)
                 raise EngineBuildError(
                     f"TensorRT-LLM engine build {namespace}/{name} for key {key} failed: {reason}\n"
-                    f"--- last {LOG_TAIL_LINES} log lines ---\n{tail or '(no logs: the pod never started?)'}")
+                    f"--- last {LOG_TAIL_LINES} log lines ---\n{tail or '(no logs: the pod never started?)'}"
+                )
             sleep(POLL_SECONDS)
         if not store.exists(bucket, marker):
             raise EngineBuildError(f"build Job {namespace}/{name} succeeded but s3://{bucket}/{marker} is missing")
@@ -283,13 +283,16 @@ class KubernetesJobApi:
                 if st.state and (st.state.terminated or st.state.running):
                     try:
                         text = self.core.read_namespaced_pod_log(
-                            pod.metadata.name, namespace, container=st.name, tail_lines=lines)
+                            pod.metadata.name, namespace, container=st.name, tail_lines=lines
+                        )
                     except self._exception as exc:
                         text = f"(logs unavailable: {exc.reason})"
                     chunks.append(f"[{pod.metadata.name}/{st.name}]\n{text.rstrip()}")
                 elif st.state and st.state.waiting:
-                    chunks.append(f"[{pod.metadata.name}/{st.name}] waiting: {st.state.waiting.reason} "
-                                  f"{st.state.waiting.message or ''}".rstrip())
+                    chunks.append(
+                        f"[{pod.metadata.name}/{st.name}] waiting: {st.state.waiting.reason} "
+                        f"{st.state.waiting.message or ''}".rstrip()
+                    )
             if not statuses:
                 chunks.append(f"[{pod.metadata.name}] phase {pod.status.phase}")
         return "\n".join(chunks)
@@ -348,8 +351,9 @@ class TrtllmEngineProvider(pulumi.dynamic.ResourceProvider):
         return outs
 
     def _ensure(self, props: dict[str, Any]) -> dict[str, Any]:
-        result = ensure_engine(props, lambda: KubernetesJobApi(parse_kubeconfig(props["kubeconfig"])),
-                               self._store(props))
+        result = ensure_engine(
+            props, lambda: KubernetesJobApi(parse_kubeconfig(props["kubeconfig"])), self._store(props)
+        )
         return self._outs(props, result)
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
@@ -393,19 +397,28 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
         hf_token_secret: str | None,
         image_pull_secret: str | None = None,
         s3_endpoint_url: str | None = None,
-        resolved: "pulumi.Input[ResolvedEngine] | None" = None,
+        resolved: pulumi.Input[ResolvedEngine] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         if resolved is None:
             resolved = pulumi.Output.from_input(resolve_engine(model, site))
         resolved = pulumi.Output.from_input(resolved)
         key = resolved.apply(lambda r: r.key)
-        manifests = pulumi.Output.all(namespace, bucket, resolved).apply(lambda a: {
-            "job": engine_build_job_manifest(model, site, key=a[2].key, namespace=a[0], bucket=a[1],
-                                             hf_token_secret=hf_token_secret, image_pull_secret=image_pull_secret,
-                                             revision_sha=a[2].revision_sha),
-            "script_config_map": script_configmap_manifest(a[2].key, a[0]),
-        })
+        manifests = pulumi.Output.all(namespace, bucket, resolved).apply(
+            lambda a: {
+                "job": engine_build_job_manifest(
+                    model,
+                    site,
+                    key=a[2].key,
+                    namespace=a[0],
+                    bucket=a[1],
+                    hf_token_secret=hf_token_secret,
+                    image_pull_secret=image_pull_secret,
+                    revision_sha=a[2].revision_sha,
+                ),
+                "script_config_map": script_configmap_manifest(a[2].key, a[0]),
+            }
+        )
         props = {
             "key": key,
             "key_parts": resolved.apply(lambda r: json.dumps(r.parts, sort_keys=True)),
@@ -422,4 +435,3 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
             "build_seconds": None,
         }
         super().__init__(TrtllmEngineProvider(), name, props, opts)
-

@@ -4,11 +4,13 @@ Its inputs carry the content hash of the local directory (computed when the prog
 cached by file stat), so `pulumi up` with nothing changed sees equal inputs, never calls
 `update`, and sends no S3 request. The provider's work is in `s3_sync`.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pulumi
 import pulumi.dynamic

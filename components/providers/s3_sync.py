@@ -32,10 +32,11 @@ import stat
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import boto3
 import botocore.config
@@ -97,7 +98,7 @@ class Entry:
         return {"path": self.path, "size": self.size, "sha256": self.sha256, "etag": self.etag}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Entry":
+    def from_json(cls, data: Mapping[str, Any]) -> Entry:
         # Pulumi state stores numbers as doubles: sizes come back as floats.
         return cls(str(data["path"]), int(data["size"]), str(data["sha256"]), data.get("etag") or None)
 
@@ -158,7 +159,7 @@ class HashCache:
     RACY_SECONDS_COARSE = 2.0
 
     @classmethod
-    def load(cls, cache_dir: Path | None, root: Path) -> "HashCache":
+    def load(cls, cache_dir: Path | None, root: Path) -> HashCache:
         if cache_dir is None:
             return cls(None)
         file = cache_dir / (hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".json")
@@ -504,7 +505,7 @@ def _describe(exc: BaseException) -> str:
 
 
 class _ByteCounter(BaseSubscriber):
-    def __init__(self, stats: "SyncStats"):
+    def __init__(self, stats: SyncStats):
         self._stats = stats
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:

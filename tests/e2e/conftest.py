@@ -22,6 +22,7 @@ listens on each default port of `serve` (8000, 8001, 8002, 9000) on 127.0.0.1, a
 where a `serve` is already running: a test that starts a server without choosing free ports
 fails every time, not only on such a machine (issue 22).
 """
+
 from __future__ import annotations
 
 import socket

@@ -3,6 +3,7 @@
 Every server here runs on ports chosen free (0 or find_free_port), the OpenAI port included: the
 defaults (8000, 8001, 8002, 9000) are held for the whole session by tests/e2e/conftest.py, and a
 serve that exits early fails the test at once with its own output."""
+
 from __future__ import annotations
 
 import json
@@ -95,8 +96,9 @@ class _Lines:
                         code = self.proc.wait(timeout=30)
                     except subprocess.TimeoutExpired:
                         code = "? (closed its output but still runs)"
-                    raise AssertionError(f"{self.name} exited with code {code} before printing a line with "
-                                         f"{needle!r}:\n{self.text()}")
+                    raise AssertionError(
+                        f"{self.name} exited with code {code} before printing a line with {needle!r}:\n{self.text()}"
+                    )
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no line with {needle!r} within {timeout:.0f}s:\n{self.text()}")
                 self._cond.wait(timeout=1)
@@ -111,8 +113,13 @@ def test_the_default_ports_are_held_during_the_session(default_ports_held):
 
 def test_a_serve_on_a_default_port_fails_at_once_with_its_own_message():
     """What a test that forgot a port meets: serve's error, at once (not a timeout waiting for a line)."""
-    proc = subprocess.Popen(serve_cmd("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--quiet"),
-                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        serve_cmd("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--quiet"),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = _Lines(proc, "serve")
     try:
         with pytest.raises(AssertionError) as failure:
@@ -122,17 +129,31 @@ def test_a_serve_on_a_default_port_fails_at_once_with_its_own_message():
             proc.kill()
         proc.wait()
     message = str(failure.value)
-    assert message.startswith(f"serve exited with code {lifecycle.EXIT_SERVER_FAILED} before printing a line "
-                              "with 'press Ctrl-C to stop'"), message
+    assert message.startswith(
+        f"serve exited with code {lifecycle.EXIT_SERVER_FAILED} before printing a line with 'press Ctrl-C to stop'"
+    ), message
     assert "port 9000 (OpenAI API) on 127.0.0.1 is already in use" in message, message
 
 
 def test_ctrl_c_stops_the_server_cleanly(tmp_path):
     http, grpc, metrics, openai = free_ports()
     proc = subprocess.Popen(
-        serve_cmd("--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-                  "--openai-port", str(openai), "--quiet"),
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        serve_cmd(
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            "--openai-port",
+            str(openai),
+            "--quiet",
+        ),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = _Lines(proc, "serve")
     try:
         out.wait_for("press Ctrl-C to stop", timeout=180)
@@ -147,13 +168,14 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path):
     assert f"OpenAI:  http://127.0.0.1:{openai}/v1" in output
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=10) as resp:
         assert resp.status == 200
-    server_pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                                   text=True).stdout.split()]
+    server_pids = [
+        int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    ]
     assert server_pids, "tritonserver is not a child of the serve process"
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     out.wait_for_eof(timeout=10)
-    rest = out.text()[len(output):]
+    rest = out.text()[len(output) :]
     assert proc.returncode == 130, output + rest  # stopped by Ctrl-C, in order
     assert "stopping on Ctrl-C (SIGINT): no request in flight" in rest, rest
     assert "tritonserver stopped (exit code 0)" in rest
@@ -169,9 +191,22 @@ def test_a_taken_port_is_reported_before_starting(tmp_path):
         blocker.bind(("127.0.0.1", grpc))
         blocker.listen()
         proc = subprocess.run(
-            serve_cmd("--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-                      "--openai-port", str(openai), "--quiet"),
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+            serve_cmd(
+                "--http-port",
+                str(http),
+                "--grpc-port",
+                str(grpc),
+                "--metrics-port",
+                str(metrics),
+                "--openai-port",
+                str(openai),
+                "--quiet",
+            ),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 1
     assert f"port {grpc} (grpc) on 127.0.0.1 is already in use" in proc.stdout, proc.stdout + proc.stderr
     with pytest.raises(PortInUseError):
@@ -181,7 +216,7 @@ def test_a_taken_port_is_reported_before_starting(tmp_path):
             TritonServer(http_port=http, grpc_port=0, metrics_port=0).start()
 
 
-BROKEN_MODEL = textwrap.dedent('''
+BROKEN_MODEL = textwrap.dedent("""
     import triton_python_backend_utils as pb_utils
 
 
@@ -191,7 +226,7 @@ BROKEN_MODEL = textwrap.dedent('''
 
         def execute(self, requests):
             return None
-''')
+""")
 
 
 def test_a_model_that_fails_to_load_is_reported(tmp_path):
@@ -200,9 +235,15 @@ def test_a_model_that_fails_to_load_is_reported(tmp_path):
     (tmp_path / "broken" / "config.pbtxt").write_text(
         'backend: "python"\nmax_batch_size: 0\n'
         'input [ { name: "x" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
-        'output [ { name: "y" data_type: TYPE_STRING dims: [ 1 ] } ]\n')
-    proc = subprocess.run(serve_cmd("--model-repository", str(tmp_path), *ANY_FREE_PORTS, "--quiet"),
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+        'output [ { name: "y" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+    )
+    proc = subprocess.run(
+        serve_cmd("--model-repository", str(tmp_path), *ANY_FREE_PORTS, "--quiet"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 1
     assert "failed to load" in proc.stdout and "'broken'" in proc.stdout, proc.stdout
     assert "weights file is corrupt" in proc.stdout
@@ -216,12 +257,19 @@ def test_missing_repository_is_an_error(tmp_path):
 
 
 def test_serve_runs_a_command_against_the_ready_server():
-    probe = ("import os, sys, urllib.request; "
-             "r = urllib.request.urlopen(os.environ['TRITON_HTTP_URL'] + '/v2/models/smollm2/ready'); "
-             "assert os.environ['TRITON_GRPC_URL'] and os.environ['TRITON_METRICS_URL'].endswith('/metrics'); "
-             "sys.exit(7 if r.status == 200 else 1)")
-    proc = subprocess.run(serve_cmd(*ANY_FREE_PORTS, "--quiet", "--", sys.executable, "-c", probe),
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+    probe = (
+        "import os, sys, urllib.request; "
+        "r = urllib.request.urlopen(os.environ['TRITON_HTTP_URL'] + '/v2/models/smollm2/ready'); "
+        "assert os.environ['TRITON_GRPC_URL'] and os.environ['TRITON_METRICS_URL'].endswith('/metrics'); "
+        "sys.exit(7 if r.status == 200 else 1)"
+    )
+    proc = subprocess.run(
+        serve_cmd(*ANY_FREE_PORTS, "--quiet", "--", sys.executable, "-c", probe),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 7, proc.stdout + proc.stderr
     assert "tritonserver stopped" in proc.stdout
 
@@ -246,7 +294,7 @@ def _proc_table() -> dict[int, tuple[int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        state, ppid = stat[stat.rfind(")") + 2:].split()[:2]
+        state, ppid = stat[stat.rfind(")") + 2 :].split()[:2]
         if state != "Z":
             table[int(entry.name)] = (int(ppid), cmdline)
     return table
@@ -288,14 +336,23 @@ class _LongStream:
         self.finish_reason: str | None = None
         self.first = threading.Event()
         self.done = threading.Event()
-        body = {"text_input": "Tell me a very long story about a lighthouse.", "max_tokens": 3500,
-                "stream": True, "sampling_parameters": '{"ignore_eos": true}', "exclude_input_in_output": True,
-                "return_finish_reason": True}
+        body = {
+            "text_input": "Tell me a very long story about a lighthouse.",
+            "max_tokens": 3500,
+            "stream": True,
+            "sampling_parameters": '{"ignore_eos": true}',
+            "exclude_input_in_output": True,
+            "return_finish_reason": True,
+        }
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = "Basic " + base64.b64encode(api_key.encode()).decode()
-        self._request = urllib.request.Request(f"{http_url}/v2/models/smollm2/generate_stream",
-                                               data=json.dumps(body).encode(), method="POST", headers=headers)
+        self._request = urllib.request.Request(
+            f"{http_url}/v2/models/smollm2/generate_stream",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers=headers,
+        )
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
@@ -324,27 +381,59 @@ LONG_GRACE_S = 600
 AT_ONCE_S = 30  # 5% of the grace period: ample for killing Triton, far from waiting it out
 
 
-@pytest.mark.parametrize("signals, exit_code, announced, api_key, grace", [
-    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", None, 2,
-                 id="sigint"),
-    pytest.param([signal.SIGINT, signal.SIGINT], 137, "stopping now: killing tritonserver", None, LONG_GRACE_S,
-                 id="sigint-twice"),
-    pytest.param([signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", None, 2,
-                 id="sigterm"),
-    pytest.param([signal.SIGKILL], -9, None, None, 2, id="sigkill"),
-    # with --api-key, nginx (master + worker) runs in front of Triton: it must go too
-    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight",
-                 "tester:s3cret-key", 2, id="sigint-api-key", marks=pytest.mark.skipif(
-                     not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")),
-])
+@pytest.mark.parametrize(
+    "signals, exit_code, announced, api_key, grace",
+    [
+        pytest.param(
+            [signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", None, 2, id="sigint"
+        ),
+        pytest.param(
+            [signal.SIGINT, signal.SIGINT],
+            137,
+            "stopping now: killing tritonserver",
+            None,
+            LONG_GRACE_S,
+            id="sigint-twice",
+        ),
+        pytest.param(
+            [signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", None, 2, id="sigterm"
+        ),
+        pytest.param([signal.SIGKILL], -9, None, None, 2, id="sigkill"),
+        # with --api-key, nginx (master + worker) runs in front of Triton: it must go too
+        pytest.param(
+            [signal.SIGINT],
+            130,
+            "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight",
+            "tester:s3cret-key",
+            2,
+            id="sigint-api-key",
+            marks=pytest.mark.skipif(
+                not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed"
+            ),
+        ),
+    ],
+)
 def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, exit_code, announced, api_key, grace):
     repo = tmp_path / "repo-under-test"
     shutil.copytree(REPO_ROOT / "model_repository" / "local", repo)
     key_args = ["--api-key", api_key] if api_key else []
     proc = subprocess.Popen(
-        serve_cmd("--model-repository", str(repo), *ANY_FREE_PORTS, "--quiet", "--grace-period", str(grace),
-                  "--stop-timeout", str(max(120, grace)), *key_args),
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        serve_cmd(
+            "--model-repository",
+            str(repo),
+            *ANY_FREE_PORTS,
+            "--quiet",
+            "--grace-period",
+            str(grace),
+            "--stop-timeout",
+            str(max(120, grace)),
+            *key_args,
+        ),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = _Lines(proc, "serve")
     stopped_in = None
     try:
@@ -371,8 +460,10 @@ def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, 
             try:
                 proc.wait(timeout=AT_ONCE_S)
             except subprocess.TimeoutExpired:
-                pytest.fail(f"serve still ran {AT_ONCE_S}s after the second Ctrl-C (grace period {grace}s): "
-                            f"it did not stop at once\n{out.text()}")
+                pytest.fail(
+                    f"serve still ran {AT_ONCE_S}s after the second Ctrl-C (grace period {grace}s): "
+                    f"it did not stop at once\n{out.text()}"
+                )
             stopped_in = time.monotonic() - sent
         proc.wait(timeout=300)
     finally:
@@ -393,8 +484,9 @@ def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, 
         # killed at once: well inside the grace period, with the generation cut short (not run to its end)
         assert stopped_in < AT_ONCE_S < grace, (stopped_in, output)
         assert stream.done.wait(timeout=60)
-        assert stream.finish_reason is None, (f"the generation ran to its end ({stream.finish_reason}, "
-                                              f"{len(stream.chunks)} chunks): serve waited for it")
+        assert stream.finish_reason is None, (
+            f"the generation ran to its end ({stream.finish_reason}, {len(stream.chunks)} chunks): serve waited for it"
+        )
     if signals[0] == signal.SIGKILL:
         # serve had no chance to clean up: the kernel's parent-death signal kills Triton, its stub follows
         deadline = time.monotonic() + 120

@@ -9,6 +9,7 @@ Issue 22, against a real closed port and the real Triton's gRPC port: a refused 
 "nothing listens at host:port" (no protocol hint), an http:// URL of the gRPC port is recognised by
 the HTTP/2 SETTINGS frame it answers with, and a setting the server refuses stops the run after the
 first request, said once (never "[None]")."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def client(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tritonllm", "client", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tritonllm", "client", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -44,8 +50,18 @@ def two_prompts(tmp_path) -> Path:
 
 
 def test_an_http_url_is_called_over_http_without_protocol(triton_server, two_prompts, tmp_path):
-    proc = client("--url", triton_server.http_url, "--model-name", "smollm2", "--input-prompts", str(two_prompts),
-                  "--max-tokens", "4", "--results-file", str(tmp_path / "r.jsonl"))
+    proc = client(
+        "--url",
+        triton_server.http_url,
+        "--model-name",
+        "smollm2",
+        "--input-prompts",
+        str(two_prompts),
+        "--max-tokens",
+        "4",
+        "--results-file",
+        str(tmp_path / "r.jsonl"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"at {triton_server.http_url} (http," in proc.stdout
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
@@ -54,8 +70,9 @@ def test_an_http_url_is_called_over_http_without_protocol(triton_server, two_pro
 
 def test_grpc_to_the_http_port_says_what_to_change(triton_server, two_prompts, tmp_path):
     host_port = triton_server.http_url.split("://", 1)[1]
-    proc = client("--url", host_port, "--input-prompts", str(two_prompts), "--results-file", str(tmp_path / "r"),
-                  timeout=120)
+    proc = client(
+        "--url", host_port, "--input-prompts", str(two_prompts), "--results-file", str(tmp_path / "r"), timeout=120
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"use --url http://{host_port}" in proc.stderr, proc.stderr
 
@@ -63,15 +80,31 @@ def test_grpc_to_the_http_port_says_what_to_change(triton_server, two_prompts, t
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_an_unknown_model_lists_the_served_ones(triton_server, two_prompts, tmp_path, protocol):
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
-    proc = client("--url", url, "--model-name", "llama-2-7b-chat", "--input-prompts", str(two_prompts),
-                  "--results-file", str(tmp_path / "r"))
+    proc = client(
+        "--url",
+        url,
+        "--model-name",
+        "llama-2-7b-chat",
+        "--input-prompts",
+        str(two_prompts),
+        "--results-file",
+        str(tmp_path / "r"),
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"model 'llama-2-7b-chat' is not served at {url}; it serves: smollm2 (READY)" in proc.stderr, proc.stderr
 
 
 def test_concurrency_above_what_the_model_generates_at_once_is_explained(triton_server, two_prompts, tmp_path):
-    common = ["--url", triton_server.grpc_url, "--input-prompts", str(two_prompts), "--max-tokens", "4",
-              "--results-file", str(tmp_path / "r")]
+    common = [
+        "--url",
+        triton_server.grpc_url,
+        "--input-prompts",
+        str(two_prompts),
+        "--max-tokens",
+        "4",
+        "--results-file",
+        str(tmp_path / "r"),
+    ]
     concurrent = client(*common, "--concurrency", "2")
     assert concurrent.returncode == 0, concurrent.stdout + concurrent.stderr
     assert "note: model 'smollm2' generates 1 request at a time" in concurrent.stdout
@@ -82,9 +115,26 @@ def test_concurrency_above_what_the_model_generates_at_once_is_explained(triton_
 
 def test_banner_curl_answers_without_the_prompt_and_cpu_noise_is_explained(tmp_path):
     """Run the banner's curl command as printed; start without --quiet to see the echoed log."""
-    proc = subprocess.Popen([sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0",
-                             "--metrics-port", "0", "--openai-port", "0"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=(tmp_path / "log").open("w"), text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tritonllm",
+            "serve",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--openai-port",
+            "0",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "log").open("w"),
+        text=True,
+    )
     try:
         lines = []
         for line in iter(proc.stdout.readline, ""):
@@ -116,8 +166,13 @@ def test_make_demo_gives_the_same_text_twice(tmp_path):
     for run in ("first", "second"):
         results = tmp_path / f"{run}.txt"
         # -o: do not (re)install; the venv running this test is the one the demo uses
-        proc = subprocess.run(["make", "-s", "-o", ".venv/.installed", "demo", f"DEMO_RESULTS={results}",
-                               f"PY={sys.executable}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            ["make", "-s", "-o", ".venv/.installed", "demo", f"DEMO_RESULTS={results}", f"PY={sys.executable}"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "total: 10/10 succeeded, 0 failed" in proc.stdout, proc.stdout
         texts.append(results.read_text())
@@ -139,15 +194,26 @@ def test_probe_tells_nothing_listening_from_a_grpc_port_from_an_http_port(triton
     assert probe(http_host, int(http_port)) == "listening"
 
 
-@pytest.mark.parametrize("url_form, extra", [
-    pytest.param("127.0.0.1:{port}", [], id="grpc"),
-    pytest.param("http://127.0.0.1:{port}", [], id="http"),
-    pytest.param("http://127.0.0.1:{port}/v1", ["--api", "openai"], id="openai"),
-])
+@pytest.mark.parametrize(
+    "url_form, extra",
+    [
+        pytest.param("127.0.0.1:{port}", [], id="grpc"),
+        pytest.param("http://127.0.0.1:{port}", [], id="http"),
+        pytest.param("http://127.0.0.1:{port}/v1", ["--api", "openai"], id="openai"),
+    ],
+)
 def test_a_closed_port_is_nothing_listening_not_a_protocol_hint(two_prompts, tmp_path, url_form, extra):
     port = find_free_port()  # free now: nothing listens there
-    proc = client("--url", url_form.format(port=port), *extra, "--input-prompts", str(two_prompts),
-                  "--results-file", str(tmp_path / "r"), timeout=120)
+    proc = client(
+        "--url",
+        url_form.format(port=port),
+        *extra,
+        "--input-prompts",
+        str(two_prompts),
+        "--results-file",
+        str(tmp_path / "r"),
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"nothing listens at 127.0.0.1:{port} (connection refused)" in proc.stderr, proc.stderr
     assert "use --url" not in proc.stderr and "if that is" not in proc.stderr, proc.stderr
@@ -165,12 +231,15 @@ def test_http_to_the_grpc_port_is_recognised_by_its_http2_preface(triton_server,
 
 def _refusals(triton_server) -> float:
     """Requests the local model refused as invalid, once the counter has settled."""
+
     def read() -> float:
         with urllib.request.urlopen(triton_server.metrics_url, timeout=30) as resp:
             text = resp.read().decode()
-        found = re.findall(r'^tritonllm_request_failure_total\{([^}]*)\} ([0-9.eE+-]+)$', text, re.M)
-        return sum(float(v) for labels, v in found
-                   if 'model="smollm2"' in labels and 'reason="invalid_argument"' in labels)
+        found = re.findall(r"^tritonllm_request_failure_total\{([^}]*)\} ([0-9.eE+-]+)$", text, re.M)
+        return sum(
+            float(v) for labels, v in found if 'model="smollm2"' in labels and 'reason="invalid_argument"' in labels
+        )
+
     value = read()
     for _ in range(20):
         time.sleep(0.5)
@@ -187,8 +256,19 @@ def test_a_setting_the_server_refuses_stops_the_run_after_the_first_request(trit
     prompts.write_text("One.\nTwo.\nThree.\nFour.\n")
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
     before = _refusals(triton_server)
-    proc = client("--url", url, "--max-tokens", "100000", "--concurrency", "2", "--input-prompts", str(prompts),
-                  "--results-file", str(tmp_path / "r.jsonl"), timeout=300)
+    proc = client(
+        "--url",
+        url,
+        "--max-tokens",
+        "100000",
+        "--concurrency",
+        "2",
+        "--input-prompts",
+        str(prompts),
+        "--results-file",
+        str(tmp_path / "r.jsonl"),
+        timeout=300,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output
     assert "[None]" not in output and "FAIL" not in proc.stdout, output

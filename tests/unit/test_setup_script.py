@@ -8,6 +8,7 @@ Run for real: a real virtualenv (its own python and pip answer the script's ques
 cache of the test's own filled by that pip building a stand-in llama-cpp-python sdist, and a
 `pip` that records the install commands instead of running them.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,7 @@ SCRIPT = REPO / "mk" / "setup-venv.sh"
 LLAMA_PIN = re.search(r"^llama-cpp-python==(\S+)", (REPO / "requirements-local.txt").read_text(), re.M).group(1)
 
 # A PEP 517 backend with no requirements: pip builds the stand-in sdist offline, in isolation.
-BACKEND = '''
+BACKEND = """
 import os, zipfile
 NAME, VERSION = "llama_cpp_python", {version!r}
 def get_requires_for_build_wheel(config_settings=None):
@@ -40,12 +41,18 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         for path, text in files.items():
             wheel.writestr(path, text)
     return name
-'''
+"""
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
-    return {"HOME": str(root), "PIP_CACHE_DIR": str(root / "pip-cache"), "PIP_CONFIG_FILE": os.devnull,
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INDEX": "1", **extra}
+    return {
+        "HOME": str(root),
+        "PIP_CACHE_DIR": str(root / "pip-cache"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_NO_INDEX": "1",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +61,28 @@ def template(tmp_path_factory) -> Path:
     venv's pip built from an sdist named llama_cpp_python-<pin>.tar.gz, as a first install leaves it."""
     root = tmp_path_factory.mktemp("setup-template")
     base_python = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-    subprocess.run([str(base_python if base_python.exists() else sys.executable), "-m", "venv", str(root / "venv")],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(base_python if base_python.exists() else sys.executable), "-m", "venv", str(root / "venv")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     src = root / "src" / f"llama_cpp_python-{LLAMA_PIN}"
     src.mkdir(parents=True)
-    (src / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
     (src / "backend.py").write_text(BACKEND.format(version=LLAMA_PIN))
     sdist = root / f"llama_cpp_python-{LLAMA_PIN}.tar.gz"
     with tarfile.open(sdist, "w:gz") as tar:
         tar.add(src, arcname=src.name)
-    subprocess.run([str(root / "venv" / "bin" / "python"), "-m", "pip", "wheel", "--no-deps", "-w", str(root / "out"),
-                    str(sdist)], check=True, capture_output=True, timeout=300, env={**os.environ, **_env(root)})
+    subprocess.run(
+        [str(root / "venv" / "bin" / "python"), "-m", "pip", "wheel", "--no-deps", "-w", str(root / "out"), str(sdist)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, **_env(root)},
+    )
     return root
 
 
@@ -80,16 +98,22 @@ def setup_tree(template: Path, root: Path, *, cache: bool = True, installed: str
     if cache:
         shutil.copytree(template / "pip-cache", root / "pip-cache", symlinks=True)
     if installed:
-        purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                                  "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+        purelib = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         dist = Path(purelib) / f"llama_cpp_python-{installed}.dist-info"
         dist.mkdir()
         (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: llama-cpp-python\nVersion: {installed}\n")
     pip = venv / "bin" / "pip"
     pip.unlink()
-    pip.write_text("#!/bin/sh\n"
-                   f'if [ "$1" = cache ]; then exec "{venv / "bin" / "python"}" -m pip "$@"; fi\n'
-                   f'echo "$@" >> {root / "pip.log"}\necho "Collecting something (from pip)"\n')
+    pip.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = cache ]; then exec "{venv / "bin" / "python"}" -m pip "$@"; fi\n'
+        f'echo "$@" >> {root / "pip.log"}\necho "Collecting something (from pip)"\n'
+    )
     pip.chmod(0o755)
     return venv
 
@@ -108,9 +132,14 @@ def tools_path(root: Path, with_compiler: bool) -> str:
 
 
 def run(root: Path, venv: Path, path: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", str(SCRIPT), "requirements-test.txt", "requirements-local.txt"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env=_env(root, PATH=path, VENV=str(venv), PYTHON="python3"))
+    return subprocess.run(
+        ["sh", str(SCRIPT), "requirements-test.txt", "requirements-local.txt"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(root, PATH=path, VENV=str(venv), PYTHON="python3"),
+    )
 
 
 def test_the_template_cache_is_what_pip_leaves(template):
@@ -133,8 +162,7 @@ def test_first_install_announces_the_compile_then_shows_pip_progress(template, t
     steps = [ln for ln in lines if re.match(r"setup \[\d+m\d{2}s\] ", ln)]
     assert len(steps) >= 4 and steps[-1].endswith("is ready"), steps
     calls = (tmp_path / "pip.log").read_text().splitlines()
-    assert calls[-1].split() == ["install", "-r", "requirements-test.txt",
-                                 "-r", "requirements-local.txt"]
+    assert calls[-1].split() == ["install", "-r", "requirements-test.txt", "-r", "requirements-local.txt"]
     assert not any("--quiet" in c or " -q" in c for c in calls)
 
 
@@ -151,8 +179,10 @@ def test_a_cached_wheel_is_not_announced_as_a_compile(template, tmp_path, instal
     proc = run(tmp_path, venv, tools_path(tmp_path, with_compiler=False))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "compiles llama.cpp" not in proc.stdout and "minutes" not in proc.stdout, proc.stdout
-    assert (f"llama-cpp-python {LLAMA_PIN}: pip's cache holds the wheel an earlier install built "
-            f"(llama_cpp_python-{LLAMA_PIN}-py3-none-any.whl), so llama.cpp is not compiled again") in proc.stdout
+    assert (
+        f"llama-cpp-python {LLAMA_PIN}: pip's cache holds the wheel an earlier install built "
+        f"(llama_cpp_python-{LLAMA_PIN}-py3-none-any.whl), so llama.cpp is not compiled again"
+    ) in proc.stdout
     assert (tmp_path / "pip.log").read_text().splitlines()[-1].startswith("install -r")
 
 
@@ -167,15 +197,24 @@ def _move_entry(root: Path, new_parts: tuple[str, ...] | None = None, new_name: 
         entry.rename(target)
 
 
-@pytest.mark.parametrize("installed, change", [
-    # pip keys its cache by the interpreter too: an entry under another key is another Python's
-    pytest.param(None, {"new_parts": ("00", "11", "22", "3344556677889900aabbccddeeff00112233445566778899aabb")},
-                 id="cached-for-another-python"),
-    pytest.param(None, {"new_name": f"llama_cpp_python-{LLAMA_PIN}-cp27-cp27mu-linux_x86_64.whl"},
-                 id="cached-wheel-does-not-fit-this-python"),
-    pytest.param(None, {"new_name": "llama_cpp_python-0.0.1-py3-none-any.whl"}, id="cached-other-version"),
-    pytest.param("0.0.1", None, id="other-version-installed-nothing-cached"),
-])
+@pytest.mark.parametrize(
+    "installed, change",
+    [
+        # pip keys its cache by the interpreter too: an entry under another key is another Python's
+        pytest.param(
+            None,
+            {"new_parts": ("00", "11", "22", "3344556677889900aabbccddeeff00112233445566778899aabb")},
+            id="cached-for-another-python",
+        ),
+        pytest.param(
+            None,
+            {"new_name": f"llama_cpp_python-{LLAMA_PIN}-cp27-cp27mu-linux_x86_64.whl"},
+            id="cached-wheel-does-not-fit-this-python",
+        ),
+        pytest.param(None, {"new_name": "llama_cpp_python-0.0.1-py3-none-any.whl"}, id="cached-other-version"),
+        pytest.param("0.0.1", None, id="other-version-installed-nothing-cached"),
+    ],
+)
 def test_the_compile_is_announced_when_pip_will_build(template, tmp_path, installed, change):
     venv = setup_tree(template, tmp_path, installed=installed, cache=change is not None)
     if change:
@@ -197,6 +236,6 @@ def test_no_compiler_stops_before_pip_with_what_to_install(template, tmp_path):
 
 def test_makefile_installs_through_the_script():
     makefile = (REPO / "Makefile").read_text()
-    recipe = makefile[makefile.index("$(VENV)/.installed:"):].split("\n\n", 1)[0]
+    recipe = makefile[makefile.index("$(VENV)/.installed:") :].split("\n\n", 1)[0]
     assert "mk/setup-venv.sh" in recipe and "--quiet" not in recipe
     assert os.access(SCRIPT, os.R_OK)

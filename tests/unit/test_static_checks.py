@@ -7,6 +7,7 @@ Each runs the real tool on the repository, as a developer runs it by hand:
     .venv/bin/mypy                            # [tool.mypy] in pyproject.toml
     .venv/bin/python -m tests.unit.test_static_checks   # the import graph's cycles (none), as text
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -99,8 +100,13 @@ def test_the_cycle_finder_finds_a_cycle():
     graph = grimp.ImportGraph()
     for module in ("pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.d", "pkg.e"):
         graph.add_module(module)
-    for importer, imported in (("pkg.a", "pkg.b"), ("pkg.b", "pkg.c"), ("pkg.c", "pkg.a"), ("pkg.d", "pkg.a"),
-                               ("pkg.e", "pkg.e")):
+    for importer, imported in (
+        ("pkg.a", "pkg.b"),
+        ("pkg.b", "pkg.c"),
+        ("pkg.c", "pkg.a"),
+        ("pkg.d", "pkg.a"),
+        ("pkg.e", "pkg.e"),
+    ):
         graph.add_import(importer=importer, imported=imported)
     assert import_cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"], ["pkg.e"]]
 

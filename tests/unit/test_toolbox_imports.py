@@ -6,6 +6,7 @@ The graph is read from the source with `ast`, every import statement counted whe
 beyond the standard library. The same rules, as import-linter contracts, are in the report of
 issue 16 for the project's `.importlinter`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,8 +24,7 @@ CORE = {"tritonllm.client_core", "tritonllm.bench_core", "tritonllm.ports", "tri
 
 def import_graph(package_dir: Path = PACKAGE_DIR) -> dict[str, set[str]]:
     """module -> the tritonllm modules it imports (directly)."""
-    modules = {f"tritonllm.{p.stem}" if p.stem != "__init__" else "tritonllm": p
-               for p in package_dir.glob("*.py")}
+    modules = {f"tritonllm.{p.stem}" if p.stem != "__init__" else "tritonllm": p for p in package_dir.glob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets: set[str] = set()
@@ -69,22 +69,31 @@ def test_the_graph_sees_imports_inside_functions():
 def test_a_cycle_would_be_found(tmp_path):
     (tmp_path / "a.py").write_text("def f():\n    from tritonllm import b\n")
     (tmp_path / "b.py").write_text("from tritonllm.a import f\n")
-    assert cycles(import_graph(tmp_path)) == [["tritonllm.a", "tritonllm.b", "tritonllm.a"],
-                                              ["tritonllm.b", "tritonllm.a", "tritonllm.b"]]
+    assert cycles(import_graph(tmp_path)) == [
+        ["tritonllm.a", "tritonllm.b", "tritonllm.a"],
+        ["tritonllm.b", "tritonllm.a", "tritonllm.b"],
+    ]
 
 
 def test_tritonllm_has_no_import_cycle():
     assert cycles(import_graph()) == []
 
 
-@pytest.mark.parametrize("sources, forbidden", [
-    pytest.param(KSERVE_SIDE, OPENAI_SIDE, id="kserve-imports-no-openai"),
-    pytest.param(OPENAI_SIDE, KSERVE_SIDE | COMMANDS, id="openai-imports-no-kserve-nor-commands"),
-    pytest.param(CORE, KSERVE_SIDE | OPENAI_SIDE | COMMANDS, id="core-imports-no-half-nor-command"),
-])
+@pytest.mark.parametrize(
+    "sources, forbidden",
+    [
+        pytest.param(KSERVE_SIDE, OPENAI_SIDE, id="kserve-imports-no-openai"),
+        pytest.param(OPENAI_SIDE, KSERVE_SIDE | COMMANDS, id="openai-imports-no-kserve-nor-commands"),
+        pytest.param(CORE, KSERVE_SIDE | OPENAI_SIDE | COMMANDS, id="core-imports-no-half-nor-command"),
+    ],
+)
 def test_the_halves_share_a_core_and_not_each_other(sources, forbidden):
     graph = import_graph()
     assert sources | forbidden <= set(graph), sorted((sources | forbidden) - set(graph))  # the names are real
-    offending = [" -> ".join(chain) for source in sorted(sources)
-                 for target, chain in sorted(reachable(graph, source).items()) if target in forbidden]
+    offending = [
+        " -> ".join(chain)
+        for source in sorted(sources)
+        for target, chain in sorted(reachable(graph, source).items())
+        if target in forbidden
+    ]
     assert offending == []
