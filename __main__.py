@@ -2,7 +2,7 @@
 import pulumi
 import pulumi_aws as aws
 
-from components.config import multi_node_pools, read_pulumi_config
+from components.config import efa_pools, multi_node_pools, placement_group_pools, read_pulumi_config
 from components.gateway.resources.gateway import Gateway, GatewayArgs
 from components.observability.resources.monitoring import Monitoring, MonitoringArgs
 from components.platform.resources.cluster import Cluster, ClusterArgs
@@ -55,9 +55,7 @@ monitoring = Monitoring(cfg.name, MonitoringArgs(
 # Multi-node models: LWS controller, EFA device plugin, single-zone placement-group pools.
 multinode_platform = MultiNodePlatform(cfg.name, MultiNodePlatformArgs(
     stack=stack, pools=[cfg.node_pool(name) for name in sorted(multi_node)],
-    efa_pools=frozenset(name for name, models in multi_node.items() if any(m.multi_node.efa for m in models)),
-    placement_group_pools=frozenset(
-        name for name, models in multi_node.items() if any(m.multi_node.placement_group for m in models)),
+    efa_pools=frozenset(efa_pools(cfg)), placement_group_pools=frozenset(placement_group_pools(cfg)),
     cluster=cluster.ref, availability_zones=network.availability_zones,
     private_subnet_ids=network.private_subnet_ids, karpenter_node_role_name=karpenter.node_role.name,
     karpenter_ready=[karpenter.crd_release, karpenter.release]), opts=aws_opts) if multi_node else None
