@@ -188,7 +188,7 @@ class TritonLLM(pulumi.ComponentResource):
 
         # --- what Triton loads: a vLLM repository uploaded to S3, or a TRT-LLM engine built into S3
         engine = None
-        repository = None
+        repository: pulumi.Resource | None = None  # the uploaded repository (vLLM) or the llmapi ConfigMap
         if model.backend == "vllm":
             source = render_vllm_repository(model, repository_render_dir(model))
             repository = model_store.repository(f"{name}-repository", source_dir=source, prefix=models_prefix(model),
@@ -217,6 +217,7 @@ class TritonLLM(pulumi.ComponentResource):
         shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
         if model.multi_node is not None:
             # One replica over several nodes: a LeaderWorkerSet (components/serving/builders/multinode.py).
+            assert engine_key is not None, "multiNode is TRT-LLM engine only (components/config/multinode_checks.py)"
             deployment, service = register_group(
                 self, name, model, site, k8s_object=_k8s_object, after=after, namespace=namespace,
                 bucket=model_store.bucket_name, engine_key=engine_key, shared_claim_name=shared_claim_name,
