@@ -154,8 +154,11 @@ class Cluster(pulumi.ComponentResource):
             public_access_cidrs=cc.endpoint_public_access_cidrs if cc.endpoint_public_access else None,
             authentication_mode=eks.AuthenticationMode.API,
             # The deploying identity is already admin (pulumi-eks bootstraps the creator's entry).
-            access_entries=aws.get_caller_identity_output(opts=invoke).arn.apply(
-                lambda caller: admin_access_entries(admins_without_caller(cc.admin_principal_arns, caller))),
+            # accessEntries is a plain input of pulumi-eks (schema and SDK): a Mapping, never an Output,
+            # which the engine would hand to the Node.js component as an Output object for it to
+            # iterate as the map. Hence the caller's ARN from the plain (blocking) invoke.
+            access_entries=admin_access_entries(
+                admins_without_caller(cc.admin_principal_arns, aws.get_caller_identity(opts=invoke).arn)),
             encryption_config_key_arn=self.kms_key.arn,
             service_role=cluster_role,
             create_oidc_provider=True,
