@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Mapping, Sequence
 
 import pulumi
@@ -176,7 +177,7 @@ class Cluster(pulumi.ComponentResource):
         self.eks_cluster = self.eks.eks_cluster
         self.cluster_name = self.eks_cluster.name
         self.kubeconfig = pulumi.Output.secret(self.eks.kubeconfig)
-        self.kubeconfig_json = pulumi.Output.secret(self.eks.kubeconfig_json)
+        self.kubeconfig_json: pulumi.Output[str] = pulumi.Output.secret(self.eks.kubeconfig_json)
         self.oidc_provider_arn = self.eks.oidc_provider_arn
         self.oidc_provider_url = self.eks.oidc_provider_url
         self.cluster_security_group_id = self.eks.cluster_security_group_id
@@ -235,7 +236,7 @@ class Cluster(pulumi.ComponentResource):
         for addon in versions.EKS_ADDONS:
             if addon in self.addons:
                 continue
-            associations = None
+            associations: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None
             if addon in ADDON_ROLES:
                 associations = []
                 for service_account, policies in ADDON_ROLES[addon].items():
@@ -247,12 +248,13 @@ class Cluster(pulumi.ComponentResource):
                         namespace="kube-system",
                         service_account=service_account,
                         account_id=self.account_id,
-                        managed_policy_arns=[self.partition.apply(lambda p, pol=pol: iam.managed_policy_arn(p, pol))
+                        managed_policy_arns=[self.partition.apply(partial(iam.managed_policy_arn, name=pol))
                                              for pol in policies],
                         associate=False,  # the add-on makes the association (podIdentityAssociations)
                         opts=child,
                     )
-                    associations.append({"role_arn": role.arn, "service_account": service_account})
+                    associations.append(aws.eks.AddonPodIdentityAssociationArgs(role_arn=role.arn,
+                                                                                service_account=service_account))
             self.addons[addon] = self._addon(name, addon, pod_identity_associations=associations, opts=after_nodes)
 
         # --- Kubernetes provider for everything in-cluster
@@ -295,7 +297,7 @@ class Cluster(pulumi.ComponentResource):
         })
 
     def _addon(self, name: str, addon: str, *, configuration_values: pulumi.Input[str] | None = None,
-               pod_identity_associations: list[dict[str, Any]] | None = None,
+               pod_identity_associations: Sequence[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
                opts: pulumi.ResourceOptions | None = None) -> aws.eks.Addon:
         return aws.eks.Addon(
             f"{name}-{addon}",
