@@ -56,6 +56,13 @@ class Sample:
         return self.tokens / self.total
 
 
+def streamed_sample(started: float, first: float | None, last: float | None, total: float, tokens: int) -> Sample:
+    """A Sample from the times (perf_counter) a stream started and sent its first and last text, and its length."""
+    if first is None or last is None:
+        raise RuntimeError(f"the stream ended after {total:.2f} s without any output text")
+    return Sample(first - started, total, tokens, last - started)
+
+
 def sampling(max_tokens: int) -> dict:
     return {"max_tokens": max_tokens, "ignore_eos": True, "temperature": 0, "top_k": 0, "top_p": 1.0,
             "min_p": 0.0, "repetition_penalty": 1.0}
@@ -70,7 +77,8 @@ def run_inprocess(engine: LlamaEngine, prompt: str, max_tokens: int) -> Sample:
                             repetition_penalty=1.0, ignore_eos=True, stream=True)
     assert s["max_tokens"] == req.max_tokens
     started = time.perf_counter()
-    first = last = None
+    first: float | None = None
+    last: float | None = None
     tokens = 0
     for chunk in engine.generate(req):
         now = time.perf_counter()
@@ -78,7 +86,7 @@ def run_inprocess(engine: LlamaEngine, prompt: str, max_tokens: int) -> Sample:
         if chunk.text:
             first = first or now
             last = now
-    return Sample(first - started, time.perf_counter() - started, tokens, last - started)
+    return streamed_sample(started, first, last, time.perf_counter() - started, tokens)
 
 
 def run_grpc(client, prompt: str, max_tokens: int) -> Sample:
@@ -97,7 +105,8 @@ def run_grpc(client, prompt: str, max_tokens: int) -> Sample:
     events: queue.Queue = client._bench_queue
     started = time.perf_counter()
     client.async_stream_infer(MODEL, inputs, enable_empty_final_response=True)
-    first = last = None
+    first: float | None = None
+    last: float | None = None
     tokens = 0
     while True:
         result, error, at = events.get(timeout=300)
@@ -111,11 +120,13 @@ def run_grpc(client, prompt: str, max_tokens: int) -> Sample:
         if text is not None and text.reshape(-1)[0]:
             first = first or at
             last = at
-    return Sample(first - started, time.perf_counter() - started, tokens, last - started)
+    return streamed_sample(started, first, last, time.perf_counter() - started, tokens)
 
 
 def run_http(http_url: str, prompt: str, max_tokens: int) -> Sample:
     parts = urlsplit(http_url)
+    if parts.hostname is None:
+        raise ValueError(f"no host in the server's HTTP URL {http_url!r}")
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
     body = json.dumps({"text_input": prompt, "stream": True, "exclude_input_in_output": True,
                        "return_num_output_tokens": True, "sampling_parameters": json.dumps(sampling(max_tokens))})
@@ -123,7 +134,8 @@ def run_http(http_url: str, prompt: str, max_tokens: int) -> Sample:
     conn.request("POST", f"/v2/models/{MODEL}/generate_stream", body=body,
                  headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
-    first = last = None
+    first: float | None = None
+    last: float | None = None
     tokens = 0
     while True:
         line = resp.readline()
@@ -141,7 +153,7 @@ def run_http(http_url: str, prompt: str, max_tokens: int) -> Sample:
             last = at
     total = time.perf_counter() - started
     conn.close()
-    return Sample(first - started, total, tokens, last - started)
+    return streamed_sample(started, first, last, total, tokens)
 
 
 # --------------------------------------------------------------------------- helpers
