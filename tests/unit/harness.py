@@ -25,7 +25,6 @@ gets a kubeconfig, an `eksCluster` resource reference, security groups and OIDC)
 from __future__ import annotations
 
 import asyncio
-
 import copy
 import dataclasses
 import functools
@@ -52,6 +51,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import pulumi  # noqa: E402  (after sys.path so the program's imports resolve the same way)
+from google.protobuf import json_format  # noqa: E402
 from pulumi.runtime import config as runtime_config  # noqa: E402
 from pulumi.runtime import mocks as runtime_mocks  # noqa: E402
 from pulumi.runtime import rpc  # noqa: E402
@@ -59,7 +59,6 @@ from pulumi.runtime import settings as runtime_settings  # noqa: E402
 from pulumi.runtime.proto import resource_pb2  # noqa: E402
 from pulumi.runtime.stack import run_pulumi_func  # noqa: E402
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
 
 NAMESPACE = "tritonllm"
 ACCOUNT_ID = "123456789012"
@@ -420,7 +419,7 @@ class _RecordingMocks(runtime_mocks.Mocks):
         if token in ("aws:eks/getAddonVersion:getAddonVersion",):
             from components.catalog import versions
 
-            name = a.get("addonName")
+            name = a["addonName"]  # required by getAddonVersion
             return {"id": name, "addonName": name, "kubernetesVersion": a.get("kubernetesVersion"),
                     "version": versions.EKS_ADDONS.get(name, "v0.0.0-eksbuild.1")}
         if token == "aws:ssm/getParameter:getParameter":
@@ -843,8 +842,11 @@ def run_program(
                                      logger=_LOG)
             _ensure_event_loop().set_exception_handler(_quiet_unretrieved)
             os.chdir(REPO_ROOT)
+            def run_program_file() -> None:
+                runpy.run_path(str(program), run_name="__main__")
+
             try:
-                _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+                _sync_await(run_pulumi_func(run_program_file))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller through ProgramRun
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
