@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
-from components.gateway.builders import manifests as gm
-from components.platform.builders import iam
 from components.catalog import versions
+from components.gateway.builders import manifests as gm
 from tests.k8s_schema import validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import ProgramRun, RecordedResource, run_program
@@ -91,7 +91,8 @@ def destroy_order(run: ProgramRun) -> list[str]:
     for r in run.resources:
         for dep in r.dependencies:
             dependents.setdefault(dep, set()).add(r.urn)
-    order, done = [], set()
+    order: list[str] = []
+    done: set[str] = set()
     pending = set(dependents)
     while pending:
         ready = sorted(u for u in pending if dependents[u] <= done)
@@ -102,9 +103,23 @@ def destroy_order(run: ProgramRun) -> list[str]:
     return order
 
 
-def _gateway_resources(run: ProgramRun) -> dict[str, RecordedResource]:
+class GatewayResources(TypedDict):
+    component: RecordedResource
+    lbc: RecordedResource
+    ngf: RecordedResource
+    service: RecordedResource
+    association: RecordedResource
+    policy: RecordedResource
+    role: RecordedResource
+    crds: RecordedResource
+    gateway: RecordedResource
+    children: list[RecordedResource]  # everything under the Gateway component
+
+
+def _gateway_resources(run: ProgramRun) -> GatewayResources:
     (component,) = run.of_type(GATEWAY_TYPE)
-    children, todo = [], [component.urn]
+    children: list[RecordedResource] = []
+    todo = [component.urn]
     while todo:
         kids = run.children_of(todo.pop())
         children += kids
@@ -117,8 +132,8 @@ def _gateway_resources(run: ProgramRun) -> dict[str, RecordedResource]:
     (role,) = [r for r in children if r.type == "aws:iam/role:Role"]
     (crds,) = [r for r in children if r.type == "kubernetes:yaml/v2:ConfigFile"]
     (gateway,) = [r for r in children if r.inputs.get("kind") == "Gateway"]
-    return dict(component=component, lbc=lbc, ngf=ngf, service=service, association=association,
-                policy=policy, role=role, crds=crds, gateway=gateway, children=children)
+    return GatewayResources(component=component, lbc=lbc, ngf=ngf, service=service, association=association,
+                            policy=policy, role=role, crds=crds, gateway=gateway, children=children)
 
 
 def check_nlb_is_destroyed_before_its_controller(run: ProgramRun) -> None:
@@ -128,7 +143,7 @@ def check_nlb_is_destroyed_before_its_controller(run: ProgramRun) -> None:
     assert _depends_on(run, g["association"], g["policy"]), "the LBC must keep its permissions until it is gone"
     assert _depends_on(run, g["association"], g["role"])
     order = destroy_order(run)
-    sequence = [order.index(g[k].urn) for k in ("service", "lbc", "association", "policy", "role")]
+    sequence = [order.index(r.urn) for r in (g["service"], g["lbc"], g["association"], g["policy"], g["role"])]
     assert sequence == sorted(sequence), "destroy: Service, LBC release, association, policy, role"
     # Every LoadBalancer Service anywhere in the program is cleaned up while the LBC runs.
     for svc in run.of_type(SERVICE):
