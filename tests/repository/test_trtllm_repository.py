@@ -18,16 +18,17 @@ import json
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
-from components.serving.builders import engine_build as eb
-from components.providers import engine_build as eb_provider
 from components.config import EngineBuildOptions, ModelConfig, StackConfig, parse_stack_config
+from components.providers import engine_build as eb_provider
+from components.serving.builders import engine_build as eb
 from tests.repository.test_model_configs import CONTRACT_TYPES
-from tests.repository.trtllm_reference import TEMPLATE_SETS, make_app
 from tests.repository.triton_checks import ensemble_errors, load_repository, model_config_pb2
+from tests.repository.trtllm_reference import TEMPLATE_SETS, make_app
 from tests.unit.harness import load_stack_config
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -91,7 +92,7 @@ def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -
     return work / "out" / "model_repository", model, build
 
 
-DTYPES = EngineBuildOptions.model_fields["dtype"].annotation.__args__
+DTYPES = typing.get_args(EngineBuildOptions.model_fields["dtype"].annotation)  # the Literal's values
 VARIANTS = [{"dtype": d} for d in DTYPES] + [
     {"batchSchedulerPolicy": "guaranteed_no_evict", "enableKvCacheReuse": False, "enableChunkedContext": False,
      "maxQueueDelayMicroseconds": 100, "maxBatchSize": 8, "kvCacheFreeGpuMemFraction": 0.5, "blsInstanceCount": 4},

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from components.serving.builders import llmapi as llmapi_repository
+from components.config import ConfigError
 from components.config import llmapi as llmapi_repository_config
 from components.config import openai as openai_frontend
-from components.config import ConfigError
+from components.serving.builders import llmapi as llmapi_repository
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import run_program
 from tests.unit.test_config_errors import BadConfig
@@ -320,7 +321,7 @@ def test_frontend_inputs_exist_in_the_trtllm_ensemble_but_not_in_llmapi():
 
 # --------------------------------------------------------------------------- bad configs fail before any resource
 
-BAD = [
+BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("openai-on-llmapi", "llmapi", {"models[0].openai": {"enabled": True}}, "models[0].openai.enabled",
      "use trtllm.runtime: engine"),
     ("openai-on-trtllm-leader-mode", "dev", {"models[0].openai": {"enabled": True}, "models[0].tensorParallel": 2},
