@@ -1,4 +1,5 @@
 """Triton LLM serving on Amazon EKS: config in, components in the middle, outputs out."""
+
 import pulumi
 import pulumi_aws as aws
 
@@ -31,42 +32,113 @@ stack = cfg.identity
 multi_node = multi_node_pools(cfg)  # pool name -> the multi-node models it serves
 
 network = Network(cfg.name, NetworkArgs(network=cfg.network, cluster_name=cfg.name), opts=aws_opts)
-cluster = Cluster(cfg.name, ClusterArgs(
-    stack=stack, cluster=cfg.cluster, vpc_id=network.vpc_id, private_subnet_ids=network.private_subnet_ids,
-    public_subnet_ids=network.public_subnet_ids, pod_subnet_ids=network.pod_subnet_ids,
-    availability_zones=network.availability_zones), opts=aws_opts)
-karpenter = Karpenter(cfg.name, KarpenterArgs(
-    stack=stack, cpu_node_pool=cfg.cpu_node_pool, cluster=cluster.ref,
-    # Pools serving multi-node models (one zone, placement group, EFA) come from MultiNodePlatform.
-    node_pools=[pool for pool in cfg.node_pools if pool.name not in multi_node]), opts=aws_opts)
-storage = Storage(cfg.name, StorageArgs(
-    efs=cfg.efs, cluster_name=cfg.name, vpc_id=network.vpc_id, cluster=cluster.ref,
-    private_subnet_ids=[subnet.id for subnet in network.private_subnets]), opts=aws_opts) if cfg.efs.enabled else None
+cluster = Cluster(
+    cfg.name,
+    ClusterArgs(
+        stack=stack,
+        cluster=cfg.cluster,
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        public_subnet_ids=network.public_subnet_ids,
+        pod_subnet_ids=network.pod_subnet_ids,
+        availability_zones=network.availability_zones,
+    ),
+    opts=aws_opts,
+)
+karpenter = Karpenter(
+    cfg.name,
+    KarpenterArgs(
+        stack=stack,
+        cpu_node_pool=cfg.cpu_node_pool,
+        cluster=cluster.ref,
+        # Pools serving multi-node models (one zone, placement group, EFA) come from MultiNodePlatform.
+        node_pools=[pool for pool in cfg.node_pools if pool.name not in multi_node],
+    ),
+    opts=aws_opts,
+)
+storage = (
+    Storage(
+        cfg.name,
+        StorageArgs(
+            efs=cfg.efs,
+            cluster_name=cfg.name,
+            vpc_id=network.vpc_id,
+            cluster=cluster.ref,
+            private_subnet_ids=[subnet.id for subnet in network.private_subnets],
+        ),
+        opts=aws_opts,
+    )
+    if cfg.efs.enabled
+    else None
+)
 model_store = ModelStore(cfg.name, ModelStoreArgs(model_store=cfg.model_store, region=cfg.region), opts=aws_opts)
 # Controllers that outlive what they clean up: the gateway's NLB Service is deleted
 # while the nodes, Pod Identity agent and CoreDNS still run.
-gateway = Gateway(cfg.name, GatewayArgs(
-    stack=stack, gateway=cfg.gateway, network=cfg.network, k8s_provider=cluster.k8s_provider,
-    cluster_name=cluster.cluster_name, vpc_id=network.vpc_id, api_keys=api_keys,
-    controllers_depend_on=[cluster.system_node_group, *cluster.addons.values()]), opts=aws_opts)
-monitoring = Monitoring(cfg.name, MonitoringArgs(
-    stack=stack, monitoring=cfg.monitoring, k8s_provider=cluster.k8s_provider),
-    opts=aws_opts) if cfg.monitoring.enabled else None
+gateway = Gateway(
+    cfg.name,
+    GatewayArgs(
+        stack=stack,
+        gateway=cfg.gateway,
+        network=cfg.network,
+        k8s_provider=cluster.k8s_provider,
+        cluster_name=cluster.cluster_name,
+        vpc_id=network.vpc_id,
+        api_keys=api_keys,
+        controllers_depend_on=[cluster.system_node_group, *cluster.addons.values()],
+    ),
+    opts=aws_opts,
+)
+monitoring = (
+    Monitoring(
+        cfg.name,
+        MonitoringArgs(stack=stack, monitoring=cfg.monitoring, k8s_provider=cluster.k8s_provider),
+        opts=aws_opts,
+    )
+    if cfg.monitoring.enabled
+    else None
+)
 # Multi-node models: LWS controller, EFA device plugin, single-zone placement-group pools.
-multinode_platform = MultiNodePlatform(cfg.name, MultiNodePlatformArgs(
-    stack=stack, pools=[cfg.node_pool(name) for name in sorted(multi_node)],
-    efa_pools=frozenset(efa_pools(cfg)), placement_group_pools=frozenset(placement_group_pools(cfg)),
-    cluster=cluster.ref, availability_zones=network.availability_zones,
-    private_subnet_ids=network.private_subnet_ids, karpenter_node_role_name=karpenter.node_role.name,
-    karpenter_ready=[karpenter.crd_release, karpenter.release]), opts=aws_opts) if multi_node else None
+multinode_platform = (
+    MultiNodePlatform(
+        cfg.name,
+        MultiNodePlatformArgs(
+            stack=stack,
+            pools=[cfg.node_pool(name) for name in sorted(multi_node)],
+            efa_pools=frozenset(efa_pools(cfg)),
+            placement_group_pools=frozenset(placement_group_pools(cfg)),
+            cluster=cluster.ref,
+            availability_zones=network.availability_zones,
+            private_subnet_ids=network.private_subnet_ids,
+            karpenter_node_role_name=karpenter.node_role.name,
+            karpenter_ready=[karpenter.crd_release, karpenter.release],
+        ),
+        opts=aws_opts,
+    )
+    if multi_node
+    else None
+)
 
 served = {
-    model.name: TritonLLM(model.name, TritonLLMArgs(
-        model=model, site=cfg.site_of(model), cluster=cluster.ref, model_store=model_store, storage=storage,
-        gateway=gateway, hf_token=hf_token, ngc_api_key=ngc_api_key, resolved_engine_build=engines.get(model.name)),
+    model.name: TritonLLM(
+        model.name,
+        TritonLLMArgs(
+            model=model,
+            site=cfg.site_of(model),
+            cluster=cluster.ref,
+            model_store=model_store,
+            storage=storage,
+            gateway=gateway,
+            hf_token=hf_token,
+            ngc_api_key=ngc_api_key,
+            resolved_engine_build=engines.get(model.name),
+        ),
         # GPU nodes and the PodMonitor CRD must exist before Triton pods are scheduled and scraped.
-        opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(
-            depends_on=[r for r in (karpenter, monitoring, multinode_platform) if r is not None])),
+        opts=pulumi.ResourceOptions.merge(
+            aws_opts,
+            pulumi.ResourceOptions(
+                depends_on=[r for r in (karpenter, monitoring, multinode_platform) if r is not None]
+            ),
+        ),
     )
     for model in cfg.models
 }
@@ -87,8 +159,10 @@ if openai_models:
     # OpenAI-compatible API (models[].openai.enabled): base URL per model, a curl and an `openai` SDK call.
     pulumi.export("openaiBaseUrls", {name: served[name].openai_base_url for name in openai_models})
     pulumi.export("openaiExamples", {name: served[name].openai_examples for name in openai_models})
-pulumi.export("updateKubeconfigCommand", pulumi.Output.concat(
-    "aws eks update-kubeconfig --region ", cfg.region, " --name ", cluster.cluster_name))
+pulumi.export(
+    "updateKubeconfigCommand",
+    pulumi.Output.concat("aws eks update-kubeconfig --region ", cfg.region, " --name ", cluster.cluster_name),
+)
 if multinode_platform is not None:
     # Proof that the group's nodes talk over EFA: NCCL all-reduce across them, bus bandwidth printed.
     pulumi.export("ncclTestCommand", f"python -m tritonllm nccl-test --stack {pulumi.get_stack()}")

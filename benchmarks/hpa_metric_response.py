@@ -32,6 +32,7 @@ rule avg(rate(nv_inference_queue_duration_us[1m])/1000) with the seeds' target o
 
 Prints a table; asserts nothing. Loopback only; every loop is bounded in time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,12 @@ class Replica:
 
     def _set_gauges(self) -> None:
         if self.backend == "trtllm":
-            for kind, value in (("active", len(self.running)), ("scheduled", len(self.running)), ("waiting", 0),
-                                ("max", self.batch)):
+            for kind, value in (
+                ("active", len(self.running)),
+                ("scheduled", len(self.running)),
+                ("waiting", 0),
+                ("max", self.batch),
+            ):
                 self.c[f'nv_trt_llm_request_metrics{{model="tensorrt_llm",request_type="{kind}",version="1"}}'] = value
 
     def submit(self) -> Request:
@@ -95,8 +100,11 @@ class Replica:
                 for model in ("preprocessing", "tensorrt_llm", SERVED):
                     self._inc("nv_inference_queue_duration_us", model, QUEUE_US)
             else:  # the vLLM backend's execute() returns at the hand-off: Triton counts it now
-                for name, value in (("nv_inference_request_success", 1), ("nv_inference_queue_duration_us", QUEUE_US),
-                                    ("nv_inference_request_duration_us", 2 * QUEUE_US)):
+                for name, value in (
+                    ("nv_inference_request_success", 1),
+                    ("nv_inference_queue_duration_us", QUEUE_US),
+                    ("nv_inference_request_duration_us", 2 * QUEUE_US),
+                ):
                     self._inc(name, SERVED, value)
         return req
 
@@ -182,12 +190,16 @@ def signals(batch: dict[str, int], window: str) -> list[Signal]:
             raise ValueError(f"{default.name}, the {backend} default, has no default target")
         q = metrics.render_metrics_query(metrics.ADAPTER_METRICS_QUERY, default.record, backend, [f"{backend}-0"])
         out.append(Signal(backend, f"{default.name} (default)", q, target))
-        previous = (f"max by (pod) (sum by (pod, model) (rate(nv_inference_request_duration_us{{pod=\"trtllm-0\"}}"
-                    f"[{window}])) / 1e6)" if backend == "trtllm" else
-                    f"sum by (pod) (rate(vllm:e2e_request_latency_seconds_sum{{pod=\"vllm-0\"}}[{window}]))")
+        previous = (
+            f'max by (pod) (sum by (pod, model) (rate(nv_inference_request_duration_us{{pod="trtllm-0"}}'
+            f"[{window}])) / 1e6)"
+            if backend == "trtllm"
+            else f'sum by (pod) (rate(vllm:e2e_request_latency_seconds_sum{{pod="vllm-0"}}[{window}]))'
+        )
         out.append(Signal(backend, "previous default (at completion)", previous, target))
-        seed = metrics.render_metrics_query(metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", backend,
-                                            [f"{backend}-0"])
+        seed = metrics.render_metrics_query(
+            metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", backend, [f"{backend}-0"]
+        )
         out.append(Signal(backend, f"seeds' {metrics.SEED_METRIC_NAME}", seed, metrics.SEED_TARGET))
     return out
 
@@ -224,11 +236,19 @@ def values(prom: LocalPrometheus, query: str, start: float, end: float) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scrape-interval", default="5s", help="scrape and rule interval (5s-60s; default 5s "
-                        "keeps the run short; the stack default is 15s)")
+    parser.add_argument(
+        "--scrape-interval",
+        default="5s",
+        help="scrape and rule interval (5s-60s; default 5s keeps the run short; the stack default is 15s)",
+    )
     parser.add_argument("--trtllm-batch", type=int, default=64, help="TensorRT-LLM max_batch_size (target: half)")
     parser.add_argument("--vllm-batch", type=int, default=16, help="vLLM max_num_seqs (target: the default 8)")
-    parser.add_argument("--tokens", type=int, default=600, help="output tokens per request (30 s generations, longer than the 20 s window as real ones are than 1 m)")
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=600,
+        help="output tokens per request (30 s generations, longer than the 20 s window as real ones are than 1 m)",
+    )
     parser.add_argument("--step-ms", type=float, default=50, help="decode step, ms")
     parser.add_argument("--utilization", type=float, default=0.3, help="light load as a share of one replica")
     parser.add_argument("--light-seconds", type=float, default=120)
@@ -243,25 +263,35 @@ def main(argv: list[str] | None = None) -> int:
     for r in replicas.values():
         threading.Thread(target=r.run, daemon=True).start()
     sigs = signals(batch, window)
-    print(f"simulated replicas: {args.tokens} tokens/request, {args.step_ms:g} ms/step "
-          f"({(args.tokens + 1) * args.step_ms / 1000:.2f} s per request); scrape {args.scrape_interval}, "
-          f"rule window {window}")
+    print(
+        f"simulated replicas: {args.tokens} tokens/request, {args.step_ms:g} ms/step "
+        f"({(args.tokens + 1) * args.step_ms / 1000:.2f} s per request); scrape {args.scrape_interval}, "
+        f"rule window {window}"
+    )
     for s in sigs:
         print(f"  [{s.backend}] {s.label}: target {s.target:g}\n      {s.query}")
 
-    targets = [ScrapeTarget(f"127.0.0.1:{srv.server_address[1]}", {"namespace": b, "pod": f"{b}-0"})
-               for b, srv in servers.items()]
+    targets = [
+        ScrapeTarget(f"127.0.0.1:{srv.server_address[1]}", {"namespace": b, "pod": f"{b}-0"})
+        for b, srv in servers.items()
+    ]
     results: dict[str, dict[str, str]] = collections.defaultdict(dict)
     try:
-        with LocalPrometheus(targets, metrics.rule_groups(args.scrape_interval),
-                             scrape_interval=args.scrape_interval) as prom:
+        with LocalPrometheus(
+            targets, metrics.rule_groups(args.scrape_interval), scrape_interval=args.scrape_interval
+        ) as prom:
             time.sleep(max(0.0, prom.started_at + 5 * scrape_s + 2 - time.time()))  # a full window of samples
 
             # -- light steady load on both replicas at once
             t0 = time.time()
-            threads = [threading.Thread(target=poisson, args=(r, args.utilization * r.capacity, args.light_seconds,
-                                                              random.Random(7)), daemon=True)
-                       for r in replicas.values()]
+            threads = [
+                threading.Thread(
+                    target=poisson,
+                    args=(r, args.utilization * r.capacity, args.light_seconds, random.Random(7)),
+                    daemon=True,
+                )
+                for r in replicas.values()
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -272,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             for s in sigs:
                 points = [v for _, v in values(prom, s.query, steady_from, t1)]
                 share = sum(v > s.target for v in points) / len(points) if points else float("nan")
-                results[s.backend + s.label]["light"] = (f"{share:6.1%} (mean {statistics.fmean(points):.2f})"
-                                                         if points else "  no data")
+                results[s.backend + s.label]["light"] = (
+                    f"{share:6.1%} (mean {statistics.fmean(points):.2f})" if points else "  no data"
+                )
 
             # -- idle until every signal is under its target
             deadline = time.monotonic() + 120
@@ -285,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
 
             # -- load step: 2 x batch closed-loop clients on both replicas
             step_at = time.time()
-            threads = [threading.Thread(target=closed_loop, args=(r, 2 * r.batch, args.step_seconds), daemon=True)
-                       for r in replicas.values()]
+            threads = [
+                threading.Thread(target=closed_loop, args=(r, 2 * r.batch, args.step_seconds), daemon=True)
+                for r in replicas.values()
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -297,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 series = values(prom, s.query, step_at, step_end)
                 crossed = next((ts - step_at for ts, v in series if v > s.target), None)
                 peak = max((v for _, v in series), default=float("nan"))
-                results[s.backend + s.label]["step"] = (f"{crossed:6.1f} s" if crossed is not None else "   never")
+                results[s.backend + s.label]["step"] = f"{crossed:6.1f} s" if crossed is not None else "   never"
                 results[s.backend + s.label]["peak"] = f"{peak:.2f}"
     finally:
         for r in replicas.values():
@@ -305,16 +338,22 @@ def main(argv: list[str] | None = None) -> int:
         for srv in servers.values():
             srv.shutdown()
 
-    print(f"\n| backend | signal | target | step to 2x batch: crosses target after | peak | light load "
-          f"({args.utilization:.0%} of a replica): time above target |")
+    print(
+        f"\n| backend | signal | target | step to 2x batch: crosses target after | peak | light load "
+        f"({args.utilization:.0%} of a replica): time above target |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for s in sigs:
         row = results[s.backend + s.label]
-        print(f"| {s.backend} | {s.label} | {s.target:g} | {row.get('step', '-')} | {row.get('peak', '-')} | "
-              f"{row.get('light', '-')} |")
-    print(f"\nAdd the adapter's relist/HPA sync delays (HPA sync {metrics.HPA_SYNC_SECONDS} s) to each crossing time. "
-          f"A request takes {(args.tokens + 1) * args.step_ms / 1000:.1f} s here; signals that move at completion lag "
-          "by one request duration, which is tens of seconds to minutes for real generations.")
+        print(
+            f"| {s.backend} | {s.label} | {s.target:g} | {row.get('step', '-')} | {row.get('peak', '-')} | "
+            f"{row.get('light', '-')} |"
+        )
+    print(
+        f"\nAdd the adapter's relist/HPA sync delays (HPA sync {metrics.HPA_SYNC_SECONDS} s) to each crossing time. "
+        f"A request takes {(args.tokens + 1) * args.step_ms / 1000:.1f} s here; signals that move at completion lag "
+        "by one request duration, which is tens of seconds to minutes for real generations."
+    )
     return 0
 
 

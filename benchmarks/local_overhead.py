@@ -14,6 +14,7 @@ affects them alike. Targets from the issue: overhead <= 10 %, warm load < 10 s.
 
     .venv/bin/python benchmarks/local_overhead.py [--rounds 3] [--max-tokens 64] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,15 @@ def streamed_sample(started: float, first: float | None, last: float | None, tot
 
 
 def sampling(max_tokens: int) -> dict:
-    return {"max_tokens": max_tokens, "ignore_eos": True, "temperature": 0, "top_k": 0, "top_p": 1.0,
-            "min_p": 0.0, "repetition_penalty": 1.0}
+    return {
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "temperature": 0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+    }
 
 
 # --------------------------------------------------------------------------- the three paths
@@ -73,8 +81,17 @@ def sampling(max_tokens: int) -> dict:
 
 def run_inprocess(engine: LlamaEngine, prompt: str, max_tokens: int) -> Sample:
     s = sampling(max_tokens)
-    req = GenerationRequest(prompt=prompt, max_tokens=max_tokens, temperature=0.0, top_p=1.0, top_k=0, min_p=0.0,
-                            repetition_penalty=1.0, ignore_eos=True, stream=True)
+    req = GenerationRequest(
+        prompt=prompt,
+        max_tokens=max_tokens,
+        temperature=0.0,
+        top_p=1.0,
+        top_k=0,
+        min_p=0.0,
+        repetition_penalty=1.0,
+        ignore_eos=True,
+        stream=True,
+    )
     assert s["max_tokens"] == req.max_tokens
     started = time.perf_counter()
     first: float | None = None
@@ -99,9 +116,13 @@ def run_grpc(client, prompt: str, max_tokens: int) -> Sample:
         t.set_data_from_numpy(array)
         return t
 
-    inputs = [tensor("text_input", prompt.encode(), "BYTES"), tensor("stream", True, "BOOL"),
-              tensor("sampling_parameters", json.dumps(sampling(max_tokens)).encode(), "BYTES"),
-              tensor("exclude_input_in_output", True, "BOOL"), tensor("return_num_output_tokens", True, "BOOL")]
+    inputs = [
+        tensor("text_input", prompt.encode(), "BYTES"),
+        tensor("stream", True, "BOOL"),
+        tensor("sampling_parameters", json.dumps(sampling(max_tokens)).encode(), "BYTES"),
+        tensor("exclude_input_in_output", True, "BOOL"),
+        tensor("return_num_output_tokens", True, "BOOL"),
+    ]
     events: queue.Queue = client._bench_queue
     started = time.perf_counter()
     client.async_stream_infer(MODEL, inputs, enable_empty_final_response=True)
@@ -128,11 +149,17 @@ def run_http(http_url: str, prompt: str, max_tokens: int) -> Sample:
     if parts.hostname is None:
         raise ValueError(f"no host in the server's HTTP URL {http_url!r}")
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
-    body = json.dumps({"text_input": prompt, "stream": True, "exclude_input_in_output": True,
-                       "return_num_output_tokens": True, "sampling_parameters": json.dumps(sampling(max_tokens))})
+    body = json.dumps(
+        {
+            "text_input": prompt,
+            "stream": True,
+            "exclude_input_in_output": True,
+            "return_num_output_tokens": True,
+            "sampling_parameters": json.dumps(sampling(max_tokens)),
+        }
+    )
     started = time.perf_counter()
-    conn.request("POST", f"/v2/models/{MODEL}/generate_stream", body=body,
-                 headers={"Content-Type": "application/json"})
+    conn.request("POST", f"/v2/models/{MODEL}/generate_stream", body=body, headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
     first: float | None = None
     last: float | None = None
@@ -189,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--prompts", default=str(REPO_ROOT / "prompts.txt"))
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=6, help="passes over the prompts file (gRPC in even rounds, HTTP in odd ones)")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="passes over the prompts file (gRPC in even rounds, HTTP in odd ones)"
+    )
     parser.add_argument("--json", help="also write the raw samples and medians here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -207,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         engine = LlamaEngine()  # same defaults as the served model: n_ctx 4096, one thread per core
         client = grpcclient.InferenceServerClient(server.grpc_url)
         client._bench_queue = queue.Queue()
-        client.start_stream(callback=lambda result, error: client._bench_queue.put(
-            (result, error, time.perf_counter())))
+        client.start_stream(
+            callback=lambda result, error: client._bench_queue.put((result, error, time.perf_counter()))
+        )
         paths = {
             "in-process": lambda p: run_inprocess(engine, p, args.max_tokens),
             "triton-grpc": lambda p: run_grpc(client, p, args.max_tokens),
@@ -220,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         # engine and Triton's engine must see the same sequence of prompts, so each round pairs
         # the in-process path with ONE Triton path (gRPC in even rounds, HTTP in odd ones), and
         # the pair's order alternates from prompt to prompt.
-        print(f"{args.rounds} rounds x {len(prompts)} prompts, in-process vs one Triton path per round, "
-              f"{args.max_tokens} output tokens each ...", flush=True)
+        print(
+            f"{args.rounds} rounds x {len(prompts)} prompts, in-process vs one Triton path per round, "
+            f"{args.max_tokens} output tokens each ...",
+            flush=True,
+        )
         for round_index in range(args.rounds):
             triton_path = "triton-grpc" if round_index % 2 == 0 else "triton-http"
             for i, prompt in enumerate(prompts):
@@ -239,15 +272,23 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
 
     def medians(ss: list[Sample]) -> dict:
-        return {"ttft_ms": 1000 * median(s.ttft for s in ss), "decode_tok_s": median(s.decode_tps for s in ss),
-                "e2e_tok_s": median(s.e2e_tps for s in ss), "n": len(ss)}
+        return {
+            "ttft_ms": 1000 * median(s.ttft for s in ss),
+            "decode_tok_s": median(s.decode_tps for s in ss),
+            "e2e_tok_s": median(s.e2e_tps for s in ss),
+            "n": len(ss),
+        }
 
     med = {name: medians(ss) for name, ss in samples.items()}
     print()
-    print(f"{'path':<13} {'TTFT p50':>10} {'overhead':>9} {'out tok/s p50':>14} {'overhead':>9} "
-          f"{'e2e tok/s p50':>14} {'requests':>9}")
-    print(f"{'in-process':<13} {med['in-process']['ttft_ms']:>8.1f}ms {'':>9} {med['in-process']['decode_tok_s']:>14.1f} "
-          f"{'':>9} {med['in-process']['e2e_tok_s']:>14.1f} {med['in-process']['n']:>9}")
+    print(
+        f"{'path':<13} {'TTFT p50':>10} {'overhead':>9} {'out tok/s p50':>14} {'overhead':>9} "
+        f"{'e2e tok/s p50':>14} {'requests':>9}"
+    )
+    print(
+        f"{'in-process':<13} {med['in-process']['ttft_ms']:>8.1f}ms {'':>9} {med['in-process']['decode_tok_s']:>14.1f} "
+        f"{'':>9} {med['in-process']['e2e_tok_s']:>14.1f} {med['in-process']['n']:>9}"
+    )
     results_ok = True
     for name in ("triton-grpc", "triton-http"):
         m = med[name]
@@ -257,24 +298,44 @@ def main(argv: list[str] | None = None) -> int:
         m.update(ttft_overhead=t_over, tok_s_overhead=r_over)
         ok = t_over <= TARGET_OVERHEAD and r_over <= TARGET_OVERHEAD
         results_ok &= ok
-        print(f"{name:<13} {m['ttft_ms']:>8.1f}ms {t_over:>+8.1%} {m['decode_tok_s']:>14.1f} {r_over:>+8.1%} "
-              f"{m['e2e_tok_s']:>14.1f} {m['n']:>9}  {'ok' if ok else 'OVER TARGET'}")
-    print("(overhead: median over back-to-back request pairs of Triton vs in-process on the same prompt; "
-          "positive = Triton slower)")
+        print(
+            f"{name:<13} {m['ttft_ms']:>8.1f}ms {t_over:>+8.1%} {m['decode_tok_s']:>14.1f} {r_over:>+8.1%} "
+            f"{m['e2e_tok_s']:>14.1f} {m['n']:>9}  {'ok' if ok else 'OVER TARGET'}"
+        )
+    print(
+        "(overhead: median over back-to-back request pairs of Triton vs in-process on the same prompt; "
+        "positive = Triton slower)"
+    )
     warm_ready = loads["triton_ready_s"][-1]
     print()
-    print(f"warm load, in-process (GGUF -> llama.cpp context): {loads['inprocess_load_s'][-1]:.2f} s "
-          f"(first {loads['inprocess_load_s'][0]:.2f} s)")
-    print(f"warm load, Triton start -> model READY:             {warm_ready:.2f} s "
-          f"(first {loads['triton_ready_s'][0]:.2f} s; model initialize incl. warm-up "
-          f"{loads['triton_model_load_s'][-1]:.2f} s)")
+    print(
+        f"warm load, in-process (GGUF -> llama.cpp context): {loads['inprocess_load_s'][-1]:.2f} s "
+        f"(first {loads['inprocess_load_s'][0]:.2f} s)"
+    )
+    print(
+        f"warm load, Triton start -> model READY:             {warm_ready:.2f} s "
+        f"(first {loads['triton_ready_s'][0]:.2f} s; model initialize incl. warm-up "
+        f"{loads['triton_model_load_s'][-1]:.2f} s)"
+    )
     load_ok = warm_ready < TARGET_WARM_LOAD_S
-    print(f"targets: Triton overhead <= {TARGET_OVERHEAD:.0%}: {'met' if results_ok else 'MISSED'}; "
-          f"warm load < {TARGET_WARM_LOAD_S:.0f} s: {'met' if load_ok else 'MISSED'}")
+    print(
+        f"targets: Triton overhead <= {TARGET_OVERHEAD:.0%}: {'met' if results_ok else 'MISSED'}; "
+        f"warm load < {TARGET_WARM_LOAD_S:.0f} s: {'met' if load_ok else 'MISSED'}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "max_tokens": args.max_tokens, "rounds": args.rounds, "prompts": prompts, "medians": med, "loads": loads,
-            "samples": {k: [vars(s) for s in v] for k, v in samples.items()}}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "max_tokens": args.max_tokens,
+                    "rounds": args.rounds,
+                    "prompts": prompts,
+                    "medians": med,
+                    "loads": loads,
+                    "samples": {k: [vars(s) for s in v] for k, v in samples.items()},
+                },
+                indent=2,
+            )
+        )
     return 0 if (results_ok and load_ok) or not args.check else 1
 
 

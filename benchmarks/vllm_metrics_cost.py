@@ -17,6 +17,7 @@ decode rate:
 
 Loopback only; asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ CONFIG = textwrap.dedent("""\
     instance_group [ { count: 1 kind: KIND_CPU } ]
 """)
 
-MODEL = textwrap.dedent('''\
+MODEL = textwrap.dedent("""\
     import queue
     import threading
     import time
@@ -108,12 +109,14 @@ MODEL = textwrap.dedent('''\
                 out = pb_utils.Tensor("SECONDS", np.array([elapsed], dtype=np.float64))
                 responses.append(pb_utils.InferenceResponse([out]))
             return responses
-''')
+""")
 
 
 def infer(url: str, n: int) -> float:
     body = json.dumps({"inputs": [{"name": "N", "datatype": "INT32", "shape": [1], "data": [n]}]}).encode()
-    req = urllib.request.Request(f"{url}/v2/models/observe/infer", data=body, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/v2/models/observe/infer", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=600) as resp:
             return float(json.loads(resp.read())["outputs"][0]["data"][0])
@@ -140,11 +143,15 @@ def main(argv: list[str] | None = None) -> int:
                 exported = [line for line in resp.read().decode().splitlines() if line.startswith("bench_latency")]
     median = statistics.median(per_call)
     per_second = args.running * 1000 / args.step_ms
-    print(f"observe(): median {median * 1e6:.1f} us per call over {args.runs} x {args.calls} calls "
-          f"(runs: {', '.join(f'{v * 1e6:.1f}' for v in per_call)} us); exported {len(exported)} series")
-    print(f"at {args.running} running requests and a {args.step_ms:g} ms decode step vLLM observes "
-          f"{per_second:,.0f} inter-token latencies/s: {per_second * median:.1%} of one core in the stub "
-          f"process, on the logger thread that shares the GIL with the thread sending responses")
+    print(
+        f"observe(): median {median * 1e6:.1f} us per call over {args.runs} x {args.calls} calls "
+        f"(runs: {', '.join(f'{v * 1e6:.1f}' for v in per_call)} us); exported {len(exported)} series"
+    )
+    print(
+        f"at {args.running} running requests and a {args.step_ms:g} ms decode step vLLM observes "
+        f"{per_second:,.0f} inter-token latencies/s: {per_second * median:.1%} of one core in the stub "
+        f"process, on the logger thread that shares the GIL with the thread sending responses"
+    )
     return 0
 
 

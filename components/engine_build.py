@@ -2,6 +2,7 @@
 
 See components/model_store.py: the old state names `components.engine_build.TrtllmEngineProvider`.
 """
+
 from components.providers.engine_build import TrtllmEngineProvider
 
 __all__ = ["TrtllmEngineProvider"]

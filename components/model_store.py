@@ -5,6 +5,7 @@ ModelRepositoryProvider`) and unpickles the old state's copy for delete and refr
 name must keep resolving until every stack has run `pulumi up` once (which rewrites the state
 with `components.providers.model_repository`). tests/unit/test_urn_aliases.py loads those pickles.
 """
+
 from components.providers.model_repository import ModelRepositoryProvider
 
 __all__ = ["ModelRepositoryProvider"]

@@ -5,6 +5,7 @@ existing stack by naming its earlier tokens as aliases (`previous`): Pulumi then
 the component's and all its children's, to the new ones instead of replacing anything.
 tests/unit/test_urn_aliases.py checks that every URN the shipped stacks had maps to a resource.
 """
+
 from __future__ import annotations
 
 import pulumi
@@ -23,4 +24,5 @@ def component_type(domain: str, kind: str) -> str:
 def with_previous_types(opts: pulumi.ResourceOptions | None, *previous: str) -> pulumi.ResourceOptions:
     """`opts` plus an alias per earlier type token of the component."""
     return pulumi.ResourceOptions.merge(
-        opts or pulumi.ResourceOptions(), pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=t) for t in previous]))
+        opts or pulumi.ResourceOptions(), pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=t) for t in previous])
+    )

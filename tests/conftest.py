@@ -5,6 +5,7 @@ reference folder (`make reference`; see tests/k8s_schema.py) is reported as skip
 checks it left out, never as passed. Its other assertions have run: a failure among them fails
 the test as usual.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -24,7 +25,10 @@ def pytest_runtest_makereport(item, call):
     if deferred and report.passed:
         shown = "; ".join(sorted(set(deferred))[:3]) + (" ..." if len(set(deferred)) > 3 else "")
         report.outcome = "skipped"
-        report.longrepr = (str(item.path), (item.location[1] or 0) + 1,
-                           f"Skipped: upstream reference data not found at {k8s_schema.REFERENCE_DIR} "
-                           f"({k8s_schema.HOW_TO_GET}); every other check passed, {len(deferred)} "
-                           f"not made: {shown}")
+        report.longrepr = (
+            str(item.path),
+            (item.location[1] or 0) + 1,
+            f"Skipped: upstream reference data not found at {k8s_schema.REFERENCE_DIR} "
+            f"({k8s_schema.HOW_TO_GET}); every other check passed, {len(deferred)} "
+            f"not made: {shown}",
+        )

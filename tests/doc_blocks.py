@@ -5,6 +5,7 @@ machine against a local `tritonllm serve`: tests/e2e/test_doc_commands.py runs i
 Every other block needs AWS, Pulumi or a cluster: it is only checked to parse
 (tests/unit/test_docs.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -71,7 +72,7 @@ def bash_blocks(path: Path) -> list[Block]:
         if lang == "bash":
             before = [ln.strip() for ln in lines[:i] if ln.strip()]
             runnable = bool(before) and before[-1] == RUNNABLE_MARK
-            body = textwrap.dedent("\n".join(lines[i + 1:end])) + "\n"
+            body = textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n"
             blocks.append(Block(path, i + 1, runnable, body))
         i = end + 1
     return blocks
@@ -104,6 +105,6 @@ def tritonllm_argv(command: Command) -> list[str] | None:
     """The arguments after `python -m tritonllm`, or None when the command is not one."""
     words = command.argv()
     for i in range(len(words) - 2):
-        if words[i].endswith("python") and words[i + 1:i + 3] == ["-m", "tritonllm"]:
-            return words[i + 3:]
+        if words[i].endswith("python") and words[i + 1 : i + 3] == ["-m", "tritonllm"]:
+            return words[i + 3 :]
     return None

@@ -16,6 +16,7 @@ Lists are values, not key paths: their items are not checked (charts show
 example items only in comments). A map set where the defaults hold null or a
 scalar is reported unless it is free-form.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -33,7 +34,9 @@ def reference_values(reference_file: str) -> dict[str, Any]:
     if not path.is_absolute():
         path = require_reference_dir() / "helm-values" / reference_file
     if not path.is_file():
-        raise AssertionError(f"no reference values file {path}; pin the chart's default values in reference/manifest.toml (helm-values/) and run `make reference`")
+        raise AssertionError(
+            f"no reference values file {path}; pin the chart's default values in reference/manifest.toml (helm-values/) and run `make reference`"
+        )
     return yaml.safe_load(path.read_text()) or {}
 
 
@@ -47,7 +50,7 @@ def _is_free(path: str, free_form: Iterable[str]) -> bool:
             # "*.x.y": x.y at any depth
             tail = pattern_parts[1:]
             for start in range(len(parts) - len(tail) + 1):
-                if all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts[start:start + len(tail)], tail)):
+                if all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts[start : start + len(tail)], tail)):
                     return True
         elif all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, pattern_parts)):
             return True
@@ -75,14 +78,17 @@ def unknown_keys(values: dict[str, Any], defaults: dict[str, Any], free_form: It
                     problems.append(f"{path} (a map, but the chart's default is {type(default).__name__})")
                 elif value:
                     # default null / commented-out block: the chart documents no keys, check none
-                    problems.append(f"{path} (the chart's default is empty; list it in free_form if the chart "
-                                    f"passes it through)")
+                    problems.append(
+                        f"{path} (the chart's default is empty; list it in free_form if the chart passes it through)"
+                    )
 
     walk(values, defaults, "")
     return problems
 
 
-def assert_values_keys_exist(values: dict[str, Any], reference_file: str, free_form: set[str] | frozenset[str] = frozenset()) -> None:
+def assert_values_keys_exist(
+    values: dict[str, Any], reference_file: str, free_form: set[str] | frozenset[str] = frozenset()
+) -> None:
     """Fail, naming each key, if `values` sets a key the chart's defaults in `reference_file` lack.
 
     `reference_file` is a file name in the reference folder's helm-values/ (e.g.

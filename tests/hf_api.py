@@ -5,6 +5,7 @@ a branch names. Tests install FakeHfApi as engine_build.http_get_json: it answer
 (`{"id": ..., "sha": <40 hex>}`), with a sha derived from the model id, the revision and `moves`
 (bump it to simulate a branch that moved), and records every request (URL and headers).
 """
+
 from __future__ import annotations
 
 import email.message
@@ -32,7 +33,7 @@ class FakeHfApi:
             raise self.fail_with
         prefix = "https://huggingface.co/api/models/"
         assert url.startswith(prefix), url
-        model_id, revision = url[len(prefix):].split("/revision/")
+        model_id, revision = url[len(prefix) :].split("/revision/")
         revision = urllib.parse.unquote(revision)
         if model_id in self.gated and headers.get("Authorization") != f"Bearer {self.token}":
             raise urllib.error.HTTPError(url, 401, "Unauthorized", email.message.Message(), io.BytesIO(b""))

@@ -14,6 +14,7 @@ tests/conftest.py reports a test that otherwise passed as skipped, naming the ch
 not make. A test that needs the data itself calls `require_reference_dir()` (skips at once).
 With TRITONLLM_REQUIRE_REFERENCE=1 (CI) a missing folder fails instead of skipping.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,8 +36,9 @@ REQUIRE_REFERENCE_ENV = "TRITONLLM_REQUIRE_REFERENCE"
 HOW_TO_GET = f"run `make reference`, or set {REFERENCE_DIR_ENV}"
 
 
-def resolve_reference_dir(environ: Mapping[str, str], repo_root: Path,
-                          entries: list[reference_data.Entry] | None = None) -> tuple[Path, bool]:
+def resolve_reference_dir(
+    environ: Mapping[str, str], repo_root: Path, entries: list[reference_data.Entry] | None = None
+) -> tuple[Path, bool]:
     """(reference folder, whether it is there): $TRITONLLM_REFERENCE_DIR if set; else the repository's
     .cache/reference if it holds every manifest file; else ../shared/reference if present; else the
     cache path, not there (`make reference` fills it)."""
@@ -55,8 +57,16 @@ def resolve_reference_dir(environ: Mapping[str, str], repo_root: Path,
 REFERENCE_DIR, REFERENCE_FOUND = resolve_reference_dir(os.environ, REPO_ROOT)
 
 # Kinds whose schema kubernetes-validate does not know come from these CRDs.
-CUSTOM_GROUPS = ("karpenter.sh", "karpenter.k8s.aws", "monitoring.coreos.com", "gateway.networking.k8s.io",
-                 "gateway.nginx.org", "leaderworkerset.x-k8s.io", "keda.sh", "http.keda.sh")
+CUSTOM_GROUPS = (
+    "karpenter.sh",
+    "karpenter.k8s.aws",
+    "monitoring.coreos.com",
+    "gateway.networking.k8s.io",
+    "gateway.nginx.org",
+    "leaderworkerset.x-k8s.io",
+    "keda.sh",
+    "http.keda.sh",
+)
 
 _DEFERRED: list[str] = []  # reference checks the running test could not make
 
@@ -66,8 +76,10 @@ def reference_available() -> bool:
     if REFERENCE_FOUND:
         return True
     if os.environ.get(REQUIRE_REFERENCE_ENV, "") not in ("", "0"):
-        pytest.fail(f"upstream reference data not found at {REFERENCE_DIR} and {REQUIRE_REFERENCE_ENV} is set "
-                    f"({HOW_TO_GET})", pytrace=False)
+        pytest.fail(
+            f"upstream reference data not found at {REFERENCE_DIR} and {REQUIRE_REFERENCE_ENV} is set ({HOW_TO_GET})",
+            pytrace=False,
+        )
     return False
 
 
@@ -108,8 +120,12 @@ def _strict(schema: Any) -> Any:
     structural-schema pruning would silently drop them (a typo must fail the test)."""
     if isinstance(schema, dict):
         out = {k: _strict(v) for k, v in schema.items()}
-        if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out \
-                and not out.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            out.get("type") == "object"
+            and "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -131,7 +147,9 @@ def validate_custom_resource(manifest: dict[str, Any]) -> None:
     key = (group, version, manifest["kind"])
     schemas = _crd_schemas()
     if key not in schemas:
-        raise AssertionError(f"no reference CRD for {manifest['apiVersion']} {manifest['kind']}; known: {sorted(schemas)}")
+        raise AssertionError(
+            f"no reference CRD for {manifest['apiVersion']} {manifest['kind']}; known: {sorted(schemas)}"
+        )
     body = {k: v for k, v in manifest.items() if k != "metadata"}
     if "metadata" in schemas[key].get("required", ()):  # e.g. NGF's AuthenticationFilter; names are checked below
         body["metadata"] = {}

@@ -13,6 +13,7 @@ start of every URL, for a mirror or a loopback server in tests.
 
 Standard library only: it runs before the virtualenv exists (Python 3.11+ for tomllib).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,9 @@ TRANSFORMS: dict[str, Callable[[bytes], bytes]] = {"strip-helm-template-lines": 
 
 @dataclass(frozen=True)
 class Entry:
-    path: str             # relative to the reference folder, POSIX separators
+    path: str  # relative to the reference folder, POSIX separators
     url: str
-    sha256: str           # of the stored file (after the transform)
+    sha256: str  # of the stored file (after the transform)
     transform: str | None = None
     upstream_sha256: str | None = None  # of the downloaded file before the transform, when known
 
@@ -111,7 +112,7 @@ def sha256_of(data: bytes) -> str:
 
 def source_url(entry: Entry, base_url: str | None) -> str:
     if base_url and entry.url.startswith(GITHUB_RAW + "/"):
-        return base_url.rstrip("/") + entry.url[len(GITHUB_RAW):]
+        return base_url.rstrip("/") + entry.url[len(GITHUB_RAW) :]
     return entry.url
 
 
@@ -150,15 +151,19 @@ def fetch(entry: Entry, dest: Path, base_url: str | None = None) -> bool:
     if entry.upstream_sha256 is not None:
         got = sha256_of(data)
         if got != entry.upstream_sha256:
-            raise Refused(f"{entry.path}: upstream sha256 mismatch from {url}: expected {entry.upstream_sha256}, "
-                          f"got {got}; not kept")
+            raise Refused(
+                f"{entry.path}: upstream sha256 mismatch from {url}: expected {entry.upstream_sha256}, "
+                f"got {got}; not kept"
+            )
     if entry.transform is not None:
         data = TRANSFORMS[entry.transform](data)
     got = sha256_of(data)
     if got != entry.sha256:
-        raise Refused(f"{entry.path}: sha256 mismatch from {url}"
-                      f"{f' after {entry.transform}' if entry.transform else ''}: expected {entry.sha256}, "
-                      f"got {got}; not kept")
+        raise Refused(
+            f"{entry.path}: sha256 mismatch from {url}"
+            f"{f' after {entry.transform}' if entry.transform else ''}: expected {entry.sha256}, "
+            f"got {got}; not kept"
+        )
     # Written under a temporary name beside the target and renamed: an interrupted run leaves no
     # partial file under the real name.
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -179,13 +184,20 @@ def readme_text(entries: list[Entry], manifest: Path) -> str:
     except ValueError:
         shown = manifest
     rows = "\n".join(f"| {e.path} | {e.url} |{f' {e.transform}' if e.transform else ''} |" for e in entries)
-    return (f"# Upstream reference data\n\nDownloaded by `make reference` (python -m tools.reference) from the URLs "
-            f"pinned in {shown}, each verified against its sha256 there. Do not edit: a file that no longer "
-            f"matches is fetched again.\n\n| file | upstream | transform |\n| --- | --- | --- |\n{rows}\n")
+    return (
+        f"# Upstream reference data\n\nDownloaded by `make reference` (python -m tools.reference) from the URLs "
+        f"pinned in {shown}, each verified against its sha256 there. Do not edit: a file that no longer "
+        f"matches is fetched again.\n\n| file | upstream | transform |\n| --- | --- | --- |\n{rows}\n"
+    )
 
 
-def download(dest: Path, entries: list[Entry], base_url: str | None = None, manifest: Path = MANIFEST,
-             log: Callable[[str], None] = print) -> list[str]:
+def download(
+    dest: Path,
+    entries: list[Entry],
+    base_url: str | None = None,
+    manifest: Path = MANIFEST,
+    log: Callable[[str], None] = print,
+) -> list[str]:
     """Fetch every entry into dest; returns the refusals (empty when everything verified)."""
     refused: list[str] = []
     fetched = present = 0
@@ -214,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.reference", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="reference folder (default %(default)s)")
     parser.add_argument("--manifest", type=Path, default=MANIFEST, help="default %(default)s")
-    parser.add_argument("--base-url", default=os.environ.get(BASE_URL_ENV) or None,
-                        help=f"replaces {GITHUB_RAW} in every URL (default ${BASE_URL_ENV})")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get(BASE_URL_ENV) or None,
+        help=f"replaces {GITHUB_RAW} in every URL (default ${BASE_URL_ENV})",
+    )
     args = parser.parse_args(argv)
     try:
         entries = load_manifest(args.manifest)

@@ -3,6 +3,7 @@
 Each sub-command lives in its own module, which exposes
 `add_arguments(parser)` and `main(args) -> int` (the process exit code).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,10 @@ COMMANDS = {
     "bench": ("tritonllm.bench", "load-test a Triton endpoint: TTFT, inter-token latency, throughput"),
     "deploy": ("tritonllm.deploy", "preview / up / destroy / outputs of a Pulumi stack (Automation API)"),
     "loadtest": ("tritonllm.loadtest", "in-cluster load test of a deployed model (a Job), with the HPA's response"),
-    "nccl-test": ("tritonllm.nccl_test", "run NCCL all-reduce across a multi-node model's nodes and print the bus bandwidth"),
+    "nccl-test": (
+        "tritonllm.nccl_test",
+        "run NCCL all-reduce across a multi-node model's nodes and print the bus bandwidth",
+    ),
 }
 
 

@@ -9,6 +9,7 @@ datatypes, dims, max_batch_size, decoupled) and `plan_inputs` builds the request
 so the client and the benchmark work unchanged against any of them.
 Pure functions only (no network, no heavy imports) so tests can call them directly.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,34 @@ from typing import Any
 
 # Triton config data types -> the KServe v2 datatype names the clients use
 CONFIG_TO_WIRE = {
-    "TYPE_STRING": "BYTES", "TYPE_BOOL": "BOOL", "TYPE_FP32": "FP32", "TYPE_FP64": "FP64", "TYPE_FP16": "FP16",
-    "TYPE_INT8": "INT8", "TYPE_INT16": "INT16", "TYPE_INT32": "INT32", "TYPE_INT64": "INT64",
-    "TYPE_UINT8": "UINT8", "TYPE_UINT16": "UINT16", "TYPE_UINT32": "UINT32", "TYPE_UINT64": "UINT64",
+    "TYPE_STRING": "BYTES",
+    "TYPE_BOOL": "BOOL",
+    "TYPE_FP32": "FP32",
+    "TYPE_FP64": "FP64",
+    "TYPE_FP16": "FP16",
+    "TYPE_INT8": "INT8",
+    "TYPE_INT16": "INT16",
+    "TYPE_INT32": "INT32",
+    "TYPE_INT64": "INT64",
+    "TYPE_UINT8": "UINT8",
+    "TYPE_UINT16": "UINT16",
+    "TYPE_UINT32": "UINT32",
+    "TYPE_UINT64": "UINT64",
 }
 NUMPY_DTYPES = {
-    "BYTES": "object", "BOOL": "bool", "FP32": "float32", "FP64": "float64", "FP16": "float16",
-    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
-    "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+    "BYTES": "object",
+    "BOOL": "bool",
+    "FP32": "float32",
+    "FP64": "float64",
+    "FP16": "float16",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
 }
 
 # logical setting -> candidate input names, first match wins (TRT-LLM ensemble names included)
@@ -112,10 +133,12 @@ class ModelInterface:
         if self.concurrent_requests is None or concurrency <= self.concurrent_requests:
             return None
         n = self.concurrent_requests
-        return (f"note: model '{self.name}' generates {n} request{'' if n == 1 else 's'} at a time "
-                f"(its config: max_concurrent_requests); at concurrency {concurrency} the others wait in "
-                "Triton's queue, so throughput stays that of concurrency "
-                f"{n} while time to first token grows with the queue")
+        return (
+            f"note: model '{self.name}' generates {n} request{'' if n == 1 else 's'} at a time "
+            f"(its config: max_concurrent_requests); at concurrency {concurrency} the others wait in "
+            "Triton's queue, so throughput stays that of concurrency "
+            f"{n} while time to first token grows with the queue"
+        )
 
     def input_for(self, setting: str) -> InputSpec | None:
         for name in TENSOR_NAMES.get(setting, (setting,)):
@@ -197,8 +220,12 @@ def plan_inputs(
             values["sampling_parameters"] = json.dumps(sampling)
     else:
         wanted = {
-            "max_tokens": settings.max_tokens, "temperature": settings.temperature, "top_p": settings.top_p,
-            "top_k": settings.top_k, "seed": settings.seed, "stop": list(settings.stop) or None,
+            "max_tokens": settings.max_tokens,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "top_k": settings.top_k,
+            "seed": settings.seed,
+            "stop": list(settings.stop) or None,
         }
         if settings.ignore_eos:
             wanted["min_tokens"] = settings.max_tokens

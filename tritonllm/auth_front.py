@@ -15,6 +15,7 @@ API keys are `name:secret`; clients send them as Basic credentials (`curl -u "$K
 `tritonllm client --api-key "$KEY"`, gRPC metadata `authorization: Basic base64(key)`).
 Triton itself listens on loopback ports only the front knows.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,17 @@ def htpasswd_text(keys: Sequence[tuple[str, str]]) -> str:
     return htpasswd(keys)
 
 
-def nginx_config(*, workdir: Path, host: str, http_port: int, grpc_port: int, triton_http: int, triton_grpc: int,
-                 timeout_seconds: int = 300, run_as_root: bool = False) -> str:
+def nginx_config(
+    *,
+    workdir: Path,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    triton_http: int,
+    triton_grpc: int,
+    timeout_seconds: int = 300,
+    run_as_root: bool = False,
+) -> str:
     """An nginx.conf equivalent (for these two ports) to what NGF renders for our routes."""
     t = f"{timeout_seconds}s"
     user = "user root;\n" if run_as_root else ""
@@ -111,16 +121,25 @@ http {{
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
-                                          if os.access(p, os.X_OK)), None)
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
 
 
 class ApiKeyFront(LoopbackUrls):
     """An nginx process checking API keys in front of Triton's HTTP and gRPC ports."""
 
-    def __init__(self, keys: Sequence[tuple[str, str]], *, triton_http: int, triton_grpc: int,
-                 host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001,
-                 timeout_seconds: int = 300) -> None:
+    def __init__(
+        self,
+        keys: Sequence[tuple[str, str]],
+        *,
+        triton_http: int,
+        triton_grpc: int,
+        host: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        timeout_seconds: int = 300,
+    ) -> None:
         if not keys:
             raise FrontError("no API keys given")
         self.keys = list(keys)
@@ -142,13 +161,25 @@ class ApiKeyFront(LoopbackUrls):
         htpasswd.write_text(htpasswd_text(self.keys))
         htpasswd.chmod(0o600)
         conf = self.workdir / "nginx.conf"
-        conf.write_text(nginx_config(
-            workdir=self.workdir, host=self.host, http_port=self.http_port, grpc_port=self.grpc_port,
-            triton_http=self.triton_http, triton_grpc=self.triton_grpc, timeout_seconds=self.timeout_seconds,
-            run_as_root=os.geteuid() == 0))
+        conf.write_text(
+            nginx_config(
+                workdir=self.workdir,
+                host=self.host,
+                http_port=self.http_port,
+                grpc_port=self.grpc_port,
+                triton_http=self.triton_http,
+                triton_grpc=self.triton_grpc,
+                timeout_seconds=self.timeout_seconds,
+                run_as_root=os.geteuid() == 0,
+            )
+        )
         self.process = subprocess.Popen(
             [binary, "-p", str(self.workdir), "-c", str(conf), "-e", str(self.workdir / "error.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

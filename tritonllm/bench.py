@@ -14,6 +14,7 @@ AIPerf pins many libraries (pandas, transformers, pyzmq, orjson...), so it lives
 virtualenv, `.cache/aiperf-venv`, created by `python -m tritonllm bench --setup` (also run by
 `make bench-local`). The main .venv only needs matplotlib for the plot.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,19 +55,40 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "seed-500in-5out": Preset(
         "the seeds' genai-perf load test: 500 input / 5 output tokens at concurrency 20",
-        input_tokens=500, output_tokens=5, concurrencies=(20,), requests_per_run=40),
+        input_tokens=500,
+        output_tokens=5,
+        concurrencies=(20,),
+        requests_per_run=40,
+    ),
     "chat": Preset(
         "chat-shaped: ~256 input (stddev 64) / 128 output tokens at concurrency 4",
-        input_tokens=256, input_tokens_stddev=64, output_tokens=128, concurrencies=(4,), requests_per_run=16),
+        input_tokens=256,
+        input_tokens_stddev=64,
+        output_tokens=128,
+        concurrencies=(4,),
+        requests_per_run=16,
+    ),
     "sweep": Preset(
         "concurrency sweep 1, 2, 4, 8 with 128 input / 32 output tokens",
-        input_tokens=128, output_tokens=32, concurrencies=(1, 2, 4, 8)),
+        input_tokens=128,
+        output_tokens=32,
+        concurrencies=(1, 2, 4, 8),
+    ),
     "smoke": Preset(
         "a quick check (CI): 32 input / 8 output tokens at concurrency 1 and 2",
-        input_tokens=32, output_tokens=8, concurrencies=(1, 2), requests_per_run=4),
+        input_tokens=32,
+        output_tokens=8,
+        concurrencies=(1, 2),
+        requests_per_run=4,
+    ),
     "openai-chat": Preset(
         "AIPerf's OpenAI mode (/v1/chat/completions, streaming): 128 input / 32 output tokens at concurrency 1 and 4",
-        input_tokens=128, output_tokens=32, concurrencies=(1, 4), requests_per_run=12, api="openai"),
+        input_tokens=128,
+        output_tokens=32,
+        concurrencies=(1, 4),
+        requests_per_run=12,
+        api="openai",
+    ),
 }
 
 # metric name in AIPerf's JSON export -> column prefix in our summary
@@ -143,7 +165,7 @@ def setup_aiperf(venv: Path = AIPERF_VENV, quiet: bool = False) -> Path:
     return venv / "bin" / "aiperf"
 
 
-_TOKENIZER_EXPORT = r'''
+_TOKENIZER_EXPORT = r"""
 import json, sys
 from pathlib import Path
 import gguf
@@ -169,7 +191,7 @@ bos = tokens[fields["tokenizer.ggml.bos_token_id"].contents()]
     "pad_token": eos, "model_max_length": 8192, "add_bos_token": False}, indent=1))
 texts = json.loads(sys.stdin.read())
 print(json.dumps([len(tok.encode(t, add_special_tokens=False).ids) for t in texts]))
-'''
+"""
 TOKENIZER_CHECK_TEXTS = [
     "Hello world, what is up?",
     "The year 2024 had 366 days; 3.14159 is pi.",
@@ -197,7 +219,9 @@ def ensure_local_tokenizer(aiperf: Path, out_dir: Path = LOCAL_TOKENIZER_DIR) ->
     shutil.rmtree(staging, ignore_errors=True)
     proc = subprocess.run(
         [str(aiperf.parent / "python"), "-c", _TOKENIZER_EXPORT, str(gguf_path), str(staging)],
-        input=json.dumps(TOKENIZER_CHECK_TEXTS), capture_output=True, text=True,
+        input=json.dumps(TOKENIZER_CHECK_TEXTS),
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise BenchError(f"tokenizer export failed: {proc.stderr.strip()[-2000:]}")
@@ -261,46 +285,77 @@ def run_aiperf(cmd: list[str], artifact_dir: Path, concurrency: int, requests: i
         result.row = summarize_export(json.loads(export.read_text()), concurrency)
         result.ok = result.row["error_requests"] == 0 and result.row["completed_requests"] == requests
         if not result.ok:
-            result.error = (f"{result.row['error_requests']} failed requests, "
-                            f"{result.row['completed_requests']}/{requests} completed")
+            result.error = (
+                f"{result.row['error_requests']} failed requests, "
+                f"{result.row['completed_requests']}/{requests} completed"
+            )
     return result
 
 
-def aiperf_load_args(tokenizer: str, preset: Preset, concurrency: int, requests: int,
-                     artifact_dir: Path) -> list[str]:
+def aiperf_load_args(tokenizer: str, preset: Preset, concurrency: int, requests: int, artifact_dir: Path) -> list[str]:
     """AIPerf arguments every preset shares (KServe and OpenAI): synthetic load of the preset's
     shape, fixed seed, one worker, no server/GPU telemetry, generous request timeout."""
     return [
-        "--tokenizer", tokenizer,
-        "--synthetic-input-tokens-mean", str(preset.input_tokens),
-        "--synthetic-input-tokens-stddev", str(preset.input_tokens_stddev),
-        "--output-tokens-mean", str(preset.output_tokens),
-        "--output-tokens-stddev", "0",
-        "--concurrency", str(concurrency),
-        "--request-count", str(requests),
-        "--warmup-request-count", str(min(concurrency, 4)),
-        "--random-seed", "0",
-        "--artifact-dir", str(artifact_dir),
-        "--ui-type", "none",
-        "--workers-max", "1",
-        "--record-processors", "1",
+        "--tokenizer",
+        tokenizer,
+        "--synthetic-input-tokens-mean",
+        str(preset.input_tokens),
+        "--synthetic-input-tokens-stddev",
+        str(preset.input_tokens_stddev),
+        "--output-tokens-mean",
+        str(preset.output_tokens),
+        "--output-tokens-stddev",
+        "0",
+        "--concurrency",
+        str(concurrency),
+        "--request-count",
+        str(requests),
+        "--warmup-request-count",
+        str(min(concurrency, 4)),
+        "--random-seed",
+        "0",
+        "--artifact-dir",
+        str(artifact_dir),
+        "--ui-type",
+        "none",
+        "--workers-max",
+        "1",
+        "--record-processors",
+        "1",
         "--no-server-metrics",
         "--no-gpu-telemetry",
-        "--request-timeout-seconds", "900",
+        "--request-timeout-seconds",
+        "900",
     ]
 
 
-def aiperf_command(aiperf: Path, url: str, model: str, template_file: Path, tokenizer: str, preset: Preset,
-                   concurrency: int, requests: int, artifact_dir: Path, streaming: bool,
-                   api_key: str | None = None) -> list[str]:
+def aiperf_command(
+    aiperf: Path,
+    url: str,
+    model: str,
+    template_file: Path,
+    tokenizer: str,
+    preset: Preset,
+    concurrency: int,
+    requests: int,
+    artifact_dir: Path,
+    streaming: bool,
+    api_key: str | None = None,
+) -> list[str]:
     route = "generate_stream" if streaming else "generate"
     cmd = [
-        str(aiperf), "profile",
-        "--model", model,
-        "--url", f"{url.rstrip('/')}/v2/models/{model}/{route}",
-        "--endpoint-type", "template",
-        "--extra-inputs", f"payload_template:{template_file}",
-        "--extra-inputs", "response_field:text_output",
+        str(aiperf),
+        "profile",
+        "--model",
+        model,
+        "--url",
+        f"{url.rstrip('/')}/v2/models/{model}/{route}",
+        "--endpoint-type",
+        "template",
+        "--extra-inputs",
+        f"payload_template:{template_file}",
+        "--extra-inputs",
+        "response_field:text_output",
         *aiperf_load_args(tokenizer, preset, concurrency, requests, artifact_dir),
     ]
     if streaming:
@@ -320,10 +375,13 @@ def fetch_interface(url: str, model: str, timeout: float = 30, api_key: str | No
             return ModelInterface.from_config(json.loads(resp.read().decode()))
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
-            raise BenchError(f"HTTP 401 from {url}: the server wants an API key; pass --api-key name:secret "
-                             f"or set {API_KEY_ENV}") from None
-        raise BenchError(f"cannot read the config of model '{model}' at {url}: HTTP {exc.code} "
-                         f"{exc.read().decode(errors='replace').strip()}") from None
+            raise BenchError(
+                f"HTTP 401 from {url}: the server wants an API key; pass --api-key name:secret or set {API_KEY_ENV}"
+            ) from None
+        raise BenchError(
+            f"cannot read the config of model '{model}' at {url}: HTTP {exc.code} "
+            f"{exc.read().decode(errors='replace').strip()}"
+        ) from None
     except OSError as exc:
         raise BenchError(f"cannot reach {url}: {exc}") from None
 
@@ -368,8 +426,19 @@ def run_kserve_benchmark(
     for concurrency in concurrencies or preset.concurrencies:
         requests = requests_per_run or preset.requests_per_run or max(8, 4 * concurrency)
         artifact_dir = output_dir / f"concurrency-{concurrency}"
-        cmd = aiperf_command(aiperf, url, model, template_file, tokenizer, preset, concurrency, requests,
-                             artifact_dir, streaming, api_key=api_key)
+        cmd = aiperf_command(
+            aiperf,
+            url,
+            model,
+            template_file,
+            tokenizer,
+            preset,
+            concurrency,
+            requests,
+            artifact_dir,
+            streaming,
+            api_key=api_key,
+        )
         log(f"  concurrency {concurrency:>3}: {requests} requests ...")
         artifact_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -378,9 +447,11 @@ def run_kserve_benchmark(
         elapsed = time.monotonic() - started
         if result.row:
             r = result.row
-            log(f"  concurrency {concurrency:>3}: done in {elapsed:.0f}s; TTFT p50 {r['ttft_ms_p50']:.0f} ms, "
+            log(
+                f"  concurrency {concurrency:>3}: done in {elapsed:.0f}s; TTFT p50 {r['ttft_ms_p50']:.0f} ms, "
                 f"ITL p50 {r['itl_ms_p50'] or 0:.1f} ms, latency p99 {r['request_latency_ms_p99']:.0f} ms, "
-                f"{r['requests_per_s']:.2f} req/s, {r['output_tokens_per_s']:.1f} output tok/s")
+                f"{r['requests_per_s']:.2f} req/s, {r['output_tokens_per_s']:.1f} output tok/s"
+            )
         if not result.ok:
             log(f"  concurrency {concurrency:>3}: FAILED: {result.error}")
     return results
@@ -391,16 +462,34 @@ def run_kserve_benchmark(
 CSV_COLUMNS = (
     ["concurrency"]
     + [f"{prefix}_{stat}" for prefix in METRICS.values() for stat in STATS]
-    + ["requests_per_s", "output_tokens_per_s", "output_tokens_per_s_per_user_p50", "completed_requests",
-       "error_requests", "output_sequence_length_avg", "benchmark_duration_s"]
+    + [
+        "requests_per_s",
+        "output_tokens_per_s",
+        "output_tokens_per_s_per_user_p50",
+        "completed_requests",
+        "error_requests",
+        "output_sequence_length_avg",
+        "benchmark_duration_s",
+    ]
 )
 
 
 def write_reports(output_dir: Path, meta: dict[str, Any], results: list[RunResult]) -> dict[str, Path]:
     rows = [r.row for r in results if r.row]
-    summary = {**meta, "runs": [
-        {"concurrency": r.concurrency, "requests": r.requests, "ok": r.ok, "error": r.error,
-         "artifact_dir": r.artifact_dir, "metrics": r.row} for r in results]}
+    summary = {
+        **meta,
+        "runs": [
+            {
+                "concurrency": r.concurrency,
+                "requests": r.requests,
+                "ok": r.ok,
+                "error": r.error,
+                "artifact_dir": r.artifact_dir,
+                "metrics": r.row,
+            }
+            for r in results
+        ],
+    }
     paths = {"json": output_dir / "summary.json", "csv": output_dir / "summary.csv", "png": output_dir / "summary.png"}
     paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
     with paths["csv"].open("w", newline="") as fh:
@@ -411,8 +500,11 @@ def write_reports(output_dir: Path, meta: dict[str, Any], results: list[RunResul
     if not rows:
         del paths["png"]
         return paths
-    plot(rows, paths["png"], title=f"{meta['model']} - preset {meta['preset']} ({meta['input_tokens']} in / "
-                                   f"{meta['output_tokens']} out)")
+    plot(
+        rows,
+        paths["png"],
+        title=f"{meta['model']} - preset {meta['preset']} ({meta['input_tokens']} in / {meta['output_tokens']} out)",
+    )
     return paths
 
 
@@ -435,9 +527,11 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str):
     rows = sorted(rows, key=lambda r: r["concurrency"])
     x = [r["concurrency"] for r in rows]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    panels = [(axes[0][0], "ttft_ms", "Time to first token (ms)"),
-              (axes[0][1], "itl_ms", "Inter-token latency (ms)"),
-              (axes[1][0], "request_latency_ms", "Request latency (ms)")]
+    panels = [
+        (axes[0][0], "ttft_ms", "Time to first token (ms)"),
+        (axes[0][1], "itl_ms", "Inter-token latency (ms)"),
+        (axes[1][0], "request_latency_ms", "Request latency (ms)"),
+    ]
     for ax, prefix, label in panels:
         for stat, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
             ys = [r.get(f"{prefix}_{stat}") for r in rows]
@@ -470,18 +564,23 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str):
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'conc':>4} {'TTFT p50/p90/p99 ms':>24} {'ITL p50/p90/p99 ms':>22} "
-              f"{'latency p50/p90/p99 ms':>26} {'req/s':>7} {'out tok/s':>9} {'errors':>6}")
+    header = (
+        f"{'conc':>4} {'TTFT p50/p90/p99 ms':>24} {'ITL p50/p90/p99 ms':>22} "
+        f"{'latency p50/p90/p99 ms':>26} {'req/s':>7} {'out tok/s':>9} {'errors':>6}"
+    )
     lines = [header]
 
     def trio(r, prefix, fmt):
-        return "/".join(fmt.format(r[f"{prefix}_{s}"]) if r.get(f"{prefix}_{s}") is not None else "-"
-                        for s in ("p50", "p90", "p99"))
+        return "/".join(
+            fmt.format(r[f"{prefix}_{s}"]) if r.get(f"{prefix}_{s}") is not None else "-" for s in ("p50", "p90", "p99")
+        )
 
     for r in sorted(rows, key=lambda r: r["concurrency"]):
-        lines.append(f"{r['concurrency']:>4} {trio(r, 'ttft_ms', '{:.0f}'):>24} {trio(r, 'itl_ms', '{:.1f}'):>22} "
-                     f"{trio(r, 'request_latency_ms', '{:.0f}'):>26} {r['requests_per_s']:>7.2f} "
-                     f"{r['output_tokens_per_s']:>9.1f} {r['error_requests']:>6}")
+        lines.append(
+            f"{r['concurrency']:>4} {trio(r, 'ttft_ms', '{:.0f}'):>24} {trio(r, 'itl_ms', '{:.1f}'):>22} "
+            f"{trio(r, 'request_latency_ms', '{:.0f}'):>26} {r['requests_per_s']:>7.2f} "
+            f"{r['output_tokens_per_s']:>9.1f} {r['error_requests']:>6}"
+        )
     return "\n".join(lines)
 
 
@@ -489,27 +588,46 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="Triton HTTP endpoint (default $TRITON_HTTP_URL or http://localhost:8000); "
-                        "with --api openai the OpenAI base URL (default $OPENAI_BASE_URL or http://localhost:9000/v1)")
-    parser.add_argument("--api", choices=("kserve", "openai"),
-                        help="kserve: Triton's generate extension; openai: AIPerf's OpenAI mode against "
-                        "/v1/chat/completions (default: the preset's, kserve for all but openai-*)")
+    parser.add_argument(
+        "--url",
+        help="Triton HTTP endpoint (default $TRITON_HTTP_URL or http://localhost:8000); "
+        "with --api openai the OpenAI base URL (default $OPENAI_BASE_URL or http://localhost:9000/v1)",
+    )
+    parser.add_argument(
+        "--api",
+        choices=("kserve", "openai"),
+        help="kserve: Triton's generate extension; openai: AIPerf's OpenAI mode against "
+        "/v1/chat/completions (default: the preset's, kserve for all but openai-*)",
+    )
     parser.add_argument("--model-name", default="smollm2", help="model to load-test (default %(default)s)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="sweep",
-                        help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()) + " (default %(default)s)")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="sweep",
+        help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()) + " (default %(default)s)",
+    )
     parser.add_argument("--concurrency", help="comma-separated concurrencies, overriding the preset's (e.g. 1,4,16)")
     parser.add_argument("--request-count", type=int, help="requests per concurrency level (default: the preset's)")
     parser.add_argument("--input-tokens", type=int, help="override the preset's input length")
     parser.add_argument("--output-tokens", type=int, help="override the preset's output length")
-    parser.add_argument("--no-stream", action="store_true", help="use /generate (no TTFT/ITL) instead of generate_stream")
-    parser.add_argument("--tokenizer", help="tokenizer for AIPerf: a local Hugging Face tokenizer directory or hub "
-                        "name (default: SmolLM2's, exported offline from the local model's GGUF)")
+    parser.add_argument(
+        "--no-stream", action="store_true", help="use /generate (no TTFT/ITL) instead of generate_stream"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        help="tokenizer for AIPerf: a local Hugging Face tokenizer directory or hub "
+        "name (default: SmolLM2's, exported offline from the local model's GGUF)",
+    )
     parser.add_argument("--output-dir", help="where to write the results (default results/bench/<preset>-<time>)")
     parser.add_argument("--aiperf", help="aiperf executable (default .cache/aiperf-venv/bin/aiperf, then PATH)")
-    parser.add_argument("--api-key", default=None,
-                        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})")
-    parser.add_argument("--setup", action="store_true",
-                        help="create the AIPerf virtualenv and the local tokenizer, then exit")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--setup", action="store_true", help="create the AIPerf virtualenv and the local tokenizer, then exit"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -520,8 +638,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     aiperf = aiperf_executable(args.aiperf)
     if aiperf is None:
-        print("error: aiperf not found; run `python -m tritonllm bench --setup` (or `make bench-local`)",
-              file=sys.stderr)
+        print(
+            "error: aiperf not found; run `python -m tritonllm bench --setup` (or `make bench-local`)", file=sys.stderr
+        )
         return 2
     base = PRESETS[args.preset]
     api = getattr(args, "api", None) or base.api
@@ -542,25 +661,47 @@ def main(args: argparse.Namespace) -> int:
     try:
         concurrencies = tuple(int(c) for c in args.concurrency.split(",")) if args.concurrency else None
     except ValueError:
-        print(f"error: --concurrency must be a comma-separated list of integers, got {args.concurrency!r}",
-              file=sys.stderr)
+        print(
+            f"error: --concurrency must be a comma-separated list of integers, got {args.concurrency!r}",
+            file=sys.stderr,
+        )
         return 2
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     output_dir = Path(args.output_dir or REPO_ROOT / "results" / "bench" / f"{args.preset}-{stamp}").resolve()
     try:
         tokenizer = args.tokenizer or str(ensure_local_tokenizer(aiperf))
-        print(f"benchmarking model '{args.model_name}' at {args.url} with AIPerf, preset {args.preset}: "
-              f"{preset.input_tokens} in / {preset.output_tokens} out")
-        results = run_benchmark(args.url, args.model_name, preset, output_dir, aiperf, tokenizer,
-                                concurrencies=concurrencies, requests_per_run=args.request_count,
-                                streaming=not args.no_stream,
-                                api_key=args.api_key or os.environ.get(API_KEY_ENV), api=api)
+        print(
+            f"benchmarking model '{args.model_name}' at {args.url} with AIPerf, preset {args.preset}: "
+            f"{preset.input_tokens} in / {preset.output_tokens} out"
+        )
+        results = run_benchmark(
+            args.url,
+            args.model_name,
+            preset,
+            output_dir,
+            aiperf,
+            tokenizer,
+            concurrencies=concurrencies,
+            requests_per_run=args.request_count,
+            streaming=not args.no_stream,
+            api_key=args.api_key or os.environ.get(API_KEY_ENV),
+            api=api,
+        )
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    meta = {"model": args.model_name, "url": args.url, "preset": args.preset, "description": preset.description,
-            "input_tokens": preset.input_tokens, "output_tokens": preset.output_tokens,
-            "streaming": not args.no_stream, "tokenizer": tokenizer, "tool": AIPERF_REQUIREMENTS[0], "api": api}
+    meta = {
+        "model": args.model_name,
+        "url": args.url,
+        "preset": args.preset,
+        "description": preset.description,
+        "input_tokens": preset.input_tokens,
+        "output_tokens": preset.output_tokens,
+        "streaming": not args.no_stream,
+        "tokenizer": tokenizer,
+        "tool": AIPERF_REQUIREMENTS[0],
+        "api": api,
+    }
     note = concurrency_note(args.url, args.model_name, [r.concurrency for r in results]) if api == "kserve" else None
     if note:
         meta["note"] = note

@@ -10,6 +10,7 @@ results file (text, or JSON lines when it ends in .jsonl/.json). Exit code: 0 wh
 request succeeded, 1 when any failed, 2 when nothing could be sent (bad URL, unknown model,
 missing prompts file).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,22 +115,28 @@ def infer_protocol(url: str | None, protocol: str | None) -> tuple[str, bool]:
     scheme = url.split("://", 1)[0].lower() if url and "://" in url else ""
     from_url = {"http": "http", "https": "http", "grpc": "grpc", "grpcs": "grpc"}.get(scheme)
     if scheme and from_url is None:
-        raise UsageError(f"--url {url}: unknown scheme '{scheme}://'; use http(s)://host:port for HTTP or "
-                         "host:port (or grpc://host:port) for gRPC")
+        raise UsageError(
+            f"--url {url}: unknown scheme '{scheme}://'; use http(s)://host:port for HTTP or "
+            "host:port (or grpc://host:port) for gRPC"
+        )
     if from_url and protocol and protocol != from_url:
         if from_url == "http":
-            raise UsageError(f"--url {url} is an HTTP address but --protocol {protocol} was given: drop "
-                             f"--protocol (the URL decides), or for gRPC give host:port of Triton's gRPC port "
-                             "(8001 by default), e.g. --url 127.0.0.1:8001")
-        raise UsageError(f"--url {url} is a gRPC address but --protocol {protocol} was given: drop --protocol, "
-                         "or for HTTP give http://host:port of Triton's HTTP port (8000 by default)")
+            raise UsageError(
+                f"--url {url} is an HTTP address but --protocol {protocol} was given: drop "
+                f"--protocol (the URL decides), or for gRPC give host:port of Triton's gRPC port "
+                "(8001 by default), e.g. --url 127.0.0.1:8001"
+            )
+        raise UsageError(
+            f"--url {url} is a gRPC address but --protocol {protocol} was given: drop --protocol, "
+            "or for HTTP give http://host:port of Triton's HTTP port (8000 by default)"
+        )
     return from_url or protocol or "grpc", scheme in ("https", "grpcs")
 
 
 def grpc_target(url: str) -> str:
     for prefix in ("grpc://", "grpcs://", "http://", "https://"):
         if url.startswith(prefix):
-            url = url[len(prefix):]
+            url = url[len(prefix) :]
     return url.rstrip("/")
 
 
@@ -143,8 +150,10 @@ def routing_headers(model: str) -> dict[str, str]:
 
 
 API_KEY_ENV = "TRITONLLM_API_KEY"
-_API_KEY_HINT = (f"the server wants an API key; pass --api-key name:secret or set {API_KEY_ENV} "
-                 "(EKS: the stack output apiKeyCommand prints one)")
+_API_KEY_HINT = (
+    f"the server wants an API key; pass --api-key name:secret or set {API_KEY_ENV} "
+    "(EKS: the stack output apiKeyCommand prints one)"
+)
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -195,8 +204,9 @@ class GrpcBackend:
 
     async def model_interface(self, model: str) -> ModelInterface:
         try:
-            config = await self.client.get_model_config(model, headers={**routing_headers(model), **self._auth},
-                                                        as_json=True)
+            config = await self.client.get_model_config(
+                model, headers={**routing_headers(model), **self._auth}, as_json=True
+            )
         except Exception as exc:  # noqa: BLE001
             message, status = _grpc_message(exc), _grpc_status(exc)
             if "UNAUTHENTICATED" in status:
@@ -206,16 +216,19 @@ class GrpcBackend:
                 raise SetupError(unknown_model_message(model, self.url, served, message)) from None
             hint = ""
             if "UNAVAILABLE" in status or "Socket closed" in message or "failed to connect" in message.lower():
-                hint = (f"\n  no gRPC server answers at {grpc_target(self.url)}: if that is Triton's HTTP port, "
-                        f"use --url http://{grpc_target(self.url)} (the protocol follows the URL)")
+                hint = (
+                    f"\n  no gRPC server answers at {grpc_target(self.url)}: if that is Triton's HTTP port, "
+                    f"use --url http://{grpc_target(self.url)} (the protocol follows the URL)"
+                )
             raise SetupError(f"cannot read the config of model '{model}': {message}{hint}") from None
         return ModelInterface.from_config(config)
 
     async def served_models(self) -> dict[str, str] | None:
         """name -> state from the repository index; None when the server does not answer it."""
         try:
-            index = await self.client.get_model_repository_index(headers=self._auth or None, as_json=True,
-                                                                 client_timeout=10)
+            index = await self.client.get_model_repository_index(
+                headers=self._auth or None, as_json=True, client_timeout=10
+            )
         except Exception:  # noqa: BLE001
             return None
         return {m.get("name", ""): m.get("state", "UNKNOWN") for m in (index or {}).get("models", [])}
@@ -231,21 +244,29 @@ class GrpcBackend:
             tensors.append(tensor)
         return tensors
 
-    async def generate(self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult,
-                       timeout: float) -> None:
+    async def generate(
+        self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult, timeout: float
+    ) -> None:
         inputs = self._inputs(iface, values)
         outputs = [self._grpc.InferRequestedOutput("text_output")]
         started = time.perf_counter()
         pieces: list[str] = []
+
         # The streaming RPC serves decoupled and non-decoupled models alike (one response for
         # the latter), and unary ModelInfer refuses decoupled ones: always stream.
         async def requests():
-            yield {"model_name": model, "inputs": inputs, "outputs": outputs,
-                   "request_id": str(result.index), "enable_empty_final_response": True}
+            yield {
+                "model_name": model,
+                "inputs": inputs,
+                "outputs": outputs,
+                "request_id": str(result.index),
+                "enable_empty_final_response": True,
+            }
 
         try:
-            async for response, error in self.client.stream_infer(requests(), stream_timeout=timeout,
-                                                                 headers={**routing_headers(model), **self._auth}):
+            async for response, error in self.client.stream_infer(
+                requests(), stream_timeout=timeout, headers={**routing_headers(model), **self._auth}
+            ):
                 if error is not None:
                     result.error, result.status = _grpc_message(error), _grpc_status(error)
                     break
@@ -264,8 +285,9 @@ class GrpcBackend:
         array = response.as_numpy("text_output")
         if array is None:
             return
-        text = "".join(v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
-                       for v in array.reshape(-1))
+        text = "".join(
+            v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)
+        )
         if text:
             result.add_chunk(text, started, pieces)
 
@@ -295,8 +317,9 @@ class HttpBackend:
 
         session = await self._session()
         try:
-            async with session.get(f"{self.base}/v2/models/{model}/config",
-                                   headers={**routing_headers(model), **self._auth}) as response:
+            async with session.get(
+                f"{self.base}/v2/models/{model}/config", headers={**routing_headers(model), **self._auth}
+            ) as response:
                 body = await response.text()
                 if response.status == 401:
                     raise SetupError(f"HTTP 401 from {self.base}: {_API_KEY_HINT}")
@@ -310,8 +333,10 @@ class HttpBackend:
         except aiohttp.ClientError as exc:
             hint = ""
             if isinstance(exc, aiohttp.ServerDisconnectedError) or "Server disconnected" in str(exc):
-                hint = (f"\n  if {self.base} is Triton's gRPC port, use --url {self.base.split('://', 1)[-1]} "
-                        "(host:port, no scheme: gRPC)")
+                hint = (
+                    f"\n  if {self.base} is Triton's gRPC port, use --url {self.base.split('://', 1)[-1]} "
+                    "(host:port, no scheme: gRPC)"
+                )
             raise SetupError(f"cannot reach {self.base}: {exc}{hint}") from None
 
     async def served_models(self) -> dict[str, str] | None:
@@ -320,8 +345,9 @@ class HttpBackend:
 
         session = await self._session()
         try:
-            async with session.post(f"{self.base}/v2/repository/index", json={}, headers=self._auth,
-                                    timeout=aiohttp.ClientTimeout(total=10)) as response:
+            async with session.post(
+                f"{self.base}/v2/repository/index", json={}, headers=self._auth, timeout=aiohttp.ClientTimeout(total=10)
+            ) as response:
                 if response.status != 200:
                     return None
                 index = json.loads(await response.text())
@@ -329,8 +355,9 @@ class HttpBackend:
             return None
         return {m.get("name", ""): m.get("state", "UNKNOWN") for m in index if isinstance(m, dict)}
 
-    async def generate(self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult,
-                       timeout: float) -> None:
+    async def generate(
+        self, iface: ModelInterface, model: str, values: dict[str, Any], result: RequestResult, timeout: float
+    ) -> None:
         import aiohttp
 
         session = await self._session()
@@ -339,7 +366,9 @@ class HttpBackend:
         pieces: list[str] = []
         try:
             async with session.post(
-                f"{self.base}/v2/models/{model}/{route}", json=values, headers={**routing_headers(model), **self._auth},
+                f"{self.base}/v2/models/{model}/{route}",
+                json=values,
+                headers={**routing_headers(model), **self._auth},
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 if not self.stream or response.content_type == "application/json":
@@ -389,8 +418,7 @@ def unknown_model_message(model: str, where: str, served: dict[str, str], error:
     listed = ", ".join(f"{name} ({state})" for name, state in sorted(served.items()))
     if model in served:
         return f"cannot read the config of model '{model}' ({served[model]}): {error}\n  served: {listed}"
-    return (f"model '{model}' is not served at {where}; it serves: {listed}\n"
-            f"  pass one of them with --model-name")
+    return f"model '{model}' is not served at {where}; it serves: {listed}\n  pass one of them with --model-name"
 
 
 # --------------------------------------------------------------------------- runner
@@ -444,8 +472,10 @@ def format_line(result: RequestResult, total: int) -> str:
     head = f"[{result.index + 1:>{width}}/{total}]"
     if result.ok:
         ttft = f"{result.ttft_s:.3f}s" if result.ttft_s is not None else "-"
-        return (f"{head} OK   {result.latency_s:7.3f}s  ttft {ttft:>7}  {result.chunks:4d} chunks  "
-                f"{_excerpt(result.prompt)!r} -> {_excerpt(result.text)!r}")
+        return (
+            f"{head} OK   {result.latency_s:7.3f}s  ttft {ttft:>7}  {result.chunks:4d} chunks  "
+            f"{_excerpt(result.prompt)!r} -> {_excerpt(result.text)!r}"
+        )
     status = f" [{result.status}]" if result.status else ""
     return f"{head} FAIL {result.latency_s:7.3f}s{status}  {result.error}"
 
@@ -494,55 +524,113 @@ def write_results(path: Path, results: list[RequestResult], meta: dict[str, Any]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="server address; the protocol follows it: http(s)://host:port is HTTP, "
-                        "host:port (or grpc://host:port) is gRPC (default $TRITON_GRPC_URL or localhost:8001, "
-                        "with --protocol http $TRITON_HTTP_URL or http://localhost:8000)")
-    parser.add_argument("--protocol", choices=("grpc", "http"), default=None,
-                        help="only needed without --url or with a host:port URL (default: from --url, else grpc)")
-    parser.add_argument("--api", choices=("kserve", "openai"), default="kserve",
-                        help="kserve: Triton's v2 APIs (--protocol); openai: the OpenAI-compatible API at --url "
-                        "(default $OPENAI_BASE_URL or http://localhost:9000/v1), streaming unless --no-stream")
-    parser.add_argument("--openai-endpoint", choices=("chat", "completions"), default="chat",
-                        help="with --api openai: /v1/chat/completions (chat template applied by the server) or "
-                        "/v1/completions (raw text) (default %(default)s)")
-    parser.add_argument("--model-name", default="smollm2", help="model to call, e.g. smollm2, ensemble, "
-                        "llama-2-7b-chat (default %(default)s)")
-    parser.add_argument("--input-prompts", default="prompts.txt", help="prompts file, one per line (default %(default)s)")
-    parser.add_argument("--results-file", default="results/client-results.txt",
-                        help="where to write prompts and answers; .jsonl/.json for JSON lines (default %(default)s)")
+    parser.add_argument(
+        "--url",
+        help="server address; the protocol follows it: http(s)://host:port is HTTP, "
+        "host:port (or grpc://host:port) is gRPC (default $TRITON_GRPC_URL or localhost:8001, "
+        "with --protocol http $TRITON_HTTP_URL or http://localhost:8000)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("grpc", "http"),
+        default=None,
+        help="only needed without --url or with a host:port URL (default: from --url, else grpc)",
+    )
+    parser.add_argument(
+        "--api",
+        choices=("kserve", "openai"),
+        default="kserve",
+        help="kserve: Triton's v2 APIs (--protocol); openai: the OpenAI-compatible API at --url "
+        "(default $OPENAI_BASE_URL or http://localhost:9000/v1), streaming unless --no-stream",
+    )
+    parser.add_argument(
+        "--openai-endpoint",
+        choices=("chat", "completions"),
+        default="chat",
+        help="with --api openai: /v1/chat/completions (chat template applied by the server) or "
+        "/v1/completions (raw text) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default="smollm2",
+        help="model to call, e.g. smollm2, ensemble, llama-2-7b-chat (default %(default)s)",
+    )
+    parser.add_argument(
+        "--input-prompts", default="prompts.txt", help="prompts file, one per line (default %(default)s)"
+    )
+    parser.add_argument(
+        "--results-file",
+        default="results/client-results.txt",
+        help="where to write prompts and answers; .jsonl/.json for JSON lines (default %(default)s)",
+    )
     stream = parser.add_mutually_exclusive_group()
-    stream.add_argument("--stream", dest="stream", action="store_true", default=None,
-                        help="stream tokens (default for gRPC; /generate_stream for HTTP)")
+    stream.add_argument(
+        "--stream",
+        dest="stream",
+        action="store_true",
+        default=None,
+        help="stream tokens (default for gRPC; /generate_stream for HTTP)",
+    )
     stream.add_argument("--no-stream", dest="stream", action="store_false", help="one response per request")
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once (default %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens to generate (default %(default)s)")
-    parser.add_argument("--temperature", type=float,
-                        help="sampling temperature; 0 = greedy, the same answer every time (model default if unset)")
-    parser.add_argument("--top-p", type=float,
-                        help="nucleus sampling: sample only from the most likely tokens whose probabilities add up "
-                        "to this, in (0, 1]; 1 = off (model default if unset)")
-    parser.add_argument("--top-k", type=int,
-                        help="sample only from the k most likely tokens; 1 = greedy, 0 or -1 = off "
-                        "(model default if unset)")
-    parser.add_argument("--seed", type=int,
-                        help="random seed of the sampler, 0 to 2^32-1: the same seed, prompt and settings give "
-                        "the same answer (random if unset)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help="sampling temperature; 0 = greedy, the same answer every time (model default if unset)",
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        help="nucleus sampling: sample only from the most likely tokens whose probabilities add up "
+        "to this, in (0, 1]; 1 = off (model default if unset)",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        help="sample only from the k most likely tokens; 1 = greedy, 0 or -1 = off (model default if unset)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="random seed of the sampler, 0 to 2^32-1: the same seed, prompt and settings give "
+        "the same answer (random if unset)",
+    )
     parser.add_argument("--stop", action="append", default=[], help="stop word (repeatable)")
     parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-tokens tokens")
-    parser.add_argument("--include-input", action="store_true",
-                        help="ask the model to prepend the prompt to the output (exclude_input_in_output=false)")
+    parser.add_argument(
+        "--include-input",
+        action="store_true",
+        help="ask the model to prepend the prompt to the output (exclude_input_in_output=false)",
+    )
     chat = parser.add_mutually_exclusive_group()
-    chat.add_argument("--chat-template", dest="chat_template", action="store_true", default=None,
-                      help="force the chat template (models with an apply_chat_template input)")
-    chat.add_argument("--no-chat-template", dest="chat_template", action="store_false",
-                      help="send prompts raw (models with an apply_chat_template input)")
-    parser.add_argument("--sampling-style", choices=("auto", "json", "tensors"), default="auto",
-                        help="auto: sampling_parameters JSON when the model has it (vLLM, local), else separate "
-                        "tensors (TRT-LLM ensemble)")
+    chat.add_argument(
+        "--chat-template",
+        dest="chat_template",
+        action="store_true",
+        default=None,
+        help="force the chat template (models with an apply_chat_template input)",
+    )
+    chat.add_argument(
+        "--no-chat-template",
+        dest="chat_template",
+        action="store_false",
+        help="send prompts raw (models with an apply_chat_template input)",
+    )
+    parser.add_argument(
+        "--sampling-style",
+        choices=("auto", "json", "tensors"),
+        default="auto",
+        help="auto: sampling_parameters JSON when the model has it (vLLM, local), else separate "
+        "tensors (TRT-LLM ensemble)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds")
     parser.add_argument("--ssl", action="store_true", help="TLS (https / secure gRPC channel)")
-    parser.add_argument("--api-key", default=None,
-                        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})",
+    )
     parser.add_argument("--quiet", action="store_true", help="only print the summary")
 
 
@@ -567,8 +655,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # under `tritonllm serve -- ...` the server's addresses come in the environment
-    url = args.url or (os.environ.get("TRITON_GRPC_URL", "localhost:8001") if protocol == "grpc"
-                       else os.environ.get("TRITON_HTTP_URL", "http://localhost:8000"))
+    url = args.url or (
+        os.environ.get("TRITON_GRPC_URL", "localhost:8001")
+        if protocol == "grpc"
+        else os.environ.get("TRITON_HTTP_URL", "http://localhost:8000")
+    )
     ssl = args.ssl or tls
     stream = args.stream if args.stream is not None else (protocol == "grpc")
     openai_api = getattr(args, "api", "kserve") == "openai"
@@ -588,8 +679,10 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     total = len(prompts)
     mode = f"{protocol}{' streaming' if stream else ''}"
-    print(f"sending {total} prompts to model '{args.model_name}' at {url} ({mode}, concurrency {args.concurrency})",
-          flush=True)
+    print(
+        f"sending {total} prompts to model '{args.model_name}' at {url} ({mode}, concurrency {args.concurrency})",
+        flush=True,
+    )
 
     def report(result: RequestResult) -> None:
         if not args.quiet or not result.ok:
@@ -598,16 +691,40 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         if openai_api:
-            iface, results = None, asyncio.run(openai_client.run_requests(
-                url, args.model_name, prompts, settings, endpoint=args.openai_endpoint, stream=stream,
-                concurrency=args.concurrency, timeout=args.timeout, on_result=report,
-                api_key=args.api_key or os.environ.get(API_KEY_ENV)))
+            iface, results = (
+                None,
+                asyncio.run(
+                    openai_client.run_requests(
+                        url,
+                        args.model_name,
+                        prompts,
+                        settings,
+                        endpoint=args.openai_endpoint,
+                        stream=stream,
+                        concurrency=args.concurrency,
+                        timeout=args.timeout,
+                        on_result=report,
+                        api_key=args.api_key or os.environ.get(API_KEY_ENV),
+                    )
+                ),
+            )
         else:
-            iface, results = asyncio.run(run_requests(
-                url, args.model_name, prompts, settings, protocol=protocol, stream=stream,
-                concurrency=args.concurrency, timeout=args.timeout, ssl=ssl, style=args.sampling_style,
-                on_result=report, api_key=args.api_key or os.environ.get(API_KEY_ENV),
-            ))
+            iface, results = asyncio.run(
+                run_requests(
+                    url,
+                    args.model_name,
+                    prompts,
+                    settings,
+                    protocol=protocol,
+                    stream=stream,
+                    concurrency=args.concurrency,
+                    timeout=args.timeout,
+                    ssl=ssl,
+                    style=args.sampling_style,
+                    on_result=report,
+                    api_key=args.api_key or os.environ.get(API_KEY_ENV),
+                )
+            )
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -617,8 +734,11 @@ def main(args: argparse.Namespace) -> int:
     p50 = summary["latency_p50_s"]
     print(
         f"total: {summary['succeeded']}/{summary['requests']} succeeded, {summary['failed']} failed in {wall:.2f}s"
-        + (f"; latency p50 {p50:.3f}s, p90 {summary['latency_p90_s']:.3f}s, max {summary['latency_max_s']:.3f}s"
-           if p50 is not None else "")
+        + (
+            f"; latency p50 {p50:.3f}s, p90 {summary['latency_p90_s']:.3f}s, max {summary['latency_max_s']:.3f}s"
+            if p50 is not None
+            else ""
+        )
         + (f"; {summary['requests_per_s']:.2f} req/s" if summary["requests_per_s"] else "")
     )
     note = iface.concurrency_note(min(args.concurrency, total)) if iface is not None else None

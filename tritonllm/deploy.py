@@ -10,6 +10,7 @@ Exit codes: 0 success; 1 the Pulumi operation failed; 2 bad arguments, a missing
 stack file, invalid stack config or no Pulumi CLI; 3 `preview --expect-no-changes`
 found changes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,11 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cwd", type=Path, default=PROJECT_DIR, help="project directory (default: this repository)")
     parser.add_argument("--refresh", action="store_true", help="refresh state from the cloud first")
     parser.add_argument("--diff", action="store_true", help="show detailed property diffs")
-    parser.add_argument("--expect-no-changes", action="store_true",
-                        help="preview/up: fail (exit 3) if anything would change - for drift checks")
+    parser.add_argument(
+        "--expect-no-changes",
+        action="store_true",
+        help="preview/up: fail (exit 3) if anything would change - for drift checks",
+    )
     parser.add_argument("--parallel", type=int, help="resource operations to run in parallel")
-    parser.add_argument("--target", action="append", default=[], metavar="URN",
-                        help="limit the operation to this resource URN (repeatable)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="URN",
+        help="limit the operation to this resource URN (repeatable)",
+    )
     parser.add_argument("--yes", action="store_true", help="required for destroy: confirm deleting every resource")
     parser.add_argument("--show-secrets", action="store_true", help="outputs: print secret values in plain text")
     parser.add_argument("--json", action="store_true", help="outputs: print JSON instead of a table")
@@ -72,10 +81,12 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
         raise DeployError(f"{project_dir} has no Pulumi.yaml; pass --cwd with the project directory")
     stack_file = project_dir / f"Pulumi.{args.stack}.yaml"
     if not stack_file.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
         start = f"`cp {project_dir / ('Pulumi.' + known[0] + '.yaml')} {stack_file}`, edit it, then " if known else ""
-        raise DeployError(f"no stack file {stack_file.name}; known stacks: {', '.join(known) or 'none'} "
-                          f"(to add one: {start}`pulumi -C {project_dir} stack init {args.stack}`)")
+        raise DeployError(
+            f"no stack file {stack_file.name}; known stacks: {', '.join(known) or 'none'} "
+            f"(to add one: {start}`pulumi -C {project_dir} stack init {args.stack}`)"
+        )
     if args.operation == "destroy" and not args.yes:
         raise DeployError("destroy deletes every resource of the stack; pass --yes to confirm")
     if args.expect_no_changes and args.operation not in ("preview", "up"):
@@ -86,10 +97,18 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
     if args.operation != "outputs":
         config_keys = tuple(sorted(validate_stack_file(stack_file, args.stack)))
     return DeployPlan(
-        operation=args.operation, stack=args.stack, project_dir=project_dir, stack_file=stack_file,
-        refresh=args.refresh, expect_no_changes=args.expect_no_changes, diff=args.diff,
-        parallel=args.parallel, targets=tuple(args.target), show_secrets=args.show_secrets,
-        json_output=args.json, config_keys=config_keys,
+        operation=args.operation,
+        stack=args.stack,
+        project_dir=project_dir,
+        stack_file=stack_file,
+        refresh=args.refresh,
+        expect_no_changes=args.expect_no_changes,
+        diff=args.diff,
+        parallel=args.parallel,
+        targets=tuple(args.target),
+        show_secrets=args.show_secrets,
+        json_output=args.json,
+        config_keys=config_keys,
     )
 
 
@@ -108,7 +127,7 @@ def validate_stack_file(stack_file: Path, stack: str | None = None) -> list[str]
         raise DeployError(f"{stack_file.name} is not valid YAML: {exc}") from None
     values = document.get("config") or {}
     prefix = NAMESPACE + ":"
-    raw = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+    raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
     secrets_set = {k for k, v in raw.items() if isinstance(v, dict) and "secure" in v}
     raw = {k: v for k, v in raw.items() if k not in secrets_set}
     try:
@@ -118,16 +137,20 @@ def validate_stack_file(stack_file: Path, stack: str | None = None) -> list[str]
         if stack:
             where = f"pulumi -C {stack_file.parent}"
             message = message.replace(  # the stack must exist in the backend before config can be set
-                "`pulumi config set ",
-                f"`{where} stack select --create {stack} && {where} config set --stack {stack} ")
+                "`pulumi config set ", f"`{where} stack select --create {stack} && {where} config set --stack {stack} "
+            )
         raise DeployError(f"{stack_file.name}: {message}") from None
     return sorted(raw) + sorted(secrets_set)
 
 
-INSTALL_PULUMI = ("install it with `curl -fsSL https://get.pulumi.com | sh` (or see "
-                  "https://www.pulumi.com/docs/install/), then `export PATH=$HOME/.pulumi/bin:$PATH`")
-LOGIN_PULUMI = ("log in to a state backend: `pulumi login --local` (state in ~/.pulumi), `pulumi login` "
-                "(Pulumi Cloud) or `pulumi login s3://<bucket>`")
+INSTALL_PULUMI = (
+    "install it with `curl -fsSL https://get.pulumi.com | sh` (or see "
+    "https://www.pulumi.com/docs/install/), then `export PATH=$HOME/.pulumi/bin:$PATH`"
+)
+LOGIN_PULUMI = (
+    "log in to a state backend: `pulumi login --local` (state in ~/.pulumi), `pulumi login` "
+    "(Pulumi Cloud) or `pulumi login s3://<bucket>`"
+)
 
 
 def find_pulumi_cli() -> str:
@@ -142,14 +165,16 @@ def check_pulumi_login(cli: str, project_dir: Path, timeout: float = 60) -> None
     import subprocess
 
     try:
-        proc = subprocess.run([cli, "whoami", "--non-interactive"], cwd=project_dir, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            [cli, "whoami", "--non-interactive"], cwd=project_dir, capture_output=True, text=True, timeout=timeout
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DeployError(f"`{cli} whoami` did not answer ({exc}); {LOGIN_PULUMI}") from None
     if proc.returncode != 0:
         said = (proc.stderr or proc.stdout).strip().splitlines()
-        raise DeployError(f"the Pulumi CLI is not logged in ({said[-1] if said else 'pulumi whoami failed'}): "
-                          f"{LOGIN_PULUMI}")
+        raise DeployError(
+            f"the Pulumi CLI is not logged in ({said[-1] if said else 'pulumi whoami failed'}): {LOGIN_PULUMI}"
+        )
 
 
 def check_tools(project_dir: Path) -> str:
@@ -179,8 +204,7 @@ def run_plan(plan: DeployPlan, automation: Any, out: Callable[[str], None]) -> i
         _print_outputs(result.outputs, plan, out)
         return EXIT_OK if result.summary.result == "succeeded" else EXIT_FAILED
     if plan.operation == "destroy":
-        result = stack.destroy(parallel=plan.parallel, target=list(plan.targets) or None,
-                               show_secrets=False, **stream)
+        result = stack.destroy(parallel=plan.parallel, target=list(plan.targets) or None, show_secrets=False, **stream)
         out(f"destroy of {plan.stack}: {result.summary.result}, {_summary(result.summary.resource_changes)}")
         return EXIT_OK if result.summary.result == "succeeded" else EXIT_FAILED
     _print_outputs(stack.outputs(), plan, out)
@@ -221,8 +245,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         return run_plan(plan, automation, out)
     except automation.StackNotFoundError:
-        print(f"tritonllm deploy: stack {plan.stack!r} does not exist in the current backend; create it with "
-              f"`pulumi -C {plan.project_dir} stack init {plan.stack}`", file=sys.stderr)
+        print(
+            f"tritonllm deploy: stack {plan.stack!r} does not exist in the current backend; create it with "
+            f"`pulumi -C {plan.project_dir} stack init {plan.stack}`",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except automation.CommandError as exc:
         print(f"tritonllm deploy: {plan.operation} of {plan.stack} failed:\n{exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ What `serve` starts, and how each piece is made to go away:
   a stop file (env TRITONLLM_STOP_FILE) between tokens: `serve` creates it when the grace period
   ends and each generation still running ends with UNAVAILABLE "server is shutting down".
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -98,7 +99,7 @@ def process_table(proc_dir: Path = Path("/proc")) -> dict[int, Proc]:
         except OSError:
             continue
         # "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) < 3 or fields[0] == "Z":
             continue
         table[int(entry.name)] = Proc(int(entry.name), int(fields[1]), int(fields[2]), fields[0], cmdline)
@@ -125,7 +126,7 @@ def is_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
 
 
 def ours(root: int | None, pgid: int | None, markers: Iterable[str], table: dict[int, Proc] | None = None) -> set[int]:
@@ -225,7 +226,9 @@ def requests_in_flight(metrics_text: str, model: str | None = None) -> int | Non
 
 _METRIC_LINE = re.compile(
     r"^(?:nv_inference_pending_request_count|tritonllm_requests_executing)"
-    r"(?P<labels>\{[^}]*\})?\s+(?P<value>\S+)", re.MULTILINE)
+    r"(?P<labels>\{[^}]*\})?\s+(?P<value>\S+)",
+    re.MULTILINE,
+)
 
 
 # --------------------------------------------------------------------------- signals

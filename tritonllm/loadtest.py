@@ -17,6 +17,7 @@ mounted from a ConfigMap: no image to build, and the same request shape as `trit
 Manifests, log parsing, the HPA reading and the report are pure functions; `main` is the shell
 that talks to the cluster (the `kubernetes` client and your kubeconfig).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,30 +87,55 @@ def job_name(model: str, stamp: str) -> str:
     return f"loadtest-{model}"[:48].rstrip("-") + f"-{stamp}"
 
 
-def manifests(*, name: str, namespace: str, model: str, url: str, profile: Profile, max_tokens: int,
-              image: str, sources: dict[str, str], prompts: list[str] | None = None,
-              request_timeout: int = 600) -> list[dict[str, Any]]:
+def manifests(
+    *,
+    name: str,
+    namespace: str,
+    model: str,
+    url: str,
+    profile: Profile,
+    max_tokens: int,
+    image: str,
+    sources: dict[str, str],
+    prompts: list[str] | None = None,
+    request_timeout: int = 600,
+) -> list[dict[str, Any]]:
     """The ConfigMap (worker code, prompts) and the Job that runs the load."""
-    labels = {"app.kubernetes.io/name": "tritonllm-loadtest", "app.kubernetes.io/part-of": "tritonllm",
-              LABEL: name}
+    labels = {"app.kubernetes.io/name": "tritonllm-loadtest", "app.kubernetes.io/part-of": "tritonllm", LABEL: name}
     data = {f"tritonllm.{f}": sources[f] for f in WORKER_FILES}
     if prompts:
         data["prompts.txt"] = "\n".join(prompts) + "\n"
     items = [{"key": f"tritonllm.{f}", "path": f"tritonllm/{f}"} for f in WORKER_FILES]
     if prompts:
         items.append({"key": "prompts.txt", "path": "prompts.txt"})
-    command = ["python", "-m", "tritonllm.loadtest_worker", "--url", url, "--model", model,
-               "--levels", ",".join(str(v) for v in profile.levels), "--level-seconds", str(profile.step_seconds),
-               "--max-tokens", str(max_tokens), "--timeout", str(request_timeout)]
+    command = [
+        "python",
+        "-m",
+        "tritonllm.loadtest_worker",
+        "--url",
+        url,
+        "--model",
+        model,
+        "--levels",
+        ",".join(str(v) for v in profile.levels),
+        "--level-seconds",
+        str(profile.step_seconds),
+        "--max-tokens",
+        str(max_tokens),
+        "--timeout",
+        str(request_timeout),
+    ]
     if prompts:
         command += ["--prompts", f"{MOUNT}/prompts.txt"]
     config_map = {
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "data": data,
     }
     job = {
-        "apiVersion": "batch/v1", "kind": "Job",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "backoffLimit": 0,  # a failed load test is a result: never rerun it
@@ -122,23 +148,37 @@ def manifests(*, name: str, namespace: str, model: str, url: str, profile: Profi
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65534,
+                        "runAsGroup": 65534,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     # CPU nodes only: GPU nodes carry the nvidia.com/gpu taint, which this does not tolerate.
                     "nodeSelector": {"kubernetes.io/os": "linux"},
-                    "containers": [{
-                        "name": "load",
-                        "image": image,
-                        "command": command,
-                        "workingDir": MOUNT,
-                        "env": [{"name": "PYTHONPATH", "value": MOUNT}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                                {"name": "PYTHONUNBUFFERED", "value": "1"}],
-                        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"},
-                                      "limits": {"cpu": "2", "memory": "512Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "code", "mountPath": MOUNT, "readOnly": True}],
-                    }],
+                    "containers": [
+                        {
+                            "name": "load",
+                            "image": image,
+                            "command": command,
+                            "workingDir": MOUNT,
+                            "env": [
+                                {"name": "PYTHONPATH", "value": MOUNT},
+                                {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+                                {"name": "PYTHONUNBUFFERED", "value": "1"},
+                            ],
+                            "resources": {
+                                "requests": {"cpu": "500m", "memory": "256Mi"},
+                                "limits": {"cpu": "2", "memory": "512Mi"},
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "volumeMounts": [{"name": "code", "mountPath": MOUNT, "readOnly": True}],
+                        }
+                    ],
                     "volumes": [{"name": "code", "configMap": {"name": name, "items": items}}],
                 },
             },
@@ -189,15 +229,20 @@ def summarize(records: list[dict[str, Any]], step_seconds: float) -> list[dict[s
         ok = [r for r in done if r.get("ok")]
         latency = [r["latency"] * 1000 for r in ok]
         ttft = [r["ttft"] * 1000 for r in ok if r.get("ttft") is not None]
-        rows.append({
-            "step": step["step"], "concurrency": step["concurrency"], "start_s": step["start"],
-            "requests": len(done), "errors": len(done) - len(ok),
-            "requests_per_s": len(ok) / step_seconds,
-            "responses_per_s": sum(r["responses"] for r in ok) / step_seconds,
-            **{f"ttft_ms_p{q}": _pct(ttft, q) for q in (50, 90, 99)},
-            **{f"latency_ms_p{q}": _pct(latency, q) for q in (50, 90, 99)},
-            "latency_ms_avg": statistics.fmean(latency) if latency else None,
-        })
+        rows.append(
+            {
+                "step": step["step"],
+                "concurrency": step["concurrency"],
+                "start_s": step["start"],
+                "requests": len(done),
+                "errors": len(done) - len(ok),
+                "requests_per_s": len(ok) / step_seconds,
+                "responses_per_s": sum(r["responses"] for r in ok) / step_seconds,
+                **{f"ttft_ms_p{q}": _pct(ttft, q) for q in (50, 90, 99)},
+                **{f"latency_ms_p{q}": _pct(latency, q) for q in (50, 90, 99)},
+                "latency_ms_avg": statistics.fmean(latency) if latency else None,
+            }
+        )
     return rows
 
 
@@ -239,11 +284,19 @@ def hpa_sample(hpa: dict[str, Any], t: float) -> HpaSample:
             average = (pods.get("current") or {}).get("averageValue")
             value = parse_quantity(average) if average is not None else None
     trouble = tuple(
-        f"{c.get('type')}={c.get('status')} ({c.get('reason')})" for c in status.get("conditions") or []
+        f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
+        for c in status.get("conditions") or []
         if (c.get("type"), c.get("status")) in (("ScalingActive", "False"), ("AbleToScale", "False"))
     )
-    return HpaSample(t, int(status.get("currentReplicas") or 0), int(status.get("desiredReplicas") or 0),
-                     name, value, parse_quantity(target) if target is not None else None, trouble)
+    return HpaSample(
+        t,
+        int(status.get("currentReplicas") or 0),
+        int(status.get("desiredReplicas") or 0),
+        name,
+        value,
+        parse_quantity(target) if target is not None else None,
+        trouble,
+    )
 
 
 def _ms(v: float | None) -> str:
@@ -251,17 +304,24 @@ def _ms(v: float | None) -> str:
 
 
 def format_report(rows: list[dict[str, Any]], samples: list[HpaSample]) -> str:
-    lines = [f"{'level':>5} {'conc':>4} {'reqs':>5} {'err':>4} {'req/s':>7} {'resp/s':>8} "
-             f"{'TTFT p50/p90/p99 ms':>22} {'latency p50/p90/p99 ms':>26}"]
+    lines = [
+        f"{'level':>5} {'conc':>4} {'reqs':>5} {'err':>4} {'req/s':>7} {'resp/s':>8} "
+        f"{'TTFT p50/p90/p99 ms':>22} {'latency p50/p90/p99 ms':>26}"
+    ]
     for r in rows:
         ttft = "/".join(_ms(r[f"ttft_ms_p{q}"]) for q in (50, 90, 99))
         lat = "/".join(_ms(r[f"latency_ms_p{q}"]) for q in (50, 90, 99))
-        lines.append(f"{r['step']:>5} {r['concurrency']:>4} {r['requests']:>5} {r['errors']:>4} "
-                     f"{r['requests_per_s']:>7.2f} {r['responses_per_s']:>8.1f} {ttft:>22} {lat:>26}")
+        lines.append(
+            f"{r['step']:>5} {r['concurrency']:>4} {r['requests']:>5} {r['errors']:>4} "
+            f"{r['requests_per_s']:>7.2f} {r['responses_per_s']:>8.1f} {ttft:>22} {lat:>26}"
+        )
     if samples:
         metric = samples[-1].metric or "metric"
-        lines += ["", f"HPA over time ({metric}; target {samples[-1].target if samples[-1].target is not None else '?'}):",
-                  f"{'t s':>6} {'replicas':>8} {'desired':>7} {'value':>10}  notes"]
+        lines += [
+            "",
+            f"HPA over time ({metric}; target {samples[-1].target if samples[-1].target is not None else '?'}):",
+            f"{'t s':>6} {'replicas':>8} {'desired':>7} {'value':>10}  notes",
+        ]
         previous = None
         for s in samples:
             row = (s.replicas, s.desired, s.value, s.conditions)
@@ -308,9 +368,17 @@ def main(args: argparse.Namespace) -> int:
     if args.prompts:
         prompts = [p.strip() for p in args.prompts.read_text().splitlines() if p.strip()]
     name = job_name(args.model, time.strftime("%H%M%S"))
-    objs = manifests(name=name, namespace=namespace, model=args.model, url=args.url or service_url(namespace),
-                     profile=profile, max_tokens=args.max_tokens, image=args.image, sources=worker_sources(),
-                     prompts=prompts)
+    objs = manifests(
+        name=name,
+        namespace=namespace,
+        model=args.model,
+        url=args.url or service_url(namespace),
+        profile=profile,
+        max_tokens=args.max_tokens,
+        image=args.image,
+        sources=worker_sources(),
+        prompts=prompts,
+    )
     if args.dry_run:
         import yaml
 
@@ -328,9 +396,11 @@ def _run(args: argparse.Namespace, namespace: str, name: str, objs: list[dict], 
     api = client.ApiClient()
     core.create_namespaced_config_map(namespace, objs[0])
     batch.create_namespaced_job(namespace, objs[1])
-    print(f"loadtest: Job {namespace}/{name}: levels {list(profile.levels)} x {profile.step_seconds} s "
-          f"({profile.seconds} s); polling HPA {namespace}/{args.hpa or args.model} every {args.poll_seconds:g} s",
-          file=sys.stderr)
+    print(
+        f"loadtest: Job {namespace}/{name}: levels {list(profile.levels)} x {profile.step_seconds} s "
+        f"({profile.seconds} s); polling HPA {namespace}/{args.hpa or args.model} every {args.poll_seconds:g} s",
+        file=sys.stderr,
+    )
     samples: list[HpaSample] = []
     started = time.monotonic()
     deadline = started + objs[1]["spec"]["activeDeadlineSeconds"] + 60
@@ -341,8 +411,11 @@ def _run(args: argparse.Namespace, namespace: str, name: str, objs: list[dict], 
                 hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(args.hpa or args.model, namespace)
                 sample = hpa_sample(api.sanitize_for_serialization(hpa), time.monotonic() - started)
                 samples.append(sample)
-                print(f"  t={sample.t:5.0f}s replicas {sample.replicas} (desired {sample.desired}) "
-                      f"{sample.metric} {sample.value if sample.value is not None else '-'}", file=sys.stderr)
+                print(
+                    f"  t={sample.t:5.0f}s replicas {sample.replicas} (desired {sample.desired}) "
+                    f"{sample.metric} {sample.value if sample.value is not None else '-'}",
+                    file=sys.stderr,
+                )
             except ApiException as exc:
                 print(f"  HPA not readable: {exc.status} {exc.reason}", file=sys.stderr)
             job = batch.read_namespaced_job_status(name, namespace).status
@@ -361,8 +434,9 @@ def _run(args: argparse.Namespace, namespace: str, name: str, objs: list[dict], 
     rows = summarize(records, profile.step_seconds)
     print(format_report(rows, samples))
     if args.output:
-        args.output.write_text(json.dumps({"levels": rows, "hpa": [s.__dict__ for s in samples]}, indent=2,
-                                          default=list))
+        args.output.write_text(
+            json.dumps({"levels": rows, "hpa": [s.__dict__ for s in samples]}, indent=2, default=list)
+        )
     if errors or status != "succeeded":
         print(f"loadtest: Job {status or 'timed out'}; {errors[0]['error'] if errors else ''}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ and `{"event": "done"}` at the end. `tritonllm loadtest` reads these lines from 
     python -m tritonllm.loadtest_worker --url http://triton.llama.svc:8000 --model llama \
         --levels 1,4,8 --level-seconds 120 --max-tokens 128 --prompts /etc/loadtest/prompts.txt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,9 @@ def one_request(url: str, model: str, body: bytes, timeout: float) -> dict:
     """Stream one request (SSE); time to the first event, to the last, and the event count."""
     started = time.monotonic()
     ttft, responses, error = None, 0, None
-    req = urllib.request.Request(f"{url}/v2/models/{model}/generate_stream", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/v2/models/{model}/generate_stream", data=body, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             for raw in resp:
@@ -64,8 +66,13 @@ def one_request(url: str, model: str, body: bytes, timeout: float) -> dict:
                     ttft = time.monotonic() - started
     except (urllib.error.URLError, OSError, ValueError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    return {"ttft": ttft, "latency": time.monotonic() - started, "responses": responses,
-            "ok": error is None and responses > 0, **({"error": error[:200]} if error else {})}
+    return {
+        "ttft": ttft,
+        "latency": time.monotonic() - started,
+        "responses": responses,
+        "ok": error is None and responses > 0,
+        **({"error": error[:200]} if error else {}),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         iface = fetch_interface(args.url, args.model, args.timeout)
         settings = GenerationSettings(max_tokens=args.max_tokens, ignore_eos=True)
-        bodies = [json.dumps(generate_body(plan_inputs(iface, p, settings, stream=True))).encode()
-                  for p in prompts]
+        bodies = [json.dumps(generate_body(plan_inputs(iface, p, settings, stream=True))).encode() for p in prompts]
     except (urllib.error.URLError, OSError, ContractError, ValueError) as exc:
         emit({"event": "error", "error": f"{type(exc).__name__}: {exc}"}, lock)
         return 2
@@ -86,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     levels = [int(v) for v in args.levels.split(",")]
     for step, concurrency in enumerate(levels):
-        emit({"event": "step", "step": step, "concurrency": concurrency, "start": round(time.monotonic() - t0, 3)},
-             lock)
+        emit(
+            {"event": "step", "step": step, "concurrency": concurrency, "start": round(time.monotonic() - t0, 3)}, lock
+        )
         deadline = time.monotonic() + args.level_seconds
 
         def client(i: int, step: int = step, concurrency: int = concurrency, deadline: float = deadline) -> None:
@@ -95,9 +102,16 @@ def run(args: argparse.Namespace) -> int:
             while time.monotonic() < deadline:
                 start = time.monotonic() - t0
                 result = one_request(args.url, args.model, rng.choice(bodies), args.timeout)
-                emit({"event": "request", "step": step, "concurrency": concurrency,
-                      "start": round(start, 3), **{k: (round(v, 4) if isinstance(v, float) else v)
-                                                   for k, v in result.items()}}, lock)
+                emit(
+                    {
+                        "event": "request",
+                        "step": step,
+                        "concurrency": concurrency,
+                        "start": round(start, 3),
+                        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()},
+                    },
+                    lock,
+                )
 
         threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(concurrency)]
         for thread in threads:

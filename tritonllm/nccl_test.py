@@ -6,6 +6,7 @@ context: run the stack's `updateKubeconfigCommand` output first), follows the le
 nccl-tests prints its summary, prints the bus bandwidth and the transport NCCL chose (OFI/EFA or
 Socket), then deletes what it created. `--print-manifests` only prints the YAML.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", default="multinode", help="stack whose Pulumi.<stack>.yaml to read (default multinode)")
+    parser.add_argument(
+        "--stack", default="multinode", help="stack whose Pulumi.<stack>.yaml to read (default multinode)"
+    )
     parser.add_argument("--model", help="models[].name of the multi-node model (default: the only one)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for nodes, image pull and the run")
     parser.add_argument("--kubectl", default="kubectl", help="kubectl binary")
@@ -42,7 +45,9 @@ def load_model(stack: str, model_name: str | None):
     models = [m for m in cfg.models if m.multi_node and (model_name is None or m.name == model_name)]
     if len(models) != 1:
         names = [m.name for m in cfg.models if m.multi_node]
-        raise SystemExit(f"stack {stack}: pick one multi-node model with --model (multi-node models: {names or 'none'})")
+        raise SystemExit(
+            f"stack {stack}: pick one multi-node model with --model (multi-node models: {names or 'none'})"
+        )
     return cfg, models[0]
 
 
@@ -55,9 +60,14 @@ def transport(log: str) -> str:
     return "unknown (no NCCL_DEBUG network line)"
 
 
-def run(args: argparse.Namespace, *, runner: Callable[..., subprocess.CompletedProcess] = subprocess.run,
-        follow: Callable[[list[str]], Iterable[str]] | None = None, sleep: Callable[[float], None] = time.sleep,
-        out=None) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    runner: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+    follow: Callable[[list[str]], Iterable[str]] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    out=None,
+) -> int:
     from components.serving.builders import multinode
 
     out = out or sys.stdout
@@ -73,13 +83,18 @@ def run(args: argparse.Namespace, *, runner: Callable[..., subprocess.CompletedP
     try:
         deadline = time.monotonic() + args.timeout
         while True:  # the leader container must have started before its log can be followed
-            phase = runner([kubectl, "-n", ns, "get", "pod", leader, "-o", "jsonpath={.status.phase}"],
-                           capture_output=True, text=True).stdout.strip()
+            phase = runner(
+                [kubectl, "-n", ns, "get", "pod", leader, "-o", "jsonpath={.status.phase}"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             if phase in ("Running", "Succeeded", "Failed"):
                 break
             if time.monotonic() > deadline:
-                print(f"nccl-test: pod {ns}/{leader} not running after {args.timeout:.0f}s (phase {phase or 'none'})",
-                      file=sys.stderr)
+                print(
+                    f"nccl-test: pod {ns}/{leader} not running after {args.timeout:.0f}s (phase {phase or 'none'})",
+                    file=sys.stderr,
+                )
                 return 1
             sleep(5)
         lines = []
@@ -95,8 +110,10 @@ def run(args: argparse.Namespace, *, runner: Callable[..., subprocess.CompletedP
             print("nccl-test: the run ended without nccl-tests' 'Avg bus bandwidth' line", file=sys.stderr)
             return 1
         itype = multinode.instance_type(model, cfg.site_of(model))
-        out.write(f"\nAvg bus bandwidth: {busbw:.2f} GB/s across {model.multi_node.nodes} x {itype.name} "
-                  f"({model.parallel_gpus} GPUs); transport: {transport(log)}\n")
+        out.write(
+            f"\nAvg bus bandwidth: {busbw:.2f} GB/s across {model.multi_node.nodes} x {itype.name} "
+            f"({model.parallel_gpus} GPUs); transport: {transport(log)}\n"
+        )
         return 0
     finally:
         if not args.keep:

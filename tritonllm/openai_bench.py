@@ -7,6 +7,7 @@ server-sent events, usage), so no payload template is needed: it is pointed at t
 pinned with `ignore_eos` (a field of the OpenAI schema Triton's frontend accepts; the local model
 honours it), as the KServe presets pin it with min_tokens/ignore_eos.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,33 @@ def split_base_url(base_url: str, endpoint: str = "chat") -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}", f"{parts.path}/{ENDPOINT_PATHS[endpoint]}"
 
 
-def aiperf_command(aiperf: Path, base_url: str, model: str, tokenizer: str, preset: Preset, concurrency: int,
-                   requests: int, artifact_dir: Path, streaming: bool, endpoint: str = "chat",
-                   api_key: str | None = None) -> list[str]:
+def aiperf_command(
+    aiperf: Path,
+    base_url: str,
+    model: str,
+    tokenizer: str,
+    preset: Preset,
+    concurrency: int,
+    requests: int,
+    artifact_dir: Path,
+    streaming: bool,
+    endpoint: str = "chat",
+    api_key: str | None = None,
+) -> list[str]:
     server, path = split_base_url(base_url, endpoint)
     cmd = [
-        str(aiperf), "profile",
-        "--model", model,
-        "--url", server,
-        "--endpoint-type", endpoint,
-        "--custom-endpoint", path,
-        "--extra-inputs", "ignore_eos:true",
+        str(aiperf),
+        "profile",
+        "--model",
+        model,
+        "--url",
+        server,
+        "--endpoint-type",
+        endpoint,
+        "--custom-endpoint",
+        path,
+        "--extra-inputs",
+        "ignore_eos:true",
         *aiperf_load_args(tokenizer, preset, concurrency, requests, artifact_dir),
     ]
     for name, value in auth_headers(api_key).items():
@@ -64,10 +81,20 @@ def check_model(base_url: str, model: str, timeout: float = 30, api_key: str | N
         raise BenchError(f"model '{model}' is not served at {base_url}; it serves {served}")
 
 
-def run_benchmark(url: str, model: str, preset: Preset, output_dir: Path, aiperf: Path, tokenizer: str,
-                  concurrencies: tuple[int, ...] | None = None, requests_per_run: int | None = None,
-                  streaming: bool = True, log=print, endpoint: str = "chat",
-                  api_key: str | None = None) -> list[RunResult]:
+def run_benchmark(
+    url: str,
+    model: str,
+    preset: Preset,
+    output_dir: Path,
+    aiperf: Path,
+    tokenizer: str,
+    concurrencies: tuple[int, ...] | None = None,
+    requests_per_run: int | None = None,
+    streaming: bool = True,
+    log=print,
+    endpoint: str = "chat",
+    api_key: str | None = None,
+) -> list[RunResult]:
     check_model(url, model, api_key=api_key)
     output_dir.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []
@@ -75,18 +102,31 @@ def run_benchmark(url: str, model: str, preset: Preset, output_dir: Path, aiperf
         requests = requests_per_run or preset.requests_per_run or max(8, 4 * concurrency)
         artifact_dir = output_dir / f"concurrency-{concurrency}"
         artifact_dir.mkdir(parents=True, exist_ok=True)
-        cmd = aiperf_command(aiperf, url, model, tokenizer, preset, concurrency, requests, artifact_dir, streaming,
-                             endpoint, api_key=api_key)
+        cmd = aiperf_command(
+            aiperf,
+            url,
+            model,
+            tokenizer,
+            preset,
+            concurrency,
+            requests,
+            artifact_dir,
+            streaming,
+            endpoint,
+            api_key=api_key,
+        )
         log(f"  concurrency {concurrency:>3}: {requests} requests (OpenAI API, {endpoint}) ...")
         started = time.monotonic()
         result = run_aiperf(cmd, artifact_dir, concurrency, requests)
         results.append(result)
         if result.row:
             r = result.row
-            log(f"  concurrency {concurrency:>3}: done in {time.monotonic() - started:.0f}s; TTFT p50 "
+            log(
+                f"  concurrency {concurrency:>3}: done in {time.monotonic() - started:.0f}s; TTFT p50 "
                 f"{r['ttft_ms_p50'] or 0:.0f} ms, ITL p50 {r['itl_ms_p50'] or 0:.1f} ms, latency p99 "
                 f"{r['request_latency_ms_p99'] or 0:.0f} ms, {r['requests_per_s']:.2f} req/s, "
-                f"{r['output_tokens_per_s']:.1f} output tok/s")
+                f"{r['output_tokens_per_s']:.1f} output tok/s"
+            )
         if not result.ok:
             log(f"  concurrency {concurrency:>3}: FAILED: {result.error}")
     return results

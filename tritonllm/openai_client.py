@@ -9,6 +9,7 @@ gateway (or `serve --api-key`) comes from `--api-key` / $TRITONLLM_API_KEY and g
 Basic credentials, as for the KServe APIs; without one, $OPENAI_API_KEY is sent as
 `Authorization: Bearer <key>`, as the `openai` SDK sends it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +39,9 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
     return {}
 
 
-def request_body(model: str, prompt: str, settings: GenerationSettings, *, endpoint: str, stream: bool) -> dict[str, Any]:
+def request_body(
+    model: str, prompt: str, settings: GenerationSettings, *, endpoint: str, stream: bool
+) -> dict[str, Any]:
     """The OpenAI request for one prompt; settings the API has no field for are refused."""
     body: dict[str, Any] = {"model": model, "stream": stream}
     if endpoint == "chat":
@@ -76,9 +79,19 @@ def _text_of(obj: dict[str, Any], endpoint: str) -> str:
     return choice.get("text") or ""
 
 
-async def run_requests(url: str, model: str, prompts: list[str], settings: GenerationSettings, *,
-                       endpoint: str = "chat", stream: bool = True, concurrency: int = 1, timeout: float = 300.0,
-                       on_result=None, api_key: str | None = None) -> list:
+async def run_requests(
+    url: str,
+    model: str,
+    prompts: list[str],
+    settings: GenerationSettings,
+    *,
+    endpoint: str = "chat",
+    stream: bool = True,
+    concurrency: int = 1,
+    timeout: float = 300.0,
+    on_result=None,
+    api_key: str | None = None,
+) -> list:
     import aiohttp
 
     from tritonllm.client import RequestResult, SetupError
@@ -105,8 +118,9 @@ async def run_requests(url: str, model: str, prompts: list[str], settings: Gener
 
         async def one(i: int) -> None:
             async with semaphore:
-                await _generate(session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream,
-                                timeout)
+                await _generate(
+                    session, f"{base}/{ENDPOINTS[endpoint]}", bodies[i], results[i], endpoint, stream, timeout
+                )
             if on_result:
                 on_result(results[i])
 
@@ -114,8 +128,9 @@ async def run_requests(url: str, model: str, prompts: list[str], settings: Gener
     return results
 
 
-async def _generate(session, url: str, body: dict[str, Any], result, endpoint: str, stream: bool,
-                    timeout: float) -> None:
+async def _generate(
+    session, url: str, body: dict[str, Any], result, endpoint: str, stream: bool, timeout: float
+) -> None:
     import aiohttp
 
     started = time.perf_counter()

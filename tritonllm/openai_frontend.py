@@ -25,6 +25,7 @@ One deliberate difference: a request field the model has no input for (for examp
 the local model) is refused with 400 naming the field; upstream would send the tensor and
 return Triton's "unexpected inference input" as 500.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,6 +46,7 @@ DEFAULT_MAX_TOKENS = 16  # main.py --default-max-tokens default
 
 
 # --------------------------------------------------------------------------- request schema (subset of upstream's)
+
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -111,6 +113,7 @@ class ServerError(RuntimeError):
 
 # --------------------------------------------------------------------------- chat template
 
+
 def _quietly(load):
     """Run `load` with llama.cpp's C-level stderr chatter (context warnings) silenced where possible."""
     try:
@@ -171,6 +174,7 @@ def parse_chat_messages(messages: list[ChatMessage]) -> list[dict[str, str]]:
 
 # --------------------------------------------------------------------------- Triton side
 
+
 class TritonModel:
     """What the frontend knows of one Triton model: its name and input names."""
 
@@ -229,8 +233,10 @@ def triton_request(model: TritonModel, prompt: str, request: _Request, default_m
 
 def _error_text(body: str) -> str:
     """Triton's error message from a JSON (`{"error": ...}`) or server-sent-event error body."""
-    for candidate in (body.strip(), *[ln.strip()[len("data:"):] for ln in body.splitlines()
-                                       if ln.strip().startswith("data:")]):
+    for candidate in (
+        body.strip(),
+        *[ln.strip()[len("data:") :] for ln in body.splitlines() if ln.strip().startswith("data:")],
+    ):
         try:
             payload = json.loads(candidate)
         except ValueError:
@@ -247,19 +253,31 @@ def _first(value: Any) -> Any:
 def _usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict[str, int] | None:
     if prompt_tokens is None or completion_tokens is None:
         return None
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 # --------------------------------------------------------------------------- the server
 
+
 class OpenAIFrontend:
     """aiohttp server in a background thread; `start()` returns once it accepts connections."""
 
-    def __init__(self, triton_http_url: str, *, host: str = "127.0.0.1", port: int = 9000,
-                 chat_template: ChatTemplate | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS,
-                 request_timeout: float = 600.0, metrics_url: str | None = None,
-                 api_keys: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        triton_http_url: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        chat_template: ChatTemplate | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        request_timeout: float = 600.0,
+        metrics_url: str | None = None,
+        api_keys: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.triton = triton_http_url.rstrip("/")
         self.host, self.port = host, port
         self.chat_template = chat_template
@@ -334,15 +352,24 @@ class OpenAIFrontend:
 
         # No keep-alive to Triton: an idle pooled connection would hold Triton's graceful stop (it waits
         # for its HTTP connections) until the grace period runs out; loopback connects cost ~0.1 ms.
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-                                              connector=aiohttp.TCPConnector(force_close=True, limit=0))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            connector=aiohttp.TCPConnector(force_close=True, limit=0),
+        )
         await self._load_models()
+
         @web.middleware
         async def require_key(request, handler):
-            if self._credentials and request.path != "/health/ready" and \
-                    request.headers.get("Authorization") not in self._credentials:
-                return web.Response(status=401, text="401 Authorization Required",
-                                    headers={"WWW-Authenticate": 'Basic realm="tritonllm"'})
+            if (
+                self._credentials
+                and request.path != "/health/ready"
+                and request.headers.get("Authorization") not in self._credentials
+            ):
+                return web.Response(
+                    status=401,
+                    text="401 Authorization Required",
+                    headers={"WWW-Authenticate": 'Basic realm="tritonllm"'},
+                )
             return await handler(request)
 
         app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[require_key])
@@ -393,8 +420,18 @@ class OpenAIFrontend:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            return self._detail(422, [{"type": "json_invalid", "loc": ["body", getattr(exc, "pos", 0)],
-                                       "msg": "JSON decode error", "input": {}, "ctx": {"error": str(exc)}}])
+            return self._detail(
+                422,
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ["body", getattr(exc, "pos", 0)],
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": str(exc)},
+                    }
+                ],
+            )
         try:
             return schema.model_validate(data)
         except ValidationError as exc:
@@ -440,7 +477,7 @@ class OpenAIFrontend:
                 line = raw.decode("utf-8").strip()
                 if not line.startswith("data:"):
                     continue
-                event = json.loads(line[len("data:"):].strip())
+                event = json.loads(line[len("data:") :].strip())
                 if "error" in event:
                     raise ServerError(event["error"])
                 yield event
@@ -532,22 +569,51 @@ class OpenAIFrontend:
             usage = _usage(_first(out.get("num_input_tokens")), _first(out.get("num_output_tokens")))
             finish = "stop"  # upstream reports "stop" for every non-tool completion
             if chat:
-                payload = {"id": request_id, "object": "chat.completion", "created": created, "model": parsed.model,
-                           "system_fingerprint": None,
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
-                                                                "tool_calls": None, "function_call": None},
-                                        "logprobs": None, "finish_reason": finish}],
-                           "usage": usage}
+                payload = {
+                    "id": request_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": parsed.model,
+                    "system_fingerprint": None,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": text,
+                                "tool_calls": None,
+                                "function_call": None,
+                            },
+                            "logprobs": None,
+                            "finish_reason": finish,
+                        }
+                    ],
+                    "usage": usage,
+                }
             else:
-                payload = {"id": request_id, "object": "text_completion", "created": created, "model": parsed.model,
-                           "system_fingerprint": None,
-                           "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
-                           "usage": usage}
+                payload = {
+                    "id": request_id,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": parsed.model,
+                    "system_fingerprint": None,
+                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+                    "usage": usage,
+                }
             return self._json(payload)
         return await self._stream(request, parsed, model, body, request_id, created, chat=chat)
 
-    async def _stream(self, request, parsed: _Request, model: TritonModel, body: dict[str, Any],
-                      request_id: str, created: int, *, chat: bool):
+    async def _stream(
+        self,
+        request,
+        parsed: _Request,
+        model: TritonModel,
+        body: dict[str, Any],
+        request_id: str,
+        created: int,
+        *,
+        chat: bool,
+    ):
         from aiohttp import web
 
         events = self._generate_stream(model, body)
@@ -559,8 +625,9 @@ class OpenAIFrontend:
             first = None
         include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
         obj = "chat.completion.chunk" if chat else "text_completion"
-        response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
-                                                           "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
 
         async def send(payload: dict[str, Any] | str) -> None:
@@ -568,15 +635,24 @@ class OpenAIFrontend:
             await response.write(f"data: {data}\n\n".encode())
 
         def chunk(choice: dict[str, Any] | None, usage: dict[str, int] | None = None) -> dict[str, Any]:
-            out = {"id": request_id, "object": obj, "created": created, "model": parsed.model,
-                   "system_fingerprint": None, "choices": [choice] if choice is not None else []}
+            out = {
+                "id": request_id,
+                "object": obj,
+                "created": created,
+                "model": parsed.model,
+                "system_fingerprint": None,
+                "choices": [choice] if choice is not None else [],
+            }
             if usage is not None:
                 out["usage"] = usage
             return out
 
         if chat:  # the first chunk carries the role only (upstream _get_first_streaming_chat_response)
-            await send(chunk({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                              "finish_reason": None}))
+            await send(
+                chunk(
+                    {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+                )
+            )
         prompt_tokens: int | None = None
         completion_tokens = 0
         try:
@@ -590,8 +666,9 @@ class OpenAIFrontend:
                 finish = "stop" if reason else None
                 if text or finish:
                     if chat:
-                        await send(chunk({"index": 0, "delta": {"content": text}, "logprobs": None,
-                                          "finish_reason": finish}))
+                        await send(
+                            chunk({"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish})
+                        )
                     else:
                         await send(chunk({"index": 0, "text": text, "logprobs": None, "finish_reason": finish}))
                 try:
@@ -628,10 +705,11 @@ def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | No
 
     host = getattr(args, "host", None) or server.host
     if port and not port_is_free(host, port):
-        raise FrontendStartError(f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
-                                 "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)")
+        raise FrontendStartError(
+            f"port {port} (OpenAI API) on {host} is already in use: stop whatever "
+            "listens there or choose another with --openai-port (0 picks a free one, -1 turns it off)"
+        )
     try:
-        return start_frontend(server.http_url, host=host, port=port, metrics_url=server.metrics_url,
-                              api_keys=api_keys)
+        return start_frontend(server.http_url, host=host, port=port, metrics_url=server.metrics_url, api_keys=api_keys)
     except OSError as exc:
         raise FrontendStartError(f"the OpenAI API could not start on {host}:{port}: {exc}") from exc

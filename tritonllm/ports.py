@@ -1,4 +1,5 @@
 """Loopback ports and URLs shared by the local servers (`serve`'s Triton, its API-key front)."""
+
 from __future__ import annotations
 
 import socket

@@ -14,6 +14,7 @@ Programmatic use (tests, benchmarks)::
 
 Module-level imports stay light: `python -m tritonllm` imports this module to build its parser.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -116,7 +117,9 @@ def prepare_backend_directory(dist: TritonDistribution, cache_dir: Path = DEFAUL
     py_version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = dist.stub_for(py_version)
     if not stub.is_file():
-        raise TritonNotInstalledError(f"nvidia-pytriton {dist.version()} ships no Python backend stub for Python {py_version}")
+        raise TritonNotInstalledError(
+            f"nvidia-pytriton {dist.version()} ships no Python backend stub for Python {py_version}"
+        )
     target = cache_dir / f"backends-v2-pytriton{dist.version()}-py{py_version}"
     marker = target / ".complete"
     if marker.is_file():
@@ -125,8 +128,11 @@ def prepare_backend_directory(dist: TritonDistribution, cache_dir: Path = DEFAUL
     staging = Path(tempfile.mkdtemp(prefix=".backends-", dir=cache_dir))
     try:
         # libtriton_python.so, triton_python_backend_utils.py (imported by every model), ...
-        shutil.copytree(dist.python_backend_lib.parent, staging / "python",
-                        ignore=shutil.ignore_patterns("__pycache__", "triton_python_backend_stub"))
+        shutil.copytree(
+            dist.python_backend_lib.parent,
+            staging / "python",
+            ignore=shutil.ignore_patterns("__pycache__", "triton_python_backend_stub"),
+        )
         shutil.copy2(stub, staging / "python" / "triton_python_backend_stub")
         (staging / "python" / "triton_python_backend_stub").chmod(0o755)
         (staging / ".complete").write_text(f"{dist.root}\n")
@@ -195,9 +201,8 @@ def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout:
 # CudaBlockManager::Create fails without a CUDA driver and is logged as an error "as the server can
 # still function properly".
 CPU_ONLY_ERRORS = {
-    "CudaDriverHelper has not been initialized.":
-        "no GPU: Triton's CUDA block manager is off (its error 'CudaDriverHelper has not been initialized' "
-        "is expected without a CUDA driver and harmless on CPU)",
+    "CudaDriverHelper has not been initialized.": "no GPU: Triton's CUDA block manager is off (its error 'CudaDriverHelper has not been initialized' "
+    "is expected without a CUDA driver and harmless on CPU)",
 }
 
 
@@ -429,9 +434,7 @@ class TritonServer(LoopbackUrls):
             if status == 200:
                 break
             if time.monotonic() > deadline:
-                raise ServerError(
-                    f"tritonserver was not ready after {self.startup_timeout:.0f}s", self.logs()
-                )
+                raise ServerError(f"tritonserver was not ready after {self.startup_timeout:.0f}s", self.logs())
             time.sleep(0.1)
         status, index = _http_json(f"{self.http_url}/v2/repository/index", method="POST", body={})
         self.models = {}
@@ -566,7 +569,9 @@ def start_server(
     **kwargs,
 ) -> Iterator[TritonServer]:
     """Start a real tritonserver, wait until every model is READY, yield it, stop it."""
-    server = TritonServer(model_repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, **kwargs)
+    server = TritonServer(
+        model_repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, **kwargs
+    )
     server.start()
     try:
         yield server
@@ -584,25 +589,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Triton model repository to serve (default: %(default)s)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 to expose; default %(default)s)")
-    parser.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port, 0 = any free port (default %(default)s)")
-    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port, 0 = any free port (default %(default)s)")
+    parser.add_argument(
+        "--http-port", type=int, default=8000, help="HTTP/REST port, 0 = any free port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--grpc-port", type=int, default=8001, help="gRPC port, 0 = any free port (default %(default)s)"
+    )
     parser.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default %(default)s)")
     parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver --log-verbose level")
     parser.add_argument("--log-file", help="also append the server log to this file")
     parser.add_argument("--quiet", action="store_true", help="do not echo the server log to stderr")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for readiness")
-    parser.add_argument("--grace-period", type=float, default=5.0,
-                        help="on Ctrl-C/SIGTERM, seconds requests in flight get to finish before they are "
-                        "cancelled (default %(default)s; a second Ctrl-C stops at once)")
-    parser.add_argument("--stop-timeout", type=float, default=30.0,
-                        help="seconds tritonserver then gets to exit before it is killed (default %(default)s)")
-    parser.add_argument("--openai-port", type=int, default=9000,
-                        help="OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models), "
-                        "0 = any free port, -1 = off (default %(default)s)")
     parser.add_argument(
-        "--api-key", action="append", default=None, metavar="NAME:SECRET",
+        "--grace-period",
+        type=float,
+        default=5.0,
+        help="on Ctrl-C/SIGTERM, seconds requests in flight get to finish before they are "
+        "cancelled (default %(default)s; a second Ctrl-C stops at once)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=30.0,
+        help="seconds tritonserver then gets to exit before it is killed (default %(default)s)",
+    )
+    parser.add_argument(
+        "--openai-port",
+        type=int,
+        default=9000,
+        help="OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models), "
+        "0 = any free port, -1 = off (default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        metavar="NAME:SECRET",
         help="require this API key (repeatable; default $TRITONLLM_API_KEYS, comma-separated): nginx checks it "
-        "in front of Triton like the EKS gateway does (401 / gRPC UNAUTHENTICATED without it)")
+        "in front of Triton like the EKS gateway does (401 / gRPC UNAUTHENTICATED without it)",
+    )
     parser.add_argument(
         "run",
         nargs=argparse.REMAINDER,
@@ -635,8 +660,9 @@ def _stop_front(front, forced: bool) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _stop(server: TritonServer, signals: lifecycle.StopSignals, child: subprocess.Popen | None = None,
-          front=None) -> int:
+def _stop(
+    server: TritonServer, signals: lifecycle.StopSignals, child: subprocess.Popen | None = None, front=None
+) -> int:
     """Orderly stop after a signal, announced at once; a second signal makes it immediate."""
     how = lifecycle.signal_name(signals.first)
     again = "Ctrl-C again" if signals.first == signal.SIGINT else "a second SIGTERM"
@@ -647,8 +673,10 @@ def _stop(server: TritonServer, signals: lifecycle.StopSignals, child: subproces
         if count == 0:
             _print(f"stopping on {how}: no request in flight, stopping tritonserver ({again} stops at once)")
         else:
-            _print(f"stopping on {how}: cancelling {_in_flight_words(count)} after a grace period of "
-                   f"{server.grace_period:g}s ({again} stops at once)")
+            _print(
+                f"stopping on {how}: cancelling {_in_flight_words(count)} after a grace period of "
+                f"{server.grace_period:g}s ({again} stops at once)"
+            )
     if child is not None and child.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signals.first or signal.SIGTERM)
@@ -672,8 +700,7 @@ def _report_stop(outcome: "StopOutcome") -> None:
         details.append("killed")
     if outcome.leftovers:
         details.append(f"WARNING: processes {outcome.leftovers} did not exit")
-    _print(f"tritonserver stopped (exit code {outcome.returncode}"
-           + "".join(f"; {d}" for d in details) + ")")
+    _print(f"tritonserver stopped (exit code {outcome.returncode}" + "".join(f"; {d}" for d in details) + ")")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -711,8 +738,7 @@ def main(args: argparse.Namespace) -> int:
             server.start()
         except StartupInterrupted:
             code = server.last_stop.returncode if server.last_stop else None
-            _print(f"stopped on {lifecycle.signal_name(signals.first)} while starting "
-                   f"(tritonserver exit code {code})")
+            _print(f"stopped on {lifecycle.signal_name(signals.first)} while starting (tritonserver exit code {code})")
             return signals.exit_code()
         except ServerError as exc:
             if args.quiet and exc.log_tail:
@@ -722,14 +748,22 @@ def main(args: argparse.Namespace) -> int:
         urls = server
         if api_keys:
             try:
-                front = auth_front.ApiKeyFront(api_keys, triton_http=server.http_port, triton_grpc=server.grpc_port,
-                                               host=args.host, http_port=args.http_port, grpc_port=args.grpc_port)
+                front = auth_front.ApiKeyFront(
+                    api_keys,
+                    triton_http=server.http_port,
+                    triton_grpc=server.grpc_port,
+                    host=args.host,
+                    http_port=args.http_port,
+                    grpc_port=args.grpc_port,
+                )
                 urls = front.start()
             except auth_front.FrontError as exc:
                 _print(f"error: {exc}")
                 return lifecycle.EXIT_SERVER_FAILED
-            _print(f"API keys required ({', '.join(name for name, _ in api_keys)}): "
-                   "clients pass --api-key NAME:SECRET or set TRITONLLM_API_KEY")
+            _print(
+                f"API keys required ({', '.join(name for name, _ in api_keys)}): "
+                "clients pass --api-key NAME:SECRET or set TRITONLLM_API_KEY"
+            )
         from tritonllm import openai_frontend
 
         try:
@@ -747,9 +781,13 @@ def main(args: argparse.Namespace) -> int:
             + f"  models:  {models}"
         )
         if command:
-            env = dict(os.environ, TRITON_HTTP_URL=urls.http_url, TRITON_GRPC_URL=urls.grpc_url,
-                       TRITON_METRICS_URL=server.metrics_url,
-                       **({"OPENAI_BASE_URL": frontend.base_url} if frontend else {}))
+            env = dict(
+                os.environ,
+                TRITON_HTTP_URL=urls.http_url,
+                TRITON_GRPC_URL=urls.grpc_url,
+                TRITON_METRICS_URL=server.metrics_url,
+                **({"OPENAI_BASE_URL": frontend.base_url} if frontend else {}),
+            )
             if api_keys:
                 env.setdefault("TRITONLLM_API_KEY", ":".join(api_keys[0]))
             _print(f"running: {' '.join(command)}")
@@ -771,7 +809,7 @@ def main(args: argparse.Namespace) -> int:
         key_flag = ' -u "$TRITONLLM_API_KEY"' if api_keys else ""
         _print(
             f"try:  curl -s{key_flag} -X POST {urls.http_url}/v2/models/{first}/generate "
-            "-d '{\"text_input\": \"What is Triton?\", \"max_tokens\": 32, \"exclude_input_in_output\": true}'\n"
+            '-d \'{"text_input": "What is Triton?", "max_tokens": 32, "exclude_input_in_output": true}\'\n'
             "      (exclude_input_in_output: the answer only, without the prompt echoed before it)\n"
             "press Ctrl-C to stop"
         )

@@ -4,6 +4,7 @@ Config validation uses it (does TP x PP fit on one node of a NodePool?) and the
 TRT-LLM engine build keys its cache on the GPU architecture (engines are
 compiled per architecture).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,8 +47,14 @@ class GpuInstanceType:
 def _g_family(family: str, gpu: GpuModel) -> list[GpuInstanceType]:
     # g5 / g6 / g6e share one size ladder: (size, gpus, vCPU, memory GiB).
     sizes = [
-        ("xlarge", 1, 4, 16), ("2xlarge", 1, 8, 32), ("4xlarge", 1, 16, 64), ("8xlarge", 1, 32, 128),
-        ("12xlarge", 4, 48, 192), ("16xlarge", 1, 64, 256), ("24xlarge", 4, 96, 384), ("48xlarge", 8, 192, 768),
+        ("xlarge", 1, 4, 16),
+        ("2xlarge", 1, 8, 32),
+        ("4xlarge", 1, 16, 64),
+        ("8xlarge", 1, 32, 128),
+        ("12xlarge", 4, 48, 192),
+        ("16xlarge", 1, 64, 256),
+        ("24xlarge", 4, 96, 384),
+        ("48xlarge", 8, 192, 768),
     ]
     if family == "g6e":  # g6e doubles host memory
         sizes = [(s, g, c, m * 2) for s, g, c, m in sizes]

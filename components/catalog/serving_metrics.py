@@ -56,6 +56,7 @@ scrape interval, and prometheus-adapter's relist interval and metrics-max-age
 follow (`adapter_timing`); `check_scrape_interval` refuses intervals that
 cannot give the HPA a steady metric.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -133,7 +134,6 @@ class HpaMetric:
         return bool(self.backends)
 
 
-
 def _rate(series: str) -> str:
     return f"rate({series}[{_W}])"
 
@@ -173,90 +173,125 @@ METRICS: dict[str, HpaMetric] = {
     m.name: m
     for m in [
         HpaMetric(
-            "trtllm_active_requests", "requests",
+            "trtllm_active_requests",
+            "requests",
             _avg_gauge(f'{_TRTLLM_REQUESTS}{{request_type="active"}}'),
             "requests in the TensorRT-LLM executor's in-flight batch (the backend's gauge, set from the "
             "executor's iteration statistics while requests run), averaged over the window; capped at the "
             "engine's max batch size",
-            reported_by=("trtllm",), backends=("trtllm",), default_target=32.0,
+            reported_by=("trtllm",),
+            backends=("trtllm",),
+            default_target=32.0,
             # Half the engine's in-flight batch: headroom for the minutes a new GPU node takes.
             target_from_model=lambda m: m.engine.max_batch_size / 2,
         ),
         HpaMetric(
-            "trtllm_waiting_requests", "requests",
+            "trtllm_waiting_requests",
+            "requests",
             _avg_gauge(f'{_TRTLLM_REQUESTS}{{request_type="waiting"}}'),
             "requests active in the TensorRT-LLM executor but not scheduled in the current iteration "
             "(waiting for KV cache or a batch slot), averaged over the window (label added after the 2024 "
             "backend; absent from older images)",
-            reported_by=("trtllm",), backends=("trtllm",), default_target=4.0,
+            reported_by=("trtllm",),
+            backends=("trtllm",),
+            default_target=4.0,
         ),
         HpaMetric(
-            "trtllm_kv_cache_utilization", "ratio",
+            "trtllm_kv_cache_utilization",
+            "ratio",
             f"{_avg_gauge(_TRTLLM_KV + _KV_USED)} / ({_avg_gauge(_TRTLLM_KV + _KV_MAX)} > 0)",
-            "fraction of the TensorRT-LLM KV cache blocks in use (used / max, which every backend version "
-            "reports)",
-            reported_by=("trtllm",), backends=("trtllm",), default_target=0.8,
+            "fraction of the TensorRT-LLM KV cache blocks in use (used / max, which every backend version reports)",
+            reported_by=("trtllm",),
+            backends=("trtllm",),
+            default_target=0.8,
         ),
         HpaMetric(
-            "vllm_requests_in_flight", "requests",
+            "vllm_requests_in_flight",
+            "requests",
             f"sum by ({_BY_POD}) ({_rate('vllm:time_to_first_token_seconds_sum')}) + "
             f"sum by ({_BY_POD}) ({_rate('vllm:time_per_output_token_seconds_sum')})",
             "mean number of requests inside vLLM per pod (Little's law over the time-to-first-token and "
             "inter-token latency sums, which vLLM observes at the first token and at every decode step: the "
             "decode part moves while requests run, not when they finish)",
-            reported_by=("vllm",), backends=("vllm",), default_target=8.0, needs_vllm_custom_metrics=True,
+            reported_by=("vllm",),
+            backends=("vllm",),
+            default_target=8.0,
+            needs_vllm_custom_metrics=True,
         ),
         HpaMetric(
-            "vllm_time_to_first_token_ms", "ms",
-            _ratio("vllm:time_to_first_token_seconds_sum", "vllm:time_to_first_token_seconds_count",
-                   by=_BY_POD, scale=" * 1000"),
+            "vllm_time_to_first_token_ms",
+            "ms",
+            _ratio(
+                "vllm:time_to_first_token_seconds_sum",
+                "vllm:time_to_first_token_seconds_count",
+                by=_BY_POD,
+                scale=" * 1000",
+            ),
             "mean time to first token per request (vLLM queueing + prefill), milliseconds",
-            reported_by=("vllm",), backends=("vllm",), default_target=1000.0, needs_vllm_custom_metrics=True,
+            reported_by=("vllm",),
+            backends=("vllm",),
+            default_target=1000.0,
+            needs_vllm_custom_metrics=True,
         ),
         HpaMetric(
-            "triton_requests_in_flight", "requests",
+            "triton_requests_in_flight",
+            "requests",
             _max_over_models(f"{_per_model(_rate('nv_inference_request_duration_us'))} / 1e6"),
             "mean number of requests inside Triton per pod (Little's law over request durations, reported "
             "when a request finishes): the whole generation for Python models that generate in execute(); "
             "only at completion for TensorRT-LLM and only the hand-off for the vLLM backend",
-            reported_by=BACKENDS, backends=("python",), default_target=2.0,
+            reported_by=BACKENDS,
+            backends=("python",),
+            default_target=2.0,
         ),
         HpaMetric(
-            "triton_request_rate", "requests/s",
+            "triton_request_rate",
+            "requests/s",
             f"sum by ({_BY_POD}) ({_rate(f'nv_inference_request_success{{{_SERVED}}}')})",
             "successful inference requests per second per pod, counted at the served model (the ensemble, "
             "not its composing models, which a streaming ensemble runs once per token); for the vLLM "
             "backend: requests handed to vLLM",
-            reported_by=BACKENDS, backends=BACKENDS, default_target=5.0,
+            reported_by=BACKENDS,
+            backends=BACKENDS,
+            default_target=5.0,
         ),
         HpaMetric(
-            "triton_failure_rate", "requests/s",
+            "triton_failure_rate",
+            "requests/s",
             f"sum by ({_BY_POD}) ({_rate(f'nv_inference_request_failure{{{_SERVED}}}')})",
             "failed inference requests per second per pod at the served model (an ensemble's count includes "
             "its composing models' failures)",
             reported_by=BACKENDS,
         ),
         HpaMetric(
-            "triton_queue_time_per_request_ms", "ms",
+            "triton_queue_time_per_request_ms",
+            "ms",
             _ratio("nv_inference_queue_duration_us", "nv_inference_request_success", scale=" / 1000"),
             "average time a request waited in Triton's scheduler queue, per request, milliseconds",
-            reported_by=BACKENDS, backends=("python",), default_target=200.0,
+            reported_by=BACKENDS,
+            backends=("python",),
+            default_target=200.0,
         ),
         HpaMetric(
-            "triton_compute_time_per_request_ms", "ms",
+            "triton_compute_time_per_request_ms",
+            "ms",
             _ratio("nv_inference_compute_infer_duration_us", "nv_inference_request_success", scale=" / 1000"),
             "average time the backend spent executing a request, per request, milliseconds",
             reported_by=BACKENDS,
         ),
         HpaMetric(
-            "triton_queue_compute_ratio", "ratio",
+            "triton_queue_compute_ratio",
+            "ratio",
             _ratio("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"),
             "time in Triton's queue over time in the backend (about the requests waiting per request "
             "executing, for a model that runs one request at a time)",
-            reported_by=BACKENDS, backends=("python",), default_target=1.0,
+            reported_by=BACKENDS,
+            backends=("python",),
+            default_target=1.0,
         ),
         HpaMetric(
-            "triton_pending_requests", "requests",
+            "triton_pending_requests",
+            "requests",
             _avg_gauge("nv_inference_pending_request_count"),
             "requests waiting in Triton's scheduler for an execute() call, averaged over the window",
             reported_by=BACKENDS,

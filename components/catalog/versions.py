@@ -3,6 +3,7 @@
 Chart versions match the upstream default values and CRDs kept in
 `../shared/reference/`, so tests validate against exactly what deploys.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,9 +57,7 @@ KARPENTER = Chart("karpenter", "1.14.1", "oci://public.ecr.aws/karpenter")
 KARPENTER_CRD = Chart("karpenter-crd", "1.14.1", "oci://public.ecr.aws/karpenter")
 NVIDIA_DEVICE_PLUGIN = Chart("nvidia-device-plugin", "0.20.0", "https://nvidia.github.io/k8s-device-plugin")
 DCGM_EXPORTER = Chart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
-KUBE_PROMETHEUS_STACK = Chart(
-    "kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts"
-)
+KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts")
 PROMETHEUS_ADAPTER = Chart("prometheus-adapter", "5.3.0", "https://prometheus-community.github.io/helm-charts")
 AWS_LOAD_BALANCER_CONTROLLER = Chart("aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts")
 NGINX_GATEWAY_FABRIC = Chart("nginx-gateway-fabric", "2.6.7", "oci://ghcr.io/nginx/charts")

@@ -12,6 +12,7 @@ models with openai/llmapi/multinode); each section's own validation lives with i
 and `stack.py` composes them and runs the checks that span sections. This package imports
 nothing from the layers above it (builders, resources, providers): see `.importlinter`.
 """
+
 from components.config.base import (
     CPU_NODE_POOL_NAME,
     NAMESPACE,
@@ -46,9 +47,35 @@ from components.config.stack import (
 from components.config.storage import EfsConfig, ModelStoreConfig
 
 __all__ = [
-    "CPU_NODE_POOL_NAME", "NAMESPACE", "SECRET_KEYS", "StackIdentity", "TOP_LEVEL_KEYS", "AutoscalingConfig", "ClusterConfig",
-    "ConfigError", "CpuNodePoolConfig", "EfsConfig", "EngineBuildOptions", "GatewayConfig", "LlmApiOptions",
-    "ModelConfig", "ModelSite", "ModelStoreConfig", "MonitoringConfig", "MultiNodeConfig", "NetworkConfig", "NodePoolConfig",
-    "OpenAiOptions", "StackConfig", "SystemNodeGroupConfig", "TrtllmOptions", "VllmOptions", "efa_pools", "multi_node_pools", "parse_api_keys", "placement_group_pools",
-    "parse_stack_config", "read_pulumi_config",
+    "CPU_NODE_POOL_NAME",
+    "NAMESPACE",
+    "SECRET_KEYS",
+    "StackIdentity",
+    "TOP_LEVEL_KEYS",
+    "AutoscalingConfig",
+    "ClusterConfig",
+    "ConfigError",
+    "CpuNodePoolConfig",
+    "EfsConfig",
+    "EngineBuildOptions",
+    "GatewayConfig",
+    "LlmApiOptions",
+    "ModelConfig",
+    "ModelSite",
+    "ModelStoreConfig",
+    "MonitoringConfig",
+    "MultiNodeConfig",
+    "NetworkConfig",
+    "NodePoolConfig",
+    "OpenAiOptions",
+    "StackConfig",
+    "SystemNodeGroupConfig",
+    "TrtllmOptions",
+    "VllmOptions",
+    "efa_pools",
+    "multi_node_pools",
+    "parse_api_keys",
+    "placement_group_pools",
+    "parse_stack_config",
+    "read_pulumi_config",
 ]

@@ -1,4 +1,5 @@
 """What every config section shares: the error type, the model base, name patterns."""
+
 from __future__ import annotations
 
 import ipaddress

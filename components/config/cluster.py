@@ -1,4 +1,5 @@
 """`cluster` and `systemNodeGroup`: EKS control plane access and the system node group."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -87,8 +88,7 @@ class ClusterConfig(ConfigModel):
                 "list the CIDRs that may reach the API (e.g. your egress IP as 203.0.113.7/32) "
                 "or set endpointPublicAccess false (private endpoint only)"
             )
-        wide = [c for c in self.endpoint_public_access_cidrs
-                if ipaddress.ip_network(c).prefixlen < MIN_ENDPOINT_PREFIX]
+        wide = [c for c in self.endpoint_public_access_cidrs if ipaddress.ip_network(c).prefixlen < MIN_ENDPOINT_PREFIX]
         if wide and not self.allow_public_endpoint_from_anywhere:
             raise ValueError(
                 f"@endpointPublicAccessCidrs: {wide} admit (a large part of) the whole internet to the "

@@ -1,4 +1,5 @@
 """`gateway` and the secret `apiKeys`: how the endpoint is exposed, TLS, API keys."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -30,16 +31,19 @@ class GatewayTlsConfig(ConfigModel):
         None, description="ACM certificate ARN (same region) for the NLB's TLS listener; or set domain + hostedZoneId"
     )
     domain: str | None = Field(
-        None, pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        None,
+        pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
         description="DNS name of the endpoint, e.g. llm.example.com; with hostedZoneId and no certificateArn "
-                    "the program creates and DNS-validates the certificate",
+        "the program creates and DNS-validates the certificate",
     )
     hosted_zone_id: str | None = Field(
-        None, pattern=r"^Z[A-Z0-9]{4,32}$",
+        None,
+        pattern=r"^Z[A-Z0-9]{4,32}$",
         description="Route 53 hosted zone of domain: certificate validation records and the alias record",
     )
     ssl_policy: str = Field(
-        "ELBSecurityPolicy-TLS13-1-2-2021-06", pattern=r"^ELBSecurityPolicy-[-A-Za-z0-9]+$",
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        pattern=r"^ELBSecurityPolicy-[-A-Za-z0-9]+$",
         description="NLB TLS security policy (TLS 1.3/1.2)",
     )
     plaintext_inside_vpc: bool = Field(
@@ -75,8 +79,9 @@ class GatewayConfig(ConfigModel):
 
     scheme: Literal["internal", "internet-facing"] = Field("internal", description="NLB scheme")
     allowed_cidrs: list[str] = Field(
-        [], description="Client CIDRs allowed through the NLB; required when internet-facing; "
-                        "internal default: the VPC's CIDRs (network.vpcCidr, network.podCidr)"
+        [],
+        description="Client CIDRs allowed through the NLB; required when internet-facing; "
+        "internal default: the VPC's CIDRs (network.vpcCidr, network.podCidr)",
     )
     dangerously_allow_any_source: bool = Field(
         False, description="Accept 0.0.0.0/0 (or ::/0) in allowedCidrs: anyone who reaches the NLB may connect"
@@ -84,9 +89,11 @@ class GatewayConfig(ConfigModel):
     tls: GatewayTlsConfig = Field(default_factory=GatewayTlsConfig, description="See gateway.tls.*")
     auth: GatewayAuthConfig = Field(default_factory=GatewayAuthConfig, description="See gateway.auth.*")
     request_timeout_seconds: int = Field(
-        300, ge=10, le=NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS,
+        300,
+        ge=10,
+        le=NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS,
         description="Longest silence NGINX waits for Triton (HTTP and gRPC read/send timeouts); the NLB's idle "
-                    "timeout follows it. At most 340 with TLS (the NLB's TLS idle timeout is fixed at 350 s)",
+        "timeout follows it. At most 340 with TLS (the NLB's TLS idle timeout is fixed at 350 s)",
     )
 
     @field_validator("allowed_cidrs")
@@ -137,9 +144,9 @@ class GatewayConfig(ConfigModel):
         """The NLB's idle timeout: above NGINX's, so NGINX answers first (TLS listeners: fixed by AWS)."""
         if self.tls.enabled:
             return NLB_TLS_IDLE_TIMEOUT_SECONDS
-        return max(60, min(NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS, self.request_timeout_seconds + IDLE_TIMEOUT_MARGIN_SECONDS))
-
-
+        return max(
+            60, min(NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS, self.request_timeout_seconds + IDLE_TIMEOUT_MARGIN_SECONDS)
+        )
 
 
 API_KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -159,9 +166,9 @@ def parse_api_keys(value: Any) -> list[tuple[str, str]]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise ValueError("is not a JSON list of \"name:secret\" strings") from None
+            raise ValueError('is not a JSON list of "name:secret" strings') from None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError("must be a JSON list of \"name:secret\" strings")
+        raise ValueError('must be a JSON list of "name:secret" strings')
     pairs, names = [], set()
     for i, entry in enumerate(value):
         name, sep, secret = entry.partition(":")

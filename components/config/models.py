@@ -1,4 +1,5 @@
 """`models[]`: one served model, its backend options and their cross-checks."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -60,30 +61,39 @@ class EngineBuildOptions(ConfigModel):
     batch_scheduler_policy: Literal["max_utilization", "guaranteed_no_evict"] = Field(
         "max_utilization",
         description="tensorrt_llm batch_scheduler_policy: max_utilization packs more requests (may pause some "
-                    "when the KV cache is full); guaranteed_no_evict admits only what is sure to finish")
+        "when the KV cache is full); guaranteed_no_evict admits only what is sure to finish",
+    )
     enable_kv_cache_reuse: bool = Field(
-        True, description="tensorrt_llm enable_kv_cache_reuse: reuse KV blocks of shared prompt prefixes (needs pagedKvCache)")
+        True,
+        description="tensorrt_llm enable_kv_cache_reuse: reuse KV blocks of shared prompt prefixes (needs pagedKvCache)",
+    )
     enable_chunked_context: bool = Field(
-        True, description="tensorrt_llm enable_chunked_context: split long prompts across iterations (needs pagedKvCache)")
+        True,
+        description="tensorrt_llm enable_chunked_context: split long prompts across iterations (needs pagedKvCache)",
+    )
     max_queue_delay_microseconds: int = Field(
-        0, ge=0, le=1_000_000, description="tensorrt_llm dynamic_batching max_queue_delay_microseconds")
+        0, ge=0, le=1_000_000, description="tensorrt_llm dynamic_batching max_queue_delay_microseconds"
+    )
     bls_instance_count: int = Field(
-        0, ge=0, le=2048,
+        0,
+        ge=0,
+        le=2048,
         description="Instances of the served BLS model; each streams one request at a time (a Python process "
-                    "each, CPU memory). 0: maxBatchSize, as upstream advises")
+        "each, CPU memory). 0: maxBatchSize, as upstream advises",
+    )
     timeout_minutes: int = Field(90, ge=5, le=600, description="Deadline for the build Job")
 
     @model_validator(mode="after")
     def _lengths(self) -> "EngineBuildOptions":
         if self.max_input_len >= self.max_seq_len:
             raise ValueError(f"@maxInputLen: {self.max_input_len} must be below maxSeqLen ({self.max_seq_len})")
-        for key, on in (("enableKvCacheReuse", self.enable_kv_cache_reuse),
-                        ("enableChunkedContext", self.enable_chunked_context)):
+        for key, on in (
+            ("enableKvCacheReuse", self.enable_kv_cache_reuse),
+            ("enableChunkedContext", self.enable_chunked_context),
+        ):
             if on and not self.paged_kv_cache:
                 raise ValueError(f"@{key}: needs pagedKvCache true; set {key}: false or pagedKvCache: true")
         return self
-
-
 
 
 class ResourcesConfig(ConfigModel):
@@ -103,8 +113,10 @@ class ModelConfig(ConfigModel):
         ..., pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$", description="Hugging Face repo id (required)"
     )
     hf_revision: str = Field(
-        "main", description="Hugging Face branch, tag or commit; TRT-LLM engines are keyed on the commit it "
-                            "resolves to when the program runs (a moved branch rebuilds)")
+        "main",
+        description="Hugging Face branch, tag or commit; TRT-LLM engines are keyed on the commit it "
+        "resolves to when the program runs (a moved branch rebuilds)",
+    )
     gated: bool | None = Field(None, description="Needs a Hugging Face token; guessed from the org when unset")
     tensor_parallel: int = Field(1, ge=1, le=64, description="Tensor-parallel degree")
     pipeline_parallel: int = Field(1, ge=1, le=16, description="Pipeline-parallel degree")
@@ -126,8 +138,9 @@ class ModelConfig(ConfigModel):
         default_factory=TrtllmOptions, description="TensorRT-LLM runtime choice (backend trtllm)"
     )
     multi_node: MultiNodeConfig | None = Field(
-        None, description="Serve one replica across several nodes (TRT-LLM: tensorParallel within a node, "
-        "pipelineParallel across nodes); see models[].multiNode.*"
+        None,
+        description="Serve one replica across several nodes (TRT-LLM: tensorParallel within a node, "
+        "pipelineParallel across nodes); see models[].multiNode.*",
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
 """`monitoring`: kube-prometheus-stack, Grafana, DCGM exporter, prometheus-adapter."""
+
 from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
@@ -17,12 +18,14 @@ class MonitoringConfig(ConfigModel):
     retention: str = Field("15d", pattern=r"^[0-9]+(h|d|w|y)$", description="Prometheus retention")
     storage_size: str = Field("50Gi", pattern=QUANTITY, description="Prometheus volume size")
     retention_size: str = Field(
-        "40GB", pattern=r"^[0-9]+(B|KB|MB|GB|TB)$",
+        "40GB",
+        pattern=r"^[0-9]+(B|KB|MB|GB|TB)$",
         description="Prometheus retentionSize: oldest blocks are deleted past it, so a full volume never stops "
         "Prometheus; keep it below storageSize",
     )
     scrape_interval: str = Field(
-        "15s", pattern=r"^[0-9]+(s|m)$",
+        "15s",
+        pattern=r"^[0-9]+(s|m)$",
         description="Prometheus scrape and rule interval, 5s-60s; the autoscaling rules average over 4 intervals",
     )
     dcgm_exporter: bool = Field(True, description="Run the DCGM exporter on GPU nodes")
@@ -44,8 +47,21 @@ class MonitoringConfig(ConfigModel):
         return self
 
 
-_BYTE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_BYTE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+}
 
 
 def _bytes(quantity: str) -> int | None:

@@ -1,4 +1,5 @@
 """`models[].multiNode`: one replica over several nodes (checked against its pool in multinode_checks.py)."""
+
 from __future__ import annotations
 
 from pydantic import Field

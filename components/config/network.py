@@ -1,4 +1,5 @@
 """`network`: the VPC layout."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -17,9 +18,7 @@ class NetworkConfig(ConfigModel):
 
     az_count: int = Field(3, ge=2, le=6, description="Availability zones to spread subnets over")
     vpc_cidr: str = Field("10.0.0.0/16", description="Primary VPC CIDR (nodes, load balancers)")
-    pod_cidr: str = Field(
-        "100.64.0.0/16", description="Secondary VPC CIDR for pod IPs (VPC CNI custom networking)"
-    )
+    pod_cidr: str = Field("100.64.0.0/16", description="Secondary VPC CIDR for pod IPs (VPC CNI custom networking)")
     nat_gateways: Literal["single", "perAz"] = Field(
         "single", description="One NAT gateway for the VPC, or one per AZ for zone-independent egress"
     )

@@ -1,4 +1,5 @@
 """`nodePools` and `cpuNodePool`: the Karpenter NodePools, their instance types and AMIs."""
+
 from __future__ import annotations
 
 import re
@@ -104,8 +105,9 @@ class NodePoolConfig(ConfigModel):
     expire_after: str = Field("720h", pattern=DURATION, description="Maximum node lifetime")
     weight: int = Field(10, ge=1, le=100, description="Priority among NodePools")
     zones: list[str] = Field(
-        [], description="Availability zones (e.g. [us-west-2a]) the pool may use; default every zone of the VPC. "
-        "A pool serving a multiNode model needs exactly one"
+        [],
+        description="Availability zones (e.g. [us-west-2a]) the pool may use; default every zone of the VPC. "
+        "A pool serving a multiNode model needs exactly one",
     )
 
     @field_validator("instance_families")
@@ -129,7 +131,9 @@ class NodePoolConfig(ConfigModel):
     @model_validator(mode="after")
     def _some_types(self) -> "NodePoolConfig":
         if not self.instance_families and not self.instance_types:
-            raise ValueError("@instanceFamilies: set instanceFamilies (e.g. [g6e]) or instanceTypes (e.g. [g6e.2xlarge])")
+            raise ValueError(
+                "@instanceFamilies: set instanceFamilies (e.g. [g6e]) or instanceTypes (e.g. [g6e.2xlarge])"
+            )
         check_ami_version(self.ami_family, self.ami_version)
         return self
 

@@ -1,4 +1,5 @@
 """`models[].openai`: Triton's OpenAI-compatible frontend in the model's pod."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,11 +15,13 @@ class OpenAiOptions(ConfigModel):
     """Triton's OpenAI-compatible frontend in the model's pod (components/serving/builders/openai.py)."""
 
     enabled: bool = Field(
-        False, description="Serve /v1/chat/completions, /v1/completions and /v1/models from Triton's OpenAI "
-        "frontend in the same pod, next to the KServe HTTP/gRPC APIs"
+        False,
+        description="Serve /v1/chat/completions, /v1/completions and /v1/models from Triton's OpenAI "
+        "frontend in the same pod, next to the KServe HTTP/gRPC APIs",
     )
     tokenizer: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$",
+        None,
+        pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$",
         description="Hugging Face id of the tokenizer whose chat template the frontend applies; default hfModelId",
     )
     default_max_tokens: int = Field(
@@ -46,14 +49,18 @@ def config_problems(model: Any) -> list[str]:
             "@openai.enabled: Triton 25.12's OpenAI frontend cannot serve the llmapi model: it sends the "
             f"TRT-LLM ensemble's inputs ({', '.join(TRTLLM_REQUEST_INPUTS)}) while the llmapi model takes "
             "`streaming` and `sampling_param_*`; use trtllm.runtime: engine for the OpenAI API, or keep llmapi "
-            "and use the KServe APIs (openai.enabled: false)")
+            "and use the KServe APIs (openai.enabled: false)"
+        )
     elif getattr(model, "multi_node", None) is not None:
-        problems.append("@openai.enabled: a multiNode replica runs TensorRT-LLM in leader mode (mpirun over "
-                        "the LeaderWorkerSet), which Triton 25.12's OpenAI frontend does not support; "
-                        "use openai.enabled: false")
+        problems.append(
+            "@openai.enabled: a multiNode replica runs TensorRT-LLM in leader mode (mpirun over "
+            "the LeaderWorkerSet), which Triton 25.12's OpenAI frontend does not support; "
+            "use openai.enabled: false"
+        )
     elif model.backend == "trtllm" and model.parallel_gpus > 1:
         problems.append(
             f"@openai.enabled: tensorParallel x pipelineParallel = {model.parallel_gpus} runs TensorRT-LLM in "
             "leader mode (one tritonserver per rank), which Triton 25.12's OpenAI frontend does not support; "
-            "use one GPU per replica or openai.enabled: false")
+            "use one GPU per replica or openai.enabled: false"
+        )
     return problems

@@ -1,4 +1,5 @@
 """The configuration reference (docs): every key with its type, default and meaning, from the models."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ def config_reference() -> list[tuple[str, str, str, str]]:
     walk(StackConfig, "")
     rows.append(("hfToken", "secret string", "required for gated models", "Hugging Face token (Pulumi secret)"))
     rows.append(("ngcApiKey", "secret string", "unset", "NGC API key; becomes an image pull secret for nvcr.io"))
-    rows.append(("apiKeys", "secret list of string", "required while gateway.auth.enabled",
-                 "API keys `name:secret` the gateway accepts (HTTP Basic credentials); several for rotation"))
+    rows.append(
+        (
+            "apiKeys",
+            "secret list of string",
+            "required while gateway.auth.enabled",
+            "API keys `name:secret` the gateway accepts (HTTP Basic credentials); several for rotation",
+        )
+    )
     return rows
 
 

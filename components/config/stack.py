@@ -1,4 +1,5 @@
 """The whole `tritonllm:` namespace: `StackConfig` composes the sections; `parse_stack_config` reports every bad key."""
+
 from __future__ import annotations
 
 import json
@@ -47,15 +48,15 @@ class StackConfig(ConfigModel):
 
     region: str = Field(..., pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region (required)")
     name: str = Field(
-        "tritonllm", pattern=DNS_LABEL, max_length=24,
+        "tritonllm",
+        pattern=DNS_LABEL,
+        max_length=24,
         description="Prefix of every resource name and the EKS cluster name (max 24: AWS name limits)",
     )
     network: NetworkConfig = Field(default_factory=NetworkConfig, description="See network.*")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="See cluster.*")
     node_pools: list[NodePoolConfig] = Field(..., min_length=1, description="GPU NodePools (required)")
-    cpu_node_pool: CpuNodePoolConfig = Field(
-        default_factory=CpuNodePoolConfig, description="See cpuNodePool.*"
-    )
+    cpu_node_pool: CpuNodePoolConfig = Field(default_factory=CpuNodePoolConfig, description="See cpuNodePool.*")
     efs: EfsConfig = Field(default_factory=EfsConfig, description="See efs.*")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="See monitoring.*")
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="See gateway.*")
@@ -86,8 +87,10 @@ class StackConfig(ConfigModel):
         for j, pool in enumerate(self.node_pools):
             bad_zones = [z for z in pool.zones if not re.match(rf"^{re.escape(self.region)}[a-z]$", z)]
             if bad_zones:
-                problems.append(f"@nodePools[{j}].zones: {bad_zones} are not zones of region {self.region}; "
-                                f"write them like {self.region}a")
+                problems.append(
+                    f"@nodePools[{j}].zones: {bad_zones} are not zones of region {self.region}; "
+                    f"write them like {self.region}a"
+                )
         if self.cpu_node_pool.enabled and CPU_NODE_POOL_NAME in pools:
             problems.append(
                 f"@nodePools[{pools[CPU_NODE_POOL_NAME][0]}].name: {CPU_NODE_POOL_NAME!r} is the CPU NodePool's "
@@ -186,9 +189,13 @@ class StackConfig(ConfigModel):
     def site_of(self, model: ModelConfig) -> ModelSite:
         """The stack facts `model`'s builders read (its node pool, region, EFS, monitoring, auth)."""
         return ModelSite(
-            region=self.region, node_pool=self.node_pool(model.node_pool), efs_enabled=self.efs.enabled,
-            efs_claim_size=self.efs.claim_size, monitoring_enabled=self.monitoring.enabled,
-            scrape_interval=self.monitoring.scrape_interval, auth_enabled=self.gateway.auth.enabled,
+            region=self.region,
+            node_pool=self.node_pool(model.node_pool),
+            efs_enabled=self.efs.enabled,
+            efs_claim_size=self.efs.claim_size,
+            monitoring_enabled=self.monitoring.enabled,
+            scrape_interval=self.monitoring.scrape_interval,
+            auth_enabled=self.gateway.auth.enabled,
         )
 
     def node_pool(self, name: str) -> NodePoolConfig:
@@ -196,9 +203,7 @@ class StackConfig(ConfigModel):
 
 
 # Top-level keys as they appear in stack files (camelCase).
-TOP_LEVEL_KEYS = tuple(
-    (f.alias or n) for n, f in StackConfig.model_fields.items() if not f.exclude
-) + SECRET_KEYS
+TOP_LEVEL_KEYS = tuple((f.alias or n) for n, f in StackConfig.model_fields.items() if not f.exclude) + SECRET_KEYS
 
 
 def _loc_to_key(loc: tuple[Any, ...]) -> str:
@@ -217,10 +222,10 @@ _FIXES = {
 }
 
 
-
-
 def parse_stack_config(
-    raw: Mapping[str, Any], secret_keys_set: set[str] | frozenset[str] = frozenset(), *,
+    raw: Mapping[str, Any],
+    secret_keys_set: set[str] | frozenset[str] = frozenset(),
+    *,
     secrets_complete: bool = False,
 ) -> StackConfig:
     """Validate the `tritonllm:` config values (without namespace) into a StackConfig.
@@ -281,18 +286,18 @@ def parse_stack_config(
         raise ConfigError(problems) from None
 
 
-
 def read_pulumi_config() -> StackConfig:
     """Parse the running stack's `tritonllm:` config (as the Pulumi engine or mocks set it)."""
     from pulumi.runtime import config as runtime_config
 
     everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     prefix = NAMESPACE + ":"
-    raw = {k[len(prefix):]: v for k, v in everything.items() if k.startswith(prefix)}
+    raw = {k[len(prefix) :]: v for k, v in everything.items() if k.startswith(prefix)}
     return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")}, secrets_complete=True)
 
 
 # --- multi-node models and the pools that serve them
+
 
 def multi_node_pools(cfg: StackConfig) -> dict[str, list[ModelConfig]]:
     """nodePool name -> the multi-node models it serves."""

@@ -1,4 +1,5 @@
 """`efs` and `modelStore`: the shared file system and the S3 model store."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -17,7 +18,6 @@ class EfsConfig(ConfigModel):
     enabled: bool = Field(True, description="Create EFS, its StorageClass and the shared RWX claim")
     throughput_mode: Literal["elastic", "bursting"] = Field("elastic", description="EFS throughput mode")
     claim_size: str = Field("200Gi", pattern=QUANTITY, description="Requested size of the shared claim")
-
 
 
 class ModelStoreConfig(ConfigModel):

@@ -7,6 +7,7 @@ The key, the Job manifest and the policies are pure builders in
 `components/serving/builders/engine_build.py`; the provider only applies the manifest it is
 given, waits, and cleans up.
 """
+
 from __future__ import annotations
 
 import functools
@@ -81,18 +82,25 @@ def _resolve(model_id: str, revision: str, token: str | None) -> str:
     try:
         sha = http_get_json(url, headers).get("sha", "")
     except urllib.error.HTTPError as exc:
-        hint = {401: "the model is gated or private: set the hfToken secret (pulumi config set --secret "
-                     "tritonllm:hfToken hf_...) with a token that accepted the model's license",
-                403: "the hfToken has no access to this model: accept its license on huggingface.co",
-                404: "no such model or revision: check hfModelId and hfRevision"}.get(exc.code, "")
-        raise RevisionError(f"{revision!r} of {model_id}: the Hugging Face API answered HTTP {exc.code}"
-                            f"{'; ' + hint if hint else ''}") from None
+        hint = {
+            401: "the model is gated or private: set the hfToken secret (pulumi config set --secret "
+            "tritonllm:hfToken hf_...) with a token that accepted the model's license",
+            403: "the hfToken has no access to this model: accept its license on huggingface.co",
+            404: "no such model or revision: check hfModelId and hfRevision",
+        }.get(exc.code, "")
+        raise RevisionError(
+            f"{revision!r} of {model_id}: the Hugging Face API answered HTTP {exc.code}{'; ' + hint if hint else ''}"
+        ) from None
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-        raise RevisionError(f"{revision!r} of {model_id}: cannot resolve it to a commit ({exc}); pin hfRevision "
-                            "to a 40-character commit sha to deploy without asking huggingface.co") from None
+        raise RevisionError(
+            f"{revision!r} of {model_id}: cannot resolve it to a commit ({exc}); pin hfRevision "
+            "to a 40-character commit sha to deploy without asking huggingface.co"
+        ) from None
     if not COMMIT_SHA.match(str(sha)):
-        raise RevisionError(f"{revision!r} of {model_id}: the Hugging Face API returned no commit sha ({sha!r}); "
-                            "pin hfRevision to a 40-character commit sha")
+        raise RevisionError(
+            f"{revision!r} of {model_id}: the Hugging Face API returned no commit sha ({sha!r}); "
+            "pin hfRevision to a 40-character commit sha"
+        )
     return sha
 
 
@@ -131,14 +139,17 @@ def resolve_engines(cfg: StackConfig, token: str | None) -> dict[str, ResolvedEn
     return resolved
 
 
-def resolve_engine_output(model: ModelConfig, site: ModelSite,
-                          hf_token: "pulumi.Input[str] | None") -> "pulumi.Output[ResolvedEngine]":
+def resolve_engine_output(
+    model: ModelConfig, site: ModelSite, hf_token: "pulumi.Input[str] | None"
+) -> "pulumi.Output[ResolvedEngine]":
     """resolve_engine when the program runs (preview and up); the key is a hash, so not a secret."""
-    return pulumi.Output.unsecret(pulumi.Output.from_input(hf_token).apply(
-        lambda token: resolve_engine(model, site, token)))
+    return pulumi.Output.unsecret(
+        pulumi.Output.from_input(hf_token).apply(lambda token: resolve_engine(model, site, token))
+    )
 
 
 # --------------------------------------------------------------------------- provider logic (plain, testable)
+
 
 class JobApi(Protocol):
     """What the provider needs from Kubernetes (KubernetesJobApi implements it; tests fake it)."""
@@ -217,12 +228,18 @@ def ensure_engine(
             if outcome == "succeeded":
                 break
             if outcome == "failed" or clock() >= deadline:
-                reason = failure_reason(status) if outcome == "failed" else (
-                    f"no result within {int(deadline - started)}s (engine.timeoutMinutes plus {WAIT_MARGIN_SECONDS}s)")
+                reason = (
+                    failure_reason(status)
+                    if outcome == "failed"
+                    else (
+                        f"no result within {int(deadline - started)}s (engine.timeoutMinutes plus {WAIT_MARGIN_SECONDS}s)"
+                    )
+                )
                 tail = jobs.job_log_tail(namespace, name, LOG_TAIL_LINES)
                 raise EngineBuildError(
                     f"TensorRT-LLM engine build {namespace}/{name} for key {key} failed: {reason}\n"
-                    f"--- last {LOG_TAIL_LINES} log lines ---\n{tail or '(no logs: the pod never started?)'}")
+                    f"--- last {LOG_TAIL_LINES} log lines ---\n{tail or '(no logs: the pod never started?)'}"
+                )
             sleep(POLL_SECONDS)
         if not store.exists(bucket, marker):
             raise EngineBuildError(f"build Job {namespace}/{name} succeeded but s3://{bucket}/{marker} is missing")
@@ -283,13 +300,16 @@ class KubernetesJobApi:
                 if st.state and (st.state.terminated or st.state.running):
                     try:
                         text = self.core.read_namespaced_pod_log(
-                            pod.metadata.name, namespace, container=st.name, tail_lines=lines)
+                            pod.metadata.name, namespace, container=st.name, tail_lines=lines
+                        )
                     except self._exception as exc:
                         text = f"(logs unavailable: {exc.reason})"
                     chunks.append(f"[{pod.metadata.name}/{st.name}]\n{text.rstrip()}")
                 elif st.state and st.state.waiting:
-                    chunks.append(f"[{pod.metadata.name}/{st.name}] waiting: {st.state.waiting.reason} "
-                                  f"{st.state.waiting.message or ''}".rstrip())
+                    chunks.append(
+                        f"[{pod.metadata.name}/{st.name}] waiting: {st.state.waiting.reason} "
+                        f"{st.state.waiting.message or ''}".rstrip()
+                    )
             if not statuses:
                 chunks.append(f"[{pod.metadata.name}] phase {pod.status.phase}")
         return "\n".join(chunks)
@@ -348,8 +368,9 @@ class TrtllmEngineProvider(pulumi.dynamic.ResourceProvider):
         return outs
 
     def _ensure(self, props: dict[str, Any]) -> dict[str, Any]:
-        result = ensure_engine(props, lambda: KubernetesJobApi(parse_kubeconfig(props["kubeconfig"])),
-                               self._store(props))
+        result = ensure_engine(
+            props, lambda: KubernetesJobApi(parse_kubeconfig(props["kubeconfig"])), self._store(props)
+        )
         return self._outs(props, result)
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
@@ -400,12 +421,21 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
             resolved = pulumi.Output.from_input(resolve_engine(model, site))
         resolved = pulumi.Output.from_input(resolved)
         key = resolved.apply(lambda r: r.key)
-        manifests = pulumi.Output.all(namespace, bucket, resolved).apply(lambda a: {
-            "job": engine_build_job_manifest(model, site, key=a[2].key, namespace=a[0], bucket=a[1],
-                                             hf_token_secret=hf_token_secret, image_pull_secret=image_pull_secret,
-                                             revision_sha=a[2].revision_sha),
-            "script_config_map": script_configmap_manifest(a[2].key, a[0]),
-        })
+        manifests = pulumi.Output.all(namespace, bucket, resolved).apply(
+            lambda a: {
+                "job": engine_build_job_manifest(
+                    model,
+                    site,
+                    key=a[2].key,
+                    namespace=a[0],
+                    bucket=a[1],
+                    hf_token_secret=hf_token_secret,
+                    image_pull_secret=image_pull_secret,
+                    revision_sha=a[2].revision_sha,
+                ),
+                "script_config_map": script_configmap_manifest(a[2].key, a[0]),
+            }
+        )
         props = {
             "key": key,
             "key_parts": resolved.apply(lambda r: json.dumps(r.parts, sort_keys=True)),
@@ -422,4 +452,3 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
             "build_seconds": None,
         }
         super().__init__(TrtllmEngineProvider(), name, props, opts)
-

@@ -4,6 +4,7 @@ Its inputs carry the content hash of the local directory (computed when the prog
 cached by file stat), so `pulumi up` with nothing changed sees equal inputs, never calls
 `update`, and sends no S3 request. The provider's work is in `s3_sync`.
 """
+
 from __future__ import annotations
 
 import os

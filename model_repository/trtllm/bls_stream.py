@@ -16,6 +16,7 @@ The concatenated stream equals the non-streamed text.
 The pure part (DeltaText, stream_deltas) needs only the standard library and is unit-tested with a
 real byte-level BPE tokenizer (tests/repository/test_trtllm_streaming.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,13 +39,13 @@ class DeltaText:
             return ""
         # Byte-level BPE decodes are prefix-stable, so this is exactly the new text. (A tokenizer
         # whose decode rewrote earlier text could not take back what was sent: best effort.)
-        delta = stable[len(self.sent):]
+        delta = stable[len(self.sent) :]
         self.sent = stable
         return delta
 
     def flush(self) -> str:
         """At the end of the generation: what was held back (a genuinely incomplete character)."""
-        rest = self.latest[len(self.sent):]
+        rest = self.latest[len(self.sent) :]
         self.sent = self.latest if len(self.latest) > len(self.sent) else self.sent
         return rest
 
@@ -75,8 +76,10 @@ def stream_deltas(responses: Iterable[Any]) -> Iterator[Any]:
     held = {k: s.flush() for k, s in states.items()}
     if any(held.values()):
         beams = max(k[2] for k in held) + 1
-        tail = [held.get((_index(last.batch_index), _index(last.sequence_index), b), "").encode("utf-8")
-                for b in range(beams)]
+        tail = [
+            held.get((_index(last.batch_index), _index(last.sequence_index), b), "").encode("utf-8")
+            for b in range(beams)
+        ]
         keep = {"batch_index", "sequence_index"}
         fields = {f.name: None for f in dataclasses.fields(last) if f.name not in keep | {"text_output"}}
         yield dataclasses.replace(last, text_output=_like(last.text_output, tail), **fields)
@@ -102,8 +105,10 @@ class TritonPythonModel:
         self.inner.initialize(args)
         decoder = self.inner.decoder
         if not getattr(decoder, "_accumulate", False):
-            raise ValueError("the served BLS model needs parameters.accumulate_tokens = true "
-                             "(build_engine.py fills it); without it streamed text breaks characters")
+            raise ValueError(
+                "the served BLS model needs parameters.accumulate_tokens = true "
+                "(build_engine.py fills it); without it streamed text breaks characters"
+            )
         upstream_decode = decoder.decode
 
         def decode(request: Any, *a: Any, **kw: Any) -> Iterator[Any]:

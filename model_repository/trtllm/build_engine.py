@@ -19,6 +19,7 @@ writes the completion marker. Paths inside the filled config.pbtxt files point a
 `--dry-run` validates the arguments and prints the exact commands without running them
 (no GPU, no network, no image needed). Standard library only, so it runs anywhere.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,16 +54,29 @@ BATCH_SCHEDULER_POLICIES = ("max_utilization", "guaranteed_no_evict")
 
 # Hugging Face config.json model_type -> the TensorRT-LLM example that converts it.
 CONVERTERS = {
-    "llama": "llama", "mistral": "llama", "mixtral": "llama",
-    "qwen": "qwen", "qwen2": "qwen", "qwen3": "qwen",
-    "gemma": "gemma", "gemma2": "gemma",
-    "phi": "phi", "phi3": "phi",
+    "llama": "llama",
+    "mistral": "llama",
+    "mixtral": "llama",
+    "qwen": "qwen",
+    "qwen2": "qwen",
+    "qwen3": "qwen",
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "phi": "phi",
+    "phi3": "phi",
     "gpt2": "gpt",
 }
 # Files copied from the download into tokenizer/ (pre/postprocessing load the tokenizer from there).
 TOKENIZER_FILES = (
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
 )
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt"]
 DOWNLOAD_IGNORE = ["original/*", "*.pth", "*.bin"]  # duplicates of the safetensors weights
@@ -82,8 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=("float16", "bfloat16", "fp8"), default="bfloat16")
     p.add_argument("--tp-size", type=int, default=1)
     p.add_argument("--pp-size", type=int, default=1)
-    p.add_argument("--gpus", type=int, default=None,
-                   help="GPUs the build sees (default tp*pp); a multi-node engine builds all ranks on one node")
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="GPUs the build sees (default tp*pp); a multi-node engine builds all ranks on one node",
+    )
     p.add_argument("--max-batch-size", type=int, required=True)
     p.add_argument("--max-input-len", type=int, required=True)
     p.add_argument("--max-seq-len", type=int, required=True)
@@ -97,10 +115,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--enable-kv-cache-reuse", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--enable-chunked-context", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--max-queue-delay-microseconds", type=int, default=0)
-    p.add_argument("--bls-instance-count", type=int, default=0,
-                   help="instances of the served BLS model (0: --max-batch-size, upstream's advice)")
-    p.add_argument("--model-family", default="auto",
-                   help=f"converter to use: auto (from config.json model_type) or one of {sorted(set(CONVERTERS.values()))}")
+    p.add_argument(
+        "--bls-instance-count",
+        type=int,
+        default=0,
+        help="instances of the served BLS model (0: --max-batch-size, upstream's advice)",
+    )
+    p.add_argument(
+        "--model-family",
+        default="auto",
+        help=f"converter to use: auto (from config.json model_type) or one of {sorted(set(CONVERTERS.values()))}",
+    )
     p.add_argument("--work-dir", default="/work", help="scratch space (download, checkpoint)")
     p.add_argument("--output-dir", default="/work/out", help="what gets uploaded to S3")
     p.add_argument("--stage-dir", default="/staged", help="where the Triton pod will find the output")
@@ -146,12 +171,17 @@ def validate(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------- the plan
 
+
 def paths(args: argparse.Namespace) -> dict[str, Path]:
     work, out, stage = Path(args.work_dir), Path(args.output_dir), Path(args.stage_dir)
     return {
-        "hf": work / "hf", "checkpoint": work / "checkpoint",
-        "engine": out / "engine", "tokenizer": out / "tokenizer", "repository": out / "model_repository",
-        "staged_engine": stage / "engine", "staged_tokenizer": stage / "tokenizer",
+        "hf": work / "hf",
+        "checkpoint": work / "checkpoint",
+        "engine": out / "engine",
+        "tokenizer": out / "tokenizer",
+        "repository": out / "model_repository",
+        "staged_engine": stage / "engine",
+        "staged_tokenizer": stage / "tokenizer",
     }
 
 
@@ -165,15 +195,40 @@ def convert_command(args: argparse.Namespace, family: str) -> list[str]:
     if args.dtype == "fp8":
         # FP8 needs calibration (ModelOpt), which the quantization example does for every family.
         return [
-            "python3", str(APP_DIR / "examples" / "quantization" / "quantize.py"),
-            "--model_dir", str(p["hf"]), "--output_dir", str(p["checkpoint"]),
-            "--dtype", "bfloat16", "--qformat", "fp8", "--kv_cache_dtype", "fp8", "--calib_size", "512",
-            "--tp_size", str(args.tp_size), "--pp_size", str(args.pp_size),
+            "python3",
+            str(APP_DIR / "examples" / "quantization" / "quantize.py"),
+            "--model_dir",
+            str(p["hf"]),
+            "--output_dir",
+            str(p["checkpoint"]),
+            "--dtype",
+            "bfloat16",
+            "--qformat",
+            "fp8",
+            "--kv_cache_dtype",
+            "fp8",
+            "--calib_size",
+            "512",
+            "--tp_size",
+            str(args.tp_size),
+            "--pp_size",
+            str(args.pp_size),
         ]
     return [
-        "python3", str(converter_script(family)),
-        "--model_dir", str(p["hf"]), "--output_dir", str(p["checkpoint"]), "--dtype", args.dtype,
-        "--tp_size", str(args.tp_size), "--pp_size", str(args.pp_size), "--workers", str(world),
+        "python3",
+        str(converter_script(family)),
+        "--model_dir",
+        str(p["hf"]),
+        "--output_dir",
+        str(p["checkpoint"]),
+        "--dtype",
+        args.dtype,
+        "--tp_size",
+        str(args.tp_size),
+        "--pp_size",
+        str(args.pp_size),
+        "--workers",
+        str(world),
     ]
 
 
@@ -181,16 +236,35 @@ def build_command(args: argparse.Namespace) -> list[str]:
     p = paths(args)
     on = lambda flag: "enable" if flag else "disable"  # noqa: E731
     cmd = [
-        "trtllm-build", "--checkpoint_dir", str(p["checkpoint"]), "--output_dir", str(p["engine"]),
-        "--max_batch_size", str(args.max_batch_size), "--max_input_len", str(args.max_input_len),
-        "--max_seq_len", str(args.max_seq_len), "--max_num_tokens", str(args.max_num_tokens),
-        "--kv_cache_type", "paged" if args.paged_kv_cache else "continuous",
-        "--multiple_profiles", on(args.multiple_profiles),
-        "--gemm_plugin", "auto", "--gpt_attention_plugin", "auto",
-        "--remove_input_padding", "enable", "--context_fmha", "enable",
+        "trtllm-build",
+        "--checkpoint_dir",
+        str(p["checkpoint"]),
+        "--output_dir",
+        str(p["engine"]),
+        "--max_batch_size",
+        str(args.max_batch_size),
+        "--max_input_len",
+        str(args.max_input_len),
+        "--max_seq_len",
+        str(args.max_seq_len),
+        "--max_num_tokens",
+        str(args.max_num_tokens),
+        "--kv_cache_type",
+        "paged" if args.paged_kv_cache else "continuous",
+        "--multiple_profiles",
+        on(args.multiple_profiles),
+        "--gemm_plugin",
+        "auto",
+        "--gpt_attention_plugin",
+        "auto",
+        "--remove_input_padding",
+        "enable",
+        "--context_fmha",
+        "enable",
         # trtllm-build puts rank r on GPU r % workers (TensorRT-LLM commands/build.py parallel_build),
         # so parallel workers never exceed the GPUs of the build pod.
-        "--workers", str(min(args.tp_size * args.pp_size, args.gpus or args.tp_size * args.pp_size)),
+        "--workers",
+        str(min(args.tp_size * args.pp_size, args.gpus or args.tp_size * args.pp_size)),
     ]
     if args.paged_kv_cache:
         # Paged context FMHA is what lets the backend chunk long prompts and reuse KV blocks.
@@ -219,8 +293,11 @@ def fill_values(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     return {
         "ensemble": {"triton_max_batch_size": batch, "logits_datatype": "TYPE_FP32"},
         "tensorrt_llm_bls": {
-            "triton_max_batch_size": batch, "decoupled_mode": "true", "logits_datatype": "TYPE_FP32",
-            "prompt_embedding_table_data_type": PROMPT_TABLE_DATA_TYPE, "tensorrt_llm_model_name": "tensorrt_llm",
+            "triton_max_batch_size": batch,
+            "decoupled_mode": "true",
+            "logits_datatype": "TYPE_FP32",
+            "prompt_embedding_table_data_type": PROMPT_TABLE_DATA_TYPE,
+            "tensorrt_llm_model_name": "tensorrt_llm",
             # The BLS handles one request at a time per instance: "set the number of model instances
             # to the maximum batch size supported by the TRT engine to allow concurrent request
             # execution" (triton-inference-server/tensorrtllm_backend docs/model_config.md).
@@ -229,24 +306,37 @@ def fill_values(args: argparse.Namespace) -> dict[str, dict[str, str]]:
             "accumulate_tokens": "true",
         },
         "preprocessing": {
-            "tokenizer_dir": tokenizer, "engine_dir": engine, "triton_max_batch_size": batch,
-            "preprocessing_instance_count": "1", "max_queue_delay_microseconds": "0", "max_queue_size": "0",
+            "tokenizer_dir": tokenizer,
+            "engine_dir": engine,
+            "triton_max_batch_size": batch,
+            "preprocessing_instance_count": "1",
+            "max_queue_delay_microseconds": "0",
+            "max_queue_size": "0",
         },
         "postprocessing": {
-            "tokenizer_dir": tokenizer, "triton_max_batch_size": batch, "postprocessing_instance_count": "1",
+            "tokenizer_dir": tokenizer,
+            "triton_max_batch_size": batch,
+            "postprocessing_instance_count": "1",
             "skip_special_tokens": "True",
         },
         "tensorrt_llm": {
-            "triton_backend": "tensorrtllm", "triton_max_batch_size": batch, "decoupled_mode": "true",
-            "engine_dir": engine, "tokenizer_dir": tokenizer, "batching_strategy": "inflight_fused_batching",
-            "max_beam_width": "1", "kv_cache_free_gpu_mem_fraction": str(args.kv_cache_free_gpu_mem_fraction),
-            "exclude_input_in_output": "true", "enable_chunked_context": tf(args.enable_chunked_context),
+            "triton_backend": "tensorrtllm",
+            "triton_max_batch_size": batch,
+            "decoupled_mode": "true",
+            "engine_dir": engine,
+            "tokenizer_dir": tokenizer,
+            "batching_strategy": "inflight_fused_batching",
+            "max_beam_width": "1",
+            "kv_cache_free_gpu_mem_fraction": str(args.kv_cache_free_gpu_mem_fraction),
+            "exclude_input_in_output": "true",
+            "enable_chunked_context": tf(args.enable_chunked_context),
             "encoder_input_features_data_type": PROMPT_TABLE_DATA_TYPE,
             "prompt_embedding_table_data_type": PROMPT_TABLE_DATA_TYPE,
             "logits_datatype": "TYPE_FP32",
             "batch_scheduler_policy": args.batch_scheduler_policy,
             "enable_kv_cache_reuse": tf(args.enable_kv_cache_reuse),
-            "max_queue_delay_microseconds": str(args.max_queue_delay_microseconds), "max_queue_size": "0",
+            "max_queue_delay_microseconds": str(args.max_queue_delay_microseconds),
+            "max_queue_size": "0",
         },
     }
 
@@ -266,9 +356,12 @@ def plan(args: argparse.Namespace, family: str) -> list[tuple[str, str]]:
     """(step, what it runs) in order: shell commands as one shell line, Python calls as a call."""
     p = paths(args)
     steps: list[tuple[str, str]] = [
-        ("download", f"huggingface_hub.snapshot_download(repo_id={args.hf_model_id!r}, "
-                     f"revision={args.hf_revision!r}, local_dir={str(p['hf'])!r}, "
-                     f"allow_patterns={DOWNLOAD_PATTERNS!r}, ignore_patterns={DOWNLOAD_IGNORE!r})"),
+        (
+            "download",
+            f"huggingface_hub.snapshot_download(repo_id={args.hf_model_id!r}, "
+            f"revision={args.hf_revision!r}, local_dir={str(p['hf'])!r}, "
+            f"allow_patterns={DOWNLOAD_PATTERNS!r}, ignore_patterns={DOWNLOAD_IGNORE!r})",
+        ),
         ("convert", shlex.join(convert_command(args, family))),
         ("build", shlex.join(build_command(args))),
         ("tokenizer", f"copy {' '.join(TOKENIZER_FILES)} (those present) from {p['hf']} to {p['tokenizer']}"),
@@ -281,13 +374,18 @@ def plan(args: argparse.Namespace, family: str) -> list[tuple[str, str]]:
         # At run time only the keys the image's template contains are passed.
         steps.append((f"fill:{template}", shlex.join(fill_command(dst / "config.pbtxt", values[template]))))
     served = repository_model_dir(args, SERVED_TEMPLATE) / "1"
-    steps.append(("stream-wrapper", f"mv {served}/model.py {served}/upstream_model.py; "
-                                    f"cp {SCRIPT_HOME / 'bls_stream.py'} {served}/model.py"))
+    steps.append(
+        (
+            "stream-wrapper",
+            f"mv {served}/model.py {served}/upstream_model.py; cp {SCRIPT_HOME / 'bls_stream.py'} {served}/model.py",
+        )
+    )
     steps.append(("version-files", f"write 1/{VERSION_PLACEHOLDER} into every version directory without a file"))
     return steps
 
 
 # --------------------------------------------------------------------------- running it
+
 
 def log(message: str) -> None:
     print(f"[build_engine {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -302,16 +400,23 @@ def download(args: argparse.Namespace) -> Path:
     from huggingface_hub import snapshot_download  # in the TRT-LLM image; HF_TOKEN comes from the env
 
     target = paths(args)["hf"]
-    snapshot_download(repo_id=args.hf_model_id, revision=args.hf_revision, local_dir=str(target),
-                      allow_patterns=DOWNLOAD_PATTERNS, ignore_patterns=DOWNLOAD_IGNORE)
+    snapshot_download(
+        repo_id=args.hf_model_id,
+        revision=args.hf_revision,
+        local_dir=str(target),
+        allow_patterns=DOWNLOAD_PATTERNS,
+        ignore_patterns=DOWNLOAD_IGNORE,
+    )
     return target
 
 
 def detect_family(hf_dir: Path) -> str:
     model_type = json.loads((hf_dir / "config.json").read_text()).get("model_type", "")
     if model_type not in CONVERTERS:
-        raise SystemExit(f"config.json model_type {model_type!r} has no converter here; known: {sorted(CONVERTERS)}. "
-                         "Add it to CONVERTERS in model_repository/trtllm/build_engine.py")
+        raise SystemExit(
+            f"config.json model_type {model_type!r} has no converter here; known: {sorted(CONVERTERS)}. "
+            "Add it to CONVERTERS in model_repository/trtllm/build_engine.py"
+        )
     return CONVERTERS[model_type]
 
 
@@ -374,7 +479,9 @@ def fill_repository(args: argparse.Namespace) -> None:
         text = config.read_text()
         if template == SERVED_TEMPLATE:
             # The BLS is the entry point: serve it under the stack's model name.
-            text = re.sub(r'^name:\s*"tensorrt_llm_bls"', f'name: "{args.served_model_name}"', text, count=1, flags=re.M)
+            text = re.sub(
+                r'^name:\s*"tensorrt_llm_bls"', f'name: "{args.served_model_name}"', text, count=1, flags=re.M
+            )
             config.write_text(text)
             install_stream_wrapper(dst)
         left = unfilled_placeholders(text)
@@ -387,8 +494,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.dry_run:
         family = args.model_family if args.model_family != "auto" else "<model_type from config.json>"
-        print(json.dumps({"served_model_name": args.served_model_name, "cache_key": args.cache_key,
-                          "output_dir": args.output_dir, "stage_dir": args.stage_dir}))
+        print(
+            json.dumps(
+                {
+                    "served_model_name": args.served_model_name,
+                    "cache_key": args.cache_key,
+                    "output_dir": args.output_dir,
+                    "stage_dir": args.stage_dir,
+                }
+            )
+        )
         for step, command in plan(args, family):
             print(f"{step}: {command}")
         return 0
@@ -412,16 +527,32 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer_files = copy_tokenizer(args)
     fill_repository(args)
-    (out / "build.json").write_text(json.dumps({
-        "cache_key": args.cache_key, "hf_model_id": args.hf_model_id, "hf_revision": args.hf_revision,
-        "served_model_name": args.served_model_name, "model_family": family, "dtype": args.dtype,
-        "tp_size": args.tp_size, "pp_size": args.pp_size, "max_batch_size": args.max_batch_size,
-        "max_input_len": args.max_input_len, "max_seq_len": args.max_seq_len,
-        "max_num_tokens": args.max_num_tokens, "paged_kv_cache": args.paged_kv_cache,
-        "multiple_profiles": args.multiple_profiles, "tokenizer_files": tokenizer_files,
-        "fill_values": fill_values(args),
-        "image": os.environ.get("TRITON_IMAGE", ""), "timings": timings,
-    }, indent=2) + "\n")
+    (out / "build.json").write_text(
+        json.dumps(
+            {
+                "cache_key": args.cache_key,
+                "hf_model_id": args.hf_model_id,
+                "hf_revision": args.hf_revision,
+                "served_model_name": args.served_model_name,
+                "model_family": family,
+                "dtype": args.dtype,
+                "tp_size": args.tp_size,
+                "pp_size": args.pp_size,
+                "max_batch_size": args.max_batch_size,
+                "max_input_len": args.max_input_len,
+                "max_seq_len": args.max_seq_len,
+                "max_num_tokens": args.max_num_tokens,
+                "paged_kv_cache": args.paged_kv_cache,
+                "multiple_profiles": args.multiple_profiles,
+                "tokenizer_files": tokenizer_files,
+                "fill_values": fill_values(args),
+                "image": os.environ.get("TRITON_IMAGE", ""),
+                "timings": timings,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     log(f"done: {out} ({timings})")
     return 0
 

@@ -17,6 +17,7 @@ temporary directory. Tests must not stop it. The fixture fails, rather than skip
 server cannot start (e.g. `pip install -r requirements-local.txt` not done), so a missing
 dependency never passes silently.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -12,6 +12,7 @@ The local server is not a Kubernetes pod, so each scrape target gets the
 `namespace` and `pod` labels kube-prometheus-stack's PodMonitor would give it,
 through relabeling.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,23 +51,30 @@ def prometheus_binary() -> str | None:
 def scrape_config(targets: list[ScrapeTarget], scrape_interval: str) -> list[dict[str, Any]]:
     jobs = []
     for i, target in enumerate(targets):
-        jobs.append({
-            "job_name": f"triton-{i}",
-            "scrape_interval": scrape_interval,
-            "scrape_timeout": scrape_interval,
-            "metrics_path": target.metrics_path,
-            "static_configs": [{"targets": [target.address]}],
-            "relabel_configs": [
-                {"target_label": label, "replacement": value, "action": "replace"}
-                for label, value in sorted(target.labels.items())
-            ],
-        })
+        jobs.append(
+            {
+                "job_name": f"triton-{i}",
+                "scrape_interval": scrape_interval,
+                "scrape_timeout": scrape_interval,
+                "metrics_path": target.metrics_path,
+                "static_configs": [{"targets": [target.address]}],
+                "relabel_configs": [
+                    {"target_label": label, "replacement": value, "action": "replace"}
+                    for label, value in sorted(target.labels.items())
+                ],
+            }
+        )
     return jobs
 
 
 class LocalPrometheus:
-    def __init__(self, targets: list[ScrapeTarget], rule_groups: list[dict[str, Any]],
-                 scrape_interval: str = "1s", startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        targets: list[ScrapeTarget],
+        rule_groups: list[dict[str, Any]],
+        scrape_interval: str = "1s",
+        startup_timeout: float = 60.0,
+    ) -> None:
         binary = prometheus_binary()
         if binary is None:
             raise PrometheusError("prometheus is not installed (apt-get install -y prometheus)")
@@ -90,19 +98,30 @@ class LocalPrometheus:
         rules = self.workdir / "rules.yaml"
         rules.write_text(yaml.safe_dump({"groups": self.rule_groups}, sort_keys=False))
         config = self.workdir / "prometheus.yaml"
-        config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
-            "rule_files": [str(rules)],
-            "scrape_configs": scrape_config(self.targets, self.scrape_interval),
-        }, sort_keys=False))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
+                    "rule_files": [str(rules)],
+                    "scrape_configs": scrape_config(self.targets, self.scrape_interval),
+                },
+                sort_keys=False,
+            )
+        )
         self.port = find_free_port("127.0.0.1")
         self.started_at = time.time()
         self.log = self.workdir / "prometheus.log"
         self.process = subprocess.Popen(
-            [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
-             "--log.level=warn"],
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+            [
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -163,9 +182,12 @@ class LocalPrometheus:
             return [({}, float(data["result"][1]))]
         return [(item["metric"], float(item["value"][1])) for item in data["result"]]
 
-    def query_range(self, expr: str, start: float, end: float, step: float) -> list[tuple[dict, list[tuple[float, float]]]]:
-        data = self._api("query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                                         "step": str(step)})
+    def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[tuple[dict, list[tuple[float, float]]]]:
+        data = self._api(
+            "query_range", {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)}
+        )
         return [(item["metric"], [(float(t), float(v)) for t, v in item["values"]]) for item in data["result"]]
 
     def series(self, match: str, start: float) -> list[dict[str, str]]:
@@ -182,17 +204,16 @@ class LocalPrometheus:
             if result:
                 return result
             time.sleep(0.5)
-        raise PrometheusError(f"no series for {expr} after {timeout}s; targets: {self.scrape_health()}\n"
-                              f"{self.log_tail()}")
+        raise PrometheusError(
+            f"no series for {expr} after {timeout}s; targets: {self.scrape_health()}\n{self.log_tail()}"
+        )
 
     def wait_for_scrape_after(self, moment: float, timeout: float = 30.0) -> None:
         """Block until every target has been scraped (and rules evaluated) after wall-clock `moment`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             targets = self.scrape_health()
-            if targets and all(
-                t["health"] == "up" and _rfc3339(t["lastScrape"]) > moment for t in targets
-            ):
+            if targets and all(t["health"] == "up" and _rfc3339(t["lastScrape"]) > moment for t in targets):
                 time.sleep(2 * _seconds(self.scrape_interval))  # one more rule evaluation on the new samples
                 return
             time.sleep(0.2)
@@ -214,6 +235,6 @@ def _rfc3339(stamp: str) -> float:
     head, _, frac = stamp.partition(".")
     if frac:
         digits = "".join(ch for ch in frac if ch.isdigit())
-        zone = frac[len(digits):]
+        zone = frac[len(digits) :]
         stamp = f"{head}.{digits[:6]}{zone}"
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -17,6 +17,7 @@ and each runs in bash, with what `tritonllm serve -- CMD` would give it:
 The shared server checks no API key: in the `serve --api-key` example the key is sent and
 ignored (tests/e2e/test_local_api_key.py tests the key check itself).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,7 @@ def runnable_commands() -> list[doc_blocks.Command]:
 
 
 def exports_before(command: doc_blocks.Command) -> list[str]:
-    return [c.text for c in doc_blocks.commands(command.block)
-            if c.line < command.line and c.argv()[:1] == ["export"]]
+    return [c.text for c in doc_blocks.commands(command.block) if c.line < command.line and c.argv()[:1] == ["export"]]
 
 
 COMMANDS = runnable_commands()
@@ -87,22 +87,35 @@ def _local(script: str, triton_server, frontend) -> str:
 def run(command_text: str, prelude: list[str], servers, tmp_path) -> subprocess.CompletedProcess:
     triton_server, frontend = servers
     (tmp_path / "prompts.txt").write_text(PROMPTS)
-    script = "\n".join([
-        "set -e -o pipefail",
-        'curl() { command curl --fail-with-body "$@"; }',
-        *prelude,
-        command_text,
-    ])
-    env = dict(os.environ, TRITON_HTTP_URL=triton_server.http_url, TRITON_GRPC_URL=triton_server.grpc_url,
-               OPENAI_BASE_URL=frontend.base_url, PYTHONPATH=str(doc_blocks.REPO))
+    script = "\n".join(
+        [
+            "set -e -o pipefail",
+            'curl() { command curl --fail-with-body "$@"; }',
+            *prelude,
+            command_text,
+        ]
+    )
+    env = dict(
+        os.environ,
+        TRITON_HTTP_URL=triton_server.http_url,
+        TRITON_GRPC_URL=triton_server.grpc_url,
+        OPENAI_BASE_URL=frontend.base_url,
+        PYTHONPATH=str(doc_blocks.REPO),
+    )
     for name in ("TRITONLLM_API_KEY", "TRITONLLM_API_KEYS"):
         env.pop(name, None)
-    return subprocess.run(["bash", "-c", _local(script, triton_server, frontend)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["bash", "-c", _local(script, triton_server, frontend)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def sse_events(stdout: str) -> list[str]:
-    return [line[len("data:"):].strip() for line in stdout.splitlines() if line.startswith("data:")]
+    return [line[len("data:") :].strip() for line in stdout.splitlines() if line.startswith("data:")]
 
 
 def test_the_docs_have_runnable_commands():

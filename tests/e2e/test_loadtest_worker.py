@@ -2,6 +2,7 @@
 (fixture `triton_server`) exactly as its Job runs it (the ConfigMap's files on PYTHONPATH, no
 project dependencies), and its report computed from that real log: the requests it reports must be
 the requests Triton counted."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,17 @@ def _success(server) -> int:
 def test_worker_from_the_config_map_loads_triton_and_the_report_counts_what_triton_counted(triton_server, tmp_path):
     profile = loadtest.parse_profile("1,2", None, 10)
     config_map, job = loadtest.manifests(
-        name="loadtest-local", namespace="local", model=triton_server.model_name, url=triton_server.http_url,
-        profile=profile, max_tokens=4, image=versions.PYTHON_IMAGE, sources=loadtest.worker_sources(),
-        prompts=["Say hi.", "Name a color."], request_timeout=120)
+        name="loadtest-local",
+        namespace="local",
+        model=triton_server.model_name,
+        url=triton_server.http_url,
+        profile=profile,
+        max_tokens=4,
+        image=versions.PYTHON_IMAGE,
+        sources=loadtest.worker_sources(),
+        prompts=["Say hi.", "Name a color."],
+        request_timeout=120,
+    )
     for item in job["spec"]["template"]["spec"]["volumes"][0]["configMap"]["items"]:
         path = tmp_path / item["path"]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,8 +45,9 @@ def test_worker_from_the_config_map_loads_triton_and_the_report_counts_what_trit
     command = [sys.executable, "-S"] + job["spec"]["template"]["spec"]["containers"][0]["command"][1:]
     command = [c.replace(loadtest.MOUNT, str(tmp_path)) for c in command]
     before = _success(triton_server)
-    result = subprocess.run(command, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        command, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=300
+    )
     after = _success(triton_server)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     records = loadtest.parse_worker_log(result.stdout)

@@ -5,6 +5,7 @@ renders) with the htpasswd file the cluster's Secret holds, in front of the real
     gRPC: the same -> UNAUTHENTICATED; a key -> the model's answer
     `tritonllm client` and `bench`'s interface probe take --api-key / $TRITONLLM_API_KEY.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,9 @@ def front(triton_server):
     if auth_front.nginx_binary() is None:
         pytest.fail("nginx is not installed (apt-get install nginx; .ci/run installs it)", pytrace=False)
     server = triton_server.server
-    with auth_front.ApiKeyFront(KEYS, triton_http=server.http_port, triton_grpc=server.grpc_port,
-                                http_port=0, grpc_port=0) as proxy:
+    with auth_front.ApiKeyFront(
+        KEYS, triton_http=server.http_port, triton_grpc=server.grpc_port, http_port=0, grpc_port=0
+    ) as proxy:
         yield proxy
 
 
@@ -54,17 +56,20 @@ def _basic(key: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(key.encode()).decode()}
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    _basic("ci:wrong-secret-0123456789abcdef"),
-    _basic(f"nobody:{KEYS[0][1]}"),
-    _basic(f"ci:{KEYS[1][1]}"),  # another key's secret under this key's name
-    {"Authorization": f"Bearer {KEYS[0][1]}"},
-    {"x-api-key": KEY},
-], ids=["none", "wrong-secret", "unknown-name", "crossed-keys", "bearer", "other-header"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        _basic("ci:wrong-secret-0123456789abcdef"),
+        _basic(f"nobody:{KEYS[0][1]}"),
+        _basic(f"ci:{KEYS[1][1]}"),  # another key's secret under this key's name
+        {"Authorization": f"Bearer {KEYS[0][1]}"},
+        {"x-api-key": KEY},
+    ],
+    ids=["none", "wrong-secret", "unknown-name", "crossed-keys", "bearer", "other-header"],
+)
 def test_http_without_a_valid_key_is_401(front, triton_server, headers):
-    for path in (f"/v2/models/{triton_server.model_name}/config", "/v2/health/ready",
-                 "/v2/repository/index"):
+    for path in (f"/v2/models/{triton_server.model_name}/config", "/v2/health/ready", "/v2/repository/index"):
         status, response_headers, _ = _get(front.http_url + path, headers)
         assert status == 401, path
         assert response_headers.get("WWW-Authenticate") == 'Basic realm="tritonllm"'
@@ -108,12 +113,16 @@ def test_grpc_with_a_key_reaches_triton(front, triton_server):
 @pytest.mark.parametrize("protocol, stream", [("grpc", True), ("http", False), ("http", True)])
 def test_client_generates_with_the_key_and_explains_without(front, triton_server, protocol, stream):
     url = front.grpc_url if protocol == "grpc" else front.http_url
-    _, results = asyncio.run(run_requests(url, triton_server.model_name, ["Say hi."], SETTINGS, protocol=protocol,
-                                          stream=stream, api_key=KEY))
+    _, results = asyncio.run(
+        run_requests(
+            url, triton_server.model_name, ["Say hi."], SETTINGS, protocol=protocol, stream=stream, api_key=KEY
+        )
+    )
     assert results[0].ok and results[0].text.strip(), results[0]
     with pytest.raises(SetupError, match="--api-key"):
-        asyncio.run(run_requests(url, triton_server.model_name, ["Say hi."], SETTINGS, protocol=protocol,
-                                 stream=stream))
+        asyncio.run(
+            run_requests(url, triton_server.model_name, ["Say hi."], SETTINGS, protocol=protocol, stream=stream)
+        )
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -121,14 +130,28 @@ def test_client_cli_takes_the_key_from_the_environment(front, triton_server, tmp
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Say hi.\n")
     url = front.grpc_url if protocol == "grpc" else front.http_url
-    args = [sys.executable, "-m", "tritonllm", "client", "--url", url, "--protocol", protocol, "--model-name",
-            triton_server.model_name, "--input-prompts", str(prompts), "--results-file", str(tmp_path / "r.jsonl"),
-            "--max-tokens", "4"]
+    args = [
+        sys.executable,
+        "-m",
+        "tritonllm",
+        "client",
+        "--url",
+        url,
+        "--protocol",
+        protocol,
+        "--model-name",
+        triton_server.model_name,
+        "--input-prompts",
+        str(prompts),
+        "--results-file",
+        str(tmp_path / "r.jsonl"),
+        "--max-tokens",
+        "4",
+    ]
     env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
     refused = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--api-key" in refused.stdout + refused.stderr
-    ok = subprocess.run(args, cwd=REPO_ROOT, env={**env, API_KEY_ENV: KEY}, capture_output=True, text=True,
-                        timeout=300)
+    ok = subprocess.run(args, cwd=REPO_ROOT, env={**env, API_KEY_ENV: KEY}, capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert KEYS[0][1] not in ok.stdout + ok.stderr  # never echoed
 
@@ -139,9 +162,19 @@ def test_bench_reads_the_interface_with_the_key(front, triton_server):
     assert fetch_interface(front.http_url, triton_server.model_name, api_key=KEY).inputs
     with pytest.raises(BenchError, match="401"):
         fetch_interface(front.http_url, triton_server.model_name)
-    cmd = aiperf_command(Path("aiperf"), front.http_url, "m", Path("t.json"), "tok",
-                         __import__("tritonllm.bench", fromlist=["PRESETS"]).PRESETS["sweep"], 1, 1, Path("out"),
-                         True, api_key=KEY)
+    cmd = aiperf_command(
+        Path("aiperf"),
+        front.http_url,
+        "m",
+        Path("t.json"),
+        "tok",
+        __import__("tritonllm.bench", fromlist=["PRESETS"]).PRESETS["sweep"],
+        1,
+        1,
+        Path("out"),
+        True,
+        api_key=KEY,
+    )
     assert cmd[cmd.index("--header") + 1] == "authorization:" + _basic(KEY)["Authorization"]
 
 
@@ -149,8 +182,22 @@ def test_serve_api_key_puts_the_check_in_front_of_triton(tmp_path):
     """`tritonllm serve --api-key` end to end: the command it runs gets the front's URLs and a key."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Say hi.\n")
-    client = [sys.executable, "-m", "tritonllm", "client", "--protocol", "grpc", "--model-name", "smollm2",
-              "--input-prompts", str(prompts), "--results-file", str(tmp_path / "r.jsonl"), "--max-tokens", "4"]
+    client = [
+        sys.executable,
+        "-m",
+        "tritonllm",
+        "client",
+        "--protocol",
+        "grpc",
+        "--model-name",
+        "smollm2",
+        "--input-prompts",
+        str(prompts),
+        "--results-file",
+        str(tmp_path / "r.jsonl"),
+        "--max-tokens",
+        "4",
+    ]
     script = (
         "import os, subprocess, sys, urllib.request, urllib.error\n"
         f"client = {client!r}\n"
@@ -166,11 +213,32 @@ def test_serve_api_key_puts_the_check_in_front_of_triton(tmp_path):
         "sys.exit(0 if (ok, refused, http) == (0, 2, 401) else 1)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-         "--quiet", "--", sys.executable, "-c", script],
-        cwd=REPO_ROOT, env={**{k: v for k, v in os.environ.items() if k != API_KEY_ENV},
-                            auth_front.API_KEYS_ENV: f"{KEY},{':'.join(KEYS[1])}"},
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "tritonllm",
+            "serve",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--quiet",
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        cwd=REPO_ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != API_KEY_ENV},
+            auth_front.API_KEYS_ENV: f"{KEY},{':'.join(KEYS[1])}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "RESULT 0 2 401" in proc.stdout
     assert "API keys required (ci, ci-next)" in proc.stdout
@@ -209,9 +277,10 @@ def slow_server(tmp_path_factory):
     (root / "slow" / "1" / "model.py").write_text(SLOW_MODEL)
     (root / "slow" / "config.pbtxt").write_text(
         'backend: "python"\nmax_batch_size: 0\nmodel_transaction_policy { decoupled: true }\n'
-        'instance_group [ { kind: KIND_CPU count: 2 } ]\n'
+        "instance_group [ { kind: KIND_CPU count: 2 } ]\n"
         'input [ { name: "text_input" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
-        'output [ { name: "text_output" data_type: TYPE_STRING dims: [ -1 ] } ]\n')
+        'output [ { name: "text_output" data_type: TYPE_STRING dims: [ -1 ] } ]\n'
+    )
     server = TritonServer(root, http_port=0, grpc_port=0, metrics_port=0, log_file=root.parent / "slow.log")
     server.start()
     yield server
@@ -222,10 +291,26 @@ def slow_server(tmp_path_factory):
 def test_grpc_read_timeout_in_the_http_block_governs_grpc_streams(slow_server, timeout_seconds, ok):
     """The gateway's SnippetsPolicy puts grpc_read_timeout in NGINX's http block; a gRPC stream
     whose first response takes 3 s is cut by a 1 s timeout and passes under a longer one."""
-    with auth_front.ApiKeyFront(KEYS, triton_http=slow_server.http_port, triton_grpc=slow_server.grpc_port,
-                                http_port=0, grpc_port=0, timeout_seconds=timeout_seconds) as proxy:
-        _, results = asyncio.run(run_requests(proxy.grpc_url, "slow", ["3"], GenerationSettings(), protocol="grpc",
-                                              stream=True, api_key=KEY, timeout=60))
+    with auth_front.ApiKeyFront(
+        KEYS,
+        triton_http=slow_server.http_port,
+        triton_grpc=slow_server.grpc_port,
+        http_port=0,
+        grpc_port=0,
+        timeout_seconds=timeout_seconds,
+    ) as proxy:
+        _, results = asyncio.run(
+            run_requests(
+                proxy.grpc_url,
+                "slow",
+                ["3"],
+                GenerationSettings(),
+                protocol="grpc",
+                stream=True,
+                api_key=KEY,
+                timeout=60,
+            )
+        )
     assert results[0].ok is ok, results[0]
     if not ok:  # NGINX gave up on the upstream (504), not something else
         assert "UNAVAILABLE" in (results[0].error or "") or "504" in (results[0].error or ""), results[0].error

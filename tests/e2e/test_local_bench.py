@@ -1,4 +1,5 @@
 """`python -m tritonllm bench` for real: AIPerf against the local Triton, reports checked."""
+
 from __future__ import annotations
 
 import csv
@@ -38,10 +39,31 @@ def test_bench_runs_aiperf_and_writes_json_csv_png(triton_server, aiperf, tmp_pa
     before = _request_success(triton_server)
     out = tmp_path / "bench"
     proc = subprocess.run(
-        [sys.executable, "-m", "tritonllm", "bench", "--url", triton_server.http_url, "--model-name",
-         triton_server.model_name, "--preset", "smoke", "--concurrency", "1,2", "--request-count", "3",
-         "--aiperf", str(aiperf), "--output-dir", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "tritonllm",
+            "bench",
+            "--url",
+            triton_server.http_url,
+            "--model-name",
+            triton_server.model_name,
+            "--preset",
+            "smoke",
+            "--concurrency",
+            "1,2",
+            "--request-count",
+            "3",
+            "--aiperf",
+            str(aiperf),
+            "--output-dir",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["preset"] == "smoke" and summary["tool"].startswith("aiperf==")
@@ -71,9 +93,25 @@ def test_bench_runs_aiperf_and_writes_json_csv_png(triton_server, aiperf, tmp_pa
 
 def test_bench_reports_an_unknown_model(triton_server, aiperf, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "tritonllm", "bench", "--url", triton_server.http_url, "--model-name", "nope",
-         "--aiperf", str(aiperf), "--output-dir", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "tritonllm",
+            "bench",
+            "--url",
+            triton_server.http_url,
+            "--model-name",
+            "nope",
+            "--aiperf",
+            str(aiperf),
+            "--output-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "nope" in proc.stderr
 
 
@@ -86,25 +124,44 @@ def test_payload_template_for_the_local_model_config():
     from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 
-    config = text_format.Parse((REPO_ROOT / "model_repository" / "local" / "smollm2" / "config.pbtxt").read_text(),
-                               model_config_pb2.ModelConfig())
+    config = text_format.Parse(
+        (REPO_ROOT / "model_repository" / "local" / "smollm2" / "config.pbtxt").read_text(),
+        model_config_pb2.ModelConfig(),
+    )
     local = ModelInterface.from_config(json_format.MessageToDict(config, preserving_proto_field_name=True))
     body = _render(payload_template(local))
-    assert body == {"text_input": 'say "hi" <b>', "stream": True, "exclude_input_in_output": True,
-                    "apply_chat_template": False, "sampling_parameters": body["sampling_parameters"]}
+    assert body == {
+        "text_input": 'say "hi" <b>',
+        "stream": True,
+        "exclude_input_in_output": True,
+        "apply_chat_template": False,
+        "sampling_parameters": body["sampling_parameters"],
+    }
     assert json.loads(body["sampling_parameters"]) == {"max_tokens": 7, "ignore_eos": True}
 
 
 def test_payload_template_for_the_trtllm_ensemble_shape():
-    ensemble = ModelInterface.from_config({
-        "name": "ensemble", "platform": "ensemble", "max_batch_size": 64, "input": [
-            {"name": "text_input", "data_type": "TYPE_STRING", "dims": [1]},
-            {"name": "max_tokens", "data_type": "TYPE_INT32", "dims": [1]},
-            {"name": "bad_words", "data_type": "TYPE_STRING", "dims": [-1]},
-            {"name": "stop_words", "data_type": "TYPE_STRING", "dims": [-1]},
-            {"name": "min_length", "data_type": "TYPE_INT32", "dims": [1], "optional": True},
-            {"name": "stream", "data_type": "TYPE_BOOL", "dims": [1], "optional": True}],
-        "output": [{"name": "text_output", "data_type": "TYPE_STRING", "dims": [-1]}]})
+    ensemble = ModelInterface.from_config(
+        {
+            "name": "ensemble",
+            "platform": "ensemble",
+            "max_batch_size": 64,
+            "input": [
+                {"name": "text_input", "data_type": "TYPE_STRING", "dims": [1]},
+                {"name": "max_tokens", "data_type": "TYPE_INT32", "dims": [1]},
+                {"name": "bad_words", "data_type": "TYPE_STRING", "dims": [-1]},
+                {"name": "stop_words", "data_type": "TYPE_STRING", "dims": [-1]},
+                {"name": "min_length", "data_type": "TYPE_INT32", "dims": [1], "optional": True},
+                {"name": "stream", "data_type": "TYPE_BOOL", "dims": [1], "optional": True},
+            ],
+            "output": [{"name": "text_output", "data_type": "TYPE_STRING", "dims": [-1]}],
+        }
+    )
     assert _render(payload_template(ensemble)) == {
-        "text_input": 'say "hi" <b>', "stream": True, "max_tokens": 7, "min_length": 7,
-        "bad_words": [""], "stop_words": [""]}
+        "text_input": 'say "hi" <b>',
+        "stream": True,
+        "max_tokens": 7,
+        "min_length": 7,
+        "bad_words": [""],
+        "stop_words": [""],
+    }

@@ -1,4 +1,5 @@
 """The local model's engine in-process (the code Triton runs): request rules and real generation."""
+
 from __future__ import annotations
 
 import json
@@ -38,43 +39,52 @@ def test_precedence_tensor_over_json_over_parameters_over_defaults():
 
 
 def test_vllm_style_string_values_are_converted():
-    params = parse_sampling_parameters('{"temperature": "0.01", "top_p": "1.0", "max_tokens": "128", '
-                                       '"ignore_eos": "true", "stop": ["a", ""]}')
+    params = parse_sampling_parameters(
+        '{"temperature": "0.01", "top_p": "1.0", "max_tokens": "128", "ignore_eos": "true", "stop": ["a", ""]}'
+    )
     assert params == {"temperature": 0.01, "top_p": 1.0, "max_tokens": 128, "ignore_eos": True, "stop": ["a"]}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{", "not valid JSON"),
-    ("[]", "JSON object"),
-    ('{"best_of": 2}', "best_of"),
-    ('{"temperature": "warm"}', "temperature"),
-    ('{"max_tokens": true}', "max_tokens"),
-    ('{"stop": [1, 2]}', "stop"),
-    ('{"stop": ' + json.dumps(["s"] * 17) + "}", "at most 16"),
-    ('{"temperature": "nan"}', "finite"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{", "not valid JSON"),
+        ("[]", "JSON object"),
+        ('{"best_of": 2}', "best_of"),
+        ('{"temperature": "warm"}', "temperature"),
+        ('{"max_tokens": true}', "max_tokens"),
+        ('{"stop": [1, 2]}', "stop"),
+        ('{"stop": ' + json.dumps(["s"] * 17) + "}", "at most 16"),
+        ('{"temperature": "nan"}', "finite"),
+    ],
+)
 def test_bad_sampling_parameters(text, message):
     with pytest.raises(RequestError, match=message):
         build_request("hi", sampling_parameters=text)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"tensors": {"max_tokens": 0}}, "max_tokens"),
-    ({"tensors": {"max_tokens": 4097}}, "max_tokens"),
-    ({"tensors": {"top_p": 1.5}}, "top_p"),
-    ({"tensors": {"top_k": -2}}, "top_k"),
-    ({"sampling_parameters": '{"n": 2}'}, "n=1"),
-    ({"sampling_parameters": '{"seed": -1}'}, "seed"),
-    ({"sampling_parameters": '{"min_tokens": 50, "max_tokens": 10}'}, "min_tokens"),
-    ({"sampling_parameters": '{"presence_penalty": 3}'}, "presence_penalty"),
-    ({"tensors": {"bogus": 1}}, "unknown input"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tensors": {"max_tokens": 0}}, "max_tokens"),
+        ({"tensors": {"max_tokens": 4097}}, "max_tokens"),
+        ({"tensors": {"top_p": 1.5}}, "top_p"),
+        ({"tensors": {"top_k": -2}}, "top_k"),
+        ({"sampling_parameters": '{"n": 2}'}, "n=1"),
+        ({"sampling_parameters": '{"seed": -1}'}, "seed"),
+        ({"sampling_parameters": '{"min_tokens": 50, "max_tokens": 10}'}, "min_tokens"),
+        ({"sampling_parameters": '{"presence_penalty": 3}'}, "presence_penalty"),
+        ({"tensors": {"bogus": 1}}, "unknown input"),
+    ],
+)
 def test_bad_values_are_request_errors(kwargs, message):
     with pytest.raises(RequestError, match=message):
         build_request("hi", max_tokens_limit=4096, **kwargs)
 
 
-@pytest.mark.parametrize("text_input, message", [(None, "missing"), ("   ", "empty"), (b"\xff\xfe", "UTF-8"), (5, "string")])
+@pytest.mark.parametrize(
+    "text_input, message", [(None, "missing"), ("   ", "empty"), (b"\xff\xfe", "UTF-8"), (5, "string")]
+)
 def test_bad_text_input(text_input, message):
     with pytest.raises(RequestError, match=message):
         build_request(text_input)
@@ -88,8 +98,14 @@ def test_stop_holdback():
 
 
 def test_defaults_from_model_parameters():
-    d = EngineDefaults.from_parameters({"default_max_tokens": "32", "default_temperature": "0",
-                                        "default_apply_chat_template": "false", "n_ctx": "2048"})
+    d = EngineDefaults.from_parameters(
+        {
+            "default_max_tokens": "32",
+            "default_temperature": "0",
+            "default_apply_chat_template": "false",
+            "n_ctx": "2048",
+        }
+    )
     assert (d.max_tokens, d.temperature, d.apply_chat_template) == (32, 0.0, False)
     assert build_request("hi", defaults=d).apply_chat_template is False
 
@@ -103,8 +119,16 @@ def engine():
 
 
 def greedy(prompt: str, **kw) -> GenerationRequest:
-    return GenerationRequest(prompt=prompt, max_tokens=kw.pop("max_tokens", 24), temperature=0.0, top_p=1.0, top_k=0,
-                             min_p=0.0, repetition_penalty=1.0, **kw)
+    return GenerationRequest(
+        prompt=prompt,
+        max_tokens=kw.pop("max_tokens", 24),
+        temperature=0.0,
+        top_p=1.0,
+        top_k=0,
+        min_p=0.0,
+        repetition_penalty=1.0,
+        **kw,
+    )
 
 
 def run(engine, req):
@@ -143,8 +167,10 @@ def test_stop_strings_and_include_stop_str(engine):
     assert "5" in full, full
     cut, _, finish, _ = run(engine, greedy("Count from 1 to 10, separated by commas.", max_tokens=40, stop=["5"]))
     assert finish == "stop" and cut == full[: full.index("5")]
-    kept, _, _, _ = run(engine, greedy("Count from 1 to 10, separated by commas.", max_tokens=40, stop=["5"],
-                                       include_stop_str_in_output=True))
+    kept, _, _, _ = run(
+        engine,
+        greedy("Count from 1 to 10, separated by commas.", max_tokens=40, stop=["5"], include_stop_str_in_output=True),
+    )
     assert kept == full[: full.index("5") + 1]
 
 
@@ -155,8 +181,9 @@ def test_cancellation_stops_generation(engine):
         calls.append(1)
         return len(calls) >= 3
 
-    _, tokens, finish, _ = run_with_cancel(engine, greedy("Tell a long story.", max_tokens=200, ignore_eos=True),
-                                           cancelled)
+    _, tokens, finish, _ = run_with_cancel(
+        engine, greedy("Tell a long story.", max_tokens=200, ignore_eos=True), cancelled
+    )
     assert finish == "cancelled" and tokens == 3
 
 

@@ -1,4 +1,5 @@
 """`python -m tritonllm serve`: readiness, clean Ctrl-C, clear errors for taken ports and broken models."""
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,11 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path):
     http, grpc, metrics = free_ports()
     proc = subprocess.Popen(
         serve_cmd("--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--quiet"),
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -65,8 +70,9 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path):
     assert f"metrics: http://127.0.0.1:{metrics}/metrics" in output and "smollm2 (READY)" in output
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=10) as resp:
         assert resp.status == 200
-    server_pids = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                                   text=True).stdout.split()]
+    server_pids = [
+        int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    ]
     assert server_pids, "tritonserver is not a child of the serve process"
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
@@ -86,7 +92,11 @@ def test_a_taken_port_is_reported_before_starting(tmp_path):
         blocker.listen()
         proc = subprocess.run(
             serve_cmd("--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--quiet"),
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 1
     assert f"port {grpc} (grpc) on 127.0.0.1 is already in use" in proc.stdout, proc.stdout + proc.stderr
     with pytest.raises(PortInUseError):
@@ -96,7 +106,7 @@ def test_a_taken_port_is_reported_before_starting(tmp_path):
             TritonServer(http_port=http, grpc_port=0, metrics_port=0).start()
 
 
-BROKEN_MODEL = textwrap.dedent('''
+BROKEN_MODEL = textwrap.dedent("""
     import triton_python_backend_utils as pb_utils
 
 
@@ -106,7 +116,7 @@ BROKEN_MODEL = textwrap.dedent('''
 
         def execute(self, requests):
             return None
-''')
+""")
 
 
 def test_a_model_that_fails_to_load_is_reported(tmp_path):
@@ -115,10 +125,25 @@ def test_a_model_that_fails_to_load_is_reported(tmp_path):
     (tmp_path / "broken" / "config.pbtxt").write_text(
         'backend: "python"\nmax_batch_size: 0\n'
         'input [ { name: "x" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
-        'output [ { name: "y" data_type: TYPE_STRING dims: [ 1 ] } ]\n')
-    proc = subprocess.run(serve_cmd("--model-repository", str(tmp_path), "--http-port", "0", "--grpc-port", "0",
-                                    "--metrics-port", "0", "--quiet"),
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+        'output [ { name: "y" data_type: TYPE_STRING dims: [ 1 ] } ]\n'
+    )
+    proc = subprocess.run(
+        serve_cmd(
+            "--model-repository",
+            str(tmp_path),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--quiet",
+        ),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 1
     assert "failed to load" in proc.stdout and "'broken'" in proc.stdout, proc.stdout
     assert "weights file is corrupt" in proc.stdout
@@ -132,13 +157,21 @@ def test_missing_repository_is_an_error(tmp_path):
 
 
 def test_serve_runs_a_command_against_the_ready_server():
-    probe = ("import os, sys, urllib.request; "
-             "r = urllib.request.urlopen(os.environ['TRITON_HTTP_URL'] + '/v2/models/smollm2/ready'); "
-             "assert os.environ['TRITON_GRPC_URL'] and os.environ['TRITON_METRICS_URL'].endswith('/metrics'); "
-             "sys.exit(7 if r.status == 200 else 1)")
-    proc = subprocess.run(serve_cmd("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--quiet",
-                                    "--", sys.executable, "-c", probe),
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+    probe = (
+        "import os, sys, urllib.request; "
+        "r = urllib.request.urlopen(os.environ['TRITON_HTTP_URL'] + '/v2/models/smollm2/ready'); "
+        "assert os.environ['TRITON_GRPC_URL'] and os.environ['TRITON_METRICS_URL'].endswith('/metrics'); "
+        "sys.exit(7 if r.status == 200 else 1)"
+    )
+    proc = subprocess.run(
+        serve_cmd(
+            "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--quiet", "--", sys.executable, "-c", probe
+        ),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 7, proc.stdout + proc.stderr
     assert "tritonserver stopped" in proc.stdout
 
@@ -163,7 +196,7 @@ def _proc_table() -> dict[int, tuple[int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        state, ppid = stat[stat.rfind(")") + 2:].split()[:2]
+        state, ppid = stat[stat.rfind(")") + 2 :].split()[:2]
         if state != "Z":
             table[int(entry.name)] = (int(ppid), cmdline)
     return table
@@ -238,13 +271,22 @@ class _LongStream:
         self.errors: list[str] = []
         self.first = threading.Event()
         self.done = threading.Event()
-        body = {"text_input": "Tell me a very long story about a lighthouse.", "max_tokens": 3500,
-                "stream": True, "sampling_parameters": '{"ignore_eos": true}', "exclude_input_in_output": True}
+        body = {
+            "text_input": "Tell me a very long story about a lighthouse.",
+            "max_tokens": 3500,
+            "stream": True,
+            "sampling_parameters": '{"ignore_eos": true}',
+            "exclude_input_in_output": True,
+        }
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = "Basic " + base64.b64encode(api_key.encode()).decode()
-        self._request = urllib.request.Request(f"{http_url}/v2/models/smollm2/generate_stream",
-                                               data=json.dumps(body).encode(), method="POST", headers=headers)
+        self._request = urllib.request.Request(
+            f"{http_url}/v2/models/smollm2/generate_stream",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers=headers,
+        )
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
@@ -266,25 +308,56 @@ class _LongStream:
             self.done.set()
 
 
-@pytest.mark.parametrize("signals, exit_code, announced, api_key", [
-    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", None,
-                 id="sigint"),
-    pytest.param([signal.SIGINT, signal.SIGINT], 137, "stopping now: killing tritonserver", None, id="sigint-twice"),
-    pytest.param([signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", None, id="sigterm"),
-    pytest.param([signal.SIGKILL], -9, None, None, id="sigkill"),
-    # with --api-key, nginx (master + worker) runs in front of Triton: it must go too
-    pytest.param([signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight",
-                 "tester:s3cret-key", id="sigint-api-key", marks=pytest.mark.skipif(
-                     not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed")),
-])
+@pytest.mark.parametrize(
+    "signals, exit_code, announced, api_key",
+    [
+        pytest.param(
+            [signal.SIGINT], 130, "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight", None, id="sigint"
+        ),
+        pytest.param(
+            [signal.SIGINT, signal.SIGINT], 137, "stopping now: killing tritonserver", None, id="sigint-twice"
+        ),
+        pytest.param([signal.SIGTERM], 143, "stopping on SIGTERM: cancelling 1 request in flight", None, id="sigterm"),
+        pytest.param([signal.SIGKILL], -9, None, None, id="sigkill"),
+        # with --api-key, nginx (master + worker) runs in front of Triton: it must go too
+        pytest.param(
+            [signal.SIGINT],
+            130,
+            "stopping on Ctrl-C (SIGINT): cancelling 1 request in flight",
+            "tester:s3cret-key",
+            id="sigint-api-key",
+            marks=pytest.mark.skipif(
+                not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists(), reason="nginx not installed"
+            ),
+        ),
+    ],
+)
 def test_stopping_during_a_long_stream_leaves_nothing_behind(tmp_path, signals, exit_code, announced, api_key):
     repo = tmp_path / "repo-under-test"
     shutil.copytree(REPO_ROOT / "model_repository" / "local", repo)
     key_args = ["--api-key", api_key] if api_key else []
     proc = subprocess.Popen(
-        serve_cmd("--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-                  "--quiet", "--grace-period", "2", "--stop-timeout", "120", *key_args),
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        serve_cmd(
+            "--model-repository",
+            str(repo),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--quiet",
+            "--grace-period",
+            "2",
+            "--stop-timeout",
+            "120",
+            *key_args,
+        ),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = _Lines(proc.stdout)
     try:
         out.wait_for("press Ctrl-C to stop", timeout=300)

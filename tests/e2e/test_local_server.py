@@ -1,4 +1,5 @@
 """The local model served by a real Triton (CPU): contract, streaming, errors, load, metrics."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,15 @@ from tritonllm.client import run_requests
 pytestmark = pytest.mark.e2e
 
 CONTRACT_INPUTS = {
-    "text_input": "BYTES", "max_tokens": "INT32", "stream": "BOOL", "temperature": "FP32", "top_p": "FP32",
-    "top_k": "INT32", "stop": "BYTES", "sampling_parameters": "BYTES", "exclude_input_in_output": "BOOL",
+    "text_input": "BYTES",
+    "max_tokens": "INT32",
+    "stream": "BOOL",
+    "temperature": "FP32",
+    "top_p": "FP32",
+    "top_k": "INT32",
+    "stop": "BYTES",
+    "sampling_parameters": "BYTES",
+    "exclude_input_in_output": "BOOL",
     "apply_chat_template": "BOOL",
 }
 
@@ -56,8 +64,12 @@ def sse(server, body: dict, timeout: float = 120, on_first_event=None):
     parts = urlsplit(server.http_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     started = time.perf_counter()
-    conn.request("POST", f"/v2/models/{server.model_name}/generate_stream", body=json.dumps(body),
-                 headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+    conn.request(
+        "POST",
+        f"/v2/models/{server.model_name}/generate_stream",
+        body=json.dumps(body),
+        headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+    )
     resp = conn.getresponse()
     events = []
     if resp.getheader("Content-Type", "").startswith("application/json"):
@@ -85,7 +97,7 @@ def metrics_text(server) -> str:
 
 
 def metric_value(text: str, name: str, model: str) -> float:
-    pattern = re.compile(rf'^{re.escape(name)}\{{([^}}]*)\}} ([0-9.eE+-]+)$', re.M)
+    pattern = re.compile(rf"^{re.escape(name)}\{{([^}}]*)\}} ([0-9.eE+-]+)$", re.M)
     total, found = 0.0, False
     for labels, value in pattern.findall(text):
         if f'model="{model}"' in labels:
@@ -97,9 +109,12 @@ def metric_value(text: str, name: str, model: str) -> float:
 
 def labelled_value(text: str, name: str, **labels: str) -> float:
     """The value of the one series of `name` that has all `labels` (0 when Triton has not exported it yet)."""
-    pattern = re.compile(rf'^{re.escape(name)}\{{([^}}]*)\}} ([0-9.eE+-]+)$', re.M)
-    found = [float(value) for series, value in pattern.findall(text)
-             if all(f'{k}="{v}"' in series for k, v in labels.items())]
+    pattern = re.compile(rf"^{re.escape(name)}\{{([^}}]*)\}} ([0-9.eE+-]+)$", re.M)
+    found = [
+        float(value)
+        for series, value in pattern.findall(text)
+        if all(f'{k}="{v}"' in series for k, v in labels.items())
+    ]
     assert len(found) <= 1, (name, labels, found)
     return found[0] if found else 0.0
 
@@ -194,8 +209,7 @@ def test_model_metadata_has_the_shared_contract(triton_server):
 
 
 def test_generate_is_deterministic_when_greedy_and_honours_exclude_input(triton_server):
-    body = {"text_input": "Name a primary color.", "max_tokens": 12, "temperature": 0,
-            "exclude_input_in_output": True}
+    body = {"text_input": "Name a primary color.", "max_tokens": 12, "temperature": 0, "exclude_input_in_output": True}
     s1, r1 = generate(triton_server, body)
     s2, r2 = generate(triton_server, body)
     assert s1 == s2 == 200, (r1, r2)
@@ -207,10 +221,14 @@ def test_generate_is_deterministic_when_greedy_and_honours_exclude_input(triton_
 
 
 def test_max_tokens_counts_and_finish_reason(triton_server):
-    body = {"text_input": "Tell me a long story about a dragon.", "sampling_parameters": json.dumps(
-        {"max_tokens": 7, "ignore_eos": True, "temperature": 0}),
-        "return_num_output_tokens": True, "return_finish_reason": True, "return_num_input_tokens": True,
-        "exclude_input_in_output": True}
+    body = {
+        "text_input": "Tell me a long story about a dragon.",
+        "sampling_parameters": json.dumps({"max_tokens": 7, "ignore_eos": True, "temperature": 0}),
+        "return_num_output_tokens": True,
+        "return_finish_reason": True,
+        "return_num_input_tokens": True,
+        "exclude_input_in_output": True,
+    }
     status, out = generate(triton_server, body)
     assert status == 200, out
     assert out["num_output_tokens"] == 7
@@ -219,25 +237,36 @@ def test_max_tokens_counts_and_finish_reason(triton_server):
 
 
 def test_sampling_parameters_accept_string_values_like_the_vllm_backend(triton_server):
-    body = {"text_input": "Hello!", "sampling_parameters": json.dumps(
-        {"temperature": "0", "top_p": "1.0", "max_tokens": "6", "ignore_eos": "true"}),
-        "return_num_output_tokens": True}
+    body = {
+        "text_input": "Hello!",
+        "sampling_parameters": json.dumps(
+            {"temperature": "0", "top_p": "1.0", "max_tokens": "6", "ignore_eos": "true"}
+        ),
+        "return_num_output_tokens": True,
+    }
     status, out = generate(triton_server, body)
     assert status == 200, out
     assert out["num_output_tokens"] == 6
 
 
 def test_tensor_inputs_override_sampling_parameters(triton_server):
-    body = {"text_input": "Hello!", "max_tokens": 3, "return_num_output_tokens": True,
-            "sampling_parameters": json.dumps({"max_tokens": 20, "ignore_eos": True, "temperature": 0})}
+    body = {
+        "text_input": "Hello!",
+        "max_tokens": 3,
+        "return_num_output_tokens": True,
+        "sampling_parameters": json.dumps({"max_tokens": 20, "ignore_eos": True, "temperature": 0}),
+    }
     status, out = generate(triton_server, body)
     assert status == 200, out
     assert out["num_output_tokens"] == 3
 
 
 def test_request_parameters_are_honoured(triton_server):
-    body = {"text_input": "Hello!", "return_num_output_tokens": True,
-            "parameters": {"max_tokens": 4, "ignore_eos": True, "temperature": 0}}
+    body = {
+        "text_input": "Hello!",
+        "return_num_output_tokens": True,
+        "parameters": {"max_tokens": 4, "ignore_eos": True, "temperature": 0},
+    }
     status, out = generate(triton_server, body)
     assert status == 200, out
     assert out["num_output_tokens"] == 4
@@ -245,9 +274,13 @@ def test_request_parameters_are_honoured(triton_server):
 
 def test_seeded_sampling_is_reproducible(triton_server):
     def run(seed):
-        body = {"text_input": "Invent a name for a cat.", "exclude_input_in_output": True,
-                "sampling_parameters": json.dumps({"temperature": 1.5, "top_k": 0, "top_p": 1.0, "seed": seed,
-                                                   "max_tokens": 16, "ignore_eos": True})}
+        body = {
+            "text_input": "Invent a name for a cat.",
+            "exclude_input_in_output": True,
+            "sampling_parameters": json.dumps(
+                {"temperature": 1.5, "top_k": 0, "top_p": 1.0, "seed": seed, "max_tokens": 16, "ignore_eos": True}
+            ),
+        }
         status, out = generate(triton_server, body)
         assert status == 200, out
         return out["text_output"]
@@ -257,8 +290,12 @@ def test_seeded_sampling_is_reproducible(triton_server):
 
 
 def test_stop_words_end_generation_before_the_stop_string(triton_server):
-    base = {"text_input": "List the days of the week.", "temperature": 0, "max_tokens": 40,
-            "exclude_input_in_output": True}
+    base = {
+        "text_input": "List the days of the week.",
+        "temperature": 0,
+        "max_tokens": 40,
+        "exclude_input_in_output": True,
+    }
     status, full = generate(triton_server, base)
     assert status == 200, full
     text = full["text_output"]
@@ -282,7 +319,7 @@ def test_chat_template_applied_to_plain_prompts_unless_turned_off(triton_server)
     _, raw = generate(triton_server, {**body, "apply_chat_template": False})
     assert templated["num_input_tokens"] > raw["num_input_tokens"] + 5
     # a prompt that is already in the chat format is not wrapped a second time
-    preformatted = ("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n")
+    preformatted = "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n"
     _, pre = generate(triton_server, {**body, "text_input": preformatted})
     assert pre["num_input_tokens"] < templated["num_input_tokens"] + 3
 
@@ -301,8 +338,12 @@ def spread_share(first: float, last: float) -> float:
 
 def test_generate_stream_delivers_tokens_incrementally(triton_server):
     max_tokens = 64
-    body = {"text_input": "Write a short poem about the sea.", "stream": True, "exclude_input_in_output": True,
-            "sampling_parameters": json.dumps({"max_tokens": max_tokens, "ignore_eos": True, "temperature": 0})}
+    body = {
+        "text_input": "Write a short poem about the sea.",
+        "stream": True,
+        "exclude_input_in_output": True,
+        "sampling_parameters": json.dumps({"max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}),
+    }
     settled_metric(triton_server, "nv_inference_request_success")  # nothing else in flight: no queueing
     status, events, _ = sse(triton_server, body)
     assert status == 200
@@ -321,8 +362,16 @@ def test_grpc_stream_delivers_tokens_incrementally(triton_server):
     # only be cancelled after its first response if that response came while it was running.)
     settings = GenerationSettings(max_tokens=40, temperature=0.0, ignore_eos=True)
     settled_metric(triton_server, "nv_inference_request_success")  # nothing else in flight: no queueing
-    _, results = asyncio.run(run_requests(triton_server.grpc_url, triton_server.model_name,
-                                          ["Describe a sunrise."], settings, protocol="grpc", stream=True))
+    _, results = asyncio.run(
+        run_requests(
+            triton_server.grpc_url,
+            triton_server.model_name,
+            ["Describe a sunrise."],
+            settings,
+            protocol="grpc",
+            stream=True,
+        )
+    )
     result = results[0]
     assert result.ok, result.error
     assert result.chunks >= 32
@@ -350,14 +399,18 @@ def test_cancelled_grpc_stream_frees_the_model(triton_server):
     inputs = [
         grpc_input("text_input", np.array([b"Count from one to one thousand."], dtype=object), "BYTES"),
         grpc_input("stream", np.array([True]), "BOOL"),
-        grpc_input("sampling_parameters", np.array([json.dumps(
-            {"max_tokens": 3000, "ignore_eos": True}).encode()], dtype=object), "BYTES"),
+        grpc_input(
+            "sampling_parameters",
+            np.array([json.dumps({"max_tokens": 3000, "ignore_eos": True}).encode()], dtype=object),
+            "BYTES",
+        ),
     ]
     model = triton_server.model_name
 
     def cancelled_count() -> float:
-        return labelled_value(metrics_text(triton_server), "tritonllm_request_failure_total", model=model,
-                              reason="cancelled")
+        return labelled_value(
+            metrics_text(triton_server), "tritonllm_request_failure_total", model=model, reason="cancelled"
+        )
 
     def generated_tokens() -> float:
         return metric_value(metrics_text(triton_server), "tritonllm_generation_tokens_total", model)
@@ -386,12 +439,21 @@ BAD_GENERATE_BODIES = [
     pytest.param({"max_tokens": 5}, "text_input", id="missing-text_input"),
     pytest.param({"text_input": "hi", "sampling_parameters": "{not json"}, "not valid JSON", id="sampling-not-json"),
     pytest.param({"text_input": "hi", "sampling_parameters": "[1, 2]"}, "JSON object", id="sampling-not-object"),
-    pytest.param({"text_input": "hi", "sampling_parameters": json.dumps({"temprature": 0.5})}, "temprature",
-                 id="sampling-unknown-key"),
-    pytest.param({"text_input": "hi", "sampling_parameters": json.dumps({"temperature": "hot"})},
-                 "temperature", id="sampling-wrong-type"),
-    pytest.param({"text_input": "hi", "sampling_parameters": json.dumps({"max_tokens": 1.5})}, "max_tokens",
-                 id="sampling-max_tokens-not-integer"),
+    pytest.param(
+        {"text_input": "hi", "sampling_parameters": json.dumps({"temprature": 0.5})},
+        "temprature",
+        id="sampling-unknown-key",
+    ),
+    pytest.param(
+        {"text_input": "hi", "sampling_parameters": json.dumps({"temperature": "hot"})},
+        "temperature",
+        id="sampling-wrong-type",
+    ),
+    pytest.param(
+        {"text_input": "hi", "sampling_parameters": json.dumps({"max_tokens": 1.5})},
+        "max_tokens",
+        id="sampling-max_tokens-not-integer",
+    ),
     pytest.param({"text_input": "hi", "max_tokens": 1_000_000_000}, "max_tokens", id="max_tokens-absurd"),
     pytest.param({"text_input": "hi", "max_tokens": 0}, "max_tokens", id="max_tokens-zero"),
     pytest.param({"text_input": "hi", "max_tokens": -5}, "max_tokens", id="max_tokens-negative"),
@@ -439,8 +501,10 @@ def test_grpc_wrong_datatypes_are_refused_with_a_readable_error(triton_server, n
 
 
 def test_grpc_invalid_values_get_the_models_message(triton_server):
-    inputs = [grpc_input("text_input", np.array([b"hi"], dtype=object), "BYTES"),
-              grpc_input("max_tokens", np.array([-8], dtype=np.int32), "INT32")]
+    inputs = [
+        grpc_input("text_input", np.array([b"hi"], dtype=object), "BYTES"),
+        grpc_input("max_tokens", np.array([-8], dtype=np.int32), "INT32"),
+    ]
     responses, error = grpc_stream(triton_server, inputs)
     assert error is not None and not responses
     assert "'max_tokens' must be between 1 and" in error.message()
@@ -458,11 +522,14 @@ def test_unary_grpc_infer_is_refused_for_the_decoupled_model(triton_server):
     assert "decoupled" in info.value.message()
 
 
-@pytest.mark.parametrize("body", [
-    {"text_input": 5},
-    {"text_input": "hi", "max_tokens": "ten"},
-    {"text_input": "hi", "stream": "yes"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"text_input": 5},
+        {"text_input": "hi", "max_tokens": "ten"},
+        {"text_input": "hi", "stream": "yes"},
+    ],
+)
 def test_http_json_of_the_wrong_type_is_refused_before_the_model(triton_server, body):
     """Triton's HTTP frontend converts generate JSON to typed tensors itself and reports a JSON
     value of the wrong JSON type as an INTERNAL error, i.e. HTTP 500 (upstream behaviour in every
@@ -485,8 +552,18 @@ def test_32_concurrent_requests_all_succeed(triton_server):
     prompts = [f"Give me one fact about the number {i}." for i in range(32)]
     settings = GenerationSettings(max_tokens=12, temperature=0.0)
     started = time.perf_counter()
-    _, results = asyncio.run(run_requests(triton_server.grpc_url, triton_server.model_name, prompts, settings,
-                                          protocol="grpc", stream=True, concurrency=32, timeout=300))
+    _, results = asyncio.run(
+        run_requests(
+            triton_server.grpc_url,
+            triton_server.model_name,
+            prompts,
+            settings,
+            protocol="grpc",
+            stream=True,
+            concurrency=32,
+            timeout=300,
+        )
+    )
     wall = time.perf_counter() - started
     failures = [(r.index, r.error) for r in results if not r.ok]
     assert failures == [], failures
@@ -507,14 +584,24 @@ def test_metrics_expose_nv_inference_for_the_model(triton_server):
     generate(triton_server, {"text_input": "hi", "max_tokens": -1})  # a failure to count
     text = metrics_text(triton_server)
     model = triton_server.model_name
-    for name in ("nv_inference_request_success", "nv_inference_count", "nv_inference_exec_count",
-                 "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
-                 "nv_inference_compute_infer_duration_us", "nv_inference_pending_request_count"):
+    for name in (
+        "nv_inference_request_success",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_pending_request_count",
+    ):
         metric_value(text, name, model)  # present for this model
     assert metric_value(text, "nv_inference_request_success", model) >= 1
     metric_value(text, "nv_inference_request_failure", model)  # exported (Triton leaves it 0 for these)
-    invalid = re.search(r'^tritonllm_request_failure_total\{[^}]*model="smollm2"[^}]*reason="invalid_argument"'
-                        r'[^}]*\} ([0-9.]+)$', text, re.M)
+    invalid = re.search(
+        r'^tritonllm_request_failure_total\{[^}]*model="smollm2"[^}]*reason="invalid_argument"'
+        r"[^}]*\} ([0-9.]+)$",
+        text,
+        re.M,
+    )
     assert invalid and float(invalid.group(1)) >= 1, "model-reported failures not counted"
     assert metric_value(text, "tritonllm_generation_tokens_total", model) >= 3
     assert metric_value(text, "tritonllm_prompt_tokens_total", model) >= 1

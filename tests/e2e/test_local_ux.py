@@ -4,6 +4,7 @@ The client infers the protocol from the URL and names the served models when the
 not there; it says so when the concurrency exceeds what the local model generates at once; serve's
 banner `curl` returns the answer without the prompt echoed; the CPU-only CUDA error is explained;
 and `make demo` gives the same text on every run."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def client(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tritonllm", "client", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tritonllm", "client", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -34,8 +40,18 @@ def two_prompts(tmp_path) -> Path:
 
 
 def test_an_http_url_is_called_over_http_without_protocol(triton_server, two_prompts, tmp_path):
-    proc = client("--url", triton_server.http_url, "--model-name", "smollm2", "--input-prompts", str(two_prompts),
-                  "--max-tokens", "4", "--results-file", str(tmp_path / "r.jsonl"))
+    proc = client(
+        "--url",
+        triton_server.http_url,
+        "--model-name",
+        "smollm2",
+        "--input-prompts",
+        str(two_prompts),
+        "--max-tokens",
+        "4",
+        "--results-file",
+        str(tmp_path / "r.jsonl"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"at {triton_server.http_url} (http," in proc.stdout
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
@@ -44,8 +60,9 @@ def test_an_http_url_is_called_over_http_without_protocol(triton_server, two_pro
 
 def test_grpc_to_the_http_port_says_what_to_change(triton_server, two_prompts, tmp_path):
     host_port = triton_server.http_url.split("://", 1)[1]
-    proc = client("--url", host_port, "--input-prompts", str(two_prompts), "--results-file", str(tmp_path / "r"),
-                  timeout=120)
+    proc = client(
+        "--url", host_port, "--input-prompts", str(two_prompts), "--results-file", str(tmp_path / "r"), timeout=120
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"use --url http://{host_port}" in proc.stderr, proc.stderr
 
@@ -53,15 +70,31 @@ def test_grpc_to_the_http_port_says_what_to_change(triton_server, two_prompts, t
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_an_unknown_model_lists_the_served_ones(triton_server, two_prompts, tmp_path, protocol):
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
-    proc = client("--url", url, "--model-name", "llama-2-7b-chat", "--input-prompts", str(two_prompts),
-                  "--results-file", str(tmp_path / "r"))
+    proc = client(
+        "--url",
+        url,
+        "--model-name",
+        "llama-2-7b-chat",
+        "--input-prompts",
+        str(two_prompts),
+        "--results-file",
+        str(tmp_path / "r"),
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"model 'llama-2-7b-chat' is not served at {url}; it serves: smollm2 (READY)" in proc.stderr, proc.stderr
 
 
 def test_concurrency_above_what_the_model_generates_at_once_is_explained(triton_server, two_prompts, tmp_path):
-    common = ["--url", triton_server.grpc_url, "--input-prompts", str(two_prompts), "--max-tokens", "4",
-              "--results-file", str(tmp_path / "r")]
+    common = [
+        "--url",
+        triton_server.grpc_url,
+        "--input-prompts",
+        str(two_prompts),
+        "--max-tokens",
+        "4",
+        "--results-file",
+        str(tmp_path / "r"),
+    ]
     concurrent = client(*common, "--concurrency", "2")
     assert concurrent.returncode == 0, concurrent.stdout + concurrent.stderr
     assert "note: model 'smollm2' generates 1 request at a time" in concurrent.stdout
@@ -72,9 +105,13 @@ def test_concurrency_above_what_the_model_generates_at_once_is_explained(triton_
 
 def test_banner_curl_answers_without_the_prompt_and_cpu_noise_is_explained(tmp_path):
     """Run the banner's curl command as printed; start without --quiet to see the echoed log."""
-    proc = subprocess.Popen([sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0",
-                             "--metrics-port", "0"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=(tmp_path / "log").open("w"), text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "log").open("w"),
+        text=True,
+    )
     try:
         lines = []
         for line in iter(proc.stdout.readline, ""):
@@ -104,8 +141,13 @@ def test_make_demo_gives_the_same_text_twice(tmp_path):
     for run in ("first", "second"):
         results = tmp_path / f"{run}.txt"
         # -o: do not (re)install; the venv running this test is the one the demo uses
-        proc = subprocess.run(["make", "-s", "-o", ".venv/.installed", "demo", f"DEMO_RESULTS={results}",
-                               f"PY={sys.executable}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            ["make", "-s", "-o", ".venv/.installed", "demo", f"DEMO_RESULTS={results}", f"PY={sys.executable}"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "total: 10/10 succeeded, 0 failed" in proc.stdout, proc.stdout
         texts.append(results.read_text())

@@ -6,6 +6,7 @@ keeps serving. Expected error shapes are those of Triton's own frontend (server 
 python/openai): 400 `{"detail": "Unknown model: ..."}`, FastAPI's 422 for a body that does not
 parse or validate, 500 with the model's message for what the model rejects.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ def _still_serving(client, model: str) -> None:
 
 
 def _post(frontend, path: str, raw: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{frontend.base_url}{path}", data=raw, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{frontend.base_url}{path}", data=raw, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
@@ -67,8 +69,11 @@ def test_models(client, triton_server):
 
 def test_chat_completion(client, triton_server):
     reply = client.chat.completions.create(
-        model=triton_server.model_name, messages=[{"role": "user", "content": "What is the capital of France?"}],
-        max_tokens=12, temperature=0)
+        model=triton_server.model_name,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=12,
+        temperature=0,
+    )
     choice = reply.choices[0]
     assert reply.object == "chat.completion" and reply.id.startswith("cmpl-")
     assert choice.message.role == "assistant" and choice.message.content.strip()
@@ -80,23 +85,33 @@ def test_chat_completion(client, triton_server):
 
 
 def test_completion(client, triton_server):
-    reply = client.completions.create(model=triton_server.model_name, prompt="The capital of France is",
-                                      max_tokens=6, temperature=0)
+    reply = client.completions.create(
+        model=triton_server.model_name, prompt="The capital of France is", max_tokens=6, temperature=0
+    )
     assert reply.object == "text_completion" and reply.choices[0].text
     # raw completion: no chat template, so the prompt is just its own tokens
     assert 4 <= reply.usage.prompt_tokens <= 8 and 1 <= reply.usage.completion_tokens <= 6
 
 
 def test_same_prompt_greedy_is_deterministic(client, triton_server):
-    texts = {client.completions.create(model=triton_server.model_name, prompt="1, 2, 3,", max_tokens=5,
-                                       temperature=0).choices[0].text for _ in range(2)}
+    texts = {
+        client.completions.create(model=triton_server.model_name, prompt="1, 2, 3,", max_tokens=5, temperature=0)
+        .choices[0]
+        .text
+        for _ in range(2)
+    }
     assert len(texts) == 1
 
 
 def test_chat_streaming_with_usage(client, triton_server):
     stream = client.chat.completions.create(
-        model=triton_server.model_name, messages=[{"role": "user", "content": "Count from one to ten."}],
-        max_tokens=16, temperature=0, stream=True, stream_options={"include_usage": True})
+        model=triton_server.model_name,
+        messages=[{"role": "user", "content": "Count from one to ten."}],
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     text_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
@@ -108,15 +123,21 @@ def test_chat_streaming_with_usage(client, triton_server):
     streamed = "".join(c.choices[0].delta.content for c in text_chunks)
     # the same request without streaming gives the same greedy text and the same usage
     whole = client.chat.completions.create(
-        model=triton_server.model_name, messages=[{"role": "user", "content": "Count from one to ten."}],
-        max_tokens=16, temperature=0)
+        model=triton_server.model_name,
+        messages=[{"role": "user", "content": "Count from one to ten."}],
+        max_tokens=16,
+        temperature=0,
+    )
     assert whole.choices[0].message.content == streamed
     assert (whole.usage.prompt_tokens, whole.usage.completion_tokens) == (usage.prompt_tokens, usage.completion_tokens)
 
 
 def test_completion_streaming(client, triton_server):
-    chunks = list(client.completions.create(model=triton_server.model_name, prompt="Once upon a time",
-                                            max_tokens=8, temperature=0, stream=True))
+    chunks = list(
+        client.completions.create(
+            model=triton_server.model_name, prompt="Once upon a time", max_tokens=8, temperature=0, stream=True
+        )
+    )
     assert len([c for c in chunks if c.choices and c.choices[0].text]) >= 2
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert all(c.usage is None for c in chunks)  # no usage chunk unless asked for
@@ -146,8 +167,11 @@ def test_oversize_max_tokens_is_a_clear_error(client, triton_server):
     for stream in (False, True):
         with pytest.raises(openai.InternalServerError) as err:
             result = client.chat.completions.create(
-                model=triton_server.model_name, messages=[{"role": "user", "content": "hi"}],
-                max_tokens=1_000_000, stream=stream)
+                model=triton_server.model_name,
+                messages=[{"role": "user", "content": "hi"}],
+                max_tokens=1_000_000,
+                stream=stream,
+            )
             list(result) if stream else None
         # the model's own message names the limit (the status is the upstream frontend's 500)
         assert "max_tokens" in err.value.response.json()["detail"] and "4096" in err.value.response.json()["detail"]
@@ -168,9 +192,15 @@ def test_concurrent_streams(client, triton_server):
     from concurrent.futures import ThreadPoolExecutor
 
     def one(i: int) -> int:
-        chunks = list(client.chat.completions.create(
-            model=triton_server.model_name, messages=[{"role": "user", "content": f"Say the number {i}."}],
-            max_tokens=6, stream=True, stream_options={"include_usage": True}))
+        chunks = list(
+            client.chat.completions.create(
+                model=triton_server.model_name,
+                messages=[{"role": "user", "content": f"Say the number {i}."}],
+                max_tokens=6,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         return chunks[-1].usage.completion_tokens
 
     with ThreadPoolExecutor(6) as pool:
@@ -192,11 +222,34 @@ def test_client_speaks_openai(frontend, triton_server, tmp_path):
     results = tmp_path / "out.jsonl"
     for endpoint, stream in (("chat", "--stream"), ("completions", "--no-stream")):
         proc = subprocess.run(
-            [sys.executable, "-m", "tritonllm", "client", "--api", "openai", "--url", frontend.base_url,
-             "--openai-endpoint", endpoint, stream, "--model-name", triton_server.model_name,
-             "--input-prompts", str(prompts), "--results-file", str(results), "--max-tokens", "8",
-             "--concurrency", "2"],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "tritonllm",
+                "client",
+                "--api",
+                "openai",
+                "--url",
+                frontend.base_url,
+                "--openai-endpoint",
+                endpoint,
+                stream,
+                "--model-name",
+                triton_server.model_name,
+                "--input-prompts",
+                str(prompts),
+                "--results-file",
+                str(results),
+                "--max-tokens",
+                "8",
+                "--concurrency",
+                "2",
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         rows = [json.loads(line) for line in results.read_text().splitlines()]
         assert len(rows) == 2 and all(r["ok"] and r["text"] for r in rows), rows
@@ -204,21 +257,62 @@ def test_client_speaks_openai(frontend, triton_server, tmp_path):
         if stream == "--stream":
             assert any(r["chunks"] >= 2 for r in rows)
     bad = subprocess.run(
-        [sys.executable, "-m", "tritonllm", "client", "--api", "openai", "--url", frontend.base_url,
-         "--model-name", "nope", "--input-prompts", str(prompts), "--results-file", str(results)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "tritonllm",
+            "client",
+            "--api",
+            "openai",
+            "--url",
+            frontend.base_url,
+            "--model-name",
+            "nope",
+            "--input-prompts",
+            str(prompts),
+            "--results-file",
+            str(results),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "nope" in bad.stderr
 
 
 def test_serve_starts_the_openai_api(tmp_path):
     """`tritonllm serve -- CMD` gives CMD the OpenAI base URL, and the routes answer there."""
-    probe = ("import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], api_key='x', "
-             "max_retries=0); print('OPENAI-OK', c.completions.create(model='smollm2', prompt='Hi', max_tokens=2)"
-             ".usage.completion_tokens)")
+    probe = (
+        "import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], api_key='x', "
+        "max_retries=0); print('OPENAI-OK', c.completions.create(model='smollm2', prompt='Hi', max_tokens=2)"
+        ".usage.completion_tokens)"
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "tritonllm", "serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-         "--openai-port", "0", "--quiet", "--", sys.executable, "-c", probe],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "tritonllm",
+            "serve",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--openai-port",
+            "0",
+            "--quiet",
+            "--",
+            sys.executable,
+            "-c",
+            probe,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "OpenAI:  http://127.0.0.1:" in proc.stdout
     assert re.search(r"^OPENAI-OK [12]$", proc.stdout, re.M), proc.stdout[-2000:]
@@ -231,10 +325,35 @@ def test_bench_openai_preset_runs_aiperf_in_openai_mode(frontend, triton_server,
     aiperf = aiperf_executable() or setup_aiperf(quiet=True)
     out = tmp_path / "bench"
     proc = subprocess.run(
-        [sys.executable, "-m", "tritonllm", "bench", "--preset", "openai-chat", "--url", frontend.base_url,
-         "--model-name", triton_server.model_name, "--concurrency", "2", "--request-count", "3",
-         "--input-tokens", "32", "--output-tokens", "8", "--aiperf", str(aiperf), "--output-dir", str(out)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "tritonllm",
+            "bench",
+            "--preset",
+            "openai-chat",
+            "--url",
+            frontend.base_url,
+            "--model-name",
+            triton_server.model_name,
+            "--concurrency",
+            "2",
+            "--request-count",
+            "3",
+            "--input-tokens",
+            "32",
+            "--output-tokens",
+            "8",
+            "--aiperf",
+            str(aiperf),
+            "--output-dir",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["api"] == "openai" and summary["url"] == frontend.base_url
@@ -262,12 +381,20 @@ def test_api_keys_guard_the_openai_port(triton_server):
         anonymous = openai.OpenAI(base_url=fe.base_url, api_key="unused", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             anonymous.models.list()
-        wrong = openai.OpenAI(base_url=fe.base_url, api_key="unused", max_retries=0,
-                              default_headers={"Authorization": "Basic " + base64.b64encode(b"ci:nope").decode()})
+        wrong = openai.OpenAI(
+            base_url=fe.base_url,
+            api_key="unused",
+            max_retries=0,
+            default_headers={"Authorization": "Basic " + base64.b64encode(b"ci:nope").decode()},
+        )
         with pytest.raises(openai.AuthenticationError):
             wrong.completions.create(model=triton_server.model_name, prompt="x", max_tokens=1)
-        keyed = openai.OpenAI(base_url=fe.base_url, api_key="unused", max_retries=0,
-                              default_headers={"Authorization": "Basic " + base64.b64encode(key.encode()).decode()})
+        keyed = openai.OpenAI(
+            base_url=fe.base_url,
+            api_key="unused",
+            max_retries=0,
+            default_headers={"Authorization": "Basic " + base64.b64encode(key.encode()).decode()},
+        )
         assert keyed.completions.create(model=triton_server.model_name, prompt="Hi", max_tokens=2).usage
         # tritonllm client --api openai with --api-key
         from tritonllm import openai_client

@@ -7,6 +7,7 @@ before and after the load: the recorded per-request queue and compute times must
 equal the exact averages over the load; rates, which Prometheus extrapolates over
 the 1 m window, must match within a few percent.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,6 +39,8 @@ def _rule_groups() -> list[dict]:
     for group in groups:
         group["interval"] = SCRAPE_INTERVAL
     return groups
+
+
 # Load that fits well inside one rule window on 2 cores: the bench's smoke preset (32 in /
 # 8 out tokens), 6 requests 3 at a time against the model's single instance, so requests
 # queue in Triton. AIPerf adds its warm-up requests; expectations come from Triton's stats.
@@ -96,10 +99,30 @@ def load(triton_server, prometheus, aiperf, tmp_path_factory) -> Load:
     before = _stats(triton_server)
     started = time.time()
     result = subprocess.run(
-        [sys.executable, "-m", "tritonllm", "bench", "--url", triton_server.http_url,
-         "--model-name", triton_server.model_name, "--preset", "smoke", "--concurrency", str(CONCURRENCY),
-         "--request-count", str(REQUESTS), "--aiperf", str(aiperf), "--output-dir", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
+        [
+            sys.executable,
+            "-m",
+            "tritonllm",
+            "bench",
+            "--url",
+            triton_server.http_url,
+            "--model-name",
+            triton_server.model_name,
+            "--preset",
+            "smoke",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--request-count",
+            str(REQUESTS),
+            "--aiperf",
+            str(aiperf),
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
     )
     finished = time.time()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -107,8 +130,11 @@ def load(triton_server, prometheus, aiperf, tmp_path_factory) -> Load:
     prometheus.wait_for_scrape_after(finished)
     evaluated_at = time.time()
     if evaluated_at - WINDOW_SECONDS > started - 1.5:
-        pytest.fail(f"the bench took {finished - started:.0f} s: it no longer fits one {WINDOW_SECONDS} s rule "
-                    "window with idle samples before it; lower REQUESTS", pytrace=False)
+        pytest.fail(
+            f"the bench took {finished - started:.0f} s: it no longer fits one {WINDOW_SECONDS} s rule "
+            "window with idle samples before it; lower REQUESTS",
+            pytrace=False,
+        )
     loaded = Load(before, after, started, finished, evaluated_at)
     assert loaded.requests >= REQUESTS  # plus AIPerf's warm-up requests
     assert loaded.delta("queue") > 0, "requests should have queued in front of the single model instance"
@@ -136,7 +162,8 @@ def test_per_request_records_equal_triton_statistics_over_the_load(prometheus, l
     assert _record(prometheus, "triton_queue_time_per_request_ms", at) == pytest.approx(queue_ms, rel=1e-3)
     assert _record(prometheus, "triton_compute_time_per_request_ms", at) == pytest.approx(compute_ms, rel=1e-3)
     assert _record(prometheus, "triton_queue_compute_ratio", at) == pytest.approx(
-        load.delta("queue") / load.delta("compute_infer"), rel=1e-3)
+        load.delta("queue") / load.delta("compute_infer"), rel=1e-3
+    )
 
 
 def test_rate_records_match_triton_statistics_within_extrapolation(prometheus, load):
@@ -167,8 +194,9 @@ def test_adapter_metrics_query_returns_the_per_pod_value(prometheus, load, trito
 
 
 def test_seed_metric_measures_queueing_per_second_not_per_request(prometheus, load, triton_server):
-    query = metrics.render_metrics_query(metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us",
-                                         triton_server.model_name, [POD])
+    query = metrics.render_metrics_query(
+        metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", triton_server.model_name, [POD]
+    )
     _, seed = _one(prometheus, query, load.evaluated_at)
     queue_ms_per_second = load.delta("queue") / 1e6 / WINDOW_SECONDS
     assert seed == pytest.approx(queue_ms_per_second, rel=0.05)
@@ -196,5 +224,6 @@ def test_every_dashboard_panel_query_evaluates(prometheus, load, triton_server):
     assert not empty, "queries over series the local Triton exports returned nothing:\n" + "\n".join(empty)
     # the JSON Grafana gets holds exactly these queries
     json_queries = [q for _, q in triton_dashboard.panel_queries(triton_dashboard.dashboard(), variables)]
-    assert json_queries == [triton_dashboard.expand(t.expr, variables)
-                            for p in triton_dashboard.panels() for t in p.targets]
+    assert json_queries == [
+        triton_dashboard.expand(t.expr, variables) for p in triton_dashboard.panels() for t in p.targets
+    ]

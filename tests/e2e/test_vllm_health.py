@@ -12,6 +12,7 @@ and the probe paths are the ones the Deployment gets. What the test shows:
 - with --model-control-mode=none (the former flags) the unload is refused and the dead model stays
   READY, so no probe could ever notice (why docs/health_check.md asks for explicit mode).
 """
+
 from __future__ import annotations
 
 import time
@@ -52,14 +53,14 @@ class TritonPythonModel:
                             flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
 '''
-CONFIG = '''
+CONFIG = """
 backend: "python"
 max_batch_size: 0
 model_transaction_policy { decoupled: true }
 input [ { name: "text_input" data_type: TYPE_STRING dims: [ 1 ] } ]
 output [ { name: "text_output" data_type: TYPE_STRING dims: [ -1 ] } ]
 instance_group [ { count: 1 kind: KIND_CPU } ]
-'''
+"""
 
 
 def write_repository(root: Path) -> Path:
@@ -81,9 +82,11 @@ def kill_engine(server) -> str:
     """A request that makes the model's 'engine' die (HTTP /generate, which takes decoupled models)."""
     import json
 
-    request = urllib.request.Request(f"{server.http_url}/v2/models/{MODEL}/generate",
-                                     data=json.dumps({"text_input": "die"}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{server.http_url}/v2/models/{MODEL}/generate",
+        data=json.dumps({"text_input": "die"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as failed:
         urllib.request.urlopen(request, timeout=30)
     return failed.value.read().decode()
@@ -101,15 +104,23 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
 def serve(tmp_path: Path, control_args: list[str]):
     from tritonllm.serve import TritonServer
 
-    server = TritonServer(write_repository(tmp_path / "repo"), http_port=0, grpc_port=0, metrics_port=0,
-                          log_file=tmp_path / "tritonserver.log", extra_args=control_args)
+    server = TritonServer(
+        write_repository(tmp_path / "repo"),
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+        log_file=tmp_path / "tritonserver.log",
+        extra_args=control_args,
+    )
     server.start()
     return server
 
 
 def test_a_dead_engine_fails_every_vllm_probe(tmp_path):
     # The model-control flags of the vLLM Deployment (everything else there is for the GPU image).
-    flags = [a for a in tm.vllm_tritonserver_args("unused", MODEL) if a.startswith(("--model-control-mode", "--load-model"))]
+    flags = [
+        a for a in tm.vllm_tritonserver_args("unused", MODEL) if a.startswith(("--model-control-mode", "--load-model"))
+    ]
     assert flags == ["--model-control-mode=explicit", f"--load-model={MODEL}"]
     probe_paths = {p["httpGet"]["path"] for p in tm.probes(MODEL).values()}
     server = serve(tmp_path, flags)
@@ -117,8 +128,9 @@ def test_a_dead_engine_fails_every_vllm_probe(tmp_path):
         base = server.http_url
         assert all(status(base + path) == 200 for path in probe_paths)
         assert "unhealthy vLLM engine" in kill_engine(server)
-        assert wait_for(lambda: all(status(base + path) != 200 for path in probe_paths)), \
+        assert wait_for(lambda: all(status(base + path) != 200 for path in probe_paths)), (
             f"probes {probe_paths} still pass after the engine died"
+        )
         # The former probes would not notice: the server stays live, and once the unload has finished
         # (strict readiness counts only loaded models) ready again, with the model still gone.
         assert status(base + "/v2/health/live") == 200
@@ -138,8 +150,9 @@ def test_without_explicit_mode_the_dead_model_stays_ready(tmp_path):
     server = serve(tmp_path, ["--model-control-mode=none"])
     try:
         base = server.http_url
-        request = urllib.request.Request(f"{base}/v2/repository/models/{MODEL}/unload", data=b"{}",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base}/v2/repository/models/{MODEL}/unload", data=b"{}", headers={"Content-Type": "application/json"}
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=30)
         assert "explicit model load / unload is not allowed" in refused.value.read().decode()

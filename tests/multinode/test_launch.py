@@ -10,6 +10,7 @@ its rank, world size, pod, arguments and environment, then serves forever, i.e. 
 Needs `mpirun` (openmpi-bin) and `sshd` (openssh-server); runs as root like the Triton image does
 (so mpirun needs --allow-run-as-root, which leader.sh adds for uid 0).
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,8 @@ from tests.unit.harness import load_stack_config
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("mpirun") and Path("/usr/sbin/sshd").exists() and shutil.which("ssh-keygen")),
-    reason="needs openmpi-bin and openssh-server (apt-get install openmpi-bin openssh-server)")
+    reason="needs openmpi-bin and openssh-server (apt-get install openmpi-bin openssh-server)",
+)
 
 DEADLINE = 120  # seconds for anything to happen on a loaded 2-core machine; checks poll, never sleep blindly
 
@@ -127,15 +129,21 @@ class Group:
         self._write_secret()
         self._write_launch_dir()
         self._write_stand_in()
-        self.manifest = multinode.leader_worker_set_manifest(model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64)
+        self.manifest = multinode.leader_worker_set_manifest(
+            model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64
+        )
 
     def _write_secret(self) -> None:
         keys = self.tmp / "keys"
         keys.mkdir()
         for name in ("client", "host"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
-        data = multinode.ssh_secret_data((keys / "client").read_text(), (keys / "client.pub").read_text(),
-                                         (keys / "host").read_text(), (keys / "host.pub").read_text())
+        data = multinode.ssh_secret_data(
+            (keys / "client").read_text(),
+            (keys / "client.pub").read_text(),
+            (keys / "host").read_text(),
+            (keys / "host.pub").read_text(),
+        )
         self.secret_dir = self.tmp / "secret"
         self.secret_dir.mkdir()
         for key, value in data.items():
@@ -174,26 +182,40 @@ exec sleep 600
         run_dir = self.run_dir(index)
         (run_dir / "ssh_config.d").mkdir(parents=True, exist_ok=True)
         # Cluster DNS stand-in: the group's pod DNS names -> their loopback addresses.
-        (run_dir / "ssh_config.d" / "dns.conf").write_text("".join(
-            f"Host {self.hostname(i)}.{self.domain}\n  HostName {self.address(i)}\n" for i in range(self.nodes)))
-        env.update({
-            "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
-            # injected by the LWS pod webhook
-            "LWS_LEADER_ADDRESS": f"{self.leader_host}.{self.domain}",
-            "LWS_GROUP_SIZE": str(self.nodes), "LWS_WORKER_INDEX": str(index),
-            "POD_NAME": self.hostname(index),  # downward API metadata.name
-            # where the Secret / ConfigMap / emptyDir are mounted in this "pod"
-            "TRITONLLM_SSH_DIR": str(self.secret_dir), "TRITONLLM_LAUNCH_DIR": str(self.launch_dir),
-            "TRITONLLM_RUN_DIR": str(run_dir), "SSH_PORT": str(self.port), "SSH_LISTEN_ADDRESS": self.address(index),
-            "TRITONSERVER": str(self.stand_in), "WORKER_WAIT_SECONDS": str(DEADLINE),
-        })
+        (run_dir / "ssh_config.d" / "dns.conf").write_text(
+            "".join(f"Host {self.hostname(i)}.{self.domain}\n  HostName {self.address(i)}\n" for i in range(self.nodes))
+        )
+        env.update(
+            {
+                "PATH": os.environ["PATH"],
+                "HOME": os.environ.get("HOME", "/root"),
+                # injected by the LWS pod webhook
+                "LWS_LEADER_ADDRESS": f"{self.leader_host}.{self.domain}",
+                "LWS_GROUP_SIZE": str(self.nodes),
+                "LWS_WORKER_INDEX": str(index),
+                "POD_NAME": self.hostname(index),  # downward API metadata.name
+                # where the Secret / ConfigMap / emptyDir are mounted in this "pod"
+                "TRITONLLM_SSH_DIR": str(self.secret_dir),
+                "TRITONLLM_LAUNCH_DIR": str(self.launch_dir),
+                "TRITONLLM_RUN_DIR": str(run_dir),
+                "SSH_PORT": str(self.port),
+                "SSH_LISTEN_ADDRESS": self.address(index),
+                "TRITONSERVER": str(self.stand_in),
+                "WORKER_WAIT_SECONDS": str(DEADLINE),
+            }
+        )
         return env
 
     def start(self, index: int) -> subprocess.Popen:
         script = "leader.sh" if index == 0 else "worker.sh"
         log = open(self.tmp / f"pod-{index}.log", "w")
-        proc = subprocess.Popen(["/bin/sh", str(self.launch_dir / script)], env=self.env(index),
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["/bin/sh", str(self.launch_dir / script)],
+            env=self.env(index),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs[index] = proc
         return proc
 
@@ -271,8 +293,13 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
         if rank == 0:
             assert "--model-control-mode=none" in args and "--allow-http=false" not in args
         else:
-            assert {"--model-control-mode=explicit", "--load-model=tensorrt_llm", "--allow-http=false",
-                    "--allow-grpc=false", "--allow-metrics=false"} <= set(args), args
+            assert {
+                "--model-control-mode=explicit",
+                "--load-model=tensorrt_llm",
+                "--allow-http=false",
+                "--allow-grpc=false",
+                "--allow-metrics=false",
+            } <= set(args), args
     assert leader.poll() is None and all(w.poll() is None for w in workers)
 
     # A worker pod dies (its container: sshd and everything its sessions started there).
@@ -280,8 +307,7 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
     code = _wait_for(lambda: leader.poll(), "the leader to exit after losing a worker")
     assert code != 0  # the leader container fails -> RecreateGroupOnPodRestart recreates the group
     # mpirun takes its remaining ranks down with it: nothing of the group keeps serving.
-    _wait_for(lambda: not any(_alive(int(r["pid"])) for r in group.ranks().values()), "every rank to stop",
-              timeout=60)
+    _wait_for(lambda: not any(_alive(int(r["pid"])) for r in group.ranks().values()), "every rank to stop", timeout=60)
 
 
 def test_leader_gives_up_when_a_worker_never_answers(group, monkeypatch):
@@ -289,8 +315,13 @@ def test_leader_gives_up_when_a_worker_never_answers(group, monkeypatch):
     env = group.env(0)
     env["WORKER_WAIT_SECONDS"] = "3"
     log = open(group.tmp / "pod-0.log", "w")
-    proc = subprocess.Popen(["/bin/sh", str(group.launch_dir / "leader.sh")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["/bin/sh", str(group.launch_dir / "leader.sh")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     group.procs[0] = proc
     code = _wait_for(lambda: proc.poll(), "the leader to give up", timeout=60)
     assert code == 1
@@ -330,16 +361,23 @@ if [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then echo "# Avg bus bandwidth    : 1.2345";
             env.update(envs.get(index, {}))
             log = open(group.tmp / f"pod-{index}.log", "w")
             group.procs[index] = subprocess.Popen(
-                ["/bin/sh", str(group.launch_dir / ("leader.sh" if index == 0 else "worker.sh"))], env=env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        code = _wait_for(lambda: group.procs[0].poll() is not None and [group.procs[0].returncode],
-                         "the NCCL test leader to finish")
+                ["/bin/sh", str(group.launch_dir / ("leader.sh" if index == 0 else "worker.sh"))],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        code = _wait_for(
+            lambda: group.procs[0].poll() is not None and [group.procs[0].returncode], "the NCCL test leader to finish"
+        )
         assert code == [0], group.log(0)
         assert multinode.parse_bus_bandwidth(group.log(0)) == 1.2345
         lines = [p.read_text() for p in group.ranks_dir.glob("rank-*")]
         assert len(lines) == model.parallel_gpus
         assert all("size=8" in line and "fi=efa" in line and "-b 8 -e 2G" in line for line in lines), lines
-        assert sorted(line.split("pod=")[1].split()[0] for line in lines) == \
-            [group.hostname(0)] * 4 + [group.hostname(1)] * 4
+        assert (
+            sorted(line.split("pod=")[1].split()[0] for line in lines)
+            == [group.hostname(0)] * 4 + [group.hostname(1)] * 4
+        )
     finally:
         group.stop()

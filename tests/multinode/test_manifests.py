@@ -1,4 +1,5 @@
 """A multi-node model's objects and the platform under it, checked against upstream CRDs and chart defaults."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,17 @@ def test_every_object_of_the_model_and_platform_validates(run):
         if manifest.get("metadata", {}).get("namespace") == NS or manifest["kind"] in ("EC2NodeClass", "NodePool"):
             validate_manifest(manifest)  # custom resources against the reference CRDs (v0.10.0, v1.14.1)
             kinds.add(manifest["kind"])
-    assert {"LeaderWorkerSet", "EC2NodeClass", "NodePool", "PodMonitor", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "Service", "Secret", "ConfigMap"} <= kinds
+    assert {
+        "LeaderWorkerSet",
+        "EC2NodeClass",
+        "NodePool",
+        "PodMonitor",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Service",
+        "Secret",
+        "ConfigMap",
+    } <= kinds
     cfg_model = _config()
     for manifest in multinode.nccl_test_manifests(cfg_model[1], cfg_model[0].site_of(cfg_model[1])):
         validate_manifest(manifest)
@@ -71,7 +81,10 @@ def test_every_pod_takes_a_whole_node_with_its_gpus_and_efa(lws, role):
     assert env["FI_PROVIDER"] == "efa" and env["NCCL_DEBUG"] == "INFO"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {multinode.SSH_DIR, multinode.LAUNCH_DIR, "/dev/shm", "/staged"} <= mounts
-    assert container["command"] == ["/bin/sh", f"{multinode.LAUNCH_DIR}/{'leader' if role == 'leaderTemplate' else 'worker'}.sh"]
+    assert container["command"] == [
+        "/bin/sh",
+        f"{multinode.LAUNCH_DIR}/{'leader' if role == 'leaderTemplate' else 'worker'}.sh",
+    ]
 
 
 def test_only_the_leader_is_probed_served_and_scraped(run, lws):
@@ -85,20 +98,29 @@ def test_only_the_leader_is_probed_served_and_scraped(run, lws):
     assert service["spec"]["selector"][multinode.WORKER_INDEX_LABEL] == "0"
     (monitor,) = [m for m in run.manifests("PodMonitor") if m["metadata"].get("namespace") == NS]
     assert monitor["spec"]["selector"]["matchLabels"][multinode.WORKER_INDEX_LABEL] == "0"
-    routes = [m for m in run.manifests() if m["kind"] in ("HTTPRoute", "GRPCRoute") and m["metadata"]["namespace"] == NS]
-    assert routes and all(ref["name"] == "triton" for r in routes for rule in r["spec"]["rules"]
-                          for ref in rule["backendRefs"])
+    routes = [
+        m for m in run.manifests() if m["kind"] in ("HTTPRoute", "GRPCRoute") and m["metadata"]["namespace"] == NS
+    ]
+    assert routes and all(
+        ref["name"] == "triton" for r in routes for rule in r["spec"]["rules"] for ref in rule["backendRefs"]
+    )
 
 
 def test_hpa_scales_whole_groups_through_the_lws_scale_subresource(run):
     (hpa,) = [m for m in run.manifests("HorizontalPodAutoscaler") if m["metadata"].get("namespace") == NS]
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-                                             "name": multinode.LWS_NAME}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "name": multinode.LWS_NAME,
+    }
     crd = yaml.safe_load(open(_crd_path()))
     scale = crd["spec"]["versions"][0]["subresources"]["scale"]
     # The HPA writes .spec.replicas (groups) and reads pods from .status.hpaPodSelector (the leaders).
-    assert scale == {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
-                     "labelSelectorPath": ".status.hpaPodSelector"}
+    assert scale == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.hpaPodSelector",
+    }
     (pdb,) = [m for m in run.manifests("PodDisruptionBudget") if m["metadata"].get("namespace") == NS]
     assert pdb["spec"]["maxUnavailable"] == 1
     lws_resource = next(r for r in run.k8s_objects("LeaderWorkerSet"))
@@ -127,26 +149,31 @@ def test_ssh_keys_are_generated_secrets_never_plain(run):
 def test_platform_releases_are_pinned_and_their_values_exist_in_the_chart_defaults(run):
     lws_release = run.helm_release(f"{versions.LEADER_WORKER_SET.repo}/{versions.LEADER_WORKER_SET.name}")
     assert lws_release.inputs["version"] == versions.LEADER_WORKER_SET.version
-    assert_values_keys_exist(lws_release.inputs["values"], versions.LEADER_WORKER_SET.reference_values_file,
-                             free_form={"nodeSelector", "resources"})
+    assert_values_keys_exist(
+        lws_release.inputs["values"],
+        versions.LEADER_WORKER_SET.reference_values_file,
+        free_form={"nodeSelector", "resources"},
+    )
     assert lws_release.inputs["values"]["image"]["manager"]["tag"] == versions.LEADER_WORKER_SET_IMAGE_TAG
     assert reference_values(versions.LEADER_WORKER_SET.reference_values_file)["image"]["manager"]["tag"] == "main"
     efa = run.helm_release(versions.AWS_EFA_DEVICE_PLUGIN.name)
     assert efa.inputs["version"] == versions.AWS_EFA_DEVICE_PLUGIN.version
     values = efa.inputs["values"]
-    assert_values_keys_exist(values, versions.AWS_EFA_DEVICE_PLUGIN.reference_values_file,
-                             free_form={"nodeSelector"})
+    assert_values_keys_exist(values, versions.AWS_EFA_DEVICE_PLUGIN.reference_values_file, free_form={"nodeSelector"})
     # The plugin must run on our EFA nodes, which carry the GPU taint.
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in values["tolerations"]
     (pool,) = [m for m in run.manifests("NodePool") if m["metadata"]["name"] == "g5-efa"]
     labels = pool["spec"]["template"]["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in values["nodeSelector"].items())
-    assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"} in pool["spec"]["template"]["spec"]["taints"]
+    assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"} in pool["spec"]["template"]["spec"][
+        "taints"
+    ]
 
 
 def test_efa_catalog_matches_the_device_plugins_supported_types():
-    supported = set(reference_values(versions.AWS_EFA_DEVICE_PLUGIN.reference_values_file)
-                    ["supportedInstanceLabels"]["values"])
+    supported = set(
+        reference_values(versions.AWS_EFA_DEVICE_PLUGIN.reference_values_file)["supportedInstanceLabels"]["values"]
+    )
     ours = {t.name for t in gpu_catalog.INSTANCE_TYPES.values() if t.efa_interfaces}
     assert ours == supported & set(gpu_catalog.INSTANCE_TYPES)
 

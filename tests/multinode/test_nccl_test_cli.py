@@ -3,6 +3,7 @@
 kubectl is replaced by a recorder (no cluster here); the manifests it receives are validated against
 the Kubernetes schema and the upstream LWS CRD.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,9 @@ def _args(**kw):
 
 def test_prints_bus_bandwidth_and_transport_then_deletes_the_test():
     kubectl, out = Kubectl(), io.StringIO()
-    code = nccl_test.run(_args(), runner=kubectl, follow=lambda cmd: iter(LOG.splitlines(keepends=True)),
-                         sleep=lambda s: None, out=out)
+    code = nccl_test.run(
+        _args(), runner=kubectl, follow=lambda cmd: iter(LOG.splitlines(keepends=True)), sleep=lambda s: None, out=out
+    )
     assert code == 0
     assert "Avg bus bandwidth: 7.45 GB/s across 2 x g5.12xlarge (8 GPUs); transport: EFA" in out.getvalue()
     assert [c[1] for c in kubectl.calls][0] == "apply" and kubectl.calls[-1][1] == "delete"
@@ -55,8 +57,13 @@ def test_prints_bus_bandwidth_and_transport_then_deletes_the_test():
 
 def test_a_run_without_summary_fails_and_still_cleans_up():
     kubectl = Kubectl()
-    code = nccl_test.run(_args(), runner=kubectl, follow=lambda cmd: iter(["NCCL WARN NET/Socket: connect failed\n"]),
-                         sleep=lambda s: None, out=io.StringIO())
+    code = nccl_test.run(
+        _args(),
+        runner=kubectl,
+        follow=lambda cmd: iter(["NCCL WARN NET/Socket: connect failed\n"]),
+        sleep=lambda s: None,
+        out=io.StringIO(),
+    )
     assert code == 1 and kubectl.calls[-1][1] == "delete"
 
 
@@ -66,7 +73,9 @@ def test_transport_names_a_socket_fallback():
 
 
 def test_print_manifests_needs_no_cluster(capsys):
-    args = argparse.Namespace(stack="multinode", model=None, timeout=1, kubectl="false", keep=False, print_manifests=True)
+    args = argparse.Namespace(
+        stack="multinode", model=None, timeout=1, kubectl="false", keep=False, print_manifests=True
+    )
     assert nccl_test.run(args) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     assert [d["kind"] for d in docs] == ["ConfigMap", "LeaderWorkerSet"]

@@ -13,7 +13,11 @@ SOURCE_DIR = "model_repository/local"  # the harness runs programs from the repo
 
 cfg = read_pulumi_config()
 aws_provider = aws.Provider("aws", region=cfg.region)
-store = ModelStore(cfg.name, ModelStoreArgs(model_store=cfg.model_store, region=cfg.region), opts=pulumi.ResourceOptions(providers={"aws": aws_provider}))
+store = ModelStore(
+    cfg.name,
+    ModelStoreArgs(model_store=cfg.model_store, region=cfg.region),
+    opts=pulumi.ResourceOptions(providers={"aws": aws_provider}),
+)
 repository = store.repository("local-models", source_dir=SOURCE_DIR, prefix="/repositories/local/")
 
 pulumi.export("bucketName", store.bucket_name)

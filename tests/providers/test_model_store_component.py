@@ -90,7 +90,12 @@ def test_serialized_provider_loads_in_a_fresh_process(run):
         "print(type(p).__module__, type(p).__name__, p.settings, p.cache_dir)"
     )
     result = subprocess.run([sys.executable, "-c", code], input=pickled, cwd=REPO_ROOT, capture_output=True, text=True)
-    assert result.stdout.split() == ["components.providers.model_repository", "ModelRepositoryProvider", "None", "None"], result.stderr
+    assert result.stdout.split() == [
+        "components.providers.model_repository",
+        "ModelRepositoryProvider",
+        "None",
+        "None",
+    ], result.stderr
     assert len(base64.b64decode(pickled)) < 1024  # by reference: no code or data captured
 
 

@@ -10,6 +10,7 @@ Beyond parsing, models that speak the LLM contract (a `text_input` input, or the
 whose inputs the backend completes itself) are checked for the shared contract: names,
 datatypes, optional extras and the decoupled transaction policy that streaming needs.
 """
+
 from __future__ import annotations
 
 import re
@@ -140,7 +141,8 @@ def test_local_model_parameters_are_understood_by_the_engine():
     assert defaults.temperature == float(params["default_temperature"])
     assert defaults.apply_chat_template is (params["default_apply_chat_template"] == "true")
     known = {"gguf_path", "n_ctx", "n_threads", "n_batch", "REPORT_CUSTOM_METRICS", "max_concurrent_requests"} | {
-        f"default_{f}" for f in EngineDefaults.__dataclass_fields__}
+        f"default_{f}" for f in EngineDefaults.__dataclass_fields__
+    }
     assert set(params) <= known, f"parameters the model ignores: {set(params) - known}"
     assert int(params["n_ctx"]) >= 1024
 

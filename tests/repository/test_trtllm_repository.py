@@ -11,6 +11,7 @@ option the stack config accepts is filled, and the result must:
 - hold a file in every version directory (S3 keeps no empty directories),
 - serve the BLS model (with our streaming wrapper) under the stack's model name.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -55,9 +56,18 @@ def load_script():
 def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -> tuple[Path, ModelConfig, dict]:
     """Run the build script the way the Job does, GPU steps replaced; return the filled repository."""
     model, cfg = dev_stack(**engine)
-    resolved = eb_provider.resolve_engine(model, cfg.site_of(model))  # hfRevision is a commit sha: no Hugging Face request
-    job = eb.engine_build_job_manifest(model, cfg.site_of(model), key=resolved.key, namespace="ns", bucket="b",
-                                       hf_token_secret=None, revision_sha=resolved.revision_sha)
+    resolved = eb_provider.resolve_engine(
+        model, cfg.site_of(model)
+    )  # hfRevision is a commit sha: no Hugging Face request
+    job = eb.engine_build_job_manifest(
+        model,
+        cfg.site_of(model),
+        key=resolved.key,
+        namespace="ns",
+        bucket="b",
+        hf_token_secret=None,
+        revision_sha=resolved.revision_sha,
+    )
     args = job["spec"]["template"]["spec"]["initContainers"][0]["command"][2:]
     work = tmp_path / "work"
     args = [a.replace(eb.OUTPUT_DIR, str(work / "out")) if a == eb.OUTPUT_DIR else a for a in args]
@@ -94,8 +104,15 @@ def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -
 
 DTYPES = typing.get_args(EngineBuildOptions.model_fields["dtype"].annotation)  # the Literal's values
 VARIANTS = [{"dtype": d} for d in DTYPES] + [
-    {"batchSchedulerPolicy": "guaranteed_no_evict", "enableKvCacheReuse": False, "enableChunkedContext": False,
-     "maxQueueDelayMicroseconds": 100, "maxBatchSize": 8, "kvCacheFreeGpuMemFraction": 0.5, "blsInstanceCount": 4},
+    {
+        "batchSchedulerPolicy": "guaranteed_no_evict",
+        "enableKvCacheReuse": False,
+        "enableChunkedContext": False,
+        "maxQueueDelayMicroseconds": 100,
+        "maxBatchSize": 8,
+        "kvCacheFreeGpuMemFraction": 0.5,
+        "blsInstanceCount": 4,
+    },
     {"pagedKvCache": False, "enableKvCacheReuse": False, "enableChunkedContext": False, "multipleProfiles": False},
 ]
 
@@ -152,7 +169,9 @@ def test_filled_upstream_templates_load_like_triton_would(tmp_path, monkeypatch,
     assert {k: v.string_value for k, v in served.parameters.items()}["accumulate_tokens"] == "true"
     assert [g.count for g in served.instance_group] == [opts.bls_instance_count or opts.max_batch_size]
     assert (repository / model.name / "1" / "upstream_model.py").is_file()
-    assert (repository / model.name / "1" / "model.py").read_text() == (eb.BUILD_SCRIPT.parent / "bls_stream.py").read_text()
+    assert (repository / model.name / "1" / "model.py").read_text() == (
+        eb.BUILD_SCRIPT.parent / "bls_stream.py"
+    ).read_text()
     # The served model takes the same prompt-table type as tensorrt_llm (it forwards the tensor).
     served_in = {i.name: i for i in served.input}
     engine_in = {i.name: i for i in engine.input}
@@ -163,7 +182,12 @@ def test_filled_upstream_templates_load_like_triton_would(tmp_path, monkeypatch,
     for name, expected in CONTRACT_TYPES.items():
         if name in served_in:
             assert pb2.DataType.Name(served_in[name].data_type) == expected, name
-    assert {n for n, i in served_in.items() if not i.optional} <= {"text_input", "max_tokens", "bad_words", "stop_words"}
+    assert {n for n, i in served_in.items() if not i.optional} <= {
+        "text_input",
+        "max_tokens",
+        "bad_words",
+        "stop_words",
+    }
     assert pb2.DataType.Name({o.name: o for o in served.output}["text_output"].data_type) == "TYPE_STRING"
 
 
@@ -251,8 +275,12 @@ def test_tritonserver_loads_the_filled_ensemble_and_rejects_a_bf16_prompt_table(
     server, error = start_triton(good, tmp_path / "good.log")
     assert error is None, f"{error}\n{getattr(error, 'log_tail', '')[-3000:]}"
     try:
-        assert server.models == {"ensemble": "READY", "preprocessing": "READY", "tensorrt_llm": "READY",
-                                 "postprocessing": "READY"}, server.models
+        assert server.models == {
+            "ensemble": "READY",
+            "preprocessing": "READY",
+            "tensorrt_llm": "READY",
+            "postprocessing": "READY",
+        }, server.models
     finally:
         server.stop()
 

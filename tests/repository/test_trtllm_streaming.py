@@ -12,6 +12,7 @@ detokenize, turned into text with errors="replace" like Hugging Face's ByteLevel
   generator. Our wrapper (model_repository/trtllm/bls_stream.py) turns its cumulative text into
   deltas; their concatenation must equal the non-streamed text, with no U+FFFD anywhere.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -100,8 +101,9 @@ def run_served_model(decode_mod, np, tokenizer, text: str, streaming: bool, wrap
 
     class Decoder(decode_mod.Decoder):
         def preprocess(self, request):
-            return decode_mod.PreprocResponse(input_ids=np.array([[1, 2]], dtype=np.int32),
-                                              input_lengths=np.array([[2]], dtype=np.int32))
+            return decode_mod.PreprocResponse(
+                input_ids=np.array([[1, 2]], dtype=np.int32), input_lengths=np.array([[2]], dtype=np.int32)
+            )
 
         def _generate(self, preproc, request, multimodal_enc_response=None):
             # tensorrt_llm: one response per token when streaming, all tokens at once otherwise.
@@ -109,17 +111,19 @@ def run_served_model(decode_mod, np, tokenizer, text: str, streaming: bool, wrap
             for chunk in chunks:
                 yield decode_mod.GenerationResponse(
                     output_ids=np.array([[chunk]], dtype=np.int32),
-                    sequence_length=np.array([[len(chunk)]], dtype=np.int32))
+                    sequence_length=np.array([[len(chunk)]], dtype=np.int32),
+                )
 
         def _postprocess(self, tokens, sequence_lengths, gen_response):
             # postprocessing model: batch_decode of TOKENS_BATCH[:SEQUENCE_LENGTH]
             lengths = sequence_lengths if sequence_lengths is not None else gen_response.sequence_length
-            texts = [tokenizer.decode(beam[:lengths[0][i]]).encode() for i, beam in enumerate(tokens[0])]
+            texts = [tokenizer.decode(beam[: lengths[0][i]]).encode() for i, beam in enumerate(tokens[0])]
             return decode_mod.Response(text_output=np.array(texts, dtype=object))
 
     decoder = Decoder(streaming=True, accumulate=True)  # decoupled BLS; accumulate_tokens: true
-    request = decode_mod.Request(text_input=np.array([[text.encode()]], dtype=object),
-                                 max_tokens=np.array([[len(ids)]], dtype=np.int32))
+    request = decode_mod.Request(
+        text_input=np.array([[text.encode()]], dtype=object), max_tokens=np.array([[len(ids)]], dtype=np.int32)
+    )
     responses = decoder.decode(request)
     if wrap is not None:
         responses = wrap(responses)

@@ -10,6 +10,7 @@
   also when compared with the batch dimension added), and no composing model allows a smaller
   max_batch_size than the ensemble. Error texts follow the server's.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 def model_config_pb2():
     import pytest
 
-    return pytest.importorskip("tritonclient.grpc.model_config_pb2",
-                               reason="tritonclient (requirements-local.txt) ships Triton's ModelConfig proto")
+    return pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2",
+        reason="tritonclient (requirements-local.txt) ships Triton's ModelConfig proto",
+    )
 
 
 def parse_model_config(text: str) -> Any:
@@ -47,12 +50,17 @@ class _Node:
 def _consistent(lhs: _Node, rhs: _Node, where: str) -> str | None:
     pb2 = model_config_pb2()
     if lhs.data_type != rhs.data_type:
-        return (f"{where}inconsistent data type: {pb2.DataType.Name(lhs.data_type)} is inferred from model "
-                f"{lhs.model} while {pb2.DataType.Name(rhs.data_type)} is inferred from model {rhs.model}")
-    if not (_compare_dims_with_wildcard(lhs.dims, rhs.dims)
-            or _compare_dims_with_wildcard(lhs.full_dims, rhs.full_dims)):
-        return (f"{where}inconsistent shape: {lhs.full_dims} is inferred from model {lhs.model} "
-                f"while {rhs.full_dims} is inferred from model {rhs.model}")
+        return (
+            f"{where}inconsistent data type: {pb2.DataType.Name(lhs.data_type)} is inferred from model "
+            f"{lhs.model} while {pb2.DataType.Name(rhs.data_type)} is inferred from model {rhs.model}"
+        )
+    if not (
+        _compare_dims_with_wildcard(lhs.dims, rhs.dims) or _compare_dims_with_wildcard(lhs.full_dims, rhs.full_dims)
+    ):
+        return (
+            f"{where}inconsistent shape: {lhs.full_dims} is inferred from model {lhs.model} "
+            f"while {rhs.full_dims} is inferred from model {rhs.model}"
+        )
     return None
 
 
@@ -78,26 +86,34 @@ def ensemble_errors(name: str, ensemble: Any, models: dict[str, Any]) -> list[st
             errors.append(f"ensemble {name}: step model {step.model_name} is not in the repository")
             continue
         if model.max_batch_size != 0 and model.max_batch_size < ensemble.max_batch_size:
-            errors.append(f"ensemble {name} allows maximum batch size {ensemble.max_batch_size}, but it contains "
-                          f"model {step.model_name} which only allows maximum batch size to be {model.max_batch_size}")
+            errors.append(
+                f"ensemble {name} allows maximum batch size {ensemble.max_batch_size}, but it contains "
+                f"model {step.model_name} which only allows maximum batch size to be {model.max_batch_size}"
+            )
         step_batching = model.max_batch_size > 0
         inputs = {i.name: i for i in model.input}
         outputs = {o.name: o for o in model.output}
         for key, tensor in step.input_map.items():
             if key not in inputs:
-                errors.append(f"in ensemble {name}, ensemble tensor {tensor} is mapping to non-existing input "
-                              f"{key} in model {step.model_name}")
+                errors.append(
+                    f"in ensemble {name}, ensemble tensor {tensor} is mapping to non-existing input "
+                    f"{key} in model {step.model_name}"
+                )
         for model_input in model.input:
             mapped = [t for k, t in step.input_map.items() if k == model_input.name]
             if not mapped and not model_input.optional:
-                errors.append(f"in ensemble {name}, input {model_input.name} in model {step.model_name} "
-                              "is not mapped to any ensemble tensors")
+                errors.append(
+                    f"in ensemble {name}, input {model_input.name} in model {step.model_name} "
+                    "is not mapped to any ensemble tensors"
+                )
             for tensor in mapped:
                 connect(tensor, _Node(step.model_name, step_batching, model_input.data_type, list(model_input.dims)))
         for key, tensor in step.output_map.items():
             if key not in outputs:
-                errors.append(f"in ensemble {name}, ensemble tensor {tensor} is mapped from non-existing output "
-                              f"{key} in model {step.model_name}")
+                errors.append(
+                    f"in ensemble {name}, ensemble tensor {tensor} is mapped from non-existing output "
+                    f"{key} in model {step.model_name}"
+                )
                 continue
             out = outputs[key]
             connect(tensor, _Node(step.model_name, step_batching, out.data_type, list(out.dims)))

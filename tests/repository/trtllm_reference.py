@@ -20,6 +20,7 @@ Template sets (reference/manifest.toml names each file's upstream commit):
 
 Tests that need these skip with the reason when the reference folder is absent.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -38,8 +39,10 @@ _NEWER = {
     "tensorrt_llm": ("TensorRT-LLM-2a9abd95", []),
     "preprocessing": ("TensorRT-LLM-808059da", [("1/model.py", "TensorRT-LLM-beb339f5")]),
     "postprocessing": ("TensorRT-LLM-89fd9b74", [("1/model.py", "TensorRT-LLM-2e2327b9")]),
-    "tensorrt_llm_bls": ("TensorRT-LLM-bff88ea8", [("1/model.py", V019), ("1/lib/decode.py", V019),
-                                                   ("1/lib/triton_decoder.py", V019)]),
+    "tensorrt_llm_bls": (
+        "TensorRT-LLM-bff88ea8",
+        [("1/model.py", V019), ("1/lib/decode.py", V019), ("1/lib/triton_decoder.py", V019)],
+    ),
 }
 
 

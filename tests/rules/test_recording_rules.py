@@ -7,6 +7,7 @@ to show what it measures instead (milliseconds of queueing per second).
 
 promtool comes from the Debian package `prometheus` (apt-get install prometheus).
 """
+
 from __future__ import annotations
 
 import os
@@ -51,10 +52,10 @@ def input_series() -> list[dict[str, str]]:
     # computed 60 ms and 2 s end to end; 1 failure a minute; 3 requests pending.
     a = _pod("llm", "a", model="m")
     s += [
-        _series("nv_inference_request_success", a, f"0+0.75{STEPS}"),          # 3 / min
-        _series("nv_inference_queue_duration_us", a, f"0+22500{STEPS}"),       # 3 x 30 000 us / min
+        _series("nv_inference_request_success", a, f"0+0.75{STEPS}"),  # 3 / min
+        _series("nv_inference_queue_duration_us", a, f"0+22500{STEPS}"),  # 3 x 30 000 us / min
         _series("nv_inference_compute_infer_duration_us", a, f"0+45000{STEPS}"),  # 3 x 60 000 us / min
-        _series("nv_inference_request_duration_us", a, f"0+1500000{STEPS}"),   # 3 x 2 s / min
+        _series("nv_inference_request_duration_us", a, f"0+1500000{STEPS}"),  # 3 x 2 s / min
         _series("nv_inference_request_failure", {**a, "reason": "BACKEND"}, f"0+0.25{STEPS}"),  # 1 / min
         _series("nv_inference_pending_request_count", a, f"3{STEPS}"),
     ]
@@ -64,8 +65,10 @@ def input_series() -> list[dict[str, str]]:
     # postprocessing counts 600 requests a minute, each token queued 25 us and computed 100 us.
     # Per request: preprocessing queue 5 ms / compute 20 ms, tensorrt_llm 2.5 ms / 2.9 s, ensemble 0 / 3 s.
     per_model = {  # model: (requests per step, queue us per request, duration us per request)
-        "llama": (1.5, 0, 3_000_000), "preprocessing": (1.5, 5_000, 20_000),
-        "tensorrt_llm": (1.5, 2_500, 2_900_000), "postprocessing": (150, 25, 100),
+        "llama": (1.5, 0, 3_000_000),
+        "preprocessing": (1.5, 5_000, 20_000),
+        "tensorrt_llm": (1.5, 2_500, 2_900_000),
+        "postprocessing": (150, 25, 100),
     }
     for model, (per_step, queue_us, duration_us) in per_model.items():
         labels = _pod("trt", "b", model=model)
@@ -80,19 +83,22 @@ def input_series() -> list[dict[str, str]]:
     for request_type, value in {"active": 20, "waiting": 4, "scheduled": 16, "context": 2, "max": 64}.items():
         s.append(_series("nv_trt_llm_request_metrics", {**engine, "request_type": request_type}, f"{value}{STEPS}"))
     for block_type, amount in {"max": 1000, "free": 500, "used": 500, "tokens_per": 64, "fraction": 0.5}.items():
-        s.append(_series("nv_trt_llm_kv_cache_block_metrics", {**engine, "kv_cache_block_type": block_type},
-                         f"{amount}{STEPS}"))
+        s.append(
+            _series(
+                "nv_trt_llm_kv_cache_block_metrics", {**engine, "kv_cache_block_type": block_type}, f"{amount}{STEPS}"
+            )
+        )
     # Pod chat/c: Triton's vLLM backend with REPORT_CUSTOM_METRICS, streaming. 6 requests a minute,
     # each 250 ms to its first token and 9.75 s of decoding (10 s end to end). vLLM observes the
     # time to first token at the first token and one inter-token latency per decode step, so the
     # two sums grow while requests run; e2e latency only when one finishes.
     c = _pod("chat", "c", model="llama")
     s += [
-        _series("nv_inference_request_success", c, f"0+1.5{STEPS}"),             # arrivals (hand-off)
+        _series("nv_inference_request_success", c, f"0+1.5{STEPS}"),  # arrivals (hand-off)
         _series("vllm:e2e_request_latency_seconds_count", c, f"0+1.5{STEPS}"),
-        _series("vllm:e2e_request_latency_seconds_sum", c, f"0+15{STEPS}"),       # 6 x 10 s / min
+        _series("vllm:e2e_request_latency_seconds_sum", c, f"0+15{STEPS}"),  # 6 x 10 s / min
         _series("vllm:time_to_first_token_seconds_count", c, f"0+1.5{STEPS}"),
-        _series("vllm:time_to_first_token_seconds_sum", c, f"0+0.375{STEPS}"),    # 6 x 0.25 s / min
+        _series("vllm:time_to_first_token_seconds_sum", c, f"0+0.375{STEPS}"),  # 6 x 0.25 s / min
         _series("vllm:time_per_output_token_seconds_sum", c, f"0+14.625{STEPS}"),  # 6 x 9.75 s / min
     ]
     # Pods trt/long and chat/long: idle for 2 minutes, then 10 requests arrive at once and are still
@@ -104,19 +110,25 @@ def input_series() -> list[dict[str, str]]:
     s.append(_series("nv_trt_llm_request_metrics", {**trt_long, "request_type": "active"}, "0x8 10x32"))
     for model in ("llama", "tensorrt_llm", "postprocessing"):
         labels = _pod("trt", "long", model=model)
-        s += [_series("nv_inference_request_success", labels, f"0{STEPS}"),
-              _series("nv_inference_request_duration_us", labels, f"0{STEPS}")]
+        s += [
+            _series("nv_inference_request_success", labels, f"0{STEPS}"),
+            _series("nv_inference_request_duration_us", labels, f"0{STEPS}"),
+        ]
     chat_long = _pod("chat", "long", model="llama")
     s += [
-        _series("nv_inference_request_success", chat_long, "0x8 10x32"),           # handed over at 2m
+        _series("nv_inference_request_success", chat_long, "0x8 10x32"),  # handed over at 2m
         _series("vllm:e2e_request_latency_seconds_sum", chat_long, f"0{STEPS}"),
-        _series("vllm:time_to_first_token_seconds_sum", chat_long, "0x8 5x32"),    # 10 x 0.5 s
+        _series("vllm:time_to_first_token_seconds_sum", chat_long, "0x8 5x32"),  # 10 x 0.5 s
         _series("vllm:time_per_output_token_seconds_sum", chat_long, "0x8 145+150x31"),
     ]
     # Pod llm/idle: loaded but no traffic.
     idle = _pod("llm", "idle", model="m")
-    for name in ("nv_inference_request_success", "nv_inference_queue_duration_us",
-                 "nv_inference_compute_infer_duration_us", "nv_inference_request_duration_us"):
+    for name in (
+        "nv_inference_request_success",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_request_duration_us",
+    ):
         s.append(_series(name, idle, f"0{STEPS}"))
     return s
 
@@ -129,31 +141,31 @@ EXPECTED: dict[tuple[str, str, str, str], float] = {
     ("triton_request_rate", "chat", "c", "5m"): 6 / 60,
     ("triton_request_rate", "llm", "idle", "5m"): 0,
     ("triton_failure_rate", "llm", "a", "5m"): 1 / 60,
-    ("triton_queue_time_per_request_ms", "llm", "a", "5m"): 30,    # 3 requests x 30 ms -> 30 ms each
-    ("triton_queue_time_per_request_ms", "trt", "b", "5m"): 5,     # the busiest stage, preprocessing
+    ("triton_queue_time_per_request_ms", "llm", "a", "5m"): 30,  # 3 requests x 30 ms -> 30 ms each
+    ("triton_queue_time_per_request_ms", "trt", "b", "5m"): 5,  # the busiest stage, preprocessing
     ("triton_queue_time_per_request_ms", "llm", "idle", "5m"): 0,  # idle reads 0, not NaN
     ("triton_compute_time_per_request_ms", "llm", "a", "5m"): 60,
     ("triton_compute_time_per_request_ms", "trt", "b", "5m"): 3000,
     ("triton_compute_time_per_request_ms", "llm", "idle", "5m"): 0,
-    ("triton_queue_compute_ratio", "llm", "a", "5m"): 0.5,         # 30 ms / 60 ms
-    ("triton_queue_compute_ratio", "trt", "b", "5m"): 0.25,        # preprocessing 5/20, postprocessing 25/100 us
+    ("triton_queue_compute_ratio", "llm", "a", "5m"): 0.5,  # 30 ms / 60 ms
+    ("triton_queue_compute_ratio", "trt", "b", "5m"): 0.25,  # preprocessing 5/20, postprocessing 25/100 us
     ("triton_queue_compute_ratio", "llm", "idle", "5m"): 0,
-    ("triton_requests_in_flight", "llm", "a", "5m"): 0.1,          # 0.05 req/s x 2 s
-    ("triton_requests_in_flight", "trt", "b", "5m"): 0.3,          # 0.1 req/s x 3 s (ensemble)
+    ("triton_requests_in_flight", "llm", "a", "5m"): 0.1,  # 0.05 req/s x 2 s
+    ("triton_requests_in_flight", "trt", "b", "5m"): 0.3,  # 0.1 req/s x 3 s (ensemble)
     ("triton_requests_in_flight", "llm", "idle", "5m"): 0,
     # ... and 0 while ten requests run: TensorRT-LLM reports durations at the final response
     ("triton_requests_in_flight", "trt", "long", "3m30s"): 0,
     ("triton_pending_requests", "llm", "a", "5m"): 3,
-    ("vllm_requests_in_flight", "chat", "c", "5m"): 1.0,           # 0.1 req/s x (0.25 + 9.75) s
+    ("vllm_requests_in_flight", "chat", "c", "5m"): 1.0,  # 0.1 req/s x (0.25 + 9.75) s
     # ten running requests read 10 while they run (window 2m30-3m30: 150 s of decode per 15 s)
     ("vllm_requests_in_flight", "chat", "long", "3m30s"): 10,
-    ("vllm_requests_in_flight", "chat", "long", "1m30s"): 0,       # before they arrive
+    ("vllm_requests_in_flight", "chat", "long", "1m30s"): 0,  # before they arrive
     ("vllm_time_to_first_token_ms", "chat", "c", "5m"): 250,
     ("trtllm_waiting_requests", "trt", "b", "5m"): 4,
     ("trtllm_active_requests", "trt", "b", "5m"): 20,
-    ("trtllm_active_requests", "trt", "long", "3m30s"): 10,        # the gauge, while they run
+    ("trtllm_active_requests", "trt", "long", "3m30s"): 10,  # the gauge, while they run
     ("trtllm_active_requests", "trt", "long", "1m30s"): 0,
-    ("trtllm_kv_cache_utilization", "trt", "b", "5m"): 0.5,        # 500 used / 1000 blocks
+    ("trtllm_kv_cache_utilization", "trt", "b", "5m"): 0.5,  # 500 used / 1000 blocks
 }
 
 # What the old default (Little's law over vLLM's e2e latency, observed at completion) reads for the
@@ -165,12 +177,18 @@ def _test_file(rule_file: Path) -> dict:
     tests = []
     for (metric, namespace, pod, at), value in EXPECTED.items():
         record = metrics.METRICS[metric].record
-        tests.append({
-            "expr": f'{record}{{namespace="{namespace}",pod="{pod}"}}',
-            "eval_time": at,
-            "exp_samples": [{"labels": f'{record}{{namespace="{namespace}",pod="{pod}",unit="{metrics.METRICS[metric].unit}"}}',
-                             "value": value}],
-        })
+        tests.append(
+            {
+                "expr": f'{record}{{namespace="{namespace}",pod="{pod}"}}',
+                "eval_time": at,
+                "exp_samples": [
+                    {
+                        "labels": f'{record}{{namespace="{namespace}",pod="{pod}",unit="{metrics.METRICS[metric].unit}"}}',
+                        "value": value,
+                    }
+                ],
+            }
+        )
     # The adapter's query for each backend's default HPA metric, substituted as prometheus-adapter
     # does, over the record (one pod, then several).
     for backend, namespace, pods, values in (
@@ -179,35 +197,49 @@ def _test_file(rule_file: Path) -> dict:
         ("vllm", "chat", ["c", "long"], [1.0, 10]),
     ):
         record = metrics.hpa_metric_for(backend, None).record
-        tests.append({
-            "expr": metrics.render_metrics_query(metrics.ADAPTER_METRICS_QUERY, record, namespace, pods[:1]),
-            "eval_time": "3m30s",
-            "exp_samples": [{"labels": f'{{pod="{pods[0]}"}}', "value": values[0]}],
-        })
-        tests.append({
-            "expr": metrics.render_metrics_query(metrics.ADAPTER_METRICS_QUERY, record, namespace, pods),
-            "eval_time": "3m30s",
-            "exp_samples": [{"labels": f'{{pod="{p}"}}', "value": v} for p, v in zip(pods, values)],
-        })
+        tests.append(
+            {
+                "expr": metrics.render_metrics_query(metrics.ADAPTER_METRICS_QUERY, record, namespace, pods[:1]),
+                "eval_time": "3m30s",
+                "exp_samples": [{"labels": f'{{pod="{pods[0]}"}}', "value": values[0]}],
+            }
+        )
+        tests.append(
+            {
+                "expr": metrics.render_metrics_query(metrics.ADAPTER_METRICS_QUERY, record, namespace, pods),
+                "eval_time": "3m30s",
+                "exp_samples": [{"labels": f'{{pod="{p}"}}', "value": v} for p, v in zip(pods, values)],
+            }
+        )
     # The old vLLM default reads the ten running requests as none.
-    tests.append({
-        "expr": E2E_IN_FLIGHT,
-        "eval_time": "3m30s",
-        "exp_samples": [{"labels": '{namespace="chat",pod="long"}', "value": 0}],
-    })
+    tests.append(
+        {
+            "expr": E2E_IN_FLIGHT,
+            "eval_time": "3m30s",
+            "exp_samples": [{"labels": '{namespace="chat",pod="long"}', "value": 0}],
+        }
+    )
     # The seeds' rule on the same series: 3 x 30 ms of queueing per minute is 1.5 ms per
     # second, whatever the per-request wait; on the ensemble pod it averages the four models'
     # ms/s: (0 + 5 + 2.5 + 100 x 0.025) ms x 6 / 60 s / 4 = 0.25.
-    tests.append({
-        "expr": metrics.render_metrics_query(metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", "llm", ["a"]),
-        "eval_time": "5m",
-        "exp_samples": [{"labels": '{pod="a"}', "value": 1.5}],
-    })
-    tests.append({
-        "expr": metrics.render_metrics_query(metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", "trt", ["b"]),
-        "eval_time": "5m",
-        "exp_samples": [{"labels": '{pod="b"}', "value": 0.25}],
-    })
+    tests.append(
+        {
+            "expr": metrics.render_metrics_query(
+                metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", "llm", ["a"]
+            ),
+            "eval_time": "5m",
+            "exp_samples": [{"labels": '{pod="a"}', "value": 1.5}],
+        }
+    )
+    tests.append(
+        {
+            "expr": metrics.render_metrics_query(
+                metrics.SEED_METRICS_QUERY, "nv_inference_queue_duration_us", "trt", ["b"]
+            ),
+            "eval_time": "5m",
+            "exp_samples": [{"labels": '{pod="b"}', "value": 0.25}],
+        }
+    )
     return {
         "rule_files": [str(rule_file)],
         "evaluation_interval": SCRAPE,
@@ -269,13 +301,30 @@ def test_rules_give_a_value_at_every_accepted_scrape_interval(tmp_path, scrape):
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": metrics.rule_groups(scrape)}))
     tests = tmp_path / "tests.yaml"
-    tests.write_text(yaml.safe_dump({
-        "rule_files": [str(rules)], "evaluation_interval": scrape,
-        "tests": [{"interval": scrape, "input_series": series, "promql_expr_test": [
-            {"expr": f'{record}{{pod="a"}}', "eval_time": f"{30 * seconds}s",
-             "exp_samples": [{"labels": f'{record}{{namespace="llm",pod="a",unit="requests/s"}}', "value": 0.05}]},
-        ]}],
-    }, sort_keys=False))
+    tests.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(rules)],
+                "evaluation_interval": scrape,
+                "tests": [
+                    {
+                        "interval": scrape,
+                        "input_series": series,
+                        "promql_expr_test": [
+                            {
+                                "expr": f'{record}{{pod="a"}}',
+                                "eval_time": f"{30 * seconds}s",
+                                "exp_samples": [
+                                    {"labels": f'{record}{{namespace="llm",pod="a",unit="requests/s"}}', "value": 0.05}
+                                ],
+                            },
+                        ],
+                    }
+                ],
+            },
+            sort_keys=False,
+        )
+    )
     result = subprocess.run([_promtool(), "test", "rules", str(tests)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

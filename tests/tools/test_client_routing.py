@@ -5,6 +5,7 @@ model name inside the message). A real gRPC server speaking Triton's
 GRPCInferenceService records the metadata each call arrives with; a real HTTP
 server does the same for the HTTP path.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import grpc
+
 # requirements-local.txt (installed by `make setup`): a missing client SDK fails, never skips
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
@@ -30,7 +32,8 @@ def test_client_header_is_the_one_the_gateway_matches():
     # the route matches exactly this header name with exactly the model's name
     matches = [h for rule in route["spec"]["rules"] for m in rule.get("matches", []) for h in m.get("headers", [])]
     assert {"type": "Exact", "name": client.MODEL_HEADER, "value": MODEL} in [
-        {"type": h.get("type", "Exact"), "name": h["name"], "value": h["value"]} for h in matches], matches
+        {"type": h.get("type", "Exact"), "name": h["name"], "value": h["value"]} for h in matches
+    ], matches
 
 
 class RecordingTriton(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -46,10 +49,8 @@ class RecordingTriton(service_pb2_grpc.GRPCInferenceServiceServicer):
         # Shaped like Triton's vLLM backend model: sampling goes in a JSON string.
         config.input.add(name="text_input", data_type=model_config_pb2.TYPE_STRING, dims=[1])
         config.input.add(name="stream", data_type=model_config_pb2.TYPE_BOOL, dims=[1], optional=True)
-        config.input.add(name="sampling_parameters", data_type=model_config_pb2.TYPE_STRING, dims=[1],
-                         optional=True)
-        config.input.add(name="exclude_input_in_output", data_type=model_config_pb2.TYPE_BOOL, dims=[1],
-                         optional=True)
+        config.input.add(name="sampling_parameters", data_type=model_config_pb2.TYPE_STRING, dims=[1], optional=True)
+        config.input.add(name="exclude_input_in_output", data_type=model_config_pb2.TYPE_BOOL, dims=[1], optional=True)
         config.output.add(name="text_output", data_type=model_config_pb2.TYPE_STRING, dims=[-1])
         config.model_transaction_policy.decoupled = True
         return service_pb2.ModelConfigResponse(config=config)
@@ -84,8 +85,20 @@ def _args(tmp_path: Path, url: str, protocol: str) -> argparse.Namespace:
     client.add_arguments(parser)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Hello there\n")
-    return parser.parse_args(["--url", url, "--protocol", protocol, "--model-name", MODEL,
-                              "--input-prompts", str(prompts), "--results-file", str(tmp_path / "out.jsonl")])
+    return parser.parse_args(
+        [
+            "--url",
+            url,
+            "--protocol",
+            protocol,
+            "--model-name",
+            MODEL,
+            "--input-prompts",
+            str(prompts),
+            "--results-file",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
 
 
 def test_grpc_calls_carry_the_model_header(tmp_path, recording_server):
@@ -114,12 +127,18 @@ def test_http_calls_carry_the_model_header(tmp_path):
 
         def do_GET(self):
             seen.append((self.path, self.headers.get(client.MODEL_HEADER)))
-            self._reply({"name": MODEL, "backend": "vllm",
-                         "input": [{"name": "text_input", "data_type": "TYPE_STRING", "dims": [1]},
-                                   {"name": "stream", "data_type": "TYPE_BOOL", "dims": [1], "optional": True},
-                                   {"name": "sampling_parameters", "data_type": "TYPE_STRING", "dims": [1],
-                                    "optional": True}],
-                         "output": [{"name": "text_output", "data_type": "TYPE_STRING", "dims": [-1]}]})
+            self._reply(
+                {
+                    "name": MODEL,
+                    "backend": "vllm",
+                    "input": [
+                        {"name": "text_input", "data_type": "TYPE_STRING", "dims": [1]},
+                        {"name": "stream", "data_type": "TYPE_BOOL", "dims": [1], "optional": True},
+                        {"name": "sampling_parameters", "data_type": "TYPE_STRING", "dims": [1], "optional": True},
+                    ],
+                    "output": [{"name": "text_output", "data_type": "TYPE_STRING", "dims": [-1]}],
+                }
+            )
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))

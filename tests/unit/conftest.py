@@ -1,4 +1,5 @@
 """Fixtures: the program run under mocks once per stack per session (runs are cached)."""
+
 from __future__ import annotations
 
 import pytest

@@ -22,6 +22,7 @@ auto-generated names; pulumi-eks's multi-language `eks:index:Cluster` component
 gets a kubeconfig, an `eksCluster` resource reference, security groups and OIDC).
 `available_zones=` simulates a small region. Fixtures live in conftest.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,9 +75,10 @@ _SIG_KEY = rpc._special_sig_key
 
 # --------------------------------------------------------------------------- stack files
 
+
 def stack_files() -> list[str]:
     """Names of every stack with a Pulumi.<stack>.yaml in the repository root."""
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in REPO_ROOT.glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in REPO_ROOT.glob("Pulumi.*.yaml"))
 
 
 def project_name() -> str:
@@ -106,7 +108,7 @@ def set_path(config: dict[str, Any], path: str, value: Any) -> None:
     head, _, rest = path.partition(".")
     index_part = ""
     if "[" in head:
-        head, index_part = head[: head.index("[")], head[head.index("["):]
+        head, index_part = head[: head.index("[")], head[head.index("[") :]
     key = _qualify(head)
     parts = [int(i) if i else n for n, i in _PATH_PART.findall(index_part + ("." + rest if rest else ""))]
     if not parts:
@@ -147,6 +149,7 @@ def _config_strings(config: dict[str, Any]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- records
+
 
 @dataclass
 class RecordedResource:
@@ -256,8 +259,10 @@ class ProgramRun:
     def k8s_objects(self, kind: str | None = None) -> list[RecordedResource]:
         """Kubernetes objects (not providers, not Helm releases), optionally of one kind."""
         found = [
-            r for r in self.resources
-            if r.type.startswith("kubernetes:") and r.custom
+            r
+            for r in self.resources
+            if r.type.startswith("kubernetes:")
+            and r.custom
             and not r.type.startswith(("kubernetes:helm.sh", "pulumi:providers"))
             and "kind" in r.inputs
         ]
@@ -291,6 +296,7 @@ class ProgramFailed(AssertionError):
 
 
 # --------------------------------------------------------------------------- mocks
+
 
 def _short_hash(*parts: str, length: int = 17) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
@@ -409,22 +415,40 @@ class _RecordingMocks(runtime_mocks.Mocks):
                 "userId": "AIDAMOCKUSER",
             }
         if token == "aws:index/getPartition:getPartition":
-            return {"id": PARTITION, "partition": PARTITION, "dnsSuffix": "amazonaws.com",
-                    "reverseDnsPrefix": "com.amazonaws"}
+            return {
+                "id": PARTITION,
+                "partition": PARTITION,
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+            }
         if token == "aws:index/getRegion:getRegion":
-            return {"id": region, "name": region, "region": region, "description": region,
-                    "endpoint": f"ec2.{region}.amazonaws.com"}
+            return {
+                "id": region,
+                "name": region,
+                "region": region,
+                "description": region,
+                "endpoint": f"ec2.{region}.amazonaws.com",
+            }
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"id": "policy", "json": json.dumps(_policy_from_args(a))}
         if token in ("aws:eks/getAddonVersion:getAddonVersion",):
             from components.catalog import versions
 
             name = a["addonName"]  # required by getAddonVersion
-            return {"id": name, "addonName": name, "kubernetesVersion": a.get("kubernetesVersion"),
-                    "version": versions.EKS_ADDONS.get(name, "v0.0.0-eksbuild.1")}
+            return {
+                "id": name,
+                "addonName": name,
+                "kubernetesVersion": a.get("kubernetesVersion"),
+                "version": versions.EKS_ADDONS.get(name, "v0.0.0-eksbuild.1"),
+            }
         if token == "aws:ssm/getParameter:getParameter":
-            return {"id": a.get("name"), "name": a.get("name"), "type": "String",
-                    "value": "ami-0123456789abcdef0", "insecureValue": "ami-0123456789abcdef0"}
+            return {
+                "id": a.get("name"),
+                "name": a.get("name"),
+                "type": "String",
+                "value": "ami-0123456789abcdef0",
+                "insecureValue": "ami-0123456789abcdef0",
+            }
         if token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0123456789abcdef0", "imageId": "ami-0123456789abcdef0", "name": "mock"}
         if token == "aws:eks/getCluster:getCluster":
@@ -443,10 +467,18 @@ class _RecordingMocks(runtime_mocks.Mocks):
     def new_resource(self, args: runtime_mocks.MockResourceArgs):
         return self.new_resource_with(args, urn="", parent="", dependencies=[], remote=False, wire_inputs=None)
 
-    def new_resource_with(self, args, urn: str, parent: str, dependencies: list[str], remote: bool,
-                          wire_inputs: dict[str, Any] | None, ignore_changes: list[str] | None = None,
-                          custom_timeouts: dict[str, str] | None = None,
-                          aliases: list[dict[str, Any]] | None = None):
+    def new_resource_with(
+        self,
+        args,
+        urn: str,
+        parent: str,
+        dependencies: list[str],
+        remote: bool,
+        wire_inputs: dict[str, Any] | None,
+        ignore_changes: list[str] | None = None,
+        custom_timeouts: dict[str, str] | None = None,
+        aliases: list[dict[str, Any]] | None = None,
+    ):
         # Record from the wire form (resource references still references, secrets still marked).
         inputs, secret_paths = _unwrap_secrets(wire_inputs if wire_inputs is not None else args.inputs)
         inputs = _plain(inputs)
@@ -456,10 +488,21 @@ class _RecordingMocks(runtime_mocks.Mocks):
             id_ = f"{_short_hash(name)[:8]}-{_short_hash(name, 'k')[:4]}-4{_short_hash(name, 'x')[:3]}-8{_short_hash(name, 'y')[:3]}-{_short_hash(name, 'z')[:12]}"
         outputs = self._outputs(typ, name, id_, _copy_tree(args.inputs), urn)
         record = RecordedResource(
-            type=typ, name=name, inputs=inputs, outputs=_plain(_unwrap_secrets(outputs)[0]), urn=urn, id=id_,
-            custom=bool(args.custom), remote=remote, provider=args.provider or "", parent=parent,
-            dependencies=list(dependencies), secret_inputs=secret_paths, ignore_changes=list(ignore_changes or []),
-            custom_timeouts=dict(custom_timeouts or {}), aliases=list(aliases or []),
+            type=typ,
+            name=name,
+            inputs=inputs,
+            outputs=_plain(_unwrap_secrets(outputs)[0]),
+            urn=urn,
+            id=id_,
+            custom=bool(args.custom),
+            remote=remote,
+            provider=args.provider or "",
+            parent=parent,
+            dependencies=list(dependencies),
+            secret_inputs=secret_paths,
+            ignore_changes=list(ignore_changes or []),
+            custom_timeouts=dict(custom_timeouts or {}),
+            aliases=list(aliases or []),
         )
         with self.lock:
             self.resources.append(record)
@@ -478,8 +521,10 @@ class _RecordingMocks(runtime_mocks.Mocks):
         elif typ == "tls:index/privateKey:PrivateKey":
             # Shaped like OpenSSH keys (never real ones); pulumi_tls marks the private half secret itself.
             body = _short_hash(typ, name, length=40)
-            state.setdefault("privateKeyOpenssh",
-                             f"-----BEGIN OPENSSH PRIVATE KEY-----\nmock{body}\n-----END OPENSSH PRIVATE KEY-----\n")
+            state.setdefault(
+                "privateKeyOpenssh",
+                f"-----BEGIN OPENSSH PRIVATE KEY-----\nmock{body}\n-----END OPENSSH PRIVATE KEY-----\n",
+            )
             state.setdefault("publicKeyOpenssh", f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5mock{body[:20]} \n")
         return state
 
@@ -499,9 +544,17 @@ class _RecordingMocks(runtime_mocks.Mocks):
             state["arn"] = f"arn:{PARTITION}:{service}:{region}:{ACCOUNT_ID}:{path}"
         if typ == "aws:acm/certificate:Certificate":
             domain = state.get("domainName", "example.com")
-            state.setdefault("domainValidationOptions", [{
-                "domainName": domain, "resourceRecordName": f"_0123abcd.{domain}.",
-                "resourceRecordType": "CNAME", "resourceRecordValue": "_4567efab.mock.acm-validations.aws."}])
+            state.setdefault(
+                "domainValidationOptions",
+                [
+                    {
+                        "domainName": domain,
+                        "resourceRecordName": f"_0123abcd.{domain}.",
+                        "resourceRecordType": "CNAME",
+                        "resourceRecordValue": "_4567efab.mock.acm-validations.aws.",
+                    }
+                ],
+            )
         elif typ == "aws:route53/record:Record":
             state.setdefault("fqdn", str(state.get("name", "")).rstrip("."))
         if typ == "aws:sqs/queue:Queue":
@@ -524,11 +577,16 @@ class _RecordingMocks(runtime_mocks.Mocks):
         elif typ == "aws:eks/cluster:Cluster":
             state.update({k: v for k, v in self._eks_cluster_state(state.get("name", name)).items() if k not in state})
         elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-            state.setdefault("arn", f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{state.get('url', '').removeprefix('https://')}")
+            state.setdefault(
+                "arn",
+                f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{state.get('url', '').removeprefix('https://')}",
+            )
         elif typ == "aws:s3/bucketV2:BucketV2" or typ == "aws:s3/bucket:Bucket":
             if not state.get("bucket"):  # auto-named like Pulumi: logical name + suffix (or the prefix)
                 prefix = state.get("bucketPrefix")
-                state["bucket"] = (prefix + _short_hash(typ, name)[:26]) if prefix else f"{name}-{_short_hash(typ, name)[:7]}"
+                state["bucket"] = (
+                    (prefix + _short_hash(typ, name)[:26]) if prefix else f"{name}-{_short_hash(typ, name)[:7]}"
+                )
             state.setdefault("bucketRegionalDomainName", f"{state['bucket']}.s3.{self.region}.amazonaws.com")
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
             state.setdefault("dnsName", f"{name}-{_short_hash(name)[:8]}.elb.{self.region}.amazonaws.com")
@@ -539,8 +597,12 @@ class _RecordingMocks(runtime_mocks.Mocks):
             release_name = state.get("name") or f"{name}-{_short_hash(typ, name)[:8]}"
             state["name"] = release_name
             state["status"] = {
-                "name": release_name, "namespace": state.get("namespace", "default"), "status": "deployed",
-                "revision": 1, "chart": state.get("chart"), "version": state.get("version"),
+                "name": release_name,
+                "namespace": state.get("namespace", "default"),
+                "status": "deployed",
+                "revision": 1,
+                "chart": state.get("chart"),
+                "version": state.get("version"),
                 "appVersion": state.get("version"),
             }
             return
@@ -549,8 +611,16 @@ class _RecordingMocks(runtime_mocks.Mocks):
             if isinstance(metadata, dict) and not metadata.get("name"):
                 metadata["name"] = f"{name}-{_short_hash(typ, name)[:8]}"
             if typ.endswith(":Service"):
-                state.setdefault("status", {"loadBalancer": {"ingress": [
-                    {"hostname": f"k8s-{name[:20]}-{_short_hash(name)[:10]}.elb.us-west-2.amazonaws.com"}]}})
+                state.setdefault(
+                    "status",
+                    {
+                        "loadBalancer": {
+                            "ingress": [
+                                {"hostname": f"k8s-{name[:20]}-{_short_hash(name)[:10]}.elb.us-west-2.amazonaws.com"}
+                            ]
+                        }
+                    },
+                )
 
     def _eks_cluster_state(self, cluster_name: str) -> dict[str, Any]:
         oidc_id = _short_hash(cluster_name, length=32).upper()
@@ -565,8 +635,10 @@ class _RecordingMocks(runtime_mocks.Mocks):
             "certificateAuthority": {"data": "TU9DSy1DQQ=="},
             "certificateAuthorities": [{"data": "TU9DSy1DQQ=="}],
             "identities": [{"oidcs": [{"issuer": issuer}]}],
-            "vpcConfig": {"clusterSecurityGroupId": "sg-" + _short_hash(cluster_name, "primary-sg"),
-                          "vpcId": "vpc-mock"},
+            "vpcConfig": {
+                "clusterSecurityGroupId": "sg-" + _short_hash(cluster_name, "primary-sg"),
+                "vpcId": "vpc-mock",
+            },
             "platformVersion": "eks.1",
         }
 
@@ -577,14 +649,17 @@ class _RecordingMocks(runtime_mocks.Mocks):
         cluster["version"] = inputs.get("version")
         cluster["vpcConfig"]["vpcId"] = inputs.get("vpcId", "vpc-mock")
         cluster["vpcConfig"]["subnetIds"] = list(inputs.get("privateSubnetIds") or []) + list(
-            inputs.get("publicSubnetIds") or [])
+            inputs.get("publicSubnetIds") or []
+        )
         cluster["vpcConfig"]["endpointPublicAccess"] = inputs.get("endpointPublicAccess")
         cluster["vpcConfig"]["endpointPrivateAccess"] = inputs.get("endpointPrivateAccess")
         cluster["vpcConfig"]["publicAccessCidrs"] = inputs.get("publicAccessCidrs")
         cluster["accessConfig"] = {"authenticationMode": inputs.get("authenticationMode")}
         if inputs.get("encryptionConfigKeyArn"):
-            cluster["encryptionConfig"] = {"provider": {"keyArn": inputs["encryptionConfigKeyArn"]},
-                                           "resources": ["secrets"]}
+            cluster["encryptionConfig"] = {
+                "provider": {"keyArn": inputs["encryptionConfigKeyArn"]},
+                "resources": ["secrets"],
+            }
         primary_sg = cluster["vpcConfig"]["clusterSecurityGroupId"]
         skip_sgs = bool(inputs.get("skipDefaultSecurityGroups"))
         cluster_sg = primary_sg if skip_sgs else "sg-" + _short_hash(cluster_name, "cluster-sg")
@@ -593,18 +668,32 @@ class _RecordingMocks(runtime_mocks.Mocks):
         kubeconfig = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "kubernetes", "cluster": {
-                "server": cluster["endpoint"], "certificate-authority-data": "TU9DSy1DQQ=="}}],
+            "clusters": [
+                {
+                    "name": "kubernetes",
+                    "cluster": {"server": cluster["endpoint"], "certificate-authority-data": "TU9DSy1DQQ=="},
+                }
+            ],
             "contexts": [{"name": "aws", "context": {"cluster": "kubernetes", "user": "aws"}}],
             "current-context": "aws",
-            "users": [{"name": "aws", "user": {"exec": {
-                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
-                "args": ["eks", "get-token", "--cluster-name", cluster_name, "--output", "json"]}}}],
+            "users": [
+                {
+                    "name": "aws",
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--output", "json"],
+                        }
+                    },
+                }
+            ],
         }
         eks_ref = self._register_child(urn, "aws:eks/cluster:Cluster", f"{name}-eksCluster", cluster_name, cluster)
         create_oidc = bool(inputs.get("createOidcProvider"))
-        oidc_arn = (f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{issuer.removeprefix('https://')}"
-                    if create_oidc else "")
+        oidc_arn = (
+            f"arn:{PARTITION}:iam::{ACCOUNT_ID}:oidc-provider/{issuer.removeprefix('https://')}" if create_oidc else ""
+        )
         return {
             "kubeconfig": kubeconfig,
             "kubeconfigJson": json.dumps(kubeconfig),
@@ -638,9 +727,22 @@ class _RecordingMocks(runtime_mocks.Mocks):
         urn = monitor.make_urn(parent_urn, typ, name)
         monitor.resources[urn] = runtime_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
         with self.lock:
-            self.resources.append(RecordedResource(
-                type=typ, name=name, inputs={}, outputs=_plain(state), urn=urn, id=id_, custom=True, remote=False,
-                provider="", parent=parent_urn, dependencies=[], secret_inputs=set()))
+            self.resources.append(
+                RecordedResource(
+                    type=typ,
+                    name=name,
+                    inputs={},
+                    outputs=_plain(state),
+                    urn=urn,
+                    id=id_,
+                    custom=True,
+                    remote=False,
+                    provider="",
+                    parent=parent_urn,
+                    dependencies=[],
+                    secret_inputs=set(),
+                )
+            )
         return {_SIG_KEY: _RESOURCE_REF_SIG, "urn": urn, "id": id_, "packageVersion": ""}
 
 
@@ -656,16 +758,30 @@ class _RecordingMonitor(runtime_mocks.MockMonitor):
         _ensure_event_loop()
         inputs = rpc.deserialize_properties(request.object)
         args = runtime_mocks.MockResourceArgs(
-            typ=request.type, name=request.name, inputs=inputs, provider=request.provider,
-            resource_id=request.importId, custom=request.custom or False,
+            typ=request.type,
+            name=request.name,
+            inputs=inputs,
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom or False,
         )
         id_, state = self.mocks.new_resource_with(
-            args, urn=urn, parent=request.parent, dependencies=list(request.dependencies),
-            remote=bool(request.remote), wire_inputs=json_format.MessageToDict(request.object),
+            args,
+            urn=urn,
+            parent=request.parent,
+            dependencies=list(request.dependencies),
+            remote=bool(request.remote),
+            wire_inputs=json_format.MessageToDict(request.object),
             ignore_changes=list(request.ignoreChanges),
-            custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
-                                               ("update", request.customTimeouts.update),
-                                               ("delete", request.customTimeouts.delete)) if v},
+            custom_timeouts={
+                k: v
+                for k, v in (
+                    ("create", request.customTimeouts.create),
+                    ("update", request.customTimeouts.update),
+                    ("delete", request.customTimeouts.delete),
+                )
+                if v
+            },
             aliases=[json_format.MessageToDict(alias) for alias in request.aliases],
         )
         obj_proto = _sync_await(rpc.serialize_properties(state, {}))
@@ -674,6 +790,7 @@ class _RecordingMonitor(runtime_mocks.MockMonitor):
 
 
 # --------------------------------------------------------------------------- value helpers
+
 
 def _unwrap_secrets(value: Any, path: str = "") -> tuple[Any, set[str]]:
     """Strip Pulumi's secret wrappers from deserialized properties, returning the secret paths."""
@@ -838,10 +955,12 @@ def run_program(
         try:
             _reset_runtime()
             runtime_config.set_all_config(_config_strings(raw), secret_keys)
-            pulumi.runtime.set_mocks(mocks, project=project_name(), stack=stack, preview=preview, monitor=monitor,
-                                     logger=_LOG)
+            pulumi.runtime.set_mocks(
+                mocks, project=project_name(), stack=stack, preview=preview, monitor=monitor, logger=_LOG
+            )
             _ensure_event_loop().set_exception_handler(_quiet_unretrieved)
             os.chdir(REPO_ROOT)
+
             def run_program_file() -> None:
                 runpy.run_path(str(program), run_name="__main__")
 
@@ -867,8 +986,15 @@ def run_program(
             _reset_runtime()
 
     run = ProgramRun(
-        stack=stack, config=raw, resources=list(mocks.resources), calls=list(mocks.calls), outputs=outputs,
-        secret_outputs=secret_outputs, error=error, seconds=seconds, unanswered_calls=list(mocks.unanswered),
+        stack=stack,
+        config=raw,
+        resources=list(mocks.resources),
+        calls=list(mocks.calls),
+        outputs=outputs,
+        secret_outputs=secret_outputs,
+        error=error,
+        seconds=seconds,
+        unanswered_calls=list(mocks.unanswered),
     )
     if check and error is not None:
         raise ProgramFailed(run) from error

@@ -1,4 +1,5 @@
 """Cluster: control plane, KMS, access, add-ons and their roles, system node group, k8s provider."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,14 @@ import json
 import pytest
 
 from components.catalog import versions
-from components.platform.builders.cluster import ADDON_ROLES, ADDONS_BEFORE_NODES, CLUSTER_ADMIN_POLICY, SYSTEM_NODE_SELECTOR, gp3_storage_class_manifest, vpc_cni_configuration
+from components.platform.builders.cluster import (
+    ADDON_ROLES,
+    ADDONS_BEFORE_NODES,
+    CLUSTER_ADMIN_POLICY,
+    SYSTEM_NODE_SELECTOR,
+    gp3_storage_class_manifest,
+    vpc_cni_configuration,
+)
 from components.platform.builders.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
 from tests.k8s_schema import validate_k8s_object
 from tests.unit.harness import ProgramRun, run_program
@@ -26,19 +34,28 @@ def _role_by_arn(run: ProgramRun, arn: str):
 
 
 def _attached_policies(run: ProgramRun, role) -> set[str]:
-    return {a.inputs["policyArn"] for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-            if a.inputs["role"] == role.outputs["name"]}
+    return {
+        a.inputs["policyArn"]
+        for a in run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.inputs["role"] == role.outputs["name"]
+    }
 
 
 # --------------------------------------------------------------------------- pure
+
 
 def test_vpc_cni_configuration_is_custom_networking_per_zone():
     conf = vpc_cni_configuration("us-west-2", ["us-west-2a", "us-west-2b"], ["subnet-a", "subnet-b"], ["sg-1"])
     assert conf["env"]["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"] == "true"
     assert conf["env"]["ENI_CONFIG_LABEL_DEF"] == "topology.kubernetes.io/zone"
-    assert conf["eniConfig"] == {"create": True, "region": "us-west-2", "subnets": {
-        "us-west-2a": {"id": "subnet-a", "securityGroups": ["sg-1"]},
-        "us-west-2b": {"id": "subnet-b", "securityGroups": ["sg-1"]}}}
+    assert conf["eniConfig"] == {
+        "create": True,
+        "region": "us-west-2",
+        "subnets": {
+            "us-west-2a": {"id": "subnet-a", "securityGroups": ["sg-1"]},
+            "us-west-2b": {"id": "subnet-b", "securityGroups": ["sg-1"]},
+        },
+    }
     with pytest.raises(ValueError):
         vpc_cni_configuration("us-west-2", ["us-west-2a"], ["subnet-a", "subnet-b"], ["sg-1"])
 
@@ -51,6 +68,7 @@ def test_gp3_storage_class_is_a_valid_encrypted_default():
 
 
 # --------------------------------------------------------------------------- control plane
+
 
 def test_control_plane_follows_config(stack_run):
     cfg = _cfg(stack_run)
@@ -85,8 +103,11 @@ def test_secrets_are_envelope_encrypted_with_a_rotating_key(stack_run):
     assert any(p.endswith("/AmazonEKSClusterPolicy") for p in _attached_policies(stack_run, role))
     # The cluster is created only once its role can do its job.
     eks = stack_run.within(CLUSTER).one("eks:index:Cluster")
-    attachments = [a for a in stack_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-                   if a.inputs["role"] == role.outputs["name"]]
+    attachments = [
+        a
+        for a in stack_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.inputs["role"] == role.outputs["name"]
+    ]
     assert kms.urn in eks.dependencies and all(a.urn in eks.dependencies for a in attachments)
 
 
@@ -95,10 +116,14 @@ def test_admin_principals_get_cluster_admin_access_entries():
     run = run_program("dev", overrides={"cluster.adminPrincipalArns": [admin]})
     entries = run.within(CLUSTER).one("eks:index:Cluster").inputs["accessEntries"]
     assert list(entries) == ["admin-role-platform-admins"]  # keyed by name: dropping one renames no other
-    assert list(entries.values()) == [{
-        "principalArn": admin,
-        "accessPolicies": {"cluster-admin": {"policyArn": CLUSTER_ADMIN_POLICY, "accessScope": {"type": "cluster"}}},
-    }]
+    assert list(entries.values()) == [
+        {
+            "principalArn": admin,
+            "accessPolicies": {
+                "cluster-admin": {"policyArn": CLUSTER_ADMIN_POLICY, "accessScope": {"type": "cluster"}}
+            },
+        }
+    ]
 
 
 def test_private_endpoint_only_when_public_access_is_off():
@@ -117,6 +142,7 @@ def test_node_security_group_is_tagged_for_karpenter_discovery(stack_run):
 
 # --------------------------------------------------------------------------- add-ons
 
+
 def test_every_pinned_addon_is_installed_at_its_version(stack_run):
     addons = _addons(stack_run)
     assert set(addons) == set(versions.EKS_ADDONS)
@@ -127,8 +153,11 @@ def test_every_pinned_addon_is_installed_at_its_version(stack_run):
 
 def test_vpc_cni_puts_pods_in_the_pod_subnets(stack_run):
     conf = json.loads(_addons(stack_run)["vpc-cni"].inputs["configurationValues"])
-    pods = {s.id: s.inputs["availabilityZone"] for s in stack_run.of_type("aws:ec2/subnet:Subnet")
-            if s.inputs["tags"][SUBNET_ROLE_TAG] == "pods"}
+    pods = {
+        s.id: s.inputs["availabilityZone"]
+        for s in stack_run.of_type("aws:ec2/subnet:Subnet")
+        if s.inputs["tags"][SUBNET_ROLE_TAG] == "pods"
+    }
     node_sg = stack_run.within(CLUSTER).one("eks:index:Cluster").outputs["nodeSecurityGroupId"]
     assert conf["env"]["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"] == "true"
     assert {v["id"]: zone for zone, v in conf["eniConfig"]["subnets"].items()} == pods
@@ -145,8 +174,10 @@ def test_storage_drivers_have_their_own_least_privilege_pod_identity_roles(stack
         trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
         assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
         assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
-        assert trust["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"] == \
-            association["serviceAccount"]
+        assert (
+            trust["Condition"]["StringEquals"]["aws:RequestTag/kubernetes-service-account"]
+            == association["serviceAccount"]
+        )
         policies = ADDON_ROLES[addon][association["serviceAccount"]]
         assert _attached_policies(stack_run, role) == {f"arn:aws:iam::aws:policy/{p}" for p in policies}
         assert not [p for p in stack_run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id]
@@ -172,6 +203,7 @@ def test_daemonset_addons_come_before_nodes_and_the_rest_after(stack_run):
 
 # --------------------------------------------------------------------------- system node group
 
+
 def test_system_node_group_is_private_encrypted_and_imdsv2(stack_run):
     cfg = _cfg(stack_run)
     ng = stack_run.within(CLUSTER).one("aws:eks/nodeGroup:NodeGroup").inputs
@@ -184,19 +216,27 @@ def test_system_node_group_is_private_encrypted_and_imdsv2(stack_run):
     lt = stack_run.within(CLUSTER).one("aws:ec2/launchTemplate:LaunchTemplate")
     assert ng["launchTemplate"]["id"] == lt.id
     (root,) = lt.inputs["blockDeviceMappings"]
-    assert root["ebs"] == {"volumeSize": sng.disk_size_gib, "volumeType": "gp3", "encrypted": "true",
-                           "deleteOnTermination": "true"}
+    assert root["ebs"] == {
+        "volumeSize": sng.disk_size_gib,
+        "volumeType": "gp3",
+        "encrypted": "true",
+        "deleteOnTermination": "true",
+    }
     assert lt.inputs["metadataOptions"]["httpTokens"] == "required"
     # Hop limit 1: pods on system nodes (Prometheus, the gateway...) cannot take the node role.
     assert lt.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert "vpcSecurityGroupIds" not in lt.inputs and "imageId" not in lt.inputs
     role = _role_by_arn(stack_run, ng["nodeRoleArn"])
     assert {p.rsplit("/", 1)[1] for p in _attached_policies(stack_run, role)} == {
-        "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly",
-        "AmazonSSMManagedInstanceCore"}
+        "AmazonEKSWorkerNodePolicy",
+        "AmazonEKS_CNI_Policy",
+        "AmazonEC2ContainerRegistryPullOnly",
+        "AmazonSSMManagedInstanceCore",
+    }
 
 
 # --------------------------------------------------------------------------- Kubernetes side
+
 
 def test_kubeconfig_is_a_secret_output_and_feeds_the_provider(stack_run):
     assert "kubeconfig" in stack_run.secret_outputs
@@ -215,7 +255,10 @@ def test_every_kubernetes_object_uses_the_cluster_provider(stack_run):
 
 
 def test_default_storage_class_is_encrypted_gp3(stack_run):
-    (sc,) = [m for m in stack_run.manifests("StorageClass") if m["provisioner"] == "ebs.csi.aws.com"
-             and m["metadata"]["name"] == "gp3"]
+    (sc,) = [
+        m
+        for m in stack_run.manifests("StorageClass")
+        if m["provisioner"] == "ebs.csi.aws.com" and m["metadata"]["name"] == "gp3"
+    ]
     validate_k8s_object(sc)
     assert sc == gp3_storage_class_manifest()

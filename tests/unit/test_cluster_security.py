@@ -8,6 +8,7 @@
 - The deploying identity never gets a second admin access entry (pulumi-eks bootstraps one).
 Bad configs fail before any resource is registered, naming the key and the fix.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -38,6 +39,7 @@ def _assert_fails_before_resources(overrides: dict, key: str, *fragments: str, s
 
 # --------------------------------------------------------------------------- API endpoint
 
+
 def test_no_api_endpoint_admits_the_internet(stack_run):
     cfg = _cfg(stack_run)
     eks = stack_run.one(EKS).inputs
@@ -59,8 +61,9 @@ def test_default_endpoint_is_private_only():
 
 
 def test_public_endpoint_to_listed_cidrs_only():
-    run = run_program("dev", overrides={"cluster.endpointPublicAccess": True,
-                                        "cluster.endpointPublicAccessCidrs": ["203.0.113.7/32"]})
+    run = run_program(
+        "dev", overrides={"cluster.endpointPublicAccess": True, "cluster.endpointPublicAccessCidrs": ["203.0.113.7/32"]}
+    )
     eks = run.one(EKS).inputs
     assert eks["endpointPublicAccess"] is True and eks["publicAccessCidrs"] == ["203.0.113.7/32"]
     assert eks["endpointPrivateAccess"] is True
@@ -69,18 +72,21 @@ def test_public_endpoint_to_listed_cidrs_only():
 @pytest.mark.parametrize("cidrs", [["0.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"], ["203.0.113.7/32", "0.0.0.0/0"]])
 def test_internet_wide_endpoint_needs_the_explicit_key(cidrs):
     overrides = {"cluster.endpointPublicAccess": True, "cluster.endpointPublicAccessCidrs": cidrs}
-    _assert_fails_before_resources(overrides, "cluster.endpointPublicAccessCidrs",
-                                   "allowPublicEndpointFromAnywhere: true")
+    _assert_fails_before_resources(
+        overrides, "cluster.endpointPublicAccessCidrs", "allowPublicEndpointFromAnywhere: true"
+    )
     run = run_program("dev", overrides={**overrides, "cluster.allowPublicEndpointFromAnywhere": True})
     assert run.one(EKS).inputs["publicAccessCidrs"] == cidrs
 
 
 def test_public_endpoint_without_cidrs_fails_before_any_resource():
-    _assert_fails_before_resources({"cluster.endpointPublicAccess": True}, "cluster.endpointPublicAccessCidrs",
-                                   "endpointPublicAccess false")
+    _assert_fails_before_resources(
+        {"cluster.endpointPublicAccess": True}, "cluster.endpointPublicAccessCidrs", "endpointPublicAccess false"
+    )
 
 
 # --------------------------------------------------------------------------- IMDS
+
 
 def test_hop_limit_one_on_every_launch_template_and_node_class(stack_run):
     templates = stack_run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
@@ -106,6 +112,7 @@ def test_controllers_get_what_they_read_from_imds_from_their_values(stack_run):
 
 
 # --------------------------------------------------------------------------- trust policies
+
 
 def _associations(run: ProgramRun) -> dict[str, set[tuple[str, str]]]:
     """role ARN -> {(namespace, service account)} from Pod Identity associations (direct or add-on)."""
@@ -138,25 +145,35 @@ def test_every_pod_identity_trust_is_one_cluster_namespace_and_service_account(s
             cond = st["Condition"]["StringEquals"]
             assert _single(cond["aws:SourceAccount"]) == ACCOUNT_ID
             assert _single(cond["aws:RequestTag/eks-cluster-arn"]) == cluster_arn, role.name
-            scope = (_single(cond["aws:RequestTag/kubernetes-namespace"]),
-                     _single(cond["aws:RequestTag/kubernetes-service-account"]))
+            scope = (
+                _single(cond["aws:RequestTag/kubernetes-namespace"]),
+                _single(cond["aws:RequestTag/kubernetes-service-account"]),
+            )
             # The trust names exactly the one service account the role is associated with.
             assert associations.get(role.outputs["arn"]) == {scope}, (role.name, scope)
             checked += 1
     # Karpenter, LBC, EBS CSI, EFS CSI controller + node, and per model reader/builder roles.
     assert checked >= 5
-    assert all(any(json.loads(r.inputs["assumeRolePolicy"])["Statement"][0].get("Principal", {}).get("Service")
-                   == "pods.eks.amazonaws.com" for r in stack_run.of_type(ROLE) if r.outputs["arn"] == arn)
-               for arn in associations), "an association points at a role without a Pod Identity trust"
+    assert all(
+        any(
+            json.loads(r.inputs["assumeRolePolicy"])["Statement"][0].get("Principal", {}).get("Service")
+            == "pods.eks.amazonaws.com"
+            for r in stack_run.of_type(ROLE)
+            if r.outputs["arn"] == arn
+        )
+        for arn in associations
+    ), "an association points at a role without a Pod Identity trust"
 
 
 def test_every_irsa_trust_is_one_service_account_with_the_sts_audience():
     run = run_program("vllm")  # vLLM pods use IRSA (tritonserver's S3 client predates Pod Identity)
     provider = run.one(EKS).outputs["oidcProviderArn"]
     issuer = run.one(EKS).outputs["oidcProviderUrl"].removeprefix("https://")
-    annotated = {(m["metadata"]["namespace"], m["metadata"]["name"]): m["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-                 for m in run.manifests("ServiceAccount") if "eks.amazonaws.com/role-arn" in
-                 (m["metadata"].get("annotations") or {})}
+    annotated = {
+        (m["metadata"]["namespace"], m["metadata"]["name"]): m["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        for m in run.manifests("ServiceAccount")
+        if "eks.amazonaws.com/role-arn" in (m["metadata"].get("annotations") or {})
+    }
     checked = 0
     for role in run.of_type(ROLE):
         for st in json.loads(role.inputs["assumeRolePolicy"])["Statement"]:
@@ -175,6 +192,7 @@ def test_every_irsa_trust_is_one_service_account_with_the_sts_audience():
 
 # --------------------------------------------------------------------------- deploying identity
 
+
 def test_the_deploying_identity_gets_no_second_admin_entry():
     other = f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admins"
     run = run_program("dev", overrides={"cluster.adminPrincipalArns": [CALLER, other]})
@@ -187,7 +205,8 @@ def test_caller_arn_forms():
     assert caller_role_arn(f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Admin/alice@example.com") == role
     assert caller_role_arn(CALLER) == CALLER
     # STS drops the role path: a configured ARN with a path is the same principal.
-    assert admins_without_caller([f"arn:aws:iam::{ACCOUNT_ID}:role/teams/Admin", CALLER],
-                                 f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Admin/ci") == [CALLER]
+    assert admins_without_caller(
+        [f"arn:aws:iam::{ACCOUNT_ID}:role/teams/Admin", CALLER], f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Admin/ci"
+    ) == [CALLER]
     assert admins_without_caller([role], f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Other/ci") == [role]
     assert admins_without_caller([role], f"arn:aws:sts::210987654321:assumed-role/Admin/ci") == [role]

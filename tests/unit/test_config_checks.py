@@ -5,6 +5,7 @@ The coverage check replaces a test that only counted the cases it was given: her
 `raise ValueError(...)` or `problems.append(...)` in a config section without a case that reaches it
 fails, naming the line.
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,60 +24,156 @@ from tests.unit.harness import DEFAULT_SECRETS, _config_strings, load_stack_conf
 from tests.unit.test_config_errors import BadConfig
 
 MORE_CASES = [
-    BadConfig("input-len-not-below-seq-len", "dev",
-              {"models[0].engine.maxInputLen": 4096, "models[0].engine.maxSeqLen": 4096},
-              "models[0].engine.maxInputLen", "must be below maxSeqLen"),
+    BadConfig(
+        "input-len-not-below-seq-len",
+        "dev",
+        {"models[0].engine.maxInputLen": 4096, "models[0].engine.maxSeqLen": 4096},
+        "models[0].engine.maxInputLen",
+        "must be below maxSeqLen",
+    ),
     BadConfig("duplicate-model-names", "vllm", {"models[1].name": "llama-2-7b-chat"}, "models", "must be unique"),
-    BadConfig("gpus-below-tp-x-pp", "dev", {"models[0].tensorParallel": 2, "models[0].gpus": 1},
-              "models[0].gpus", "raise gpus or drop the key"),
-    BadConfig("unknown-instance-type", "dev", {"nodePools[0].instanceTypes": ["g6e.3xlarge"]},
-              "nodePools[0].instanceTypes", "use types from components/catalog/gpus.py"),
-    BadConfig("vpc-cidr-prefix-too-long", "dev", {"network.vpcCidr": "10.0.0.0/21"}, "network.vpcCidr",
-              "between /16 and /20"),
-    BadConfig("pod-cidr-prefix-too-short", "dev", {"network.podCidr": "100.64.0.0/15"}, "network.podCidr",
-              "between /16 and /20"),
+    BadConfig(
+        "gpus-below-tp-x-pp",
+        "dev",
+        {"models[0].tensorParallel": 2, "models[0].gpus": 1},
+        "models[0].gpus",
+        "raise gpus or drop the key",
+    ),
+    BadConfig(
+        "unknown-instance-type",
+        "dev",
+        {"nodePools[0].instanceTypes": ["g6e.3xlarge"]},
+        "nodePools[0].instanceTypes",
+        "use types from components/catalog/gpus.py",
+    ),
+    BadConfig(
+        "vpc-cidr-prefix-too-long", "dev", {"network.vpcCidr": "10.0.0.0/21"}, "network.vpcCidr", "between /16 and /20"
+    ),
+    BadConfig(
+        "pod-cidr-prefix-too-short",
+        "dev",
+        {"network.podCidr": "100.64.0.0/15"},
+        "network.podCidr",
+        "between /16 and /20",
+    ),
     BadConfig("structured-key-not-json", "dev", {"models": "[{name: oops"}, "models", "is not valid JSON"),
     # checks added by other issues' work, so that each has a case (see the last test)
-    BadConfig("bottlerocket-without-ami-version", "dev", {"nodePools[0].amiFamily": "Bottlerocket"},
-              "nodePools[0].amiVersion", "required for amiFamily Bottlerocket"),
-    BadConfig("ami-version-not-a-release", "dev", {"nodePools[0].amiVersion": "2026-07-14"},
-              "nodePools[0].amiVersion", "write it like v20260714"),
-    BadConfig("cpu-pool-family-not-a-family", "dev", {"cpuNodePool.instanceFamilies": ["m7i.large"]},
-              "cpuNodePool.instanceFamilies", "write them like m7i"),
-    BadConfig("gpu-pool-named-like-the-cpu-pool", "dev", {"nodePools[0].name": "cpu", "models[0].nodePool": "cpu"},
-              "nodePools[0].name", "rename the GPU pool"),
-    BadConfig("plaintext-with-a-certificate", "dev",
-              {"gateway.tls": {"plaintextInsideVpc": True, "domain": "llm.example.com"}},
-              "gateway.tls.plaintextInsideVpc", "drop plaintextInsideVpc"),
-    BadConfig("hosted-zone-without-domain", "dev", {"gateway.tls": {"hostedZoneId": "Z0123456789ABCDEFGHIJ"}},
-              "gateway.tls.domain", "set domain"),
-    BadConfig("certificate-not-acm", "dev",
-              {"gateway.tls": {"certificateArn": "arn:aws:iam::123456789012:server-certificate/llm"}},
-              "gateway.tls.certificateArn", "use arn:aws:acm:"),
+    BadConfig(
+        "bottlerocket-without-ami-version",
+        "dev",
+        {"nodePools[0].amiFamily": "Bottlerocket"},
+        "nodePools[0].amiVersion",
+        "required for amiFamily Bottlerocket",
+    ),
+    BadConfig(
+        "ami-version-not-a-release",
+        "dev",
+        {"nodePools[0].amiVersion": "2026-07-14"},
+        "nodePools[0].amiVersion",
+        "write it like v20260714",
+    ),
+    BadConfig(
+        "cpu-pool-family-not-a-family",
+        "dev",
+        {"cpuNodePool.instanceFamilies": ["m7i.large"]},
+        "cpuNodePool.instanceFamilies",
+        "write them like m7i",
+    ),
+    BadConfig(
+        "gpu-pool-named-like-the-cpu-pool",
+        "dev",
+        {"nodePools[0].name": "cpu", "models[0].nodePool": "cpu"},
+        "nodePools[0].name",
+        "rename the GPU pool",
+    ),
+    BadConfig(
+        "plaintext-with-a-certificate",
+        "dev",
+        {"gateway.tls": {"plaintextInsideVpc": True, "domain": "llm.example.com"}},
+        "gateway.tls.plaintextInsideVpc",
+        "drop plaintextInsideVpc",
+    ),
+    BadConfig(
+        "hosted-zone-without-domain",
+        "dev",
+        {"gateway.tls": {"hostedZoneId": "Z0123456789ABCDEFGHIJ"}},
+        "gateway.tls.domain",
+        "set domain",
+    ),
+    BadConfig(
+        "certificate-not-acm",
+        "dev",
+        {"gateway.tls": {"certificateArn": "arn:aws:iam::123456789012:server-certificate/llm"}},
+        "gateway.tls.certificateArn",
+        "use arn:aws:acm:",
+    ),
     BadConfig("api-keys-not-json", "dev", {}, "apiKeys", "JSON list", secrets={"apiKeys": "ci:abc"}),
     BadConfig("api-keys-not-strings", "dev", {}, "apiKeys", "JSON list", secrets={"apiKeys": '{"ci": "not-a-list"}'}),
-    BadConfig("api-key-name-twice", "dev", {}, "apiKeys", "give every key its own name",
-              secrets={"apiKeys": '["ci:' + "a" * 40 + '", "ci:' + "b" * 40 + '"]'}),
-    BadConfig("retention-size-fills-the-volume", "vllm", {"monitoring.retentionSize": "100GB"},
-              "monitoring.retentionSize", "keep it about 20% below"),
-    BadConfig("vllm-metric-without-custom-metrics", "vllm", {"models[0].vllm.reportCustomMetrics": False},
-              "models[0].vllm.reportCustomMetrics", "remove the key or pick autoscaling.metric"),
-    BadConfig("model-named-like-a-composing-model", "dev", {"models[0].name": "preprocessing"},
-              "models[0].name", "choose another name"),
+    BadConfig(
+        "api-key-name-twice",
+        "dev",
+        {},
+        "apiKeys",
+        "give every key its own name",
+        secrets={"apiKeys": '["ci:' + "a" * 40 + '", "ci:' + "b" * 40 + '"]'},
+    ),
+    BadConfig(
+        "retention-size-fills-the-volume",
+        "vllm",
+        {"monitoring.retentionSize": "100GB"},
+        "monitoring.retentionSize",
+        "keep it about 20% below",
+    ),
+    BadConfig(
+        "vllm-metric-without-custom-metrics",
+        "vllm",
+        {"models[0].vllm.reportCustomMetrics": False},
+        "models[0].vllm.reportCustomMetrics",
+        "remove the key or pick autoscaling.metric",
+    ),
+    BadConfig(
+        "model-named-like-a-composing-model",
+        "dev",
+        {"models[0].name": "preprocessing"},
+        "models[0].name",
+        "choose another name",
+    ),
     # checks that moved into the config package with their sections (issue 16) and had no case yet
-    BadConfig("llmapi-kv-cache-config-not-a-map", "llmapi",
-              {"models[0].trtllm.llmapi.extraLlmArgs": {"kv_cache_config": 5}},
-              "models[0].trtllm.llmapi.extraLlmArgs", "must be a map of KvCacheConfig fields"),
-    BadConfig("llmapi-kv-cache-key-owned-by-the-stack", "llmapi",
-              {"models[0].trtllm.llmapi.extraLlmArgs": {"kv_cache_config": {"free_gpu_memory_fraction": 0.5}}},
-              "models[0].trtllm.llmapi.extraLlmArgs", "is set by trtllm.llmapi"),
-    BadConfig("trtllm-options-on-a-vllm-model", "llmapi", {"models[1].trtllm": {"runtime": "engine"}},
-              "models[1].trtllm", "only used with backend trtllm"),
-    BadConfig("openai-options-without-openai", "dev", {"models[0].openai": {"tokenizer": "meta-llama/Llama-3.2-1B"}},
-              "models[0].openai", "only used with openai.enabled: true"),
-    BadConfig("multinode-min-groups-exceed-max-gpus", "multinode",
-              {"nodePools[0].maxGpus": 8, "models[0].minReplicas": 2, "models[0].maxReplicas": 2},
-              "models[0].minReplicas", "raise maxGpus"),
+    BadConfig(
+        "llmapi-kv-cache-config-not-a-map",
+        "llmapi",
+        {"models[0].trtllm.llmapi.extraLlmArgs": {"kv_cache_config": 5}},
+        "models[0].trtllm.llmapi.extraLlmArgs",
+        "must be a map of KvCacheConfig fields",
+    ),
+    BadConfig(
+        "llmapi-kv-cache-key-owned-by-the-stack",
+        "llmapi",
+        {"models[0].trtllm.llmapi.extraLlmArgs": {"kv_cache_config": {"free_gpu_memory_fraction": 0.5}}},
+        "models[0].trtllm.llmapi.extraLlmArgs",
+        "is set by trtllm.llmapi",
+    ),
+    BadConfig(
+        "trtllm-options-on-a-vllm-model",
+        "llmapi",
+        {"models[1].trtllm": {"runtime": "engine"}},
+        "models[1].trtllm",
+        "only used with backend trtllm",
+    ),
+    BadConfig(
+        "openai-options-without-openai",
+        "dev",
+        {"models[0].openai": {"tokenizer": "meta-llama/Llama-3.2-1B"}},
+        "models[0].openai",
+        "only used with openai.enabled: true",
+    ),
+    BadConfig(
+        "multinode-min-groups-exceed-max-gpus",
+        "multinode",
+        {"nodePools[0].maxGpus": 8, "models[0].minReplicas": 2, "models[0].maxReplicas": 2},
+        "models[0].minReplicas",
+        "raise maxGpus",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.
@@ -124,9 +221,13 @@ def _check_lines_in(source: Path) -> dict[int, str]:
         if getattr(node, "lineno", None) in exempt or not isinstance(node, (ast.Raise, ast.Call)):
             continue
         is_raise = isinstance(node, ast.Raise) and node.exc is not None
-        is_append = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                     and node.func.attr == "append" and isinstance(node.func.value, ast.Name)
-                     and node.func.value.id == "problems")
+        is_append = (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "append"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "problems"
+        )
         if is_raise or is_append:
             found[node.lineno] = lines[node.lineno - 1].strip()
     return found
@@ -165,6 +266,7 @@ def _lines_run_by(case: BadConfig) -> set[tuple[str, int]]:
             if event == "line":
                 ran.add((name, frame.f_lineno))
             return local
+
         return local
 
     raw, secret_keys = _stack_config(case)
@@ -200,10 +302,18 @@ def test_every_config_check_is_reached_by_a_bad_config_case():
         ran |= _lines_run_by(case)
     checks = _check_lines()
     assert len(checks) >= 20, checks  # the AST walk finds the config checks at all
-    assert {name for name, _ in checks} >= {"models.py", "stack.py", "gateway.py", "llmapi.py", "openai.py",
-                                            "multinode_checks.py", "node_pools.py"}
+    assert {name for name, _ in checks} >= {
+        "models.py",
+        "stack.py",
+        "gateway.py",
+        "llmapi.py",
+        "openai.py",
+        "multinode_checks.py",
+        "node_pools.py",
+    }
     missing = {where: text for where, text in checks.items() if where not in ran}
     assert not missing, (
         "checks in components/config/ that no bad-config case reaches; add a BadConfig case "
         "(tests/unit/test_config_errors.py, test_config_checks.py or tests/multinode/test_config.py) for each:\n"
-        + "\n".join(f"  components/config/{name}:{line}: {text}" for (name, line), text in sorted(missing.items())))
+        + "\n".join(f"  components/config/{name}:{line}: {text}" for (name, line), text in sorted(missing.items()))
+    )

@@ -1,4 +1,5 @@
 """Every physical AWS name the program generates fits AWS's limit, even for the longest stack name."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@
 The Pulumi CLI cannot run here, so the Automation API module is replaced by a
 recording fake; everything decided before Pulumi runs is tested for real.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,11 @@ def project(tmp_path):
     `pulumi config set --secret` stores it (the committed stack files have none)."""
     (tmp_path / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
     for stack_file in REPO.glob("Pulumi.*.yaml"):
-        text = stack_file.read_text() + "  tritonllm:hfToken:\n    secure: v1:AAAAencrypted\n" \
+        text = (
+            stack_file.read_text()
+            + "  tritonllm:hfToken:\n    secure: v1:AAAAencrypted\n"
             + "  tritonllm:apiKeys:\n    secure: v1:AAAAencrypted\n"
+        )
         (tmp_path / stack_file.name).write_text(text)
     return tmp_path
 
@@ -53,8 +57,10 @@ class FakeStack:
     def up(self, **kw):
         self._record("up", kw)
         summary = types.SimpleNamespace(result=self.result, resource_changes={"create": 3})
-        outputs = {"clusterName": types.SimpleNamespace(value="tritonllm-dev", secret=False),
-                   "kubeconfig": types.SimpleNamespace(value="apiVersion: v1 ...token", secret=True)}
+        outputs = {
+            "clusterName": types.SimpleNamespace(value="tritonllm-dev", secret=False),
+            "kubeconfig": types.SimpleNamespace(value="apiVersion: v1 ...token", secret=True),
+        }
         return types.SimpleNamespace(summary=summary, outputs=outputs)
 
     def destroy(self, **kw):
@@ -76,8 +82,9 @@ def fake_automation(stack: FakeStack, selected: list):
     class CommandError(Exception):
         pass
 
-    return types.SimpleNamespace(select_stack=select_stack, StackNotFoundError=StackNotFoundError,
-                                 CommandError=CommandError)
+    return types.SimpleNamespace(
+        select_stack=select_stack, StackNotFoundError=StackNotFoundError, CommandError=CommandError
+    )
 
 
 def test_plan_uses_the_named_stack_file_and_project(project):
@@ -117,16 +124,19 @@ def test_invalid_stack_config_fails_before_pulumi(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
     (tmp_path / "Pulumi.bad.yaml").write_text(
         "config:\n  tritonllm:region: us-west-2\n  tritonllm:nodePools: [{name: g5, instanceFamilies: [g5]}]\n"
-        "  tritonllm:models: [{name: m, backend: vllm, hfModelId: a/b, nodePool: g6}]\n")
+        "  tritonllm:models: [{name: m, backend: vllm, hfModelId: a/b, nodePool: g6}]\n"
+    )
     with pytest.raises(deploy.DeployError, match=r"models\[0\].nodePool: 'g6' is not a nodePools entry"):
         deploy.plan_from_args(parse("preview", "--stack", "bad", "--cwd", str(tmp_path)))
 
 
 def test_secure_values_count_as_set(tmp_path):
     (tmp_path / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
-    body = ("config:\n  tritonllm:region: us-west-2\n  tritonllm:nodePools: [{name: g5, instanceFamilies: [g5]}]\n"
-            "  tritonllm:models: [{name: m, backend: vllm, hfModelId: meta-llama/Llama-2-7b-chat-hf, nodePool: g5}]\n"
-            "  tritonllm:gateway: {tls: {plaintextInsideVpc: true}}\n  tritonllm:apiKeys:\n    secure: v1:abc\n")
+    body = (
+        "config:\n  tritonllm:region: us-west-2\n  tritonllm:nodePools: [{name: g5, instanceFamilies: [g5]}]\n"
+        "  tritonllm:models: [{name: m, backend: vllm, hfModelId: meta-llama/Llama-2-7b-chat-hf, nodePool: g5}]\n"
+        "  tritonllm:gateway: {tls: {plaintextInsideVpc: true}}\n  tritonllm:apiKeys:\n    secure: v1:abc\n"
+    )
     (tmp_path / "Pulumi.nosecret.yaml").write_text(body)
     with pytest.raises(deploy.DeployError, match="hfToken is not set"):
         deploy.plan_from_args(parse("preview", "--stack", "nosecret", "--cwd", str(tmp_path)))
@@ -193,10 +203,11 @@ def fake_pulumi(bin_dir: Path, whoami_rc: int = 0, log: Path | None = None) -> P
     bin_dir.mkdir(parents=True, exist_ok=True)
     cli = bin_dir / "pulumi"
     record = f'echo "$@" >> {log}\n' if log else ""
-    cli.write_text("#!/bin/sh\n" + record +
-                   f'if [ "$1" = whoami ]; then\n  [ {whoami_rc} -eq 0 ] && echo alice && exit 0\n'
-                   '  echo "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions" >&2\n'
-                   f"  exit {whoami_rc}\nfi\nexit 0\n")
+    cli.write_text(
+        "#!/bin/sh\n" + record + f'if [ "$1" = whoami ]; then\n  [ {whoami_rc} -eq 0 ] && echo alice && exit 0\n'
+        '  echo "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions" >&2\n'
+        f"  exit {whoami_rc}\nfi\nexit 0\n"
+    )
     cli.chmod(0o755)
     return cli
 
@@ -228,8 +239,8 @@ def test_config_fix_runs_as_printed(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
     assert deploy.main(parse("preview", "--stack", "dev")) == deploy.EXIT_USAGE
     err = capsys.readouterr().err
-    fix = err[err.index("`pulumi -C") + 1:]
-    fix = fix[:fix.index("`")].replace("hf_...", "hf_test")
+    fix = err[err.index("`pulumi -C") + 1 :]
+    fix = fix[: fix.index("`")].replace("hf_...", "hf_test")
     assert "stack select --create dev && " in fix and " config set --stack dev --secret tritonllm:" in fix, err
     log.write_text("")
     import subprocess

@@ -6,6 +6,7 @@ every ```bash block parses: `bash -n` for all of them, and each `python -m trito
 `make ...` command against the real argument parser and Makefile targets. The blocks marked
 runnable are run for real by tests/e2e/test_doc_commands.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,10 +28,23 @@ DOCS = REPO / "docs"
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"),
-         "--site-dir", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"))
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(REPO / "mkdocs.yml"),
+            "--site-dir",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+    )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     return out
 
@@ -49,7 +63,7 @@ def nav_pages() -> list[str]:
 
 
 def page_html(site: Path, page: str) -> str:
-    stem = page[:-len(".md")]
+    stem = page[: -len(".md")]
     html = site / ("index.html" if stem == "index" else f"{stem}/index.html")
     return html.read_text()
 
@@ -77,13 +91,13 @@ def test_readme_links_to_docs_pages_and_anchors_that_exist(site):
     links = README_LINK.findall(readme)
     assert links, "README links to no docs page"
     for target, anchor in links:
-        page = target[len("docs/"):]
+        page = target[len("docs/") :]
         assert (REPO / target).is_file(), f"README links to {target}, which does not exist"
         assert page in nav_pages(), f"README links to {target}, which is not in the site's nav"
         if anchor:
             assert f'id="{anchor}"' in page_html(site, page), f"README links to {target}#{anchor}: no such anchor"
     # the front page leads to every page of the site
-    linked = {target[len("docs/"):] for target, _ in links}
+    linked = {target[len("docs/") :] for target, _ in links}
     assert set(nav_pages()) - {"index.md"} <= linked, set(nav_pages()) - {"index.md"} - linked
 
 
@@ -124,8 +138,10 @@ def test_every_tritonllm_command_takes_its_arguments(command, capsys):
     try:
         build_parser().parse_args(argv)
     except SystemExit as exc:
-        pytest.fail(f"{command.where}: `python -m tritonllm {' '.join(argv)}` is refused: "
-                    f"{capsys.readouterr().err.strip()} (exit {exc.code})")
+        pytest.fail(
+            f"{command.where}: `python -m tritonllm {' '.join(argv)}` is refused: "
+            f"{capsys.readouterr().err.strip()} (exit {exc.code})"
+        )
 
 
 def _make_targets() -> set[str]:

@@ -1,4 +1,5 @@
 """TrtllmEngine's pure parts: the cache key, the Job manifest, and the build script (dry run and fill)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,6 +44,7 @@ def load_script_module():
 
 # --------------------------------------------------------------------------- the key
 
+
 def key_for(**overrides) -> str:
     model, cfg = dev_model(**overrides)
     return eb_provider.resolve_engine(model, cfg.site_of(model)).key
@@ -69,12 +71,15 @@ def test_key_is_a_stable_sha256_of_the_parts(hf):
     assert len(resolved.key) == 64 and key_for() == resolved.key
 
 
-@pytest.mark.parametrize("override", [
-    {"hfRevision": "9213176726f574b556790deb65791e0c5aa438b6"},
-    {"hfModelId": "meta-llama/Llama-3.2-3B-Instruct"},
-    {"tensorParallel": 2, "maxReplicas": 4},
-    {"name": "llama-small"},
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"hfRevision": "9213176726f574b556790deb65791e0c5aa438b6"},
+        {"hfModelId": "meta-llama/Llama-3.2-3B-Instruct"},
+        {"tensorParallel": 2, "maxReplicas": 4},
+        {"name": "llama-small"},
+    ],
+)
 def test_anything_that_changes_the_engine_or_repository_changes_the_key(hf, override):
     assert key_for(**override) != key_for()
 
@@ -108,10 +113,13 @@ def test_every_engine_option_is_part_of_the_key(hf):
         if field == "paged_kv_cache":  # the options that need a paged cache off on both sides
             start.update(enable_kv_cache_reuse=False, enable_chunked_context=False)
         before = model.model_copy(update={"engine": EngineBuildOptions.model_validate(start)})
-        after = model.model_copy(update={"engine": EngineBuildOptions.model_validate(
-            {**start, field: _changed(field, info, start[field])})})
-        assert eb_provider.resolve_engine(after, cfg.site_of(after)).key != eb_provider.resolve_engine(before, cfg.site_of(before)).key, \
-            f"engine.{field} does not change the engine key"
+        after = model.model_copy(
+            update={"engine": EngineBuildOptions.model_validate({**start, field: _changed(field, info, start[field])})}
+        )
+        assert (
+            eb_provider.resolve_engine(after, cfg.site_of(after)).key
+            != eb_provider.resolve_engine(before, cfg.site_of(before)).key
+        ), f"engine.{field} does not change the engine key"
         checked.append(field)
     assert len(checked) == len(EngineBuildOptions.model_fields) - 1
 
@@ -158,6 +166,7 @@ def test_the_image_and_layout_are_part_of_the_key(hf, monkeypatch):
 
 # --------------------------------------------------------------------------- hfRevision -> commit
 
+
 def test_a_branch_is_resolved_to_its_commit_and_a_moved_branch_changes_the_key(hf):
     model, cfg = dev_model()
     first = eb_provider.resolve_engine(model, cfg.site_of(model))
@@ -191,8 +200,11 @@ def test_an_unreachable_api_names_the_key_and_the_fix(hf):
 
     hf.fail_with = urllib.error.URLError("no route to host")
     model, cfg = dev_model()
-    with pytest.raises(eb.RevisionError, match=r"'main' of meta-llama/Llama-3.2-1B-Instruct: cannot resolve.*"
-                                                r"pin hfRevision to a 40-character commit sha"):
+    with pytest.raises(
+        eb.RevisionError,
+        match=r"'main' of meta-llama/Llama-3.2-1B-Instruct: cannot resolve.*"
+        r"pin hfRevision to a 40-character commit sha",
+    ):
         eb_provider.resolve_engine(model, cfg.site_of(model))
 
 
@@ -228,11 +240,18 @@ def test_mixed_gpu_pools_are_refused():
 
 # --------------------------------------------------------------------------- the Job
 
+
 def job(**kw):
     model, cfg = dev_model()
     resolved = eb_provider.resolve_engine(model, cfg.site_of(model))
-    args = {"key": resolved.key, "namespace": model.name, "bucket": "models-bucket", "hf_token_secret": "hf-token",
-            "revision_sha": resolved.revision_sha, **kw}
+    args = {
+        "key": resolved.key,
+        "namespace": model.name,
+        "bucket": "models-bucket",
+        "hf_token_secret": "hf-token",
+        "revision_sha": resolved.revision_sha,
+        **kw,
+    }
     return eb.engine_build_job_manifest(model, cfg.site_of(model), **args), model, resolved.key
 
 
@@ -285,6 +304,7 @@ def test_script_ships_in_the_configmap_verbatim():
 
 # --------------------------------------------------------------------------- the build script
 
+
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
 
@@ -301,14 +321,25 @@ def test_the_jobs_own_arguments_pass_the_scripts_dry_run():
     assert steps["convert"].startswith("python3 /app/examples/models/core/llama/convert_checkpoint.py")
     assert "--dtype bfloat16" in steps["convert"]
     build = steps["build"]
-    for flag in ("--max_batch_size 64", "--max_input_len 2048", "--max_seq_len 4096", "--max_num_tokens 8192",
-                 "--kv_cache_type paged", "--multiple_profiles enable", "--use_paged_context_fmha enable"):
+    for flag in (
+        "--max_batch_size 64",
+        "--max_input_len 2048",
+        "--max_seq_len 4096",
+        "--max_num_tokens 8192",
+        "--kv_cache_type paged",
+        "--multiple_profiles enable",
+        "--use_paged_context_fmha enable",
+    ):
         assert flag in build
     assert steps["template:tensorrt_llm_bls"].endswith("/work/out/model_repository/llama-3-2-1b")
     assert steps["template:ensemble"].endswith("/work/out/model_repository/ensemble")
     assert "prompt_embedding_table_data_type:TYPE_FP16" in steps["fill:tensorrt_llm"]
-    for value in ("batch_scheduler_policy:max_utilization", "enable_kv_cache_reuse:true",
-                  "enable_chunked_context:true", "max_queue_delay_microseconds:0"):
+    for value in (
+        "batch_scheduler_policy:max_utilization",
+        "enable_kv_cache_reuse:true",
+        "enable_chunked_context:true",
+        "max_queue_delay_microseconds:0",
+    ):
         assert value in steps["fill:tensorrt_llm"]
     assert "accumulate_tokens:true" in steps["fill:tensorrt_llm_bls"]
     assert "engine_dir:/staged/engine" in steps["fill:tensorrt_llm"]
@@ -317,10 +348,29 @@ def test_the_jobs_own_arguments_pass_the_scripts_dry_run():
 
 
 def test_fp8_uses_the_quantization_example_and_tp_spreads_workers():
-    result = run_script("--dry-run", "--hf-model-id", "a/b", "--served-model-name", "m", "--dtype", "fp8",
-                        "--tp-size", "2", "--max-batch-size", "8", "--max-input-len", "512", "--max-seq-len", "1024",
-                        "--max-num-tokens", "2048", "--no-paged-kv-cache", "--no-multiple-profiles",
-                        "--no-enable-kv-cache-reuse", "--no-enable-chunked-context")
+    result = run_script(
+        "--dry-run",
+        "--hf-model-id",
+        "a/b",
+        "--served-model-name",
+        "m",
+        "--dtype",
+        "fp8",
+        "--tp-size",
+        "2",
+        "--max-batch-size",
+        "8",
+        "--max-input-len",
+        "512",
+        "--max-seq-len",
+        "1024",
+        "--max-num-tokens",
+        "2048",
+        "--no-paged-kv-cache",
+        "--no-multiple-profiles",
+        "--no-enable-kv-cache-reuse",
+        "--no-enable-chunked-context",
+    )
     assert result.returncode == 0, result.stderr
     steps = dict(line.split(": ", 1) for line in result.stdout.splitlines()[1:])
     assert "quantization/quantize.py" in steps["convert"] and "--qformat fp8" in steps["convert"]
@@ -330,18 +380,27 @@ def test_fp8_uses_the_quantization_example_and_tp_spreads_workers():
     assert "<model_type from config.json>" not in steps["convert"]  # fp8 does not depend on the family
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-input-len", "4096"], "must be below --max-seq-len"),
-    (["--served-model-name", "Llama_3"], "DNS label"),
-    (["--hf-model-id", "not-an-id"], "owner/name"),
-    (["--max-batch-size", "0"], "--max-batch-size must be at least 1"),
-    (["--model-family", "bloom"], "unknown"),
-    (["--kv-cache-free-gpu-mem-fraction", "1.5"], "(0, 1]"),
-    (["--work-dir", "relative/dir"], "absolute path"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-input-len", "4096"], "must be below --max-seq-len"),
+        (["--served-model-name", "Llama_3"], "DNS label"),
+        (["--hf-model-id", "not-an-id"], "owner/name"),
+        (["--max-batch-size", "0"], "--max-batch-size must be at least 1"),
+        (["--model-family", "bloom"], "unknown"),
+        (["--kv-cache-free-gpu-mem-fraction", "1.5"], "(0, 1]"),
+        (["--work-dir", "relative/dir"], "absolute path"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_reason(args, message):
-    base = {"--hf-model-id": "a/b", "--served-model-name": "m", "--max-batch-size": "8", "--max-input-len": "512",
-            "--max-seq-len": "1024", "--max-num-tokens": "2048"}
+    base = {
+        "--hf-model-id": "a/b",
+        "--served-model-name": "m",
+        "--max-batch-size": "8",
+        "--max-input-len": "512",
+        "--max-seq-len": "1024",
+        "--max-num-tokens": "2048",
+    }
     for flag, value in zip(args[::2], args[1::2]):
         base[flag] = value
     result = run_script("--dry-run", *[x for kv in base.items() for x in kv])
@@ -365,10 +424,27 @@ def upstream_app(tmp_path, monkeypatch):
 
 
 def fake_run_args(tmp_path, *extra: str):
-    return ["--hf-model-id", "meta-llama/Llama-3.2-1B-Instruct", "--served-model-name", "llama-3-2-1b",
-            "--max-batch-size", "64", "--max-input-len", "2048", "--max-seq-len", "4096", "--max-num-tokens", "8192",
-            "--work-dir", str(tmp_path / "work"), "--output-dir", str(tmp_path / "work" / "out"),
-            "--cache-key", "abc", *extra]
+    return [
+        "--hf-model-id",
+        "meta-llama/Llama-3.2-1B-Instruct",
+        "--served-model-name",
+        "llama-3-2-1b",
+        "--max-batch-size",
+        "64",
+        "--max-input-len",
+        "2048",
+        "--max-seq-len",
+        "4096",
+        "--max-num-tokens",
+        "8192",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--output-dir",
+        str(tmp_path / "work" / "out"),
+        "--cache-key",
+        "abc",
+        *extra,
+    ]
 
 
 def _fill_for_real(cmd):
@@ -380,7 +456,9 @@ def test_a_template_placeholder_nobody_fills_stops_the_build(upstream_app, tmp_p
     module, app = upstream_app
     monkeypatch.setattr(module, "run", _fill_for_real)
     config = app / "all_models" / "inflight_batcher_llm" / "postprocessing" / "config.pbtxt"
-    config.write_text(config.read_text() + "\ndynamic_batching { max_queue_delay_microseconds: ${new_required_knob} }\n")
+    config.write_text(
+        config.read_text() + "\ndynamic_batching { max_queue_delay_microseconds: ${new_required_knob} }\n"
+    )
     args = module.parse_args(fake_run_args(tmp_path))
     module.paths(args)["repository"].mkdir(parents=True)
     with pytest.raises(SystemExit, match="new_required_knob"):

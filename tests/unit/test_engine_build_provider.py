@@ -3,6 +3,7 @@
 S3 is a real moto server (tests/providers/moto_counting_server.py); Kubernetes is a
 fake JobApi that plays a Job's life (the same interface KubernetesJobApi implements).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,11 @@ KEY = "ab" * 32
 
 @pytest.fixture(scope="module")
 def moto_url(monkeypatch_module):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch_module.setenv(name, value)
     monkeypatch_module.delenv("AWS_PROFILE", raising=False)
     server = start_moto_server()
@@ -45,8 +49,9 @@ def bucket(moto_url) -> str:
 
 
 def s3_client(url: str):
-    return boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                        config=botocore.config.Config(s3={"addressing_style": "path"}))
+    return boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1", config=botocore.config.Config(s3={"addressing_style": "path"})
+    )
 
 
 def store(url: str) -> eb_provider.S3ObjectStore:
@@ -93,13 +98,25 @@ class FakeJobs:
 
 RUNNING = {"active": 1}
 COMPLETE = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
-FAILED = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                       "message": "Job has reached the specified backoff limit"}]}
+FAILED = {
+    "failed": 1,
+    "conditions": [
+        {
+            "type": "Failed",
+            "status": "True",
+            "reason": "BackoffLimitExceeded",
+            "message": "Job has reached the specified backoff limit",
+        }
+    ],
+}
 
 
 def props(bucket: str, timeout: int = 3600) -> dict[str, Any]:
     return {
-        "key": KEY, "bucket": bucket, "prefix": eb.engine_prefix(KEY), "region": "us-east-1",
+        "key": KEY,
+        "bucket": bucket,
+        "prefix": eb.engine_prefix(KEY),
+        "region": "us-east-1",
         "timeout_seconds": timeout,
         "job": {"metadata": {"name": eb.job_name(KEY), "namespace": "llama"}},
         "script_config_map": {"metadata": {"name": eb.script_configmap_name(KEY), "namespace": "llama"}},
@@ -122,6 +139,7 @@ def upload_engine(url: str, bucket: str):
         client = s3_client(url)
         client.put_object(Bucket=bucket, Key=f"engines/{KEY}/engine/rank0.engine", Body=b"engine")
         client.put_object(Bucket=bucket, Key=f"engines/{KEY}/{eb.COMPLETE_MARKER}", Body=KEY.encode())
+
     return upload
 
 
@@ -164,7 +182,9 @@ def test_the_deadline_stops_waiting(moto_url, bucket):
     clock = Clock()
     jobs = FakeJobs([RUNNING], logs="")
     with pytest.raises(eb_provider.EngineBuildError, match="no result within"):
-        eb_provider.ensure_engine(props(bucket, timeout=60), lambda: jobs, store(moto_url), clock=clock, sleep=clock.sleep)
+        eb_provider.ensure_engine(
+            props(bucket, timeout=60), lambda: jobs, store(moto_url), clock=clock, sleep=clock.sleep
+        )
     assert clock.now >= 60 + eb.WAIT_MARGIN_SECONDS
     assert jobs.called("delete_job") == 1
 
@@ -177,8 +197,12 @@ def test_success_without_the_marker_is_an_error(moto_url, bucket):
 
 def test_delete_removes_only_its_own_prefix(moto_url, bucket):
     client = s3_client(moto_url)
-    for key in (f"engines/{KEY}/engine/rank0.engine", f"engines/{KEY}/{eb.COMPLETE_MARKER}",
-                f"engines/{'cd' * 32}/engine/rank0.engine", "models/llama/config.pbtxt"):
+    for key in (
+        f"engines/{KEY}/engine/rank0.engine",
+        f"engines/{KEY}/{eb.COMPLETE_MARKER}",
+        f"engines/{'cd' * 32}/engine/rank0.engine",
+        "models/llama/config.pbtxt",
+    ):
         client.put_object(Bucket=bucket, Key=key, Body=b"x")
     assert store(moto_url).delete_prefix(bucket, eb.engine_prefix(KEY)) == 2
     left = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
@@ -196,10 +220,17 @@ def test_delete_removes_every_version_in_a_versioned_bucket(moto_url, bucket):
     assert not listing.get("Versions") and not listing.get("DeleteMarkers")
 
 
-@pytest.mark.parametrize("status, outcome", [
-    ({}, "running"), (RUNNING, "running"), (COMPLETE, "succeeded"), (FAILED, "failed"),
-    ({"failed": 1}, "failed"), ({"conditions": [{"type": "Failed", "status": "False"}], "active": 1}, "running"),
-])
+@pytest.mark.parametrize(
+    "status, outcome",
+    [
+        ({}, "running"),
+        (RUNNING, "running"),
+        (COMPLETE, "succeeded"),
+        (FAILED, "failed"),
+        ({"failed": 1}, "failed"),
+        ({"conditions": [{"type": "Failed", "status": "False"}], "active": 1}, "running"),
+    ],
+)
 def test_job_outcome(status, outcome):
     assert eb_provider.job_outcome(status) == outcome
 
@@ -207,12 +238,15 @@ def test_job_outcome(status, outcome):
 UNKNOWN = object()
 
 
-@pytest.mark.parametrize("news, expected", [
-    ({"key": KEY, "bucket": "b", "kubeconfig": "new", "job": {"x": 1}}, (False, [])),
-    ({"key": "ef" * 32, "bucket": "b"}, (True, ["key"])),
-    ({"key": KEY, "bucket": "other"}, (True, ["bucket"])),
-    ({"key": KEY, "bucket": UNKNOWN}, (True, ["bucket"])),
-])
+@pytest.mark.parametrize(
+    "news, expected",
+    [
+        ({"key": KEY, "bucket": "b", "kubeconfig": "new", "job": {"x": 1}}, (False, [])),
+        ({"key": "ef" * 32, "bucket": "b"}, (True, ["key"])),
+        ({"key": KEY, "bucket": "other"}, (True, ["bucket"])),
+        ({"key": KEY, "bucket": UNKNOWN}, (True, ["bucket"])),
+    ],
+)
 def test_diff_compares_only_the_key_and_its_bucket(news, expected):
     olds = {"key": KEY, "bucket": "b", "kubeconfig": "old", "job": {"x": 0}}
     assert eb_provider.engine_diff(olds, news, UNKNOWN) == expected
@@ -221,7 +255,9 @@ def test_diff_compares_only_the_key_and_its_bucket(news, expected):
 def test_provider_diff_handles_preview_unknowns():
     from pulumi.runtime import rpc
 
-    diff = eb_provider.TrtllmEngineProvider().diff("id", {"key": KEY, "bucket": "b"}, {"key": KEY, "bucket": rpc.UNKNOWN})
+    diff = eb_provider.TrtllmEngineProvider().diff(
+        "id", {"key": KEY, "bucket": "b"}, {"key": KEY, "bucket": rpc.UNKNOWN}
+    )
     assert diff.changes and diff.replaces == ["bucket"] and diff.delete_before_replace is False
 
 
@@ -235,12 +271,23 @@ def test_the_provider_class_creates_from_cache_and_deletes_its_prefix(moto_url, 
     client.put_object(Bucket=bucket, Key=f"engines/{KEY}/{eb.COMPLETE_MARKER}", Body=b"x")
     client.put_object(Bucket=bucket, Key=f"engines/{KEY}/engine/rank0.engine", Body=b"x")
     provider = eb_provider.TrtllmEngineProvider()
-    inputs = {**props(bucket), "served_model_name": "llama", "kubeconfig": {"unused": "on a cache hit"},
-              "s3_endpoint_url": moto_url}
+    inputs = {
+        **props(bucket),
+        "served_model_name": "llama",
+        "kubeconfig": {"unused": "on a cache hit"},
+        "s3_endpoint_url": moto_url,
+    }
     created = provider.create(inputs)
     assert created.id == KEY
-    assert created.outs == {"key": KEY, "bucket": bucket, "prefix": eb.engine_prefix(KEY), "region": "us-east-1",
-                            "served_model_name": "llama", "built": False, "build_seconds": 0.0}
+    assert created.outs == {
+        "key": KEY,
+        "bucket": bucket,
+        "prefix": eb.engine_prefix(KEY),
+        "region": "us-east-1",
+        "served_model_name": "llama",
+        "built": False,
+        "build_seconds": 0.0,
+    }
     provider.delete(created.id, {**created.outs, "s3_endpoint_url": moto_url})
     assert "Contents" not in client.list_objects_v2(Bucket=bucket)
 
@@ -286,15 +333,51 @@ class _FakeApiServer:
                 path = self.path.split("?")[0]
                 if path.endswith("/status"):
                     name = path.split("/")[-2]
-                    return self._send(200, {**server.jobs[name], "status": {
-                        "failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
-                                                     "message": "too slow", "lastTransitionTime": None}]}})
+                    return self._send(
+                        200,
+                        {
+                            **server.jobs[name],
+                            "status": {
+                                "failed": 1,
+                                "conditions": [
+                                    {
+                                        "type": "Failed",
+                                        "status": "True",
+                                        "reason": "DeadlineExceeded",
+                                        "message": "too slow",
+                                        "lastTransitionTime": None,
+                                    }
+                                ],
+                            },
+                        },
+                    )
                 if path.endswith("/pods"):
-                    return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [{
-                        "metadata": {"name": "engine-build-x-abcde"},
-                        "status": {"phase": "Failed", "initContainerStatuses": [{
-                            "name": "build", "ready": False, "restartCount": 0, "image": "i", "imageID": "",
-                            "state": {"terminated": {"exitCode": 1}}}]}}]})
+                    return self._send(
+                        200,
+                        {
+                            "kind": "PodList",
+                            "apiVersion": "v1",
+                            "metadata": {},
+                            "items": [
+                                {
+                                    "metadata": {"name": "engine-build-x-abcde"},
+                                    "status": {
+                                        "phase": "Failed",
+                                        "initContainerStatuses": [
+                                            {
+                                                "name": "build",
+                                                "ready": False,
+                                                "restartCount": 0,
+                                                "image": "i",
+                                                "imageID": "",
+                                                "state": {"terminated": {"exitCode": 1}},
+                                            }
+                                        ],
+                                    },
+                                }
+                            ],
+                        },
+                    )
                 if path.endswith("/log"):
                     return self._send(200, "line 1\nRuntimeError: boom\n", "text/plain")
                 self._send(404, {"kind": "Status", "code": 404})
@@ -323,14 +406,22 @@ def test_kubernetes_job_api_against_a_loopback_api_server():
     pytest.importorskip("kubernetes")
     server = _FakeApiServer()
     try:
-        api = eb_provider.KubernetesJobApi({
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "k", "cluster": {"server": server.url}}],
-            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-            "users": [{"name": "u", "user": {"token": "t"}}],
-        })
-        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "engine-build-x", "namespace": "llama"},
-               "spec": {"template": {"spec": {"containers": [], "restartPolicy": "Never"}}}}
+        api = eb_provider.KubernetesJobApi(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "k", "cluster": {"server": server.url}}],
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "engine-build-x", "namespace": "llama"},
+            "spec": {"template": {"spec": {"containers": [], "restartPolicy": "Never"}}},
+        }
         cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "script", "namespace": "llama"}, "data": {}}
         api.apply_config_map(cm)
         assert api.create_job(job) is True

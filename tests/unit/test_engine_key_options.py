@@ -5,6 +5,7 @@ is covered without editing this file; an option that must stay out of the key (i
 the uploaded engine or repository) is listed in NOT_IN_KEY, and the test checks it really is out.
 Uses only the public key functions (`engine_key_parts`, `engine_cache_key`).
 """
+
 from __future__ import annotations
 
 import types
@@ -74,8 +75,10 @@ def options_pair(options: EngineBuildOptions, field: str) -> tuple[EngineBuildOp
     on/off options turned off."""
     model_type = type(options)
     current = options.model_dump(by_alias=False)
-    bases = [current, {**current, **{name: False for name, value in current.items()
-                                      if isinstance(value, bool) and name != field}}]
+    bases = [
+        current,
+        {**current, **{name: False for name, value in current.items() if isinstance(value, bool) and name != field}},
+    ]
     annotation = model_type.model_fields[field].annotation
     for base in bases:
         try:
@@ -108,7 +111,8 @@ def test_every_engine_option_changes_the_key(field):
     before, after = options_pair(model.engine, field)
     base, changed = (model.model_copy(update={"engine": options}) for options in (before, after))
     assert key(changed, cfg) != key(base, cfg), (
-        f"engines.{field} is not part of the engine cache key: changing it would reuse a stale engine")
+        f"engines.{field} is not part of the engine cache key: changing it would reuse a stale engine"
+    )
 
 
 @pytest.mark.parametrize("field", sorted(NOT_IN_KEY))
@@ -119,12 +123,15 @@ def test_options_that_cannot_change_the_engine_leave_the_key_alone(field):
     assert key(changed, cfg) == key(base, cfg)
 
 
-@pytest.mark.parametrize("update", [
-    {"hf_model_id": "meta-llama/Llama-3.2-3B-Instruct"},
-    {"tensor_parallel": 2},
-    {"pipeline_parallel": 2},
-    {"name": "another-name"},  # the served model name is written into the repository
-])
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"hf_model_id": "meta-llama/Llama-3.2-3B-Instruct"},
+        {"tensor_parallel": 2},
+        {"pipeline_parallel": 2},
+        {"name": "another-name"},  # the served model name is written into the repository
+    ],
+)
 def test_model_fields_that_shape_the_engine_change_the_key(update):
     model, cfg = dev_config()
     assert key(model.model_copy(update=update), cfg) != key(model, cfg)

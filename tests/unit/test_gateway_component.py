@@ -8,6 +8,7 @@ the controller's Pod Identity association, IAM policy and role.
 The component runs on its own through a tiny program (the stack's config, a stand-in
 Kubernetes provider), and inside the whole program (`__main__.py`) too.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,6 +66,7 @@ def run(program_file) -> ProgramRun:
 
 
 # --------------------------------------------------------------------------- graph helpers
+
 
 def _ancestors(run: ProgramRun, resource: RecordedResource) -> set[str]:
     """URNs `resource` transitively depends on (what destroy must keep until it is gone)."""
@@ -132,8 +134,18 @@ def _gateway_resources(run: ProgramRun) -> GatewayResources:
     (role,) = [r for r in children if r.type == "aws:iam/role:Role"]
     (crds,) = [r for r in children if r.type == "kubernetes:yaml/v2:ConfigFile"]
     (gateway,) = [r for r in children if r.inputs.get("kind") == "Gateway"]
-    return GatewayResources(component=component, lbc=lbc, ngf=ngf, service=service, association=association,
-                            policy=policy, role=role, crds=crds, gateway=gateway, children=children)
+    return GatewayResources(
+        component=component,
+        lbc=lbc,
+        ngf=ngf,
+        service=service,
+        association=association,
+        policy=policy,
+        role=role,
+        crds=crds,
+        gateway=gateway,
+        children=children,
+    )
 
 
 def check_nlb_is_destroyed_before_its_controller(run: ProgramRun) -> None:
@@ -171,6 +183,7 @@ def check_gateway_objects_validate(run: ProgramRun) -> None:
 
 
 # --------------------------------------------------------------------------- the component alone
+
 
 def test_nlb_service_is_destroyed_before_the_load_balancer_controller(run):
     check_nlb_is_destroyed_before_its_controller(run)
@@ -230,19 +243,25 @@ def test_lbc_role_is_its_own_pod_identity_role_with_the_published_policy(run):
     assert json.loads(g["policy"].inputs["policy"]) == gm.lbc_controller_policy_document()
     trust = json.loads(g["role"].inputs["assumeRolePolicy"])
     # Only the LBC's service account in this cluster may use the role (session-tag conditions).
-    assert trust["Statement"][0]["Condition"] == {"StringEquals": {
-        "aws:SourceAccount": "123456789012",
-        "aws:RequestTag/eks-cluster-arn": "arn:aws:eks:us-west-2:123456789012:cluster/tritonllm-dev",
-        "aws:RequestTag/kubernetes-namespace": gm.LBC_NAMESPACE,
-        "aws:RequestTag/kubernetes-service-account": gm.LBC_SERVICE_ACCOUNT,
-    }}
+    assert trust["Statement"][0]["Condition"] == {
+        "StringEquals": {
+            "aws:SourceAccount": "123456789012",
+            "aws:RequestTag/eks-cluster-arn": "arn:aws:eks:us-west-2:123456789012:cluster/tritonllm-dev",
+            "aws:RequestTag/kubernetes-namespace": gm.LBC_NAMESPACE,
+            "aws:RequestTag/kubernetes-service-account": gm.LBC_SERVICE_ACCOUNT,
+        }
+    }
     a = g["association"].inputs
     assert (a["namespace"], a["serviceAccount"]) == (gm.LBC_NAMESPACE, gm.LBC_SERVICE_ACCOUNT)
     assert a["clusterName"] == "tritonllm-dev"
     assert g["lbc"].inputs["values"]["serviceAccount"]["name"] == a["serviceAccount"]
     # No other policy reaches this role.
-    attached = [r for r in run.resources if r.type.startswith("aws:iam/rolePolicy")
-                and r.inputs.get("role") in (g["role"].id, g["role"].outputs.get("name"))]
+    attached = [
+        r
+        for r in run.resources
+        if r.type.startswith("aws:iam/rolePolicy")
+        and r.inputs.get("role") in (g["role"].id, g["role"].outputs.get("name"))
+    ]
     assert attached == [g["policy"]]
 
 
@@ -251,8 +270,11 @@ P = "service.beta.kubernetes.io/aws-load-balancer-"
 
 
 def test_internet_facing_with_a_created_certificate_and_alias(program_file):
-    tls_run = run_program("dev", program=program_file, overrides={
-        "gateway": {"scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"], "tls": TLS_DOMAIN}})
+    tls_run = run_program(
+        "dev",
+        program=program_file,
+        overrides={"gateway": {"scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"], "tls": TLS_DOMAIN}},
+    )
     svc = _gateway_resources(tls_run)["service"]
     ann = svc.get("metadata.annotations")
     assert ann[f"{P}scheme"] == "internet-facing"
@@ -285,9 +307,13 @@ def test_brought_certificate_is_used_as_is(program_file):
 
 
 def test_internet_facing_refused_without_cidrs_or_tls(program_file):
-    for gateway, key in (({"scheme": "internet-facing", "tls": TLS_DOMAIN}, "allowedCidrs"),
-                         ({"scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"],
-                           "tls": {"plaintextInsideVpc": True}}, "plaintextInsideVpc")):
+    for gateway, key in (
+        ({"scheme": "internet-facing", "tls": TLS_DOMAIN}, "allowedCidrs"),
+        (
+            {"scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"], "tls": {"plaintextInsideVpc": True}},
+            "plaintextInsideVpc",
+        ),
+    ):
         refused = run_program("dev", program=program_file, check=False, overrides={"gateway": gateway})
         assert refused.error is not None and key in str(refused.error)
         assert not refused.of_type(SERVICE)
@@ -305,14 +331,18 @@ def test_plaintext_listeners_idle_longer_than_nginx_waits(program_file):
     g = _gateway_resources(timed)
     ann = g["service"].get("metadata.annotations")
     assert ann[f"{P}listener-attributes.TCP-8000"] == "tcp.idle_timeout.seconds=910"
-    policies = {r.inputs["kind"]: r.inputs["spec"] for r in g["children"]
-                if r.inputs.get("apiVersion", "").startswith("gateway.nginx.org/")}
+    policies = {
+        r.inputs["kind"]: r.inputs["spec"]
+        for r in g["children"]
+        if r.inputs.get("apiVersion", "").startswith("gateway.nginx.org/")
+    }
     assert policies["ProxySettingsPolicy"]["timeout"] == {"read": "900s", "send": "900s"}
     assert "grpc_read_timeout 900s;" in policies["SnippetsPolicy"]["snippets"][0]["value"]
     assert g["ngf"].inputs["values"]["nginxGateway"]["snippets"]["enable"] is True
 
 
 # --------------------------------------------------------------------------- inside the whole program
+
 
 @pytest.fixture(scope="module", params=["dev", "vllm"])
 def full_run(request) -> ProgramRun:

@@ -4,6 +4,7 @@ The route tests push requests through a small matcher that implements the Gatewa
 Exact/PathPrefix, method and header semantics after NGINX-style URI normalisation, so
 "never exposes the repository API" is checked against requests, not against our own lists.
 """
+
 from __future__ import annotations
 
 import copy
@@ -50,6 +51,7 @@ def _deep_merge(base: dict, override: dict) -> dict:
 
 
 # --- A Gateway API route matcher (the semantics NGF implements) -----------------------------
+
 
 def normalize_uri(raw: str) -> str | None:
     """What NGINX matches locations against: percent-decoded, slashes merged, dot segments
@@ -102,8 +104,11 @@ def route_http(route: dict, method: str, raw_path: str, headers: dict[str, str] 
         return None
     for rule in route["spec"]["rules"]:
         for match in rule.get("matches", [{}]):
-            if (_path_matches(match, path) and match.get("method", method) == method
-                    and _headers_match(match, headers or {})):
+            if (
+                _path_matches(match, path)
+                and match.get("method", method) == method
+                and _headers_match(match, headers or {})
+            ):
                 upstream = raw_path  # NGINX passes the client's URI unless a rewrite replaces it
                 for f in rule.get("filters", []):
                     if f["type"] == "URLRewrite" and "path" in f["urlRewrite"]:
@@ -121,8 +126,11 @@ def route_grpc(route: dict, service: str, method: str, metadata: dict[str, str] 
             m = match.get("method", {})
             if m.get("type", "Exact") != "Exact":
                 raise AssertionError("matcher only implements Exact method matches")
-            if m.get("service", service) == service and m.get("method", method) == method \
-                    and _headers_match(match, metadata or {}):
+            if (
+                m.get("service", service) == service
+                and m.get("method", method) == method
+                and _headers_match(match, metadata or {})
+            ):
                 return rule["backendRefs"][0]["name"]
     return None
 
@@ -162,10 +170,19 @@ FORBIDDEN_HTTP_PATHS = [
     "/v2/repository/models/{m}/load/../../../../models/{m}/infer/../load",
 ]
 FORBIDDEN_GRPC_METHODS = [
-    "ServerMetadata", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
-    "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
-    "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
-    "TraceSetting", "LogSettings",
+    "ServerMetadata",
+    "ModelStatistics",
+    "RepositoryIndex",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+    "SystemSharedMemoryStatus",
+    "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister",
+    "CudaSharedMemoryUnregister",
+    "TraceSetting",
+    "LogSettings",
 ]
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
@@ -178,11 +195,17 @@ def test_lbc_policy_is_the_published_v3_5_0_document():
     actions = {a for s in doc["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     # What the controller needs to create *and clean up* an NLB with its target groups and SGs.
     for action in [
-        "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:DeleteLoadBalancer",
-        "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteTargetGroup",
-        "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets",
-        "ec2:CreateSecurityGroup", "ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress",
-        "ec2:AuthorizeSecurityGroupIngress", "iam:CreateServiceLinkedRole",
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+        "ec2:CreateSecurityGroup",
+        "ec2:DeleteSecurityGroup",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "iam:CreateServiceLinkedRole",
     ]:
         assert action in actions, action
     # Deletes are limited to what the controller tagged as its own.
@@ -203,8 +226,13 @@ LBC_FREE_FORM = {"nodeSelector", "defaultTags", "podDisruptionBudget", "controll
 
 
 def _lbc_values(**kw):
-    args = dict(cluster_name="tritonllm-dev", region="us-west-2", vpc_id="vpc-0123",
-                node_selector={"tritonllm.io/node-group": "system"}, tags={"project": "tritonllm"})
+    args = dict(
+        cluster_name="tritonllm-dev",
+        region="us-west-2",
+        vpc_id="vpc-0123",
+        node_selector={"tritonllm.io/node-group": "system"},
+        tags={"project": "tritonllm"},
+    )
     args.update(kw)
     return gm.lbc_helm_values(**args)
 
@@ -280,7 +308,9 @@ def test_gateway_validates_and_listens_http_8000_and_h2c_8001():
     assert kinds == {"http": {"HTTPRoute", "GRPCRoute"}, "grpc": {"GRPCRoute"}}
     for listener in listeners.values():
         assert listener["allowedRoutes"]["namespaces"] == {
-            "from": "Selector", "selector": {"matchLabels": gm.route_namespace_labels()}}
+            "from": "Selector",
+            "selector": {"matchLabels": gm.route_namespace_labels()},
+        }
     assert gateway["spec"]["gatewayClassName"] == gm.GATEWAY_CLASS_NAME
 
 
@@ -360,14 +390,19 @@ def test_service_never_leaves_source_ranges_empty():
         gm.load_balancer_service_manifest()
     with pytest.raises(ValueError, match="dangerouslyAllowAnySource"):
         gm.load_balancer_service_manifest(source_cidrs=["0.0.0.0/0"], certificate_arn=ARN)
-    svc = gm.load_balancer_service_manifest(source_cidrs=["0.0.0.0/0"], allow_any_source=True, certificate_arn=ARN,
-                                            scheme="internet-facing")
+    svc = gm.load_balancer_service_manifest(
+        source_cidrs=["0.0.0.0/0"], allow_any_source=True, certificate_arn=ARN, scheme="internet-facing"
+    )
     assert svc["spec"]["loadBalancerSourceRanges"] == ["0.0.0.0/0"]
 
 
 def test_tls_listener_on_443_with_alpn_for_grpc():
-    svc = gm.load_balancer_service_manifest(scheme="internet-facing", source_cidrs=["203.0.113.0/24"],
-                                            certificate_arn=ARN, ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06")
+    svc = gm.load_balancer_service_manifest(
+        scheme="internet-facing",
+        source_cidrs=["203.0.113.0/24"],
+        certificate_arn=ARN,
+        ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06",
+    )
     validate_k8s_object(svc)
     ann = svc["metadata"]["annotations"]
     assert ann[f"{P}scheme"] == "internet-facing"
@@ -398,8 +433,10 @@ def test_health_check_is_nginx_http_readiness_not_a_tcp_connect(tls):
 def test_service_selects_the_nginx_pods_ngf_provisions():
     # NGF names a Gateway's NGINX resources `<gateway>-<gatewayclass>` and labels the pods with it.
     selector = gm.load_balancer_service_manifest(source_cidrs=VPC)["spec"]["selector"]
-    assert selector == {"app.kubernetes.io/name": "tritonllm-nginx",
-                        "gateway.networking.k8s.io/gateway-name": "tritonllm"}
+    assert selector == {
+        "app.kubernetes.io/name": "tritonllm-nginx",
+        "gateway.networking.k8s.io/gateway-name": "tritonllm",
+    }
     with pytest.raises(ValueError):
         gm.nginx_dataplane_selector("g" * 60)
 
@@ -409,8 +446,10 @@ def test_hostname_and_endpoints_from_service_status():
     host = gm.load_balancer_hostname(status)
     assert host == "k8s-x.elb.us-west-2.amazonaws.com"
     assert gm.endpoints(host) == {"http": f"http://{host}:8000", "grpc": f"{host}:8001"}
-    assert gm.endpoints("llm.example.com", tls=True) == {"http": "https://llm.example.com",
-                                                         "grpc": "llm.example.com:443"}
+    assert gm.endpoints("llm.example.com", tls=True) == {
+        "http": "https://llm.example.com",
+        "grpc": "llm.example.com:443",
+    }
     assert gm.load_balancer_hostname({"loadBalancer": {}}) is None
     assert gm.load_balancer_hostname(None) is None
 
@@ -452,18 +491,31 @@ def test_every_rule_of_every_route_requires_the_api_key(http_route, grpc_route):
         secured = gm.with_authentication(route)
         validate_custom_resource(secured)
         for rule in secured["spec"]["rules"]:
-            assert rule["filters"][0] == {"type": "ExtensionRef", "extensionRef": {
-                "group": "gateway.nginx.org", "kind": "AuthenticationFilter", "name": gm.AUTH_FILTER_NAME}}
+            assert rule["filters"][0] == {
+                "type": "ExtensionRef",
+                "extensionRef": {
+                    "group": "gateway.nginx.org",
+                    "kind": "AuthenticationFilter",
+                    "name": gm.AUTH_FILTER_NAME,
+                },
+            }
         assert gm.with_authentication(secured) == secured  # idempotent
         # Rules added later (e.g. OpenAI /v1 rules) get the filter too, with no code of their own.
         extra = copy.deepcopy(route)
-        extra["spec"]["rules"].append({"matches": [{"path": {"type": "PathPrefix", "value": "/v1/"}}],
-                                       "backendRefs": [{"name": "x", "port": 9000}]})
-        assert all(r["filters"][0]["type"] == "ExtensionRef"
-                   for r in gm.with_authentication(extra)["spec"]["rules"])
+        extra["spec"]["rules"].append(
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/v1/"}}],
+                "backendRefs": [{"name": "x", "port": 9000}],
+            }
+        )
+        assert all(r["filters"][0]["type"] == "ExtensionRef" for r in gm.with_authentication(extra)["spec"]["rules"])
     # The URL rewrite of each HTTP rule is kept.
-    rewrites = [f for r in gm.with_authentication(http_route)["spec"]["rules"] for f in r["filters"]
-                if f["type"] == "URLRewrite"]
+    rewrites = [
+        f
+        for r in gm.with_authentication(http_route)["spec"]["rules"]
+        for f in r["filters"]
+        if f["type"] == "URLRewrite"
+    ]
     assert len(rewrites) == len(http_route["spec"]["rules"])
 
 
@@ -471,7 +523,10 @@ def test_authentication_filter_reads_the_secret_ngf_expects():
     f = gm.authentication_filter_manifest("llama-ns", "tritonllm")
     secret = gm.api_key_secret_manifest("llama-ns")
     validate_k8s_object({**secret, "stringData": {gm.AUTH_SECRET_KEY: gm.htpasswd(KEYS)}})
-    assert f["spec"] == {"type": "Basic", "basic": {"realm": "tritonllm", "secretRef": {"name": secret["metadata"]["name"]}}}
+    assert f["spec"] == {
+        "type": "Basic",
+        "basic": {"realm": "tritonllm", "secretRef": {"name": secret["metadata"]["name"]}},
+    }
     assert f["metadata"]["namespace"] == secret["metadata"]["namespace"] == "llama-ns"  # same namespace
     assert gm.AUTH_SECRET_KEY == "auth" and secret["type"] == "Opaque"  # NGF secrets.AuthKey; htpasswd type deprecated
 
@@ -510,16 +565,19 @@ def test_routes_attach_to_their_own_listener(http_route, grpc_route):
     assert grpc_route["spec"]["rules"][0]["backendRefs"] == [{"name": "llama-triton", "port": 8001}]
 
 
-@pytest.mark.parametrize("method,path,header", [
-    ("POST", "/v2/models/llama/generate", False),
-    ("POST", "/v2/models/llama/generate_stream", False),
-    ("POST", "/v2/models/llama/infer", False),
-    ("GET", "/v2/models/llama/ready", False),
-    ("GET", "/v2/models/llama", False),
-    ("GET", "/v2/models/llama/config", False),
-    ("GET", "/v2/health/ready", True),
-    ("GET", "/v2/health/live", True),
-])
+@pytest.mark.parametrize(
+    "method,path,header",
+    [
+        ("POST", "/v2/models/llama/generate", False),
+        ("POST", "/v2/models/llama/generate_stream", False),
+        ("POST", "/v2/models/llama/infer", False),
+        ("GET", "/v2/models/llama/ready", False),
+        ("GET", "/v2/models/llama", False),
+        ("GET", "/v2/models/llama/config", False),
+        ("GET", "/v2/health/ready", True),
+        ("GET", "/v2/health/live", True),
+    ],
+)
 def test_inference_and_health_requests_reach_the_model(http_route, method, path, header):
     headers = {"X-Triton-Model": "llama"} if header else {}
     assert route_http(http_route, method, path, headers) == ("llama-triton", path)
@@ -545,8 +603,14 @@ def test_wrong_methods_are_not_routed(http_route):
 def test_triton_only_ever_receives_an_allowed_path(http_route):
     allowed = {path for _, path, _ in gm.exposed_http_requests("llama")}
     # Requests that normalise onto an allowed path still reach Triton as that exact path.
-    for raw in ["/v2/repository/../models/llama/infer", "/v2/models/llama/./infer", "//v2/models//llama/infer",
-                "/v2/models/x/../llama/infer", "/v2/models/llama/infer?x=1", "/v2/%6dodels/llama/infer"]:
+    for raw in [
+        "/v2/repository/../models/llama/infer",
+        "/v2/models/llama/./infer",
+        "//v2/models//llama/infer",
+        "/v2/models/x/../llama/infer",
+        "/v2/models/llama/infer?x=1",
+        "/v2/%6dodels/llama/infer",
+    ]:
         hit = route_http(http_route, "POST", raw)
         assert hit is not None and hit[1] in allowed, raw
     for rule in http_route["spec"]["rules"]:
@@ -585,15 +649,24 @@ def test_two_models_behind_one_gateway_never_share_a_request():
             hits = {m for m, r in http.items() if route_http(r, method, path, {"x-triton-model": model})}
             assert hits == {model}, (method, path)
         for method in gm.GRPC_METHODS:
-            hits = {m for m, r in grpc.items()
-                    if route_grpc(r, gm.TRITON_GRPC_SERVICE, method, {"x-triton-model": model})}
+            hits = {
+                m for m, r in grpc.items() if route_grpc(r, gm.TRITON_GRPC_SERVICE, method, {"x-triton-model": model})
+            }
             assert hits == {model}
 
 
 def test_matcher_implements_gateway_api_prefix_semantics():
     # The matcher itself: PathPrefix is element-wise, so /v2/models/a does not cover /v2/models/ab.
-    route = {"spec": {"rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v2/models/a/"}}],
-                                 "backendRefs": [{"name": "s"}]}]}}
+    route = {
+        "spec": {
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/v2/models/a/"}}],
+                    "backendRefs": [{"name": "s"}],
+                }
+            ]
+        }
+    }
     assert route_http(route, "GET", "/v2/models/a") is not None
     assert route_http(route, "GET", "/v2/models/a/x") is not None
     assert route_http(route, "GET", "/v2/models/ab") is None
@@ -606,5 +679,6 @@ def test_values_key_check_catches_a_typo():
     with pytest.raises(AssertionError, match="clusterNmae"):
         assert_values_keys_exist({"clusterNmae": "x"}, versions.AWS_LOAD_BALANCER_CONTROLLER, LBC_FREE_FORM)
     with pytest.raises(AssertionError, match="nginx.servce"):
-        assert_values_keys_exist({"nginx": {"servce": {"type": "ClusterIP"}}}, versions.NGINX_GATEWAY_FABRIC,
-                                 NGF_FREE_FORM)
+        assert_values_keys_exist(
+            {"nginx": {"servce": {"type": "ClusterIP"}}}, versions.NGINX_GATEWAY_FABRIC, NGF_FREE_FORM
+        )

@@ -7,6 +7,7 @@
   request is the NLB's health check against NGINX's own readiness endpoint.
 * The API keys reach the cluster only as a Kubernetes Secret's Pulumi-secret data, hashed.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,22 @@ SERVICE = "kubernetes:core/v1:Service"
 P = "service.beta.kubernetes.io/aws-load-balancer-"
 ARN = "arn:aws:acm:us-west-2:123456789012:certificate/0f0e0d0c-0b0a-0908-0706-050403020100"
 TLS_VARIANTS: dict[str, dict[str, Any]] = {
-    "internet-facing-created-cert": {"gateway": {
-        "scheme": "internet-facing", "allowedCidrs": ["203.0.113.0/24"],
-        "tls": {"domain": "llm.example.com", "hostedZoneId": "Z0123456789ABCDEFGHIJ"}}},
+    "internet-facing-created-cert": {
+        "gateway": {
+            "scheme": "internet-facing",
+            "allowedCidrs": ["203.0.113.0/24"],
+            "tls": {"domain": "llm.example.com", "hostedZoneId": "Z0123456789ABCDEFGHIJ"},
+        }
+    },
     "internal-brought-cert": {"gateway": {"tls": {"certificateArn": ARN}}},
-    "open-to-anyone-explicitly": {"gateway": {
-        "scheme": "internet-facing", "allowedCidrs": ["0.0.0.0/0"], "dangerouslyAllowAnySource": True,
-        "tls": {"certificateArn": ARN}}},
+    "open-to-anyone-explicitly": {
+        "gateway": {
+            "scheme": "internet-facing",
+            "allowedCidrs": ["0.0.0.0/0"],
+            "dangerouslyAllowAnySource": True,
+            "tls": {"certificateArn": ARN},
+        }
+    },
 }
 _VARIANT_RUNS: dict[str, ProgramRun] = {}
 
@@ -79,16 +89,24 @@ def check_tls(run: ProgramRun) -> None:
 def check_every_route_requires_an_api_key(run: ProgramRun) -> None:
     routes = [r for r in run.resources if r.inputs.get("kind") in ("HTTPRoute", "GRPCRoute")]
     assert routes, "no routes"
-    filters = {(r.get("metadata.namespace"), r.get("metadata.name")): r
-               for r in run.resources if r.inputs.get("kind") == "AuthenticationFilter"}
-    secrets = {(r.get("metadata.namespace"), r.get("metadata.name")): r for r in run.of_type("kubernetes:core/v1:Secret")}
+    filters = {
+        (r.get("metadata.namespace"), r.get("metadata.name")): r
+        for r in run.resources
+        if r.inputs.get("kind") == "AuthenticationFilter"
+    }
+    secrets = {
+        (r.get("metadata.namespace"), r.get("metadata.name")): r for r in run.of_type("kubernetes:core/v1:Secret")
+    }
     api_keys = DEFAULT_SECRETS["apiKeys"]
     assert api_keys is not None  # the harness's default apiKeys secret is set
     for route in routes:
         ns = route.get("metadata.namespace")
         for i, rule in enumerate(route.get("spec.rules")):
-            refs = [f["extensionRef"] for f in rule.get("filters", []) if f["type"] == "ExtensionRef"
-                    and f["extensionRef"]["kind"] == "AuthenticationFilter"]
+            refs = [
+                f["extensionRef"]
+                for f in rule.get("filters", [])
+                if f["type"] == "ExtensionRef" and f["extensionRef"]["kind"] == "AuthenticationFilter"
+            ]
             assert refs, f"{route.get('kind')} {route.name} rule {i} is open"
             auth = filters.get((ns, refs[0]["name"]))
             assert auth is not None, f"{route.name}: filter {refs[0]['name']} missing in namespace {ns}"
@@ -107,7 +125,10 @@ def check_only_the_health_check_is_open(run: ProgramRun) -> None:
     for svc in load_balancers(run):
         ann = svc.get("metadata.annotations")
         assert (ann[f"{P}healthcheck-protocol"], ann[f"{P}healthcheck-port"], ann[f"{P}healthcheck-path"]) == (
-            "HTTP", str(gm.NGINX_READINESS_PORT), gm.NGINX_READINESS_PATH)
+            "HTTP",
+            str(gm.NGINX_READINESS_PORT),
+            gm.NGINX_READINESS_PATH,
+        )
         # NGINX's readiness server is no route: no listener of the Gateway is on its port.
         gateways = [r for r in run.resources if r.inputs.get("kind") == "Gateway"]
         assert all(l["port"] != gm.NGINX_READINESS_PORT for g in gateways for l in g.get("spec.listeners"))

@@ -14,6 +14,7 @@ review the diff and regenerate with
 The AWS Load Balancer Controller's policy is left out: components/policies/lbc_iam_policy.json
 is stored verbatim from upstream and is its own golden file (tests/unit/test_gateway*).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ import pytest
 from tests.unit.harness import ProgramRun, stack_files
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "iam"
-REGENERATE = "review the change, then: TRITONLLM_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_iam_golden.py"
+REGENERATE = (
+    "review the change, then: TRITONLLM_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_iam_golden.py"
+)
 UPDATE = os.environ.get("TRITONLLM_UPDATE_GOLDEN") == "1"
 
 # Resource type -> the input holding a policy document.
@@ -88,8 +91,11 @@ def test_every_policy_matches_its_golden_file(stack_run):
 
 def test_no_golden_file_is_stale(stack_run):
     docs = policy_documents(stack_run)
-    stale = [str(p.relative_to(GOLDEN_DIR)) for p in (GOLDEN_DIR / stack_run.stack).rglob("*.json")
-             if p.relative_to(GOLDEN_DIR / stack_run.stack).with_suffix("").as_posix() not in docs]
+    stale = [
+        str(p.relative_to(GOLDEN_DIR))
+        for p in (GOLDEN_DIR / stack_run.stack).rglob("*.json")
+        if p.relative_to(GOLDEN_DIR / stack_run.stack).with_suffix("").as_posix() not in docs
+    ]
     assert not stale, f"golden files no policy matches any more: {stale}; {REGENERATE}"
 
 

@@ -4,6 +4,7 @@ Not golden files (tests/golden/ holds those) and not trust policies: these say w
 may touch which resources, so a policy widened by mistake (a wildcard action, a mutating action
 on "*", a launch or delete without the cluster's tag condition) fails here whatever else changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,14 @@ from tests.unit.harness import ACCOUNT_ID, ProgramRun, stack_files
 
 READ_ONLY_PREFIXES = ("Describe", "Get", "List")
 # Resources Karpenter launches into but cannot require tags on (AMIs, snapshots, shared network).
-UNTAGGABLE_LAUNCH_INPUTS = ("image/", "snapshot/", "security-group/", "subnet/", "capacity-reservation/",
-                            "placement-group/")
+UNTAGGABLE_LAUNCH_INPUTS = (
+    "image/",
+    "snapshot/",
+    "security-group/",
+    "subnet/",
+    "capacity-reservation/",
+    "placement-group/",
+)
 
 
 def _listify(value: Any) -> list:
@@ -25,8 +32,9 @@ def _listify(value: Any) -> list:
 
 
 def controller_policy(run: ProgramRun) -> dict[str, Any]:
-    (policy,) = [r for r in run.of_type("aws:iam/rolePolicy:RolePolicy")
-                 if r.name.endswith("-karpenter-controller-inline")]
+    (policy,) = [
+        r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("-karpenter-controller-inline")
+    ]
     return json.loads(policy.inputs["policy"])
 
 
@@ -46,10 +54,19 @@ def test_no_wildcard_actions_and_only_reads_on_any_resource(run):
 
 def test_launching_tagging_and_deleting_is_scoped_to_this_cluster(run):
     cluster = run.config["tritonllm:name"]
-    mutating = {"ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate", "ec2:CreateTags",
-                "ec2:TerminateInstances", "ec2:DeleteLaunchTemplate", "iam:CreateInstanceProfile",
-                "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
-                "iam:DeleteInstanceProfile"}
+    mutating = {
+        "ec2:RunInstances",
+        "ec2:CreateFleet",
+        "ec2:CreateLaunchTemplate",
+        "ec2:CreateTags",
+        "ec2:TerminateInstances",
+        "ec2:DeleteLaunchTemplate",
+        "iam:CreateInstanceProfile",
+        "iam:TagInstanceProfile",
+        "iam:AddRoleToInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteInstanceProfile",
+    }
     seen = set()
     for statement in controller_policy(run)["Statement"]:
         actions = set(_listify(statement["Action"])) & mutating

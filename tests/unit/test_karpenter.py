@@ -1,4 +1,5 @@
 """Karpenter: IAM, interruption queue, Helm releases, EC2NodeClasses and NodePools, device plugin."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,22 @@ from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
 from components.platform.builders.cluster import SYSTEM_NODE_SELECTOR
 from components.config import ConfigError, NodePoolConfig
-from components.platform.builders.karpenter import AMI_FAMILY_LABEL, GPU_PRESENT_LABEL, GPU_TAINT, GPU_TAINT_KEY, NODE_POOL_LABEL, block_device_mappings, controller_policy_document, device_plugin_values, ec2_node_class_manifest, gpu_tolerations, interruption_event_patterns, karpenter_values, node_pool_manifest, node_selector_for
+from components.platform.builders.karpenter import (
+    AMI_FAMILY_LABEL,
+    GPU_PRESENT_LABEL,
+    GPU_TAINT,
+    GPU_TAINT_KEY,
+    NODE_POOL_LABEL,
+    block_device_mappings,
+    controller_policy_document,
+    device_plugin_values,
+    ec2_node_class_manifest,
+    gpu_tolerations,
+    interruption_event_patterns,
+    karpenter_values,
+    node_pool_manifest,
+    node_selector_for,
+)
 from components.config import efa_pools, multi_node_pools
 from components.platform.builders.multinode import efa_node_pool_manifest
 from components.platform.builders.network import DISCOVERY_TAG, SUBNET_ROLE_TAG
@@ -78,26 +94,50 @@ def _cel_checks_node_pool(manifest: dict) -> None:
 
 # --------------------------------------------------------------------------- pure
 
+
 def test_controller_policy_follows_the_published_v1_policy():
-    doc = controller_policy_document("aws", "us-west-2", "123456789012", "c1",
-                                     "arn:aws:iam::123456789012:role/node", "arn:aws:sqs:us-west-2:123456789012:q")
+    doc = controller_policy_document(
+        "aws",
+        "us-west-2",
+        "123456789012",
+        "c1",
+        "arn:aws:iam::123456789012:role/node",
+        "arn:aws:sqs:us-west-2:123456789012:q",
+    )
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     assert set(by_sid) == {
-        "AllowScopedEC2InstanceAccessActions", "AllowScopedEC2LaunchTemplateAccessActions",
-        "AllowScopedEC2InstanceActionsWithTags", "AllowScopedResourceCreationTagging", "AllowScopedResourceTagging",
-        "AllowScopedDeletion", "AllowPassingInstanceRole", "AllowScopedInstanceProfileCreationActions",
-        "AllowScopedInstanceProfileTagActions", "AllowScopedInstanceProfileActions",
-        "AllowAPIServerEndpointDiscovery", "AllowInterruptionQueueActions", "AllowZonalShiftStatusReadOnly",
-        "AllowRegionalReadActions", "AllowSSMReadActions", "AllowPricingReadActions",
-        "AllowUnscopedInstanceProfileListAction", "AllowInstanceProfileReadActions",
+        "AllowScopedEC2InstanceAccessActions",
+        "AllowScopedEC2LaunchTemplateAccessActions",
+        "AllowScopedEC2InstanceActionsWithTags",
+        "AllowScopedResourceCreationTagging",
+        "AllowScopedResourceTagging",
+        "AllowScopedDeletion",
+        "AllowPassingInstanceRole",
+        "AllowScopedInstanceProfileCreationActions",
+        "AllowScopedInstanceProfileTagActions",
+        "AllowScopedInstanceProfileActions",
+        "AllowAPIServerEndpointDiscovery",
+        "AllowInterruptionQueueActions",
+        "AllowZonalShiftStatusReadOnly",
+        "AllowRegionalReadActions",
+        "AllowSSMReadActions",
+        "AllowPricingReadActions",
+        "AllowUnscopedInstanceProfileListAction",
+        "AllowInstanceProfileReadActions",
     }
     assert by_sid["AllowPassingInstanceRole"]["Resource"] == "arn:aws:iam::123456789012:role/node"
     assert by_sid["AllowInterruptionQueueActions"]["Resource"] == "arn:aws:sqs:us-west-2:123456789012:q"
     assert by_sid["AllowAPIServerEndpointDiscovery"]["Resource"] == "arn:aws:eks:us-west-2:123456789012:cluster/c1"
     # Every write is conditioned on this cluster's ownership tag.
-    for sid in ("AllowScopedEC2LaunchTemplateAccessActions", "AllowScopedEC2InstanceActionsWithTags",
-                "AllowScopedResourceCreationTagging", "AllowScopedResourceTagging", "AllowScopedDeletion",
-                "AllowScopedInstanceProfileCreationActions", "AllowScopedInstanceProfileActions"):
+    for sid in (
+        "AllowScopedEC2LaunchTemplateAccessActions",
+        "AllowScopedEC2InstanceActionsWithTags",
+        "AllowScopedResourceCreationTagging",
+        "AllowScopedResourceTagging",
+        "AllowScopedDeletion",
+        "AllowScopedInstanceProfileCreationActions",
+        "AllowScopedInstanceProfileActions",
+    ):
         assert "kubernetes.io/cluster/c1" in json.dumps(by_sid[sid]["Condition"]), sid
     # Nothing writes with Resource "*".
     for s in doc["Statement"]:
@@ -110,14 +150,24 @@ def test_controller_policy_follows_the_published_v1_policy():
 def test_interruption_rules_cover_what_karpenter_handles():
     patterns = interruption_event_patterns()
     detail_types = {p["detail-type"][0] for p in patterns.values()}
-    assert detail_types == {"AWS Health Event", "EC2 Spot Instance Interruption Warning",
-                            "EC2 Instance Rebalance Recommendation", "EC2 Instance State-change Notification",
-                            "EC2 Capacity Reservation Instance Interruption Warning"}
+    assert detail_types == {
+        "AWS Health Event",
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance Rebalance Recommendation",
+        "EC2 Instance State-change Notification",
+        "EC2 Capacity Reservation Instance Interruption Warning",
+    }
 
 
 def test_node_pool_from_instance_types_and_spot():
-    pool = _pool(instanceTypes=["g6e.12xlarge"], instanceFamilies=[], capacityTypes=["spot", "on-demand"],
-                 maxGpus=32, consolidationPolicy="WhenEmptyOrUnderutilized", weight=50)
+    pool = _pool(
+        instanceTypes=["g6e.12xlarge"],
+        instanceFamilies=[],
+        capacityTypes=["spot", "on-demand"],
+        maxGpus=32,
+        consolidationPolicy="WhenEmptyOrUnderutilized",
+        weight=50,
+    )
     manifest = node_pool_manifest(pool)
     validate_custom_resource(manifest)
     _cel_checks_node_pool(manifest)
@@ -133,15 +183,19 @@ def test_node_pool_from_instance_types_and_spot():
 @pytest.mark.parametrize("family", ["AL2023", "Bottlerocket"])
 def test_node_class_per_ami_family_is_valid(family):
     version = {"Bottlerocket": {"amiVersion": "v1.50.0"}}.get(family, {})
-    manifest = ec2_node_class_manifest(_pool(amiFamily=family, diskSizeGib=800, **version), "c1", "node-role",
-                                       {"team": "ml"})
+    manifest = ec2_node_class_manifest(
+        _pool(amiFamily=family, diskSizeGib=800, **version), "c1", "node-role", {"team": "ml"}
+    )
     validate_custom_resource(manifest)
     _cel_checks_ec2_node_class(manifest)
-    assert manifest["spec"]["amiSelectorTerms"] == [{"alias": {"AL2023": "al2023@v20260714",
-                                                               "Bottlerocket": "bottlerocket@v1.50.0"}[family]}]
+    assert manifest["spec"]["amiSelectorTerms"] == [
+        {"alias": {"AL2023": "al2023@v20260714", "Bottlerocket": "bottlerocket@v1.50.0"}[family]}
+    ]
     data = block_device_mappings(family, 800)[-1]
     assert data["ebs"]["volumeSize"] == "800Gi"
-    assert all(b["ebs"]["encrypted"] and b["ebs"]["volumeType"] == "gp3" for b in manifest["spec"]["blockDeviceMappings"])
+    assert all(
+        b["ebs"]["encrypted"] and b["ebs"]["volumeType"] == "gp3" for b in manifest["spec"]["blockDeviceMappings"]
+    )
 
 
 def test_scheduling_helpers_match_the_pool_and_taint():
@@ -151,12 +205,14 @@ def test_scheduling_helpers_match_the_pool_and_taint():
 
 
 def test_helm_values_keys_exist_in_chart_defaults():
-    assert_values_keys_exist(karpenter_values("c1", "q", "us-west-2"), versions.KARPENTER.reference_values_file,
-                             FREE_FORM)
+    assert_values_keys_exist(
+        karpenter_values("c1", "q", "us-west-2"), versions.KARPENTER.reference_values_file, FREE_FORM
+    )
     assert_values_keys_exist(device_plugin_values(), versions.NVIDIA_DEVICE_PLUGIN.reference_values_file, FREE_FORM)
 
 
 # --------------------------------------------------------------------------- program, every stack
+
 
 def test_one_node_class_and_node_pool_per_config_pool(stack_run):
     cfg = _cfg(stack_run)
@@ -200,7 +256,10 @@ def test_node_pools_match_config(stack_run):
             assert reqs["topology.kubernetes.io/zone"]["values"] == pool.zones
         assert reqs["karpenter.sh/capacity-type"]["values"] == pool.capacity_types
         assert reqs["karpenter.k8s.aws/instance-gpu-count"] == {
-            "key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": ["0"]}
+            "key": "karpenter.k8s.aws/instance-gpu-count",
+            "operator": "Gt",
+            "values": ["0"],
+        }
         # Every family the pool may launch is an NVIDIA GPU family from the catalog.
         assert all(f in gpu_catalog.FAMILIES for f in reqs["karpenter.k8s.aws/instance-family"]["values"])
         assert spec["limits"] == {"nvidia.com/gpu": str(pool.max_gpus), "cpu": str(pool.max_cpu)}
@@ -226,13 +285,16 @@ def test_node_classes_are_imdsv2_encrypted_and_discover_private_subnets(stack_ru
         assert spec["amiSelectorTerms"] == [{"alias": f"al2023@{pool.ami_version or 'v20260714'}"}]
         assert spec["instanceStorePolicy"] == "RAID0"  # local NVMe for images, emptyDirs (HF cache, engines)
         assert spec["securityGroupSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
-        private = [s for s in stack_run.of_type("aws:ec2/subnet:Subnet")
-                   if s.inputs["tags"][SUBNET_ROLE_TAG] == "private"]
+        private = [
+            s for s in stack_run.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"][SUBNET_ROLE_TAG] == "private"
+        ]
         assert len(private) == cfg.network.az_count  # spread over every AZ's private subnet
         if pool.name in multi_node_pools(cfg):
             # One zone: exactly the private subnet of the pool's zone.
             (zone,) = pool.zones
-            assert spec["subnetSelectorTerms"] == [{"id": s.id} for s in private if s.inputs["availabilityZone"] == zone]
+            assert spec["subnetSelectorTerms"] == [
+                {"id": s.id} for s in private if s.inputs["availabilityZone"] == zone
+            ]
         else:
             assert spec["subnetSelectorTerms"] == [{"tags": {DISCOVERY_TAG: cfg.name}}]
 
@@ -243,11 +305,17 @@ def test_node_role_and_its_access_entry(stack_run):
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
     entry = stack_run.within(KARPENTER).one("aws:eks/accessEntry:AccessEntry")
     assert entry.inputs["type"] == "EC2_LINUX" and entry.inputs["principalArn"] == node_role.outputs["arn"]
-    attached = {a.inputs["policyArn"].rsplit("/", 1)[1]
-                for a in stack_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-                if a.inputs["role"] == node_role.outputs["name"]}
-    assert attached == {"AmazonEKS_CNI_Policy", "AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
-                        "AmazonSSMManagedInstanceCore"}
+    attached = {
+        a.inputs["policyArn"].rsplit("/", 1)[1]
+        for a in stack_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.inputs["role"] == node_role.outputs["name"]
+    }
+    assert attached == {
+        "AmazonEKS_CNI_Policy",
+        "AmazonEKSWorkerNodePolicy",
+        "AmazonEC2ContainerRegistryPullOnly",
+        "AmazonSSMManagedInstanceCore",
+    }
 
 
 def test_interruption_queue_and_rules(stack_run):
@@ -259,7 +327,8 @@ def test_interruption_queue_and_rules(stack_run):
     assert allow["Resource"] == queue.outputs["arn"]
     rules = stack_run.within(KARPENTER).of_type("aws:cloudwatch/eventRule:EventRule")
     assert sorted(json.loads(r.inputs["eventPattern"])["detail-type"][0] for r in rules) == sorted(
-        p["detail-type"][0] for p in interruption_event_patterns().values())
+        p["detail-type"][0] for p in interruption_event_patterns().values()
+    )
     targets = stack_run.within(KARPENTER).of_type("aws:cloudwatch/eventTarget:EventTarget")
     assert {t.inputs["rule"] for t in targets} == {r.outputs["name"] for r in rules}
     assert all(t.inputs["arn"] == queue.outputs["arn"] for t in targets)
@@ -271,12 +340,14 @@ def test_controller_gets_its_role_through_pod_identity(stack_run):
     assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) == ("kube-system", "karpenter")
     role = next(r for r in stack_run.of_type("aws:iam/role:Role") if r.outputs["arn"] == assoc.inputs["roleArn"])
     assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {
-        "Service": "pods.eks.amazonaws.com"}
+        "Service": "pods.eks.amazonaws.com"
+    }
     inline = next(p for p in stack_run.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id)
     node_role = stack_run.within(KARPENTER).one("aws:iam/role:Role", f"{_cfg(stack_run).name}-karpenter-node")
     queue = stack_run.within(KARPENTER).one("aws:sqs/queue:Queue")
     assert json.loads(inline.inputs["policy"]) == controller_policy_document(
-        "aws", cfg.region, "123456789012", cfg.name, node_role.outputs["arn"], queue.outputs["arn"])
+        "aws", cfg.region, "123456789012", cfg.name, node_role.outputs["arn"], queue.outputs["arn"]
+    )
 
 
 def test_karpenter_release(stack_run):
@@ -289,7 +360,10 @@ def test_karpenter_release(stack_run):
     # IMDS hop limit 1: the controller cannot read its region from instance metadata.
     assert {"name": "AWS_REGION", "value": cfg.region} in values["controller"]["env"]
     assert values["settings"]["clusterName"] == cfg.name
-    assert values["settings"]["interruptionQueue"] == stack_run.within(KARPENTER).one("aws:sqs/queue:Queue").outputs["name"]
+    assert (
+        values["settings"]["interruptionQueue"]
+        == stack_run.within(KARPENTER).one("aws:sqs/queue:Queue").outputs["name"]
+    )
     assert values["nodeSelector"].items() >= SYSTEM_NODE_SELECTOR.items()
     assert values["controller"]["resources"]["requests"] and values["controller"]["resources"]["limits"]
     # CRDs come from the karpenter-crd chart (Helm never upgrades a chart's crds/), same version.
@@ -332,12 +406,23 @@ def test_device_plugin_runs_only_on_gpu_nodes_and_tolerates_the_taint(stack_run)
 def test_several_pools_with_explicit_types_and_bottlerocket():
     pools = [
         {"name": "g6e", "instanceFamilies": ["g6e"]},
-        {"name": "p5", "instanceTypes": ["p5.48xlarge"], "capacityTypes": ["spot"], "amiFamily": "Bottlerocket",
-         "amiVersion": "v1.50.0", "maxGpus": 16, "diskSizeGib": 1000},
+        {
+            "name": "p5",
+            "instanceTypes": ["p5.48xlarge"],
+            "capacityTypes": ["spot"],
+            "amiFamily": "Bottlerocket",
+            "amiVersion": "v1.50.0",
+            "maxGpus": 16,
+            "diskSizeGib": 1000,
+        },
     ]
     run = run_program("dev", overrides={"nodePools": pools})
     (p5,) = [m for m in run.manifests("NodePool") if m["metadata"]["name"] == "p5"]
-    assert p5["spec"]["template"]["spec"]["requirements"][0] == {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p5.48xlarge"]}
+    assert p5["spec"]["template"]["spec"]["requirements"][0] == {
+        "key": "node.kubernetes.io/instance-type",
+        "operator": "In",
+        "values": ["p5.48xlarge"],
+    }
     (p5_class,) = [m for m in run.manifests("EC2NodeClass") if m["metadata"]["name"] == "p5"]
     assert p5_class["spec"]["amiSelectorTerms"] == [{"alias": "bottlerocket@v1.50.0"}]
     assert p5_class["spec"]["blockDeviceMappings"][1]["ebs"]["volumeSize"] == "1000Gi"
@@ -348,6 +433,7 @@ def test_several_pools_with_explicit_types_and_bottlerocket():
 
 
 # --------------------------------------------------------------------------- AMI pin, CPU pool
+
 
 def test_ami_version_is_a_config_key_and_bad_pins_fail_before_any_resource():
     run = run_program("dev", overrides={"nodePools[0].amiVersion": "v20260618"})

@@ -2,6 +2,7 @@
 concurrency note read from the shipped model config, bench CSV rounding and plot axes, the
 in-flight count serve announces, and stale shared-memory detection. Pure functions; the real
 server paths are in tests/e2e/test_local_serve.py and tests/e2e/test_local_ux.py."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,18 +22,21 @@ LOCAL_CONFIG = REPO / "model_repository" / "local" / "smollm2" / "config.pbtxt"
 # --------------------------------------------------------------------------- client: protocol
 
 
-@pytest.mark.parametrize("url, protocol, expected", [
-    ("http://127.0.0.1:18000", None, ("http", False)),
-    ("https://triton.example.com", None, ("http", True)),
-    ("HTTP://127.0.0.1:8000", None, ("http", False)),
-    ("grpc://127.0.0.1:8001", None, ("grpc", False)),
-    ("grpcs://triton.example.com:443", None, ("grpc", True)),
-    ("127.0.0.1:8001", None, ("grpc", False)),
-    ("127.0.0.1:8000", "http", ("http", False)),
-    (None, None, ("grpc", False)),
-    (None, "http", ("http", False)),
-    ("http://127.0.0.1:8000", "http", ("http", False)),
-])
+@pytest.mark.parametrize(
+    "url, protocol, expected",
+    [
+        ("http://127.0.0.1:18000", None, ("http", False)),
+        ("https://triton.example.com", None, ("http", True)),
+        ("HTTP://127.0.0.1:8000", None, ("http", False)),
+        ("grpc://127.0.0.1:8001", None, ("grpc", False)),
+        ("grpcs://triton.example.com:443", None, ("grpc", True)),
+        ("127.0.0.1:8001", None, ("grpc", False)),
+        ("127.0.0.1:8000", "http", ("http", False)),
+        (None, None, ("grpc", False)),
+        (None, "http", ("http", False)),
+        ("http://127.0.0.1:8000", "http", ("http", False)),
+    ],
+)
 def test_protocol_follows_the_url(url, protocol, expected):
     assert client.infer_protocol(url, protocol) == expected
 
@@ -70,7 +74,9 @@ def test_sampling_options_have_help_text():
 
 def test_unknown_model_message_lists_what_is_served():
     message = client.unknown_model_message("llama", "http://h:1", {"smollm2": "READY", "other": "UNAVAILABLE"}, "x")
-    assert message.startswith("model 'llama' is not served at http://h:1; it serves: other (UNAVAILABLE), smollm2 (READY)")
+    assert message.startswith(
+        "model 'llama' is not served at http://h:1; it serves: other (UNAVAILABLE), smollm2 (READY)"
+    )
     assert "--model-name" in message
 
 
@@ -106,12 +112,28 @@ def test_no_note_for_models_that_do_not_say():
 
 # --------------------------------------------------------------------------- bench reports
 
-ROW = {"concurrency": 1, "ttft_ms_p50": 101.23456789, "ttft_ms_p90": 102.987654321, "ttft_ms_p99": 103.5,
-       "ttft_ms_avg": 101.9, "itl_ms_p50": 20.1111111, "itl_ms_p90": 20.2, "itl_ms_p99": 20.3, "itl_ms_avg": 20.15,
-       "request_latency_ms_p50": 700.0001, "request_latency_ms_p90": 701.0, "request_latency_ms_p99": 702.0,
-       "request_latency_ms_avg": 700.5, "requests_per_s": 1.4285714285714286, "output_tokens_per_s": 45.71428571,
-       "output_tokens_per_s_per_user_p50": 45.0, "completed_requests": 8, "error_requests": 0,
-       "output_sequence_length_avg": 32.0, "benchmark_duration_s": 5.6000000001}
+ROW = {
+    "concurrency": 1,
+    "ttft_ms_p50": 101.23456789,
+    "ttft_ms_p90": 102.987654321,
+    "ttft_ms_p99": 103.5,
+    "ttft_ms_avg": 101.9,
+    "itl_ms_p50": 20.1111111,
+    "itl_ms_p90": 20.2,
+    "itl_ms_p99": 20.3,
+    "itl_ms_avg": 20.15,
+    "request_latency_ms_p50": 700.0001,
+    "request_latency_ms_p90": 701.0,
+    "request_latency_ms_p99": 702.0,
+    "request_latency_ms_avg": 700.5,
+    "requests_per_s": 1.4285714285714286,
+    "output_tokens_per_s": 45.71428571,
+    "output_tokens_per_s_per_user_p50": 45.0,
+    "completed_requests": 8,
+    "error_requests": 0,
+    "output_sequence_length_avg": 32.0,
+    "benchmark_duration_s": 5.6000000001,
+}
 
 
 def _rows():
@@ -122,8 +144,7 @@ def _rows():
 
 def test_csv_floats_are_rounded(tmp_path):
     results = [bench.RunResult(r["concurrency"], 8, True, row=r) for r in _rows()]
-    paths = bench.write_reports(tmp_path, {"model": "m", "preset": "p", "input_tokens": 1, "output_tokens": 1},
-                                results)
+    paths = bench.write_reports(tmp_path, {"model": "m", "preset": "p", "input_tokens": 1, "output_tokens": 1}, results)
     rows = list(csv.DictReader(paths["csv"].open()))
     assert rows[0]["ttft_ms_p50"] == "101.235" and rows[0]["requests_per_s"] == "1.429"
     for row in rows:

@@ -1,5 +1,6 @@
 """The metrics catalog: HPA metric choice per backend, and the rules, adapter rules, PodMonitor
 and dashboard generated from it agreeing with each other."""
+
 from __future__ import annotations
 
 import re
@@ -22,19 +23,24 @@ BASE = {
 
 
 def _model(**overrides) -> config.ModelConfig:
-    raw = {**BASE, "models": [{"name": "m", "backend": "trtllm", "hfModelId": "org/model", "nodePool": "g6e",
-                               **overrides}]}
+    raw = {
+        **BASE,
+        "models": [{"name": "m", "backend": "trtllm", "hfModelId": "org/model", "nodePool": "g6e", **overrides}],
+    }
     return config.parse_stack_config(raw).models[0]
 
 
 # --------------------------------------------------------------------------- choice of metric
 
 
-@pytest.mark.parametrize("backend, expected", [
-    ("vllm", "vllm_requests_in_flight"),
-    ("trtllm", "trtllm_active_requests"),
-    ("python", "triton_requests_in_flight"),
-])
+@pytest.mark.parametrize(
+    "backend, expected",
+    [
+        ("vllm", "vllm_requests_in_flight"),
+        ("trtllm", "trtllm_active_requests"),
+        ("python", "triton_requests_in_flight"),
+    ],
+)
 def test_default_metric_per_backend(backend, expected):
     chosen = metrics.hpa_metric_for(backend, None)
     assert chosen.name == expected
@@ -56,8 +62,9 @@ def test_request_rate_counts_the_served_model_only():
     expr = metrics.METRICS["triton_request_rate"].expr_for("1m")
     assert 'nv_inference_request_success{model!~"preprocessing|tensorrt_llm|postprocessing|tensorrt_llm_bls"}' in expr
     with pytest.raises(config.ConfigError, match="composing model"):
-        config.parse_stack_config({**BASE, "models": [{"name": "postprocessing", "backend": "trtllm",
-                                                       "hfModelId": "a/b", "nodePool": "g6e"}]})
+        config.parse_stack_config(
+            {**BASE, "models": [{"name": "postprocessing", "backend": "trtllm", "hfModelId": "a/b", "nodePool": "g6e"}]}
+        )
 
 
 def test_composing_models_match_the_trtllm_repository_the_build_writes():
@@ -71,8 +78,9 @@ def test_composing_models_match_the_trtllm_repository_the_build_writes():
     assert set(build.TEMPLATE_MODELS) - {"ensemble"} <= set(metrics.COMPOSING_MODELS)
 
 
-@pytest.mark.parametrize("scrape, relist, max_age", [("5s", "30s", "40s"), ("15s", "30s", "1m"),
-                                                      ("30s", "1m", "2m"), ("60s", "2m", "4m")])
+@pytest.mark.parametrize(
+    "scrape, relist, max_age", [("5s", "30s", "40s"), ("15s", "30s", "1m"), ("30s", "1m", "2m"), ("60s", "2m", "4m")]
+)
 def test_adapter_listing_outlives_two_rule_evaluations(scrape, relist, max_age):
     timing = metrics.adapter_timing(scrape)
     assert (timing.relist_interval, timing.max_age) == (relist, max_age)
@@ -111,8 +119,18 @@ def test_metrics_that_do_not_follow_load_on_a_backend_are_refused_with_the_reaso
 
 
 def test_stack_config_rejects_a_metric_the_backend_cannot_scale_on():
-    raw = {**BASE, "models": [{"name": "m", "backend": "vllm", "hfModelId": "org/model", "nodePool": "g6e",
-                               "autoscaling": {"metric": "trtllm_waiting_requests"}}]}
+    raw = {
+        **BASE,
+        "models": [
+            {
+                "name": "m",
+                "backend": "vllm",
+                "hfModelId": "org/model",
+                "nodePool": "g6e",
+                "autoscaling": {"metric": "trtllm_waiting_requests"},
+            }
+        ],
+    }
     with pytest.raises(config.ConfigError) as err:
         config.parse_stack_config(raw)
     assert err.value.problems[0][0] == "models[0].autoscaling.metric"
@@ -120,8 +138,13 @@ def test_stack_config_rejects_a_metric_the_backend_cannot_scale_on():
 
 def test_hpa_metric_spec_trtllm_default_target_is_half_the_engine_batch():
     spec = metrics.hpa_metric_spec(_model(engine={"maxBatchSize": 96}))
-    assert spec == {"type": "Pods", "pods": {"metric": {"name": "trtllm_active_requests"},
-                                             "target": {"type": "AverageValue", "averageValue": "48"}}}
+    assert spec == {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "trtllm_active_requests"},
+            "target": {"type": "AverageValue", "averageValue": "48"},
+        },
+    }
 
 
 def test_hpa_metric_spec_configured_metric_and_fractional_target():
@@ -150,10 +173,10 @@ def test_every_hpa_metric_has_exactly_one_adapter_rule_over_its_recording_rule()
         assert re.fullmatch(rule["name"]["matches"], series)
         assert re.sub(rule["name"]["matches"], rule["name"]["as"], series) == rule["name"]["as"]
         assert metrics.HPA_METRICS[rule["name"]["as"]].record == series
-        assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"},
-                                                   "pod": {"resource": "pod"}}}
+        assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
         assert {"<<.Series>>", "<<.LabelMatchers>>", "<<.GroupBy>>"} <= set(
-            re.findall(r"<<\.\w+>>", rule["metricsQuery"]))
+            re.findall(r"<<\.\w+>>", rule["metricsQuery"])
+        )
 
 
 def test_recording_rules_group_by_namespace_and_pod_only():
@@ -182,10 +205,13 @@ def test_pod_monitor_selects_the_triton_pods_metrics_port():
     assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "30s")
 
 
-@pytest.mark.parametrize("pods, matcher", [
-    (["triton-0"], 'pod="triton-0"'),
-    (["triton-0", "triton-1"], 'pod=~"triton-0|triton-1"'),
-])
+@pytest.mark.parametrize(
+    "pods, matcher",
+    [
+        (["triton-0"], 'pod="triton-0"'),
+        (["triton-0", "triton-1"], 'pod=~"triton-0|triton-1"'),
+    ],
+)
 def test_metrics_query_substitution_follows_prometheus_adapter(pods, matcher):
     query = metrics.render_metrics_query(metrics.ADAPTER_METRICS_QUERY, "s:x:1m", "llama", pods)
     assert query == f'max by (pod) (s:x:1m{{namespace="llama",{matcher}}})'
@@ -205,8 +231,16 @@ def test_dashboard_plots_the_records_it_names_and_every_default_hpa_metric():
         assert metrics.METRICS[name].record in named
     assert {t.source for p in triton_dashboard.panels() for t in p.targets} <= set(triton_dashboard.SOURCES)
     titles = " ".join(p.title for p in triton_dashboard.panels()).lower()
-    for needed in ("requests per second", "queue time", "compute time", "time to first token", "gpu utilization",
-                   "gpu memory", "replicas", "hpa metric vs target"):
+    for needed in (
+        "requests per second",
+        "queue time",
+        "compute time",
+        "time to first token",
+        "gpu utilization",
+        "gpu memory",
+        "replicas",
+        "hpa metric vs target",
+    ):
         assert needed in titles
 
 

@@ -1,6 +1,7 @@
 """The Monitoring component inside the whole program (`__main__.py`) under Pulumi mocks
 (tests/unit/harness.py): `run` is the program's run, `mon` only the Monitoring component's resources.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,8 @@ def test_secrets_manager_secret_name_is_the_stack_output_with_commands(run, mon)
     assert name.startswith("tritonllm-vllm/grafana-admin-")
     assert run.outputs["grafanaSecretName"] == name
     assert run.outputs["grafanaReadPasswordCommand"] == (
-        f"aws secretsmanager get-secret-value --region us-west-2 --secret-id {name} "
-        "--query SecretString --output text")
+        f"aws secretsmanager get-secret-value --region us-west-2 --secret-id {name} --query SecretString --output text"
+    )
     assert run.outputs["grafanaPortForwardCommand"] == "kubectl -n monitoring port-forward svc/kps-grafana 3000:80"
     version = mon.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.get("secretId") == aws_secret.id
@@ -76,8 +77,11 @@ def test_secrets_manager_secret_name_is_the_stack_output_with_commands(run, mon)
 
 def test_aws_resources_use_the_regional_provider_and_k8s_ones_the_clusters(run, mon):
     (aws_provider,) = [r for r in run.of_type("pulumi:providers:aws")]
-    (k8s_provider,) = [r for r in run.of_type("pulumi:providers:kubernetes")
-                       if any(a.type == "tritonllm:platform:Cluster" for a in run.ancestors(r))]
+    (k8s_provider,) = [
+        r
+        for r in run.of_type("pulumi:providers:kubernetes")
+        if any(a.type == "tritonllm:platform:Cluster" for a in run.ancestors(r))
+    ]
     assert any(r.type.startswith("aws:") for r in mon.resources)
     assert any(r.type.startswith("kubernetes:") for r in mon.resources)
     for resource in mon.resources:
@@ -147,4 +151,6 @@ def test_whole_program_never_carries_the_grafana_password_in_plain_text(stack):
     served = {r["name"]["as"] for r in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]}
     hpas = run.manifests("HorizontalPodAutoscaler")
     assert hpas and all(m["pods"]["metric"]["name"] in served for h in hpas for m in h["spec"]["metrics"])
-    assert {p["metadata"]["namespace"] for p in run.manifests("PodMonitor")} == {h["metadata"]["namespace"] for h in hpas}
+    assert {p["metadata"]["namespace"] for p in run.manifests("PodMonitor")} == {
+        h["metadata"]["namespace"] for h in hpas
+    }

@@ -1,5 +1,6 @@
 """Helm values of kube-prometheus-stack, prometheus-adapter and the DCGM exporter, and the
 values-key checker other components use for their charts."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,8 +26,12 @@ def _kps() -> dict:
 def test_checker_reports_each_unknown_key_with_its_path():
     defaults = {"a": {"b": 1, "c": {}}, "d": None, "e": []}
     values = {"a": {"b": 2, "typo": 3, "c": {"x": 1}}, "d": {"k": 1}, "e": [{"anything": 1}], "z": 1}
-    assert unknown_keys(values, defaults) == ["a.typo", "a.c.x", "d (the chart's default is empty; list it in "
-                                              "free_form if the chart passes it through)", "z"]
+    assert unknown_keys(values, defaults) == [
+        "a.typo",
+        "a.c.x",
+        "d (the chart's default is empty; list it in free_form if the chart passes it through)",
+        "z",
+    ]
 
 
 def test_checker_free_form_paths_and_wildcards():
@@ -39,18 +44,23 @@ def test_checker_free_form_paths_and_wildcards():
 def test_assert_values_keys_exist_fails_on_a_typo_in_a_real_chart():
     require_reference_dir()  # the check reads the chart's defaults
     with pytest.raises(AssertionError, match="grafana.admin.existingSecrets"):
-        assert_values_keys_exist({"grafana": {"admin": {"existingSecrets": "x"}}},
-                                 versions.KUBE_PROMETHEUS_STACK.reference_values_file)
+        assert_values_keys_exist(
+            {"grafana": {"admin": {"existingSecrets": "x"}}}, versions.KUBE_PROMETHEUS_STACK.reference_values_file
+        )
 
 
 # --------------------------------------------------------------------------- every key exists
 
 
-@pytest.mark.parametrize("chart, values", [
-    (versions.KUBE_PROMETHEUS_STACK, _kps()),
-    (versions.PROMETHEUS_ADAPTER, mv.prometheus_adapter_values()),
-    (versions.DCGM_EXPORTER, mv.dcgm_exporter_values(MON)),
-], ids=lambda v: getattr(v, "name", ""))
+@pytest.mark.parametrize(
+    "chart, values",
+    [
+        (versions.KUBE_PROMETHEUS_STACK, _kps()),
+        (versions.PROMETHEUS_ADAPTER, mv.prometheus_adapter_values()),
+        (versions.DCGM_EXPORTER, mv.dcgm_exporter_values(MON)),
+    ],
+    ids=lambda v: getattr(v, "name", ""),
+)
 def test_every_values_key_exists_in_the_chart_defaults(chart, values):
     assert_values_keys_exist(values, chart.reference_values_file, mv.FREE_FORM[chart.name])
 
@@ -79,8 +89,11 @@ def test_monitors_and_rules_are_not_restricted_to_the_release():
 
 def test_grafana_admin_comes_from_an_existing_secret_and_no_password_is_in_values():
     grafana = _kps()["grafana"]
-    assert grafana["admin"] == {"existingSecret": "grafana-admin", "userKey": mv.GRAFANA_USER_KEY,
-                                "passwordKey": mv.GRAFANA_PASSWORD_KEY}
+    assert grafana["admin"] == {
+        "existingSecret": "grafana-admin",
+        "userKey": mv.GRAFANA_USER_KEY,
+        "passwordKey": mv.GRAFANA_PASSWORD_KEY,
+    }
 
     def keys(node, prefix=""):
         if isinstance(node, dict):
@@ -121,8 +134,9 @@ def test_dcgm_exporter_runs_only_on_gpu_nodes_and_tolerates_their_taint():
     values = mv.dcgm_exporter_values(MON)
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in values["tolerations"]
     (term,) = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert term["matchExpressions"] == [{"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt",
-                                         "values": ["0"]}]
+    assert term["matchExpressions"] == [
+        {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": ["0"]}
+    ]
     assert values["serviceMonitor"]["enabled"] is True
     assert values["serviceMonitor"]["interval"] == "30s"
     assert values["serviceMonitor"]["honorLabels"] is True
@@ -153,9 +167,14 @@ def test_retention_size_must_fit_the_volume():
     from components import config
 
     with pytest.raises(config.ConfigError) as err:
-        config.parse_stack_config({"region": "us-west-2", "nodePools": [{"name": "g", "instanceFamilies": ["g6e"]}],
-                                   "gateway": {"tls": {"plaintextInsideVpc": True}},
-                                   "monitoring": {"storageSize": "50Gi", "retentionSize": "60GB"}})
+        config.parse_stack_config(
+            {
+                "region": "us-west-2",
+                "nodePools": [{"name": "g", "instanceFamilies": ["g6e"]}],
+                "gateway": {"tls": {"plaintextInsideVpc": True}},
+                "monitoring": {"storageSize": "50Gi", "retentionSize": "60GB"},
+            }
+        )
     assert err.value.problems[0][0] == "monitoring.retentionSize"
 
 

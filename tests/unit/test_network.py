@@ -1,4 +1,5 @@
 """Network: subnet layout (pure) and the VPC the program builds for every stack."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -7,7 +8,17 @@ import itertools
 import pytest
 
 from components.config import parse_stack_config
-from components.platform.builders.network import DISCOVERY_TAG, ELB_ROLE_TAG, INTERNAL_ELB_ROLE_TAG, SUBNET_ROLE_TAG, cluster_tag, nat_subnet_index, pick_zones, subnet_layout, subnet_tags
+from components.platform.builders.network import (
+    DISCOVERY_TAG,
+    ELB_ROLE_TAG,
+    INTERNAL_ELB_ROLE_TAG,
+    SUBNET_ROLE_TAG,
+    cluster_tag,
+    nat_subnet_index,
+    pick_zones,
+    subnet_layout,
+    subnet_tags,
+)
 from tests.unit.harness import ProgramRun, run_program
 
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -25,6 +36,7 @@ def _subnets(run: ProgramRun, role: str):
 
 
 # --------------------------------------------------------------------------- pure
+
 
 @pytest.mark.parametrize("vpc_cidr,pod_cidr", [("10.0.0.0/16", "100.64.0.0/16"), ("10.9.0.0/20", "100.64.0.0/20")])
 @pytest.mark.parametrize("az_count", [2, 3, 4, 6])
@@ -71,6 +83,7 @@ def test_nat_index():
 
 # --------------------------------------------------------------------------- program, every stack
 
+
 def test_vpc_and_secondary_cidr_follow_config(stack_run):
     cfg = _cfg(stack_run)
     net = stack_run.within(NETWORK)
@@ -105,8 +118,10 @@ def test_routes_public_via_igw_private_and_pods_via_nat(stack_run):
     for n in net.of_type("aws:ec2/natGateway:NatGateway"):
         assert n.inputs["subnetId"] in public_ids
     tables = {t.id: t for t in net.of_type("aws:ec2/routeTable:RouteTable")}
-    assoc = {a.inputs["subnetId"]: tables[a.inputs["routeTableId"]]
-             for a in net.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")}
+    assoc = {
+        a.inputs["subnetId"]: tables[a.inputs["routeTableId"]]
+        for a in net.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    }
     for s in net.of_type(SUBNET):
         route = assoc[s.id].inputs["routes"][0]
         assert route["cidrBlock"] == "0.0.0.0/0"
@@ -144,10 +159,12 @@ def test_nodes_only_ever_land_in_private_subnets(stack_run):
             if "id" in term:  # a single-zone pool (multi-node): one of the private subnets
                 assert term["id"] in private
                 continue
-            matched = {s.id for s in stack_run.within(NETWORK).of_type(SUBNET)
-                       if all(s.inputs["tags"].get(k) == v for k, v in term["tags"].items())}
+            matched = {
+                s.id
+                for s in stack_run.within(NETWORK).of_type(SUBNET)
+                if all(s.inputs["tags"].get(k) == v for k, v in term["tags"].items())
+            }
             assert matched == private
-
 
 
 def test_cluster_gets_private_and_public_subnets_of_this_vpc(stack_run):

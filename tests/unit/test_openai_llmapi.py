@@ -9,6 +9,7 @@ Upstream facts these tests hold the builders to (cited where they are used):
   model.yaml -> LLM(**args) plus `triton_config`, the inputs it reads.
 The upstream TRT-LLM ensemble config is read from the reference data (`make reference`; skipped when absent).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,20 @@ from tests.unit.test_config_errors import BadConfig
 
 # main.py r25.12 parse_args(): every flag it defines (a flag outside this list makes it exit 2).
 MAIN_PY_FLAGS_R25_12 = {
-    "--model-repository", "--tokenizer", "--backend", "--lora-separator", "--tritonserver-log-verbose-level",
-    "--host", "--tool-call-parser", "--chat-template", "--default-max-tokens", "--openai-port",
-    "--uvicorn-log-level", "--openai-restricted-api", "--enable-kserve-frontends", "--kserve-http-port",
+    "--model-repository",
+    "--tokenizer",
+    "--backend",
+    "--lora-separator",
+    "--tritonserver-log-verbose-level",
+    "--host",
+    "--tool-call-parser",
+    "--chat-template",
+    "--default-max-tokens",
+    "--openai-port",
+    "--uvicorn-log-level",
+    "--openai-restricted-api",
+    "--enable-kserve-frontends",
+    "--kserve-http-port",
     "--kserve-grpc-port",
 }
 MAIN_PY_BOOLEAN_FLAGS = {"--enable-kserve-frontends"}
@@ -72,6 +84,7 @@ def dev_openai_run():
 
 # --------------------------------------------------------------------------- the frontend's command line
 
+
 @pytest.mark.parametrize("case", ["vllm", "trtllm-engine"])
 def test_frontend_command_line(case, llmapi_run, dev_openai_run):
     run, namespace, backend, repository = {
@@ -85,7 +98,11 @@ def test_frontend_command_line(case, llmapi_run, dev_openai_run):
     assert flags["--backend"] == backend and backend in BACKEND_CHOICES_R25_12
     assert str(flags["--model-repository"]).startswith(repository)
     assert flags["--enable-kserve-frontends"] is True
-    assert (flags["--kserve-http-port"], flags["--kserve-grpc-port"], flags["--openai-port"]) == ("8000", "8001", "9000")
+    assert (flags["--kserve-http-port"], flags["--kserve-grpc-port"], flags["--openai-port"]) == (
+        "8000",
+        "8001",
+        "9000",
+    )
     assert flags["--host"] == "0.0.0.0"
     hf_id = {"vllm": "mistralai/Mistral-7B-Instruct-v0.2", "trtllm-engine": "meta-llama/Llama-3.2-1B-Instruct"}[case]
     assert flags["--tokenizer"] == hf_id  # the chat template comes from the model's own tokenizer
@@ -103,9 +120,12 @@ def test_models_without_the_switch_keep_tritonserver(llmapi_run, dev_run, vllm_r
 
 # --------------------------------------------------------------------------- ports, metrics, probes
 
+
 @pytest.mark.parametrize("case", ["vllm", "trtllm-engine"])
 def test_ports_metrics_and_probes(case, llmapi_run, dev_openai_run):
-    run, namespace = {"vllm": (llmapi_run, "mistral-7b-instruct"), "trtllm-engine": (dev_openai_run, "llama-3-2-1b")}[case]
+    run, namespace = {"vllm": (llmapi_run, "mistral-7b-instruct"), "trtllm-engine": (dev_openai_run, "llama-3-2-1b")}[
+        case
+    ]
     container = _container(run, namespace)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     # KServe HTTP/gRPC where they always were; Prometheus text is on the OpenAI port (main.py r25.12
@@ -136,6 +156,7 @@ def test_objects_match_their_schemas(llmapi_run, dev_openai_run):
 
 # --------------------------------------------------------------------------- routes
 
+
 def _route(run, namespace):
     return next(m for m in run.manifests("HTTPRoute") if m["metadata"]["namespace"] == namespace)
 
@@ -150,11 +171,18 @@ def test_openai_routes(llmapi_run):
     assert rewrite[0]["urlRewrite"]["path"] == {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}
     # behind the same API-key check as every other rule (the gateway's AuthenticationFilter)
     for rule in openai_rules:
-        assert {"type": "ExtensionRef", "extensionRef": {
-            "group": "gateway.nginx.org", "kind": "AuthenticationFilter", "name": "tritonllm-api-keys"}} in rule["filters"]
+        assert {
+            "type": "ExtensionRef",
+            "extensionRef": {
+                "group": "gateway.nginx.org",
+                "kind": "AuthenticationFilter",
+                "name": "tritonllm-api-keys",
+            },
+        } in rule["filters"]
     assert by_header["matches"][0]["path"] == {"type": "PathPrefix", "value": "/v1"}
     assert by_header["matches"][0]["headers"] == [
-        {"type": "Exact", "name": "x-triton-model", "value": "mistral-7b-instruct"}]
+        {"type": "Exact", "name": "x-triton-model", "value": "mistral-7b-instruct"}
+    ]
     # Only /v1/* reaches the frontend: its /metrics and /health/ready stay inside the cluster.
     for rule in openai_rules:
         for match in rule["matches"]:
@@ -162,8 +190,11 @@ def test_openai_routes(llmapi_run):
     # The Gateway API caps rules per HTTPRoute at 16.
     assert len(route["spec"]["rules"]) <= 16
     # The KServe rules are still there, unchanged.
-    assert any(m["path"]["value"] == "/v2/models/mistral-7b-instruct/generate"
-               for r in route["spec"]["rules"] for m in r["matches"])
+    assert any(
+        m["path"]["value"] == "/v2/models/mistral-7b-instruct/generate"
+        for r in route["spec"]["rules"]
+        for m in r["matches"]
+    )
 
 
 def test_no_openai_routes_without_the_switch(llmapi_run):
@@ -177,15 +208,18 @@ def test_stack_outputs(llmapi_run):
     base = llmapi_run.outputs["openaiBaseUrls"]
     assert set(base) == {"mistral-7b-instruct"}
     assert base["mistral-7b-instruct"].startswith("http://") and base["mistral-7b-instruct"].endswith(
-        ":8000/openai/mistral-7b-instruct/v1")
+        ":8000/openai/mistral-7b-instruct/v1"
+    )
     examples = llmapi_run.outputs["openaiExamples"]["mistral-7b-instruct"]
     assert f"{base['mistral-7b-instruct']}/chat/completions" in examples["curl"]
     assert '"model": "mistral-7b-instruct"' in examples["curl"]
     compile(examples["python"], "example", "exec")  # valid Python
     # API keys are on by default (gateway.auth): both examples send them as the gateway wants (Basic)
     assert examples["curl"].endswith('-u "$TRITONLLM_API_KEY"')
-    assert 'default_headers={"Authorization": "Basic " + base64.b64encode(os.environ["TRITONLLM_API_KEY"]' \
+    assert (
+        'default_headers={"Authorization": "Basic " + base64.b64encode(os.environ["TRITONLLM_API_KEY"]'
         in examples["python"]
+    )
     assert f'base_url="{base["mistral-7b-instruct"]}"' in examples["python"]
 
 
@@ -194,6 +228,7 @@ def test_no_openai_outputs_without_the_switch(dev_run):
 
 
 # --------------------------------------------------------------------------- the llmapi model
+
 
 def _llmapi_model(run=None, **overrides):
     from components.config import parse_stack_config
@@ -230,32 +265,64 @@ def test_llmapi_repository_renders_for_the_pinned_image(tmp_path):
     assert set(model_yaml) <= llmapi_repository_config.LLM_ARGS_1_1_0
     assert set(model_yaml["kv_cache_config"]) <= llmapi_repository_config.KV_CACHE_CONFIG_KEYS_1_1_0
     assert model_yaml == {
-        "model": "meta-llama/Llama-3.2-1B-Instruct", "revision": "main", "tokenizer_revision": "main",
-        "backend": "pytorch", "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "dtype": "bfloat16",
-        "max_batch_size": 64, "max_num_tokens": 8192, "max_seq_len": 4096,
+        "model": "meta-llama/Llama-3.2-1B-Instruct",
+        "revision": "main",
+        "tokenizer_revision": "main",
+        "backend": "pytorch",
+        "tensor_parallel_size": 1,
+        "pipeline_parallel_size": 1,
+        "dtype": "bfloat16",
+        "max_batch_size": 64,
+        "max_num_tokens": 8192,
+        "max_seq_len": 4096,
         "kv_cache_config": {"free_gpu_memory_fraction": 0.9, "enable_block_reuse": True},
     }
     inputs = {i.name: i for i in config.input}
     outputs = {o.name for o in config.output}
     assert "text_output" in outputs and not inputs["text_input"].optional
     # helpers.py reads `streaming`, `sampling_param_<SamplingParams arg>`, `return_finish_reason`, `stop`.
-    sampling_args = {"best_of", "temperature", "top_k", "top_p", "frequency_penalty", "presence_penalty",
-                     "max_tokens", "seed", "exclude_input_from_output", "return_perf_metrics", "stop"}
+    sampling_args = {
+        "best_of",
+        "temperature",
+        "top_k",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
+        "max_tokens",
+        "seed",
+        "exclude_input_from_output",
+        "return_perf_metrics",
+        "stop",
+    }
     for name in inputs:
-        assert (name in {"text_input", "streaming", "return_finish_reason", "stop"}
-                or name.removeprefix("sampling_param_") in sampling_args), name
+        assert (
+            name in {"text_input", "streaming", "return_finish_reason", "stop"}
+            or name.removeprefix("sampling_param_") in sampling_args
+        ), name
     # deterministic: identical config renders identical bytes
     assert llmapi_repository.model_files(_llmapi_model()) == files
 
 
 def test_llmapi_options_reach_model_yaml():
-    model = _llmapi_model(tensorParallel=2, trtllm={"runtime": "llmapi", "llmapi": {
-        "kvCacheDtype": "fp8", "enableBlockReuse": False, "extraLlmArgs": {
-            "enable_chunked_prefill": True, "kv_cache_config": {"host_cache_size": 1024}}}})
+    model = _llmapi_model(
+        tensorParallel=2,
+        trtllm={
+            "runtime": "llmapi",
+            "llmapi": {
+                "kvCacheDtype": "fp8",
+                "enableBlockReuse": False,
+                "extraLlmArgs": {"enable_chunked_prefill": True, "kv_cache_config": {"host_cache_size": 1024}},
+            },
+        },
+    )
     args = llmapi_repository.llm_args(model)
     assert args["tensor_parallel_size"] == 2
-    assert args["kv_cache_config"] == {"free_gpu_memory_fraction": 0.9, "enable_block_reuse": False,
-                                       "dtype": "fp8", "host_cache_size": 1024}
+    assert args["kv_cache_config"] == {
+        "free_gpu_memory_fraction": 0.9,
+        "enable_block_reuse": False,
+        "dtype": "fp8",
+        "host_cache_size": 1024,
+    }
     assert args["enable_chunked_prefill"] is True
     # TP 2: every rank runs trtllm-llmapi-launch under mpirun (rank 0 serves, the rest are workers)
     assert llmapi_repository.launcher(model) == ["mpirun", "--allow-run-as-root", "-n", "2", "trtllm-llmapi-launch"]
@@ -267,7 +334,8 @@ def test_llmapi_pod(llmapi_run):
     assert "cp /app/all_models/llmapi/tensorrt_llm/1/model.py /llmapi/model_repository/llama-3-2-1b/1/" in script
     assert "cp /app/all_models/llmapi/tensorrt_llm/1/helpers.py /llmapi/model_repository/llama-3-2-1b/1/" in script
     assert script.splitlines()[-1].startswith(
-        "exec mpirun --allow-run-as-root -n 1 tritonserver --model-repository=/llmapi/model_repository ")
+        "exec mpirun --allow-run-as-root -n 1 tritonserver --model-repository=/llmapi/model_repository "
+    )
     assert script.rstrip().endswith("--disable-auto-complete-config")
     spec = _deployment(llmapi_run, "llama-3-2-1b")["spec"]["template"]
     assert "initContainers" not in spec["spec"]  # nothing to stage
@@ -275,8 +343,10 @@ def test_llmapi_pod(llmapi_run):
     assert volumes["llmapi-config"]["configMap"]["name"] == "llmapi-model"
     configmap = next(m for m in llmapi_run.manifests("ConfigMap") if m["metadata"]["namespace"] == "llama-3-2-1b")
     model = _llmapi_model()
-    assert configmap["data"] == {"config.pbtxt": llmapi_repository.config_pbtxt(model),
-                                 "model.yaml": llmapi_repository.model_yaml(model)}
+    assert configmap["data"] == {
+        "config.pbtxt": llmapi_repository.config_pbtxt(model),
+        "model.yaml": llmapi_repository.model_yaml(model),
+    }
     assert spec["metadata"]["annotations"]["tritonllm.io/llmapi-config"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HF_HOME"].startswith("/cache")  # weights cached on the shared claim, like vLLM
@@ -299,16 +369,26 @@ def test_engine_runtime_is_the_default_and_unchanged(dev_run):
     raw = yaml.safe_load(Path("Pulumi.dev.yaml").read_text())["config"]
     cfg = parse_stack_config({k.split(":", 1)[1]: v for k, v in raw.items()}, {"hfToken"})
     assert cfg.models[0].trtllm.runtime == "engine" and cfg.models[0].builds_engine
-    assert _container(dev_run, "llama-3-2-1b")["command"][:2] == ["tritonserver", "--model-repository=/staged/model_repository"]
+    assert _container(dev_run, "llama-3-2-1b")["command"][:2] == [
+        "tritonserver",
+        "--model-repository=/staged/model_repository",
+    ]
 
 
 # --------------------------------------------------------------------------- which models the frontend can serve
 
+
 def test_frontend_inputs_exist_in_the_trtllm_ensemble_but_not_in_llmapi():
     from tests.k8s_schema import require_reference_dir
 
-    ensemble = require_reference_dir() / "trtllm-templates" / "TensorRT-LLM-2a9abd95" / "inflight_batcher_llm" / \
-        "ensemble" / "config.pbtxt"
+    ensemble = (
+        require_reference_dir()
+        / "trtllm-templates"
+        / "TensorRT-LLM-2a9abd95"
+        / "inflight_batcher_llm"
+        / "ensemble"
+        / "config.pbtxt"
+    )
     import re
 
     text = re.sub(r"\$\{\w+\}", "1", ensemble.read_text())
@@ -322,30 +402,83 @@ def test_frontend_inputs_exist_in_the_trtllm_ensemble_but_not_in_llmapi():
 # --------------------------------------------------------------------------- bad configs fail before any resource
 
 BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
-    ("openai-on-llmapi", "llmapi", {"models[0].openai": {"enabled": True}}, "models[0].openai.enabled",
-     "use trtllm.runtime: engine"),
-    ("openai-on-trtllm-leader-mode", "dev", {"models[0].openai": {"enabled": True}, "models[0].tensorParallel": 2},
-     "models[0].openai.enabled", "one GPU per replica"),
-    ("unknown-llm-arg", "llmapi", {"models[0].trtllm.llmapi.extraLlmArgs": {"max_batch_szie": 8}},
-     "models[0].trtllm.llmapi.extraLlmArgs", "not an LLM API argument of TensorRT-LLM 1.1.0"),
-    ("unknown-kv-cache-key", "llmapi", {"models[0].trtllm.llmapi.extraLlmArgs": {"kv_cache_config": {"fraction": 1}}},
-     "models[0].trtllm.llmapi.extraLlmArgs", "not a KvCacheConfig field"),
-    ("stack-owned-llm-arg", "llmapi", {"models[0].trtllm.llmapi.extraLlmArgs": {"tensor_parallel_size": 4}},
-     "models[0].trtllm.llmapi.extraLlmArgs", "set it there instead"),
-    ("llmapi-without-a-usable-metric", "llmapi", {"models[0].autoscaling": {}}, "models[0].autoscaling.metric",
-     "set autoscaling.metric: triton_request_rate"),
-    ("llmapi-fp8-kv-on-a10g", "llmapi", {"nodePools[0].instanceFamilies": ["g5"],
-                                         "models[0].trtllm.llmapi.kvCacheDtype": "fp8"},
-     "models[0].trtllm.llmapi.kvCacheDtype", "use auto"),
-    ("llmapi-options-on-engine-runtime", "dev", {"models[0].trtllm": {"llmapi": {"maxBatchSize": 8}}},
-     "models[0].trtllm.llmapi", "set runtime: llmapi"),
-    ("engine-options-on-llmapi", "llmapi", {"models[0].engine": {"maxBatchSize": 8}}, "models[0].engine",
-     "move the options to trtllm.llmapi"),
-    ("openai-on-multinode", "multinode", {"models[0].openai": {"enabled": True}}, "models[0].openai.enabled",
-     "LeaderWorkerSet"),
-    ("llmapi-on-multinode", "multinode", {"models[0].trtllm": {"runtime": "llmapi"},
-                                          "models[0].autoscaling": {"metric": "triton_request_rate"}},
-     "models[0].multiNode", "use trtllm.runtime: engine"),
+    (
+        "openai-on-llmapi",
+        "llmapi",
+        {"models[0].openai": {"enabled": True}},
+        "models[0].openai.enabled",
+        "use trtllm.runtime: engine",
+    ),
+    (
+        "openai-on-trtllm-leader-mode",
+        "dev",
+        {"models[0].openai": {"enabled": True}, "models[0].tensorParallel": 2},
+        "models[0].openai.enabled",
+        "one GPU per replica",
+    ),
+    (
+        "unknown-llm-arg",
+        "llmapi",
+        {"models[0].trtllm.llmapi.extraLlmArgs": {"max_batch_szie": 8}},
+        "models[0].trtllm.llmapi.extraLlmArgs",
+        "not an LLM API argument of TensorRT-LLM 1.1.0",
+    ),
+    (
+        "unknown-kv-cache-key",
+        "llmapi",
+        {"models[0].trtllm.llmapi.extraLlmArgs": {"kv_cache_config": {"fraction": 1}}},
+        "models[0].trtllm.llmapi.extraLlmArgs",
+        "not a KvCacheConfig field",
+    ),
+    (
+        "stack-owned-llm-arg",
+        "llmapi",
+        {"models[0].trtllm.llmapi.extraLlmArgs": {"tensor_parallel_size": 4}},
+        "models[0].trtllm.llmapi.extraLlmArgs",
+        "set it there instead",
+    ),
+    (
+        "llmapi-without-a-usable-metric",
+        "llmapi",
+        {"models[0].autoscaling": {}},
+        "models[0].autoscaling.metric",
+        "set autoscaling.metric: triton_request_rate",
+    ),
+    (
+        "llmapi-fp8-kv-on-a10g",
+        "llmapi",
+        {"nodePools[0].instanceFamilies": ["g5"], "models[0].trtllm.llmapi.kvCacheDtype": "fp8"},
+        "models[0].trtllm.llmapi.kvCacheDtype",
+        "use auto",
+    ),
+    (
+        "llmapi-options-on-engine-runtime",
+        "dev",
+        {"models[0].trtllm": {"llmapi": {"maxBatchSize": 8}}},
+        "models[0].trtllm.llmapi",
+        "set runtime: llmapi",
+    ),
+    (
+        "engine-options-on-llmapi",
+        "llmapi",
+        {"models[0].engine": {"maxBatchSize": 8}},
+        "models[0].engine",
+        "move the options to trtllm.llmapi",
+    ),
+    (
+        "openai-on-multinode",
+        "multinode",
+        {"models[0].openai": {"enabled": True}},
+        "models[0].openai.enabled",
+        "LeaderWorkerSet",
+    ),
+    (
+        "llmapi-on-multinode",
+        "multinode",
+        {"models[0].trtllm": {"runtime": "llmapi"}, "models[0].autoscaling": {"metric": "triton_request_rate"}},
+        "models[0].multiNode",
+        "use trtllm.runtime: engine",
+    ),
     ("unknown-runtime", "dev", {"models[0].trtllm": {"runtime": "pytorch"}}, "models[0].trtllm.runtime", "'llmapi'"),
 ]
 
@@ -384,5 +517,11 @@ def test_tritonllm_client_speaks_the_llmapi_model():
     config = _parse_pbtxt(llmapi_repository.config_pbtxt(_llmapi_model()))
     iface = ModelInterface.from_config(json_format.MessageToDict(config, preserving_proto_field_name=True))
     values = plan_inputs(iface, "hi", GenerationSettings(max_tokens=9, temperature=0.1, stop=["x"]), stream=True)
-    assert values == {"text_input": "hi", "streaming": True, "sampling_param_exclude_input_from_output": True,
-                      "sampling_param_max_tokens": 9, "sampling_param_temperature": 0.1, "sampling_param_stop": ["x"]}
+    assert values == {
+        "text_input": "hi",
+        "streaming": True,
+        "sampling_param_exclude_input_from_output": True,
+        "sampling_param_max_tokens": 9,
+        "sampling_param_temperature": 0.1,
+        "sampling_param_stop": ["x"],
+    }

@@ -4,6 +4,7 @@ Each test names the behaviour and what breaks for a user without it. Values are 
 here (not taken from the builders that produce them), so a change to a builder fails a test.
 Assertions are on properties, so other fields can be added to the same objects.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -22,8 +23,9 @@ def triton_deployments(run: ProgramRun) -> dict[str, RecordedResource]:
     multi-node model a LeaderWorkerSet (the HPA scales either)."""
     found = {}
     for server in run.of_type(TRITON_TYPE):
-        (workload,) = [r for r in run.of_type(DEPLOYMENT) + run.of_type(LEADER_WORKER_SET)
-                       if server in run.ancestors(r)]
+        (workload,) = [
+            r for r in run.of_type(DEPLOYMENT) + run.of_type(LEADER_WORKER_SET) if server in run.ancestors(r)
+        ]
         found[server.name] = workload
     assert found, "no TritonLLM workload in the program"
     return found
@@ -39,6 +41,7 @@ def run(request) -> ProgramRun:
 
 
 # --------------------------------------------------------------------------- Deployment
+
 
 def test_pulumi_up_leaves_the_replica_count_to_the_hpa(run):
     # Without ignoreChanges on spec.replicas, every `pulumi up` writes minReplicas back over
@@ -56,6 +59,7 @@ def test_rollouts_wait_an_hour_for_a_cold_start(run):
 
 
 # --------------------------------------------------------------------------- HPA
+
 
 def test_hpa_scales_up_fast_and_down_one_replica_at_a_time(run):
     models = {m["name"]: m for m in run.config["tritonllm:models"]}
@@ -79,12 +83,15 @@ def test_hpa_scales_up_fast_and_down_one_replica_at_a_time(run):
 
 
 def test_hpa_windows_and_bounds_follow_the_stack_config():
-    run = run_program("vllm", overrides={
-        "models[0].autoscaling.scaleUpStabilizationSeconds": 45,
-        "models[0].autoscaling.scaleDownStabilizationSeconds": 900,
-        "models[0].minReplicas": 2,
-        "models[0].maxReplicas": 3,
-    })
+    run = run_program(
+        "vllm",
+        overrides={
+            "models[0].autoscaling.scaleUpStabilizationSeconds": 45,
+            "models[0].autoscaling.scaleDownStabilizationSeconds": 900,
+            "models[0].minReplicas": 2,
+            "models[0].maxReplicas": 3,
+        },
+    )
     name = run.config["tritonllm:models"][0]["name"]
     spec = hpas_by_namespace(run)[name]["spec"]
     assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 45
@@ -95,6 +102,7 @@ def test_hpa_windows_and_bounds_follow_the_stack_config():
 
 
 # --------------------------------------------------------------------------- Karpenter
+
 
 def test_nodepools_disrupt_at_most_one_gpu_node_at_a_time(run):
     # Karpenter's default budget is 10 % of the nodes; consolidation or drift could then drain
@@ -111,13 +119,17 @@ def test_nodepools_disrupt_at_most_one_gpu_node_at_a_time(run):
 
 # --------------------------------------------------------------------------- storage
 
+
 def _storage_classes(run: ProgramRun) -> list[dict]:
     return run.manifests("StorageClass")
 
 
 def test_one_default_storage_class_bound_where_the_pod_lands_and_expandable(run):
-    defaults = [sc for sc in _storage_classes(run)
-                if (sc["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"]
+    defaults = [
+        sc
+        for sc in _storage_classes(run)
+        if (sc["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+    ]
     assert len(defaults) == 1, [sc["metadata"]["name"] for sc in defaults]
     default = defaults[0]
     assert default["provisioner"] == "ebs.csi.aws.com"
@@ -137,6 +149,7 @@ def test_every_ebs_storage_class_waits_for_the_pod_and_can_grow(run):
 
 
 # --------------------------------------------------------------------------- subnet discovery
+
 
 def test_load_balancers_and_karpenter_find_the_right_subnets(run):
     # The AWS Load Balancer Controller picks subnets by kubernetes.io/role/(internal-)elb, Karpenter

@@ -1,4 +1,5 @@
 """Whole-program checks under Pulumi mocks, for every stack file."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,12 @@ def test_secrets_never_appear_in_plain_text(stack_run):
         if not r.is_secret(path)
     ]
     assert not leaks, f"secret values in plain-text inputs: {leaks}"
-    output_leaks = [k for k, v in stack_run.outputs.items() for s in secret_values
-                    if plain_occurrences(v, s) and k not in stack_run.secret_outputs]
+    output_leaks = [
+        k
+        for k, v in stack_run.outputs.items()
+        for s in secret_values
+        if plain_occurrences(v, s) and k not in stack_run.secret_outputs
+    ]
     assert not output_leaks, f"secret values in plain stack outputs: {output_leaks}"
 
 
@@ -52,9 +57,21 @@ def test_secret_stack_outputs(stack_run):
 
 def test_outputs_give_endpoints_models_and_commands(stack_run):
     out = stack_run.outputs
-    for key in ("region", "vpcId", "clusterName", "kubeconfig", "bucketName", "httpEndpoint", "grpcEndpoint",
-                "servedModels", "clientCommands", "grafanaSecretName", "grafanaPortForwardCommand",
-                "grafanaReadPasswordCommand", "updateKubeconfigCommand"):
+    for key in (
+        "region",
+        "vpcId",
+        "clusterName",
+        "kubeconfig",
+        "bucketName",
+        "httpEndpoint",
+        "grpcEndpoint",
+        "servedModels",
+        "clientCommands",
+        "grafanaSecretName",
+        "grafanaPortForwardCommand",
+        "grafanaReadPasswordCommand",
+        "updateKubeconfigCommand",
+    ):
         assert out.get(key), f"stack output {key} missing"
     assert out["httpEndpoint"].startswith("http://") and out["httpEndpoint"].endswith(":8000")
     assert out["grpcEndpoint"].endswith(":8001")
@@ -96,8 +113,11 @@ def test_pod_identity_associations_outlive_nothing_they_need(stack_run):
         role = stack_run.by_urn(assoc.parent)
         if role.type != "aws:iam/role:Role":
             continue  # associations made by EKS add-ons carry no policies of their own
-        grants = [r for r in stack_run.children_of(role)
-                  if r.type in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
+        grants = [
+            r
+            for r in stack_run.children_of(role)
+            if r.type in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        ]
         assert grants, f"{assoc.name}: role without policies"
         missing = [g.name for g in grants if g.urn not in assoc.dependencies]
         assert not missing, f"{assoc.name} does not depend on {missing}"

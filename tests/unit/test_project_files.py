@@ -1,4 +1,5 @@
 """The files a user and CI act on stay consistent with the code."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,11 @@ def test_ci_gives_the_tests_the_reference_data_and_refuses_to_skip_them():
     (tests,) = [i for i, s in enumerate(steps) if "bash .ci/run" in s.get("run", "")]
     assert fetch < tests
     assert 'REFERENCE_CACHE="$TRITONLLM_REFERENCE_DIR"' in steps[fetch]["run"]
-    assert all(not s.get("with", {}).get("repository") and not s.get("with", {}).get("path")
-               for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert all(
+        not s.get("with", {}).get("repository") and not s.get("with", {}).get("path")
+        for s in steps
+        if s.get("uses", "").startswith("actions/checkout")
+    )
     # the variables reach the tests through sudo
     preserved = steps[tests]["run"].split("--preserve-env=")[1].split()[0].split(",")
     assert {"TRITONLLM_REFERENCE_DIR", "TRITONLLM_REQUIRE_REFERENCE"} <= set(preserved)
@@ -71,7 +75,8 @@ def test_configuration_page_documents_every_config_key():
     missing = [key for key, *_ in config_reference.config_reference() if f"`{key}`" not in page]
     assert not missing, f"docs/configuration.md lacks config keys {missing}; run `make config-reference`"
     assert config_reference.with_reference_table(page) == page, (
-        "docs/configuration.md's config table is stale; run `make config-reference`")
+        "docs/configuration.md's config table is stale; run `make config-reference`"
+    )
 
 
 def test_make_config_reference_writes_the_configuration_page():

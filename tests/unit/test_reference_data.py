@@ -6,6 +6,7 @@ server on loopback that stands in for raw.githubusercontent.com: it serves the r
 under the manifest URLs' paths (TRITONLLM_REFERENCE_BASE_URL points the downloader at it) and
 records every request.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -128,8 +129,16 @@ def run_downloader(dest: Path, base_url: str, *args: str, make: bool = False) ->
     # Loopback goes direct; anything else goes to a proxy that refuses at once, so a downloader that
     # ignored the base URL fails here quickly instead of waiting on the internet.
     refuse = "http://127.0.0.1:9"
-    env = {**os.environ, reference.BASE_URL_ENV: base_url, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1",
-           "HTTPS_PROXY": refuse, "https_proxy": refuse, "HTTP_PROXY": refuse, "http_proxy": refuse}
+    env = {
+        **os.environ,
+        reference.BASE_URL_ENV: base_url,
+        "NO_PROXY": "127.0.0.1",
+        "no_proxy": "127.0.0.1",
+        "HTTPS_PROXY": refuse,
+        "https_proxy": refuse,
+        "HTTP_PROXY": refuse,
+        "http_proxy": refuse,
+    }
     if make:
         cmd = ["make", "--no-print-directory", "reference", f"REFERENCE_CACHE={dest}", f"PYTHON={sys.executable}"]
     else:
@@ -175,8 +184,9 @@ def test_every_pinned_chart_has_its_default_values_in_the_manifest():
 @pytest.mark.parametrize("path", ["../outside.yaml", "/etc/passwd", "crds/../../outside.yaml", "crds//x.yaml"])
 def test_the_manifest_loader_refuses_a_path_outside_the_folder(tmp_path, path):
     manifest = tmp_path / "manifest.toml"
-    manifest.write_text(f'[[file]]\npath = "{path}"\nurl = "https://raw.githubusercontent.com/o/r/v1/x"\n'
-                        f'sha256 = "{"0" * 64}"\n')
+    manifest.write_text(
+        f'[[file]]\npath = "{path}"\nurl = "https://raw.githubusercontent.com/o/r/v1/x"\nsha256 = "{"0" * 64}"\n'
+    )
     with pytest.raises(reference.ManifestError, match="plain relative path"):
         reference.load_manifest(manifest)
 
@@ -288,8 +298,10 @@ def test_an_unreachable_server_stops_the_run_at_the_first_file(tmp_path, monkeyp
 def _layout(tmp_path: Path) -> tuple[Path, Path, Path, list[reference.Entry]]:
     repo, shared = tmp_path / "clone", tmp_path / "shared" / "reference"
     cache = repo / ".cache" / "reference"
-    entries = [reference.Entry("crds/a.yaml", "https://raw.githubusercontent.com/o/r/v1/a.yaml", "0" * 64),
-               reference.Entry("helm-values/b.yaml", "https://raw.githubusercontent.com/o/r/v1/b.yaml", "0" * 64)]
+    entries = [
+        reference.Entry("crds/a.yaml", "https://raw.githubusercontent.com/o/r/v1/a.yaml", "0" * 64),
+        reference.Entry("helm-values/b.yaml", "https://raw.githubusercontent.com/o/r/v1/b.yaml", "0" * 64),
+    ]
     return repo, cache, shared, entries
 
 

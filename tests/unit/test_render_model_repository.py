@@ -1,4 +1,5 @@
 """vLLM model repositories rendered from the stack config: model.json and config.pbtxt."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,8 @@ from components.config import ModelConfig, parse_stack_config
 from tests.unit.harness import load_stack_config
 
 model_config_pb2 = pytest.importorskip(
-    "tritonclient.grpc.model_config_pb2", reason="tritonclient (requirements-local.txt) ships Triton's ModelConfig")
+    "tritonclient.grpc.model_config_pb2", reason="tritonclient (requirements-local.txt) ships Triton's ModelConfig"
+)
 from google.protobuf import text_format  # noqa: E402
 
 
@@ -20,8 +22,13 @@ def stack_models(stack: str) -> list[ModelConfig]:
 
 
 def vllm_model(**overrides) -> ModelConfig:
-    base = {"name": "llama-2-7b-chat", "backend": "vllm", "hfModelId": "meta-llama/Llama-2-7b-chat-hf",
-            "nodePool": "g5", "vllm": {"maxModelLen": 4096, "dtype": "float16"}}
+    base = {
+        "name": "llama-2-7b-chat",
+        "backend": "vllm",
+        "hfModelId": "meta-llama/Llama-2-7b-chat-hf",
+        "nodePool": "g5",
+        "vllm": {"maxModelLen": 4096, "dtype": "float16"},
+    }
     base.update(overrides)
     return ModelConfig.model_validate(base)
 
@@ -39,11 +46,14 @@ def test_the_shared_config_is_triton_vllm_backend():
     assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_MODEL]
 
 
-@pytest.mark.parametrize("overrides, reported", [
-    ({}, True),  # the default metric, vllm_requests_in_flight, is computed from vllm:* histograms
-    ({"autoscaling": {"metric": "triton_request_rate"}}, False),  # Triton core metrics only: off
-    ({"autoscaling": {"metric": "triton_request_rate"}, "vllm": {"reportCustomMetrics": True}}, True),  # opt-in
-])
+@pytest.mark.parametrize(
+    "overrides, reported",
+    [
+        ({}, True),  # the default metric, vllm_requests_in_flight, is computed from vllm:* histograms
+        ({"autoscaling": {"metric": "triton_request_rate"}}, False),  # Triton core metrics only: off
+        ({"autoscaling": {"metric": "triton_request_rate"}, "vllm": {"reportCustomMetrics": True}}, True),  # opt-in
+    ],
+)
 def test_report_custom_metrics_follows_the_autoscaling_metric(overrides, reported):
     model = vllm_model(**overrides)
     config = parse_config(render.vllm_model_files(model)[f"{model.name}/config.pbtxt"])
@@ -117,7 +127,9 @@ def test_every_rendered_config_parses_and_every_model_json_is_valid(stack, tmp_p
 
 def test_rendering_is_byte_stable_and_replaces_stale_files(tmp_path):
     model = vllm_model()
-    first = {p.name: p.read_bytes() for p in render.render_vllm_repository(model, tmp_path / "a").rglob("*") if p.is_file()}
+    first = {
+        p.name: p.read_bytes() for p in render.render_vllm_repository(model, tmp_path / "a").rglob("*") if p.is_file()
+    }
     out = tmp_path / "b"
     (out / "stale").mkdir(parents=True)
     (out / "stale" / "old.txt").write_text("left over")

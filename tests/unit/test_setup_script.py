@@ -2,6 +2,7 @@
 compiles for minutes and why, shows pip's own output (no --quiet) and a line per step with the
 elapsed time, and stops at once, saying what to install, when there is no C/C++ compiler.
 Run for real with a stand-in virtualenv whose pip records how it was called (issue 13)."""
+
 from __future__ import annotations
 
 import os
@@ -40,9 +41,14 @@ def tools_path(root: Path, with_compiler: bool) -> str:
 
 
 def run(root: Path, venv: Path, path: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", str(SCRIPT), "requirements-test.txt", "requirements-local.txt"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={"PATH": path, "VENV": str(venv), "PYTHON": "python3"})
+    return subprocess.run(
+        ["sh", str(SCRIPT), "requirements-test.txt", "requirements-local.txt"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": path, "VENV": str(venv), "PYTHON": "python3"},
+    )
 
 
 def test_first_install_announces_the_compile_then_shows_pip_progress(tmp_path):
@@ -57,8 +63,7 @@ def test_first_install_announces_the_compile_then_shows_pip_progress(tmp_path):
     steps = [ln for ln in lines if re.match(r"setup \[\d+m\d{2}s\] ", ln)]
     assert len(steps) >= 4 and steps[-1].endswith("is ready"), steps
     calls = (tmp_path / "pip.log").read_text().splitlines()
-    assert calls[-1].split() == ["install", "-r", "requirements-test.txt",
-                                 "-r", "requirements-local.txt"]
+    assert calls[-1].split() == ["install", "-r", "requirements-test.txt", "-r", "requirements-local.txt"]
     assert not any("--quiet" in c or " -q" in c for c in calls)
 
 
@@ -80,6 +85,6 @@ def test_no_compiler_stops_before_pip_with_what_to_install(tmp_path):
 
 def test_makefile_installs_through_the_script():
     makefile = (REPO / "Makefile").read_text()
-    recipe = makefile[makefile.index("$(VENV)/.installed:"):].split("\n\n", 1)[0]
+    recipe = makefile[makefile.index("$(VENV)/.installed:") :].split("\n\n", 1)[0]
     assert "mk/setup-venv.sh" in recipe and "--quiet" not in recipe
     assert os.access(SCRIPT, os.R_OK)

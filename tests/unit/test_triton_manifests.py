@@ -1,4 +1,5 @@
 """TritonLLM's pure builders: Deployment, Service, HPA, PDB, PodMonitor, routes, commands."""
+
 from __future__ import annotations
 
 import base64
@@ -95,7 +96,9 @@ def test_trtllm_deployment_stages_the_engine_before_triton_starts(dev):
 def test_trtllm_on_efs_stages_once_per_key_on_the_shared_claim():
     cfg = stack_config("dev", engineStorage="efs")
     model = cfg.models[0]
-    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY, shared_claim_name=tm.SHARED_CLAIM)
+    manifest = tm.deployment_manifest(
+        model, cfg.site_of(model), bucket="b", engine_key=KEY, shared_claim_name=tm.SHARED_CLAIM
+    )
     validate_k8s_object(manifest)
     mount = next(m for m in container(manifest)["volumeMounts"] if m["name"] == "engine")
     assert mount["subPath"] == f"engines/{KEY}"
@@ -113,8 +116,11 @@ def test_pods_carry_the_monitoring_labels_ports_gpus_and_scheduling(dev):
     model, cfg = dev
     manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)
     labels = manifest["spec"]["template"]["metadata"]["labels"]
-    assert {"app.kubernetes.io/name": "triton", "app.kubernetes.io/instance": model.name,
-            "tritonllm.io/model": model.name}.items() <= labels.items()
+    assert {
+        "app.kubernetes.io/name": "triton",
+        "app.kubernetes.io/instance": model.name,
+        "tritonllm.io/model": model.name,
+    }.items() <= labels.items()
     assert manifest["spec"]["selector"]["matchLabels"] == metrics.pod_selector_labels(model.name)
     triton = container(manifest)
     assert {p["name"]: p["containerPort"] for p in triton["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -123,7 +129,9 @@ def test_pods_carry_the_monitoring_labels_ports_gpus_and_scheduling(dev):
     assert spec["nodeSelector"] == {"karpenter.sh/nodepool": "g6e"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     assert {c["topologyKey"] for c in spec["topologySpreadConstraints"]} == {
-        "topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    }
     assert spec["terminationGracePeriodSeconds"] > tm.EXIT_TIMEOUT_SECONDS + tm.PRESTOP_SLEEP_SECONDS
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in spec["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in triton["volumeMounts"]
@@ -142,7 +150,9 @@ def test_probes_give_a_cold_start_tens_of_minutes(dev):
 
 def test_ngc_pull_secret_is_used_when_given(dev):
     model, cfg = dev
-    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY, image_pull_secret=tm.IMAGE_PULL_SECRET)
+    manifest = tm.deployment_manifest(
+        model, cfg.site_of(model), bucket="b", engine_key=KEY, image_pull_secret=tm.IMAGE_PULL_SECRET
+    )
     assert pod_spec(manifest)["imagePullSecrets"] == [{"name": tm.IMAGE_PULL_SECRET}]
     config = json.loads(tm.dockerconfigjson("nvapi-KEY"))
     auth = config["auths"]["nvcr.io"]
@@ -155,7 +165,7 @@ def test_multi_gpu_trtllm_runs_one_tritonserver_per_rank_under_mpi():
     command = tm.triton_command(cfg.models[0], "b")
     assert command[:2] == ["mpirun", "--allow-run-as-root"]
     assert command.count("tritonserver") == 2 and command.count(":") == 1
-    rank1 = command[command.index(":") + 1:]
+    rank1 = command[command.index(":") + 1 :]
     assert "--model-control-mode=explicit" in rank1 and "--load-model=tensorrt_llm" in rank1
     assert "--backend-config=python,shm-region-prefix-name=prefix1_" in rank1
 
@@ -164,7 +174,11 @@ def test_service_exposes_the_three_ports_by_name(dev):
     model, _ = dev
     service = tm.service_manifest(model)
     validate_k8s_object(service)
-    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("http", 8000), ("grpc", 8001), ("metrics", 8002)]
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [
+        ("http", 8000),
+        ("grpc", 8001),
+        ("metrics", 8002),
+    ]
     assert service["spec"]["selector"] == metrics.pod_selector_labels(model.name)
 
 
@@ -190,9 +204,14 @@ def test_pod_monitor_selects_the_triton_pods_and_their_metrics_port(dev):
     model, cfg = dev
     monitor = tm.pod_monitor_manifest(model, cfg.site_of(model))
     validate_manifest(monitor)
-    pod_labels = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)["spec"]["template"]["metadata"]["labels"]
+    pod_labels = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)["spec"]["template"][
+        "metadata"
+    ]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    ports = {p["name"] for p in container(tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY))["ports"]}
+    ports = {
+        p["name"]
+        for p in container(tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY))["ports"]
+    }
     assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
     assert monitor["metadata"]["namespace"] == model.name
 
@@ -217,9 +236,13 @@ def test_routes_send_the_model_to_its_service(dev):
 
 def test_small_objects_validate(dev):
     model, cfg = dev
-    for manifest in (tm.namespace_manifest(model, {"tritonllm.io/gateway-routes": "allowed"}),
-                     tm.service_account_manifest(model), tm.hf_token_secret_manifest(model),
-                     tm.image_pull_secret_manifest(model), tm.shared_claim(model, cfg.site_of(model), "efs-sc")):
+    for manifest in (
+        tm.namespace_manifest(model, {"tritonllm.io/gateway-routes": "allowed"}),
+        tm.service_account_manifest(model),
+        tm.hf_token_secret_manifest(model),
+        tm.image_pull_secret_manifest(model),
+        tm.shared_claim(model, cfg.site_of(model), "efs-sc"),
+    ):
         validate_k8s_object(manifest)
     assert tm.namespace_manifest(model)["metadata"]["name"] == model.name
 
@@ -227,8 +250,10 @@ def test_small_objects_validate(dev):
 def test_client_command_is_the_exact_call(dev):
     model, _ = dev
     command = tm.client_command(model, "k8s-nlb.elb.us-west-2.amazonaws.com:8001")
-    assert command == ("python -m tritonllm client --url k8s-nlb.elb.us-west-2.amazonaws.com:8001 --protocol grpc "
-                       "--model-name llama-3-2-1b --input-prompts prompts.txt --results-file results/llama-3-2-1b.txt")
+    assert command == (
+        "python -m tritonllm client --url k8s-nlb.elb.us-west-2.amazonaws.com:8001 --protocol grpc "
+        "--model-name llama-3-2-1b --input-prompts prompts.txt --results-file results/llama-3-2-1b.txt"
+    )
 
 
 def test_client_command_flags_exist_in_the_client():
@@ -254,13 +279,23 @@ def test_vllm_readers_may_check_the_bucket_but_read_only_their_prefix(vllm, dev)
     vllm_model, _ = vllm
     policy = tm.triton_reader_policy(vllm_model, "arn:aws:s3:::b", "models/llama-2-7b-chat")
     head = [s for s in policy["Statement"] if s.get("Sid") == "TritonHeadBucket"]
-    assert head == [{"Sid": "TritonHeadBucket", "Effect": "Allow", "Action": ["s3:ListBucket"],
-                     "Resource": ["arn:aws:s3:::b"], "Condition": {"Null": {"s3:prefix": "true"}}}]
+    assert head == [
+        {
+            "Sid": "TritonHeadBucket",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::b"],
+            "Condition": {"Null": {"s3:prefix": "true"}},
+        }
+    ]
     gets = [s for s in policy["Statement"] if "s3:GetObject" in s["Action"]]
     assert [s["Resource"] for s in gets] == [["arn:aws:s3:::b/models/llama-2-7b-chat/*"]]
     trt_model, _ = dev
-    assert not [s for s in tm.triton_reader_policy(trt_model, "arn:aws:s3:::b", "engines/k")["Statement"]
-                if s.get("Sid") == "TritonHeadBucket"]
+    assert not [
+        s
+        for s in tm.triton_reader_policy(trt_model, "arn:aws:s3:::b", "engines/k")["Statement"]
+        if s.get("Sid") == "TritonHeadBucket"
+    ]
     assert tm.uses_irsa(vllm_model) and not tm.uses_irsa(trt_model)
 
 

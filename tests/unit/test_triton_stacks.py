@@ -2,6 +2,7 @@
 
 Runs the real program (`__main__.py`).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,14 @@ import pytest
 from components.serving.builders import triton_manifests as tm
 from tests.k8s_schema import is_custom_resource, validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
-from tests.unit.harness import (DEFAULT_SECRETS, ProgramRun, RecordedResource, plain_occurrences, run_program,
-                                stack_files)
+from tests.unit.harness import (
+    DEFAULT_SECRETS,
+    ProgramRun,
+    RecordedResource,
+    plain_occurrences,
+    run_program,
+    stack_files,
+)
 
 TRITON_TYPE = "tritonllm:serving:TritonLLM"
 NGC_KEY = "nvapi-mock-ngc-key-0123456789"
@@ -117,7 +124,9 @@ def test_deployments_follow_the_model_config(run):
 
 def test_hpa_metric_is_exposed_by_the_prometheus_adapter(run):
     # what the program's prometheus-adapter release serves (its Helm values, as deployed)
-    exposed = {rule["name"]["as"] for rule in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]}
+    exposed = {
+        rule["name"]["as"] for rule in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]
+    }
     assert exposed
     for server in servers(run):
         hpa = one(triton_objects(run, server), "HorizontalPodAutoscaler")
@@ -177,14 +186,20 @@ def test_the_triton_role_can_only_read_its_own_prefix(run):
                 else:
                     allowed = condition["StringLike"]["s3:prefix"]
                     assert all(p.startswith(prefix) for p in allowed), allowed
-        service_account = next(r.manifest() for r in objects
-                               if r.inputs.get("kind") == "ServiceAccount" and r.manifest()["metadata"]["name"] == "triton")
+        service_account = next(
+            r.manifest()
+            for r in objects
+            if r.inputs.get("kind") == "ServiceAccount" and r.manifest()["metadata"]["name"] == "triton"
+        )
         roles = [r for r in run.of_type("aws:iam/role:Role") if r.name == f"{server.name}-triton"]
         assert len(roles) == 1
         trust = json.loads(roles[0].inputs["assumeRolePolicy"])["Statement"][0]
         if key:  # TRT-LLM: EKS Pod Identity (the AWS CLI reads S3)
-            associations = [r for r in run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
-                            if r.name == f"{server.name}-triton-association"]
+            associations = [
+                r
+                for r in run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+                if r.name == f"{server.name}-triton-association"
+            ]
             assert len(associations) == 1
             assert associations[0].inputs["namespace"] == server.name
             assert associations[0].inputs["serviceAccount"] == tm.SERVICE_ACCOUNT
@@ -229,7 +244,9 @@ def test_secrets_stay_secret():
         for resource in run.resources:
             for needle in (token, NGC_KEY):
                 for path in plain_occurrences(resource.inputs, needle):
-                    assert resource.is_secret(path), f"{needle[:6]}... in plain at {resource.type} {resource.name} {path}"
+                    assert resource.is_secret(path), (
+                        f"{needle[:6]}... in plain at {resource.type} {resource.name} {path}"
+                    )
                     found_token |= needle == token and resource.inputs.get("kind") == "Secret"
                     found_key |= needle == NGC_KEY and resource.inputs.get("kind") == "Secret"
         assert found_token, "the HF token Secret is missing"

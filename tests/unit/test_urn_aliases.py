@@ -11,6 +11,7 @@ under the old URN its parent was matched by (children of a renamed component fol
 The pickled dynamic providers of that state (`__provider`, by reference to a module path) must
 still load: Pulumi unpickles the old state's provider for delete and refresh.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,14 +53,18 @@ def _collapse(resource: RecordedResource, alias: dict) -> str:
     spec = alias.get("spec", {})
     stack, project, _, _ = _urn_parts(resource.urn)
     parent = "" if spec.get("noParent") else (spec.get("parentUrn") or resource.parent)
-    return _urn(spec.get("stack") or stack, spec.get("project") or project,
-                _qualify(parent, spec.get("type") or resource.type), spec.get("name") or resource.name)
+    return _urn(
+        spec.get("stack") or stack,
+        spec.get("project") or project,
+        _qualify(parent, spec.get("type") or resource.type),
+        spec.get("name") or resource.name,
+    )
 
 
 def _inherited(child_type: str, child_name: str, parent_name: str, parent_alias: str) -> str:
     """inheritedChildAlias: the child under its parent's old URN (a `parent-...` name follows the parent's)."""
     stack, project, _, alias_name = _urn_parts(parent_alias)
-    name = alias_name + child_name[len(parent_name):] if child_name.startswith(parent_name) else child_name
+    name = alias_name + child_name[len(parent_name) :] if child_name.startswith(parent_name) else child_name
     return _urn(stack, project, _qualify(parent_alias, child_type), name)
 
 
@@ -97,7 +102,8 @@ def test_every_urn_of_the_previous_layout_maps_to_a_resource(stack):
     # the renamed components really are renamed (the mapping is exercised, not only identity)
     renamed = {o: n for o, n in mapping.items() if o != n}
     assert any("tritonllm:storage:ModelStore" in o for o in renamed) and all(
-        "tritonllm:storage:ModelStore" not in n for n in renamed.values())
+        "tritonllm:storage:ModelStore" not in n for n in renamed.values()
+    )
 
 
 def test_alias_resolution_fails_without_the_aliases():
@@ -114,8 +120,10 @@ def test_alias_resolution_fails_without_the_aliases():
 def test_providers_pickled_by_the_previous_layout_still_load(resource_type):
     """Pulumi unpickles the old state's `__provider` (module path by reference) for delete and refresh."""
     pickled = BEFORE["providers"][resource_type]
-    code = ("import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
-            "print(type(p).__module__, type(p).__name__)")
+    code = (
+        "import base64, sys, dill; p = dill.loads(base64.b64decode(sys.stdin.read())); "
+        "print(type(p).__module__, type(p).__name__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], input=pickled, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     module, cls = result.stdout.split()

@@ -35,6 +35,7 @@ Security (README "Security"):
 Every HTTP rule also rewrites the path to the exact path it matched, so Triton only ever
 receives one of the allowed paths, whatever dot-segments or encodings the client sent.
 """
+
 from __future__ import annotations
 
 import base64
@@ -72,7 +73,13 @@ NGF_API_GROUP = "gateway.nginx.org"
 MODEL_HEADER = "x-triton-model"  # lower case: gRPC metadata keys must be
 TRITON_GRPC_SERVICE = "inference.GRPCInferenceService"
 GRPC_METHODS = (
-    "ServerLive", "ServerReady", "ModelReady", "ModelMetadata", "ModelConfig", "ModelInfer", "ModelStreamInfer",
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ModelMetadata",
+    "ModelConfig",
+    "ModelInfer",
+    "ModelStreamInfer",
 )
 
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
@@ -118,6 +125,7 @@ def route_namespace_labels() -> dict[str, str]:
 
 
 # --- AWS Load Balancer Controller ---------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=1)
 def _lbc_policy_text() -> str:
@@ -181,7 +189,10 @@ def lbc_helm_values(
 
 # --- NGINX Gateway Fabric -----------------------------------------------------------------
 
-def nginx_dataplane_selector(gateway_name: str = GATEWAY_NAME, gateway_class: str = GATEWAY_CLASS_NAME) -> dict[str, str]:
+
+def nginx_dataplane_selector(
+    gateway_name: str = GATEWAY_NAME, gateway_class: str = GATEWAY_CLASS_NAME
+) -> dict[str, str]:
     """Labels of the NGINX pods NGF provisions for a Gateway (resource name `<gateway>-<class>`)."""
     if len(gateway_name) > 63 or len(f"{gateway_name}-{gateway_class}") > 63:
         # Beyond 63 characters NGF hashes the name and moves the gateway label to an annotation.
@@ -201,12 +212,14 @@ def ngf_helm_values(
     (load_balancer_service_manifest), so Pulumi owns it and awaits its deletion on destroy.
     """
     pod: dict[str, Any] = {
-        "topologySpreadConstraints": [{
-            "maxSkew": 1,
-            "topologyKey": "topology.kubernetes.io/zone",
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": {NGF_GATEWAY_LABEL: gateway_name}},
-        }],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {NGF_GATEWAY_LABEL: gateway_name}},
+            }
+        ],
     }
     values: dict[str, Any] = {
         "nginxGateway": {
@@ -239,6 +252,7 @@ def gateway_manifest(
     share `<domain>:443`; their paths never overlap (`/v2/...` vs `/inference.GRPCInferenceService/...`).
     Routes attach only from namespaces labelled route_namespace_labels().
     """
+
     def listener(listener_name: str, port: int, *kinds: str) -> dict[str, Any]:
         return {
             "name": listener_name,
@@ -340,6 +354,7 @@ def client_settings_policy_manifest(gateway_name: str = GATEWAY_NAME, namespace:
 
 # --- The NLB ------------------------------------------------------------------------------
 
+
 def load_balancer_service_manifest(
     *,
     scheme: Scheme = "internal",
@@ -397,13 +412,15 @@ def load_balancer_service_manifest(
     }
     if certificate_arn is not None:
         ports = [{"name": HTTPS_SERVICE_PORT, "port": HTTPS_PORT, "targetPort": HTTP_PORT, "protocol": "TCP"}]
-        annotations.update({
-            f"{prefix}ssl-cert": certificate_arn,
-            f"{prefix}ssl-ports": HTTPS_SERVICE_PORT,
-            f"{prefix}ssl-negotiation-policy": ssl_policy,
-            # NLB TLS listeners negotiate ALPN; gRPC clients need h2 (LBC docs/guide/service/annotations.md).
-            f"{prefix}alpn-policy": "HTTP2Preferred",
-        })
+        annotations.update(
+            {
+                f"{prefix}ssl-cert": certificate_arn,
+                f"{prefix}ssl-ports": HTTPS_SERVICE_PORT,
+                f"{prefix}ssl-negotiation-policy": ssl_policy,
+                # NLB TLS listeners negotiate ALPN; gRPC clients need h2 (LBC docs/guide/service/annotations.md).
+                f"{prefix}alpn-policy": "HTTP2Preferred",
+            }
+        )
     else:
         ports = [
             {"name": HTTP_LISTENER, "port": HTTP_PORT, "targetPort": HTTP_PORT, "protocol": "TCP"},
@@ -414,7 +431,8 @@ def load_balancer_service_manifest(
                 raise ValueError(f"NLB TCP idle timeout must be 60-6000 s, got {idle_timeout_seconds}")
             for port in ports:  # LBC annotation ...listener-attributes.${Protocol}-${Port}
                 annotations[f"{prefix}listener-attributes.TCP-{port['port']}"] = (
-                    f"tcp.idle_timeout.seconds={idle_timeout_seconds}")
+                    f"tcp.idle_timeout.seconds={idle_timeout_seconds}"
+                )
     spec: dict[str, Any] = {
         "type": "LoadBalancer",
         "loadBalancerClass": LBC_LOAD_BALANCER_CLASS,
@@ -434,6 +452,7 @@ def load_balancer_service_manifest(
 def load_balancer_hostname(status: Any) -> str | None:
     """`status.loadBalancer.ingress[0].hostname` of a Service (a manifest dict, or the
     Pulumi output object whose properties are snake_case attributes)."""
+
     def get(obj: Any, *names: str) -> Any:
         for name in names:
             if obj is None:
@@ -463,6 +482,7 @@ def endpoints(hostname: str, tls: bool = False) -> dict[str, str]:
 
 
 # --- API keys -------------------------------------------------------------------------------
+
 
 def _ssha(secret: str, name: str) -> str:
     """`{SSHA}` hash as NGINX's auth_basic_user_file reads it (ngx_crypt.c ngx_crypt_ssha:
@@ -501,7 +521,7 @@ def check_htpasswd(file_text: str, name: str, secret: str) -> bool:
             continue
         if not stored.startswith("{SSHA}"):
             return False
-        raw = base64.b64decode(stored[len("{SSHA}"):])
+        raw = base64.b64decode(stored[len("{SSHA}") :])
         digest, salt = raw[:20], raw[20:]
         return hmac.compare_digest(hashlib.sha1(secret.encode() + salt).digest(), digest)
     return False
@@ -522,8 +542,11 @@ def api_key_secret_manifest(namespace: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": AUTH_SECRET_NAME, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/part-of": "tritonllm"}},
+        "metadata": {
+            "name": AUTH_SECRET_NAME,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "tritonllm"},
+        },
         "type": "Opaque",
     }
 
@@ -539,8 +562,10 @@ def authentication_filter_manifest(namespace: str, realm: str = "tritonllm") -> 
 
 
 def authentication_filter_ref(filter_name: str = AUTH_FILTER_NAME) -> dict[str, Any]:
-    return {"type": "ExtensionRef",
-            "extensionRef": {"group": NGF_API_GROUP, "kind": "AuthenticationFilter", "name": filter_name}}
+    return {
+        "type": "ExtensionRef",
+        "extensionRef": {"group": NGF_API_GROUP, "kind": "AuthenticationFilter", "name": filter_name},
+    }
 
 
 def with_authentication(route: dict[str, Any], filter_name: str = AUTH_FILTER_NAME) -> dict[str, Any]:
@@ -560,6 +585,7 @@ def with_authentication(route: dict[str, Any], filter_name: str = AUTH_FILTER_NA
 
 # --- Routes (built here, created by Triton in each model's namespace) -----------------------
 
+
 def exposed_http_requests(model_name: str) -> list[tuple[str, str, bool]]:
     """(method, exact path, needs MODEL_HEADER) for every HTTP request routed to a model."""
     model = f"/v2/models/{model_name}"
@@ -577,8 +603,11 @@ def exposed_http_requests(model_name: str) -> list[tuple[str, str, bool]]:
 
 def _parent_ref(gateway_name: str, gateway_namespace: str, listener: str) -> dict[str, str]:
     return {
-        "group": GATEWAY_API_GROUP, "kind": "Gateway",
-        "name": gateway_name, "namespace": gateway_namespace, "sectionName": listener,
+        "group": GATEWAY_API_GROUP,
+        "kind": "Gateway",
+        "name": gateway_name,
+        "namespace": gateway_namespace,
+        "sectionName": listener,
     }
 
 
@@ -605,12 +634,15 @@ def http_route_manifest(
         match: dict[str, Any] = {"path": {"type": "Exact", "value": path}, "method": method}
         if needs_header:
             match["headers"] = [_model_header(model_name)]
-        rules.append({
-            "matches": [match],
-            "filters": [{"type": "URLRewrite",
-                         "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": path}}}],
-            "backendRefs": [{"name": service_name, "port": port}],
-        })
+        rules.append(
+            {
+                "matches": [match],
+                "filters": [
+                    {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": path}}}
+                ],
+                "backendRefs": [{"name": service_name, "port": port}],
+            }
+        )
     rules += [dict(rule) for rule in extra_rules]
     return {
         "apiVersion": f"{GATEWAY_API_GROUP}/v1",
@@ -631,8 +663,10 @@ def grpc_route_manifest(
     """GRPCRoute for one model: the GRPC_METHODS of inference.GRPCInferenceService, each requiring
     the metadata `x-triton-model: <model>` (the model name is otherwise inside the message)."""
     matches = [
-        {"method": {"type": "Exact", "service": TRITON_GRPC_SERVICE, "method": method},
-         "headers": [_model_header(model_name)]}
+        {
+            "method": {"type": "Exact", "service": TRITON_GRPC_SERVICE, "method": method},
+            "headers": [_model_header(model_name)],
+        }
         for method in GRPC_METHODS
     ]
     return {
@@ -641,8 +675,10 @@ def grpc_route_manifest(
         "metadata": {"name": f"{model_name}-grpc", "namespace": namespace},
         "spec": {
             # 8001 (h2c, plaintext stacks) and 8000 (behind the NLB's TLS port 443).
-            "parentRefs": [_parent_ref(gateway_name, gateway_namespace, GRPC_LISTENER),
-                           _parent_ref(gateway_name, gateway_namespace, HTTP_LISTENER)],
+            "parentRefs": [
+                _parent_ref(gateway_name, gateway_namespace, GRPC_LISTENER),
+                _parent_ref(gateway_name, gateway_namespace, HTTP_LISTENER),
+            ],
             "rules": [{"matches": matches, "backendRefs": [{"name": service_name, "port": port}]}],
         },
     }

@@ -41,6 +41,7 @@ awaits until the NLB, and with it the TargetGroupBinding, exists) is created fir
 Gateway depends on it. Otherwise the first NGINX pods never get the gate, and a rollout can
 take pods out of service before the NLB has registered their replacements.
 """
+
 from __future__ import annotations
 
 import json
@@ -130,7 +131,10 @@ class Gateway(pulumi.ComponentResource):
         super().__init__(component_type("gateway", "Gateway"), name, None, opts)
         k8s_provider, cluster_name, vpc_id = args.k8s_provider, args.cluster_name, args.vpc_id
         system_node_selector, controllers_depend_on, api_keys = (
-            args.system_node_selector, args.controllers_depend_on, args.api_keys)
+            args.system_node_selector,
+            args.controllers_depend_on,
+            args.api_keys,
+        )
         aws_opts = pulumi.ResourceOptions(parent=self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=k8s_provider)
 
@@ -145,10 +149,10 @@ class Gateway(pulumi.ComponentResource):
             if api_keys is None:
                 api_keys = pulumi.Config("tritonllm").get_secret("apiKeys")
             if api_keys is None:
-                raise ValueError("gateway.auth.enabled needs the apiKeys secret "
-                                 "(pulumi config set --secret tritonllm:apiKeys ...)")
-            self._htpasswd = pulumi.Output.secret(api_keys).apply(
-                lambda raw: gm.htpasswd(parse_api_keys(raw)))
+                raise ValueError(
+                    "gateway.auth.enabled needs the apiKeys secret (pulumi config set --secret tritonllm:apiKeys ...)"
+                )
+            self._htpasswd = pulumi.Output.secret(api_keys).apply(lambda raw: gm.htpasswd(parse_api_keys(raw)))
 
         # Gateway API CRDs (standard channel): the NGF chart ships only its own gateway.nginx.org CRDs.
         self.gateway_api_crds = kubernetes.yaml.v2.ConfigFile(
@@ -245,7 +249,8 @@ class Gateway(pulumi.ComponentResource):
                 idle_timeout_seconds=None if tls.enabled else args.gateway.nlb_idle_timeout_seconds,
                 gateway_name=self.gateway_name,
                 namespace=self.gateway_namespace,
-            ))
+            )
+        )
         self.load_balancer_service = kubernetes.core.v1.Service(
             f"{name}-nlb",
             metadata=service.apply(lambda m: m["metadata"]),
@@ -262,8 +267,8 @@ class Gateway(pulumi.ComponentResource):
 
         # --- The Gateway (GatewayClass comes with the NGF chart) and its NGINX settings.
         after_ngf = pulumi.ResourceOptions.merge(
-            k8s_opts, pulumi.ResourceOptions(depends_on=[
-                self.ngf_release, self.gateway_api_crds, self.load_balancer_service])
+            k8s_opts,
+            pulumi.ResourceOptions(depends_on=[self.ngf_release, self.gateway_api_crds, self.load_balancer_service]),
         )
         self.gateway = _manifest_resource(
             f"{name}-gateway", gm.gateway_manifest(self.gateway_name, self.gateway_namespace), after_ngf
@@ -290,19 +295,24 @@ class Gateway(pulumi.ComponentResource):
         self.tls = tls.enabled
         self.api_key_command = (
             "pulumi config get tritonllm:apiKeys | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])'"
-            if self.auth_enabled else None)
-        self.register_outputs({
-            "gatewayName": self.gateway_name,
-            "gatewayNamespace": self.gateway_namespace,
-            "hostname": self.hostname,
-            "httpEndpoint": self.http_endpoint,
-            "grpcEndpoint": self.grpc_endpoint,
-        })
+            if self.auth_enabled
+            else None
+        )
+        self.register_outputs(
+            {
+                "gatewayName": self.gateway_name,
+                "gatewayNamespace": self.gateway_namespace,
+                "hostname": self.hostname,
+                "httpEndpoint": self.http_endpoint,
+                "grpcEndpoint": self.grpc_endpoint,
+            }
+        )
 
     def _dns_validated_certificate(self, name: str, tls, aws_opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
         """An ACM certificate for tls.domain, validated through records in tls.hosted_zone_id."""
         certificate = aws.acm.Certificate(
-            f"{name}-endpoint", domain_name=tls.domain, validation_method="DNS", opts=aws_opts)
+            f"{name}-endpoint", domain_name=tls.domain, validation_method="DNS", opts=aws_opts
+        )
         options = certificate.domain_validation_options
         record = aws.route53.Record(
             f"{name}-endpoint-validation",
@@ -315,23 +325,28 @@ class Gateway(pulumi.ComponentResource):
             opts=aws_opts,
         )
         validation = aws.acm.CertificateValidation(
-            f"{name}-endpoint", certificate_arn=certificate.arn, validation_record_fqdns=[record.fqdn],
-            opts=aws_opts)
+            f"{name}-endpoint", certificate_arn=certificate.arn, validation_record_fqdns=[record.fqdn], opts=aws_opts
+        )
         return validation.certificate_arn
 
     def _alias_record(self, name: str, tls, region: str, aws_opts: pulumi.ResourceOptions) -> aws.route53.Record:
         """`tls.domain` -> the NLB (Route 53 alias; the NLB's canonical zone from the provider)."""
-        zone = aws.lb.get_hosted_zone_id_output(load_balancer_type="network", region=region,
-                                                 opts=pulumi.InvokeOptions(parent=self))
+        zone = aws.lb.get_hosted_zone_id_output(
+            load_balancer_type="network", region=region, opts=pulumi.InvokeOptions(parent=self)
+        )
         return aws.route53.Record(
             f"{name}-endpoint-alias",
             zone_id=tls.hosted_zone_id,
             name=tls.domain,
             type="A",
-            aliases=[aws.route53.RecordAliasArgs(
-                name=self.hostname.apply(lambda h: h or ""), zone_id=zone.id, evaluate_target_health=True)],
-            opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(
-                depends_on=[self.load_balancer_service])),
+            aliases=[
+                aws.route53.RecordAliasArgs(
+                    name=self.hostname.apply(lambda h: h or ""), zone_id=zone.id, evaluate_target_health=True
+                )
+            ],
+            opts=pulumi.ResourceOptions.merge(
+                aws_opts, pulumi.ResourceOptions(depends_on=[self.load_balancer_service])
+            ),
         )
 
     def route_authentication(self, name: str, namespace: str, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:

@@ -2,6 +2,7 @@
 the PrometheusRule groups, prometheus-adapter rules and the PodMonitor. The one source of truth for
 what Prometheus records, the adapter serves, the HPA reads and the dashboard plots.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,18 +73,20 @@ def rule_groups(scrape_interval: str = DEFAULT_SCRAPE_INTERVAL) -> list[dict[str
     """
     check_scrape_interval(scrape_interval)
     window = window_for(scrape_interval)
-    return [{
-        "name": RULE_GROUP,
-        "interval": scrape_interval,
-        "rules": [
-            {"record": m.record, "expr": m.expr_for(window), "labels": {"unit": m.unit}}
-            for m in METRICS.values()
-        ],
-    }]
+    return [
+        {
+            "name": RULE_GROUP,
+            "interval": scrape_interval,
+            "rules": [
+                {"record": m.record, "expr": m.expr_for(window), "labels": {"unit": m.unit}} for m in METRICS.values()
+            ],
+        }
+    ]
 
 
-def prometheus_rule_manifest(namespace: str, name: str = "tritonllm-recording-rules",
-                             scrape_interval: str = DEFAULT_SCRAPE_INTERVAL) -> dict[str, Any]:
+def prometheus_rule_manifest(
+    namespace: str, name: str = "tritonllm-recording-rules", scrape_interval: str = DEFAULT_SCRAPE_INTERVAL
+) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -134,8 +137,9 @@ SEED_METRICS_QUERY = "avg(rate(nv_inference_queue_duration_us{<<.LabelMatchers>>
 SEED_TARGET = 10.0  # the seeds' HPA averageValue
 
 
-def render_metrics_query(template: str, series: str, namespace: str, pods: list[str],
-                         resource_label: str = "pod") -> str:
+def render_metrics_query(
+    template: str, series: str, namespace: str, pods: list[str], resource_label: str = "pod"
+) -> str:
     """Expand a metricsQuery as prometheus-adapter does for a namespaced Pods metric.
 
     Mirrors pkg/naming/metrics_query.go (Build): LabelMatchers is the namespace
@@ -146,11 +150,14 @@ def render_metrics_query(template: str, series: str, namespace: str, pods: list[
         raise ValueError("prometheus-adapter always queries at least one object")
     matchers = [f"namespace={_go_quote(namespace)}"]
     joined = "|".join(pods)
-    matchers.append(f"{resource_label}={_go_quote(joined)}" if len(pods) == 1
-                    else f"{resource_label}=~{_go_quote(joined)}")
-    return (template.replace("<<.Series>>", series)
-            .replace("<<.LabelMatchers>>", ",".join(matchers))
-            .replace("<<.GroupBy>>", resource_label))
+    matchers.append(
+        f"{resource_label}={_go_quote(joined)}" if len(pods) == 1 else f"{resource_label}=~{_go_quote(joined)}"
+    )
+    return (
+        template.replace("<<.Series>>", series)
+        .replace("<<.LabelMatchers>>", ",".join(matchers))
+        .replace("<<.GroupBy>>", resource_label)
+    )
 
 
 def _go_quote(value: str) -> str:
@@ -169,7 +176,9 @@ def pod_selector_labels(model_name: str) -> dict[str, str]:
     }
 
 
-def pod_monitor_manifest(model_name: str, namespace: str, scrape_interval: str = DEFAULT_SCRAPE_INTERVAL) -> dict[str, Any]:
+def pod_monitor_manifest(
+    model_name: str, namespace: str, scrape_interval: str = DEFAULT_SCRAPE_INTERVAL
+) -> dict[str, Any]:
     """PodMonitor scraping Triton's metrics port of one model's pods.
 
     Prometheus (kube-prometheus-stack) labels each series with the pod's

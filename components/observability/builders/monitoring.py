@@ -10,6 +10,7 @@ Manager, and handed to Grafana through a Kubernetes Secret built from the same
 Pulumi secret output; Helm values only name that Secret. Nothing prints or
 stores it in plain text: read it with `grafana_read_password_command`.
 """
+
 from __future__ import annotations
 
 from components.observability.builders import monitoring_values

@@ -5,6 +5,7 @@ tests/unit/test_monitoring_values.py against ../shared/reference/helm-values/);
 free-form maps (resources, storageSpec, nodeSelector, affinity...) are listed in
 `FREE_FORM` per chart.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -119,8 +120,9 @@ def kube_prometheus_stack_values(
     }
 
 
-def prometheus_adapter_values(namespace: str = NAMESPACE,
-                              scrape_interval: str = metrics.DEFAULT_SCRAPE_INTERVAL) -> dict[str, Any]:
+def prometheus_adapter_values(
+    namespace: str = NAMESPACE, scrape_interval: str = metrics.DEFAULT_SCRAPE_INTERVAL
+) -> dict[str, Any]:
     """prometheus-adapter: only the project's per-pod rules, reading the kube-prometheus-stack Prometheus.
 
     Its series listing is tied to the rule evaluation interval (metrics.adapter_timing): with the

@@ -10,6 +10,7 @@ Manager, and handed to Grafana through a Kubernetes Secret built from the same
 Pulumi secret output; Helm values only name that Secret. Nothing prints or
 stores it in plain text: read it with `grafana_read_password_command`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +58,12 @@ class Monitoring(pulumi.ComponentResource):
         args: MonitoringArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__(component_type("observability", "Monitoring"), name, None,
-                         with_previous_types(opts, "tritonllm:index:Monitoring"))
+        super().__init__(
+            component_type("observability", "Monitoring"),
+            name,
+            None,
+            with_previous_types(opts, "tritonllm:index:Monitoring"),
+        )
         mon = args.monitoring
         namespace_name = monitoring_values.NAMESPACE
         child = pulumi.ResourceOptions(parent=self)
@@ -109,8 +114,13 @@ class Monitoring(pulumi.ComponentResource):
             opts=k8s,
         )
 
-        def release(resource_name: str, chart: versions.Chart, release_name: str, values: dict,
-                    depends_on: list[pulumi.Resource]) -> kubernetes.helm.v3.Release:
+        def release(
+            resource_name: str,
+            chart: versions.Chart,
+            release_name: str,
+            values: dict,
+            depends_on: list[pulumi.Resource],
+        ) -> kubernetes.helm.v3.Release:
             return kubernetes.helm.v3.Release(
                 resource_name,
                 name=release_name,
@@ -168,9 +178,11 @@ class Monitoring(pulumi.ComponentResource):
         self.grafana_port_forward_command = pulumi.Output.from_input(port_forward_command(namespace_name))
         self.grafana_read_password_command = secret.name.apply(lambda n: read_password_command(n, args.stack.region))
         self.prometheus_url = pulumi.Output.from_input(monitoring_values.prometheus_url(namespace_name))
-        self.register_outputs({
-            "grafana_secret_name": self.grafana_secret_name,
-            "grafana_port_forward_command": self.grafana_port_forward_command,
-            "grafana_read_password_command": self.grafana_read_password_command,
-            "prometheus_url": self.prometheus_url,
-        })
+        self.register_outputs(
+            {
+                "grafana_secret_name": self.grafana_secret_name,
+                "grafana_port_forward_command": self.grafana_port_forward_command,
+                "grafana_read_password_command": self.grafana_read_password_command,
+                "prometheus_url": self.prometheus_url,
+            }
+        )

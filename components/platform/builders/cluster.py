@@ -12,6 +12,7 @@
   before the node group (nodes need a CNI to become Ready); the ones that run as
   Deployments after it (they need nodes to become ACTIVE).
 """
+
 from __future__ import annotations
 
 import re
@@ -52,8 +53,9 @@ NODE_ROLE_POLICIES = (
 )
 
 
-def vpc_cni_configuration(region: str, zones: Sequence[str], pod_subnet_ids: Sequence[str],
-                          security_group_ids: Sequence[str]) -> dict[str, Any]:
+def vpc_cni_configuration(
+    region: str, zones: Sequence[str], pod_subnet_ids: Sequence[str], security_group_ids: Sequence[str]
+) -> dict[str, Any]:
     """VPC CNI add-on configuration: custom networking with one ENIConfig per AZ.
 
     ENI_CONFIG_LABEL_DEF makes each node pick the ENIConfig named after its zone.
@@ -82,23 +84,31 @@ def vpc_cni_configuration(region: str, zones: Sequence[str], pod_subnet_ids: Seq
 
 def kms_key_policy(partition: str, account_id: str) -> dict[str, Any]:
     """Key policy: the account administers the key (IAM policies grant use, e.g. the cluster role's)."""
-    return iam.policy_document([{
-        "Sid": "EnableAccountIamPolicies",
-        "Effect": "Allow",
-        "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
-        "Action": "kms:*",
-        "Resource": "*",
-    }])
+    return iam.policy_document(
+        [
+            {
+                "Sid": "EnableAccountIamPolicies",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            }
+        ]
+    )
 
 
 def cluster_kms_policy(key_arn: str) -> dict[str, Any]:
     """What the EKS cluster role needs on the secrets key (envelope encryption)."""
-    return iam.policy_document([{
-        "Sid": "EksSecretsEnvelopeEncryption",
-        "Effect": "Allow",
-        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey", "kms:CreateGrant"],
-        "Resource": key_arn,
-    }])
+    return iam.policy_document(
+        [
+            {
+                "Sid": "EksSecretsEnvelopeEncryption",
+                "Effect": "Allow",
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey", "kms:CreateGrant"],
+                "Resource": key_arn,
+            }
+        ]
+    )
 
 
 def caller_role_arn(caller_arn: str) -> str:
@@ -115,9 +125,11 @@ def caller_role_arn(caller_arn: str) -> str:
 
 def same_principal(a: str, b: str) -> bool:
     """Whether two IAM role/user ARNs name the same principal (paths ignored: STS omits them)."""
+
     def key(arn: str) -> tuple[str, ...]:
         m = re.match(r"^arn:(aws[a-z-]*):iam::([0-9]{12}):(role|user)/(?:.*/)?([^/]+)$", arn)
         return m.groups() if m else (arn,)
+
     return key(a) == key(b)
 
 
@@ -131,8 +143,6 @@ def admins_without_caller(principal_arns: Sequence[str], caller_arn: str) -> lis
     """
     caller = caller_role_arn(caller_arn)
     return [arn for arn in principal_arns if not same_principal(arn, caller)]
-
-
 
 
 def admin_entry_key(arn: str) -> str:
@@ -154,15 +164,17 @@ def system_launch_template_args(disk_size_gib: int, tags: Mapping[str, str]) -> 
     security group.
     """
     return {
-        "block_device_mappings": [{
-            "device_name": "/dev/xvda",
-            "ebs": {
-                "volume_size": disk_size_gib,
-                "volume_type": "gp3",
-                "encrypted": "true",
-                "delete_on_termination": "true",
-            },
-        }],
+        "block_device_mappings": [
+            {
+                "device_name": "/dev/xvda",
+                "ebs": {
+                    "volume_size": disk_size_gib,
+                    "volume_type": "gp3",
+                    "encrypted": "true",
+                    "delete_on_termination": "true",
+                },
+            }
+        ],
         "metadata_options": {
             "http_endpoint": "enabled",
             "http_tokens": "required",

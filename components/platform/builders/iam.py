@@ -3,6 +3,7 @@
 Every function returns plain dicts/strings so tests can assert on them and
 components can `json.dumps` them (inside an `apply` when an argument is an Output).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -38,7 +39,9 @@ def eks_cluster_arn(partition: str, region: str, account_id: str, cluster_name: 
     return f"arn:{partition}:eks:{region}:{account_id}:cluster/{cluster_name}"
 
 
-def pod_identity_trust_policy(account_id: str, cluster_arn: str, namespace: str, service_account: str) -> dict[str, Any]:
+def pod_identity_trust_policy(
+    account_id: str, cluster_arn: str, namespace: str, service_account: str
+) -> dict[str, Any]:
     """Trust policy for an EKS Pod Identity role, usable by one service account of one cluster.
 
     Pod Identity needs both sts:AssumeRole and sts:TagSession: it tags the session with the
@@ -46,29 +49,41 @@ def pod_identity_trust_policy(account_id: str, cluster_arn: str, namespace: str,
     association in the account (another namespace, another cluster) can use the role.
     aws:SourceAccount keeps other accounts' clusters out as well.
     """
-    return policy_document([{
-        "Sid": "AllowEksPodIdentity",
-        "Effect": "Allow",
-        "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
-        "Action": ["sts:AssumeRole", "sts:TagSession"],
-        "Condition": {"StringEquals": {
-            "aws:SourceAccount": account_id,
-            POD_IDENTITY_CLUSTER_TAG: cluster_arn,
-            POD_IDENTITY_NAMESPACE_TAG: namespace,
-            POD_IDENTITY_SERVICE_ACCOUNT_TAG: service_account,
-        }},
-    }])
+    return policy_document(
+        [
+            {
+                "Sid": "AllowEksPodIdentity",
+                "Effect": "Allow",
+                "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                "Condition": {
+                    "StringEquals": {
+                        "aws:SourceAccount": account_id,
+                        POD_IDENTITY_CLUSTER_TAG: cluster_arn,
+                        POD_IDENTITY_NAMESPACE_TAG: namespace,
+                        POD_IDENTITY_SERVICE_ACCOUNT_TAG: service_account,
+                    }
+                },
+            }
+        ]
+    )
 
 
 def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str, namespace: str, service_account: str) -> dict[str, Any]:
     """Trust policy for IAM Roles for Service Accounts (IRSA), for workloads that cannot use Pod Identity."""
     issuer = oidc_issuer.removeprefix("https://")
-    return policy_document([{
-        "Effect": "Allow",
-        "Principal": {"Federated": oidc_provider_arn},
-        "Action": "sts:AssumeRoleWithWebIdentity",
-        "Condition": {"StringEquals": {
-            f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-            f"{issuer}:aud": "sts.amazonaws.com",
-        }},
-    }])
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": oidc_provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                        f"{issuer}:aud": "sts.amazonaws.com",
+                    }
+                },
+            }
+        ]
+    )

@@ -9,6 +9,7 @@ its role through EKS Pod Identity and runs on the system node group. Each
 root volume, all private subnets, and the `nvidia.com/gpu` taint so only pods that
 ask for GPUs land there.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -44,6 +45,7 @@ NODE_ROLE_POLICIES = (
 
 # --------------------------------------------------------------------------- scheduling helpers
 
+
 def gpu_tolerations() -> list[dict[str, str]]:
     """Tolerations a GPU workload needs to run on any of our NodePools."""
     return [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
@@ -63,8 +65,10 @@ def chart_source(chart: versions.Chart) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- IAM (pure)
 
-def controller_policy_document(partition: str, region: str, account_id: str, cluster_name: str,
-                               node_role_arn: str, queue_arn: str) -> dict[str, Any]:
+
+def controller_policy_document(
+    partition: str, region: str, account_id: str, cluster_name: str, node_role_arn: str, queue_arn: str
+) -> dict[str, Any]:
     """Karpenter v1 controller policy (the v1.14 getting-started CloudFormation's policies, merged).
 
     Launching and deleting is scoped to resources tagged for this cluster and a NodePool;
@@ -76,159 +80,198 @@ def controller_policy_document(partition: str, region: str, account_id: str, clu
     tagged_kinds = ["fleet", "instance", "volume", "network-interface", "launch-template", "spot-instances-request"]
     profile = f"{arn}:iam::{account_id}:instance-profile/*"
     cluster_arn = f"{arn}:eks:{region}:{account_id}:cluster/{cluster_name}"
-    return iam.policy_document([
-        {
-            "Sid": "AllowScopedEC2InstanceAccessActions",
-            "Effect": "Allow",
-            "Resource": [f"{ec2}::image/*", f"{ec2}::snapshot/*", f"{ec2}:*:security-group/*",
-                         f"{ec2}:*:subnet/*", f"{ec2}:*:capacity-reservation/*", f"{ec2}:*:placement-group/*"],
-            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-        },
-        {
-            "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
-            "Effect": "Allow",
-            "Resource": f"{ec2}:*:launch-template/*",
-            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-            "Condition": {
-                "StringEquals": {f"aws:ResourceTag/{cluster_tag}": "owned"},
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+    return iam.policy_document(
+        [
+            {
+                "Sid": "AllowScopedEC2InstanceAccessActions",
+                "Effect": "Allow",
+                "Resource": [
+                    f"{ec2}::image/*",
+                    f"{ec2}::snapshot/*",
+                    f"{ec2}:*:security-group/*",
+                    f"{ec2}:*:subnet/*",
+                    f"{ec2}:*:capacity-reservation/*",
+                    f"{ec2}:*:placement-group/*",
+                ],
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
             },
-        },
-        {
-            "Sid": "AllowScopedEC2InstanceActionsWithTags",
-            "Effect": "Allow",
-            "Resource": [f"{ec2}:*:{kind}/*" for kind in tagged_kinds],
-            "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
-            "Condition": {
-                "StringEquals": {f"aws:RequestTag/{cluster_tag}": "owned",
-                                 "aws:RequestTag/eks:eks-cluster-name": cluster_name},
-                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
-            },
-        },
-        {
-            "Sid": "AllowScopedResourceCreationTagging",
-            "Effect": "Allow",
-            "Resource": [f"{ec2}:*:{kind}/*" for kind in tagged_kinds],
-            "Action": "ec2:CreateTags",
-            "Condition": {
-                "StringEquals": {
-                    f"aws:RequestTag/{cluster_tag}": "owned",
-                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
-                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+            {
+                "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
+                "Effect": "Allow",
+                "Resource": f"{ec2}:*:launch-template/*",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+                "Condition": {
+                    "StringEquals": {f"aws:ResourceTag/{cluster_tag}": "owned"},
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
                 },
-                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
             },
-        },
-        {
-            "Sid": "AllowScopedResourceTagging",
-            "Effect": "Allow",
-            "Resource": f"{ec2}:*:instance/*",
-            "Action": "ec2:CreateTags",
-            "Condition": {
-                "StringEquals": {f"aws:ResourceTag/{cluster_tag}": "owned"},
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-                "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
-                "ForAllValues:StringEquals": {"aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]},
-            },
-        },
-        {
-            "Sid": "AllowScopedDeletion",
-            "Effect": "Allow",
-            "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
-            "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
-            "Condition": {
-                "StringEquals": {f"aws:ResourceTag/{cluster_tag}": "owned"},
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-            },
-        },
-        {
-            "Sid": "AllowPassingInstanceRole",
-            "Effect": "Allow",
-            "Resource": node_role_arn,
-            "Action": "iam:PassRole",
-            "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]}},
-        },
-        {
-            "Sid": "AllowScopedInstanceProfileCreationActions",
-            "Effect": "Allow",
-            "Resource": profile,
-            "Action": ["iam:CreateInstanceProfile"],
-            "Condition": {
-                "StringEquals": {f"aws:RequestTag/{cluster_tag}": "owned",
-                                 "aws:RequestTag/eks:eks-cluster-name": cluster_name,
-                                 "aws:RequestTag/topology.kubernetes.io/region": region},
-                "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
-            },
-        },
-        {
-            "Sid": "AllowScopedInstanceProfileTagActions",
-            "Effect": "Allow",
-            "Resource": profile,
-            "Action": ["iam:TagInstanceProfile"],
-            "Condition": {
-                "StringEquals": {
-                    f"aws:ResourceTag/{cluster_tag}": "owned",
-                    "aws:ResourceTag/topology.kubernetes.io/region": region,
-                    f"aws:RequestTag/{cluster_tag}": "owned",
-                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
-                    "aws:RequestTag/topology.kubernetes.io/region": region,
+            {
+                "Sid": "AllowScopedEC2InstanceActionsWithTags",
+                "Effect": "Allow",
+                "Resource": [f"{ec2}:*:{kind}/*" for kind in tagged_kinds],
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:RequestTag/{cluster_tag}": "owned",
+                        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                    },
+                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
                 },
-                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
-                               "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
             },
-        },
-        {
-            "Sid": "AllowScopedInstanceProfileActions",
-            "Effect": "Allow",
-            "Resource": profile,
-            "Action": ["iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile"],
-            "Condition": {
-                "StringEquals": {f"aws:ResourceTag/{cluster_tag}": "owned",
-                                 "aws:ResourceTag/topology.kubernetes.io/region": region},
-                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            {
+                "Sid": "AllowScopedResourceCreationTagging",
+                "Effect": "Allow",
+                "Resource": [f"{ec2}:*:{kind}/*" for kind in tagged_kinds],
+                "Action": "ec2:CreateTags",
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:RequestTag/{cluster_tag}": "owned",
+                        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                        "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                    },
+                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                },
             },
-        },
-        {
-            "Sid": "AllowAPIServerEndpointDiscovery",
-            "Effect": "Allow",
-            "Resource": cluster_arn,
-            "Action": "eks:DescribeCluster",
-        },
-        {
-            "Sid": "AllowInterruptionQueueActions",
-            "Effect": "Allow",
-            "Resource": queue_arn,
-            "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
-        },
-        {
-            "Sid": "AllowZonalShiftStatusReadOnly",
-            "Effect": "Allow",
-            "Resource": "*",
-            "Action": ["arc-zonal-shift:GetManagedResource"],
-            "Condition": {"StringEquals": {"arc-zonal-shift:ResourceIdentifier": cluster_arn}},
-        },
-        {
-            "Sid": "AllowRegionalReadActions",
-            "Effect": "Allow",
-            "Resource": "*",
-            "Action": ["ec2:DescribeCapacityReservations", "ec2:DescribeImages", "ec2:DescribeInstances",
-                       "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
-                       "ec2:DescribeLaunchTemplates", "ec2:DescribePlacementGroups", "ec2:DescribeSecurityGroups",
-                       "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets"],
-            "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
-        },
-        {
-            "Sid": "AllowSSMReadActions",
-            "Effect": "Allow",
-            "Resource": f"{arn}:ssm:{region}::parameter/aws/service/*",
-            "Action": "ssm:GetParameter",
-        },
-        {"Sid": "AllowPricingReadActions", "Effect": "Allow", "Resource": "*", "Action": "pricing:GetProducts"},
-        {"Sid": "AllowUnscopedInstanceProfileListAction", "Effect": "Allow", "Resource": "*",
-         "Action": "iam:ListInstanceProfiles"},
-        {"Sid": "AllowInstanceProfileReadActions", "Effect": "Allow", "Resource": profile,
-         "Action": "iam:GetInstanceProfile"},
-    ])
+            {
+                "Sid": "AllowScopedResourceTagging",
+                "Effect": "Allow",
+                "Resource": f"{ec2}:*:instance/*",
+                "Action": "ec2:CreateTags",
+                "Condition": {
+                    "StringEquals": {f"aws:ResourceTag/{cluster_tag}": "owned"},
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                    "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                    "ForAllValues:StringEquals": {
+                        "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                    },
+                },
+            },
+            {
+                "Sid": "AllowScopedDeletion",
+                "Effect": "Allow",
+                "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
+                "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+                "Condition": {
+                    "StringEquals": {f"aws:ResourceTag/{cluster_tag}": "owned"},
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowPassingInstanceRole",
+                "Effect": "Allow",
+                "Resource": node_role_arn,
+                "Action": "iam:PassRole",
+                "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]}},
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileCreationActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": ["iam:CreateInstanceProfile"],
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:RequestTag/{cluster_tag}": "owned",
+                        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                        "aws:RequestTag/topology.kubernetes.io/region": region,
+                    },
+                    "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileTagActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": ["iam:TagInstanceProfile"],
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:ResourceTag/{cluster_tag}": "owned",
+                        "aws:ResourceTag/topology.kubernetes.io/region": region,
+                        f"aws:RequestTag/{cluster_tag}": "owned",
+                        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                        "aws:RequestTag/topology.kubernetes.io/region": region,
+                    },
+                    "StringLike": {
+                        "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                        "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                    },
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": [
+                    "iam:AddRoleToInstanceProfile",
+                    "iam:RemoveRoleFromInstanceProfile",
+                    "iam:DeleteInstanceProfile",
+                ],
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:ResourceTag/{cluster_tag}": "owned",
+                        "aws:ResourceTag/topology.kubernetes.io/region": region,
+                    },
+                    "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowAPIServerEndpointDiscovery",
+                "Effect": "Allow",
+                "Resource": cluster_arn,
+                "Action": "eks:DescribeCluster",
+            },
+            {
+                "Sid": "AllowInterruptionQueueActions",
+                "Effect": "Allow",
+                "Resource": queue_arn,
+                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+            },
+            {
+                "Sid": "AllowZonalShiftStatusReadOnly",
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": ["arc-zonal-shift:GetManagedResource"],
+                "Condition": {"StringEquals": {"arc-zonal-shift:ResourceIdentifier": cluster_arn}},
+            },
+            {
+                "Sid": "AllowRegionalReadActions",
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": [
+                    "ec2:DescribeCapacityReservations",
+                    "ec2:DescribeImages",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeInstanceStatus",
+                    "ec2:DescribeInstanceTypeOfferings",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplates",
+                    "ec2:DescribePlacementGroups",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSpotPriceHistory",
+                    "ec2:DescribeSubnets",
+                ],
+                "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+            },
+            {
+                "Sid": "AllowSSMReadActions",
+                "Effect": "Allow",
+                "Resource": f"{arn}:ssm:{region}::parameter/aws/service/*",
+                "Action": "ssm:GetParameter",
+            },
+            {"Sid": "AllowPricingReadActions", "Effect": "Allow", "Resource": "*", "Action": "pricing:GetProducts"},
+            {
+                "Sid": "AllowUnscopedInstanceProfileListAction",
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": "iam:ListInstanceProfiles",
+            },
+            {
+                "Sid": "AllowInstanceProfileReadActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": "iam:GetInstanceProfile",
+            },
+        ]
+    )
 
 
 def interruption_queue_policy(queue_arn: str) -> dict[str, Any]:
@@ -266,11 +309,14 @@ def interruption_event_patterns() -> dict[str, dict[str, Any]]:
         "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
         "state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
         "reservation": {
-            "source": ["aws.ec2"], "detail-type": ["EC2 Capacity Reservation Instance Interruption Warning"]},
+            "source": ["aws.ec2"],
+            "detail-type": ["EC2 Capacity Reservation Instance Interruption Warning"],
+        },
     }
 
 
 # --------------------------------------------------------------------------- manifests (pure)
+
 
 def karpenter_values(cluster_name: str, queue_name: str, region: str) -> dict[str, Any]:
     """Helm values of the Karpenter chart.
@@ -301,9 +347,16 @@ def karpenter_values(cluster_name: str, queue_name: str, region: str) -> dict[st
 
 def block_device_mappings(ami_family: str, disk_size_gib: int) -> list[dict[str, Any]]:
     """Encrypted gp3 volumes; images (15-20 GB for Triton LLM images) and emptyDirs land on the big one."""
+
     def ebs(size: str, throughput: int) -> dict[str, Any]:
-        return {"volumeSize": size, "volumeType": "gp3", "encrypted": True, "deleteOnTermination": True,
-                "iops": 3000, "throughput": throughput}
+        return {
+            "volumeSize": size,
+            "volumeType": "gp3",
+            "encrypted": True,
+            "deleteOnTermination": True,
+            "iops": 3000,
+            "throughput": throughput,
+        }
 
     if ami_family == "Bottlerocket":
         # Bottlerocket: a small OS volume and a data volume for images and pods.
@@ -324,8 +377,9 @@ def metadata_options() -> dict[str, Any]:
     }
 
 
-def ec2_node_class_manifest(pool: NodePoolConfig, cluster_name: str, node_role_name: str,
-                            tags: Mapping[str, str]) -> dict[str, Any]:
+def ec2_node_class_manifest(
+    pool: NodePoolConfig, cluster_name: str, node_role_name: str, tags: Mapping[str, str]
+) -> dict[str, Any]:
     """EC2NodeClass for one GPU NodePool: pinned GPU AMI, IMDSv2, encrypted gp3, instance store as RAID0.
 
     instanceStorePolicy RAID0: on types with local NVMe (g5, g6, g6e, p4d, p5...) Karpenter builds
@@ -351,8 +405,9 @@ def ec2_node_class_manifest(pool: NodePoolConfig, cluster_name: str, node_role_n
     }
 
 
-def cpu_node_class_manifest(pool: CpuNodePoolConfig, cluster_name: str, node_role_name: str,
-                            tags: Mapping[str, str]) -> dict[str, Any]:
+def cpu_node_class_manifest(
+    pool: CpuNodePoolConfig, cluster_name: str, node_role_name: str, tags: Mapping[str, str]
+) -> dict[str, Any]:
     """EC2NodeClass of the CPU NodePool: pinned AL2023 standard AMI, IMDSv2 hop 1, encrypted gp3."""
     discovery = {DISCOVERY_TAG: cluster_name}
     return {
@@ -389,8 +444,11 @@ def cpu_node_pool_manifest(pool: CpuNodePoolConfig) -> dict[str, Any]:
                 "spec": {
                     "nodeClassRef": {"group": NODECLASS_GROUP, "kind": "EC2NodeClass", "name": CPU_NODE_POOL_NAME},
                     "requirements": [
-                        {"key": "karpenter.k8s.aws/instance-family", "operator": "In",
-                         "values": list(pool.instance_families)},
+                        {
+                            "key": "karpenter.k8s.aws/instance-family",
+                            "operator": "In",
+                            "values": list(pool.instance_families),
+                        },
                         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
                         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
                         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
@@ -460,12 +518,20 @@ def device_plugin_values() -> dict[str, Any]:
     Bottlerocket's NVIDIA variant runs its own device plugin, so those nodes are left out.
     """
     return {
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
-            "matchExpressions": [
-                {"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]},
-                {"key": AMI_FAMILY_LABEL, "operator": "NotIn", "values": ["bottlerocket"]},
-            ],
-        }]}}},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]},
+                                {"key": AMI_FAMILY_LABEL, "operator": "NotIn", "values": ["bottlerocket"]},
+                            ],
+                        }
+                    ]
+                }
+            }
+        },
         "tolerations": [
             *gpu_tolerations(),
             {"key": "CriticalAddonsOnly", "operator": "Exists"},

@@ -16,6 +16,7 @@
   eksctl's EFA security group) use, rather than relying on the 0.0.0.0/0 rule someone may narrow.
   The ingress self rule is not duplicated (EC2 rejects duplicate rules).
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,6 +32,7 @@ EFA_LABEL = "tritonllm.io/efa"
 
 
 # --------------------------------------------------------------------------- Helm values (pure)
+
 
 def lws_values() -> dict[str, Any]:
     """lws chart values: the release's own image (the chart defaults to tag `main`, pull Always), system nodes."""
@@ -51,8 +53,15 @@ def efa_device_plugin_values() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- Karpenter objects (pure)
 
-def efa_node_class_manifest(pool: NodePoolConfig, cluster_name: str, node_role_name: str, tags: dict[str, str],
-                            subnet_id: str, placement_group_name: str | None) -> dict[str, Any]:
+
+def efa_node_class_manifest(
+    pool: NodePoolConfig,
+    cluster_name: str,
+    node_role_name: str,
+    tags: dict[str, str],
+    subnet_id: str,
+    placement_group_name: str | None,
+) -> dict[str, Any]:
     """The pool's EC2NodeClass, pinned to one subnet (one AZ) and, optionally, a cluster placement group."""
     manifest = kp.ec2_node_class_manifest(pool, cluster_name, node_role_name, tags)
     spec = manifest["spec"]
@@ -73,8 +82,10 @@ def efa_node_pool_manifest(pool: NodePoolConfig, efa: bool) -> dict[str, Any]:
 
 def subnet_in_zone(zone: str, zones: Sequence[str], subnet_ids: Sequence[str]) -> str:
     if zone not in zones:
-        raise ValueError(f"nodePools zone {zone} is not one of the VPC's zones {list(zones)}; "
-                         f"use one of them in nodePools[].zones (or raise network.azCount)")
+        raise ValueError(
+            f"nodePools zone {zone} is not one of the VPC's zones {list(zones)}; "
+            f"use one of them in nodePools[].zones (or raise network.azCount)"
+        )
     return subnet_ids[list(zones).index(zone)]
 
 

@@ -7,6 +7,7 @@ for VPC CNI custom networking, so pods do not eat node-subnet addresses.
 Nodes only ever go in private subnets: only those carry the Karpenter discovery
 tag, and the system node group is given only those.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -40,7 +41,10 @@ def subnet_layout(vpc_cidr: str, pod_cidr: str, az_count: int) -> SubnetLayout:
     private = [str(n) for n in eighths[:az_count]]
     public = [str(n) for n in list(eighths[-1].subnets(prefixlen_diff=3))[:az_count]]
     pod_net = ipaddress.IPv4Network(pod_cidr)
-    pods = [str(n) for n in list(pod_net.subnets(prefixlen_diff=math.ceil(math.log2(az_count)) if az_count > 1 else 0))[:az_count]]
+    pods = [
+        str(n)
+        for n in list(pod_net.subnets(prefixlen_diff=math.ceil(math.log2(az_count)) if az_count > 1 else 0))[:az_count]
+    ]
     return SubnetLayout(private=private, public=public, pods=pods)
 
 

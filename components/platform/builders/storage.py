@@ -6,6 +6,7 @@ EFS access point per claim (dynamic provisioning through the EFS CSI add-on).
 Claims are namespaced, so the Triton component creates its own RWX claim from
 `shared_claim_manifest` in its namespace.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,8 +58,11 @@ def file_system_policy(file_system_arn: str) -> dict[str, Any]:
                 "Sid": "AllowMountThroughMountTargets",
                 "Effect": "Allow",
                 "Principal": {"AWS": "*"},
-                "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
-                           "elasticfilesystem:ClientRootAccess"],
+                "Action": [
+                    "elasticfilesystem:ClientMount",
+                    "elasticfilesystem:ClientWrite",
+                    "elasticfilesystem:ClientRootAccess",
+                ],
                 "Resource": file_system_arn,
                 "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
             },
@@ -74,8 +78,9 @@ def file_system_policy(file_system_arn: str) -> dict[str, Any]:
     }
 
 
-def shared_claim_manifest(name: str, namespace: str, storage_class: str = STORAGE_CLASS_NAME,
-                          size: str = "200Gi") -> dict[str, Any]:
+def shared_claim_manifest(
+    name: str, namespace: str, storage_class: str = STORAGE_CLASS_NAME, size: str = "200Gi"
+) -> dict[str, Any]:
     """A ReadWriteMany claim on EFS (EFS ignores the size, but Kubernetes requires one)."""
     return {
         "apiVersion": "v1",

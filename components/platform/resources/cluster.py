@@ -12,6 +12,7 @@
   before the node group (nodes need a CNI to become Ready); the ones that run as
   Deployments after it (they need nodes to become ACTIVE).
 """
+
 from __future__ import annotations
 
 import json
@@ -127,17 +128,25 @@ class Cluster(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.kms.Alias(f"{name}-secrets", name=f"alias/{args.stack.name}-eks-secrets", target_key_id=self.kms_key.key_id,
-                      opts=child)
+        aws.kms.Alias(
+            f"{name}-secrets",
+            name=f"alias/{args.stack.name}-eks-secrets",
+            target_key_id=self.kms_key.key_id,
+            opts=child,
+        )
 
         # --- Control-plane role: EKS's managed policies plus use of the secrets key
         cluster_role, control_plane_policies = iam_roles.service_role(
-            f"{name}-control-plane", service="eks.amazonaws.com", description=f"EKS control plane of {args.stack.name}",
+            f"{name}-control-plane",
+            service="eks.amazonaws.com",
+            description=f"EKS control plane of {args.stack.name}",
             managed_policies=("AmazonEKSClusterPolicy", "AmazonEKSVPCResourceController"),
-            partition=self.partition, opts=child,
+            partition=self.partition,
+            opts=child,
         )
         cluster_kms = aws.iam.RolePolicy(
-            f"{name}-control-plane-kms", role=cluster_role.id,
+            f"{name}-control-plane-kms",
+            role=cluster_role.id,
             policy=self.kms_key.arn.apply(lambda arn: json.dumps(cluster_kms_policy(arn))),
             opts=pulumi.ResourceOptions(parent=cluster_role),
         )
@@ -159,7 +168,8 @@ class Cluster(pulumi.ComponentResource):
             # which the engine would hand to the Node.js component as an Output object for it to
             # iterate as the map. Hence the caller's ARN from the plain (blocking) invoke.
             access_entries=admin_access_entries(
-                admins_without_caller(cc.admin_principal_arns, aws.get_caller_identity(opts=invoke).arn)),
+                admins_without_caller(cc.admin_principal_arns, aws.get_caller_identity(opts=invoke).arn)
+            ),
             encryption_config_key_arn=self.kms_key.arn,
             service_role=cluster_role,
             create_oidc_provider=True,
@@ -185,22 +195,31 @@ class Cluster(pulumi.ComponentResource):
 
         # Karpenter finds the security group for its nodes by this tag.
         self.node_security_group_discovery_tag = aws.ec2.Tag(
-            f"{name}-node-sg-discovery", resource_id=self.node_security_group_id,
-            key=DISCOVERY_TAG, value=args.stack.name, opts=child)
+            f"{name}-node-sg-discovery",
+            resource_id=self.node_security_group_id,
+            key=DISCOVERY_TAG,
+            value=args.stack.name,
+            opts=child,
+        )
 
         # --- Managed add-ons that must exist before nodes
         self.addons: dict[str, aws.eks.Addon] = {}
-        cni_config = pulumi.Output.all(args.availability_zones, args.pod_subnet_ids,
-                                       self.node_security_group_id).apply(
+        cni_config = pulumi.Output.all(args.availability_zones, args.pod_subnet_ids, self.node_security_group_id).apply(
             lambda a: json.dumps(vpc_cni_configuration(args.stack.region, a[0], a[1], [a[2]]))
         )
         for addon in ADDONS_BEFORE_NODES:
-            self.addons[addon] = self._addon(name, addon, configuration_values=cni_config if addon == "vpc-cni" else None)
+            self.addons[addon] = self._addon(
+                name, addon, configuration_values=cni_config if addon == "vpc-cni" else None
+            )
 
         # --- System node group (private subnets only)
         node_role, node_policies = iam_roles.service_role(
-            f"{name}-system-node", service="ec2.amazonaws.com", description=f"EKS system node group of {args.stack.name}",
-            managed_policies=NODE_ROLE_POLICIES, partition=self.partition, opts=child,
+            f"{name}-system-node",
+            service="ec2.amazonaws.com",
+            description=f"EKS system node group of {args.stack.name}",
+            managed_policies=NODE_ROLE_POLICIES,
+            partition=self.partition,
+            opts=child,
         )
         node_tags = {"Name": f"{args.stack.name}-system", **args.stack.tags}
         launch_template = aws.ec2.LaunchTemplate(
@@ -240,21 +259,26 @@ class Cluster(pulumi.ComponentResource):
             if addon in ADDON_ROLES:
                 associations = []
                 for service_account, policies in ADDON_ROLES[addon].items():
-                    role_name = f"{name}-{addon}" if service_account.endswith("-controller-sa") \
+                    role_name = (
+                        f"{name}-{addon}"
+                        if service_account.endswith("-controller-sa")
                         else f"{name}-{addon}-{service_account.removesuffix('-sa').split('-')[-1]}"
+                    )
                     role, _ = iam_roles.pod_identity_role(
                         role_name,
                         cluster_name=self.cluster_name,
                         namespace="kube-system",
                         service_account=service_account,
                         account_id=self.account_id,
-                        managed_policy_arns=[self.partition.apply(partial(iam.managed_policy_arn, name=pol))
-                                             for pol in policies],
+                        managed_policy_arns=[
+                            self.partition.apply(partial(iam.managed_policy_arn, name=pol)) for pol in policies
+                        ],
                         associate=False,  # the add-on makes the association (podIdentityAssociations)
                         opts=child,
                     )
-                    associations.append(aws.eks.AddonPodIdentityAssociationArgs(role_arn=role.arn,
-                                                                                service_account=service_account))
+                    associations.append(
+                        aws.eks.AddonPodIdentityAssociationArgs(role_arn=role.arn, service_account=service_account)
+                    )
             self.addons[addon] = self._addon(name, addon, pod_identity_associations=associations, opts=after_nodes)
 
         # --- Kubernetes provider for everything in-cluster
@@ -275,30 +299,45 @@ class Cluster(pulumi.ComponentResource):
             reclaim_policy=gp3["reclaimPolicy"],
             volume_binding_mode=gp3["volumeBindingMode"],
             allow_volume_expansion=gp3["allowVolumeExpansion"],
-            opts=pulumi.ResourceOptions(parent=self, provider=self.k8s_provider,
-                                        depends_on=[self.addons["aws-ebs-csi-driver"]]),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=self.k8s_provider, depends_on=[self.addons["aws-ebs-csi-driver"]]
+            ),
         )
 
         self.ref = ClusterRef(
-            cluster_name=self.cluster_name, partition=self.partition, account_id=self.account_id,
-            kubeconfig=self.kubeconfig, oidc_provider_arn=self.oidc_provider_arn,
-            oidc_provider_url=self.oidc_provider_url, node_security_group_id=self.node_security_group_id,
+            cluster_name=self.cluster_name,
+            partition=self.partition,
+            account_id=self.account_id,
+            kubeconfig=self.kubeconfig,
+            oidc_provider_arn=self.oidc_provider_arn,
+            oidc_provider_url=self.oidc_provider_url,
+            node_security_group_id=self.node_security_group_id,
             node_security_group_discovery_tag=self.node_security_group_discovery_tag,
-            system_node_group=self.system_node_group, addons=self.addons, k8s_provider=self.k8s_provider,
+            system_node_group=self.system_node_group,
+            addons=self.addons,
+            k8s_provider=self.k8s_provider,
         )
 
-        self.register_outputs({
-            "cluster_name": self.cluster_name,
-            "kubeconfig": self.kubeconfig,
-            "oidc_provider_arn": self.oidc_provider_arn,
-            "oidc_provider_url": self.oidc_provider_url,
-            "node_security_group_id": self.node_security_group_id,
-            "cluster_security_group_id": self.cluster_security_group_id,
-        })
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "kubeconfig": self.kubeconfig,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "oidc_provider_url": self.oidc_provider_url,
+                "node_security_group_id": self.node_security_group_id,
+                "cluster_security_group_id": self.cluster_security_group_id,
+            }
+        )
 
-    def _addon(self, name: str, addon: str, *, configuration_values: pulumi.Input[str] | None = None,
-               pod_identity_associations: Sequence[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
-               opts: pulumi.ResourceOptions | None = None) -> aws.eks.Addon:
+    def _addon(
+        self,
+        name: str,
+        addon: str,
+        *,
+        configuration_values: pulumi.Input[str] | None = None,
+        pod_identity_associations: Sequence[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> aws.eks.Addon:
         return aws.eks.Addon(
             f"{name}-{addon}",
             cluster_name=self.cluster_name,

@@ -1,6 +1,7 @@
 """IAM roles as resources: a service role with AWS managed policies, and a Pod Identity role
 scoped to one cluster, namespace and service account (documents from platform/builders/iam.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,8 @@ def service_role(
     )
     attachments = [
         aws.iam.RolePolicyAttachment(
-            f"{name}-{policy}", role=role.name,
+            f"{name}-{policy}",
+            role=role.name,
             policy_arn=pulumi.Output.from_input(partition).apply(partial(managed_policy_arn, name=policy)),
             opts=pulumi.ResourceOptions(parent=role),
         )
@@ -97,15 +99,15 @@ def pod_identity_role(
     association is made elsewhere (e.g. by an EKS add-on's podIdentityAssociations).
     """
     # The cluster's ARN from the role's own provider (same partition and region as the cluster).
-    invoke = pulumi.InvokeOptions(parent=opts.parent if opts else None,
-                                  provider=opts.provider if opts else None)
+    invoke = pulumi.InvokeOptions(parent=opts.parent if opts else None, provider=opts.provider if opts else None)
     partition = aws.get_partition_output(opts=invoke).partition
     region = aws.get_region_output(opts=invoke).region
     role = aws.iam.Role(
         name,
         assume_role_policy=pulumi.Output.all(partition, region, account_id, cluster_name).apply(
-            lambda a: json.dumps(pod_identity_trust_policy(
-                a[2], eks_cluster_arn(a[0], a[1], a[2], a[3]), namespace, service_account))
+            lambda a: json.dumps(
+                pod_identity_trust_policy(a[2], eks_cluster_arn(a[0], a[1], a[2], a[3]), namespace, service_account)
+            )
         ),
         description=f"EKS Pod Identity role for {namespace}/{service_account}",
         opts=opts,

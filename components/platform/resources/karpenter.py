@@ -9,6 +9,7 @@ its role through EKS Pod Identity and runs on the system node group. Each
 root volume, all private subnets, and the `nvidia.com/gpu` taint so only pods that
 ask for GPUs land there.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,9 +75,12 @@ class Karpenter(pulumi.ComponentResource):
 
         # --- Node role (Karpenter makes the instance profile from it) + access entry
         self.node_role, node_policies = iam_roles.service_role(
-            f"{name}-karpenter-node", service="ec2.amazonaws.com",
+            f"{name}-karpenter-node",
+            service="ec2.amazonaws.com",
             description=f"Nodes Karpenter launches in {cluster_name}",
-            managed_policies=NODE_ROLE_POLICIES, partition=args.cluster.partition, opts=child,
+            managed_policies=NODE_ROLE_POLICIES,
+            partition=args.cluster.partition,
+            opts=child,
         )
         node_access = aws.eks.AccessEntry(
             f"{name}-karpenter-node",
@@ -117,7 +121,9 @@ class Karpenter(pulumi.ComponentResource):
         # --- Controller role through Pod Identity
         controller_policy = pulumi.Output.all(
             args.cluster.partition, args.cluster.account_id, self.node_role.arn, self.queue.arn
-        ).apply(lambda a: json.dumps(controller_policy_document(a[0], args.stack.region, a[1], cluster_name, a[2], a[3])))
+        ).apply(
+            lambda a: json.dumps(controller_policy_document(a[0], args.stack.region, a[1], cluster_name, a[2], a[3]))
+        )
         self.controller_role, association = iam_roles.pod_identity_role(
             f"{name}-karpenter-controller",
             cluster_name=args.cluster.cluster_name,
@@ -136,8 +142,9 @@ class Karpenter(pulumi.ComponentResource):
             name="karpenter-crd",
             namespace=NAMESPACE,
             **chart_source(versions.KARPENTER_CRD),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.k8s_provider,
-                                        depends_on=[args.cluster.system_node_group]),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.cluster.k8s_provider, depends_on=[args.cluster.system_node_group]
+            ),
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-karpenter",
@@ -147,34 +154,51 @@ class Karpenter(pulumi.ComponentResource):
             **chart_source(versions.KARPENTER),
             values=self.queue.name.apply(lambda queue: karpenter_values(cluster_name, queue, args.stack.region)),
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.cluster.k8s_provider,
-                depends_on=[self.crd_release, association, node_access, *node_policies, args.cluster.system_node_group,
-                            args.cluster.addons["eks-pod-identity-agent"], args.cluster.addons["coredns"]],
+                parent=self,
+                provider=args.cluster.k8s_provider,
+                depends_on=[
+                    self.crd_release,
+                    association,
+                    node_access,
+                    *node_policies,
+                    args.cluster.system_node_group,
+                    args.cluster.addons["eks-pod-identity-agent"],
+                    args.cluster.addons["coredns"],
+                ],
             ),
         )
 
         # --- One EC2NodeClass + NodePool per nodePools entry (+ the CPU pool)
         # After the controller (its webhooks and CRDs) and the tag that lets node classes find their security group.
-        after_crds = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-            depends_on=[self.crd_release, self.release, args.cluster.node_security_group_discovery_tag]))
+        after_crds = pulumi.ResourceOptions.merge(
+            k8s_opts,
+            pulumi.ResourceOptions(
+                depends_on=[self.crd_release, self.release, args.cluster.node_security_group_discovery_tag]
+            ),
+        )
         self.node_classes: dict[str, k8s.apiextensions.CustomResource] = {}
         self.node_pools: dict[str, k8s.apiextensions.CustomResource] = {}
         # Karpenter tags what it launches itself; the provider's default tags do not reach those instances.
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **args.stack.tags}
 
         pools: list[tuple[str, pulumi.Output[dict[str, Any]], dict[str, Any]]] = [
-            (pool.name,
-             self.node_role.name.apply(partial(ec2_node_class_manifest, pool, cluster_name, tags=instance_tags)),
-             node_pool_manifest(pool))
+            (
+                pool.name,
+                self.node_role.name.apply(partial(ec2_node_class_manifest, pool, cluster_name, tags=instance_tags)),
+                node_pool_manifest(pool),
+            )
             for pool in args.node_pools
         ]
         if args.cpu_node_pool.enabled:
-            pools.append((
-                CPU_NODE_POOL_NAME,
-                self.node_role.name.apply(
-                    lambda role: cpu_node_class_manifest(args.cpu_node_pool, cluster_name, role, instance_tags)),
-                cpu_node_pool_manifest(args.cpu_node_pool),
-            ))
+            pools.append(
+                (
+                    CPU_NODE_POOL_NAME,
+                    self.node_role.name.apply(
+                        lambda role: cpu_node_class_manifest(args.cpu_node_pool, cluster_name, role, instance_tags)
+                    ),
+                    cpu_node_pool_manifest(args.cpu_node_pool),
+                )
+            )
         for pool_name, node_class, manifest in pools:
             self.node_classes[pool_name] = k8s.apiextensions.CustomResource(
                 f"{name}-nodeclass-{pool_name}",
@@ -191,7 +215,8 @@ class Karpenter(pulumi.ComponentResource):
                 metadata=manifest["metadata"],
                 spec=manifest["spec"],
                 opts=pulumi.ResourceOptions.merge(
-                    after_crds, pulumi.ResourceOptions(depends_on=[self.node_classes[pool_name]])),
+                    after_crds, pulumi.ResourceOptions(depends_on=[self.node_classes[pool_name]])
+                ),
             )
 
         # --- NVIDIA device plugin on GPU nodes
@@ -201,12 +226,15 @@ class Karpenter(pulumi.ComponentResource):
             namespace=NAMESPACE,
             **chart_source(versions.NVIDIA_DEVICE_PLUGIN),
             values=device_plugin_values(),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.cluster.k8s_provider,
-                                        depends_on=[args.cluster.system_node_group]),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.cluster.k8s_provider, depends_on=[args.cluster.system_node_group]
+            ),
         )
 
-        self.register_outputs({
-            "node_pools": list(self.node_pools),
-            "queue_name": self.queue.name,
-            "node_role_name": self.node_role.name,
-        })
+        self.register_outputs(
+            {
+                "node_pools": list(self.node_pools),
+                "queue_name": self.queue.name,
+                "node_role_name": self.node_role.name,
+            }
+        )

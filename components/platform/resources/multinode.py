@@ -16,6 +16,7 @@
   eksctl's EFA security group) use, rather than relying on the 0.0.0.0/0 rule someone may narrow.
   The ingress self rule is not duplicated (EC2 rejects duplicate rules).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,8 +48,9 @@ def _subnet_in_zone(zone: str, zones_and_subnet_ids: list[Any]) -> str:
     return subnet_in_zone(zone, zones, subnet_ids)
 
 
-def _efa_node_class(pool: NodePoolConfig, cluster_name: str, tags: dict[str, str],
-                    role_subnet_group: list[Any]) -> dict[str, Any]:
+def _efa_node_class(
+    pool: NodePoolConfig, cluster_name: str, tags: dict[str, str], role_subnet_group: list[Any]
+) -> dict[str, Any]:
     """`efa_node_class_manifest` over the resolved [node role name, subnet id, placement group name or None]."""
     node_role_name, subnet_id, placement_group_name = role_subnet_group
     return efa_node_class_manifest(pool, cluster_name, node_role_name, tags, subnet_id, placement_group_name)
@@ -78,25 +80,44 @@ class MultiNodePlatform(pulumi.ComponentResource):
         super().__init__(component_type("platform", "MultiNodePlatform"), name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.cluster.k8s_provider)
-        system = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[args.cluster.system_node_group]))
+        system = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[args.cluster.system_node_group])
+        )
 
         self.lws_release = k8s.helm.v3.Release(
-            f"{name}-lws", name="lws", namespace=LWS_NAMESPACE, create_namespace=True,
-            **kp.chart_source(versions.LEADER_WORKER_SET), values=lws_values(), opts=system)
+            f"{name}-lws",
+            name="lws",
+            namespace=LWS_NAMESPACE,
+            create_namespace=True,
+            **kp.chart_source(versions.LEADER_WORKER_SET),
+            values=lws_values(),
+            opts=system,
+        )
 
         efa = args.efa_pools
         self.efa_release = None
         if efa:
             self.efa_release = k8s.helm.v3.Release(
-                f"{name}-efa-device-plugin", name="aws-efa-k8s-device-plugin", namespace="kube-system",
-                **kp.chart_source(versions.AWS_EFA_DEVICE_PLUGIN), values=efa_device_plugin_values(), opts=system)
+                f"{name}-efa-device-plugin",
+                name="aws-efa-k8s-device-plugin",
+                namespace="kube-system",
+                **kp.chart_source(versions.AWS_EFA_DEVICE_PLUGIN),
+                values=efa_device_plugin_values(),
+                opts=system,
+            )
             aws.vpc.SecurityGroupEgressRule(
-                f"{name}-efa-self-egress", security_group_id=args.cluster.node_security_group_id,
-                referenced_security_group_id=args.cluster.node_security_group_id, ip_protocol="-1",
-                description="EFA: all traffic to the same security group", opts=child)
+                f"{name}-efa-self-egress",
+                security_group_id=args.cluster.node_security_group_id,
+                referenced_security_group_id=args.cluster.node_security_group_id,
+                ip_protocol="-1",
+                description="EFA: all traffic to the same security group",
+                opts=child,
+            )
 
-        after_crds = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-            depends_on=[*args.karpenter_ready, args.cluster.node_security_group_discovery_tag]))
+        after_crds = pulumi.ResourceOptions.merge(
+            k8s_opts,
+            pulumi.ResourceOptions(depends_on=[*args.karpenter_ready, args.cluster.node_security_group_discovery_tag]),
+        )
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **args.stack.tags}
         placement = args.placement_group_pools
         self.node_classes: dict[str, k8s.apiextensions.CustomResource] = {}
@@ -106,23 +127,36 @@ class MultiNodePlatform(pulumi.ComponentResource):
             pool_name = pool.name
             (zone,) = pool.zones
             subnet_id = pulumi.Output.all(args.availability_zones, args.private_subnet_ids).apply(
-                partial(_subnet_in_zone, zone))
+                partial(_subnet_in_zone, zone)
+            )
             pg_name: pulumi.Output[str | None] = pulumi.Output.from_input(None)
             if pool_name in placement:
-                group = aws.ec2.PlacementGroup(f"{name}-{pool_name}-pg", strategy="cluster",
-                                               tags={"tritonllm/node-pool": pool_name}, opts=child)
+                group = aws.ec2.PlacementGroup(
+                    f"{name}-{pool_name}-pg", strategy="cluster", tags={"tritonllm/node-pool": pool_name}, opts=child
+                )
                 self.placement_groups[pool_name] = group
                 pg_name = group.name
             node_class = pulumi.Output.all(args.karpenter_node_role_name, subnet_id, pg_name).apply(
-                partial(_efa_node_class, pool, args.stack.name, instance_tags))
+                partial(_efa_node_class, pool, args.stack.name, instance_tags)
+            )
             self.node_classes[pool_name] = k8s.apiextensions.CustomResource(
-                f"{name}-nodeclass-{pool_name}", api_version=f"{kp.NODECLASS_GROUP}/v1", kind="EC2NodeClass",
-                metadata={"name": pool_name}, spec=node_class["spec"], opts=after_crds)
+                f"{name}-nodeclass-{pool_name}",
+                api_version=f"{kp.NODECLASS_GROUP}/v1",
+                kind="EC2NodeClass",
+                metadata={"name": pool_name},
+                spec=node_class["spec"],
+                opts=after_crds,
+            )
             manifest = efa_node_pool_manifest(pool, pool_name in efa)
             self.node_pools[pool_name] = k8s.apiextensions.CustomResource(
-                f"{name}-nodepool-{pool_name}", api_version=manifest["apiVersion"], kind=manifest["kind"],
-                metadata=manifest["metadata"], spec=manifest["spec"],
-                opts=pulumi.ResourceOptions.merge(after_crds, pulumi.ResourceOptions(
-                    depends_on=[self.node_classes[pool_name]])))
+                f"{name}-nodepool-{pool_name}",
+                api_version=manifest["apiVersion"],
+                kind=manifest["kind"],
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=pulumi.ResourceOptions.merge(
+                    after_crds, pulumi.ResourceOptions(depends_on=[self.node_classes[pool_name]])
+                ),
+            )
 
         self.register_outputs({"node_pools": sorted(self.node_pools)})

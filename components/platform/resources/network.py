@@ -7,6 +7,7 @@ for VPC CNI custom networking, so pods do not eat node-subnet addresses.
 Nodes only ever go in private subnets: only those carry the Karpenter discovery
 tag, and the system node group is given only those.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -94,22 +95,33 @@ class Network(pulumi.ComponentResource):
             )
             self.public_subnets.append(public)
             if i == 0 or net.nat_gateways == "perAz":
-                eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags={"Name": f"{name}-nat-{i}"},
-                                  opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]))
-                nat_gateways.append(aws.ec2.NatGateway(
+                eip = aws.ec2.Eip(
                     f"{name}-nat-{i}",
-                    allocation_id=eip.id,
-                    subnet_id=public.id,
+                    domain="vpc",
                     tags={"Name": f"{name}-nat-{i}"},
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
-                ))
+                )
+                nat_gateways.append(
+                    aws.ec2.NatGateway(
+                        f"{name}-nat-{i}",
+                        allocation_id=eip.id,
+                        subnet_id=public.id,
+                        tags={"Name": f"{name}-nat-{i}"},
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                    )
+                )
 
         for i in range(net.az_count):
             zone = zones[i]
             private_rt = aws.ec2.RouteTable(
                 f"{name}-private-{i}",
                 vpc_id=self.vpc.id,
-                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_gateways[nat_subnet_index(net.nat_gateways, i)].id}],
+                routes=[
+                    {
+                        "cidr_block": "0.0.0.0/0",
+                        "nat_gateway_id": nat_gateways[nat_subnet_index(net.nat_gateways, i)].id,
+                    }
+                ],
                 tags={"Name": f"{name}-private-{i}"},
                 opts=child,
             )
@@ -142,10 +154,12 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in self.private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in self.public_subnets])
         self.pod_subnet_ids = pulumi.Output.all(*[s.id for s in self.pod_subnets])
-        self.register_outputs({
-            "vpc_id": self.vpc_id,
-            "private_subnet_ids": self.private_subnet_ids,
-            "public_subnet_ids": self.public_subnet_ids,
-            "pod_subnet_ids": self.pod_subnet_ids,
-            "availability_zones": self.availability_zones,
-        })
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc_id,
+                "private_subnet_ids": self.private_subnet_ids,
+                "public_subnet_ids": self.public_subnet_ids,
+                "pod_subnet_ids": self.pod_subnet_ids,
+                "availability_zones": self.availability_zones,
+            }
+        )

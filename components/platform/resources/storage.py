@@ -6,6 +6,7 @@ EFS access point per claim (dynamic provisioning through the EFS CSI add-on).
 Claims are namespaced, so the Triton component creates its own RWX claim from
 `shared_claim_manifest` in its namespace.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,7 +103,8 @@ class Storage(pulumi.ComponentResource):
             reclaim_policy=shape["reclaimPolicy"],
             volume_binding_mode=shape["volumeBindingMode"],
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.cluster.k8s_provider,
+                parent=self,
+                provider=args.cluster.k8s_provider,
                 depends_on=[*self.mount_targets, self.file_system_policy, args.cluster.addons["aws-efs-csi-driver"]],
             ),
         )

@@ -22,6 +22,7 @@ as a secret input (the same credentials path pulumi-kubernetes uses: pulumi-eks'
 kubeconfig runs `aws eks get-token`). S3 access uses boto3's default credentials,
 like the ModelRepository provider.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,12 +62,15 @@ LOG_TAIL_LINES = 60
 
 # --------------------------------------------------------------------------- the cache key
 
+
 def gpu_architecture(pool: NodePoolConfig) -> str:
     """The GPU an engine is built for, e.g. "L40S-sm89". Config validation keeps TRT-LLM pools to one GPU model."""
     models = pool.gpu_models
     if len(models) != 1:
-        raise ValueError(f"nodePool {pool.name!r} mixes GPU models {[g.name for g in models]}; "
-                         "TensorRT-LLM engines need one GPU model per pool")
+        raise ValueError(
+            f"nodePool {pool.name!r} mixes GPU models {[g.name for g in models]}; "
+            "TensorRT-LLM engines need one GPU model per pool"
+        )
     gpu = models[0]
     return f"{gpu.name}-sm{gpu.compute_capability.replace('.', '')}"
 
@@ -80,6 +84,7 @@ class RevisionError(ValueError):
 
 
 # --------------------------------------------------------------------------- the cache key
+
 
 def _load_build_script() -> Any:
     spec = importlib.util.spec_from_file_location("tritonllm_build_engine", BUILD_SCRIPT)
@@ -120,8 +125,10 @@ def engine_key_parts(model: ModelConfig, site: ModelSite, revision_sha: str | No
         # The exact command line and the values it fills into the templates.
         "script_args": build_script_args(model, "", sha),
         "fill_values": job_fill_values(model, sha),
-        "files": {"build_engine.py": _sha256(BUILD_SCRIPT),
-                  **{name: _sha256(path) for name, path in sorted(SHIPPED_FILES.items())}},
+        "files": {
+            "build_engine.py": _sha256(BUILD_SCRIPT),
+            **{name: _sha256(path) for name, path in sorted(SHIPPED_FILES.items())},
+        },
         # The image pins the TensorRT-LLM backend and the templates it ships (/app/all_models).
         "image": versions.TRITON_TRTLLM_IMAGE,
         "tensorrt_llm_version": versions.TENSORRT_LLM_VERSION,
@@ -153,39 +160,69 @@ def short_key(key: str) -> str:
 
 # --------------------------------------------------------------------------- the Job
 
+
 def build_script_args(model: ModelConfig, key: str, revision_sha: str | None = None) -> list[str]:
     """The build script's arguments; the revision is the resolved commit, so the Job builds what the key names."""
     e = model.engine
     return [
-        "--hf-model-id", model.hf_model_id, "--hf-revision", revision_sha or model.hf_revision,
-        "--served-model-name", model.name, "--dtype", e.dtype,
-        "--tp-size", str(model.tensor_parallel), "--pp-size", str(model.pipeline_parallel),
-        "--gpus", str(model.gpus_per_pod),
-        "--max-batch-size", str(e.max_batch_size), "--max-input-len", str(e.max_input_len),
-        "--max-seq-len", str(e.max_seq_len), "--max-num-tokens", str(e.max_num_tokens),
+        "--hf-model-id",
+        model.hf_model_id,
+        "--hf-revision",
+        revision_sha or model.hf_revision,
+        "--served-model-name",
+        model.name,
+        "--dtype",
+        e.dtype,
+        "--tp-size",
+        str(model.tensor_parallel),
+        "--pp-size",
+        str(model.pipeline_parallel),
+        "--gpus",
+        str(model.gpus_per_pod),
+        "--max-batch-size",
+        str(e.max_batch_size),
+        "--max-input-len",
+        str(e.max_input_len),
+        "--max-seq-len",
+        str(e.max_seq_len),
+        "--max-num-tokens",
+        str(e.max_num_tokens),
         "--paged-kv-cache" if e.paged_kv_cache else "--no-paged-kv-cache",
         "--multiple-profiles" if e.multiple_profiles else "--no-multiple-profiles",
-        "--kv-cache-free-gpu-mem-fraction", str(e.kv_cache_free_gpu_mem_fraction),
-        "--batch-scheduler-policy", e.batch_scheduler_policy,
+        "--kv-cache-free-gpu-mem-fraction",
+        str(e.kv_cache_free_gpu_mem_fraction),
+        "--batch-scheduler-policy",
+        e.batch_scheduler_policy,
         "--enable-kv-cache-reuse" if e.enable_kv_cache_reuse else "--no-enable-kv-cache-reuse",
         "--enable-chunked-context" if e.enable_chunked_context else "--no-enable-chunked-context",
-        "--max-queue-delay-microseconds", str(e.max_queue_delay_microseconds),
-        "--bls-instance-count", str(e.bls_instance_count),
-        "--work-dir", WORK_DIR, "--output-dir", OUTPUT_DIR, "--stage-dir", STAGE_DIR, "--cache-key", key,
+        "--max-queue-delay-microseconds",
+        str(e.max_queue_delay_microseconds),
+        "--bls-instance-count",
+        str(e.bls_instance_count),
+        "--work-dir",
+        WORK_DIR,
+        "--output-dir",
+        OUTPUT_DIR,
+        "--stage-dir",
+        STAGE_DIR,
+        "--cache-key",
+        key,
     ]
 
 
 def upload_script(bucket: str, key: str) -> str:
     """Shell for the upload container: engine + repository first, the completion marker last."""
     dest = f"s3://{bucket}/{engine_prefix(key)}"
-    return "\n".join([
-        "set -eu",
-        f'test -f {OUTPUT_DIR}/build.json || {{ echo "the build left no {OUTPUT_DIR}/build.json" >&2; exit 1; }}',
-        f"aws s3 sync {OUTPUT_DIR}/ {shlex.quote(dest)} --delete --exclude {COMPLETE_MARKER} --only-show-errors --no-progress",
-        f"echo {shlex.quote(key)} > /tmp/{COMPLETE_MARKER}",
-        f"aws s3 cp /tmp/{COMPLETE_MARKER} {shlex.quote(dest + COMPLETE_MARKER)} --only-show-errors",
-        f'echo "uploaded to {dest}"',
-    ])
+    return "\n".join(
+        [
+            "set -eu",
+            f'test -f {OUTPUT_DIR}/build.json || {{ echo "the build left no {OUTPUT_DIR}/build.json" >&2; exit 1; }}',
+            f"aws s3 sync {OUTPUT_DIR}/ {shlex.quote(dest)} --delete --exclude {COMPLETE_MARKER} --only-show-errors --no-progress",
+            f"echo {shlex.quote(key)} > /tmp/{COMPLETE_MARKER}",
+            f"aws s3 cp /tmp/{COMPLETE_MARKER} {shlex.quote(dest + COMPLETE_MARKER)} --only-show-errors",
+            f'echo "uploaded to {dest}"',
+        ]
+    )
 
 
 def job_name(key: str) -> str:
@@ -200,11 +237,15 @@ def script_configmap_manifest(key: str, namespace: str, script_text: str | None 
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": script_configmap_name(key), "namespace": namespace,
-                     "labels": {"app.kubernetes.io/name": "trtllm-engine-build",
-                                "tritonllm.io/engine-key": short_key(key)}},
-        "data": {"build_engine.py": script_text if script_text is not None else BUILD_SCRIPT.read_text(),
-                 **{name: path.read_text() for name, path in SHIPPED_FILES.items()}},
+        "metadata": {
+            "name": script_configmap_name(key),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "trtllm-engine-build", "tritonllm.io/engine-key": short_key(key)},
+        },
+        "data": {
+            "build_engine.py": script_text if script_text is not None else BUILD_SCRIPT.read_text(),
+            **{name: path.read_text() for name, path in SHIPPED_FILES.items()},
+        },
     }
 
 
@@ -243,25 +284,32 @@ def engine_build_job_manifest(
         "restartPolicy": "Never",
         "nodeSelector": node_selector_for(model.node_pool),
         "tolerations": gpu_tolerations(),
-        "initContainers": [{
-            "name": "build",
-            "image": versions.TRITON_TRTLLM_IMAGE,
-            "command": ["python3", f"{SCRIPT_DIR}/build_engine.py", *build_script_args(model, key, revision_sha)],
-            "env": env,
-            "resources": {
-                "requests": {"cpu": model.resources.cpu, "memory": model.resources.memory, GPU_RESOURCE: gpus},
-                "limits": {GPU_RESOURCE: gpus},
-            },
-            "volumeMounts": volume_mounts,
-        }],
-        "containers": [{
-            "name": "upload",
-            "image": versions.AWS_CLI_IMAGE,
-            "command": ["/bin/sh", "-c", upload_script(bucket, key)],
-            "env": [{"name": "AWS_REGION", "value": site.region}, {"name": "AWS_DEFAULT_REGION", "value": site.region}],
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-            "volumeMounts": [{"name": "work", "mountPath": WORK_DIR, "readOnly": True}],
-        }],
+        "initContainers": [
+            {
+                "name": "build",
+                "image": versions.TRITON_TRTLLM_IMAGE,
+                "command": ["python3", f"{SCRIPT_DIR}/build_engine.py", *build_script_args(model, key, revision_sha)],
+                "env": env,
+                "resources": {
+                    "requests": {"cpu": model.resources.cpu, "memory": model.resources.memory, GPU_RESOURCE: gpus},
+                    "limits": {GPU_RESOURCE: gpus},
+                },
+                "volumeMounts": volume_mounts,
+            }
+        ],
+        "containers": [
+            {
+                "name": "upload",
+                "image": versions.AWS_CLI_IMAGE,
+                "command": ["/bin/sh", "-c", upload_script(bucket, key)],
+                "env": [
+                    {"name": "AWS_REGION", "value": site.region},
+                    {"name": "AWS_DEFAULT_REGION", "value": site.region},
+                ],
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                "volumeMounts": [{"name": "work", "mountPath": WORK_DIR, "readOnly": True}],
+            }
+        ],
         "volumes": [
             {"name": "work", "emptyDir": {}},  # on the node's encrypted gp3 root volume
             {"name": "script", "configMap": {"name": script_configmap_name(key), "defaultMode": 0o555}},

@@ -25,6 +25,7 @@ Sources (TensorRT-LLM 1.1.0 is what Triton 25.12 carries, components/catalog/ver
 - helpers.py maps the optional inputs `sampling_param_<arg>` to SamplingParams(<arg>=...),
   `streaming` to the streaming flag, `return_finish_reason` to the `finish_reason` output.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -40,6 +41,7 @@ LLMAPI_MODEL_DIR = "/app/all_models/llmapi/tensorrt_llm/1"
 LLMAPI_CODE_FILES = ("model.py", "helpers.py")
 REPOSITORY_DIR = "/llmapi/model_repository"  # emptyDir in the pod
 CONFIG_MOUNT = "/llmapi/config"  # the ConfigMap with the rendered files
+
 
 def _require_llmapi(model: Any) -> None:
     if not model.uses_llmapi:
@@ -117,11 +119,25 @@ def config_pbtxt(model: Any) -> str:
     transaction policy equal model.yaml's triton_config (see the module docstring)."""
     _require_llmapi(model)
     decoupled = "true" if TRITON_CONFIG["decoupled"] else "false"
-    lines = [f'name: "{served_model_name(model)}"', 'backend: "python"',
-             f"max_batch_size: {TRITON_CONFIG['max_batch_size']}", "",
-             "model_transaction_policy {", f"  decoupled: {decoupled}", "}", "",
-             # One instance on the CPU side: the LLM API places the model on the pod's GPUs itself.
-             "instance_group [", "  {", "    count: 1", "    kind: KIND_CPU", "  }", "]", "", "input ["]
+    lines = [
+        f'name: "{served_model_name(model)}"',
+        'backend: "python"',
+        f"max_batch_size: {TRITON_CONFIG['max_batch_size']}",
+        "",
+        "model_transaction_policy {",
+        f"  decoupled: {decoupled}",
+        "}",
+        "",
+        # One instance on the CPU side: the LLM API places the model on the pod's GPUs itself.
+        "instance_group [",
+        "  {",
+        "    count: 1",
+        "    kind: KIND_CPU",
+        "  }",
+        "]",
+        "",
+        "input [",
+    ]
     for i, (name, dtype, dims, optional) in enumerate(INPUTS):
         lines += ["  {", f'    name: "{name}"', f"    data_type: {dtype}", f"    dims: {_dims(dims)}"]
         if optional:
@@ -129,8 +145,13 @@ def config_pbtxt(model: Any) -> str:
         lines.append("  }" + ("," if i < len(INPUTS) - 1 else ""))
     lines += ["]", "", "output ["]
     for i, (name, dtype, dims) in enumerate(OUTPUTS):
-        lines += ["  {", f'    name: "{name}"', f"    data_type: {dtype}", f"    dims: {_dims(dims)}",
-                  "  }" + ("," if i < len(OUTPUTS) - 1 else "")]
+        lines += [
+            "  {",
+            f'    name: "{name}"',
+            f"    data_type: {dtype}",
+            f"    dims: {_dims(dims)}",
+            "  }" + ("," if i < len(OUTPUTS) - 1 else ""),
+        ]
     lines += ["]", ""]
     return "\n".join(lines)
 
@@ -158,8 +179,10 @@ def prepare_script(model: Any) -> str:
     lines = ["set -eu", f"mkdir -p {q(version_dir)}"]
     for name in LLMAPI_CODE_FILES:
         src = f"{LLMAPI_MODEL_DIR}/{name}"
-        lines.append(f'[ -f {q(src)} ] || {{ echo "the image has no {src}: not a TensorRT-LLM image with the '
-                     f'llmapi model" >&2; exit 1; }}')
+        lines.append(
+            f'[ -f {q(src)} ] || {{ echo "the image has no {src}: not a TensorRT-LLM image with the '
+            f'llmapi model" >&2; exit 1; }}'
+        )
         lines.append(f"cp {q(src)} {q(version_dir)}/")
     lines.append(f"cp {q(CONFIG_MOUNT + '/config.pbtxt')} {q(model_dir + '/config.pbtxt')}")
     lines.append(f"cp {q(CONFIG_MOUNT + '/model.yaml')} {q(version_dir + '/model.yaml')}")

@@ -3,6 +3,7 @@
 `read_prefix_policy` is what a Triton service account gets; `write_prefix_policy` suits a job
 that fills a prefix (the engine build).
 """
+
 from __future__ import annotations
 
 from typing import Any, TypedDict

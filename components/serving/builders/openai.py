@@ -26,6 +26,7 @@ image). What that version implies here:
   cannot serve it; TRT-LLM leader mode (one tritonserver per rank under mpirun) is not supported
   either (python/openai/README.md r25.12, "Model Parallelism Support"). config_problems refuses both.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -56,17 +57,27 @@ def tokenizer(model: Any) -> str:
 def frontend_command(model: Any, repository: str) -> list[str]:
     """The container command: the OpenAI frontend with the KServe frontends on Triton's usual ports."""
     return [
-        "python3", FRONTEND_MAIN,
-        "--model-repository", repository,
-        "--tokenizer", tokenizer(model),
-        "--backend", BACKEND_FLAG[model.backend],
-        "--host", "0.0.0.0",
-        "--openai-port", str(OPENAI_PORT),
-        "--default-max-tokens", str(model.openai.default_max_tokens),
+        "python3",
+        FRONTEND_MAIN,
+        "--model-repository",
+        repository,
+        "--tokenizer",
+        tokenizer(model),
+        "--backend",
+        BACKEND_FLAG[model.backend],
+        "--host",
+        "0.0.0.0",
+        "--openai-port",
+        str(OPENAI_PORT),
+        "--default-max-tokens",
+        str(model.openai.default_max_tokens),
         "--enable-kserve-frontends",
-        "--kserve-http-port", str(HTTP_PORT),
-        "--kserve-grpc-port", str(GRPC_PORT),
-        "--uvicorn-log-level", "warning",
+        "--kserve-http-port",
+        str(HTTP_PORT),
+        "--kserve-grpc-port",
+        str(GRPC_PORT),
+        "--uvicorn-log-level",
+        "warning",
     ]
 
 
@@ -77,14 +88,23 @@ def container_ports() -> list[tuple[str, int]]:
 
 
 def service_port() -> dict[str, Any]:
-    return {"name": OPENAI_PORT_NAME, "port": OPENAI_PORT, "targetPort": OPENAI_PORT, "protocol": "TCP",
-            "appProtocol": "http"}
+    return {
+        "name": OPENAI_PORT_NAME,
+        "port": OPENAI_PORT,
+        "targetPort": OPENAI_PORT,
+        "protocol": "TCP",
+        "appProtocol": "http",
+    }
 
 
 def ready_probe(period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
     """Readiness of the OpenAI port: it starts last (after the server and the KServe frontends)."""
-    return {"httpGet": {"path": READY_PATH, "port": OPENAI_PORT}, "periodSeconds": period,
-            "failureThreshold": failures, "timeoutSeconds": timeout}
+    return {
+        "httpGet": {"path": READY_PATH, "port": OPENAI_PORT},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": timeout,
+    }
 
 
 def http_route_rules(model_name: str, service_name: str) -> list[dict[str, Any]]:
@@ -100,19 +120,28 @@ def http_route_rules(model_name: str, service_name: str) -> list[dict[str, Any]]
     return [
         {
             "matches": [{"path": {"type": "PathPrefix", "value": f"{PATH_PREFIX}/{model_name}/v1"}}],
-            "filters": [{"type": "URLRewrite",
-                         "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}}}],
+            "filters": [
+                {
+                    "type": "URLRewrite",
+                    "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}},
+                }
+            ],
             "backendRefs": backend,
         },
         {
-            "matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
-                         "headers": [{"type": "Exact", "name": gm.MODEL_HEADER, "value": model_name}]}],
+            "matches": [
+                {
+                    "path": {"type": "PathPrefix", "value": "/v1"},
+                    "headers": [{"type": "Exact", "name": gm.MODEL_HEADER, "value": model_name}],
+                }
+            ],
             "backendRefs": backend,
         },
     ]
 
 
 # --------------------------------------------------------------------------- how to call it
+
 
 def base_url(http_endpoint: str | None, model_name: str) -> str:
     endpoint = (http_endpoint or "<httpEndpoint: the load balancer is not provisioned yet>").rstrip("/")
@@ -123,10 +152,20 @@ API_KEY_ENV = "TRITONLLM_API_KEY"  # a gateway API key `name:secret` (gateway.au
 
 
 def curl_example(http_endpoint: str | None, model_name: str, api_keys: bool = False) -> str:
-    body = ('{"model": "%s", "messages": [{"role": "user", "content": "What is Triton?"}], "max_tokens": 64}'
-            % model_name)
-    command = shlex.join(["curl", "-s", f"{base_url(http_endpoint, model_name)}/chat/completions",
-                          "-H", "Content-Type: application/json", "-d", body])
+    body = (
+        '{"model": "%s", "messages": [{"role": "user", "content": "What is Triton?"}], "max_tokens": 64}' % model_name
+    )
+    command = shlex.join(
+        [
+            "curl",
+            "-s",
+            f"{base_url(http_endpoint, model_name)}/chat/completions",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ]
+    )
     # the gateway checks API keys as HTTP Basic credentials
     return command + (f' -u "${API_KEY_ENV}"' if api_keys else "")
 
@@ -136,12 +175,16 @@ def python_example(http_endpoint: str | None, model_name: str, api_keys: bool = 
     headers = ""
     if api_keys:  # the SDK's api_key goes out as Bearer; the gateway wants Basic name:secret
         lines = ["import base64, os", *lines]
-        headers = (f', default_headers={{"Authorization": "Basic " + '
-                   f'base64.b64encode(os.environ["{API_KEY_ENV}"].encode()).decode()}}')
-    return "\n".join([
-        *lines,
-        f'client = OpenAI(base_url="{base_url(http_endpoint, model_name)}", api_key="unused"{headers})',
-        f'reply = client.chat.completions.create(model="{model_name}", '
-        'messages=[{"role": "user", "content": "What is Triton?"}], max_tokens=64)',
-        "print(reply.choices[0].message.content)",
-    ])
+        headers = (
+            f', default_headers={{"Authorization": "Basic " + '
+            f'base64.b64encode(os.environ["{API_KEY_ENV}"].encode()).decode()}}'
+        )
+    return "\n".join(
+        [
+            *lines,
+            f'client = OpenAI(base_url="{base_url(http_endpoint, model_name)}", api_key="unused"{headers})',
+            f'reply = client.chat.completions.create(model="{model_name}", '
+            'messages=[{"role": "user", "content": "What is Triton?"}], max_tokens=64)',
+            "print(reply.choices[0].message.content)",
+        ]
+    )

@@ -14,6 +14,7 @@ vLLM pods load the repository straight from S3 (`--model-repository=s3://bucket/
 TRT-LLM pods first stage `engines/<key>/` from S3 to /staged (emptyDir on the node's gp3
 volume, or the EFS claim) in an init container, since TensorRT-LLM reads local files only.
 """
+
 from __future__ import annotations
 
 import base64
@@ -81,6 +82,7 @@ def _meta(name: str, namespace: str, model: ModelConfig, **extra: Any) -> dict[s
 
 # --------------------------------------------------------------------------- small objects
 
+
 def namespace_manifest(model: ModelConfig, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
     labels = {**object_labels(model), **(extra_labels or {})}
     labels.pop("app.kubernetes.io/component")
@@ -100,8 +102,9 @@ def uses_irsa(model: ModelConfig) -> bool:
     return model.backend == "vllm"
 
 
-def triton_reader_policy(model: ModelConfig, bucket_arn: str, prefix: str,
-                         kms_key_arn: str | None = None) -> dict[str, Any]:
+def triton_reader_policy(
+    model: ModelConfig, bucket_arn: str, prefix: str, kms_key_arn: str | None = None
+) -> dict[str, Any]:
     """Read of `prefix` only; for vLLM also the bucket check Triton's S3 client makes first.
 
     Triton calls HeadBucket before any S3 repository access. HeadBucket is authorized as
@@ -111,15 +114,21 @@ def triton_reader_policy(model: ModelConfig, bucket_arn: str, prefix: str,
     """
     document = read_prefix_policy(bucket_arn, prefix, kms_key_arn=kms_key_arn)
     if model.backend == "vllm":
-        document["Statement"].append({
-            "Sid": "TritonHeadBucket", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn],
-            "Condition": {"Null": {"s3:prefix": "true"}},
-        })
+        document["Statement"].append(
+            {
+                "Sid": "TritonHeadBucket",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [bucket_arn],
+                "Condition": {"Null": {"s3:prefix": "true"}},
+            }
+        )
     return document
 
 
-def service_account_manifest(model: ModelConfig, name: str = SERVICE_ACCOUNT,
-                             irsa_role_arn: Any | None = None) -> dict[str, Any]:
+def service_account_manifest(
+    model: ModelConfig, name: str = SERVICE_ACCOUNT, irsa_role_arn: Any | None = None
+) -> dict[str, Any]:
     metadata = _meta(name, model.name, model)
     if irsa_role_arn is not None:
         metadata["annotations"] = {IRSA_ROLE_ANNOTATION: irsa_role_arn}
@@ -129,12 +138,21 @@ def service_account_manifest(model: ModelConfig, name: str = SERVICE_ACCOUNT,
 
 def hf_token_secret_manifest(model: ModelConfig) -> dict[str, Any]:
     """Metadata and type only: TritonLLM adds stringData from the Pulumi secret, so it never appears in plain."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(HF_TOKEN_SECRET, model.name, model)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _meta(HF_TOKEN_SECRET, model.name, model),
+    }
 
 
 def image_pull_secret_manifest(model: ModelConfig) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-            "metadata": _meta(IMAGE_PULL_SECRET, model.name, model)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": _meta(IMAGE_PULL_SECRET, model.name, model),
+    }
 
 
 def dockerconfigjson(api_key: str, registry: str = NGC_REGISTRY) -> str:
@@ -148,14 +166,29 @@ def service_manifest(model: ModelConfig) -> dict[str, Any]:
     ports = [
         {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"},
         # h2c tells the Gateway to speak cleartext HTTP/2 to Triton's gRPC port.
-        {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "kubernetes.io/h2c"},
-        {"name": metrics.METRICS_PORT_NAME, "port": METRICS_PORT, "targetPort": metrics.METRICS_PORT_NAME,
-         "protocol": "TCP", "appProtocol": "http"},
+        {
+            "name": "grpc",
+            "port": GRPC_PORT,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
+        {
+            "name": metrics.METRICS_PORT_NAME,
+            "port": METRICS_PORT,
+            "targetPort": metrics.METRICS_PORT_NAME,
+            "protocol": "TCP",
+            "appProtocol": "http",
+        },
     ]
     if model.openai.enabled:
         ports.append(openai_frontend.service_port())
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(SERVICE_NAME, model.name, model),
-            "spec": {"type": "ClusterIP", "selector": pod_labels(model), "ports": ports}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(SERVICE_NAME, model.name, model),
+        "spec": {"type": "ClusterIP", "selector": pod_labels(model), "ports": ports},
+    }
 
 
 def hpa_manifest(model: ModelConfig) -> dict[str, Any]:
@@ -175,8 +208,10 @@ def hpa_manifest(model: ModelConfig) -> dict[str, Any]:
                 "scaleUp": {
                     "stabilizationWindowSeconds": a.scale_up_stabilization_seconds,
                     "selectPolicy": "Max",
-                    "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60},
-                                 {"type": "Percent", "value": 100, "periodSeconds": 60}],
+                    "policies": [
+                        {"type": "Pods", "value": 2, "periodSeconds": 60},
+                        {"type": "Percent", "value": 100, "periodSeconds": 60},
+                    ],
                 },
                 # Give back one replica at a time: a cold start is expensive to redo.
                 "scaleDown": {
@@ -192,8 +227,12 @@ def hpa_manifest(model: ModelConfig) -> dict[str, Any]:
 def pdb_manifest(model: ModelConfig) -> dict[str, Any]:
     # maxUnavailable (not minAvailable): one replica at a time goes during drains and
     # consolidation, and a single-replica model never blocks a node drain forever.
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(DEPLOYMENT_NAME, model.name, model),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": pod_labels(model)}}}
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(DEPLOYMENT_NAME, model.name, model),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": pod_labels(model)}},
+    }
 
 
 def pod_monitor_manifest(model: ModelConfig, site: ModelSite) -> dict[str, Any]:
@@ -202,10 +241,13 @@ def pod_monitor_manifest(model: ModelConfig, site: ModelSite) -> dict[str, Any]:
 
 def route_manifests(model: ModelConfig, gateway_name: str, gateway_namespace: str) -> list[dict[str, Any]]:
     args = (served_model_name(model), model.name, SERVICE_NAME, gateway_name, gateway_namespace)
-    openai_rules = (openai_frontend.http_route_rules(served_model_name(model), SERVICE_NAME)
-                    if model.openai.enabled else [])
-    return [gateway_manifests.http_route_manifest(*args, extra_rules=openai_rules),
-            gateway_manifests.grpc_route_manifest(*args)]
+    openai_rules = (
+        openai_frontend.http_route_rules(served_model_name(model), SERVICE_NAME) if model.openai.enabled else []
+    )
+    return [
+        gateway_manifests.http_route_manifest(*args, extra_rules=openai_rules),
+        gateway_manifests.grpc_route_manifest(*args),
+    ]
 
 
 def shared_claim(model: ModelConfig, site: ModelSite, storage_class_name: str) -> dict[str, Any]:
@@ -216,6 +258,7 @@ def shared_claim(model: ModelConfig, site: ModelSite, storage_class_name: str) -
 
 # --------------------------------------------------------------------------- the server
 
+
 def vllm_repository_uri(bucket: str, model: ModelConfig) -> str:
     return f"s3://{bucket}/{models_prefix(model).rstrip('/')}"
 
@@ -223,8 +266,11 @@ def vllm_repository_uri(bucket: str, model: ModelConfig) -> str:
 def tritonserver_args(repository: str, *, rank: int = 0, world_size: int = 1) -> list[str]:
     args = [
         f"--model-repository={repository}",
-        f"--http-port={HTTP_PORT}", f"--grpc-port={GRPC_PORT}", f"--metrics-port={METRICS_PORT}",
-        "--allow-metrics=true", "--allow-gpu-metrics=true",
+        f"--http-port={HTTP_PORT}",
+        f"--grpc-port={GRPC_PORT}",
+        f"--metrics-port={METRICS_PORT}",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=true",
         # Time-to-first-response histograms, which the dashboard plots.
         "--metrics-config=histogram_latencies=true",
         f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
@@ -273,20 +319,26 @@ def stage_engine_script(bucket: str, key: str) -> str:
     prefix = engine_build.engine_prefix(key)
     src = shlex.quote(f"s3://{bucket}/{prefix}")
     staged = f"{STAGE_DIR}/.staged-{engine_build.short_key(key)}"
-    return "\n".join([
-        "set -eu",
-        f'if [ -f {staged} ]; then echo "engine {key} already staged"; exit 0; fi',
-        f"aws s3api head-object --bucket {shlex.quote(bucket)} --key {shlex.quote(prefix + engine_build.COMPLETE_MARKER)} "
-        f'>/dev/null || {{ echo "no complete engine at {src}: the TrtllmEngine build did not finish" >&2; exit 1; }}',
-        f"aws s3 sync {src} {STAGE_DIR}/ --exclude {engine_build.COMPLETE_MARKER} --only-show-errors --no-progress",
-        f"touch {staged}",
-        f'echo "staged {src} to {STAGE_DIR}"',
-    ])
+    return "\n".join(
+        [
+            "set -eu",
+            f'if [ -f {staged} ]; then echo "engine {key} already staged"; exit 0; fi',
+            f"aws s3api head-object --bucket {shlex.quote(bucket)} --key {shlex.quote(prefix + engine_build.COMPLETE_MARKER)} "
+            f'>/dev/null || {{ echo "no complete engine at {src}: the TrtllmEngine build did not finish" >&2; exit 1; }}',
+            f"aws s3 sync {src} {STAGE_DIR}/ --exclude {engine_build.COMPLETE_MARKER} --only-show-errors --no-progress",
+            f"touch {staged}",
+            f'echo "staged {src} to {STAGE_DIR}"',
+        ]
+    )
 
 
 def _probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period,
-            "failureThreshold": failures, "timeoutSeconds": timeout}
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": timeout,
+    }
 
 
 def probes(model_name: str | None = None) -> dict[str, dict[str, Any]]:
@@ -300,8 +352,9 @@ def probes(model_name: str | None = None) -> dict[str, dict[str, Any]]:
     live = ready if model_name else "/v2/health/live"
     return {
         # Sized for the slowest cold start; liveness and readiness only begin after it.
-        "startupProbe": _probe(ready, STARTUP_PERIOD_SECONDS,
-                               math.ceil(STARTUP_BUDGET_SECONDS / STARTUP_PERIOD_SECONDS)),
+        "startupProbe": _probe(
+            ready, STARTUP_PERIOD_SECONDS, math.ceil(STARTUP_BUDGET_SECONDS / STARTUP_PERIOD_SECONDS)
+        ),
         "readinessProbe": _probe(ready, 5, 3),
         "livenessProbe": _probe(live, 10, 6),
     }
@@ -313,8 +366,9 @@ def openai_probes(model: ModelConfig) -> dict[str, dict[str, Any]]:
     stays on KServe HTTP, as probes() has it (model readiness for vLLM)."""
     kserve = probes(model.name if model.backend == "vllm" else None)
     return {
-        "startupProbe": openai_frontend.ready_probe(STARTUP_PERIOD_SECONDS,
-                                                    math.ceil(STARTUP_BUDGET_SECONDS / STARTUP_PERIOD_SECONDS)),
+        "startupProbe": openai_frontend.ready_probe(
+            STARTUP_PERIOD_SECONDS, math.ceil(STARTUP_BUDGET_SECONDS / STARTUP_PERIOD_SECONDS)
+        ),
         "readinessProbe": openai_frontend.ready_probe(5, 3),
         "livenessProbe": kserve["livenessProbe"],
     }
@@ -323,8 +377,12 @@ def openai_probes(model: ModelConfig) -> dict[str, dict[str, Any]]:
 def topology_spread(model: ModelConfig) -> list[dict[str, Any]]:
     # ScheduleAnyway: GPU capacity is scarce; spreading is a preference, never a reason to stay Pending.
     return [
-        {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
-         "labelSelector": {"matchLabels": pod_labels(model)}}
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": pod_labels(model)},
+        }
         for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
     ]
 
@@ -343,8 +401,10 @@ def deployment_manifest(
     if model.builds_engine and not engine_key:
         raise ValueError(f"model {model.name!r} (trtllm) needs the engine key to stage")
     if model.builds_engine and model.engine_storage == "efs" and not shared_claim_name:
-        raise ValueError(f"models[{model.name}].engineStorage is efs but EFS is disabled (efs.enabled false); "
-                         "set engineStorage: local or enable EFS")
+        raise ValueError(
+            f"models[{model.name}].engineStorage is efs but EFS is disabled (efs.enabled false); "
+            "set engineStorage: local or enable EFS"
+        )
     gpus = str(model.gpus_per_replica)
     res = model.resources
     region_env = [{"name": "AWS_REGION", "value": site.region}, {"name": "AWS_DEFAULT_REGION", "value": site.region}]
@@ -355,15 +415,27 @@ def deployment_manifest(
 
     if hf_token_secret:
         # optional: public models run without a token.
-        env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": {
-            "name": hf_token_secret, "key": HF_TOKEN_KEY, "optional": True}}})
+        env.append(
+            {
+                "name": HF_TOKEN_KEY,
+                "valueFrom": {"secretKeyRef": {"name": hf_token_secret, "key": HF_TOKEN_KEY, "optional": True}},
+            }
+        )
 
     if model.backend == "vllm" or model.uses_llmapi:
         # The Hugging Face cache on the shared claim: a new replica reuses downloaded weights.
         env.append({"name": "HF_HOME", "value": HF_HOME})
         mounts.append({"name": "hf-cache", "mountPath": HF_CACHE_MOUNT})
-        volumes.append({"name": "hf-cache", **({"persistentVolumeClaim": {"claimName": shared_claim_name}}
-                                               if shared_claim_name else {"emptyDir": {}})})
+        volumes.append(
+            {
+                "name": "hf-cache",
+                **(
+                    {"persistentVolumeClaim": {"claimName": shared_claim_name}}
+                    if shared_claim_name
+                    else {"emptyDir": {}}
+                ),
+            }
+        )
         if model.uses_llmapi:
             mounts += llmapi_mounts()
             volumes += llmapi_volumes()
@@ -377,15 +449,17 @@ def deployment_manifest(
         else:
             volumes.append({"name": "engine", "emptyDir": {}})  # the node's encrypted gp3 root volume
         mounts.append(stage_mount)
-        init_containers.append({
-            "name": "stage-engine",
-            "image": versions.AWS_CLI_IMAGE,
-            "command": ["/bin/sh", "-c", stage_engine_script(bucket, engine_key)],
-            "env": region_env,
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-            "volumeMounts": [stage_mount],
-            "securityContext": {"allowPrivilegeEscalation": False},
-        })
+        init_containers.append(
+            {
+                "name": "stage-engine",
+                "image": versions.AWS_CLI_IMAGE,
+                "command": ["/bin/sh", "-c", stage_engine_script(bucket, engine_key)],
+                "env": region_env,
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                "volumeMounts": [stage_mount],
+                "securityContext": {"allowPrivilegeEscalation": False},
+            }
+        )
 
     container = {
         "name": "triton",
@@ -449,8 +523,12 @@ LLMAPI_CONFIGMAP = "llmapi-model"
 
 def llmapi_configmap_manifest(model: ModelConfig) -> dict[str, Any]:
     """The rendered llmapi config.pbtxt and model.yaml (components/serving/builders/llmapi.py)."""
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(LLMAPI_CONFIGMAP, model.name, model),
-            "data": llmapi_repository.configmap_data(model)}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(LLMAPI_CONFIGMAP, model.name, model),
+        "data": llmapi_repository.configmap_data(model),
+    }
 
 
 def llmapi_config_hash(model: ModelConfig) -> str:
@@ -461,13 +539,17 @@ def llmapi_config_hash(model: ModelConfig) -> str:
 
 
 def llmapi_volumes() -> list[dict[str, Any]]:
-    return [{"name": "llmapi-config", "configMap": {"name": LLMAPI_CONFIGMAP}},
-            {"name": "llmapi-repository", "emptyDir": {}}]
+    return [
+        {"name": "llmapi-config", "configMap": {"name": LLMAPI_CONFIGMAP}},
+        {"name": "llmapi-repository", "emptyDir": {}},
+    ]
 
 
 def llmapi_mounts() -> list[dict[str, Any]]:
-    return [{"name": "llmapi-config", "mountPath": llmapi_repository.CONFIG_MOUNT, "readOnly": True},
-            {"name": "llmapi-repository", "mountPath": llmapi_repository.REPOSITORY_DIR}]
+    return [
+        {"name": "llmapi-config", "mountPath": llmapi_repository.CONFIG_MOUNT, "readOnly": True},
+        {"name": "llmapi-repository", "mountPath": llmapi_repository.REPOSITORY_DIR},
+    ]
 
 
 def model_repository_location(model: ModelConfig, bucket: str) -> str:
@@ -483,8 +565,12 @@ def server_command(model: ModelConfig, bucket: str) -> list[str]:
     if model.openai.enabled:
         return openai_frontend.frontend_command(model, repository)
     if model.uses_llmapi:
-        server = [*llmapi_repository.launcher(model), "tritonserver", *tritonserver_args(repository),
-                  *llmapi_repository.TRITONSERVER_EXTRA_ARGS]
+        server = [
+            *llmapi_repository.launcher(model),
+            "tritonserver",
+            *tritonserver_args(repository),
+            *llmapi_repository.TRITONSERVER_EXTRA_ARGS,
+        ]
         script = llmapi_repository.prepare_script(model) + "\nexec " + shlex.join(server)
         return ["/bin/sh", "-c", script]
     return triton_command(model, bucket)
@@ -503,7 +589,21 @@ def client_command(model: ModelConfig, grpc_endpoint: str | None) -> str:
     """The exact `tritonllm client` call for this model through the gateway's gRPC endpoint."""
     url = grpc_endpoint or "<grpcEndpoint: the load balancer is not provisioned yet>"
     name = served_model_name(model)
-    return shlex.join([
-        "python", "-m", "tritonllm", "client", "--url", url, "--protocol", "grpc", "--model-name", name,
-        "--input-prompts", CLIENT_PROMPTS, "--results-file", f"results/{name}.txt",
-    ])
+    return shlex.join(
+        [
+            "python",
+            "-m",
+            "tritonllm",
+            "client",
+            "--url",
+            url,
+            "--protocol",
+            "grpc",
+            "--model-name",
+            name,
+            "--input-prompts",
+            CLIENT_PROMPTS,
+            "--results-file",
+            f"results/{name}.txt",
+        ]
+    )

@@ -6,6 +6,7 @@ versioning, and a lifecycle that expires overwritten versions after
 `modelStore.noncurrentVersionDays`. `repository()` adds a ModelRepository (a dynamic resource,
 `components/providers/model_repository.py`) under a prefix.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,12 @@ class ModelStore(pulumi.ComponentResource):
         args: ModelStoreArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__(component_type("serving", "ModelStore"), name, None,
-                         with_previous_types(opts, "tritonllm:storage:ModelStore"))
+        super().__init__(
+            component_type("serving", "ModelStore"),
+            name,
+            None,
+            with_previous_types(opts, "tritonllm:storage:ModelStore"),
+        )
         child = pulumi.ResourceOptions(parent=self)
         self.region = args.region
         self.kms_key_arn = args.kms_key_arn
@@ -81,8 +86,10 @@ class ModelStore(pulumi.ComponentResource):
         lifecycle = aws.s3.BucketLifecycleConfiguration(
             f"{name}-models-lifecycle",
             bucket=self.bucket.id,
-            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(**rule)
-                   for rule in lifecycle_rules(args.model_store.noncurrent_version_days)],
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(**rule)
+                for rule in lifecycle_rules(args.model_store.noncurrent_version_days)
+            ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
         )
         policy = aws.s3.BucketPolicy(

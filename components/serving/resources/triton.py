@@ -4,6 +4,7 @@ The objects themselves come from the pure builders in components/serving/builder
 components/engine_build.py and components/serving/builders/model_repository.py; this class
 only registers them, in order.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,14 +51,17 @@ _TYPED = {
 }
 
 
-def _k8s_object(name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any) -> pulumi.CustomResource:
+def _k8s_object(
+    name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
+) -> pulumi.CustomResource:
     """Register a manifest dict: typed class for built-in kinds, CustomResource otherwise."""
     cls = _TYPED.get((manifest["apiVersion"], manifest["kind"]))
     fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
     fields.update(extra)
     if cls is None:
         return k8s.apiextensions.CustomResource(
-            name, api_version=manifest["apiVersion"], kind=manifest["kind"], opts=opts, **fields)
+            name, api_version=manifest["apiVersion"], kind=manifest["kind"], opts=opts, **fields
+        )
     # Typed classes take spec fields as keyword arguments in snake_case.
     renamed = {_snake(k): v for k, v in fields.items()}
     return cls(name, opts=opts, **renamed)
@@ -69,7 +73,12 @@ def _snake(name: str) -> str:
 
 def repository_render_dir(model: ModelConfig) -> Path:
     """Where a vLLM model's repository is rendered for upload (stable per project/stack/model)."""
-    return Path(tempfile.gettempdir()) / "tritonllm-repositories" / f"{pulumi.get_project()}-{pulumi.get_stack()}" / model.name
+    return (
+        Path(tempfile.gettempdir())
+        / "tritonllm-repositories"
+        / f"{pulumi.get_project()}-{pulumi.get_stack()}"
+        / model.name
+    )
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,8 @@ class TritonLLM(pulumi.ComponentResource):
 
         def after(*deps: pulumi.Resource | None, **kw: Any) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions.merge(
-                k8s_opts, pulumi.ResourceOptions(depends_on=[d for d in deps if d is not None], **kw))
+                k8s_opts, pulumi.ResourceOptions(depends_on=[d for d in deps if d is not None], **kw)
+            )
 
         # --- namespace and read-only access to exactly one S3 prefix
         route_labels = dict(getattr(gateway, "route_namespace_labels", {}) or {})
@@ -138,13 +148,20 @@ class TritonLLM(pulumi.ComponentResource):
         else:
             # hfRevision resolved to a commit (Hugging Face API, with the token for gated models) and
             # the engine cache key computed from it, when the program runs.
-            resolved_engine = (pulumi.Output.from_input(resolved_engine_build) if resolved_engine_build is not None
-                               else engine_build_provider.resolve_engine_output(model, site, hf_token))
+            resolved_engine = (
+                pulumi.Output.from_input(resolved_engine_build)
+                if resolved_engine_build is not None
+                else engine_build_provider.resolve_engine_output(model, site, hf_token)
+            )
             engine_key = resolved_engine.apply(lambda r: r.key)
             read_prefix = engine_key.apply(engine_build.engine_prefix)
-        reader_policy = None if model.uses_llmapi else pulumi.Output.all(
-            model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
-            lambda a: json.dumps(tm.triton_reader_policy(model, a[0], a[2], kms_key_arn=a[1])))
+        reader_policy = (
+            None
+            if model.uses_llmapi
+            else pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
+                lambda a: json.dumps(tm.triton_reader_policy(model, a[0], a[2], kms_key_arn=a[1]))
+            )
+        )
         reader_access: pulumi.Resource | None = None
         if model.uses_llmapi:  # the pods need no AWS role at all
             service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
@@ -152,66 +169,111 @@ class TritonLLM(pulumi.ComponentResource):
             reader_role = aws.iam.Role(
                 f"{name}-triton",
                 assume_role_policy=pulumi.Output.all(cluster.oidc_provider_arn, cluster.oidc_provider_url).apply(
-                    lambda a: json.dumps(iam.irsa_trust_policy(a[0], a[1], ns_name, tm.SERVICE_ACCOUNT))),
-                description=pulumi.Output.concat(f"IRSA role for {ns_name}/{tm.SERVICE_ACCOUNT}: read s3 ", read_prefix),
-                opts=aws_opts)
+                    lambda a: json.dumps(iam.irsa_trust_policy(a[0], a[1], ns_name, tm.SERVICE_ACCOUNT))
+                ),
+                description=pulumi.Output.concat(
+                    f"IRSA role for {ns_name}/{tm.SERVICE_ACCOUNT}: read s3 ", read_prefix
+                ),
+                opts=aws_opts,
+            )
             reader_access = aws.iam.RolePolicy(
-                f"{name}-triton-inline", role=reader_role.id, policy=reader_policy,
-                opts=pulumi.ResourceOptions(parent=reader_role))
+                f"{name}-triton-inline",
+                role=reader_role.id,
+                policy=reader_policy,
+                opts=pulumi.ResourceOptions(parent=reader_role),
+            )
             service_account = _k8s_object(
-                f"{name}-sa", tm.service_account_manifest(model, irsa_role_arn=reader_role.arn), after(namespace))
+                f"{name}-sa", tm.service_account_manifest(model, irsa_role_arn=reader_role.arn), after(namespace)
+            )
         else:
             _, reader_access = iam_roles.pod_identity_role(
-                f"{name}-triton", cluster_name=cluster.cluster_name, namespace=ns_name,
-                service_account=tm.SERVICE_ACCOUNT, account_id=cluster.account_id,
-                inline_policy=reader_policy, opts=aws_opts)
+                f"{name}-triton",
+                cluster_name=cluster.cluster_name,
+                namespace=ns_name,
+                service_account=tm.SERVICE_ACCOUNT,
+                account_id=cluster.account_id,
+                inline_policy=reader_policy,
+                opts=aws_opts,
+            )
             service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
 
         hf_secret = None
         if hf_token is not None:
             hf_secret = _k8s_object(
-                f"{name}-hf-token", tm.hf_token_secret_manifest(model), after(namespace),
-                stringData={tm.HF_TOKEN_KEY: pulumi.Output.secret(hf_token)})
+                f"{name}-hf-token",
+                tm.hf_token_secret_manifest(model),
+                after(namespace),
+                stringData={tm.HF_TOKEN_KEY: pulumi.Output.secret(hf_token)},
+            )
         pull_secret = None
         if ngc_api_key is not None:
             config_json = pulumi.Output.secret(ngc_api_key).apply(tm.dockerconfigjson)
             pull_secret = _k8s_object(
-                f"{name}-ngc-pull", tm.image_pull_secret_manifest(model), after(namespace),
-                stringData={".dockerconfigjson": config_json})
+                f"{name}-ngc-pull",
+                tm.image_pull_secret_manifest(model),
+                after(namespace),
+                stringData={".dockerconfigjson": config_json},
+            )
         hf_secret_name = tm.HF_TOKEN_SECRET if hf_secret is not None else None
         pull_secret_name = tm.IMAGE_PULL_SECRET if pull_secret is not None else None
 
         claim = None
         if storage is not None:
-            claim = _k8s_object(f"{name}-shared", tm.shared_claim(model, site, storage.storage_class_name),
-                                after(namespace, storage))
+            claim = _k8s_object(
+                f"{name}-shared", tm.shared_claim(model, site, storage.storage_class_name), after(namespace, storage)
+            )
 
         # --- what Triton loads: a vLLM repository uploaded to S3, or a TRT-LLM engine built into S3
         engine = None
         repository: pulumi.Resource | None = None  # the uploaded repository (vLLM) or the llmapi ConfigMap
         if model.backend == "vllm":
             source = render_vllm_repository(model, repository_render_dir(model))
-            repository = model_store.repository(f"{name}-repository", source_dir=source, prefix=models_prefix(model),
-                                                opts=pulumi.ResourceOptions(parent=self))
+            repository = model_store.repository(
+                f"{name}-repository",
+                source_dir=source,
+                prefix=models_prefix(model),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         elif model.uses_llmapi:
             # No engine build: the llmapi model.yaml and config.pbtxt, mounted into the pod.
             repository = _k8s_object(f"{name}-llmapi-config", tm.llmapi_configmap_manifest(model), after(namespace))
         else:
-            builder_sa = _k8s_object(f"{name}-engine-builder-sa", tm.service_account_manifest(
-                model, engine_build.BUILDER_SERVICE_ACCOUNT), after(namespace))
+            builder_sa = _k8s_object(
+                f"{name}-engine-builder-sa",
+                tm.service_account_manifest(model, engine_build.BUILDER_SERVICE_ACCOUNT),
+                after(namespace),
+            )
             writer_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
-                lambda a: json.dumps(write_prefix_policy(a[0], a[2], kms_key_arn=a[1])))
+                lambda a: json.dumps(write_prefix_policy(a[0], a[2], kms_key_arn=a[1]))
+            )
             _, builder_association = iam_roles.pod_identity_role(
-                f"{name}-engine-builder", cluster_name=cluster.cluster_name, namespace=ns_name,
-                service_account=engine_build.BUILDER_SERVICE_ACCOUNT, account_id=cluster.account_id,
-                inline_policy=writer_policy, opts=aws_opts)
+                f"{name}-engine-builder",
+                cluster_name=cluster.cluster_name,
+                namespace=ns_name,
+                service_account=engine_build.BUILDER_SERVICE_ACCOUNT,
+                account_id=cluster.account_id,
+                inline_policy=writer_policy,
+                opts=aws_opts,
+            )
             engine = engine_build_provider.TrtllmEngine(
-                f"{name}-engine", model, site, namespace=ns_name, bucket=model_store.bucket_name,
-                kubeconfig=cluster.kubeconfig, hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name,
+                f"{name}-engine",
+                model,
+                site,
+                namespace=ns_name,
+                bucket=model_store.bucket_name,
+                kubeconfig=cluster.kubeconfig,
+                hf_token_secret=hf_secret_name,
+                image_pull_secret=pull_secret_name,
                 resolved=resolved_engine,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[
-                    d for d in (builder_sa, builder_association, hf_secret, pull_secret, *model_store.ready)
-                    if d is not None]))
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[
+                        d
+                        for d in (builder_sa, builder_association, hf_secret, pull_secret, *model_store.ready)
+                        if d is not None
+                    ],
+                ),
+            )
 
         # --- the server
         shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
@@ -219,24 +281,49 @@ class TritonLLM(pulumi.ComponentResource):
             # One replica over several nodes: a LeaderWorkerSet (components/serving/builders/multinode.py).
             assert engine_key is not None, "multiNode is TRT-LLM engine only (components/config/multinode_checks.py)"
             deployment, service = register_group(
-                self, name, model, site, k8s_object=_k8s_object, after=after, namespace=namespace,
-                bucket=model_store.bucket_name, engine_key=engine_key, shared_claim_name=shared_claim_name,
-                hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name,
-                depends_on=[service_account, reader_access, hf_secret, pull_secret, claim, engine])
+                self,
+                name,
+                model,
+                site,
+                k8s_object=_k8s_object,
+                after=after,
+                namespace=namespace,
+                bucket=model_store.bucket_name,
+                engine_key=engine_key,
+                shared_claim_name=shared_claim_name,
+                hf_token_secret=hf_secret_name,
+                image_pull_secret=pull_secret_name,
+                depends_on=[service_account, reader_access, hf_secret, pull_secret, claim, engine],
+            )
         else:
             deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key).apply(
                 lambda a: tm.deployment_manifest(
-                    model, site, bucket=a[0], engine_key=a[1], shared_claim_name=shared_claim_name,
-                    hf_token_secret=hf_secret_name, image_pull_secret=pull_secret_name))
+                    model,
+                    site,
+                    bucket=a[0],
+                    engine_key=a[1],
+                    shared_claim_name=shared_claim_name,
+                    hf_token_secret=hf_secret_name,
+                    image_pull_secret=pull_secret_name,
+                )
+            )
             deployment = k8s.apps.v1.Deployment(
                 f"{name}-deployment",
                 metadata=deployment_manifest.apply(lambda m: m["metadata"]),
                 spec=deployment_manifest.apply(lambda m: m["spec"]),
-                opts=after(service_account, reader_access, hf_secret, pull_secret, claim, repository, engine,
-                           # The HPA owns the replica count once it exists.
-                           ignore_changes=["spec.replicas"],
-                           # Rollouts wait for a cold start (download/stage + load), not Pulumi's default 10 minutes.
-                           custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m")),
+                opts=after(
+                    service_account,
+                    reader_access,
+                    hf_secret,
+                    pull_secret,
+                    claim,
+                    repository,
+                    engine,
+                    # The HPA owns the replica count once it exists.
+                    ignore_changes=["spec.replicas"],
+                    # Rollouts wait for a cold start (download/stage + load), not Pulumi's default 10 minutes.
+                    custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"),
+                ),
             )
             service = _k8s_object(f"{name}-service", tm.service_manifest(model), after(namespace))
             if site.monitoring_enabled:
@@ -249,12 +336,16 @@ class TritonLLM(pulumi.ComponentResource):
         # --- routes on the shared Gateway (created after it, deleted before it)
         if gateway is not None:
             # API keys: every route rule behind the gateway's AuthenticationFilter (in this namespace).
-            route_auth = gateway.route_authentication(name, ns_name, after(namespace)) \
-                if hasattr(gateway, "route_authentication") else []
+            route_auth = (
+                gateway.route_authentication(name, ns_name, after(namespace))
+                if hasattr(gateway, "route_authentication")
+                else []
+            )
             secure = getattr(gateway, "secure_route", lambda m: m)
             for manifest in tm.route_manifests(model, gateway.gateway_name, gateway.gateway_namespace):
-                _k8s_object(f"{name}-{manifest['kind'].lower()}", secure(manifest),
-                            after(service, gateway, *route_auth))
+                _k8s_object(
+                    f"{name}-{manifest['kind'].lower()}", secure(manifest), after(service, gateway, *route_auth)
+                )
             grpc_endpoint = pulumi.Output.from_input(gateway.grpc_endpoint)
         else:
             grpc_endpoint = pulumi.Output.from_input(None)
@@ -270,9 +361,12 @@ class TritonLLM(pulumi.ComponentResource):
         if model.openai.enabled:
             self.openai_base_url = http_endpoint.apply(lambda e: openai_frontend.base_url(e, served))
             keys = site.auth_enabled
-            self.openai_examples = http_endpoint.apply(lambda e: {
-                "curl": openai_frontend.curl_example(e, served, keys),
-                "python": openai_frontend.python_example(e, served, keys)})
+            self.openai_examples = http_endpoint.apply(
+                lambda e: {
+                    "curl": openai_frontend.curl_example(e, served, keys),
+                    "python": openai_frontend.python_example(e, served, keys),
+                }
+            )
         else:
             self.openai_base_url = pulumi.Output.from_input(None)
             self.openai_examples = pulumi.Output.from_input(None)
@@ -280,11 +374,13 @@ class TritonLLM(pulumi.ComponentResource):
         self.engine = engine
         self.repository = repository
         self.deployment = deployment
-        self.register_outputs({
-            "model_name": self.model_name,
-            "namespace": self.namespace,
-            "service_name": self.service_name,
-            "client_command": self.client_command,
-            "engine_key": self.engine_key,
-            "openai_base_url": self.openai_base_url,
-        })
+        self.register_outputs(
+            {
+                "model_name": self.model_name,
+                "namespace": self.namespace,
+                "service_name": self.service_name,
+                "client_command": self.client_command,
+                "engine_key": self.engine_key,
+                "openai_base_url": self.openai_base_url,
+            }
+        )

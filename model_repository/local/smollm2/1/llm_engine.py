@@ -12,6 +12,7 @@ Request contract (same names as Triton's vLLM backend and the TRT-LLM ensemble):
 Precedence when a setting comes from several places: explicit tensor > sampling_parameters
 JSON > request parameters (e.g. the "parameters" object of /generate) > model defaults.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -284,7 +285,9 @@ def build_request(
 
 def validate(req: GenerationRequest, max_tokens_limit: int) -> None:
     if not 1 <= req.max_tokens <= max_tokens_limit:
-        raise RequestError(f"'max_tokens' must be between 1 and {max_tokens_limit} (the context window), got {req.max_tokens}")
+        raise RequestError(
+            f"'max_tokens' must be between 1 and {max_tokens_limit} (the context window), got {req.max_tokens}"
+        )
     if not 0 <= req.min_tokens <= req.max_tokens:
         raise RequestError(f"'min_tokens' must be between 0 and max_tokens ({req.max_tokens}), got {req.min_tokens}")
     if not 0.0 <= req.temperature <= 100.0:
@@ -390,8 +393,11 @@ class LlamaEngine:
         self.warmup_seconds = 0.0
         if warmup:
             started = time.perf_counter()
-            for _ in self.generate(GenerationRequest(prompt="Hi", max_tokens=1, temperature=0.0, top_p=1.0,
-                                                     top_k=0, min_p=0.0, repetition_penalty=1.0)):
+            for _ in self.generate(
+                GenerationRequest(
+                    prompt="Hi", max_tokens=1, temperature=0.0, top_p=1.0, top_k=0, min_p=0.0, repetition_penalty=1.0
+                )
+            ):
                 pass
             self.warmup_seconds = time.perf_counter() - started
 

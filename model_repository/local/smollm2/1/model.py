@@ -13,6 +13,7 @@ See llm_engine.py (next to this file) for validation rules and precedence.
 * Invalid requests get an INVALID_ARG error (HTTP 400, gRPC INVALID_ARGUMENT) and the model
   keeps serving.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from llm_engine import EngineDefaults, LlamaEngine, RequestError, build_request  # noqa: E402
 
 TENSOR_INPUTS = (
-    "max_tokens", "temperature", "top_p", "top_k", "stop", "stream", "exclude_input_in_output",
-    "apply_chat_template", "return_finish_reason", "return_num_input_tokens", "return_num_output_tokens",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "stream",
+    "exclude_input_in_output",
+    "apply_chat_template",
+    "return_finish_reason",
+    "return_num_input_tokens",
+    "return_num_output_tokens",
 )
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
 
@@ -57,7 +67,8 @@ class TritonPythonModel:
         # generates one request at a time, so no other value would be true
         if params.get("max_concurrent_requests", "1").strip() != "1":
             raise pb_utils.TritonModelException(
-                "parameter max_concurrent_requests must be 1: this model generates one request at a time")
+                "parameter max_concurrent_requests must be 1: this model generates one request at a time"
+            )
         self.defaults = EngineDefaults.from_parameters(params)
         self.input_names = {i["name"] for i in self.model_config["input"]}
         self.output_names = {o["name"] for o in self.model_config["output"]}
@@ -237,8 +248,12 @@ class TritonPythonModel:
                     first_text_at = time.perf_counter()
                 if chunk.finish_reason == "cancelled":
                     if self._stopping():
-                        self._error(sender, "request cancelled: the server is shutting down",
-                                    pb_utils.TritonError.UNAVAILABLE, "cancelled")
+                        self._error(
+                            sender,
+                            "request cancelled: the server is shutting down",
+                            pb_utils.TritonError.UNAVAILABLE,
+                            "cancelled",
+                        )
                         return
                     code = getattr(pb_utils.TritonError, "CANCELLED", pb_utils.TritonError.UNAVAILABLE)
                     self._error(sender, "request cancelled", code)
@@ -248,8 +263,9 @@ class TritonPythonModel:
                     continue
                 last = chunk.finish_reason is not None
                 if chunk.text or (last and req.return_finish_reason):
-                    sender.send(self._response(req, chunk.text, chunk.num_tokens, chunk.finish_reason,
-                                               len(prompt_tokens)))
+                    sender.send(
+                        self._response(req, chunk.text, chunk.num_tokens, chunk.finish_reason, len(prompt_tokens))
+                    )
             if req.stream:
                 sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
             else:
