@@ -167,6 +167,14 @@ MORE_CASES = [
         "models[0].openai",
         "only used with openai.enabled: true",
     ),
+    # issue 17 item 6: model.json keys are AsyncEngineArgs fields of the vLLM image's vLLM
+    BadConfig(
+        "vllm-extra-engine-arg-unknown",
+        "vllm",
+        {"models[0].vllm.extraEngineArgs": {"enable_prefix_cachin": True}},
+        "models[0].vllm.extraEngineArgs",
+        "is not an engine argument of vLLM 0.13.0",
+    ),
     BadConfig(
         "multinode-min-groups-exceed-max-gpus",
         "multinode",
