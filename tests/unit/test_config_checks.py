@@ -236,7 +236,7 @@ def _check_lines_in(source: Path) -> dict[int, str]:
             and isinstance(node.func.value, ast.Name)
             and node.func.value.id == "problems"
         )
-        if is_raise or is_append:
+        if (is_raise or is_append) and isinstance(node, ast.Raise | ast.Call):
             found[node.lineno] = lines[node.lineno - 1].strip()
     return found
 

@@ -88,8 +88,9 @@ class RevisionError(ValueError):
 
 def _load_build_script() -> Any:
     spec = importlib.util.spec_from_file_location("tritonllm_build_engine", BUILD_SCRIPT)
+    assert spec is not None and spec.loader is not None, BUILD_SCRIPT
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    spec.loader.exec_module(module)
     return module
 
 
