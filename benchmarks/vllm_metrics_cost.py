@@ -1,10 +1,10 @@
 """What the vLLM backend's REPORT_CUSTOM_METRICS costs per observation, measured on a real Triton.
 
-vllm_backend r25.12 (`src/utils/metrics.py`) reports vLLM's statistics through the Python
+vllm_backend (`src/utils/metrics.py`, r25.12 and r26.01) reports vLLM's statistics through the Python
 backend's custom-metrics API: every engine iteration it queues one `observe` per time-to-first-
 token and per inter-token latency (one per decode step of every running request), and a logger
 thread calls `pb_utils` `Metric.observe` for each, which is a round trip from the model's stub
-process to Triton. That is the cost left on the pinned vLLM 0.11.1, where the backend's other
+process to Triton. That is the cost left on the pinned vLLM 0.13.0, where the backend's other
 switch (`disable_frontend_multiprocessing`) has no effect (docs/autoscaling.md).
 
 This loads a one-model repository into the local CPU Triton (the same Python backend stub the

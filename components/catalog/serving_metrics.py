@@ -9,11 +9,12 @@ and the HPA metric spec; the Grafana dashboard (`components/observability/builde
 plots the same records. Config validation (`hpa_metric_for`) reads it too, so a metric name
 cannot drift between the HPA, the adapter and the rule that computes it.
 
-What the backends really report (Triton 25.12, read at the pinned sources):
+What the backends really report, read at the pinned sources of each runtime's image
+(`VLLM_METRICS_READ_AT`, `TRTLLM_METRICS_READ_AT`; components/catalog/versions.py):
 
 * Triton core counters (`nv_inference_*`) are updated when the backend reports
   a request's statistics. The Python backend reports them when `execute()`
-  returns (python_backend r25.12 `src/python_be.cc`, PbMetricReporter), and
+  returns (python_backend `src/python_be.cc`, PbMetricReporter, r25.12 to r26.02), and
   Triton's vLLM backend is a decoupled Python model whose `execute()` hands each
   request to the vLLM engine and returns at once: its queue, compute and request
   durations measure only that hand-off, and `nv_inference_request_success`
@@ -25,15 +26,15 @@ What the backends really report (Triton 25.12, read at the pinned sources):
   TensorRT-LLM ensemble `postprocessing` runs once per token. Request counts are
   therefore read at the served model (the ensemble) only, never at a composing
   model (`COMPOSING_MODELS`).
-* vLLM backend custom metrics (vllm_backend r25.12 `src/utils/metrics.py`), only
+* vLLM backend custom metrics (vllm_backend `src/utils/metrics.py`, r26.01 as r25.12), only
   with the model parameter `REPORT_CUSTOM_METRICS: "true"` and
   `disable_log_stats: false`: counters `vllm:prompt_tokens_total`,
   `vllm:generation_tokens_total` and histograms time_to_first_token,
   time_per_output_token, e2e_request_latency, request_prompt_tokens,
-  request_generation_tokens, request_params_n. The r25.12 stat logger ignores
+  request_generation_tokens, request_params_n. The stat logger ignores
   vLLM's SchedulerStats: there is NO num_requests_running/waiting or
   gpu_cache_usage gauge. What is observed while requests run: time to first
-  token (at the first token, vLLM 0.11 `vllm/v1/metrics/stats.py`
+  token (at the first token, vLLM 0.13.0 `vllm/v1/metrics/stats.py`
   update_from_output) and the inter-token latency, one observation per decode
   step of each running request. Their sums tile each request's life from arrival
   to its last token, so rate(ttft_sum) + rate(tpot_sum) is the mean number of
@@ -62,6 +63,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# The releases whose backend sources the catalog above was read at: the vLLM image's
+# vllm_backend (src/utils/metrics.py: the vllm:* names, with vLLM's IterationStats fields) and the
+# engine image's TensorRT-LLM backend (nv_trt_llm_* gauges). tests/unit/test_versions.py holds
+# them equal to the pins, so moving an image means reading its metrics again.
+VLLM_METRICS_READ_AT = "26.01"
+TRTLLM_METRICS_READ_AT = "25.12"
 
 # Backends a metric can come from. "python" is a Python-backend model that runs
 # inference inside execute() (the local CPU model); stack configs use vllm/trtllm.

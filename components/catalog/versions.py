@@ -81,12 +81,54 @@ ALL_CHARTS = (
 # Gateway API CRDs (standard channel) that NGINX Gateway Fabric 2.6.7 builds against.
 GATEWAY_API_VERSION = "v1.5.1"
 
+
 # --- Container images -------------------------------------------------------
-TRITON_RELEASE = "25.12"
-TRITON_TRTLLM_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-trtllm-python-py3"
-TRITON_VLLM_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-vllm-python-py3"
-# TensorRT-LLM version inside TRITON_TRTLLM_IMAGE (Triton compatibility matrix).
-TENSORRT_LLM_VERSION = "1.1.0"
+# One Triton image per serving runtime, each the newest NGC release whose sources we could read
+# for that runtime (docs/versions.md has the table and the sources; tests/unit/test_versions.py
+# holds every user to its runtime's pin). NVIDIA/TensorRT-LLM removed the TensorRT-engine backend
+# and Triton's inflight_batcher_llm backend on main in July 2026 (PRs 15907, 15918; migration
+# guide docs/source/legacy/tensorrt-backend-removal.md), so the `engine` runtime cannot follow
+# TensorRT-LLM past its last release that ships them, while `llmapi` and vLLM move on.
+@dataclass(frozen=True)
+class TritonImage:
+    release: str  # NGC tritonserver release, YY.MM
+    flavour: str  # the image tag's suffix
+    framework: str  # what the image serves with
+    framework_version: str  # its version in that release (server docs/introduction/compatibility.md)
+
+    @property
+    def image(self) -> str:
+        return f"nvcr.io/nvidia/tritonserver:{self.release}-{self.flavour}"
+
+
+# vLLM runtime: Triton 26.01 (server r26.01 build.py `vllm_version` 0.13.0, vllm_backend r26.01).
+# vllm_backend has no readable release branch after r26.01 here, so newer vLLM images are not used.
+TRITON_VLLM = TritonImage("26.01", "vllm-python-py3", "vLLM", "0.13.0")
+# trtllm.runtime llmapi: Triton 26.02, TensorRT-LLM 1.1.0 (tensorrtllm_backend r26.02 Dockerfile:
+# release/1.1, tensorrt_llm==1.1.0). 26.03+ carry TensorRT-LLM 1.2.x, whose sources we could not read.
+TRITON_TRTLLM_LLMAPI = TritonImage("26.02", "trtllm-python-py3", "TensorRT-LLM", "1.1.0")
+# trtllm.runtime engine: Triton 25.12, TensorRT-LLM 1.1.0. Every trtllm image up to 26.07
+# (TensorRT-LLM 1.2.1) still ships the engine backend, but from 26.01 on its C++ backend is built
+# from triton-inference-server/TensorRT-LLM fork commits we could not read (docs/versions.md).
+TRITON_TRTLLM_ENGINE = TritonImage("25.12", "trtllm-python-py3", "TensorRT-LLM", "1.1.0")
+
+TRITON_VLLM_IMAGE = TRITON_VLLM.image
+VLLM_VERSION = TRITON_VLLM.framework_version
+TRITON_TRTLLM_LLMAPI_IMAGE = TRITON_TRTLLM_LLMAPI.image
+TENSORRT_LLM_LLMAPI_VERSION = TRITON_TRTLLM_LLMAPI.framework_version
+TRITON_TRTLLM_ENGINE_IMAGE = TRITON_TRTLLM_ENGINE.image
+TENSORRT_LLM_ENGINE_VERSION = TRITON_TRTLLM_ENGINE.framework_version
+
+# The serving runtimes: backend vllm, and backend trtllm with trtllm.runtime llmapi or engine.
+RUNTIMES = ("vllm", "llmapi", "engine")
+
+
+def triton_image(runtime: str) -> str:
+    """The Triton image a serving runtime runs in (read at call time, so tests can patch a pin)."""
+    images = {"vllm": TRITON_VLLM_IMAGE, "llmapi": TRITON_TRTLLM_LLMAPI_IMAGE, "engine": TRITON_TRTLLM_ENGINE_IMAGE}
+    return images[runtime]
+
+
 # Small image with the AWS CLI, used by init containers that stage from S3.
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.31.39"
 # Plain Python for `tritonllm loadtest`'s in-cluster Job: the load generator is the project's own

@@ -58,6 +58,10 @@ class TrtllmOptions(ConfigModel):
 # (nvidia.github.io/TensorRT-LLM/1.1.0rc2.post1/llm-api/reference.html). LLM() validates its
 # arguments with a strict pydantic model (extra="forbid"), so a name outside this list makes
 # the model fail to load on the GPU node; we refuse it at `pulumi preview` instead.
+# The version these lists were derived for: it must equal the TensorRT-LLM of the llmapi image
+# (versions.TENSORRT_LLM_LLMAPI_VERSION; tests/unit/test_versions.py), so moving that pin means
+# deriving them again from the new release's llm_args.py.
+LLM_ARGS_VERSION = "1.1.0"
 LLM_ARGS_1_1_0 = frozenset(
     {
         # model and tokenizer
@@ -155,7 +159,7 @@ MANAGED_KV_CACHE_KEYS = frozenset({"free_gpu_memory_fraction", "enable_block_reu
 
 
 def extra_llm_args_problems(extra: Mapping[str, Any]) -> list[str]:
-    """Why `trtllm.llmapi.extraLlmArgs` would not load on TensorRT-LLM 1.1.0 (empty when it would)."""
+    """Why `trtllm.llmapi.extraLlmArgs` would not load on the llmapi image's TensorRT-LLM (empty when it would)."""
     problems = []
     for key in sorted(extra):
         if key in MANAGED_LLM_ARGS:
@@ -165,8 +169,9 @@ def extra_llm_args_problems(extra: Mapping[str, Any]) -> list[str]:
             )
         elif key not in LLM_ARGS_1_1_0:
             problems.append(
-                f"{key!r} is not an LLM API argument of TensorRT-LLM {versions.TENSORRT_LLM_VERSION} "
-                "(the version in the pinned Triton image); check the spelling against TorchLlmArgs"
+                f"{key!r} is not an LLM API argument of TensorRT-LLM {versions.TENSORRT_LLM_LLMAPI_VERSION} "
+                f"(the version in the llmapi runtime's image, {versions.TRITON_TRTLLM_LLMAPI_IMAGE}); "
+                "check the spelling against TorchLlmArgs"
             )
     kv = extra.get("kv_cache_config")
     if kv is not None:
@@ -182,7 +187,7 @@ def extra_llm_args_problems(extra: Mapping[str, Any]) -> list[str]:
                 elif key not in KV_CACHE_CONFIG_KEYS_1_1_0:
                     problems.append(
                         f"'kv_cache_config.{key}' is not a KvCacheConfig field of TensorRT-LLM "
-                        f"{versions.TENSORRT_LLM_VERSION}"
+                        f"{versions.TENSORRT_LLM_LLMAPI_VERSION}"
                     )
     return problems
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.catalog import serving_metrics as metrics
+from components.catalog import versions
+from components.catalog.vllm_engine_args import VLLM_ENGINE_ARGS
 from components.config.base import (
     DNS_LABEL,
     GATED_ORGS,
@@ -37,12 +39,29 @@ class VllmOptions(ConfigModel):
     dtype: Literal["auto", "float16", "bfloat16"] = Field("auto", description="Weights/activations dtype")
     max_num_seqs: int = Field(256, ge=1, description="Maximum concurrent sequences")
     enforce_eager: bool = Field(False, description="Disable CUDA graphs")
-    extra_engine_args: dict[str, Any] = Field({}, description="Further vLLM engine arguments, verbatim")
+    extra_engine_args: dict[str, Any] = Field(
+        {},
+        description="Further vLLM engine arguments, verbatim; checked against the engine-argument names of the "
+        "vLLM in the vLLM image",
+    )
     report_custom_metrics: bool | None = Field(
         None,
         description="REPORT_CUSTOM_METRICS (vllm:* metrics on Triton's /metrics); default: on only when the "
         "autoscaling metric needs it (the default vllm_requests_in_flight does)",
     )
+
+    @field_validator("extra_engine_args")
+    @classmethod
+    def _known_engine_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # AsyncEngineArgs(**model.json) raises TypeError on any other name, on the GPU node.
+        unknown = sorted(k for k in value if k not in VLLM_ENGINE_ARGS)
+        if unknown:
+            raise ValueError(
+                f"{unknown} {'is not an engine argument' if len(unknown) == 1 else 'are not engine arguments'} "
+                f"of vLLM {versions.VLLM_VERSION} (the version in the vLLM image, {versions.TRITON_VLLM_IMAGE}); "
+                "check the spelling against vLLM's EngineArgs (`vllm serve --help`, with _ for -)"
+            )
+        return value
 
 
 class EngineBuildOptions(ConfigModel):
@@ -198,6 +217,12 @@ class ModelConfig(ConfigModel):
     @property
     def builds_engine(self) -> bool:
         return self.backend == "trtllm" and self.trtllm.runtime == "engine"
+
+    @property
+    def runtime(self) -> str:
+        """The serving runtime, which picks the Triton image (components/catalog/versions.py):
+        vllm, or the trtllm runtime (llmapi or engine)."""
+        return "vllm" if self.backend == "vllm" else self.trtllm.runtime
 
     @property
     def is_gated(self) -> bool:

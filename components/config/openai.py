@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from components.catalog import versions
 from components.config.base import (
     ConfigModel,
 )
@@ -29,10 +30,12 @@ class OpenAiOptions(ConfigModel):
     )
 
 
-# Inputs the r25.12 frontend puts on every request to a non-vLLM model
-# (engine/utils/triton.py `_create_trtllm_generate_request`), and those it adds when the
-# request sets the matching OpenAI field. Triton rejects a request with an input the
-# model's config lacks ("unexpected inference input"), so a model must declare all of them.
+# Inputs the frontend puts on every request to a non-vLLM model (server python/openai
+# engine/utils/triton.py `_create_trtllm_generate_request`, the same at r25.12, r26.01, r26.02 and
+# r26.08), and those it adds when the request sets the matching OpenAI field. Triton rejects a
+# request with an input the model's config lacks ("unexpected inference input"), so a model must
+# declare all of them. The `llmapi` model (NVIDIA/TensorRT-LLM triton_backend/all_models/llmapi)
+# declares `streaming` and `sampling_param_*` instead, so no readable frontend release serves it.
 TRTLLM_REQUEST_INPUTS = ("text_input", "stream", "max_tokens", "return_num_input_tokens", "return_num_output_tokens")
 TRTLLM_OPTIONAL_REQUEST_INPUTS = ("stop_words", "top_p", "frequency_penalty", "presence_penalty", "seed", "temperature")
 
@@ -46,7 +49,8 @@ def config_problems(model: Any) -> list[str]:
         return problems
     if model.backend == "trtllm" and model.trtllm.runtime == "llmapi":
         problems.append(
-            "@openai.enabled: Triton 25.12's OpenAI frontend cannot serve the llmapi model: it sends the "
+            f"@openai.enabled: Triton {versions.TRITON_TRTLLM_LLMAPI.release}'s OpenAI frontend cannot serve the "
+            "llmapi model (nor can any release up to 26.08): it sends the "
             f"TRT-LLM ensemble's inputs ({', '.join(TRTLLM_REQUEST_INPUTS)}) while the llmapi model takes "
             "`streaming` and `sampling_param_*`; use trtllm.runtime: engine for the OpenAI API, or keep llmapi "
             "and use the KServe APIs (openai.enabled: false)"
@@ -54,13 +58,13 @@ def config_problems(model: Any) -> list[str]:
     elif getattr(model, "multi_node", None) is not None:
         problems.append(
             "@openai.enabled: a multiNode replica runs TensorRT-LLM in leader mode (mpirun over "
-            "the LeaderWorkerSet), which Triton 25.12's OpenAI frontend does not support; "
-            "use openai.enabled: false"
+            f"the LeaderWorkerSet), which Triton {versions.TRITON_TRTLLM_ENGINE.release}'s OpenAI frontend does not "
+            "support; use openai.enabled: false"
         )
     elif model.backend == "trtllm" and model.parallel_gpus > 1:
         problems.append(
             f"@openai.enabled: tensorParallel x pipelineParallel = {model.parallel_gpus} runs TensorRT-LLM in "
-            "leader mode (one tritonserver per rank), which Triton 25.12's OpenAI frontend does not support; "
-            "use one GPU per replica or openai.enabled: false"
+            f"leader mode (one tritonserver per rank), which Triton {versions.TRITON_TRTLLM_ENGINE.release}'s OpenAI "
+            "frontend does not support; use one GPU per replica or openai.enabled: false"
         )
     return problems

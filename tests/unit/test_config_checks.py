@@ -167,6 +167,14 @@ MORE_CASES = [
         "models[0].openai",
         "only used with openai.enabled: true",
     ),
+    # issue 17 item 6: model.json keys are AsyncEngineArgs fields of the vLLM image's vLLM
+    BadConfig(
+        "vllm-extra-engine-arg-unknown",
+        "vllm",
+        {"models[0].vllm.extraEngineArgs": {"enable_prefix_cachin": True}},
+        "models[0].vllm.extraEngineArgs",
+        "is not an engine argument of vLLM 0.13.0",
+    ),
     BadConfig(
         "multinode-min-groups-exceed-max-gpus",
         "multinode",
@@ -228,7 +236,7 @@ def _check_lines_in(source: Path) -> dict[int, str]:
             and isinstance(node.func.value, ast.Name)
             and node.func.value.id == "problems"
         )
-        if is_raise or is_append:
+        if (is_raise or is_append) and isinstance(node, ast.Raise | ast.Call):
             found[node.lineno] = lines[node.lineno - 1].strip()
     return found
 

@@ -65,7 +65,7 @@ def test_key_is_a_stable_sha256_of_the_parts(hf):
     resolved = eb_provider.resolve_engine(model, cfg.site_of(model))
     parts = resolved.parts
     assert parts["gpu"] == "L40S-sm89"
-    assert parts["image"] == versions.TRITON_TRTLLM_IMAGE
+    assert parts["image"] == versions.TRITON_TRTLLM_ENGINE_IMAGE
     assert parts["hf_model_id"] == "meta-llama/Llama-3.2-1B-Instruct"
     assert parts["hf_commit"] == hf.sha_for("meta-llama/Llama-3.2-1B-Instruct", "main")
     assert len(resolved.key) == 64 and key_for() == resolved.key
@@ -156,7 +156,11 @@ def test_the_fill_values_are_part_of_the_key(hf, monkeypatch):
 
 def test_the_image_and_layout_are_part_of_the_key(hf, monkeypatch):
     base = key_for()
-    monkeypatch.setattr(versions, "TRITON_TRTLLM_IMAGE", versions.TRITON_TRTLLM_IMAGE + "-other")
+    monkeypatch.setattr(versions, "TRITON_TRTLLM_ENGINE_IMAGE", versions.TRITON_TRTLLM_ENGINE_IMAGE + "-other")
+    assert key_for() != base
+    monkeypatch.undo()
+    monkeypatch.setattr(eb_provider, "http_get_json", hf)
+    monkeypatch.setattr(versions, "TENSORRT_LLM_ENGINE_VERSION", "0.0.0")
     assert key_for() != base
     monkeypatch.undo()
     monkeypatch.setattr(eb_provider, "http_get_json", hf)
@@ -270,7 +274,7 @@ def test_job_runs_on_the_serving_nodepool_with_gpus_and_a_deadline():
     assert pod["nodeSelector"] == {"karpenter.sh/nodepool": "g6e"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     build = pod["initContainers"][0]
-    assert build["image"] == versions.TRITON_TRTLLM_IMAGE
+    assert build["image"] == versions.TRITON_TRTLLM_ENGINE_IMAGE
     assert build["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert build["command"][:2] == ["python3", f"{eb.SCRIPT_DIR}/build_engine.py"]
     token_env = next(e for e in build["env"] if e["name"] == "HF_TOKEN")

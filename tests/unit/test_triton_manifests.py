@@ -86,7 +86,7 @@ def test_trtllm_deployment_stages_the_engine_before_triton_starts(dev):
     assert f"s3api head-object --bucket models-b --key engines/{KEY}/_COMPLETE" in script
     assert f"aws s3 sync s3://models-b/engines/{KEY}/ /staged/" in script
     triton = container(manifest)
-    assert triton["image"] == versions.TRITON_TRTLLM_IMAGE
+    assert triton["image"] == versions.TRITON_TRTLLM_ENGINE_IMAGE
     assert triton["command"][:2] == ["tritonserver", "--model-repository=/staged/model_repository"]
     assert {"name": "engine", "mountPath": "/staged"} in triton["volumeMounts"]
     assert {"name": "engine", "emptyDir": {}} in pod_spec(manifest)["volumes"]

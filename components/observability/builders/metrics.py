@@ -99,7 +99,7 @@ def vllm_report_custom_metrics(model: ModelConfig) -> bool:
     """Whether a vLLM model's config turns on REPORT_CUSTOM_METRICS.
 
     Its explicit `vllm.reportCustomMetrics`, else whatever its autoscaling metric needs. The
-    upstream warning (vllm_backend r25.12 README: "not reported ... by default due to potential
+    upstream warning (vllm_backend README, r25.12 and r26.01 alike: "not reported ... by default due to potential
     performance slowdowns") is about `disable_frontend_multiprocessing`, which the backend sets
     with it; see README "Autoscaling" for what that costs on the pinned vLLM.
     """

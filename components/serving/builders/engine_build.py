@@ -130,8 +130,8 @@ def engine_key_parts(model: ModelConfig, site: ModelSite, revision_sha: str | No
             **{name: _sha256(path) for name, path in sorted(SHIPPED_FILES.items())},
         },
         # The image pins the TensorRT-LLM backend and the templates it ships (/app/all_models).
-        "image": versions.TRITON_TRTLLM_IMAGE,
-        "tensorrt_llm_version": versions.TENSORRT_LLM_VERSION,
+        "image": versions.TRITON_TRTLLM_ENGINE_IMAGE,
+        "tensorrt_llm_version": versions.TENSORRT_LLM_ENGINE_VERSION,
         "gpu": gpu_architecture(site.node_pool),
         "served_model_name": model.name,
         "stage_dir": STAGE_DIR,
@@ -270,7 +270,7 @@ def engine_build_job_manifest(
     gpus = str(model.gpus_per_pod)  # a multi-node model builds all ranks on one node of its pool
     env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": f"{WORK_DIR}/hf-cache"},
-        {"name": "TRITON_IMAGE", "value": versions.TRITON_TRTLLM_IMAGE},
+        {"name": "TRITON_IMAGE", "value": versions.TRITON_TRTLLM_ENGINE_IMAGE},
     ]
     if hf_token_secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": hf_token_secret, "key": "HF_TOKEN"}}})
@@ -287,7 +287,7 @@ def engine_build_job_manifest(
         "initContainers": [
             {
                 "name": "build",
-                "image": versions.TRITON_TRTLLM_IMAGE,
+                "image": versions.TRITON_TRTLLM_ENGINE_IMAGE,
                 "command": ["python3", f"{SCRIPT_DIR}/build_engine.py", *build_script_args(model, key, revision_sha)],
                 "env": env,
                 "resources": {

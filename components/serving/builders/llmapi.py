@@ -16,7 +16,9 @@ What the pod adds at start from the pinned image (never copied into this reposit
 
     <served-name>/1/model.py, helpers.py   from LLMAPI_MODEL_DIR inside the Triton TRT-LLM image
 
-Sources (TensorRT-LLM 1.1.0 is what Triton 25.12 carries, components/catalog/versions.py):
+Sources (TensorRT-LLM 1.1.0 is what the llmapi runtime's image, Triton 26.02, carries:
+tensorrtllm_backend r26.02 dockerfile/Dockerfile.triton.trt_llm_backend installs tensorrt_llm==1.1.0
+and copies triton_backend/all_models from TensorRT-LLM release/1.1; components/catalog/versions.py):
 - model.py reads every model.yaml key except `triton_config` into `LLM(**args)` through
   `update_llm_args_with_extra_dict`; it reads `triton_config.max_batch_size` and `.decoupled`
   in initialize() (and copies them into the config in auto_complete_config). Upstream's

@@ -79,8 +79,8 @@ def vllm_engine_args(model: ModelConfig) -> dict[str, Any]:
     return args
 
 
-# vllm_backend r25.12 src/model.py: metrics are reported when this parameter is "true" and
-# disable_log_stats is false.
+# vllm_backend src/model.py (r25.12 and r26.01, the vLLM image's release): metrics are reported
+# when this parameter is "true" and disable_log_stats is false.
 VLLM_CUSTOM_METRICS_PARAMETER = """
 parameters: {
   key: "REPORT_CUSTOM_METRICS"

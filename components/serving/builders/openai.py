@@ -7,24 +7,27 @@ embeds Triton in-process (the `tritonserver` Python bindings) and serves
     :9000  /v1/chat/completions, /v1/completions, /v1/models (OpenAI API), /metrics, /health/ready
     :8000  KServe v2 HTTP and :8001 KServe v2 gRPC (`--enable-kserve-frontends`, `tritonfrontend`)
 
-Source: triton-inference-server/server `python/openai` at r25.12 (Triton 25.12, the pinned
-image). What that version implies here:
+Source: triton-inference-server/server `python/openai` at the release of the image the pod runs:
+r26.01 for vLLM models, r25.12 for TRT-LLM engine models (components/catalog/versions.py; the
+frontend's main.py and engine/utils/triton.py are the same at r25.12, r26.01 and r26.02 but for
+one vLLM sampling-field exclusion, `best_of`, FRONTEND_READ_AT). What that implies here:
 
-* Dependencies: the 25.12 images install them. server `build.py` r25.12 (the production stage
+* Dependencies: the images install them. server `build.py` r25.12 and r26.01 (the production stage
   of every Linux image, vLLM and TRT-LLM alike) pip-installs the `tritonserver` and
   `tritonfrontend` wheels from /opt/tritonserver/python and runs
   `pip3 install -r python/openai/requirements.txt` (fastapi, httpx, openai, partial-json-parser,
   starlette; transformers for the tokenizer comes with vLLM / TensorRT-LLM), and copies
   `python/openai` to /opt/tritonserver/python/openai. No image of ours, no pip at pod start.
-* Metrics: main.py r25.12 starts no metrics frontend (no :8002); Prometheus text is served at
-  `/metrics` on the OpenAI port. The pod's port named `metrics` (what the PodMonitor scrapes)
+* Metrics: main.py (r25.12 to r26.02) starts no metrics frontend (no :8002); Prometheus text is
+  served at `/metrics` on the OpenAI port. The pod's port named `metrics` (what the PodMonitor scrapes)
   is therefore 9000 for these models. The in-process server runs with its default options, so
   `--metrics-config=histogram_latencies=true` and `--exit-timeout-secs` are not applied.
 * Backends: requests are built per backend (engine/utils/triton.py): vLLM models get
   `sampling_parameters`; every other model gets the TRT-LLM ensemble's tensors (TRTLLM_REQUEST_INPUTS).
-  The `llmapi` model takes `streaming` and `sampling_param_*` instead, so the pinned frontend
-  cannot serve it; TRT-LLM leader mode (one tritonserver per rank under mpirun) is not supported
-  either (python/openai/README.md r25.12, "Model Parallelism Support"). config_problems refuses both.
+  The `llmapi` model takes `streaming` and `sampling_param_*` instead, so no frontend release we
+  could read (up to r26.08) serves it; TRT-LLM leader mode (one tritonserver per rank under
+  mpirun) is not supported either (python/openai/README.md r25.12, "Model Parallelism Support").
+  config_problems refuses both. At r26.01 the frontend refuses `best_of` for vLLM models (400).
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ from typing import Any
 from components.catalog import serving_metrics as metrics
 from components.catalog.triton_server import GRPC_PORT, HTTP_PORT
 from components.gateway.builders import manifests as gm
+
+# Server releases whose python/openai this module was checked against (main.py's flags and
+# choices, routers/observability.py, engine/utils/triton.py); every runtime that can run the
+# frontend must be pinned to one of them (tests/unit/test_versions.py).
+FRONTEND_READ_AT = ("25.12", "26.01", "26.02")
 
 FRONTEND_DIR = "/opt/tritonserver/python/openai"
 FRONTEND_MAIN = f"{FRONTEND_DIR}/openai_frontend/main.py"

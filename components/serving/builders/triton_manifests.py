@@ -95,8 +95,10 @@ IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 def uses_irsa(model: ModelConfig) -> bool:
     """Whether the Triton pods get AWS credentials through IRSA rather than EKS Pod Identity.
 
-    vLLM pods: tritonserver itself reads s3://, with the AWS C++ SDK Triton 25.12 is built
-    with (1.11.60); EKS Pod Identity needs 1.11.263 or later, web identity (IRSA) works.
+    vLLM pods: tritonserver itself reads s3://, with the AWS C++ SDK Triton is built with
+    (1.11.60 in triton-inference-server/third_party, whose readable history ends in July 2025, so
+    we cannot show the 26.01 vLLM image moved past it); EKS Pod Identity needs 1.11.263 or later,
+    web identity (IRSA) works with either.
     TRT-LLM pods read S3 with the AWS CLI (2.31, Pod Identity capable) in an init container.
     """
     return model.backend == "vllm"
@@ -291,8 +293,9 @@ def vllm_tritonserver_args(repository: str, model_name: str) -> list[str]:
 
     The vLLM backend's health check (parameter ENABLE_VLLM_HEALTH_CHECK in
     model_repository/vllm/config.pbtxt) unloads the model when the engine is dead, and only
-    in EXPLICIT model-control mode (triton-inference-server/vllm_backend r25.12
-    docs/health_check.md); the model-ready probes then fail.
+    in EXPLICIT model-control mode (triton-inference-server/vllm_backend docs/health_check.md and
+    src/model.py `_check_health`, unchanged from r25.12 to r26.01, the vLLM image's release);
+    the model-ready probes then fail.
     """
     args = tritonserver_args(repository)
     args = [a for a in args if not a.startswith("--model-control-mode=")]
@@ -463,7 +466,7 @@ def deployment_manifest(
 
     container = {
         "name": "triton",
-        "image": versions.TRITON_VLLM_IMAGE if model.backend == "vllm" else versions.TRITON_TRTLLM_IMAGE,
+        "image": versions.triton_image(model.runtime),
         "command": server_command(model, bucket),
         "env": env,
         "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in container_ports(model)],
