@@ -2,10 +2,11 @@
 
 Uses the Pulumi Automation API on this project directory (a local program, so
 `Pulumi.yaml` and `Pulumi.<stack>.yaml` are used exactly as `pulumi up` would).
-First, before it looks for the Pulumi CLI, it runs the offline check of `tritonllm check`
-(tritonllm/check.py: the program's own config validation, no CLI, AWS or network), so a bad
-key fails in a second with its fix, and prints what `up` would create; then it checks the
-Pulumi CLI and its login. Progress streams to stdout; any failure exits non-zero.
+For preview and up (the operations that run the program), first, before it looks for the
+Pulumi CLI, it runs `tritonllm check` (tritonllm/check.py: the program's own config validation,
+offline: no CLI, AWS or network), so a bad key fails in a second with its fix, and prints what
+`up` would create; then it checks the Pulumi CLI and its login. Progress streams to stdout; any
+failure exits non-zero.
 
 Exit codes: 0 success; 1 the Pulumi operation failed; 2 bad arguments, a missing
 stack file, invalid stack config or no Pulumi CLI; 3 `preview --expect-no-changes`
@@ -28,6 +29,9 @@ from tritonllm import check
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 OPERATIONS = ("preview", "up", "destroy", "outputs")
+# What runs the program, so what the offline check of the stack's config comes first for: destroy and
+# outputs work from the stack's state (a stack whose config no longer validates can still be destroyed).
+RUNS_THE_PROGRAM = ("preview", "up")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 3
 
@@ -56,7 +60,7 @@ class DeployPlan:
     show_secrets: bool = False
     json_output: bool = False
     config_keys: tuple[str, ...] = field(default=())
-    check_report: tuple[str, ...] = ()  # what `tritonllm check` printed (not for outputs)
+    check_report: tuple[str, ...] = ()  # what `tritonllm check` prints (preview and up)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +108,7 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
         raise DeployError("--parallel must be at least 1")
     config_keys: tuple[str, ...] = ()
     report: tuple[str, ...] = ()
-    if args.operation != "outputs":
+    if args.operation in RUNS_THE_PROGRAM:
         checked = validate_stack_file(stack_file, args.stack)
         config_keys, report = checked.keys, tuple(checked.lines())
     return DeployPlan(
@@ -241,11 +245,11 @@ def main(args: argparse.Namespace) -> int:
         plan = plan_from_args(args)
     except StackConfigError as exc:
         print(f"tritonllm deploy: {exc}", file=sys.stderr)
-        if shutil.which("pulumi") is None and "`pulumi -C" in str(exc):
-            print(
-                f"tritonllm deploy: the fixes above run the Pulumi CLI, which is not on PATH: {INSTALL_PULUMI}",
-                file=sys.stderr,
-            )
+        if "`pulumi -C" in str(exc):  # the fixes run the Pulumi CLI: say now if it is missing or logged out
+            try:
+                check_tools(Path(args.cwd).resolve())
+            except DeployError as tools:
+                print(f"tritonllm deploy: the fixes above run the Pulumi CLI, and {tools}", file=sys.stderr)
         return EXIT_USAGE
     except DeployError as exc:
         print(f"tritonllm deploy: {exc}", file=sys.stderr)
