@@ -7,6 +7,7 @@ recording fake; everything decided before Pulumi runs is tested for real.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import types
 from pathlib import Path
@@ -296,3 +297,19 @@ def test_missing_stack_file_fix_names_a_file_to_start_from(project):
     message = str(info.value)
     assert f"`cp {project / 'Pulumi.dev.yaml'} {project / 'Pulumi.prod.yaml'}`" in message
     assert f"`pulumi -C {project} stack init prod`" in message
+
+
+def test_the_docs_say_what_deploy_checks_first():
+    """Every sentence of README and docs/ about what `deploy` does first says what main() does: the
+    offline config check, before it looks for the Pulumi CLI (issue 22: two descriptions disagreed)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    about_deploy_first = []
+    for page in pages:
+        units = re.split(r"\n\s*\n|\n(?=\|)| \| ", page.read_text())  # paragraphs, table rows and cells
+        sentences = [s for unit in units for s in re.split(r"(?<=[.;:])\s+(?=[A-Z`])", re.sub(r"\s+", " ", unit))]
+        for sentence in sentences:
+            if re.search(r"`(tritonllm )?deploy`", sentence) and re.search(r"\bfirst\b", sentence):
+                about_deploy_first.append((page.name, sentence))
+    assert {page for page, _ in about_deploy_first} >= {"README.md", "deploy.md"}, about_deploy_first
+    for page, sentence in about_deploy_first:
+        assert re.search(r"check first, before it looks for the Pulumi CLI", sentence), (page, sentence)
