@@ -5,13 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup test test-unit config-reference docs
+.PHONY: setup test test-fast test-unit lint config-reference docs
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make setup   - create .venv and install everything the program, tools and tests need"
 	@echo "make demo    - start a local Triton on CPU, send prompts.txt, stop"
-	@echo "make test    - run the whole test suite (unit, providers, repository, rules, e2e)"
+	@echo "make test    - run the whole test suite (static checks, unit, providers, repository, rules, multinode, e2e)"
+	@echo "make test-fast - the layers without servers (unit, providers, repository, rules, tools): a couple of minutes"
+	@echo "make lint    - the static checks alone: ruff, mypy, import rules"
 	@echo "make reference - download and verify the upstream reference data the schema tests read"
 	@echo "make bench-local | bench-s3 | bench-hpa - benchmarks that print figures"
 	@echo "make docs    - build the documentation site (docs/, mkdocs.yml) into build/site"
@@ -24,11 +26,23 @@ $(VENV)/.installed: requirements.txt requirements-test.txt $(wildcard requiremen
 
 setup: $(VENV)/.installed
 
+# Two workers (pytest-xdist): most of the suite waits on servers (Triton, Prometheus, sshd), so two
+# processes keep both cores busy. worksteal hands a slow test's neighbours to the idle worker.
+PYTEST_PARALLEL ?= -n 2 --dist worksteal
+
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_PARALLEL)
+
+# Everything that starts no server and no model: the program under mocks, the builders, the S3
+# provider against moto, the filled TRT-LLM templates, promtool, the static checks.
+test-fast: setup
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not e2e" tests/unit tests/providers tests/rules tests/tools
 
 test-unit: setup
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest $(PYTEST_PARALLEL) tests/unit
+
+lint: setup
+	$(PY) -m pytest tests/unit/test_static_checks.py
 
 # The stack config table of docs/configuration.md (between its config-table markers).
 config-reference: setup

@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_aws as aws
 
-from components.config import multi_node_pools, read_pulumi_config
+from components.config import efa_pools, multi_node_pools, placement_group_pools, read_pulumi_config
 from components.gateway.resources.gateway import Gateway, GatewayArgs
 from components.observability.resources.monitoring import Monitoring, MonitoringArgs
 from components.platform.resources.cluster import Cluster, ClusterArgs
@@ -104,10 +104,8 @@ multinode_platform = (
         MultiNodePlatformArgs(
             stack=stack,
             pools=[cfg.node_pool(name) for name in sorted(multi_node)],
-            efa_pools=frozenset(name for name, models in multi_node.items() if any(m.multi_node.efa for m in models)),
-            placement_group_pools=frozenset(
-                name for name, models in multi_node.items() if any(m.multi_node.placement_group for m in models)
-            ),
+            efa_pools=frozenset(efa_pools(cfg)),
+            placement_group_pools=frozenset(placement_group_pools(cfg)),
             cluster=cluster.ref,
             availability_zones=network.availability_zones,
             private_subnet_ids=network.private_subnet_ids,

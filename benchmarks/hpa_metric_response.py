@@ -117,7 +117,7 @@ class Replica:
                     self.running.append(self.waiting.popleft())
                 finished = []
                 for req in self.running:
-                    if req.first_token_at is None:  # prefill: the first token this step
+                    if req.first_token_at is None or req.last_token_at is None:  # prefill: the first token this step
                         req.first_token_at = req.last_token_at = now
                         if self.backend == "vllm":
                             self._inc("vllm:time_to_first_token_seconds_sum", SERVED, now - req.arrived)
@@ -182,10 +182,12 @@ class Signal:
 
 
 def signals(batch: dict[str, int], window: str) -> list[Signal]:
-    out = []
+    out: list[Signal] = []
     for backend in ("trtllm", "vllm"):
         default = metrics.hpa_metric_for(backend, None)
         target = batch[backend] / 2 if backend == "trtllm" else default.default_target
+        if target is None:
+            raise ValueError(f"{default.name}, the {backend} default, has no default target")
         q = metrics.render_metrics_query(metrics.ADAPTER_METRICS_QUERY, default.record, backend, [f"{backend}-0"])
         out.append(Signal(backend, f"{default.name} (default)", q, target))
         previous = (
@@ -325,9 +327,9 @@ def main(argv: list[str] | None = None) -> int:
             step_end = time.time()
             time.sleep(2 * scrape_s + 1)
             for s in sigs:
-                points = values(prom, s.query, step_at, step_end)
-                crossed = next((ts - step_at for ts, v in points if v > s.target), None)
-                peak = max((v for _, v in points), default=float("nan"))
+                series = values(prom, s.query, step_at, step_end)
+                crossed = next((ts - step_at for ts, v in series if v > s.target), None)
+                peak = max((v for _, v in series), default=float("nan"))
                 results[s.backend + s.label]["step"] = f"{crossed:6.1f} s" if crossed is not None else "   never"
                 results[s.backend + s.label]["peak"] = f"{peak:.2f}"
     finally:
@@ -342,10 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| --- | --- | --- | --- | --- | --- |")
     for s in sigs:
-        r = results[s.backend + s.label]
+        row = results[s.backend + s.label]
         print(
-            f"| {s.backend} | {s.label} | {s.target:g} | {r.get('step', '-')} | {r.get('peak', '-')} | "
-            f"{r.get('light', '-')} |"
+            f"| {s.backend} | {s.label} | {s.target:g} | {row.get('step', '-')} | {row.get('peak', '-')} | "
+            f"{row.get('light', '-')} |"
         )
     print(
         f"\nAdd the adapter's relist/HPA sync delays (HPA sync {metrics.HPA_SYNC_SECONDS} s) to each crossing time. "

@@ -57,6 +57,13 @@ class Sample:
         return self.tokens / self.total
 
 
+def streamed_sample(started: float, first: float | None, last: float | None, total: float, tokens: int) -> Sample:
+    """A Sample from the times (perf_counter) a stream started and sent its first and last text, and its length."""
+    if first is None or last is None:
+        raise RuntimeError(f"the stream ended after {total:.2f} s without any output text")
+    return Sample(first - started, total, tokens, last - started)
+
+
 def sampling(max_tokens: int) -> dict:
     return {
         "max_tokens": max_tokens,
@@ -87,7 +94,8 @@ def run_inprocess(engine: LlamaEngine, prompt: str, max_tokens: int) -> Sample:
     )
     assert s["max_tokens"] == req.max_tokens
     started = time.perf_counter()
-    first = last = None
+    first: float | None = None
+    last: float | None = None
     tokens = 0
     for chunk in engine.generate(req):
         now = time.perf_counter()
@@ -95,7 +103,7 @@ def run_inprocess(engine: LlamaEngine, prompt: str, max_tokens: int) -> Sample:
         if chunk.text:
             first = first or now
             last = now
-    return Sample(first - started, time.perf_counter() - started, tokens, last - started)
+    return streamed_sample(started, first, last, time.perf_counter() - started, tokens)
 
 
 def run_grpc(client, prompt: str, max_tokens: int) -> Sample:
@@ -118,7 +126,8 @@ def run_grpc(client, prompt: str, max_tokens: int) -> Sample:
     events: queue.Queue = client._bench_queue
     started = time.perf_counter()
     client.async_stream_infer(MODEL, inputs, enable_empty_final_response=True)
-    first = last = None
+    first: float | None = None
+    last: float | None = None
     tokens = 0
     while True:
         result, error, at = events.get(timeout=300)
@@ -132,11 +141,13 @@ def run_grpc(client, prompt: str, max_tokens: int) -> Sample:
         if text is not None and text.reshape(-1)[0]:
             first = first or at
             last = at
-    return Sample(first - started, time.perf_counter() - started, tokens, last - started)
+    return streamed_sample(started, first, last, time.perf_counter() - started, tokens)
 
 
 def run_http(http_url: str, prompt: str, max_tokens: int) -> Sample:
     parts = urlsplit(http_url)
+    if parts.hostname is None:
+        raise ValueError(f"no host in the server's HTTP URL {http_url!r}")
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
     body = json.dumps(
         {
@@ -150,7 +161,8 @@ def run_http(http_url: str, prompt: str, max_tokens: int) -> Sample:
     started = time.perf_counter()
     conn.request("POST", f"/v2/models/{MODEL}/generate_stream", body=body, headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
-    first = last = None
+    first: float | None = None
+    last: float | None = None
     tokens = 0
     while True:
         line = resp.readline()
@@ -168,7 +180,7 @@ def run_http(http_url: str, prompt: str, max_tokens: int) -> Sample:
             last = at
     total = time.perf_counter() - started
     conn.close()
-    return Sample(first - started, total, tokens, last - started)
+    return streamed_sample(started, first, last, total, tokens)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -170,8 +170,15 @@ def program_inputs(props: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
     return {**props, "content_hash": s3_sync.content_hash(props["source_dir"], cache_dir=cache_dir)}
 
 
+def provider_outs(outs: dict[str, Any] | None) -> dict[str, Any]:
+    """The outputs of a create or update (ModelRepositoryProvider always returns them)."""
+    if outs is None:
+        raise RuntimeError("ModelRepositoryProvider returned no outputs")
+    return outs
+
+
 def ours_full_upload(provider: ModelRepositoryProvider, props: dict[str, Any], cache_dir: Path) -> dict[str, Any]:
-    return provider.create(program_inputs(props, cache_dir)).outs
+    return provider_outs(provider.create(program_inputs(props, cache_dir)).outs)
 
 
 def ours_unchanged(
@@ -187,7 +194,7 @@ def ours_update(
     news = program_inputs(props, cache_dir)
     if not provider.diff(RESOURCE_ID, outs, news).changes:
         raise RuntimeError("diff missed a changed file")
-    return provider.update(RESOURCE_ID, outs, news).outs
+    return provider_outs(provider.update(RESOURCE_ID, outs, news).outs)
 
 
 def aws_sync(aws: str, root: Path, server: MotoServer) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,7 @@ a branch names. Tests install FakeHfApi as engine_build.http_get_json: it answer
 
 from __future__ import annotations
 
+import email.message
 import hashlib
 import io
 import urllib.error
@@ -35,9 +36,9 @@ class FakeHfApi:
         model_id, revision = url[len(prefix) :].split("/revision/")
         revision = urllib.parse.unquote(revision)
         if model_id in self.gated and headers.get("Authorization") != f"Bearer {self.token}":
-            raise urllib.error.HTTPError(url, 401, "Unauthorized", {}, io.BytesIO(b""))
+            raise urllib.error.HTTPError(url, 401, "Unauthorized", email.message.Message(), io.BytesIO(b""))
         if model_id.startswith("missing/"):  # a model id Hugging Face does not know
-            raise urllib.error.HTTPError(url, 404, "Not Found", {}, io.BytesIO(b""))
+            raise urllib.error.HTTPError(url, 404, "Not Found", email.message.Message(), io.BytesIO(b""))
         return {"id": model_id, "sha": self.sha_for(model_id, revision)}
 
 

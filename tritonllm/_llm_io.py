@@ -64,6 +64,8 @@ TENSOR_NAMES = {
 
 def _concurrent_requests(config: dict) -> int | None:
     value = ((config.get("parameters") or {}).get("max_concurrent_requests") or {}).get("string_value")
+    if value is None:
+        return None
     try:
         per_instance = int(value)
     except (TypeError, ValueError):

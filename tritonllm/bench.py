@@ -327,9 +327,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.setup:
-        aiperf = setup_aiperf()
-        tokenizer = ensure_local_tokenizer(aiperf)
-        print(f"aiperf ready: {aiperf}\nlocal tokenizer: {tokenizer}")
+        installed = setup_aiperf()
+        local_tokenizer = ensure_local_tokenizer(installed)
+        print(f"aiperf ready: {installed}\nlocal tokenizer: {local_tokenizer}")
         return 0
     aiperf = aiperf_executable(args.aiperf)
     if aiperf is None:

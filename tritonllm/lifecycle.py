@@ -281,4 +281,5 @@ class StopSignals:
 
 
 def signal_name(signum: int | None) -> str:
-    return {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}.get(signum, str(signum))
+    names: dict[int | None, str] = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
+    return names.get(signum, str(signum))

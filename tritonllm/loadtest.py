@@ -63,6 +63,7 @@ def parse_profile(steps: str | None, ramp: str | None, step_seconds: int) -> Pro
         except ValueError:
             raise ValueError(f"--steps {steps!r}: expected concurrency levels like 1,8,32") from None
     else:
+        assert ramp is not None  # exactly one of them is set (checked above)
         try:
             start, end, count = (int(v) for v in ramp.split(":"))
         except ValueError:

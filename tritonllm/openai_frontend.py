@@ -37,9 +37,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, confloat, conint
+if TYPE_CHECKING:  # aiohttp is imported where the server starts (it is a local-serving dependency)
+    import aiohttp
+    from aiohttp import web
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tritonllm.ports import port_is_free
 
@@ -60,27 +64,27 @@ class StreamOptions(BaseModel):
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
-    frequency_penalty: confloat(ge=-2.0, le=2.0) | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     logit_bias: dict[str, int] | None = None
-    max_tokens: conint(ge=0) | None = None
-    n: conint(ge=1, le=128) | None = 1
-    presence_penalty: confloat(ge=-2.0, le=2.0) | None = None
+    max_tokens: Annotated[int, Field(ge=0)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = 1
+    presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    temperature: confloat(ge=0.0, le=2.0) | None = None
-    top_p: confloat(ge=0.0, le=1.0) | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     user: str | None = None
     ignore_eos: bool | None = None
-    min_tokens: conint(ge=0) | None = None
+    min_tokens: Annotated[int, Field(ge=0)] | None = None
 
 
 class CompletionRequest(_Request):
     prompt: str | list[str] | list[int] | list[list[int]]
-    best_of: conint(ge=0, le=20) | None = None
+    best_of: Annotated[int, Field(ge=0, le=20)] | None = None
     echo: bool | None = None
-    logprobs: conint(ge=0, le=5) | None = None
+    logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
     suffix: str | None = None
 
 
@@ -99,9 +103,9 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(_Request):
     messages: list[ChatMessage] = Field(..., min_length=1)
-    max_completion_tokens: conint(ge=0) | None = None
+    max_completion_tokens: Annotated[int, Field(ge=0)] | None = None
     logprobs: bool | None = None
-    top_logprobs: conint(ge=0, le=20) | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -318,8 +322,8 @@ class OpenAIFrontend:
         self.models: dict[str, TritonModel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner = None
-        self._session = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
 
@@ -373,6 +377,13 @@ class OpenAIFrontend:
         finally:
             loop.close()
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The client session to Triton (exists from startup to shutdown)."""
+        if self._session is None:
+            raise RuntimeError("the OpenAI frontend is not started")
+        return self._session
+
     async def _startup(self) -> None:
         import aiohttp
         from aiohttp import web
@@ -406,12 +417,12 @@ class OpenAIFrontend:
         app.router.add_get("/v1/models/{model_name}", self._retrieve_model)
         app.router.add_get("/health/ready", self._ready)
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        runner = self._runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
         await site.start()
         if self.port == 0:
-            self.port = site._server.sockets[0].getsockname()[1]
+            self.port = runner.addresses[0][1]  # the port the OS chose
 
     async def _shutdown(self) -> None:
         if self._runner is not None:
@@ -421,12 +432,12 @@ class OpenAIFrontend:
 
     async def _load_models(self) -> None:
         """Every model in Triton's repository, with its inputs (upstream: server.models())."""
-        async with self._session.post(f"{self.triton}/v2/repository/index", json={}) as resp:
+        async with self.session.post(f"{self.triton}/v2/repository/index", json={}) as resp:
             index = await resp.json()
         created = int(time.time())
         for entry in index:
             name = entry["name"]
-            async with self._session.get(f"{self.triton}/v2/models/{name}/config") as resp:
+            async with self.session.get(f"{self.triton}/v2/models/{name}/config") as resp:
                 config = await resp.json()
             inputs = {i["name"] for i in config.get("input", [])}
             self.models[name] = TritonModel(name, inputs, created)
@@ -465,10 +476,10 @@ class OpenAIFrontend:
         except ValidationError as exc:
             errors = []
             for err in exc.errors(include_url=False):
-                err = dict(err)
-                err["loc"] = ["body", *err["loc"]]
-                err.pop("ctx", None)
-                errors.append(err)
+                item: dict[str, Any] = dict(err)
+                item["loc"] = ["body", *err["loc"]]
+                item.pop("ctx", None)
+                errors.append(item)
             return self._detail(422, json.loads(json.dumps(errors, default=str)))
 
     def _model(self, request: _Request) -> TritonModel:
@@ -485,7 +496,7 @@ class OpenAIFrontend:
 
     async def _generate(self, model: TritonModel, body: dict[str, Any]) -> dict[str, Any]:
         """One non-streaming generation (Triton's /generate)."""
-        async with self._session.post(f"{self.triton}/v2/models/{model.name}/generate", json=body) as resp:
+        async with self.session.post(f"{self.triton}/v2/models/{model.name}/generate", json=body) as resp:
             text = await resp.text()
         try:
             payload = json.loads(text)
@@ -497,7 +508,7 @@ class OpenAIFrontend:
 
     async def _generate_stream(self, model: TritonModel, body: dict[str, Any]):
         """Responses of Triton's /generate_stream (server-sent events), as dicts."""
-        resp = await self._session.post(f"{self.triton}/v2/models/{model.name}/generate_stream", json=body)
+        resp = await self.session.post(f"{self.triton}/v2/models/{model.name}/generate_stream", json=body)
         try:
             if resp.status != 200:
                 raise ServerError(_error_text(await resp.text()))
@@ -517,7 +528,7 @@ class OpenAIFrontend:
         from aiohttp import web
 
         try:
-            async with self._session.get(f"{self.triton}/v2/health/ready") as resp:
+            async with self.session.get(f"{self.triton}/v2/health/ready") as resp:
                 ok = resp.status == 200
         except Exception:
             ok = False
@@ -530,7 +541,7 @@ class OpenAIFrontend:
 
         if not self.metrics_url:
             return web.Response(status=404)
-        async with self._session.get(self.metrics_url) as resp:
+        async with self.session.get(self.metrics_url) as resp:
             return web.Response(text=await resp.text(), content_type="text/plain")
 
     def _model_entry(self, model: TritonModel) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from tritonllm import lifecycle
 from tritonllm.ports import LoopbackUrls, find_free_port, port_is_free
@@ -261,7 +262,7 @@ class TritonServer(LoopbackUrls):
         self.startup_seconds: float | None = None
         self._log_tail: collections.deque[str] = collections.deque(maxlen=400)
         self._log_thread: threading.Thread | None = None
-        self._log_handle = None
+        self._log_handle: TextIO | None = None
 
     # ---- addresses
     @property
@@ -752,7 +753,7 @@ def main(args: argparse.Namespace) -> int:
                 sys.stderr.write(exc.log_tail[-4000:])
             _print(f"error: {exc}")
             return lifecycle.EXIT_SERVER_FAILED
-        urls = server
+        urls: TritonServer | auth_front.ApiKeyFront = server
         if api_keys:
             try:
                 front = auth_front.ApiKeyFront(
@@ -822,7 +823,8 @@ def main(args: argparse.Namespace) -> int:
             pass
         if signals.requested:
             return _stop(server, signals, front=front)
-        _print(f"error: tritonserver exited unexpectedly (exit code {server.process.returncode})")
+        code = server.process.returncode if server.process is not None else None
+        _print(f"error: tritonserver exited unexpectedly (exit code {code})")
         if args.quiet:
             sys.stderr.write(server.logs()[-4000:])
         _report_stop(server.shutdown(grace=0, timeout=0))

@@ -23,6 +23,7 @@ from components.config.cluster import ClusterConfig
 from components.config.gateway import ACM_ARN, GatewayConfig, check_api_keys
 from components.config.models import ModelConfig
 from components.config.monitoring import MonitoringConfig
+from components.config.multinode import MultiNodeConfig
 from components.config.multinode_checks import multi_node_problems
 from components.config.network import NetworkConfig
 from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
@@ -254,6 +255,7 @@ def parse_stack_config(
         raise ConfigError(problems)
     values["hf_token_set"] = "hfToken" in secret_keys_set
     values["ngc_api_key_set"] = "ngcApiKey" in secret_keys_set
+    key_problems: list[tuple[str, str]]
     if raw.get("apiKeys") in (None, "") and ("apiKeys" in secret_keys_set or not secrets_complete):
         # Set but encrypted (a stack file read outside Pulumi), or a caller that does not say which
         # secrets are set (unit tests of other parts): the program checks them at `up`.
@@ -318,10 +320,20 @@ def multi_node_pools(cfg: StackConfig) -> dict[str, list[ModelConfig]]:
     return pools
 
 
+def _multi_node_configs(cfg: StackConfig) -> dict[str, list[MultiNodeConfig]]:
+    """nodePool name -> the multiNode sections of the models it serves."""
+    pools: dict[str, list[MultiNodeConfig]] = {}
+    for m in cfg.models:
+        if m.multi_node is not None:
+            pools.setdefault(m.node_pool, []).append(m.multi_node)
+    return pools
+
+
 def efa_pools(cfg: StackConfig) -> set[str]:
     """Pools that serve a multi-node model with EFA on."""
-    return {name for name, models in multi_node_pools(cfg).items() if any(m.multi_node.efa for m in models)}
+    return {name for name, configs in _multi_node_configs(cfg).items() if any(mn.efa for mn in configs)}
 
 
 def placement_group_pools(cfg: StackConfig) -> set[str]:
-    return {name for name, models in multi_node_pools(cfg).items() if any(m.multi_node.placement_group for m in models)}
+    """Pools that serve a multi-node model launched in a cluster placement group."""
+    return {name for name, configs in _multi_node_configs(cfg).items() if any(mn.placement_group for mn in configs)}

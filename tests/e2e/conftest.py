@@ -26,6 +26,7 @@ fails every time, not only on such a machine (issue 22).
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ DEFAULT_PORTS = {8000: "HTTP", 8001: "gRPC", 8002: "metrics", 9000: "OpenAI API"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def default_ports_held() -> dict[int, str]:
+def default_ports_held() -> Iterator[dict[int, str]]:
     """port -> who holds it for the session: "this fixture", or "another process" when it was taken
     already (with the same effect on the tests)."""
     held: dict[int, str] = {}
@@ -86,7 +87,7 @@ class LocalTriton:
 
 
 @pytest.fixture(scope="session")
-def triton_server(tmp_path_factory: pytest.TempPathFactory) -> LocalTriton:
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
     log_file = tmp_path_factory.mktemp("tritonserver") / "tritonserver.log"
     server = TritonServer(
         DEFAULT_MODEL_REPOSITORY, http_port=0, grpc_port=0, metrics_port=0, host="127.0.0.1", log_file=log_file

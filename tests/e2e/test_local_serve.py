@@ -92,6 +92,7 @@ class _Lines:
                     if needle in line:
                         return line
                 if self.lines and self.lines[-1] == "":
+                    code: int | str
                     try:
                         code = self.proc.wait(timeout=30)
                     except subprocess.TimeoutExpired:

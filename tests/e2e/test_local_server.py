@@ -78,10 +78,10 @@ def sse(server, body: dict, timeout: float = 120, on_first_event=None):
         conn.close()
         return resp.status, [(time.perf_counter() - started, body)], time.perf_counter() - started
     while True:
-        line = resp.readline()
-        if not line:
+        raw = resp.readline()
+        if not raw:
             break
-        line = line.decode().strip()
+        line = raw.decode().strip()
         if line.startswith("data:"):
             events.append((time.perf_counter() - started, json.loads(line[5:])))
             if on_first_event is not None and len(events) == 1:
@@ -153,7 +153,7 @@ def grpc_stream(server, inputs: list, timeout: float = 120):
     client.start_stream(callback=lambda result, error: results.put((result, error)))
     try:
         client.async_stream_infer(server.model_name, inputs, enable_empty_final_response=True)
-        responses = []
+        responses: list = []
         while True:
             result, error = results.get(timeout=timeout)
             if error is not None:

@@ -112,6 +112,7 @@ def create(provider: ModelRepositoryProvider, props: dict[str, Any]) -> tuple[st
     checked = provider.check({}, props)
     assert checked.failures == []
     result = provider.create(checked.inputs)
+    assert result.outs is not None
     return result.id, result.outs
 
 
@@ -121,7 +122,9 @@ def deploy_again(
     """What `pulumi up` does for an existing resource: diff, then update only if it changed."""
     diff = provider.diff(id_, outs, news)
     assert diff.changes is True and not diff.replaces
-    return provider.update(id_, outs, news).outs
+    updated = provider.update(id_, outs, news).outs
+    assert updated is not None
+    return updated
 
 
 # --- create ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import json
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -
     return work / "out" / "model_repository", model, build
 
 
-DTYPES = EngineBuildOptions.model_fields["dtype"].annotation.__args__
+DTYPES = typing.get_args(EngineBuildOptions.model_fields["dtype"].annotation)  # the Literal's values
 VARIANTS = [{"dtype": d} for d in DTYPES] + [
     {
         "batchSchedulerPolicy": "guaranteed_no_evict",

@@ -58,8 +58,9 @@ def tokenizer():
     return Tok()
 
 
-def load_module(path: Path, name: str):
+def load_module(path: Path, name: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, f"cannot load {path}"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

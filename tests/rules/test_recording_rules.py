@@ -82,10 +82,10 @@ def input_series() -> list[dict[str, str]]:
     engine = _pod("trt", "b", model="tensorrt_llm")
     for request_type, value in {"active": 20, "waiting": 4, "scheduled": 16, "context": 2, "max": 64}.items():
         s.append(_series("nv_trt_llm_request_metrics", {**engine, "request_type": request_type}, f"{value}{STEPS}"))
-    for block_type, value in {"max": 1000, "free": 500, "used": 500, "tokens_per": 64, "fraction": 0.5}.items():
+    for block_type, amount in {"max": 1000, "free": 500, "used": 500, "tokens_per": 64, "fraction": 0.5}.items():
         s.append(
             _series(
-                "nv_trt_llm_kv_cache_block_metrics", {**engine, "kv_cache_block_type": block_type}, f"{value}{STEPS}"
+                "nv_trt_llm_kv_cache_block_metrics", {**engine, "kv_cache_block_type": block_type}, f"{amount}{STEPS}"
             )
         )
     # Pod chat/c: Triton's vLLM backend with REPORT_CUSTOM_METRICS, streaming. 6 requests a minute,

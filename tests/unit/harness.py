@@ -435,7 +435,7 @@ class _RecordingMocks(runtime_mocks.Mocks):
         if token in ("aws:eks/getAddonVersion:getAddonVersion",):
             from components.catalog import versions
 
-            name = a.get("addonName")
+            name = a["addonName"]  # required by getAddonVersion
             return {
                 "id": name,
                 "addonName": name,
@@ -969,8 +969,12 @@ def run_program(
             )
             _ensure_event_loop().set_exception_handler(_quiet_unretrieved)
             os.chdir(REPO_ROOT)
+
+            def run_program_file() -> None:
+                runpy.run_path(str(program), run_name="__main__")
+
             try:
-                _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+                _sync_await(run_pulumi_func(run_program_file))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller through ProgramRun
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise

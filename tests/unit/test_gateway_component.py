@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -92,7 +93,8 @@ def destroy_order(run: ProgramRun) -> list[str]:
     for r in run.resources:
         for dep in r.dependencies:
             dependents.setdefault(dep, set()).add(r.urn)
-    order, done = [], set()
+    order: list[str] = []
+    done: set[str] = set()
     pending = set(dependents)
     while pending:
         ready = sorted(u for u in pending if dependents[u] <= done)
@@ -103,9 +105,23 @@ def destroy_order(run: ProgramRun) -> list[str]:
     return order
 
 
-def _gateway_resources(run: ProgramRun) -> dict[str, RecordedResource]:
+class GatewayResources(TypedDict):
+    component: RecordedResource
+    lbc: RecordedResource
+    ngf: RecordedResource
+    service: RecordedResource
+    association: RecordedResource
+    policy: RecordedResource
+    role: RecordedResource
+    crds: RecordedResource
+    gateway: RecordedResource
+    children: list[RecordedResource]  # everything under the Gateway component
+
+
+def _gateway_resources(run: ProgramRun) -> GatewayResources:
     (component,) = run.of_type(GATEWAY_TYPE)
-    children, todo = [], [component.urn]
+    children: list[RecordedResource] = []
+    todo = [component.urn]
     while todo:
         kids = run.children_of(todo.pop())
         children += kids
@@ -118,7 +134,7 @@ def _gateway_resources(run: ProgramRun) -> dict[str, RecordedResource]:
     (role,) = [r for r in children if r.type == "aws:iam/role:Role"]
     (crds,) = [r for r in children if r.type == "kubernetes:yaml/v2:ConfigFile"]
     (gateway,) = [r for r in children if r.inputs.get("kind") == "Gateway"]
-    return dict(
+    return GatewayResources(
         component=component,
         lbc=lbc,
         ngf=ngf,
@@ -139,7 +155,7 @@ def check_nlb_is_destroyed_before_its_controller(run: ProgramRun) -> None:
     assert _depends_on(run, g["association"], g["policy"]), "the LBC must keep its permissions until it is gone"
     assert _depends_on(run, g["association"], g["role"])
     order = destroy_order(run)
-    sequence = [order.index(g[k].urn) for k in ("service", "lbc", "association", "policy", "role")]
+    sequence = [order.index(r.urn) for r in (g["service"], g["lbc"], g["association"], g["policy"], g["role"])]
     assert sequence == sorted(sequence), "destroy: Service, LBC release, association, policy, role"
     # Every LoadBalancer Service anywhere in the program is cleaned up while the LBC runs.
     for svc in run.of_type(SERVICE):

@@ -415,8 +415,9 @@ def test_tls_listener_on_443_with_alpn_for_grpc():
     assert not [k for k in ann if "listener-attributes" in k]
     with pytest.raises(ValueError, match="TLS"):
         gm.load_balancer_service_manifest(scheme="internet-facing", source_cidrs=["203.0.113.0/24"])
+    not_a_scheme: Any = "public"  # a value outside the Scheme Literal, as untyped callers could pass
     with pytest.raises(ValueError):
-        gm.load_balancer_service_manifest(scheme="public", source_cidrs=VPC)  # type: ignore[arg-type]
+        gm.load_balancer_service_manifest(scheme=not_a_scheme, source_cidrs=VPC)
 
 
 @pytest.mark.parametrize("tls", [False, True])

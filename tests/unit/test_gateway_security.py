@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from tests.unit.harness import DEFAULT_SECRETS, ProgramRun, run_program
 SERVICE = "kubernetes:core/v1:Service"
 P = "service.beta.kubernetes.io/aws-load-balancer-"
 ARN = "arn:aws:acm:us-west-2:123456789012:certificate/0f0e0d0c-0b0a-0908-0706-050403020100"
-TLS_VARIANTS = {
+TLS_VARIANTS: dict[str, dict[str, Any]] = {
     "internet-facing-created-cert": {
         "gateway": {
             "scheme": "internet-facing",
@@ -96,6 +97,8 @@ def check_every_route_requires_an_api_key(run: ProgramRun) -> None:
     secrets = {
         (r.get("metadata.namespace"), r.get("metadata.name")): r for r in run.of_type("kubernetes:core/v1:Secret")
     }
+    api_keys = DEFAULT_SECRETS["apiKeys"]
+    assert api_keys is not None  # the harness's default apiKeys secret is set
     for route in routes:
         ns = route.get("metadata.namespace")
         for i, rule in enumerate(route.get("spec.rules")):
@@ -113,7 +116,7 @@ def check_every_route_requires_an_api_key(run: ProgramRun) -> None:
             assert secret is not None, f"filter {auth.name}: its Secret is missing"
             assert secret.is_secret(f"stringData.{gm.AUTH_SECRET_KEY}"), "htpasswd must be a Pulumi secret"
             htpasswd = secret.get(f"stringData.{gm.AUTH_SECRET_KEY}")
-            for key in json.loads(DEFAULT_SECRETS["apiKeys"]):
+            for key in json.loads(api_keys):
                 name, secret_part = key.split(":", 1)
                 assert gm.check_htpasswd(htpasswd, name, secret_part) and secret_part not in htpasswd
 

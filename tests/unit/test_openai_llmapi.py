@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -400,7 +401,7 @@ def test_frontend_inputs_exist_in_the_trtllm_ensemble_but_not_in_llmapi():
 
 # --------------------------------------------------------------------------- bad configs fail before any resource
 
-BAD = [
+BAD: list[tuple[str, str, dict[str, Any], str, str]] = [
     (
         "openai-on-llmapi",
         "llmapi",

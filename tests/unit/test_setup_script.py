@@ -23,7 +23,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "mk" / "setup-venv.sh"
-LLAMA_PIN = re.search(r"^llama-cpp-python==(\S+)", (REPO / "requirements-local.txt").read_text(), re.M).group(1)
+_PIN = re.search(r"^llama-cpp-python==(\S+)", (REPO / "requirements-local.txt").read_text(), re.M)
+assert _PIN is not None, "requirements-local.txt pins llama-cpp-python"
+LLAMA_PIN = _PIN.group(1)
 
 # A PEP 517 backend with no requirements: pip builds the stand-in sdist offline, in isolation.
 BACKEND = """
@@ -127,7 +129,9 @@ def tools_path(root: Path, with_compiler: bool) -> str:
         if found:
             (bin_dir / tool).symlink_to(found)
     if with_compiler:
-        (bin_dir / "g++").symlink_to(shutil.which("true"))
+        true = shutil.which("true")
+        assert true is not None
+        (bin_dir / "g++").symlink_to(true)
     return str(bin_dir)
 
 

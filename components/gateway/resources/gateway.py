@@ -97,6 +97,13 @@ class GatewayArgs:
     api_keys: pulumi.Input[str] | None = None  # secret; None: read tritonllm:apiKeys
 
 
+def _validation_record_value(option: aws.acm.outputs.CertificateDomainValidationOption) -> str:
+    """The DNS validation record's value (ACM sets it for every domain of a DNS-validated certificate)."""
+    if option.resource_record_value is None:
+        raise ValueError(f"ACM gave no DNS validation record value for {option.domain_name}")
+    return option.resource_record_value
+
+
 class Gateway(pulumi.ComponentResource):
     """The cluster's inference entry point: NLB -> NGINX Gateway Fabric -> Triton routes.
 
@@ -312,7 +319,7 @@ class Gateway(pulumi.ComponentResource):
             zone_id=tls.hosted_zone_id,
             name=options.apply(lambda o: o[0].resource_record_name),
             type=options.apply(lambda o: o[0].resource_record_type),
-            records=[options.apply(lambda o: o[0].resource_record_value)],
+            records=[options.apply(lambda o: _validation_record_value(o[0]))],
             ttl=300,
             allow_overwrite=True,
             opts=aws_opts,
@@ -347,7 +354,7 @@ class Gateway(pulumi.ComponentResource):
 
         Routes in that namespace pass through `secure_route` and depend on what this returns.
         """
-        if not self.auth_enabled:
+        if self._htpasswd is None:  # None exactly when auth is off
             return []
         k8s_opts = opts  # the caller's: its parent, and the cluster's Kubernetes provider
         secret_manifest = gm.api_key_secret_manifest(namespace)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pulumi
@@ -164,8 +165,11 @@ class Cluster(pulumi.ComponentResource):
             public_access_cidrs=cc.endpoint_public_access_cidrs if cc.endpoint_public_access else None,
             authentication_mode=eks.AuthenticationMode.API,
             # The deploying identity is already admin (pulumi-eks bootstraps the creator's entry).
-            access_entries=aws.get_caller_identity_output(opts=invoke).arn.apply(
-                lambda caller: admin_access_entries(admins_without_caller(cc.admin_principal_arns, caller))
+            # accessEntries is a plain input of pulumi-eks (schema and SDK): a Mapping, never an Output,
+            # which the engine would hand to the Node.js component as an Output object for it to
+            # iterate as the map. Hence the caller's ARN from the plain (blocking) invoke.
+            access_entries=admin_access_entries(
+                admins_without_caller(cc.admin_principal_arns, aws.get_caller_identity(opts=invoke).arn)
             ),
             encryption_config_key_arn=self.kms_key.arn,
             service_role=cluster_role,
@@ -184,7 +188,7 @@ class Cluster(pulumi.ComponentResource):
         self.eks_cluster = self.eks.eks_cluster
         self.cluster_name = self.eks_cluster.name
         self.kubeconfig = pulumi.Output.secret(self.eks.kubeconfig)
-        self.kubeconfig_json = pulumi.Output.secret(self.eks.kubeconfig_json)
+        self.kubeconfig_json: pulumi.Output[str] = pulumi.Output.secret(self.eks.kubeconfig_json)
         self.oidc_provider_arn = self.eks.oidc_provider_arn
         self.oidc_provider_url = self.eks.oidc_provider_url
         self.cluster_security_group_id = self.eks.cluster_security_group_id
@@ -252,7 +256,7 @@ class Cluster(pulumi.ComponentResource):
         for addon in versions.EKS_ADDONS:
             if addon in self.addons:
                 continue
-            associations = None
+            associations: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None
             if addon in ADDON_ROLES:
                 associations = []
                 for service_account, policies in ADDON_ROLES[addon].items():
@@ -268,12 +272,14 @@ class Cluster(pulumi.ComponentResource):
                         service_account=service_account,
                         account_id=self.account_id,
                         managed_policy_arns=[
-                            self.partition.apply(lambda p, pol=pol: iam.managed_policy_arn(p, pol)) for pol in policies
+                            self.partition.apply(partial(iam.managed_policy_arn, name=pol)) for pol in policies
                         ],
                         associate=False,  # the add-on makes the association (podIdentityAssociations)
                         opts=child,
                     )
-                    associations.append({"role_arn": role.arn, "service_account": service_account})
+                    associations.append(
+                        aws.eks.AddonPodIdentityAssociationArgs(role_arn=role.arn, service_account=service_account)
+                    )
             self.addons[addon] = self._addon(name, addon, pod_identity_associations=associations, opts=after_nodes)
 
         # --- Kubernetes provider for everything in-cluster
@@ -330,7 +336,7 @@ class Cluster(pulumi.ComponentResource):
         addon: str,
         *,
         configuration_values: pulumi.Input[str] | None = None,
-        pod_identity_associations: list[dict[str, Any]] | None = None,
+        pod_identity_associations: Sequence[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> aws.eks.Addon:
         return aws.eks.Addon(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import partial
+from typing import Literal, overload
 
 import pulumi
 import pulumi_aws as aws
@@ -41,14 +43,42 @@ def service_role(
         aws.iam.RolePolicyAttachment(
             f"{name}-{policy}",
             role=role.name,
-            policy_arn=pulumi.Output.from_input(partition).apply(
-                lambda p, policy=policy: managed_policy_arn(p, policy)
-            ),
+            policy_arn=pulumi.Output.from_input(partition).apply(partial(managed_policy_arn, name=policy)),
             opts=pulumi.ResourceOptions(parent=role),
         )
         for policy in managed_policies
     ]
     return role, attachments
+
+
+@overload
+def pod_identity_role(
+    name: str,
+    *,
+    cluster_name: pulumi.Input[str],
+    namespace: str,
+    service_account: str,
+    account_id: pulumi.Input[str],
+    managed_policy_arns: Sequence[pulumi.Input[str]] = (),
+    inline_policy: pulumi.Input[str] | None = None,
+    associate: Literal[True] = True,
+    opts: pulumi.ResourceOptions | None = None,
+) -> tuple[aws.iam.Role, aws.eks.PodIdentityAssociation]: ...
+
+
+@overload
+def pod_identity_role(
+    name: str,
+    *,
+    cluster_name: pulumi.Input[str],
+    namespace: str,
+    service_account: str,
+    account_id: pulumi.Input[str],
+    managed_policy_arns: Sequence[pulumi.Input[str]] = (),
+    inline_policy: pulumi.Input[str] | None = None,
+    associate: Literal[False],
+    opts: pulumi.ResourceOptions | None = None,
+) -> tuple[aws.iam.Role, None]: ...
 
 
 def pod_identity_role(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pulumi
@@ -176,12 +177,10 @@ class Karpenter(pulumi.ComponentResource):
         # Karpenter tags what it launches itself; the provider's default tags do not reach those instances.
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **args.stack.tags}
 
-        pools: list[tuple[str, Any, dict[str, Any]]] = [
+        pools: list[tuple[str, pulumi.Output[dict[str, Any]], dict[str, Any]]] = [
             (
                 pool.name,
-                self.node_role.name.apply(
-                    lambda role, pool=pool: ec2_node_class_manifest(pool, cluster_name, role, instance_tags)
-                ),
+                self.node_role.name.apply(partial(ec2_node_class_manifest, pool, cluster_name, tags=instance_tags)),
                 node_pool_manifest(pool),
             )
             for pool in args.node_pools

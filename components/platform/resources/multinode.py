@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -39,6 +41,20 @@ from components.platform.builders.multinode import (
 )
 from components.platform.resources.cluster import ClusterRef
 from components.tokens import component_type
+
+
+def _subnet_in_zone(zone: str, zones_and_subnet_ids: list[Any]) -> str:
+    """`subnet_in_zone` over the resolved [availability zones, private subnet ids] of `Output.all`."""
+    zones, subnet_ids = zones_and_subnet_ids
+    return subnet_in_zone(zone, zones, subnet_ids)
+
+
+def _efa_node_class(
+    pool: NodePoolConfig, cluster_name: str, tags: dict[str, str], role_subnet_group: list[Any]
+) -> dict[str, Any]:
+    """`efa_node_class_manifest` over the resolved [node role name, subnet id, placement group name or None]."""
+    node_role_name, subnet_id, placement_group_name = role_subnet_group
+    return efa_node_class_manifest(pool, cluster_name, node_role_name, tags, subnet_id, placement_group_name)
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ class MultiNodePlatform(pulumi.ComponentResource):
             pool_name = pool.name
             (zone,) = pool.zones
             subnet_id = pulumi.Output.all(args.availability_zones, args.private_subnet_ids).apply(
-                lambda a, zone=zone: subnet_in_zone(zone, a[0], a[1])
+                partial(_subnet_in_zone, zone)
             )
             pg_name: pulumi.Output[str | None] = pulumi.Output.from_input(None)
             if pool_name in placement:
@@ -122,7 +138,7 @@ class MultiNodePlatform(pulumi.ComponentResource):
                 self.placement_groups[pool_name] = group
                 pg_name = group.name
             node_class = pulumi.Output.all(args.karpenter_node_role_name, subnet_id, pg_name).apply(
-                lambda a, pool=pool: efa_node_class_manifest(pool, args.stack.name, a[0], instance_tags, a[1], a[2])
+                partial(_efa_node_class, pool, args.stack.name, instance_tags)
             )
             self.node_classes[pool_name] = k8s.apiextensions.CustomResource(
                 f"{name}-nodeclass-{pool_name}",

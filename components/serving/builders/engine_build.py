@@ -88,8 +88,10 @@ class RevisionError(ValueError):
 
 def _load_build_script() -> Any:
     spec = importlib.util.spec_from_file_location("tritonllm_build_engine", BUILD_SCRIPT)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the engine build script {BUILD_SCRIPT}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    spec.loader.exec_module(module)
     return module
 
 

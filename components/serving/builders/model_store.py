@@ -6,7 +6,7 @@ that fills a prefix (the engine build).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from components.platform.builders.iam import policy_document
 
@@ -118,7 +118,16 @@ def lifecycle_rules(noncurrent_version_days: int) -> list[dict[str, Any]]:
     ]
 
 
-PUBLIC_ACCESS_BLOCK = {
+class PublicAccessBlock(TypedDict):
+    """The four switches of an S3 public access block (keyword arguments of `aws.s3.BucketPublicAccessBlock`)."""
+
+    block_public_acls: bool
+    block_public_policy: bool
+    ignore_public_acls: bool
+    restrict_public_buckets: bool
+
+
+PUBLIC_ACCESS_BLOCK: PublicAccessBlock = {
     "block_public_acls": True,
     "block_public_policy": True,
     "ignore_public_acls": True,

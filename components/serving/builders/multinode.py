@@ -35,11 +35,12 @@ Launch wiring without a custom image, checked against upstream:
 from __future__ import annotations
 
 import shlex
+from functools import partial
 from typing import Any
 
 from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
-from components.config import ModelConfig, ModelSite
+from components.config import ModelConfig, ModelSite, MultiNodeConfig
 from components.serving.builders import triton_manifests as tm
 
 LWS_NAME = "triton-mn"  # LWS also creates a headless Service of this name; "triton" is the leader Service
@@ -66,6 +67,13 @@ WORKER_WAIT_SECONDS = 40 * 60
 
 # Environment prefixes the leader forwards to every rank (ssh sessions do not inherit the pod's env).
 FORWARDED_ENV_PREFIXES = ("NCCL_", "FI_", "TRTLLM_", "TLLM_")
+
+
+def multi_node_of(model: ModelConfig) -> MultiNodeConfig:
+    """The model's multiNode section: the LeaderWorkerSet and NCCL-test builders serve multi-node models only."""
+    if model.multi_node is None:
+        raise ValueError(f"model {model.name!r} has no multiNode")
+    return model.multi_node
 
 
 def instance_type(model: ModelConfig, site: ModelSite) -> gpu_catalog.GpuInstanceType:
@@ -350,6 +358,7 @@ def ssh_secret_data(client_private: str, client_public: str, host_private: str, 
 def _pod_spec(
     model: ModelConfig,
     site: ModelSite,
+    multi_node: MultiNodeConfig,
     *,
     leader: bool,
     bucket: str,
@@ -375,7 +384,7 @@ def _pod_spec(
     container = spec["containers"][0]
     requests = {**container["resources"]["requests"], tm.GPU_RESOURCE: gpus}
     limits = {**container["resources"]["limits"], tm.GPU_RESOURCE: gpus}
-    if model.multi_node.efa:
+    if multi_node.efa:
         efa = str(itype.efa_interfaces)  # every EFA interface of the node: one pod per node
         requests[EFA_RESOURCE] = efa
         limits[EFA_RESOURCE] = efa
@@ -436,9 +445,12 @@ def leader_worker_set_manifest(
     hf_token_secret: str | None = tm.HF_TOKEN_SECRET,
     image_pull_secret: str | None = None,
 ) -> dict[str, Any]:
-    if model.multi_node is None:
-        raise ValueError(f"model {model.name!r} has no multiNode")
-    kw = dict(
+    multi_node = multi_node_of(model)
+    pod_spec = partial(
+        _pod_spec,
+        model,
+        site,
+        multi_node,
         bucket=bucket,
         engine_key=engine_key,
         shared_claim_name=shared_claim_name,
@@ -454,10 +466,10 @@ def leader_worker_set_manifest(
             "startupPolicy": "LeaderCreated",
             "networkConfig": {"subdomainPolicy": "Shared"},
             "leaderWorkerTemplate": {
-                "size": model.multi_node.nodes,
+                "size": multi_node.nodes,
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": _pod_spec(model, site, leader=True, **kw),
-                "workerTemplate": _pod_spec(model, site, leader=False, **kw),
+                "leaderTemplate": pod_spec(leader=True),
+                "workerTemplate": pod_spec(leader=False),
             },
         },
     }
@@ -528,6 +540,7 @@ def nccl_test_manifests(model: ModelConfig, site: ModelSite) -> list[dict[str, A
     Uses the model's own `mpi-ssh` Secret and pool; `python -m tritonllm nccl-test` applies, waits,
     prints the bus bandwidth and deletes them.
     """
+    multi_node = multi_node_of(model)
     itype = instance_type(model, site)
     gpus, efa = str(itype.gpus), str(itype.efa_interfaces)
     labels = {"app.kubernetes.io/name": NCCL_TEST_NAME, "app.kubernetes.io/part-of": "tritonllm"}
@@ -535,7 +548,7 @@ def nccl_test_manifests(model: ModelConfig, site: ModelSite) -> list[dict[str, A
         "requests": {"cpu": "4", "memory": "16Gi", tm.GPU_RESOURCE: gpus},
         "limits": {"memory": "16Gi", tm.GPU_RESOURCE: gpus},
     }
-    if model.multi_node.efa:
+    if multi_node.efa:
         resources["requests"][EFA_RESOURCE] = efa
         resources["limits"][EFA_RESOURCE] = efa
 
@@ -592,7 +605,7 @@ def nccl_test_manifests(model: ModelConfig, site: ModelSite) -> list[dict[str, A
                 "replicas": 1,
                 "startupPolicy": "LeaderCreated",
                 "leaderWorkerTemplate": {
-                    "size": model.multi_node.nodes,
+                    "size": multi_node.nodes,
                     "restartPolicy": "None",
                     "leaderTemplate": leader_pod,
                     "workerTemplate": pod("worker"),

@@ -408,7 +408,7 @@ def deployment_manifest(
     gpus = str(model.gpus_per_replica)
     res = model.resources
     region_env = [{"name": "AWS_REGION", "value": site.region}, {"name": "AWS_DEFAULT_REGION", "value": site.region}]
-    env = list(region_env)
+    env: list[dict[str, Any]] = list(region_env)
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res.shm_size}}]
     init_containers: list[dict[str, Any]] = []

@@ -72,7 +72,10 @@ class ModelStore(pulumi.ComponentResource):
             f"{name}-models-public-access", bucket=self.bucket.id, **PUBLIC_ACCESS_BLOCK, opts=child
         )
         encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-models-encryption", bucket=self.bucket.id, rules=[encryption_rule(args.kms_key_arn)], opts=child
+            f"{name}-models-encryption",
+            bucket=self.bucket.id,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(**encryption_rule(args.kms_key_arn))],
+            opts=child,
         )
         versioning = aws.s3.BucketVersioning(
             f"{name}-models-versioning",
@@ -83,7 +86,10 @@ class ModelStore(pulumi.ComponentResource):
         lifecycle = aws.s3.BucketLifecycleConfiguration(
             f"{name}-models-lifecycle",
             bucket=self.bucket.id,
-            rules=lifecycle_rules(args.model_store.noncurrent_version_days),
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(**rule)
+                for rule in lifecycle_rules(args.model_store.noncurrent_version_days)
+            ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
         )
         policy = aws.s3.BucketPolicy(

@@ -225,7 +225,7 @@ class TritonLLM(pulumi.ComponentResource):
 
         # --- what Triton loads: a vLLM repository uploaded to S3, or a TRT-LLM engine built into S3
         engine = None
-        repository = None
+        repository: pulumi.Resource | None = None  # the uploaded repository (vLLM) or the llmapi ConfigMap
         if model.backend == "vllm":
             source = render_vllm_repository(model, repository_render_dir(model))
             repository = model_store.repository(
@@ -279,6 +279,7 @@ class TritonLLM(pulumi.ComponentResource):
         shared_claim_name = tm.SHARED_CLAIM if claim is not None else None
         if model.multi_node is not None:
             # One replica over several nodes: a LeaderWorkerSet (components/serving/builders/multinode.py).
+            assert engine_key is not None, "multiNode is TRT-LLM engine only (components/config/multinode_checks.py)"
             deployment, service = register_group(
                 self,
                 name,

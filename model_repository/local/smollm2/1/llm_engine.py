@@ -196,7 +196,7 @@ class EngineDefaults:
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> EngineDefaults:
         base = cls()
-        values = {}
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = params.get(f"default_{f.name}", params.get(f.name))
             if raw is None or raw == "":
@@ -454,7 +454,7 @@ class LlamaEngine:
 
         self.llama.set_seed(req.seed if req.seed is not None else random.randrange(2**32))
         top_k = req.top_k if req.top_k > 0 else 0
-        tokens_iter = self.llama.generate(
+        tokens_iter: Iterator[int] = self.llama.generate(
             prompt_tokens,
             top_k=top_k,
             top_p=req.top_p,
