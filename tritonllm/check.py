@@ -124,6 +124,21 @@ def engine_value(value: Any) -> str:
     return json.dumps(value)
 
 
+def _load_yaml(text: str) -> Any:
+    """YAML as Pulumi reads config: an unquoted date (`amiVersion: 2026-07-14`) stays the text it is,
+    as the program receives it, rather than becoming a date object."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader)
+
+
 def _is_secure(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"secure"}
 
@@ -145,7 +160,7 @@ def _project_config(project_dir: Path) -> tuple[str, dict[str, Any]]:
 
     project_file = project_dir / "Pulumi.yaml"
     try:
-        project = yaml.safe_load(project_file.read_text()) or {}
+        project = _load_yaml(project_file.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise CheckError(f"cannot read {project_file}: {exc}", EXIT_USAGE) from None
     name = str(project.get("name") or NAMESPACE)
@@ -172,7 +187,7 @@ def read_stack_file(project_dir: Path, stack: str, assume_secrets: bool = False)
 
     _, values = _project_config(project_dir)
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = _load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise CheckError(f"{path.name} is not valid YAML: {exc}") from None
     values.update(document.get("config") or {})

@@ -180,6 +180,18 @@ def test_missing_stack_file_and_broken_yaml(tmp_path, capsys):
     assert code == 1 and "Pulumi.bad.yaml is not valid YAML" in err
 
 
+def test_an_unquoted_date_is_checked_as_the_text_the_program_gets(tmp_path, capsys):
+    """YAML would read `amiVersion: 2026-07-14` as a date; Pulumi hands the program the text."""
+    (case,) = [c for c in ALL_CASES if c.id == "ami-version-not-a-release"]
+    text = yaml.safe_dump({"config": case_config(case)}, sort_keys=False).replace("'2026-07-14'", "2026-07-14")
+    assert "amiVersion: 2026-07-14\n" in text
+    project = write_project(tmp_path, {})
+    (project / f"Pulumi.{case.stack}.yaml").write_text(text)
+    run = run_program(case.stack, overrides=case.overrides, secrets=case.secrets, check=False)
+    code, _, err = run_check(project, case.stack, capsys=capsys)
+    assert code == 1 and str(run.error) in err, err
+
+
 def test_project_config_is_read_under_the_stack_file(tmp_path, capsys):
     """Pulumi.yaml's project-level values (a key without namespace is the project's) apply unless the
     stack file sets the key, as with `pulumi up`."""
