@@ -60,7 +60,8 @@ print("build")
 PY
 )
     case "$llama_state" in
-        installed) ;;
+        installed)
+            step "llama-cpp-python $llama_pin is installed already, so llama.cpp is not compiled again" ;;
         cached*)
             step "llama-cpp-python $llama_pin: pip's cache holds the wheel an earlier install built" \
                  "(${llama_state##*/}), so llama.cpp is not compiled again" ;;

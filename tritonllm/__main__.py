@@ -14,6 +14,10 @@ COMMANDS = {
     "serve": ("tritonllm.serve", "start a real Triton server on CPU with a local model repository"),
     "client": ("tritonllm.client", "send prompts to a Triton endpoint (local or EKS) and record the results"),
     "bench": ("tritonllm.bench", "load-test a Triton endpoint: TTFT, inter-token latency, throughput"),
+    "check": (
+        "tritonllm.check",
+        "validate Pulumi.<stack>.yaml offline as the program does and say what `pulumi up` would create",
+    ),
     "deploy": ("tritonllm.deploy", "preview / up / destroy / outputs of a Pulumi stack (Automation API)"),
     "loadtest": ("tritonllm.loadtest", "in-cluster load test of a deployed model (a Job), with the HPA's response"),
     "nccl-test": (

@@ -2,9 +2,11 @@
 
 Uses the Pulumi Automation API on this project directory (a local program, so
 `Pulumi.yaml` and `Pulumi.<stack>.yaml` are used exactly as `pulumi up` would).
-Before touching Pulumi it validates the stack file's `tritonllm:` config with the
-same rules the program applies, so a bad key fails in a second with its fix.
-Progress streams to stdout; any failure exits non-zero.
+For preview and up (the operations that run the program), first, before it looks for the
+Pulumi CLI, it runs `tritonllm check` (tritonllm/check.py: the program's own config validation,
+offline: no CLI, AWS or network), so a bad key fails in a second with its fix, and prints what
+`up` would create; then it checks the Pulumi CLI and its login. Progress streams to stdout; any
+failure exits non-zero.
 
 Exit codes: 0 success; 1 the Pulumi operation failed; 2 bad arguments, a missing
 stack file, invalid stack config or no Pulumi CLI; 3 `preview --expect-no-changes`
@@ -23,14 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tritonllm import check
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 OPERATIONS = ("preview", "up", "destroy", "outputs")
+# What runs the program, so what the offline check of the stack's config comes first for: destroy and
+# outputs work from the stack's state (a stack whose config no longer validates can still be destroyed).
+RUNS_THE_PROGRAM = ("preview", "up")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 3
 
 
 class DeployError(Exception):
     """A problem found before running Pulumi: message says what and how to fix it."""
+
+
+class StackConfigError(DeployError):
+    """The stack's config is invalid (the program's message); its fixes may run the Pulumi CLI."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class DeployPlan:
     show_secrets: bool = False
     json_output: bool = False
     config_keys: tuple[str, ...] = field(default=())
+    check_report: tuple[str, ...] = ()  # what `tritonllm check` prints (preview and up)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,8 +107,10 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
     if args.parallel is not None and args.parallel < 1:
         raise DeployError("--parallel must be at least 1")
     config_keys: tuple[str, ...] = ()
-    if args.operation != "outputs":
-        config_keys = tuple(sorted(validate_stack_file(stack_file, args.stack)))
+    report: tuple[str, ...] = ()
+    if args.operation in RUNS_THE_PROGRAM:
+        checked = validate_stack_file(stack_file, args.stack)
+        config_keys, report = checked.keys, tuple(checked.lines())
     return DeployPlan(
         operation=args.operation,
         stack=args.stack,
@@ -110,29 +124,22 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
         show_secrets=args.show_secrets,
         json_output=args.json,
         config_keys=config_keys,
+        check_report=report,
     )
 
 
-def validate_stack_file(stack_file: Path, stack: str | None = None) -> list[str]:
-    """Validate the stack file's `tritonllm:` keys as the program will; return the keys set.
+def validate_stack_file(stack_file: Path, stack: str | None = None) -> check.Report:
+    """`tritonllm check` of the stack file: the program's validation, offline; the report it prints.
 
     A fix that is a `pulumi config set` command is given for this stack and project directory,
     so it runs as printed from anywhere (`-C <dir>`, `--stack <name>`)."""
-    import yaml
+    from components.config import ConfigError
 
-    from components.config import NAMESPACE, ConfigError, parse_stack_config
-
+    name = stack or stack_file.name[len("Pulumi.") : -len(".yaml")]
     try:
-        document = yaml.safe_load(stack_file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DeployError(f"{stack_file.name} is not valid YAML: {exc}") from None
-    values = document.get("config") or {}
-    prefix = NAMESPACE + ":"
-    raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
-    secrets_set = {k for k, v in raw.items() if isinstance(v, dict) and "secure" in v}
-    raw = {k: v for k, v in raw.items() if k not in secrets_set}
-    try:
-        parse_stack_config(raw, secrets_set, secrets_complete=True)
+        return check.check_stack(stack_file.parent, name)
+    except check.CheckError as exc:
+        raise DeployError(str(exc)) from None
     except ConfigError as exc:
         message = str(exc)
         if stack:
@@ -140,8 +147,7 @@ def validate_stack_file(stack_file: Path, stack: str | None = None) -> list[str]
             message = message.replace(  # the stack must exist in the backend before config can be set
                 "`pulumi config set ", f"`{where} stack select --create {stack} && {where} config set --stack {stack} "
             )
-        raise DeployError(f"{stack_file.name}: {message}") from None
-    return sorted(raw) + sorted(secrets_set)
+        raise StackConfigError(f"{stack_file.name}: {message}") from None
 
 
 INSTALL_PULUMI = (
@@ -235,8 +241,23 @@ def main(args: argparse.Namespace) -> int:
         print(line.rstrip("\n"), flush=True)
 
     try:
-        check_tools(Path(args.cwd).resolve())  # tools first: every later fix needs the Pulumi CLI
+        # The offline check first (tritonllm check: no CLI, AWS or network), then the tools.
         plan = plan_from_args(args)
+    except StackConfigError as exc:
+        print(f"tritonllm deploy: {exc}", file=sys.stderr)
+        if "`pulumi -C" in str(exc):  # the fixes run the Pulumi CLI: say now if it is missing or logged out
+            try:
+                check_tools(Path(args.cwd).resolve())
+            except DeployError as tools:
+                print(f"tritonllm deploy: the fixes above run the Pulumi CLI, and {tools}", file=sys.stderr)
+        return EXIT_USAGE
+    except DeployError as exc:
+        print(f"tritonllm deploy: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in plan.check_report:
+        out(line)
+    try:
+        check_tools(plan.project_dir)
     except DeployError as exc:
         print(f"tritonllm deploy: {exc}", file=sys.stderr)
         return EXIT_USAGE

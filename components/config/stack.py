@@ -287,14 +287,25 @@ def parse_stack_config(
         raise ConfigError(problems) from None
 
 
+def parse_config_map(config: Mapping[str, Any], encrypted: frozenset[str] | set[str] = frozenset()) -> StackConfig:
+    """Parse the `tritonllm:` keys of a whole config map (`namespace:key` -> value, as the Pulumi engine
+    passes it to the program: strings, structured values as JSON).
+
+    A secret key counts as set when its value is not empty, or when it is in `encrypted`: secret keys
+    (without namespace) known only to be set, as in a stack file read outside Pulumi by `tritonllm
+    check`. The program (read_pulumi_config) and `tritonllm check` both validate through here.
+    """
+    prefix = NAMESPACE + ":"
+    raw = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix) and k[len(prefix) :] not in encrypted}
+    secrets_set = set(encrypted) | {k for k in SECRET_KEYS if raw.get(k) not in (None, "")}
+    return parse_stack_config(raw, secrets_set, secrets_complete=True)
+
+
 def read_pulumi_config() -> StackConfig:
     """Parse the running stack's `tritonllm:` config (as the Pulumi engine or mocks set it)."""
     from pulumi.runtime import config as runtime_config
 
-    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    prefix = NAMESPACE + ":"
-    raw = {k[len(prefix) :]: v for k, v in everything.items() if k.startswith(prefix)}
-    return parse_stack_config(raw, {k for k in SECRET_KEYS if raw.get(k) not in (None, "")}, secrets_complete=True)
+    return parse_config_map({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()})
 
 
 # --- multi-node models and the pools that serve them

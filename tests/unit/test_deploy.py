@@ -7,6 +7,7 @@ recording fake; everything decided before Pulumi runs is tested for real.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import types
 from pathlib import Path
@@ -115,6 +116,17 @@ def test_destroy_requires_yes(project):
     assert deploy.plan_from_args(parse("destroy", "--stack", "dev", "--yes", cwd=project)).operation == "destroy"
 
 
+def test_destroy_and_outputs_work_from_the_state_whatever_the_config(tmp_path):
+    """They do not run the program: a stack whose config no longer validates can still be destroyed."""
+    (tmp_path / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
+    (tmp_path / "Pulumi.old.yaml").write_text("config:\n  tritonllm:region: nowhere\n")
+    for argv in (("destroy", "--yes"), ("outputs",)):
+        plan = deploy.plan_from_args(parse(argv[0], "--stack", "old", *argv[1:], "--cwd", str(tmp_path)))
+        assert plan.check_report == () and plan.config_keys == ()
+    with pytest.raises(deploy.DeployError, match="tritonllm:region: String should match pattern"):
+        deploy.plan_from_args(parse("up", "--stack", "old", "--cwd", str(tmp_path)))
+
+
 def test_expect_no_changes_only_for_preview_and_up(project):
     with pytest.raises(deploy.DeployError, match="preview and up only"):
         deploy.plan_from_args(parse("outputs", "--stack", "dev", "--expect-no-changes", cwd=project))
@@ -193,9 +205,9 @@ def test_outputs_json(project, capsys):
     assert '"region": "us-west-2"' in lines[0]
 
 
-# ---------------------------------------------------------------- tools before config, runnable fixes
-# (issue 13: `deploy preview` on the shipped stack reported the missing HF token, whose fix needs the
-# Pulumi CLI, before the missing CLI)
+# ---------------------------------------------------------------- the offline check first, runnable fixes
+# Issue 22: deploy runs `tritonllm check` (no CLI, AWS or network) before it looks for the Pulumi CLI.
+# Issue 13: a config fix that runs the Pulumi CLI says so when the CLI is missing or not logged in.
 
 
 def fake_pulumi(bin_dir: Path, whoami_rc: int = 0, log: Path | None = None) -> Path:
@@ -212,22 +224,49 @@ def fake_pulumi(bin_dir: Path, whoami_rc: int = 0, log: Path | None = None) -> P
     return cli
 
 
-def test_missing_cli_is_reported_before_the_config_of_the_shipped_stack(monkeypatch, tmp_path, capsys):
+def test_the_offline_check_runs_before_the_cli_is_looked_for(project, monkeypatch, tmp_path, capsys):
+    """A valid stack with no Pulumi CLI: the check's report comes out first, then the missing CLI."""
+    order = []
+    real_check, real_find = deploy.check.check_stack, deploy.find_pulumi_cli
+    monkeypatch.setattr(deploy.check, "check_stack", lambda *a, **k: order.append("check") or real_check(*a, **k))
+    monkeypatch.setattr(deploy, "find_pulumi_cli", lambda: order.append("cli") or real_find())
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert deploy.main(parse("preview", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert order == ["check", "cli"]
+    assert out.startswith("Pulumi.dev.yaml: valid (") and "what `pulumi up` would create" in out, out
+    assert "TritonLLM llama-3-2-1b" in out
+    assert "Pulumi CLI is not on PATH" in err and "curl -fsSL https://get.pulumi.com | sh" in err
+
+
+def test_a_config_error_comes_first_and_names_the_missing_cli_its_fix_needs(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert deploy.main(parse("preview", "--stack", "dev")) == deploy.EXIT_USAGE  # shipped dev: no hfToken
-    err = capsys.readouterr().err
-    assert "Pulumi CLI is not on PATH" in err and "hfToken" not in err
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("tritonllm deploy: Pulumi.dev.yaml: invalid stack config:\n"), err
+    assert "hfToken is not set" in err and "Pulumi CLI is not on PATH" in err
+    assert err.index("hfToken is not set") < err.index("the fixes above run the Pulumi CLI")
     assert "curl -fsSL https://get.pulumi.com | sh" in err and "pulumi login --local" in err
 
 
-def test_login_is_checked_before_the_config(monkeypatch, tmp_path, capsys):
+def test_a_config_error_names_the_login_its_fix_needs(monkeypatch, tmp_path, capsys):
     log = tmp_path / "calls.log"
     fake_pulumi(tmp_path / "bin", whoami_rc=255, log=log)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
     assert deploy.main(parse("preview", "--stack", "dev")) == deploy.EXIT_USAGE
     err = capsys.readouterr().err
-    assert "not logged in" in err and "PULUMI_ACCESS_TOKEN" in err and "hfToken" not in err
-    assert "pulumi login --local" in err
+    assert err.index("hfToken is not set") < err.index("not logged in"), err
+    assert "PULUMI_ACCESS_TOKEN" in err and "pulumi login --local" in err
+    assert log.read_text().split() == ["whoami", "--non-interactive"]
+
+
+def test_login_is_checked_after_the_offline_check(project, monkeypatch, tmp_path, capsys):
+    log = tmp_path / "calls.log"
+    fake_pulumi(tmp_path / "bin", whoami_rc=255, log=log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    assert deploy.main(parse("preview", "--stack", "vllm", cwd=project)) == deploy.EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out.startswith("Pulumi.vllm.yaml: valid (") and "not logged in" in err and "invalid" not in err
     assert log.read_text().split() == ["whoami", "--non-interactive"]
 
 
@@ -258,3 +297,19 @@ def test_missing_stack_file_fix_names_a_file_to_start_from(project):
     message = str(info.value)
     assert f"`cp {project / 'Pulumi.dev.yaml'} {project / 'Pulumi.prod.yaml'}`" in message
     assert f"`pulumi -C {project} stack init prod`" in message
+
+
+def test_the_docs_say_what_deploy_checks_first():
+    """Every sentence of README and docs/ about what `deploy` does first says what main() does: the
+    offline config check, before it looks for the Pulumi CLI (issue 22: two descriptions disagreed)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    about_deploy_first = []
+    for page in pages:
+        units = re.split(r"\n\s*\n|\n(?=\|)| \| ", page.read_text())  # paragraphs, table rows and cells
+        sentences = [s for unit in units for s in re.split(r"(?<=[.;:])\s+(?=[A-Z`])", re.sub(r"\s+", " ", unit))]
+        for sentence in sentences:
+            if re.search(r"`(tritonllm )?deploy`", sentence) and re.search(r"\bfirst\b", sentence):
+                about_deploy_first.append((page.name, sentence))
+    assert {page for page, _ in about_deploy_first} >= {"README.md", "deploy.md"}, about_deploy_first
+    for page, sentence in about_deploy_first:
+        assert re.search(r"check first, before it looks for the Pulumi CLI", sentence), (page, sentence)

@@ -171,9 +171,11 @@ def test_first_install_announces_the_compile_then_shows_pip_progress(template, t
 
 
 def test_later_installs_do_not_announce_a_compile(template, tmp_path):
+    """The pinned version installed already: setup says so, and needs no compiler."""
     venv = setup_tree(template, tmp_path, cache=False, installed=LLAMA_PIN)
-    proc = run(tmp_path, venv, tools_path(tmp_path, with_compiler=True))
+    proc = run(tmp_path, venv, tools_path(tmp_path, with_compiler=False))
     assert proc.returncode == 0 and "compiles llama.cpp" not in proc.stdout and "pip's cache" not in proc.stdout
+    assert f"llama-cpp-python {LLAMA_PIN} is installed already, so llama.cpp is not compiled again" in proc.stdout
 
 
 @pytest.mark.parametrize("installed", [None, "0.0.1"], ids=["first-install", "upgrade"])
