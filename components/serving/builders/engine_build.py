@@ -197,6 +197,8 @@ def build_script_args(model: ModelConfig, key: str, revision_sha: str | None = N
         str(e.max_queue_delay_microseconds),
         "--bls-instance-count",
         str(e.bls_instance_count),
+        # auto: the build reads config.json's model_type; a set family is checked against it there
+        *(["--model-family", e.model_family] if e.model_family != "auto" else []),
         "--work-dir",
         WORK_DIR,
         "--output-dir",
