@@ -21,46 +21,22 @@ of the first response only (`engine/triton_engine.py` `completion`: `responses[0
 whose text ends before a held-back character is kept until the next response of its sequence
 arrives (then sent as is) or the generation ends (then sent with the rest attached).
 
-The pure part (DeltaText, stream_deltas) needs only the standard library and is unit-tested with a
+The pure part (DeltaText in text_deltas.py, stream_deltas) needs only the standard library and is unit-tested with a
 real byte-level BPE tokenizer (tests/repository/test_trtllm_streaming.py).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-REPLACEMENT = "\ufffd"
-
-
-class DeltaText:
-    """Cumulative decodes of one sequence in, the new complete text of each out."""
-
-    def __init__(self) -> None:
-        self.sent = ""
-        self.latest = ""
-
-    def push(self, cumulative: str) -> str:
-        self.latest = cumulative
-        stable = cumulative.rstrip(REPLACEMENT)  # an incomplete trailing character decodes to U+FFFD
-        if len(stable) <= len(self.sent):
-            return ""
-        # Byte-level BPE decodes are prefix-stable, so this is exactly the new text. (A tokenizer
-        # whose decode rewrote earlier text could not take back what was sent: best effort.)
-        delta = stable[len(self.sent) :]
-        self.sent = stable
-        return delta
-
-    @property
-    def pending(self) -> bool:
-        """Whether text is held back (the latest decode ends in an incomplete character)."""
-        return len(self.latest) > len(self.sent)
-
-    def flush(self) -> str:
-        """At the end of the generation: what was held back (a genuinely incomplete character)."""
-        rest = self.latest[len(self.sent) :]
-        self.sent = self.latest if len(self.latest) > len(self.sent) else self.sent
-        return rest
+try:
+    from text_deltas import DeltaText  # next to this file in the model's version directory
+except ImportError:  # loaded by path (tests): the same folder
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from text_deltas import DeltaText
 
 
 def _index(value: Any) -> int:

@@ -46,7 +46,7 @@ TEMPLATE_MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing"
 SERVED_TEMPLATE = "tensorrt_llm_bls"
 # Files shipped next to this script (the build Job's ConfigMap) and copied into the served model.
 SCRIPT_HOME = Path(__file__).resolve().parent
-SHIPPED_FILES = ("bls_stream.py",)
+SHIPPED_FILES = ("bls_stream.py", "text_deltas.py")
 # Every model's version directory must hold a file: S3 has no empty directories, so an empty
 # `1/` vanishes between the upload and the Triton pod's staging, and Triton then finds no version.
 VERSION_PLACEHOLDER = ".keep"
@@ -424,7 +424,8 @@ def plan(args: argparse.Namespace, family: str) -> list[tuple[str, str]]:
     steps.append(
         (
             "stream-wrapper",
-            f"mv {served}/model.py {served}/upstream_model.py; cp {SCRIPT_HOME / 'bls_stream.py'} {served}/model.py",
+            f"mv {served}/model.py {served}/upstream_model.py; cp {SCRIPT_HOME / 'bls_stream.py'} {served}/model.py; "
+            f"cp {SCRIPT_HOME / 'text_deltas.py'} {served}/text_deltas.py",
         )
     )
     steps.append(("version-files", f"write 1/{VERSION_PLACEHOLDER} into every version directory without a file"))
@@ -510,6 +511,7 @@ def install_stream_wrapper(model_dir: Path) -> None:
     version = model_dir / "1"
     (version / "model.py").rename(version / "upstream_model.py")
     shutil.copy2(SCRIPT_HOME / "bls_stream.py", version / "model.py")
+    shutil.copy2(SCRIPT_HOME / "text_deltas.py", version / "text_deltas.py")  # bls_stream.py imports it
 
 
 def fill_repository(args: argparse.Namespace) -> None:

@@ -220,3 +220,31 @@ def test_a_streamed_generation_cut_inside_a_character_ends_with_the_rest(upstrea
     assert len(streamed) == len(unwrapped) == len(cut)  # one response per token, as upstream sends
     assert "".join(streamed) == tokenizer.decode(cut)
     assert not any("\ufffd" in chunk for chunk in streamed[:-1])
+
+
+# --------------------------------------------------------------------------- the llmapi model's wrapper
+
+LLMAPI_STREAM = REPO_ROOT / "model_repository" / "trtllm" / "llmapi_stream.py"
+
+
+def test_the_llmapi_wrapper_holds_back_an_incomplete_character(monkeypatch):
+    """llmapi_stream.py on upstream's call pattern (the same RequestOutput updated in place, then
+    `_create_response`): deltas only, a trailing U+FFFD held until it completes, the rest at the end.
+    The end-to-end check on a real Triton is tests/e2e/test_llmapi_streaming.py."""
+
+    class Upstream:
+        def _create_response(self, request_output, output_config):
+            return [output.text for output in request_output.outputs]  # upstream: output.text per output
+
+    monkeypatch.setitem(sys.modules, "upstream_model", types.SimpleNamespace(TritonPythonModel=Upstream))
+    wrapper = load_module(LLMAPI_STREAM, "llmapi_stream_under_test").TritonPythonModel()
+    output = types.SimpleNamespace(text="", finish_reason=None)
+    request_output = types.SimpleNamespace(outputs=[output], finished=False)
+    sent = []
+    for text, finished in [("Hi ", False), ("Hi \ufffd", False), ("Hi 🎉", False), ("Hi 🎉 \ufffd", True)]:
+        output.text, request_output.finished = text, finished
+        sent.append(wrapper._create_response(request_output, {})[0])
+    assert sent == ["Hi ", "", "🎉", " \ufffd"]
+    # a second request (a new RequestOutput) starts from nothing; not streamed: one call, all of it
+    again = types.SimpleNamespace(outputs=[types.SimpleNamespace(text="Hi 🎉")], finished=True)
+    assert wrapper._create_response(again, {}) == ["Hi 🎉"]

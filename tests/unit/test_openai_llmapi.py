@@ -338,8 +338,12 @@ def test_llmapi_options_reach_model_yaml():
 def test_llmapi_pod(llmapi_run):
     container = _container(llmapi_run, "llama-3-2-1b")
     script = container["command"][2]
-    assert "cp /app/all_models/llmapi/tensorrt_llm/1/model.py /llmapi/model_repository/llama-3-2-1b/1/" in script
-    assert "cp /app/all_models/llmapi/tensorrt_llm/1/helpers.py /llmapi/model_repository/llama-3-2-1b/1/" in script
+    version = "/llmapi/model_repository/llama-3-2-1b/1"
+    # upstream's model.py behind our streaming wrapper (tests/e2e/test_llmapi_streaming.py runs it)
+    assert f"cp /app/all_models/llmapi/tensorrt_llm/1/model.py {version}/upstream_model.py" in script
+    assert f"cp /app/all_models/llmapi/tensorrt_llm/1/helpers.py {version}/helpers.py" in script
+    assert f"cp /llmapi/config/llmapi_stream.py {version}/model.py" in script
+    assert f"cp /llmapi/config/text_deltas.py {version}/text_deltas.py" in script
     assert script.splitlines()[-1].startswith(
         "exec mpirun --allow-run-as-root -n 1 tritonserver --model-repository=/llmapi/model_repository "
     )
@@ -350,9 +354,12 @@ def test_llmapi_pod(llmapi_run):
     assert volumes["llmapi-config"]["configMap"]["name"] == "llmapi-model"
     configmap = next(m for m in llmapi_run.manifests("ConfigMap") if m["metadata"]["namespace"] == "llama-3-2-1b")
     model = _llmapi_model()
+    wrapper = Path(llmapi_repository.__file__).resolve().parents[3] / "model_repository" / "trtllm"
     assert configmap["data"] == {
         "config.pbtxt": llmapi_repository.config_pbtxt(model),
         "model.yaml": llmapi_repository.model_yaml(model),
+        "llmapi_stream.py": (wrapper / "llmapi_stream.py").read_text(),
+        "text_deltas.py": (wrapper / "text_deltas.py").read_text(),
     }
     assert spec["metadata"]["annotations"]["tritonllm.io/llmapi-config"]
     env = {e["name"]: e.get("value") for e in container["env"]}

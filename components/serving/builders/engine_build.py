@@ -41,7 +41,7 @@ from components.platform.builders.karpenter import gpu_tolerations, node_selecto
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "model_repository" / "trtllm" / "build_engine.py"
 # Shipped next to the script in the ConfigMap (build_engine.SHIPPED_FILES).
-SHIPPED_FILES = {"bls_stream.py": BUILD_SCRIPT.parent / "bls_stream.py"}
+SHIPPED_FILES = {name: BUILD_SCRIPT.parent / name for name in ("bls_stream.py", "text_deltas.py")}
 
 # Bump when the layout under engines/<key>/ changes, so old caches are not reused.
 ENGINE_LAYOUT_VERSION = 2
