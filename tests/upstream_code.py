@@ -2,14 +2,14 @@
 check rather than our reading of it.
 
 The files live in the reference folder (tests/k8s_schema.py REFERENCE_DIR) under the path they have
-upstream, prefixed by repository and tag, e.g.
+upstream, prefixed by a folder per kind and the repository and tag, e.g.
 
-    triton-server-r25.12/python/openai/openai_frontend/engine/utils/triton.py
-    TensorRT-LLM-v1.1.0/examples/models/core/gemma/convert_checkpoint.py
+    triton-openai/server-r25.12/python/openai/openai_frontend/engine/utils/triton.py
+    trtllm-convert/TensorRT-LLM-v1.1.0/examples/models/core/gemma/convert_checkpoint.py
 
 They are not in the offline copy yet; until they are, the tests that use them fall back to a port or a
-transcription with a citation (file, tag, line) and say so in their skip-free output. Nothing here
-is upstream code: only a loader for it.
+transcription of the part they need, with its citation (file, tag or commit, line). Nothing here is
+upstream code: only a loader for it.
 
 - `reference_file(rel)`: the file, or None when the reference folder does not hold it.
 - `function_from_source(path, name, namespace)`: one top-level function of a module compiled on its

@@ -39,7 +39,7 @@ from tests.e2e import test_vllm_health as dying
 from tests.unit.harness import load_stack_config
 from tests.upstream_code import reference_file
 
-UPSTREAM_MAIN_PY = "triton-server-r25.12/python/openai/openai_frontend/main.py"
+UPSTREAM_MAIN_PY = "triton-openai/server-r25.12/python/openai/openai_frontend/main.py"
 # The keywords main.py r25.12 builds its server with (main.py lines 203-209), and no Options object.
 MAIN_PY_SERVER_KEYWORDS = {"model_repository", "log_verbose", "log_info", "log_warn", "log_error"}
 

@@ -9,7 +9,7 @@ made Gemma exit 2 on `--tp_size` ("unrecognized arguments") before converting an
 Here the build script's own convert_command() is parsed by the converter's parser:
 
 * upstream's parse_arguments() itself, when the reference folder holds the script at
-  `TensorRT-LLM-v<version>/examples/models/core/<family>/convert_checkpoint.py`
+  `trtllm-convert/TensorRT-LLM-v<version>/examples/models/core/<family>/convert_checkpoint.py`
   (tests/upstream_code.py runs it with its TensorRT-LLM/transformers imports stubbed);
 * otherwise a parser rebuilt from the argument definitions transcribed below, each with its source.
 
@@ -99,7 +99,7 @@ NO_PIPELINE_PARALLEL = {"gemma", "phi"}
 
 def upstream_script(family: str) -> Path | None:
     return reference_file(
-        f"TensorRT-LLM-v{versions.TENSORRT_LLM_VERSION}/examples/models/core/{family}/convert_checkpoint.py"
+        f"trtllm-convert/TensorRT-LLM-v{versions.TENSORRT_LLM_VERSION}/examples/models/core/{family}/convert_checkpoint.py"
     )
 
 

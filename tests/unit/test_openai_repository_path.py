@@ -31,7 +31,7 @@ from components.serving.builders.model_repository import models_prefix, vllm_mod
 from tests.unit.harness import load_stack_config
 from tests.upstream_code import function_from_source, reference_file
 
-UPSTREAM_TRITON_PY = "triton-server-r25.12/python/openai/openai_frontend/engine/utils/triton.py"
+UPSTREAM_TRITON_PY = "triton-openai/server-r25.12/python/openai/openai_frontend/engine/utils/triton.py"
 BUCKET = "tritonllm-llmapi-models"
 
 

@@ -102,7 +102,8 @@ def uses_irsa(model: ModelConfig) -> bool:
     """Whether the Triton pods get AWS credentials through IRSA rather than EKS Pod Identity.
 
     vLLM pods: tritonserver itself reads s3://, with the AWS C++ SDK Triton 25.12 is built
-    with (1.11.60); EKS Pod Identity needs 1.11.263 or later, web identity (IRSA) works.
+    with (1.11.60); EKS Pod Identity needs 1.11.263 or later, web identity (IRSA) works. (In
+    OpenAI mode the AWS CLI of the stage-repository init container reads it, with IRSA too.)
     TRT-LLM pods read S3 with the AWS CLI (2.31, Pod Identity capable) in an init container.
     """
     return model.backend == "vllm"
