@@ -93,14 +93,14 @@ def openai_vllm_model():
     return model, cfg.site_of(model)
 
 
-def in_process_server_options(command: list[str], tmp_path: Path) -> dict:
+def in_process_server_options(command: list[str], tmp_path: Path, main_source: str = FAKE_MAIN) -> dict:
     """Run the container command with main.py and `tritonserver` replaced by the recorders."""
     fake = tmp_path / "fake"
     (fake / "tritonserver").mkdir(parents=True)
     (fake / "tritonserver" / "__init__.py").write_text(FAKE_TRITONSERVER)
     frontend = tmp_path / "openai_frontend"
     frontend.mkdir()
-    (frontend / "main.py").write_text(FAKE_MAIN)
+    (frontend / "main.py").write_text(main_source)
     (frontend / "sibling.py").write_text("")
     assert openai_frontend.FRONTEND_MAIN in command
     argv = [str(frontend / "main.py") if a == openai_frontend.FRONTEND_MAIN else a for a in command]
@@ -187,3 +187,13 @@ def test_a_dead_engine_fails_the_openai_pods_probes(tmp_path):
             server.stop()
     finally:
         monkeypatch.undo()
+
+
+def test_the_launcher_refuses_a_main_py_that_passes_an_options_object(tmp_path):
+    """Should a later main.py build its server from an Options object, the launcher's keywords would be
+    ignored and the pod would silently lose its health check: it stops instead, saying why."""
+    model, site = openai_vllm_model()
+    command = tm.deployment_manifest(model, site, bucket="b")["spec"]["template"]["spec"]["containers"][0]["command"]
+    passes_options = "import tritonserver\ntritonserver.Server(object())\n"
+    with pytest.raises(AssertionError, match="main.py passed tritonserver.Options"):
+        in_process_server_options(command, tmp_path, main_source=passes_options)
