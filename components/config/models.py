@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -100,6 +101,13 @@ class EngineBuildOptions(ConfigModel):
         description="Instances of the served BLS model; each streams one request at a time (a Python process "
         "each, CPU memory). 0: maxBatchSize, as upstream advises",
     )
+    model_family: Literal["auto", "llama", "qwen", "gemma", "phi", "gpt"] = Field(
+        "auto",
+        description="TensorRT-LLM checkpoint converter (examples/models/core/<family>/convert_checkpoint.py); "
+        "auto: the build picks it from config.json's model_type, and preview guesses it from hfModelId's "
+        "name for its checks. Set it when the name does not tell (the build refuses a family that "
+        "config.json contradicts)",
+    )
     timeout_minutes: int = Field(90, ge=5, le=600, description="Deadline for the build Job")
 
     @model_validator(mode="after")
@@ -113,6 +121,53 @@ class EngineBuildOptions(ConfigModel):
             if on and not self.paged_kv_cache:
                 raise ValueError(f"@{key}: needs pagedKvCache true; set {key}: false or pagedKvCache: true")
         return self
+
+
+# TensorRT-LLM checkpoint converters of the pinned release that cannot split a model into pipeline
+# stages (model_repository/trtllm/build_engine.py CONVERTERS_WITHOUT_PIPELINE_PARALLEL has why).
+CONVERTERS_WITHOUT_PIPELINE_PARALLEL = ("gemma", "phi")
+# Hugging Face repository names of Qwen (v1), e.g. Qwen/Qwen-7B-Chat (Qwen1.5 and later: Qwen1.5-..., Qwen2-...).
+QWEN_V1_NAME = re.compile(r"^qwen-", re.IGNORECASE)
+
+
+def engine_family(model: Any) -> str | None:
+    """The converter family of a model whose engine is built: engine.modelFamily, else a guess from
+    hfModelId's name ("qwen-v1" for Qwen v1), None when the name does not tell."""
+    if model.engine.model_family != "auto":
+        return str(model.engine.model_family)
+    name = model.hf_model_id.split("/", 1)[1].lower()
+    if QWEN_V1_NAME.match(name):
+        return "qwen-v1"
+    if "gemma" in name:
+        return "gemma"
+    if re.match(r"^phi-?\d", name):
+        return "phi"
+    return None
+
+
+def engine_family_problems(model: Any) -> list[str]:
+    """What the engine build's checkpoint converter cannot do for this model ("@key: message" lines)."""
+    if not model.builds_engine:
+        return []
+    family = engine_family(model)
+    if family == "qwen-v1":
+        return [
+            f"@hfModelId: {model.hf_model_id} is Qwen (v1), which needs its repository's own Python code "
+            "(trust_remote_code) and its qwen.tiktoken vocabulary; the engine build fetches and serves neither. "
+            "Use Qwen1.5 or later (e.g. Qwen/Qwen2.5-7B-Instruct), or set engine.modelFamily if this is not Qwen v1"
+        ]
+    if family in CONVERTERS_WITHOUT_PIPELINE_PARALLEL and model.pipeline_parallel > 1 and model.engine.dtype != "fp8":
+        guessed = model.engine.model_family == "auto"
+        return [
+            f"@pipelineParallel: {model.pipeline_parallel}, but TensorRT-LLM's {family} checkpoint converter "
+            f"has no pipeline parallelism; use tensorParallel: {model.parallel_gpus} with pipelineParallel: 1"
+            + (
+                f" (the family is guessed from hfModelId: set engine.modelFamily if it is not {family})"
+                if guessed
+                else ""
+            )
+        ]
+    return []
 
 
 class ResourcesConfig(ConfigModel):
@@ -182,7 +237,7 @@ class ModelConfig(ConfigModel):
                 f"@name: {self.name!r} is the name of a TensorRT-LLM ensemble's composing model, which the "
                 "request-rate rules do not count; choose another name"
             )
-        problems = llmapi_config_problems(self) + openai_config_problems(self)
+        problems = llmapi_config_problems(self) + openai_config_problems(self) + engine_family_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         if self.gpus is not None and self.gpus < self.parallel_gpus:

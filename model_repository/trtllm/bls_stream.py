@@ -10,45 +10,33 @@ arrives as U+FFFD and streamed text differs from non-streamed text. Upstream's B
 `accumulate_tokens: true` (tensorrt_llm_bls/1/lib/decode.py `Decoder.postprocess`) decodes all of a
 request's tokens so far instead, so its text is right but cumulative. This wrapper turns that
 cumulative text back into deltas and holds back a trailing incomplete character (U+FFFD at the end)
-until the next token completes it; whatever is still held when the generation ends is sent last.
-The concatenated stream equals the non-streamed text.
+until the next token completes it. The concatenated stream equals the non-streamed text.
 
-The pure part (DeltaText, stream_deltas) needs only the standard library and is unit-tested with a
+When a generation ends inside a character (max_tokens reached mid-emoji), what is still held goes
+out in the last response, never in an extra one: a non-streamed request must get one response with
+text (plus upstream's empty final-flag response). Triton's OpenAI frontend refuses a third
+(server r25.12 `python/openai/openai_frontend/engine/utils/triton.py`
+`_validate_triton_responses_non_streaming`: "Unexpected number of responses"), and reads the text
+of the first response only (`engine/triton_engine.py` `completion`: `responses[0]`). So a response
+whose text ends before a held-back character is kept until the next response of its sequence
+arrives (then sent as is) or the generation ends (then sent with the rest attached).
+
+The pure part (DeltaText in text_deltas.py, stream_deltas) needs only the standard library and is unit-tested with a
 real byte-level BPE tokenizer (tests/repository/test_trtllm_streaming.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-REPLACEMENT = "\ufffd"
-
-
-class DeltaText:
-    """Cumulative decodes of one sequence in, the new complete text of each out."""
-
-    def __init__(self) -> None:
-        self.sent = ""
-        self.latest = ""
-
-    def push(self, cumulative: str) -> str:
-        self.latest = cumulative
-        stable = cumulative.rstrip(REPLACEMENT)  # an incomplete trailing character decodes to U+FFFD
-        if len(stable) <= len(self.sent):
-            return ""
-        # Byte-level BPE decodes are prefix-stable, so this is exactly the new text. (A tokenizer
-        # whose decode rewrote earlier text could not take back what was sent: best effort.)
-        delta = stable[len(self.sent) :]
-        self.sent = stable
-        return delta
-
-    def flush(self) -> str:
-        """At the end of the generation: what was held back (a genuinely incomplete character)."""
-        rest = self.latest[len(self.sent) :]
-        self.sent = self.latest if len(self.latest) > len(self.sent) else self.sent
-        return rest
+try:
+    from text_deltas import DeltaText  # next to this file in the model's version directory
+except ImportError:  # loaded by path (tests): the same folder
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from text_deltas import DeltaText
 
 
 def _index(value: Any) -> int:
@@ -59,31 +47,34 @@ def _index(value: Any) -> int:
 
 
 def stream_deltas(responses: Iterable[Any]) -> Iterator[Any]:
-    """Upstream BLS Response objects with cumulative text_output -> the same with delta text_output."""
+    """Upstream BLS Response objects with cumulative text_output -> the same with delta text_output.
+
+    Yields exactly as many responses as it is given (see the module docstring for the order)."""
     states: dict[tuple[int, int, int], DeltaText] = {}
-    last = None
+    held: dict[tuple[int, int], Any] = {}  # (batch, sequence) -> a response kept back, see above
     for response in responses:
-        batch, seq = _index(response.batch_index), _index(response.sequence_index)
-        out = []
+        sequence = (_index(response.batch_index), _index(response.sequence_index))
+        if sequence in held:
+            yield held.pop(sequence)  # the next response of its sequence came: it was not the last
+        out, pending = [], False
         for beam, text in enumerate(response.text_output):
-            state = states.setdefault((batch, seq, beam), DeltaText())
+            state = states.setdefault((*sequence, beam), DeltaText())
             decoded = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
             out.append(state.push(decoded).encode("utf-8"))
+            pending = pending or state.pending
         response.text_output = _like(response.text_output, out)
-        last = response
-        yield response
-    if last is None:
-        return
-    held = {k: s.flush() for k, s in states.items()}
-    if any(held.values()):
-        beams = max(k[2] for k in held) + 1
-        tail = [
-            held.get((_index(last.batch_index), _index(last.sequence_index), b), "").encode("utf-8")
-            for b in range(beams)
+        if pending:
+            held[sequence] = response
+        else:
+            yield response
+    for sequence, response in held.items():
+        # The generation ended inside a character: the held-back rest goes out with this last response.
+        tails = [
+            bytes(text) + states[(*sequence, beam)].flush().encode("utf-8")
+            for beam, text in enumerate(response.text_output)
         ]
-        keep = {"batch_index", "sequence_index"}
-        fields = {f.name: None for f in dataclasses.fields(last) if f.name not in keep | {"text_output"}}
-        yield dataclasses.replace(last, text_output=_like(last.text_output, tail), **fields)
+        response.text_output = _like(response.text_output, tails)
+        yield response
 
 
 def _like(original: Any, values: list[bytes]) -> Any:

@@ -46,7 +46,7 @@ TEMPLATE_MODELS = ("ensemble", "preprocessing", "tensorrt_llm", "postprocessing"
 SERVED_TEMPLATE = "tensorrt_llm_bls"
 # Files shipped next to this script (the build Job's ConfigMap) and copied into the served model.
 SCRIPT_HOME = Path(__file__).resolve().parent
-SHIPPED_FILES = ("bls_stream.py",)
+SHIPPED_FILES = ("bls_stream.py", "text_deltas.py")
 # Every model's version directory must hold a file: S3 has no empty directories, so an empty
 # `1/` vanishes between the upload and the Triton pod's staging, and Triton then finds no version.
 VERSION_PLACEHOLDER = ".keep"
@@ -57,7 +57,6 @@ CONVERTERS = {
     "llama": "llama",
     "mistral": "llama",
     "mixtral": "llama",
-    "qwen": "qwen",
     "qwen2": "qwen",
     "qwen3": "qwen",
     "gemma": "gemma",
@@ -66,6 +65,26 @@ CONVERTERS = {
     "phi3": "phi",
     "gpt2": "gpt",
 }
+# model_type values refused with the reason: what their conversion needs, this build does not provide.
+REFUSED_MODEL_TYPES = {
+    # Qwen (v1): its Hugging Face repository ships its own modeling/tokenization code (auto_map,
+    # loaded with trust_remote_code by the converter's AutoConfig and by the preprocessing model's
+    # AutoTokenizer) and a `qwen.tiktoken` vocabulary read through the `tiktoken` package; this build
+    # downloads no *.py files and the tokenizer/ directory carries neither.
+    "qwen": "Qwen (v1) needs the model repository's own Python code (trust_remote_code) and its "
+    "qwen.tiktoken vocabulary, which this build does not fetch or serve; use Qwen1.5 or later "
+    "(model_type qwen2, the same converter)",
+}
+
+# How each converter (examples/models/core/<family>/convert_checkpoint.py of the TensorRT-LLM the
+# image carries, versions.TENSORRT_LLM_VERSION) is called; tests/unit/test_engine_converters.py runs
+# each upstream parser on what convert_command() builds. Most take --model_dir --output_dir --dtype
+# --tp_size --pp_size --workers. Gemma's parse_arguments() takes --ckpt-type (no default:
+# main() looks the parser class up by it), --model-dir, --output-model-dir and --world-size, "world
+# size, only support tensor parallelism now" (main() builds Mapping(tp_size=world_size, pp_size=1)).
+# Phi's takes the common ones, but its __main__ asserts `args.pp_size == 1` ("Pipeline parallelism
+# is not supported.").
+CONVERTERS_WITHOUT_PIPELINE_PARALLEL = ("gemma", "phi")
 # Files copied from the download into tokenizer/ (pre/postprocessing load the tokenizer from there).
 TOKENIZER_FILES = (
     "config.json",
@@ -162,6 +181,8 @@ def validate(args: argparse.Namespace) -> None:
         problems.append("--kv-cache-free-gpu-mem-fraction must be in (0, 1]")
     if args.model_family != "auto" and args.model_family not in set(CONVERTERS.values()):
         problems.append(f"--model-family {args.model_family!r} unknown; use auto or {sorted(set(CONVERTERS.values()))}")
+    elif args.model_family != "auto":
+        problems += family_problems(args, args.model_family)
     for name in ("work_dir", "output_dir", "stage_dir"):
         if not os.path.isabs(getattr(args, name)):
             problems.append(f"--{name.replace('_', '-')} must be an absolute path")
@@ -189,6 +210,17 @@ def converter_script(family: str) -> Path:
     return APP_DIR / "examples" / "models" / "core" / family / "convert_checkpoint.py"
 
 
+def family_problems(args: argparse.Namespace, family: str) -> list[str]:
+    """Why `family`'s converter cannot make this checkpoint (empty when it can)."""
+    if family in CONVERTERS_WITHOUT_PIPELINE_PARALLEL and args.pp_size > 1 and args.dtype != "fp8":
+        return [
+            f"--pp-size {args.pp_size}: TensorRT-LLM's {family} checkpoint converter has no pipeline "
+            f"parallelism (examples/models/core/{family}/convert_checkpoint.py); use --tp-size "
+            f"{args.tp_size * args.pp_size} --pp-size 1"
+        ]
+    return []
+
+
 def convert_command(args: argparse.Namespace, family: str) -> list[str]:
     p = paths(args)
     world = args.tp_size * args.pp_size
@@ -213,6 +245,21 @@ def convert_command(args: argparse.Namespace, family: str) -> list[str]:
             str(args.tp_size),
             "--pp_size",
             str(args.pp_size),
+        ]
+    if family == "gemma":
+        return [
+            "python3",
+            str(converter_script(family)),
+            "--ckpt-type",
+            "hf",
+            "--model-dir",
+            str(p["hf"]),
+            "--output-model-dir",
+            str(p["checkpoint"]),
+            "--dtype",
+            args.dtype,
+            "--world-size",
+            str(args.tp_size),
         ]
     return [
         "python3",
@@ -377,7 +424,8 @@ def plan(args: argparse.Namespace, family: str) -> list[tuple[str, str]]:
     steps.append(
         (
             "stream-wrapper",
-            f"mv {served}/model.py {served}/upstream_model.py; cp {SCRIPT_HOME / 'bls_stream.py'} {served}/model.py",
+            f"mv {served}/model.py {served}/upstream_model.py; cp {SCRIPT_HOME / 'bls_stream.py'} {served}/model.py; "
+            f"cp {SCRIPT_HOME / 'text_deltas.py'} {served}/text_deltas.py",
         )
     )
     steps.append(("version-files", f"write 1/{VERSION_PLACEHOLDER} into every version directory without a file"))
@@ -412,6 +460,8 @@ def download(args: argparse.Namespace) -> Path:
 
 def detect_family(hf_dir: Path) -> str:
     model_type = json.loads((hf_dir / "config.json").read_text()).get("model_type", "")
+    if model_type in REFUSED_MODEL_TYPES:
+        raise SystemExit(f"config.json model_type {model_type!r}: {REFUSED_MODEL_TYPES[model_type]}")
     if model_type not in CONVERTERS:
         raise SystemExit(
             f"config.json model_type {model_type!r} has no converter here; known: {sorted(CONVERTERS)}. "
@@ -461,6 +511,7 @@ def install_stream_wrapper(model_dir: Path) -> None:
     version = model_dir / "1"
     (version / "model.py").rename(version / "upstream_model.py")
     shutil.copy2(SCRIPT_HOME / "bls_stream.py", version / "model.py")
+    shutil.copy2(SCRIPT_HOME / "text_deltas.py", version / "text_deltas.py")  # bls_stream.py imports it
 
 
 def fill_repository(args: argparse.Namespace) -> None:
@@ -517,7 +568,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     hf_dir = download(args)
     timings["download_s"] = round(time.monotonic() - started, 1)
-    family = args.model_family if args.model_family != "auto" else detect_family(hf_dir)
+    detected = detect_family(hf_dir)  # refuses model types this build cannot convert, whatever --model-family says
+    family = args.model_family if args.model_family != "auto" else detected
+    if family != detected:
+        raise SystemExit(
+            f"--model-family {family} (engine.modelFamily) but {args.hf_model_id}'s config.json says "
+            f"{detected}; set engine.modelFamily: {detected} or auto"
+        )
+    problems = family_problems(args, family)
+    if problems:
+        raise SystemExit("; ".join(problems))
 
     for step, cmd in (("convert", convert_command(args, family)), ("build", build_command(args))):
         started = time.monotonic()

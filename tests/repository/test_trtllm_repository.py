@@ -172,6 +172,10 @@ def test_filled_upstream_templates_load_like_triton_would(tmp_path, monkeypatch,
     assert (repository / model.name / "1" / "model.py").read_text() == (
         eb.BUILD_SCRIPT.parent / "bls_stream.py"
     ).read_text()
+    # ...and the module it imports, next to it (the version directory is on the stub's sys.path)
+    assert (repository / model.name / "1" / "text_deltas.py").read_text() == (
+        eb.BUILD_SCRIPT.parent / "text_deltas.py"
+    ).read_text()
     # The served model takes the same prompt-table type as tensorrt_llm (it forwards the tensor).
     served_in = {i.name: i for i in served.input}
     engine_in = {i.name: i for i in engine.input}

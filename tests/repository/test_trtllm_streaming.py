@@ -95,9 +95,11 @@ def test_the_tokenizer_splits_characters_across_tokens(tokenizer):
     assert broken >= 2, "no text splits a character across tokens: the test would prove nothing"
 
 
-def run_served_model(decode_mod, np, tokenizer, text: str, streaming: bool, wrap) -> list[str]:
-    """Upstream Decoder.decode with accumulate on (as filled), Triton calls replaced; return the texts sent."""
-    ids = tokenizer.encode(text)
+def run_served_model(decode_mod, np, tokenizer, text: str, streaming: bool, wrap, ids=None) -> list[str]:
+    """Upstream Decoder.decode with accumulate on (as filled), Triton calls replaced; return the texts sent.
+
+    `ids`: the tokens the engine generates (default: the tokens of `text`)."""
+    ids = tokenizer.encode(text) if ids is None else ids
 
     class Decoder(decode_mod.Decoder):
         def preprocess(self, request):
@@ -127,7 +129,7 @@ def run_served_model(decode_mod, np, tokenizer, text: str, streaming: bool, wrap
     responses = decoder.decode(request)
     if wrap is not None:
         responses = wrap(responses)
-    return [r.text_output[0].decode("utf-8") for r in responses]
+    return [r.text_output[0].decode("utf-8", "replace") for r in responses]
 
 
 @pytest.mark.parametrize("text", TEXTS, ids=["accents", "cjk", "emoji", "mixed-scripts"])
@@ -159,3 +161,91 @@ def test_a_generation_cut_inside_a_character_still_sends_everything(tokenizer):
     sent = [state.push(tokenizer.decode(cut[:n])) for n in range(1, len(cut) + 1)]
     sent.append(state.flush())
     assert "".join(sent) == tokenizer.decode(cut)
+
+
+# --------------------------------------------------------------------------- one request, how many responses
+
+
+class UnexpectedResponses(Exception):
+    pass
+
+
+def openai_frontend_non_streaming_check(finals: list[bool]) -> None:
+    """What Triton's OpenAI frontend accepts for a non-streamed request, ported from
+    triton-inference-server/server r25.12 python/openai/openai_frontend/engine/utils/triton.py
+    `_validate_triton_responses_non_streaming` (line 582): one or two responses, the last one final.
+    (It then reads the text of `responses[0]` only: engine/triton_engine.py `completion`, line 369.)"""
+    num_responses = len(finals)
+    if 1 <= num_responses <= 2:
+        if finals[-1] is not True:
+            raise UnexpectedResponses("Unexpected internal error with incorrect response flags")
+    else:
+        raise UnexpectedResponses(f"Unexpected number of responses: {num_responses}, expected 1 or 2.")
+
+
+def bls_sends(texts: list[str]) -> list[tuple[str, bool]]:
+    """(text, final flag) of every response the decoupled BLS sends for one request: each response its
+    decoder yields, then an empty one with the FINAL flag (tensorrtllm_backend v0.19.0
+    all_models/inflight_batcher_llm/tensorrt_llm_bls/1/model.py, lines 219 and 224-225)."""
+    return [(t, False) for t in texts] + [("", True)]
+
+
+@pytest.mark.parametrize("text", ["🎉", "Crème brûlée 🤖", "日本語"], ids=["emoji", "accents-emoji", "cjk"])
+def test_a_non_streamed_generation_cut_inside_a_character_is_one_response(upstream_decode, tokenizer, text):
+    """max_tokens reached inside a character, no streaming: the whole text (ending in U+FFFD, as the
+    BLS decodes it) comes in one response, so the OpenAI frontend takes it (issue 17 item 5)."""
+    decode_mod, np = upstream_decode
+    stream = load_module(BLS_STREAM, "bls_stream_under_test")
+    ids = tokenizer.encode(text)
+    cut = next(ids[:n] for n in range(len(ids) - 1, 0, -1) if tokenizer.decode(ids[:n]).endswith("\ufffd"))
+    whole = tokenizer.decode(cut)
+    assert whole.endswith("\ufffd")  # precondition: the generation really ends inside a character
+    texts = run_served_model(decode_mod, np, tokenizer, text, False, stream.stream_deltas, ids=cut)
+    sent = bls_sends(texts)
+    openai_frontend_non_streaming_check([final for _, final in sent])
+    assert sent[0][0] == whole  # what the frontend returns: responses[0]
+    # a KServe client of /generate reads the first response too
+    assert "".join(t for t, _ in sent) == whole
+
+
+def test_a_streamed_generation_cut_inside_a_character_ends_with_the_rest(upstream_decode, tokenizer):
+    """Streaming, cut inside the last character: deltas only ever end on whole characters, the rest
+    comes with the last response, and no extra response is sent."""
+    decode_mod, np = upstream_decode
+    stream = load_module(BLS_STREAM, "bls_stream_under_test")
+    text = "Emoji: 🎉👍🏽 done"
+    ids = tokenizer.encode(text)
+    cut = next(ids[:n] for n in range(len(ids) - 1, 0, -1) if tokenizer.decode(ids[:n]).endswith("\ufffd"))
+    streamed = run_served_model(decode_mod, np, tokenizer, text, True, stream.stream_deltas, ids=cut)
+    unwrapped = run_served_model(decode_mod, np, tokenizer, text, True, None, ids=cut)
+    assert len(streamed) == len(unwrapped) == len(cut)  # one response per token, as upstream sends
+    assert "".join(streamed) == tokenizer.decode(cut)
+    assert not any("\ufffd" in chunk for chunk in streamed[:-1])
+
+
+# --------------------------------------------------------------------------- the llmapi model's wrapper
+
+LLMAPI_STREAM = REPO_ROOT / "model_repository" / "trtllm" / "llmapi_stream.py"
+
+
+def test_the_llmapi_wrapper_holds_back_an_incomplete_character(monkeypatch):
+    """llmapi_stream.py on upstream's call pattern (the same RequestOutput updated in place, then
+    `_create_response`): deltas only, a trailing U+FFFD held until it completes, the rest at the end.
+    The end-to-end check on a real Triton is tests/e2e/test_llmapi_streaming.py."""
+
+    class Upstream:
+        def _create_response(self, request_output, output_config):
+            return [output.text for output in request_output.outputs]  # upstream: output.text per output
+
+    monkeypatch.setitem(sys.modules, "upstream_model", types.SimpleNamespace(TritonPythonModel=Upstream))
+    wrapper = load_module(LLMAPI_STREAM, "llmapi_stream_under_test").TritonPythonModel()
+    output = types.SimpleNamespace(text="", finish_reason=None)
+    request_output = types.SimpleNamespace(outputs=[output], finished=False)
+    sent = []
+    for text, finished in [("Hi ", False), ("Hi \ufffd", False), ("Hi 🎉", False), ("Hi 🎉 \ufffd", True)]:
+        output.text, request_output.finished = text, finished
+        sent.append(wrapper._create_response(request_output, {})[0])
+    assert sent == ["Hi ", "", "🎉", " \ufffd"]
+    # a second request (a new RequestOutput) starts from nothing; not streamed: one call, all of it
+    again = types.SimpleNamespace(outputs=[types.SimpleNamespace(text="Hi 🎉")], finished=True)
+    assert wrapper._create_response(again, {}) == ["Hi 🎉"]

@@ -175,6 +175,35 @@ MORE_CASES = [
         "models[0].vllm.extraEngineArgs",
         "is not an engine argument of vLLM 0.13.0",
     ),
+    # TensorRT-LLM converters (issue 17 item 3; tests/unit/test_engine_converters.py)
+    BadConfig(
+        "gemma-engine-with-pipeline-parallel",
+        "dev",
+        {"models[0].hfModelId": "google/gemma-2-2b-it", "models[0].pipelineParallel": 2, "models[0].maxReplicas": 4},
+        "models[0].pipelineParallel",
+        "use tensorParallel: 2 with pipelineParallel: 1",
+    ),
+    BadConfig(
+        "phi-family-with-pipeline-parallel",
+        "dev",
+        {"models[0].engine.modelFamily": "phi", "models[0].pipelineParallel": 2, "models[0].maxReplicas": 4},
+        "models[0].pipelineParallel",
+        "with pipelineParallel: 1",
+    ),
+    BadConfig(
+        "qwen-v1-engine",
+        "dev",
+        {"models[0].hfModelId": "Qwen/Qwen-7B-Chat"},
+        "models[0].hfModelId",
+        "Use Qwen1.5 or later",
+    ),
+    BadConfig(
+        "unknown-model-family",
+        "dev",
+        {"models[0].engine.modelFamily": "bloom"},
+        "models[0].engine.modelFamily",
+        "Input should be",
+    ),
     BadConfig(
         "multinode-min-groups-exceed-max-gpus",
         "multinode",

@@ -61,7 +61,8 @@ def _container(run, namespace: str) -> dict:
 
 def _parse_flags(command: list[str]) -> dict[str, str | bool]:
     flags: dict[str, str | bool] = {}
-    i = 2  # python3 main.py
+    # python3 main.py ..., or python3 -c LAUNCHER main.py OPTIONS ... (vLLM: openai.LAUNCHER)
+    i = 5 if command[:2] == ["python3", "-c"] else 2
     while i < len(command):
         flag = command[i]
         assert flag.startswith("--"), f"unexpected positional {flag!r} in {command}"
@@ -88,11 +89,16 @@ def dev_openai_run():
 @pytest.mark.parametrize("case", ["vllm", "trtllm-engine"])
 def test_frontend_command_line(case, llmapi_run, dev_openai_run):
     run, namespace, backend, repository = {
-        "vllm": (llmapi_run, "mistral-7b-instruct", "vllm", "s3://"),
+        # a local copy for both: the frontend refuses s3:// (test_openai_repository_path.py)
+        "vllm": (llmapi_run, "mistral-7b-instruct", "vllm", "/staged/model_repository"),
         "trtllm-engine": (dev_openai_run, "llama-3-2-1b", "tensorrtllm", "/staged/model_repository"),
     }[case]
     command = _container(run, namespace)["command"]
-    assert command[:2] == ["python3", "/opt/tritonserver/python/openai/openai_frontend/main.py"]
+    main = "/opt/tritonserver/python/openai/openai_frontend/main.py"
+    if case == "vllm":  # through the launcher that sets EXPLICIT model control (test_openai_vllm_health.py)
+        assert command[:2] == ["python3", "-c"] and command[3] == main
+    else:
+        assert command[:2] == ["python3", main]
     flags = _parse_flags(command)
     assert set(flags) <= MAIN_PY_FLAGS_R25_12, set(flags) - MAIN_PY_FLAGS_R25_12
     assert flags["--backend"] == backend and backend in BACKEND_CHOICES_R25_12
@@ -138,12 +144,14 @@ def test_ports_metrics_and_probes(case, llmapi_run, dev_openai_run):
     service_ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert service_ports["openai"]["port"] == 9000 and service_ports["openai"]["targetPort"] == 9000
     assert service_ports["metrics"]["targetPort"] == "metrics"
-    # The OpenAI port comes up last: start and readiness wait for it; liveness is KServe's.
-    for probe in ("startupProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health/ready", "port": 9000}
-    # liveness stays on KServe HTTP, as for tritonserver pods (vLLM: the model's own readiness)
+    # The OpenAI port comes up last: the startup probe waits for it; liveness is KServe's.
+    assert container["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 9000}
+    # liveness stays on KServe HTTP, as for tritonserver pods (vLLM: the model's own readiness, and
+    # readiness too: it drops when the backend unloads a dead engine, /health/ready would not)
     live = "/v2/models/mistral-7b-instruct/ready" if case == "vllm" else "/v2/health/live"
     assert container["livenessProbe"]["httpGet"] == {"path": live, "port": "http"}
+    ready = {"path": live, "port": "http"} if case == "vllm" else {"path": "/health/ready", "port": 9000}
+    assert container["readinessProbe"]["httpGet"] == ready
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 30 * 60
 
 
@@ -331,8 +339,12 @@ def test_llmapi_options_reach_model_yaml():
 def test_llmapi_pod(llmapi_run):
     container = _container(llmapi_run, "llama-3-2-1b")
     script = container["command"][2]
-    assert "cp /app/all_models/llmapi/tensorrt_llm/1/model.py /llmapi/model_repository/llama-3-2-1b/1/" in script
-    assert "cp /app/all_models/llmapi/tensorrt_llm/1/helpers.py /llmapi/model_repository/llama-3-2-1b/1/" in script
+    version = "/llmapi/model_repository/llama-3-2-1b/1"
+    # upstream's model.py behind our streaming wrapper (tests/e2e/test_llmapi_streaming.py runs it)
+    assert f"cp /app/all_models/llmapi/tensorrt_llm/1/model.py {version}/upstream_model.py" in script
+    assert f"cp /app/all_models/llmapi/tensorrt_llm/1/helpers.py {version}/helpers.py" in script
+    assert f"cp /llmapi/config/llmapi_stream.py {version}/model.py" in script
+    assert f"cp /llmapi/config/text_deltas.py {version}/text_deltas.py" in script
     assert script.splitlines()[-1].startswith(
         "exec mpirun --allow-run-as-root -n 1 tritonserver --model-repository=/llmapi/model_repository "
     )
@@ -343,9 +355,12 @@ def test_llmapi_pod(llmapi_run):
     assert volumes["llmapi-config"]["configMap"]["name"] == "llmapi-model"
     configmap = next(m for m in llmapi_run.manifests("ConfigMap") if m["metadata"]["namespace"] == "llama-3-2-1b")
     model = _llmapi_model()
+    wrapper = Path(llmapi_repository.__file__).resolve().parents[3] / "model_repository" / "trtllm"
     assert configmap["data"] == {
         "config.pbtxt": llmapi_repository.config_pbtxt(model),
         "model.yaml": llmapi_repository.model_yaml(model),
+        "llmapi_stream.py": (wrapper / "llmapi_stream.py").read_text(),
+        "text_deltas.py": (wrapper / "text_deltas.py").read_text(),
     }
     assert spec["metadata"]["annotations"]["tritonllm.io/llmapi-config"]
     env = {e["name"]: e.get("value") for e in container["env"]}

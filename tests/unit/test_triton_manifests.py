@@ -297,6 +297,14 @@ def test_vllm_readers_may_check_the_bucket_but_read_only_their_prefix(vllm, dev)
         if s.get("Sid") == "TritonHeadBucket"
     ]
     assert tm.uses_irsa(vllm_model) and not tm.uses_irsa(trt_model)
+    # OpenAI mode: tritonserver reads a staged copy, only the init container's `aws s3 sync` reads S3
+    # (ListBucket with the prefix, GetObject): no HeadBucket statement.
+    openai_model = stack_config("vllm", openai={"enabled": True}).models[0]
+    assert not [
+        s
+        for s in tm.triton_reader_policy(openai_model, "arn:aws:s3:::b", "models/llama-2-7b-chat")["Statement"]
+        if s.get("Sid") == "TritonHeadBucket"
+    ]
 
 
 def test_irsa_service_accounts_carry_the_role(vllm):
@@ -315,3 +323,17 @@ def test_server_exports_the_histograms_the_dashboard_plots():
     uses_histograms = "_histogram_" in _json.dumps(dashboard.dashboard())
     assert uses_histograms
     assert "--metrics-config=histogram_latencies=true" in tritonserver_args("s3://b/models/m")
+
+
+def test_a_changed_vllm_repository_rolls_the_pods(vllm):
+    """Triton reads model.json at start only (and OpenAI-mode pods copy it once): the pod template
+    carries the repository's content hash, so a changed engine argument makes a rollout."""
+    model, cfg = vllm
+
+    def annotation(m):
+        manifest = tm.deployment_manifest(m, cfg.site_of(m), bucket="b")
+        return manifest["spec"]["template"]["metadata"]["annotations"]["tritonllm.io/repository"]
+
+    changed = stack_config("vllm", vllm={"maxNumSeqs": 17}).models[0]
+    assert annotation(model) == annotation(stack_config("vllm").models[0])
+    assert annotation(model) != annotation(changed)

@@ -41,7 +41,7 @@ from components.platform.builders.karpenter import gpu_tolerations, node_selecto
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "model_repository" / "trtllm" / "build_engine.py"
 # Shipped next to the script in the ConfigMap (build_engine.SHIPPED_FILES).
-SHIPPED_FILES = {"bls_stream.py": BUILD_SCRIPT.parent / "bls_stream.py"}
+SHIPPED_FILES = {name: BUILD_SCRIPT.parent / name for name in ("bls_stream.py", "text_deltas.py")}
 
 # Bump when the layout under engines/<key>/ changes, so old caches are not reused.
 ENGINE_LAYOUT_VERSION = 2
@@ -199,6 +199,8 @@ def build_script_args(model: ModelConfig, key: str, revision_sha: str | None = N
         str(e.max_queue_delay_microseconds),
         "--bls-instance-count",
         str(e.bls_instance_count),
+        # auto: the build reads config.json's model_type; a set family is checked against it there
+        *(["--model-family", e.model_family] if e.model_family != "auto" else []),
         "--work-dir",
         WORK_DIR,
         "--output-dir",

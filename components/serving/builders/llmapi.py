@@ -14,7 +14,16 @@ What we render per model (byte-identical for identical config):
 
 What the pod adds at start from the pinned image (never copied into this repository):
 
-    <served-name>/1/model.py, helpers.py   from LLMAPI_MODEL_DIR inside the Triton TRT-LLM image
+    <served-name>/1/upstream_model.py       the image's LLMAPI_MODEL_DIR/model.py
+    <served-name>/1/helpers.py              the image's LLMAPI_MODEL_DIR/helpers.py
+
+and from the ConfigMap, our streaming wrapper in front of upstream's model:
+
+    <served-name>/1/model.py                model_repository/trtllm/llmapi_stream.py
+    <served-name>/1/text_deltas.py          model_repository/trtllm/text_deltas.py
+
+Upstream's model sends the whole text so far (`output.text`) on every streamed response; the
+wrapper turns it into deltas, as every other served model streams (llmapi_stream.py says how).
 
 Sources (TensorRT-LLM 1.1.0 is what the llmapi runtime's image, Triton 26.02, carries:
 tensorrtllm_backend r26.02 dockerfile/Dockerfile.triton.trt_llm_backend installs tensorrt_llm==1.1.0
@@ -31,6 +40,7 @@ and copies triton_backend/all_models from TensorRT-LLM release/1.1; components/c
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -41,6 +51,13 @@ from components.serving.builders.model_repository import served_model_name
 # templates live under /app/all_models (the inflight-batcher ones are used by build_engine.py).
 LLMAPI_MODEL_DIR = "/app/all_models/llmapi/tensorrt_llm/1"
 LLMAPI_CODE_FILES = ("model.py", "helpers.py")
+UPSTREAM_MODEL_FILE = "upstream_model.py"  # the image's model.py, under the name the wrapper imports
+# Our files for the model's version directory: ConfigMap key -> (source, name in 1/).
+WRAPPER_DIR = Path(__file__).resolve().parents[3] / "model_repository" / "trtllm"
+WRAPPER_FILES = {
+    "llmapi_stream.py": (WRAPPER_DIR / "llmapi_stream.py", "model.py"),
+    "text_deltas.py": (WRAPPER_DIR / "text_deltas.py", "text_deltas.py"),
+}
 REPOSITORY_DIR = "/llmapi/model_repository"  # emptyDir in the pod
 CONFIG_MOUNT = "/llmapi/config"  # the ConfigMap with the rendered files
 
@@ -168,8 +185,12 @@ def model_files(model: Any) -> dict[str, str]:
 
 
 def configmap_data(model: Any) -> dict[str, str]:
-    """ConfigMap data: flat keys (ConfigMap keys cannot hold '/')."""
-    return {"config.pbtxt": config_pbtxt(model), "model.yaml": model_yaml(model)}
+    """ConfigMap data: flat keys (ConfigMap keys cannot hold '/'): the rendered files and the wrapper."""
+    return {
+        "config.pbtxt": config_pbtxt(model),
+        "model.yaml": model_yaml(model),
+        **{key: source.read_text() for key, (source, _) in WRAPPER_FILES.items()},
+    }
 
 
 def prepare_script(model: Any) -> str:
@@ -185,7 +206,10 @@ def prepare_script(model: Any) -> str:
             f'[ -f {q(src)} ] || {{ echo "the image has no {src}: not a TensorRT-LLM image with the '
             f'llmapi model" >&2; exit 1; }}'
         )
-        lines.append(f"cp {q(src)} {q(version_dir)}/")
+        target = UPSTREAM_MODEL_FILE if name == "model.py" else name
+        lines.append(f"cp {q(src)} {q(version_dir + '/' + target)}")
+    for key, (_, target) in WRAPPER_FILES.items():
+        lines.append(f"cp {q(CONFIG_MOUNT + '/' + key)} {q(version_dir + '/' + target)}")
     lines.append(f"cp {q(CONFIG_MOUNT + '/config.pbtxt')} {q(model_dir + '/config.pbtxt')}")
     lines.append(f"cp {q(CONFIG_MOUNT + '/model.yaml')} {q(version_dir + '/model.yaml')}")
     return "\n".join(lines)

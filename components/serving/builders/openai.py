@@ -22,6 +22,23 @@ one vLLM sampling-field exclusion, `best_of`, FRONTEND_READ_AT). What that impli
   served at `/metrics` on the OpenAI port. The pod's port named `metrics` (what the PodMonitor scrapes)
   is therefore 9000 for these models. The in-process server runs with its default options, so
   `--metrics-config=histogram_latencies=true` and `--exit-timeout-secs` are not applied.
+* Model repository: the frontend must be given a local one. While building its engine it checks
+  every model's path (engine/utils/triton.py `_parse_lora_configs`): `os.path.normpath(path) !=
+  path` raises "Invalid model name", and `s3://bucket/...` normalises to `s3:/bucket/...`, so an
+  S3 repository makes main.py exit before serving. vLLM models in OpenAI mode therefore get their
+  repository (config.pbtxt + model.json, a few KB; the weights come from Hugging Face as always)
+  copied from S3 to the pod by an init container (triton_manifests.stage_repository_script), as
+  TRT-LLM pods get their engine.
+* Model control: main.py builds its in-process server as `tritonserver.Server(model_repository=...,
+  log_*=...)`, every other option at its default: model control NONE (core r25.12
+  python/tritonserver/_api/_server.py `Options.model_control_mode`). The vLLM backend's health
+  check (ENABLE_VLLM_HEALTH_CHECK) unloads a model whose engine died and needs EXPLICIT mode to do
+  so (vllm_backend r25.12 docs/health_check.md); under NONE the dead model stays READY and no probe
+  can see it. main.py has no flag for the mode, so vLLM pods start it through LAUNCHER, which gives
+  the in-process server `model_control_mode=EXPLICIT, startup_models=[<model>]` (what
+  `--model-control-mode=explicit --load-model=<model>` gives tritonserver) and then runs main.py
+  unchanged. The model's readiness on the KServe port (/v2/models/<name>/ready) then drops when the
+  engine dies, and the pod's readiness and liveness probes follow it.
 * Backends: requests are built per backend (engine/utils/triton.py): vLLM models get
   `sampling_parameters`; every other model gets the TRT-LLM ensemble's tensors (TRTLLM_REQUEST_INPUTS).
   The `llmapi` model takes `streaming` and `sampling_param_*` instead, so no frontend release we
@@ -63,11 +80,45 @@ def tokenizer(model: Any) -> str:
     return model.openai.tokenizer or model.hf_model_id
 
 
+# `python3 -c LAUNCHER <main.py> <options JSON> <main.py arguments...>`: main.py, with options for the
+# in-process server that main.py has no flag for (see the module docstring, "Model control").
+# main.py r25.12 calls `tritonserver.Server(model_repository=..., log_verbose=..., log_info=...,
+# log_warn=..., log_error=...)`; the launcher puts a subclass in its place that adds the options
+# to those keyword arguments, and refuses loudly if a later main.py passes an Options object
+# instead (its keyword arguments would then be ignored).
+LAUNCHER = """\
+import json, os, runpy, sys
+import tritonserver
+main, options = sys.argv[1], json.loads(sys.argv[2])
+if "model_control_mode" in options:
+    options["model_control_mode"] = getattr(tritonserver.ModelControlMode, options["model_control_mode"].upper())
+class Server(tritonserver.Server):
+    def __init__(self, server_options=None, **kwargs):
+        if server_options is not None:
+            raise SystemExit("tritonllm launcher: main.py passed tritonserver.Options; cannot add " + repr(sorted(options)))
+        super().__init__(**{**kwargs, **options})
+tritonserver.Server = Server
+print("tritonllm launcher: in-process server options " + repr(options), flush=True)
+sys.argv = [main, *sys.argv[3:]]
+sys.path.insert(0, os.path.dirname(main))
+runpy.run_path(main, run_name="__main__")
+"""
+
+
+def server_options(model: Any) -> dict[str, Any]:
+    """Options of the in-process server beyond main.py's own (JSON; the mode by its enum name)."""
+    if model.backend == "vllm":
+        return {"model_control_mode": "explicit", "startup_models": [model.name]}
+    return {}
+
+
 def frontend_command(model: Any, repository: str) -> list[str]:
-    """The container command: the OpenAI frontend with the KServe frontends on Triton's usual ports."""
+    """The container command: the OpenAI frontend with the KServe frontends on Triton's usual ports
+    (through LAUNCHER when the in-process server needs options main.py cannot set)."""
+    options = server_options(model)
+    start = ["python3", "-c", LAUNCHER, FRONTEND_MAIN, json.dumps(options)] if options else ["python3", FRONTEND_MAIN]
     return [
-        "python3",
-        FRONTEND_MAIN,
+        *start,
         "--model-repository",
         repository,
         "--tokenizer",

@@ -10,7 +10,9 @@ Layout per model (namespace = models[].name):
     Service              `triton`: http 8000, grpc 8001, metrics 8002
     PodMonitor, HPA, PodDisruptionBudget, HTTPRoute + GRPCRoute
 
-vLLM pods load the repository straight from S3 (`--model-repository=s3://bucket/models/<name>`).
+vLLM pods load the repository straight from S3 (`--model-repository=s3://bucket/models/<name>`),
+except with Triton's OpenAI frontend, which takes local paths only: an init container copies the
+repository (config.pbtxt + model.json) to /staged first (components/serving/builders/openai.py).
 TRT-LLM pods first stage `engines/<key>/` from S3 to /staged (emptyDir on the node's gp3
 volume, or the EFS claim) in an init container, since TensorRT-LLM reads local files only.
 """
@@ -18,6 +20,7 @@ volume, or the EFS claim) in an init container, since TensorRT-LLM reads local f
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import shlex
@@ -36,6 +39,7 @@ from components.serving.builders import openai as openai_frontend
 from components.serving.builders.model_repository import (
     models_prefix,
     served_model_name,
+    vllm_model_files,
 )
 from components.serving.builders.model_store import read_prefix_policy
 
@@ -55,7 +59,9 @@ PORTS = (("http", HTTP_PORT), ("grpc", GRPC_PORT), (metrics.METRICS_PORT_NAME, M
 HF_CACHE_MOUNT = "/cache"
 HF_HOME = f"{HF_CACHE_MOUNT}/huggingface"
 STAGE_DIR = engine_build.STAGE_DIR
-TRTLLM_REPOSITORY = f"{STAGE_DIR}/model_repository"
+# A model repository staged from S3 to the pod: TRT-LLM engines, and vLLM models in OpenAI mode.
+STAGED_REPOSITORY = f"{STAGE_DIR}/model_repository"
+TRTLLM_REPOSITORY = STAGED_REPOSITORY
 TRTLLM_ENGINE_MODEL = "tensorrt_llm"  # the engine model inside the TRT-LLM repository
 
 # A cold start downloads (vLLM) or stages (TRT-LLM) many GB, then loads them on the GPU.
@@ -98,7 +104,8 @@ def uses_irsa(model: ModelConfig) -> bool:
     vLLM pods: tritonserver itself reads s3://, with the AWS C++ SDK Triton is built with
     (1.11.60 in triton-inference-server/third_party, whose readable history ends in July 2025, so
     we cannot show the 26.01 vLLM image moved past it); EKS Pod Identity needs 1.11.263 or later,
-    web identity (IRSA) works with either.
+    web identity (IRSA) works with either. (In
+    OpenAI mode the AWS CLI of the stage-repository init container reads it, with IRSA too.)
     TRT-LLM pods read S3 with the AWS CLI (2.31, Pod Identity capable) in an init container.
     """
     return model.backend == "vllm"
@@ -115,7 +122,7 @@ def triton_reader_policy(
     prefix is given: it reveals object names, never object contents.
     """
     document = read_prefix_policy(bucket_arn, prefix, kms_key_arn=kms_key_arn)
-    if model.backend == "vllm":
+    if reads_s3_repository(model):
         document["Statement"].append(
             {
                 "Sid": "TritonHeadBucket",
@@ -265,6 +272,36 @@ def vllm_repository_uri(bucket: str, model: ModelConfig) -> str:
     return f"s3://{bucket}/{models_prefix(model).rstrip('/')}"
 
 
+def reads_s3_repository(model: ModelConfig) -> bool:
+    """Whether tritonserver itself reads the model repository from S3 (vLLM without the OpenAI
+    frontend); otherwise the repository is local to the pod (staged, or the llmapi ConfigMap)."""
+    return model.backend == "vllm" and not model.openai.enabled
+
+
+def vllm_repository_hash(model: ModelConfig) -> str:
+    """Content hash of a vLLM model's repository (what the ModelRepository uploads): a pod
+    annotation, so a changed config.pbtxt or model.json rolls the pods. Triton reads the
+    repository once, at start; a staged copy (OpenAI mode) is made once per pod."""
+    text = json.dumps(vllm_model_files(model), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stage_repository_script(bucket: str, model: ModelConfig) -> str:
+    """Init container shell (OpenAI mode, vLLM): copy the model's repository from S3 to
+    STAGED_REPOSITORY, where the frontend's --model-repository points (a local path: see
+    components/serving/builders/openai.py, "Model repository")."""
+    src = shlex.quote(vllm_repository_uri(bucket, model) + "/")
+    config = shlex.quote(f"{STAGED_REPOSITORY}/{served_model_name(model)}/config.pbtxt")
+    return "\n".join(
+        [
+            "set -eu",
+            f"aws s3 sync {src} {STAGED_REPOSITORY}/ --delete --only-show-errors --no-progress",
+            f'[ -f {config} ] || {{ echo "no model repository at {src}: the ModelRepository upload did not finish" >&2; exit 1; }}',
+            f'echo "staged {src} to {STAGED_REPOSITORY}"',
+        ]
+    )
+
+
 def tritonserver_args(repository: str, *, rank: int = 0, world_size: int = 1) -> list[str]:
     args = [
         f"--model-repository={repository}",
@@ -365,14 +402,18 @@ def probes(model_name: str | None = None) -> dict[str, dict[str, Any]]:
 
 def openai_probes(model: ModelConfig) -> dict[str, dict[str, Any]]:
     """Probes of a pod running Triton's OpenAI frontend: the OpenAI port comes up last (after the
-    server and the KServe frontends), so start and readiness wait for its /health/ready; liveness
-    stays on KServe HTTP, as probes() has it (model readiness for vLLM)."""
-    kserve = probes(model.name if model.backend == "vllm" else None)
+    server and the KServe frontends), so the startup probe waits for its /health/ready; liveness
+    stays on KServe HTTP, as probes() has it. vLLM: readiness and liveness follow the model's own
+    readiness (/v2/models/<name>/ready on KServe HTTP, up before the startup probe passes), which
+    drops when the backend's health check unloads a dead engine (the launcher's EXPLICIT mode,
+    components/serving/builders/openai.py); the frontend's /health/ready would stay 200."""
+    vllm = model.backend == "vllm"
+    kserve = probes(model.name if vllm else None)
     return {
         "startupProbe": openai_frontend.ready_probe(
             STARTUP_PERIOD_SECONDS, math.ceil(STARTUP_BUDGET_SECONDS / STARTUP_PERIOD_SECONDS)
         ),
-        "readinessProbe": openai_frontend.ready_probe(5, 3),
+        "readinessProbe": kserve["readinessProbe"] if vllm else openai_frontend.ready_probe(5, 3),
         "livenessProbe": kserve["livenessProbe"],
     }
 
@@ -442,6 +483,22 @@ def deployment_manifest(
         if model.uses_llmapi:
             mounts += llmapi_mounts()
             volumes += llmapi_volumes()
+        elif not reads_s3_repository(model):
+            # OpenAI mode: the frontend reads a local repository, copied from S3 first.
+            stage_mount = {"name": "repository", "mountPath": STAGE_DIR}
+            volumes.append({"name": "repository", "emptyDir": {}})
+            mounts.append(stage_mount)
+            init_containers.append(
+                {
+                    "name": "stage-repository",
+                    "image": versions.AWS_CLI_IMAGE,
+                    "command": ["/bin/sh", "-c", stage_repository_script(bucket, model)],
+                    "env": region_env,
+                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                    "volumeMounts": [stage_mount],
+                    "securityContext": {"allowPrivilegeEscalation": False},
+                }
+            )
     else:
         assert engine_key is not None
         stage_mount = {"name": "engine", "mountPath": STAGE_DIR}
@@ -497,6 +554,9 @@ def deployment_manifest(
     if image_pull_secret:
         pod_spec["imagePullSecrets"] = [{"name": image_pull_secret}]
     annotations = {"tritonllm.io/engine-key": engine_key} if engine_key else {}
+    if model.backend == "vllm":
+        # A changed model.json/config.pbtxt in S3 must roll the pods (Triton reads it at start only).
+        annotations["tritonllm.io/repository"] = vllm_repository_hash(model)
     if model.uses_llmapi:
         # A changed model.yaml/config.pbtxt (a ConfigMap) must roll the pods.
         annotations["tritonllm.io/llmapi-config"] = llmapi_config_hash(model)
@@ -535,8 +595,6 @@ def llmapi_configmap_manifest(model: ModelConfig) -> dict[str, Any]:
 
 
 def llmapi_config_hash(model: ModelConfig) -> str:
-    import hashlib
-
     text = json.dumps(llmapi_repository.configmap_data(model), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -557,7 +615,7 @@ def llmapi_mounts() -> list[dict[str, Any]]:
 
 def model_repository_location(model: ModelConfig, bucket: str) -> str:
     if model.backend == "vllm":
-        return vllm_repository_uri(bucket, model)
+        return vllm_repository_uri(bucket, model) if reads_s3_repository(model) else STAGED_REPOSITORY
     return llmapi_repository.REPOSITORY_DIR if model.uses_llmapi else TRTLLM_REPOSITORY
 
 
