@@ -77,7 +77,7 @@ REFUSED_MODEL_TYPES = {
 }
 
 # How each converter (examples/models/core/<family>/convert_checkpoint.py of the TensorRT-LLM the
-# image carries, versions.TENSORRT_LLM_VERSION) is called; tests/unit/test_engine_converters.py runs
+# image carries, versions.TENSORRT_LLM_ENGINE_VERSION) is called; tests/unit/test_engine_converters.py runs
 # each upstream parser on what convert_command() builds. Most take --model_dir --output_dir --dtype
 # --tp_size --pp_size --workers. Gemma's parse_arguments() takes --ckpt-type (no default:
 # main() looks the parser class up by it), --model-dir, --output-model-dir and --world-size, "world

@@ -1,7 +1,7 @@
 """Issue 17 item 3: every checkpoint converter takes the arguments the engine build gives it.
 
 model_repository/trtllm/build_engine.py runs `examples/models/core/<family>/convert_checkpoint.py`
-of the TensorRT-LLM inside the pinned image (versions.TENSORRT_LLM_VERSION). Each family's script
+of the TensorRT-LLM inside the pinned image (versions.TENSORRT_LLM_ENGINE_VERSION). Each family's script
 has its own argparse: Gemma's takes `--ckpt-type --model-dir --output-model-dir --world-size` and no
 pipeline parallelism, Phi's asserts `pp_size == 1`. Passing every converter the Llama-style list
 made Gemma exit 2 on `--tp_size` ("unrecognized arguments") before converting anything.
@@ -99,7 +99,7 @@ NO_PIPELINE_PARALLEL = {"gemma", "phi"}
 
 def upstream_script(family: str) -> Path | None:
     return reference_file(
-        f"trtllm-convert/TensorRT-LLM-v{versions.TENSORRT_LLM_VERSION}/examples/models/core/{family}/convert_checkpoint.py"
+        f"trtllm-convert/TensorRT-LLM-v{versions.TENSORRT_LLM_ENGINE_VERSION}/examples/models/core/{family}/convert_checkpoint.py"
     )
 
 

@@ -180,4 +180,5 @@ def test_the_vllm_deployment_and_openai_frontend_use_the_vllm_image(distinct_pin
     manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b")
     triton = manifest["spec"]["template"]["spec"]["containers"][0]
     assert triton["image"] == distinct_pins["vllm"]
-    assert triton["command"][:2] == ["python3", openai_builder.FRONTEND_MAIN]
+    # vLLM in OpenAI mode runs main.py through the explicit-model-control launcher (issue 17 item 2)
+    assert triton["command"][:4] == ["python3", "-c", openai_builder.LAUNCHER, openai_builder.FRONTEND_MAIN]
