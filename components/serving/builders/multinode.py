@@ -255,6 +255,23 @@ def mpirun_command(model: ModelConfig) -> list[str]:
     return cmd
 
 
+# Open MPI for the ranks on other pods. An ssh session starts with sshd's default PATH
+# (/usr/local/bin:/usr/bin:/bin...) and none of the image's ENV, and the Triton image's Open MPI is
+# HPC-X under /opt/hpcx/ompi, relocated from its build prefix (the image sets OPAL_PREFIX). A bare
+# `mpirun` makes the remote command a bare `orted`: "orted: command not found", "ORTE was unable to
+# reliably start one or more daemons" (tensorrtllm_backend issue 698). With --prefix (Open MPI 4.1
+# mpirun(1); an absolute mpirun path implies it) plm_rsh runs `OPAL_PREFIX=... ; PATH=<prefix>/bin:$PATH ;
+# LD_LIBRARY_PATH=<prefix>/lib:... ; <prefix>/bin/orted` (orte/mca/plm/rsh/plm_rsh_module.c, v4.1.x;
+# OPAL_PREFIX only when set in mpirun's environment). The prefix is OPAL_PREFIX when it holds an
+# mpirun (the image's own statement of where Open MPI lives), else the directory above mpirun's bin/.
+MPI_PREFIX_SNIPPET = """MPIRUN="$(command -v "${MPIRUN:-mpirun}" || true)"
+if [ -z "$MPIRUN" ]; then echo "tritonllm: no mpirun on PATH ($PATH); set MPIRUN" >&2; exit 1; fi
+MPI_PREFIX="$(dirname "$(dirname "$MPIRUN")")"
+if [ -n "${OPAL_PREFIX:-}" ] && [ -x "$OPAL_PREFIX/bin/mpirun" ]; then MPI_PREFIX="$OPAL_PREFIX"; fi
+echo "tritonllm: Open MPI: $MPIRUN (prefix $MPI_PREFIX, given to the other pods' ssh sessions)"
+"""
+
+
 def leader_script(model: ModelConfig, gpus_per_node: int) -> str:
     """Leader: own sshd (uniform hostfile), hostfile, wait for every worker, then exec mpirun."""
     world = model.parallel_gpus
@@ -269,8 +286,7 @@ LAUNCH_DIR="${{TRITONLLM_LAUNCH_DIR:-{LAUNCH_DIR}}}"
 . "$LAUNCH_DIR/setup-ssh.sh"
 . "$LAUNCH_DIR/efa-check.sh"
 TRITONSERVER="${{TRITONSERVER:-tritonserver}}"
-MPIRUN="${{MPIRUN:-mpirun}}"
-WAIT_SECONDS="${{WORKER_WAIT_SECONDS:-{WORKER_WAIT_SECONDS}}}"
+{MPI_PREFIX_SNIPPET}WAIT_SECONDS="${{WORKER_WAIT_SECONDS:-{WORKER_WAIT_SECONDS}}}"
 
 export TRITONLLM_POD="$POD_NAME" TRITONLLM_RUN_DIR="$RUN_DIR"  # what ranks started over ssh see too
 "$SSHD" -D -e -f "$RUN_DIR/sshd_config" &  # the leader's own ranks may be started over ssh too
@@ -300,8 +316,8 @@ if [ "$(id -u)" = 0 ]; then ROOT_FLAG="--allow-run-as-root"; fi  # Triton images
 
 echo "tritonllm: mpirun {world} ranks ({model.tensor_parallel} TP x {model.pipeline_parallel} PP, {gpus_per_node} per node)"
 # shellcheck disable=SC2086
-exec "$MPIRUN" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none --tag-output \\
-  --mca plm_rsh_agent "$RUN_DIR/bin/ssh" --mca plm_rsh_no_tree_spawn 1 --mca orte_keep_fqdn_hostnames 1 \\
+exec "$MPIRUN" --prefix "$MPI_PREFIX" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none \\
+  --tag-output --mca plm_rsh_agent "$RUN_DIR/bin/ssh" --mca plm_rsh_no_tree_spawn 1 --mca orte_keep_fqdn_hostnames 1 \\
   --mca pml ob1 --mca btl tcp,self \\
   {contexts}
 """
@@ -511,7 +527,7 @@ def nccl_test_scripts(model: ModelConfig, site: ModelSite) -> dict[str, str]:
     leader = leader_script(model, gpn)
     head, _, _ = leader.partition('exec "$MPIRUN"')
     leader = head + (
-        'exec "$MPIRUN" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none \\\n'
+        'exec "$MPIRUN" --prefix "$MPI_PREFIX" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none \\\n'
         '  --mca plm_rsh_agent "$RUN_DIR/bin/ssh" --mca plm_rsh_no_tree_spawn 1 --mca orte_keep_fqdn_hostnames 1 \\\n'
         "  --mca pml ^cm,ucx --mca btl tcp,self $FORWARD \\\n"
         f'  -np {world} "${{ALL_REDUCE_PERF:-/opt/nccl-tests/build/all_reduce_perf}}" -b 8 -e 2G -f 2 -g 1 -c 1 -n 50\n'
