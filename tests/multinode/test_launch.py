@@ -250,6 +250,7 @@ class Group:
         self.stand_in = self.tmp / "tritonserver"
         self.stand_in.write_text(f"""#!/bin/sh
 out="{self.ranks_dir}/rank-$OMPI_COMM_WORLD_RANK"
+env -0 > "$out.env"  # the rank's whole environment, NUL-separated
 {{ echo "pid=$$"; echo "pod=${{TRITONLLM_POD:-}}"; echo "args=$*"
    env | grep -E '^(OMPI_COMM_WORLD_(RANK|SIZE|LOCAL_RANK)|(FI|NCCL|TRTLLM)_[A-Z0-9_]*)=' ; }} > "$out.tmp"
 mv "$out.tmp" "$out"
@@ -267,7 +268,13 @@ exec sleep 600
     def env(self, index: int) -> dict[str, str]:
         template = "leaderTemplate" if index == 0 else "workerTemplate"
         container = self.manifest["spec"]["leaderWorkerTemplate"][template]["spec"]["containers"][0]
-        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # as the pod spec sets them
+        env = {}  # as the pod spec sets them (valueFrom: what the kubelet would resolve)
+        for e in container["env"]:
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            elif "secretKeyRef" in e.get("valueFrom", {}):
+                ref = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = f"secret-{ref['name']}-{ref['key']}"
         run_dir = self.run_dir(index)
         (run_dir / "ssh_config.d").mkdir(parents=True, exist_ok=True)
         # Cluster DNS stand-in: the group's pod DNS names -> their loopback addresses.
@@ -311,10 +318,14 @@ exec sleep 600
     def log(self, index: int) -> str:
         return (self.tmp / f"pod-{index}.log").read_text()
 
+    def rank_env(self, rank: int) -> dict[str, str]:
+        data = (self.ranks_dir / f"rank-{rank}.env").read_bytes().decode()
+        return dict(item.split("=", 1) for item in data.split("\0") if "=" in item)
+
     def ranks(self) -> dict[int, dict[str, str]]:
         found = {}
         for path in self.ranks_dir.glob("rank-*"):
-            if path.name.endswith(".tmp"):
+            if path.name.endswith((".tmp", ".env")):
                 continue
             lines = path.read_text().splitlines()
             found[int(path.name.split("-")[1])] = dict(line.split("=", 1) for line in lines if "=" in line)
@@ -400,6 +411,7 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
                 "--allow-metrics=false",
             } <= set(args), args
     assert leader.poll() is None and all(w.poll() is None for w in workers)
+    _every_rank_runs_with_its_own_pods_environment(group, gpn)
 
     # A worker pod dies (its container: sshd and everything its sessions started there).
     group.kill(1)
@@ -407,6 +419,36 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
     assert code != 0  # the leader container fails -> RecreateGroupOnPodRestart recreates the group
     # mpirun takes its remaining ranks down with it: nothing of the group keeps serving.
     _wait_for(lambda: not any(_alive(int(r["pid"])) for r in group.ranks().values()), "every rank to stop", timeout=60)
+
+
+# What legitimately differs between two pods of a group (the pod's identity) or is set per rank
+# and per session by Open MPI and sshd, not by the image or the pod spec.
+POD_IDENTITY = {"POD_NAME", "LWS_WORKER_INDEX", "HOSTNAME", "TRITONLLM_POD", "TRITONLLM_RUN_DIR", "SSH_LISTEN_ADDRESS"}
+LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "SSH_")
+
+
+def _every_rank_runs_with_its_own_pods_environment(group: Group, gpus_per_node: int) -> None:
+    """A rank sees its own pod's container environment (image ENV + pod spec), wherever mpirun started it
+    (as NVIDIA's multi-node guide gets by starting ranks with `kubectl exec`), so ranks on the leader and
+    on the workers run the same configuration; only the pod's identity differs."""
+    envs = {rank: group.rank_env(rank) for rank in range(group.model.parallel_gpus)}
+    for rank, env in envs.items():
+        pod_env = group.env(rank // gpus_per_node)
+        missing = {k: v for k, v in pod_env.items() if k != "LD_LIBRARY_PATH" and env.get(k) != v}
+        assert not missing, f"rank {rank} lacks or changes its pod's {sorted(missing)}: {[env.get(k) for k in missing]}"
+        # efa-check.sh may only prepend the EFA libraries it found; the image's own paths stay.
+        assert env["LD_LIBRARY_PATH"].endswith(pod_env["LD_LIBRARY_PATH"]), (rank, env["LD_LIBRARY_PATH"])
+
+    def configuration(env: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if k not in POD_IDENTITY and not k.startswith(LAUNCHER_PREFIXES)}
+
+    leader_rank, worker_rank = 0, gpus_per_node  # rank 0 on the leader, rank 4 on the worker
+    leader, worker = configuration(envs[leader_rank]), configuration(envs[worker_rank])
+    differ = sorted(k for k in leader.keys() | worker.keys() if leader.get(k) != worker.get(k))
+    assert not differ, {k: (leader.get(k), worker.get(k)) for k in differ}
+    assert envs[leader_rank]["TRITONLLM_POD"] == group.hostname(0) and envs[worker_rank][
+        "TRITONLLM_POD"
+    ] == group.hostname(1)
 
 
 def test_leader_gives_up_when_a_worker_never_answers(group, monkeypatch):
