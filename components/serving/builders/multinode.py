@@ -39,6 +39,7 @@ Launch wiring without a custom image, checked against upstream:
 
 from __future__ import annotations
 
+import math
 import shlex
 from typing import Any
 
@@ -68,6 +69,10 @@ SSH_CLIENT_KEY, SSH_AUTHORIZED_KEYS, SSH_HOST_KEY, SSH_KNOWN_HOSTS = (
 )
 # Workers may still be pulling a ~20 GB image and staging engines when the leader starts.
 WORKER_WAIT_SECONDS = 40 * 60
+# The leader's container waits up to WORKER_WAIT_SECONDS for every worker's sshd, then its ranks load the
+# engine. Its startup probe allows both: a worker that answers at the last moment still leaves the
+# ranks the whole budget a single-node pod gets from container start to ready.
+LEADER_STARTUP_BUDGET_SECONDS = WORKER_WAIT_SECONDS + tm.STARTUP_BUDGET_SECONDS
 
 # Every rank runs with its own pod's container environment (image ENV, pod spec env, the EFA libraries
 # efa-check.sh found), saved here by leader.sh / worker.sh at start and loaded by rank.sh. Open MPI's own
@@ -450,6 +455,9 @@ def _pod_spec(
     )
     if leader:
         container["ports"] = [*container["ports"], {"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}]
+        container["env"] = [*env, {"name": "WORKER_WAIT_SECONDS", "value": str(WORKER_WAIT_SECONDS)}]
+        startup = container["startupProbe"]
+        startup["failureThreshold"] = math.ceil(LEADER_STARTUP_BUDGET_SECONDS / startup["periodSeconds"])
     else:
         container["ports"] = [{"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
