@@ -45,7 +45,7 @@ from typing import Any
 
 from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
-from components.config import ModelConfig, ModelSite
+from components.config import ROLLOUT_SURGE_GROUPS, ModelConfig, ModelSite
 from components.serving.builders import triton_manifests as tm
 
 LWS_NAME = "triton-mn"  # LWS also creates a headless Service of this name; "triton" is the leader Service
@@ -510,6 +510,18 @@ def leader_worker_set_manifest(
             "replicas": model.min_replicas,  # the HPA owns it afterwards (through the scale subresource)
             "startupPolicy": "LeaderCreated",
             "networkConfig": {"subdomainPolicy": "Shared"},
+            # Surge whole groups, never take one down first: LWS v0.10.0's default (no
+            # rollingUpdateConfiguration) is maxSurge 0 / maxUnavailable 1, which deletes the only group
+            # of a one-replica model on every template change (new engine key, image). The config check
+            # makes the pool's maxGpus hold maxReplicas + the surge groups (components/config/stack.py).
+            "rolloutStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdateConfiguration": {
+                    "maxSurge": ROLLOUT_SURGE_GROUPS,
+                    "maxUnavailable": 0,
+                    "partition": 0,
+                },
+            },
             "leaderWorkerTemplate": {
                 "size": model.multi_node.nodes,
                 "restartPolicy": "RecreateGroupOnPodRestart",
