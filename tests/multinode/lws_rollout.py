@@ -146,29 +146,35 @@ class Rollout:
     finished: bool
 
 
+@dataclass
+class Group:
+    revision: str
+    ready: bool
+
+
 def roll_out_a_template_change(spec: dict[str, Any], replicas: int, max_steps: int = 100) -> Rollout:
     """`replicas` ready groups at the old revision; the template changes; reconcile until done."""
     config = rolling_update_configuration({**spec, "replicas": replicas})
-    groups = [{"revision": "old", "ready": True} for _ in range(replicas)]
+    groups = [Group("old", True) for _ in range(replicas)]
     sts_replicas, sts_partition = replicas, 0
     serving: list[int] = []
     existing: list[int] = []
     for step in range(max_steps):
-        states = [State(g["ready"], g["revision"] == "new") for g in groups]
+        states = [State(g.ready, g.revision == "new") for g in groups]
         sts_partition, sts_replicas = rolling_update_parameters(
             config, replicas, sts_replicas, sts_partition, states, lws_updated=step == 0
         )
         del groups[sts_replicas:]
         while len(groups) < sts_replicas:
-            groups.append({"revision": "new" if len(groups) >= sts_partition else "old", "ready": False})
-        stale = [i for i in range(sts_partition, len(groups)) if groups[i]["revision"] == "old"]
-        waiting = any(not groups[i]["ready"] for i in range(sts_partition, len(groups)) if i not in stale)
+            groups.append(Group("new" if len(groups) >= sts_partition else "old", False))
+        stale = [i for i in range(sts_partition, len(groups)) if groups[i].revision == "old"]
+        waiting = any(not groups[i].ready for i in range(sts_partition, len(groups)) if i not in stale)
         if stale and not waiting:
-            groups[stale[-1]] = {"revision": "new", "ready": False}
-        serving.append(sum(g["ready"] for g in groups))
+            groups[stale[-1]] = Group("new", False)
+        serving.append(sum(g.ready for g in groups))
         existing.append(len(groups))
         for g in groups:
-            g["ready"] = True
-        if sts_partition == 0 and sts_replicas == replicas and all(g["revision"] == "new" for g in groups):
+            g.ready = True
+        if sts_partition == 0 and sts_replicas == replicas and all(g.revision == "new" for g in groups):
             return Rollout(serving, existing, True)
     return Rollout(serving, existing, False)

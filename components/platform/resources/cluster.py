@@ -36,7 +36,8 @@ from components.platform.builders.cluster import (
     NODE_ROLE_POLICIES,
     SYSTEM_NODE_SELECTOR,
     admin_entry_key,
-    admins_without_caller,
+    admins_without_creator,
+    caller_role_arn,
     cluster_kms_policy,
     gp3_storage_class_manifest,
     kms_key_policy,
@@ -105,7 +106,8 @@ class Cluster(pulumi.ComponentResource):
     node_security_group_id, cluster_security_group_id, eks_cluster (Output of the
     aws.eks.Cluster), eks (the pulumi-eks component), system_node_group,
     addons (name -> aws.eks.Addon), partition, account_id, region,
-    block_storage_class_name, kms_key, node_security_group_discovery_tag.
+    block_storage_class_name, kms_key, node_security_group_discovery_tag, cluster_creator
+    (pulumi.Stash: the identity that created the cluster, recorded by the `pulumi up` that did).
     """
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -151,6 +153,17 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=cluster_role),
         )
 
+        # --- Who creates the cluster, recorded once. EKS gives that identity a cluster-admin entry of its
+        # own (pulumi-eks bootstrapClusterCreatorAdminPermissions: true); every later `pulumi up`, by
+        # anyone, must leave it to EKS and keep everyone else's. pulumi.Stash saves its input on create
+        # and keeps that `output` on updates (the engine's builtin provider, Pulumi >= 3.208). It is
+        # created right before the cluster, in the same `pulumi up`.
+        self.cluster_creator = pulumi.Stash(
+            f"{name}-cluster-creator",
+            input=aws.get_caller_identity_output(opts=invoke).arn.apply(caller_role_arn),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*control_plane_policies, cluster_kms]),
+        )
+
         # --- The cluster (pulumi-eks)
         self.eks = eks.Cluster(
             f"{name}-eks",
@@ -163,9 +176,9 @@ class Cluster(pulumi.ComponentResource):
             endpoint_public_access=cc.endpoint_public_access,
             public_access_cidrs=cc.endpoint_public_access_cidrs if cc.endpoint_public_access else None,
             authentication_mode=eks.AuthenticationMode.API,
-            # The deploying identity is already admin (pulumi-eks bootstraps the creator's entry).
-            access_entries=aws.get_caller_identity_output(opts=invoke).arn.apply(
-                lambda caller: admin_access_entries(admins_without_caller(cc.admin_principal_arns, caller))
+            # The creator is already admin (EKS's bootstrap entry): every other admin gets an entry.
+            access_entries=self.cluster_creator.output.apply(
+                lambda creator: admin_access_entries(admins_without_creator(cc.admin_principal_arns, creator))
             ),
             encryption_config_key_arn=self.kms_key.arn,
             service_role=cluster_role,
