@@ -51,13 +51,32 @@ def load_model(stack: str, model_name: str | None):
     return cfg, models[0]
 
 
+# NCCL names the net plugin it selected once per communicator and rank: "NCCL INFO Using network %s"
+# (NCCL v2.30.7-1 src/init.cc; the same line since 2.x). aws-ofi-nccl's plugin is "Libfabric" (or
+# "AWS Libfabric" with NCCL_NET="AWS Libfabric"); NCCL's own transports are "Socket" and "IB". A loaded
+# plugin logs NET/OFI lines even when it then fails to initialise and NCCL falls back to Socket, so
+# those lines say nothing about the network used. Which libfabric provider the plugin runs on is its
+# "NET/OFI Selected provider is %s, fabric is %s (found %d nics)" (aws-ofi-nccl src/nccl_ofi_net.cpp).
+NETWORK_LINE = re.compile(r"NCCL INFO Using network (.+?)\s*$")
+OFI_NETWORKS = ("Libfabric", "AWS Libfabric")
+OFI_PROVIDER = re.compile(r"NET/OFI Selected [Pp]rovider is ([^,\s]+)")
+
+
 def transport(log: str) -> str:
-    """Which network NCCL used, from its NCCL_DEBUG=INFO lines."""
-    if re.search(r"NET/OFI Selected [Pp]rovider is efa|Using network (AWS )?Libfabric|NET/OFI", log):
-        return "EFA (libfabric via aws-ofi-nccl)"
-    if re.search(r"Using network Socket|NET/Socket", log):
-        return "TCP sockets (EFA NOT used)"
-    return "unknown (no NCCL_DEBUG network line)"
+    """Which network NCCL used, from its NCCL_DEBUG=INFO lines ("Using network ..."), every rank counted."""
+    networks = [m.group(1) for line in log.splitlines() if (m := NETWORK_LINE.search(line))]
+    if not networks:
+        return "unknown (no 'NCCL INFO Using network' line: NCCL_DEBUG=INFO not set, or NCCL never initialised)"
+    others = sorted({n for n in networks if n not in OFI_NETWORKS})
+    if others:
+        count = sum(n not in OFI_NETWORKS for n in networks)
+        label = "TCP sockets" if others == ["Socket"] else "/".join(others)
+        return f"{label} (EFA NOT used): 'Using network {others[0]}' on {count} of {len(networks)} rank communicators"
+    providers = sorted(set(OFI_PROVIDER.findall(log)))
+    if providers == ["efa"]:
+        return "EFA (libfabric efa provider via aws-ofi-nccl)"
+    found = ", ".join(providers) or "not logged"
+    return f"libfabric provider {found} via aws-ofi-nccl (EFA NOT used unless the provider is efa)"
 
 
 def run(

@@ -30,7 +30,7 @@ from components.config.models import (
     VllmOptions,
 )
 from components.config.monitoring import MonitoringConfig
-from components.config.multinode import MultiNodeConfig
+from components.config.multinode import ROLLOUT_SURGE_GROUPS, MultiNodeConfig
 from components.config.network import NetworkConfig
 from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
 from components.config.openai import OpenAiOptions
@@ -49,6 +49,7 @@ from components.config.storage import EfsConfig, ModelStoreConfig
 
 __all__ = [
     "CPU_NODE_POOL_NAME",
+    "ROLLOUT_SURGE_GROUPS",
     "NAMESPACE",
     "SECRET_KEYS",
     "StackIdentity",

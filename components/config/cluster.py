@@ -56,7 +56,8 @@ class ClusterConfig(ConfigModel):
     admin_principal_arns: list[str] = Field(
         [],
         description="IAM role/user ARNs given cluster-admin through EKS access entries "
-        "(the deploying identity is dropped from it: EKS already makes it admin)",
+        "(the identity that created the cluster is left out: EKS made it admin, and the stack "
+        "recorded it then, whoever runs later updates)",
     )
     system_node_group: SystemNodeGroupConfig = Field(
         default_factory=SystemNodeGroupConfig, description="See cluster.systemNodeGroup.*"

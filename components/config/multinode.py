@@ -8,6 +8,12 @@ from components.config.base import (
     ConfigModel,
 )
 
+# Groups a multi-node model's update adds before it removes one: the LeaderWorkerSet's
+# rolloutStrategy.rollingUpdateConfiguration maxSurge (maxUnavailable 0). LWS v0.10.0 defaults to
+# maxSurge 0 / maxUnavailable 1 (pkg/webhooks/leaderworkerset_webhook.go), which deletes the only
+# group of a one-replica model before its replacement runs. The pool's maxGpus must hold it.
+ROLLOUT_SURGE_GROUPS = 1
+
 
 class MultiNodeConfig(ConfigModel):
     """One model replica across several GPU nodes (TensorRT-LLM, LeaderWorkerSet, mpirun over SSH)."""

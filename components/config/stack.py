@@ -23,7 +23,7 @@ from components.config.cluster import ClusterConfig
 from components.config.gateway import ACM_ARN, GatewayConfig, check_api_keys
 from components.config.models import ModelConfig
 from components.config.monitoring import MonitoringConfig
-from components.config.multinode import MultiNodeConfig
+from components.config.multinode import ROLLOUT_SURGE_GROUPS, MultiNodeConfig
 from components.config.multinode_checks import multi_node_problems
 from components.config.network import NetworkConfig
 from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
@@ -143,10 +143,14 @@ class StackConfig(ConfigModel):
                     f"@models[{i}].engineStorage: efs needs the shared file system but efs.enabled is false; "
                     "use engineStorage: local or set efs.enabled: true"
                 )
-            if m.max_replicas * m.gpus_per_replica > pool.max_gpus:
+            # A multi-node update surges whole groups (LeaderWorkerSet maxSurge): they hold GPUs too.
+            surge = ROLLOUT_SURGE_GROUPS if m.multi_node is not None else 0
+            if (m.max_replicas + surge) * m.gpus_per_replica > pool.max_gpus:
+                during = f" + {surge} surge group during an update" if surge else ""
                 problems.append(
-                    f"@models[{i}].maxReplicas: {m.max_replicas} replicas x {m.gpus_per_replica} GPUs exceeds "
-                    f"nodePool {pool.name!r} maxGpus ({pool.max_gpus}); raise maxGpus or lower maxReplicas"
+                    f"@models[{i}].maxReplicas: {m.max_replicas} replicas{during} x {m.gpus_per_replica} GPUs "
+                    f"exceeds nodePool {pool.name!r} maxGpus ({pool.max_gpus}); raise maxGpus"
+                    f"{f' to {(m.max_replicas + surge) * m.gpus_per_replica}' if surge else ''} or lower maxReplicas"
                 )
         if problems:
             raise ValueError("\n".join(problems))

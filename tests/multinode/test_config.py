@@ -76,6 +76,15 @@ CASES = [
         "greater than or equal to 2",
     ),
     BadConfig("gpus-key-disagrees", "multinode", {"models[0].gpus": 16}, "models[0].gpus", "drop the gpus key"),
+    # An update surges one whole group (LeaderWorkerSet maxSurge 1): at maxReplicas 2 the pool needs
+    # 3 groups x 8 GPUs, not the 16 that hold the groups the HPA may run.
+    BadConfig(
+        "surge-group-exceeds-max-gpus",
+        "multinode",
+        {"nodePools[0].maxGpus": 16},
+        "models[0].maxReplicas",
+        "raise maxGpus to 24 or lower maxReplicas",
+    ),
 ]
 
 

@@ -7,8 +7,16 @@ environment the LeaderWorkerSet manifest gives its containers plus what LWS inje
 include maps the pods' DNS names to their loopback addresses) and tritonserver (a script that records
 its rank, world size, pod, arguments and environment, then serves forever, i.e. sleeps).
 
-Needs `mpirun` (openmpi-bin) and `sshd` (openssh-server); runs as root like the Triton image does
-(so mpirun needs --allow-run-as-root, which leader.sh adds for uid 0).
+Each "pod" runs in its own mount namespace laid out like the Triton TRT-LLM image: Open MPI lives
+only under /opt/hpcx/ompi (HPC-X's place; the pods' PATH and OPAL_PREFIX name it, as the image's ENV
+does), and nothing of it is where an ssh session's default PATH or Open MPI's compiled-in prefix
+looks (/usr/bin/orted, /usr/lib/x86_64-linux-gnu/openmpi, /usr/share/openmpi are hidden). So a
+`mpirun` whose remote `orted` is found only through sshd's PATH fails here as in the image
+(tensorrtllm_backend issue 698: "ORTE was unable to reliably start one or more daemons").
+
+Needs `mpirun` (openmpi-bin), `sshd` (openssh-server) and `unshare` (util-linux); runs as root like
+the Triton image does (so mpirun needs --allow-run-as-root, which leader.sh adds for uid 0), which
+also lets it make the mount namespaces.
 """
 
 from __future__ import annotations
@@ -28,11 +36,91 @@ from components.serving.builders import multinode
 from tests.unit.harness import load_stack_config
 
 pytestmark = pytest.mark.skipif(
-    not (shutil.which("mpirun") and Path("/usr/sbin/sshd").exists() and shutil.which("ssh-keygen")),
-    reason="needs openmpi-bin and openssh-server (apt-get install openmpi-bin openssh-server)",
+    not (
+        shutil.which("mpirun")
+        and shutil.which("ompi_info")
+        and Path("/usr/sbin/sshd").exists()
+        and shutil.which("ssh-keygen")
+        and shutil.which("unshare")
+    ),
+    reason="needs openmpi-bin, openssh-server and util-linux (apt-get install openmpi-bin openssh-server)",
 )
 
 DEADLINE = 120  # seconds for anything to happen on a loaded 2-core machine; checks poll, never sleep blindly
+
+# Where the Triton TRT-LLM image keeps Open MPI: HPC-X, relocated from its build prefix (the NGC base
+# images set OPAL_PREFIX=/opt/hpcx/ompi and put its bin on PATH; NVIDIA's EKS multi-node containerfile
+# removes /opt/hpcx/ompi to swap in another MPI, ../shared/reference/eks-multinode-tutorial).
+HPCX_OMPI = "/opt/hpcx/ompi"
+# The environment the image itself sets (server r25.12 build.py, dockerfile_prepare_container_linux and
+# the tensorrtllm section; the NGC base's OPAL_PREFIX/PATH). The pods' own env comes from the manifest.
+IMAGE_ENV = {
+    "PATH": f"/opt/tritonserver/bin:{HPCX_OMPI}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LD_LIBRARY_PATH": f"/usr/local/tensorrt/lib/:/opt/tritonserver/backends/tensorrtllm:{HPCX_OMPI}/lib",
+    "OPAL_PREFIX": HPCX_OMPI,
+    "TRITON_SERVER_VERSION": "2.64.0",
+    "NVIDIA_TRITON_SERVER_VERSION": "25.12",
+    "UCX_MEM_EVENTS": "no",
+}
+
+
+def _ompi_paths() -> dict[str, Path]:
+    out = subprocess.run(["ompi_info", "--parsable", "--path", "all"], capture_output=True, text=True, check=True)
+    return {k: Path(v) for k, v in (line.split(":", 2)[1:] for line in out.stdout.splitlines() if line.count(":") >= 2)}
+
+
+def _open_mpi_binaries() -> set[str]:
+    """Names in /usr/bin that belong to Open MPI (its launchers, daemons, wrappers, alternatives)."""
+    prefixes = ("mpi", "orte", "ompi", "opal", "oshmem", "shmem", "aggregate_profile", "profile2mat")
+    return {p.name for p in Path("/usr/bin").iterdir() if p.name.startswith(prefixes)}
+
+
+class Image:
+    """The pods' file system view: a mount namespace where Open MPI exists only at /opt/hpcx/ompi.
+
+    Built once per test under `root`; `wrap(cmd)` runs cmd inside a fresh private mount namespace with
+    /usr/bin (minus Open MPI), Open MPI's compiled-in library and help dirs (emptied) and /opt (HPC-X)
+    replaced. Debian's Open MPI honours OPAL_PREFIX the way HPC-X's relocated build does, so with
+    OPAL_PREFIX=/opt/hpcx/ompi it finds its components under /opt/hpcx/ompi, and without it nothing.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        paths = _ompi_paths()
+        prefix = paths["prefix"]
+        self.hidden = {"ompi-lib": paths["libdir"].parent, "ompi-share": paths["pkgdatadir"]}
+        self.real = root / "real"
+        for name in ("usr-bin", *self.hidden):
+            (self.real / name).mkdir(parents=True)
+        (root / "empty").mkdir()
+        # /usr/bin without Open MPI: symlinks into the real /usr/bin, bind-mounted at real/usr-bin.
+        farm = root / "usr-bin"
+        farm.mkdir()
+        hide = _open_mpi_binaries()
+        assert {"mpirun", "orted", "orterun"} <= hide
+        for entry in Path("/usr/bin").iterdir():
+            if entry.name not in hide:
+                (farm / entry.name).symlink_to(self.real / "usr-bin" / entry.name)
+        # HPC-X's place: bin/ (copies: the binaries are small), lib/ and share/ pointing at the hidden dirs.
+        ompi = root / "opt" / HPCX_OMPI.removeprefix("/opt/")
+        (ompi / "bin").mkdir(parents=True)
+        for name, source in (("orterun", "orterun"), ("mpirun", "orterun"), ("mpiexec", "orterun"), ("orted", "orted")):
+            shutil.copy2(Path("/usr/bin") / source, ompi / "bin" / name)
+        for name, real_dir in self.hidden.items():
+            link = ompi / real_dir.relative_to(prefix)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(self.real / name)
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        mounts = [
+            f"mount --bind /usr/bin {self.real / 'usr-bin'}",
+            *(f"mount --bind {real_dir} {self.real / name}" for name, real_dir in self.hidden.items()),
+            *(f"mount --bind {self.root / 'empty'} {real_dir}" for real_dir in self.hidden.values()),
+            f"mount --bind {self.root / 'opt'} /opt",
+            f"mount --bind {self.root / 'usr-bin'} /usr/bin",  # last: `mount` itself lives in /usr/bin
+        ]
+        script = "set -eu\n" + "\n".join(mounts) + '\nexec "$@"\n'
+        return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "pod", *cmd]
 
 
 def _config():
@@ -126,6 +214,7 @@ class Group:
         self.domain = f"{multinode.LWS_NAME}.{self.namespace}"
         self.ranks_dir = tmp / "ranks"
         self.ranks_dir.mkdir()
+        self.image = Image(tmp / "image")
         self._write_secret()
         self._write_launch_dir()
         self._write_stand_in()
@@ -161,6 +250,7 @@ class Group:
         self.stand_in = self.tmp / "tritonserver"
         self.stand_in.write_text(f"""#!/bin/sh
 out="{self.ranks_dir}/rank-$OMPI_COMM_WORLD_RANK"
+env -0 > "$out.env"  # the rank's whole environment, NUL-separated
 {{ echo "pid=$$"; echo "pod=${{TRITONLLM_POD:-}}"; echo "args=$*"
    env | grep -E '^(OMPI_COMM_WORLD_(RANK|SIZE|LOCAL_RANK)|(FI|NCCL|TRTLLM)_[A-Z0-9_]*)=' ; }} > "$out.tmp"
 mv "$out.tmp" "$out"
@@ -178,7 +268,13 @@ exec sleep 600
     def env(self, index: int) -> dict[str, str]:
         template = "leaderTemplate" if index == 0 else "workerTemplate"
         container = self.manifest["spec"]["leaderWorkerTemplate"][template]["spec"]["containers"][0]
-        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # as the pod spec sets them
+        env = {}  # as the pod spec sets them (valueFrom: what the kubelet would resolve)
+        for e in container["env"]:
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            elif "secretKeyRef" in e.get("valueFrom", {}):
+                ref = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = f"secret-{ref['name']}-{ref['key']}"
         run_dir = self.run_dir(index)
         (run_dir / "ssh_config.d").mkdir(parents=True, exist_ok=True)
         # Cluster DNS stand-in: the group's pod DNS names -> their loopback addresses.
@@ -187,7 +283,7 @@ exec sleep 600
         )
         env.update(
             {
-                "PATH": os.environ["PATH"],
+                **IMAGE_ENV,
                 "HOME": os.environ.get("HOME", "/root"),
                 # injected by the LWS pod webhook
                 "LWS_LEADER_ADDRESS": f"{self.leader_host}.{self.domain}",
@@ -210,7 +306,7 @@ exec sleep 600
         script = "leader.sh" if index == 0 else "worker.sh"
         log = open(self.tmp / f"pod-{index}.log", "w")
         proc = subprocess.Popen(
-            ["/bin/sh", str(self.launch_dir / script)],
+            self.image.wrap(["/bin/sh", str(self.launch_dir / script)]),
             env=self.env(index),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -222,10 +318,14 @@ exec sleep 600
     def log(self, index: int) -> str:
         return (self.tmp / f"pod-{index}.log").read_text()
 
+    def rank_env(self, rank: int) -> dict[str, str]:
+        data = (self.ranks_dir / f"rank-{rank}.env").read_bytes().decode()
+        return dict(item.split("=", 1) for item in data.split("\0") if "=" in item)
+
     def ranks(self) -> dict[int, dict[str, str]]:
         found = {}
         for path in self.ranks_dir.glob("rank-*"):
-            if path.name.endswith(".tmp"):
+            if path.name.endswith((".tmp", ".env")):
                 continue
             lines = path.read_text().splitlines()
             found[int(path.name.split("-")[1])] = dict(line.split("=", 1) for line in lines if "=" in line)
@@ -273,6 +373,16 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
 
     ranks = _wait_for(all_ranks, f"{world} ranks to start")
     log = group.log(0)
+    # The pods are laid out like the image: Open MPI only at /opt/hpcx/ompi, which an ssh session's
+    # PATH does not reach; the leader started the other pods' daemons through --prefix.
+    probe = subprocess.run(
+        [str(group.run_dir(0) / "bin" / "ssh"), f"{group.hostname(1)}.{group.domain}", "command -v orted || echo none"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert probe.stdout.strip() == "none", (probe.stdout, probe.stderr)
+    assert f"Open MPI: {HPCX_OMPI}/bin/mpirun (prefix {HPCX_OMPI}," in log, log
     hosts = [f"{group.hostname(i)}.{group.domain} slots={gpn} max_slots={gpn}" for i in range(group.nodes)]
     assert all(h in log for h in hosts), log
 
@@ -301,6 +411,7 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
                 "--allow-metrics=false",
             } <= set(args), args
     assert leader.poll() is None and all(w.poll() is None for w in workers)
+    _every_rank_runs_with_its_own_pods_environment(group, gpn)
 
     # A worker pod dies (its container: sshd and everything its sessions started there).
     group.kill(1)
@@ -310,13 +421,43 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
     _wait_for(lambda: not any(_alive(int(r["pid"])) for r in group.ranks().values()), "every rank to stop", timeout=60)
 
 
+# What legitimately differs between two pods of a group (the pod's identity) or is set per rank
+# and per session by Open MPI and sshd, not by the image or the pod spec.
+POD_IDENTITY = {"POD_NAME", "LWS_WORKER_INDEX", "HOSTNAME", "TRITONLLM_POD", "TRITONLLM_RUN_DIR", "SSH_LISTEN_ADDRESS"}
+LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "SSH_")
+
+
+def _every_rank_runs_with_its_own_pods_environment(group: Group, gpus_per_node: int) -> None:
+    """A rank sees its own pod's container environment (image ENV + pod spec), wherever mpirun started it
+    (as NVIDIA's multi-node guide gets by starting ranks with `kubectl exec`), so ranks on the leader and
+    on the workers run the same configuration; only the pod's identity differs."""
+    envs = {rank: group.rank_env(rank) for rank in range(group.model.parallel_gpus)}
+    for rank, env in envs.items():
+        pod_env = group.env(rank // gpus_per_node)
+        missing = {k: v for k, v in pod_env.items() if k != "LD_LIBRARY_PATH" and env.get(k) != v}
+        assert not missing, f"rank {rank} lacks or changes its pod's {sorted(missing)}: {[env.get(k) for k in missing]}"
+        # efa-check.sh may only prepend the EFA libraries it found; the image's own paths stay.
+        assert env["LD_LIBRARY_PATH"].endswith(pod_env["LD_LIBRARY_PATH"]), (rank, env["LD_LIBRARY_PATH"])
+
+    def configuration(env: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if k not in POD_IDENTITY and not k.startswith(LAUNCHER_PREFIXES)}
+
+    leader_rank, worker_rank = 0, gpus_per_node  # rank 0 on the leader, rank 4 on the worker
+    leader, worker = configuration(envs[leader_rank]), configuration(envs[worker_rank])
+    differ = sorted(k for k in leader.keys() | worker.keys() if leader.get(k) != worker.get(k))
+    assert not differ, {k: (leader.get(k), worker.get(k)) for k in differ}
+    assert envs[leader_rank]["TRITONLLM_POD"] == group.hostname(0) and envs[worker_rank][
+        "TRITONLLM_POD"
+    ] == group.hostname(1)
+
+
 def test_leader_gives_up_when_a_worker_never_answers(group, monkeypatch):
     """A worker that never comes up: the leader fails (so LWS recreates the group) instead of hanging."""
     env = group.env(0)
     env["WORKER_WAIT_SECONDS"] = "3"
     log = open(group.tmp / "pod-0.log", "w")
     proc = subprocess.Popen(
-        ["/bin/sh", str(group.launch_dir / "leader.sh")],
+        group.image.wrap(["/bin/sh", str(group.launch_dir / "leader.sh")]),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -355,13 +496,13 @@ if [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then echo "# Avg bus bandwidth    : 1.2345";
 """)
     stand_in.chmod(0o755)
     try:
-        envs = {0: {"ALL_REDUCE_PERF": str(stand_in), "MPIRUN": shutil.which("mpirun")}}
+        envs = {0: {"ALL_REDUCE_PERF": str(stand_in), "MPIRUN": f"{HPCX_OMPI}/bin/mpirun"}}
         for index in range(group.nodes):
             env = group.env(index)
             env.update(envs.get(index, {}))
             log = open(group.tmp / f"pod-{index}.log", "w")
             group.procs[index] = subprocess.Popen(
-                ["/bin/sh", str(group.launch_dir / ("leader.sh" if index == 0 else "worker.sh"))],
+                group.image.wrap(["/bin/sh", str(group.launch_dir / ("leader.sh" if index == 0 else "worker.sh"))]),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

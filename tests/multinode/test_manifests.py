@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
 from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
 from components.serving.builders import multinode
+from components.serving.builders import triton_manifests as tm
 from tests.helm_values import assert_values_keys_exist, reference_values
 from tests.k8s_schema import validate_manifest
 from tests.multinode.test_launch import _config
@@ -233,3 +236,35 @@ def test_the_engine_build_never_runs_more_parallel_workers_than_its_gpus():
     cmd = module.build_command(args)
     assert cmd[cmd.index("--workers") + 1] == "4"
     assert (args.tp_size, args.pp_size, args.gpus) == (4, 2, 4)
+
+
+def _probe_budget(probe: dict) -> int:
+    """Seconds a startup probe lets a container take before the kubelet kills it."""
+    return probe.get("initialDelaySeconds", 0) + probe["periodSeconds"] * probe["failureThreshold"]
+
+
+def test_the_leaders_startup_probe_outlasts_the_worker_wait_by_a_whole_engine_load(run, lws):
+    """The leader waits for its workers' sshd, then its ranks load the engine; the kubelet must allow both.
+
+    Both budgets are read from what the program renders: the leader's startup probe, and how long
+    leader.sh waits for workers (WORKER_WAIT_SECONDS in the leader's env, else the script's default).
+    The load itself is given what a single-node pod of the same model gets (its startup probe).
+    """
+    leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    leader_budget = _probe_budget(leader["startupProbe"])
+    env = {e["name"]: e.get("value") for e in leader["env"]}
+    (launch,) = [m for m in run.manifests("ConfigMap") if m["metadata"]["name"] == multinode.LAUNCH_CONFIGMAP]
+    default = re.search(r'WAIT_SECONDS="\$\{WORKER_WAIT_SECONDS:-(\d+)\}"', launch["data"]["leader.sh"])
+    assert default, "leader.sh no longer reads WORKER_WAIT_SECONDS"
+    worker_wait = int(env.get("WORKER_WAIT_SECONDS") or default.group(1))
+
+    cfg, model = _config()
+    single = tm.deployment_manifest(model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64)
+    load_budget = _probe_budget(single["spec"]["template"]["spec"]["containers"][0]["startupProbe"])
+
+    assert leader_budget - worker_wait >= load_budget, (
+        f"leader startup probe {leader_budget}s - worker wait {worker_wait}s leaves "
+        f"{leader_budget - worker_wait}s to load the engine; a single-node pod gets {load_budget}s"
+    )
+    # and the wait still fits a worker that pulls the image and stages the engine on a new node
+    assert worker_wait >= 20 * 60

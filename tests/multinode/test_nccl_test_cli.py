@@ -16,11 +16,41 @@ from tests.k8s_schema import validate_manifest
 from tritonllm import nccl_test
 from tritonllm.__main__ import build_parser
 
+# NCCL_DEBUG=INFO lines in the formats of NCCL v2.30.7-1 (src/debug.cc: "<host>:<pid>:<tid> [<dev>] NCCL INFO
+# <msg>", WARN adds "<file>:<line>"; src/init.cc: "Using network %s" once per communicator, naming the net
+# plugin NCCL selected; src/plugin/net.cc: "Failed to initialize NET plugin %s") and aws-ofi-nccl
+# (include/nccl_ofi_log.h prefixes "NET/OFI "; src/nccl_ofi_net.cpp: "Selected provider is %s, fabric is
+# %s (found %d nics)", "Unable to find a protocol that worked.  Failing initialization."; the plugin is
+# named "Libfabric", or "AWS Libfabric" with NCCL_NET="AWS Libfabric", src/nccl_ofi_interface_nvidia.cpp).
 LOG = """\
-[1,0]<stdout>:nccl-test-0:25:25 [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa-direct (found 1 nics)
+nccl-test-0:25:25 [0] NCCL INFO NET/Plugin: Loaded net plugin Libfabric (v10)
+nccl-test-0:25:25 [0] NCCL INFO NET/OFI Initializing aws-ofi-nccl 1.16.0
+nccl-test-0:25:25 [0] NCCL INFO NET/OFI Selected provider is efa, fabric is efa-direct (found 1 nics)
+nccl-test-0:25:25 [0] NCCL INFO Initialized NET plugin Libfabric
+nccl-test-0:25:25 [0] NCCL INFO Using network Libfabric
+nccl-test-0-1:31:31 [1] NCCL INFO Using network Libfabric
 #  Rank  0 Group  0 Pid     25 on nccl-test-0 device  0 [0x00] NVIDIA A10G
   1073741824     268435456     float     sum      -1  98231.4   10.93   19.13      0  98102.1   10.95   19.16      0
 # Avg bus bandwidth    : 7.4512
+"""
+
+# The plugin loads and logs NET/OFI lines, cannot initialise, and NCCL falls back to its socket transport.
+SOCKET_FALLBACK = """\
+nccl-test-0:25:25 [0] NCCL INFO NET/Plugin: Loaded net plugin Libfabric (v10)
+nccl-test-0:25:25 [0] NCCL INFO NET/OFI Initializing aws-ofi-nccl 1.16.0
+nccl-test-0:25:25 [0] NCCL INFO NET/OFI Using Libfabric version 2.1
+nccl-test-0:25:25 [0] nccl_ofi_net.cpp:334 NCCL WARN NET/OFI Unable to find a protocol that worked.  Failing initialization.
+nccl-test-0:25:25 [0] NCCL INFO Failed to initialize NET plugin Libfabric
+nccl-test-0:25:25 [0] NCCL INFO NET/Socket : Using [0]eth0:10.3.1.23<0>
+nccl-test-0:25:25 [0] NCCL INFO Initialized NET plugin Socket
+nccl-test-0:25:25 [0] NCCL INFO Using network Socket
+nccl-test-0-1:31:31 [1] NCCL INFO Using network Socket
+"""
+
+# aws-ofi-nccl initialises, but libfabric picked its TCP provider (no EFA device in the pod).
+OFI_OVER_TCP = """\
+[1,0]<stdout>:nccl-test-0:25:25 [0] NCCL INFO NET/OFI Selected provider is tcp, fabric is 10.3.0.0/16 (found 1 nics)
+[1,0]<stdout>:nccl-test-0:25:25 [0] NCCL INFO Using network AWS Libfabric
 """
 
 
@@ -67,9 +97,27 @@ def test_a_run_without_summary_fails_and_still_cleans_up():
     assert code == 1 and kubectl.calls[-1][1] == "delete"
 
 
-def test_transport_names_a_socket_fallback():
-    assert nccl_test.transport("NCCL INFO NET/Socket : Using [0]eth0") == "TCP sockets (EFA NOT used)"
+def test_transport_is_the_network_nccl_selected_not_any_plugin_line():
     assert nccl_test.transport(LOG).startswith("EFA")
+    # NET/OFI lines are there, but NCCL uses its socket transport: not EFA.
+    assert "NET/OFI" in SOCKET_FALLBACK
+    assert nccl_test.transport(SOCKET_FALLBACK).startswith("TCP sockets (EFA NOT used)")
+    assert "EFA NOT used" in nccl_test.transport(OFI_OVER_TCP) and "tcp" in nccl_test.transport(OFI_OVER_TCP)
+    # one rank on sockets is a group on sockets
+    mixed = LOG.replace(
+        "nccl-test-0-1:31:31 [1] NCCL INFO Using network Libfabric", "x:1:1 [1] NCCL INFO Using network Socket"
+    )
+    assert "EFA NOT used" in nccl_test.transport(mixed)
+    assert nccl_test.transport("no NCCL lines").startswith("unknown")
+
+
+def test_a_socket_fallback_is_printed(capsys):
+    kubectl, out = Kubectl(), io.StringIO()
+    log = SOCKET_FALLBACK + "# Avg bus bandwidth    : 1.0312\n"
+    code = nccl_test.run(
+        _args(), runner=kubectl, follow=lambda cmd: iter(log.splitlines(keepends=True)), sleep=lambda s: None, out=out
+    )
+    assert code == 0 and "transport: TCP sockets (EFA NOT used)" in out.getvalue()
 
 
 def test_print_manifests_needs_no_cluster(capsys):

@@ -4,6 +4,7 @@
     run = run_program("dev", overrides={"models[0].tensorParallel": 8, "region": None})
     run = run_program("dev", secrets={"hfToken": None})      # as if the secret were never set
     run = run_program("dev", overrides=..., check=False)     # failures land in run.error
+    run2 = run_program("dev", caller_arn="arn:aws:iam::123456789012:role/ci", previous=run)  # an update by CI
 
     run.resources / run.of_type(token) / run.one(token, name=None)   # RecordedResource:
         .type .name .inputs (wire names, secrets unwrapped, resource refs as URNs) .outputs
@@ -65,6 +66,8 @@ from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await  # noqa: E
 NAMESPACE = "tritonllm"
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
+# Who runs `pulumi up` unless a run says otherwise (`run_program(caller_arn=...)`).
+DEFAULT_CALLER_ARN = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:user/ci"
 # What `pulumi config set --secret` would have stored for a user who followed the README.
 DEFAULT_SECRETS: dict[str, str | None] = {
     "hfToken": "hf_mock_placeholder_token",
@@ -384,9 +387,18 @@ def _has_name_property(token: str) -> bool:
 
 
 class _RecordingMocks(runtime_mocks.Mocks):
-    def __init__(self, region: str, available_zones: int = 6):
+    def __init__(
+        self,
+        region: str,
+        available_zones: int = 6,
+        caller_arn: str = DEFAULT_CALLER_ARN,
+        previous: ProgramRun | None = None,
+    ):
         self.region = region
         self.available_zones = available_zones
+        self.caller_arn = caller_arn
+        # The stack's state from an earlier run (an update rather than a first `pulumi up`), by URN.
+        self.previous = {r.urn: r for r in previous.resources} if previous is not None else {}
         self.resources: list[RecordedResource] = []
         self.calls: list[RecordedCall] = []
         self.unanswered: list[str] = []
@@ -411,8 +423,8 @@ class _RecordingMocks(runtime_mocks.Mocks):
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "id": ACCOUNT_ID,
-                "accountId": ACCOUNT_ID,
-                "arn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:user/ci",
+                "accountId": self.caller_arn.split(":")[4],
+                "arn": self.caller_arn,
                 "userId": "AIDAMOCKUSER",
             }
         if token == "aws:index/getPartition:getPartition":
@@ -519,6 +531,12 @@ class _RecordingMocks(runtime_mocks.Mocks):
 
     def _outputs(self, typ: str, name: str, id_: str, state: dict[str, Any], urn: str) -> dict[str, Any]:
         state.setdefault("id", id_)
+        if typ == "pulumi:index:Stash":
+            # The engine's builtin provider (pulumi/pulumi pkg/resource/deploy/builtins.go, since v3.208.0):
+            # Create saves the input as `output`; Update takes the new input but keeps the old `output`.
+            before = self.previous.get(urn)
+            state["output"] = before.outputs["output"] if before is not None else state.get("input")
+            return state
         if typ.startswith("aws:"):
             self._aws_outputs(typ, name, id_, state)
         elif typ.startswith("kubernetes:"):
@@ -926,6 +944,8 @@ def run_program(
     program: Path | str = PROGRAM,
     config: dict[str, Any] | None = None,
     available_zones: int = 6,
+    caller_arn: str = DEFAULT_CALLER_ARN,
+    previous: ProgramRun | None = None,
 ) -> ProgramRun:
     """Run the program for `stack` under mocks.
 
@@ -935,6 +955,9 @@ def run_program(
       None unsets one. They are passed as Pulumi secrets.
     config: use this whole config map instead of reading Pulumi.<stack>.yaml.
     available_zones: how many AZs aws.get_availability_zones reports (simulate a small region).
+    caller_arn: the identity running `pulumi up` (aws.get_caller_identity's arn).
+    previous: an earlier run of the same stack whose state this run updates (as far as the mocks keep
+      state: pulumi.Stash keeps its first `output`, as the engine's builtin provider does).
     check: raise ProgramFailed if the program raised (else return the run with `.error`).
     """
     raw = copy.deepcopy(config) if config is not None else load_stack_config(stack)
@@ -954,7 +977,7 @@ def run_program(
     with _RUN_LOCK:
         saved_env = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PULUMI_CONFIG")}
         saved_cwd = os.getcwd()
-        mocks = _RecordingMocks(region, available_zones)
+        mocks = _RecordingMocks(region, available_zones, caller_arn, previous)
         monitor = _RecordingMonitor(mocks)
         mocks.monitor = monitor
         error: BaseException | None = None

@@ -5,7 +5,8 @@
 - IMDS hop limit 1 on every launch template and every EC2NodeClass.
 - Every Pod Identity trust names one cluster, one namespace and one service account; every
   IRSA trust one namespace/service account and the sts audience.
-- The deploying identity never gets a second admin access entry (pulumi-eks bootstraps one).
+- The identity that created the cluster never gets a second admin access entry (EKS bootstraps one),
+  whoever runs `pulumi up` later.
 Bad configs fail before any resource is registered, naming the key and the fix.
 """
 
@@ -17,7 +18,7 @@ import json
 import pytest
 
 from components.config import ConfigError
-from components.platform.builders.cluster import admins_without_caller, caller_role_arn
+from components.platform.builders.cluster import admins_without_creator, caller_role_arn
 from tests.unit.harness import ACCOUNT_ID, ProgramRun, run_program
 from tests.unit.test_network import _cfg
 
@@ -205,8 +206,51 @@ def test_caller_arn_forms():
     assert caller_role_arn(f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Admin/alice@example.com") == role
     assert caller_role_arn(CALLER) == CALLER
     # STS drops the role path: a configured ARN with a path is the same principal.
-    assert admins_without_caller(
+    assert admins_without_creator(
         [f"arn:aws:iam::{ACCOUNT_ID}:role/teams/Admin", CALLER], f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Admin/ci"
     ) == [CALLER]
-    assert admins_without_caller([role], f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Other/ci") == [role]
-    assert admins_without_caller([role], "arn:aws:sts::210987654321:assumed-role/Admin/ci") == [role]
+    assert admins_without_creator([role], f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Other/ci") == [role]
+    assert admins_without_creator([role], "arn:aws:sts::210987654321:assumed-role/Admin/ci") == [role]
+
+
+# --------------------------------------------------------------------------- who runs `pulumi up`
+
+LAPTOP = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Admin/alice@example.com"  # created the cluster
+CI = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/github-deploy/GitHubActions"  # updates it later
+ADMINS = [
+    f"arn:aws:iam::{ACCOUNT_ID}:role/Admin",
+    f"arn:aws:iam::{ACCOUNT_ID}:role/github-deploy",
+    f"arn:aws:iam::{ACCOUNT_ID}:role/platform-admins",
+]
+
+
+def _admin_entries(run: ProgramRun) -> list[str]:
+    """The principals the program gives access entries (pulumi-eks creates one per accessEntries key)."""
+    entries = run.one(EKS).inputs["accessEntries"]
+    principals = [e["principalArn"] for e in entries.values()]
+    assert len(set(principals)) == len(principals), f"a principal twice: {principals}"
+    return sorted(principals)
+
+
+def test_access_entries_do_not_depend_on_who_runs_pulumi_up():
+    """EKS gave the bootstrap admin entry to the identity that created the cluster (pulumi-eks 4.4.0
+    nodejs/eks/cluster/cluster.ts: accessConfig.bootstrapClusterCreatorAdminPermissions: true, ignored
+    afterwards). Created from a laptop, updated by the CI role, then by the laptop again: the same
+    entries each time, none for the creator (EKS's own entry; a second one is a 409) and the CI role
+    keeps its entry (removing it would lock CI out)."""
+    overrides = {"cluster.adminPrincipalArns": ADMINS}
+    created = run_program("dev", overrides=overrides, caller_arn=LAPTOP)
+    expected = sorted(a for a in ADMINS if not a.endswith(":role/Admin"))
+    assert _admin_entries(created) == expected
+    by_ci = run_program("dev", overrides=overrides, caller_arn=CI, previous=created)
+    assert _admin_entries(by_ci) == expected
+    again = run_program("dev", overrides=overrides, caller_arn=LAPTOP, previous=by_ci)
+    assert _admin_entries(again) == expected
+
+
+def test_a_stack_first_deployed_by_ci_keeps_cis_bootstrap_entry():
+    overrides = {"cluster.adminPrincipalArns": ADMINS}
+    created = run_program("dev", overrides=overrides, caller_arn=CI)
+    later = run_program("dev", overrides=overrides, caller_arn=LAPTOP, previous=created)
+    expected = sorted(a for a in ADMINS if not a.endswith(":role/github-deploy"))
+    assert _admin_entries(created) == _admin_entries(later) == expected

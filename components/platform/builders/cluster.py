@@ -134,16 +134,20 @@ def same_principal(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
-def admins_without_caller(principal_arns: Sequence[str], caller_arn: str) -> list[str]:
-    """`cluster.adminPrincipalArns` minus the deploying identity.
+def admins_without_creator(principal_arns: Sequence[str], creator_arn: str) -> list[str]:
+    """`cluster.adminPrincipalArns` minus the identity that created the cluster.
 
     pulumi-eks creates the cluster with accessConfig.bootstrapClusterCreatorAdminPermissions
-    hard-coded to true (nodejs/eks/cluster/cluster.ts, pulumi-eks v4.3-v4.4; pulumi/pulumi-eks#2373),
-    so EKS already gives the creator a cluster-admin access entry; a second entry for the same
-    principal fails with 409 ResourceInUseException.
+    hard-coded to true and ignores later changes to it (nodejs/eks/cluster/cluster.ts, pulumi-eks
+    v4.3-v4.4; pulumi/pulumi-eks#2373; its Python API exposes no such argument), so EKS gives the
+    identity that CREATED the cluster a cluster-admin access entry of its own; a second entry for the
+    same principal fails with 409 ResourceInUseException. `creator_arn` is that identity as the stack
+    recorded it when the cluster was created (a pulumi.Stash), never whoever runs this update:
+    dropping the current caller instead would create the creator's duplicate (409) and delete the
+    caller's own entry (locking a CI role out) as soon as someone else runs `pulumi up`.
     """
-    caller = caller_role_arn(caller_arn)
-    return [arn for arn in principal_arns if not same_principal(arn, caller)]
+    creator = caller_role_arn(creator_arn)
+    return [arn for arn in principal_arns if not same_principal(arn, creator)]
 
 
 def admin_entry_key(arn: str) -> str:

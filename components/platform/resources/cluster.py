@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_aws as aws
@@ -37,7 +37,8 @@ from components.platform.builders.cluster import (
     NODE_ROLE_POLICIES,
     SYSTEM_NODE_SELECTOR,
     admin_entry_key,
-    admins_without_caller,
+    admins_without_creator,
+    caller_role_arn,
     cluster_kms_policy,
     gp3_storage_class_manifest,
     kms_key_policy,
@@ -67,6 +68,14 @@ def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessE
         )
         for arn in principal_arns
     }
+
+
+T = TypeVar("T")
+
+
+def _without_dependencies(value: pulumi.Output[T]) -> pulumi.Output[T]:
+    """The same value, known and secret as `value`, with no resource dependencies attached."""
+    return pulumi.Output(set(), value.future(), value.is_known(), value.is_secret())
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,8 @@ class Cluster(pulumi.ComponentResource):
     node_security_group_id, cluster_security_group_id, eks_cluster (Output of the
     aws.eks.Cluster), eks (the pulumi-eks component), system_node_group,
     addons (name -> aws.eks.Addon), partition, account_id, region,
-    block_storage_class_name, kms_key, node_security_group_discovery_tag.
+    block_storage_class_name, kms_key, node_security_group_discovery_tag, cluster_creator
+    (pulumi.Stash: the identity that created the cluster, recorded by the `pulumi up` that did).
     """
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -152,6 +162,17 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=cluster_role),
         )
 
+        # --- Who creates the cluster, recorded once. EKS gives that identity a cluster-admin entry of its
+        # own (pulumi-eks bootstrapClusterCreatorAdminPermissions: true); every later `pulumi up`, by
+        # anyone, must leave it to EKS and keep everyone else's. pulumi.Stash saves its input on create
+        # and keeps that `output` on updates (the engine's builtin provider, Pulumi >= 3.208). It is
+        # created right before the cluster, in the same `pulumi up`.
+        self.cluster_creator = pulumi.Stash(
+            f"{name}-cluster-creator",
+            input=aws.get_caller_identity_output(opts=invoke).arn.apply(caller_role_arn),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*control_plane_policies, cluster_kms]),
+        )
+
         # --- The cluster (pulumi-eks)
         self.eks = eks.Cluster(
             f"{name}-eks",
@@ -164,12 +185,16 @@ class Cluster(pulumi.ComponentResource):
             endpoint_public_access=cc.endpoint_public_access,
             public_access_cidrs=cc.endpoint_public_access_cidrs if cc.endpoint_public_access else None,
             authentication_mode=eks.AuthenticationMode.API,
-            # The deploying identity is already admin (pulumi-eks bootstraps the creator's entry).
-            # accessEntries is a plain input of pulumi-eks (schema and SDK): a Mapping, never an Output,
-            # which the engine would hand to the Node.js component as an Output object for it to
-            # iterate as the map. Hence the caller's ARN from the plain (blocking) invoke.
-            access_entries=admin_access_entries(
-                admins_without_caller(cc.admin_principal_arns, aws.get_caller_identity(opts=invoke).arn)
+            # The creator is already admin (EKS's bootstrap entry): every other admin gets an entry.
+            # accessEntries is a plain input of pulumi-eks (its schema; the Python SDK types it as a
+            # Mapping): a multi-language component receives an input that carries dependencies as an
+            # Output object, not the map it iterates. The entries depend on the Stash's recorded value
+            # only, so they are handed over as a value without resource dependencies (the Stash is
+            # created before this input resolves, so the order holds).
+            access_entries=_without_dependencies(
+                self.cluster_creator.output.apply(
+                    lambda creator: admin_access_entries(admins_without_creator(cc.admin_principal_arns, creator))
+                )
             ),
             encryption_config_key_arn=self.kms_key.arn,
             service_role=cluster_role,

@@ -7,6 +7,7 @@ Secret stringData marked secret.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,8 @@ def register_group(
             image_pull_secret=image_pull_secret,
         )
     )
+    # No shorter than the leader may take to start: workers' wait plus the engine load, and a margin.
+    group_timeout = f"{math.ceil((multinode.LEADER_STARTUP_BUDGET_SECONDS + 600) / 60)}m"
     lws = k8s.apiextensions.CustomResource(
         f"{name}-lws",
         api_version=multinode.LWS_API_VERSION,
@@ -74,7 +77,7 @@ def register_group(
             launch,
             *depends_on,
             ignore_changes=["spec.replicas"],  # the HPA owns the group count
-            custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"),
+            custom_timeouts=pulumi.CustomTimeouts(create=group_timeout, update=group_timeout),
         ),
     )
     service = k8s_object(f"{name}-service", multinode.leader_service_manifest(model), after(namespace))
