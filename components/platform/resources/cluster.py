@@ -16,15 +16,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
+from pulumi.runtime.sync_await import _sync_await
 
 from components.catalog import versions
 from components.config import ClusterConfig, StackIdentity
@@ -70,12 +71,13 @@ def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessE
     }
 
 
-T = TypeVar("T")
-
-
-def _without_dependencies(value: pulumi.Output[T]) -> pulumi.Output[T]:
-    """The same value, known and secret as `value`, with no resource dependencies attached."""
-    return pulumi.Output(set(), value.future(), value.is_known(), value.is_secret())
+def _recorded_value(stash: pulumi.Stash, otherwise: Callable[[], str]) -> str:
+    """The Stash's recorded value as a plain string, waited for like a blocking invoke (Pulumi's own
+    `_sync_await`, which `aws.get_caller_identity()` uses). `otherwise()` when the engine does not
+    know it yet: the preview of a stack that has never been deployed, where the creator is whoever
+    runs the first `pulumi up`."""
+    value = _sync_await(stash.output.future())
+    return str(value) if value else otherwise()
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,10 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*control_plane_policies, cluster_kms]),
         )
 
+        creator = _recorded_value(
+            self.cluster_creator, lambda: caller_role_arn(aws.get_caller_identity(opts=invoke).arn)
+        )
+
         # --- The cluster (pulumi-eks)
         self.eks = eks.Cluster(
             f"{name}-eks",
@@ -187,15 +193,10 @@ class Cluster(pulumi.ComponentResource):
             authentication_mode=eks.AuthenticationMode.API,
             # The creator is already admin (EKS's bootstrap entry): every other admin gets an entry.
             # accessEntries is a plain input of pulumi-eks (its schema; the Python SDK types it as a
-            # Mapping): a multi-language component receives an input that carries dependencies as an
-            # Output object, not the map it iterates. The entries depend on the Stash's recorded value
-            # only, so they are handed over as a value without resource dependencies (the Stash is
-            # created before this input resolves, so the order holds).
-            access_entries=_without_dependencies(
-                self.cluster_creator.output.apply(
-                    lambda creator: admin_access_entries(admins_without_creator(cc.admin_principal_arns, creator))
-                )
-            ),
+            # Mapping, never an Output): a multi-language component would receive an Output that carries
+            # dependencies as an Output object, not the map it iterates. So the recorded creator is
+            # read as a plain value.
+            access_entries=admin_access_entries(admins_without_creator(cc.admin_principal_arns, creator)),
             encryption_config_key_arn=self.kms_key.arn,
             service_role=cluster_role,
             create_oidc_provider=True,
