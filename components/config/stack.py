@@ -23,6 +23,7 @@ from components.config.cluster import ClusterConfig
 from components.config.gateway import ACM_ARN, GatewayConfig, check_api_keys
 from components.config.models import ModelConfig
 from components.config.monitoring import MonitoringConfig
+from components.config.monitoring_checks import WEBHOOK_SECRET, alert_problems, check_webhook_url
 from components.config.multinode_checks import multi_node_problems
 from components.config.network import NetworkConfig
 from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
@@ -67,6 +68,7 @@ class StackConfig(ConfigModel):
     hf_token_set: bool = Field(False, exclude=True)
     ngc_api_key_set: bool = Field(False, exclude=True)
     api_key_count: int = Field(0, exclude=True)  # how many valid apiKeys entries; never the keys themselves
+    alert_webhook_set: bool = Field(False, exclude=True)  # whether the alertWebhookUrl secret is set
 
     @field_validator("tags")
     @classmethod
@@ -147,6 +149,7 @@ class StackConfig(ConfigModel):
                     f"@models[{i}].maxReplicas: {m.max_replicas} replicas x {m.gpus_per_replica} GPUs exceeds "
                     f"nodePool {pool.name!r} maxGpus ({pool.max_gpus}); raise maxGpus or lower maxReplicas"
                 )
+        problems += alert_problems(self.monitoring, self.models, self.alert_webhook_set)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -254,10 +257,12 @@ def parse_stack_config(
         raise ConfigError(problems)
     values["hf_token_set"] = "hfToken" in secret_keys_set
     values["ngc_api_key_set"] = "ngcApiKey" in secret_keys_set
+    values["alert_webhook_set"] = WEBHOOK_SECRET in secret_keys_set
+    problems += check_webhook_url(raw.get(WEBHOOK_SECRET))
     if raw.get("apiKeys") in (None, "") and ("apiKeys" in secret_keys_set or not secrets_complete):
         # Set but encrypted (a stack file read outside Pulumi), or a caller that does not say which
         # secrets are set (unit tests of other parts): the program checks them at `up`.
-        count, key_problems = 1, []
+        count, key_problems = 1, list[tuple[str, str]]()
     else:
         count, key_problems = check_api_keys(raw.get("apiKeys"))
     values["api_key_count"] = count
@@ -309,8 +314,16 @@ def multi_node_pools(cfg: StackConfig) -> dict[str, list[ModelConfig]]:
 
 def efa_pools(cfg: StackConfig) -> set[str]:
     """Pools that serve a multi-node model with EFA on."""
-    return {name for name, models in multi_node_pools(cfg).items() if any(m.multi_node.efa for m in models)}
+    return {
+        name
+        for name, models in multi_node_pools(cfg).items()
+        if any(m.multi_node is not None and m.multi_node.efa for m in models)
+    }
 
 
 def placement_group_pools(cfg: StackConfig) -> set[str]:
-    return {name for name, models in multi_node_pools(cfg).items() if any(m.multi_node.placement_group for m in models)}
+    return {
+        name
+        for name, models in multi_node_pools(cfg).items()
+        if any(m.multi_node is not None and m.multi_node.placement_group for m in models)
+    }

@@ -223,8 +223,13 @@ def upload_script(bucket: str, key: str) -> str:
     )
 
 
+# Every build Job's name starts with this (the serving alerts select the Jobs by it:
+# components/observability/builders/alerts.py).
+JOB_NAME_PREFIX = "engine-build-"
+
+
 def job_name(key: str) -> str:
-    return f"engine-build-{short_key(key)}"
+    return f"{JOB_NAME_PREFIX}{short_key(key)}"
 
 
 def script_configmap_name(key: str) -> str:
