@@ -118,26 +118,30 @@ def model_alerts(alerts_cfg: Any, models: Sequence[ModelConfig]) -> list[dict[st
         "describe pods` (CrashLoopBackOff, OOMKilled, Pending for a GPU) and the Triton log "
         "(`kubectl -n {{ $labels.namespace }} logs <pod> -c triton --previous`)."
     )
-    for kind, selected, workload, ready, created in (
-        ("Deployment", single, tm.DEPLOYMENT_NAME, "kube_deployment_status_replicas_available", "deployment"),
-        ("LeaderWorkerSet", grouped, mn.LWS_NAME, "kube_statefulset_status_replicas_ready", "statefulset"),
+    # A Deployment's available replicas, or a LeaderWorkerSet's ready leaders (its leader StatefulSet).
+    unavailable = []
+    for selected, workload, ready, kind in (
+        (single, tm.DEPLOYMENT_NAME, "kube_deployment_status_replicas_available", "deployment"),
+        (grouped, mn.LWS_NAME, "kube_statefulset_status_replicas_ready", "statefulset"),
     ):
-        if not selected:
-            continue
-        match = f'{_namespaces(selected)}, {created}="{workload}"'
-        rules.append(
-            _alert(
-                MODEL_UNAVAILABLE,
-                f"({ready}{{{match}}} == 0) and on (namespace, {created}) "
-                f"(time() - kube_{created}_created{{{match}}} > {startup})",
-                alerts_cfg.unavailable_for,
-                CRITICAL,
-                "Model {{ $labels.namespace }} has no ready replica: its endpoint fails every request",
-                f"The {kind} {workload} of model {{{{ $labels.namespace }}}} has had no ready "
-                f"{'leader' if kind == 'LeaderWorkerSet' else 'pod'} for {alerts_cfg.unavailable_for} (objects "
-                f"younger than the {startup // 60} min cold-start budget are not counted). {what_to_do}",
+        if selected:
+            match = f'{_namespaces(selected)}, {kind}="{workload}"'
+            unavailable.append(
+                f"((max by (namespace, {kind}) ({ready}{{{match}}}) == 0) and on (namespace, {kind}) "
+                f"(time() - kube_{kind}_created{{{match}}} > {startup}))"
             )
+    rules.append(
+        _alert(
+            MODEL_UNAVAILABLE,
+            " or ".join(unavailable),
+            alerts_cfg.unavailable_for,
+            CRITICAL,
+            "Model {{ $labels.namespace }} has no ready replica: its endpoint fails every request",
+            f"Model {{{{ $labels.namespace }}}} has had no ready Triton pod (the Deployment {tm.DEPLOYMENT_NAME}, or "
+            f"the leaders of the LeaderWorkerSet {mn.LWS_NAME}) for {alerts_cfg.unavailable_for}; objects younger "
+            f"than the {startup // 60} min cold-start budget are not counted. {what_to_do}",
         )
+    )
     ns = _namespaces(models)
     failures = f"sum by (namespace) ({metrics.METRICS['triton_failure_rate'].record}{{{ns}}})"
     successes = f"sum by (namespace) ({metrics.METRICS['triton_request_rate'].record}{{{ns}}})"
@@ -156,33 +160,44 @@ def model_alerts(alerts_cfg: Any, models: Sequence[ModelConfig]) -> list[dict[st
             "larger than the model accepts, GPU out of memory, or a backend that stopped.",
         )
     )
+    # Latency: one rule per signal, a branch per model with its own target (label target_ms).
+    latency: dict[str, list[str]] = {"ttft": [], "queue": []}
     for model in sorted(models, key=lambda m: m.name):
         signal = latency_signal(model)
         if signal is None:
             continue
         override = alerts_cfg.models.get(model.name)
         if signal == "ttft":
-            name, metric = MODEL_SLOW_FIRST_TOKEN, metrics.METRICS["vllm_time_to_first_token_ms"]
+            record = metrics.METRICS["vllm_time_to_first_token_ms"].record
             target = override.ttft_ms if override and override.ttft_ms is not None else alerts_cfg.ttft_ms
-            what = "mean time to first token"
         else:
-            name, metric = MODEL_QUEUE_TIME, metrics.METRICS["triton_queue_time_per_request_ms"]
+            record = metrics.METRICS["triton_queue_time_per_request_ms"].record
             target = (
                 override.queue_time_ms if override and override.queue_time_ms is not None else alerts_cfg.queue_time_ms
             )
-            what = "time a request waits in Triton's scheduler queue"
+        latency[signal].append(
+            f'label_replace(max by (namespace, pod) ({record}{{namespace="{model.name}"}}) > {target:g}, '
+            f'"target_ms", "{target:g}", "", "")'
+        )
+    for signal, name, what in (
+        ("ttft", MODEL_SLOW_FIRST_TOKEN, "mean time to first token"),
+        ("queue", MODEL_QUEUE_TIME, "time a request waits in Triton's scheduler queue"),
+    ):
+        if not latency[signal]:
+            continue
         rules.append(
             _alert(
                 name,
-                f'max by (namespace, pod) ({metric.record}{{namespace="{model.name}"}}) > {target:g}',
+                " or ".join(latency[signal]),
                 alerts_cfg.latency_for,
                 WARNING,
                 f"Model {{{{ $labels.namespace }}}}: {what} {{{{ $value | humanize }}}} ms on pod "
-                f"{{{{ $labels.pod }}}}, above its {target:g} ms target",
+                "{{ $labels.pod }}, above its {{ $labels.target_ms }} ms target",
                 f"The {what} of model {{{{ $labels.namespace }}}} (pod {{{{ $labels.pod }}}}) stayed above "
-                f"{target:g} ms for {alerts_cfg.latency_for}. More replicas are the fix: check whether its HPA is "
-                "at maxReplicas (TritonModelHpaMaxedOut) or new replicas wait for a GPU (GpuPodUnschedulable); "
-                "otherwise raise models[].maxReplicas or lower the per-pod autoscaling target.",
+                f"{{{{ $labels.target_ms }}}} ms for {alerts_cfg.latency_for}. More replicas are the fix: check "
+                "whether its HPA is at maxReplicas (TritonModelHpaMaxedOut) or new replicas wait for a GPU "
+                "(GpuPodUnschedulable); otherwise raise models[].maxReplicas or lower the per-pod autoscaling "
+                "target.",
             )
         )
     scalable = [m for m in models if m.min_replicas < m.max_replicas]
