@@ -342,9 +342,7 @@ def alert_tests() -> list[dict[str, Any]]:
             "6m",
             alerts.MODEL_UNAVAILABLE,
             [
-                _expected(
-                    alerts.MODEL_UNAVAILABLE, {"namespace": TRT, "deployment": "triton"}, {}
-                ),
+                _expected(alerts.MODEL_UNAVAILABLE, {"namespace": TRT, "deployment": "triton"}, {}),
                 _expected(
                     alerts.MODEL_UNAVAILABLE,
                     {"namespace": GROUP, "statefulset": "triton-mn"},
