@@ -37,7 +37,7 @@ from tritonllm.ports import find_free_port
 
 TOPIC = "arn:aws:sns:us-west-2:123456789012:tritonllm-vllm-alerts-0123"
 WEBHOOK = "https://hooks.example.com/services/T000/B000/XXXX"
-SHAPES = {
+SHAPES: dict[str, dict[str, Any]] = {
     "no-receiver": {"sns_topic_arn": None, "webhook_url": None},
     "sns": {"sns_topic_arn": TOPIC, "webhook_url": None},
     "webhook": {"sns_topic_arn": None, "webhook_url": WEBHOOK},
@@ -176,11 +176,11 @@ def alertmanager(tmp_path, webhook) -> Iterator[str]:
             try:
                 urllib.request.urlopen(f"{url}/-/ready", timeout=2).read()
                 break
-            except OSError:
+            except OSError as exc:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(
                         f"alertmanager did not start: {process.stderr.read() if process.stderr else ''}"
-                    )
+                    ) from exc
                 time.sleep(0.2)
         yield url
     finally:

@@ -16,7 +16,7 @@ OPT_IN_OVERRIDES = {
     "monitoring.alerts.sns": {"enabled": True, "emails": ["oncall@example.com", "ml-platform@example.com"]},
     "monitoring.cloudwatch.enabled": True,
 }
-OPT_IN_SECRETS = {"alertWebhookUrl": WEBHOOK_URL}
+OPT_IN_SECRETS: dict[str, str | None] = {"alertWebhookUrl": WEBHOOK_URL}
 # Variant name -> (stack file, overrides, secrets); golden files live in tests/golden/iam/<variant>/.
 VARIANTS = {"vllm-opt-ins": ("vllm", OPT_IN_OVERRIDES, OPT_IN_SECRETS)}
 
