@@ -93,6 +93,9 @@ def test_alertmanager_reads_the_programs_secret_before_the_chart_installs(defaul
     assert secret.get("metadata.namespace") == mv.NAMESPACE
     assert secret.urn in kps.dependencies
     assert kps.get("values.alertmanager.alertmanagerSpec.useExistingSecret") is True
+    assert kps.get("values.alertmanager.alertmanagerSpec.configSecret") == am.CONFIG_SECRET
+    # not the chart's default name, which a stack deployed before this change holds as a Helm-made Secret
+    assert am.CONFIG_SECRET != f"alertmanager-{mv.ALERTMANAGER_NAME}"
     assert kps.get("values.alertmanager.serviceAccount.name") == mv.ALERTMANAGER_SERVICE_ACCOUNT
     assert "config" not in kps.get("values.alertmanager")  # the chart renders no configuration of its own
     assert_values_keys_exist(

@@ -5,9 +5,9 @@ and/or a webhook (the `alertWebhookUrl` Pulumi secret). Without either, every al
 `null` receiver: nothing is sent, and the alerts stay visible in Alertmanager's and Prometheus's UIs and
 on Grafana's alerting pages.
 
-The whole configuration lives in the Kubernetes Secret the Alertmanager object reads
-(`alertmanager-<name>`, key `alertmanager.yaml`), which the program writes: kube-prometheus-stack
-88.5.3 then renders no Secret of its own (`alertmanager.alertmanagerSpec.useExistingSecret`,
+The whole configuration lives in a Kubernetes Secret the program writes (`CONFIG_SECRET`, key
+`alertmanager.yaml`) and the Alertmanager object reads (`alertmanager.alertmanagerSpec.configSecret`);
+kube-prometheus-stack 88.5.3 then renders no Secret of its own (`alertmanagerSpec.useExistingSecret`,
 templates/alertmanager/secret.yaml), so the webhook URL never passes through Helm values.
 
 Grouping: one notification per alert name and namespace (a model's namespace is its name), sent 30 s
@@ -22,15 +22,15 @@ from __future__ import annotations
 from typing import Any
 
 from components.observability.builders import alerts
-from components.observability.builders.monitoring_values import ALERTMANAGER_NAME
+from components.observability.builders.monitoring_values import ALERTMANAGER_CONFIG_SECRET
 from components.platform.builders.iam import policy_document
 
 RECEIVER = "tritonllm"
 NULL_RECEIVER = "null"
-# The operator reads the Alertmanager object's configuration from the Secret "alertmanager-<name>" unless
-# spec.configSecret names another (kube-prometheus-stack 88.5.3 values.yaml alertmanagerSpec.configSecret:
-# "Defaults to 'alertmanager-'"), key alertmanager.yaml.
-CONFIG_SECRET = f"alertmanager-{ALERTMANAGER_NAME}"
+# The Secret the Alertmanager object reads its configuration from (key alertmanager.yaml), named through
+# alertmanagerSpec.configSecret. Not the default "alertmanager-<name>": a stack deployed before this
+# Secret existed has the chart's own Secret of that name, which Pulumi could not create over.
+CONFIG_SECRET = ALERTMANAGER_CONFIG_SECRET
 CONFIG_KEY = "alertmanager.yaml"
 
 GROUP_BY = ["alertname", "namespace"]

@@ -33,6 +33,9 @@ PROMETHEUS_PORT = 9090
 ALERTMANAGER_NAME = f"{KPS_RELEASE}-alertmanager"
 ALERTMANAGER_SERVICE_PORT = 9093
 ALERTMANAGER_SERVICE_ACCOUNT = f"{KPS_RELEASE}-alertmanager"
+# The Secret holding Alertmanager's whole configuration, written by the program
+# (components/observability/builders/alertmanager.py).
+ALERTMANAGER_CONFIG_SECRET = "tritonllm-alertmanager-config"
 
 # Nodes Karpenter launches from GPU instance types carry this well-known label.
 GPU_NODE_LABEL = "karpenter.k8s.aws/instance-gpu-count"
@@ -41,6 +44,9 @@ GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedul
 FREE_FORM = {
     "kube-prometheus-stack": {
         "prometheus.prometheusSpec.storageSpec",
+        # Documented, commented out ("# configSecret:"), in the chart's values.yaml and read by
+        # templates/alertmanager/alertmanager.yaml (`configSecret: {{ ...configSecret }}`), chart 88.5.3.
+        "alertmanager.alertmanagerSpec.configSecret",
     },
     "prometheus-adapter": set(),
     # customMetrics is documented, commented out, in the chart's values.yaml and read by
@@ -109,7 +115,7 @@ def kube_prometheus_stack_values(
             "serviceAccount": {"create": True, "name": ALERTMANAGER_SERVICE_ACCOUNT},
             # The configuration (receivers, routes, with the webhook URL when set) is the Secret the
             # program writes (components/observability/builders/alertmanager.py); the chart renders none.
-            "alertmanagerSpec": {"useExistingSecret": True},
+            "alertmanagerSpec": {"useExistingSecret": True, "configSecret": ALERTMANAGER_CONFIG_SECRET},
         },
         "grafana": {
             "enabled": True,
