@@ -8,6 +8,7 @@ check the configuration in tests/rules/test_alertmanager.py.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import yaml
@@ -246,3 +247,16 @@ def test_container_logs_can_be_shipped_too():
     run = run_program("vllm", overrides={"monitoring.cloudwatch": {"enabled": True, "containerLogs": True}})
     (addon,) = [a for a in run.of_type("aws:eks/addon:Addon") if a.inputs["addonName"] == container_insights.ADDON_NAME]
     assert json.loads(addon.inputs["configurationValues"])["containerLogs"] == {"enabled": True}
+
+
+@pytest.mark.parametrize("which", ["default", "opt-in"])
+def test_amtool_accepts_the_configuration_the_program_writes(default_run, opt_in_run, which, tmp_path):
+    """The exact bytes of the Secret each run registers (tests/rules/test_alertmanager.py checks the
+    builder's shapes and runs them)."""
+    from tests.rules.test_alertmanager import _tool
+
+    run = default_run if which == "default" else opt_in_run
+    path = tmp_path / "alertmanager.yaml"
+    path.write_text(_alertmanager_secret(run).inputs["stringData"][am.CONFIG_KEY])
+    result = subprocess.run([_tool("amtool"), "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
