@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from components.config import ModelConfig, MonitoringConfig
+from components.config.monitoring import AlertsConfig
 from components.config.monitoring_checks import latency_signal
 from components.observability.builders import metrics
 from components.serving.builders import engine_build
@@ -107,7 +108,7 @@ def _gpu_pod_waiting() -> str:
     return f"max by (namespace, pod) (kube_pod_status_unschedulable) and on (namespace, pod) ({requests})"
 
 
-def model_alerts(alerts_cfg: Any, models: Sequence[ModelConfig]) -> list[dict[str, Any]]:
+def model_alerts(alerts_cfg: AlertsConfig, models: Sequence[ModelConfig]) -> list[dict[str, Any]]:
     """Per-model alerts: no ready replica, failure ratio, latency target, HPA at maxReplicas."""
     rules: list[dict[str, Any]] = []
     startup = tm.STARTUP_BUDGET_SECONDS
