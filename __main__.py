@@ -5,6 +5,7 @@ import pulumi_aws as aws
 
 from components.config import efa_pools, multi_node_pools, placement_group_pools, read_pulumi_config
 from components.gateway.resources.gateway import Gateway, GatewayArgs
+from components.observability.resources.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.observability.resources.monitoring import Monitoring, MonitoringArgs
 from components.platform.resources.cluster import Cluster, ClusterArgs
 from components.platform.resources.karpenter import Karpenter, KarpenterArgs
@@ -20,6 +21,7 @@ secrets = pulumi.Config("tritonllm")
 hf_token = secrets.get_secret("hfToken")
 ngc_api_key = secrets.get_secret("ngcApiKey")
 api_keys = secrets.get_secret("apiKeys")
+alert_webhook_url = secrets.get_secret("alertWebhookUrl")
 # TRT-LLM engine keys: hfRevision resolved to its commit now (Hugging Face API, with the token for
 # gated models); a failure is a ConfigError before any resource exists. The token stays in memory.
 engines = resolve_engines(cfg, secrets.get("hfToken"))
@@ -91,10 +93,23 @@ gateway = Gateway(
 monitoring = (
     Monitoring(
         cfg.name,
-        MonitoringArgs(stack=stack, monitoring=cfg.monitoring, k8s_provider=cluster.k8s_provider),
+        MonitoringArgs(
+            stack=stack,
+            monitoring=cfg.monitoring,
+            k8s_provider=cluster.k8s_provider,
+            cluster_name=cluster.cluster_name,
+            models=cfg.models,
+            alert_webhook_url=alert_webhook_url,
+        ),
         opts=aws_opts,
     )
     if cfg.monitoring.enabled
+    else None
+)
+# CloudWatch Container Insights (opt-in, billed per observation): the amazon-cloudwatch-observability add-on.
+container_insights = (
+    ContainerInsights(cfg.name, ContainerInsightsArgs(monitoring=cfg.monitoring, cluster=cluster.ref), opts=aws_opts)
+    if cfg.monitoring.cloudwatch.enabled
     else None
 )
 # Multi-node models: LWS controller, EFA device plugin, single-zone placement-group pools.
@@ -170,3 +185,6 @@ if monitoring is not None:
     pulumi.export("grafanaSecretName", monitoring.grafana_secret_name)
     pulumi.export("grafanaReadPasswordCommand", monitoring.grafana_read_password_command)
     pulumi.export("grafanaPortForwardCommand", monitoring.grafana_port_forward_command)
+    pulumi.export("alertmanagerPortForwardCommand", monitoring.alertmanager_port_forward_command)
+    if monitoring.alerts_topic_arn is not None:
+        pulumi.export("alertsTopicArn", monitoring.alerts_topic_arn)

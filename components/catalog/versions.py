@@ -24,6 +24,18 @@ EKS_ADDONS: dict[str, str] = {
     "aws-ebs-csi-driver": "v1.51.1-eksbuild.1",
     "aws-efs-csi-driver": "v2.1.13-eksbuild.1",
 }
+# EKS managed add-ons installed only when a config key asks for them (the loop over EKS_ADDONS in
+# components/platform/resources/cluster.py installs every one above unconditionally).
+# amazon-cloudwatch-observability (monitoring.cloudwatch.enabled): v4.10.3-eksbuild.1 packages the
+# aws-observability/helm-charts release amazon-cloudwatch-observability-4.10.3 (tag of that name; its
+# values.yaml is what components/observability/builders/container_insights.py configures), the newest 4.x
+# build and one in use in April 2026 (aws-observability/application-signals-demo#334 pins it, after the
+# 5.3.0 agent ClusterRole change there). AWS lists the add-on's builds per Kubernetes version only through
+# the API: check `aws eks describe-addon-versions --addon-name amazon-cloudwatch-observability
+# --kubernetes-version 1.34` before moving it (not reachable from where this was written).
+OPTIONAL_EKS_ADDONS: dict[str, str] = {
+    "amazon-cloudwatch-observability": "v4.10.3-eksbuild.1",
+}
 
 # Karpenter's alias for the EKS-optimized AMIs (`<family>@<version>`); for GPU instance types
 # the AL2023 alias resolves to the NVIDIA variant (drivers + container toolkit preinstalled).

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 NAMESPACE = "tritonllm"
-SECRET_KEYS = ("hfToken", "ngcApiKey", "apiKeys")
+SECRET_KEYS = ("hfToken", "ngcApiKey", "apiKeys", "alertWebhookUrl")
 
 # Organisations whose Hugging Face repositories are gated (a license must be
 # accepted and a token sent); `gated` on a model overrides this guess.

@@ -280,6 +280,19 @@ class ModelConfig(ConfigModel):
         return "vllm" if self.backend == "vllm" else self.trtllm.runtime
 
     @property
+    def reports_vllm_custom_metrics(self) -> bool:
+        """Whether Triton's vLLM backend reports its vllm:* metrics (REPORT_CUSTOM_METRICS) for this model.
+
+        Its explicit `vllm.reportCustomMetrics`, else whatever its autoscaling metric needs; never for
+        TensorRT-LLM models.
+        """
+        if self.backend != "vllm":
+            return False
+        if self.vllm.report_custom_metrics is not None:
+            return self.vllm.report_custom_metrics
+        return metrics.hpa_metric_for(self.backend, self.autoscaling.metric).needs_vllm_custom_metrics
+
+    @property
     def is_gated(self) -> bool:
         if self.gated is not None:
             return self.gated

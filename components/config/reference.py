@@ -26,7 +26,12 @@ def config_reference() -> list[tuple[str, str, str, str]]:
             default = "required" if field.is_required() else _default_text(field)
             rows.append((key, type_name, default, field.description or ""))
             if nested is not None:
-                walk(nested, key + ("[]." if type_name.startswith("list") else "."))
+                if type_name.startswith("list"):
+                    walk(nested, key + "[].")
+                elif type_name == "map":
+                    walk(nested, key + ".<name>.")  # a map of objects keyed by a name (e.g. a model's)
+                else:
+                    walk(nested, key + ".")
 
     walk(StackConfig, "")
     rows.append(("hfToken", "secret string", "required for gated models", "Hugging Face token (Pulumi secret)"))
@@ -37,6 +42,15 @@ def config_reference() -> list[tuple[str, str, str, str]]:
             "secret list of string",
             "required while gateway.auth.enabled",
             "API keys `name:secret` the gateway accepts (HTTP Basic credentials); several for rotation",
+        )
+    )
+    rows.append(
+        (
+            "alertWebhookUrl",
+            "secret string",
+            "unset",
+            "http(s) URL Alertmanager posts every alert to (its webhook_config); kept in a Kubernetes Secret "
+            "with the Alertmanager configuration, never in Helm values",
         )
     )
     return rows

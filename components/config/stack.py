@@ -23,6 +23,7 @@ from components.config.cluster import ClusterConfig
 from components.config.gateway import ACM_ARN, GatewayConfig, check_api_keys
 from components.config.models import ModelConfig
 from components.config.monitoring import MonitoringConfig
+from components.config.monitoring_checks import WEBHOOK_SECRET, alert_problems, check_webhook_url
 from components.config.multinode import ROLLOUT_SURGE_GROUPS, MultiNodeConfig
 from components.config.multinode_checks import multi_node_problems
 from components.config.network import NetworkConfig
@@ -68,6 +69,7 @@ class StackConfig(ConfigModel):
     hf_token_set: bool = Field(False, exclude=True)
     ngc_api_key_set: bool = Field(False, exclude=True)
     api_key_count: int = Field(0, exclude=True)  # how many valid apiKeys entries; never the keys themselves
+    alert_webhook_set: bool = Field(False, exclude=True)  # whether the alertWebhookUrl secret is set
 
     @field_validator("tags")
     @classmethod
@@ -152,6 +154,7 @@ class StackConfig(ConfigModel):
                     f"exceeds nodePool {pool.name!r} maxGpus ({pool.max_gpus}); raise maxGpus"
                     f"{f' to {(m.max_replicas + surge) * m.gpus_per_replica}' if surge else ''} or lower maxReplicas"
                 )
+        problems += alert_problems(self.monitoring, self.models, self.alert_webhook_set)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -260,10 +263,12 @@ def parse_stack_config(
     values["hf_token_set"] = "hfToken" in secret_keys_set
     values["ngc_api_key_set"] = "ngcApiKey" in secret_keys_set
     key_problems: list[tuple[str, str]]
+    values["alert_webhook_set"] = WEBHOOK_SECRET in secret_keys_set
+    problems += check_webhook_url(raw.get(WEBHOOK_SECRET))
     if raw.get("apiKeys") in (None, "") and ("apiKeys" in secret_keys_set or not secrets_complete):
         # Set but encrypted (a stack file read outside Pulumi), or a caller that does not say which
         # secrets are set (unit tests of other parts): the program checks them at `up`.
-        count, key_problems = 1, []
+        count, key_problems = 1, list[tuple[str, str]]()
     else:
         count, key_problems = check_api_keys(raw.get("apiKeys"))
     values["api_key_count"] = count

@@ -28,8 +28,10 @@ from components.providers import s3_sync
 from components.serving.builders.engine_build import (
     COMMIT_SHA,
     COMPLETE_MARKER,
+    FINISHED_JOB_TTL_SECONDS,
     LOG_TAIL_LINES,
     POLL_SECONDS,
+    REPLACE_ATTEMPTS,
     WAIT_MARGIN_SECONDS,
     ResolvedEngine,
     RevisionError,
@@ -203,8 +205,9 @@ def ensure_engine(
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     deadline = started + float(props["timeout_seconds"]) + WAIT_MARGIN_SECONDS
     jobs.apply_config_map(config_map)
+    outcome = "running"
     try:
-        jobs.create_job(job)  # an existing Job of the same key (an interrupted run) is adopted and awaited
+        _start_job(jobs, job, sleep)
         while True:
             status = jobs.job_status(namespace, name)
             outcome = job_outcome(status)
@@ -219,17 +222,40 @@ def ensure_engine(
                     )
                 )
                 tail = jobs.job_log_tail(namespace, name, LOG_TAIL_LINES)
+                kept = (
+                    f"\n(the failed Job is kept for `kubectl -n {namespace} logs job/{name} -c build` until the next "
+                    f"`pulumi up` replaces it, or for {FINISHED_JOB_TTL_SECONDS // 3600} h)"
+                    if outcome == "failed"
+                    else ""
+                )
                 raise EngineBuildError(
                     f"TensorRT-LLM engine build {namespace}/{name} for key {key} failed: {reason}\n"
-                    f"--- last {LOG_TAIL_LINES} log lines ---\n{tail or '(no logs: the pod never started?)'}"
+                    f"--- last {LOG_TAIL_LINES} log lines ---\n{tail or '(no logs: the pod never started?)'}{kept}"
                 )
             sleep(POLL_SECONDS)
         if not store.exists(bucket, marker):
             raise EngineBuildError(f"build Job {namespace}/{name} succeeded but s3://{bucket}/{marker} is missing")
     finally:
-        jobs.delete_job(namespace, name)
+        # A failed Job stays (its logs; the TritonEngineBuildFailed alert reads it): its pod has ended and
+        # holds no GPU. A succeeded one, or one still running at the deadline, goes.
+        if outcome != "failed":
+            jobs.delete_job(namespace, name)
         jobs.delete_config_map(namespace, config_map["metadata"]["name"])
     return BuildResult(built=True, seconds=round(clock() - started, 1))
+
+
+def _start_job(jobs: JobApi, job: dict[str, Any], sleep: Callable[[float], None]) -> None:
+    """Create the build Job. A Job of the same key that already exists is an interrupted run's, adopted
+    and awaited, unless it failed: an earlier run kept that one for its logs, and it is replaced."""
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    for _ in range(REPLACE_ATTEMPTS):
+        if jobs.create_job(job):
+            return
+        if job_outcome(jobs.job_status(namespace, name)) != "failed":
+            return
+        jobs.delete_job(namespace, name)
+        sleep(1)  # the API server removes it (no finalizer on a Job deleted in the background) before we create
+    raise EngineBuildError(f"could not replace the failed build Job {namespace}/{name} kept from an earlier run")
 
 
 _NO_UNKNOWN = object()

@@ -8,11 +8,27 @@ from tests.unit.harness import ProgramRun, run_program, stack_files
 
 _RUNS: dict[str, ProgramRun] = {}
 
+# The opt-ins no stack file turns on (they cost money or need an address), on top of the vllm stack, so
+# the IAM goldens and the security checks cover what they add: an SNS topic for alerts with e-mail
+# subscribers and Alertmanager's publisher role, a webhook, CloudWatch Container Insights.
+WEBHOOK_URL = "https://hooks.example.com/services/T000/B000/mock-webhook-token"
+OPT_IN_OVERRIDES = {
+    "monitoring.alerts.sns": {"enabled": True, "emails": ["oncall@example.com", "ml-platform@example.com"]},
+    "monitoring.cloudwatch.enabled": True,
+}
+OPT_IN_SECRETS: dict[str, str | None] = {"alertWebhookUrl": WEBHOOK_URL}
+# Variant name -> (stack file, overrides, secrets); golden files live in tests/golden/iam/<variant>/.
+VARIANTS = {"vllm-opt-ins": ("vllm", OPT_IN_OVERRIDES, OPT_IN_SECRETS)}
+
 
 def stack_run_for(stack: str) -> ProgramRun:
-    """The (cached) mocked run of Pulumi.<stack>.yaml as committed."""
+    """The (cached) mocked run of Pulumi.<stack>.yaml as committed, or of a VARIANTS entry."""
     if stack not in _RUNS:
-        _RUNS[stack] = run_program(stack)
+        if stack in VARIANTS:
+            base, overrides, secrets = VARIANTS[stack]
+            _RUNS[stack] = run_program(base, overrides=overrides, secrets=secrets)
+        else:
+            _RUNS[stack] = run_program(stack)
     return _RUNS[stack]
 
 
@@ -29,6 +45,12 @@ def vllm_run() -> ProgramRun:
 @pytest.fixture(scope="session", params=stack_files())
 def stack_run(request) -> ProgramRun:
     """One run per Pulumi.<stack>.yaml in the repository (tests using it repeat for every stack)."""
+    return stack_run_for(request.param)
+
+
+@pytest.fixture(scope="session", params=stack_files() + sorted(VARIANTS))
+def stack_or_variant_run(request) -> ProgramRun:
+    """stack_run, plus the opt-in VARIANTS (for the IAM goldens and the trust checks)."""
     return stack_run_for(request.param)
 
 

@@ -331,6 +331,7 @@ _ARN_SHAPES = {
     "aws:iam/policy:Policy": ("iam", "policy/{name}", False),
     "aws:iam/instanceProfile:InstanceProfile": ("iam", "instance-profile/{name}", False),
     "aws:sqs/queue:Queue": ("sqs", "{name}", True),
+    "aws:sns/topic:Topic": ("sns", "{name}", True),
     "aws:kms/key:Key": ("kms", "key/{id}", True),
     "aws:kms/alias:Alias": ("kms", "{name}", True),
     "aws:efs/fileSystem:FileSystem": ("elasticfilesystem", "file-system/{id}", True),

@@ -18,6 +18,7 @@ import json
 import pytest
 
 from components.config import ConfigError
+from components.observability.builders import container_insights
 from components.platform.builders.cluster import admins_without_creator, caller_role_arn
 from tests.unit.harness import ACCOUNT_ID, ProgramRun, run_program
 from tests.unit.test_network import _cfg
@@ -115,14 +116,19 @@ def test_controllers_get_what_they_read_from_imds_from_their_values(stack_run):
 # --------------------------------------------------------------------------- trust policies
 
 
+# Add-ons whose pods do not run in kube-system: the association an add-on makes is in its own namespace.
+ADDON_NAMESPACES = {container_insights.ADDON_NAME: container_insights.NAMESPACE}
+
+
 def _associations(run: ProgramRun) -> dict[str, set[tuple[str, str]]]:
     """role ARN -> {(namespace, service account)} from Pod Identity associations (direct or add-on)."""
     found: dict[str, set[tuple[str, str]]] = {}
     for a in run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation"):
         found.setdefault(a.inputs["roleArn"], set()).add((a.inputs["namespace"], a.inputs["serviceAccount"]))
     for addon in run.of_type("aws:eks/addon:Addon"):
+        namespace = ADDON_NAMESPACES.get(addon.inputs["addonName"], "kube-system")
         for a in addon.inputs.get("podIdentityAssociations") or []:
-            found.setdefault(a["roleArn"], set()).add(("kube-system", a["serviceAccount"]))
+            found.setdefault(a["roleArn"], set()).add((namespace, a["serviceAccount"]))
     return found
 
 
@@ -133,7 +139,8 @@ def _single(value) -> str:
     return value
 
 
-def test_every_pod_identity_trust_is_one_cluster_namespace_and_service_account(stack_run):
+def test_every_pod_identity_trust_is_one_cluster_namespace_and_service_account(stack_or_variant_run):
+    stack_run = stack_or_variant_run
     cluster_arn = f"arn:aws:eks:{_cfg(stack_run).region}:{ACCOUNT_ID}:cluster/{_cfg(stack_run).name}"
     associations = _associations(stack_run)
     checked = 0

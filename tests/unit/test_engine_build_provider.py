@@ -88,6 +88,7 @@ class FakeJobs:
 
     def delete_job(self, namespace, name):
         self.calls.append(("delete_job", name))
+        self.exists = False
 
     def delete_config_map(self, namespace, name):
         self.calls.append(("delete_config_map", name))
@@ -168,14 +169,42 @@ def test_an_interrupted_runs_job_is_adopted(moto_url, bucket):
     assert jobs.called("create_job") == 1 and jobs.called("delete_job") == 1
 
 
-def test_a_failed_build_reports_the_log_tail_and_still_cleans_up(moto_url, bucket):
+def test_a_failed_build_reports_the_log_tail_and_keeps_the_failed_job(moto_url, bucket):
+    """The failed Job stays (its pod has ended): `kubectl logs` shows the whole log, and the
+    TritonEngineBuildFailed alert sees kube_job_status_failed, until the next run or the Job's TTL."""
     jobs = FakeJobs([RUNNING, FAILED], logs="[engine-build-x/build]\nRuntimeError: CUDA out of memory")
     with pytest.raises(eb_provider.EngineBuildError) as err:
         eb_provider.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
     text = str(err.value)
     assert "BackoffLimitExceeded" in text and "CUDA out of memory" in text and KEY in text
-    assert jobs.called("delete_job") == 1 and jobs.called("delete_config_map") == 1
+    assert "the failed Job is kept" in text and "logs job/" in text
+    assert jobs.called("delete_job") == 0 and jobs.called("delete_config_map") == 1
     assert ("job_log_tail", eb.LOG_TAIL_LINES) in jobs.calls
+
+
+def test_the_next_run_replaces_a_failed_job_kept_from_an_earlier_run(moto_url, bucket):
+    jobs = FakeJobs([FAILED, RUNNING, COMPLETE], on_success=upload_engine(moto_url, bucket), exists=True)
+    result = eb_provider.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
+    assert result.built is True
+    assert [c[0] for c in jobs.calls] == [
+        "apply_config_map",
+        "create_job",  # 409: the kept Job
+        "delete_job",  # it failed: replaced
+        "create_job",
+        "delete_job",  # succeeded: removed
+        "delete_config_map",
+    ]
+
+
+def test_a_failed_job_that_will_not_go_away_is_an_error(moto_url, bucket):
+    class Stuck(FakeJobs):
+        def delete_job(self, namespace, name):
+            self.calls.append(("delete_job", name))  # still there
+
+    jobs = Stuck([FAILED], exists=True)
+    with pytest.raises(eb_provider.EngineBuildError, match="could not replace the failed build Job"):
+        eb_provider.ensure_engine(props(bucket), lambda: jobs, store(moto_url), sleep=lambda s: None)
+    assert jobs.called("create_job") == eb.REPLACE_ATTEMPTS
 
 
 def test_the_deadline_stops_waiting(moto_url, bucket):

@@ -1,7 +1,8 @@
 """Every IAM policy document and trust policy the program builds equals its golden file.
 
 The golden files in tests/golden/iam/<stack>/ are what each stack file's program registers
-under the unit-test mocks (account 123456789012, deterministic ARNs and ids). They were
+under the unit-test mocks (and tests/golden/iam/<variant>/ what a conftest.VARIANTS entry registers:
+the opt-ins no stack file turns on, such as the alerts topic, Alertmanager's role, CloudWatch) (account 123456789012, deterministic ARNs and ids). They were
 reviewed once against the upstream policies (Karpenter's controller policy against
 karpenter-provider-aws v1.14.1 website/content/en/docs/getting-started/
 getting-started-with-karpenter/cloudformation.yaml; Pod Identity trust against the EKS User
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.conftest import VARIANTS, stack_run_for
 from tests.unit.harness import ProgramRun, stack_files
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "iam"
@@ -35,6 +37,7 @@ UPDATE = os.environ.get("TRITONLLM_UPDATE_GOLDEN") == "1"
 # Resource type -> the input holding a policy document.
 POLICY_INPUTS = {
     "aws:iam/role:Role": "assumeRolePolicy",
+    "aws:sns/topicPolicy:TopicPolicy": "policy",
     "aws:iam/rolePolicy:RolePolicy": "policy",
     "aws:iam/policy:Policy": "policy",
     "aws:sqs/queuePolicy:QueuePolicy": "policy",
@@ -72,35 +75,53 @@ def _golden_path(stack: str, key: str) -> Path:
     return GOLDEN_DIR / stack / f"{key}.json"
 
 
-def test_every_policy_matches_its_golden_file(stack_run):
-    docs = policy_documents(stack_run)
+GOLDEN_SETS = stack_files() + sorted(VARIANTS)
+
+
+@pytest.fixture(scope="module", params=GOLDEN_SETS)
+def golden(request) -> tuple[str, ProgramRun]:
+    """(golden directory name, the run it holds the documents of): each stack file, each variant."""
+    return request.param, stack_run_for(request.param)
+
+
+def test_every_policy_matches_its_golden_file(golden):
+    name, run = golden
+    docs = policy_documents(run)
     assert len(docs) >= 10
     if UPDATE:
-        target = GOLDEN_DIR / stack_run.stack
+        target = GOLDEN_DIR / name
         for old in target.rglob("*.json"):
             old.unlink()
         for key, doc in docs.items():
-            path = _golden_path(stack_run.stack, key)
+            path = _golden_path(name, key)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    missing = [k for k in docs if not _golden_path(stack_run.stack, k).exists()]
+    missing = [k for k in docs if not _golden_path(name, k).exists()]
     assert not missing, f"policies without a golden file: {missing}; {REGENERATE}"
-    different = [k for k, doc in docs.items() if json.loads(_golden_path(stack_run.stack, k).read_text()) != doc]
+    different = [k for k, doc in docs.items() if json.loads(_golden_path(name, k).read_text()) != doc]
     assert not different, f"policies differ from their golden files: {different}; {REGENERATE}"
 
 
-def test_no_golden_file_is_stale(stack_run):
-    docs = policy_documents(stack_run)
+def test_no_golden_file_is_stale(golden):
+    name, run = golden
+    docs = policy_documents(run)
     stale = [
         str(p.relative_to(GOLDEN_DIR))
-        for p in (GOLDEN_DIR / stack_run.stack).rglob("*.json")
-        if p.relative_to(GOLDEN_DIR / stack_run.stack).with_suffix("").as_posix() not in docs
+        for p in (GOLDEN_DIR / name).rglob("*.json")
+        if p.relative_to(GOLDEN_DIR / name).with_suffix("").as_posix() not in docs
     ]
     assert not stale, f"golden files no policy matches any more: {stale}; {REGENERATE}"
 
 
 def test_every_stack_has_golden_files():
-    assert sorted(p.name for p in GOLDEN_DIR.iterdir() if p.is_dir()) == stack_files(), REGENERATE
+    assert sorted(p.name for p in GOLDEN_DIR.iterdir() if p.is_dir()) == sorted(GOLDEN_SETS), REGENERATE
+
+
+def test_the_opt_in_roles_have_golden_files():
+    """Alertmanager's SNS publisher (trust and policy), the alerts topic's policy, the CloudWatch agent's trust."""
+    names = {p.stem for p in (GOLDEN_DIR / "vllm-opt-ins").rglob("*.json")}
+    for suffix in ("-alertmanager", "-alertmanager-inline", "-alerts", "-cloudwatch-agent"):
+        assert any(n.endswith(suffix) for n in names), (suffix, sorted(names))
 
 
 @pytest.mark.parametrize("kind", ["karpenter-controller-inline", "karpenter-controller"])

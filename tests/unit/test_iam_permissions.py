@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.conftest import stack_run_for
+from tests.unit.conftest import VARIANTS, stack_run_for
 from tests.unit.harness import ACCOUNT_ID, ProgramRun, stack_files
 
 READ_ONLY_PREFIXES = ("Describe", "Get", "List")
@@ -38,7 +38,7 @@ def controller_policy(run: ProgramRun) -> dict[str, Any]:
     return json.loads(policy.inputs["policy"])
 
 
-@pytest.fixture(scope="module", params=stack_files())
+@pytest.fixture(scope="module", params=stack_files() + sorted(VARIANTS))
 def run(request) -> ProgramRun:
     return stack_run_for(request.param)
 

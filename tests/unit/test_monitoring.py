@@ -54,7 +54,7 @@ def test_grafana_password_never_appears_in_plain_text_in_any_resource_input(run,
 
 
 def test_grafana_reads_the_kubernetes_secret_made_from_the_generated_password(mon):
-    secret = mon.one("kubernetes:core/v1:Secret")
+    (secret,) = [s for s in mon.of_type("kubernetes:core/v1:Secret") if s.get("metadata.name") == "grafana-admin"]
     assert secret.get("metadata.namespace") == mv.NAMESPACE
     assert secret.get(f"stringData.{mv.GRAFANA_USER_KEY}") == mv.GRAFANA_ADMIN_USER
     kps = mon.helm_release("kube-prometheus-stack")
@@ -115,7 +115,7 @@ def test_dcgm_exporter_can_be_turned_off():
 
 def test_recording_rules_and_dashboard_are_provisioned_after_the_stack(mon):
     kps = mon.helm_release("kube-prometheus-stack")
-    (rule,) = mon.k8s_objects("PrometheusRule")
+    (rule,) = [r for r in mon.k8s_objects("PrometheusRule") if r.get("metadata.name") == "tritonllm-recording-rules"]
     manifest = rule.manifest()
     validate_custom_resource(manifest)
     assert manifest["spec"]["groups"] == metrics.rule_groups()

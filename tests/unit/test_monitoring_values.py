@@ -183,3 +183,64 @@ def test_adapter_relist_and_max_age_follow_the_scrape_interval(scrape, relist, m
     values = mv.prometheus_adapter_values("monitoring", scrape)
     assert values["metricsRelistInterval"] == relist
     assert values["extraArguments"] == [f"--metrics-max-age={max_age}"]
+
+
+# --------------------------------------------------------------------------- DCGM fields (alerts, CloudWatch)
+
+
+def _documented_dcgm_fields() -> dict[str, str]:
+    """Field -> Prometheus type, from the metrics list the chart's values.yaml documents under
+    `customMetrics` (commented out: "Must be the complete list"), dcgm-exporter 4.8.2."""
+    path = require_reference_dir() / "helm-values" / versions.DCGM_EXPORTER.reference_values_file
+    fields = {}
+    for line in path.read_text().splitlines():
+        text = line.strip().lstrip("#").strip()
+        if text.startswith("DCGM_FI_"):
+            name, kind, *_ = (part.strip() for part in text.split(","))
+            fields[name] = kind
+    return fields
+
+
+def test_the_dcgm_fields_the_alerts_read_are_documented_by_the_pinned_chart():
+    documented = _documented_dcgm_fields()
+    for field in ("DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE"):
+        assert documented[field] == "gauge", field
+
+
+def test_our_csv_without_profiling_uses_documented_fields_and_types():
+    documented = _documented_dcgm_fields()
+    assert any(f.startswith("DCGM_FI_PROF_") for f in documented)  # the chart has profiling fields ...
+    for name, kind, _ in mv.DCGM_FIELDS_WITHOUT_PROFILING:
+        assert not name.startswith("DCGM_FI_PROF_")  # ... ours leaves them to the CloudWatch add-on's exporter
+        assert documented.get(name) == kind, name
+    lines = mv.dcgm_metrics_csv().splitlines()
+    assert len(lines) == len(mv.DCGM_FIELDS_WITHOUT_PROFILING)
+    assert lines[0] == "DCGM_FI_DEV_SM_CLOCK, gauge, SM clock frequency (in MHz)."
+
+
+def test_dcgm_custom_metrics_only_with_cloudwatch():
+    assert "customMetrics" not in mv.dcgm_exporter_values(MON)
+    with_cloudwatch = MonitoringConfig(cloudwatch={"enabled": True})
+    assert mv.dcgm_exporter_values(with_cloudwatch)["customMetrics"] == mv.dcgm_metrics_csv()
+
+
+@pytest.mark.parametrize(
+    "chart, key",
+    [
+        (versions.KUBE_PROMETHEUS_STACK, "alertmanager.alertmanagerSpec.configSecret"),
+        (versions.DCGM_EXPORTER, "customMetrics"),
+    ],
+    ids=["kps-configSecret", "dcgm-customMetrics"],
+)
+def test_keys_set_outside_the_defaults_are_documented_there_commented_out(chart, key):
+    """The two keys we set that the defaults hold only as a comment (listed in FREE_FORM): each is in the
+    chart's values.yaml as `# <key>:` (its templates read it: see the comments in monitoring_values.py)."""
+    assert key in mv.FREE_FORM[chart.name]
+    defaults = reference_values(chart.reference_values_file)
+    parent, _, leaf = key.rpartition(".")
+    node = defaults
+    for part in parent.split(".") if parent else []:
+        node = node[part]
+    assert leaf not in node  # really absent from the parsed defaults ...
+    text = (require_reference_dir() / "helm-values" / chart.reference_values_file).read_text()
+    assert f"# {leaf}:" in text  # ... and documented

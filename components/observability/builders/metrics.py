@@ -96,17 +96,15 @@ def prometheus_rule_manifest(
 
 
 def vllm_report_custom_metrics(model: ModelConfig) -> bool:
-    """Whether a vLLM model's config turns on REPORT_CUSTOM_METRICS.
+    """Whether a vLLM model's config turns on REPORT_CUSTOM_METRICS (`ModelConfig.reports_vllm_custom_metrics`:
+    its explicit `vllm.reportCustomMetrics`, else whatever its autoscaling metric needs).
 
     Its explicit `vllm.reportCustomMetrics`, else whatever its autoscaling metric needs. The
     upstream warning (vllm_backend README, r25.12 and r26.01 alike: "not reported ... by default due to potential
     performance slowdowns") is about `disable_frontend_multiprocessing`, which the backend sets
     with it; see README "Autoscaling" for what that costs on the pinned vLLM.
     """
-    explicit = model.vllm.report_custom_metrics
-    if explicit is not None:
-        return explicit
-    return hpa_metric_for(model.backend, model.autoscaling.metric).needs_vllm_custom_metrics
+    return model.reports_vllm_custom_metrics
 
 
 # --------------------------------------------------------------------------- prometheus-adapter

@@ -27,6 +27,15 @@ GRAFANA_SERVICE = f"{KPS_RELEASE}-grafana"  # grafana subchart: <release>-grafan
 GRAFANA_SERVICE_PORT = 80
 PROMETHEUS_SERVICE = f"{KPS_RELEASE}-prometheus"  # fullnameOverride + "-prometheus"
 PROMETHEUS_PORT = 9090
+# The Alertmanager object the chart creates (templates/_helpers.tpl kube-prometheus-stack.alertmanager.crname:
+# "<fullname>-alertmanager" while cleanPrometheusOperatorObjectNames is false), its Service (port 9093) and
+# the service account its pods run as (set explicitly below: its Pod Identity association names it).
+ALERTMANAGER_NAME = f"{KPS_RELEASE}-alertmanager"
+ALERTMANAGER_SERVICE_PORT = 9093
+ALERTMANAGER_SERVICE_ACCOUNT = f"{KPS_RELEASE}-alertmanager"
+# The Secret holding Alertmanager's whole configuration, written by the program
+# (components/observability/builders/alertmanager.py).
+ALERTMANAGER_CONFIG_SECRET = "tritonllm-alertmanager-config"
 
 # Nodes Karpenter launches from GPU instance types carry this well-known label.
 GPU_NODE_LABEL = "karpenter.k8s.aws/instance-gpu-count"
@@ -35,9 +44,14 @@ GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedul
 FREE_FORM = {
     "kube-prometheus-stack": {
         "prometheus.prometheusSpec.storageSpec",
+        # Documented, commented out ("# configSecret:"), in the chart's values.yaml and read by
+        # templates/alertmanager/alertmanager.yaml (`configSecret: {{ ...configSecret }}`), chart 88.5.3.
+        "alertmanager.alertmanagerSpec.configSecret",
     },
     "prometheus-adapter": set(),
-    "dcgm-exporter": {"affinity"},
+    # customMetrics is documented, commented out, in the chart's values.yaml and read by
+    # deployment/templates/metrics-configmap.yaml (dcgm-exporter 4.5.3-4.8.2): the CSV the exporter loads.
+    "dcgm-exporter": {"affinity", "customMetrics"},
 }
 
 
@@ -96,6 +110,13 @@ def kube_prometheus_stack_values(
                 "probeSelectorNilUsesHelmValues": False,
             },
         },
+        "alertmanager": {
+            "enabled": True,
+            "serviceAccount": {"create": True, "name": ALERTMANAGER_SERVICE_ACCOUNT},
+            # The configuration (receivers, routes, with the webhook URL when set) is the Secret the
+            # program writes (components/observability/builders/alertmanager.py); the chart renders none.
+            "alertmanagerSpec": {"useExistingSecret": True, "configSecret": ALERTMANAGER_CONFIG_SECRET},
+        },
         "grafana": {
             "enabled": True,
             # In-cluster only: the chart's Service is ClusterIP; no Ingress. Reach it with
@@ -139,9 +160,48 @@ def prometheus_adapter_values(
     }
 
 
+# The fields of the chart's default metrics ConfigMap (dcgm-exporter 4.5.3-4.8.2
+# deployment/templates/metrics-configmap.yaml) without its DCGM_FI_PROF_* (profiling, "DCP") fields:
+# what our exporter collects while the CloudWatch add-on runs its own DCGM exporter on the same GPUs.
+# The profiling counters are a system-wide lock in the driver that only one DCGM host engine can hold
+# (NVIDIA/DCGM#56, NVIDIA/dcgm-exporter#7: "uses hardware subsystems that cannot be shared between
+# multiple processes"); every other field is read through NVML, which serves both. The alerts and the
+# Triton dashboard use none of the profiling fields.
+DCGM_FIELDS_WITHOUT_PROFILING = (
+    ("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz)."),
+    ("DCGM_FI_DEV_MEM_CLOCK", "gauge", "Memory clock frequency (in MHz)."),
+    ("DCGM_FI_DEV_MEMORY_TEMP", "gauge", "Memory temperature (in C)."),
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C)."),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W)."),
+    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ)."),
+    ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "counter", "Total number of PCIe retries."),
+    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %)."),
+    ("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %)."),
+    ("DCGM_FI_DEV_ENC_UTIL", "gauge", "Encoder utilization (in %)."),
+    ("DCGM_FI_DEV_DEC_UTIL", "gauge", "Decoder utilization (in %)."),
+    ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered."),
+    ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
+    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
+    ("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", "counter", "Total number of NVLink bandwidth counters for all lanes."),
+    ("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "counter", "Number of remapped rows for uncorrectable errors"),
+    ("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "counter", "Number of remapped rows for correctable errors"),
+    ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "gauge", "Whether remapping of rows has failed"),
+)
+
+
+def dcgm_metrics_csv(fields: tuple[tuple[str, str, str], ...] = DCGM_FIELDS_WITHOUT_PROFILING) -> str:
+    """A dcgm-exporter metrics file: `DCGM field, Prometheus type, help` per line."""
+    return "".join(f"{name}, {kind}, {help_text}\n" for name, kind, help_text in fields)
+
+
 def dcgm_exporter_values(monitoring: MonitoringConfig) -> dict[str, Any]:
-    """DCGM exporter on GPU nodes only (tolerating their taint), scraped through its ServiceMonitor."""
-    return {
+    """DCGM exporter on GPU nodes only (tolerating their taint), scraped through its ServiceMonitor.
+
+    With CloudWatch Container Insights on, the add-on runs NVIDIA's exporter too (for its own GPU
+    metrics, with profiling fields); ours then leaves the profiling fields to it
+    (DCGM_FIELDS_WITHOUT_PROFILING) and keeps everything the alerts and the dashboard read.
+    """
+    values: dict[str, Any] = {
         "tolerations": [GPU_TAINT],
         "affinity": {
             "nodeAffinity": {
@@ -160,3 +220,6 @@ def dcgm_exporter_values(monitoring: MonitoringConfig) -> dict[str, Any]:
             "honorLabels": True,
         },
     }
+    if monitoring.cloudwatch.enabled:
+        values["customMetrics"] = dcgm_metrics_csv()
+    return values

@@ -1,9 +1,12 @@
 """Monitoring: kube-prometheus-stack, Grafana admin secret and dashboard, DCGM exporter,
-prometheus-adapter, and the recording rules the HPAs read.
+prometheus-adapter, the recording rules the HPAs read, the serving alerts and where Alertmanager sends
+them (an SNS topic with its publisher role, a webhook), and Karpenter's metrics.
 
 A thin shell over pure builders: Helm values in `components/observability/builders/monitoring_values.py`,
 rules, adapter rules and the PodMonitor in `components/catalog/serving_metrics.py`, the dashboard
-in `components/observability/builders/dashboards/triton.py`.
+in `components/observability/builders/dashboards/triton.py`, the alert rules in
+`components/observability/builders/alerts.py`, Alertmanager's configuration in
+`components/observability/builders/alertmanager.py`.
 
 The Grafana admin password is generated (pulumi_random), stored in AWS Secrets
 Manager, and handed to Grafana through a Kubernetes Secret built from the same
@@ -13,23 +16,29 @@ stores it in plain text: read it with `grafana_read_password_command`.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
 import pulumi_random as random
+import yaml
 
 from components.catalog import versions
-from components.config import MonitoringConfig, StackIdentity
-from components.observability.builders import metrics, monitoring_values
+from components.config import ModelConfig, MonitoringConfig, StackIdentity
+from components.observability.builders import alertmanager, alerts, metrics, monitoring_values
 from components.observability.builders.dashboards import triton as triton_dashboard
 from components.observability.builders.monitoring import (
     GRAFANA_SECRET_K8S_NAME,
     PROMETHEUS_STORAGE_CLASS,
+    alertmanager_port_forward_command,
+    karpenter_service_monitor_manifest,
     port_forward_command,
     read_password_command,
 )
+from components.platform.resources import iam_roles
 from components.tokens import component_type, with_previous_types
 
 
@@ -38,6 +47,9 @@ class MonitoringArgs:
     stack: StackIdentity  # names and tags the Grafana secret; its region goes into the read command
     monitoring: MonitoringConfig
     k8s_provider: kubernetes.Provider
+    cluster_name: pulumi.Input[str]  # trust of Alertmanager's Pod Identity role (SNS publishing)
+    models: Sequence[ModelConfig] = ()  # the served models the alerts watch
+    alert_webhook_url: pulumi.Input[str] | None = None  # secret; Alertmanager posts every alert there
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -51,6 +63,8 @@ class Monitoring(pulumi.ComponentResource):
     grafana_port_forward_command: pulumi.Output[str]
     grafana_read_password_command: pulumi.Output[str]
     prometheus_url: pulumi.Output[str]
+    alertmanager_port_forward_command: pulumi.Output[str]
+    alerts_topic_arn: pulumi.Output[str] | None
 
     def __init__(
         self,
@@ -133,12 +147,75 @@ class Monitoring(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=depends_on)),
             )
 
+        # --- Where alerts go: an SNS topic Alertmanager publishes to with its own role, and/or a webhook.
+        self.alerts_topic_arn = None
+        publisher_grants: list[pulumi.Resource] = []
+        if mon.alerts.sns.enabled:
+            topic = aws.sns.Topic(
+                f"{name}-alerts",
+                name_prefix=f"{args.stack.name}-alerts-",
+                display_name=f"{args.stack.name} alerts",
+                kms_master_key_id="alias/aws/sns",  # encrypted at rest with the AWS managed key
+                tags={**args.stack.tags, "tritonllm:component": "monitoring"},
+                opts=child,
+            )
+            aws.sns.TopicPolicy(
+                f"{name}-alerts",
+                arn=topic.arn,
+                policy=topic.arn.apply(lambda arn: json.dumps(alertmanager.sns_topic_policy(arn))),
+                opts=pulumi.ResourceOptions(parent=topic),
+            )
+            for email in mon.alerts.sns.emails:
+                aws.sns.TopicSubscription(
+                    f"{name}-alerts-{email}",
+                    topic=topic.arn,
+                    protocol="email",
+                    endpoint=email,
+                    opts=pulumi.ResourceOptions(parent=topic),
+                )
+            account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+            _, association = iam_roles.pod_identity_role(
+                f"{name}-alertmanager",
+                cluster_name=args.cluster_name,
+                namespace=namespace_name,
+                service_account=monitoring_values.ALERTMANAGER_SERVICE_ACCOUNT,
+                account_id=account_id,
+                inline_policy=topic.arn.apply(lambda arn: json.dumps(alertmanager.sns_publish_policy(arn))),
+                opts=child,
+            )
+            assert association is not None
+            publisher_grants.append(association)  # Alertmanager starts with its credentials in place
+            self.alerts_topic_arn = topic.arn
+        alertmanager_config = pulumi.Output.all(
+            self.alerts_topic_arn, args.alert_webhook_url if args.alert_webhook_url is not None else None
+        ).apply(
+            lambda a: yaml.safe_dump(
+                alertmanager.alertmanager_config(
+                    region=args.stack.region,
+                    sns_topic_arn=a[0],
+                    webhook_url=a[1],
+                    repeat_interval=mon.alerts.repeat_interval,
+                ),
+                sort_keys=False,
+            )
+        )
+        # The whole configuration in the Secret the Alertmanager object reads (the chart renders none:
+        # alertmanagerSpec.useExistingSecret); with a webhook it holds the secret URL, so it stays a
+        # Pulumi secret.
+        alertmanager_secret = kubernetes.core.v1.Secret(
+            f"{name}-alertmanager-config",
+            metadata={"name": alertmanager.CONFIG_SECRET, "namespace": namespace_name},
+            type="Opaque",
+            string_data={alertmanager.CONFIG_KEY: alertmanager_config},
+            opts=in_namespace,
+        )
+
         kps = release(
             f"{name}-kube-prometheus-stack",
             versions.KUBE_PROMETHEUS_STACK,
             monitoring_values.KPS_RELEASE,
             monitoring_values.kube_prometheus_stack_values(mon, GRAFANA_SECRET_K8S_NAME, PROMETHEUS_STORAGE_CLASS),
-            [grafana_secret, storage_class],
+            [grafana_secret, storage_class, alertmanager_secret, *publisher_grants],
         )
         release(
             f"{name}-prometheus-adapter",
@@ -166,6 +243,25 @@ class Monitoring(pulumi.ComponentResource):
             spec=rule["spec"],
             opts=after_stack,
         )
+        if mon.alerts.enabled and args.models:
+            alert_rule = alerts.alert_rule_manifest(namespace_name, mon, args.models)
+            kubernetes.apiextensions.CustomResource(
+                f"{name}-alert-rules",
+                api_version=alert_rule["apiVersion"],
+                kind=alert_rule["kind"],
+                metadata=alert_rule["metadata"],
+                spec=alert_rule["spec"],
+                opts=after_stack,
+            )
+        karpenter_monitor = karpenter_service_monitor_manifest(namespace_name)
+        kubernetes.apiextensions.CustomResource(
+            f"{name}-karpenter-servicemonitor",
+            api_version=karpenter_monitor["apiVersion"],
+            kind=karpenter_monitor["kind"],
+            metadata=karpenter_monitor["metadata"],
+            spec=karpenter_monitor["spec"],
+            opts=after_stack,
+        )
         dashboard = triton_dashboard.config_map_manifest(namespace_name)
         kubernetes.core.v1.ConfigMap(
             f"{name}-triton-dashboard",
@@ -178,11 +274,16 @@ class Monitoring(pulumi.ComponentResource):
         self.grafana_port_forward_command = pulumi.Output.from_input(port_forward_command(namespace_name))
         self.grafana_read_password_command = secret.name.apply(lambda n: read_password_command(n, args.stack.region))
         self.prometheus_url = pulumi.Output.from_input(monitoring_values.prometheus_url(namespace_name))
+        self.alertmanager_port_forward_command = pulumi.Output.from_input(
+            alertmanager_port_forward_command(namespace_name)
+        )
         self.register_outputs(
             {
                 "grafana_secret_name": self.grafana_secret_name,
                 "grafana_port_forward_command": self.grafana_port_forward_command,
                 "grafana_read_password_command": self.grafana_read_password_command,
                 "prometheus_url": self.prometheus_url,
+                "alertmanager_port_forward_command": self.alertmanager_port_forward_command,
+                "alerts_topic_arn": self.alerts_topic_arn,
             }
         )

@@ -32,6 +32,12 @@ AMI_FAMILY_LABEL = "tritonllm.io/ami-family"
 
 NAMESPACE = "kube-system"  # Karpenter's recommended namespace
 SERVICE_ACCOUNT = "karpenter"
+RELEASE_NAME = "karpenter"
+# The chart's Service selects the controller with these labels (karpenter 1.14.1
+# charts/karpenter/templates/_helpers.tpl karpenter.selectorLabels: the chart name, the release name)
+# and serves its metrics on the port named here (templates/service.yaml).
+SELECTOR_LABELS = {"app.kubernetes.io/name": "karpenter", "app.kubernetes.io/instance": RELEASE_NAME}
+METRICS_PORT_NAME = "http-metrics"
 NODECLASS_GROUP = "karpenter.k8s.aws"
 INTERRUPTION_QUEUE_TARGET_ID = "KarpenterInterruptionQueueTarget"
 

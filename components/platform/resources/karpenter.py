@@ -29,6 +29,7 @@ from components.platform.builders.karpenter import (
     NAMESPACE,
     NODE_ROLE_POLICIES,
     NODECLASS_GROUP,
+    RELEASE_NAME,
     SERVICE_ACCOUNT,
     chart_source,
     controller_policy_document,
@@ -144,7 +145,7 @@ class Karpenter(pulumi.ComponentResource):
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-karpenter",
-            name="karpenter",
+            name=RELEASE_NAME,
             namespace=NAMESPACE,
             skip_crds=True,  # karpenter-crd owns them
             **chart_source(versions.KARPENTER),

@@ -56,6 +56,12 @@ BUILDER_SERVICE_ACCOUNT = "engine-builder"
 GPU_RESOURCE = "nvidia.com/gpu"
 # Scheduling a GPU node and pulling the ~20 GB image come on top of the build itself.
 WAIT_MARGIN_SECONDS = 120
+# A finished build Job is removed by Kubernetes after this long (ttlSecondsAfterFinished). The provider
+# deletes a succeeded one at once and keeps a failed one (its logs, and the TritonEngineBuildFailed alert,
+# which reads kube_job_status_failed) until the next `pulumi up` replaces it or this expires.
+FINISHED_JOB_TTL_SECONDS = 6 * 3600
+# How many times a run replaces a failed Job of its key left by an earlier run before giving up.
+REPLACE_ATTEMPTS = 5
 POLL_SECONDS = 15
 LOG_TAIL_LINES = 60
 
@@ -227,8 +233,13 @@ def upload_script(bucket: str, key: str) -> str:
     )
 
 
+# Every build Job's name starts with this (the serving alerts select the Jobs by it:
+# components/observability/builders/alerts.py).
+JOB_NAME_PREFIX = "engine-build-"
+
+
 def job_name(key: str) -> str:
-    return f"engine-build-{short_key(key)}"
+    return f"{JOB_NAME_PREFIX}{short_key(key)}"
 
 
 def script_configmap_name(key: str) -> str:
@@ -328,7 +339,7 @@ def engine_build_job_manifest(
             "backoffLimit": 0,  # a failed build fails the same way again; report it instead
             "activeDeadlineSeconds": model.engine.timeout_minutes * 60,
             # Safety net if the provider dies before cleaning up.
-            "ttlSecondsAfterFinished": 6 * 3600,
+            "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
