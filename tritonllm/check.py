@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # imported where used: every command's parser imports this mo
 # As components.config.base has them (tests/unit/test_check.py compares), without importing pydantic
 # when the command-line parser is built.
 NAMESPACE = "tritonllm"
-SECRET_KEYS = ("hfToken", "ngcApiKey", "apiKeys")
+SECRET_KEYS = ("hfToken", "ngcApiKey", "apiKeys", "alertWebhookUrl")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
