@@ -95,6 +95,7 @@ def _secrets_line(cfg: StackConfig, encrypted: frozenset[str], assumed: frozense
         "hfToken": cfg.hf_token_set,
         "ngcApiKey": cfg.ngc_api_key_set,
         "apiKeys": cfg.api_key_count > 0,
+        "alertWebhookUrl": cfg.alert_webhook_set,
     }
     parts = []
     for key in SECRET_KEYS:
