@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from components.catalog import versions
+from components.config.addresses import internet_problem
 from components.config.base import (
     ConfigModel,
     cidr,
@@ -33,10 +33,6 @@ class SystemNodeGroupConfig(ConfigModel):
         return self
 
 
-# CIDRs shorter than this admit a large part of the internet (0.0.0.0/0, or 0.0.0.0/1 + 128.0.0.0/1).
-MIN_ENDPOINT_PREFIX = 8
-
-
 class ClusterConfig(ConfigModel):
     """The EKS control plane."""
 
@@ -51,7 +47,8 @@ class ClusterConfig(ConfigModel):
     )
     allow_public_endpoint_from_anywhere: bool = Field(
         False,
-        description="DANGER: accept 0.0.0.0/0 (or any CIDR wider than /8) in endpointPublicAccessCidrs",
+        description="DANGER: accept endpointPublicAccessCidrs that admit the internet (0.0.0.0/0, or ranges that "
+        "together cover more public addresses than one /8)",
     )
     admin_principal_arns: list[str] = Field(
         [],
@@ -88,11 +85,10 @@ class ClusterConfig(ConfigModel):
                 "list the CIDRs that may reach the API (e.g. your egress IP as 203.0.113.7/32) "
                 "or set endpointPublicAccess false (private endpoint only)"
             )
-        wide = [c for c in self.endpoint_public_access_cidrs if ipaddress.ip_network(c).prefixlen < MIN_ENDPOINT_PREFIX]
-        if wide and not self.allow_public_endpoint_from_anywhere:
+        too_wide = internet_problem(self.endpoint_public_access_cidrs)
+        if too_wide and not self.allow_public_endpoint_from_anywhere:
             raise ValueError(
-                f"@endpointPublicAccessCidrs: {wide} admit (a large part of) the whole internet to the "
-                "Kubernetes API; list narrower CIDRs (e.g. 203.0.113.7/32), or set "
-                "cluster.allowPublicEndpointFromAnywhere: true if you really mean it"
+                f"@endpointPublicAccessCidrs: {too_wide} to the Kubernetes API; list narrower CIDRs "
+                "(e.g. 203.0.113.7/32), or set cluster.allowPublicEndpointFromAnywhere: true if you really mean it"
             )
         return self

@@ -1,7 +1,8 @@
 """Security properties of the control plane, nodes and IAM, checked on every stack file.
 
-- No API endpoint admits 0.0.0.0/0 (or anything wider than /8) unless
-  `cluster.allowPublicEndpointFromAnywhere` says so; the private endpoint is always on.
+- No API endpoint admits the internet (0.0.0.0/0, or ranges that together cover more public
+  addresses than one /8: components/config/addresses.py) unless `cluster.allowPublicEndpointFromAnywhere`
+  says so; the private endpoint is always on.
 - IMDS hop limit 1 on every launch template and every EC2NodeClass.
 - Every Pod Identity trust names one cluster, one namespace and one service account; every
   IRSA trust one namespace/service account and the sts audience.
@@ -11,12 +12,12 @@ Bad configs fail before any resource is registered, naming the key and the fix.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 
 import pytest
 
 from components.config import ConfigError
+from components.config.addresses import admits_internet
 from components.platform.builders.cluster import admins_without_caller, caller_role_arn
 from tests.unit.harness import ACCOUNT_ID, ProgramRun, run_program
 from tests.unit.test_network import _cfg
@@ -48,7 +49,7 @@ def test_no_api_endpoint_admits_the_internet(stack_run):
         cidrs = eks["publicAccessCidrs"]
         assert cidrs, "public endpoint without CIDRs admits everyone"
         if not cfg.cluster.allow_public_endpoint_from_anywhere:
-            assert all(ipaddress.ip_network(c).prefixlen >= 8 for c in cidrs), cidrs
+            assert not admits_internet(cidrs), cidrs
     else:
         assert not eks.get("publicAccessCidrs")
 

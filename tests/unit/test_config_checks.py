@@ -174,6 +174,31 @@ MORE_CASES = [
         "models[0].minReplicas",
         "raise maxGpus",
     ),
+    # issue 18 item 5: "admits everyone" is any set of ranges that covers the internet, not only a /0
+    BadConfig(
+        "gateway-admits-the-internet-in-two-halves",
+        "dev",
+        {"gateway.allowedCidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+        "gateway.allowedCidrs",
+        "gateway.dangerouslyAllowAnySource: true",
+    ),
+    BadConfig(
+        "gateway-admits-the-ipv6-internet-in-two-halves",
+        "dev",
+        {"gateway.allowedCidrs": ["::/1", "8000::/1"]},
+        "gateway.allowedCidrs",
+        "gateway.dangerouslyAllowAnySource: true",
+    ),
+    BadConfig(
+        "public-endpoint-admits-the-internet-in-slash-8s",
+        "dev",
+        {
+            "cluster.endpointPublicAccess": True,
+            "cluster.endpointPublicAccessCidrs": [f"{i}.0.0.0/8" for i in range(1, 100) if i not in (10, 100, 127)],
+        },
+        "cluster.endpointPublicAccessCidrs",
+        "cluster.allowPublicEndpointFromAnywhere: true",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.
