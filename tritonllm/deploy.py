@@ -132,14 +132,15 @@ def validate_stack_file(stack_file: Path, stack: str | None = None) -> list[str]
     secrets_set = {k for k, v in raw.items() if isinstance(v, dict) and "secure" in v}
     raw = {k: v for k, v in raw.items() if k not in secrets_set}
     try:
-        parse_stack_config(raw, secrets_set, secrets_complete=True)
+        # A secret key without `secure:` was set without --secret: plain text in the file, refused.
+        parse_stack_config(raw, secrets_set, secrets_complete=True, stored_as_secret=secrets_set)
     except ConfigError as exc:
         message = str(exc)
         if stack:
             where = f"pulumi -C {stack_file.parent}"
             message = message.replace(  # the stack must exist in the backend before config can be set
                 "`pulumi config set ", f"`{where} stack select --create {stack} && {where} config set --stack {stack} "
-            )
+            ).replace("$(pulumi config get ", f"$({where} config get --stack {stack} ")
         raise DeployError(f"{stack_file.name}: {message}") from None
     return sorted(raw) + sorted(secrets_set)
 

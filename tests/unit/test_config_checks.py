@@ -199,6 +199,28 @@ MORE_CASES = [
         "cluster.endpointPublicAccessCidrs",
         "cluster.allowPublicEndpointFromAnywhere: true",
     ),
+    # issue 18 item 4: a secret set without --secret sits in plain text in Pulumi.<stack>.yaml
+    BadConfig(
+        "api-keys-in-plain-text",
+        "dev",
+        {"apiKeys": '["ci:plain-text-key-0123456789abcdef0123"]'},
+        "apiKeys",
+        "pulumi config set --secret tritonllm:apiKeys",
+    ),
+    BadConfig(
+        "hf-token-in-plain-text",
+        "dev",
+        {"hfToken": "hf_plain_text_token_0123456789"},
+        "hfToken",
+        "pulumi config set --secret tritonllm:hfToken",
+    ),
+    BadConfig(
+        "ngc-api-key-in-plain-text",
+        "dev",
+        {"ngcApiKey": "nvapi-plain-text-key-0123456789"},
+        "ngcApiKey",
+        "pulumi config set --secret tritonllm:ngcApiKey",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.
@@ -264,7 +286,10 @@ def _stack_config(case: BadConfig) -> tuple[dict, list[str]]:
     for path, value in case.overrides.items():
         set_path(raw, path, copy.deepcopy(value))
     secret_keys = []
+    plain = {path.split(".")[0].split("[")[0] for path in case.overrides}  # set in plain text by the case
     for key, value in {**DEFAULT_SECRETS, **case.secrets}.items():
+        if key in plain:
+            continue
         if value is None:
             raw.pop(f"tritonllm:{key}", None)
         else:

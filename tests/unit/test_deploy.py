@@ -145,6 +145,27 @@ def test_secure_values_count_as_set(tmp_path):
     assert "hfToken" in plan.config_keys
 
 
+def test_secrets_in_plain_text_are_refused_with_the_command_that_encrypts_them(tmp_path):
+    """apiKeys/hfToken/ngcApiKey set without --secret sit in the stack file in plain text (issue 18)."""
+    (tmp_path / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
+    token = "hf_plain_text_token_0123456789"
+    (tmp_path / "Pulumi.plain.yaml").write_text(
+        "config:\n  tritonllm:region: us-west-2\n  tritonllm:nodePools: [{name: g5, instanceFamilies: [g5]}]\n"
+        "  tritonllm:models: [{name: m, backend: vllm, hfModelId: meta-llama/Llama-2-7b-chat-hf, nodePool: g5}]\n"
+        "  tritonllm:gateway: {tls: {plaintextInsideVpc: true}}\n  tritonllm:apiKeys:\n    secure: v1:abc\n"
+        f"  tritonllm:hfToken: {token}\n"
+    )
+    with pytest.raises(deploy.DeployError) as info:
+        deploy.plan_from_args(parse("preview", "--stack", "plain", "--cwd", str(tmp_path)))
+    message = str(info.value)
+    assert "tritonllm:hfToken: is stored in plain text" in message and token not in message
+    where = f"pulumi -C {tmp_path}"
+    assert (
+        f'{where} config set --stack plain --secret tritonllm:hfToken "$({where} config get --stack plain '
+        'tritonllm:hfToken)"' in message
+    )
+
+
 def test_main_without_cli_exits_2_with_install_hint(project, monkeypatch, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert deploy.main(parse("preview", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
