@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -58,7 +59,9 @@ _NOT_GLOBAL = {
 
 
 def _collapsed(networks: Iterable[Network]) -> list[Network]:
-    return list(ipaddress.collapse_addresses(networks))  # type: ignore[arg-type]
+    # one family at a time (collapse_addresses refuses a mix); typed loosely for that reason
+    items: list[Any] = list(networks)
+    return list(ipaddress.collapse_addresses(items))
 
 
 def _overlap(a: list[Network], b: list[Network]) -> list[Network]:

@@ -33,6 +33,9 @@ class SystemNodeGroupConfig(ConfigModel):
         return self
 
 
+SECURITY_GROUP_ID = r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$"
+
+
 class ClusterConfig(ConfigModel):
     """The EKS control plane."""
 
@@ -50,6 +53,17 @@ class ClusterConfig(ConfigModel):
         description="DANGER: accept endpointPublicAccessCidrs that admit the internet (0.0.0.0/0, or ranges that "
         "together cover more public addresses than one /8)",
     )
+    endpoint_private_access_cidrs: list[str] = Field(
+        [],
+        description="CIDRs allowed to reach the private API endpoint on 443 (ingress rules on the EKS cluster "
+        "security group), e.g. a CI runner's subnet, a VPN's client range, a peered VPC; without any, only "
+        "the cluster's own nodes and pods reach it",
+    )
+    endpoint_private_access_security_group_ids: list[str] = Field(
+        [],
+        description="Security groups (sg-..., in the stack's VPC or a peered one) whose members may reach the "
+        "private API endpoint on 443, e.g. a CI runner's or a bastion's",
+    )
     admin_principal_arns: list[str] = Field(
         [],
         description="IAM role/user ARNs given cluster-admin through EKS access entries "
@@ -66,6 +80,27 @@ class ClusterConfig(ConfigModel):
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         return [cidr(v) for v in value]
+
+    @field_validator("endpoint_private_access_cidrs")
+    @classmethod
+    def _private_cidrs(cls, value: list[str]) -> list[str]:
+        value = [cidr(v) for v in value]
+        too_wide = internet_problem(value)
+        if too_wide:
+            # Only networks routed to the VPC reach a private endpoint: a range this wide is a mistake.
+            raise ValueError(
+                f"{too_wide}; a private endpoint is reached only through the VPC, so list the networks that "
+                "reach the VPC (a runner's subnet, a VPN client range, a peered VPC's CIDR)"
+            )
+        return value
+
+    @field_validator("endpoint_private_access_security_group_ids")
+    @classmethod
+    def _security_groups(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(SECURITY_GROUP_ID, v)]
+        if bad:
+            raise ValueError(f"{bad} are not security group ids; write it like sg-0123456789abcdef0")
+        return value
 
     @field_validator("admin_principal_arns")
     @classmethod

@@ -23,7 +23,7 @@ PRIVATE_V4 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 
 def v4_networks(min_prefix: int = 0, max_prefix: int = 32) -> st.SearchStrategy[ipaddress.IPv4Network]:
     return st.builds(
-        lambda address, prefix: ipaddress.ip_network((address, prefix), strict=False),
+        lambda address, prefix: ipaddress.IPv4Network((address, prefix), strict=False),
         st.integers(0, V4_TOTAL - 1),
         st.integers(min_prefix, max_prefix),
     )
@@ -31,7 +31,7 @@ def v4_networks(min_prefix: int = 0, max_prefix: int = 32) -> st.SearchStrategy[
 
 def v6_networks(min_prefix: int = 0, max_prefix: int = 128) -> st.SearchStrategy[ipaddress.IPv6Network]:
     return st.builds(
-        lambda address, prefix: ipaddress.ip_network((address, prefix), strict=False),
+        lambda address, prefix: ipaddress.IPv6Network((address, prefix), strict=False),
         st.integers(0, 2**128 - 1),
         st.integers(min_prefix, max_prefix),
     )

@@ -211,3 +211,49 @@ def test_caller_arn_forms():
     ) == [CALLER]
     assert admins_without_caller([role], f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/Other/ci") == [role]
     assert admins_without_caller([role], "arn:aws:sts::210987654321:assumed-role/Admin/ci") == [role]
+
+
+# --------------------------------------------------------------------------- who reaches the private endpoint
+
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+
+
+def _endpoint_rules(run: ProgramRun) -> list:
+    """Ingress rules on the security group the private endpoint's ENIs carry (EKS's cluster security group)."""
+    cluster_sg = run.one(EKS).outputs["clusterSecurityGroupId"]
+    return [r for r in run.of_type(INGRESS_RULE) if r.inputs["securityGroupId"] == cluster_sg]
+
+
+def test_private_endpoint_admits_only_the_cluster_unless_configured(stack_run):
+    """No default security groups: the endpoint carries only EKS's cluster security group, which admits
+    itself (EKS User Guide sec-group-reqs); the program adds nothing to it unless asked."""
+    assert stack_run.one(EKS).inputs["skipDefaultSecurityGroups"] is True
+    cfg = _cfg(stack_run)
+    expected = len(cfg.cluster.endpoint_private_access_cidrs) + len(
+        cfg.cluster.endpoint_private_access_security_group_ids
+    )
+    assert len(_endpoint_rules(stack_run)) == expected
+
+
+def test_private_endpoint_rules_admit_the_listed_sources_on_443_only():
+    run = run_program(
+        "dev",
+        overrides={
+            "cluster.endpointPrivateAccessCidrs": ["10.8.0.0/16", "fd00:1::/64"],
+            "cluster.endpointPrivateAccessSecurityGroupIds": ["sg-0123456789abcdef0"],
+        },
+    )
+    rules = {r.name: r.inputs for r in _endpoint_rules(run)}
+    sources = sorted(r.get("cidrIpv4") or r.get("cidrIpv6") or r["referencedSecurityGroupId"] for r in rules.values())
+    assert sources == ["10.8.0.0/16", "fd00:1::/64", "sg-0123456789abcdef0"]
+    for name, rule in rules.items():
+        assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443), name
+    # the names come from the sources: reordering the config renames (replaces) nothing
+    reordered = run_program(
+        "dev",
+        overrides={
+            "cluster.endpointPrivateAccessCidrs": ["fd00:1::/64", "10.8.0.0/16"],
+            "cluster.endpointPrivateAccessSecurityGroupIds": ["sg-0123456789abcdef0"],
+        },
+    )
+    assert sorted(r.name for r in _endpoint_rules(reordered)) == sorted(rules)

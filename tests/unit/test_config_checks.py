@@ -199,6 +199,28 @@ MORE_CASES = [
         "cluster.endpointPublicAccessCidrs",
         "cluster.allowPublicEndpointFromAnywhere: true",
     ),
+    # issue 18 item 3: who may reach the private API endpoint
+    BadConfig(
+        "private-endpoint-cidr-not-a-cidr",
+        "dev",
+        {"cluster.endpointPrivateAccessCidrs": ["10.8.0.0/33"]},
+        "cluster.endpointPrivateAccessCidrs",
+        "write it like 10.0.0.0/16",
+    ),
+    BadConfig(
+        "private-endpoint-admits-the-internet",
+        "dev",
+        {"cluster.endpointPrivateAccessCidrs": ["0.0.0.0/0"]},
+        "cluster.endpointPrivateAccessCidrs",
+        "list the networks that reach the VPC",
+    ),
+    BadConfig(
+        "private-endpoint-security-group-not-an-id",
+        "dev",
+        {"cluster.endpointPrivateAccessSecurityGroupIds": ["ci-runners"]},
+        "cluster.endpointPrivateAccessSecurityGroupIds",
+        "write it like sg-0123456789abcdef0",
+    ),
     # issue 18 item 4: a secret set without --secret sits in plain text in Pulumi.<stack>.yaml
     BadConfig(
         "api-keys-in-plain-text",

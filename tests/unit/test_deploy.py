@@ -279,3 +279,78 @@ def test_missing_stack_file_fix_names_a_file_to_start_from(project):
     message = str(info.value)
     assert f"`cp {project / 'Pulumi.dev.yaml'} {project / 'Pulumi.prod.yaml'}`" in message
     assert f"`pulumi -C {project} stack init prod`" in message
+
+
+# --------------------------------------------------------------------------- can this machine reach the API?
+
+
+def _stack_config(project: Path, stack: str, **overrides):
+    plan = deploy.plan_from_args(parse("preview", "--stack", stack, cwd=project))
+    cfg = plan.stack_config
+    cluster = cfg.cluster.model_copy(update=overrides)
+    return cfg.model_copy(update={"cluster": cluster})
+
+
+def test_machine_outside_the_vpc_is_told_every_way_in(project):
+    cfg = _stack_config(project, "dev")  # private endpoint, nothing admitted: the committed default
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("192.168.1.5", None), "dev", project)
+    text = "\n".join(notes)
+    assert "outside the stack's VPC (10.1.0.0/16; it routes there from 192.168.1.5)" in notes[0]
+    assert "cluster.endpointPrivateAccessCidrs" in text and "SSM port-forward" in text
+    assert "cluster.endpointPrivateAccessSecurityGroupIds" in text
+    assert f"pulumi -C {project} config set --stack dev --path 'tritonllm:cluster.endpointPublicAccess' true" in text
+
+
+def test_machine_inside_the_vpc_gets_its_own_address_as_the_fix(project, tmp_path):
+    cfg = _stack_config(project, "dev")
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("10.1.4.7", None), "dev", project)
+    assert "inside the stack's VPC as 10.1.4.7" in notes[0]
+    command = next(n for n in notes if "10.1.4.7/32" in n)
+    command = command[command.index("`") + 1 : command.rindex("`")]
+    # the fix runs as printed: the fake CLI records exactly the arguments Pulumi would get
+    log = tmp_path / "calls.log"
+    fake_pulumi(tmp_path / "bin", log=log)
+    import subprocess
+
+    subprocess.run(command, shell=True, check=True, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    assert log.read_text().split() == [
+        "-C", str(project), "config", "set", "--stack", "dev", "--path",
+        "tritonllm:cluster.endpointPrivateAccessCidrs[0]", "10.1.4.7/32",
+    ]  # fmt: skip
+
+
+def test_a_covered_machine_is_told_so_and_nothing_else(project):
+    cfg = _stack_config(project, "dev", endpoint_private_access_cidrs=["10.1.4.0/24"])
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("10.1.4.7", None), "dev", project)
+    assert notes == [
+        "API endpoint: this machine reaches the private endpoint as 10.1.4.7 (in cluster.endpointPrivateAccessCidrs)"
+    ]
+    cfg = _stack_config(project, "dev", endpoint_public_access=True, endpoint_public_access_cidrs=["198.51.100.0/24"])
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("192.168.1.5", "198.51.100.9"), "dev", project)
+    assert notes == [
+        "API endpoint: this machine reaches the public endpoint as 198.51.100.9 (in cluster.endpointPublicAccessCidrs)"
+    ]
+
+
+def test_public_endpoint_not_listing_this_machine_names_its_address(project):
+    cfg = _stack_config(project, "dev", endpoint_public_access=True, endpoint_public_access_cidrs=["203.0.113.0/24"])
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("192.168.1.5", "198.51.100.9"), "dev", project)
+    assert any("'tritonllm:cluster.endpointPublicAccessCidrs[1]' 198.51.100.9/32" in n for n in notes), notes
+    # the lookup failed: the command looks the address up itself
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses(None, None), "dev", project)
+    assert any('"$(curl -s https://checkip.amazonaws.com)/32"' in n and "could not be read" in n for n in notes)
+
+
+def test_main_prints_the_notes_before_pulumi_runs(project, monkeypatch, capsys, tmp_path):
+    fake_pulumi(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses("192.168.1.5", None))
+    import pulumi.automation
+
+    def select_stack(**kw):
+        raise pulumi.automation.StackNotFoundError(Exception("no stack"))
+
+    monkeypatch.setattr(pulumi.automation, "select_stack", select_stack)
+    deploy.main(parse("preview", "--stack", "dev", cwd=project))
+    out = capsys.readouterr().out
+    assert "tritonllm deploy: API endpoint: this machine is outside the stack's VPC" in out

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -81,6 +82,43 @@ def vpc_cni_configuration(
             },
         },
     }
+
+
+API_SERVER_PORT = 443
+
+
+def endpoint_ingress_rules(cidrs: Sequence[str], security_group_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Ingress rules on the EKS cluster security group: who, besides the cluster itself, may reach
+    the private API endpoint (HTTPS 443).
+
+    The program skips pulumi-eks's default security groups, so the endpoint's network interfaces
+    carry only the security group EKS creates for the cluster, which admits nothing but itself
+    (EKS User Guide, "View Amazon EKS security group requirements for clusters", sec-group-reqs:
+    inbound "All / All / Self"). A CI runner, a bastion for an SSM port-forward or a VPN client
+    therefore needs a rule here: `cluster.endpointPrivateAccessCidrs` (IPv4 or IPv6) and
+    `cluster.endpointPrivateAccessSecurityGroupIds`. Keys come from the source, not its list
+    position, so reordering the config renames nothing. The same group is on the nodes and the
+    pod ENIs (ENIConfig), where nothing of the stack listens on 443.
+    """
+    rules: dict[str, dict[str, Any]] = {}
+    common = {"ip_protocol": "tcp", "from_port": API_SERVER_PORT, "to_port": API_SERVER_PORT}
+    for block in cidrs:
+        network = ipaddress.ip_network(block)
+        family = "cidr_ipv4" if network.version == 4 else "cidr_ipv6"
+        # every address spelled out (IPv6 exploded), so two ranges never share a name
+        key = "api-from-" + re.sub(r"[.:/]", "-", network.exploded)
+        rules[key] = {
+            **common,
+            family: str(network),
+            "description": f"Kubernetes API (private endpoint) from {network}",
+        }
+    for group in security_group_ids:
+        rules[f"api-from-{group}"] = {
+            **common,
+            "referenced_security_group_id": group,
+            "description": f"Kubernetes API (private endpoint) from members of {group}",
+        }
+    return rules
 
 
 def kms_key_policy(partition: str, account_id: str) -> dict[str, Any]:
