@@ -55,18 +55,35 @@ NODE_ROLE_POLICIES = (
 )
 
 
+# The first VPC CNI release with the network policy agent (aws/amazon-vpc-cni-k8s v1.14.0 release notes:
+# "Feature - Kubernetes Network Policy support"; EKS User Guide cni-network-policy.html: "Version 1.14
+# or later of the Amazon VPC CNI plugin"), and of Kubernetes (same page: "clusters of version 1.25 and later").
+VPC_CNI_NETWORK_POLICY_MIN_VERSION = (1, 14, 0)
+NETWORK_POLICY_MIN_KUBERNETES = (1, 25)
+
+
 def vpc_cni_configuration(
     region: str, zones: Sequence[str], pod_subnet_ids: Sequence[str], security_group_ids: Sequence[str]
 ) -> dict[str, Any]:
-    """VPC CNI add-on configuration: custom networking with one ENIConfig per AZ.
+    """VPC CNI add-on configuration: custom networking with one ENIConfig per AZ, NetworkPolicy enforced.
 
     ENI_CONFIG_LABEL_DEF makes each node pick the ENIConfig named after its zone.
     Prefix delegation gives every ENI slot a /28, so custom networking (which takes
     the primary ENI away from pods) does not cap pods per node.
+
+    `enableNetworkPolicy: "true"` runs the network policy agent (the aws-eks-nodeagent container
+    of aws-node) so the NetworkPolicies the program creates (components/serving/builders/
+    network_policies.py) are enforced; without it they are stored and ignored. It is the add-on's
+    top-level value (amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml at v1.20.4, default "false";
+    EKS User Guide cni-network-policy-configure.html "Enable the network policy parameter for the
+    add-on"). It needs VPC CNI v1.14 or later and Kubernetes 1.25 or later (EKS User Guide
+    cni-network-policy.html), and works with custom networking and prefix delegation (same page);
+    VPC_CNI_NETWORK_POLICY_MIN_VERSION is checked against versions.EKS_ADDONS by the tests.
     """
     if not len(zones) == len(pod_subnet_ids):
         raise ValueError(f"{len(zones)} zones but {len(pod_subnet_ids)} pod subnets")
     return {
+        "enableNetworkPolicy": "true",
         "env": {
             "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": "true",
             "ENI_CONFIG_LABEL_DEF": "topology.kubernetes.io/zone",

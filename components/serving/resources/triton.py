@@ -24,7 +24,7 @@ from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
 from components.platform.resources.storage import Storage
 from components.providers import engine_build as engine_build_provider
-from components.serving.builders import engine_build
+from components.serving.builders import engine_build, network_policies
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders import triton_manifests as tm
 from components.serving.builders.model_repository import (
@@ -48,6 +48,7 @@ _TYPED = {
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
     ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
 }
 
 
@@ -139,6 +140,10 @@ class TritonLLM(pulumi.ComponentResource):
         # --- namespace and read-only access to exactly one S3 prefix
         route_labels = dict(getattr(gateway, "route_namespace_labels", {}) or {})
         namespace = _k8s_object(f"{name}-ns", tm.namespace_manifest(model, route_labels), k8s_opts)
+        # Only the gateway, Prometheus and the loadtest Job reach the pods (the multi-node group adds
+        # rank-to-rank traffic): components/serving/builders/network_policies.py.
+        for policy in network_policies.model_network_policies(model, site):
+            _k8s_object(f"{name}-netpol-{policy['metadata']['name']}", policy, after(namespace))
         engine_key: pulumi.Output[str] | None = None
         resolved_engine = None
         if model.backend == "vllm":
