@@ -135,7 +135,7 @@ class Cluster:
             return False  # selectors match pods only
         pod_selector, ns_selector = peer.get("podSelector"), peer.get("namespaceSelector")
         if ns_selector is not None:
-            if not selector_matches(ns_selector, self.namespace_labels.get(other.namespace, {})):
+            if not selector_matches(ns_selector, self.namespace_labels.get(other.namespace or "", {})):
                 return False
         elif other.namespace != policy_namespace:
             return False  # podSelector alone: the policy's own namespace
