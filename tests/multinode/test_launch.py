@@ -25,6 +25,7 @@ import pytest
 
 from components.config import parse_stack_config
 from components.serving.builders import multinode
+from components.serving.builders import triton_manifests as tm
 from tests.unit.harness import load_stack_config
 
 pytestmark = pytest.mark.skipif(
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs openmpi-bin and openssh-server (apt-get install openmpi-bin openssh-server)",
 )
 
+ADMIN_KEY = "test-admin-key-0123456789abcdef"  # what the triton-admin Secret would hold
 DEADLINE = 120  # seconds for anything to happen on a loaded 2-core machine; checks poll, never sleep blindly
 
 
@@ -179,6 +181,15 @@ exec sleep 600
         template = "leaderTemplate" if index == 0 else "workerTemplate"
         container = self.manifest["spec"]["leaderWorkerTemplate"][template]["spec"]["containers"][0]
         env = {e["name"]: e["value"] for e in container["env"] if "value" in e}  # as the pod spec sets them
+        # ... and from Secrets (the admin key of the restricted repository API, leader only)
+        secrets = {tm.ADMIN_KEY_SECRET: {tm.ADMIN_KEY_KEY: ADMIN_KEY}}
+        env.update(
+            {
+                e["name"]: secrets[e["valueFrom"]["secretKeyRef"]["name"]][e["valueFrom"]["secretKeyRef"]["key"]]
+                for e in container["env"]
+                if "secretKeyRef" in e.get("valueFrom", {}) and e["valueFrom"]["secretKeyRef"]["name"] in secrets
+            }
+        )
         run_dir = self.run_dir(index)
         (run_dir / "ssh_config.d").mkdir(parents=True, exist_ok=True)
         # Cluster DNS stand-in: the group's pod DNS names -> their loopback addresses.
@@ -290,8 +301,13 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
         args = info["args"].split()
         assert f"--id=rank{rank}" in args and "--disable-auto-complete-config" in args
         assert f"--backend-config=python,shm-region-prefix-name=prefix{rank}_" in args
+        restricted = {
+            f"--http-restricted-api=model-repository:tritonllm-admin-key={ADMIN_KEY}",
+            f"--grpc-restricted-protocol=model-repository:tritonllm-admin-key={ADMIN_KEY}",
+        }
         if rank == 0:
             assert "--model-control-mode=none" in args and "--allow-http=false" not in args
+            assert not restricted & set(args)
         else:
             assert {
                 "--model-control-mode=explicit",
@@ -299,6 +315,7 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
                 "--allow-http=false",
                 "--allow-grpc=false",
                 "--allow-metrics=false",
+                *restricted,  # explicit mode: the repository API behind the admin key, expanded by the leader
             } <= set(args), args
     assert leader.poll() is None and all(w.poll() is None for w in workers)
 

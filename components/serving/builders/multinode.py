@@ -101,9 +101,14 @@ def nccl_env(model: ModelConfig, site: ModelSite) -> dict[str, str]:
 # --------------------------------------------------------------------------- launch scripts (pure)
 
 
+# leader.sh's shell expands it (the leader container's env, from the triton-admin Secret) before mpirun
+# starts the ranks, so ranks started over ssh get the value without it being forwarded to them.
+ADMIN_KEY_SHELL_REF = "${" + tm.ADMIN_KEY_ENV + "}"
+
+
 def rank_args(model: ModelConfig, rank: int) -> list[str]:
     world = model.parallel_gpus
-    args = tm.tritonserver_args(tm.TRTLLM_REPOSITORY, rank=rank, world_size=world)
+    args = tm.tritonserver_args(tm.TRTLLM_REPOSITORY, rank=rank, world_size=world, admin_key=ADMIN_KEY_SHELL_REF)
     if rank > 0:
         # As NVIDIA's multi-node server.py: only rank 0 serves; the others host the engine.
         args += ["--allow-http=false", "--allow-grpc=false", "--allow-metrics=false"]
@@ -259,7 +264,8 @@ def leader_script(model: ModelConfig, gpus_per_node: int) -> str:
     """Leader: own sshd (uniform hostfile), hostfile, wait for every worker, then exec mpirun."""
     world = model.parallel_gpus
     contexts = " ".join(
-        a if a == "$FORWARD" else f'"{a}"' if a.startswith("$") else shlex.quote(a) for a in mpirun_command(model)
+        a if a == "$FORWARD" else f'"{a}"' if a.startswith("$") or "${" in a else shlex.quote(a)
+        for a in mpirun_command(model)
     )
     prefixes = "|".join(FORWARDED_ENV_PREFIXES)
     return f"""#!/bin/sh
@@ -380,7 +386,8 @@ def _pod_spec(
         requests[EFA_RESOURCE] = efa
         limits[EFA_RESOURCE] = efa
     env = [
-        *container["env"],
+        # the admin key: only the leader's shell needs it (it expands it into the ranks' arguments)
+        *(e for e in container["env"] if leader or e["name"] != tm.ADMIN_KEY_ENV),
         *({"name": k, "value": v} for k, v in nccl_env(model, site).items()),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]

@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.config import ModelConfig, ModelSite
 from components.gateway.resources.gateway import Gateway
@@ -219,6 +220,17 @@ class TritonLLM(pulumi.ComponentResource):
                 after(namespace),
                 stringData={".dockerconfigjson": config_json},
             )
+        admin_secret = None
+        if tm.explicit_model_control(model):
+            # The model repository API's header value (tm.ADMIN_KEY_SECRET): generated, a Pulumi secret,
+            # in the cluster only as this Secret; tritonserver gets it through its environment.
+            admin_key = random.RandomPassword(f"{name}-admin-key", length=48, special=False, opts=aws_opts)
+            admin_secret = _k8s_object(
+                f"{name}-admin-key",
+                tm.admin_key_secret_manifest(model),
+                after(namespace),
+                stringData={tm.ADMIN_KEY_KEY: pulumi.Output.secret(admin_key.result)},
+            )
         hf_secret_name = tm.HF_TOKEN_SECRET if hf_secret is not None else None
         pull_secret_name = tm.IMAGE_PULL_SECRET if pull_secret is not None else None
 
@@ -297,7 +309,7 @@ class TritonLLM(pulumi.ComponentResource):
                 shared_claim_name=shared_claim_name,
                 hf_token_secret=hf_secret_name,
                 image_pull_secret=pull_secret_name,
-                depends_on=[service_account, reader_access, hf_secret, pull_secret, claim, engine],
+                depends_on=[service_account, reader_access, hf_secret, pull_secret, admin_secret, claim, engine],
             )
         else:
             deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key).apply(
@@ -320,6 +332,7 @@ class TritonLLM(pulumi.ComponentResource):
                     reader_access,
                     hf_secret,
                     pull_secret,
+                    admin_secret,
                     claim,
                     repository,
                     engine,
