@@ -334,8 +334,9 @@ def vllm_tritonserver_args(repository: str, model_name: str) -> list[str]:
     The vLLM backend's health check (parameter ENABLE_VLLM_HEALTH_CHECK in
     model_repository/vllm/config.pbtxt) unloads the model when the engine is dead, and only
     in EXPLICIT model-control mode (triton-inference-server/vllm_backend r25.12
-    docs/health_check.md); the model-ready probes then fail. The backend unloads in-process (no
-    request to the repository API), so restricting that API (restricted_api_args) costs it nothing.
+    docs/health_check.md); the model-ready probes then fail. The backend unloads in-process
+    (`pb_utils.unload_model`, src/model.py r25.12: the Python backend's call into the server, no
+    request to the HTTP/gRPC repository API), so restricting that API (restricted_api_args) costs it nothing.
     """
     args = tritonserver_args(repository)
     args = [a for a in args if not a.startswith("--model-control-mode=")]
