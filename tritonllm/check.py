@@ -230,7 +230,8 @@ def validate(stack_file: StackFile) -> StackConfig:
     """The program's own validation (components.config.parse_config_map); raises ConfigError."""
     from components.config import parse_config_map
 
-    return parse_config_map(stack_file.config, stack_file.encrypted)
+    # `secure:` values are stored encrypted; a secret key written in plain text is refused, as at preview
+    return parse_config_map(stack_file.config, stack_file.encrypted, stored_as_secret=stack_file.encrypted)
 
 
 # --------------------------------------------------------------------------- what `up` would create

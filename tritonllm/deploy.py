@@ -61,6 +61,7 @@ class DeployPlan:
     json_output: bool = False
     config_keys: tuple[str, ...] = field(default=())
     check_report: tuple[str, ...] = ()  # what `tritonllm check` prints (preview and up)
+    stack_config: Any = None  # the validated StackConfig (None for outputs, which reads no config)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,9 +109,11 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
         raise DeployError("--parallel must be at least 1")
     config_keys: tuple[str, ...] = ()
     report: tuple[str, ...] = ()
+    stack_config = None
     if args.operation in RUNS_THE_PROGRAM:
         checked = validate_stack_file(stack_file, args.stack)
         config_keys, report = checked.keys, tuple(checked.lines())
+        stack_config = checked.config
     return DeployPlan(
         operation=args.operation,
         stack=args.stack,
@@ -125,6 +128,7 @@ def plan_from_args(args: argparse.Namespace) -> DeployPlan:
         json_output=args.json,
         config_keys=config_keys,
         check_report=report,
+        stack_config=stack_config,
     )
 
 
@@ -148,6 +152,131 @@ def validate_stack_file(stack_file: Path, stack: str | None = None) -> check.Rep
                 "`pulumi config set ", f"`{where} stack select --create {stack} && {where} config set --stack {stack} "
             )
         raise StackConfigError(f"{stack_file.name}: {message}") from None
+
+
+# --------------------------------------------------------------------------- can this machine reach the API?
+
+CHECKIP_URL = "https://checkip.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class MachineAddresses:
+    """How the stack's API endpoint would see this machine."""
+
+    towards_vpc: str | None  # the source address this machine's routes pick for the VPC (None: no route)
+    public: str | None  # as the internet sees it (None: not looked up, or the lookup failed)
+
+
+def source_address_towards(cidr: str) -> str | None:
+    """The address this machine sends from towards `cidr` (routing table only: a UDP socket's connect
+    sends nothing); None when there is no route."""
+    import ipaddress
+    import socket
+
+    network = ipaddress.ip_network(cidr)
+    family = socket.AF_INET if network.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((str(network.network_address + 1), 443))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return None
+
+
+def public_address(timeout: float = 3.0) -> str | None:
+    """This machine's address as the internet sees it (checkip.amazonaws.com), or None."""
+    import ipaddress
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(CHECKIP_URL, timeout=timeout) as response:  # noqa: S310 - fixed https URL
+            return str(ipaddress.ip_address(response.read().decode().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def machine_addresses(cfg: Any) -> MachineAddresses:
+    """Look up what endpoint_access_notes needs; the public address only when the endpoint is public."""
+    return MachineAddresses(
+        towards_vpc=source_address_towards(cfg.network.vpc_cidr),
+        public=public_address() if cfg.cluster.endpoint_public_access else None,
+    )
+
+
+def _covered(address: str | None, cidrs: list[str]) -> bool:
+    import ipaddress
+
+    if address is None:
+        return False
+    ip = ipaddress.ip_address(address)
+    return any(ip in ipaddress.ip_network(c) for c in cidrs if ipaddress.ip_network(c).version == ip.version)
+
+
+def endpoint_access_notes(cfg: Any, machine: MachineAddresses, stack: str, project_dir: Path) -> list[str]:
+    """What this machine needs to reach the stack's Kubernetes API (`pulumi up` talks to it for every
+    in-cluster object): nothing when its address is covered, else the keys that would cover it.
+
+    The private endpoint admits the cluster itself, `cluster.endpointPrivateAccessCidrs` and members of
+    `cluster.endpointPrivateAccessSecurityGroupIds`, and only from networks routed to the VPC; the public
+    one (`cluster.endpointPublicAccess`) admits `cluster.endpointPublicAccessCidrs`."""
+    cluster, network = cfg.cluster, cfg.network
+    config_set = f"pulumi -C {project_dir} config set --stack {stack} --path"
+    vpc = [network.vpc_cidr, network.pod_cidr]
+    inside = _covered(machine.towards_vpc, vpc)
+    if _covered(machine.towards_vpc, cluster.endpoint_private_access_cidrs):
+        return [
+            f"API endpoint: this machine reaches the private endpoint as {machine.towards_vpc} "
+            "(in cluster.endpointPrivateAccessCidrs)"
+        ]
+    if cluster.endpoint_public_access and _covered(machine.public, cluster.endpoint_public_access_cidrs):
+        return [
+            f"API endpoint: this machine reaches the public endpoint as {machine.public} "
+            "(in cluster.endpointPublicAccessCidrs)"
+        ]
+    where = (
+        f"inside the stack's VPC as {machine.towards_vpc}"
+        if inside
+        else f"outside the stack's VPC ({network.vpc_cidr}"
+        + (f"; it routes there from {machine.towards_vpc})" if machine.towards_vpc else ")")
+    )
+    lines = [
+        f"API endpoint: this machine is {where} and no config key admits it to the Kubernetes API, which "
+        "`pulumi up` calls for every in-cluster object (a connection that times out). It needs one of:"
+    ]
+    private_count = len(cluster.endpoint_private_access_cidrs)
+    if inside:
+        lines.append(
+            f"  - its address in cluster.endpointPrivateAccessCidrs: "
+            f"`{config_set} 'tritonllm:cluster.endpointPrivateAccessCidrs[{private_count}]' {machine.towards_vpc}/"
+            f"{32 if ':' not in str(machine.towards_vpc) else 128}`"
+        )
+    else:
+        lines.append(
+            "  - a route into the VPC (VPN, peering, Transit Gateway, or an SSM port-forward through an instance "
+            "in it) and the address it arrives with in cluster.endpointPrivateAccessCidrs "
+            f"(`{config_set} 'tritonllm:cluster.endpointPrivateAccessCidrs[{private_count}]' <cidr>`)"
+        )
+    groups = cluster.endpoint_private_access_security_group_ids
+    lines.append(
+        "  - or, on an instance in the VPC, a security group listed in cluster.endpointPrivateAccessSecurityGroupIds"
+        + (f" (now: {', '.join(groups)})" if groups else "")
+    )
+    if cluster.endpoint_public_access:
+        address = f"{machine.public}/32" if machine.public and ":" not in machine.public else None
+        lines.append(
+            "  - or its public address in cluster.endpointPublicAccessCidrs: "
+            f"`{config_set} 'tritonllm:cluster.endpointPublicAccessCidrs[{len(cluster.endpoint_public_access_cidrs)}]' "
+            + (address or f'"$(curl -s {CHECKIP_URL})/32"')
+            + "`"
+            + ("" if machine.public else f" (its public address could not be read from {CHECKIP_URL})")
+        )
+    else:
+        lines.append(
+            f"  - or the public endpoint, open to this machine only: `{config_set} "
+            "'tritonllm:cluster.endpointPublicAccess' true` and "
+            f"`{config_set} 'tritonllm:cluster.endpointPublicAccessCidrs[0]' \"$(curl -s {CHECKIP_URL})/32\"`"
+        )
+    return lines
 
 
 INSTALL_PULUMI = (
@@ -261,6 +390,11 @@ def main(args: argparse.Namespace) -> int:
     except DeployError as exc:
         print(f"tritonllm deploy: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if plan.stack_config is not None:  # preview, up, destroy: they all call the cluster's API
+        for line in endpoint_access_notes(
+            plan.stack_config, machine_addresses(plan.stack_config), plan.stack, plan.project_dir
+        ):
+            out(f"tritonllm deploy: {line}")
     from pulumi import automation
 
     os.environ.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from components.catalog.triton_server import ADMIN_KEY_HEADER, restricted_api_args
 from tritonllm import lifecycle
 from tritonllm.ports import LoopbackUrls, find_free_port, port_is_free
 
@@ -182,9 +183,13 @@ def server_environment(dist: TritonDistribution, base: dict[str, str] | None = N
 # --------------------------------------------------------------------------- server
 
 
-def _http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0) -> tuple[int, object]:
+def _http_json(
+    url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, object]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
@@ -239,8 +244,13 @@ class TritonServer(LoopbackUrls):
         cache_dir: Path = DEFAULT_CACHE_DIR,
         grace_period: float = 5.0,
         stop_timeout: float = 30.0,
+        admin_key: str | None = None,
     ) -> None:
         self.model_repository = Path(model_repository).resolve()
+        # With admin_key the model repository API (load/unload/index) answers only requests that send
+        # it in the header components/catalog/triton_server.py names, as on EKS wherever model control
+        # is explicit; this class's own index request sends it.
+        self.admin_key = admin_key
         self.host = host
         self.http_port, self.grpc_port, self.metrics_port = http_port, grpc_port, metrics_port
         self.log_verbose = log_verbose
@@ -321,6 +331,7 @@ class TritonServer(LoopbackUrls):
             "--log-info=true",
             f"--log-verbose={self.log_verbose}",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            *(restricted_api_args(self.admin_key) if self.admin_key else []),
             *self.extra_args,
         ]
 
@@ -437,13 +448,29 @@ class TritonServer(LoopbackUrls):
             if time.monotonic() > deadline:
                 raise ServerError(f"tritonserver was not ready after {self.startup_timeout:.0f}s", self.logs())
             time.sleep(0.1)
-        status, index = _http_json(f"{self.http_url}/v2/repository/index", method="POST", body={})
+        status, index = _http_json(
+            f"{self.http_url}/v2/repository/index", method="POST", body={}, headers=self.admin_headers()
+        )
+        if status == 403:
+            raise ServerError(
+                "tritonserver refused the model repository index (its repository API is restricted, "
+                f"{index!r}): pass the admin key (TritonServer(admin_key=...))",
+                self.logs(),
+            )
         self.models = {}
         if status == 200 and isinstance(index, list):
             self.models = {m["name"]: m.get("state", "UNKNOWN") for m in index}
             broken = {m["name"]: m.get("reason", "") for m in index if m.get("state") not in ("READY", None)}
             if broken:
                 raise ModelLoadError(f"models not ready: {broken}", self.logs())
+
+    def command_line(self) -> list[str]:
+        """The arguments tritonserver was started with (empty before start)."""
+        return list(self.process.args) if self.process is not None and isinstance(self.process.args, list) else []
+
+    def admin_headers(self) -> dict[str, str]:
+        """What a request to the restricted model repository API must carry (empty when unrestricted)."""
+        return {ADMIN_KEY_HEADER: self.admin_key} if self.admin_key else {}
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from components.catalog import versions
+from components.config.addresses import internet_problem
 from components.config.base import (
     ConfigModel,
     cidr,
@@ -33,8 +33,7 @@ class SystemNodeGroupConfig(ConfigModel):
         return self
 
 
-# CIDRs shorter than this admit a large part of the internet (0.0.0.0/0, or 0.0.0.0/1 + 128.0.0.0/1).
-MIN_ENDPOINT_PREFIX = 8
+SECURITY_GROUP_ID = r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$"
 
 
 class ClusterConfig(ConfigModel):
@@ -51,7 +50,19 @@ class ClusterConfig(ConfigModel):
     )
     allow_public_endpoint_from_anywhere: bool = Field(
         False,
-        description="DANGER: accept 0.0.0.0/0 (or any CIDR wider than /8) in endpointPublicAccessCidrs",
+        description="DANGER: accept endpointPublicAccessCidrs that admit the internet (0.0.0.0/0, or ranges that "
+        "together cover more public addresses than one /8)",
+    )
+    endpoint_private_access_cidrs: list[str] = Field(
+        [],
+        description="CIDRs allowed to reach the private API endpoint on 443 (ingress rules on the EKS cluster "
+        "security group), e.g. a CI runner's subnet, a VPN's client range, a peered VPC; without any, only "
+        "the cluster's own nodes and pods reach it",
+    )
+    endpoint_private_access_security_group_ids: list[str] = Field(
+        [],
+        description="Security groups (sg-..., in the stack's VPC or a peered one) whose members may reach the "
+        "private API endpoint on 443, e.g. a CI runner's or a bastion's",
     )
     admin_principal_arns: list[str] = Field(
         [],
@@ -71,6 +82,27 @@ class ClusterConfig(ConfigModel):
     def _cidrs(cls, value: list[str]) -> list[str]:
         return [cidr(v) for v in value]
 
+    @field_validator("endpoint_private_access_cidrs")
+    @classmethod
+    def _private_cidrs(cls, value: list[str]) -> list[str]:
+        value = [cidr(v) for v in value]
+        too_wide = internet_problem(value)
+        if too_wide:
+            # Only networks routed to the VPC reach a private endpoint: a range this wide is a mistake.
+            raise ValueError(
+                f"{too_wide}; a private endpoint is reached only through the VPC, so list the networks that "
+                "reach the VPC (a runner's subnet, a VPN client range, a peered VPC's CIDR)"
+            )
+        return value
+
+    @field_validator("endpoint_private_access_security_group_ids")
+    @classmethod
+    def _security_groups(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(SECURITY_GROUP_ID, v)]
+        if bad:
+            raise ValueError(f"{bad} are not security group ids; write it like sg-0123456789abcdef0")
+        return value
+
     @field_validator("admin_principal_arns")
     @classmethod
     def _arns(cls, value: list[str]) -> list[str]:
@@ -89,11 +121,10 @@ class ClusterConfig(ConfigModel):
                 "list the CIDRs that may reach the API (e.g. your egress IP as 203.0.113.7/32) "
                 "or set endpointPublicAccess false (private endpoint only)"
             )
-        wide = [c for c in self.endpoint_public_access_cidrs if ipaddress.ip_network(c).prefixlen < MIN_ENDPOINT_PREFIX]
-        if wide and not self.allow_public_endpoint_from_anywhere:
+        too_wide = internet_problem(self.endpoint_public_access_cidrs)
+        if too_wide and not self.allow_public_endpoint_from_anywhere:
             raise ValueError(
-                f"@endpointPublicAccessCidrs: {wide} admit (a large part of) the whole internet to the "
-                "Kubernetes API; list narrower CIDRs (e.g. 203.0.113.7/32), or set "
-                "cluster.allowPublicEndpointFromAnywhere: true if you really mean it"
+                f"@endpointPublicAccessCidrs: {too_wide} to the Kubernetes API; list narrower CIDRs "
+                "(e.g. 203.0.113.7/32), or set cluster.allowPublicEndpointFromAnywhere: true if you really mean it"
             )
         return self

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from components.config.addresses import internet_problem
 from components.config.base import (
     ConfigModel,
     cidr,
@@ -84,7 +84,9 @@ class GatewayConfig(ConfigModel):
         "internal default: the VPC's CIDRs (network.vpcCidr, network.podCidr)",
     )
     dangerously_allow_any_source: bool = Field(
-        False, description="Accept 0.0.0.0/0 (or ::/0) in allowedCidrs: anyone who reaches the NLB may connect"
+        False,
+        description="Accept allowedCidrs that admit the internet (0.0.0.0/0, ::/0, or ranges that together cover "
+        "more public addresses than one /8): anyone who reaches the NLB may connect",
     )
     tls: GatewayTlsConfig = Field(default_factory=GatewayTlsConfig, description="See gateway.tls.*")
     auth: GatewayAuthConfig = Field(default_factory=GatewayAuthConfig, description="See gateway.auth.*")
@@ -109,10 +111,10 @@ class GatewayConfig(ConfigModel):
                 "@allowedCidrs: empty while scheme is internet-facing; list the client CIDRs "
                 "(e.g. [203.0.113.0/24]) or use scheme internal"
             )
-        open_cidrs = [c for c in self.allowed_cidrs if ipaddress.ip_network(c).prefixlen == 0]
-        if open_cidrs and not self.dangerously_allow_any_source:
+        too_wide = internet_problem(self.allowed_cidrs)
+        if too_wide and not self.dangerously_allow_any_source:
             problems.append(
-                f"@allowedCidrs: {open_cidrs} admits every address; list the client CIDRs instead "
+                f"@allowedCidrs: {too_wide}; list the client CIDRs instead "
                 "(or set gateway.dangerouslyAllowAnySource: true if the endpoint really is for anyone)"
             )
         if self.scheme == "internet-facing" and not self.tls.enabled:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,20 +230,40 @@ _FIXES = {
 }
 
 
+def plaintext_secret_problems(raw: Mapping[str, Any], stored_as_secret: Collection[str]) -> list[tuple[str, str]]:
+    """A secret key (SECRET_KEYS) that is set but not stored as a Pulumi secret: `pulumi config set`
+    without --secret wrote it in plain text into Pulumi.<stack>.yaml. The message never shows the value."""
+    return [
+        (
+            key,
+            "is stored in plain text in Pulumi.<stack>.yaml (set without --secret), where anyone who reads the "
+            "file or its history has it; store the same value encrypted: "
+            f'`pulumi config set --secret {NAMESPACE}:{key} "$(pulumi config get {NAMESPACE}:{key})"` '
+            "(and rotate it if the file was shared or committed)",
+        )
+        for key in SECRET_KEYS
+        if raw.get(key) not in (None, "") and key not in stored_as_secret
+    ]
+
+
 def parse_stack_config(
     raw: Mapping[str, Any],
     secret_keys_set: set[str] | frozenset[str] = frozenset(),
     *,
     secrets_complete: bool = False,
+    stored_as_secret: Collection[str] | None = None,
 ) -> StackConfig:
     """Validate the `tritonllm:` config values (without namespace) into a StackConfig.
 
     `raw` values may be JSON strings (as Pulumi passes structured config) or
     already-decoded objects. `secret_keys_set` names the secret keys that are set;
     `secrets_complete` says it names all of them (the program, `tritonllm deploy`), so a
-    missing apiKeys secret is an error.
+    missing apiKeys secret is an error. `stored_as_secret`, when given, names the keys Pulumi
+    holds encrypted: a secret key in `raw` that is not among them is refused (plain text).
     """
     problems: list[tuple[str, str]] = []
+    if stored_as_secret is not None:
+        problems += plaintext_secret_problems(raw, stored_as_secret)
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in SECRET_KEYS:
@@ -296,25 +316,38 @@ def parse_stack_config(
         raise ConfigError(problems) from None
 
 
-def parse_config_map(config: Mapping[str, Any], encrypted: frozenset[str] | set[str] = frozenset()) -> StackConfig:
+def parse_config_map(
+    config: Mapping[str, Any],
+    encrypted: frozenset[str] | set[str] = frozenset(),
+    stored_as_secret: Collection[str] | None = None,
+) -> StackConfig:
     """Parse the `tritonllm:` keys of a whole config map (`namespace:key` -> value, as the Pulumi engine
     passes it to the program: strings, structured values as JSON).
 
     A secret key counts as set when its value is not empty, or when it is in `encrypted`: secret keys
     (without namespace) known only to be set, as in a stack file read outside Pulumi by `tritonllm
-    check`. The program (read_pulumi_config) and `tritonllm check` both validate through here.
+    check`. `stored_as_secret` names the secret keys the stack stores encrypted (None: not known, not
+    checked). The program (read_pulumi_config) and `tritonllm check` both validate through here.
     """
     prefix = NAMESPACE + ":"
     raw = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix) and k[len(prefix) :] not in encrypted}
     secrets_set = set(encrypted) | {k for k in SECRET_KEYS if raw.get(k) not in (None, "")}
-    return parse_stack_config(raw, secrets_set, secrets_complete=True)
+    return parse_stack_config(raw, secrets_set, secrets_complete=True, stored_as_secret=stored_as_secret)
 
 
 def read_pulumi_config() -> StackConfig:
     """Parse the running stack's `tritonllm:` config (as the Pulumi engine or mocks set it)."""
     from pulumi.runtime import config as runtime_config
 
-    return parse_config_map({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()})
+    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = NAMESPACE + ":"
+    # Which keys Pulumi decrypted for us: the language host passes them with the config
+    # (PULUMI_CONFIG_SECRET_KEYS, handed to set_all_config by pulumi-language-python-exec).
+    encrypted = set(runtime_config.get_config_secret_keys_env())
+    stored_as_secret = {
+        k for k in SECRET_KEYS if runtime_config.is_config_secret(prefix + k) or prefix + k in encrypted
+    }
+    return parse_config_map(everything, stored_as_secret=stored_as_secret)
 
 
 # --- multi-node models and the pools that serve them

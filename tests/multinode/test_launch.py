@@ -33,6 +33,7 @@ import pytest
 
 from components.config import parse_stack_config
 from components.serving.builders import multinode
+from components.serving.builders import triton_manifests as tm
 from tests.unit.harness import load_stack_config
 
 pytestmark = pytest.mark.skipif(
@@ -46,6 +47,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs openmpi-bin, openssh-server and util-linux (apt-get install openmpi-bin openssh-server)",
 )
 
+ADMIN_KEY = "test-admin-key-0123456789abcdef"  # what the triton-admin Secret would hold
 DEADLINE = 120  # seconds for anything to happen on a loaded 2-core machine; checks poll, never sleep blindly
 
 # Where the Triton TRT-LLM image keeps Open MPI: HPC-X, relocated from its build prefix (the NGC base
@@ -268,13 +270,16 @@ exec sleep 600
     def env(self, index: int) -> dict[str, str]:
         template = "leaderTemplate" if index == 0 else "workerTemplate"
         container = self.manifest["spec"]["leaderWorkerTemplate"][template]["spec"]["containers"][0]
-        env = {}  # as the pod spec sets them (valueFrom: what the kubelet would resolve)
+        # as the pod spec sets them (valueFrom: what the kubelet would resolve); the admin key of the
+        # restricted repository API (leader only) is the test's own value, the other secrets placeholders
+        secrets = {tm.ADMIN_KEY_SECRET: {tm.ADMIN_KEY_KEY: ADMIN_KEY}}
+        env = {}
         for e in container["env"]:
             if "value" in e:
                 env[e["name"]] = e["value"]
             elif "secretKeyRef" in e.get("valueFrom", {}):
                 ref = e["valueFrom"]["secretKeyRef"]
-                env[e["name"]] = f"secret-{ref['name']}-{ref['key']}"
+                env[e["name"]] = secrets.get(ref["name"], {}).get(ref["key"], f"secret-{ref['name']}-{ref['key']}")
         run_dir = self.run_dir(index)
         (run_dir / "ssh_config.d").mkdir(parents=True, exist_ok=True)
         # Cluster DNS stand-in: the group's pod DNS names -> their loopback addresses.
@@ -400,8 +405,13 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
         args = info["args"].split()
         assert f"--id=rank{rank}" in args and "--disable-auto-complete-config" in args
         assert f"--backend-config=python,shm-region-prefix-name=prefix{rank}_" in args
+        restricted = {
+            f"--http-restricted-api=model-repository:tritonllm-admin-key={ADMIN_KEY}",
+            f"--grpc-restricted-protocol=model-repository:tritonllm-admin-key={ADMIN_KEY}",
+        }
         if rank == 0:
             assert "--model-control-mode=none" in args and "--allow-http=false" not in args
+            assert not restricted & set(args)
         else:
             assert {
                 "--model-control-mode=explicit",
@@ -409,6 +419,7 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
                 "--allow-http=false",
                 "--allow-grpc=false",
                 "--allow-metrics=false",
+                *restricted,  # explicit mode: the repository API behind the admin key, expanded by the leader
             } <= set(args), args
     assert leader.poll() is None and all(w.poll() is None for w in workers)
     _every_rank_runs_with_its_own_pods_environment(group, gpn)

@@ -3,6 +3,7 @@
     run = run_program("dev")                                  # Pulumi.dev.yaml as committed
     run = run_program("dev", overrides={"models[0].tensorParallel": 8, "region": None})
     run = run_program("dev", secrets={"hfToken": None})      # as if the secret were never set
+    run = run_program("dev", overrides={"hfToken": "hf_..."}) # set without --secret: plain text
     run = run_program("dev", overrides=..., check=False)     # failures land in run.error
     run2 = run_program("dev", caller_arn="arn:aws:iam::123456789012:role/ci", previous=run)  # an update by CI
 
@@ -953,7 +954,8 @@ def run_program(
     overrides: `{"path": value}`; a path is a config key (namespace optional) optionally
       followed by `.field`/`[index]` into its structured value; value None deletes it.
     secrets: secret config keys (namespace optional) -> value, merged over DEFAULT_SECRETS;
-      None unsets one. They are passed as Pulumi secrets.
+      None unsets one. They are passed as Pulumi secrets, except a key that `overrides` sets:
+      that one is plain config, as `pulumi config set` without --secret stores it.
     config: use this whole config map instead of reading Pulumi.<stack>.yaml.
     available_zones: how many AZs aws.get_availability_zones reports (simulate a small region).
     caller_arn: the identity running `pulumi up` (aws.get_caller_identity's arn).
@@ -965,9 +967,13 @@ def run_program(
     for path, value in (overrides or {}).items():
         set_path(raw, path, copy.deepcopy(value))
     secret_values = {**DEFAULT_SECRETS, **(secrets or {})}
+    # A secret key given in `overrides` is stored in plain text (`pulumi config set` without --secret).
+    plain = {_qualify(path.split(".")[0].split("[")[0]) for path in overrides or {}}
     secret_keys = []
     for key, value in secret_values.items():
         key = _qualify(key)
+        if key in plain:
+            continue
         if value is None:
             raw.pop(key, None)
         else:

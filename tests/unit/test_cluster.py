@@ -11,7 +11,9 @@ from components.platform.builders.cluster import (
     ADDON_ROLES,
     ADDONS_BEFORE_NODES,
     CLUSTER_ADMIN_POLICY,
+    NETWORK_POLICY_MIN_KUBERNETES,
     SYSTEM_NODE_SELECTOR,
+    VPC_CNI_NETWORK_POLICY_MIN_VERSION,
     gp3_storage_class_manifest,
     vpc_cni_configuration,
 )
@@ -58,6 +60,17 @@ def test_vpc_cni_configuration_is_custom_networking_per_zone():
     }
     with pytest.raises(ValueError):
         vpc_cni_configuration("us-west-2", ["us-west-2a"], ["subnet-a", "subnet-b"], ["sg-1"])
+
+
+def test_network_policies_are_enforced_by_a_vpc_cni_that_can():
+    """enableNetworkPolicy turns the VPC CNI's network policy agent on; the pinned add-on and
+    Kubernetes versions are ones that have it (v1.14.0+, Kubernetes 1.25+: EKS User Guide cni-network-policy)."""
+    conf = vpc_cni_configuration("us-west-2", ["us-west-2a"], ["subnet-a"], ["sg-1"])
+    assert conf["enableNetworkPolicy"] == "true"  # a string: the add-on's schema types it so
+    pinned = versions.EKS_ADDONS["vpc-cni"]  # v1.20.4-eksbuild.1
+    number = tuple(int(part) for part in pinned.removeprefix("v").split("-")[0].split("."))
+    assert number >= VPC_CNI_NETWORK_POLICY_MIN_VERSION, pinned
+    assert tuple(int(p) for p in versions.EKS_VERSION.split(".")) >= NETWORK_POLICY_MIN_KUBERNETES
 
 
 def test_gp3_storage_class_is_a_valid_encrypted_default():
@@ -160,6 +173,7 @@ def test_vpc_cni_puts_pods_in_the_pod_subnets(stack_run):
     }
     node_sg = stack_run.within(CLUSTER).one("eks:index:Cluster").outputs["nodeSecurityGroupId"]
     assert conf["env"]["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"] == "true"
+    assert conf["enableNetworkPolicy"] == "true"  # the NetworkPolicies of every model are enforced
     assert {v["id"]: zone for zone, v in conf["eniConfig"]["subnets"].items()} == pods
     assert all(v["securityGroups"] == [node_sg] for v in conf["eniConfig"]["subnets"].values())
 

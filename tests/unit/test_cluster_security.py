@@ -1,7 +1,8 @@
 """Security properties of the control plane, nodes and IAM, checked on every stack file.
 
-- No API endpoint admits 0.0.0.0/0 (or anything wider than /8) unless
-  `cluster.allowPublicEndpointFromAnywhere` says so; the private endpoint is always on.
+- No API endpoint admits the internet (0.0.0.0/0, or ranges that together cover more public
+  addresses than one /8: components/config/addresses.py) unless `cluster.allowPublicEndpointFromAnywhere`
+  says so; the private endpoint is always on.
 - IMDS hop limit 1 on every launch template and every EC2NodeClass.
 - Every Pod Identity trust names one cluster, one namespace and one service account; every
   IRSA trust one namespace/service account and the sts audience.
@@ -12,12 +13,12 @@ Bad configs fail before any resource is registered, naming the key and the fix.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 
 import pytest
 
 from components.config import ConfigError
+from components.config.addresses import admits_internet
 from components.observability.builders import container_insights
 from components.platform.builders.cluster import admins_without_creator, caller_role_arn
 from tests.unit.harness import ACCOUNT_ID, ProgramRun, run_program
@@ -50,7 +51,7 @@ def test_no_api_endpoint_admits_the_internet(stack_run):
         cidrs = eks["publicAccessCidrs"]
         assert cidrs, "public endpoint without CIDRs admits everyone"
         if not cfg.cluster.allow_public_endpoint_from_anywhere:
-            assert all(ipaddress.ip_network(c).prefixlen >= 8 for c in cidrs), cidrs
+            assert not admits_internet(cidrs), cidrs
     else:
         assert not eks.get("publicAccessCidrs")
 
@@ -261,3 +262,49 @@ def test_a_stack_first_deployed_by_ci_keeps_cis_bootstrap_entry():
     later = run_program("dev", overrides=overrides, caller_arn=LAPTOP, previous=created)
     expected = sorted(a for a in ADMINS if not a.endswith(":role/github-deploy"))
     assert _admin_entries(created) == _admin_entries(later) == expected
+
+
+# --------------------------------------------------------------------------- who reaches the private endpoint
+
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+
+
+def _endpoint_rules(run: ProgramRun) -> list:
+    """Ingress rules on the security group the private endpoint's ENIs carry (EKS's cluster security group)."""
+    cluster_sg = run.one(EKS).outputs["clusterSecurityGroupId"]
+    return [r for r in run.of_type(INGRESS_RULE) if r.inputs["securityGroupId"] == cluster_sg]
+
+
+def test_private_endpoint_admits_only_the_cluster_unless_configured(stack_run):
+    """No default security groups: the endpoint carries only EKS's cluster security group, which admits
+    itself (EKS User Guide sec-group-reqs); the program adds nothing to it unless asked."""
+    assert stack_run.one(EKS).inputs["skipDefaultSecurityGroups"] is True
+    cfg = _cfg(stack_run)
+    expected = len(cfg.cluster.endpoint_private_access_cidrs) + len(
+        cfg.cluster.endpoint_private_access_security_group_ids
+    )
+    assert len(_endpoint_rules(stack_run)) == expected
+
+
+def test_private_endpoint_rules_admit_the_listed_sources_on_443_only():
+    run = run_program(
+        "dev",
+        overrides={
+            "cluster.endpointPrivateAccessCidrs": ["10.8.0.0/16", "fd00:1::/64"],
+            "cluster.endpointPrivateAccessSecurityGroupIds": ["sg-0123456789abcdef0"],
+        },
+    )
+    rules = {r.name: r.inputs for r in _endpoint_rules(run)}
+    sources = sorted(r.get("cidrIpv4") or r.get("cidrIpv6") or r["referencedSecurityGroupId"] for r in rules.values())
+    assert sources == ["10.8.0.0/16", "fd00:1::/64", "sg-0123456789abcdef0"]
+    for name, rule in rules.items():
+        assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443), name
+    # the names come from the sources: reordering the config renames (replaces) nothing
+    reordered = run_program(
+        "dev",
+        overrides={
+            "cluster.endpointPrivateAccessCidrs": ["fd00:1::/64", "10.8.0.0/16"],
+            "cluster.endpointPrivateAccessSecurityGroupIds": ["sg-0123456789abcdef0"],
+        },
+    )
+    assert sorted(r.name for r in _endpoint_rules(reordered)) == sorted(rules)

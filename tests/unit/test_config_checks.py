@@ -403,6 +403,75 @@ MORE_CASES = [
         "models[0].minReplicas",
         "raise maxGpus",
     ),
+    # issue 18 item 5: "admits everyone" is any set of ranges that covers the internet, not only a /0
+    BadConfig(
+        "gateway-admits-the-internet-in-two-halves",
+        "dev",
+        {"gateway.allowedCidrs": ["0.0.0.0/1", "128.0.0.0/1"]},
+        "gateway.allowedCidrs",
+        "gateway.dangerouslyAllowAnySource: true",
+    ),
+    BadConfig(
+        "gateway-admits-the-ipv6-internet-in-two-halves",
+        "dev",
+        {"gateway.allowedCidrs": ["::/1", "8000::/1"]},
+        "gateway.allowedCidrs",
+        "gateway.dangerouslyAllowAnySource: true",
+    ),
+    BadConfig(
+        "public-endpoint-admits-the-internet-in-slash-8s",
+        "dev",
+        {
+            "cluster.endpointPublicAccess": True,
+            "cluster.endpointPublicAccessCidrs": [f"{i}.0.0.0/8" for i in range(1, 100) if i not in (10, 100, 127)],
+        },
+        "cluster.endpointPublicAccessCidrs",
+        "cluster.allowPublicEndpointFromAnywhere: true",
+    ),
+    # issue 18 item 3: who may reach the private API endpoint
+    BadConfig(
+        "private-endpoint-cidr-not-a-cidr",
+        "dev",
+        {"cluster.endpointPrivateAccessCidrs": ["10.8.0.0/33"]},
+        "cluster.endpointPrivateAccessCidrs",
+        "write it like 10.0.0.0/16",
+    ),
+    BadConfig(
+        "private-endpoint-admits-the-internet",
+        "dev",
+        {"cluster.endpointPrivateAccessCidrs": ["0.0.0.0/0"]},
+        "cluster.endpointPrivateAccessCidrs",
+        "list the networks that reach the VPC",
+    ),
+    BadConfig(
+        "private-endpoint-security-group-not-an-id",
+        "dev",
+        {"cluster.endpointPrivateAccessSecurityGroupIds": ["ci-runners"]},
+        "cluster.endpointPrivateAccessSecurityGroupIds",
+        "write it like sg-0123456789abcdef0",
+    ),
+    # issue 18 item 4: a secret set without --secret sits in plain text in Pulumi.<stack>.yaml
+    BadConfig(
+        "api-keys-in-plain-text",
+        "dev",
+        {"apiKeys": '["ci:plain-text-key-0123456789abcdef0123"]'},
+        "apiKeys",
+        "pulumi config set --secret tritonllm:apiKeys",
+    ),
+    BadConfig(
+        "hf-token-in-plain-text",
+        "dev",
+        {"hfToken": "hf_plain_text_token_0123456789"},
+        "hfToken",
+        "pulumi config set --secret tritonllm:hfToken",
+    ),
+    BadConfig(
+        "ngc-api-key-in-plain-text",
+        "dev",
+        {"ngcApiKey": "nvapi-plain-text-key-0123456789"},
+        "ngcApiKey",
+        "pulumi config set --secret tritonllm:ngcApiKey",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.
@@ -468,7 +537,10 @@ def _stack_config(case: BadConfig) -> tuple[dict, list[str]]:
     for path, value in case.overrides.items():
         set_path(raw, path, copy.deepcopy(value))
     secret_keys = []
+    plain = {path.split(".")[0].split("[")[0] for path in case.overrides}  # set in plain text by the case
     for key, value in {**DEFAULT_SECRETS, **case.secrets}.items():
+        if key in plain:
+            continue
         if value is None:
             raw.pop(f"tritonllm:{key}", None)
         else:

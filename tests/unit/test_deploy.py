@@ -157,6 +157,27 @@ def test_secure_values_count_as_set(tmp_path):
     assert "hfToken" in plan.config_keys
 
 
+def test_secrets_in_plain_text_are_refused_with_the_command_that_encrypts_them(tmp_path):
+    """apiKeys/hfToken/ngcApiKey set without --secret sit in the stack file in plain text (issue 18)."""
+    (tmp_path / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
+    token = "hf_plain_text_token_0123456789"
+    (tmp_path / "Pulumi.plain.yaml").write_text(
+        "config:\n  tritonllm:region: us-west-2\n  tritonllm:nodePools: [{name: g5, instanceFamilies: [g5]}]\n"
+        "  tritonllm:models: [{name: m, backend: vllm, hfModelId: meta-llama/Llama-2-7b-chat-hf, nodePool: g5}]\n"
+        "  tritonllm:gateway: {tls: {plaintextInsideVpc: true}}\n  tritonllm:apiKeys:\n    secure: v1:abc\n"
+        f"  tritonllm:hfToken: {token}\n"
+    )
+    with pytest.raises(deploy.DeployError) as info:
+        deploy.plan_from_args(parse("preview", "--stack", "plain", "--cwd", str(tmp_path)))
+    message = str(info.value)
+    assert "tritonllm:hfToken: is stored in plain text" in message and token not in message
+    where = f"pulumi -C {tmp_path}"
+    assert (
+        f'{where} config set --stack plain --secret tritonllm:hfToken "$({where} config get --stack plain '
+        'tritonllm:hfToken)"' in message
+    )
+
+
 def test_main_without_cli_exits_2_with_install_hint(project, monkeypatch, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert deploy.main(parse("preview", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
@@ -313,3 +334,78 @@ def test_the_docs_say_what_deploy_checks_first():
     assert {page for page, _ in about_deploy_first} >= {"README.md", "deploy.md"}, about_deploy_first
     for page, sentence in about_deploy_first:
         assert re.search(r"check first, before it looks for the Pulumi CLI", sentence), (page, sentence)
+
+
+# --------------------------------------------------------------------------- can this machine reach the API?
+
+
+def _stack_config(project: Path, stack: str, **overrides):
+    plan = deploy.plan_from_args(parse("preview", "--stack", stack, cwd=project))
+    cfg = plan.stack_config
+    cluster = cfg.cluster.model_copy(update=overrides)
+    return cfg.model_copy(update={"cluster": cluster})
+
+
+def test_machine_outside_the_vpc_is_told_every_way_in(project):
+    cfg = _stack_config(project, "dev")  # private endpoint, nothing admitted: the committed default
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("192.168.1.5", None), "dev", project)
+    text = "\n".join(notes)
+    assert "outside the stack's VPC (10.1.0.0/16; it routes there from 192.168.1.5)" in notes[0]
+    assert "cluster.endpointPrivateAccessCidrs" in text and "SSM port-forward" in text
+    assert "cluster.endpointPrivateAccessSecurityGroupIds" in text
+    assert f"pulumi -C {project} config set --stack dev --path 'tritonllm:cluster.endpointPublicAccess' true" in text
+
+
+def test_machine_inside_the_vpc_gets_its_own_address_as_the_fix(project, tmp_path):
+    cfg = _stack_config(project, "dev")
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("10.1.4.7", None), "dev", project)
+    assert "inside the stack's VPC as 10.1.4.7" in notes[0]
+    command = next(n for n in notes if "10.1.4.7/32" in n)
+    command = command[command.index("`") + 1 : command.rindex("`")]
+    # the fix runs as printed: the fake CLI records exactly the arguments Pulumi would get
+    log = tmp_path / "calls.log"
+    fake_pulumi(tmp_path / "bin", log=log)
+    import subprocess
+
+    subprocess.run(command, shell=True, check=True, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    assert log.read_text().split() == [
+        "-C", str(project), "config", "set", "--stack", "dev", "--path",
+        "tritonllm:cluster.endpointPrivateAccessCidrs[0]", "10.1.4.7/32",
+    ]  # fmt: skip
+
+
+def test_a_covered_machine_is_told_so_and_nothing_else(project):
+    cfg = _stack_config(project, "dev", endpoint_private_access_cidrs=["10.1.4.0/24"])
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("10.1.4.7", None), "dev", project)
+    assert notes == [
+        "API endpoint: this machine reaches the private endpoint as 10.1.4.7 (in cluster.endpointPrivateAccessCidrs)"
+    ]
+    cfg = _stack_config(project, "dev", endpoint_public_access=True, endpoint_public_access_cidrs=["198.51.100.0/24"])
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("192.168.1.5", "198.51.100.9"), "dev", project)
+    assert notes == [
+        "API endpoint: this machine reaches the public endpoint as 198.51.100.9 (in cluster.endpointPublicAccessCidrs)"
+    ]
+
+
+def test_public_endpoint_not_listing_this_machine_names_its_address(project):
+    cfg = _stack_config(project, "dev", endpoint_public_access=True, endpoint_public_access_cidrs=["203.0.113.0/24"])
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses("192.168.1.5", "198.51.100.9"), "dev", project)
+    assert any("'tritonllm:cluster.endpointPublicAccessCidrs[1]' 198.51.100.9/32" in n for n in notes), notes
+    # the lookup failed: the command looks the address up itself
+    notes = deploy.endpoint_access_notes(cfg, deploy.MachineAddresses(None, None), "dev", project)
+    assert any('"$(curl -s https://checkip.amazonaws.com)/32"' in n and "could not be read" in n for n in notes)
+
+
+def test_main_prints_the_notes_before_pulumi_runs(project, monkeypatch, capsys, tmp_path):
+    fake_pulumi(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses("192.168.1.5", None))
+    import pulumi.automation
+
+    def select_stack(**kw):
+        raise pulumi.automation.StackNotFoundError(Exception("no stack"))
+
+    monkeypatch.setattr(pulumi.automation, "select_stack", select_stack)
+    deploy.main(parse("preview", "--stack", "dev", cwd=project))
+    out = capsys.readouterr().out
+    assert "tritonllm deploy: API endpoint: this machine is outside the stack's VPC" in out

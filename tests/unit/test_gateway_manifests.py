@@ -390,6 +390,8 @@ def test_service_never_leaves_source_ranges_empty():
         gm.load_balancer_service_manifest()
     with pytest.raises(ValueError, match="dangerouslyAllowAnySource"):
         gm.load_balancer_service_manifest(source_cidrs=["0.0.0.0/0"], certificate_arn=ARN)
+    with pytest.raises(ValueError, match="dangerouslyAllowAnySource"):  # the internet in two halves
+        gm.load_balancer_service_manifest(source_cidrs=["0.0.0.0/1", "128.0.0.0/1"], certificate_arn=ARN)
     svc = gm.load_balancer_service_manifest(
         source_cidrs=["0.0.0.0/0"], allow_any_source=True, certificate_arn=ARN, scheme="internet-facing"
     )

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from components.config import parse_stack_config
+from components.config.addresses import admits_internet
 from components.gateway.builders import manifests as gm
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import DEFAULT_SECRETS, ProgramRun, run_program
@@ -68,7 +69,7 @@ def check_source_ranges(run: ProgramRun) -> None:
         ranges = svc.get("spec.loadBalancerSourceRanges") or []
         assert ranges, f"{svc.name}: no source ranges = 0.0.0.0/0 for the load balancer controller"
         if not cfg.gateway.dangerously_allow_any_source:
-            assert not [r for r in ranges if r.endswith("/0")], f"{svc.name} admits everyone: {ranges}"
+            assert not admits_internet(ranges), f"{svc.name} admits everyone: {ranges}"
         if cfg.gateway.scheme == "internal" and not cfg.gateway.allowed_cidrs:
             assert ranges == [cfg.network.vpc_cidr, cfg.network.pod_cidr]
 

@@ -32,7 +32,8 @@ def mon(run) -> ProgramRun:
 
 
 def _password(run: ProgramRun) -> str:
-    (password,) = run.of_type("random:index/randomPassword:RandomPassword")
+    # Grafana's (models in explicit model-control mode have their own: their repository API keys)
+    (password,) = [p for p in run.of_type("random:index/randomPassword:RandomPassword") if "grafana" in p.name]
     value = password.outputs["result"]
     assert isinstance(value, str) and len(value) >= 16
     return value

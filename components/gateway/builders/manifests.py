@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 from components.catalog import versions
 from components.catalog.triton_server import GRPC_PORT, HTTP_PORT
+from components.config.addresses import internet_problem
 
 # --- Names shared by the component, Triton's routes and the client ------------------------
 HTTPS_PORT = 443  # the NLB's TLS listener (HTTP and gRPC), forwarding to NGINX's HTTP_PORT
@@ -374,7 +375,7 @@ def load_balancer_service_manifest(
     * source_cidrs become loadBalancerSourceRanges, the inbound rules of the NLB's security
       group. They are never left empty: with none the LBC admits 0.0.0.0/0, internal NLBs
       included (LBC v3.5.0 pkg/service/model_build_managed_sg.go buildCIDRsFromSourceRanges).
-      A /0 needs allow_any_source.
+      Ranges that admit the internet (components/config/addresses.py) need allow_any_source.
     * certificate_arn (ACM) makes one TLS listener on 443 -> NGINX :8000 with ALPN
       HTTP2Preferred (h2 for gRPC, HTTP/1.1 for the rest). Without it (plaintext opt-out) the
       listeners are TCP 8000 and 8001, and their idle timeout is idle_timeout_seconds
@@ -389,9 +390,9 @@ def load_balancer_service_manifest(
             "the NLB needs source CIDRs (gateway.allowedCidrs; internal default: the VPC's CIDRs): "
             "without them the load balancer controller admits 0.0.0.0/0"
         )
-    open_cidrs = [c for c in source_cidrs if c.endswith("/0")]
-    if open_cidrs and not allow_any_source:
-        raise ValueError(f"{open_cidrs} admits every address; set gateway.dangerouslyAllowAnySource to allow it")
+    too_wide = internet_problem(source_cidrs)
+    if too_wide and not allow_any_source:
+        raise ValueError(f"{too_wide}; set gateway.dangerouslyAllowAnySource to allow it")
     if scheme == "internet-facing" and certificate_arn is None:
         raise ValueError("an internet-facing NLB must serve TLS (gateway.tls)")
     prefix = "service.beta.kubernetes.io/aws-load-balancer-"

@@ -36,6 +36,14 @@ ALERTMANAGER_SERVICE_ACCOUNT = f"{KPS_RELEASE}-alertmanager"
 # The Secret holding Alertmanager's whole configuration, written by the program
 # (components/observability/builders/alertmanager.py).
 ALERTMANAGER_CONFIG_SECRET = "tritonllm-alertmanager-config"
+# The Prometheus pods, as the chart's own Service selects them (kube-prometheus-stack 88.5.3
+# templates/prometheus/service.yaml: `app.kubernetes.io/name: prometheus` and
+# `operator.prometheus.io/name: <prometheus.crname>`, the Prometheus resource's name, which
+# _helpers.tpl makes `<fullname>-prometheus` while cleanPrometheusOperatorObjectNames is false, its
+# default). The Prometheus Operator (v0.93.1 for this chart) puts both labels on every pod it runs.
+# Model NetworkPolicies admit these pods, and only these, to Triton's metrics port.
+PROMETHEUS_CR_NAME = f"{KPS_RELEASE}-prometheus"
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus", "operator.prometheus.io/name": PROMETHEUS_CR_NAME}
 
 # Nodes Karpenter launches from GPU instance types carry this well-known label.
 GPU_NODE_LABEL = "karpenter.k8s.aws/instance-gpu-count"

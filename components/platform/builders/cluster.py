@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,18 +55,35 @@ NODE_ROLE_POLICIES = (
 )
 
 
+# The first VPC CNI release with the network policy agent (aws/amazon-vpc-cni-k8s v1.14.0 release notes:
+# "Feature - Kubernetes Network Policy support"; EKS User Guide cni-network-policy.html: "Version 1.14
+# or later of the Amazon VPC CNI plugin"), and of Kubernetes (same page: "clusters of version 1.25 and later").
+VPC_CNI_NETWORK_POLICY_MIN_VERSION = (1, 14, 0)
+NETWORK_POLICY_MIN_KUBERNETES = (1, 25)
+
+
 def vpc_cni_configuration(
     region: str, zones: Sequence[str], pod_subnet_ids: Sequence[str], security_group_ids: Sequence[str]
 ) -> dict[str, Any]:
-    """VPC CNI add-on configuration: custom networking with one ENIConfig per AZ.
+    """VPC CNI add-on configuration: custom networking with one ENIConfig per AZ, NetworkPolicy enforced.
 
     ENI_CONFIG_LABEL_DEF makes each node pick the ENIConfig named after its zone.
     Prefix delegation gives every ENI slot a /28, so custom networking (which takes
     the primary ENI away from pods) does not cap pods per node.
+
+    `enableNetworkPolicy: "true"` runs the network policy agent (the aws-eks-nodeagent container
+    of aws-node) so the NetworkPolicies the program creates (components/serving/builders/
+    network_policies.py) are enforced; without it they are stored and ignored. It is the add-on's
+    top-level value (amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml at v1.20.4, default "false";
+    EKS User Guide cni-network-policy-configure.html "Enable the network policy parameter for the
+    add-on"). It needs VPC CNI v1.14 or later and Kubernetes 1.25 or later (EKS User Guide
+    cni-network-policy.html), and works with custom networking and prefix delegation (same page);
+    VPC_CNI_NETWORK_POLICY_MIN_VERSION is checked against versions.EKS_ADDONS by the tests.
     """
     if not len(zones) == len(pod_subnet_ids):
         raise ValueError(f"{len(zones)} zones but {len(pod_subnet_ids)} pod subnets")
     return {
+        "enableNetworkPolicy": "true",
         "env": {
             "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG": "true",
             "ENI_CONFIG_LABEL_DEF": "topology.kubernetes.io/zone",
@@ -81,6 +99,43 @@ def vpc_cni_configuration(
             },
         },
     }
+
+
+API_SERVER_PORT = 443
+
+
+def endpoint_ingress_rules(cidrs: Sequence[str], security_group_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Ingress rules on the EKS cluster security group: who, besides the cluster itself, may reach
+    the private API endpoint (HTTPS 443).
+
+    The program skips pulumi-eks's default security groups, so the endpoint's network interfaces
+    carry only the security group EKS creates for the cluster, which admits nothing but itself
+    (EKS User Guide, "View Amazon EKS security group requirements for clusters", sec-group-reqs:
+    inbound "All / All / Self"). A CI runner, a bastion for an SSM port-forward or a VPN client
+    therefore needs a rule here: `cluster.endpointPrivateAccessCidrs` (IPv4 or IPv6) and
+    `cluster.endpointPrivateAccessSecurityGroupIds`. Keys come from the source, not its list
+    position, so reordering the config renames nothing. The same group is on the nodes and the
+    pod ENIs (ENIConfig), where nothing of the stack listens on 443.
+    """
+    rules: dict[str, dict[str, Any]] = {}
+    common = {"ip_protocol": "tcp", "from_port": API_SERVER_PORT, "to_port": API_SERVER_PORT}
+    for block in cidrs:
+        network = ipaddress.ip_network(block)
+        family = "cidr_ipv4" if network.version == 4 else "cidr_ipv6"
+        # every address spelled out (IPv6 exploded), so two ranges never share a name
+        key = "api-from-" + re.sub(r"[.:/]", "-", network.exploded)
+        rules[key] = {
+            **common,
+            family: str(network),
+            "description": f"Kubernetes API (private endpoint) from {network}",
+        }
+    for group in security_group_ids:
+        rules[f"api-from-{group}"] = {
+            **common,
+            "referenced_security_group_id": group,
+            "description": f"Kubernetes API (private endpoint) from members of {group}",
+        }
+    return rules
 
 
 def kms_key_policy(partition: str, account_id: str) -> dict[str, Any]:

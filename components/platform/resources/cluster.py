@@ -41,6 +41,7 @@ from components.platform.builders.cluster import (
     admins_without_creator,
     caller_role_arn,
     cluster_kms_policy,
+    endpoint_ingress_rules,
     gp3_storage_class_manifest,
     kms_key_policy,
     system_launch_template_args,
@@ -219,6 +220,14 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_url = self.eks.oidc_provider_url
         self.cluster_security_group_id = self.eks.cluster_security_group_id
         self.node_security_group_id = self.eks.node_security_group_id
+
+        # Who else may reach the private API endpoint (deployers: CI runners, VPN, bastions).
+        for key, rule in endpoint_ingress_rules(
+            cc.endpoint_private_access_cidrs, cc.endpoint_private_access_security_group_ids
+        ).items():
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-{key}", security_group_id=self.cluster_security_group_id, **rule, opts=child
+            )
 
         # Karpenter finds the security group for its nodes by this tag.
         self.node_security_group_discovery_tag = aws.ec2.Tag(

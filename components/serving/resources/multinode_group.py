@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from components.config import ModelConfig, ModelSite
-from components.serving.builders import multinode
+from components.serving.builders import multinode, network_policies
 
 
 def register_group(
@@ -36,6 +36,9 @@ def register_group(
     depends_on: list[Any],
 ) -> tuple[pulumi.CustomResource, pulumi.CustomResource]:
     """Returns (LeaderWorkerSet, leader Service)."""
+    # The ranks reach each other on any port (ssh, mpirun, NCCL): components/serving/builders/network_policies.py.
+    for policy in network_policies.group_network_policies(model):
+        k8s_object(f"{name}-netpol-{policy['metadata']['name']}", policy, after(namespace))
     key_opts = pulumi.ResourceOptions(parent=parent)
     client_key = tls.PrivateKey(f"{name}-mpi-client-key", algorithm="ED25519", opts=key_opts)
     host_key = tls.PrivateKey(f"{name}-mpi-host-key", algorithm="ED25519", opts=key_opts)

@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.config import ModelConfig, ModelSite
 from components.gateway.resources.gateway import Gateway
@@ -24,7 +25,7 @@ from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
 from components.platform.resources.storage import Storage
 from components.providers import engine_build as engine_build_provider
-from components.serving.builders import engine_build
+from components.serving.builders import engine_build, network_policies
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders import triton_manifests as tm
 from components.serving.builders.model_repository import (
@@ -48,6 +49,7 @@ _TYPED = {
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
     ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
 }
 
 
@@ -139,6 +141,10 @@ class TritonLLM(pulumi.ComponentResource):
         # --- namespace and read-only access to exactly one S3 prefix
         route_labels = dict(getattr(gateway, "route_namespace_labels", {}) or {})
         namespace = _k8s_object(f"{name}-ns", tm.namespace_manifest(model, route_labels), k8s_opts)
+        # Only the gateway, Prometheus and the loadtest Job reach the pods (the multi-node group adds
+        # rank-to-rank traffic): components/serving/builders/network_policies.py.
+        for policy in network_policies.model_network_policies(model, site):
+            _k8s_object(f"{name}-netpol-{policy['metadata']['name']}", policy, after(namespace))
         engine_key: pulumi.Output[str] | None = None
         resolved_engine = None
         if model.backend == "vllm":
@@ -213,6 +219,17 @@ class TritonLLM(pulumi.ComponentResource):
                 tm.image_pull_secret_manifest(model),
                 after(namespace),
                 stringData={".dockerconfigjson": config_json},
+            )
+        admin_secret = None
+        if tm.explicit_model_control(model):
+            # The model repository API's header value (tm.ADMIN_KEY_SECRET): generated, a Pulumi secret,
+            # in the cluster only as this Secret; tritonserver gets it through its environment.
+            admin_key = random.RandomPassword(f"{name}-admin-key", length=48, special=False, opts=aws_opts)
+            admin_secret = _k8s_object(
+                f"{name}-admin-key",
+                tm.admin_key_secret_manifest(model),
+                after(namespace),
+                stringData={tm.ADMIN_KEY_KEY: pulumi.Output.secret(admin_key.result)},
             )
         hf_secret_name = tm.HF_TOKEN_SECRET if hf_secret is not None else None
         pull_secret_name = tm.IMAGE_PULL_SECRET if pull_secret is not None else None
@@ -293,7 +310,7 @@ class TritonLLM(pulumi.ComponentResource):
                 shared_claim_name=shared_claim_name,
                 hf_token_secret=hf_secret_name,
                 image_pull_secret=pull_secret_name,
-                depends_on=[service_account, reader_access, hf_secret, pull_secret, claim, engine],
+                depends_on=[service_account, reader_access, hf_secret, pull_secret, admin_secret, claim, engine],
             )
         else:
             deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key).apply(
@@ -316,6 +333,7 @@ class TritonLLM(pulumi.ComponentResource):
                     reader_access,
                     hf_secret,
                     pull_secret,
+                    admin_secret,
                     claim,
                     repository,
                     engine,
