@@ -150,7 +150,7 @@ def validate_stack_file(stack_file: Path, stack: str | None = None) -> check.Rep
             where = f"pulumi -C {stack_file.parent}"
             message = message.replace(  # the stack must exist in the backend before config can be set
                 "`pulumi config set ", f"`{where} stack select --create {stack} && {where} config set --stack {stack} "
-            )
+            ).replace("$(pulumi config get ", f"$({where} config get --stack {stack} ")
         raise StackConfigError(f"{stack_file.name}: {message}") from None
 
 

@@ -436,6 +436,9 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
 # and per session by Open MPI and sshd, not by the image or the pod spec.
 POD_IDENTITY = {"POD_NAME", "LWS_WORKER_INDEX", "HOSTNAME", "TRITONLLM_POD", "TRITONLLM_RUN_DIR", "SSH_LISTEN_ADDRESS"}
 LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "SSH_")
+# Leader only: the restricted repository API's key, which the leader's shell expands into every
+# rank's tritonserver arguments (issue 18), so workers never hold it.
+LEADER_ONLY = {tm.ADMIN_KEY_ENV}
 
 
 def _every_rank_runs_with_its_own_pods_environment(group: Group, gpus_per_node: int) -> None:
@@ -451,7 +454,9 @@ def _every_rank_runs_with_its_own_pods_environment(group: Group, gpus_per_node: 
         assert env["LD_LIBRARY_PATH"].endswith(pod_env["LD_LIBRARY_PATH"]), (rank, env["LD_LIBRARY_PATH"])
 
     def configuration(env: dict[str, str]) -> dict[str, str]:
-        return {k: v for k, v in env.items() if k not in POD_IDENTITY and not k.startswith(LAUNCHER_PREFIXES)}
+        return {
+            k: v for k, v in env.items() if k not in POD_IDENTITY | LEADER_ONLY and not k.startswith(LAUNCHER_PREFIXES)
+        }
 
     leader_rank, worker_rank = 0, gpus_per_node  # rank 0 on the leader, rank 4 on the worker
     leader, worker = configuration(envs[leader_rank]), configuration(envs[worker_rank])
