@@ -143,6 +143,13 @@ class StackConfig(ConfigModel):
                     f"@models[{i}].engineStorage: efs needs the shared file system but efs.enabled is false; "
                     "use engineStorage: local or set efs.enabled: true"
                 )
+            if m.drain_seconds < self.gateway.request_timeout_seconds:
+                problems.append(
+                    f"@models[{i}].drainSeconds: {m.drain_seconds} is below gateway.requestTimeoutSeconds "
+                    f"({self.gateway.request_timeout_seconds}): a scale-down could cut a request the gateway still "
+                    f"waits for; set drainSeconds to {self.gateway.request_timeout_seconds} or more, or lower "
+                    "gateway.requestTimeoutSeconds"
+                )
             if m.max_replicas * m.gpus_per_replica > pool.max_gpus:
                 problems.append(
                     f"@models[{i}].maxReplicas: {m.max_replicas} replicas x {m.gpus_per_replica} GPUs exceeds "

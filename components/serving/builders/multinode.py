@@ -111,7 +111,9 @@ def nccl_env(model: ModelConfig, site: ModelSite) -> dict[str, str]:
 
 def rank_args(model: ModelConfig, rank: int) -> list[str]:
     world = model.parallel_gpus
-    args = tm.tritonserver_args(tm.TRTLLM_REPOSITORY, rank=rank, world_size=world)
+    args = tm.tritonserver_args(
+        tm.TRTLLM_REPOSITORY, rank=rank, world_size=world, exit_timeout_seconds=model.drain_seconds
+    )
     if rank > 0:
         # As NVIDIA's multi-node server.py: only rank 0 serves; the others host the engine.
         args += ["--allow-http=false", "--allow-grpc=false", "--allow-metrics=false"]
@@ -415,7 +417,10 @@ def _pod_spec(
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             container.pop(probe, None)
         container["readinessProbe"] = {"tcpSocket": {"port": "ssh"}, "periodSeconds": 5, "failureThreshold": 3}
-        container.pop("lifecycle", None)
+        # Workers host ranks > 0: they stay until the leader has drained (its preStop drains rank 0).
+        container["lifecycle"] = {
+            "preStop": {"exec": {"command": ["/bin/sh", "-c", tm.mpi_worker_wait_script(tm.drain_budget(model))]}}
+        }
     spec["volumes"] = [
         *spec["volumes"],
         {"name": "mpi-ssh", "secret": {"secretName": SSH_SECRET, "defaultMode": 0o400}},

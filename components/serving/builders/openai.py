@@ -20,6 +20,12 @@ image). What that version implies here:
   `/metrics` on the OpenAI port. The pod's port named `metrics` (what the PodMonitor scrapes)
   is therefore 9000 for these models. The in-process server runs with its default options, so
   `--metrics-config=histogram_latencies=true` and `--exit-timeout-secs` are not applied.
+* Stopping (scale-down drain): main.py r25.12 runs uvicorn, whose own SIGTERM handling comes first: it
+  closes the OpenAI port and waits for the responses in flight (streams included) with no time limit of
+  its own (uvicorn Server.shutdown; main.py sets no timeout_graceful_shutdown), then main.py's handler
+  stops the KServe frontends and the in-process server (tritonserver Options.exit_timeout, default 30 s).
+  So for these pods the bound on a drain is the pod's terminationGracePeriodSeconds, sized from
+  models[].drainSeconds like every Triton pod (triton_manifests.drain_budget).
 * Backends: requests are built per backend (engine/utils/triton.py): vLLM models get
   `sampling_parameters`; every other model gets the TRT-LLM ensemble's tensors (TRTLLM_REQUEST_INPUTS).
   The `llmapi` model takes `streaming` and `sampling_param_*` instead, so the pinned frontend
