@@ -532,8 +532,9 @@ class TritonServer(LoopbackUrls):
             if grace <= 0:
                 self._cancel_generations()
                 outcome.cancelled = True
-            elif self.begin_drain() is not None:
-                outcome.drained = self._wait_drained(deadline, forced)
+            elif (self.drain_file is not None and self.drain_file.exists()) or (self.requests_in_flight() or 0) > 0:
+                if self.begin_drain() is not None:
+                    outcome.drained = self._wait_drained(deadline, forced)
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
             left = max(0.0, deadline - time.monotonic())

@@ -122,9 +122,12 @@ class GrpcStream(threading.Thread):
             callback=lambda result, error: self._answers.put((result, error)), headers=self.headers or None
         )
         try:
-            self.client.async_stream_infer(MODEL, self.inputs, enable_empty_final_response=True)
+            try:
+                self.client.async_stream_infer(MODEL, self.inputs, enable_empty_final_response=True)
+            except Exception:  # noqa: BLE001 - the stream already failed: its status comes through the callback
+                pass
             while True:
-                result, error = self._answers.get(timeout=600)
+                result, error = self._answers.get(timeout=300)
                 if error is not None:
                     self.errors.append(str(error))
                     self.status = str(error.status() or "")
