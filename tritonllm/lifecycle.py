@@ -249,9 +249,7 @@ def pending_requests(metrics_text: str, model: str | None = None) -> int:
     return int(round(total))
 
 
-_PENDING_LINE = re.compile(
-    r"^nv_inference_pending_request_count(?P<labels>\{[^}]*\})?\s+(?P<value>\S+)", re.MULTILINE
-)
+_PENDING_LINE = re.compile(r"^nv_inference_pending_request_count(?P<labels>\{[^}]*\})?\s+(?P<value>\S+)", re.MULTILINE)
 
 _METRIC_LINE = re.compile(
     r"^(?:nv_inference_pending_request_count|tritonllm_requests_executing)"

@@ -428,9 +428,7 @@ class OpenAIFrontend:
                 return response
             return await handler(request)
 
-        app = web.Application(
-            client_max_size=32 * 1024 * 1024, middlewares=[require_key, refuse_while_draining]
-        )
+        app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[require_key, refuse_while_draining])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._list_models)

@@ -19,7 +19,6 @@ from components.config.multinode import MultiNodeConfig
 from components.config.openai import OpenAiOptions
 from components.config.openai import config_problems as openai_config_problems
 
-
 # A replica being removed finishes what it is generating for up to this long (docs/autoscaling.md,
 # "Scale-down drains"): the gateway's default request timeout, so every request the gateway would wait for
 # can finish. LLM streams of a few thousand tokens take one to three minutes.

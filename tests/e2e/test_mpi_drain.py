@@ -46,7 +46,9 @@ class MpiPod:
     """`mpirun -n 1 tritonserver ...` as PID 1 of a new PID namespace with its own /proc."""
 
     def __init__(self) -> None:
-        self.server = TritonServer(http_port=0, grpc_port=0, metrics_port=0, grace_period=200)  # --exit-timeout-secs 235
+        self.server = TritonServer(
+            http_port=0, grpc_port=0, metrics_port=0, grace_period=200
+        )  # --exit-timeout-secs 235
         dist = TritonDistribution.locate()
         backend_dir = prepare_backend_directory(dist)
         self.server._resolve_ports()

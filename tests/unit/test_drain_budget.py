@@ -56,7 +56,7 @@ def _pod_drain(where: str, spec: dict[str, Any], launch_scripts: dict[str, str])
         script = hook["exec"]["command"][-1]
         sleeps = re.findall(r"^sleep (\d+)$", script, re.MULTILINE)
         delay = int(sleeps[0]) if sleeps else 0
-        (wait,) = (int(v) for v in re.findall(r'-lt (\d+) \]', script))
+        (wait,) = (int(v) for v in re.findall(r"-lt (\d+) \]", script))
         signals = "kill -TERM" in script and "OMPI_COMM_WORLD_RANK=0" in script
     return PodDrain(where, spec["terminationGracePeriodSeconds"], delay, wait, signals, _exit_timeouts(text), main)
 
@@ -94,7 +94,7 @@ def _request_timeout(run: ProgramRun) -> int:
     return int(gateway.get("requestTimeoutSeconds", 300))
 
 
-VARIANTS = {
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # the container's main process changes with these
     "openai-frontend": ("vllm", {"models[0].openai": {"enabled": True}}),
     "trtllm-tp2-mpirun": (
