@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -64,6 +64,12 @@ class StackConfig(ConfigModel):
     model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig, description="See modelStore.*")
     models: list[ModelConfig] = Field(..., min_length=1, description="Served models (required)")
     tags: dict[str, str] = Field({}, description="Tags added to every AWS resource")
+    capacity_check: Literal["error", "warn", "off"] = Field(
+        "error",
+        description="GPU capacity check at preview (docs/capacity.md): are the node pools' instance types offered "
+        "in the stack's zones, do the EC2 vCPU quotas cover them. error: fail when a pool cannot launch at all or "
+        "the quotas do not cover the models' minReplicas, warn about the rest; warn: only warn; off: read nothing",
+    )
     # Secrets: only whether they are set. Read them with pulumi.Config().require_secret.
     hf_token_set: bool = Field(False, exclude=True)
     ngc_api_key_set: bool = Field(False, exclude=True)

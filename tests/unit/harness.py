@@ -20,7 +20,9 @@ partition, region, EKS cluster/addon versions, ...) with realistic data and give
 every resource the outputs components read (ids with AWS prefixes, ARNs,
 auto-generated names; pulumi-eks's multi-language `eks:index:Cluster` component
 gets a kubeconfig, an `eksCluster` resource reference, security groups and OIDC).
-`available_zones=` simulates a small region. Fixtures live in conftest.py.
+`available_zones=` simulates a small region; `capacity=MockCapacity(...)` what the GPU capacity check's
+invokes answer (instance type offerings per zone, EC2 vCPU quotas; by default every catalog GPU type in
+every zone and roomy quotas). Fixtures live in conftest.py.
 """
 
 from __future__ import annotations
@@ -383,10 +385,35 @@ def _has_name_property(token: str) -> bool:
     return isinstance(getattr(cls, "name", None), property)
 
 
+DEFAULT_QUOTA_VCPUS = 4096.0
+
+
+@dataclass
+class MockCapacity:
+    """The answers of the capacity check's invokes (components/providers/capacity.py).
+
+    not_offered: instance type -> the zones it is not offered in (None: in none of them).
+    quotas: quota code -> vCPUs (the rest: DEFAULT_QUOTA_VCPUS).
+    failing: invoke tokens that fail with `failure` (e.g. a user without servicequotas:GetServiceQuota).
+    """
+
+    not_offered: dict[str, set[str] | None] = field(default_factory=dict)
+    quotas: dict[str, float] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    failure: str = "AccessDeniedException: not authorized to perform this operation"
+
+    def offered(self, itype: str, zone: str) -> bool:
+        if itype not in self.not_offered:
+            return True
+        missing = self.not_offered[itype]
+        return missing is not None and zone not in missing
+
+
 class _RecordingMocks(runtime_mocks.Mocks):
-    def __init__(self, region: str, available_zones: int = 6):
+    def __init__(self, region: str, available_zones: int = 6, capacity: MockCapacity | None = None):
         self.region = region
         self.available_zones = available_zones
+        self.capacity = capacity or MockCapacity()
         self.resources: list[RecordedResource] = []
         self.calls: list[RecordedCall] = []
         self.unanswered: list[str] = []
@@ -429,6 +456,37 @@ class _RecordingMocks(runtime_mocks.Mocks):
                 "region": region,
                 "description": region,
                 "endpoint": f"ec2.{region}.amazonaws.com",
+            }
+        if token in self.capacity.failing:
+            return {}, [("", self.capacity.failure)]
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            wanted: list[str] = next(
+                (f["values"] for f in a.get("filters") or [] if f.get("name") == "instance-type"), []
+            )
+            zones = [f"{region}{c}" for c in "abcdef"[: self.available_zones]]
+            pairs = [(t, z) for t in wanted for z in zones if self.capacity.offered(t, z)]
+            return {
+                "id": region,
+                "instanceTypes": [t for t, _ in pairs],
+                "locations": [z for _, z in pairs],
+                "locationTypes": [a.get("locationType", "region")] * len(pairs),
+                "locationType": a.get("locationType"),
+                "filters": a.get("filters"),
+            }
+        if token == "aws:servicequotas/getServiceQuota:getServiceQuota":
+            code = a.get("quotaCode", "")
+            return {
+                "id": f"ec2/{code}",
+                "quotaCode": code,
+                "serviceCode": a.get("serviceCode"),
+                "value": self.capacity.quotas.get(code, DEFAULT_QUOTA_VCPUS),
+                "adjustable": True,
+                "globalQuota": False,
+                "arn": f"arn:{PARTITION}:servicequotas:{region}:{ACCOUNT_ID}:ec2/{code}",
+                "quotaName": "",
+                "serviceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
+                "defaultValue": 0.0,
+                "usageMetrics": [],
             }
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"id": "policy", "json": json.dumps(_policy_from_args(a))}
@@ -926,6 +984,7 @@ def run_program(
     program: Path | str = PROGRAM,
     config: dict[str, Any] | None = None,
     available_zones: int = 6,
+    capacity: MockCapacity | None = None,
 ) -> ProgramRun:
     """Run the program for `stack` under mocks.
 
@@ -935,6 +994,7 @@ def run_program(
       None unsets one. They are passed as Pulumi secrets.
     config: use this whole config map instead of reading Pulumi.<stack>.yaml.
     available_zones: how many AZs aws.get_availability_zones reports (simulate a small region).
+    capacity: what the capacity check's offerings and quota invokes answer (MockCapacity).
     check: raise ProgramFailed if the program raised (else return the run with `.error`).
     """
     raw = copy.deepcopy(config) if config is not None else load_stack_config(stack)
@@ -954,7 +1014,7 @@ def run_program(
     with _RUN_LOCK:
         saved_env = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PULUMI_CONFIG")}
         saved_cwd = os.getcwd()
-        mocks = _RecordingMocks(region, available_zones)
+        mocks = _RecordingMocks(region, available_zones, capacity)
         monitor = _RecordingMonitor(mocks)
         mocks.monitor = monitor
         error: BaseException | None = None

@@ -182,6 +182,14 @@ MORE_CASES = [
         "models[0].drainSeconds",
         "set drainSeconds to 300 or more, or lower gateway.requestTimeoutSeconds",
     ),
+    # issue 21: the GPU capacity check at preview
+    BadConfig(
+        "capacity-check-not-a-mode",
+        "dev",
+        {"capacityCheck": "strict"},
+        "capacityCheck",
+        "Input should be 'error', 'warn' or 'off'",
+    ),
     BadConfig(
         "drain-longer-than-an-hour",
         "dev",
