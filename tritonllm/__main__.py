@@ -20,6 +20,10 @@ COMMANDS = {
     ),
     "deploy": ("tritonllm.deploy", "preview / up / destroy / outputs of a Pulumi stack (Automation API)"),
     "loadtest": ("tritonllm.loadtest", "in-cluster load test of a deployed model (a Job), with the HPA's response"),
+    "doctor": (
+        "tritonllm.doctor",
+        "will a stack's GPU node pools get their GPUs? instance type offerings and EC2 vCPU quotas per pool",
+    ),
     "nccl-test": (
         "tritonllm.nccl_test",
         "run NCCL all-reduce across a multi-node model's nodes and print the bus bandwidth",

@@ -68,11 +68,24 @@ def nginx_config(
     triton_grpc: int,
     timeout_seconds: int = 300,
     run_as_root: bool = False,
+    draining: bool = False,
 ) -> str:
-    """An nginx.conf equivalent (for these two ports) to what NGF renders for our routes."""
+    """An nginx.conf equivalent (for these two ports) to what NGF renders for our routes.
+
+    `draining`: what NGF renders once the model's last endpoint has left the EndpointSlice (a replica
+    being removed): the upstream becomes its 503 server (nginx-gateway-fabric v2.6.7
+    internal/controller/nginx/config/upstreams.go, types.Nginx503Server), so after the API-key check
+    HTTP gets 503 (here with Retry-After) and gRPC gets grpc-status 14 UNAVAILABLE (its
+    grpc-error-pages.conf maps 502/503/504 to @grpc_unavailable). A reload (SIGHUP) applies it: the old
+    worker finishes the requests in flight, streams included, as NGINX does on every NGF reload.
+    """
     t = f"{timeout_seconds}s"
     user = "user root;\n" if run_as_root else ""
     auth = f'auth_basic "{REALM}";\n            auth_basic_user_file {workdir}/htpasswd;'
+    unavailable = f"unix:{workdir}/unavailable-503.sock"
+    http_upstream = f"http://{unavailable}" if draining else f"http://127.0.0.1:{triton_http}"
+    grpc_upstream = f"grpc://{unavailable}" if draining else f"grpc://127.0.0.1:{triton_grpc}"
+    retry_after = "\n            add_header Retry-After 1 always;" if draining else ""
     return f"""{user}worker_processes 1;
 daemon off;
 pid {workdir}/nginx.pid;
@@ -93,12 +106,12 @@ http {{
     grpc_send_timeout {t};
     server {{
         listen {host}:{http_port};
-        location = {READINESS_PATH} {{ return 200; }}
+        location = {READINESS_PATH} {{ return {503 if draining else 200}; }}
         location / {{
-            {auth}
+            {auth}{retry_after}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_pass http://127.0.0.1:{triton_http};
+            proxy_pass {http_upstream};
         }}
     }}
     server {{
@@ -106,7 +119,8 @@ http {{
         location / {{
             {auth}
             error_page 401 = @grpc_unauthenticated;
-            grpc_pass grpc://127.0.0.1:{triton_grpc};
+            error_page 502 503 504 = @grpc_unavailable;
+            grpc_pass {grpc_upstream};
         }}
         location @grpc_unauthenticated {{
             default_type application/grpc;
@@ -115,6 +129,19 @@ http {{
             add_header grpc-message unauthenticated;
             return 204;
         }}
+        location @grpc_unavailable {{
+            default_type application/grpc;
+            add_header content-type application/grpc;
+            add_header grpc-status 14;
+            add_header grpc-message unavailable;
+            return 204;
+        }}
+    }}
+    server {{
+        listen {unavailable};
+        access_log off;
+        default_type application/json;
+        return 503 '{{"error":"the server is draining (stopping): no replica takes new requests; retry"}}';
     }}
 }}
 """
@@ -161,18 +188,7 @@ class ApiKeyFront(LoopbackUrls):
         htpasswd.write_text(htpasswd_text(self.keys))
         htpasswd.chmod(0o600)
         conf = self.workdir / "nginx.conf"
-        conf.write_text(
-            nginx_config(
-                workdir=self.workdir,
-                host=self.host,
-                http_port=self.http_port,
-                grpc_port=self.grpc_port,
-                triton_http=self.triton_http,
-                triton_grpc=self.triton_grpc,
-                timeout_seconds=self.timeout_seconds,
-                run_as_root=os.geteuid() == 0,
-            )
-        )
+        conf.write_text(self._config())
         self.process = subprocess.Popen(
             [binary, "-p", str(self.workdir), "-c", str(conf), "-e", str(self.workdir / "error.log")],
             stdin=subprocess.DEVNULL,
@@ -189,6 +205,51 @@ class ApiKeyFront(LoopbackUrls):
             time.sleep(0.05)
         self.stop()
         raise FrontError(f"nginx did not listen on {self.http_port}/{self.grpc_port}: {self._error_tail()}")
+
+    def _config(self, draining: bool = False) -> str:
+        assert self.workdir is not None
+        return nginx_config(
+            workdir=self.workdir,
+            host=self.host,
+            http_port=self.http_port,
+            grpc_port=self.grpc_port,
+            triton_http=self.triton_http,
+            triton_grpc=self.triton_grpc,
+            timeout_seconds=self.timeout_seconds,
+            run_as_root=os.geteuid() == 0,
+            draining=draining,
+        )
+
+    def drain(self, timeout: float = 15.0) -> bool:
+        """Refuse new requests from now on (HTTP 503, gRPC UNAVAILABLE) while NGINX's old worker finishes
+        those in flight: nginx_config(draining=True) applied by a reload. True once the new worker answers."""
+        if self.process is None or self.process.poll() is not None or self.workdir is None:
+            return False
+        import urllib.error
+        import urllib.request
+
+        log = self.workdir / "error.log"
+
+        def old_workers_stopped() -> int:  # nginx logs it (notice level) when a worker stops accepting
+            return log.read_text(errors="replace").count("gracefully shutting down") if log.is_file() else 0
+
+        before = old_workers_stopped()
+        (self.workdir / "nginx.conf").write_text(self._config(draining=True))
+        self.process.send_signal(signal.SIGHUP)
+        # Done once the old worker no longer accepts connections (until then both take new ones) and the
+        # new one answers with the draining config.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if old_workers_stopped() > before:
+                try:
+                    urllib.request.urlopen(f"{self.http_url}{READINESS_PATH}", timeout=2).close()
+                except urllib.error.HTTPError as exc:
+                    if exc.code == 503:
+                        return True
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        return False
 
     def _error_tail(self) -> str:
         err = ""

@@ -16,12 +16,23 @@ What `serve` starts, and how each piece is made to go away:
   `--backend-config=python,shm-region-prefix-name=<prefix>`; the prefix holds serve's pid and HTTP
   port, so every segment left after Triton is gone is removed, and segments of a dead `serve`
   (killed with SIGKILL, so nothing of it could clean up) are removed by the next one.
-* In-flight requests: on SIGTERM Triton stops accepting connections and waits for the open ones
+* Draining, as a replica chosen for removal on EKS does (docs/autoscaling.md "Scale-down drains"):
+  on the first Ctrl-C/SIGTERM `serve` first stops taking new requests and lets those in flight
+  finish, then stops Triton. On EKS the gateway stops routing to the pod (its endpoint leaves the
+  EndpointSlice) while its preStop hook runs; here the local model does the refusing: `serve` writes
+  a drain file (env TRITONLLM_DRAIN_FILE, JSON {"admitted": N}, N = the requests queued in Triton at
+  that moment) and from then on the model answers every request beyond those N with UNAVAILABLE
+  (HTTP 503, gRPC UNAVAILABLE: retryable); the local OpenAI frontend answers 503 with Retry-After.
+  The model writes `<drain file>.drained` once the admitted ones are done.
+* Then SIGTERM: Triton stops accepting connections and waits for the open ones
   (upstream server src/main.cc StopEndpoints, src/http_server.cc HTTPServer::Stop), then for
   in-flight inferences (core src/server.cc InferenceServer::Stop), each up to
-  `--exit-timeout-secs`. It cannot cancel a running generation itself, so the local model checks
-  a stop file (env TRITONLLM_STOP_FILE) between tokens: `serve` creates it when the grace period
-  ends and each generation still running ends with UNAVAILABLE "server is shutting down".
+  `--exit-timeout-secs`. Triton alone would not refuse new gRPC requests while HTTP connections are
+  still open (the gRPC graceful stop comes after the HTTP one, r25.12; not at all in 2.51, the local
+  build): that is what the drain above is for. Triton cannot cancel a running generation itself,
+  so the local model checks a stop file (env TRITONLLM_STOP_FILE) between tokens: `serve` creates
+  it when the grace period ends and each generation still running ends with UNAVAILABLE
+  "server is shutting down".
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from pathlib import Path
 SHM_DIR = Path(os.environ.get("TRITONLLM_SHM_DIR", "/dev/shm"))
 SHM_PREFIX_RE = re.compile(r"^tritonllm(\d+)x(\d+)_")
 STOP_FILE_ENV = "TRITONLLM_STOP_FILE"
+DRAIN_FILE_ENV = "TRITONLLM_DRAIN_FILE"
 
 PR_SET_PDEATHSIG = 1
 
@@ -223,6 +235,21 @@ def requests_in_flight(metrics_text: str, model: str | None = None) -> int | Non
         seen = seen or match.group(0).startswith("tritonllm_requests_executing")
     return int(round(total)) if seen else None
 
+
+def pending_requests(metrics_text: str, model: str | None = None) -> int:
+    """Requests queued in Triton (not yet handed to a model instance), from /metrics text."""
+    total = 0.0
+    for match in _PENDING_LINE.finditer(metrics_text):
+        if model and f'model="{model}"' not in (match.group("labels") or ""):
+            continue
+        try:
+            total += float(match.group("value"))
+        except ValueError:
+            continue
+    return int(round(total))
+
+
+_PENDING_LINE = re.compile(r"^nv_inference_pending_request_count(?P<labels>\{[^}]*\})?\s+(?P<value>\S+)", re.MULTILINE)
 
 _METRIC_LINE = re.compile(
     r"^(?:nv_inference_pending_request_count|tritonllm_requests_executing)"

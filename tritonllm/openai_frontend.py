@@ -51,6 +51,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_MODEL_CODE = REPO_ROOT / "model_repository" / "local" / "smollm2" / "1"
 OWNED_BY = "Triton Inference Server"  # routers/models.py
 DEFAULT_MAX_TOKENS = 16  # main.py --default-max-tokens default
+DRAIN_RETRY_AFTER_SECONDS = 1  # Retry-After of the 503 a draining server answers (another replica can take it)
 
 
 # --------------------------------------------------------------------------- request schema (subset of upstream's)
@@ -326,6 +327,9 @@ class OpenAIFrontend:
         self._session: aiohttp.ClientSession | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
+        # `serve` asked to stop: new /v1 requests get 503 + Retry-After (what a client of a replica being
+        # removed gets from the gateway when no other replica is left); those in flight run on (drain()).
+        self.draining = False
 
     @property
     def base_url(self) -> str:
@@ -353,6 +357,10 @@ class OpenAIFrontend:
             loop.call_soon_threadsafe(loop.stop)
             if self._thread:
                 self._thread.join(timeout)
+
+    def drain(self) -> None:
+        """Refuse new inference requests from now on (503, Retry-After); responses in flight continue."""
+        self.draining = True
 
     def __enter__(self) -> OpenAIFrontend:
         return self.start()
@@ -410,7 +418,17 @@ class OpenAIFrontend:
                 )
             return await handler(request)
 
-        app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[require_key])
+        @web.middleware
+        async def refuse_while_draining(request, handler):
+            if self.draining and (request.method == "POST" or request.path == "/health/ready"):
+                response = self._detail(
+                    503, "the server is draining (stopping): it takes no new requests; retry on another replica"
+                )
+                response.headers["Retry-After"] = str(DRAIN_RETRY_AFTER_SECONDS)
+                return response
+            return await handler(request)
+
+        app = web.Application(client_max_size=32 * 1024 * 1024, middlewares=[require_key, refuse_while_draining])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._list_models)

@@ -266,6 +266,7 @@ class TritonServer(LoopbackUrls):
         self.interrupted: Callable[[], bool] = lambda: False  # polled during startup (serve: a signal came)
         self.shm_prefix = ""
         self.stop_file: Path | None = None
+        self.drain_file: Path | None = None
         self.last_stop: StopOutcome | None = None
         self.process: subprocess.Popen | None = None
         self.models: dict[str, str] = {}
@@ -365,8 +366,10 @@ class TritonServer(LoopbackUrls):
         lifecycle.remove_stale_shm()  # left by a serve that was killed (SIGKILL) and could not clean up
         cmd = self.command(dist, backend_dir)
         self.stop_file = Path(tempfile.mkdtemp(prefix="tritonllm-stop-")) / "stop"
+        self.drain_file = self.stop_file.parent / "drain"
         env = server_environment(dist)
         env[lifecycle.STOP_FILE_ENV] = str(self.stop_file)
+        env[lifecycle.DRAIN_FILE_ENV] = str(self.drain_file)
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_handle = open(self.log_file, "a", encoding="utf-8")
@@ -483,6 +486,43 @@ class TritonServer(LoopbackUrls):
         except (OSError, ValueError):
             return None
 
+    def _metrics_text(self) -> str | None:
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
+                return response.read().decode("utf-8", errors="replace")
+        except (OSError, ValueError):
+            return None
+
+    def begin_drain(self) -> int | None:
+        """Stop taking new requests (the local model refuses them with UNAVAILABLE) while the ones
+        generating or queued now are served: see tritonllm/lifecycle.py. Returns how many queued
+        requests are still served, or None when the in-flight count is unknown (a model repository
+        without the local model's gauge, which also ignores the drain file)."""
+        if self.drain_file is not None and self.drain_file.exists():  # already begun
+            return int(json.loads(self.drain_file.read_text())["admitted"])
+        text = self._metrics_text()
+        if self.drain_file is None or text is None or lifecycle.requests_in_flight(text) is None:
+            return None
+        admitted = lifecycle.pending_requests(text)
+        staging = self.drain_file.with_suffix(".tmp")
+        staging.write_text(json.dumps({"admitted": admitted}))
+        staging.replace(self.drain_file)  # the model never reads half a file
+        return admitted
+
+    def drained(self) -> bool:
+        """Nothing admitted before the drain is left: the model said so, or nothing is in flight."""
+        if self.drain_file is not None and Path(f"{self.drain_file}.drained").exists():
+            return True
+        return self.requests_in_flight() == 0
+
+    def _wait_drained(self, deadline: float, forced: Callable[[], bool]) -> bool:
+        assert self.process is not None
+        while not self.drained():
+            if forced() or self.process.poll() is not None or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     def stop(self, timeout: float | None = None) -> int | None:
         """Stop Triton in order (see shutdown()) and return its exit code."""
         return self.shutdown(timeout=timeout).returncode
@@ -496,8 +536,11 @@ class TritonServer(LoopbackUrls):
     ) -> StopOutcome:
         """Stop Triton and leave nothing behind; idempotent.
 
-        1. SIGTERM: Triton refuses new connections, lets requests in flight finish.
-        2. After `grace` seconds, generations still running are cancelled (the stop file).
+        1. Drain: new requests are refused (HTTP 503 / gRPC UNAVAILABLE) while the ones in flight
+           finish, for up to `grace` seconds (begin_drain; a model repository without the local
+           model's gauge skips this and relies on Triton's own wait in 2.).
+        2. SIGTERM: Triton refuses new connections, lets requests still in flight finish; once
+           `grace` seconds have passed since 1., generations still running are cancelled (the stop file).
         3. After `timeout` more seconds, or at once when `forced()` turns true: SIGKILL.
         Always: every process of this server (Triton's process group and descendants, anything
         whose command line carries our shm prefix) is killed and reaped, and our /dev/shm
@@ -512,15 +555,21 @@ class TritonServer(LoopbackUrls):
             return self.last_stop
         outcome = StopOutcome(None)
         if proc.poll() is None and not forced():
+            deadline = time.monotonic() + grace
             if grace <= 0:
                 self._cancel_generations()
                 outcome.cancelled = True
+            elif (self.drain_file is not None and self.drain_file.exists()) or (self.requests_in_flight() or 0) > 0:
+                if self.begin_drain() is not None:
+                    outcome.drained = self._wait_drained(deadline, forced)
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-            if not self._wait_exit(grace, forced) and not forced() and not outcome.cancelled:
-                say(f"grace period of {grace:g}s over: cancelling the generations still running")
+            left = max(0.0, deadline - time.monotonic())
+            if not self._wait_exit(left, forced) and not forced() and not outcome.cancelled:
+                if not outcome.drained:
+                    say(f"grace period of {grace:g}s over: cancelling the generations still running")
                 self._cancel_generations()
-                outcome.cancelled = True
+                outcome.cancelled = not outcome.drained
             if proc.poll() is None and not self._wait_exit(timeout, forced) and not forced():
                 say(f"tritonserver did not exit within {timeout:g}s: killing it")
         if proc.poll() is None:
@@ -582,6 +631,7 @@ class StopOutcome:
 
     def __init__(self, returncode: int | None) -> None:
         self.returncode = returncode
+        self.drained = False  # everything in flight when the stop began finished in the grace period
         self.cancelled = False
         self.forced = False
         self.leftovers: list[int] = []
@@ -632,8 +682,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--grace-period",
         type=float,
         default=5.0,
-        help="on Ctrl-C/SIGTERM, seconds requests in flight get to finish before they are "
-        "cancelled (default %(default)s; a second Ctrl-C stops at once)",
+        help="on Ctrl-C/SIGTERM the server drains: new requests are refused (HTTP 503, gRPC UNAVAILABLE) and "
+        "requests in flight get this many seconds to finish before they are cancelled (default %(default)s; "
+        "a second Ctrl-C stops at once)",
     )
     parser.add_argument(
         "--stop-timeout",
@@ -689,21 +740,38 @@ def _stop_front(front, forced: bool) -> None:
 
 
 def _stop(
-    server: TritonServer, signals: lifecycle.StopSignals, child: subprocess.Popen | None = None, front=None
+    server: TritonServer,
+    signals: lifecycle.StopSignals,
+    child: subprocess.Popen | None = None,
+    front=None,
+    frontend=None,
 ) -> int:
-    """Orderly stop after a signal, announced at once; a second signal makes it immediate."""
+    """Orderly stop after a signal, announced at once; a second signal makes it immediate.
+
+    Like a replica chosen for removal on EKS: new requests are refused first (HTTP 503 / gRPC
+    UNAVAILABLE), requests in flight get the grace period, then Triton stops (TritonServer.shutdown)."""
     how = lifecycle.signal_name(signals.first)
     again = "Ctrl-C again" if signals.first == signal.SIGINT else "a second SIGTERM"
     if signals.forced:
         _print(f"stopping now ({how} twice)")
     else:
         count = server.requests_in_flight() if server.is_running() else 0
+        # First what the gateway does for a replica being removed: stop routing new requests to it
+        # (NGINX front: 503 / UNAVAILABLE; OpenAI port: 503), and the local model's own refusal; what
+        # NGINX and Triton already have in flight runs on.
+        if front is not None:
+            front.drain()
+        if frontend is not None:
+            frontend.drain()
+        if count != 0 and server.is_running():
+            server.begin_drain()
         if count == 0:
             _print(f"stopping on {how}: no request in flight, stopping tritonserver ({again} stops at once)")
         else:
             _print(
-                f"stopping on {how}: cancelling {_in_flight_words(count)} after a grace period of "
-                f"{server.grace_period:g}s ({again} stops at once)"
+                f"stopping on {how}: draining: new requests are refused, {_in_flight_words(count)} may finish "
+                f"within a grace period of {server.grace_period:g}s (what still runs then is cancelled; "
+                f"{again} stops at once)"
             )
     if child is not None and child.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -722,6 +790,8 @@ def _stop(
 
 def _report_stop(outcome: StopOutcome) -> None:
     details = []
+    if outcome.drained:
+        details.append("requests in flight finished")
     if outcome.cancelled:
         details.append("generations still running were cancelled")
     if outcome.forced:
@@ -832,7 +902,7 @@ def main(args: argparse.Namespace) -> int:
             while child.poll() is None and not signals.wait(0.2):
                 pass
             if signals.requested:
-                return _stop(server, signals, child, front)
+                return _stop(server, signals, child, front, frontend)
             code = child.returncode
             outcome = server.shutdown(forced=lambda: signals.forced, say=_print)
             _stop_front(front, outcome.forced)
@@ -849,7 +919,7 @@ def main(args: argparse.Namespace) -> int:
         while server.is_running() and not signals.wait(0.2):
             pass
         if signals.requested:
-            return _stop(server, signals, front=front)
+            return _stop(server, signals, front=front, frontend=frontend)
         code = server.process.returncode if server.process is not None else None
         _print(f"error: tritonserver exited unexpectedly (exit code {code})")
         if args.quiet:

@@ -22,6 +22,11 @@ from components.config.multinode import MultiNodeConfig
 from components.config.openai import OpenAiOptions
 from components.config.openai import config_problems as openai_config_problems
 
+# A replica being removed finishes what it is generating for up to this long (docs/autoscaling.md,
+# "Scale-down drains"): the gateway's default request timeout, so every request the gateway would wait for
+# can finish. LLM streams of a few thousand tokens take one to three minutes.
+DEFAULT_DRAIN_SECONDS = 300
+
 
 class AutoscalingConfig(ConfigModel):
     """HPA on a Triton metric served by prometheus-adapter."""
@@ -199,6 +204,14 @@ class ModelConfig(ConfigModel):
     min_replicas: int = Field(1, ge=1, description="HPA minimum replicas")
     max_replicas: int = Field(5, ge=1, description="HPA maximum replicas")
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="See models[].autoscaling.*")
+    drain_seconds: int = Field(
+        DEFAULT_DRAIN_SECONDS,
+        ge=10,
+        le=3600,
+        description="Scale-down drain: how long a replica chosen for removal lets its requests in flight finish "
+        "after it stops taking new ones (Triton --exit-timeout-secs; the pod's preStop and "
+        "terminationGracePeriodSeconds follow). At least gateway.requestTimeoutSeconds (docs/autoscaling.md)",
+    )
     vllm: VllmOptions = Field(default_factory=VllmOptions, description="vLLM engine arguments (backend vllm)")
     engine: EngineBuildOptions = Field(
         default_factory=EngineBuildOptions, description="TensorRT-LLM build options (backend trtllm)"

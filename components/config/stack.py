@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -65,6 +65,12 @@ class StackConfig(ConfigModel):
     model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig, description="See modelStore.*")
     models: list[ModelConfig] = Field(..., min_length=1, description="Served models (required)")
     tags: dict[str, str] = Field({}, description="Tags added to every AWS resource")
+    capacity_check: Literal["error", "warn", "off"] = Field(
+        "error",
+        description="GPU capacity check at preview (docs/capacity.md): are the node pools' instance types offered "
+        "in the stack's zones, do the EC2 vCPU quotas cover them. error: fail when a pool cannot launch at all or "
+        "the quotas do not cover the models' minReplicas, warn about the rest; warn: only warn; off: read nothing",
+    )
     # Secrets: only whether they are set. Read them with pulumi.Config().require_secret.
     hf_token_set: bool = Field(False, exclude=True)
     ngc_api_key_set: bool = Field(False, exclude=True)
@@ -144,6 +150,13 @@ class StackConfig(ConfigModel):
                 problems.append(
                     f"@models[{i}].engineStorage: efs needs the shared file system but efs.enabled is false; "
                     "use engineStorage: local or set efs.enabled: true"
+                )
+            if m.drain_seconds < self.gateway.request_timeout_seconds:
+                problems.append(
+                    f"@models[{i}].drainSeconds: {m.drain_seconds} is below gateway.requestTimeoutSeconds "
+                    f"({self.gateway.request_timeout_seconds}): a scale-down could cut a request the gateway still "
+                    f"waits for; set drainSeconds to {self.gateway.request_timeout_seconds} or more, or lower "
+                    "gateway.requestTimeoutSeconds"
                 )
             # A multi-node update surges whole groups (LeaderWorkerSet maxSurge): they hold GPUs too.
             surge = ROLLOUT_SURGE_GROUPS if m.multi_node is not None else 0

@@ -22,7 +22,9 @@ partition, region, EKS cluster/addon versions, ...) with realistic data and give
 every resource the outputs components read (ids with AWS prefixes, ARNs,
 auto-generated names; pulumi-eks's multi-language `eks:index:Cluster` component
 gets a kubeconfig, an `eksCluster` resource reference, security groups and OIDC).
-`available_zones=` simulates a small region. Fixtures live in conftest.py.
+`available_zones=` simulates a small region; `capacity=MockCapacity(...)` what the GPU capacity check's
+invokes answer (instance type offerings per zone, EC2 vCPU quotas; by default every catalog GPU type in
+every zone and roomy quotas). Fixtures live in conftest.py.
 """
 
 from __future__ import annotations
@@ -388,6 +390,30 @@ def _has_name_property(token: str) -> bool:
     return isinstance(getattr(cls, "name", None), property)
 
 
+DEFAULT_QUOTA_VCPUS = 4096.0
+
+
+@dataclass
+class MockCapacity:
+    """The answers of the capacity check's invokes (components/providers/capacity.py).
+
+    not_offered: instance type -> the zones it is not offered in (None: in none of them).
+    quotas: quota code -> vCPUs (the rest: DEFAULT_QUOTA_VCPUS).
+    failing: invoke tokens that fail with `failure` (e.g. a user without servicequotas:GetServiceQuota).
+    """
+
+    not_offered: dict[str, set[str] | None] = field(default_factory=dict)
+    quotas: dict[str, float] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    failure: str = "AccessDeniedException: not authorized to perform this operation"
+
+    def offered(self, itype: str, zone: str) -> bool:
+        if itype not in self.not_offered:
+            return True
+        missing = self.not_offered[itype]
+        return missing is not None and zone not in missing
+
+
 class _RecordingMocks(runtime_mocks.Mocks):
     def __init__(
         self,
@@ -395,12 +421,14 @@ class _RecordingMocks(runtime_mocks.Mocks):
         available_zones: int = 6,
         caller_arn: str = DEFAULT_CALLER_ARN,
         previous: ProgramRun | None = None,
+        capacity: MockCapacity | None = None,
     ):
         self.region = region
         self.available_zones = available_zones
         self.caller_arn = caller_arn
         # The stack's state from an earlier run (an update rather than a first `pulumi up`), by URN.
         self.previous = {r.urn: r for r in previous.resources} if previous is not None else {}
+        self.capacity = capacity or MockCapacity()
         self.resources: list[RecordedResource] = []
         self.calls: list[RecordedCall] = []
         self.unanswered: list[str] = []
@@ -443,6 +471,37 @@ class _RecordingMocks(runtime_mocks.Mocks):
                 "region": region,
                 "description": region,
                 "endpoint": f"ec2.{region}.amazonaws.com",
+            }
+        if token in self.capacity.failing:
+            return {}, [("", self.capacity.failure)]
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            wanted: list[str] = next(
+                (f["values"] for f in a.get("filters") or [] if f.get("name") == "instance-type"), []
+            )
+            zones = [f"{region}{c}" for c in "abcdef"[: self.available_zones]]
+            pairs = [(t, z) for t in wanted for z in zones if self.capacity.offered(t, z)]
+            return {
+                "id": region,
+                "instanceTypes": [t for t, _ in pairs],
+                "locations": [z for _, z in pairs],
+                "locationTypes": [a.get("locationType", "region")] * len(pairs),
+                "locationType": a.get("locationType"),
+                "filters": a.get("filters"),
+            }
+        if token == "aws:servicequotas/getServiceQuota:getServiceQuota":
+            code = a.get("quotaCode", "")
+            return {
+                "id": f"ec2/{code}",
+                "quotaCode": code,
+                "serviceCode": a.get("serviceCode"),
+                "value": self.capacity.quotas.get(code, DEFAULT_QUOTA_VCPUS),
+                "adjustable": True,
+                "globalQuota": False,
+                "arn": f"arn:{PARTITION}:servicequotas:{region}:{ACCOUNT_ID}:ec2/{code}",
+                "quotaName": "",
+                "serviceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
+                "defaultValue": 0.0,
+                "usageMetrics": [],
             }
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"id": "policy", "json": json.dumps(_policy_from_args(a))}
@@ -948,6 +1007,7 @@ def run_program(
     available_zones: int = 6,
     caller_arn: str = DEFAULT_CALLER_ARN,
     previous: ProgramRun | None = None,
+    capacity: MockCapacity | None = None,
 ) -> ProgramRun:
     """Run the program for `stack` under mocks.
 
@@ -961,6 +1021,7 @@ def run_program(
     caller_arn: the identity running `pulumi up` (aws.get_caller_identity's arn).
     previous: an earlier run of the same stack whose state this run updates (as far as the mocks keep
       state: pulumi.Stash keeps its first `output`, as the engine's builtin provider does).
+    capacity: what the capacity check's offerings and quota invokes answer (MockCapacity).
     check: raise ProgramFailed if the program raised (else return the run with `.error`).
     """
     raw = copy.deepcopy(config) if config is not None else load_stack_config(stack)
@@ -984,7 +1045,7 @@ def run_program(
     with _RUN_LOCK:
         saved_env = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PULUMI_CONFIG")}
         saved_cwd = os.getcwd()
-        mocks = _RecordingMocks(region, available_zones, caller_arn, previous)
+        mocks = _RecordingMocks(region, available_zones, caller_arn, previous, capacity)
         monitor = _RecordingMonitor(mocks)
         mocks.monitor = monitor
         error: BaseException | None = None

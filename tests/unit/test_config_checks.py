@@ -472,6 +472,29 @@ MORE_CASES = [
         "ngcApiKey",
         "pulumi config set --secret tritonllm:ngcApiKey",
     ),
+    # issue 21: a scale-down drains for models[].drainSeconds
+    BadConfig(
+        "drain-shorter-than-the-gateway-request-timeout",
+        "dev",
+        {"models[0].drainSeconds": 60},
+        "models[0].drainSeconds",
+        "set drainSeconds to 300 or more, or lower gateway.requestTimeoutSeconds",
+    ),
+    # issue 21: the GPU capacity check at preview
+    BadConfig(
+        "capacity-check-not-a-mode",
+        "dev",
+        {"capacityCheck": "strict"},
+        "capacityCheck",
+        "Input should be 'error', 'warn' or 'off'",
+    ),
+    BadConfig(
+        "drain-longer-than-an-hour",
+        "dev",
+        {"models[0].drainSeconds": 7200},
+        "models[0].drainSeconds",
+        "less than or equal to 3600",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.

@@ -131,7 +131,13 @@ ADMIN_KEY_SHELL_REF = "${" + tm.ADMIN_KEY_ENV + "}"
 
 def rank_args(model: ModelConfig, rank: int) -> list[str]:
     world = model.parallel_gpus
-    args = tm.tritonserver_args(tm.TRTLLM_REPOSITORY, rank=rank, world_size=world, admin_key=ADMIN_KEY_SHELL_REF)
+    args = tm.tritonserver_args(
+        tm.TRTLLM_REPOSITORY,
+        rank=rank,
+        world_size=world,
+        admin_key=ADMIN_KEY_SHELL_REF,
+        exit_timeout_seconds=model.drain_seconds,
+    )
     if rank > 0:
         # As NVIDIA's multi-node server.py: only rank 0 serves; the others host the engine.
         args += ["--allow-http=false", "--allow-grpc=false", "--allow-metrics=false"]
@@ -534,7 +540,10 @@ def _pod_spec(
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             container.pop(probe, None)
         container["readinessProbe"] = {"tcpSocket": {"port": "ssh"}, "periodSeconds": 5, "failureThreshold": 3}
-        container.pop("lifecycle", None)
+        # Workers host ranks > 0: they stay until the leader has drained (its preStop drains rank 0).
+        container["lifecycle"] = {
+            "preStop": {"exec": {"command": ["/bin/sh", "-c", tm.mpi_worker_wait_script(tm.drain_budget(model))]}}
+        }
     spec["volumes"] = [
         *spec["volumes"],
         {"name": "mpi-ssh", "secret": {"secretName": SSH_SECRET, "defaultMode": 0o400}},

@@ -39,6 +39,12 @@ one vLLM sampling-field exclusion, `best_of`, FRONTEND_READ_AT). What that impli
   `--model-control-mode=explicit --load-model=<model>` gives tritonserver) and then runs main.py
   unchanged. The model's readiness on the KServe port (/v2/models/<name>/ready) then drops when the
   engine dies, and the pod's readiness and liveness probes follow it.
+* Stopping (scale-down drain): main.py r25.12 runs uvicorn, whose own SIGTERM handling comes first: it
+  closes the OpenAI port and waits for the responses in flight (streams included) with no time limit of
+  its own (uvicorn Server.shutdown; main.py sets no timeout_graceful_shutdown), then main.py's handler
+  stops the KServe frontends and the in-process server (tritonserver Options.exit_timeout, default 30 s).
+  So for these pods the bound on a drain is the pod's terminationGracePeriodSeconds, sized from
+  models[].drainSeconds like every Triton pod (triton_manifests.drain_budget).
 * Backends: requests are built per backend (engine/utils/triton.py): vLLM models get
   `sampling_parameters`; every other model gets the TRT-LLM ensemble's tensors (TRTLLM_REQUEST_INPUTS).
   The `llmapi` model takes `streaming` and `sampling_param_*` instead, so no frontend release we

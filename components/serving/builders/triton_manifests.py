@@ -24,11 +24,13 @@ import hashlib
 import json
 import math
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from components.catalog import versions
 from components.catalog.triton_server import GRPC_PORT, HTTP_PORT, restricted_api_args
 from components.config import ModelConfig, ModelSite
+from components.config.models import DEFAULT_DRAIN_SECONDS
 from components.gateway.builders import manifests as gateway_manifests
 from components.observability.builders import metrics
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
@@ -75,10 +77,17 @@ TRTLLM_ENGINE_MODEL = "tensorrt_llm"  # the engine model inside the TRT-LLM repo
 # A cold start downloads (vLLM) or stages (TRT-LLM) many GB, then loads them on the GPU.
 STARTUP_BUDGET_SECONDS = 40 * 60
 STARTUP_PERIOD_SECONDS = 10
-# Triton drains in-flight generations on SIGTERM for up to EXIT_TIMEOUT; Kubernetes waits longer.
-EXIT_TIMEOUT_SECONDS = 90
-TERMINATION_GRACE_SECONDS = 120
-PRESTOP_SLEEP_SECONDS = 10  # let the NLB / NGINX stop sending new requests first
+# Scale-down drain (docs/autoscaling.md "Scale-down drains"), all from models[].drainSeconds: see drain_budget().
+# Endpoint removal -> NGINX Gateway Fabric reload: NGF drops an endpoint once the EndpointSlice marks it not
+# ready (v2.6.7 internal/controller/state/resolver/resolver.go endpointReady), which happens as soon as the pod
+# is deleted, while preStop runs; this is how long the pod keeps serving as before, so requests already routed
+# to it by NGINX still find it open.
+PRESTOP_SLEEP_SECONDS = 10
+# After Triton gives up waiting (--exit-timeout-secs) it still unloads its models and exits (UNLOAD); the
+# container's main process then needs a moment to follow (MAIN_EXIT). The kubelet waits both before SIGKILL.
+UNLOAD_SECONDS = 20
+MAIN_EXIT_SECONDS = 10
+EXIT_MARGIN_SECONDS = UNLOAD_SECONDS + MAIN_EXIT_SECONDS
 
 
 def pod_labels(model: ModelConfig) -> dict[str, str]:
@@ -338,8 +347,105 @@ def admin_key_env() -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class DrainBudget:
+    """How a Triton pod leaves, all derived from models[].drainSeconds.
+
+    Kubernetes deletes the pod: its endpoint leaves the EndpointSlice at once and the gateway stops routing
+    new requests to it, while the container's preStop hook runs for `prestop_seconds`; then SIGTERM reaches
+    Triton, which stops accepting connections and RPCs and waits up to `exit_timeout_seconds` for the
+    requests in flight (server r25.12 src/main.cc StopEndpoints, src/http_server.cc HTTPServer::Stop,
+    src/grpc/grpc_server.cc Server::GracefulStop; core r25.12 src/server.cc InferenceServer::Stop). The
+    kubelet's grace period (counted from the start of preStop) covers both plus EXIT_MARGIN_SECONDS.
+    """
+
+    drain_seconds: int
+
+    @property
+    def prestop_seconds(self) -> int:
+        return PRESTOP_SLEEP_SECONDS
+
+    @property
+    def exit_timeout_seconds(self) -> int:
+        return self.drain_seconds
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        return self.prestop_seconds + self.exit_timeout_seconds + EXIT_MARGIN_SECONDS
+
+
+def drain_budget(model: ModelConfig) -> DrainBudget:
+    return DrainBudget(model.drain_seconds)
+
+
+def runs_under_mpirun(model: ModelConfig) -> bool:
+    """Whether the container's main process is mpirun rather than tritonserver (or Triton's OpenAI
+    frontend): TRT-LLM engines over several GPUs (leader mode, multi-node too) and the LLM API runtime."""
+    if model.openai.enabled:
+        return False
+    return model.uses_llmapi or (model.builds_engine and model.parallel_gpus > 1)
+
+
+# /proc checks shared by the preStop scripts (POSIX sh, coreutils: what every Triton image has).
+_ALIVE_FN = """alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+say() { echo "tritonllm preStop: $*" >/proc/1/fd/1 2>/dev/null || true; }"""
+
+
+def mpi_drain_script(budget: DrainBudget) -> str:
+    """preStop of a pod whose tritonserver runs under mpirun.
+
+    Open MPI's mpirun answers SIGTERM by killing every rank within a few seconds (its
+    odls_base_sigkill_timeout), which would cut every generation in flight. So the hook starts
+    Triton's own drain itself: after the preStop delay it sends SIGTERM to the rank-0 tritonserver
+    only (the one serving HTTP/gRPC; Open MPI sets OMPI_COMM_WORLD_RANK in every rank's environment)
+    and waits until that process has drained and exited. mpirun gets the kubelet's SIGTERM after that.
+    """
+    wait = budget.exit_timeout_seconds + UNLOAD_SECONDS
+    return f"""{_ALIVE_FN}
+sleep {budget.prestop_seconds}
+for d in /proc/[0-9]*; do
+  [ "$(cat "$d/comm" 2>/dev/null)" = tritonserver ] || continue
+  tr '\\0' '\\n' <"$d/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=0 || continue
+  pid="${{d#/proc/}}"
+  say "SIGTERM to rank-0 tritonserver (pid $pid): drain for up to {budget.exit_timeout_seconds}s"
+  kill -TERM "$pid" 2>/dev/null || exit 0
+  waited=0
+  while alive "$pid" && [ "$waited" -lt {wait} ]; do sleep 1; waited=$((waited + 1)); done
+  say "rank-0 tritonserver gone after ${{waited}}s"
+  exit 0
+done
+say "no rank-0 tritonserver running"
+"""
+
+
+def mpi_worker_wait_script(budget: DrainBudget) -> str:
+    """preStop of a multi-node worker pod: keep its ranks (and sshd) until the leader has drained, i.e.
+    until no tritonserver runs in this container any more, at most as long as the leader's own drain."""
+    wait = budget.prestop_seconds + budget.exit_timeout_seconds + UNLOAD_SECONDS
+    return f"""{_ALIVE_FN}
+ranks() {{ for d in /proc/[0-9]*; do [ "$(cat "$d/comm" 2>/dev/null)" = tritonserver ] && echo "${{d#/proc/}}"; done; }}
+waited=0
+while [ -n "$(ranks)" ] && [ "$waited" -lt {wait} ]; do sleep 1; waited=$((waited + 1)); done
+say "worker ranks gone after ${{waited}}s"
+"""
+
+
+def prestop_hook(model: ModelConfig) -> dict[str, Any]:
+    """The Triton container's preStop: wait while the gateway stops routing to the pod; under mpirun,
+    also drain rank 0 (mpi_drain_script)."""
+    budget = drain_budget(model)
+    if runs_under_mpirun(model):
+        return {"exec": {"command": ["/bin/sh", "-c", mpi_drain_script(budget)]}}
+    return {"sleep": {"seconds": budget.prestop_seconds}}
+
+
 def tritonserver_args(
-    repository: str, *, rank: int = 0, world_size: int = 1, admin_key: str = ADMIN_KEY_REF
+    repository: str,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    admin_key: str = ADMIN_KEY_REF,
+    exit_timeout_seconds: int = DEFAULT_DRAIN_SECONDS,
 ) -> list[str]:
     args = [
         f"--model-repository={repository}",
@@ -350,7 +456,7 @@ def tritonserver_args(
         "--allow-gpu-metrics=true",
         # Time-to-first-response histograms, which the dashboard plots.
         "--metrics-config=histogram_latencies=true",
-        f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
+        f"--exit-timeout-secs={exit_timeout_seconds}",
     ]
     if world_size == 1:
         # Everything in the repository loads at start; the control API stays off.
@@ -367,7 +473,9 @@ def tritonserver_args(
     return args + ["--disable-auto-complete-config", f"--backend-config=python,shm-region-prefix-name=prefix{rank}_"]
 
 
-def vllm_tritonserver_args(repository: str, model_name: str) -> list[str]:
+def vllm_tritonserver_args(
+    repository: str, model_name: str, exit_timeout_seconds: int = DEFAULT_DRAIN_SECONDS
+) -> list[str]:
     """vLLM: explicit model control with the one model loaded at start.
 
     The vLLM backend's health check (parameter ENABLE_VLLM_HEALTH_CHECK in
@@ -378,7 +486,7 @@ def vllm_tritonserver_args(repository: str, model_name: str) -> list[str]:
     (`pb_utils.unload_model`, src/model.py r25.12: the Python backend's call into the server, no
     request to the HTTP/gRPC repository API), so restricting that API (restricted_api_args) costs it nothing.
     """
-    args = tritonserver_args(repository)
+    args = tritonserver_args(repository, exit_timeout_seconds=exit_timeout_seconds)
     args = [a for a in args if not a.startswith("--model-control-mode=")]
     return args + ["--model-control-mode=explicit", f"--load-model={model_name}", *restricted_api_args(ADMIN_KEY_REF)]
 
@@ -386,13 +494,19 @@ def vllm_tritonserver_args(repository: str, model_name: str) -> list[str]:
 def triton_command(model: ModelConfig, bucket: str) -> list[str]:
     if model.backend == "vllm":
         # vLLM spreads tensor/pipeline parallel over the pod's GPUs itself: one tritonserver.
-        return ["tritonserver", *vllm_tritonserver_args(vllm_repository_uri(bucket, model), model.name)]
+        return [
+            "tritonserver",
+            *vllm_tritonserver_args(vllm_repository_uri(bucket, model), model.name, model.drain_seconds),
+        ]
     world = model.parallel_gpus
     if world == 1:
-        return ["tritonserver", *tritonserver_args(TRTLLM_REPOSITORY)]
+        return ["tritonserver", *tritonserver_args(TRTLLM_REPOSITORY, exit_timeout_seconds=model.drain_seconds)]
     cmd = ["mpirun", "--allow-run-as-root"]
     for rank in range(world):
-        cmd += ["-n", "1", "tritonserver", *tritonserver_args(TRTLLM_REPOSITORY, rank=rank, world_size=world)]
+        args = tritonserver_args(
+            TRTLLM_REPOSITORY, rank=rank, world_size=world, exit_timeout_seconds=model.drain_seconds
+        )
+        cmd += ["-n", "1", "tritonserver", *args]
         if rank < world - 1:
             cmd.append(":")
     return cmd
@@ -579,7 +693,7 @@ def deployment_manifest(
         },
         "volumeMounts": mounts,
         **(openai_probes(model) if model.openai.enabled else probes(model.name if model.backend == "vllm" else None)),
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        "lifecycle": {"preStop": prestop_hook(model)},
         "securityContext": {"allowPrivilegeEscalation": False},
     }
     pod_spec: dict[str, Any] = {
@@ -590,7 +704,7 @@ def deployment_manifest(
         "nodeSelector": node_selector_for(model.node_pool),
         "tolerations": gpu_tolerations(),
         "topologySpreadConstraints": topology_spread(model),
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": drain_budget(model).termination_grace_seconds,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": volumes,
@@ -675,7 +789,7 @@ def server_command(model: ModelConfig, bucket: str) -> list[str]:
         server = [
             *llmapi_repository.launcher(model),
             "tritonserver",
-            *tritonserver_args(repository),
+            *tritonserver_args(repository, exit_timeout_seconds=model.drain_seconds),
             *llmapi_repository.TRITONSERVER_EXTRA_ARGS,
         ]
         script = llmapi_repository.prepare_script(model) + "\nexec " + shlex.join(server)

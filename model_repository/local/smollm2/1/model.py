@@ -12,6 +12,9 @@ See llm_engine.py (next to this file) for validation rules and precedence.
   prepended unless exclude_input_in_output=true; streamed text never includes the prompt.
 * Invalid requests get an INVALID_ARG error (HTTP 400, gRPC INVALID_ARGUMENT) and the model
   keeps serving.
+* Draining (`tritonllm serve` asked to stop, like a replica chosen for removal): requests that
+  arrive after the drain began are refused with UNAVAILABLE (HTTP 503, gRPC UNAVAILABLE, retryable);
+  the one generating and those already queued in Triton when it began are served to their end.
 """
 
 from __future__ import annotations
@@ -90,6 +93,11 @@ class TritonPythonModel:
         # `tritonllm serve` creates this file when its grace period on Ctrl-C/SIGTERM is over: Triton
         # cannot cancel a running generation itself, so each one ends at its next token.
         self.stop_file = os.environ.get("TRITONLLM_STOP_FILE") or None
+        # `tritonllm serve` creates this file (JSON {"admitted": N}) when it is asked to stop: the N requests
+        # queued in Triton at that moment are served, every later one is refused (see _draining_refuses).
+        self.drain_file = os.environ.get("TRITONLLM_DRAIN_FILE") or None
+        self._admitted: int | None = None
+        self._started_in_drain = 0
 
     # ------------------------------------------------------------------ metrics
     def _setup_metrics(self, enabled: bool) -> None:
@@ -131,7 +139,7 @@ class TritonPythonModel:
         self.metrics = {name: family.Metric(labels=labels) for name, family in families.items()}
         self.failure_metrics = {
             reason: failures.Metric(labels={**labels, "reason": reason})
-            for reason in ("invalid_argument", "internal", "cancelled")
+            for reason in ("invalid_argument", "internal", "cancelled", "draining")
         }
         self.ttft = None
         histogram = getattr(pb_utils.MetricFamily, "HISTOGRAM", None)
@@ -203,11 +211,57 @@ class TritonPythonModel:
             if self.executing is not None:
                 self.executing.increment(1)
             try:
-                self._serve(request)
+                if self._draining_refuses():
+                    self._error(
+                        request.get_response_sender(),
+                        "the server is draining (stopping): it takes no new requests; retry on another replica "
+                        "or once it is back",
+                        pb_utils.TritonError.UNAVAILABLE,
+                        "draining",
+                    )
+                else:
+                    self._serve(request)
             finally:
                 if self.executing is not None:
                     self.executing.increment(-1)
+                self._mark_drained()
         return None
+
+    # ------------------------------------------------------------------ draining
+    def _drain_admitted(self) -> int | None:
+        """None while not draining; else how many queued requests the drain still serves (read once)."""
+        if self.drain_file is None or not os.path.exists(self.drain_file):
+            return None
+        if self._admitted is None:
+            try:
+                with open(self.drain_file) as handle:
+                    self._admitted = max(0, int(json.load(handle).get("admitted", 0)))
+            except (OSError, ValueError, AttributeError):
+                self._admitted = 0
+        return self._admitted
+
+    def _draining_refuses(self) -> bool:
+        """Whether this request arrived after the drain began. Triton hands queued requests over in
+        arrival order, so the first `admitted` ones started after the drain file appeared were queued
+        before it; everything after them is new."""
+        admitted = self._drain_admitted()
+        if admitted is None:
+            return False
+        if self._started_in_drain < admitted:
+            self._started_in_drain += 1
+            return False
+        return True
+
+    def _mark_drained(self) -> None:
+        """Tell `serve` that nothing admitted before the drain is left (it then stops Triton)."""
+        admitted = self._drain_admitted()
+        if admitted is None or self._started_in_drain < admitted:
+            return
+        try:
+            with open(f"{self.drain_file}.drained", "w") as handle:
+                handle.write("drained\n")
+        except OSError:
+            pass
 
     def _stopping(self) -> bool:
         return self.stop_file is not None and os.path.exists(self.stop_file)
