@@ -327,7 +327,9 @@ def test_default_is_internal_and_admits_only_the_vpc(run):
 
 
 def test_plaintext_listeners_idle_longer_than_nginx_waits(program_file):
-    timed = run_program("dev", program=program_file, overrides={"gateway.requestTimeoutSeconds": 900})
+    timed = run_program(
+        "dev", program=program_file, overrides={"gateway.requestTimeoutSeconds": 900, "models[0].drainSeconds": 900}
+    )
     g = _gateway_resources(timed)
     ann = g["service"].get("metadata.annotations")
     assert ann[f"{P}listener-attributes.TCP-8000"] == "tcp.idle_timeout.seconds=910"
