@@ -82,18 +82,58 @@ ALL_CHARTS = (
 GATEWAY_API_VERSION = "v1.5.1"
 
 # --- Container images -------------------------------------------------------
+DIGEST = r"^sha256:[0-9a-f]{64}$"
+
+
+@dataclass(frozen=True)
+class Image:
+    """A container image pinned by tag and, once confirmed from its registry, by digest.
+
+    `ref` is what manifests use: `repository:tag@sha256:...` when a digest is pinned (the
+    runtime pulls by digest, the tag stays for people reading it), else `repository:tag`.
+    Find a digest with `crane digest <repository>:<tag>` or `docker buildx imagetools inspect`
+    (the manifest list's digest, so every platform resolves); never copy one from elsewhere.
+    """
+
+    repository: str
+    tag: str
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        import re
+
+        if self.digest is not None and not re.match(DIGEST, self.digest):
+            raise ValueError(f"{self.repository}:{self.tag}: digest must be sha256:<64 hex>, got {self.digest!r}")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
+
+
 TRITON_RELEASE = "25.12"
-TRITON_TRTLLM_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-trtllm-python-py3"
-TRITON_VLLM_IMAGE = f"nvcr.io/nvidia/tritonserver:{TRITON_RELEASE}-vllm-python-py3"
+# No digest pinned yet for these: NGC (nvcr.io), ECR Public and Docker Hub registries cannot be
+# reached from where this was written, and a digest copied from a third party is not a pin
+# (docs/security.md "Images"). Set `digest=` here after reading it from the registry.
+TRITON_TRTLLM = Image("nvcr.io/nvidia/tritonserver", f"{TRITON_RELEASE}-trtllm-python-py3")
+TRITON_VLLM = Image("nvcr.io/nvidia/tritonserver", f"{TRITON_RELEASE}-vllm-python-py3")
+TRITON_TRTLLM_IMAGE = TRITON_TRTLLM.ref
+TRITON_VLLM_IMAGE = TRITON_VLLM.ref
 # TensorRT-LLM version inside TRITON_TRTLLM_IMAGE (Triton compatibility matrix).
 TENSORRT_LLM_VERSION = "1.1.0"
 # Small image with the AWS CLI, used by init containers that stage from S3.
-AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.31.39"
+AWS_CLI = Image("public.ecr.aws/aws-cli/aws-cli", "2.31.39")
+AWS_CLI_IMAGE = AWS_CLI.ref
 # Plain Python for `tritonllm loadtest`'s in-cluster Job: the load generator is the project's own
 # standard-library client code (tritonllm/loadtest_worker.py + _llm_io.py), mounted from a ConfigMap.
 # ECR Public's mirror of the Docker official image (no Docker Hub pull limits from EKS nodes).
-PYTHON_IMAGE = "public.ecr.aws/docker/library/python:3.12.12-slim"
+PYTHON = Image("public.ecr.aws/docker/library/python", "3.12.12-slim")
+PYTHON_IMAGE = PYTHON.ref
 # AWS's NCCL test image (CUDA, NCCL, EFA installer: libfabric + Open MPI, aws-ofi-nccl, nccl-tests),
 # published from aws-samples/awsome-distributed-training micro-benchmarks/nccl-tests; used only by
 # `python -m tritonllm nccl-test`.
-NCCL_TESTS_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:cuda12.8.1-efa1.42.0-ofiv1.16.0-ncclv2.27.5-1-testsv2.16.4"
+NCCL_TESTS = Image("public.ecr.aws/hpc-cloud/nccl-tests", "cuda12.8.1-efa1.42.0-ofiv1.16.0-ncclv2.27.5-1-testsv2.16.4")
+NCCL_TESTS_IMAGE = NCCL_TESTS.ref
+
+# Every image a pod of ours runs; the checkov test (tests/unit/test_pod_security.py) accepts an
+# image without a digest only while it is listed here without one.
+IMAGES = (TRITON_TRTLLM, TRITON_VLLM, AWS_CLI, PYTHON, NCCL_TESTS)

@@ -22,6 +22,7 @@ from components.config import ConfigError
 from components.config import llmapi as llmapi_repository_config
 from components.config import openai as openai_frontend
 from components.serving.builders import llmapi as llmapi_repository
+from components.serving.builders import triton_manifests as tm
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import run_program
 from tests.unit.test_config_errors import BadConfig
@@ -107,7 +108,7 @@ def test_frontend_command_line(case, llmapi_run, dev_openai_run):
     assert flags["--tokenizer"] == hf_id  # the chat template comes from the model's own tokenizer
     # the HF token reaches the tokenizer download of gated models
     env = {e["name"]: e for e in _container(run, namespace)["env"]}
-    assert "HF_TOKEN" in env
+    assert env["HF_TOKEN_PATH"]["value"] == tm.HF_TOKEN_PATH  # a file from the hf-token Secret
 
 
 def test_models_without_the_switch_keep_tritonserver(llmapi_run, dev_run, vllm_run):

@@ -55,6 +55,7 @@ import pulumi_kubernetes as kubernetes
 from components.catalog import versions
 from components.config import GatewayConfig, NetworkConfig, StackIdentity, parse_api_keys
 from components.gateway.builders import manifests as gm
+from components.platform.builders import pod_security
 from components.platform.builders.cluster import SYSTEM_NODE_SELECTOR
 from components.platform.resources import iam_roles
 from components.tokens import component_type
@@ -205,8 +206,12 @@ class Gateway(pulumi.ComponentResource):
             f"{name}-ngf",
             metadata={
                 "name": gm.NGF_NAMESPACE,
-                # The LBC keeps NGINX pods out of rotation until the NLB sees them healthy.
-                "labels": {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"},
+                # The LBC keeps NGINX pods out of rotation until the NLB sees them healthy. Pod
+                # Security: baseline enforced, restricted audited (NGF renders these pods, not us).
+                "labels": {
+                    "elbv2.k8s.aws/pod-readiness-gate-inject": "enabled",
+                    **pod_security.namespace_labels("baseline", audit="restricted", warn="restricted"),
+                },
             },
             opts=k8s_opts,
         )

@@ -40,6 +40,7 @@ from typing import Any
 from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
 from components.config import ModelConfig, ModelSite
+from components.platform.builders import pod_security
 from components.serving.builders import triton_manifests as tm
 
 LWS_NAME = "triton-mn"  # LWS also creates a headless Service of this name; "triton" is the leader Service
@@ -394,11 +395,15 @@ def _pod_spec(
         {
             "name": "triton" if leader else "worker",
             "command": ["/bin/sh", f"{LAUNCH_DIR}/{'leader' if leader else 'worker'}.sh"],
-            "env": env,
+            "env": [e for e in env if e["name"] not in ("HOME", "USER")],  # root's own HOME
             "resources": {"requests": requests, "limits": limits},
-            "volumeMounts": mounts,
+            "volumeMounts": [m for m in mounts if m["name"] != pod_security.HOME_VOLUME],
+            # The named exception (pod_security.POD_SECURITY_EXCEPTIONS["multinode"]): sshd runs as root.
+            "securityContext": pod_security.container_security_context(root=True),
         }
     )
+    spec["securityContext"] = pod_security.pod_security_context(root=True)
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != pod_security.HOME_VOLUME]
     if leader:
         container["ports"] = [*container["ports"], {"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}]
     else:
@@ -406,6 +411,14 @@ def _pod_spec(
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             container.pop(probe, None)
         container["readinessProbe"] = {"tcpSocket": {"port": "ssh"}, "periodSeconds": 5, "failureThreshold": 3}
+        # sshd comes up after staging (and maybe an apt-get install): the same start budget as Triton's,
+        # then a worker whose sshd died is restarted (its group is recreated: RecreateGroupOnPodRestart).
+        container["startupProbe"] = {
+            "tcpSocket": {"port": "ssh"},
+            "periodSeconds": tm.STARTUP_PERIOD_SECONDS,
+            "failureThreshold": -(-tm.STARTUP_BUDGET_SECONDS // tm.STARTUP_PERIOD_SECONDS),
+        }
+        container["livenessProbe"] = {"tcpSocket": {"port": "ssh"}, "periodSeconds": 10, "failureThreshold": 6}
         container.pop("lifecycle", None)
     spec["volumes"] = [
         *spec["volumes"],
