@@ -14,6 +14,11 @@ client's key handling is tested against the real mechanism:
 API keys are `name:secret`; clients send them as Basic credentials (`curl -u "$KEY"`,
 `tritonllm client --api-key "$KEY"`, gRPC metadata `authorization: Basic base64(key)`).
 Triton itself listens on loopback ports only the front knows.
+
+`serve --tls` puts TLS on the same front, as the NLB does on EKS: HTTPS on the HTTP port, gRPC over
+TLS (ALPN h2) on the gRPC port, and HTTPS on the OpenAI port (nginx proxying to the OpenAI frontend
+on a loopback port), with a server certificate from a CA generated the way the gateway's is
+(tritonllm/tls_certs.py). Keys and TLS are independent: either one starts the front.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tritonllm.ports import LoopbackUrls, find_free_port, listening
+from tritonllm.tls_certs import TlsFiles
 
 API_KEYS_ENV = "TRITONLLM_API_KEYS"  # serve: comma-separated name:secret keys
 REALM = "tritonllm"
@@ -68,11 +74,39 @@ def nginx_config(
     triton_grpc: int,
     timeout_seconds: int = 300,
     run_as_root: bool = False,
+    keys: bool = True,
+    tls: TlsFiles | None = None,
+    openai: tuple[int, int] | None = None,
 ) -> str:
-    """An nginx.conf equivalent (for these two ports) to what NGF renders for our routes."""
+    """An nginx.conf equivalent (for these ports) to what NGF renders for our routes.
+
+    keys: check API keys (htpasswd in workdir); tls: terminate TLS with these files on every port;
+    openai: (public port, frontend's loopback port) for the OpenAI API, which checks keys itself.
+    """
     t = f"{timeout_seconds}s"
     user = "user root;\n" if run_as_root else ""
-    auth = f'auth_basic "{REALM}";\n            auth_basic_user_file {workdir}/htpasswd;'
+    auth = f'auth_basic "{REALM}";\n            auth_basic_user_file {workdir}/htpasswd;' if keys else ""
+    ssl = " ssl" if tls else ""
+    # TLS 1.3/1.2 only, as the NLB's ELBSecurityPolicy-TLS13-1-2-2021-06.
+    certs = (
+        f"ssl_certificate {tls.server_cert};\n    ssl_certificate_key {tls.server_key};\n"
+        "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+        if tls
+        else ""
+    )
+    openai_server = ""
+    if openai is not None:
+        public, internal = openai
+        openai_server = f"""
+    server {{
+        listen {host}:{public}{ssl};
+        location / {{
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_pass http://127.0.0.1:{internal};
+        }}
+    }}"""
     return f"""{user}worker_processes 1;
 daemon off;
 pid {workdir}/nginx.pid;
@@ -91,8 +125,8 @@ http {{
     proxy_send_timeout {t};
     grpc_read_timeout {t};
     grpc_send_timeout {t};
-    server {{
-        listen {host}:{http_port};
+    {certs}server {{
+        listen {host}:{http_port}{ssl};
         location = {READINESS_PATH} {{ return 200; }}
         location / {{
             {auth}
@@ -102,7 +136,7 @@ http {{
         }}
     }}
     server {{
-        listen {host}:{grpc_port} http2;
+        listen {host}:{grpc_port}{ssl} http2;
         location / {{
             {auth}
             error_page 401 = @grpc_unauthenticated;
@@ -115,7 +149,7 @@ http {{
             add_header grpc-message unauthenticated;
             return 204;
         }}
-    }}
+    }}{openai_server}
 }}
 """
 
@@ -127,7 +161,7 @@ def nginx_binary() -> str | None:
 
 
 class ApiKeyFront(LoopbackUrls):
-    """An nginx process checking API keys in front of Triton's HTTP and gRPC ports."""
+    """An nginx process in front of Triton's HTTP and gRPC ports: API keys, TLS, or both."""
 
     def __init__(
         self,
@@ -139,10 +173,14 @@ class ApiKeyFront(LoopbackUrls):
         http_port: int = 8000,
         grpc_port: int = 8001,
         timeout_seconds: int = 300,
+        tls: TlsFiles | None = None,
+        openai: tuple[int, int] | None = None,
     ) -> None:
-        if not keys:
-            raise FrontError("no API keys given")
+        if not keys and tls is None:
+            raise FrontError("no API keys and no TLS: nothing for the front to do")
         self.keys = list(keys)
+        self.tls = tls
+        self.openai = openai
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.triton_http, self.triton_grpc = triton_http, triton_grpc
         self.timeout_seconds = timeout_seconds
@@ -157,9 +195,10 @@ class ApiKeyFront(LoopbackUrls):
             if getattr(self, attr) == 0:
                 setattr(self, attr, find_free_port(self.host))
         self.workdir = Path(tempfile.mkdtemp(prefix="tritonllm-front-"))
-        htpasswd = self.workdir / "htpasswd"
-        htpasswd.write_text(htpasswd_text(self.keys))
-        htpasswd.chmod(0o600)
+        if self.keys:
+            htpasswd = self.workdir / "htpasswd"
+            htpasswd.write_text(htpasswd_text(self.keys))
+            htpasswd.chmod(0o600)
         conf = self.workdir / "nginx.conf"
         conf.write_text(
             nginx_config(
@@ -171,6 +210,9 @@ class ApiKeyFront(LoopbackUrls):
                 triton_grpc=self.triton_grpc,
                 timeout_seconds=self.timeout_seconds,
                 run_as_root=os.geteuid() == 0,
+                keys=bool(self.keys),
+                tls=self.tls,
+                openai=self.openai,
             )
         )
         self.process = subprocess.Popen(
@@ -184,11 +226,22 @@ class ApiKeyFront(LoopbackUrls):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise FrontError(f"nginx exited ({self.process.returncode}): {self._error_tail()}")
-            if listening(self._client_host, self.http_port) and listening(self._client_host, self.grpc_port):
+            ports = [self.http_port, self.grpc_port, *([self.openai[0]] if self.openai else [])]
+            if all(listening(self._client_host, port) for port in ports):
                 return self
             time.sleep(0.05)
         self.stop()
         raise FrontError(f"nginx did not listen on {self.http_port}/{self.grpc_port}: {self._error_tail()}")
+
+    @property
+    def http_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self._client_host}:{self.http_port}"
+
+    @property
+    def openai_base_url(self) -> str | None:
+        if self.openai is None:
+            return None
+        return f"{'https' if self.tls else 'http'}://{self._client_host}:{self.openai[0]}/v1"
 
     def _error_tail(self) -> str:
         err = ""
