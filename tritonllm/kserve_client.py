@@ -17,6 +17,7 @@ from typing import Any
 from tritonllm._llm_io import ContractError, GenerationSettings, ModelInterface, plan_inputs, text_from_generate_json
 from tritonllm.client_core import (
     API_KEY_HINT,
+    CA_CERT_ENV,
     GRPC_REFUSALS,
     RequestResult,
     SetupError,
@@ -105,6 +106,11 @@ class GrpcBackend:
             if served is not None:
                 raise SetupError(unknown_model_message(model, self.url, served, message)) from None
             hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in message or "handshake failed" in message.lower():
+                raise SetupError(
+                    f"TLS: the server at {grpc_target(self.url)} presents a certificate that does not verify "
+                    f"against the CA given (--ca-cert / ${CA_CERT_ENV}, else the system's): {message}"
+                ) from None
             if "UNAVAILABLE" in status or "Socket closed" in message or "failed to connect" in message.lower():
                 host, port = host_port(grpc_target(self.url))
                 answer = await asyncio.to_thread(probe, host, port)

@@ -150,3 +150,70 @@ def test_local_certificate_follows_the_gateway_plan(tmp_path):
     plan = certificates.local_plan()
     hours = (leaf.not_valid_after_utc - leaf.not_valid_before_utc).total_seconds() / 3600
     assert abs(hours - plan.server_validity_hours) < 1
+
+
+@pytest.fixture(scope="module")
+def tls_front(triton_server, tmp_path_factory):
+    """The local Triton behind the TLS front (no API keys), as `serve --tls` runs it."""
+    files = tls_certs.local_certificates(tmp_path_factory.mktemp("tls"))
+    server = triton_server.server
+    with auth_front.ApiKeyFront(
+        [], triton_http=server.http_port, triton_grpc=server.grpc_port, http_port=0, grpc_port=0, tls=files
+    ) as front:
+        yield front, files
+
+
+def test_bench_verifies_the_endpoint_and_aiperf_refuses_another_ca(tls_front, triton_server, wrong_ca, tmp_path):
+    """`bench --ca-cert`: the interface probe and AIPerf (a child process, aiohttp) verify against the CA
+    through SSL_CERT_FILE; AIPerf given another CA fails every request with a verification error."""
+    from tritonllm import kserve_bench
+    from tritonllm.bench import PRESETS, aiperf_executable, ensure_local_tokenizer, setup_aiperf
+
+    front, files = tls_front
+    aiperf = aiperf_executable() or setup_aiperf(quiet=True)
+    common = ["--url", front.http_url, "--preset", "smoke", "--concurrency", "1", "--request-count", "2"]
+    bench = [sys.executable, "-m", "tritonllm", "bench", *common, "--aiperf", str(aiperf)]
+    env = {k: v for k, v in os.environ.items() if k not in (CA_CERT_ENV, "SSL_CERT_FILE")}
+    ok = subprocess.run(
+        [*bench, "--ca-cert", str(files.ca_cert), "--output-dir", str(tmp_path / "ok")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
+    summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    assert summary["runs"][0]["ok"] is True, summary
+    refused = subprocess.run(
+        [*bench, "--ca-cert", str(wrong_ca), "--output-dir", str(tmp_path / "refused")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert refused.returncode == 2 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr, refused.stderr[-2000:]
+    # AIPerf itself, past the probe: every request fails verification against another CA.
+    iface = kserve_bench.fetch_interface(triton_server.http_url, triton_server.model_name)
+    template = tmp_path / "template.json"
+    template.write_text(kserve_bench.payload_template(iface, stream=True))
+    artifacts = tmp_path / "aiperf-wrong-ca"
+    artifacts.mkdir()
+    cmd = kserve_bench.aiperf_command(
+        aiperf,
+        front.http_url,
+        triton_server.model_name,
+        template,
+        str(ensure_local_tokenizer(aiperf)),
+        PRESETS["smoke"],
+        1,
+        2,
+        artifacts,
+        True,
+    )
+    proc = subprocess.run(
+        cmd, cwd=artifacts, env={**env, "SSL_CERT_FILE": str(wrong_ca)}, capture_output=True, text=True, timeout=600
+    )
+    log = proc.stdout + proc.stderr + "".join(p.read_text(errors="replace") for p in artifacts.rglob("*.log"))
+    assert proc.returncode != 0 and "certificate verify failed" in log.lower(), log[-3000:]
