@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -363,7 +364,7 @@ def test_whole_program_routes_attach_to_the_gateway(full_run):
 
 
 def _tls_resources(run: ProgramRun) -> dict[str, list[RecordedResource]]:
-    children = _gateway_resources(run)["children"]
+    children = cast(list[RecordedResource], _gateway_resources(run)["children"])
     kinds = {
         "keys": "tls:index/privateKey:PrivateKey",
         "ca": "tls:index/selfSignedCert:SelfSignedCert",
