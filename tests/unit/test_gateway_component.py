@@ -22,7 +22,7 @@ from components.catalog import versions
 from components.gateway.builders import manifests as gm
 from tests.k8s_schema import validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
-from tests.unit.harness import ProgramRun, RecordedResource, run_program
+from tests.unit.harness import ProgramRun, RecordedResource, plain_occurrences, run_program
 
 GATEWAY_TYPE = "tritonllm:gateway:Gateway"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -401,6 +401,12 @@ def test_without_a_domain_the_nlb_serves_a_certificate_from_the_programs_ca(run)
     assert acm.inputs["certificateBody"] == server.outputs["certPem"]
     assert acm.inputs["certificateChain"] == ca.outputs["certPem"]
     assert "domainName" not in acm.inputs and "validationMethod" not in acm.inputs
+    # the private keys exist only as secrets: nowhere in plain text in any resource's inputs
+    for key in t["keys"]:
+        pem = key.outputs["privateKeyPem"].strip()
+        for resource in run.resources:
+            for path in plain_occurrences(resource.inputs, pem):
+                assert resource.is_secret(path), f"private key in plain text at {resource.type} {resource.name} {path}"
     service = _gateway_resources(run)["service"]
     ann = service.get("metadata.annotations")
     assert ann[f"{P}ssl-cert"] == acm.outputs["arn"]

@@ -29,6 +29,7 @@ from components.catalog import versions
 from components.config import parse_stack_config
 from components.platform.builders import pod_security
 from components.serving.builders import engine_build as eb
+from components.serving.builders import multinode
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import REPO_ROOT, load_stack_config, stack_files
 
@@ -56,7 +57,7 @@ DIGEST_CHECK = "CKV_K8S_43"
 UNPINNED_IMAGES = [image.ref for image in versions.IMAGES if image.digest is None]
 
 # Checks that fail for one named pod, with the reason (pod_security.POD_SECURITY_EXCEPTIONS).
-MULTINODE_POD = re.compile(r"^Pod\.[^.]+\.triton-mn-(leader|worker)$")
+MULTINODE_POD = re.compile(r"^Pod\.[^.]+\.(triton-mn|nccl-test)-(leader|worker)$")
 CHECKOV_EXCEPTIONS: dict[tuple[str, re.Pattern[str]], str] = {
     (check, MULTINODE_POD): pod_security.POD_SECURITY_EXCEPTIONS["multinode"]
     for check in (
@@ -67,6 +68,14 @@ CHECKOV_EXCEPTIONS: dict[tuple[str, re.Pattern[str]], str] = {
         "CKV_K8S_25",  # capabilities added
     )
 }
+NCCL_TEST_POD = re.compile(r"^Pod\.[^.]+\.nccl-test-(leader|worker)$")
+CHECKOV_EXCEPTIONS.update(
+    {
+        (check, NCCL_TEST_POD): "`tritonllm nccl-test` runs all_reduce_perf once, reads the result and deletes the "
+        "pods: nothing serves, so there is nothing to probe"
+        for check in ("CKV_K8S_8", "CKV_K8S_9")  # liveness, readiness probes
+    }
+)
 
 
 # --------------------------------------------------------------------------- what we scan
@@ -97,8 +106,17 @@ def engine_build_jobs(stack: str) -> list[dict[str, Any]]:
     ]
 
 
+def nccl_test_manifests(stack: str) -> list[dict[str, Any]]:
+    """`tritonllm nccl-test`'s LeaderWorkerSet in a multi-node model's namespace."""
+    raw = {k.split(":", 1)[1]: v for k, v in load_stack_config(stack).items() if k.startswith("tritonllm:")}
+    cfg = parse_stack_config(raw, {"hfToken"})
+    return [
+        m for model in cfg.models if model.multi_node for m in multinode.nccl_test_manifests(model, cfg.site_of(model))
+    ]
+
+
 def scanned_manifests(stack: str) -> list[dict[str, Any]]:
-    manifests = stack_run_for(stack).manifests()
+    manifests = stack_run_for(stack).manifests() + nccl_test_manifests(stack)
     for lws in [m for m in manifests if m["kind"] == "LeaderWorkerSet"]:
         manifests += lws_pods(lws)
     return manifests + engine_build_jobs(stack)
@@ -219,7 +237,7 @@ def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _is_multinode_pod(name: str) -> bool:
-    return name.startswith("triton-mn-")
+    return name.startswith(("triton-mn-", "nccl-test-"))
 
 
 @pytest.mark.parametrize("stack", stack_files())
@@ -240,7 +258,7 @@ def test_every_pod_we_define_runs_restricted_or_is_a_named_exception(stack):
                 assert ctx["allowPrivilegeEscalation"] is False and not ctx.get("privileged"), (name, c["name"])
                 assert ctx["capabilities"]["drop"] == ["ALL"], (name, c["name"])
                 assert "env" not in c or all("secretKeyRef" not in e.get("valueFrom", {}) for e in c["env"])
-                if exception and c["name"] in ("triton", "worker"):
+                if exception and c["name"] in ("triton", "worker", "leader"):
                     assert ctx["runAsUser"] == 0
                     assert set(ctx["capabilities"]["add"]) == set(pod_security.ROOT_CAPABILITIES)
                     continue

@@ -560,10 +560,13 @@ def nccl_test_manifests(model: ModelConfig, site: ModelSite) -> list[dict[str, A
                 "tolerations": tm.gpu_tolerations(),
                 "enableServiceLinks": False,
                 "automountServiceAccountToken": False,
+                # The ranks' sshd, as in the serving group: the named root exception (pod_security).
+                "securityContext": pod_security.pod_security_context(root=True),
                 "containers": [
                     {
                         "name": role,
                         "image": NCCL_TESTS_IMAGE,
+                        "securityContext": pod_security.container_security_context(root=True),
                         "command": ["/bin/sh", f"{LAUNCH_DIR}/{role}.sh"],
                         "env": [
                             *({"name": k, "value": v} for k, v in nccl_env(model, site).items()),
