@@ -141,17 +141,22 @@ def checkov_executable() -> Path:
     explicit = os.environ.get("TRITONLLM_CHECKOV")
     if explicit:
         return Path(explicit)
+    import fcntl
+
     wanted = CHECKOV_REQUIREMENTS.read_text()
     marker = CHECKOV_VENV / ".tritonllm-requirements"
     exe = CHECKOV_VENV / "bin" / "checkov"
-    if marker.is_file() and marker.read_text() == wanted and exe.is_file():
+    CHECKOV_VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(CHECKOV_VENV.parent / ".checkov-venv.lock", "w") as lock:  # pytest-xdist workers wait for one
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and marker.read_text() == wanted and exe.is_file():
+            return exe
+        if not (CHECKOV_VENV / "bin" / "python").is_file():
+            subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
+        venv_python = str(CHECKOV_VENV / "bin" / "python")
+        subprocess.run([venv_python, "-m", "pip", "install", "--quiet", "-r", str(CHECKOV_REQUIREMENTS)], check=True)
+        marker.write_text(wanted)
         return exe
-    if not (CHECKOV_VENV / "bin" / "python").is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
-    pip = [str(CHECKOV_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(CHECKOV_REQUIREMENTS)]
-    subprocess.run(pip, check=True)
-    marker.write_text(wanted)
-    return exe
 
 
 @pytest.fixture(scope="module")
