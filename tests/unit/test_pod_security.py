@@ -61,11 +61,9 @@ MULTINODE_POD = re.compile(r"^Pod\.[^.]+\.(triton-mn|nccl-test)-(leader|worker)$
 CHECKOV_EXCEPTIONS: dict[tuple[str, re.Pattern[str]], str] = {
     (check, MULTINODE_POD): pod_security.POD_SECURITY_EXCEPTIONS["multinode"]
     for check in (
-        "CKV_K8S_6",  # root containers
         "CKV_K8S_23",  # root containers admitted
         "CKV_K8S_22",  # read-only root filesystem (apt-get may install openssh-server)
-        "CKV_K8S_37",  # capabilities assigned (drop ALL, then SYS_CHROOT, SETUID, SETGID, ... added back)
-        "CKV_K8S_25",  # capabilities added
+        "CKV_K8S_25",  # capabilities added back after dropping ALL (SYS_CHROOT, SETUID, SETGID, ...)
     )
 }
 NCCL_TEST_POD = re.compile(r"^Pod\.[^.]+\.nccl-test-(leader|worker)$")
@@ -207,8 +205,14 @@ def test_checkov_finds_nothing_beyond_the_named_skips(stack, checkov, tmp_path):
     summary = report["summary"]
     assert summary["parsing_errors"] == 0
     assert summary["passed"] > 100, summary  # it really scanned our objects
-    left = unexplained(report["results"]["failed_checks"], unpinned)
+    failed = report["results"]["failed_checks"]
+    left = unexplained(failed, unpinned)
     assert not left, "checkov failures without a named, reasoned skip:\n" + "\n".join(left)
+    if any(m["kind"] == "LeaderWorkerSet" for m in manifests):  # no exception stays once it is not needed
+        used = {
+            (c, p) for f in failed for (c, p) in CHECKOV_EXCEPTIONS if c == f["check_id"] and p.match(f["resource"])
+        }
+        assert used == set(CHECKOV_EXCEPTIONS), f"exceptions no longer needed: {set(CHECKOV_EXCEPTIONS) - used}"
     # Every pod we define was scanned, LeaderWorkerSet templates and the engine-build Job included.
     scanned = {c["resource"] for c in report["results"]["passed_checks"]}
     for manifest in manifests:
@@ -220,12 +224,12 @@ def test_checkov_finds_nothing_beyond_the_named_skips(stack, checkov, tmp_path):
 def test_unexplained_reports_what_the_pods_used_to_do():
     """The filter is no blanket: a root container outside the multi-node exception is reported."""
     failed = [
-        {"check_id": "CKV_K8S_6", "check_name": "root", "resource": "Deployment.llama.triton"},
-        {"check_id": "CKV_K8S_6", "check_name": "root", "resource": "Pod.llama-3-8b.triton-mn-worker"},
+        {"check_id": "CKV_K8S_23", "check_name": "root", "resource": "Deployment.llama.triton"},
+        {"check_id": "CKV_K8S_23", "check_name": "root", "resource": "Pod.llama-3-8b.triton-mn-worker"},
         {"check_id": "CKV_K8S_11", "check_name": "cpu", "resource": "Deployment.llama.triton"},
         {"check_id": DIGEST_CHECK, "check_name": "digest", "resource": "Deployment.llama.triton"},
     ]
-    assert unexplained(failed, unpinned=["x:1"]) == ["CKV_K8S_6 root: Deployment.llama.triton (None)"]
+    assert unexplained(failed, unpinned=["x:1"]) == ["CKV_K8S_23 root: Deployment.llama.triton (None)"]
     assert len(unexplained(failed, unpinned=[])) == 2  # the digest check counts once every image is pinned
 
 
