@@ -4,6 +4,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config import efa_pools, multi_node_pools, placement_group_pools, read_pulumi_config
+from components.gateway.builders import certificates
 from components.gateway.resources.gateway import Gateway, GatewayArgs
 from components.observability.resources.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.observability.resources.monitoring import Monitoring, MonitoringArgs
@@ -169,6 +170,10 @@ pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
 pulumi.export("bucketName", model_store.bucket_name)
 pulumi.export("httpEndpoint", gateway.http_endpoint)
 pulumi.export("grpcEndpoint", gateway.grpc_endpoint)
+if gateway.ca_certificate is not None:
+    # TLS with the program's own CA (no domain of the user's): what clients verify the endpoint against.
+    pulumi.export(certificates.CA_OUTPUT, gateway.ca_certificate)
+    pulumi.export("caCertificateCommand", certificates.ca_file_command())
 if gateway.api_key_command:
     pulumi.export("apiKeyCommand", gateway.api_key_command)  # prints one `name:secret` key; never the key itself
 pulumi.export("servedModels", [t.model_name for t in served.values()])

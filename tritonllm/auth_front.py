@@ -14,6 +14,11 @@ client's key handling is tested against the real mechanism:
 API keys are `name:secret`; clients send them as Basic credentials (`curl -u "$KEY"`,
 `tritonllm client --api-key "$KEY"`, gRPC metadata `authorization: Basic base64(key)`).
 Triton itself listens on loopback ports only the front knows.
+
+`serve --tls` puts TLS on the same front, as the NLB does on EKS: HTTPS on the HTTP port, gRPC over
+TLS (ALPN h2) on the gRPC port, and HTTPS on the OpenAI port (nginx proxying to the OpenAI frontend
+on a loopback port), with a server certificate from a CA generated the way the gateway's is
+(tritonllm/tls_certs.py). Keys and TLS are independent: either one starts the front.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -28,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tritonllm.ports import LoopbackUrls, find_free_port, listening
+from tritonllm.tls_certs import TlsFiles
 
 API_KEYS_ENV = "TRITONLLM_API_KEYS"  # serve: comma-separated name:secret keys
 REALM = "tritonllm"
@@ -69,8 +76,14 @@ def nginx_config(
     timeout_seconds: int = 300,
     run_as_root: bool = False,
     draining: bool = False,
+    keys: bool = True,
+    tls: TlsFiles | None = None,
+    openai: tuple[int, int] | None = None,
 ) -> str:
-    """An nginx.conf equivalent (for these two ports) to what NGF renders for our routes.
+    """An nginx.conf equivalent (for these ports) to what NGF renders for our routes.
+
+    keys: check API keys (htpasswd in workdir); tls: terminate TLS with these files on every port;
+    openai: (public port, frontend's loopback port) for the OpenAI API, which checks keys itself.
 
     `draining`: what NGF renders once the model's last endpoint has left the EndpointSlice (a replica
     being removed): the upstream becomes its 503 server (nginx-gateway-fabric v2.6.7
@@ -81,11 +94,32 @@ def nginx_config(
     """
     t = f"{timeout_seconds}s"
     user = "user root;\n" if run_as_root else ""
-    auth = f'auth_basic "{REALM}";\n            auth_basic_user_file {workdir}/htpasswd;'
+    auth = f'auth_basic "{REALM}";\n            auth_basic_user_file {workdir}/htpasswd;' if keys else ""
     unavailable = f"unix:{workdir}/unavailable-503.sock"
     http_upstream = f"http://{unavailable}" if draining else f"http://127.0.0.1:{triton_http}"
     grpc_upstream = f"grpc://{unavailable}" if draining else f"grpc://127.0.0.1:{triton_grpc}"
     retry_after = "\n            add_header Retry-After 1 always;" if draining else ""
+    ssl = " ssl" if tls else ""
+    # TLS 1.3/1.2 only, as the NLB's ELBSecurityPolicy-TLS13-1-2-2021-06.
+    certs = (
+        f"ssl_certificate {tls.server_cert};\n    ssl_certificate_key {tls.server_key};\n"
+        "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+        if tls
+        else ""
+    )
+    openai_server = ""
+    if openai is not None:
+        public, internal = openai
+        openai_server = f"""
+    server {{
+        listen {host}:{public}{ssl};
+        location / {{
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_pass http://127.0.0.1:{internal};
+        }}
+    }}"""
     return f"""{user}worker_processes 1;
 daemon off;
 pid {workdir}/nginx.pid;
@@ -104,8 +138,8 @@ http {{
     proxy_send_timeout {t};
     grpc_read_timeout {t};
     grpc_send_timeout {t};
-    server {{
-        listen {host}:{http_port};
+    {certs}server {{
+        listen {host}:{http_port}{ssl};
         location = {READINESS_PATH} {{ return {503 if draining else 200}; }}
         location / {{
             {auth}{retry_after}
@@ -115,7 +149,7 @@ http {{
         }}
     }}
     server {{
-        listen {host}:{grpc_port} http2;
+        listen {host}:{grpc_port}{ssl} http2;
         location / {{
             {auth}
             error_page 401 = @grpc_unauthenticated;
@@ -142,7 +176,7 @@ http {{
         access_log off;
         default_type application/json;
         return 503 '{{"error":"the server is draining (stopping): no replica takes new requests; retry"}}';
-    }}
+    }}{openai_server}
 }}
 """
 
@@ -154,7 +188,7 @@ def nginx_binary() -> str | None:
 
 
 class ApiKeyFront(LoopbackUrls):
-    """An nginx process checking API keys in front of Triton's HTTP and gRPC ports."""
+    """An nginx process in front of Triton's HTTP and gRPC ports: API keys, TLS, or both."""
 
     def __init__(
         self,
@@ -166,10 +200,14 @@ class ApiKeyFront(LoopbackUrls):
         http_port: int = 8000,
         grpc_port: int = 8001,
         timeout_seconds: int = 300,
+        tls: TlsFiles | None = None,
+        openai: tuple[int, int] | None = None,
     ) -> None:
-        if not keys:
-            raise FrontError("no API keys given")
+        if not keys and tls is None:
+            raise FrontError("no API keys and no TLS: nothing for the front to do")
         self.keys = list(keys)
+        self.tls = tls
+        self.openai = openai
         self.host, self.http_port, self.grpc_port = host, http_port, grpc_port
         self.triton_http, self.triton_grpc = triton_http, triton_grpc
         self.timeout_seconds = timeout_seconds
@@ -184,9 +222,10 @@ class ApiKeyFront(LoopbackUrls):
             if getattr(self, attr) == 0:
                 setattr(self, attr, find_free_port(self.host))
         self.workdir = Path(tempfile.mkdtemp(prefix="tritonllm-front-"))
-        htpasswd = self.workdir / "htpasswd"
-        htpasswd.write_text(htpasswd_text(self.keys))
-        htpasswd.chmod(0o600)
+        if self.keys:
+            htpasswd = self.workdir / "htpasswd"
+            htpasswd.write_text(htpasswd_text(self.keys))
+            htpasswd.chmod(0o600)
         conf = self.workdir / "nginx.conf"
         conf.write_text(self._config())
         self.process = subprocess.Popen(
@@ -200,7 +239,8 @@ class ApiKeyFront(LoopbackUrls):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise FrontError(f"nginx exited ({self.process.returncode}): {self._error_tail()}")
-            if listening(self._client_host, self.http_port) and listening(self._client_host, self.grpc_port):
+            ports = [self.http_port, self.grpc_port, *([self.openai[0]] if self.openai else [])]
+            if all(listening(self._client_host, port) for port in ports):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -218,6 +258,9 @@ class ApiKeyFront(LoopbackUrls):
             timeout_seconds=self.timeout_seconds,
             run_as_root=os.geteuid() == 0,
             draining=draining,
+            keys=bool(self.keys),
+            tls=self.tls,
+            openai=self.openai,
         )
 
     def drain(self, timeout: float = 15.0) -> bool:
@@ -239,10 +282,12 @@ class ApiKeyFront(LoopbackUrls):
         # Done once the old worker no longer accepts connections (until then both take new ones) and the
         # new one answers with the draining config.
         deadline = time.monotonic() + timeout
+        # Behind TLS (serve --tls) the readiness answer comes over HTTPS with the generated CA.
+        context = ssl.create_default_context(cafile=str(self.tls.ca_cert)) if self.tls else None
         while time.monotonic() < deadline:
             if old_workers_stopped() > before:
                 try:
-                    urllib.request.urlopen(f"{self.http_url}{READINESS_PATH}", timeout=2).close()
+                    urllib.request.urlopen(f"{self.http_url}{READINESS_PATH}", timeout=2, context=context).close()
                 except urllib.error.HTTPError as exc:
                     if exc.code == 503:
                         return True
@@ -250,6 +295,16 @@ class ApiKeyFront(LoopbackUrls):
                     pass
             time.sleep(0.05)
         return False
+
+    @property
+    def http_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self._client_host}:{self.http_port}"
+
+    @property
+    def openai_base_url(self) -> str | None:
+        if self.openai is None:
+            return None
+        return f"{'https' if self.tls else 'http'}://{self._client_host}:{self.openai[0]}/v1"
 
     def _error_tail(self) -> str:
         err = ""

@@ -34,7 +34,7 @@ from typing import Any
 
 from tritonllm import kserve_bench, openai_bench, openai_client
 from tritonllm.bench_core import METRICS, PRESETS, STATS, BenchError, Preset, RunResult
-from tritonllm.client_core import API_KEY_ENV
+from tritonllm.client_core import API_KEY_ENV, CA_CERT_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("TRITONLLM_CACHE_DIR", REPO_ROOT / ".cache" / "tritonllm"))
@@ -321,6 +321,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})",
     )
     parser.add_argument(
+        "--ca-cert",
+        default=None,
+        metavar="FILE",
+        help="verify the endpoint's TLS certificate against this CA certificate (the stack output "
+        f"caCertificate or `serve --tls`'s ca.pem; default ${CA_CERT_ENV}): given to AIPerf as SSL_CERT_FILE",
+    )
+    parser.add_argument(
         "--setup", action="store_true", help="create the AIPerf virtualenv and the local tokenizer, then exit"
     )
 
@@ -337,6 +344,14 @@ def main(args: argparse.Namespace) -> int:
             "error: aiperf not found; run `python -m tritonllm bench --setup` (or `make bench-local`)", file=sys.stderr
         )
         return 2
+    ca_cert = getattr(args, "ca_cert", None) or os.environ.get(CA_CERT_ENV)
+    if ca_cert:
+        if not Path(ca_cert).is_file():
+            print(f"error: --ca-cert {ca_cert}: no such file", file=sys.stderr)
+            return 2
+        # Python's ssl (the interface probe) and AIPerf (a child process, aiohttp) verify against the
+        # OpenSSL default file, which $SSL_CERT_FILE names: this CA and nothing else.
+        os.environ["SSL_CERT_FILE"] = str(Path(ca_cert).resolve())
     base = PRESETS[args.preset]
     api = getattr(args, "api", None) or base.api
     if api == "openai":

@@ -33,7 +33,7 @@ from typing import Any
 
 from tritonllm import kserve_client, openai_client
 from tritonllm._llm_io import GenerationSettings
-from tritonllm.client_core import API_KEY_ENV, RequestResult, RequestsRefused, SetupError
+from tritonllm.client_core import API_KEY_ENV, CA_CERT_ENV, RequestResult, RequestsRefused, SetupError
 
 
 class UsageError(ValueError):
@@ -247,6 +247,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="per-request timeout in seconds")
     parser.add_argument("--ssl", action="store_true", help="TLS (https / secure gRPC channel)")
     parser.add_argument(
+        "--ca-cert",
+        default=None,
+        metavar="FILE",
+        help="verify the server's certificate against this CA certificate (implies TLS): the stack output "
+        f"caCertificate or `serve --tls`'s ca.pem (default ${CA_CERT_ENV})",
+    )
+    parser.add_argument(
         "--api-key",
         default=None,
         help=f"API key name:secret for the gateway or `serve --api-key` (default ${API_KEY_ENV})",
@@ -280,7 +287,11 @@ def main(args: argparse.Namespace) -> int:
         if protocol == "grpc"
         else os.environ.get("TRITON_HTTP_URL", "http://localhost:8000")
     )
-    ssl = args.ssl or tls
+    ca_cert = getattr(args, "ca_cert", None) or os.environ.get(CA_CERT_ENV) or None
+    ssl = args.ssl or tls or bool(ca_cert)
+    if ca_cert and url.startswith("http://"):
+        print(f"error: --ca-cert verifies TLS, but --url {url} is plain http://; use https://", file=sys.stderr)
+        return 2
     stream = args.stream if args.stream is not None else (protocol == "grpc")
     openai_api = getattr(args, "api", "kserve") == "openai"
     if openai_api:
@@ -324,6 +335,7 @@ def main(args: argparse.Namespace) -> int:
                         on_result=report,
                         api_key=args.api_key or os.environ.get(API_KEY_ENV),
                         stop_when_refused=True,
+                        ca_cert=ca_cert,
                     )
                 ),
             )
@@ -343,6 +355,7 @@ def main(args: argparse.Namespace) -> int:
                     on_result=report,
                     api_key=args.api_key or os.environ.get(API_KEY_ENV),
                     stop_when_refused=True,
+                    ca_cert=ca_cert,
                 )
             )
     except SetupError as exc:

@@ -121,6 +121,22 @@ API_KEY_HINT = (
 )
 
 
+CA_CERT_ENV = "TRITONLLM_CA_CERT"  # the CA certificate a TLS endpoint's server certificate is verified against
+
+
+def ssl_context(ca_cert: str | None):
+    """TLS verification for aiohttp/urllib: against `ca_cert` only (the stack's or `serve --tls`'s CA),
+    else the system's trust store (True: aiohttp's default). Hostnames are always checked."""
+    if not ca_cert:
+        return True
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=ca_cert)
+    except (OSError, ssl.SSLError) as exc:
+        raise SetupError(f"cannot read the CA certificate {ca_cert}: {exc}") from None
+
+
 def auth_headers(api_key: str | None) -> dict[str, str]:
     """HTTP Basic credentials for an API key `name:secret`, as the gateway (and `serve --api-key`)
     checks them; lower-case, so the same dict is valid gRPC metadata."""

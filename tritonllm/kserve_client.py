@@ -17,6 +17,7 @@ from typing import Any
 from tritonllm._llm_io import ContractError, GenerationSettings, ModelInterface, plan_inputs, text_from_generate_json
 from tritonllm.client_core import (
     API_KEY_HINT,
+    CA_CERT_ENV,
     GRPC_REFUSALS,
     RequestResult,
     SetupError,
@@ -28,6 +29,7 @@ from tritonllm.client_core import (
     send_requests,
     sse_events,
     sse_json_events,
+    ssl_context,
 )
 
 
@@ -79,13 +81,16 @@ def _grpc_message(error: Exception) -> str:
 
 
 class GrpcBackend:
-    def __init__(self, url: str, ssl: bool = False, api_key: str | None = None) -> None:
+    def __init__(self, url: str, ssl: bool = False, api_key: str | None = None, ca_cert: str | None = None) -> None:
         import tritonclient.grpc.aio as grpcclient
 
         self._auth = auth_headers(api_key)
         self._grpc = grpcclient
         self.url = url
-        self.client = grpcclient.InferenceServerClient(grpc_target(url), ssl=ssl)
+        # root_certificates: a PEM file tritonclient reads; the server certificate must chain to it.
+        self.client = grpcclient.InferenceServerClient(
+            grpc_target(url), ssl=ssl or bool(ca_cert), root_certificates=ca_cert
+        )
         self._error_responses: set[int] = set()  # results whose failure was the server's error response
 
     async def model_interface(self, model: str) -> ModelInterface:
@@ -101,6 +106,11 @@ class GrpcBackend:
             if served is not None:
                 raise SetupError(unknown_model_message(model, self.url, served, message)) from None
             hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in message or "handshake failed" in message.lower():
+                raise SetupError(
+                    f"TLS: the server at {grpc_target(self.url)} presents a certificate that does not verify "
+                    f"against the CA given (--ca-cert / ${CA_CERT_ENV}, else the system's): {message}"
+                ) from None
             if "UNAVAILABLE" in status or "Socket closed" in message or "failed to connect" in message.lower():
                 host, port = host_port(grpc_target(self.url))
                 answer = await asyncio.to_thread(probe, host, port)
@@ -201,17 +211,20 @@ class GrpcBackend:
 
 
 class HttpBackend:
-    def __init__(self, url: str, ssl: bool = False, stream: bool = False, api_key: str | None = None) -> None:
+    def __init__(
+        self, url: str, ssl: bool = False, stream: bool = False, api_key: str | None = None, ca_cert: str | None = None
+    ) -> None:
         self._auth = auth_headers(api_key)
-        self.base = http_base(url, ssl)
+        self.base = http_base(url, ssl or bool(ca_cert))
         self.stream = stream
         self.session = None
+        self._ssl = ssl_context(ca_cert)
 
     async def _session(self):
         if self.session is None:
             import aiohttp
 
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl))
         return self.session
 
     async def model_interface(self, model: str) -> ModelInterface:
@@ -345,11 +358,16 @@ async def run_requests(
     on_result=None,
     api_key: str | None = None,
     stop_when_refused: bool = False,
+    ca_cert: str | None = None,
 ) -> tuple[ModelInterface, list[RequestResult]]:
     """Send every prompt (at most `concurrency` in flight); return the model interface and results in order.
     With stop_when_refused the first prompt goes alone, and RequestsRefused is raised when the server
     refuses it for what it asks (see client_core.send_requests)."""
-    backend = GrpcBackend(url, ssl, api_key) if protocol == "grpc" else HttpBackend(url, ssl, stream, api_key)
+    backend = (
+        GrpcBackend(url, ssl, api_key, ca_cert)
+        if protocol == "grpc"
+        else HttpBackend(url, ssl, stream, api_key, ca_cert)
+    )
     try:
         iface = await backend.model_interface(model)
         try:

@@ -30,6 +30,7 @@ from tritonllm.client_core import (
     send_requests,
     sse_events,
     sse_json_events,
+    ssl_context,
 )
 from tritonllm.client_core import auth_headers as basic_auth_headers
 
@@ -119,6 +120,7 @@ async def run_requests(
     on_result=None,
     api_key: str | None = None,
     stop_when_refused: bool = False,
+    ca_cert: str | None = None,
 ) -> list:
     """Send every prompt (at most `concurrency` in flight); the results in order. With stop_when_refused
     the first prompt goes alone, and RequestsRefused is raised when the server answers it with a 4xx
@@ -132,7 +134,8 @@ async def run_requests(
     except ValueError as exc:
         raise SetupError(str(exc)) from None
     results = [RequestResult(index=i, prompt=p) for i, p in enumerate(prompts)]
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=headers) as session:
+    connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context(ca_cert))
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         try:
             async with session.get(f"{base}/models", timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 listing = await resp.text()

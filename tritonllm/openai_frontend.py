@@ -762,14 +762,19 @@ def check_port(host: str, port: int | None) -> None:
         )
 
 
-def start_for_serve(server: Any, args: Any, api_keys: list[tuple[str, str]] | None = None) -> OpenAIFrontend | None:
+def start_for_serve(
+    server: Any, args: Any, api_keys: list[tuple[str, str]] | None = None, loopback: bool = False
+) -> OpenAIFrontend | None:
     """`tritonllm serve`'s hook: the OpenAI API next to the running Triton, unless --openai-port -1.
-    With API keys it checks them itself (HTTP Basic, as the gateway does) on the address serve exposes."""
+    With API keys it checks them itself (HTTP Basic, as the gateway does) on the address serve exposes.
+    `loopback` (serve --tls): on a free loopback port, behind the front that terminates TLS on --openai-port."""
     port = getattr(args, "openai_port", -1)
     if port is None or port < 0:
         return None
     host = getattr(args, "host", None) or server.host
     check_port(host, port)
+    if loopback:
+        host, port = "127.0.0.1", 0
     try:
         return start_frontend(server.http_url, host=host, port=port, metrics_url=server.metrics_url, api_keys=api_keys)
     except OSError as exc:

@@ -708,6 +708,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in front of Triton like the EKS gateway does (401 / gRPC UNAUTHENTICATED without it)",
     )
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS, gRPC over TLS and HTTPS on the OpenAI port, with a server certificate from a CA "
+        "generated like the EKS gateway's (clients verify with --ca-cert <tls-dir>/ca.pem)",
+    )
+    parser.add_argument(
+        "--tls-dir",
+        default=str(DEFAULT_CACHE_DIR / "tls"),
+        help="where --tls writes ca.pem, server.pem and server.key (new ones at every start; default %(default)s)",
+    )
+    parser.add_argument(
         "run",
         nargs=argparse.REMAINDER,
         metavar="-- COMMAND ...",
@@ -813,13 +824,20 @@ def main(args: argparse.Namespace) -> int:
     except auth_front.FrontError as exc:
         _print(f"error: {exc}")
         return 2
+    tls_files = None
+    if getattr(args, "tls", False):
+        from tritonllm import tls_certs
+
+        hosts = ("localhost", "127.0.0.1", *([args.host] if args.host not in ("0.0.0.0", "", "127.0.0.1") else []))
+        tls_files = tls_certs.local_certificates(Path(args.tls_dir), hosts)
+    fronted = bool(api_keys) or tls_files is not None
     server = TritonServer(
         args.model_repository,
-        # With API keys Triton listens on loopback ports only the key-checking front knows.
-        http_port=0 if api_keys else args.http_port,
-        grpc_port=0 if api_keys else args.grpc_port,
+        # With API keys or TLS Triton listens on loopback ports only the front (nginx) knows.
+        http_port=0 if fronted else args.http_port,
+        grpc_port=0 if fronted else args.grpc_port,
         metrics_port=args.metrics_port,
-        host="127.0.0.1" if api_keys else args.host,
+        host="127.0.0.1" if fronted else args.host,
         log_verbose=args.log_verbose,
         log_file=args.log_file,
         echo_logs=not args.quiet,
@@ -851,7 +869,19 @@ def main(args: argparse.Namespace) -> int:
             _print(f"error: {exc}")
             return lifecycle.EXIT_SERVER_FAILED
         urls: TritonServer | auth_front.ApiKeyFront = server
-        if api_keys:
+        openai_port = getattr(args, "openai_port", -1)
+        openai_public = None
+        try:
+            # With TLS the OpenAI frontend listens on loopback and the front terminates TLS on its port.
+            frontend = openai_frontend.start_for_serve(server, args, api_keys=api_keys, loopback=tls_files is not None)
+        except openai_frontend.FrontendStartError as exc:
+            _print(f"error: {exc}")
+            return lifecycle.EXIT_SERVER_FAILED
+        if frontend is not None and tls_files is not None:
+            from tritonllm.ports import find_free_port
+
+            openai_public = (openai_port or find_free_port(args.host), frontend.port)
+        if fronted:
             try:
                 front = auth_front.ApiKeyFront(
                     api_keys,
@@ -860,27 +890,34 @@ def main(args: argparse.Namespace) -> int:
                     host=args.host,
                     http_port=args.http_port,
                     grpc_port=args.grpc_port,
+                    tls=tls_files,
+                    openai=openai_public,
                 )
                 urls = front.start()
             except auth_front.FrontError as exc:
                 _print(f"error: {exc}")
                 return lifecycle.EXIT_SERVER_FAILED
-            _print(
-                f"API keys required ({', '.join(name for name, _ in api_keys)}): "
-                "clients pass --api-key NAME:SECRET or set TRITONLLM_API_KEY"
-            )
-        try:
-            frontend = openai_frontend.start_for_serve(server, args, api_keys=api_keys)
-        except openai_frontend.FrontendStartError as exc:
-            _print(f"error: {exc}")
-            return lifecycle.EXIT_SERVER_FAILED
+            if api_keys:
+                _print(
+                    f"API keys required ({', '.join(name for name, _ in api_keys)}): "
+                    "clients pass --api-key NAME:SECRET or set TRITONLLM_API_KEY"
+                )
+            if tls_files is not None:
+                _print(
+                    f"TLS: clients verify the server against the CA certificate {tls_files.ca_cert}\n"
+                    f"      (--ca-cert {tls_files.ca_cert}; curl --cacert {tls_files.ca_cert}; "
+                    f"SSL_CERT_FILE={tls_files.ca_cert} for the openai SDK)"
+                )
+        openai_url = (front.openai_base_url if front is not None and openai_public else None) or (
+            frontend.base_url if frontend else None
+        )
         models = ", ".join(f"{name} ({state})" for name, state in sorted(server.models.items())) or "none"
         _print(
             f"Triton is ready after {server.startup_seconds:.1f}s\n"
             f"  HTTP:    {urls.http_url}\n"
             f"  gRPC:    {urls.grpc_url}\n"
             f"  metrics: {server.metrics_url}\n"
-            + (f"  OpenAI:  {frontend.base_url}\n" if frontend else "")
+            + (f"  OpenAI:  {openai_url}\n" if openai_url else "")
             + f"  models:  {models}"
         )
         if command:
@@ -889,10 +926,12 @@ def main(args: argparse.Namespace) -> int:
                 TRITON_HTTP_URL=urls.http_url,
                 TRITON_GRPC_URL=urls.grpc_url,
                 TRITON_METRICS_URL=server.metrics_url,
-                **({"OPENAI_BASE_URL": frontend.base_url} if frontend else {}),
+                **({"OPENAI_BASE_URL": openai_url} if openai_url else {}),
             )
             if api_keys:
                 env.setdefault("TRITONLLM_API_KEY", ":".join(api_keys[0]))
+            if tls_files is not None:
+                env["TRITONLLM_CA_CERT"] = str(tls_files.ca_cert)
             _print(f"running: {' '.join(command)}")
             try:
                 child = subprocess.Popen(command, env=env)
@@ -910,6 +949,8 @@ def main(args: argparse.Namespace) -> int:
             return code
         first = sorted(server.models)[0] if server.models else "MODEL"
         key_flag = ' -u "$TRITONLLM_API_KEY"' if api_keys else ""
+        if tls_files is not None:
+            key_flag += f" --cacert {tls_files.ca_cert}"
         _print(
             f"try:  curl -s{key_flag} -X POST {urls.http_url}/v2/models/{first}/generate "
             '-d \'{"text_input": "What is Triton?", "max_tokens": 32, "exclude_input_in_output": true}\'\n'

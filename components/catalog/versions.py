@@ -95,6 +95,34 @@ GATEWAY_API_VERSION = "v1.5.1"
 
 
 # --- Container images -------------------------------------------------------
+DIGEST = r"^sha256:[0-9a-f]{64}$"
+
+
+@dataclass(frozen=True)
+class Image:
+    """A container image pinned by tag and, once confirmed from its registry, by digest.
+
+    `ref` is what manifests use: `repository:tag@sha256:...` when a digest is pinned (the
+    runtime pulls by digest, the tag stays for people reading it), else `repository:tag`.
+    Find a digest with `crane digest <repository>:<tag>` or `docker buildx imagetools inspect`
+    (the manifest list's digest, so every platform resolves); never copy one from elsewhere.
+    """
+
+    repository: str
+    tag: str
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        import re
+
+        if self.digest is not None and not re.match(DIGEST, self.digest):
+            raise ValueError(f"{self.repository}:{self.tag}: digest must be sha256:<64 hex>, got {self.digest!r}")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
+
+
 # One Triton image per serving runtime, each the newest NGC release whose sources we could read
 # for that runtime (docs/versions.md has the table and the sources; tests/unit/test_versions.py
 # holds every user to its runtime's pin). NVIDIA/TensorRT-LLM removed the TensorRT-engine backend
@@ -107,10 +135,17 @@ class TritonImage:
     flavour: str  # the image tag's suffix
     framework: str  # what the image serves with
     framework_version: str  # its version in that release (server docs/introduction/compatibility.md)
+    # No digest pinned yet: NGC (nvcr.io) cannot be reached from where this was written, and a digest
+    # copied from a third party is not a pin (docs/security.md "Images"). Set it after reading it.
+    digest: str | None = None
 
     @property
     def image(self) -> str:
-        return f"nvcr.io/nvidia/tritonserver:{self.release}-{self.flavour}"
+        return Image("nvcr.io/nvidia/tritonserver", f"{self.release}-{self.flavour}", self.digest).ref
+
+    @property
+    def ref(self) -> str:  # as Image's: what manifests use
+        return self.image
 
 
 # vLLM runtime: Triton 26.01 (server r26.01 build.py `vllm_version` 0.13.0, vllm_backend r26.01).
@@ -142,12 +177,19 @@ def triton_image(runtime: str) -> str:
 
 
 # Small image with the AWS CLI, used by init containers that stage from S3.
-AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.31.39"
+AWS_CLI = Image("public.ecr.aws/aws-cli/aws-cli", "2.31.39")
+AWS_CLI_IMAGE = AWS_CLI.ref
 # Plain Python for `tritonllm loadtest`'s in-cluster Job: the load generator is the project's own
 # standard-library client code (tritonllm/loadtest_worker.py + _llm_io.py), mounted from a ConfigMap.
 # ECR Public's mirror of the Docker official image (no Docker Hub pull limits from EKS nodes).
-PYTHON_IMAGE = "public.ecr.aws/docker/library/python:3.12.12-slim"
+PYTHON = Image("public.ecr.aws/docker/library/python", "3.12.12-slim")
+PYTHON_IMAGE = PYTHON.ref
 # AWS's NCCL test image (CUDA, NCCL, EFA installer: libfabric + Open MPI, aws-ofi-nccl, nccl-tests),
 # published from aws-samples/awsome-distributed-training micro-benchmarks/nccl-tests; used only by
 # `python -m tritonllm nccl-test`.
-NCCL_TESTS_IMAGE = "public.ecr.aws/hpc-cloud/nccl-tests:cuda12.8.1-efa1.42.0-ofiv1.16.0-ncclv2.27.5-1-testsv2.16.4"
+NCCL_TESTS = Image("public.ecr.aws/hpc-cloud/nccl-tests", "cuda12.8.1-efa1.42.0-ofiv1.16.0-ncclv2.27.5-1-testsv2.16.4")
+NCCL_TESTS_IMAGE = NCCL_TESTS.ref
+
+# Every image a pod of ours runs; the checkov test (tests/unit/test_pod_security.py) accepts an
+# image without a digest only while it is listed here without one.
+IMAGES = (TRITON_VLLM, TRITON_TRTLLM_LLMAPI, TRITON_TRTLLM_ENGINE, AWS_CLI, PYTHON, NCCL_TESTS)

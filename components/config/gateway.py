@@ -47,21 +47,60 @@ class GatewayTlsConfig(ConfigModel):
         description="NLB TLS security policy (TLS 1.3/1.2)",
     )
     plaintext_inside_vpc: bool = Field(
-        False, description="Opt out of TLS (HTTP/h2c on 8000/8001); only allowed for an internal gateway"
+        False,
+        description="Opt out of TLS (HTTP/h2c on 8000/8001); only allowed for an internal gateway. Without "
+        "certificateArn or domain the program serves TLS with a certificate from its own CA (privateDomain)",
+    )
+    private_domain: str | None = Field(
+        None,
+        pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+        description="Without certificateArn or domain: the endpoint's name, a Route 53 private hosted zone in the "
+        "VPC pointing at the NLB, with a certificate from a CA the program generates (stack output "
+        "caCertificate). Default llm.<name>.internal",
+    )
+    certificate_validity_days: int = Field(
+        365,
+        ge=60,
+        le=3650,
+        description="Validity of the generated server certificate (privateDomain); `pulumi up` replaces it in "
+        "its last 30 days (the CA is valid 10 years)",
     )
 
     @property
     def enabled(self) -> bool:
         return not self.plaintext_inside_vpc
 
+    @property
+    def generated(self) -> bool:
+        """TLS with the program's own CA: no certificate or domain of the user's, and no opt-out."""
+        return self.enabled and not self.certificate_arn and not self.domain
+
+    def endpoint_domain(self, stack_name: str) -> str | None:
+        """The name clients use: domain, or for a generated certificate privateDomain (default llm.<name>.internal)."""
+        if self.domain:
+            return self.domain
+        if self.generated:
+            return self.private_domain or f"llm.{stack_name}.internal"
+        return None
+
     @model_validator(mode="after")
     def _choice(self) -> GatewayTlsConfig:
-        if self.plaintext_inside_vpc and (self.certificate_arn or self.domain):
+        if self.plaintext_inside_vpc and (self.certificate_arn or self.domain or self.private_domain):
             raise ValueError(
                 "@plaintextInsideVpc: true while a certificate or domain is set; drop plaintextInsideVpc to serve TLS"
             )
         if self.hosted_zone_id and not self.domain:
             raise ValueError("@domain: hostedZoneId is set without domain; set domain (e.g. llm.example.com)")
+        if self.private_domain and (self.certificate_arn or self.domain):
+            raise ValueError(
+                "@privateDomain: set together with certificateArn or domain; privateDomain names the endpoint only "
+                "when the program generates the certificate: drop privateDomain (or certificateArn/domain)"
+            )
+        if "certificate_validity_days" in self.model_fields_set and not self.generated:
+            raise ValueError(
+                "@certificateValidityDays: only applies to the certificate the program generates; drop it "
+                "(your certificateArn or domain's ACM certificate has its own validity)"
+            )
         return self
 
 
@@ -121,6 +160,12 @@ class GatewayConfig(ConfigModel):
             problems.append(
                 "@tls.plaintextInsideVpc: an internet-facing gateway must serve TLS; set gateway.tls.certificateArn "
                 "or gateway.tls.domain + gateway.tls.hostedZoneId, and drop plaintextInsideVpc"
+            )
+        elif self.scheme == "internet-facing" and self.tls.generated:
+            problems.append(
+                "@tls.certificateArn: an internet-facing gateway needs a certificate of your own domain: the "
+                "generated CA's name (gateway.tls.privateDomain) resolves only inside the VPC and no client trusts "
+                "the CA by default; set gateway.tls.certificateArn or gateway.tls.domain + gateway.tls.hostedZoneId"
             )
         limit = NLB_TLS_IDLE_TIMEOUT_SECONDS - IDLE_TIMEOUT_MARGIN_SECONDS
         if self.tls.enabled and self.request_timeout_seconds > limit:

@@ -175,11 +175,11 @@ class StackConfig(ConfigModel):
     def _gateway_checks(self) -> list[str]:
         problems = []
         tls = self.gateway.tls
-        if tls.enabled and not tls.certificate_arn and not (tls.domain and tls.hosted_zone_id):
+        if tls.domain and not tls.certificate_arn and not tls.hosted_zone_id:
             problems.append(
-                "@gateway.tls.certificateArn: no TLS certificate for the endpoint; set gateway.tls.certificateArn to "
-                "an ACM certificate ARN, or gateway.tls.domain and gateway.tls.hostedZoneId to have one created "
-                "(an internal gateway may opt out with gateway.tls.plaintextInsideVpc: true)"
+                "@gateway.tls.certificateArn: gateway.tls.domain without a certificate; set gateway.tls.certificateArn "
+                "to an ACM certificate ARN for it, or gateway.tls.hostedZoneId to have one created and DNS-validated "
+                "(or drop domain: the program then serves TLS with its own CA, gateway.tls.privateDomain)"
             )
         arn = tls.certificate_arn
         if arn:

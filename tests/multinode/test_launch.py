@@ -205,8 +205,9 @@ def _wait_for(predicate, what: str, timeout: float = DEADLINE):
 class Group:
     """One LWS group (leader + workers) as sshd processes on 127.0.0.x, from the generated scripts."""
 
-    def __init__(self, tmp: Path, cfg, model, scripts: dict[str, str] | None = None):
+    def __init__(self, tmp: Path, cfg, model, scripts: dict[str, str] | None = None, wrapper: list[str] | None = None):
         self.tmp, self.cfg, self.model = tmp, cfg, model
+        self.wrapper = wrapper or []  # e.g. setpriv: the pods' capability set (pod_capabilities_wrapper)
         self.scripts = scripts or multinode.launch_scripts(model, cfg.site_of(model))
         self.nodes = model.multi_node.nodes
         self.procs: dict[int, subprocess.Popen] = {}
@@ -311,7 +312,7 @@ exec sleep 600
         script = "leader.sh" if index == 0 else "worker.sh"
         log = open(self.tmp / f"pod-{index}.log", "w")
         proc = subprocess.Popen(
-            self.image.wrap(["/bin/sh", str(self.launch_dir / script)]),
+            self.image.wrap([*self.wrapper, "/bin/sh", str(self.launch_dir / script)]),
             env=self.env(index),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -350,10 +351,30 @@ exec sleep 600
                 os.kill(int(rank["pid"]), signal.SIGKILL)
 
 
-@pytest.fixture
-def group(tmp_path):
+def pod_capabilities_wrapper(container: dict) -> list[str]:
+    """setpriv giving a process tree what the container's securityContext gives it: the bounding set
+    reduced to the capabilities it adds after dropping ALL, and no_new_privs (allowPrivilegeEscalation false)."""
+    context = container["securityContext"]
+    assert context["capabilities"]["drop"] == ["ALL"] and context["allowPrivilegeEscalation"] is False
+    caps = ",".join(["-all", *(f"+{c.lower()}" for c in context["capabilities"].get("add", []))])
+    return ["setpriv", "--no-new-privs", "--bounding-set", caps, "--inh-caps", "-all"]
+
+
+@pytest.fixture(params=["root", "pod-securitycontext"])
+def group(tmp_path, request):
+    """The group as root with every capability, and with exactly the LeaderWorkerSet pods' securityContext
+    (pod_security.ROOT_CAPABILITIES: the named exception must be enough for sshd and mpirun)."""
     cfg, model = _config()
-    g = Group(tmp_path, cfg, model)
+    wrapper = None
+    if request.param == "pod-securitycontext":
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv (util-linux)")
+        lws = multinode.leader_worker_set_manifest(model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64)
+        templates = lws["spec"]["leaderWorkerTemplate"]
+        leader, worker = (templates[t]["spec"]["containers"][0] for t in ("leaderTemplate", "workerTemplate"))
+        assert leader["securityContext"] == worker["securityContext"]
+        wrapper = pod_capabilities_wrapper(leader)
+    g = Group(tmp_path, cfg, model, wrapper=wrapper)
     yield g
     g.stop()
     # Every "pod" is gone after the test, its sshd listeners included (they used to outlive it).

@@ -614,6 +614,16 @@ class _RecordingMocks(runtime_mocks.Mocks):
                 f"-----BEGIN OPENSSH PRIVATE KEY-----\nmock{body}\n-----END OPENSSH PRIVATE KEY-----\n",
             )
             state.setdefault("publicKeyOpenssh", f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5mock{body[:20]} \n")
+            state.setdefault("privateKeyPem", f"-----BEGIN PRIVATE KEY-----\nmock{body}\n-----END PRIVATE KEY-----\n")
+        elif typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            body = _short_hash(typ, name, length=40)
+            state.setdefault("certPem", f"-----BEGIN CERTIFICATE-----\nmock{body}\n-----END CERTIFICATE-----\n")
+        elif typ == "tls:index/certRequest:CertRequest":
+            body = _short_hash(typ, name, length=40)
+            state.setdefault(
+                "certRequestPem",
+                f"-----BEGIN CERTIFICATE REQUEST-----\nmock{body}\n-----END CERTIFICATE REQUEST-----\n",
+            )
         return state
 
     def _aws_outputs(self, typ: str, name: str, id_: str, state: dict[str, Any]) -> None:
@@ -643,6 +653,8 @@ class _RecordingMocks(runtime_mocks.Mocks):
                     }
                 ],
             )
+        elif typ == "aws:route53/zone:Zone":
+            state.setdefault("zoneId", "Z" + _short_hash(typ, name, length=20).upper())
         elif typ == "aws:route53/record:Record":
             state.setdefault("fqdn", str(state.get("name", "")).rstrip("."))
         if typ == "aws:sqs/queue:Queue":

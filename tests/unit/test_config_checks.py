@@ -57,6 +57,53 @@ MORE_CASES = [
         "between /16 and /20",
     ),
     BadConfig("structured-key-not-json", "dev", {"models": "[{name: oops"}, "models", "is not valid JSON"),
+    # TLS with the program's own CA (gateway.tls.privateDomain, certificateValidityDays)
+    BadConfig(
+        "private-domain-with-a-certificate",
+        "dev",
+        {
+            "gateway.tls": {
+                "privateDomain": "llm.corp.internal",
+                "certificateArn": "arn:aws:acm:us-west-2:123456789012:certificate/0123abcd-0123-4567-89ab-0123456789ab",
+            }
+        },
+        "gateway.tls.privateDomain",
+        "drop privateDomain",
+    ),
+    BadConfig(
+        "private-domain-not-a-name",
+        "dev",
+        {"gateway.tls": {"privateDomain": "LLM_endpoint"}},
+        "gateway.tls.privateDomain",
+        "should match pattern",
+    ),
+    BadConfig(
+        "plaintext-with-a-private-domain",
+        "dev",
+        {"gateway.tls": {"plaintextInsideVpc": True, "privateDomain": "llm.corp.internal"}},
+        "gateway.tls.plaintextInsideVpc",
+        "drop plaintextInsideVpc",
+    ),
+    BadConfig(
+        "validity-with-a-certificate-of-yours",
+        "dev",
+        {
+            "gateway.tls": {
+                "domain": "llm.example.com",
+                "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+                "certificateValidityDays": 90,
+            }
+        },
+        "gateway.tls.certificateValidityDays",
+        "drop it",
+    ),
+    BadConfig(
+        "validity-shorter-than-the-renewal-window",
+        "dev",
+        {"gateway.tls": {"certificateValidityDays": 30}},
+        "gateway.tls.certificateValidityDays",
+        "greater than or equal to 60",
+    ),
     # checks added by other issues' work, so that each has a case (see the last test)
     BadConfig(
         "bottlerocket-without-ami-version",

@@ -193,16 +193,27 @@ CASES = [
     BadConfig(
         "internet-facing-without-tls",
         "dev",
-        {"gateway.scheme": "internet-facing", "gateway.allowedCidrs": ["203.0.113.0/24"]},
+        {
+            "gateway.scheme": "internet-facing",
+            "gateway.allowedCidrs": ["203.0.113.0/24"],
+            "gateway.tls": {"plaintextInsideVpc": True},
+        },
         "gateway.tls.plaintextInsideVpc",
         "must serve TLS",
     ),
     BadConfig(
-        "internal-without-tls-or-opt-out",
+        "internet-facing-with-the-generated-ca",
         "dev",
-        {"gateway.tls": {}},
+        {"gateway.scheme": "internet-facing", "gateway.allowedCidrs": ["203.0.113.0/24"]},
         "gateway.tls.certificateArn",
-        "gateway.tls.plaintextInsideVpc: true",
+        "set gateway.tls.certificateArn or gateway.tls.domain + gateway.tls.hostedZoneId",
+    ),
+    BadConfig(
+        "domain-without-certificate-or-zone",
+        "dev",
+        {"gateway.tls": {"domain": "llm.example.com"}},
+        "gateway.tls.certificateArn",
+        "gateway.tls.hostedZoneId to have one created",
     ),
     BadConfig(
         "open-to-the-world-without-the-key",

@@ -277,8 +277,13 @@ def test_job_runs_on_the_serving_nodepool_with_gpus_and_a_deadline():
     assert build["image"] == versions.TRITON_TRTLLM_ENGINE_IMAGE
     assert build["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert build["command"][:2] == ["python3", f"{eb.SCRIPT_DIR}/build_engine.py"]
-    token_env = next(e for e in build["env"] if e["name"] == "HF_TOKEN")
-    assert token_env["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "HF_TOKEN"}
+    # The token is a file (huggingface_hub reads $HF_TOKEN_PATH), never an environment variable.
+    token_env = next(e for e in build["env"] if e["name"] == "HF_TOKEN_PATH")
+    assert token_env["value"] == f"{eb.HF_TOKEN_DIR}/HF_TOKEN"
+    assert "HF_TOKEN" not in {e["name"] for e in build["env"]}
+    token_volume = next(v for v in pod["volumes"] if v["name"] == "hf-token")
+    assert token_volume["secret"]["secretName"] == "hf-token"
+    assert {"name": "hf-token", "mountPath": eb.HF_TOKEN_DIR, "readOnly": True} in build["volumeMounts"]
     upload = pod["containers"][0]
     assert upload["image"] == versions.AWS_CLI_IMAGE
     script = upload["command"][-1]
@@ -292,7 +297,8 @@ def test_job_runs_on_the_serving_nodepool_with_gpus_and_a_deadline():
 def test_no_token_secret_means_no_token_env():
     manifest, _, _ = job(hf_token_secret=None)
     env = manifest["spec"]["template"]["spec"]["initContainers"][0]["env"]
-    assert "HF_TOKEN" not in {e["name"] for e in env}
+    assert not {"HF_TOKEN", "HF_TOKEN_PATH"} & {e["name"] for e in env}
+    assert "hf-token" not in {v["name"] for v in manifest["spec"]["template"]["spec"]["volumes"]}
 
 
 def test_script_ships_in_the_configmap_verbatim():

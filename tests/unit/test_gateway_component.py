@@ -22,7 +22,7 @@ from components.catalog import versions
 from components.gateway.builders import manifests as gm
 from tests.k8s_schema import validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
-from tests.unit.harness import ProgramRun, RecordedResource, run_program
+from tests.unit.harness import ProgramRun, RecordedResource, plain_occurrences, run_program
 
 GATEWAY_TYPE = "tritonllm:gateway:Gateway"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -217,9 +217,12 @@ def test_endpoints_come_from_the_service_status(run):
     g = _gateway_resources(run)
     host = g["service"].outputs["status"]["loadBalancer"]["ingress"][0]["hostname"]
     assert run.outputs["hostname"] == host
-    # The dev stack opts out of TLS (gateway.tls.plaintextInsideVpc): HTTP 8000, h2c 8001.
-    assert run.outputs["httpEndpoint"] == f"http://{host}:8000"
-    assert run.outputs["grpcEndpoint"] == f"{host}:8001"
+    # The dev stack serves TLS with the program's own CA: endpoints on the private zone's name, port 443.
+    assert run.outputs["httpEndpoint"] == "https://llm.tritonllm-dev.internal"
+    assert run.outputs["grpcEndpoint"] == "llm.tritonllm-dev.internal:443"
+    plain = run_program("dev", overrides={"gateway.tls": {"plaintextInsideVpc": True}})
+    host = _gateway_resources(plain)["service"].outputs["status"]["loadBalancer"]["ingress"][0]["hostname"]
+    assert (plain.outputs["httpEndpoint"], plain.outputs["grpcEndpoint"]) == (f"http://{host}:8000", f"{host}:8001")
     assert (run.outputs["gatewayName"], run.outputs["gatewayNamespace"]) == (gm.GATEWAY_NAME, gm.NGF_NAMESPACE)
 
 
@@ -328,7 +331,13 @@ def test_default_is_internal_and_admits_only_the_vpc(run):
 
 def test_plaintext_listeners_idle_longer_than_nginx_waits(program_file):
     timed = run_program(
-        "dev", program=program_file, overrides={"gateway.requestTimeoutSeconds": 900, "models[0].drainSeconds": 900}
+        "dev",
+        program=program_file,
+        overrides={
+            "gateway.requestTimeoutSeconds": 900,
+            "models[0].drainSeconds": 900,
+            "gateway.tls": {"plaintextInsideVpc": True},
+        },
     )
     g = _gateway_resources(timed)
     ann = g["service"].get("metadata.annotations")
@@ -368,3 +377,77 @@ def test_whole_program_routes_attach_to_the_gateway(full_run):
         ns = route.get("metadata.namespace")
         if ns in namespaces:
             assert gm.route_namespace_labels().items() <= namespaces[ns].items(), f"namespace {ns} not allowed"
+
+
+# --------------------------------------------------------------------------- TLS with the program's own CA
+
+
+def _tls_resources(run: ProgramRun) -> dict[str, list[RecordedResource]]:
+    children = _gateway_resources(run)["children"]
+    kinds = {
+        "keys": "tls:index/privateKey:PrivateKey",
+        "ca": "tls:index/selfSignedCert:SelfSignedCert",
+        "request": "tls:index/certRequest:CertRequest",
+        "server": "tls:index/locallySignedCert:LocallySignedCert",
+        "acm": "aws:acm/certificate:Certificate",
+        "zone": "aws:route53/zone:Zone",
+        "record": "aws:route53/record:Record",
+    }
+    return {k: [r for r in children if r.type == t] for k, t in kinds.items()}
+
+
+def test_without_a_domain_the_nlb_serves_a_certificate_from_the_programs_ca(run):
+    """The dev stack as shipped: CA + server certificate (pulumi_tls, keys secret) imported into ACM,
+    presented by the NLB's TLS listener like a brought certificate, for a private hosted zone name."""
+    from components.gateway.builders import certificates
+
+    t = _tls_resources(run)
+    domain = "llm.tritonllm-dev.internal"
+    plan = certificates.gateway_plan(domain, stack_name="tritonllm-dev")
+    (ca,), (request,), (server,), (acm,), (zone,), (record,) = (
+        t[k] for k in ("ca", "request", "server", "acm", "zone", "record")
+    )
+    keys = {r.inputs["algorithm"]: r for r in t["keys"]}
+    assert set(keys) == {"ECDSA", "RSA"} and keys["RSA"].inputs["rsaBits"] == 2048
+    assert ca.inputs["isCaCertificate"] is True and ca.inputs["allowedUses"] == list(certificates.CA_USES)
+    assert ca.inputs["validityPeriodHours"] == 10 * 365 * 24
+    assert request.inputs["dnsNames"] == [domain] and request.inputs["subject"]["commonName"] == domain
+    assert server.inputs["allowedUses"] == ["digital_signature", "key_encipherment", "server_auth"]
+    assert server.inputs["validityPeriodHours"] == plan.server_validity_hours == 365 * 24
+    assert server.inputs["earlyRenewalHours"] == 30 * 24
+    # ACM import: key (secret), body, chain; the NLB's listener takes its ARN (ssl-cert), port 443 only
+    assert acm.is_secret("privateKey") and acm.inputs["privateKey"].startswith("-----BEGIN")
+    assert acm.inputs["certificateBody"] == server.outputs["certPem"]
+    assert acm.inputs["certificateChain"] == ca.outputs["certPem"]
+    assert "domainName" not in acm.inputs and "validationMethod" not in acm.inputs
+    # the private keys exist only as secrets: nowhere in plain text in any resource's inputs
+    for key in t["keys"]:
+        pem = key.outputs["privateKeyPem"].strip()
+        for resource in run.resources:
+            for path in plain_occurrences(resource.inputs, pem):
+                assert resource.is_secret(path), f"private key in plain text at {resource.type} {resource.name} {path}"
+    service = _gateway_resources(run)["service"]
+    ann = service.get("metadata.annotations")
+    assert ann[f"{P}ssl-cert"] == acm.outputs["arn"]
+    assert [p["port"] for p in service.get("spec.ports")] == [443]
+    # the name: a private hosted zone in the VPC, its apex aliased to the NLB
+    assert zone.inputs["name"] == domain and zone.inputs["vpcs"] == [
+        {"vpcId": "vpc-0123456789abcdef0", "vpcRegion": "us-west-2"}
+    ]
+    assert record.inputs["zoneId"] == zone.outputs["zoneId"] and record.inputs["name"] == domain
+    assert record.inputs["aliases"][0]["name"] == service.outputs["status"]["loadBalancer"]["ingress"][0]["hostname"]
+
+
+def test_a_certificate_of_yours_or_the_opt_out_generate_nothing(program_file):
+    arn = "arn:aws:acm:us-west-2:123456789012:certificate/0123abcd-0123-4567-89ab-0123456789ab"
+    for tls in ({"certificateArn": arn}, {"plaintextInsideVpc": True}, TLS_DOMAIN):
+        t = _tls_resources(run_program("dev", program=program_file, overrides={"gateway.tls": tls}))
+        assert not (t["keys"] or t["ca"] or t["server"] or t["zone"]), tls
+
+
+def test_private_domain_names_the_endpoint(program_file):
+    other = run_program("dev", program=program_file, overrides={"gateway.tls": {"privateDomain": "llm.corp.internal"}})
+    t = _tls_resources(other)
+    assert t["zone"][0].inputs["name"] == "llm.corp.internal"
+    assert t["request"][0].inputs["dnsNames"] == ["llm.corp.internal"]
+    assert other.outputs["httpEndpoint"] == "https://llm.corp.internal"

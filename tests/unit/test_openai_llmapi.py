@@ -23,6 +23,7 @@ from components.config import ConfigError
 from components.config import llmapi as llmapi_repository_config
 from components.config import openai as openai_frontend
 from components.serving.builders import llmapi as llmapi_repository
+from components.serving.builders import triton_manifests as tm
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import run_program
 from tests.unit.test_config_errors import BadConfig
@@ -114,7 +115,7 @@ def test_frontend_command_line(case, llmapi_run, dev_openai_run):
     assert flags["--tokenizer"] == hf_id  # the chat template comes from the model's own tokenizer
     # the HF token reaches the tokenizer download of gated models
     env = {e["name"]: e for e in _container(run, namespace)["env"]}
-    assert "HF_TOKEN" in env
+    assert env["HF_TOKEN_PATH"]["value"] == tm.HF_TOKEN_PATH  # a file from the hf-token Secret
 
 
 def test_models_without_the_switch_keep_tritonserver(llmapi_run, dev_run, vllm_run):
@@ -215,15 +216,17 @@ def test_no_openai_routes_without_the_switch(llmapi_run):
 def test_stack_outputs(llmapi_run):
     base = llmapi_run.outputs["openaiBaseUrls"]
     assert set(base) == {"mistral-7b-instruct"}
-    assert base["mistral-7b-instruct"].startswith("http://") and base["mistral-7b-instruct"].endswith(
-        ":8000/openai/mistral-7b-instruct/v1"
-    )
+    assert base["mistral-7b-instruct"] == "https://llm.tritonllm-llmapi.internal/openai/mistral-7b-instruct/v1"
     examples = llmapi_run.outputs["openaiExamples"]["mistral-7b-instruct"]
     assert f"{base['mistral-7b-instruct']}/chat/completions" in examples["curl"]
     assert '"model": "mistral-7b-instruct"' in examples["curl"]
     compile(examples["python"], "example", "exec")  # valid Python
     # API keys are on by default (gateway.auth): both examples send them as the gateway wants (Basic)
     assert examples["curl"].endswith('-u "$TRITONLLM_API_KEY"')
+    # TLS with the stack's own CA: curl and the SDK verify against it
+    assert examples["curl"].startswith("curl -s --cacert tritonllm-ca.pem https://")
+    assert 'os.environ.setdefault("SSL_CERT_FILE", "tritonllm-ca.pem")' in examples["python"]
+    assert examples["python"].index("SSL_CERT_FILE") < examples["python"].index("client = OpenAI(")
     assert (
         'default_headers={"Authorization": "Basic " + base64.b64encode(os.environ["TRITONLLM_API_KEY"]'
         in examples["python"]

@@ -71,11 +71,17 @@ def test_outputs_give_endpoints_models_and_commands(stack_run):
         "updateKubeconfigCommand",
     ):
         assert out.get(key), f"stack output {key} missing"
-    assert out["httpEndpoint"].startswith("http://") and out["httpEndpoint"].endswith(":8000")
-    assert out["grpcEndpoint"].endswith(":8001")
+    # Every shipped stack serves TLS with the program's own CA (no domain of the user's).
+    name = stack_run.config["tritonllm:name"]
+    assert out["httpEndpoint"] == f"https://llm.{name}.internal"
+    assert out["grpcEndpoint"] == f"llm.{name}.internal:443"
+    assert out["caCertificate"].startswith("-----BEGIN CERTIFICATE-----")
+    assert "caCertificate" not in stack_run.secret_outputs  # public: it is what clients trust
+    assert out["caCertificateCommand"] == "pulumi stack output caCertificate > tritonllm-ca.pem"
     assert set(out["clientCommands"]) == set(out["servedModels"])
     for model, command in out["clientCommands"].items():
         assert f"--model-name {model}" in command and out["grpcEndpoint"] in command
+        assert command.endswith("--ca-cert tritonllm-ca.pem")
 
 
 def test_every_aws_resource_uses_the_tagged_regional_provider(stack_run):

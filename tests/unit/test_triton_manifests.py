@@ -63,7 +63,11 @@ def test_vllm_deployment_loads_from_s3_with_the_hf_cache_on_efs(vllm):
     env = {e["name"]: e for e in triton["env"]}
     assert env["HF_HOME"]["value"] == tm.HF_HOME
     assert env["AWS_DEFAULT_REGION"]["value"] == "us-west-2"  # Triton's S3 client reads the region from it
-    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == tm.HF_TOKEN_SECRET
+    # The token is a file from the Secret (huggingface_hub reads $HF_TOKEN_PATH), not an env var.
+    assert "HF_TOKEN" not in env
+    assert env["HF_TOKEN_PATH"]["value"] == tm.HF_TOKEN_PATH
+    volume = next(v for v in manifest["spec"]["template"]["spec"]["volumes"] if v["name"] == tm.HF_TOKEN_VOLUME)
+    assert volume["secret"] == {"secretName": tm.HF_TOKEN_SECRET, "optional": True, "defaultMode": 0o440}
     volumes = {v["name"]: v for v in pod_spec(manifest)["volumes"]}
     assert volumes["hf-cache"]["persistentVolumeClaim"]["claimName"] == tm.SHARED_CLAIM
     assert "initContainers" not in pod_spec(manifest)

@@ -51,10 +51,13 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as kubernetes
+import pulumi_tls
 
 from components.catalog import versions
 from components.config import GatewayConfig, NetworkConfig, StackIdentity, parse_api_keys
+from components.gateway.builders import certificates
 from components.gateway.builders import manifests as gm
+from components.platform.builders import pod_security
 from components.platform.builders.cluster import SYSTEM_NODE_SELECTOR
 from components.platform.resources import iam_roles
 from components.tokens import component_type
@@ -212,8 +215,12 @@ class Gateway(pulumi.ComponentResource):
             f"{name}-ngf",
             metadata={
                 "name": gm.NGF_NAMESPACE,
-                # The LBC keeps NGINX pods out of rotation until the NLB sees them healthy.
-                "labels": {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"},
+                # The LBC keeps NGINX pods out of rotation until the NLB sees them healthy. Pod
+                # Security: baseline enforced, restricted audited (NGF renders these pods, not us).
+                "labels": {
+                    "elbv2.k8s.aws/pod-readiness-gate-inject": "enabled",
+                    **pod_security.namespace_labels("baseline", audit="restricted", warn="restricted"),
+                },
             },
             opts=k8s_opts,
         )
@@ -231,10 +238,20 @@ class Gateway(pulumi.ComponentResource):
             ),
         )
 
-        # --- TLS: the ACM certificate the NLB's TLS listener presents.
+        # --- TLS: the ACM certificate the NLB's TLS listener presents: the user's (certificateArn), one
+        # created and DNS-validated for the user's domain, or one from the program's own CA for a name
+        # in a private hosted zone (components/gateway/builders/certificates.py says why that name).
         tls = args.gateway.tls
         certificate_arn: pulumi.Input[str] | None = None
-        if tls.enabled:
+        self.domain = tls.endpoint_domain(args.stack.name)
+        self.ca_certificate: pulumi.Output[str] | None = None
+        if tls.generated:
+            assert self.domain is not None
+            plan = certificates.gateway_plan(
+                self.domain, stack_name=args.stack.name, validity_days=tls.certificate_validity_days
+            )
+            certificate_arn = self._generated_certificate(name, plan, args.stack, aws_opts)
+        elif tls.enabled:
             certificate_arn = tls.certificate_arn or self._dns_validated_certificate(name, tls, aws_opts)
 
         # --- The NLB: a Service Pulumi owns, deleted (and awaited) while the LBC still runs, and
@@ -289,10 +306,23 @@ class Gateway(pulumi.ComponentResource):
         if tls.enabled and tls.domain:
             public_host = pulumi.Output.from_input(tls.domain)
             if tls.hosted_zone_id:
-                self._alias_record(name, tls, args.stack.region, aws_opts)
+                self._alias_record(name, tls.hosted_zone_id, tls.domain, args.stack.region, aws_opts)
+        elif tls.generated and self.domain:
+            # The generated certificate's name: a private hosted zone in the VPC, its apex aliased to the NLB.
+            zone = aws.route53.Zone(
+                f"{name}-endpoint",
+                name=self.domain,
+                comment=f"tritonllm {args.stack.name}: the inference endpoint's name (generated TLS certificate)",
+                vpcs=[aws.route53.ZoneVpcArgs(vpc_id=args.vpc_id, vpc_region=args.stack.region)],
+                force_destroy=True,
+                opts=aws_opts,
+            )
+            self._alias_record(name, zone.zone_id, self.domain, args.stack.region, aws_opts)
+            public_host = pulumi.Output.from_input(self.domain)
         self.http_endpoint = public_host.apply(lambda h: gm.endpoints(h, tls.enabled)["http"] if h else None)
         self.grpc_endpoint = public_host.apply(lambda h: gm.endpoints(h, tls.enabled)["grpc"] if h else None)
         self.tls = tls.enabled
+        self.generated_ca = tls.generated  # clients verify against the stack output caCertificate
         self.api_key_command = (
             "pulumi config get tritonllm:apiKeys | python3 -c 'import json,sys; print(json.load(sys.stdin)[0])'"
             if self.auth_enabled
@@ -329,15 +359,75 @@ class Gateway(pulumi.ComponentResource):
         )
         return validation.certificate_arn
 
-    def _alias_record(self, name: str, tls, region: str, aws_opts: pulumi.ResourceOptions) -> aws.route53.Record:
-        """`tls.domain` -> the NLB (Route 53 alias; the NLB's canonical zone from the provider)."""
+    def _generated_certificate(
+        self, name: str, plan: certificates.CertificatePlan, stack: StackIdentity, aws_opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]:
+        """CA + server certificate from `plan` (pulumi_tls; private keys are Pulumi secrets), imported into ACM."""
+        secret_opts = pulumi.ResourceOptions.merge(
+            aws_opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key_pem"])
+        )
+
+        def key(suffix: str, spec: certificates.KeySpec) -> pulumi_tls.PrivateKey:
+            return pulumi_tls.PrivateKey(
+                f"{name}-{suffix}",
+                algorithm=spec.algorithm,
+                rsa_bits=spec.rsa_bits,
+                ecdsa_curve=spec.ecdsa_curve,
+                opts=secret_opts,
+            )
+
+        ca_key = key("endpoint-ca-key", plan.ca_key)
+        ca = pulumi_tls.SelfSignedCert(
+            f"{name}-endpoint-ca",
+            private_key_pem=ca_key.private_key_pem,
+            is_ca_certificate=True,
+            subject=pulumi_tls.SelfSignedCertSubjectArgs(**plan.ca_subject()),
+            validity_period_hours=plan.ca_validity_hours,
+            allowed_uses=list(plan.ca_uses),
+            opts=aws_opts,
+        )
+        server_key = key("endpoint-key", plan.server_key)
+        request = pulumi_tls.CertRequest(
+            f"{name}-endpoint",
+            private_key_pem=server_key.private_key_pem,
+            subject=pulumi_tls.CertRequestSubjectArgs(**plan.server_subject()),
+            dns_names=list(plan.dns_names),
+            ip_addresses=list(plan.ip_addresses),
+            opts=aws_opts,
+        )
+        server = pulumi_tls.LocallySignedCert(
+            f"{name}-endpoint",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca.cert_pem,
+            validity_period_hours=plan.server_validity_hours,
+            early_renewal_hours=plan.early_renewal_hours,
+            allowed_uses=list(plan.server_uses),
+            opts=aws_opts,
+        )
+        # Imported into ACM: the NLB's TLS listener takes it exactly as a brought certificate (ssl-cert).
+        imported = aws.acm.Certificate(
+            f"{name}-endpoint-generated",
+            private_key=server_key.private_key_pem,  # secret: pulumi_tls and additional_secret_outputs
+            certificate_body=server.cert_pem,
+            certificate_chain=ca.cert_pem,
+            tags={**stack.tags, "tritonllm:component": "gateway"},
+            opts=aws_opts,
+        )
+        self.ca_certificate = ca.cert_pem
+        return imported.arn
+
+    def _alias_record(
+        self, name: str, zone_id: pulumi.Input[str], domain: str, region: str, aws_opts: pulumi.ResourceOptions
+    ) -> aws.route53.Record:
+        """`domain` -> the NLB (Route 53 alias; the NLB's canonical zone from the provider)."""
         zone = aws.lb.get_hosted_zone_id_output(
             load_balancer_type="network", region=region, opts=pulumi.InvokeOptions(parent=self)
         )
         return aws.route53.Record(
             f"{name}-endpoint-alias",
-            zone_id=tls.hosted_zone_id,
-            name=tls.domain,
+            zone_id=zone_id,
+            name=domain,
             type="A",
             aliases=[
                 aws.route53.RecordAliasArgs(

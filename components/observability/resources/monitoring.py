@@ -38,6 +38,7 @@ from components.observability.builders.monitoring import (
     port_forward_command,
     read_password_command,
 )
+from components.platform.builders import pod_security
 from components.platform.resources import iam_roles
 from components.tokens import component_type, with_previous_types
 
@@ -85,7 +86,14 @@ class Monitoring(pulumi.ComponentResource):
 
         namespace = kubernetes.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": namespace_name, "labels": {"app.kubernetes.io/part-of": "tritonllm"}},
+            # Pod Security: privileged, said explicitly (node-exporter and DCGM use the host), audited at baseline.
+            metadata={
+                "name": namespace_name,
+                "labels": {
+                    "app.kubernetes.io/part-of": "tritonllm",
+                    **pod_security.namespace_labels("privileged", audit="baseline"),
+                },
+            },
             opts=k8s,
         )
         in_namespace = pulumi.ResourceOptions.merge(k8s, pulumi.ResourceOptions(depends_on=[namespace]))

@@ -36,6 +36,7 @@ from typing import Any
 
 from components.catalog import versions
 from components.config import ModelConfig, ModelSite, NodePoolConfig
+from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -52,6 +53,8 @@ STAGE_DIR = "/staged"
 WORK_DIR = "/work"
 OUTPUT_DIR = "/work/out"
 SCRIPT_DIR = "/opt/tritonllm"
+# The Hugging Face token as a file: huggingface_hub reads $HF_TOKEN_PATH when HF_TOKEN is unset.
+HF_TOKEN_DIR = "/var/run/secrets/huggingface"
 BUILDER_SERVICE_ACCOUNT = "engine-builder"
 GPU_RESOURCE = "nvidia.com/gpu"
 # Scheduling a GPU node and pulling the ~20 GB image come on top of the build itself.
@@ -285,18 +288,28 @@ def engine_build_job_manifest(
         {"name": "HF_HOME", "value": f"{WORK_DIR}/hf-cache"},
         {"name": "TRITON_IMAGE", "value": versions.TRITON_TRTLLM_ENGINE_IMAGE},
     ]
-    if hf_token_secret:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": hf_token_secret, "key": "HF_TOKEN"}}})
     volume_mounts = [
         {"name": "work", "mountPath": WORK_DIR},
         {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
         {"name": "dshm", "mountPath": "/dev/shm"},
+        *pod_security.writable_mounts(),
     ]
+    env += pod_security.home_env()
+    token_volumes: list[dict[str, Any]] = []
+    if hf_token_secret:
+        # As a file (huggingface_hub reads $HF_TOKEN_PATH), not an environment variable.
+        env.append({"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/HF_TOKEN"})
+        volume_mounts.append({"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True})
+        token_volumes.append(
+            {"name": "hf-token", "secret": {"secretName": hf_token_secret, "optional": False, "defaultMode": 0o440}}
+        )
     pod_spec: dict[str, Any] = {
         "serviceAccountName": BUILDER_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,  # Pod Identity injects its own token; no API access
         "restartPolicy": "Never",
         "nodeSelector": node_selector_for(model.node_pool),
         "tolerations": gpu_tolerations(),
+        "securityContext": pod_security.pod_security_context(),
         "initContainers": [
             {
                 "name": "build",
@@ -305,9 +318,10 @@ def engine_build_job_manifest(
                 "env": env,
                 "resources": {
                     "requests": {"cpu": model.resources.cpu, "memory": model.resources.memory, GPU_RESOURCE: gpus},
-                    "limits": {GPU_RESOURCE: gpus},
+                    "limits": {"memory": model.resources.memory, GPU_RESOURCE: gpus},
                 },
                 "volumeMounts": volume_mounts,
+                "securityContext": pod_security.container_security_context(),
             }
         ],
         "containers": [
@@ -318,15 +332,22 @@ def engine_build_job_manifest(
                 "env": [
                     {"name": "AWS_REGION", "value": site.region},
                     {"name": "AWS_DEFAULT_REGION", "value": site.region},
+                    {"name": "HOME", "value": "/tmp"},  # the AWS CLI image has no user 1000
                 ],
                 "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-                "volumeMounts": [{"name": "work", "mountPath": WORK_DIR, "readOnly": True}],
+                "volumeMounts": [
+                    {"name": "work", "mountPath": WORK_DIR, "readOnly": True},
+                    pod_security.writable_mounts()[0],
+                ],
+                "securityContext": pod_security.container_security_context(),
             }
         ],
         "volumes": [
             {"name": "work", "emptyDir": {}},  # on the node's encrypted gp3 root volume
             {"name": "script", "configMap": {"name": script_configmap_name(key), "defaultMode": 0o555}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": model.resources.shm_size}},
+            *pod_security.writable_volumes(),
+            *token_volumes,
         ],
     }
     if image_pull_secret:

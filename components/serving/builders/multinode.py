@@ -47,6 +47,7 @@ from typing import Any
 from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
 from components.config import ROLLOUT_SURGE_GROUPS, ModelConfig, ModelSite, MultiNodeConfig
+from components.platform.builders import pod_security
 from components.serving.builders import triton_manifests as tm
 
 LWS_NAME = "triton-mn"  # LWS also creates a headless Service of this name; "triton" is the leader Service
@@ -525,11 +526,15 @@ def _pod_spec(
         {
             "name": "triton" if leader else "worker",
             "command": ["/bin/sh", f"{LAUNCH_DIR}/{'leader' if leader else 'worker'}.sh"],
-            "env": env,
+            "env": [e for e in env if e["name"] not in ("HOME", "USER")],  # root's own HOME
             "resources": {"requests": requests, "limits": limits},
-            "volumeMounts": mounts,
+            "volumeMounts": [m for m in mounts if m["name"] != pod_security.HOME_VOLUME],
+            # The named exception (pod_security.POD_SECURITY_EXCEPTIONS["multinode"]): sshd runs as root.
+            "securityContext": pod_security.container_security_context(root=True),
         }
     )
+    spec["securityContext"] = pod_security.pod_security_context(root=True)
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != pod_security.HOME_VOLUME]
     if leader:
         container["ports"] = [*container["ports"], {"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}]
         container["env"] = [*env, {"name": "WORKER_WAIT_SECONDS", "value": str(WORKER_WAIT_SECONDS)}]
@@ -544,6 +549,14 @@ def _pod_spec(
         container["lifecycle"] = {
             "preStop": {"exec": {"command": ["/bin/sh", "-c", tm.mpi_worker_wait_script(tm.drain_budget(model))]}}
         }
+        # sshd comes up after staging (and maybe an apt-get install): the same start budget as Triton's,
+        # then a worker whose sshd died is restarted (its group is recreated: RecreateGroupOnPodRestart).
+        container["startupProbe"] = {
+            "tcpSocket": {"port": "ssh"},
+            "periodSeconds": tm.STARTUP_PERIOD_SECONDS,
+            "failureThreshold": -(-tm.STARTUP_BUDGET_SECONDS // tm.STARTUP_PERIOD_SECONDS),
+        }
+        container["livenessProbe"] = {"tcpSocket": {"port": "ssh"}, "periodSeconds": 10, "failureThreshold": 6}
     spec["volumes"] = [
         *spec["volumes"],
         {"name": "mpi-ssh", "secret": {"secretName": SSH_SECRET, "defaultMode": 0o400}},
@@ -701,10 +714,13 @@ def nccl_test_manifests(model: ModelConfig, site: ModelSite) -> list[dict[str, A
                 "tolerations": tm.gpu_tolerations(),
                 "enableServiceLinks": False,
                 "automountServiceAccountToken": False,
+                # The ranks' sshd, as in the serving group: the named root exception (pod_security).
+                "securityContext": pod_security.pod_security_context(root=True),
                 "containers": [
                     {
                         "name": role,
                         "image": NCCL_TESTS_IMAGE,
+                        "securityContext": pod_security.container_security_context(root=True),
                         "command": ["/bin/sh", f"{LAUNCH_DIR}/{role}.sh"],
                         "env": [
                             *({"name": k, "value": v} for k, v in nccl_env(model, site).items()),

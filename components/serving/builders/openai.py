@@ -217,7 +217,7 @@ def base_url(http_endpoint: str | None, model_name: str) -> str:
 API_KEY_ENV = "TRITONLLM_API_KEY"  # a gateway API key `name:secret` (gateway.auth, HTTP Basic)
 
 
-def curl_example(http_endpoint: str | None, model_name: str, api_keys: bool = False) -> str:
+def curl_example(http_endpoint: str | None, model_name: str, api_keys: bool = False, ca_cert: str | None = None) -> str:
     body = json.dumps(
         {"model": model_name, "messages": [{"role": "user", "content": "What is Triton?"}], "max_tokens": 64}
     )
@@ -225,6 +225,7 @@ def curl_example(http_endpoint: str | None, model_name: str, api_keys: bool = Fa
         [
             "curl",
             "-s",
+            *(["--cacert", ca_cert] if ca_cert else []),  # the stack's own CA (gateway.tls.privateDomain)
             f"{base_url(http_endpoint, model_name)}/chat/completions",
             "-H",
             "Content-Type: application/json",
@@ -236,11 +237,15 @@ def curl_example(http_endpoint: str | None, model_name: str, api_keys: bool = Fa
     return command + (f' -u "${API_KEY_ENV}"' if api_keys else "")
 
 
-def python_example(http_endpoint: str | None, model_name: str, api_keys: bool = False) -> str:
+def python_example(
+    http_endpoint: str | None, model_name: str, api_keys: bool = False, ca_cert: str | None = None
+) -> str:
     lines = ["from openai import OpenAI"]
+    if ca_cert:  # the SDK's HTTP client verifies against $SSL_CERT_FILE (set before the client is made)
+        lines = ["import os", f'os.environ.setdefault("SSL_CERT_FILE", "{ca_cert}")', *lines]
     headers = ""
     if api_keys:  # the SDK's api_key goes out as Bearer; the gateway wants Basic name:secret
-        lines = ["import base64, os", *lines]
+        lines = ["import base64, os", *[line for line in lines if line != "import os"]]
         headers = (
             f', default_headers={{"Authorization": "Basic " + '
             f'base64.b64encode(os.environ["{API_KEY_ENV}"].encode()).decode()}}'

@@ -33,6 +33,7 @@ from components.config import ModelConfig, ModelSite
 from components.config.models import DEFAULT_DRAIN_SECONDS
 from components.gateway.builders import manifests as gateway_manifests
 from components.observability.builders import metrics
+from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
 from components.platform.builders.storage import shared_claim_manifest
 from components.serving.builders import engine_build
@@ -58,6 +59,25 @@ ADMIN_KEY_SECRET = "triton-admin"
 ADMIN_KEY_KEY = "ADMIN_KEY"
 ADMIN_KEY_ENV = "TRITONLLM_ADMIN_KEY"
 ADMIN_KEY_REF = f"$({ADMIN_KEY_ENV})"
+# The token reaches the server as a file, not an environment variable (which leaks into child
+# processes, crash dumps and `kubectl describe`): huggingface_hub reads $HF_TOKEN_PATH
+# (constants.py: HF_TOKEN_PATH, default $HF_HOME/token) whenever HF_TOKEN is unset.
+HF_TOKEN_VOLUME = "hf-token"
+HF_TOKEN_DIR = engine_build.HF_TOKEN_DIR
+HF_TOKEN_PATH = f"{HF_TOKEN_DIR}/{HF_TOKEN_KEY}"
+
+
+def hf_token_volume(secret_name: str, optional: bool = True) -> dict[str, Any]:
+    return {
+        "name": HF_TOKEN_VOLUME,
+        "secret": {"secretName": secret_name, "optional": optional, "defaultMode": 0o440},
+    }
+
+
+def hf_token_mount() -> dict[str, Any]:
+    return {"name": HF_TOKEN_VOLUME, "mountPath": HF_TOKEN_DIR, "readOnly": True}
+
+
 IMAGE_PULL_SECRET = "ngc-pull"
 NGC_REGISTRY = "nvcr.io"
 SHARED_CLAIM = "shared"
@@ -106,8 +126,16 @@ def _meta(name: str, namespace: str, model: ModelConfig, **extra: Any) -> dict[s
 # --------------------------------------------------------------------------- small objects
 
 
+def namespace_labels_for_pod_security(model: ModelConfig) -> dict[str, str]:
+    """restricted for a model's namespace; baseline (root sshd, audited and warned at restricted)
+    for multi-node models (components/platform/builders/pod_security.py, POD_SECURITY_EXCEPTIONS)."""
+    if model.multi_node is not None:
+        return pod_security.namespace_labels("baseline", audit="restricted", warn="restricted")
+    return pod_security.restricted_namespace_labels()
+
+
 def namespace_manifest(model: ModelConfig, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
-    labels = {**object_labels(model), **(extra_labels or {})}
+    labels = {**object_labels(model), **namespace_labels_for_pod_security(model), **(extra_labels or {})}
     labels.pop("app.kubernetes.io/component")
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": model.name, "labels": labels}}
 
@@ -610,19 +638,20 @@ def deployment_manifest(
     gpus = str(model.gpus_per_replica)
     res = model.resources
     region_env = [{"name": "AWS_REGION", "value": site.region}, {"name": "AWS_DEFAULT_REGION", "value": site.region}]
-    env: list[dict[str, Any]] = list(region_env)
-    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
-    volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res.shm_size}}]
+    env: list[dict[str, Any]] = [*region_env, *pod_security.home_env()]
+    # Read-only root filesystem: the server writes to /dev/shm, /tmp and $HOME (emptyDirs).
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}, *pod_security.writable_mounts()]
+    volumes: list[dict[str, Any]] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res.shm_size}},
+        *pod_security.writable_volumes(),
+    ]
     init_containers: list[dict[str, Any]] = []
 
     if hf_token_secret:
         # optional: public models run without a token.
-        env.append(
-            {
-                "name": HF_TOKEN_KEY,
-                "valueFrom": {"secretKeyRef": {"name": hf_token_secret, "key": HF_TOKEN_KEY, "optional": True}},
-            }
-        )
+        env.append({"name": "HF_TOKEN_PATH", "value": HF_TOKEN_PATH})
+        mounts.append(hf_token_mount())
+        volumes.append(hf_token_volume(hf_token_secret))
 
     if model.backend == "vllm" or model.uses_llmapi:
         # The Hugging Face cache on the shared claim: a new replica reuses downloaded weights.
@@ -672,10 +701,11 @@ def deployment_manifest(
                 "name": "stage-engine",
                 "image": versions.AWS_CLI_IMAGE,
                 "command": ["/bin/sh", "-c", stage_engine_script(bucket, engine_key)],
-                "env": region_env,
+                # The AWS CLI image has no user 1000: HOME on the /tmp emptyDir.
+                "env": [*region_env, {"name": "HOME", "value": "/tmp"}],
                 "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-                "volumeMounts": [stage_mount],
-                "securityContext": {"allowPrivilegeEscalation": False},
+                "volumeMounts": [stage_mount, pod_security.writable_mounts()[0]],
+                "securityContext": pod_security.container_security_context(),
             }
         )
 
@@ -694,7 +724,7 @@ def deployment_manifest(
         "volumeMounts": mounts,
         **(openai_probes(model) if model.openai.enabled else probes(model.name if model.backend == "vllm" else None)),
         "lifecycle": {"preStop": prestop_hook(model)},
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": pod_security.container_security_context(),
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": SERVICE_ACCOUNT,
@@ -705,7 +735,7 @@ def deployment_manifest(
         "tolerations": gpu_tolerations(),
         "topologySpreadConstraints": topology_spread(model),
         "terminationGracePeriodSeconds": drain_budget(model).termination_grace_seconds,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security.pod_security_context(),
         "containers": [container],
         "volumes": volumes,
     }

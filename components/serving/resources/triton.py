@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.config import ModelConfig, ModelSite
+from components.gateway.builders import certificates
 from components.gateway.resources.gateway import Gateway
 from components.platform.builders import iam
 from components.platform.resources import iam_roles
@@ -371,8 +372,10 @@ class TritonLLM(pulumi.ComponentResource):
         self.model_name = pulumi.Output.from_input(served_model_name(model))
         self.namespace = pulumi.Output.from_input(ns_name)
         self.service_name = pulumi.Output.from_input(tm.SERVICE_NAME)
-        # Behind TLS (gateway.tls) the gRPC endpoint is <domain>:443 and wants a secure channel.
-        tls_flag = " --ssl" if getattr(gateway, "tls", False) else ""
+        # Behind TLS (gateway.tls) the gRPC endpoint is <domain>:443 and wants a secure channel; with the
+        # program's own CA (no domain of the user's) clients verify against its certificate.
+        ca_file = certificates.CA_FILE if getattr(gateway, "generated_ca", False) else None
+        tls_flag = f" --ca-cert {ca_file}" if ca_file else (" --ssl" if getattr(gateway, "tls", False) else "")
         self.client_command = grpc_endpoint.apply(lambda endpoint: tm.client_command(model, endpoint) + tls_flag)
         http_endpoint = pulumi.Output.from_input(gateway.http_endpoint if gateway is not None else None)
         served = served_model_name(model)
@@ -381,8 +384,8 @@ class TritonLLM(pulumi.ComponentResource):
             keys = site.auth_enabled
             self.openai_examples = http_endpoint.apply(
                 lambda e: {
-                    "curl": openai_frontend.curl_example(e, served, keys),
-                    "python": openai_frontend.python_example(e, served, keys),
+                    "curl": openai_frontend.curl_example(e, served, keys, ca_file),
+                    "python": openai_frontend.python_example(e, served, keys, ca_file),
                 }
             )
         else:
