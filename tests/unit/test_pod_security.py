@@ -30,6 +30,7 @@ from components.config import parse_stack_config
 from components.platform.builders import pod_security
 from components.serving.builders import engine_build as eb
 from components.serving.builders import multinode
+from components.serving.builders import triton_manifests as tm
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import REPO_ROOT, load_stack_config, stack_files
 
@@ -66,6 +67,10 @@ CHECKOV_EXCEPTIONS: dict[tuple[str, re.Pattern[str]], str] = {
         "CKV_K8S_25",  # capabilities added back after dropping ALL (SYS_CHROOT, SETUID, SETGID, ...)
     )
 }
+# Servers in explicit model-control mode (vLLM, multi-node leaders) get the restricted repository API's
+# key from a Secret through the environment (issue 18 item 1); nothing else of ours does.
+ADMIN_KEY_POD = re.compile(r"^(Deployment\.[^.]+\.triton|Pod\.[^.]+\.triton-mn-leader)$")
+CHECKOV_EXCEPTIONS[("CKV_K8S_35", ADMIN_KEY_POD)] = pod_security.POD_SECURITY_EXCEPTIONS["admin-key"]
 NCCL_TEST_POD = re.compile(r"^Pod\.[^.]+\.nccl-test-(leader|worker)$")
 CHECKOV_EXCEPTIONS.update(
     {
@@ -266,7 +271,11 @@ def test_every_pod_we_define_runs_restricted_or_is_a_named_exception(stack):
                 ctx = c["securityContext"]
                 assert ctx["allowPrivilegeEscalation"] is False and not ctx.get("privileged"), (name, c["name"])
                 assert ctx["capabilities"]["drop"] == ["ALL"], (name, c["name"])
-                assert "env" not in c or all("secretKeyRef" not in e.get("valueFrom", {}) for e in c["env"])
+                # secrets as files, but the restricted repository API's key (a named exception, above)
+                assert all(
+                    "secretKeyRef" not in e.get("valueFrom", {}) or e["name"] == tm.ADMIN_KEY_ENV
+                    for e in c.get("env", [])
+                ), (name, c["name"])
                 if exception and c["name"] in ("triton", "worker", "leader"):
                     assert ctx["runAsUser"] == 0
                     assert set(ctx["capabilities"]["add"]) == set(pod_security.ROOT_CAPABILITIES)

@@ -58,6 +58,9 @@ POD_SECURITY_EXCEPTIONS: dict[str, str] = {
     "monitoring": "node-exporter uses the host's network, PID namespace and filesystem; the DCGM exporter "
     "reads the GPUs through the host",
     "gateway": "NGINX Gateway Fabric's pods are rendered by its chart and controller, not by this program",
+    "admin-key": "the model repository API's generated key reaches tritonserver as an environment variable: "
+    "Kubernetes expands `$(VAR)` in a container's args only from its environment, and the multi-node leader's "
+    "shell expands it into every rank's arguments; the key unlocks nothing outside the pod's own server",
 }
 
 

@@ -537,7 +537,7 @@ def _pod_spec(
     spec["volumes"] = [v for v in spec["volumes"] if v["name"] != pod_security.HOME_VOLUME]
     if leader:
         container["ports"] = [*container["ports"], {"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}]
-        container["env"] = [*env, {"name": "WORKER_WAIT_SECONDS", "value": str(WORKER_WAIT_SECONDS)}]
+        container["env"] = [*container["env"], {"name": "WORKER_WAIT_SECONDS", "value": str(WORKER_WAIT_SECONDS)}]
         startup = container["startupProbe"]
         startup["failureThreshold"] = math.ceil(LEADER_STARTUP_BUDGET_SECONDS / startup["periodSeconds"])
     else:

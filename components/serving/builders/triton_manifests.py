@@ -680,10 +680,11 @@ def deployment_manifest(
                     "name": "stage-repository",
                     "image": versions.AWS_CLI_IMAGE,
                     "command": ["/bin/sh", "-c", stage_repository_script(bucket, model)],
-                    "env": region_env,
+                    # The AWS CLI image has no user 1000: HOME on the /tmp emptyDir (as stage-engine).
+                    "env": [*region_env, {"name": "HOME", "value": "/tmp"}],
                     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-                    "volumeMounts": [stage_mount],
-                    "securityContext": {"allowPrivilegeEscalation": False},
+                    "volumeMounts": [stage_mount, pod_security.writable_mounts()[0]],
+                    "securityContext": pod_security.container_security_context(),
                 }
             )
     else:
