@@ -162,7 +162,8 @@ def test_the_staged_copy_is_the_uploaded_repository(tmp_path):
     source, destination = sync[3], sync[4]
     assert source == f"s3://{BUCKET}/{models_prefix(model)}"
     assert destination.rstrip("/") == repository
-    assert {m["mountPath"] for m in stage["volumeMounts"]} == {tm.STAGE_DIR}
+    # the staged repository, and the writable /tmp of a read-only root filesystem (pod security)
+    assert {m["mountPath"] for m in stage["volumeMounts"]} == {tm.STAGE_DIR, "/tmp"}
     # `aws s3 sync` of the uploaded files, on disk: the bucket prefix holds vllm_model_files(model).
     bucket_prefix = tmp_path / "bucket" / models_prefix(model)
     for rel, text in vllm_model_files(model).items():
