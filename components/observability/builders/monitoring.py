@@ -1,14 +1,5 @@
-"""Monitoring: kube-prometheus-stack, Grafana admin secret and dashboard, DCGM exporter,
-prometheus-adapter, and the recording rules the HPAs read.
-
-A thin shell over pure builders: Helm values in `components/observability/builders/monitoring_values.py`,
-rules, adapter rules and the PodMonitor in `components/catalog/serving_metrics.py`, the dashboard
-in `components/observability/builders/dashboards/triton.py`.
-
-The Grafana admin password is generated (pulumi_random), stored in AWS Secrets
-Manager, and handed to Grafana through a Kubernetes Secret built from the same
-Pulumi secret output; Helm values only name that Secret. Nothing prints or
-stores it in plain text: read it with `grafana_read_password_command`.
+"""Monitoring's pure helpers: the commands the stack outputs print (the component is
+components/observability/resources/monitoring.py).
 """
 
 from __future__ import annotations

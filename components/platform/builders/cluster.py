@@ -1,16 +1,5 @@
-"""Cluster: the EKS control plane (pulumi-eks), its system node group and managed add-ons.
-
-- API authentication mode; admins from `cluster.adminPrincipalArns` get access entries.
-- Secrets envelope-encrypted with a customer-managed KMS key (rotation on).
-- OIDC provider (for IRSA) and the EKS Pod Identity agent (preferred for workload roles).
-- No pulumi-eks default node group and no pulumi-eks security groups: every node
-  (system node group and Karpenter's) carries the EKS-created cluster security group,
-  which is what `node_security_group_id` names and what Karpenter discovers by tag.
-- EKS managed add-ons pinned in versions.EKS_ADDONS. The VPC CNI runs in custom
-  networking mode: its ENIConfigs (one per AZ, created by the add-on) put pod IPs in
-  the pod subnets of the secondary CIDR. Add-ons that run as DaemonSets are installed
-  before the node group (nodes need a CNI to become Ready); the ones that run as
-  Deployments after it (they need nodes to become ACTIVE).
+"""Cluster's pure builders: VPC CNI configuration, KMS policies, admin principals, launch template and
+StorageClass manifests (the component is components/platform/resources/cluster.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,5 @@
-"""Karpenter (v1 APIs) and the NVIDIA device plugin: GPU nodes on demand.
-
-IAM follows Karpenter's published getting-started CloudFormation for v1.14
-(controller policy scoped by the cluster's tags, node role with the four AWS
-managed policies, SQS interruption queue fed by EventBridge). The controller gets
-its role through EKS Pod Identity and runs on the system node group. Each
-`nodePools` entry becomes an EC2NodeClass + NodePool of the same name: NVIDIA AMI
-(Karpenter's alias picks the GPU variant with drivers), IMDSv2 only, encrypted gp3
-root volume, all private subnets, and the `nvidia.com/gpu` taint so only pods that
-ask for GPUs land there.
+"""Karpenter's pure builders: controller IAM policy, interruption queue policy and rules, Helm values,
+EC2NodeClass and NodePool manifests (the component is components/platform/resources/karpenter.py).
 """
 
 from __future__ import annotations

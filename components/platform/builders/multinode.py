@@ -1,20 +1,5 @@
-"""MultiNodePlatform: what multi-node models need from the cluster (only built when a model sets multiNode).
-
-- The LeaderWorkerSet controller (lws chart, pinned in versions.py; its chart brings the CRD that
-  ../shared/reference/crds/leaderworkerset.x-k8s.io_leaderworkersets.yaml holds at v0.10.0).
-- The AWS EFA device plugin (eks-charts aws-efa-k8s-device-plugin), advertising
-  `vpc.amazonaws.com/efa` on our EFA nodes and tolerating the `nvidia.com/gpu` taint they carry.
-- Per pool serving a multi-node model: an EC2NodeClass in ONE private subnet (the pool's single
-  zone) with a cluster placement group (Karpenter 1.14's `placementGroupSelector`, which refers to an
-  existing group, so the program creates it), and a NodePool of the pool's single instance type.
-  Karpenter attaches EFA interfaces itself to instances it launches for pods that request
-  `vpc.amazonaws.com/efa` (EKS user guide, "Manage EFA devices on Amazon EKS").
-- EFA's security-group rule: EFA traffic must be allowed in and out within the security group
-  (EC2 user guide, "Prepare an EFA-enabled security group"). Our nodes carry the EKS cluster security
-  group, whose EKS-managed rules already allow all inbound traffic from itself and all outbound to
-  0.0.0.0/0; the program adds the explicit all-traffic egress rule to itself that the EFA guide (and
-  eksctl's EFA security group) use, rather than relying on the 0.0.0.0/0 rule someone may narrow.
-  The ingress self rule is not duplicated (EC2 rejects duplicate rules).
+"""MultiNodePlatform's pure builders: LWS and EFA device plugin values, the EFA EC2NodeClass and
+NodePool (the component, and why, is components/platform/resources/multinode.py).
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""Network: a VPC over `network.azCount` AZs with public, private and pod subnets.
-
-Layout (pure function `subnet_layout`): the primary CIDR is cut into eight equal
-blocks; blocks 0..n-1 are the private (node) subnets, the last block is cut into
-eight public subnets. The secondary `podCidr` is cut into one pod subnet per AZ
-for VPC CNI custom networking, so pods do not eat node-subnet addresses.
-Nodes only ever go in private subnets: only those carry the Karpenter discovery
-tag, and the system node group is given only those.
+"""Network's pure builders: the subnet layout, subnet tags and zone choice (the component is
+components/platform/resources/network.py, whose docstring describes the layout).
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""Storage: an encrypted EFS file system shared by Triton pods (engines, Hugging Face cache).
-
-One mount target per AZ in the private subnets, reachable on NFS (2049/tcp) only
-from the cluster's node security group. The `efs-sc` StorageClass provisions an
-EFS access point per claim (dynamic provisioning through the EFS CSI add-on).
-Claims are namespaced, so the Triton component creates its own RWX claim from
-`shared_claim_manifest` in its namespace.
+"""Storage's pure builders: the EFS StorageClass, file system policy and shared claim manifests (the
+component is components/platform/resources/storage.py).
 """
 
 from __future__ import annotations
