@@ -12,7 +12,7 @@ help:
 	@echo "make setup   - create .venv and install everything the program, tools and tests need"
 	@echo "make demo    - start a local Triton on CPU, send prompts.txt, stop"
 	@echo "make test    - run the whole test suite (static checks, unit, providers, repository, rules, multinode, e2e)"
-	@echo "make test-fast - the layers without servers (unit, providers, repository, rules, tools): a couple of minutes"
+	@echo "make test-fast - the unit layer (program under mocks, builders), no servers: about 2.5 minutes"
 	@echo "make lint    - the static checks alone: ruff, mypy, import rules"
 	@echo "make reference - download and verify the upstream reference data the schema tests read"
 	@echo "make bench-local | bench-s3 | bench-hpa - benchmarks that print figures"
@@ -33,10 +33,10 @@ PYTEST_PARALLEL ?= -n 2 --dist worksteal
 test: setup
 	$(PY) -m pytest $(PYTEST_PARALLEL)
 
-# Everything that starts no server and no model: the program under mocks, the builders, the S3
-# provider against moto, the filled TRT-LLM templates, promtool, the static checks.
+# The unit layer: the program under mocks for every stack and the pure builders; no server, no
+# model, no static checks (make lint).
 test-fast: setup
-	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not e2e" tests/unit tests/providers tests/rules tests/tools
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not e2e" tests/unit --ignore=tests/unit/test_static_checks.py
 
 test-unit: setup
 	$(PY) -m pytest $(PYTEST_PARALLEL) tests/unit
