@@ -106,6 +106,14 @@ def vllm_model_files(model: ModelConfig) -> dict[str, str]:
     }
 
 
+def vllm_repository_hash(model: ModelConfig) -> str:
+    """Content hash of a vLLM model's repository (what the ModelRepository uploads): the name of its
+    rendered directory, and a pod annotation, so a changed config.pbtxt or model.json rolls the pods.
+    Triton reads the repository once, at start; a staged copy (OpenAI mode) is made once per pod."""
+    text = json.dumps(vllm_model_files(model), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def render_vllm_repository(model: ModelConfig, out_dir: Path) -> Path:
     """Write the model's repository root under out_dir and return it: `out_dir/<content digest>`.
 
@@ -115,7 +123,7 @@ def render_vllm_repository(model: ModelConfig, out_dir: Path) -> Path:
     (parallel test workers, two stacks) never see each other's half-written or removed files.
     """
     files = vllm_model_files(model)
-    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    digest = vllm_repository_hash(model)
     target = Path(out_dir) / digest
     if target.is_dir():
         return target

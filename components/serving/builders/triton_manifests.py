@@ -42,7 +42,7 @@ from components.serving.builders import openai as openai_frontend
 from components.serving.builders.model_repository import (
     models_prefix,
     served_model_name,
-    vllm_model_files,
+    vllm_repository_hash,
 )
 from components.serving.builders.model_store import read_prefix_policy
 
@@ -321,14 +321,6 @@ def reads_s3_repository(model: ModelConfig) -> bool:
     """Whether tritonserver itself reads the model repository from S3 (vLLM without the OpenAI
     frontend); otherwise the repository is local to the pod (staged, or the llmapi ConfigMap)."""
     return model.backend == "vllm" and not model.openai.enabled
-
-
-def vllm_repository_hash(model: ModelConfig) -> str:
-    """Content hash of a vLLM model's repository (what the ModelRepository uploads): a pod
-    annotation, so a changed config.pbtxt or model.json rolls the pods. Triton reads the
-    repository once, at start; a staged copy (OpenAI mode) is made once per pod."""
-    text = json.dumps(vllm_model_files(model), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def stage_repository_script(bucket: str, model: ModelConfig) -> str:
