@@ -13,6 +13,7 @@ from components.platform.resources.karpenter import Karpenter, KarpenterArgs
 from components.platform.resources.multinode import MultiNodePlatform, MultiNodePlatformArgs
 from components.platform.resources.network import Network, NetworkArgs
 from components.platform.resources.storage import Storage, StorageArgs
+from components.providers.addon_check import check_addon_versions
 from components.providers.capacity import check_capacity
 from components.providers.engine_build import resolve_engines
 from components.serving.resources.model_store import ModelStore, ModelStoreArgs
@@ -35,6 +36,9 @@ aws_opts = pulumi.ResourceOptions(providers={"aws": aws_provider})
 # GPU capacity (docs/capacity.md): node pools' instance types offered in the zones, EC2 vCPU quotas;
 # capacityCheck: error fails here, before any cloud resource, when a pool could never launch.
 check_capacity(cfg, aws_provider)
+# EKS add-on builds (docs/capacity.md): a pinned build EKS does not publish for the cluster's Kubernetes
+# version would fail CreateAddon mid-`up`, after the cluster exists; under capacityCheck: error it fails here.
+check_addon_versions(cfg, aws_provider)
 stack = cfg.identity
 multi_node = multi_node_pools(cfg)  # pool name -> the multi-node models it serves
 

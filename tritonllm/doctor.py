@@ -7,9 +7,14 @@ spot) against what the models' minReplicas and the pool's maxGpus need, the on-d
 where the AWS Price List API answers, and for every problem the fix (the
 `aws service-quotas request-service-quota-increase ...` command to send).
 
+It also lists every EKS managed add-on build the stack pins (components/catalog/versions.py) and
+whether EKS publishes it for the cluster's Kubernetes version (eks:DescribeAddonVersions, the whole
+list; the preview can only compare with the newest build).
+
 IAM: ec2:DescribeAvailabilityZones, ec2:DescribeInstanceTypeOfferings, servicequotas:GetServiceQuota,
-pricing:GetProducts (optional: `--no-prices`). Exit codes: 0 no blocking finding (warnings are
-printed), 1 a pool cannot launch or the quotas do not cover minReplicas, 2 the stack file is invalid.
+eks:DescribeAddonVersions, pricing:GetProducts (optional: `--no-prices`). Exit codes: 0 no blocking
+finding (warnings are printed), 1 a pool cannot launch, the quotas do not cover minReplicas or a
+pinned add-on build is not published, 2 the stack file is invalid.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from components.catalog import ec2_quotas
-from components.platform.builders import capacity
+from components.catalog import ec2_quotas, versions
+from components.platform.builders import addon_versions, capacity
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The Price List API answers in these Regions only (AWS Price List API: "Endpoints").
@@ -124,6 +129,34 @@ def on_demand_prices(pricing: Any, region: str, instance_types: list[str]) -> di
     return prices
 
 
+def published_addon_builds(eks: Any, names: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Every build EKS lists for EKS_VERSION, per add-on (eks:DescribeAddonVersions, paginated), and
+    the add-ons that could not be read with why. An add-on with no build for the version answers an
+    empty list."""
+    published: dict[str, list[str]] = {}
+    unread: dict[str, str] = {}
+    for name in names:
+        try:
+            builds: list[str] = []
+            pages = eks.get_paginator("describe_addon_versions").paginate(
+                addonName=name, kubernetesVersion=versions.EKS_VERSION
+            )
+            for page in pages:
+                for addon in page.get("addons", []):
+                    builds.extend(v["addonVersion"] for v in addon.get("addonVersions", []))
+            published[name] = builds
+        except Exception as exc:  # noqa: BLE001 - reported, never a crash
+            unread[name] = str(Boto3CapacityReader._fail("eks:DescribeAddonVersions", exc))
+    return published, unread
+
+
+def diagnose_addons(cfg: Any, eks: Any) -> tuple[list[addon_versions.AddonProblem], str]:
+    pinned = addon_versions.stack_addons(cfg)
+    published, unread = published_addon_builds(eks, sorted(pinned))
+    problems = addon_versions.judge_published(pinned, published, versions.EKS_VERSION)
+    return problems, addon_versions.render(pinned, problems, unread, versions.EKS_VERSION)
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -170,5 +203,8 @@ def main(args: argparse.Namespace) -> int:
     pricing = None if args.no_prices else session.client("pricing", region_name=PRICING_REGION)
     report, text = diagnose(cfg, session.client("ec2"), session.client("service-quotas"), pricing)
     print(text)
+    addon_problems, addon_text = diagnose_addons(cfg, session.client("eks"))
+    print()
+    print(addon_text)
     blocking = [f for f in report.findings if f.severity == "blocking"]
-    return 1 if blocking else 0
+    return 1 if blocking or addon_problems else 0

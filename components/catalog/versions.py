@@ -31,8 +31,8 @@ EKS_ADDONS: dict[str, str] = {
 # values.yaml is what components/observability/builders/container_insights.py configures), the newest 4.x
 # build and one in use in April 2026 (aws-observability/application-signals-demo#334 pins it, after the
 # 5.3.0 agent ClusterRole change there). AWS lists the add-on's builds per Kubernetes version only through
-# the API: check `aws eks describe-addon-versions --addon-name amazon-cloudwatch-observability
-# --kubernetes-version 1.34` before moving it (not reachable from where this was written).
+# the API (not reachable from where this was written): the preview's add-on check and `tritonllm doctor`
+# compare every pin here with what EKS publishes for EKS_VERSION (docs/capacity.md "EKS add-on builds").
 OPTIONAL_EKS_ADDONS: dict[str, str] = {
     "amazon-cloudwatch-observability": "v4.10.3-eksbuild.1",
 }

@@ -69,7 +69,9 @@ class StackConfig(ConfigModel):
         "error",
         description="GPU capacity check at preview (docs/capacity.md): are the node pools' instance types offered "
         "in the stack's zones, do the EC2 vCPU quotas cover them. error: fail when a pool cannot launch at all or "
-        "the quotas do not cover the models' minReplicas, warn about the rest; warn: only warn; off: read nothing",
+        "the quotas do not cover the models' minReplicas, warn about the rest; warn: only warn; off: read nothing. "
+        "The same mode governs the EKS add-on check at preview (a pinned add-on build EKS does not publish for the "
+        "cluster's Kubernetes version)",
     )
     # Secrets: only whether they are set. Read them with pulumi.Config().require_secret.
     hf_token_set: bool = Field(False, exclude=True)

@@ -168,6 +168,7 @@ def test_doctor_command_exits_1_naming_the_pool_and_the_fix(moto_server: MotoSer
         **os.environ,
         "AWS_ENDPOINT_URL_EC2": moto_server.url,
         "AWS_ENDPOINT_URL_SERVICE_QUOTAS": moto_server.url,  # moto: NoSuchResource -> reported as unknown
+        "AWS_ENDPOINT_URL_EKS": moto_server.url,  # moto: DescribeAddonVersions "Not yet implemented" -> unread
     }
     done = subprocess.run(
         [sys.executable, "-m", "tritonllm", "doctor", "--stack", "eu", "--cwd", str(tmp_path), "--no-prices"],
@@ -180,6 +181,9 @@ def test_doctor_command_exits_1_naming_the_pool_and_the_fix(moto_server: MotoSer
     assert done.returncode == 1, done.stdout + done.stderr
     assert "BLOCKING: nodePools[0].instanceFamilies: nodePool 'g6e': none of its instance types" in done.stdout
     assert "families offered there: g4dn, g5, p4d" in done.stdout
+    # the add-on section follows; an answer it cannot read is said, not judged
+    assert "EKS managed add-ons for Kubernetes 1.34:" in done.stdout
+    assert "? coredns v1.12.4-eksbuild.1: could not read (eks:DescribeAddonVersions" in done.stdout
     missing = subprocess.run(
         [sys.executable, "-m", "tritonllm", "doctor", "--stack", "nope", "--cwd", str(tmp_path)],
         cwd=REPO_ROOT,

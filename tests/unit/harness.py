@@ -400,12 +400,15 @@ class MockCapacity:
     not_offered: instance type -> the zones it is not offered in (None: in none of them).
     quotas: quota code -> vCPUs (the rest: DEFAULT_QUOTA_VCPUS).
     failing: invoke tokens that fail with `failure` (e.g. a user without servicequotas:GetServiceQuota).
+    addon_newest: EKS add-on -> the newest build getAddonVersion answers for the cluster's version (None:
+    EKS has none, the data source's "empty result" error); the rest answer the pinned build.
     """
 
     not_offered: dict[str, set[str] | None] = field(default_factory=dict)
     quotas: dict[str, float] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
     failure: str = "AccessDeniedException: not authorized to perform this operation"
+    addon_newest: dict[str, str | None] = field(default_factory=dict)
 
     def offered(self, itype: str, zone: str) -> bool:
         if itype not in self.not_offered:
@@ -509,11 +512,19 @@ class _RecordingMocks(runtime_mocks.Mocks):
             from components.catalog import versions
 
             name = a["addonName"]  # required by getAddonVersion
+            pinned = {**versions.EKS_ADDONS, **versions.OPTIONAL_EKS_ADDONS}
+            newest = self.capacity.addon_newest.get(name, pinned.get(name, "v0.0.0-eksbuild.1"))
+            if newest is None:
+                # terraform-provider-aws addon_version_data_source.go: no build -> NewEmptyResultError
+                return {}, [
+                    ("", f"reading EKS Add-On version info ({name}, {a.get('kubernetesVersion')}): empty result")
+                ]
             return {
                 "id": name,
                 "addonName": name,
                 "kubernetesVersion": a.get("kubernetesVersion"),
-                "version": versions.EKS_ADDONS.get(name, "v0.0.0-eksbuild.1"),
+                "mostRecent": a.get("mostRecent"),
+                "version": newest,
             }
         if token == "aws:ssm/getParameter:getParameter":
             return {
