@@ -1,0 +1,291 @@
+"""`tritonllm coldstart`: the phase report from recorded sequences, checked against hand-computed times.
+
+The recorded cold start below is what the API returns (pod, its events, the NodeClaim, the Node, the
+serving container's log read with timestamps) for a new replica on a new g6e node, scaled up at 10:00:00:
+
+    10:00:02 NodeClaim created (pod Nominated)      10:00:06 Launched      10:00:52 Initialized
+    10:00:59 stage-engine started                   10:01:14 stage-engine finished (exit 0)
+    10:01:15 Pulling the serving image              10:02:20 Pulled ("in 1m4.9s", 17.0 GB)
+    10:02:22 triton started                         10:02:47.512345 "successfully loaded 'llama'"
+    10:02:50 pod Ready                              10:02:51 request sent, first chunk 0.4 s later
+
+Hand-computed: node launched 4.0 s (created -> Launched), node ready 46.0 s (Launched -> Initialized),
+weights staged 15.0 s, image pulled 65.0 s, model loaded 25.512345 s (started -> log line), first token
+0.4 s; first token at +171.4 s.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tritonllm import coldstart
+from tritonllm.coldstart import Record, format_report, phases, records_from_cluster, total_s
+
+T0 = datetime(2026, 12, 7, 10, 0, 0, tzinfo=UTC)
+IMAGE = "nvcr.io/nvidia/tritonserver:26.01-vllm-python-py3"
+
+
+def _ts(h: int, m: int, s: int) -> str:
+    return f"2026-12-07T{h:02d}:{m:02d}:{s:02d}Z"
+
+
+def _event(reason: str, at: str, message: str = "", field: str = "") -> dict[str, Any]:
+    return {
+        "reason": reason,
+        "message": message,
+        "firstTimestamp": at,
+        "lastTimestamp": at,
+        "eventTime": None,
+        "involvedObject": {"kind": "Pod", "name": "triton-abc", **({"fieldPath": field} if field else {})},
+    }
+
+
+STAGE = "spec.initContainers{stage-engine}"
+SERVE = "spec.containers{triton}"
+
+
+def recorded() -> dict[str, Any]:
+    return {
+        "nodeclaim": {
+            "metadata": {"name": "g6e-x7k2p", "creationTimestamp": _ts(10, 0, 2)},
+            "status": {
+                "nodeName": "ip-10-0-1-5.ec2.internal",
+                "conditions": [
+                    {"type": "Launched", "status": "True", "lastTransitionTime": _ts(10, 0, 6)},
+                    {"type": "Registered", "status": "True", "lastTransitionTime": _ts(10, 0, 38)},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": _ts(10, 0, 52)},
+                ],
+            },
+        },
+        "node": {"status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _ts(10, 0, 45)}]}},
+        "events": [
+            _event("Nominated", _ts(10, 0, 2), "Pod should schedule on: nodeclaim/g6e-x7k2p"),
+            _event("Scheduled", _ts(10, 0, 53), "Successfully assigned llama/triton-abc to ip-10-0-1-5"),
+            _event("Pulling", _ts(10, 0, 54), 'Pulling image "amazon/aws-cli"', STAGE),
+            _event("Pulled", _ts(10, 0, 58), 'Successfully pulled image "amazon/aws-cli" in 3.9s', STAGE),
+            _event("Started", _ts(10, 0, 59), "Started container stage-engine", STAGE),
+            _event("Pulling", _ts(10, 1, 15), f'Pulling image "{IMAGE}"', SERVE),
+            _event(
+                "Pulled",
+                _ts(10, 2, 20),
+                f'Successfully pulled image "{IMAGE}" in 1m4.9s (1m4.9s including waiting). '
+                "Image size: 17012345678 bytes.",
+                SERVE,
+            ),
+            _event("Started", _ts(10, 2, 22), "Started container triton", SERVE),
+        ],
+        "pod": {
+            "spec": {"nodeName": "ip-10-0-1-5.ec2.internal"},
+            "status": {
+                "initContainerStatuses": [
+                    {
+                        "name": "stage-engine",
+                        "state": {
+                            "terminated": {"exitCode": 0, "startedAt": _ts(10, 0, 59), "finishedAt": _ts(10, 1, 14)}
+                        },
+                    }
+                ],
+                "containerStatuses": [{"name": "triton", "state": {"running": {"startedAt": _ts(10, 2, 22)}}}],
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _ts(10, 2, 50)}],
+            },
+        },
+        "log": (
+            "2026-12-07T10:02:40.000000001Z I1207 10:02:40.000000 1 server.cc:674] loading\n"
+            "2026-12-07T10:02:47.512345678Z I1207 10:02:47.512345 1 model_lifecycle.cc:849] "
+            "\"successfully loaded 'llama'\"\n"
+        ),
+        "request": {"sent": T0 + timedelta(seconds=171), "token": T0 + timedelta(seconds=171.4)},
+    }
+
+
+def run(rec: dict[str, Any]) -> dict[str, coldstart.Phase]:
+    records = records_from_cluster(rec["pod"], rec["events"], rec["nodeclaim"], rec["node"], rec["log"], "llama")
+    if rec["request"]["sent"] is not None:
+        records.append(Record(rec["request"]["sent"], "Request", "Sent"))
+    if rec["request"]["token"] is not None:
+        records.append(Record(rec["request"]["token"], "Request", "FirstToken"))
+    result = phases(records, T0)
+    assert sorted(p.name for p in result) == sorted(coldstart.PHASES)
+    return {p.name: p for p in result}
+
+
+def took(result: dict[str, coldstart.Phase]) -> dict[str, float | None]:
+    return {name: (None if p.took_s is None else round(p.took_s, 6)) for name, p in result.items()}
+
+
+NORMAL = {
+    "node launched": 4.0,
+    "node ready": 46.0,
+    "weights staged": 15.0,
+    "image pulled": 65.0,
+    "model loaded": 25.512345,
+    "first token": 0.4,
+}
+
+
+def test_a_normal_cold_start_against_hand_computed_times():
+    result = run(recorded())
+    assert took(result) == NORMAL
+    assert [round(result[n].at_s or 0, 6) for n in coldstart.PHASES] == [6.0, 52.0, 74.0, 140.0, 167.512345, 171.4]
+    assert result["image pulled"].note == "kubelet: 1m4.9s, 17.0 GB"
+    ordered = phases(
+        records_from_cluster(recorded()["pod"], recorded()["events"], recorded()["nodeclaim"], None, "", "llama"),
+        T0,
+    )
+    # printed in the order they ended: staging (an init container) ends before the serving image is pulled
+    assert [p.name for p in ordered][:4] == ["node launched", "node ready", "weights staged", "image pulled"]
+    report = format_report(list(result.values()), goal_s=120)
+    assert "total: 171.4s from scale-up to first token (goal < 120s: missed)" in report
+    assert total_s(list(result.values())) == pytest.approx(171.4)
+
+
+def _drop_events(rec: dict[str, Any], reason: str, field: str) -> None:
+    rec["events"] = [e for e in rec["events"] if not (e["reason"] == reason and e["involvedObject"].get("fieldPath", "") == field)]
+
+
+def _no_launched(rec):
+    rec["nodeclaim"]["status"]["conditions"] = [
+        c for c in rec["nodeclaim"]["status"]["conditions"] if c["type"] != "Launched"
+    ]
+
+
+def _no_ready(rec):
+    rec["nodeclaim"]["status"]["conditions"] = [
+        c for c in rec["nodeclaim"]["status"]["conditions"] if c["type"] != "Initialized"
+    ]
+    rec["node"] = None
+
+
+def _no_staging(rec):  # a model without a staging init container (vLLM reading S3 itself)
+    rec["pod"]["status"]["initContainerStatuses"] = []
+    rec["events"] = [e for e in rec["events"] if e["involvedObject"].get("fieldPath") != STAGE]
+
+
+def _no_pull(rec):  # the pod's events expired (the API server keeps them an hour by default)
+    _drop_events(rec, "Pulling", SERVE)
+    _drop_events(rec, "Pulled", SERVE)
+
+
+def _no_loaded(rec):
+    rec["log"] = ""
+    rec["pod"]["status"]["conditions"] = []
+
+
+def _no_token(rec):
+    rec["request"]["token"] = None
+
+
+# One recorded sequence per phase missing: that phase is "not seen"; the others keep their own start
+# markers, so their times are the normal ones, except where said.
+@pytest.mark.parametrize(
+    ("missing", "mutate", "changed"),
+    [
+        # node ready's start marker is Launched: without it, it runs from the scale-up (0 -> 52 s)
+        ("node launched", _no_launched, {"node ready": 52.0}),
+        ("node ready", _no_ready, {}),
+        ("weights staged", _no_staging, {}),
+        ("image pulled", _no_pull, {}),
+        ("model loaded", _no_loaded, {}),
+        ("first token", _no_token, {}),
+    ],
+)
+def test_one_phase_missing(missing, mutate, changed):
+    rec = recorded()
+    mutate(rec)
+    result = run(rec)
+    expected = {**NORMAL, missing: None, **changed}
+    assert took(result) == expected
+    assert result[missing].note == "not seen" and result[missing].at_s is None
+    report = format_report(list(result.values()))
+    if missing == "first token":
+        assert total_s(list(result.values())) is None
+        assert "total: no first token" in report
+    else:
+        assert total_s(list(result.values())) == pytest.approx(171.4)
+    # the missing phase is printed last
+    assert report.splitlines()[len(coldstart.PHASES)].startswith(missing)
+
+
+def test_a_phase_without_its_start_marker_runs_from_the_phase_before():
+    rec = recorded()
+    _drop_events(rec, "Pulling", SERVE)
+    # image pulled: Pulled 10:02:20 - weights staged's end 10:01:14 = 66 s
+    assert took(run(rec))["image pulled"] == 66.0
+
+
+def test_a_retried_pull_counts_from_the_first_pulling():
+    rec = recorded()
+    rec["events"].append(_event("Pulling", _ts(10, 1, 40), f'Pulling image "{IMAGE}"', SERVE))
+    assert took(run(rec))["image pulled"] == 65.0
+
+
+def test_node_ready_falls_back_to_the_node_without_the_nodeclaim_condition():
+    rec = recorded()
+    rec["nodeclaim"]["status"]["conditions"] = [
+        c for c in rec["nodeclaim"]["status"]["conditions"] if c["type"] != "Initialized"
+    ]
+    result = run(rec)
+    assert result["node ready"].took_s == 39.0  # Launched 10:00:06 -> Node Ready 10:00:45
+    assert result["node ready"].note == "Node Ready (no NodeClaim)"
+
+
+def test_model_loaded_falls_back_to_pod_ready_without_the_triton_line():
+    rec = recorded()
+    rec["log"] = "2026-12-07T10:02:47.5Z I1207 successfully loaded 'other-model'\n"
+    result = run(rec)
+    assert result["model loaded"].took_s == 28.0  # started 10:02:22 -> Ready 10:02:50
+    assert result["model loaded"].note == "pod Ready (no Triton log line)"
+
+
+def test_an_image_already_on_the_node_takes_no_pull_time():
+    rec = recorded()
+    _drop_events(rec, "Pulling", SERVE)
+    for e in rec["events"]:
+        if e["reason"] == "Pulled" and e["involvedObject"].get("fieldPath") == SERVE:
+            e["message"] = f'Container image "{IMAGE}" already present on machine and can be accessed by the pod'
+            e["firstTimestamp"] = e["lastTimestamp"] = _ts(10, 1, 15)
+    result = run(rec)
+    assert result["image pulled"].took_s == 0.0
+    assert result["image pulled"].note == "image already on the node"
+
+
+def test_a_pod_on_a_node_that_was_already_up():
+    rec = recorded()
+    for cond in rec["nodeclaim"]["status"]["conditions"]:
+        cond["lastTransitionTime"] = _ts(9, 30, 0)
+    rec["nodeclaim"]["metadata"]["creationTimestamp"] = _ts(9, 29, 0)
+    rec["node"] = None
+    result = run(rec)
+    for name in ("node launched", "node ready"):
+        assert (result[name].took_s, result[name].at_s, result[name].note) == (0.0, 0.0, "existing node")
+    assert took(result)["weights staged"] == 15.0
+
+
+def test_reading_the_api_shapes():
+    assert coldstart.nominated_nodeclaim(recorded()["events"]) == "g6e-x7k2p"
+    assert coldstart.nominated_nodeclaim([]) is None
+    assert coldstart.parse_time("2026-12-07T10:02:47.512345678Z") == datetime(
+        2026, 12, 7, 10, 2, 47, 512345, tzinfo=UTC
+    )
+    assert coldstart.parse_time(None) is None
+    (loaded,) = coldstart.log_records(recorded()["log"], "llama")
+    assert loaded.at == datetime(2026, 12, 7, 10, 2, 47, 512345, tzinfo=UTC)
+    assert coldstart.log_records(recorded()["log"], "other") == []
+    failed = copy.deepcopy(recorded())
+    failed["pod"]["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] = 1
+    assert "weights staged" not in {
+        p.name for p in phases(records_from_cluster(failed["pod"], [], None, None, "", "llama"), T0) if p.end
+    }
+
+
+def test_the_command_is_registered_and_refuses_a_model_the_stack_lacks(capsys):
+    from tritonllm.__main__ import build_parser, main
+
+    args = build_parser().parse_args(["coldstart", "--stack", "dev", "--model", "no-such-model"])
+    assert args.keep is False and args.goal == 120.0
+    assert main(["coldstart", "--stack", "dev", "--model", "no-such-model"]) == 2
+    assert "has no model 'no-such-model'" in capsys.readouterr().err
