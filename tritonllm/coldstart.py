@@ -123,6 +123,7 @@ def _markers(records: Sequence[Record]) -> dict[str, tuple[Record | None, Record
     loaded = _first(records, "Log", "Loaded")
     pod_ready = _first(records, "Pod", "Ready")
     already = pulled is not None and "already present" in pulled.message
+    token = _first(records, "Request", "FirstToken")
     return {
         "node launched": (_first(records, "NodeClaim", "Created"), _first(records, "NodeClaim", "Launched"), ""),
         "node ready": (
@@ -145,7 +146,7 @@ def _markers(records: Sequence[Record]) -> dict[str, tuple[Record | None, Record
             loaded or pod_ready,
             "" if loaded is not None or pod_ready is None else "pod Ready (no Triton log line)",
         ),
-        "first token": (_first(records, "Request", "Sent"), _first(records, "Request", "FirstToken"), ""),
+        "first token": (_first(records, "Request", "Sent"), token, token.message if token is not None else ""),
     }
 
 
@@ -277,9 +278,9 @@ def records_from_cluster(
                     at = parse_time(terminated.get(key))
                     if at is not None:
                         out.append(Record(at, "Pod", reason, cs["name"]))
-            running = state.get("running")
-            if running and parse_time(running.get("startedAt")) is not None:
-                out.append(Record(parse_time(running["startedAt"]), "Pod", "Started", cs["name"]))  # type: ignore[arg-type]
+            started = parse_time((state.get("running") or {}).get("startedAt"))
+            if started is not None:
+                out.append(Record(started, "Pod", "Started", cs["name"]))
     for cond in status.get("conditions", []):
         at = parse_time(cond.get("lastTransitionTime"))
         if cond.get("type") == "Ready" and cond.get("status") == "True" and at is not None:
@@ -343,32 +344,40 @@ def port_forward(kubectl: str, namespace: str, pod: str, remote: int, context: s
         proc.wait(timeout=10)
 
 
-def first_token(model: Any, url_port: int, prompt: str, timeout: float) -> tuple[datetime, datetime | None, str]:
-    """Send one streamed request; (sent, first chunk or None, error)."""
+def first_token(model: Any, port: int, prompt: str, timeout: float) -> tuple[datetime, datetime | None, str]:
+    """Send one streamed request to the pod; (sent, first chunk or None, note). A model that cannot stream
+    over KServe HTTP (not decoupled) is asked once more without streaming: its whole answer is then the
+    first token, and the note says so."""
+    from components.serving.builders.model_repository import served_model_name
     from tritonllm._llm_io import GenerationSettings
 
     settings = GenerationSettings(max_tokens=16)
-    sent = datetime.now(UTC)
-    if model.openai.enabled:
-        from tritonllm import openai_client
+    name = served_model_name(model)
+    note = ""
+    for stream in (True, False):
+        sent = datetime.now(UTC)
+        if model.openai.enabled:
+            from tritonllm import openai_client
 
-        results = asyncio.run(
-            openai_client.run_requests(
-                f"http://127.0.0.1:{url_port}/v1", model.name, [prompt], settings, stream=True, timeout=timeout
+            results = asyncio.run(
+                openai_client.run_requests(
+                    f"http://127.0.0.1:{port}/v1", name, [prompt], settings, stream=stream, timeout=timeout
+                )
             )
-        )
-    else:
-        from tritonllm import kserve_client
+        else:
+            from tritonllm import kserve_client
 
-        _, results = asyncio.run(
-            kserve_client.run_requests(
-                f"http://127.0.0.1:{url_port}", model.name, [prompt], settings, protocol="http", timeout=timeout
+            _, results = asyncio.run(
+                kserve_client.run_requests(
+                    f"http://127.0.0.1:{port}", name, [prompt], settings, protocol="http", stream=stream, timeout=timeout
+                )
             )
-        )
-    result = results[0]
-    if not result.ok or result.ttft_s is None:
-        return sent, None, result.error or "no token"
-    return sent, sent + timedelta(seconds=result.ttft_s), ""
+        result = results[0]
+        if result.ok:
+            seconds = result.ttft_s if result.ttft_s is not None else result.latency_s
+            return sent, sent + timedelta(seconds=seconds), note or ("" if stream else "whole answer (no stream)")
+        note = f"streamed request failed: {result.error}; "
+    return sent, None, note + f"unstreamed request failed: {result.error}"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -427,13 +436,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"coldstart: no new pod within {args.timeout:.0f}s", file=sys.stderr)
             return 1
         remote = openai_frontend.OPENAI_PORT if model.openai.enabled else tm.HTTP_PORT
-        sent, token, error = datetime.now(UTC), None, "pod never Ready"
+        sent, token, note = datetime.now(UTC), None, "pod never Ready"
         if time.monotonic() < deadline:
             with port_forward(args.kubectl, namespace, pod_name, remote, args.context) as port:
-                sent, token, error = first_token(model, port, args.prompt, max(30.0, deadline - time.monotonic()))
+                sent, token, note = first_token(model, port, args.prompt, max(30.0, deadline - time.monotonic()))
         records.append(Record(sent, "Request", "Sent"))
         if token is not None:
-            records.append(Record(token, "Request", "FirstToken"))
+            records.append(Record(token, "Request", "FirstToken", message=note))
+        pod = api.sanitize_for_serialization(core.read_namespaced_pod(pod_name, namespace))
         events = [
             api.sanitize_for_serialization(e)
             for e in core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod_name}").items
@@ -449,8 +459,8 @@ def main(args: argparse.Namespace) -> int:
         log = core.read_namespaced_pod_log(pod_name, namespace, container=SERVING_CONTAINER, timestamps=True)
         records += records_from_cluster(pod, events, nodeclaim, node, log, model.name)
         print(f"coldstart: pod {pod_name} on node {node_name} (NodeClaim {nodeclaim_name or 'none: existing node'})")
-        if error:
-            print(f"coldstart: first request: {error}", file=sys.stderr)
+        if note:
+            print(f"coldstart: first request: {note}", file=sys.stderr)
         result = phases(records, scaled_at)
         print(format_report(result, args.goal))
         return 0 if token is not None else 1
