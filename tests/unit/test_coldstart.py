@@ -210,6 +210,17 @@ def test_one_phase_missing(missing, mutate, changed):
     assert report.splitlines()[len(coldstart.PHASES)].startswith(missing)
 
 
+def test_the_first_token_note_says_how_it_was_timed():
+    rec = recorded()
+    records = records_from_cluster(rec["pod"], rec["events"], rec["nodeclaim"], rec["node"], rec["log"], "llama")
+    records += [
+        Record(T0 + timedelta(seconds=171), "Request", "Sent"),
+        Record(T0 + timedelta(seconds=172.5), "Request", "FirstToken", message="whole answer (no stream)"),
+    ]
+    (token,) = [p for p in phases(records, T0) if p.name == "first token"]
+    assert (token.took_s, token.note) == (1.5, "whole answer (no stream)")
+
+
 def test_a_phase_without_its_start_marker_runs_from_the_phase_before():
     rec = recorded()
     _drop_events(rec, "Pulling", SERVE)

@@ -231,6 +231,13 @@ def test_gpu_node_classes_pull_images_in_parallel_unless_turned_off(family):
     assert "userData" not in off["spec"]
 
 
+def test_every_catalog_gpu_type_is_big_enough_for_nodeadm_to_turn_fast_pull_on():
+    # nodeadm ignores FastImagePull below 4 vCPUs or 7 GiB of online memory
+    # (awslabs/amazon-eks-ami nodeadm/internal/containerd/config.go UseSOCISnapshotter)
+    small = [t.name for t in gpu_catalog.INSTANCE_TYPES.values() if t.vcpus < 4 or t.memory_gib < 8]
+    assert small == []
+
+
 def test_fast_image_pull_needs_an_ami_release_that_has_it():
     assert _pool(amiVersion="v20250821").fast_image_pull  # the first AL2023 release with FastImagePull
     assert _pool(amiVersion="latest").fast_image_pull
