@@ -401,10 +401,13 @@ def fast_image_pull_user_data(ami_family: str) -> str:
     7 GiB (internal/containerd/config.go UseSOCISnapshotter); every GPU type in our catalog is above.
 
     Bottlerocket: TOML settings; Karpenter keeps unknown settings and only sets its own
-    (bootstrap/bottlerocketsettings.go SettingsRaw). Its RAID0 bootstrap command binds containerd,
-    kubelet and pod logs only (bootstrap/bottlerocket.go "000-mount-instance-storage"), so a later
-    command (bootstrap commands run in name order) binds SOCI's directory too; not essential: if it
-    fails the node still boots and SOCI unpacks onto the EBS data volume.
+    (bootstrap/bottlerocketsettings.go SettingsRaw). Its RAID0 bootstrap command
+    (bootstrap/bottlerocket.go "000-mount-instance-storage") binds containerd, kubelet and pod logs,
+    or before Bottlerocket 1.46 exactly those (version.go SupportsDefaultBind), so a later command
+    (bootstrap commands run in name order) binds SOCI's directory too: /var/lib/soci-snapshotter is on
+    Bottlerocket's bind allow-list for k8s variants, and sequential binds are allowed from
+    bottlerocket-core-kit v10.8.0 (#679). Not essential: should it fail on an older release, the node
+    still boots and SOCI unpacks onto the EBS data volume.
     """
     if ami_family == "AL2023":
         return (
