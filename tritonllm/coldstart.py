@@ -369,7 +369,13 @@ def first_token(model: Any, port: int, prompt: str, timeout: float) -> tuple[dat
 
             _, results = asyncio.run(
                 kserve_client.run_requests(
-                    f"http://127.0.0.1:{port}", name, [prompt], settings, protocol="http", stream=stream, timeout=timeout
+                    f"http://127.0.0.1:{port}",
+                    name,
+                    [prompt],
+                    settings,
+                    protocol="http",
+                    stream=stream,
+                    timeout=timeout,
                 )
             )
         result = results[0]

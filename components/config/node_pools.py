@@ -45,7 +45,9 @@ FAST_IMAGE_PULL_SINCE = {"AL2023": "v20250821", "Bottlerocket": "v1.44.0"}
 
 def _release_key(family: str, version: str) -> tuple[int, ...]:
     """Sortable form of an AMI release (vYYYYMMDD or vX.Y.Z)."""
-    return tuple(int(part) for part in version.lstrip("v").split(".")) if family == "Bottlerocket" else (int(version[1:]),)
+    return (
+        tuple(int(part) for part in version.lstrip("v").split(".")) if family == "Bottlerocket" else (int(version[1:]),)
+    )
 
 
 def check_fast_image_pull(family: str, version: str | None) -> None:

@@ -144,7 +144,9 @@ def test_a_normal_cold_start_against_hand_computed_times():
 
 
 def _drop_events(rec: dict[str, Any], reason: str, field: str) -> None:
-    rec["events"] = [e for e in rec["events"] if not (e["reason"] == reason and e["involvedObject"].get("fieldPath", "") == field)]
+    rec["events"] = [
+        e for e in rec["events"] if not (e["reason"] == reason and e["involvedObject"].get("fieldPath", "") == field)
+    ]
 
 
 def _no_launched(rec):

@@ -225,7 +225,9 @@ def test_gpu_node_classes_pull_images_in_parallel_unless_turned_off(family):
         (command,) = settings["bootstrap-commands"].values()
         # after Karpenter's own "000-mount-instance-storage" (commands run in name order), never fatal
         assert list(settings["bootstrap-commands"]) > ["000-mount-instance-storage"]
-        assert command["commands"] == [["apiclient", "ephemeral-storage", "bind", "--dirs", "/var/lib/soci-snapshotter"]]
+        assert command["commands"] == [
+            ["apiclient", "ephemeral-storage", "bind", "--dirs", "/var/lib/soci-snapshotter"]
+        ]
         assert command["essential"] is False
     off = ec2_node_class_manifest(_pool(amiFamily=family, fastImagePull=False, **version), "c1", "node-role", {})
     assert "userData" not in off["spec"]

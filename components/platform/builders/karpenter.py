@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
+
 from components.catalog import versions
 from components.config import CPU_NODE_POOL_NAME, CpuNodePoolConfig, NodePoolConfig
 from components.platform.builders import iam
@@ -410,13 +412,12 @@ def fast_image_pull_user_data(ami_family: str) -> str:
     still boots and SOCI unpacks onto the EBS data volume.
     """
     if ami_family == "AL2023":
-        return (
-            "apiVersion: node.eks.aws/v1alpha1\n"
-            "kind: NodeConfig\n"
-            "spec:\n"
-            "  featureGates:\n"
-            "    FastImagePull: true\n"
-        )
+        node_config = {
+            "apiVersion": "node.eks.aws/v1alpha1",
+            "kind": "NodeConfig",
+            "spec": {"featureGates": {"FastImagePull": True}},
+        }
+        return yaml.safe_dump(node_config, sort_keys=False)
     if ami_family == "Bottlerocket":
         tables: list[tuple[str, dict[str, Any]]] = [
             ("settings.container-runtime", {"snapshotter": "soci"}),
