@@ -302,3 +302,137 @@ def test_the_command_is_registered_and_refuses_a_model_the_stack_lacks(capsys):
     assert args.keep is False and args.goal == 120.0
     assert main(["coldstart", "--stack", "dev", "--model", "no-such-model"]) == 2
     assert "has no model 'no-such-model'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the command's shell, on a fake API
+
+
+class _Obj:
+    """A kubernetes-client model: attributes for the command, `raw` for sanitize_for_serialization."""
+
+    def __init__(self, raw: dict[str, Any], **attrs: Any) -> None:
+        self.raw = raw
+        self.__dict__.update(attrs)
+
+
+class FakeCluster:
+    """What `main` calls on the kubernetes client, answering from the recorded cold start."""
+
+    def __init__(self, hpa: dict[str, int] | None) -> None:
+        self.rec = recorded()
+        self.hpa = dict(hpa) if hpa else None
+        self.replicas = 1
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+
+    # kubernetes.client
+    def ApiClient(self):  # noqa: N802 - the client's class names
+        return self
+
+    def CoreV1Api(self):  # noqa: N802
+        return self
+
+    AppsV1Api = AutoscalingV2Api = CustomObjectsApi = CoreV1Api
+    ApiException = RuntimeError
+
+    def sanitize_for_serialization(self, obj: Any) -> Any:
+        return obj.raw
+
+    # CoreV1Api
+    def list_namespaced_pod(self, namespace, label_selector):
+        assert namespace == "llama-3-2-1b" and "llama-3-2-1b" in label_selector
+        old = _Obj({}, metadata=_Obj({}, name="triton-old"))
+        if self.replicas < 2:
+            return _Obj({}, items=[old])
+        return _Obj({}, items=[old, _Obj(self.rec["pod"], metadata=_Obj({}, name="triton-abc"))])
+
+    def read_namespaced_pod(self, name, namespace):
+        return _Obj(self.rec["pod"])
+
+    def list_namespaced_event(self, namespace, field_selector):
+        assert field_selector == "involvedObject.name=triton-abc"
+        return _Obj({}, items=[_Obj(e) for e in self.rec["events"]])
+
+    def read_node(self, name):
+        assert name == "ip-10-0-1-5.ec2.internal"
+        return _Obj(self.rec["node"])
+
+    def read_namespaced_pod_log(self, name, namespace, container, timestamps):
+        assert (container, timestamps) == ("triton", True)
+        return self.rec["log"].replace("'llama'", "'llama-3-2-1b'")
+
+    def list_cluster_custom_object(self, group, version, plural):
+        assert (group, version, plural) == ("karpenter.sh", "v1", "nodeclaims")
+        other = {"metadata": {"name": "cpu-1"}, "status": {"nodeName": "ip-10-0-9-9"}}
+        return {"items": [other, self.rec["nodeclaim"]]}
+
+    # AutoscalingV2Api / AppsV1Api
+    def read_namespaced_horizontal_pod_autoscaler(self, name, namespace):
+        if self.hpa is None:
+            raise RuntimeError("404")
+        return _Obj({}, spec=_Obj({}, min_replicas=self.hpa["min"], max_replicas=self.hpa["max"]))
+
+    def patch_namespaced_horizontal_pod_autoscaler(self, name, namespace, body):
+        self.patches.append(("hpa", body))
+        self.hpa = {"min": body["spec"]["minReplicas"], "max": body["spec"]["maxReplicas"]}
+        self.replicas = max(self.replicas, self.hpa["min"])
+
+    def read_namespaced_deployment_scale(self, name, namespace):
+        return _Obj({}, spec=_Obj({}, replicas=self.replicas))
+
+    def patch_namespaced_deployment_scale(self, name, namespace, body):
+        self.patches.append(("scale", body))
+        self.replicas = body["spec"]["replicas"]
+
+
+@pytest.mark.parametrize("hpa", [{"min": 1, "max": 3}, {"min": 1, "max": 1}, None])
+def test_the_command_adds_one_replica_times_it_and_puts_the_floor_back(monkeypatch, capsys, hpa):
+    import contextlib
+    import sys
+    import types
+
+    fake = FakeCluster(hpa)
+    module = types.ModuleType("kubernetes")
+    module.client = fake  # type: ignore[attr-defined]
+    module.config = types.SimpleNamespace(load_kube_config=lambda context=None: None)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "kubernetes", module)
+    clock = [0.0]  # the polling loop's clock: each sleep moves it on
+    monkeypatch.setattr(coldstart.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(coldstart.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(coldstart, "datetime", _FrozenDatetime)
+    forwarded = []
+
+    @contextlib.contextmanager
+    def port_forward(kubectl, namespace, pod, remote, context):
+        forwarded.append((namespace, pod, remote))
+        yield 12345
+
+    monkeypatch.setattr(coldstart, "port_forward", port_forward)
+    monkeypatch.setattr(
+        coldstart,
+        "first_token",
+        lambda model, port, prompt, timeout: (T0 + timedelta(seconds=171), T0 + timedelta(seconds=171.4), ""),
+    )
+    from tritonllm.__main__ import main
+
+    assert main(["coldstart", "--stack", "dev", "--model", "llama-3-2-1b", "--timeout", "600"]) == 0
+    out = capsys.readouterr().out
+    assert forwarded == [("llama-3-2-1b", "triton-abc", 8000)]
+    if hpa is not None:  # the floor raised by one (the ceiling too when it is reached), then put back
+        assert fake.patches == [
+            ("hpa", {"spec": {"minReplicas": 2, "maxReplicas": max(hpa["max"], 2)}}),
+            ("hpa", {"spec": {"minReplicas": 1, "maxReplicas": hpa["max"]}}),
+        ]
+    else:
+        assert fake.patches == [("scale", {"spec": {"replicas": 2}}), ("scale", {"spec": {"replicas": 1}})]
+    assert "pod triton-abc on node ip-10-0-1-5.ec2.internal (NodeClaim g6e-x7k2p)" in out
+    assert "total: 171.4s from scale-up to first token (goal < 120s: missed)" in out
+    assert "image pulled       +140.0s     65.0s  kubelet: 1m4.9s, 17.0 GB" in out
+    assert "node launched        +6.0s      4.0s" in out  # from the pod's NodeClaim, not another one
+
+
+class _FrozenDatetime(datetime):
+    """coldstart's clock: the scale-up happens at T0."""
+
+    @classmethod
+    def now(cls, tz=None):  # type: ignore[override]
+        return T0
