@@ -15,7 +15,8 @@ long it took:
 Karpenter v1.14.1 records Launched/Registered/Initialized as NodeClaim status conditions, not events
 (kubernetes-sigs/karpenter v1.14.1 pkg/apis/v1/nodeclaim_status.go); the pod's `Nominated` event names the
 NodeClaim ("Pod should schedule on: nodeclaim/NAME", pkg/controllers/provisioning/scheduling/events.go).
-Kubelet pulls an image just before it starts that container, so the init containers (staging) run before
+Kubelet pulls an image just before it starts that container (kubernetes v1.34 pkg/kubelet/kuberuntime/
+kuberuntime_container.go startContainer, step 1), so the init containers (staging) run before
 the serving image is pulled; phases are printed in the order they ended.
 
 The phase report is computed by pure functions from a recorded sequence (`records_from_cluster` turns the
