@@ -392,8 +392,8 @@ def test_the_command_adds_one_replica_times_it_and_puts_the_floor_back(monkeypat
 
     fake = FakeCluster(hpa)
     module = types.ModuleType("kubernetes")
-    module.client = fake  # type: ignore[attr-defined]
-    module.config = types.SimpleNamespace(load_kube_config=lambda context=None: None)  # type: ignore[attr-defined]
+    module.client = fake
+    module.config = types.SimpleNamespace(load_kube_config=lambda context=None: None)
     monkeypatch.setitem(sys.modules, "kubernetes", module)
     clock = [0.0]  # the polling loop's clock: each sleep moves it on
     monkeypatch.setattr(coldstart.time, "monotonic", lambda: clock[0])
@@ -434,5 +434,5 @@ class _FrozenDatetime(datetime):
     """coldstart's clock: the scale-up happens at T0."""
 
     @classmethod
-    def now(cls, tz=None):  # type: ignore[override]
+    def now(cls, tz=None):
         return T0
