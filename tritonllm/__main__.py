@@ -24,6 +24,10 @@ COMMANDS = {
         "tritonllm.doctor",
         "will a stack's GPU node pools get their GPUs? instance type offerings and EC2 vCPU quotas per pool",
     ),
+    "coldstart": (
+        "tritonllm.coldstart",
+        "add one replica of a model on a real cluster and print each start-up phase with its time",
+    ),
     "nccl-test": (
         "tritonllm.nccl_test",
         "run NCCL all-reduce across a multi-node model's nodes and print the bus bandwidth",

@@ -113,6 +113,13 @@ MORE_CASES = [
         "required for amiFamily Bottlerocket",
     ),
     BadConfig(
+        "fast-image-pull-on-an-ami-without-it",
+        "dev",
+        {"nodePools[0].amiVersion": "v20250101"},
+        "nodePools[0].fastImagePull",
+        "predates parallel image pull",
+    ),
+    BadConfig(
         "ami-version-not-a-release",
         "dev",
         {"nodePools[0].amiVersion": "2026-07-14"},

@@ -197,6 +197,59 @@ def test_node_class_per_ami_family_is_valid(family):
     )
 
 
+@pytest.mark.parametrize("family", ["AL2023", "Bottlerocket"])
+def test_gpu_node_classes_pull_images_in_parallel_unless_turned_off(family):
+    """fastImagePull (default on) puts the SOCI parallel-pull settings in the node class's userData."""
+    import tomllib
+
+    import yaml
+
+    version = {"Bottlerocket": {"amiVersion": "v1.50.0"}}.get(family, {})
+    manifest = ec2_node_class_manifest(_pool(amiFamily=family, **version), "c1", "node-role", {})
+    validate_custom_resource(manifest)
+    assert manifest["spec"]["instanceStorePolicy"] == "RAID0"  # SOCI unpacks onto the instance store
+    user_data = manifest["spec"]["userData"]
+    if family == "AL2023":
+        # nodeadm's NodeConfig (awslabs/amazon-eks-ami nodeadm/doc/examples.md "Enabling fast image pull")
+        assert yaml.safe_load(user_data) == {
+            "apiVersion": "node.eks.aws/v1alpha1",
+            "kind": "NodeConfig",
+            "spec": {"featureGates": {"FastImagePull": True}},
+        }
+    else:
+        settings = tomllib.loads(user_data)["settings"]
+        assert settings["container-runtime"] == {"snapshotter": "soci"}
+        soci = settings["container-runtime-plugins"]["soci-snapshotter"]
+        assert soci["pull-mode"] == "parallel-pull-unpack"
+        assert soci["parallel-pull-unpack"]["max-concurrent-unpacks-per-image"] == 12
+        (command,) = settings["bootstrap-commands"].values()
+        # after Karpenter's own "000-mount-instance-storage" (commands run in name order), never fatal
+        assert list(settings["bootstrap-commands"]) > ["000-mount-instance-storage"]
+        assert command["commands"] == [
+            ["apiclient", "ephemeral-storage", "bind", "--dirs", "/var/lib/soci-snapshotter"]
+        ]
+        assert command["essential"] is False
+    off = ec2_node_class_manifest(_pool(amiFamily=family, fastImagePull=False, **version), "c1", "node-role", {})
+    assert "userData" not in off["spec"]
+
+
+def test_every_catalog_gpu_type_is_big_enough_for_nodeadm_to_turn_fast_pull_on():
+    # nodeadm ignores FastImagePull below 4 vCPUs or 7 GiB of online memory
+    # (awslabs/amazon-eks-ami nodeadm/internal/containerd/config.go UseSOCISnapshotter)
+    small = [t.name for t in gpu_catalog.INSTANCE_TYPES.values() if t.vcpus < 4 or t.memory_gib < 8]
+    assert small == []
+
+
+def test_fast_image_pull_needs_an_ami_release_that_has_it():
+    assert _pool(amiVersion="v20250821").fast_image_pull  # the first AL2023 release with FastImagePull
+    assert _pool(amiVersion="latest").fast_image_pull
+    assert _pool(amiFamily="Bottlerocket", amiVersion="v1.44.0").fast_image_pull
+    for kw in ({"amiVersion": "v20250818"}, {"amiFamily": "Bottlerocket", "amiVersion": "v1.43.9"}):
+        with pytest.raises(ValueError, match="@fastImagePull: .* predates parallel image pull"):
+            _pool(**kw)
+        assert not _pool(fastImagePull=False, **kw).fast_image_pull  # the way out the message names
+
+
 def test_scheduling_helpers_match_the_pool_and_taint():
     assert node_selector_for("g6e") == {NODE_POOL_LABEL: "g6e"}
     assert _tolerates(gpu_tolerations(), GPU_TAINT)

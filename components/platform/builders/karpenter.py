@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
+
 from components.catalog import versions
 from components.config import CPU_NODE_POOL_NAME, CpuNodePoolConfig, NodePoolConfig
 from components.platform.builders import iam
@@ -366,6 +368,77 @@ def block_device_mappings(ami_family: str, disk_size_gib: int) -> list[dict[str,
     return [{"deviceName": "/dev/xvda", "rootVolume": True, "ebs": ebs(f"{disk_size_gib}Gi", 500)}]
 
 
+# SOCI parallel pull/unpack, the settings nodeadm writes for AL2023's FastImagePull
+# (awslabs/amazon-eks-ami nodeadm/internal/containerd/snapshotter/soci-snapshotter.config.toml):
+# 16 MB chunks, 20 downloads and 12 unpacks per image, compressed blobs dropped once unpacked.
+SOCI_PARALLEL_PULL = {
+    "max-concurrent-downloads-per-image": 20,
+    "concurrent-download-chunk-size": "16mb",
+    "max-concurrent-unpacks-per-image": 12,
+    "discard-unpacked-layers": True,
+}
+# Where Bottlerocket's SOCI snapshotter keeps unpacked layers: bound onto the instance-store array
+# like /var/lib/containerd (awslabs/ai-on-eks, guidance container-startup-time accelerate-pull-process).
+BOTTLEROCKET_SOCI_DIR = "/var/lib/soci-snapshotter"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def fast_image_pull_user_data(ami_family: str) -> str:
+    """EC2NodeClass `spec.userData` turning on parallel image pull (SOCI) for a GPU pool.
+
+    AL2023: a NodeConfig with the FastImagePull gate; Karpenter v1.14.1 adds YAML user data to its MIME
+    archive as an application/node.eks.aws part before its own NodeConfig, and nodeadm merges both
+    (pkg/providers/amifamily/bootstrap/nodeadm.go parseUserData). With instanceStorePolicy RAID0 nodeadm
+    binds the SOCI root /var/lib/soci-snapshotter-grpc onto the array with containerd's
+    (templates/al2023/runtime/bin/setup-local-disks BIND_SOCI). nodeadm ignores the gate below 4 vCPUs /
+    7 GiB (internal/containerd/config.go UseSOCISnapshotter); every GPU type in our catalog is above.
+
+    Bottlerocket: TOML settings; Karpenter keeps unknown settings and only sets its own
+    (bootstrap/bottlerocketsettings.go SettingsRaw). Its RAID0 bootstrap command
+    (bootstrap/bottlerocket.go "000-mount-instance-storage") binds containerd, kubelet and pod logs,
+    or before Bottlerocket 1.46 exactly those (version.go SupportsDefaultBind), so a later command
+    (bootstrap commands run in name order) binds SOCI's directory too: /var/lib/soci-snapshotter is on
+    Bottlerocket's bind allow-list for k8s variants, and sequential binds are allowed from
+    bottlerocket-core-kit v10.8.0 (#679). Not essential: should it fail on an older release, the node
+    still boots and SOCI unpacks onto the EBS data volume.
+    """
+    if ami_family == "AL2023":
+        node_config = {
+            "apiVersion": "node.eks.aws/v1alpha1",
+            "kind": "NodeConfig",
+            "spec": {"featureGates": {"FastImagePull": True}},
+        }
+        return yaml.safe_dump(node_config, sort_keys=False)
+    if ami_family == "Bottlerocket":
+        tables: list[tuple[str, dict[str, Any]]] = [
+            ("settings.container-runtime", {"snapshotter": "soci"}),
+            ("settings.container-runtime-plugins.soci-snapshotter", {"pull-mode": "parallel-pull-unpack"}),
+            ("settings.container-runtime-plugins.soci-snapshotter.parallel-pull-unpack", SOCI_PARALLEL_PULL),
+            (
+                "settings.bootstrap-commands.010-bind-soci-snapshotter",
+                {
+                    "commands": [["apiclient", "ephemeral-storage", "bind", "--dirs", BOTTLEROCKET_SOCI_DIR]],
+                    "essential": False,
+                    "mode": "always",
+                },
+            ),
+        ]
+        return "\n".join(
+            f"[{name}]\n" + "".join(f"{key} = {_toml_value(value)}\n" for key, value in body.items())
+            for name, body in tables
+        )
+    raise ValueError(f"no parallel image pull settings for AMI family {ami_family!r}")
+
+
 def metadata_options() -> dict[str, Any]:
     """IMDSv2 only, hop limit 1: pods cannot reach instance metadata (they get AWS access via Pod Identity)."""
     return {
@@ -399,6 +472,7 @@ def ec2_node_class_manifest(
             "metadataOptions": metadata_options(),
             "instanceStorePolicy": "RAID0",
             "blockDeviceMappings": block_device_mappings(pool.ami_family, pool.disk_size_gib),
+            **({"userData": fast_image_pull_user_data(pool.ami_family)} if pool.fast_image_pull else {}),
             "tags": {**dict(tags), "tritonllm/node-pool": pool.name},
         },
     }
