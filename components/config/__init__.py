@@ -45,6 +45,7 @@ from components.config.stack import (
     placement_group_pools,
     read_pulumi_config,
 )
+from components.config.serving_image import ServingImageConfig
 from components.config.storage import EfsConfig, ModelStoreConfig
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "ModelConfig",
     "ModelSite",
     "ModelStoreConfig",
+    "ServingImageConfig",
     "MonitoringConfig",
     "MultiNodeConfig",
     "NetworkConfig",
