@@ -34,6 +34,7 @@ from components.config.multinode import ROLLOUT_SURGE_GROUPS, MultiNodeConfig
 from components.config.network import NetworkConfig
 from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
 from components.config.openai import OpenAiOptions
+from components.config.serving_image import ServingImageConfig
 from components.config.stack import (
     TOP_LEVEL_KEYS,
     ModelSite,
@@ -45,7 +46,6 @@ from components.config.stack import (
     placement_group_pools,
     read_pulumi_config,
 )
-from components.config.serving_image import ServingImageConfig
 from components.config.storage import EfsConfig, ModelStoreConfig
 
 __all__ = [

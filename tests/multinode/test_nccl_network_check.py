@@ -70,7 +70,11 @@ def _watch(run_dir: Path, lines: list[str]) -> subprocess.CompletedProcess:
 def _ready(run_dir: Path, port: int, require_efa: bool) -> subprocess.CompletedProcess:
     script = run_dir / "ready.sh"
     script.write_text(multinode.ready_script())
-    env = {"PATH": os.environ["PATH"], "TRITONLLM_RUN_DIR": str(run_dir), "TRITONLLM_REQUIRE_EFA": "1" if require_efa else "0"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "TRITONLLM_RUN_DIR": str(run_dir),
+        "TRITONLLM_REQUIRE_EFA": "1" if require_efa else "0",
+    }
     return subprocess.run(
         ["/bin/sh", str(script), str(port), "/v2/health/ready"], env=env, capture_output=True, text=True, timeout=30
     )
@@ -135,7 +139,12 @@ def test_the_leader_probe_runs_ready_sh_with_tritons_port_and_path():
     lws = multinode.leader_worker_set_manifest(model, cfg.site_of(model), bucket="b", engine_key="k" * 64, image="img")
     leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
     worker = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
-    assert leader["readinessProbe"]["exec"]["command"] == ["/bin/sh", f"{multinode.LAUNCH_DIR}/ready.sh", "8000", "/v2/health/ready"]
+    assert leader["readinessProbe"]["exec"]["command"] == [
+        "/bin/sh",
+        f"{multinode.LAUNCH_DIR}/ready.sh",
+        "8000",
+        "/v2/health/ready",
+    ]
     assert "httpGet" not in leader["readinessProbe"]
     assert {"name": "TRITONLLM_REQUIRE_EFA", "value": "1"} in leader["env"]  # the multinode stack has efa: true
     assert leader["image"] == worker["image"] == "img"

@@ -70,7 +70,9 @@ class Kubectl:
         if cmd[0] == "pulumi":
             assert cmd[1:4] == ["stack", "output", nccl_test.IMAGE_OUTPUT] and cmd[-2:] == ["--stack", "multinode"]
             if self.image is None:
-                return subprocess.CompletedProcess(cmd, 255, stdout="", stderr="error: current stack does not have output")
+                return subprocess.CompletedProcess(
+                    cmd, 255, stdout="", stderr="error: current stack does not have output"
+                )
             return subprocess.CompletedProcess(cmd, 0, stdout=self.image + "\n", stderr="")
         self.calls.append(cmd)
         if cmd[1] == "apply":
@@ -119,7 +121,9 @@ def test_an_explicit_image_wins():
         out=io.StringIO(),
     )
     (lws,) = [m for m in kubectl.applied if m["kind"] == "LeaderWorkerSet"]
-    assert lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]["image"].startswith("my/image")
+    assert lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]["image"].startswith(
+        "my/image"
+    )
 
 
 def test_a_run_without_summary_fails_and_still_cleans_up():

@@ -61,7 +61,11 @@ def _push(ecr, repo: str, tag: str) -> str:
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + "a" * 64},
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 1,
+            "digest": "sha256:" + "a" * 64,
+        },
         "layers": [],
     }
     image = ecr.put_image(repositoryName=repo, imageManifest=json.dumps(manifest), imageTag=tag)["image"]
@@ -73,7 +77,9 @@ def _log(logs, group: str, stream: str, lines: list[str]) -> None:
 
     now = int(time.time() * 1000)
     logs.put_log_events(
-        logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)]
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)],
     )
 
 
@@ -124,7 +130,9 @@ def test_a_missing_image_is_built_its_log_streamed_and_its_digest_returned(world
         },
     )
     for status in ("IN_PROGRESS", "IN_PROGRESS", "SUCCEEDED"):
-        stubber.add_response("batch_get_builds", {"builds": [_build(status, world)]}, {"ids": ["tritonllm-image-builder:1234"]})
+        stubber.add_response(
+            "batch_get_builds", {"builds": [_build(status, world)]}, {"ids": ["tritonllm-image-builder:1234"]}
+        )
     script = iter(
         [
             lambda: _log(world["logs"], world["group"], world["stream"], ["Step 1/12 : FROM nvcr.io", "Step 2/12"]),
@@ -178,7 +186,9 @@ def test_the_build_gets_its_image_uri_registry_and_build_args(world, moto_server
     )
     stubber.add_response("batch_get_builds", {"builds": [{"id": "b:1", "buildStatus": "STOPPED"}]}, {"ids": ["b:1"]})
     with stubber, pytest.raises(image_build.ImageBuildError, match="ended STOPPED"):
-        image_build.ensure_image(props, _clients(world, moto_server, codebuild), emit=lambda line: None, sleep=lambda s: None)
+        image_build.ensure_image(
+            props, _clients(world, moto_server, codebuild), emit=lambda line: None, sleep=lambda s: None
+        )
 
 
 def test_a_failed_build_fails_with_its_phase_and_last_lines(world, moto_server):
@@ -190,14 +200,21 @@ def test_a_failed_build_fails_with_its_phase_and_last_lines(world, moto_server):
         {
             "phaseType": "BUILD",
             "phaseStatus": "FAILED",
-            "contexts": [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": "Error while executing command: docker build. Reason: exit status 1"}],
+            "contexts": [
+                {
+                    "statusCode": "COMMAND_EXECUTION_ERROR",
+                    "message": "Error while executing command: docker build. Reason: exit status 1",
+                }
+            ],
         },
     ]
     stubber.add_response("batch_get_builds", {"builds": [_build("FAILED", world, phases)]}, None)
     lines = [f"line {i}" for i in range(si.LOG_TAIL_LINES + 5)] + ["tritonllm-verify-image: missing: aws-ofi-nccl"]
     _log(world["logs"], world["group"], world["stream"], lines)
     with stubber, pytest.raises(image_build.ImageBuildError) as failure:
-        image_build.ensure_image(props, _clients(world, moto_server, codebuild), emit=lambda line: None, sleep=lambda s: None)
+        image_build.ensure_image(
+            props, _clients(world, moto_server, codebuild), emit=lambda line: None, sleep=lambda s: None
+        )
     message = str(failure.value)
     assert "ended FAILED" in message and "BUILD: FAILED (Error while executing command: docker build" in message
     assert message.rstrip().endswith("tritonllm-verify-image: missing: aws-ofi-nccl")
@@ -210,7 +227,11 @@ def test_moto_codebuild_succeeds_without_pushing_and_the_provider_says_so(world,
     codebuild = _client("codebuild", moto_server)
     codebuild.create_project(
         name=world["props"]["project_name"],
-        source={"type": "S3", "location": f"{world['props']['bucket']}/image-contexts/none.zip", "buildspec": si.buildspec()},
+        source={
+            "type": "S3",
+            "location": f"{world['props']['bucket']}/image-contexts/none.zip",
+            "buildspec": si.buildspec(),
+        },
         artifacts={"type": "NO_ARTIFACTS"},
         environment={
             "type": "LINUX_CONTAINER",

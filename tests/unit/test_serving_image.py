@@ -145,7 +145,7 @@ def test_the_efa_installer_runs_with_the_flags_aws_documents_for_containers():
     # efa-installer-containers.html: `./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify`
     assert {"-y", "--skip-kmod", "--skip-limit-conf", "--no-verify"} <= set(flags), flags
     # efa-start.html: --mpi=openmpi4 installs Open MPI 4.1 only (the version comes as a build argument)
-    assert '--mpi=${EFA_INSTALLER_MPI}' in flags
+    assert "--mpi=${EFA_INSTALLER_MPI}" in flags
     assert versions.EFA_INSTALLER_MPI in ("openmpi4", "openmpi5")
     # no kernel-side options: -g/--enable-gdr installs a kernel module (installer README), no use in a container
     assert not {"-g", "--enable-gdr", "--minimal", "--uninstall"} & set(flags)
@@ -301,7 +301,9 @@ def test_builder_policy_is_scoped_to_one_repository_log_group_and_prefix():
     bucket = "arn:aws:s3:::models"
     doc = si.builder_policy(repository_arn=repo, log_group_arn=logs, bucket_arn=bucket)
     wildcard = [s for s in doc["Statement"] if s["Resource"] == "*"]
-    assert wildcard == [{"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}]
+    assert wildcard == [
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}
+    ]
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     assert by_sid["PushToTheRepository"]["Resource"] == repo
     assert by_sid["BuildLogs"]["Resource"] == [logs, f"{logs}:*"]
@@ -314,7 +316,11 @@ def test_lifecycle_policy_expires_untagged_and_keeps_the_newest():
     rules = si.lifecycle_policy()["rules"]
     assert [r["rulePriority"] for r in rules] == [1, 2]
     assert rules[0]["selection"]["tagStatus"] == "untagged"
-    assert rules[1]["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": si.KEEP_IMAGES}
+    assert rules[1]["selection"] == {
+        "tagStatus": "any",
+        "countType": "imageCountMoreThan",
+        "countNumber": si.KEEP_IMAGES,
+    }
     json.dumps(rules)
 
 
@@ -328,7 +334,11 @@ def test_failed_phases_name_status_and_messages():
     build = {
         "phases": [
             {"phaseType": "PRE_BUILD", "phaseStatus": "SUCCEEDED"},
-            {"phaseType": "BUILD", "phaseStatus": "FAILED", "contexts": [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": "exit status 1"}]},
+            {
+                "phaseType": "BUILD",
+                "phaseStatus": "FAILED",
+                "contexts": [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": "exit status 1"}],
+            },
             {"phaseType": "COMPLETED"},
         ]
     }

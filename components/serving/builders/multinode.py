@@ -791,8 +791,7 @@ def nccl_test_scripts(model: ModelConfig, site: ModelSite) -> dict[str, str]:
         '  --mca plm_rsh_agent "$RUN_DIR/bin/ssh" --mca plm_rsh_no_tree_spawn 1 --mca orte_keep_fqdn_hostnames 1 \\\n'
         "  --mca pml ^cm,ucx --mca btl tcp,self \\\n"
         f'  -np {world} "$LAUNCH_DIR/rank.sh" "${{ALL_REDUCE_PERF:-/opt/nccl-tests/build/all_reduce_perf}}" '
-        "-b 8 -e 2G -f 2 -g 1 -c 1 -n 50"
-        + MPIRUN_WAIT
+        "-b 8 -e 2G -f 2 -g 1 -c 1 -n 50" + MPIRUN_WAIT
     )
     return {
         **launch_scripts(model, site),

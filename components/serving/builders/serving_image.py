@@ -201,7 +201,12 @@ def lifecycle_policy() -> dict[str, Any]:
             {
                 "rulePriority": 1,
                 "description": "untagged images (interrupted pushes) after a day",
-                "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1},
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 1,
+                },
                 "action": {"type": "expire"},
             },
             {
