@@ -576,7 +576,7 @@ MORE_CASES = [
         "dev",
         {"servingImage": {"aptPackages": ["htop"]}},
         "servingImage.aptPackages",
-        "Extra inputs are not permitted",
+        "check the spelling against the configuration reference",
     ),
 ]
 
