@@ -34,4 +34,18 @@ if [ -n "$missing" ]; then
   echo "tritonllm-verify-image: missing:$missing" >&2
   exit 1
 fi
+# Every library the plugin and libfabric link must resolve in this image (a plugin built for another CUDA
+# major, e.g. needing libcudart.so.12 on a CUDA 13 base, would fail to load and NCCL fall back to sockets).
+# libcuda and libnvidia-ml come from the node's driver at run time (NVIDIA container toolkit), not the image.
+if command -v ldd >/dev/null 2>&1; then
+  for lib in $ROOT/opt/amazon/ofi-nccl/lib/*/libnccl-net*.so $ROOT/opt/amazon/ofi-nccl/lib/libnccl-net*.so \
+             $ROOT/opt/amazon/efa/lib/libfabric.so.1; do
+    [ -e "$lib" ] || continue
+    unresolved="$(ldd "$lib" 2>/dev/null | grep 'not found' | grep -v -e 'libcuda\.so' -e 'libnvidia-ml\.so' || true)"
+    if [ -n "$unresolved" ]; then
+      echo "tritonllm-verify-image: ${lib#"$ROOT"} does not load here:" $unresolved >&2
+      exit 1
+    fi
+  done
+fi
 echo "tritonllm-verify-image: ok"

@@ -273,6 +273,28 @@ def test_verify_image_fails_naming_what_is_missing(tmp_path, left_out):
     assert "missing:" in result.stderr
 
 
+def test_verify_image_fails_when_the_plugin_needs_a_library_the_image_lacks(tmp_path):
+    """ldd of the plugin (a stand-in printing what ldd prints for a plugin built for CUDA 12 on a CUDA 13 base)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ldd").write_text(
+        "#!/bin/sh\ncase \"$1\" in *libnccl-net*) echo '\tlibcudart.so.12 => not found'; "
+        "echo '\tlibcuda.so.1 => not found' ;; esac\n"
+    )
+    (bin_dir / "ldd").chmod(0o755)
+    root = _image_tree(tmp_path / "image")
+    result = subprocess.run(
+        ["/bin/sh", str(MULTINODE_DIR / "verify-image.sh")],
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "TRITONLLM_IMAGE_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "libnccl-net-ofi.so does not load here: libcudart.so.12 => not found" in result.stderr
+    assert "libcuda.so.1" not in result.stderr  # the driver's, present on the node at run time
+
+
 def test_verify_image_fails_while_hpcx_open_mpi_is_left(tmp_path):
     result = _verify(_image_tree(tmp_path, [*IMAGE_FILES, "opt/hpcx/ompi/bin/mpirun"]))
     assert result.returncode == 1 and "/opt/hpcx/ompi" in result.stderr
