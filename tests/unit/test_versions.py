@@ -13,9 +13,8 @@ runtime is pinned to, so moving a pin fails here until they are read again.
 
 from __future__ import annotations
 
-import shlex
-
 import re
+import shlex
 from pathlib import Path
 
 import pytest
