@@ -204,6 +204,12 @@ IMAGES = (TRITON_VLLM, TRITON_TRTLLM_LLMAPI, TRITON_TRTLLM_ENGINE, AWS_CLI, PYTH
 EFA_INSTALLER_VERSION = "1.51.0"
 EFA_INSTALLER_LIBFABRIC = "2.7.0amzn2.0"  # what 1.51.0 ships (release notes); for the docs and the image label
 EFA_INSTALLER_OFI_NCCL = "1.22.0"  # aws-ofi-nccl release the installer ships; v1.21.1's notes: NCCL >= 2.17.1
+# CUDA/NCCL compatibility with the base: Triton 25.12's trtllm image is CUDA 13 (server r25.12 build.py copies
+# libcudart.so.13) and keeps its own NCCL (not read here: NGC releases since 2023 ship NCCL >= 2.17.1, the
+# plugin's floor). aws-ofi-nccl 1.21.1+ has no hard libcudart
+# dependency (release notes: "CUDA Runtime API calls in the GIN path now use their CUDA Driver API
+# equivalents"), so the installer's plugin does not tie the image to a CUDA major; images/multinode/
+# verify-image.sh fails the build if the plugin's or libfabric's libraries do not resolve in the image.
 # Only Open MPI 4.1 from the installer (`--mpi=openmpi4`, efa-start.html): its libmpi.so.40 replaces the
 # HPC-X Open MPI 4.1 the Triton image's TensorRT-LLM (mpi4py) runs on, as the seed's containerfile does.
 EFA_INSTALLER_MPI = "openmpi4"

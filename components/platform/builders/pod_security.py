@@ -54,7 +54,8 @@ HOME_SIZE = "8Gi"  # ~/.cache (vLLM, Triton kernels, torch), ~/.config
 
 POD_SECURITY_EXCEPTIONS: dict[str, str] = {
     "multinode": "sshd between ranks runs as root: privilege separation needs SYS_CHROOT, SETUID and SETGID, "
-    "and openssh-server is installed with apt-get when the image lacks it (writable root filesystem)",
+    "and sshd writes its privilege separation directory and pid file (writable root filesystem); OpenSSH comes "
+    "with the multi-node serving image the program builds (images/multinode), nothing is installed at start",
     "monitoring": "node-exporter uses the host's network, PID namespace and filesystem; the DCGM exporter "
     "reads the GPUs through the host",
     "gateway": "NGINX Gateway Fabric's pods are rendered by its chart and controller, not by this program",
