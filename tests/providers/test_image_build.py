@@ -19,10 +19,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime.proto import provider_pb2
 
 from components.catalog import versions
 from components.providers import image_build
 from components.serving.builders import serving_image as si
+from tests.providers.test_provider_host import from_wire, host, to_wire  # noqa: F401 (host: the fixture)
 
 REGION = "us-east-1"
 
@@ -268,3 +271,23 @@ def test_log_follower_pages_through_the_stream(world):
     follower.poll(world["group"], world["stream"])
     assert seen == [f"l{i}" for i in range(30)] + ["last"]
     follower.poll(None, None)  # no stream named yet: nothing to read
+
+
+def test_through_pulumis_provider_host_an_unchanged_image_is_no_change(world, moto_server, host):  # noqa: F811
+    """The provider as the engine drives it (`python -m pulumi.dynamic`, gRPC): Create finds the tag in ECR and
+    builds nothing; Diff of the same inputs is DIFF_NONE without one AWS request; a new tag is DIFF_SOME."""
+    props = {**world["props"], "endpoint_url": moto_server.url}
+    digest = _push(world["ecr"], props["repository_name"], props["tag"])
+    props["__provider"] = serialize_provider(image_build.ServingImageProvider())
+    urn = "urn:pulumi:test::tritonllm::pulumi-python:dynamic/tritonllm:ServingImage::img"
+    created = host.Create(provider_pb2.CreateRequest(urn=urn, properties=to_wire(props)))
+    outs = from_wire(created.properties)
+    assert created.id == props["tag"] and outs["built"] is False
+    assert outs["image_uri"] == f"{props['repository_url']}:{props['tag']}@{digest}"
+    moto_server.reset()
+    same = host.Diff(provider_pb2.DiffRequest(id=created.id, urn=urn, olds=created.properties, news=to_wire(props)))
+    assert same.changes == provider_pb2.DiffResponse.DIFF_NONE
+    assert moto_server.requests() == []
+    changed = {**props, "tag": "multinode-" + "f" * 64}
+    diff = host.Diff(provider_pb2.DiffRequest(id=created.id, urn=urn, olds=created.properties, news=to_wire(changed)))
+    assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME and list(diff.replaces) == []
