@@ -31,7 +31,7 @@ class ServingImageConfig(ConfigModel):
         120,
         ge=20,
         le=480,
-        description="CodeBuild timeout of one image build (the multi-node image takes about 30-50 minutes)",
+        description="CodeBuild timeout of one image build (the multi-node image: an estimated 25-45 minutes)",
     )
 
     @field_validator("extra_apt_packages")
