@@ -16,7 +16,9 @@ from components.platform.resources.storage import Storage, StorageArgs
 from components.providers.addon_check import check_addon_versions
 from components.providers.capacity import check_capacity
 from components.providers.engine_build import resolve_engines
+from components.serving.builders.serving_image import image_spec_for
 from components.serving.resources.model_store import ModelStore, ModelStoreArgs
+from components.serving.resources.serving_images import ServingImages, ServingImagesArgs
 from components.serving.resources.triton import TritonLLM, TritonLLMArgs
 
 cfg = read_pulumi_config()  # raises ConfigError (every bad key, with its fix) before any resource exists
@@ -142,6 +144,29 @@ multinode_platform = (
     else None
 )
 
+# Serving images built in AWS CodeBuild (multi-node models: the EFA stack; servingImage.extraAptPackages),
+# each tagged by its content key: an unchanged stack builds nothing.
+extra_apt_packages = tuple(cfg.serving_image.extra_apt_packages)
+image_specs = {m.name: spec for m in cfg.models if (spec := image_spec_for(m, extra_apt_packages)) is not None}
+serving_images = (
+    ServingImages(
+        cfg.name,
+        ServingImagesArgs(
+            stack_name=cfg.name,
+            region=cfg.region,
+            model_store=model_store,
+            specs=tuple(image_specs.values()),
+            timeout_minutes=cfg.serving_image.build_timeout_minutes,
+        ),
+        opts=aws_opts,
+    )
+    if image_specs
+    else None
+)
+model_images = {
+    name: serving_images.image_uri(spec) for name, spec in image_specs.items() if serving_images is not None
+}
+
 served = {
     model.name: TritonLLM(
         model.name,
@@ -155,6 +180,7 @@ served = {
             hf_token=hf_token,
             ngc_api_key=ngc_api_key,
             resolved_engine_build=engines.get(model.name),
+            serving_image=model_images.get(model.name),
         ),
         # GPU nodes and the PodMonitor CRD must exist before Triton pods are scheduled and scraped.
         opts=pulumi.ResourceOptions.merge(
@@ -191,6 +217,13 @@ pulumi.export(
     "updateKubeconfigCommand",
     pulumi.Output.concat("aws eks update-kubeconfig --region ", cfg.region, " --name ", cluster.cluster_name),
 )
+if model_images:
+    # What each model with a built image runs (repository:tag@digest): `tritonllm nccl-test` reads
+    # multinodeImage, node image pre-pulls may read servingImages.
+    pulumi.export("servingImages", model_images)
+    multinode_images = [uri for name, uri in model_images.items() if image_specs[name].name == "multinode"]
+    if multinode_images:
+        pulumi.export("multinodeImage", multinode_images[0])
 if multinode_platform is not None:
     # Proof that the group's nodes talk over EFA: NCCL all-reduce across them, bus bandwidth printed.
     pulumi.export("ncclTestCommand", f"python -m tritonllm nccl-test --stack {pulumi.get_stack()}")

@@ -434,7 +434,7 @@ def _multi_node(cfg: StackConfig, multi_node: Mapping[str, Any]) -> list[str]:
 
 def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
     from components.gateway.builders import manifests as gm
-    from components.serving.builders import engine_build
+    from components.serving.builders import engine_build, serving_image
     from components.serving.builders import multinode as mnb
     from components.serving.builders import triton_manifests as tm
     from components.serving.builders.model_repository import served_model_name
@@ -480,6 +480,17 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
         shape = "Deployment"
         hpa = tm.hpa_manifest(model)
     server = pod["containers"][0]
+    image_line = f"image {server['image']}"
+    spec = serving_image.image_spec_for(model, tuple(cfg.serving_image.extra_apt_packages))
+    if spec is not None:
+        # Built by the program in CodeBuild (components/serving/builders/serving_image.py); the digest is ECR's.
+        tag = serving_image.image_tag(
+            spec, serving_image.image_key(spec, serving_image.context_files(spec.context_dir))
+        )
+        image_line = (
+            f"image {serving_image.repository_name(cfg.name)}:{tag} (built in AWS CodeBuild from images/{spec.name}/ "
+            f"on {spec.base_image}, only when ECR lacks that tag)"
+        )
     gpus = server["resources"]["limits"].get(tm.GPU_RESOURCE, "0")
     if site.monitoring_enabled:
         metric = hpa["spec"]["metrics"][0]["pods"]
@@ -504,7 +515,7 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
     return [
         f"namespace {model.name}, served as {served_model_name(model)!r}: {runtime}",
         f"{shape}, {replicas}, {gpus} GPU(s) per pod on nodePool {model.node_pool}{_gpus(site.node_pool)}",
-        f"image {server['image']}",
+        image_line,
         f"Service {tm.SERVICE_NAME} ({ports}); {route_line}",
     ], skipped
 

@@ -1,7 +1,9 @@
 """`python -m tritonllm nccl-test --stack multinode`: NCCL all-reduce across a multi-node model's group.
 
 Renders (components/multinode.nccl_test_manifests) a LeaderWorkerSet of `nodes` pods on the model's
-pool, with the model's SSH Secret and AWS's nccl-tests image, applies it with kubectl (current
+pool, with the model's SSH Secret and the multi-node serving image the stack built (its `multinodeImage`
+output: the same libfabric, aws-ofi-nccl, NCCL and Open MPI serving uses, with nccl-tests built in), applies
+it with kubectl (current
 context: run the stack's `updateKubeconfigCommand` output first), follows the leader's log until
 nccl-tests prints its summary, prints the bus bandwidth and the transport NCCL chose (OFI/EFA or
 Socket), then deletes what it created. `--print-manifests` only prints the YAML.
@@ -31,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubectl", default="kubectl", help="kubectl binary")
     parser.add_argument("--keep", action="store_true", help="leave the test LeaderWorkerSet in place")
     parser.add_argument("--print-manifests", action="store_true", help="print the manifests and exit")
+    parser.add_argument(
+        "--image",
+        help="the multi-node serving image (default: the stack's multinodeImage output, read with `pulumi stack output`)",
+    )
 
 
 def load_model(stack: str, model_name: str | None):
@@ -79,6 +85,23 @@ def transport(log: str) -> str:
     return f"libfabric provider {found} via aws-ofi-nccl (EFA NOT used unless the provider is efa)"
 
 
+IMAGE_OUTPUT = "multinodeImage"  # __main__.py exports it when the stack has a multi-node model
+
+
+def stack_image(stack: str, runner: Callable[..., subprocess.CompletedProcess]) -> str:
+    """The multi-node serving image the stack built (`pulumi stack output multinodeImage`)."""
+    result = runner(
+        ["pulumi", "stack", "output", IMAGE_OUTPUT, "--stack", stack], capture_output=True, text=True, check=False
+    )
+    image = (result.stdout or "").strip()
+    if result.returncode != 0 or not image:
+        raise SystemExit(
+            f"nccl-test: no {IMAGE_OUTPUT} output on stack {stack} (run `pulumi up` first, or pass --image): "
+            f"{(result.stderr or '').strip()}"
+        )
+    return image
+
+
 def run(
     args: argparse.Namespace,
     *,
@@ -91,7 +114,8 @@ def run(
 
     out = out or sys.stdout
     cfg, model = load_model(args.stack, args.model)
-    manifests = multinode.nccl_test_manifests(model, cfg.site_of(model))
+    image = args.image or stack_image(args.stack, runner)
+    manifests = multinode.nccl_test_manifests(model, cfg.site_of(model), image)
     text = yaml.safe_dump_all(manifests, sort_keys=False)
     if args.print_manifests:
         out.write(text)

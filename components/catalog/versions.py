@@ -184,12 +184,49 @@ AWS_CLI_IMAGE = AWS_CLI.ref
 # ECR Public's mirror of the Docker official image (no Docker Hub pull limits from EKS nodes).
 PYTHON = Image("public.ecr.aws/docker/library/python", "3.12.12-slim")
 PYTHON_IMAGE = PYTHON.ref
-# AWS's NCCL test image (CUDA, NCCL, EFA installer: libfabric + Open MPI, aws-ofi-nccl, nccl-tests),
-# published from aws-samples/awsome-distributed-training micro-benchmarks/nccl-tests; used only by
-# `python -m tritonllm nccl-test`.
-NCCL_TESTS = Image("public.ecr.aws/hpc-cloud/nccl-tests", "cuda12.8.1-efa1.42.0-ofiv1.16.0-ncclv2.27.5-1-testsv2.16.4")
-NCCL_TESTS_IMAGE = NCCL_TESTS.ref
 
 # Every image a pod of ours runs; the checkov test (tests/unit/test_pod_security.py) accepts an
 # image without a digest only while it is listed here without one.
-IMAGES = (TRITON_VLLM, TRITON_TRTLLM_LLMAPI, TRITON_TRTLLM_ENGINE, AWS_CLI, PYTHON, NCCL_TESTS)
+# (The multi-node image and `tritonllm nccl-test`'s run the image the program builds, pinned by digest.)
+IMAGES = (TRITON_VLLM, TRITON_TRTLLM_LLMAPI, TRITON_TRTLLM_ENGINE, AWS_CLI, PYTHON)
+
+# --- The serving images the program builds (components/serving/builders/serving_image.py) -------------
+# Multi-node TensorRT-LLM needs NCCL over EFA between the nodes, and the stock Triton image has neither
+# libfabric nor the aws-ofi-nccl plugin (server r25.12 build.py installs neither). The program builds
+# images/multinode/Dockerfile on the model's Triton image in AWS CodeBuild and pushes it to its own ECR
+# repository, tagged by the content key of everything below.
+#
+# AWS EFA installer: 1.51.0 (2026-10-22), the newest in AWS's release notes
+# (docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-changelog.html). It ships libfabric 2.7.0amzn2.0, Open
+# MPI 4.1 (/opt/amazon/openmpi) and the Amazon OFI NCCL plugin 1.22.0 (aws-ofi-nccl, /opt/amazon/ofi-nccl;
+# the EC2 user guide's efa-start.html: "The aws-ofi-nccl plugin is installed in the /opt/amazon/ofi-nccl
+# directory"), so the image does not build aws-ofi-nccl from source as the seed's 2024 containerfile did.
+EFA_INSTALLER_VERSION = "1.51.0"
+EFA_INSTALLER_LIBFABRIC = "2.7.0amzn2.0"  # what 1.51.0 ships (release notes); for the docs and the image label
+EFA_INSTALLER_OFI_NCCL = "1.22.0"  # aws-ofi-nccl release the installer ships; v1.21.1's notes: NCCL >= 2.17.1
+# CUDA/NCCL compatibility with the base: Triton 25.12's trtllm image is CUDA 13 (server r25.12 build.py copies
+# libcudart.so.13) and keeps its own NCCL (not read here: NGC releases since 2023 ship NCCL >= 2.17.1, the
+# plugin's floor). aws-ofi-nccl 1.21.1+ has no hard libcudart
+# dependency (release notes: "CUDA Runtime API calls in the GIN path now use their CUDA Driver API
+# equivalents"), so the installer's plugin does not tie the image to a CUDA major; images/multinode/
+# verify-image.sh fails the build if the plugin's or libfabric's libraries do not resolve in the image.
+# Only Open MPI 4.1 from the installer (`--mpi=openmpi4`, efa-start.html): its libmpi.so.40 replaces the
+# HPC-X Open MPI 4.1 the Triton image's TensorRT-LLM (mpi4py) runs on, as the seed's containerfile does.
+EFA_INSTALLER_MPI = "openmpi4"
+# NVIDIA/nccl-tests, built in the image against its own NCCL and the installer's Open MPI, so
+# `tritonllm nccl-test` measures the very libraries serving uses (the tag AWS's nccl-tests image carries).
+NCCL_TESTS_VERSION = "v2.16.4"
+# GPU architectures nccl-tests is compiled for: every compute capability in components/catalog/gpus.py
+# at or above 8.0 (multi-node pools are p4d/p4de/p5/p5e/g5/g6/g6e; 7.5 = g4dn has no EFA).
+NCCL_TESTS_GENCODE = ("80", "86", "89", "90")
+# OpenSSH from the base image's Ubuntu 24.04 (noble) archive: the 9.6p1 series with noble's security
+# updates (packages.ubuntu.com/noble/openssh-server). An exact Debian revision would vanish from the
+# mirror at the next security update and break the build, so the Dockerfile checks the series instead.
+OPENSSH_VERSION_PREFIX = "1:9.6p1-3ubuntu13"
+
+# AWS CodeBuild runs the docker build (privileged mode: docker-in-docker; docs.aws.amazon.com/codebuild/
+# latest/userguide/sample-docker.html). The curated Amazon Linux 2023 standard image 5.0 has Docker 26
+# (userguide/ec2-compute-images.html); BUILD_GENERAL1_LARGE: 8 vCPUs, 16 GB memory, 128 GB disk
+# (userguide/build-env-ref-compute-types.html), room for a ~30 GB uncompressed base image and its layers.
+CODEBUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
+CODEBUILD_COMPUTE_TYPE = "BUILD_GENERAL1_LARGE"

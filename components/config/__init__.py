@@ -34,6 +34,7 @@ from components.config.multinode import ROLLOUT_SURGE_GROUPS, MultiNodeConfig
 from components.config.network import NetworkConfig
 from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
 from components.config.openai import OpenAiOptions
+from components.config.serving_image import ServingImageConfig
 from components.config.stack import (
     TOP_LEVEL_KEYS,
     ModelSite,
@@ -65,6 +66,7 @@ __all__ = [
     "ModelConfig",
     "ModelSite",
     "ModelStoreConfig",
+    "ServingImageConfig",
     "MonitoringConfig",
     "MultiNodeConfig",
     "NetworkConfig",

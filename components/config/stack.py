@@ -28,6 +28,7 @@ from components.config.multinode import ROLLOUT_SURGE_GROUPS, MultiNodeConfig
 from components.config.multinode_checks import multi_node_problems
 from components.config.network import NetworkConfig
 from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
+from components.config.serving_image import ServingImageConfig
 from components.config.storage import EfsConfig, ModelStoreConfig
 
 
@@ -63,6 +64,7 @@ class StackConfig(ConfigModel):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="See monitoring.*")
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="See gateway.*")
     model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig, description="See modelStore.*")
+    serving_image: ServingImageConfig = Field(default_factory=ServingImageConfig, description="See servingImage.*")
     models: list[ModelConfig] = Field(..., min_length=1, description="Served models (required)")
     tags: dict[str, str] = Field({}, description="Tags added to every AWS resource")
     capacity_check: Literal["error", "warn", "off"] = Field(

@@ -7,9 +7,10 @@ environment the LeaderWorkerSet manifest gives its containers plus what LWS inje
 include maps the pods' DNS names to their loopback addresses) and tritonserver (a script that records
 its rank, world size, pod, arguments and environment, then serves forever, i.e. sleeps).
 
-Each "pod" runs in its own mount namespace laid out like the Triton TRT-LLM image: Open MPI lives
-only under /opt/hpcx/ompi (HPC-X's place; the pods' PATH and OPAL_PREFIX name it, as the image's ENV
-does), and nothing of it is where an ssh session's default PATH or Open MPI's compiled-in prefix
+Each "pod" runs in its own mount namespace laid out like the multi-node serving image
+(images/multinode/Dockerfile): Open MPI lives only under /opt/amazon/openmpi (the EFA installer's place;
+HPC-X's /opt/hpcx/ompi is removed; the pods' PATH and OPAL_PREFIX name it, as the image's ENV does), and
+nothing of it is where an ssh session's default PATH or Open MPI's compiled-in prefix
 looks (/usr/bin/orted, /usr/lib/x86_64-linux-gnu/openmpi, /usr/share/openmpi are hidden). So a
 `mpirun` whose remote `orted` is found only through sshd's PATH fails here as in the image
 (tensorrtllm_backend issue 698: "ORTE was unable to reliably start one or more daemons").
@@ -50,16 +51,17 @@ pytestmark = pytest.mark.skipif(
 ADMIN_KEY = "test-admin-key-0123456789abcdef"  # what the triton-admin Secret would hold
 DEADLINE = 120  # seconds for anything to happen on a loaded 2-core machine; checks poll, never sleep blindly
 
-# Where the Triton TRT-LLM image keeps Open MPI: HPC-X, relocated from its build prefix (the NGC base
-# images set OPAL_PREFIX=/opt/hpcx/ompi and put its bin on PATH; NVIDIA's EKS multi-node containerfile
-# removes /opt/hpcx/ompi to swap in another MPI, ../shared/reference/eks-multinode-tutorial).
-HPCX_OMPI = "/opt/hpcx/ompi"
-# The environment the image itself sets (server r25.12 build.py, dockerfile_prepare_container_linux and
-# the tensorrtllm section; the NGC base's OPAL_PREFIX/PATH). The pods' own env comes from the manifest.
+# Where the multi-node serving image keeps Open MPI: the EFA installer's Open MPI 4.1 (images/multinode/
+# Dockerfile removes HPC-X's /opt/hpcx/ompi, as NVIDIA's EKS multi-node containerfile does, and sets PATH
+# and OPAL_PREFIX to /opt/amazon/openmpi).
+OMPI_PREFIX = "/opt/amazon/openmpi"
+# The environment the image sets: the Triton image's (server r25.12 build.py, dockerfile_prepare_container_linux
+# and the tensorrtllm section) with the multi-node Dockerfile's ENV on top. The pods' own env comes from the manifest.
 IMAGE_ENV = {
-    "PATH": f"/opt/tritonserver/bin:{HPCX_OMPI}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "LD_LIBRARY_PATH": f"/usr/local/tensorrt/lib/:/opt/tritonserver/backends/tensorrtllm:{HPCX_OMPI}/lib",
-    "OPAL_PREFIX": HPCX_OMPI,
+    "PATH": f"{OMPI_PREFIX}/bin:/opt/amazon/efa/bin:/opt/tritonserver/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LD_LIBRARY_PATH": "/opt/amazon/ofi-nccl/lib/x86_64-linux-gnu:/opt/amazon/ofi-nccl/lib:/opt/amazon/efa/lib:"
+    f"{OMPI_PREFIX}/lib:/usr/local/tensorrt/lib/:/opt/tritonserver/backends/tensorrtllm",
+    "OPAL_PREFIX": OMPI_PREFIX,
     "TRITON_SERVER_VERSION": "2.64.0",
     "NVIDIA_TRITON_SERVER_VERSION": "25.12",
     "UCX_MEM_EVENTS": "no",
@@ -78,12 +80,12 @@ def _open_mpi_binaries() -> set[str]:
 
 
 class Image:
-    """The pods' file system view: a mount namespace where Open MPI exists only at /opt/hpcx/ompi.
+    """The pods' file system view: a mount namespace where Open MPI exists only at /opt/amazon/openmpi.
 
     Built once per test under `root`; `wrap(cmd)` runs cmd inside a fresh private mount namespace with
     /usr/bin (minus Open MPI), Open MPI's compiled-in library and help dirs (emptied) and /opt (HPC-X)
-    replaced. Debian's Open MPI honours OPAL_PREFIX the way HPC-X's relocated build does, so with
-    OPAL_PREFIX=/opt/hpcx/ompi it finds its components under /opt/hpcx/ompi, and without it nothing.
+    replaced. Debian's Open MPI honours OPAL_PREFIX the way the installer's relocated build does, so with
+    OPAL_PREFIX=/opt/amazon/openmpi it finds its components there, and without it nothing.
     """
 
     def __init__(self, root: Path):
@@ -103,8 +105,8 @@ class Image:
         for entry in Path("/usr/bin").iterdir():
             if entry.name not in hide:
                 (farm / entry.name).symlink_to(self.real / "usr-bin" / entry.name)
-        # HPC-X's place: bin/ (copies: the binaries are small), lib/ and share/ pointing at the hidden dirs.
-        ompi = root / "opt" / HPCX_OMPI.removeprefix("/opt/")
+        # The installer's place: bin/ (copies: the binaries are small), lib/ and share/ pointing at the hidden dirs.
+        ompi = root / "opt" / OMPI_PREFIX.removeprefix("/opt/")
         (ompi / "bin").mkdir(parents=True)
         for name, source in (("orterun", "orterun"), ("mpirun", "orterun"), ("mpiexec", "orterun"), ("orted", "orted")):
             shutil.copy2(Path("/usr/bin") / source, ompi / "bin" / name)
@@ -258,6 +260,9 @@ env -0 > "$out.env"  # the rank's whole environment, NUL-separated
    env | grep -E '^(OMPI_COMM_WORLD_(RANK|SIZE|LOCAL_RANK)|(FI|NCCL|TRTLLM)_[A-Z0-9_]*)=' ; }} > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "stand-in tritonserver: rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE on ${{TRITONLLM_POD:-?}}"
+# what NCCL_DEBUG=INFO prints when a communicator comes up (aws-ofi-nccl, then NCCL's own line)
+echo "$(hostname):$$:$$ [$OMPI_COMM_WORLD_LOCAL_RANK] NCCL INFO NET/OFI Selected provider is efa, fabric is efa-direct (found 4 nics)"
+echo "$(hostname):$$:$$ [$OMPI_COMM_WORLD_LOCAL_RANK] NCCL INFO Using network Libfabric"
 exec sleep 600
 """)
         self.stand_in.chmod(0o755)
@@ -399,7 +404,7 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
 
     ranks = _wait_for(all_ranks, f"{world} ranks to start")
     log = group.log(0)
-    # The pods are laid out like the image: Open MPI only at /opt/hpcx/ompi, which an ssh session's
+    # The pods are laid out like the image: Open MPI only at /opt/amazon/openmpi, which an ssh session's
     # PATH does not reach; the leader started the other pods' daemons through --prefix.
     probe = subprocess.run(
         [str(group.run_dir(0) / "bin" / "ssh"), f"{group.hostname(1)}.{group.domain}", "command -v orted || echo none"],
@@ -408,7 +413,7 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
         timeout=DEADLINE,
     )
     assert probe.stdout.strip() == "none", (probe.stdout, probe.stderr)
-    assert f"Open MPI: {HPCX_OMPI}/bin/mpirun (prefix {HPCX_OMPI}," in log, log
+    assert f"Open MPI: {OMPI_PREFIX}/bin/mpirun (prefix {OMPI_PREFIX}," in log, log
     hosts = [f"{group.hostname(i)}.{group.domain} slots={gpn} max_slots={gpn}" for i in range(group.nodes)]
     assert all(h in log for h in hosts), log
 
@@ -444,6 +449,13 @@ def test_mpirun_over_sshd_starts_every_rank_with_its_environment_and_dies_with_a
             } <= set(args), args
     assert leader.poll() is None and all(w.poll() is None for w in workers)
     _every_rank_runs_with_its_own_pods_environment(group, gpn)
+    # Every rank's output reached the leader's log through nccl-watch.sh, which named NCCL's network once.
+    _wait_for(lambda: "tritonllm: NCCL network: Libfabric" in group.log(0), "the leader to log NCCL's network")
+    log = group.log(0)
+    assert log.count("tritonllm: NCCL network: Libfabric") == 1 and "tritonllm: NCCL provider: efa" in log
+    assert all(f"stand-in tritonserver: rank {r} of {world}" in log for r in range(world)), log
+    recorded = (group.run_dir(0) / multinode.NCCL_NETWORK_FILE).read_text().splitlines()
+    assert sorted(recorded) == ["network Libfabric", "provider efa"]
 
     # A worker pod dies (its container: sshd and everything its sessions started there).
     group.kill(1)
@@ -533,7 +545,7 @@ if [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then echo "# Avg bus bandwidth    : 1.2345";
 """)
     stand_in.chmod(0o755)
     try:
-        envs = {0: {"ALL_REDUCE_PERF": str(stand_in), "MPIRUN": f"{HPCX_OMPI}/bin/mpirun"}}
+        envs = {0: {"ALL_REDUCE_PERF": str(stand_in), "MPIRUN": f"{OMPI_PREFIX}/bin/mpirun"}}
         for index in range(group.nodes):
             env = group.env(index)
             env.update(envs.get(index, {}))

@@ -93,7 +93,8 @@ def test_only_the_leader_is_probed_served_and_scraped(run, lws):
     leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
     worker = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
     assert leader["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert leader["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # readiness: ready.sh (NCCL on EFA, then the same HTTP check), tests/multinode/test_nccl_network_check.py
+    assert leader["readinessProbe"]["exec"]["command"][-2:] == ["8000", "/v2/health/ready"]
     assert "httpGet" not in str(worker) and worker["readinessProbe"]["tcpSocket"]["port"] == "ssh"
     (service,) = [m for m in run.manifests("Service") if m["metadata"].get("namespace") == NS]
     assert service["metadata"]["name"] == "triton" and service["metadata"]["name"] != multinode.LWS_NAME

@@ -54,12 +54,26 @@ OFI_OVER_TCP = """\
 """
 
 
+# What `pulumi stack output multinodeImage` prints once the stack built its multi-node serving image.
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tritonllm/serving:multinode-" + "a" * 64 + "@sha256:" + "b" * 64
+
+
 class Kubectl:
-    def __init__(self):
+    """kubectl (and the one `pulumi stack output` call) as a recorder."""
+
+    def __init__(self, image: str | None = IMAGE):
         self.calls: list[list[str]] = []
         self.applied: list[dict] = []
+        self.image = image
 
     def __call__(self, cmd, input=None, **kwargs):
+        if cmd[0] == "pulumi":
+            assert cmd[1:4] == ["stack", "output", nccl_test.IMAGE_OUTPUT] and cmd[-2:] == ["--stack", "multinode"]
+            if self.image is None:
+                return subprocess.CompletedProcess(
+                    cmd, 255, stdout="", stderr="error: current stack does not have output"
+                )
+            return subprocess.CompletedProcess(cmd, 0, stdout=self.image + "\n", stderr="")
         self.calls.append(cmd)
         if cmd[1] == "apply":
             self.applied = list(yaml.safe_load_all(input))
@@ -83,6 +97,33 @@ def test_prints_bus_bandwidth_and_transport_then_deletes_the_test():
     assert {m["kind"] for m in kubectl.applied} == {"ConfigMap", "LeaderWorkerSet"}
     for manifest in kubectl.applied:
         validate_manifest(manifest)
+    # the ranks run the stack's own multi-node serving image, the one serving runs
+    (lws,) = [m for m in kubectl.applied if m["kind"] == "LeaderWorkerSet"]
+    templates = lws["spec"]["leaderWorkerTemplate"]
+    images = {t["spec"]["containers"][0]["image"] for t in (templates["leaderTemplate"], templates["workerTemplate"])}
+    assert images == {IMAGE}
+
+
+def test_without_the_stack_output_it_asks_for_up_or_image():
+    import pytest
+
+    with pytest.raises(SystemExit, match="no multinodeImage output on stack multinode"):
+        nccl_test.run(_args(), runner=Kubectl(image=None), follow=lambda cmd: iter([]), sleep=lambda s: None)
+
+
+def test_an_explicit_image_wins():
+    kubectl = Kubectl(image=None)
+    nccl_test.run(
+        _args(extra=["--image", "my/image@sha256:" + "c" * 64]),
+        runner=kubectl,
+        follow=lambda cmd: iter(LOG.splitlines(keepends=True)),
+        sleep=lambda s: None,
+        out=io.StringIO(),
+    )
+    (lws,) = [m for m in kubectl.applied if m["kind"] == "LeaderWorkerSet"]
+    assert lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]["image"].startswith(
+        "my/image"
+    )
 
 
 def test_a_run_without_summary_fails_and_still_cleans_up():
@@ -122,7 +163,7 @@ def test_a_socket_fallback_is_printed(capsys):
 
 def test_print_manifests_needs_no_cluster(capsys):
     args = argparse.Namespace(
-        stack="multinode", model=None, timeout=1, kubectl="false", keep=False, print_manifests=True
+        stack="multinode", model=None, timeout=1, kubectl="false", keep=False, print_manifests=True, image=IMAGE
     )
     assert nccl_test.run(args) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))

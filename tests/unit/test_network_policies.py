@@ -98,6 +98,8 @@ def _probe_ports(pod_spec: dict) -> list[int]:
     for container in pod_spec["containers"]:
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe = container.get(kind)
+            if probe and "exec" in probe:
+                continue  # runs inside the container (the multi-node leader's ready.sh curls 127.0.0.1)
             if probe:
                 port = (probe.get("httpGet") or probe.get("tcpSocket"))["port"]
                 found.append(named[port] if isinstance(port, str) else port)

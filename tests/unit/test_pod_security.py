@@ -63,7 +63,7 @@ CHECKOV_EXCEPTIONS: dict[tuple[str, re.Pattern[str]], str] = {
     (check, MULTINODE_POD): pod_security.POD_SECURITY_EXCEPTIONS["multinode"]
     for check in (
         "CKV_K8S_23",  # root containers admitted
-        "CKV_K8S_22",  # read-only root filesystem (apt-get may install openssh-server)
+        "CKV_K8S_22",  # read-only root filesystem (sshd's /run/sshd and pid file)
         "CKV_K8S_25",  # capabilities added back after dropping ALL (SYS_CHROOT, SETUID, SETGID, ...)
     )
 }

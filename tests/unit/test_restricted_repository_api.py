@@ -49,7 +49,9 @@ def _invocations(run: ProgramRun, model) -> list[list[str]]:
             if m["metadata"]["namespace"] == model.name and m["metadata"]["name"] == multinode.LAUNCH_CONFIGMAP
         ]
         script = cm["data"]["leader.sh"]
-        exec_line = script[script.index('exec "$MPIRUN"') :].replace("\\\n", " ")
+        exec_line = (
+            script[script.index('"$MPIRUN" --prefix') :].split(' > "$RUN_DIR/mpirun.out"')[0].replace("\\\n", " ")
+        )
         return _tritonserver_invocations([w.strip("'\"") if w != '"$TRITONSERVER"' else w for w in exec_line.split()])
     (deployment,) = [d for d in run.manifests("Deployment") if d["metadata"]["namespace"] == model.name]
     command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]

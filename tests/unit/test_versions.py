@@ -14,6 +14,7 @@ runtime is pinned to, so moving a pin fails here until they are read again.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,18 @@ def test_every_model_pod_runs_its_runtimes_image(distinct_pins):
     # over a LeaderWorkerSet; Pulumi.dev.yaml: an engine model in a Deployment.
     for stack in ("llmapi", "multinode", "dev"):
         cfg = stack_config(stack)
-        images = _triton_images(run_program(stack))
+        run = run_program(stack)
+        images = _triton_images(run)
         assert set(images) == {m.name for m in cfg.models}, stack
+        built = {r.inputs["tag"]: r for r in run.of_type("pulumi-python:dynamic/tritonllm:ServingImage")}
         for model in cfg.models:
-            assert images[model.name] == {distinct_pins[model.runtime]}, (stack, model.name, model.runtime)
+            if model.multi_node is None:
+                assert images[model.name] == {distinct_pins[model.runtime]}, (stack, model.name, model.runtime)
+                continue
+            # a multi-node model runs the image built on its runtime's pin (images/multinode/Dockerfile)
+            (image,) = images[model.name]
+            (resource,) = [r for tag, r in built.items() if f":{tag}@" in image]
+            assert f"BASE_IMAGE={shlex.quote(distinct_pins[model.runtime])}" in resource.inputs["build_args"]
 
 
 def test_the_engine_build_job_and_key_follow_the_engine_pin_only(distinct_pins, monkeypatch):

@@ -18,9 +18,9 @@ directory, used by vLLM) and leave $HOME unset, so the image's own user is the r
 Exceptions, each with its reason (POD_SECURITY_EXCEPTIONS; docs/security.md lists them):
 
 * multi-node ranks (LeaderWorkerSet leader and workers) run sshd, which needs root: its
-  privilege separation chroots and changes uid (SYS_CHROOT, SETUID, SETGID), and the launch
-  script installs openssh-server with apt-get when the image has none (a writable root
-  filesystem, CHOWN/DAC_OVERRIDE/FOWNER/FSETID for dpkg). Their namespace enforces
+  privilege separation chroots and changes uid (SYS_CHROOT, SETUID, SETGID); OpenSSH comes
+  with the multi-node serving image (images/multinode), nothing is installed at start. Their
+  namespace enforces
   "baseline" (root is allowed, privileged mode, host namespaces and capabilities beyond the
   baseline set are not) and audits/warns at "restricted".
 * the monitoring namespace holds node-exporter (host network, host PID, hostPath) and the
@@ -54,7 +54,8 @@ HOME_SIZE = "8Gi"  # ~/.cache (vLLM, Triton kernels, torch), ~/.config
 
 POD_SECURITY_EXCEPTIONS: dict[str, str] = {
     "multinode": "sshd between ranks runs as root: privilege separation needs SYS_CHROOT, SETUID and SETGID, "
-    "and openssh-server is installed with apt-get when the image lacks it (writable root filesystem)",
+    "and sshd writes its privilege separation directory and pid file (writable root filesystem); OpenSSH comes "
+    "with the multi-node serving image the program builds (images/multinode), nothing is installed at start",
     "monitoring": "node-exporter uses the host's network, PID namespace and filesystem; the DCGM exporter "
     "reads the GPUs through the host",
     "gateway": "NGINX Gateway Fabric's pods are rendered by its chart and controller, not by this program",
@@ -93,17 +94,18 @@ def pod_security_context(*, root: bool = False) -> dict[str, Any]:
     return context
 
 
-# Capabilities sshd and apt-get need as root (all within the "baseline" profile's allowed set):
-# privilege separation (SYS_CHROOT, SETUID, SETGID), dpkg unpacking and owning files (CHOWN,
-# DAC_OVERRIDE, FOWNER, FSETID), and KILL for sshd/mpirun signalling their children.
-ROOT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SYS_CHROOT")
+# Capabilities sshd needs as root (all within the "baseline" profile's allowed set): privilege
+# separation (SYS_CHROOT, SETUID, SETGID) and KILL for sshd/mpirun signalling their children. The
+# dpkg ones (CHOWN, DAC_OVERRIDE, FOWNER, FSETID) went with the apt-get install at start: the
+# multi-node image has OpenSSH (tests/multinode/test_launch.py runs sshd + mpirun with exactly these).
+ROOT_CAPABILITIES = ("KILL", "SETGID", "SETUID", "SYS_CHROOT")
 
 
 def container_security_context(*, root: bool = False, read_only_root: bool = True) -> dict[str, Any]:
     """A container's securityContext: no privilege escalation, no capabilities, read-only root.
 
     `root` (the multi-node exception): uid 0 with only ROOT_CAPABILITIES added back, root
-    filesystem writable (apt-get may install openssh-server)."""
+    filesystem writable (sshd's privilege separation directory /run/sshd)."""
     context: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "privileged": False,

@@ -12,7 +12,10 @@ What the TritonLLM component registers for a model with `multiNode` (instead of 
     Service     `triton` selecting leaders only (worker-index 0): what the gateway routes reach
     PodMonitor (leaders), PodDisruptionBudget, HPA on the LWS scale subresource (whole groups)
 
-Launch wiring without a custom image, checked against upstream:
+Every pod of the group runs the multi-node serving image the program builds (images/multinode/Dockerfile,
+components/serving/builders/serving_image.py): the Triton TRT-LLM image plus the EFA installer's libfabric,
+aws-ofi-nccl and Open MPI 4.1, OpenSSH and nccl-tests; nothing is installed at pod start. Launch wiring,
+checked against upstream:
 - LWS v0.10.0 pod webhook: pod hostname `<lws>-<group>` (leader) / `<lws>-<group>-<index>` (workers),
   subdomain `<lws>` (headless Service, subdomainPolicy Shared), and env LWS_LEADER_ADDRESS =
   `<leader hostname>.<lws>.<namespace>`, LWS_GROUP_SIZE, LWS_WORKER_INDEX in every container. The
@@ -27,14 +30,17 @@ Launch wiring without a custom image, checked against upstream:
   `--disable-auto-complete-config`, ranks > 0 `--model-control-mode=explicit
   --load-model=tensorrt_llm` with HTTP/gRPC/metrics off; a per-rank Python shm prefix as
   TensorRT-LLM's scripts/launch_triton_server.py does.
-- Open MPI is the image's (HPC-X under /opt/hpcx/ompi, off an ssh session's PATH): mpirun runs with
-  --prefix so the other pods' orted start (MPI_PREFIX_SNIPPET).
+- Open MPI is the EFA installer's (/opt/amazon/openmpi, the image's PATH and OPAL_PREFIX; HPC-X's is removed,
+  as in the seed's containerfile), off an ssh session's PATH: mpirun runs with --prefix so the other pods'
+  orted start (MPI_PREFIX_SNIPPET).
 - Every rank runs through rank.sh with its own pod's container environment (saved by leader.sh and
   worker.sh), so ranks on the leader and on the workers run the same configuration; nothing is
   forwarded from the leader with -x.
 - NCCL/EFA environment per the AWS EFA docs and seed 002's nccl_test.yaml: FI_PROVIDER=efa,
   FI_EFA_USE_DEVICE_RDMA=1 (p4d/p5 only), FI_EFA_FORK_SAFE=1, NCCL_DEBUG=INFO (NCCL logs the network
-  it uses: "NCCL INFO Using network Libfabric" vs "Using network Socket").
+  it uses: "NCCL INFO Using network Libfabric" vs "Using network Socket"). The leader's mpirun output passes
+  through nccl-watch.sh, which logs the network and libfabric provider NCCL selected; with multiNode.efa
+  the leader's readiness (ready.sh) fails, naming what NCCL uses, unless that is aws-ofi-nccl on efa.
 """
 
 from __future__ import annotations
@@ -45,7 +51,6 @@ from functools import partial
 from typing import Any
 
 from components.catalog import gpus as gpu_catalog
-from components.catalog import versions
 from components.config import ROLLOUT_SURGE_GROUPS, ModelConfig, ModelSite, MultiNodeConfig
 from components.platform.builders import pod_security
 from components.serving.builders import triton_manifests as tm
@@ -161,20 +166,12 @@ SSH_LISTEN_ADDRESS="${{SSH_LISTEN_ADDRESS:-0.0.0.0}}"
 POD_NAME="${{POD_NAME:-$(hostname)}}"
 mkdir -p "$RUN_DIR/bin" "$RUN_DIR/keys" "$RUN_DIR/ssh_config.d"
 
-# NVIDIA's multi-node guide adds openssh-server on top of the Triton TRT-LLM image, so it is not
-# assumed present: when missing, install it from the image's own package manager (Ubuntu apt), once
-# per container start (about 10-30 s and ~5 MB; needs egress to the Ubuntu mirrors via the NAT gateway).
+# The multi-node serving image (images/multinode/Dockerfile) has OpenSSH: nothing is installed at start.
 SSHD="$(command -v sshd || echo /usr/sbin/sshd)"
 if [ ! -x "$SSHD" ] || ! command -v ssh >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    echo "tritonllm: installing openssh-server/openssh-client with apt-get" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client >/dev/null
-    SSHD=/usr/sbin/sshd
-  else
-    echo "tritonllm: no sshd/ssh in the image and no apt-get to install them" >&2
-    exit 1
-  fi
+  echo "tritonllm: no sshd/ssh in this image: multi-node pods run the image the program builds" \
+       "(images/multinode), not the stock Triton image" >&2
+  exit 1
 fi
 
 # Keys from the Secret, copied so their modes satisfy OpenSSH (Secret files are symlinks).
@@ -377,8 +374,8 @@ def mpirun_command(model: ModelConfig) -> list[str]:
 
 
 # Open MPI for the ranks on other pods. An ssh session starts with sshd's default PATH
-# (/usr/local/bin:/usr/bin:/bin...) and none of the image's ENV, and the Triton image's Open MPI is
-# HPC-X under /opt/hpcx/ompi, relocated from its build prefix (the image sets OPAL_PREFIX). A bare
+# (/usr/local/bin:/usr/bin:/bin...) and none of the image's ENV, and the serving image's Open MPI is the
+# EFA installer's under /opt/amazon/openmpi (the image sets PATH and OPAL_PREFIX to it). A bare
 # `mpirun` makes the remote command a bare `orted`: "orted: command not found", "ORTE was unable to
 # reliably start one or more daemons" (tensorrtllm_backend issue 698). With --prefix (Open MPI 4.1
 # mpirun(1); an absolute mpirun path implies it) plm_rsh runs `OPAL_PREFIX=... ; PATH=<prefix>/bin:$PATH ;
@@ -428,11 +425,100 @@ ROOT_FLAG=""
 if [ "$(id -u)" = 0 ]; then ROOT_FLAG="--allow-run-as-root"; fi  # Triton images run as root
 
 echo "tritonllm: mpirun {world} ranks ({model.tensor_parallel} TP x {model.pipeline_parallel} PP, {gpus_per_node} per node)"
-# shellcheck disable=SC2086
-exec "$MPIRUN" --prefix "$MPI_PREFIX" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none \\
+{NCCL_WATCH_SNIPPET}# shellcheck disable=SC2086
+"$MPIRUN" --prefix "$MPI_PREFIX" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none \\
   --tag-output --mca plm_rsh_agent "$RUN_DIR/bin/ssh" --mca plm_rsh_no_tree_spawn 1 --mca orte_keep_fqdn_hostnames 1 \\
   --mca pml ob1 --mca btl tcp,self \\
-  {contexts}
+  {contexts}{MPIRUN_WAIT}"""
+
+
+# What NCCL says about its network (NCCL_DEBUG=INFO): "NCCL INFO Using network <name>" once per
+# communicator and rank (NCCL src/init.cc), <name> "Libfabric" or "AWS Libfabric" for aws-ofi-nccl, "Socket"
+# or "IB" for NCCL's own transports; and aws-ofi-nccl's "NET/OFI Selected provider is <p>, fabric is ..."
+# (src/nccl_ofi_net.cpp; "Selected Provider" in older releases). Same patterns as tritonllm/nccl_test.py.
+NCCL_NETWORK_FILE = "nccl-network"
+OFI_NETWORKS = ("Libfabric", "AWS Libfabric")
+
+
+def nccl_watch_script() -> str:
+    """Reads mpirun's output (every rank's, --tag-output), copies it to the container log, and records in
+    $RUN_DIR/nccl-network each network and libfabric provider NCCL reports, logging each the first time."""
+    return f"""#!/bin/sh
+# Generated by tritonllm: mpirun's output passes through here (leader.sh), line by line, unchanged.
+RUN_DIR="${{TRITONLLM_RUN_DIR:-{RUN_DIR}}}"
+out="$RUN_DIR/{NCCL_NETWORK_FILE}"
+record() {{  # record <kind> <value>: once per distinct value
+  if ! grep -qxF "$1 $2" "$out" 2>/dev/null; then
+    echo "$1 $2" >> "$out"
+    echo "tritonllm: NCCL $1: $2"
+  fi
+}}
+while IFS= read -r line || [ -n "$line" ]; do
+  printf '%s\n' "$line"
+  case "$line" in
+    *"NCCL INFO Using network "*)
+      value="${{line##*NCCL INFO Using network }}"
+      record network "${{value%"${{value##*[![:space:]]}}"}}" ;;
+    *"NET/OFI Selected provider is "*|*"NET/OFI Selected Provider is "*)
+      value="${{line##*rovider is }}"
+      record provider "${{value%%[, ]*}}" ;;
+  esac
+done
+"""
+
+
+def ready_script() -> str:
+    """The leader's readiness: with TRITONLLM_REQUIRE_EFA=1 (multiNode.efa), NCCL must have reported only
+    aws-ofi-nccl networks on the efa provider, else the probe fails and says why; then Triton's own check."""
+    ofi = " ".join(f'"{n}"' for n in OFI_NETWORKS)
+    return f"""#!/bin/sh
+# Generated by tritonllm: ready.sh <port> <path> (the HTTP check the probe would make).
+RUN_DIR="${{TRITONLLM_RUN_DIR:-{RUN_DIR}}}"
+file="$RUN_DIR/{NCCL_NETWORK_FILE}"
+if [ "${{TRITONLLM_REQUIRE_EFA:-0}}" = 1 ]; then
+  if ! grep -q '^network ' "$file" 2>/dev/null; then
+    echo "not ready: NCCL has not reported its network yet (no 'NCCL INFO Using network' line; NCCL_DEBUG=INFO?)"
+    exit 1
+  fi
+  other=""
+  while IFS= read -r entry; do
+    case "$entry" in
+      "network "*)
+        name="${{entry#network }}"; ok=0
+        for allowed in {ofi}; do [ "$name" = "$allowed" ] && ok=1; done
+        [ "$ok" = 1 ] || other="$other network '$name';" ;;
+      "provider "*)
+        [ "${{entry#provider }}" = efa ] || other="$other libfabric provider '${{entry#provider }}';" ;;
+    esac
+  done < "$file"
+  if ! grep -qx 'provider efa' "$file"; then other="$other no 'NET/OFI Selected provider is efa' line;"; fi
+  if [ -n "$other" ]; then
+    echo "not ready: multiNode.efa is true but NCCL is not on EFA:$other run 'python -m tritonllm nccl-test'"
+    exit 1
+  fi
+fi
+exec curl -fsS -o /dev/null --max-time 4 "http://127.0.0.1:$1$2"
+"""
+
+
+# leader.sh: mpirun's output goes through nccl-watch.sh (a FIFO). The shell stays the container's process:
+# it forwards SIGTERM to mpirun (as mpirun had it when exec'd), and after mpirun ends it waits for the
+# watcher, so mpirun's last lines (nccl-tests' summary) reach the log before the container ends.
+NCCL_WATCH_SNIPPET = """rm -f "$RUN_DIR/mpirun.out" "$RUN_DIR/nccl-network"
+mkfifo "$RUN_DIR/mpirun.out"
+sh "$LAUNCH_DIR/nccl-watch.sh" < "$RUN_DIR/mpirun.out" &
+watch_pid=$!
+"""
+MPIRUN_WAIT = """ > "$RUN_DIR/mpirun.out" 2>&1 &
+mpirun_pid=$!
+trap 'kill -TERM "$mpirun_pid" 2>/dev/null' TERM INT
+while :; do
+  status=0
+  wait "$mpirun_pid" || status=$?
+  kill -0 "$mpirun_pid" 2>/dev/null || break  # a trapped signal interrupted wait: mpirun still drains
+done
+wait "$watch_pid" || true
+exit "$status"
 """
 
 
@@ -446,6 +532,8 @@ def launch_scripts(model: ModelConfig, site: ModelSite) -> dict[str, str]:
         "worker.sh": worker_script(),
         "rank.sh": rank_script(),
         "leader.sh": leader_script(model, gpn),
+        "nccl-watch.sh": nccl_watch_script(),
+        "ready.sh": ready_script(),
     }
 
 
@@ -477,6 +565,23 @@ def ssh_secret_data(client_private: str, client_public: str, host_private: str, 
 # --------------------------------------------------------------------------- the LeaderWorkerSet
 
 
+# What a builder renders when no built image was handed to it (tools that only print manifests): a name
+# that can never be pulled, so a forgotten wiring fails at the pod's image pull, never runs the stock image.
+UNWIRED_IMAGE = "tritonllm.invalid/multinode-serving-image-not-built:unset@sha256:" + "0" * 64
+
+
+def leader_readiness_probe(container: dict[str, Any]) -> dict[str, Any]:
+    """The leader's readiness probe as an exec of ready.sh: the NCCL network check, then the same HTTP GET
+    (path, port) the Triton probe makes; period and thresholds unchanged."""
+    probe = dict(container["readinessProbe"])
+    http = probe.pop("httpGet")
+    port = http["port"]
+    if isinstance(port, str):
+        port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+    probe["exec"] = {"command": ["/bin/sh", f"{LAUNCH_DIR}/ready.sh", str(port), http["path"]]}
+    return probe
+
+
 def _pod_spec(
     model: ModelConfig,
     site: ModelSite,
@@ -488,8 +593,10 @@ def _pod_spec(
     shared_claim_name: str | None,
     hf_token_secret: str | None,
     image_pull_secret: str | None,
+    image: str,
 ) -> dict[str, Any]:
-    """Leader or worker pod: the single-node Deployment's pod, re-commanded for the group."""
+    """Leader or worker pod: the single-node Deployment's pod, re-commanded for the group, on the
+    multi-node serving image."""
     base = tm.deployment_manifest(
         model,
         site,
@@ -516,6 +623,8 @@ def _pod_spec(
         *({"name": k, "value": v} for k, v in nccl_env(model, site).items()),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
+    if multi_node.efa:
+        env.append({"name": "TRITONLLM_REQUIRE_EFA", "value": "1"})  # ready.sh: not on EFA = not ready
     mounts = [
         *container["volumeMounts"],
         {"name": "mpi-ssh", "mountPath": SSH_DIR, "readOnly": True},
@@ -525,6 +634,7 @@ def _pod_spec(
     container.update(
         {
             "name": "triton" if leader else "worker",
+            "image": image,
             "command": ["/bin/sh", f"{LAUNCH_DIR}/{'leader' if leader else 'worker'}.sh"],
             "env": [e for e in env if e["name"] not in ("HOME", "USER")],  # root's own HOME
             "resources": {"requests": requests, "limits": limits},
@@ -540,6 +650,7 @@ def _pod_spec(
         container["env"] = [*container["env"], {"name": "WORKER_WAIT_SECONDS", "value": str(WORKER_WAIT_SECONDS)}]
         startup = container["startupProbe"]
         startup["failureThreshold"] = math.ceil(LEADER_STARTUP_BUDGET_SECONDS / startup["periodSeconds"])
+        container["readinessProbe"] = leader_readiness_probe(container)
     else:
         container["ports"] = [{"name": "ssh", "containerPort": SSH_PORT, "protocol": "TCP"}]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -549,7 +660,7 @@ def _pod_spec(
         container["lifecycle"] = {
             "preStop": {"exec": {"command": ["/bin/sh", "-c", tm.mpi_worker_wait_script(tm.drain_budget(model))]}}
         }
-        # sshd comes up after staging (and maybe an apt-get install): the same start budget as Triton's,
+        # sshd comes up after staging: the same start budget as Triton's,
         # then a worker whose sshd died is restarted (its group is recreated: RecreateGroupOnPodRestart).
         container["startupProbe"] = {
             "tcpSocket": {"port": "ssh"},
@@ -585,7 +696,9 @@ def leader_worker_set_manifest(
     shared_claim_name: str | None = None,
     hf_token_secret: str | None = tm.HF_TOKEN_SECRET,
     image_pull_secret: str | None = None,
+    image: str = UNWIRED_IMAGE,
 ) -> dict[str, Any]:
+    """The model's LeaderWorkerSet; `image` is the multi-node serving image (ServingImages' image_uri)."""
     multi_node = multi_node_of(model)
     pod_spec = partial(
         _pod_spec,
@@ -597,6 +710,7 @@ def leader_worker_set_manifest(
         shared_claim_name=shared_claim_name,
         hf_token_secret=hf_token_secret,
         image_pull_secret=image_pull_secret,
+        image=image,
     )
     return {
         "apiVersion": LWS_API_VERSION,
@@ -664,9 +778,6 @@ def pdb_manifest(model: ModelConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- NCCL all-reduce test
 
 NCCL_TEST_NAME = "nccl-test"
-# AWS's published NCCL test image: CUDA, NCCL, EFA installer (libfabric), aws-ofi-nccl, Open MPI and
-# nccl-tests (aws-samples/awsome-distributed-training micro-benchmarks/nccl-tests).
-NCCL_TESTS_IMAGE = versions.NCCL_TESTS_IMAGE
 
 
 def nccl_test_scripts(model: ModelConfig, site: ModelSite) -> dict[str, str]:
@@ -674,13 +785,13 @@ def nccl_test_scripts(model: ModelConfig, site: ModelSite) -> dict[str, str]:
     gpn = instance_type(model, site).gpus
     world = model.parallel_gpus
     leader = leader_script(model, gpn)
-    head, _, _ = leader.partition('exec "$MPIRUN"')
+    head, _, _ = leader.partition('"$MPIRUN" --prefix')
     leader = head + (
-        'exec "$MPIRUN" --prefix "$MPI_PREFIX" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none \\\n'
+        '"$MPIRUN" --prefix "$MPI_PREFIX" $ROOT_FLAG --hostfile "$RUN_DIR/hostfile" --map-by slot --bind-to none \\\n'
         '  --mca plm_rsh_agent "$RUN_DIR/bin/ssh" --mca plm_rsh_no_tree_spawn 1 --mca orte_keep_fqdn_hostnames 1 \\\n'
         "  --mca pml ^cm,ucx --mca btl tcp,self \\\n"
         f'  -np {world} "$LAUNCH_DIR/rank.sh" "${{ALL_REDUCE_PERF:-/opt/nccl-tests/build/all_reduce_perf}}" '
-        "-b 8 -e 2G -f 2 -g 1 -c 1 -n 50\n"
+        "-b 8 -e 2G -f 2 -g 1 -c 1 -n 50" + MPIRUN_WAIT
     )
     return {
         **launch_scripts(model, site),
@@ -688,7 +799,7 @@ def nccl_test_scripts(model: ModelConfig, site: ModelSite) -> dict[str, str]:
     }
 
 
-def nccl_test_manifests(model: ModelConfig, site: ModelSite) -> list[dict[str, Any]]:
+def nccl_test_manifests(model: ModelConfig, site: ModelSite, image: str = UNWIRED_IMAGE) -> list[dict[str, Any]]:
     """ConfigMap + LeaderWorkerSet (size = nodes, one replica) running all_reduce_perf across the group.
 
     Uses the model's own `mpi-ssh` Secret and pool; `python -m tritonllm nccl-test` applies, waits,
@@ -719,7 +830,7 @@ def nccl_test_manifests(model: ModelConfig, site: ModelSite) -> list[dict[str, A
                 "containers": [
                     {
                         "name": role,
-                        "image": NCCL_TESTS_IMAGE,
+                        "image": image,
                         "securityContext": pod_security.container_security_context(root=True),
                         "command": ["/bin/sh", f"{LAUNCH_DIR}/{role}.sh"],
                         "env": [

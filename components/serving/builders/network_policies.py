@@ -22,8 +22,7 @@ cluster.py). Per model namespace:
     nccl-test-group        `tritonllm nccl-test` pods -> each other, every port (the same wiring)
 
 Ingress only, on purpose: what these pods send (DNS to kube-dns, S3 and STS over HTTPS, Hugging
-Face, the Pod Identity agent on the node's link-local address, apt mirrors when the TRT-LLM image
-lacks sshd) reaches no model control, and an egress list would have to follow AWS's and Hugging
+Face, the Pod Identity agent on the node's link-local address) reaches no model control, and an egress list would have to follow AWS's and Hugging
 Face's address ranges. Traffic inside a pod (the OpenAI frontend and Triton in one process, loopback)
 is never subject to NetworkPolicy.
 

@@ -618,8 +618,10 @@ def deployment_manifest(
     shared_claim_name: str | None = None,
     hf_token_secret: str | None = HF_TOKEN_SECRET,
     image_pull_secret: str | None = None,
+    image: str | None = None,
 ) -> dict[str, Any]:
-    """The Triton Deployment. `engine_key` is required for TRT-LLM; `shared_claim_name` enables EFS."""
+    """The Triton Deployment. `engine_key` is required for TRT-LLM; `shared_claim_name` enables EFS; `image`
+    is a serving image the program built (servingImage.extraAptPackages), else the runtime's Triton image."""
     if model.builds_engine and not engine_key:
         raise ValueError(f"model {model.name!r} (trtllm) needs the engine key to stage")
     if model.builds_engine and model.engine_storage == "efs" and not shared_claim_name:
@@ -706,7 +708,7 @@ def deployment_manifest(
         env.append(admin_key_env())  # expanded into tritonserver's restricted-API arguments
     container = {
         "name": "triton",
-        "image": versions.triton_image(model.runtime),
+        "image": image or versions.triton_image(model.runtime),
         "command": server_command(model, bucket),
         "env": env,
         "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in container_ports(model)],

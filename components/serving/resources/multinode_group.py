@@ -33,6 +33,7 @@ def register_group(
     shared_claim_name: str | None,
     hf_token_secret: str | None,
     image_pull_secret: str | None,
+    image: pulumi.Input[str],
     depends_on: list[Any],
 ) -> tuple[pulumi.CustomResource, pulumi.CustomResource]:
     """Returns (LeaderWorkerSet, leader Service)."""
@@ -56,7 +57,7 @@ def register_group(
         f"{name}-mpi-launch", metadata=cm["metadata"], data=cm["data"], opts=after(namespace)
     )
 
-    manifest = pulumi.Output.all(bucket, engine_key).apply(
+    manifest = pulumi.Output.all(bucket, engine_key, image).apply(
         lambda a: multinode.leader_worker_set_manifest(
             model,
             site,
@@ -65,6 +66,7 @@ def register_group(
             shared_claim_name=shared_claim_name,
             hf_token_secret=hf_token_secret,
             image_pull_secret=image_pull_secret,
+            image=a[2],  # the multi-node serving image (ServingImages), repository:tag@digest
         )
     )
     # No shorter than the leader may take to start: workers' wait plus the engine load, and a margin.

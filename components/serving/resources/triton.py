@@ -95,6 +95,9 @@ class TritonLLMArgs:
     hf_token: pulumi.Input[str] | None = None  # secret; public models need none
     ngc_api_key: pulumi.Input[str] | None = None  # secret: nvcr.io image pull secret
     resolved_engine_build: engine_build.ResolvedEngine | None = None  # TRT-LLM: key resolved at program start
+    # The serving image the program built for this model (ServingImages.image_uri): required for multi-node
+    # models (images/multinode), set for single-node ones by servingImage.extraAptPackages, else None.
+    serving_image: pulumi.Input[str] | None = None
 
 
 class TritonLLM(pulumi.ComponentResource):
@@ -298,6 +301,7 @@ class TritonLLM(pulumi.ComponentResource):
         if model.multi_node is not None:
             # One replica over several nodes: a LeaderWorkerSet (components/serving/builders/multinode.py).
             assert engine_key is not None, "multiNode is TRT-LLM engine only (components/config/multinode_checks.py)"
+            assert args.serving_image is not None, "a multi-node model runs the image ServingImages builds"
             deployment, service = register_group(
                 self,
                 name,
@@ -311,10 +315,11 @@ class TritonLLM(pulumi.ComponentResource):
                 shared_claim_name=shared_claim_name,
                 hf_token_secret=hf_secret_name,
                 image_pull_secret=pull_secret_name,
+                image=args.serving_image,
                 depends_on=[service_account, reader_access, hf_secret, pull_secret, admin_secret, claim, engine],
             )
         else:
-            deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key).apply(
+            deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key, args.serving_image).apply(
                 lambda a: tm.deployment_manifest(
                     model,
                     site,
@@ -323,6 +328,7 @@ class TritonLLM(pulumi.ComponentResource):
                     shared_claim_name=shared_claim_name,
                     hf_token_secret=hf_secret_name,
                     image_pull_secret=pull_secret_name,
+                    image=a[2],
                 )
             )
             deployment = k8s.apps.v1.Deployment(
