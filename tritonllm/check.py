@@ -370,7 +370,7 @@ def _gateway(cfg: StackConfig, encrypted: frozenset[str]) -> list[str]:
         allow_any_source=gw.dangerously_allow_any_source,
         certificate_arn=certificate,
         ssl_policy=tls.ssl_policy,
-        idle_timeout_seconds=None if tls.enabled else gw.nlb_idle_timeout_seconds,
+        idle_timeout_seconds=None if tls.enabled else cfg.nlb_idle_timeout_seconds,
     )
     ports = ", ".join(f"{p['port']} ({p['name']})" for p in service["spec"]["ports"])
     if not tls.enabled:
