@@ -10,11 +10,13 @@ must be set" fails a test instead of the `pulumi up`.
     from tests.k8s_cel import assert_cel_rules_hold
     assert_cel_rules_hold(manifest)      # AssertionError naming the path, the rule and its message
 
-Rules are evaluated where the object has a value (a rule on an absent optional field does not run).
+Rules are evaluated where the object has a value (a rule on an absent optional field does not run), after
+the schema's defaults are filled in.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from tests.k8s_schema import _crd_schemas, defer_reference_check, reference_available
@@ -22,6 +24,25 @@ from tests.k8s_schema import _crd_schemas, defer_reference_check, reference_avai
 
 def _rules(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return list(schema.get("x-kubernetes-validations") or ())
+
+
+def _with_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """`value` with the schema's `default`s filled in where a field is absent, as the API server defaults an
+    object before it validates it (an HTTPRoute backendRef's `group: ""` and `kind: Service`)."""
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key, child in value.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else {})
+            out[key] = _with_defaults(sub, child)
+        for key, sub in properties.items():
+            if key not in out and "default" in sub:
+                out[key] = _with_defaults(sub, copy.deepcopy(sub["default"]))
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_with_defaults(schema["items"], item) for item in value]
+    return value
 
 
 def _walk(schema: dict[str, Any], value: Any, path: str, out: list[tuple[str, dict[str, Any], Any]]) -> None:
@@ -46,7 +67,7 @@ def cel_rules(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any], Any]]
     group, _, version = manifest["apiVersion"].partition("/")
     schema = _crd_schemas()[(group, version, manifest["kind"])]
     found: list[tuple[str, dict[str, Any], Any]] = []
-    _walk(schema, {k: v for k, v in manifest.items()}, "", found)
+    _walk(schema, _with_defaults(schema, manifest), "", found)
     return [(p, r, v) for p, r, v in found if "oldSelf" not in r["rule"]]
 
 

@@ -310,7 +310,10 @@ class ModelConfig(ConfigModel):
         return [
             f"@autoscaling.{key}: only applies to models that scale to zero (minReplicas: 0); drop the key or set "
             "minReplicas: 0"
-            for key, field in (("idleSeconds", "idle_seconds"), ("coldStartTimeoutSeconds", "cold_start_timeout_seconds"))
+            for key, field in (
+                ("idleSeconds", "idle_seconds"),
+                ("coldStartTimeoutSeconds", "cold_start_timeout_seconds"),
+            )
             if field in self.autoscaling.model_fields_set
         ]
 

@@ -154,7 +154,10 @@ def test_whole_program_never_carries_the_grafana_password_in_plain_text(stack):
     assert hpas and all(m["pods"]["metric"]["name"] in served for h in hpas for m in h["spec"]["metrics"])
     # models at minReplicas 0: KEDA's ScaledObject reads the record the adapter serves, from Prometheus
     scaled = run.manifests("ScaledObject")
-    records = {r["seriesQuery"].split("{")[0] for r in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]}
+    records = {
+        r["seriesQuery"].split("{")[0]
+        for r in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]
+    }
     for so in scaled:
         (query,) = [t["metadata"]["query"] for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
         assert query.removeprefix("sum(").split("{")[0] in records, query

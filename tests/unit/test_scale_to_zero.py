@@ -159,7 +159,9 @@ def test_the_names_and_ports_we_use_are_the_charts_defaults():
     # KEDA's own pods already run restricted by default; we keep its securityContext untouched.
     for component in ("operator", "metricServer", "webhooks"):
         container = keda_defaults["securityContext"][component]
-        assert container["seccompProfile"] == {"type": "RuntimeDefault"} and container["capabilities"]["drop"] == ["ALL"]
+        assert container["seccompProfile"] == {"type": "RuntimeDefault"} and container["capabilities"]["drop"] == [
+            "ALL"
+        ]
         assert container["allowPrivilegeEscalation"] is False
         assert keda_defaults["podSecurityContext"][component]["runAsNonRoot"] is True
 
@@ -230,7 +232,13 @@ def test_every_held_rule_goes_to_the_interceptor_and_lands_on_the_triton_port_it
                 f for f in plain_rule.get("filters", []) if f["type"] == "URLRewrite"
             ]
             assert held_rule["backendRefs"] == [
-                {"group": "", "kind": "Service", "name": f"{CHART_NAME}-interceptor-proxy", "namespace": "keda", "port": 8080}
+                {
+                    "group": "",
+                    "kind": "Service",
+                    "name": f"{CHART_NAME}-interceptor-proxy",
+                    "namespace": "keda",
+                    "port": 8080,
+                }
             ]
             # a client trying to steer to another model's route is overridden by NGINX
             headers = _nginx_headers(held_rule, {stz.ROUTE_HEADER: "llama-2-7b-chat-http"})
@@ -290,7 +298,9 @@ def test_the_scaled_object_keeps_the_plain_hpas_metric_name_bounds_and_behaviour
     assert hpa["name"] == plain["metadata"]["name"]  # alerts, dashboard and loadtest read the HPA by this name
     assert hpa["behavior"] == plain["spec"]["behavior"]
     # The prometheus trigger reads the record prometheus-adapter serves the plain HPA, for this model only.
-    rule = next(r for r in metrics.adapter_rules() if r["name"]["as"] == plain["spec"]["metrics"][0]["pods"]["metric"]["name"])
+    rule = next(
+        r for r in metrics.adapter_rules() if r["name"]["as"] == plain["spec"]["metrics"][0]["pods"]["metric"]["name"]
+    )
     record = rule["seriesQuery"].split("{")[0]
     (prom,) = [t for t in spec["triggers"] if t["type"] == "prometheus"]
     assert prom["metadata"]["query"] == f'sum({record}{{namespace="{MODEL}"}}) or vector(0)'
@@ -316,7 +326,7 @@ def _formula(formula: str, **values: float) -> float:
     then, _, otherwise = branches.partition(":")
     expr = condition.replace("&&", " and ")
     env = dict(values)
-    return float(eval(then, {}, env) if eval(expr, {}, env) else eval(otherwise, {}, env))  # noqa: S307
+    return float(eval(then, {}, env) if eval(expr, {}, env) else eval(otherwise, {}, env))
 
 
 def test_the_formula_asks_for_one_replica_while_requests_wait_and_follows_the_metric_otherwise(cfg):
@@ -340,11 +350,15 @@ def test_timeouts_agree_from_the_nlb_to_triton(run, cfg):
     assert "request" not in route["spec"]["timeouts"]  # a stream is never cut by a total deadline
     (proxy,) = _in(run.manifests("ProxySettingsPolicy"), MODEL)
     read = int(proxy["spec"]["timeout"]["read"][:-1])
-    assert proxy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": f"{MODEL}-http"}]
+    assert proxy["spec"]["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": f"{MODEL}-http"}
+    ]
     assert read > cold + request  # NGINX waits longer than the interceptor: the client gets the interceptor's 504
     (snippets,) = _in(run.manifests("SnippetsFilter"), MODEL)
     text = snippets["spec"]["snippets"][0]["value"]
-    assert f"grpc_read_timeout {read}s;" in text and snippets["spec"]["snippets"][0]["context"] == "http.server.location"
+    assert (
+        f"grpc_read_timeout {read}s;" in text and snippets["spec"]["snippets"][0]["context"] == "http.server.location"
+    )
     grpc = next(r for r in _in(run.manifests("GRPCRoute"), MODEL))
     for rule in grpc["spec"]["rules"]:
         assert {"group": "gateway.nginx.org", "kind": "SnippetsFilter", "name": snippets["metadata"]["name"]} in [
@@ -367,8 +381,6 @@ def test_the_plaintext_nlb_gets_the_held_idle_timeout():
     cfg = parse_stack_config(_raw_config(BadConfig("ok", "vllm", PLAINTEXT, "", "")), {"hfToken", "apiKeys"})
     assert values == {f"tcp.idle_timeout.seconds={cfg.nlb_idle_timeout_seconds}"}
     assert cfg.nlb_idle_timeout_seconds == 900 + 300 + 10 + 10
-
-
 
 
 # --------------------------------------------------------------------------- alerts

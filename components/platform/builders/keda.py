@@ -45,7 +45,9 @@ HTTP_ADD_ON_UID = 65532
 # listener closes and in-flight requests get drainTimeout (KEDA_HTTP_DRAIN_TIMEOUT) before the exit.
 INTERCEPTOR_SHUTDOWN_DELAY_SECONDS = 5  # the chart's default
 INTERCEPTOR_EXIT_MARGIN_SECONDS = 10
-INTERCEPTOR_REPLICAS_MIN = 2  # one per zone pair is enough for a handful of models; the chart's own ScaledObject adds more
+INTERCEPTOR_REPLICAS_MIN = (
+    2  # one per zone pair is enough for a handful of models; the chart's own ScaledObject adds more
+)
 
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -126,7 +128,9 @@ def http_add_on_helm_values(
             "replicas": {"min": INTERCEPTOR_REPLICAS_MIN},
             "shutdownDelay": f"{INTERCEPTOR_SHUTDOWN_DELAY_SECONDS}s",
             "drainTimeout": f"{drain}s",
-            "terminationGracePeriodSeconds": INTERCEPTOR_SHUTDOWN_DELAY_SECONDS + drain + INTERCEPTOR_EXIT_MARGIN_SECONDS,
+            "terminationGracePeriodSeconds": INTERCEPTOR_SHUTDOWN_DELAY_SECONDS
+            + drain
+            + INTERCEPTOR_EXIT_MARGIN_SECONDS,
         },
         "securityContext": _restricted_container(),
         "podSecurityContext": {"operator": dict(pod), "scaler": dict(pod), "interceptor": dict(pod)},

@@ -46,9 +46,8 @@ from components.catalog.triton_server import GRPC_PORT, HTTP_PORT
 from components.config import ModelConfig, ModelSite
 from components.gateway.builders import manifests as gateway_manifests
 from components.observability.builders import monitoring_values
-from components.serving.builders import multinode
+from components.serving.builders import multinode, scale_to_zero
 from components.serving.builders import openai as openai_frontend
-from components.serving.builders import scale_to_zero
 from components.serving.builders import triton_manifests as tm
 
 API_VERSION = "networking.k8s.io/v1"

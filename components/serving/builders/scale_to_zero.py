@@ -29,8 +29,7 @@ from components.catalog.triton_server import GRPC_PORT, HTTP_PORT
 from components.config import ModelConfig, ModelSite
 from components.config.gateway import IDLE_TIMEOUT_MARGIN_SECONDS
 from components.gateway.builders import manifests as gm
-from components.observability.builders import metrics
-from components.observability.builders import monitoring_values
+from components.observability.builders import metrics, monitoring_values
 from components.platform.builders import keda
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders import triton_manifests as tm
@@ -254,7 +253,10 @@ def held_route_policies(model: ModelConfig, site: ModelSite, http_route_name: st
             "metadata": {"name": grpc_timeouts_filter_name(model), "namespace": model.name},
             "spec": {
                 "snippets": [
-                    {"context": "http.server.location", "value": f"grpc_read_timeout {value};\ngrpc_send_timeout {value};"}
+                    {
+                        "context": "http.server.location",
+                        "value": f"grpc_read_timeout {value};\ngrpc_send_timeout {value};",
+                    }
                 ]
             },
         },

@@ -26,9 +26,8 @@ from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
 from components.platform.resources.storage import Storage
 from components.providers import engine_build as engine_build_provider
-from components.serving.builders import engine_build, network_policies
+from components.serving.builders import engine_build, network_policies, scale_to_zero
 from components.serving.builders import openai as openai_frontend
-from components.serving.builders import scale_to_zero
 from components.serving.builders import triton_manifests as tm
 from components.serving.builders.model_repository import (
     models_prefix,
