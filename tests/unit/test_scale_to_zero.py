@@ -296,6 +296,9 @@ def test_the_scaled_object_keeps_the_plain_hpas_metric_name_bounds_and_behaviour
     assert spec["cooldownPeriod"] == model.autoscaling.idle == 900
     hpa = spec["advanced"]["horizontalPodAutoscalerConfig"]
     assert hpa["name"] == plain["metadata"]["name"]  # alerts, dashboard and loadtest read the HPA by this name
+    # a model switched to 0 still has the plain HPA of that name until `pulumi up` deletes it: KEDA takes it over
+    # (keda v2.20.2 verifyHpas: the annotation, and horizontalPodAutoscalerConfig.name equal to the HPA's)
+    assert so["metadata"]["annotations"] == {"scaledobject.keda.sh/transfer-hpa-ownership": "true"}
     assert hpa["behavior"] == plain["spec"]["behavior"]
     # The prometheus trigger reads the record prometheus-adapter serves the plain HPA, for this model only.
     rule = next(

@@ -18,6 +18,11 @@
   and behaviour of the plain one (horizontalPodAutoscalerConfig), so alerts, dashboard and `loadtest`
   read it as before.
 * Idle: when neither trigger is active for autoscaling.idleSeconds (cooldownPeriod) KEDA scales to zero.
+
+InterceptorRoute + our own ScaledObject is what add-on 0.15.0 asks for: its operator logs "HTTPScaledObject
+is deprecated ... migrate to InterceptorRoute + ScaledObject" (operator/controllers/http/
+httpscaledobject_controller.go), and its routing table turns HTTPScaledObjects into InterceptorRoutes
+anyway (pkg/routing/table.go); the scaler reads the `interceptorRoute` trigger metadata (scaler/handlers.go).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ SCALED_OBJECT_NAME = tm.DEPLOYMENT_NAME
 METRIC_TRIGGER = "triton_metric"
 # KEDA's own polling of the triggers (the push scaler wakes the model in between, at once).
 POLLING_INTERVAL_SECONDS = 15
+# keda v2.20.2 apis/keda/v1alpha1/scaledobject_types.go ScaledObjectTransferHpaOwnershipAnnotation
+TRANSFER_HPA_OWNERSHIP = "scaledobject.keda.sh/transfer-hpa-ownership"
 # Unused by the HPA (scalingModifiers hides the interceptor's metric from it); the CRD requires one.
 INTERCEPTOR_CONCURRENCY_TARGET = 1
 
@@ -149,7 +156,13 @@ def scaled_object_manifest(model: ModelConfig, site: ModelSite) -> dict[str, Any
     return {
         "apiVersion": KEDA_API,
         "kind": "ScaledObject",
-        "metadata": tm._meta(SCALED_OBJECT_NAME, model.name, model),
+        # A model switched to minReplicas 0 still has the plain HPA of the same name until `pulumi up` deletes
+        # it, after creating this: KEDA's webhook refuses a ScaledObject whose workload another HPA scales,
+        # unless it takes that HPA over (keda v2.20.2 apis/keda/v1alpha1/scaledobject_webhook.go verifyHpas).
+        "metadata": {
+            **tm._meta(SCALED_OBJECT_NAME, model.name, model),
+            "annotations": {TRANSFER_HPA_OWNERSHIP: "true"},
+        },
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": tm.DEPLOYMENT_NAME},
             "minReplicaCount": 0,
