@@ -131,6 +131,9 @@ class TritonLLM(pulumi.ComponentResource):
         storage, gateway, hf_token, ngc_api_key = args.storage, args.gateway, args.hf_token, args.ngc_api_key
         resolved_engine_build = args.resolved_engine_build
         ns_name = model.name
+        if model.scales_to_zero and gateway is None:
+            # Only requests through the gateway's routes reach the interceptor that wakes the model.
+            raise ValueError(f"model {model.name!r}: minReplicas 0 needs the gateway (TritonLLMArgs.gateway)")
         aws_opts = pulumi.ResourceOptions(parent=self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider)
 
