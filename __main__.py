@@ -5,6 +5,7 @@ import pulumi_aws as aws
 
 from components.config import efa_pools, multi_node_pools, placement_group_pools, read_pulumi_config
 from components.gateway.builders import certificates
+from components.gateway.builders import manifests as gateway_manifests
 from components.gateway.resources.gateway import Gateway, GatewayArgs
 from components.observability.resources.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.observability.resources.monitoring import Monitoring, MonitoringArgs
@@ -12,6 +13,7 @@ from components.platform.resources.cluster import Cluster, ClusterArgs
 from components.platform.resources.karpenter import Karpenter, KarpenterArgs
 from components.platform.resources.multinode import MultiNodePlatform, MultiNodePlatformArgs
 from components.platform.resources.network import Network, NetworkArgs
+from components.platform.resources.scale_to_zero import ScaleToZero, ScaleToZeroArgs
 from components.platform.resources.storage import Storage, StorageArgs
 from components.providers.addon_check import check_addon_versions
 from components.providers.capacity import check_capacity
@@ -98,6 +100,8 @@ gateway = Gateway(
         vpc_id=network.vpc_id,
         api_keys=api_keys,
         controllers_depend_on=[cluster.system_node_group, *cluster.addons.values()],
+        # Held requests (minReplicas 0) may be silent for a cold start: the plaintext NLB waits that long.
+        nlb_idle_timeout_seconds=cfg.nlb_idle_timeout_seconds,
     ),
     opts=aws_opts,
 )
@@ -143,6 +147,22 @@ multinode_platform = (
     if multi_node
     else None
 )
+# Scale to zero (models[].minReplicas: 0): KEDA and its HTTP add-on, whose interceptor holds requests.
+scale_to_zero = (
+    ScaleToZero(
+        cfg.name,
+        ScaleToZeroArgs(
+            cluster=cluster.ref,
+            route_namespaces=[m.name for m in cfg.scale_to_zero_models],
+            drain_seconds=[m.drain_seconds for m in cfg.scale_to_zero_models],
+            gateway_namespace=gateway.gateway_namespace,
+            gateway_pod_labels=gateway_manifests.nginx_dataplane_selector(gateway.gateway_name),
+        ),
+        opts=aws_opts,
+    )
+    if cfg.scale_to_zero_models
+    else None
+)
 
 # Serving images built in AWS CodeBuild (multi-node models: the EFA stack; servingImage.extraAptPackages),
 # each tagged by its content key: an unchanged stack builds nothing.
@@ -186,7 +206,7 @@ served = {
         opts=pulumi.ResourceOptions.merge(
             aws_opts,
             pulumi.ResourceOptions(
-                depends_on=[r for r in (karpenter, monitoring, multinode_platform) if r is not None]
+                depends_on=[r for r in (karpenter, monitoring, multinode_platform, scale_to_zero) if r is not None]
             ),
         ),
     )

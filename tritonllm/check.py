@@ -370,7 +370,7 @@ def _gateway(cfg: StackConfig, encrypted: frozenset[str]) -> list[str]:
         allow_any_source=gw.dangerously_allow_any_source,
         certificate_arn=certificate,
         ssl_policy=tls.ssl_policy,
-        idle_timeout_seconds=None if tls.enabled else gw.nlb_idle_timeout_seconds,
+        idle_timeout_seconds=None if tls.enabled else cfg.nlb_idle_timeout_seconds,
     )
     ports = ", ".join(f"{p['port']} ({p['name']})" for p in service["spec"]["ports"])
     if not tls.enabled:
@@ -495,9 +495,14 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
     if site.monitoring_enabled:
         metric = hpa["spec"]["metrics"][0]["pods"]
         replicas = (
-            f"replicas {hpa['spec']['minReplicas']}-{hpa['spec']['maxReplicas']} "
+            f"replicas {model.min_replicas}-{hpa['spec']['maxReplicas']} "
             f"(HPA on {metric['metric']['name']}, target {metric['target']['averageValue']} per pod)"
         )
+        if model.scales_to_zero:
+            replicas += (
+                f", to zero after {model.autoscaling.idle} s idle (KEDA), requests held up to "
+                f"{model.autoscaling.cold_start_timeout} s by the KEDA HTTP add-on's interceptor"
+            )
     else:
         replicas = f"replicas {model.min_replicas} (no HPA without monitoring)"
     routes = tm.route_manifests(model, gm.GATEWAY_NAME, gm.NGF_NAMESPACE)

@@ -77,6 +77,10 @@ LEADER_WORKER_SET = Chart("lws", "0.10.0", "oci://registry.k8s.io/lws/charts")
 # The lws chart's default image tag is `main` with pullPolicy Always: pin the release's image instead.
 LEADER_WORKER_SET_IMAGE_TAG = "v0.10.0"
 AWS_EFA_DEVICE_PLUGIN = Chart("aws-efa-k8s-device-plugin", "v0.5.30", "https://aws.github.io/eks-charts")
+# Scale to zero (models[].minReplicas: 0): KEDA and its HTTP add-on (interceptor 0.15.0: HTTP/2 and h2c,
+# so gRPC streams pass). Installed only when a model scales to zero.
+KEDA = Chart("keda", "2.20.2", "https://kedacore.github.io/charts")
+KEDA_HTTP_ADD_ON = Chart("keda-add-ons-http", "0.15.0", "https://kedacore.github.io/charts")
 
 ALL_CHARTS = (
     KARPENTER,
@@ -88,6 +92,8 @@ ALL_CHARTS = (
     NGINX_GATEWAY_FABRIC,
     LEADER_WORKER_SET,
     AWS_EFA_DEVICE_PLUGIN,
+    KEDA,
+    KEDA_HTTP_ADD_ON,
 )
 
 # Gateway API CRDs (standard channel) that NGINX Gateway Fabric 2.6.7 builds against.

@@ -26,15 +26,46 @@ from components.config.openai import config_problems as openai_config_problems
 # "Scale-down drains"): the gateway's default request timeout, so every request the gateway would wait for
 # can finish. LLM streams of a few thousand tokens take one to three minutes.
 DEFAULT_DRAIN_SECONDS = 300
+# Scale to zero (models[].minReplicas: 0, docs/autoscaling.md "Scale to zero"). Idle this long, the model's
+# replicas go (and Karpenter then removes their GPU nodes): a cold start is minutes, so not after a short lull.
+DEFAULT_IDLE_SECONDS = 900
+# How long the edge holds a request while a replica starts from zero: a Karpenter GPU node launch (1-2 min),
+# the Triton image pull on a fresh node (several GB: minutes) and the model load (minutes for 7B+ weights).
+DEFAULT_COLD_START_TIMEOUT_SECONDS = 900
 
 
 class AutoscalingConfig(ConfigModel):
-    """HPA on a Triton metric served by prometheus-adapter."""
+    """HPA on a Triton metric served by prometheus-adapter (with minReplicas 0: KEDA, on the same metric)."""
 
     metric: str | None = Field(None, description="Per-pod metric name; default depends on the backend")
     target: float | None = Field(None, gt=0, description="Per-pod target value of the metric")
     scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600, description="HPA scale-up window")
     scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600, description="HPA scale-down window")
+    idle_seconds: int | None = Field(
+        None,
+        ge=60,
+        le=86400,
+        description="With minReplicas 0: how long the model goes without a request (at the gateway) and without "
+        f"load on its metric before its last replica is removed (KEDA cooldownPeriod). Default {DEFAULT_IDLE_SECONDS}",
+    )
+    cold_start_timeout_seconds: int | None = Field(
+        None,
+        ge=60,
+        le=3600,
+        description="With minReplicas 0: how long a request that finds no replica is held at the edge while one "
+        "starts (GPU node launch, image pull, model load); then it gets 504 Gateway Timeout (gRPC UNAVAILABLE). "
+        f"Default {DEFAULT_COLD_START_TIMEOUT_SECONDS}",
+    )
+
+    @property
+    def idle(self) -> int:
+        return self.idle_seconds if self.idle_seconds is not None else DEFAULT_IDLE_SECONDS
+
+    @property
+    def cold_start_timeout(self) -> int:
+        if self.cold_start_timeout_seconds is not None:
+            return self.cold_start_timeout_seconds
+        return DEFAULT_COLD_START_TIMEOUT_SECONDS
 
 
 class VllmOptions(ConfigModel):
@@ -201,7 +232,12 @@ class ModelConfig(ConfigModel):
     pipeline_parallel: int = Field(1, ge=1, le=16, description="Pipeline-parallel degree")
     gpus: int | None = Field(None, ge=1, description="GPUs per replica; default tensorParallel x pipelineParallel")
     node_pool: str = Field(..., description="Name of the nodePools entry that serves it (required)")
-    min_replicas: int = Field(1, ge=1, description="HPA minimum replicas")
+    min_replicas: int = Field(
+        1,
+        ge=0,
+        description="HPA minimum replicas; 0 scales the model to zero when idle (KEDA and its HTTP add-on hold the "
+        "next request at the edge while a replica starts: docs/autoscaling.md)",
+    )
     max_replicas: int = Field(5, ge=1, description="HPA maximum replicas")
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="See models[].autoscaling.*")
     drain_seconds: int = Field(
@@ -239,6 +275,9 @@ class ModelConfig(ConfigModel):
         except ValueError as exc:
             raise ValueError(f"@autoscaling.metric: {exc}") from None
         chosen = metrics.hpa_metric_for(self.backend, self.autoscaling.metric)
+        scale_to_zero_problems = self._scale_to_zero_problems()
+        if scale_to_zero_problems:
+            raise ValueError("\n".join(scale_to_zero_problems))
         if chosen.needs_vllm_custom_metrics and self.vllm.report_custom_metrics is False:
             raise ValueError(
                 f"@vllm.reportCustomMetrics: false, but the autoscaling metric {chosen.name!r} is computed from "
@@ -259,6 +298,29 @@ class ModelConfig(ConfigModel):
                 "raise gpus or drop the key"
             )
         return self
+
+    def _scale_to_zero_problems(self) -> list[str]:
+        if self.min_replicas == 0:
+            if self.multi_node is not None:
+                return [
+                    "@minReplicas: 0 is not available for multiNode models (a LeaderWorkerSet group, not a "
+                    "Deployment KEDA scales); set minReplicas: 1 or more"
+                ]
+            return []
+        return [
+            f"@autoscaling.{key}: only applies to models that scale to zero (minReplicas: 0); drop the key or set "
+            "minReplicas: 0"
+            for key, field in (
+                ("idleSeconds", "idle_seconds"),
+                ("coldStartTimeoutSeconds", "cold_start_timeout_seconds"),
+            )
+            if field in self.autoscaling.model_fields_set
+        ]
+
+    @property
+    def scales_to_zero(self) -> bool:
+        """minReplicas 0: KEDA owns the replica count and the HTTP add-on's interceptor holds requests at zero."""
+        return self.min_replicas == 0
 
     @property
     def parallel_gpus(self) -> int:

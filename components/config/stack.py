@@ -20,7 +20,13 @@ from components.config.base import (
     StackIdentity,
 )
 from components.config.cluster import ClusterConfig
-from components.config.gateway import ACM_ARN, GatewayConfig, check_api_keys
+from components.config.gateway import (
+    ACM_ARN,
+    IDLE_TIMEOUT_MARGIN_SECONDS,
+    NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS,
+    GatewayConfig,
+    check_api_keys,
+)
 from components.config.models import ModelConfig
 from components.config.monitoring import MonitoringConfig
 from components.config.monitoring_checks import WEBHOOK_SECRET, alert_problems, check_webhook_url
@@ -44,6 +50,8 @@ class ModelSite:
     monitoring_enabled: bool
     scrape_interval: str
     auth_enabled: bool
+    # gateway.requestTimeoutSeconds: the interceptor's response-header timeout on held routes (minReplicas 0)
+    request_timeout_seconds: int = 300
 
 
 class StackConfig(ConfigModel):
@@ -162,6 +170,7 @@ class StackConfig(ConfigModel):
                     f"waits for; set drainSeconds to {self.gateway.request_timeout_seconds} or more, or lower "
                     "gateway.requestTimeoutSeconds"
                 )
+            problems += self._scale_to_zero_problems(i, m)
             # A multi-node update surges whole groups (LeaderWorkerSet maxSurge): they hold GPUs too.
             surge = ROLLOUT_SURGE_GROUPS if m.multi_node is not None else 0
             if (m.max_replicas + surge) * m.gpus_per_replica > pool.max_gpus:
@@ -175,6 +184,47 @@ class StackConfig(ConfigModel):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _scale_to_zero_problems(self, i: int, m: ModelConfig) -> list[str]:
+        """minReplicas 0 (docs/autoscaling.md "Scale to zero"): its metric comes from Prometheus, and the hold
+        must fit in the NLB's idle timeout where the program sets it (TCP listeners, plaintext gateway)."""
+        if not m.scales_to_zero:
+            return []
+        problems = []
+        if not self.monitoring.enabled:
+            problems.append(
+                f"@models[{i}].minReplicas: 0 needs the monitoring stack (KEDA scales the model above zero on its "
+                "Triton metric, read from Prometheus); set monitoring.enabled: true or minReplicas: 1"
+            )
+        hold = self.held_request_seconds(m)
+        if not self.gateway.tls.enabled and hold > NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS:
+            problems.append(
+                f"@models[{i}].autoscaling.coldStartTimeoutSeconds: {m.autoscaling.cold_start_timeout} s of hold + "
+                f"gateway.requestTimeoutSeconds ({self.gateway.request_timeout_seconds}) + "
+                f"{IDLE_TIMEOUT_MARGIN_SECONDS} s exceeds the NLB's longest TCP idle timeout "
+                f"({NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS} s); lower one of the two"
+            )
+        return problems
+
+    def held_request_seconds(self, m: ModelConfig) -> int:
+        """The longest silence a request to `m` may see at NGINX: the cold-start hold, then the
+        response-header wait, and a margin so the interceptor answers (504) before NGINX gives up."""
+        hold = m.autoscaling.cold_start_timeout if m.scales_to_zero else 0
+        return hold + self.gateway.request_timeout_seconds + IDLE_TIMEOUT_MARGIN_SECONDS
+
+    @property
+    def nlb_idle_timeout_seconds(self) -> int:
+        """The NLB's TCP idle timeout (plaintext gateway): above the longest silence NGINX may wait for,
+        cold-start holds included. TLS listeners: fixed by AWS at 350 s (GatewayConfig)."""
+        base = self.gateway.nlb_idle_timeout_seconds
+        if self.gateway.tls.enabled:
+            return base
+        held = [self.held_request_seconds(m) + IDLE_TIMEOUT_MARGIN_SECONDS for m in self.models if m.scales_to_zero]
+        return min(NLB_TCP_IDLE_TIMEOUT_MAX_SECONDS, max([base, *held]))
+
+    @property
+    def scale_to_zero_models(self) -> list[ModelConfig]:
+        return [m for m in self.models if m.scales_to_zero]
 
     def _gateway_checks(self) -> list[str]:
         problems = []
@@ -221,6 +271,7 @@ class StackConfig(ConfigModel):
             monitoring_enabled=self.monitoring.enabled,
             scrape_interval=self.monitoring.scrape_interval,
             auth_enabled=self.gateway.auth.enabled,
+            request_timeout_seconds=self.gateway.request_timeout_seconds,
         )
 
     def node_pool(self, name: str) -> NodePoolConfig:

@@ -99,9 +99,15 @@ def test_every_shipped_stack_passes_and_lists_what_the_program_creates(shipped, 
         spec = workload["spec"]
         pod = spec["leaderWorkerTemplate"]["leaderTemplate"]["spec"] if model.multi_node else spec["template"]["spec"]
         gpus = pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
-        (hpa,) = [m for m in run.manifests("HorizontalPodAutoscaler") if m["metadata"]["namespace"] == model.name]
         assert f"{kind}" in section and f"{gpus} GPU(s) per pod" in section, section
-        assert f"replicas {hpa['spec']['minReplicas']}-{hpa['spec']['maxReplicas']} " in section, section
+        if model.min_replicas == 0:  # KEDA's ScaledObject owns the HPA (docs/autoscaling.md "Scale to zero")
+            (so,) = [m for m in run.manifests("ScaledObject") if m["metadata"]["namespace"] == model.name]
+            bounds = (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"])
+            assert f"to zero after {so['spec']['cooldownPeriod']} s idle (KEDA)" in section, section
+        else:
+            (hpa,) = [m for m in run.manifests("HorizontalPodAutoscaler") if m["metadata"]["namespace"] == model.name]
+            bounds = (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
+        assert f"replicas {bounds[0]}-{bounds[1]} " in section, section
         image = pod["containers"][0]["image"]
         # a built image (multi-node): its repository and content tag, the digest is ECR's after the build
         assert (image.split("@")[0].split("/", 1)[1] if ".dkr.ecr." in image else image) in section, section

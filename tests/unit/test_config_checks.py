@@ -24,6 +24,62 @@ from tests.unit.harness import DEFAULT_SECRETS, _config_strings, load_stack_conf
 from tests.unit.test_config_errors import BadConfig
 
 MORE_CASES = [
+    # Scale to zero (models[].minReplicas: 0, autoscaling.idleSeconds / coldStartTimeoutSeconds)
+    BadConfig(
+        "scale-to-zero-multinode",
+        "multinode",
+        {"models[0].minReplicas": 0},
+        "models[0].minReplicas",
+        "set minReplicas: 1 or more",
+    ),
+    BadConfig(
+        "idle-seconds-without-scale-to-zero",
+        "vllm",
+        {"models[0].autoscaling.idleSeconds": 600},
+        "models[0].autoscaling.idleSeconds",
+        "drop the key or set minReplicas: 0",
+    ),
+    BadConfig(
+        "cold-start-timeout-without-scale-to-zero",
+        "vllm",
+        {"models[0].autoscaling.coldStartTimeoutSeconds": 600},
+        "models[0].autoscaling.coldStartTimeoutSeconds",
+        "drop the key or set minReplicas: 0",
+    ),
+    BadConfig(
+        "idle-seconds-too-short",
+        "vllm",
+        {"models[1].autoscaling.idleSeconds": 30},
+        "models[1].autoscaling.idleSeconds",
+        "greater than or equal to 60",
+    ),
+    BadConfig(
+        "cold-start-timeout-too-long",
+        "vllm",
+        {"models[1].autoscaling.coldStartTimeoutSeconds": 7200},
+        "models[1].autoscaling.coldStartTimeoutSeconds",
+        "less than or equal to 3600",
+    ),
+    BadConfig(
+        "scale-to-zero-without-monitoring",
+        "vllm",
+        {"monitoring.enabled": False},
+        "models[1].minReplicas",
+        "set monitoring.enabled: true or minReplicas: 1",
+    ),
+    BadConfig(
+        "held-request-beyond-nlb-tcp-idle-timeout",
+        "vllm",
+        {
+            "gateway.tls.plaintextInsideVpc": True,
+            "gateway.requestTimeoutSeconds": 3000,
+            "models[0].drainSeconds": 3000,
+            "models[1].drainSeconds": 3000,
+            "models[1].autoscaling.coldStartTimeoutSeconds": 3600,
+        },
+        "models[1].autoscaling.coldStartTimeoutSeconds",
+        "lower one of the two",
+    ),
     BadConfig(
         "input-len-not-below-seq-len",
         "dev",

@@ -152,6 +152,15 @@ def test_whole_program_never_carries_the_grafana_password_in_plain_text(stack):
     served = {r["name"]["as"] for r in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]}
     hpas = run.manifests("HorizontalPodAutoscaler")
     assert hpas and all(m["pods"]["metric"]["name"] in served for h in hpas for m in h["spec"]["metrics"])
+    # models at minReplicas 0: KEDA's ScaledObject reads the record the adapter serves, from Prometheus
+    scaled = run.manifests("ScaledObject")
+    records = {
+        r["seriesQuery"].split("{")[0]
+        for r in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]
+    }
+    for so in scaled:
+        (query,) = [t["metadata"]["query"] for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
+        assert query.removeprefix("sum(").split("{")[0] in records, query
     assert {p["metadata"]["namespace"] for p in run.manifests("PodMonitor")} == {
-        h["metadata"]["namespace"] for h in hpas
+        h["metadata"]["namespace"] for h in hpas + scaled
     }

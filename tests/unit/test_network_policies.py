@@ -64,6 +64,21 @@ PROMETHEUS_POD = {
     "prometheus": "kps-prometheus",
     "operator.prometheus.io/shard": "0",
 }
+# The KEDA HTTP add-on's pods (kedacore/charts http-add-on 0.15.0, release keda-add-ons-http in namespace keda:
+# templates/interceptor/deployment.yaml and templates/scaler/deployment.yaml, _helpers.tpl labels), and KEDA's
+# operator (keda 2.20.2 templates/manager/deployment.yaml).
+_ADD_ON = {
+    "app.kubernetes.io/name": "http-add-on",
+    "app.kubernetes.io/part-of": "keda-add-ons-http",
+    "app.kubernetes.io/managed-by": "Helm",
+    "app.kubernetes.io/instance": "keda-add-ons-http",
+    "app.kubernetes.io/version": "0.15.0",
+    "helm.sh/chart": "keda-add-ons-http-0.15.0",
+}
+INTERCEPTOR_POD = {**_ADD_ON, "app.kubernetes.io/component": "interceptor"}
+SCALER_POD = {**_ADD_ON, "app.kubernetes.io/component": "scaler"}
+KEDA_OPERATOR_POD = {"app": "keda-operator", "app.kubernetes.io/name": "keda-operator", "name": "keda-operator"}
+INTERCEPTOR_PORTS = {"admin": 9090, "proxy": 8080}
 GRAFANA_POD = {"app.kubernetes.io/name": "grafana", "app.kubernetes.io/instance": "kps"}
 KUBE_DNS_POD = {"k8s-app": "kube-dns", "eks.amazonaws.com/component": "coredns"}
 
@@ -175,7 +190,7 @@ def _another_model(cfg, model: ModelConfig) -> list[Peer]:
 def stack_cluster(run: ProgramRun) -> tuple[Cluster, dict[str, ModelPods]]:
     cfg = _config(run)
     namespaces = {n["metadata"]["name"]: n["metadata"].get("labels", {}) for n in run.manifests("Namespace")}
-    for name in ("nginx-gateway", "monitoring", "kube-system", "default", "other-model", "intruders"):
+    for name in ("nginx-gateway", "monitoring", "kube-system", "default", "other-model", "intruders", "keda"):
         namespaces.setdefault(name, {})
     for m in cfg.models:
         namespaces.setdefault(m.name, {})
@@ -236,17 +251,44 @@ def _outsiders(model: ModelConfig, cfg) -> list[Peer]:
 
 
 def test_the_gateway_reaches_inference_ports_only(rendered):
+    """The gateway, or for a model that scales to zero the interceptor in front of it (and then not the gateway)."""
     run, cluster, models = rendered
     gateway = Peer.pod("NGINX (gateway data plane)", "nginx-gateway", GATEWAY_POD)
+    interceptor = Peer.pod("KEDA HTTP add-on interceptor", "keda", INTERCEPTOR_POD, INTERCEPTOR_PORTS)
     for pods in models.values():
         # KServe HTTP and gRPC; the OpenAI frontend's port when it is on (written out, not read from the builder)
         inference = {8000, 8001} | ({9000} if pods.model.openai.enabled else set())
+        front, bypassed = (interceptor, gateway) if pods.model.min_replicas == 0 else (gateway, interceptor)
         for pod in pods.serving:
             for port in sorted(pods.ports() | set(OTHER_PORTS) | {8002}):
                 expected = port in inference
-                assert cluster.allowed(gateway, pod, port) == expected, cluster.why(gateway, pod, port)
+                assert cluster.allowed(front, pod, port) == expected, cluster.why(front, pod, port)
+                assert not cluster.allowed(bypassed, pod, port), cluster.why(bypassed, pod, port)
         for worker in pods.workers:  # ranks > 0 serve nothing; the Service selects leaders only
             assert not cluster.allowed(gateway, worker, 8000)
+
+
+def test_the_interceptor_is_reached_by_nginx_and_its_scaler_only(rendered):
+    """gateway -> interceptor proxy port; the add-on's scaler -> interceptor admin port; KEDA's operator ->
+    the scaler's gRPC port; nothing else (stacks with a model at minReplicas 0)."""
+    run, cluster, models = rendered
+    if not any(p.model.min_replicas == 0 for p in models.values()):
+        assert not [p for p in run.manifests("NetworkPolicy") if p["metadata"]["namespace"] == "keda"]
+        return
+    interceptor = Peer.pod("interceptor", "keda", INTERCEPTOR_POD, INTERCEPTOR_PORTS, ip="100.64.3.1")
+    scaler = Peer.pod("external scaler", "keda", SCALER_POD, {"grpc": 9090}, ip="100.64.3.2")
+    operator = Peer.pod("keda-operator", "keda", KEDA_OPERATOR_POD, ip="100.64.3.3")
+    gateway = Peer.pod("NGINX (gateway data plane)", "nginx-gateway", GATEWAY_POD)
+    cfg = _config(run)
+    some_model = next(iter(models.values()))
+    for port in (8080, 9090, *OTHER_PORTS):
+        assert cluster.allowed(gateway, interceptor, port) == (port == 8080), cluster.why(gateway, interceptor, port)
+        assert cluster.allowed(scaler, interceptor, port) == (port == 9090), cluster.why(scaler, interceptor, port)
+        assert cluster.allowed(operator, scaler, port) == (port == 9090), cluster.why(operator, scaler, port)
+        for outsider in [*_outsiders(some_model.model, cfg), Peer.pod("a random pod in keda", "keda", {"app": "x"})]:
+            for target in (interceptor, scaler):
+                assert not cluster.allowed(outsider, target, port), cluster.why(outsider, target, port)
+    assert cluster.allowed(Peer.node(), interceptor, 9090)  # its probes (admin /livez, /readyz)
 
 
 def test_only_prometheus_reaches_the_metrics_port(rendered):

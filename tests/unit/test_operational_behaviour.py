@@ -32,7 +32,20 @@ def triton_deployments(run: ProgramRun) -> dict[str, RecordedResource]:
 
 
 def hpas_by_namespace(run: ProgramRun) -> dict[str, dict]:
-    return {m["metadata"]["namespace"]: m for m in run.manifests("HorizontalPodAutoscaler")}
+    """Each model's HPA: the plain one, or for a model at minReplicas 0 the one KEDA makes from its ScaledObject
+    (advanced.horizontalPodAutoscalerConfig, bounds from minReplicaCount/maxReplicaCount)."""
+    found = {m["metadata"]["namespace"]: m for m in run.manifests("HorizontalPodAutoscaler")}
+    for so in run.manifests("ScaledObject"):
+        spec = so["spec"]
+        found[so["metadata"]["namespace"]] = {
+            "metadata": {"name": spec["advanced"]["horizontalPodAutoscalerConfig"]["name"]},
+            "spec": {
+                "behavior": spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"],
+                "minReplicas": spec["minReplicaCount"],
+                "maxReplicas": spec["maxReplicaCount"],
+            },
+        }
+    return found
 
 
 @pytest.fixture(scope="module", params=stack_files())

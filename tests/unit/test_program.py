@@ -95,14 +95,18 @@ def test_every_aws_resource_uses_the_tagged_regional_provider(stack_run):
             assert r.provider.startswith(provider.urn), f"{r.type} {r.name} does not use the stack's AWS provider"
 
 
+# The vllm stack's mistral-7b-instruct scales to zero, which needs monitoring: give it a replica of its own.
+WITHOUT_MONITORING = {"monitoring.enabled": False, "models[1].minReplicas": 1, "models[1].autoscaling": None}
+
+
 def test_monitoring_disabled_drops_monitoring_outputs():
-    run = run_program("vllm", overrides={"monitoring.enabled": False})
+    run = run_program("vllm", overrides=WITHOUT_MONITORING)
     assert "grafanaSecretName" not in run.outputs
     assert not run.of_type("tritonllm:observability:Monitoring")
 
 
 def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds():
-    run = run_program("vllm", overrides={"monitoring.enabled": False})
+    run = run_program("vllm", overrides=WITHOUT_MONITORING)
     kinds = {m["kind"] for m in run.manifests()}
     assert "PodMonitor" not in kinds and "HorizontalPodAutoscaler" not in kinds and "PrometheusRule" not in kinds
     deployments = run.manifests("Deployment")

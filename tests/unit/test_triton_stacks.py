@@ -129,8 +129,20 @@ def test_hpa_metric_is_exposed_by_the_prometheus_adapter(run):
         rule["name"]["as"] for rule in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]
     }
     assert exposed
+    records = {
+        rule["seriesQuery"].split("{")[0]
+        for rule in run.helm_release("prometheus-adapter").inputs["values"]["rules"]["custom"]
+    }
     for server in servers(run):
-        hpa = one(triton_objects(run, server), "HorizontalPodAutoscaler")
+        objects = triton_objects(run, server)
+        if not [r for r in objects if r.inputs.get("kind") == "HorizontalPodAutoscaler"]:
+            # minReplicas 0: KEDA's HPA, from a ScaledObject whose prometheus trigger reads the adapter's record
+            so = one(objects, "ScaledObject")
+            (query,) = [t["metadata"]["query"] for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
+            assert query.removeprefix("sum(").split("{")[0] in records, (server.name, query)
+            assert so["spec"]["scaleTargetRef"]["name"] == workload(objects)["metadata"]["name"]
+            continue
+        hpa = one(objects, "HorizontalPodAutoscaler")
         for metric in hpa["spec"]["metrics"]:
             assert metric["type"] == "Pods"
             assert metric["pods"]["metric"]["name"] in exposed, (server.name, metric, sorted(exposed))

@@ -90,10 +90,24 @@ def resolve_against(old_urns: set[str], resources: list[RecordedResource]) -> di
     return {old: new for new, old in matched.items()}
 
 
+# Resources a shipped stack dropped on purpose since that commit (a change of its config, not of layout).
+DROPPED = {
+    "vllm": {
+        # mistral-7b-instruct scales to zero (issue 21): KEDA's ScaledObject makes the HPA `triton` itself,
+        # taking over the existing one (scaledobject.keda.sh/transfer-hpa-ownership, scale_to_zero.py).
+        "urn:pulumi:vllm::tritonllm::tritonllm:serving:TritonLLM$kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+        "::mistral-7b-instruct-hpa",
+    },
+}
+
+
 @pytest.mark.parametrize("stack", stack_files())
 def test_every_urn_of_the_previous_layout_maps_to_a_resource(stack):
     run = stack_run_for(stack)
-    old = set(BEFORE["urns"][stack])
+    dropped = DROPPED.get(stack, set())
+    assert dropped <= set(BEFORE["urns"][stack])
+    assert not dropped & {r.urn for r in run.resources}
+    old = set(BEFORE["urns"][stack]) - dropped
     mapping = resolve_against(old, run.resources)
     lost = sorted(old - set(mapping))
     assert not lost, f"{len(lost)} resources of stack {stack} would be replaced (no URN or alias maps them): {lost[:5]}"

@@ -98,6 +98,9 @@ class GatewayArgs:
     system_node_selector: Mapping[str, str] | None = field(default_factory=lambda: dict(SYSTEM_NODE_SELECTOR))
     controllers_depend_on: Sequence[pulumi.Resource] = ()
     api_keys: pulumi.Input[str] | None = None  # secret; None: read tritonllm:apiKeys
+    # The NLB's TCP idle timeout (plaintext gateway) when routes hold requests longer than
+    # gateway.requestTimeoutSeconds (StackConfig.nlb_idle_timeout_seconds: minReplicas 0 cold starts).
+    nlb_idle_timeout_seconds: int | None = None
 
 
 def _validation_record_value(option: aws.acm.outputs.CertificateDomainValidationOption) -> str:
@@ -263,7 +266,9 @@ class Gateway(pulumi.ComponentResource):
                 allow_any_source=args.gateway.dangerously_allow_any_source,
                 certificate_arn=arn,
                 ssl_policy=tls.ssl_policy,
-                idle_timeout_seconds=None if tls.enabled else args.gateway.nlb_idle_timeout_seconds,
+                idle_timeout_seconds=None
+                if tls.enabled
+                else (args.nlb_idle_timeout_seconds or args.gateway.nlb_idle_timeout_seconds),
                 gateway_name=self.gateway_name,
                 namespace=self.gateway_namespace,
             )

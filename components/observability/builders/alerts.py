@@ -112,7 +112,7 @@ def model_alerts(alerts_cfg: AlertsConfig, models: Sequence[ModelConfig]) -> lis
     """Per-model alerts: no ready replica, failure ratio, latency target, HPA at maxReplicas."""
     rules: list[dict[str, Any]] = []
     startup = tm.STARTUP_BUDGET_SECONDS
-    single = [m for m in models if m.multi_node is None]
+    single = [m for m in models if m.multi_node is None and not m.scales_to_zero]
     grouped = [m for m in models if m.multi_node is not None]
     what_to_do = (
         "Check `kubectl -n {{ $labels.namespace }} get pods` and `kubectl -n {{ $labels.namespace }} "
@@ -131,6 +131,15 @@ def model_alerts(alerts_cfg: AlertsConfig, models: Sequence[ModelConfig]) -> lis
                 f"((max by (namespace, {kind}) ({ready}{{{match}}}) == 0) and on (namespace, {kind}) "
                 f"(time() - kube_{kind}_created{{{match}}} > {startup}))"
             )
+    # Models that scale to zero (minReplicas 0) have no replica by design while idle: only a Deployment that
+    # has wanted one for longer than the model's cold-start bound (held requests then get 504) counts.
+    for model in sorted((m for m in models if m.scales_to_zero), key=lambda m: m.name):
+        match = f'namespace="{model.name}", deployment="{tm.DEPLOYMENT_NAME}"'
+        bound = model.autoscaling.cold_start_timeout
+        unavailable.append(
+            f"((max by (namespace, deployment) (kube_deployment_status_replicas_available{{{match}}}) == 0) "
+            f"and on (namespace, deployment) (min_over_time(kube_deployment_spec_replicas{{{match}}}[{bound}s]) > 0))"
+        )
     rules.append(
         _alert(
             MODEL_UNAVAILABLE,

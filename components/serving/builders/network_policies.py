@@ -11,6 +11,9 @@ cluster.py). Per model namespace:
     triton-from-gateway    NGINX Gateway Fabric's data-plane pods (namespace nginx-gateway, the
                            Gateway's pod labels) -> the serving pods' inference ports: HTTP 8000,
                            gRPC 8001, and the OpenAI frontend's 9000 when openai.enabled
+    triton-from-interceptor  instead, for a model that scales to zero (minReplicas 0): the KEDA HTTP
+                           add-on's interceptor pods (namespace keda), which NGINX sends that model's
+                           requests to (components/serving/builders/scale_to_zero.py), -> the same ports
     triton-from-prometheus kube-prometheus-stack's Prometheus pods (namespace monitoring) -> the
                            metrics port the PodMonitor scrapes (8002; 9000 with the OpenAI frontend)
     triton-from-loadtest   `tritonllm loadtest` Job pods of this namespace -> HTTP 8000 (they call the
@@ -42,7 +45,7 @@ from components.catalog.triton_server import GRPC_PORT, HTTP_PORT
 from components.config import ModelConfig, ModelSite
 from components.gateway.builders import manifests as gateway_manifests
 from components.observability.builders import monitoring_values
-from components.serving.builders import multinode
+from components.serving.builders import multinode, scale_to_zero
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders import triton_manifests as tm
 
@@ -107,11 +110,16 @@ def prometheus_peer() -> dict[str, Any]:
 def model_network_policies(model: ModelConfig, site: ModelSite) -> list[dict[str, Any]]:
     """Every model's namespace: default deny, then the gateway, Prometheus and loadtest flows."""
     serving = serving_pod_labels(model)
+    # The one hop in front of Triton: NGINX, or for a model that scales to zero the interceptor that holds
+    # its requests (NGINX reaches the interceptor only: components/platform/builders/keda.py).
+    front_name, front = (
+        ("triton-from-interceptor", scale_to_zero.interceptor_peer())
+        if model.scales_to_zero
+        else ("triton-from-gateway", gateway_peer())
+    )
     policies = [
         _policy(model, "default-deny-ingress", {}, []),
-        _policy(
-            model, "triton-from-gateway", serving, [{"from": [gateway_peer()], "ports": _tcp(*inference_ports(model))}]
-        ),
+        _policy(model, front_name, serving, [{"from": [front], "ports": _tcp(*inference_ports(model))}]),
         _policy(
             model,
             "triton-from-loadtest",

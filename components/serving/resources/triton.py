@@ -26,7 +26,7 @@ from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
 from components.platform.resources.storage import Storage
 from components.providers import engine_build as engine_build_provider
-from components.serving.builders import engine_build, network_policies
+from components.serving.builders import engine_build, network_policies, scale_to_zero
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders import triton_manifests as tm
 from components.serving.builders.model_repository import (
@@ -134,6 +134,9 @@ class TritonLLM(pulumi.ComponentResource):
         storage, gateway, hf_token, ngc_api_key = args.storage, args.gateway, args.hf_token, args.ngc_api_key
         resolved_engine_build = args.resolved_engine_build
         ns_name = model.name
+        if model.scales_to_zero and gateway is None:
+            # Only requests through the gateway's routes reach the interceptor that wakes the model.
+            raise ValueError(f"model {model.name!r}: minReplicas 0 needs the gateway (TritonLLMArgs.gateway)")
         aws_opts = pulumi.ResourceOptions(parent=self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider)
 
@@ -355,19 +358,45 @@ class TritonLLM(pulumi.ComponentResource):
                 # Both need the monitoring stack: the PodMonitor CRD and the adapter that serves the HPA metric.
                 # Without it the Deployment keeps minReplicas.
                 _k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, site), after(namespace))
-                _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
+                if model.scales_to_zero:
+                    # KEDA owns the HPA (named and shaped like the plain one) and scales to and from zero;
+                    # the InterceptorRoutes tell the HTTP add-on which requests wake it (scale_to_zero.py).
+                    held_routes = [
+                        _k8s_object(
+                            f"{name}-interceptorroute-{backend.kind}",
+                            scale_to_zero.interceptor_route_manifest(model, site, backend),
+                            after(service),
+                        )
+                        for backend in scale_to_zero.held_backends(model)
+                    ]
+                    _k8s_object(
+                        f"{name}-scaledobject",
+                        scale_to_zero.scaled_object_manifest(model, site),
+                        after(deployment, *held_routes),
+                    )
+                else:
+                    _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
             _k8s_object(f"{name}-pdb", tm.pdb_manifest(model), after(namespace))
 
         # --- routes on the shared Gateway (created after it, deleted before it)
         if gateway is not None:
             # API keys: every route rule behind the gateway's AuthenticationFilter (in this namespace).
-            route_auth = (
+            route_auth = list(
                 gateway.route_authentication(name, ns_name, after(namespace))
                 if hasattr(gateway, "route_authentication")
                 else []
             )
             secure = getattr(gateway, "secure_route", lambda m: m)
-            for manifest in tm.route_manifests(model, gateway.gateway_name, gateway.gateway_namespace):
+            routes = tm.route_manifests(model, gateway.gateway_name, gateway.gateway_namespace)
+            if model.scales_to_zero:
+                # Through the interceptor (namespace keda), which holds a request while a replica starts.
+                routes = scale_to_zero.held_route_manifests(model, site, routes)
+                http_route = next(r for r in routes if r["kind"] == "HTTPRoute")["metadata"]["name"]
+                for manifest in scale_to_zero.held_route_policies(model, site, http_route):
+                    route_auth.append(
+                        _k8s_object(f"{name}-{manifest['kind'].lower()}", manifest, after(namespace, gateway))
+                    )
+            for manifest in routes:
                 _k8s_object(
                     f"{name}-{manifest['kind'].lower()}", secure(manifest), after(service, gateway, *route_auth)
                 )
