@@ -120,7 +120,13 @@ def test_deployments_follow_the_model_config(run):
         assert deployment["metadata"]["namespace"] == server.name
         assert spec["nodeSelector"] == {"karpenter.sh/nodepool": model["nodePool"]}
         image = spec["containers"][0]["image"]
-        assert image.endswith(f"-{model['backend']}-python-py3")
+        if model.get("multiNode"):
+            # multi-node pods run the image the program builds on the runtime's pin (issue 19), by digest
+            repository, tag = image.split("@sha256:")[0].rsplit(":", 1)
+            assert ".dkr.ecr." in repository and repository.endswith("/serving"), image
+            assert tag.startswith("multinode-"), image
+        else:
+            assert image.endswith(f"-{model['backend']}-python-py3")
 
 
 def test_hpa_metric_is_exposed_by_the_prometheus_adapter(run):
