@@ -15,8 +15,10 @@ from components.platform.resources.network import Network, NetworkArgs
 from components.platform.resources.storage import Storage, StorageArgs
 from components.providers.capacity import check_capacity
 from components.providers.engine_build import resolve_engines
+from components.providers.weights_mirror import resolve_mirrors
 from components.serving.resources.model_store import ModelStore, ModelStoreArgs
 from components.serving.resources.triton import TritonLLM, TritonLLMArgs
+from components.serving.resources.weights_mirror import WeightsMirror, WeightsMirrorArgs
 
 cfg = read_pulumi_config()  # raises ConfigError (every bad key, with its fix) before any resource exists
 secrets = pulumi.Config("tritonllm")
@@ -27,6 +29,8 @@ alert_webhook_url = secrets.get_secret("alertWebhookUrl")
 # TRT-LLM engine keys: hfRevision resolved to its commit now (Hugging Face API, with the token for
 # gated models); a failure is a ConfigError before any resource exists. The token stays in memory.
 engines = resolve_engines(cfg, secrets.get("hfToken"))
+# Every model's Hugging Face snapshot in the model store (hf-mirror/<repo>/<commit>/), keyed the same way.
+mirrors = resolve_mirrors(cfg, secrets.get("hfToken"))
 
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags={"tags": {"tritonllm:stack": pulumi.get_stack(), **cfg.tags}}
@@ -137,6 +141,19 @@ multinode_platform = (
     if multi_node
     else None
 )
+# Copies each snapshot once, in the cluster (a Job in the hf-mirror namespace, the only holder of the token).
+weights_mirror = WeightsMirror(
+    cfg.name,
+    WeightsMirrorArgs(
+        config=cfg,
+        resolved=mirrors,
+        cluster=cluster.ref,
+        model_store=model_store,
+        hf_token=hf_token,
+        ngc_api_key=ngc_api_key,
+    ),
+    opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(depends_on=[karpenter])),
+)
 
 served = {
     model.name: TritonLLM(
@@ -151,6 +168,8 @@ served = {
             hf_token=hf_token,
             ngc_api_key=ngc_api_key,
             resolved_engine_build=engines.get(model.name),
+            weights=mirrors[model.name],
+            weights_ready=weights_mirror.for_model(model.name),
         ),
         # GPU nodes and the PodMonitor CRD must exist before Triton pods are scheduled and scraped.
         opts=pulumi.ResourceOptions.merge(

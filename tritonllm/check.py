@@ -437,6 +437,7 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
     from components.serving.builders import engine_build
     from components.serving.builders import multinode as mnb
     from components.serving.builders import triton_manifests as tm
+    from components.serving.builders import weights_mirror
     from components.serving.builders.model_repository import served_model_name
 
     site = cfg.site_of(model)
@@ -444,7 +445,7 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
     if model.backend == "vllm":
         runtime = "vLLM backend, model repository uploaded to S3"
     elif model.uses_llmapi:
-        runtime = "TensorRT-LLM through the LLM API (no engine build; TensorRT-LLM loads the weights in the pod)"
+        runtime = "TensorRT-LLM through the LLM API (no engine build; the pod stages the weights mirror)"
     else:
         runtime = (
             f"TensorRT-LLM engine built by a Job on nodePool {model.node_pool} for "
@@ -466,9 +467,12 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
         bucket="<bucket>",
         engine_key=engine_key,
         shared_claim_name=tm.SHARED_CLAIM if site.efs_enabled else None,
-        hf_token_secret=tm.HF_TOKEN_SECRET if cfg.hf_token_set else None,
         image_pull_secret=tm.IMAGE_PULL_SECRET if cfg.ngc_api_key_set else None,
     )
+    if tm.reads_weights_mirror(model):
+        # The mirror's path names the commit; without a pinned sha a stand-in (the engine key's reason).
+        commit = model.hf_revision if engine_build.COMMIT_SHA.match(model.hf_revision) else "0" * 40
+        kwargs["weights"] = weights_mirror.resolved_mirror(model.hf_model_id, commit)
     if model.multi_node is not None:
         workload = mnb.leader_worker_set_manifest(model, site, **kwargs)
         pod = workload["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]

@@ -25,6 +25,7 @@ import pulumi.dynamic
 
 from components.config import ConfigError, ModelConfig, ModelSite, StackConfig
 from components.providers import s3_sync
+from components.serving.builders.weights_mirror import ResolvedMirror
 from components.serving.builders.engine_build import (
     COMMIT_SHA,
     COMPLETE_MARKER,
@@ -420,7 +421,7 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
         namespace: pulumi.Input[str],
         bucket: pulumi.Input[str],
         kubeconfig: pulumi.Input[Any],
-        hf_token_secret: str | None,
+        weights: ResolvedMirror,
         image_pull_secret: str | None = None,
         s3_endpoint_url: str | None = None,
         resolved: pulumi.Input[ResolvedEngine] | None = None,
@@ -438,7 +439,7 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
                     key=a[2].key,
                     namespace=a[0],
                     bucket=a[1],
-                    hf_token_secret=hf_token_secret,
+                    weights=weights,
                     image_pull_secret=image_pull_secret,
                     revision_sha=a[2].revision_sha,
                 ),

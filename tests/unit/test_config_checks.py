@@ -542,6 +542,28 @@ MORE_CASES = [
         "models[0].drainSeconds",
         "less than or equal to 3600",
     ),
+    # the weights mirror Job's deadline (modelStore.mirror, docs/weights.md)
+    BadConfig(
+        "mirror-timeout-too-short",
+        "vllm",
+        {"modelStore": {"mirror": {"timeoutMinutes": 1}}},
+        "modelStore.mirror.timeoutMinutes",
+        "greater than or equal to 5",
+    ),
+    BadConfig(
+        "mirror-timeout-over-a-day",
+        "dev",
+        {"modelStore": {"mirror": {"timeoutMinutes": 2000}}},
+        "modelStore.mirror.timeoutMinutes",
+        "less than or equal to 1440",
+    ),
+    BadConfig(
+        "mirror-unknown-key",
+        "llmapi",
+        {"modelStore": {"mirror": {"enabled": False}}},
+        "modelStore.mirror.enabled",
+        "valid keys are",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.

@@ -305,8 +305,8 @@ fi
 
 
 def save_pod_env_snippet() -> str:
-    """Shell lines (leader.sh, worker.sh) that save this pod's environment for rank.sh, mode 600 (it holds
-    HF_TOKEN like the container's own environment does)."""
+    """Shell lines (leader.sh, worker.sh) that save this pod's environment for rank.sh, mode 600 (as the
+    container's own environment is private to it)."""
     names = "|".join(p.removesuffix("_") for p in POD_ENV_EXCLUDED_PREFIXES)
     return f"""export TRITONLLM_POD="$POD_NAME" TRITONLLM_RUN_DIR="$RUN_DIR"
 (
@@ -486,7 +486,6 @@ def _pod_spec(
     bucket: str,
     engine_key: str,
     shared_claim_name: str | None,
-    hf_token_secret: str | None,
     image_pull_secret: str | None,
 ) -> dict[str, Any]:
     """Leader or worker pod: the single-node Deployment's pod, re-commanded for the group."""
@@ -496,7 +495,6 @@ def _pod_spec(
         bucket=bucket,
         engine_key=engine_key,
         shared_claim_name=shared_claim_name,
-        hf_token_secret=hf_token_secret,
         image_pull_secret=image_pull_secret,
     )
     template = base["spec"]["template"]
@@ -583,7 +581,6 @@ def leader_worker_set_manifest(
     bucket: str,
     engine_key: str,
     shared_claim_name: str | None = None,
-    hf_token_secret: str | None = tm.HF_TOKEN_SECRET,
     image_pull_secret: str | None = None,
 ) -> dict[str, Any]:
     multi_node = multi_node_of(model)
@@ -595,7 +592,6 @@ def leader_worker_set_manifest(
         bucket=bucket,
         engine_key=engine_key,
         shared_claim_name=shared_claim_name,
-        hf_token_secret=hf_token_secret,
         image_pull_secret=image_pull_secret,
     )
     return {
