@@ -11,6 +11,7 @@ from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
 from components.serving.builders import multinode
 from components.serving.builders import triton_manifests as tm
+from tests.weights_helpers import deployment_manifest
 from tests.helm_values import assert_values_keys_exist, reference_values
 from tests.k8s_schema import validate_manifest
 from tests.multinode.test_launch import _config
@@ -261,7 +262,7 @@ def test_the_leaders_startup_probe_outlasts_the_worker_wait_by_a_whole_engine_lo
     worker_wait = int(env.get("WORKER_WAIT_SECONDS") or default.group(1))
 
     cfg, model = _config()
-    single = tm.deployment_manifest(model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64)
+    single = deployment_manifest(model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64)
     load_budget = _probe_budget(single["spec"]["template"]["spec"]["containers"][0]["startupProbe"])
 
     assert leader_budget - worker_wait >= load_budget, (

@@ -542,6 +542,13 @@ MORE_CASES = [
         "models[0].drainSeconds",
         "less than or equal to 3600",
     ),
+    BadConfig(
+        "openai-tokenizer-of-another-repository",
+        "llmapi",
+        {"models[1].openai": {"enabled": True, "tokenizer": "meta-llama/Llama-3.2-1B"}},
+        "models[1].openai.tokenizer",
+        "drop openai.tokenizer",
+    ),
     # the weights mirror Job's deadline (modelStore.mirror, docs/weights.md)
     BadConfig(
         "mirror-timeout-too-short",

@@ -52,10 +52,10 @@ class WeightsMirror(pulumi.ComponentResource):
                    "Secret": k8s.core.v1.Secret}[manifest["kind"]]
             fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
             fields.update(extra)
-            renamed = {"automount_service_account_token" if k == "automountServiceAccountToken" else k: v
-                       for k, v in fields.items()}
-            return cls(res_name, opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=deps)),
-                       **renamed)
+            # Typed classes take the manifest's fields as snake_case keyword arguments.
+            renamed = {"".join(f"_{c.lower()}" if c.isupper() else c for c in k): v for k, v in fields.items()}
+            opts = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=deps))
+            return cls(res_name, opts=opts, **renamed)
 
         namespace = k8s_object(f"{name}-ns", wm.namespace_manifest(), [])
         account = k8s_object(f"{name}-sa", wm.service_account_manifest(), [namespace])
