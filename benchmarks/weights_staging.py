@@ -9,7 +9,9 @@ tests/fake_hf_hub.py make_snapshot), mirrors it into a local moto S3 server with
 script, and then times, interleaved repetition by repetition, into a fresh directory each time:
 
   staging (ours)     components/serving/builders/weights_mirror.py stage_weights_script: the marker check,
-                     then `aws s3 sync` with 32 concurrent requests and 64 MiB parts
+                     then `aws s3 sync` with 32 concurrent requests and 16 MB byte ranges
+  staging, no ranges the same script with whole-object GETs (files in parallel, one request each): moto
+                     copies the whole object for every ranged GET, real S3 does not
   S3 single stream   one GetObject per file, one after the other (a plain copy from the same mirror)
   hub download       huggingface_hub snapshot_download from a local stand-in for the Hub (what vLLM and
                      llmapi pods did at start before the mirror), when huggingface_hub is installed
@@ -63,7 +65,12 @@ def tree_digest(root: Path) -> str:
 
 
 def run_script(script: str, aws: str, endpoint: str, tmp: Path) -> None:
-    env = {**os.environ, "PATH": f"{Path(aws).parent}:{os.environ['PATH']}", "AWS_ENDPOINT_URL": endpoint, "TMPDIR": str(tmp)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(aws).parent}:{os.environ['PATH']}",
+        "AWS_ENDPOINT_URL": endpoint,
+        "TMPDIR": str(tmp),
+    }
     result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"script failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -71,7 +78,10 @@ def run_script(script: str, aws: str, endpoint: str, tmp: Path) -> None:
 
 def single_stream_get(endpoint: str, prefix: str, target: Path) -> None:
     s3 = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", config=botocore.config.Config(s3={"addressing_style": "path"})
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=botocore.config.Config(s3={"addressing_style": "path"}),
     )
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []):
@@ -136,8 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         run_script(wm.upload_script(BUCKET, mirror, str(kept)), aws, server.url, work)
         shutil.rmtree(kept)
 
+        ours = wm.stage_weights_script(BUCKET, mirror, "/target")
+        # The same script with whole-object GETs (no byte ranges): moto answers each ranged GET by copying the
+        # whole object under a lock (moto 5.2.5 s3/models.py FakeKey.value, s3/responses.py
+        # _handle_range_header), which real S3 does not; this row shows what that costs here.
+        chunk = f"multipart_chunksize = {wm.S3_MULTIPART_CHUNKSIZE}"
+        whole = ours.replace(chunk, chunk + "\n  multipart_threshold = 64GB")
+        assert whole != ours
         methods: dict[str, Callable[[Path], None]] = {
-            "staging (ours)": lambda t: run_script(wm.stage_weights_script(BUCKET, mirror, str(t)), aws, server.url, work),
+            "staging (ours)": lambda t: run_script(ours.replace("/target", str(t)), aws, server.url, work),
+            "staging, no ranges": lambda t: run_script(whole.replace("/target", str(t)), aws, server.url, work),
             "S3 single stream": lambda t: single_stream_get(server.url, mirror.prefix, t),
         }
         hub = FakeHub(source, REPO, COMMIT).start()
@@ -164,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"{name}: the copied files differ from the snapshot")
                 seconds[name].append(elapsed)
                 shutil.rmtree(target)
-                print(f"  repetition {rep + 1}: {name:<18} {elapsed:7.2f} s")
+                print(f"  repetition {rep + 1}: {name:<18} {elapsed:7.2f} s", flush=True)
         print()
         print(f"{'method':<18} {'median s':>9} {'min s':>7} {'max s':>7} {'MiB/s':>8}")
         for name, values in seconds.items():

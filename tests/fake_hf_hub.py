@@ -33,6 +33,7 @@ class FakeHub:
     def url(self) -> str:
         assert self.server is not None
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # AF_INET
         return f"http://{host}:{port}"
 
     def files(self) -> list[str]:
@@ -66,7 +67,7 @@ class FakeHub:
                 prefix = f"/{hub.repo_id}/resolve/"
                 if not path.startswith(prefix):
                     return None
-                rev, _, rel = urllib.parse.unquote(path[len(prefix):]).partition("/")
+                rev, _, rel = urllib.parse.unquote(path[len(prefix) :]).partition("/")
                 if rev not in (hub.commit, "main"):
                     return None
                 target = (hub.root / rel).resolve()
@@ -80,7 +81,9 @@ class FakeHub:
 
             def _serve(self, head: bool) -> None:
                 if not self._authorized():
-                    self._send(401, b'{"error":"gated"}', {"X-Error-Code": "GatedRepo", "Content-Type": "application/json"})
+                    self._send(
+                        401, b'{"error":"gated"}', {"X-Error-Code": "GatedRepo", "Content-Type": "application/json"}
+                    )
                     return
                 path = urllib.parse.urlparse(self.path).path
                 api = f"/api/models/{hub.repo_id}/revision/"
@@ -148,7 +151,8 @@ def make_snapshot(root: Path, shard_bytes: int = 1 << 20, shards: int = 2, seed:
     weight_map = {}
     for i in range(shards):
         name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-        write_safetensors(root / name, {f"layers.{i}.weight": rng.randbytes(shard_bytes)})
+        chunks = [rng.randbytes(min(16 << 20, shard_bytes - at)) for at in range(0, shard_bytes, 16 << 20)]
+        write_safetensors(root / name, {f"layers.{i}.weight": b"".join(chunks)})
         weight_map[f"layers.{i}.weight"] = name
     (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     (root / "pytorch_model.bin").write_bytes(b"duplicate weights, never mirrored")

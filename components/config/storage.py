@@ -36,6 +36,4 @@ class ModelStoreConfig(ConfigModel):
         False, description="Let `pulumi destroy` delete a non-empty bucket (its uploaded objects)"
     )
     noncurrent_version_days: int = Field(30, ge=1, description="Days to keep overwritten object versions")
-    mirror: WeightsMirrorConfig = Field(
-        default_factory=WeightsMirrorConfig, description="See modelStore.mirror.*"
-    )
+    mirror: WeightsMirrorConfig = Field(default_factory=WeightsMirrorConfig, description="See modelStore.mirror.*")

@@ -25,7 +25,6 @@ import pulumi.dynamic
 
 from components.config import ConfigError, ModelConfig, ModelSite, StackConfig
 from components.providers import s3_sync
-from components.serving.builders.weights_mirror import ResolvedMirror
 from components.serving.builders.engine_build import (
     COMMIT_SHA,
     COMPLETE_MARKER,
@@ -42,6 +41,7 @@ from components.serving.builders.engine_build import (
     engine_prefix,
     script_configmap_manifest,
 )
+from components.serving.builders.weights_mirror import ResolvedMirror
 
 # --------------------------------------------------------------------------- Hugging Face revision
 

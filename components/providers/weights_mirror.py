@@ -120,7 +120,9 @@ def ensure_mirror(
                 )
             sleep(POLL_SECONDS)
         if not is_complete(store, bucket, prefix, key):
-            raise MirrorError(f"mirror Job {namespace}/{name} succeeded but s3://{bucket}/{prefix}{COMPLETE_MARKER} does not hold key {key}")
+            raise MirrorError(
+                f"mirror Job {namespace}/{name} succeeded but s3://{bucket}/{prefix}{COMPLETE_MARKER} does not hold key {key}"
+            )
     finally:
         if outcome != "failed":  # a failed Job stays for its logs (ttlSecondsAfterFinished removes it)
             jobs.delete_job(namespace, name)
@@ -236,4 +238,3 @@ class HfSnapshotMirror(pulumi.dynamic.Resource, module="tritonllm", name="HfSnap
             "copy_seconds": None,
         }
         super().__init__(HfSnapshotMirrorProvider(), name, props, opts)
-

@@ -68,20 +68,31 @@ def main(argv: list[str] | None = None) -> int:
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", None)
         # The status and our hint only: the exception's text may quote request headers.
-        print(f"{args.repo_id}@{args.revision}: Hugging Face answered HTTP {status}; {HINTS.get(status, '')}", file=sys.stderr)
+        print(
+            f"{args.repo_id}@{args.revision}: Hugging Face answered HTTP {status}; {HINTS.get(status, '')}",
+            file=sys.stderr,
+        )
         return 1
     files = files_under(args.local_dir)
     if not (args.local_dir / "config.json").is_file():
         print(f"{args.repo_id}@{args.revision}: no config.json among {len(files)} files", file=sys.stderr)
         return 1
     if not any(f.suffix == ".safetensors" for f in files):
-        print(f"{args.repo_id}@{args.revision}: no *.safetensors weights (the mirror serves safetensors only)", file=sys.stderr)
+        print(
+            f"{args.repo_id}@{args.revision}: no *.safetensors weights (the mirror serves safetensors only)",
+            file=sys.stderr,
+        )
         return 1
     size = sum(f.stat().st_size for f in files)
     log(
         json.dumps(
-            {"repo_id": args.repo_id, "commit": args.revision, "files": len(files), "bytes": size,
-             "seconds": round(time.monotonic() - started, 1)}
+            {
+                "repo_id": args.repo_id,
+                "commit": args.revision,
+                "files": len(files),
+                "bytes": size,
+                "seconds": round(time.monotonic() - started, 1),
+            }
         )
     )
     return 0

@@ -35,10 +35,10 @@ import pytest
 from components.config import parse_stack_config
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders import triton_manifests as tm
-from tests.weights_helpers import deployment_manifest
 from tests.e2e import test_vllm_health as dying
 from tests.unit.harness import load_stack_config
 from tests.upstream_code import reference_file
+from tests.weights_helpers import deployment_manifest
 
 UPSTREAM_MAIN_PY = "triton-openai/server-r25.12/python/openai/openai_frontend/main.py"
 # The keywords main.py r25.12 builds its server with (main.py lines 203-209), and no Options object.

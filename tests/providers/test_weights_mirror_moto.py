@@ -94,7 +94,12 @@ def test_download_upload_skip_and_stage_for_real(
     assert done.returncode == 0, done.stderr
     assert TOKEN not in done.stdout + done.stderr
     assert all(sent for method, path, sent in hub.requests)  # every request carried the token
-    assert sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file() and ".cache" not in p.parts) == MIRRORED
+    assert (
+        sorted(
+            p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file() and ".cache" not in p.parts
+        )
+        == MIRRORED
+    )
 
     # 2. The Job's upload container: aws s3 sync to moto, the marker holding the key last.
     up = run_sh(wm.upload_script(bucket, mirror, str(snapshot)), moto_server, tmp_path)

@@ -569,7 +569,7 @@ MORE_CASES = [
         "llmapi",
         {"modelStore": {"mirror": {"enabled": False}}},
         "modelStore.mirror.enabled",
-        "valid keys are",
+        "check the spelling",
     ),
 ]
 

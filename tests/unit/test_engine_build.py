@@ -15,8 +15,8 @@ from components.providers import engine_build as eb_provider
 from components.serving.builders import engine_build as eb
 from tests import hf_api
 from tests.k8s_schema import validate_k8s_object
-from tests.weights_helpers import mirror_of
 from tests.unit.harness import load_stack_config
+from tests.weights_helpers import mirror_of
 
 SCRIPT = eb.BUILD_SCRIPT
 

@@ -23,7 +23,6 @@ from components.config import ConfigError
 from components.config import llmapi as llmapi_repository_config
 from components.config import openai as openai_frontend
 from components.serving.builders import llmapi as llmapi_repository
-from components.serving.builders import triton_manifests as tm
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import run_program
 from tests.unit.test_config_errors import BadConfig

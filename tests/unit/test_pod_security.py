@@ -33,6 +33,7 @@ from components.serving.builders import multinode
 from components.serving.builders import triton_manifests as tm
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import REPO_ROOT, load_stack_config, stack_files
+from tests.weights_helpers import mirror_of
 
 CHECKOV_REQUIREMENTS = REPO_ROOT / "requirements-checkov.txt"
 CHECKOV_VENV = Path(os.environ.get("TRITONLLM_CHECKOV_VENV", REPO_ROOT / ".cache" / "checkov-venv"))
@@ -102,7 +103,7 @@ def engine_build_jobs(stack: str) -> list[dict[str, Any]]:
     cfg = parse_stack_config(raw, {"hfToken"})
     return [
         eb.engine_build_job_manifest(
-            model, cfg.site_of(model), key="0" * 64, namespace=model.name, bucket="bucket", hf_token_secret="hf-token"
+            model, cfg.site_of(model), key="0" * 64, namespace=model.name, bucket="bucket", weights=mirror_of(model)
         )
         for model in cfg.models
         if model.builds_engine

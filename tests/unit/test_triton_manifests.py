@@ -12,9 +12,9 @@ from components.config import StackConfig, parse_stack_config
 from components.observability.builders import metrics
 from components.serving.builders import engine_build
 from components.serving.builders import triton_manifests as tm
-from tests.weights_helpers import deployment_manifest
 from tests.k8s_schema import validate_k8s_object, validate_manifest
 from tests.unit.harness import load_stack_config
+from tests.weights_helpers import deployment_manifest
 
 KEY = "0123456789abcdef" * 4
 

@@ -23,10 +23,9 @@ from components.config import llmapi as llmapi_config
 from components.providers import engine_build as eb_provider
 from components.serving.builders import engine_build as eb
 from components.serving.builders import openai as openai_builder
-from components.serving.builders import triton_manifests as tm
-from tests.weights_helpers import deployment_manifest, mirror_of
 from tests.unit.harness import run_program
 from tests.unit.test_triton_manifests import stack_config
+from tests.weights_helpers import deployment_manifest, mirror_of
 
 REPO = Path(__file__).resolve().parents[2]
 SENTINELS = {

@@ -8,6 +8,7 @@ The S3 path for real (download, upload, skip, stage against moto) is tests/provi
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
@@ -156,6 +157,10 @@ def props_for(mirror: wm.ResolvedMirror) -> dict[str, Any]:
     }
 
 
+def constant(jobs: FakeJobs) -> Any:
+    return lambda: jobs
+
+
 COMPLETE = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
 FAILED = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
 
@@ -172,11 +177,9 @@ def test_unchanged_commit_is_no_work_and_a_new_key_runs_the_job() -> None:
     # Missing marker, or one holding another key (patterns changed, an older layout): copy.
     for objects in ({}, {mirror.prefix + wm.COMPLETE_MARKER: "f" * 64}):
         store = MemoryStore(objects)
-        jobs = FakeJobs(
-            [{"active": 1}, COMPLETE],
-            on_success=lambda store=store: store.objects.update({mirror.prefix + wm.COMPLETE_MARKER: mirror.key}),
-        )
-        result = provider.ensure_mirror(props_for(mirror), lambda jobs=jobs: jobs, store, sleep=lambda s: None)
+        marker = {mirror.prefix + wm.COMPLETE_MARKER: mirror.key}
+        jobs = FakeJobs([{"active": 1}, COMPLETE], on_success=partial(store.objects.update, marker))
+        result = provider.ensure_mirror(props_for(mirror), constant(jobs), store, sleep=lambda s: None)
         assert result.copied is True
         assert jobs.calls == ["apply_config_map", "create_job", "delete_job", "delete_config_map"]
 
@@ -217,7 +220,9 @@ def test_the_job_holds_the_token_as_a_file_in_the_download_container_only() -> N
     download, upload = pod["initContainers"][0], pod["containers"][0]
     assert job["metadata"]["namespace"] == wm.MIRROR_NAMESPACE
     assert job["spec"]["activeDeadlineSeconds"] == 30 * 60
-    assert {e["name"]: e.get("value") for e in download["env"]}["HF_TOKEN_PATH"] == "/var/run/secrets/huggingface/HF_TOKEN"
+    assert {e["name"]: e.get("value") for e in download["env"]}[
+        "HF_TOKEN_PATH"
+    ] == "/var/run/secrets/huggingface/HF_TOKEN"
     assert not any(e["name"] == "HF_TOKEN" for c in (download, upload) for e in c["env"])
     assert not any(m["name"] == "hf-token" for m in upload["volumeMounts"])
     assert download["command"][2:] == wm.download_args(mirror)

@@ -333,7 +333,7 @@ def engine_build_job_manifest(
                 },
                 "volumeMounts": volume_mounts,
                 "securityContext": pod_security.container_security_context(),
-            }
+            },
         ],
         "containers": [
             {

@@ -39,10 +39,9 @@ from components.observability.builders import metrics
 from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
 from components.platform.builders.storage import shared_claim_manifest
-from components.serving.builders import engine_build
+from components.serving.builders import engine_build, weights_mirror
 from components.serving.builders import llmapi as llmapi_repository
 from components.serving.builders import openai as openai_frontend
-from components.serving.builders import weights_mirror
 from components.serving.builders.model_repository import (
     models_prefix,
     served_model_name,

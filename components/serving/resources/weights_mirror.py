@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pulumi
@@ -48,8 +49,11 @@ class WeightsMirror(pulumi.ComponentResource):
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider)
 
         def k8s_object(res_name: str, manifest: dict[str, Any], deps: list[Any], **extra: Any) -> pulumi.Resource:
-            cls = {"Namespace": k8s.core.v1.Namespace, "ServiceAccount": k8s.core.v1.ServiceAccount,
-                   "Secret": k8s.core.v1.Secret}[manifest["kind"]]
+            cls = {
+                "Namespace": k8s.core.v1.Namespace,
+                "ServiceAccount": k8s.core.v1.ServiceAccount,
+                "Secret": k8s.core.v1.Secret,
+            }[manifest["kind"]]
             fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
             fields.update(extra)
             # Typed classes take the manifest's fields as snake_case keyword arguments.
@@ -93,17 +97,7 @@ class WeightsMirror(pulumi.ComponentResource):
         deps = [d for d in (account, association, token_secret, pull_secret, *store.ready) if d is not None]
         for key, (mirror, model) in wm.mirrors_by_key(list(cfg.models), args.resolved).items():
             site = cfg.site_of(model)
-            job = store.bucket_name.apply(
-                lambda bucket, mirror=mirror, model=model, site=site: wm.mirror_job_manifest(
-                    mirror,
-                    model,
-                    bucket=bucket,
-                    region=site.region,
-                    timeout_minutes=cfg.model_store.mirror.timeout_minutes,
-                    hf_token_secret=wm.MIRROR_HF_TOKEN_SECRET if token_secret is not None else None,
-                    image_pull_secret=IMAGE_PULL_SECRET if pull_secret is not None else None,
-                )
-            )
+            job = store.bucket_name.apply(partial(self._job, cfg, mirror, model, token_secret, pull_secret))
             self.by_key[key] = HfSnapshotMirror(
                 wm.resource_name(mirror),
                 mirror,
@@ -117,6 +111,25 @@ class WeightsMirror(pulumi.ComponentResource):
             )
         self.resolved = dict(args.resolved)
         self.register_outputs({"mirrors": {k: m.prefix for k, m in self.by_key.items()}})
+
+    @staticmethod
+    def _job(
+        cfg: StackConfig,
+        mirror: wm.ResolvedMirror,
+        model: Any,
+        token_secret: pulumi.Resource | None,
+        pull_secret: pulumi.Resource | None,
+        bucket: str,
+    ) -> dict[str, Any]:
+        return wm.mirror_job_manifest(
+            mirror,
+            model,
+            bucket=bucket,
+            region=cfg.site_of(model).region,
+            timeout_minutes=cfg.model_store.mirror.timeout_minutes,
+            hf_token_secret=wm.MIRROR_HF_TOKEN_SECRET if token_secret is not None else None,
+            image_pull_secret=IMAGE_PULL_SECRET if pull_secret is not None else None,
+        )
 
     def for_model(self, model_name: str) -> HfSnapshotMirror:
         return self.by_key[self.resolved[model_name].key]
