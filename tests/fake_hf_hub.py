@@ -139,7 +139,7 @@ def write_safetensors(path: Path, tensors: dict[str, bytes]) -> None:
 
 def make_snapshot(root: Path, shard_bytes: int = 1 << 20, shards: int = 2, seed: int = 0) -> list[str]:
     """A small Hugging Face checkpoint of real files: config, tokenizer, generation config, safetensors
-    shards with their index, plus what the mirror leaves out (a .bin duplicate, original/)."""
+    shards with their index, plus what the mirror leaves out (a model card, a .bin duplicate, original/)."""
     import random
 
     rng = random.Random(seed)
@@ -155,6 +155,7 @@ def make_snapshot(root: Path, shard_bytes: int = 1 << 20, shards: int = 2, seed:
         write_safetensors(root / name, {f"layers.{i}.weight": b"".join(chunks)})
         weight_map[f"layers.{i}.weight"] = name
     (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (root / "README.md").write_text("# a model card: no runtime reads it, never mirrored\n")
     (root / "pytorch_model.bin").write_bytes(b"duplicate weights, never mirrored")
     (root / "original").mkdir(exist_ok=True)
     (root / "original" / "consolidated.00.pth").write_bytes(b"meta's own checkpoint, never mirrored")

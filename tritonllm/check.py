@@ -257,6 +257,7 @@ def describe(
     components.append(("Monitoring", _monitoring(cfg)))
     if multi_node:
         components.append(("MultiNode", _multi_node(cfg, multi_node)))
+    components.append(("WeightsMirror", _weights_mirror(cfg)))
     for model in cfg.models:
         lines, skip = _triton(cfg, model)
         components.append((f"TritonLLM {model.name}", lines))
@@ -355,6 +356,18 @@ def _model_store(cfg: StackConfig) -> list[str]:
         f"S3 bucket (encrypted, TLS only, versioned: old versions kept {store.noncurrent_version_days} days"
         f"{', force_destroy' if store.force_destroy else ''})",
         f"uploads: {', '.join(prefixes) if prefixes else 'none (no vLLM model, no engine build)'}",
+    ]
+
+
+def _weights_mirror(cfg: StackConfig) -> list[str]:
+    from components.serving.builders import weights_mirror as wm
+
+    repos = sorted({m.hf_model_id for m in cfg.models})
+    return [
+        f"namespace {wm.MIRROR_NAMESPACE}: the hfToken Secret (its only copy in the cluster), a role that writes "
+        f"{wm.MIRROR_PREFIX} of the bucket only",
+        f"snapshots: {wm.MIRROR_PREFIX}<hfModelId>/<commit>/ of {', '.join(repos)}, each copied once by a Job "
+        f"(deadline {cfg.model_store.mirror.timeout_minutes} min) at the commit hfRevision names",
     ]
 
 

@@ -69,7 +69,7 @@ def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -
         weights=mirror_of(model),
         revision_sha=resolved.revision_sha,
     )
-    args = job["spec"]["template"]["spec"]["initContainers"][0]["command"][2:]
+    args = job["spec"]["template"]["spec"]["initContainers"][1]["command"][2:]
     work = tmp_path / "work"
     args = [a.replace(eb.OUTPUT_DIR, str(work / "out")) if a == eb.OUTPUT_DIR else a for a in args]
     args[args.index("--work-dir") + 1] = str(work)
