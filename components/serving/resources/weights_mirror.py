@@ -47,6 +47,7 @@ class WeightsMirror(pulumi.ComponentResource):
         super().__init__(component_type("serving", "WeightsMirror"), name, None, opts)
         cfg, cluster, store = args.config, args.cluster, args.model_store
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider)
+        base = f"{name}-hf-mirror"  # names of what it registers: <stack>-hf-mirror-*
 
         def k8s_object(res_name: str, manifest: dict[str, Any], deps: list[Any], **extra: Any) -> pulumi.Resource:
             cls = {
@@ -61,13 +62,13 @@ class WeightsMirror(pulumi.ComponentResource):
             opts = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=deps))
             return cls(res_name, opts=opts, **renamed)
 
-        namespace = k8s_object(f"{name}-ns", wm.namespace_manifest(), [])
-        account = k8s_object(f"{name}-sa", wm.service_account_manifest(), [namespace])
+        namespace = k8s_object(f"{base}-ns", wm.namespace_manifest(), [])
+        account = k8s_object(f"{base}-sa", wm.service_account_manifest(), [namespace])
         writer_policy = pulumi.Output.all(store.bucket_arn, store.kms_key_arn).apply(
             lambda a: json.dumps(write_prefix_policy(a[0], wm.MIRROR_PREFIX, kms_key_arn=a[1]))
         )
         _, association = iam_roles.pod_identity_role(
-            f"{name}-writer",
+            f"{base}-writer",
             cluster_name=cluster.cluster_name,
             namespace=wm.MIRROR_NAMESPACE,
             service_account=wm.MIRROR_SERVICE_ACCOUNT,
@@ -78,7 +79,7 @@ class WeightsMirror(pulumi.ComponentResource):
         token_secret = None
         if args.hf_token is not None:
             token_secret = k8s_object(
-                f"{name}-hf-token",
+                f"{base}-hf-token",
                 wm.hf_token_secret_manifest(),
                 [namespace],
                 stringData={wm.HF_TOKEN_KEY: pulumi.Output.secret(args.hf_token)},
@@ -88,7 +89,7 @@ class WeightsMirror(pulumi.ComponentResource):
             manifest = image_pull_secret_manifest(cfg.models[0])
             manifest["metadata"] = {"name": IMAGE_PULL_SECRET, "namespace": wm.MIRROR_NAMESPACE}
             pull_secret = k8s_object(
-                f"{name}-ngc-pull",
+                f"{base}-ngc-pull",
                 manifest,
                 [namespace],
                 stringData={".dockerconfigjson": pulumi.Output.secret(args.ngc_api_key).apply(dockerconfigjson)},
