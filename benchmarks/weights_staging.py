@@ -188,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, values in seconds.items():
             median = statistics.median(values)
             print(f"{name:<18} {median:>9.2f} {min(values):>7.2f} {max(values):>7.2f} {total / MiB / median:>8.0f}")
-        ours = statistics.median(seconds["staging (ours)"])
+        ours_median = statistics.median(seconds["staging (ours)"])
         for name in seconds:
             if name != "staging (ours)":
-                print(f"staging (ours) vs {name}: {statistics.median(seconds[name]) / ours:.2f}x the speed")
+                print(f"staging (ours) vs {name}: {statistics.median(seconds[name]) / ours_median:.2f}x the speed")
     finally:
         if hub is not None:
             hub.stop()

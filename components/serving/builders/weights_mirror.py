@@ -264,14 +264,18 @@ def mirror_job_manifest(
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
         *pod_security.home_env(),
     ]
+    # Where a Triton image's container may write, as in every pod of that image: the work volume, /tmp,
+    # $HOME and a small /dev/shm (Python's multiprocessing, which huggingface_hub's thread pool does not need).
     mounts: list[dict[str, Any]] = [
         {"name": "work", "mountPath": WORK_DIR},
         {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
         *pod_security.writable_mounts(),
     ]
     volumes: list[dict[str, Any]] = [
         {"name": "work", "emptyDir": {}},
         {"name": "script", "configMap": {"name": script_configmap_name(mirror.key), "defaultMode": 0o555}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
         *pod_security.writable_volumes(),
     ]
     if hf_token_secret:
