@@ -19,9 +19,11 @@ from components.providers.addon_check import check_addon_versions
 from components.providers.capacity import check_capacity
 from components.providers.engine_build import resolve_engines
 from components.serving.builders.serving_image import image_spec_for
+from components.providers.weights_mirror import resolve_mirrors
 from components.serving.resources.model_store import ModelStore, ModelStoreArgs
 from components.serving.resources.serving_images import ServingImages, ServingImagesArgs
 from components.serving.resources.triton import TritonLLM, TritonLLMArgs
+from components.serving.resources.weights_mirror import WeightsMirror, WeightsMirrorArgs
 
 cfg = read_pulumi_config()  # raises ConfigError (every bad key, with its fix) before any resource exists
 secrets = pulumi.Config("tritonllm")
@@ -32,6 +34,8 @@ alert_webhook_url = secrets.get_secret("alertWebhookUrl")
 # TRT-LLM engine keys: hfRevision resolved to its commit now (Hugging Face API, with the token for
 # gated models); a failure is a ConfigError before any resource exists. The token stays in memory.
 engines = resolve_engines(cfg, secrets.get("hfToken"))
+# Every model's Hugging Face snapshot in the model store (hf-mirror/<repo>/<commit>/), keyed the same way.
+mirrors = resolve_mirrors(cfg, secrets.get("hfToken"))
 
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags={"tags": {"tritonllm:stack": pulumi.get_stack(), **cfg.tags}}
@@ -186,6 +190,19 @@ serving_images = (
 model_images = {
     name: serving_images.image_uri(spec) for name, spec in image_specs.items() if serving_images is not None
 }
+# Copies each snapshot once, in the cluster (a Job in the hf-mirror namespace, the only holder of the token).
+weights_mirror = WeightsMirror(
+    cfg.name,
+    WeightsMirrorArgs(
+        config=cfg,
+        resolved=mirrors,
+        cluster=cluster.ref,
+        model_store=model_store,
+        hf_token=hf_token,
+        ngc_api_key=ngc_api_key,
+    ),
+    opts=pulumi.ResourceOptions.merge(aws_opts, pulumi.ResourceOptions(depends_on=[karpenter])),
+)
 
 served = {
     model.name: TritonLLM(
@@ -201,6 +218,8 @@ served = {
             ngc_api_key=ngc_api_key,
             resolved_engine_build=engines.get(model.name),
             serving_image=model_images.get(model.name),
+            weights=mirrors[model.name],
+            weights_ready=weights_mirror.for_model(model.name),
         ),
         # GPU nodes and the PodMonitor CRD must exist before Triton pods are scheduled and scraped.
         opts=pulumi.ResourceOptions.merge(

@@ -257,6 +257,7 @@ def describe(
     components.append(("Monitoring", _monitoring(cfg)))
     if multi_node:
         components.append(("MultiNode", _multi_node(cfg, multi_node)))
+    components.append(("WeightsMirror", _weights_mirror(cfg)))
     for model in cfg.models:
         lines, skip = _triton(cfg, model)
         components.append((f"TritonLLM {model.name}", lines))
@@ -358,6 +359,18 @@ def _model_store(cfg: StackConfig) -> list[str]:
     ]
 
 
+def _weights_mirror(cfg: StackConfig) -> list[str]:
+    from components.serving.builders import weights_mirror as wm
+
+    repos = sorted({m.hf_model_id for m in cfg.models})
+    return [
+        f"namespace {wm.MIRROR_NAMESPACE}: the hfToken Secret (its only copy in the cluster), a role that writes "
+        f"{wm.MIRROR_PREFIX} of the bucket only",
+        f"snapshots: {wm.MIRROR_PREFIX}<hfModelId>/<commit>/ of {', '.join(repos)}, each copied once by a Job "
+        f"(deadline {cfg.model_store.mirror.timeout_minutes} min) at the commit hfRevision names",
+    ]
+
+
 def _gateway(cfg: StackConfig, encrypted: frozenset[str]) -> list[str]:
     from components.catalog import versions
     from components.gateway.builders import manifests as gm
@@ -434,7 +447,7 @@ def _multi_node(cfg: StackConfig, multi_node: Mapping[str, Any]) -> list[str]:
 
 def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
     from components.gateway.builders import manifests as gm
-    from components.serving.builders import engine_build, serving_image
+    from components.serving.builders import engine_build, serving_imageweights_mirror
     from components.serving.builders import multinode as mnb
     from components.serving.builders import triton_manifests as tm
     from components.serving.builders.model_repository import served_model_name
@@ -444,7 +457,7 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
     if model.backend == "vllm":
         runtime = "vLLM backend, model repository uploaded to S3"
     elif model.uses_llmapi:
-        runtime = "TensorRT-LLM through the LLM API (no engine build; TensorRT-LLM loads the weights in the pod)"
+        runtime = "TensorRT-LLM through the LLM API (no engine build; the pod stages the weights mirror)"
     else:
         runtime = (
             f"TensorRT-LLM engine built by a Job on nodePool {model.node_pool} for "
@@ -466,9 +479,12 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
         bucket="<bucket>",
         engine_key=engine_key,
         shared_claim_name=tm.SHARED_CLAIM if site.efs_enabled else None,
-        hf_token_secret=tm.HF_TOKEN_SECRET if cfg.hf_token_set else None,
         image_pull_secret=tm.IMAGE_PULL_SECRET if cfg.ngc_api_key_set else None,
     )
+    if tm.reads_weights_mirror(model):
+        # The mirror's path names the commit; without a pinned sha a stand-in (the engine key's reason).
+        commit = model.hf_revision if engine_build.COMMIT_SHA.match(model.hf_revision) else "0" * 40
+        kwargs["weights"] = weights_mirror.resolved_mirror(model.hf_model_id, commit)
     if model.multi_node is not None:
         workload = mnb.leader_worker_set_manifest(model, site, **kwargs)
         pod = workload["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]

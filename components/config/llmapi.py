@@ -144,6 +144,7 @@ KV_CACHE_CONFIG_KEYS_1_1_0 = frozenset(
 MANAGED_LLM_ARGS = frozenset(
     {
         "model",
+        "tokenizer",
         "revision",
         "tokenizer_revision",
         "backend",
@@ -227,8 +228,8 @@ def config_problems(model: Any) -> list[str]:
         )
     if "engine_storage" in model.model_fields_set:
         problems.append(
-            "@engineStorage: trtllm.runtime llmapi stages no engine (the weights go to the "
-            "Hugging Face cache); remove it"
+            "@engineStorage: trtllm.runtime llmapi stages no engine (the weights are staged from "
+            "the weights mirror to the pod's local disk); remove it"
         )
     metric = model.autoscaling.metric
     if metric is None or metric in METRICS_NOT_FOR_LLMAPI:

@@ -23,7 +23,8 @@ class OpenAiOptions(ConfigModel):
     tokenizer: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][-\w.]*/[-\w.]+$",
-        description="Hugging Face id of the tokenizer whose chat template the frontend applies; default hfModelId",
+        description="Hugging Face id of the tokenizer whose chat template the frontend applies: only hfModelId "
+        "(the pods read the tokenizer staged with the weights mirror, never the Hub)",
     )
     default_max_tokens: int = Field(
         256, ge=1, le=131072, description="max_tokens when a request sets none (the frontend's own default is 16)"
@@ -47,6 +48,12 @@ def config_problems(model: Any) -> list[str]:
         if "tokenizer" in model.openai.model_fields_set or "default_max_tokens" in model.openai.model_fields_set:
             problems.append("@openai: tokenizer/defaultMaxTokens are only used with openai.enabled: true")
         return problems
+    if model.openai.tokenizer is not None and model.openai.tokenizer != model.hf_model_id:
+        problems.append(
+            f"@openai.tokenizer: the pods read no Hugging Face repository at start (the weights mirror, "
+            f"docs/weights.md): the frontend applies the chat template of {model.hf_model_id}'s own tokenizer, "
+            "staged with its weights; drop openai.tokenizer"
+        )
     if model.backend == "trtllm" and model.trtllm.runtime == "llmapi":
         problems.append(
             f"@openai.enabled: Triton {versions.TRITON_TRTLLM_LLMAPI.release}'s OpenAI frontend cannot serve the "

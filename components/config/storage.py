@@ -20,6 +20,15 @@ class EfsConfig(ConfigModel):
     claim_size: str = Field("200Gi", pattern=QUANTITY, description="Requested size of the shared claim")
 
 
+class WeightsMirrorConfig(ConfigModel):
+    """The Hugging Face snapshots mirrored into the model store (hf-mirror/<repo>/<commit>/): every
+    runtime reads its weights and tokenizer from there, never from the internet (docs/weights.md)."""
+
+    timeout_minutes: int = Field(
+        60, ge=5, le=1440, description="Deadline of one mirror Job (download from Hugging Face, upload to S3)"
+    )
+
+
 class ModelStoreConfig(ConfigModel):
     """The S3 bucket that holds model repositories and engines."""
 
@@ -27,3 +36,4 @@ class ModelStoreConfig(ConfigModel):
         False, description="Let `pulumi destroy` delete a non-empty bucket (its uploaded objects)"
     )
     noncurrent_version_days: int = Field(30, ge=1, description="Days to keep overwritten object versions")
+    mirror: WeightsMirrorConfig = Field(default_factory=WeightsMirrorConfig, description="See modelStore.mirror.*")

@@ -41,6 +41,7 @@ from components.serving.builders.engine_build import (
     engine_prefix,
     script_configmap_manifest,
 )
+from components.serving.builders.weights_mirror import ResolvedMirror
 
 # --------------------------------------------------------------------------- Hugging Face revision
 
@@ -420,7 +421,7 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
         namespace: pulumi.Input[str],
         bucket: pulumi.Input[str],
         kubeconfig: pulumi.Input[Any],
-        hf_token_secret: str | None,
+        weights: ResolvedMirror,
         image_pull_secret: str | None = None,
         s3_endpoint_url: str | None = None,
         resolved: pulumi.Input[ResolvedEngine] | None = None,
@@ -438,7 +439,7 @@ class TrtllmEngine(pulumi.dynamic.Resource, module="tritonllm", name="TrtllmEngi
                     key=a[2].key,
                     namespace=a[0],
                     bucket=a[1],
-                    hf_token_secret=hf_token_secret,
+                    weights=weights,
                     image_pull_secret=image_pull_secret,
                     revision_sha=a[2].revision_sha,
                 ),

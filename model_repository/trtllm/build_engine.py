@@ -145,6 +145,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help=f"converter to use: auto (from config.json model_type) or one of {sorted(set(CONVERTERS.values()))}",
     )
+    p.add_argument(
+        "--weights-dir",
+        default=None,
+        help="a Hugging Face snapshot already on disk (the Job stages the weights mirror there): no download",
+    )
     p.add_argument("--work-dir", default="/work", help="scratch space (download, checkpoint)")
     p.add_argument("--output-dir", default="/work/out", help="what gets uploaded to S3")
     p.add_argument("--stage-dir", default="/staged", help="where the Triton pod will find the output")
@@ -402,13 +407,15 @@ def repository_model_dir(args: argparse.Namespace, template: str) -> Path:
 def plan(args: argparse.Namespace, family: str) -> list[tuple[str, str]]:
     """(step, what it runs) in order: shell commands as one shell line, Python calls as a call."""
     p = paths(args)
+    download_step = (
+        f"use the staged snapshot {args.weights_dir} (config.json required)"
+        if args.weights_dir
+        else f"huggingface_hub.snapshot_download(repo_id={args.hf_model_id!r}, "
+        f"revision={args.hf_revision!r}, local_dir={str(p['hf'])!r}, "
+        f"allow_patterns={DOWNLOAD_PATTERNS!r}, ignore_patterns={DOWNLOAD_IGNORE!r})"
+    )
     steps: list[tuple[str, str]] = [
-        (
-            "download",
-            f"huggingface_hub.snapshot_download(repo_id={args.hf_model_id!r}, "
-            f"revision={args.hf_revision!r}, local_dir={str(p['hf'])!r}, "
-            f"allow_patterns={DOWNLOAD_PATTERNS!r}, ignore_patterns={DOWNLOAD_IGNORE!r})",
-        ),
+        ("download", download_step),
         ("convert", shlex.join(convert_command(args, family))),
         ("build", shlex.join(build_command(args))),
         ("tokenizer", f"copy {' '.join(TOKENIZER_FILES)} (those present) from {p['hf']} to {p['tokenizer']}"),
@@ -445,6 +452,11 @@ def run(cmd: list[str]) -> None:
 
 
 def download(args: argparse.Namespace) -> Path:
+    if args.weights_dir:  # staged from the weights mirror by the Job's stage-weights init container
+        staged = Path(args.weights_dir)
+        if not (staged / "config.json").is_file():
+            raise SystemExit(f"--weights-dir {staged} has no config.json: the weights were not staged")
+        return staged
     from huggingface_hub import snapshot_download  # in the TRT-LLM image; HF_TOKEN comes from the env
 
     target = paths(args)["hf"]

@@ -38,6 +38,7 @@ from components.serving.builders import triton_manifests as tm
 from tests.e2e import test_vllm_health as dying
 from tests.unit.harness import load_stack_config
 from tests.upstream_code import reference_file
+from tests.weights_helpers import deployment_manifest
 
 UPSTREAM_MAIN_PY = "triton-openai/server-r25.12/python/openai/openai_frontend/main.py"
 # The keywords main.py r25.12 builds its server with (main.py lines 203-209), and no Options object.
@@ -129,7 +130,7 @@ def probe_url(server, probe: dict) -> str:
 
 def test_the_launcher_passes_the_options_and_runs_main_unchanged(tmp_path):
     model, site = openai_vllm_model()
-    command = tm.deployment_manifest(model, site, bucket="b")["spec"]["template"]["spec"]["containers"][0]["command"]
+    command = deployment_manifest(model, site, bucket="b")["spec"]["template"]["spec"]["containers"][0]["command"]
     options = in_process_server_options(command, tmp_path)
     assert options["model_control_mode"] == "explicit"
     assert options["startup_models"] == [model.name]
@@ -165,7 +166,7 @@ def test_main_py_builds_its_server_from_keywords_only():
 
 def test_a_dead_engine_fails_the_openai_pods_probes(tmp_path):
     model, site = openai_vllm_model()
-    container = tm.deployment_manifest(model, site, bucket="b")["spec"]["template"]["spec"]["containers"][0]
+    container = deployment_manifest(model, site, bucket="b")["spec"]["template"]["spec"]["containers"][0]
     flags = as_tritonserver_flags(in_process_server_options(container["command"], tmp_path))
     probes = {name: container[name] for name in ("readinessProbe", "livenessProbe")}
 
@@ -193,7 +194,7 @@ def test_the_launcher_refuses_a_main_py_that_passes_an_options_object(tmp_path):
     """Should a later main.py build its server from an Options object, the launcher's keywords would be
     ignored and the pod would silently lose its health check: it stops instead, saying why."""
     model, site = openai_vllm_model()
-    command = tm.deployment_manifest(model, site, bucket="b")["spec"]["template"]["spec"]["containers"][0]["command"]
+    command = deployment_manifest(model, site, bucket="b")["spec"]["template"]["spec"]["containers"][0]["command"]
     passes_options = "import tritonserver\ntritonserver.Server(object())\n"
     with pytest.raises(AssertionError, match="main.py passed tritonserver.Options"):
         in_process_server_options(command, tmp_path, main_source=passes_options)

@@ -10,12 +10,12 @@ import yaml
 from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
 from components.serving.builders import multinode
-from components.serving.builders import triton_manifests as tm
 from tests.helm_values import assert_values_keys_exist, reference_values
 from tests.k8s_schema import validate_manifest
 from tests.multinode.test_launch import _config
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import plain_occurrences
+from tests.weights_helpers import deployment_manifest
 
 NS = "llama-3-8b"
 
@@ -202,7 +202,7 @@ def test_placement_group_single_subnet_and_efa_security_group_rule(run):
 def test_engine_is_built_with_the_groups_world_size_on_one_node_of_the_pool(run):
     (engine,) = [r for r in run.resources if r.type.endswith("TrtllmEngine")]
     job_pod = engine.inputs["job"]["spec"]["template"]["spec"]
-    build = job_pod["initContainers"][0]
+    build = job_pod["initContainers"][1]  # [0] stages the weights mirror
     args = build["command"]
     assert args[args.index("--tp-size") + 1] == "4" and args[args.index("--pp-size") + 1] == "2"
     assert build["resources"]["requests"]["nvidia.com/gpu"] == "4"  # fits one g5.12xlarge
@@ -262,7 +262,7 @@ def test_the_leaders_startup_probe_outlasts_the_worker_wait_by_a_whole_engine_lo
     worker_wait = int(env.get("WORKER_WAIT_SECONDS") or default.group(1))
 
     cfg, model = _config()
-    single = tm.deployment_manifest(model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64)
+    single = deployment_manifest(model, cfg.site_of(model), bucket="bucket", engine_key="k" * 64)
     load_budget = _probe_budget(single["spec"]["template"]["spec"]["containers"][0]["startupProbe"])
 
     assert leader_budget - worker_wait >= load_budget, (

@@ -31,6 +31,7 @@ from tests.repository.test_model_configs import CONTRACT_TYPES
 from tests.repository.triton_checks import ensemble_errors, load_repository, model_config_pb2
 from tests.repository.trtllm_reference import TEMPLATE_SETS, make_app
 from tests.unit.harness import load_stack_config
+from tests.weights_helpers import mirror_of
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -65,10 +66,10 @@ def build_repository(tmp_path: Path, monkeypatch, template_set: str, **engine) -
         key=resolved.key,
         namespace="ns",
         bucket="b",
-        hf_token_secret=None,
+        weights=mirror_of(model),
         revision_sha=resolved.revision_sha,
     )
-    args = job["spec"]["template"]["spec"]["initContainers"][0]["command"][2:]
+    args = job["spec"]["template"]["spec"]["initContainers"][1]["command"][2:]
     work = tmp_path / "work"
     args = [a.replace(eb.OUTPUT_DIR, str(work / "out")) if a == eb.OUTPUT_DIR else a for a in args]
     args[args.index("--work-dir") + 1] = str(work)

@@ -641,6 +641,35 @@ MORE_CASES = [
         "servingImage.aptPackages",
         "check the spelling against the configuration reference",
     ),
+    BadConfig(
+        "openai-tokenizer-of-another-repository",
+        "llmapi",
+        {"models[1].openai": {"enabled": True, "tokenizer": "meta-llama/Llama-3.2-1B"}},
+        "models[1].openai.tokenizer",
+        "drop openai.tokenizer",
+    ),
+    # the weights mirror Job's deadline (modelStore.mirror, docs/weights.md)
+    BadConfig(
+        "mirror-timeout-too-short",
+        "vllm",
+        {"modelStore": {"mirror": {"timeoutMinutes": 1}}},
+        "modelStore.mirror.timeoutMinutes",
+        "greater than or equal to 5",
+    ),
+    BadConfig(
+        "mirror-timeout-over-a-day",
+        "dev",
+        {"modelStore": {"mirror": {"timeoutMinutes": 2000}}},
+        "modelStore.mirror.timeoutMinutes",
+        "less than or equal to 1440",
+    ),
+    BadConfig(
+        "mirror-unknown-key",
+        "llmapi",
+        {"modelStore": {"mirror": {"enabled": False}}},
+        "modelStore.mirror.enabled",
+        "check the spelling",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.

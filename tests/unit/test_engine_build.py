@@ -16,6 +16,7 @@ from components.serving.builders import engine_build as eb
 from tests import hf_api
 from tests.k8s_schema import validate_k8s_object
 from tests.unit.harness import load_stack_config
+from tests.weights_helpers import mirror_of
 
 SCRIPT = eb.BUILD_SCRIPT
 
@@ -224,7 +225,7 @@ def test_resolution_failures_are_config_errors_naming_the_key(hf):
 
 def test_the_job_builds_the_resolved_commit(hf):
     manifest, model, key = job()
-    args = manifest["spec"]["template"]["spec"]["initContainers"][0]["command"]
+    args = manifest["spec"]["template"]["spec"]["initContainers"][1]["command"]
     assert args[args.index("--hf-revision") + 1] == hf.sha_for(model.hf_model_id, "main")
 
 
@@ -252,7 +253,7 @@ def job(**kw):
         "key": resolved.key,
         "namespace": model.name,
         "bucket": "models-bucket",
-        "hf_token_secret": "hf-token",
+        "weights": mirror_of(model, resolved.revision_sha),
         "revision_sha": resolved.revision_sha,
         **kw,
     }
@@ -273,17 +274,14 @@ def test_job_runs_on_the_serving_nodepool_with_gpus_and_a_deadline():
     assert spec["activeDeadlineSeconds"] == model.engine.timeout_minutes * 60
     assert pod["nodeSelector"] == {"karpenter.sh/nodepool": "g6e"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
-    build = pod["initContainers"][0]
+    stage, build = pod["initContainers"]
+    assert stage["name"] == "stage-weights"  # the weights mirror first (tests/unit/test_weights_mirror.py)
     assert build["image"] == versions.TRITON_TRTLLM_ENGINE_IMAGE
     assert build["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert build["command"][:2] == ["python3", f"{eb.SCRIPT_DIR}/build_engine.py"]
-    # The token is a file (huggingface_hub reads $HF_TOKEN_PATH), never an environment variable.
-    token_env = next(e for e in build["env"] if e["name"] == "HF_TOKEN_PATH")
-    assert token_env["value"] == f"{eb.HF_TOKEN_DIR}/HF_TOKEN"
-    assert "HF_TOKEN" not in {e["name"] for e in build["env"]}
-    token_volume = next(v for v in pod["volumes"] if v["name"] == "hf-token")
-    assert token_volume["secret"]["secretName"] == "hf-token"
-    assert {"name": "hf-token", "mountPath": eb.HF_TOKEN_DIR, "readOnly": True} in build["volumeMounts"]
+    # No Hugging Face token in the build: it reads the staged mirror, offline.
+    assert not {"HF_TOKEN", "HF_TOKEN_PATH"} & {e["name"] for e in build["env"]}
+    assert "hf-token" not in {v["name"] for v in pod["volumes"]}
     upload = pod["containers"][0]
     assert upload["image"] == versions.AWS_CLI_IMAGE
     script = upload["command"][-1]
@@ -292,13 +290,6 @@ def test_job_runs_on_the_serving_nodepool_with_gpus_and_a_deadline():
     assert f"s3://models-bucket/engines/{key}/" in script
     assert pod["serviceAccountName"] == eb.BUILDER_SERVICE_ACCOUNT
     assert manifest["metadata"]["name"] == f"engine-build-{key[:16]}"
-
-
-def test_no_token_secret_means_no_token_env():
-    manifest, _, _ = job(hf_token_secret=None)
-    env = manifest["spec"]["template"]["spec"]["initContainers"][0]["env"]
-    assert not {"HF_TOKEN", "HF_TOKEN_PATH"} & {e["name"] for e in env}
-    assert "hf-token" not in {v["name"] for v in manifest["spec"]["template"]["spec"]["volumes"]}
 
 
 def test_script_ships_in_the_configmap_verbatim():
@@ -321,13 +312,14 @@ def run_script(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_jobs_own_arguments_pass_the_scripts_dry_run():
     manifest, model, key = job()
-    args = manifest["spec"]["template"]["spec"]["initContainers"][0]["command"][2:]
+    args = manifest["spec"]["template"]["spec"]["initContainers"][1]["command"][2:]
     result = run_script(*args, "--dry-run", "--model-family", "llama")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert json.loads(lines[0])["cache_key"] == key
     steps = dict(line.split(": ", 1) for line in lines[1:])
-    assert "repo_id='meta-llama/Llama-3.2-1B-Instruct'" in steps["download"]
+    # No download: the Job's stage-weights container put the weights mirror there.
+    assert steps["download"] == f"use the staged snapshot {eb.WEIGHTS_STAGE_DIR} (config.json required)"
     assert steps["convert"].startswith("python3 /app/examples/models/core/llama/convert_checkpoint.py")
     assert "--dtype bfloat16" in steps["convert"]
     build = steps["build"]

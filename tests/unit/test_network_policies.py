@@ -39,6 +39,7 @@ from tests.network_policy import Cluster, Peer
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import ProgramRun, stack_files
 from tests.unit.test_network import _cfg as _config
+from tests.weights_helpers import mirror_of
 from tritonllm import loadtest
 
 LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
@@ -171,7 +172,7 @@ def _nccl_test_pods(cfg, model: ModelConfig) -> list[Peer]:
 
 def _engine_build_pod(cfg, model: ModelConfig) -> Peer:
     job = engine_build.engine_build_job_manifest(
-        model, cfg.site_of(model), key="k" * 64, namespace=model.name, bucket="b", hf_token_secret=None
+        model, cfg.site_of(model), key="k" * 64, namespace=model.name, bucket="b", weights=mirror_of(model)
     )
     return Peer.pod(f"{model.name} engine build", model.name, job["spec"]["template"]["metadata"]["labels"])
 

@@ -23,7 +23,6 @@ from components.config import ConfigError
 from components.config import llmapi as llmapi_repository_config
 from components.config import openai as openai_frontend
 from components.serving.builders import llmapi as llmapi_repository
-from components.serving.builders import triton_manifests as tm
 from tests.k8s_schema import validate_manifest
 from tests.unit.harness import run_program
 from tests.unit.test_config_errors import BadConfig
@@ -111,11 +110,12 @@ def test_frontend_command_line(case, llmapi_run, dev_openai_run):
         "9000",
     )
     assert flags["--host"] == "0.0.0.0"
-    hf_id = {"vllm": "mistralai/Mistral-7B-Instruct-v0.2", "trtllm-engine": "meta-llama/Llama-3.2-1B-Instruct"}[case]
-    assert flags["--tokenizer"] == hf_id  # the chat template comes from the model's own tokenizer
-    # the HF token reaches the tokenizer download of gated models
+    # The chat template comes from the model's own tokenizer, on disk: the weights staged from the mirror
+    # (vLLM) or the tokenizer/ the engine build copied next to the engine; no token, no Hub.
+    local = {"vllm": "/weights", "trtllm-engine": "/staged/tokenizer"}[case]
+    assert flags["--tokenizer"] == local
     env = {e["name"]: e for e in _container(run, namespace)["env"]}
-    assert env["HF_TOKEN_PATH"]["value"] == tm.HF_TOKEN_PATH  # a file from the hf-token Secret
+    assert not {"HF_TOKEN", "HF_TOKEN_PATH"} & set(env)
 
 
 def test_models_without_the_switch_keep_tritonserver(llmapi_run, dev_run, vllm_run):
@@ -276,9 +276,7 @@ def test_llmapi_repository_renders_for_the_pinned_image(tmp_path):
     assert set(model_yaml) <= llmapi_repository_config.LLM_ARGS_1_1_0
     assert set(model_yaml["kv_cache_config"]) <= llmapi_repository_config.KV_CACHE_CONFIG_KEYS_1_1_0
     assert model_yaml == {
-        "model": "meta-llama/Llama-3.2-1B-Instruct",
-        "revision": "main",
-        "tokenizer_revision": "main",
+        "model": "/weights",  # staged from the weights mirror (tests/unit/test_weights_mirror.py)
         "backend": "pytorch",
         "tensor_parallel_size": 1,
         "pipeline_parallel_size": 1,
@@ -353,7 +351,8 @@ def test_llmapi_pod(llmapi_run):
     )
     assert script.rstrip().endswith("--disable-auto-complete-config")
     spec = _deployment(llmapi_run, "llama-3-2-1b")["spec"]["template"]
-    assert "initContainers" not in spec["spec"]  # nothing to stage
+    # the weights mirror staged first (tests/unit/test_weights_mirror.py); no engine
+    assert [c["name"] for c in spec["spec"]["initContainers"]] == ["stage-weights"]
     volumes = {v["name"]: v for v in spec["spec"]["volumes"]}
     assert volumes["llmapi-config"]["configMap"]["name"] == "llmapi-model"
     configmap = next(m for m in llmapi_run.manifests("ConfigMap") if m["metadata"]["namespace"] == "llama-3-2-1b")
@@ -367,7 +366,7 @@ def test_llmapi_pod(llmapi_run):
     }
     assert spec["metadata"]["annotations"]["tritonllm.io/llmapi-config"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["HF_HOME"].startswith("/cache")  # weights cached on the shared claim, like vLLM
+    assert env["HF_HUB_OFFLINE"] == "1" and "HF_HOME" not in env
 
 
 def test_llmapi_registers_no_engine_build(llmapi_run, dev_run):
@@ -376,9 +375,13 @@ def test_llmapi_registers_no_engine_build(llmapi_run, dev_run):
     assert llmapi_run.of_type("pulumi-python:dynamic/tritonllm:TrtllmEngine") == []
     names = [r.name for r in llmapi_run.resources]
     assert not [n for n in names if "engine-builder" in n], names
-    # and the llmapi pods get no AWS role at all (weights come from Hugging Face)
+    # the llmapi pods' role reads the model's weights mirror and nothing else
     llama = [r for r in llmapi_run.resources if r.name.startswith("llama-3-2-1b")]
-    assert not [r.name for r in llama if r.type.startswith("aws:iam")]
+    policies = [r for r in llama if r.type == "aws:iam/rolePolicy:RolePolicy"]
+    assert [r.name for r in policies] == ["llama-3-2-1b-triton-inline"]
+    document = json.loads(policies[0].inputs["policy"])
+    reads = [st["Resource"] for st in document["Statement"] if st["Action"] == ["s3:GetObject"]]
+    assert len(reads) == 1 and "/hf-mirror/meta-llama/Llama-3.2-1B-Instruct/" in reads[0][0]
 
 
 def test_engine_runtime_is_the_default_and_unchanged(dev_run):

@@ -30,6 +30,7 @@ from components.serving.builders import triton_manifests as tm
 from components.serving.builders.model_repository import models_prefix, vllm_model_files
 from tests.unit.harness import load_stack_config
 from tests.upstream_code import function_from_source, reference_file
+from tests.weights_helpers import deployment_manifest
 
 UPSTREAM_TRITON_PY = "triton-openai/server-r25.12/python/openai/openai_frontend/engine/utils/triton.py"
 BUCKET = "tritonllm-llmapi-models"
@@ -131,9 +132,7 @@ def test_the_llmapi_stack_serves_vllm_through_the_frontend():
 
 @pytest.mark.parametrize("stack,model,site", CASES, ids=[f"{s}-{m.name}" for s, m, _ in CASES])
 def test_the_frontend_accepts_the_repository_path(stack, model, site):
-    manifest = tm.deployment_manifest(
-        model, site, bucket=BUCKET, engine_key="0" * 64, shared_claim_name=tm.SHARED_CLAIM
-    )
+    manifest = deployment_manifest(model, site, bucket=BUCKET, engine_key="0" * 64, shared_claim_name=tm.SHARED_CLAIM)
     triton = manifest["spec"]["template"]["spec"]["containers"][0]
     repository = flag(main_args(triton["command"]), "--model-repository")
     backend = "vllm" if model.backend == "vllm" else "tensorrtllm"
@@ -154,7 +153,7 @@ def test_the_staged_copy_is_the_uploaded_repository(tmp_path):
     """The init container copies exactly the prefix the ModelRepository uploads to the path main.py
     is given; emulated here on disk, the copy passes the whole upstream function (it reads model.json)."""
     stack, model, site = next(c for c in CASES if c[1].backend == "vllm")
-    manifest = tm.deployment_manifest(model, site, bucket=BUCKET, shared_claim_name=tm.SHARED_CLAIM)
+    manifest = deployment_manifest(model, site, bucket=BUCKET, shared_claim_name=tm.SHARED_CLAIM)
     spec = manifest["spec"]["template"]["spec"]
     stage = next(c for c in spec["initContainers"] if c["name"] == "stage-repository")
     repository = flag(main_args(spec["containers"][0]["command"]), "--model-repository")

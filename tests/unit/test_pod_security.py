@@ -33,6 +33,7 @@ from components.serving.builders import multinode
 from components.serving.builders import triton_manifests as tm
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import REPO_ROOT, load_stack_config, stack_files
+from tests.weights_helpers import mirror_of
 
 CHECKOV_REQUIREMENTS = REPO_ROOT / "requirements-checkov.txt"
 CHECKOV_VENV = Path(os.environ.get("TRITONLLM_CHECKOV_VENV", REPO_ROOT / ".cache" / "checkov-venv"))
@@ -102,11 +103,18 @@ def engine_build_jobs(stack: str) -> list[dict[str, Any]]:
     cfg = parse_stack_config(raw, {"hfToken"})
     return [
         eb.engine_build_job_manifest(
-            model, cfg.site_of(model), key="0" * 64, namespace=model.name, bucket="bucket", hf_token_secret="hf-token"
+            model, cfg.site_of(model), key="0" * 64, namespace=model.name, bucket="bucket", weights=mirror_of(model)
         )
         for model in cfg.models
         if model.builds_engine
     ]
+
+
+def weights_mirror_jobs(stack: str) -> list[dict[str, Any]]:
+    """The weights mirror Jobs (created by the HfSnapshotMirror provider at `up`), as the program renders them."""
+    jobs = [r.inputs["job"] for r in stack_run_for(stack).resources if r.type.endswith("HfSnapshotMirror")]
+    assert jobs, f"stack {stack} mirrors no snapshot"
+    return jobs
 
 
 def nccl_test_manifests(stack: str) -> list[dict[str, Any]]:
@@ -122,7 +130,7 @@ def scanned_manifests(stack: str) -> list[dict[str, Any]]:
     manifests = stack_run_for(stack).manifests() + nccl_test_manifests(stack)
     for lws in [m for m in manifests if m["kind"] == "LeaderWorkerSet"]:
         manifests += lws_pods(lws)
-    return manifests + engine_build_jobs(stack)
+    return manifests + engine_build_jobs(stack) + weights_mirror_jobs(stack)
 
 
 def pod_specs(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -218,7 +226,7 @@ def test_checkov_finds_nothing_beyond_the_named_skips(stack, checkov, tmp_path):
             (c, p) for f in failed for (c, p) in CHECKOV_EXCEPTIONS if c == f["check_id"] and p.match(f["resource"])
         }
         assert used == set(CHECKOV_EXCEPTIONS), f"exceptions no longer needed: {set(CHECKOV_EXCEPTIONS) - used}"
-    # Every pod we define was scanned, LeaderWorkerSet templates and the engine-build Job included.
+    # Every pod we define was scanned, LeaderWorkerSet templates, the engine-build and weights mirror Jobs included.
     scanned = {c["resource"] for c in report["results"]["passed_checks"]}
     for manifest in manifests:
         if manifest["kind"] in ("Pod", "Deployment", "Job"):

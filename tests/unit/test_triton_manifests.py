@@ -14,6 +14,7 @@ from components.serving.builders import engine_build
 from components.serving.builders import triton_manifests as tm
 from tests.k8s_schema import validate_k8s_object, validate_manifest
 from tests.unit.harness import load_stack_config
+from tests.weights_helpers import deployment_manifest
 
 KEY = "0123456789abcdef" * 4
 
@@ -45,9 +46,9 @@ def container(manifest, name="triton"):
     return next(c for c in pod_spec(manifest)["containers"] if c["name"] == name)
 
 
-def test_vllm_deployment_loads_from_s3_with_the_hf_cache_on_efs(vllm):
+def test_vllm_deployment_loads_from_s3_with_the_weights_staged_from_the_mirror(vllm):
     model, cfg = vllm
-    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="models-b", shared_claim_name=tm.SHARED_CLAIM)
+    manifest = deployment_manifest(model, cfg.site_of(model), bucket="models-b", shared_claim_name=tm.SHARED_CLAIM)
     validate_k8s_object(manifest)
     triton = container(manifest)
     assert triton["image"] == versions.TRITON_VLLM_IMAGE
@@ -61,28 +62,18 @@ def test_vllm_deployment_loads_from_s3_with_the_hf_cache_on_efs(vllm):
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert triton[probe]["httpGet"]["path"] == "/v2/models/llama-2-7b-chat/ready", probe
     env = {e["name"]: e for e in triton["env"]}
-    assert env["HF_HOME"]["value"] == tm.HF_HOME
     assert env["AWS_DEFAULT_REGION"]["value"] == "us-west-2"  # Triton's S3 client reads the region from it
-    # The token is a file from the Secret (huggingface_hub reads $HF_TOKEN_PATH), not an env var.
-    assert "HF_TOKEN" not in env
-    assert env["HF_TOKEN_PATH"]["value"] == tm.HF_TOKEN_PATH
-    volume = next(v for v in manifest["spec"]["template"]["spec"]["volumes"] if v["name"] == tm.HF_TOKEN_VOLUME)
-    assert volume["secret"] == {"secretName": tm.HF_TOKEN_SECRET, "optional": True, "defaultMode": 0o440}
+    # No Hugging Face token and no download: the weights come from the mirror (tests/unit/test_weights_mirror.py).
+    assert not {"HF_TOKEN", "HF_TOKEN_PATH", "HF_HOME"} & set(env)
+    assert env["HF_HUB_OFFLINE"]["value"] == "1"
     volumes = {v["name"]: v for v in pod_spec(manifest)["volumes"]}
-    assert volumes["hf-cache"]["persistentVolumeClaim"]["claimName"] == tm.SHARED_CLAIM
-    assert "initContainers" not in pod_spec(manifest)
-
-
-def test_without_efs_the_hf_cache_is_an_emptydir(vllm):
-    model, cfg = vllm
-    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", shared_claim_name=None)
-    volumes = {v["name"]: v for v in pod_spec(manifest)["volumes"]}
-    assert volumes["hf-cache"] == {"name": "hf-cache", "emptyDir": {}}
+    assert volumes[tm.WEIGHTS_VOLUME] == {"name": tm.WEIGHTS_VOLUME, "emptyDir": {}}  # node-local, not EFS
+    assert [c["name"] for c in pod_spec(manifest)["initContainers"]] == ["stage-weights"]
 
 
 def test_trtllm_deployment_stages_the_engine_before_triton_starts(dev):
     model, cfg = dev
-    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="models-b", engine_key=KEY)
+    manifest = deployment_manifest(model, cfg.site_of(model), bucket="models-b", engine_key=KEY)
     validate_k8s_object(manifest)
     stage = pod_spec(manifest)["initContainers"][0]
     assert stage["image"] == versions.AWS_CLI_IMAGE
@@ -100,25 +91,25 @@ def test_trtllm_deployment_stages_the_engine_before_triton_starts(dev):
 def test_trtllm_on_efs_stages_once_per_key_on_the_shared_claim():
     cfg = stack_config("dev", engineStorage="efs")
     model = cfg.models[0]
-    manifest = tm.deployment_manifest(
+    manifest = deployment_manifest(
         model, cfg.site_of(model), bucket="b", engine_key=KEY, shared_claim_name=tm.SHARED_CLAIM
     )
     validate_k8s_object(manifest)
     mount = next(m for m in container(manifest)["volumeMounts"] if m["name"] == "engine")
     assert mount["subPath"] == f"engines/{KEY}"
     with pytest.raises(ValueError, match="EFS is disabled"):
-        tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY, shared_claim_name=None)
+        deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY, shared_claim_name=None)
 
 
 def test_trtllm_needs_its_engine_key(dev):
     model, cfg = dev
     with pytest.raises(ValueError, match="engine key"):
-        tm.deployment_manifest(model, cfg.site_of(model), bucket="b")
+        deployment_manifest(model, cfg.site_of(model), bucket="b")
 
 
 def test_pods_carry_the_monitoring_labels_ports_gpus_and_scheduling(dev):
     model, cfg = dev
-    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)
+    manifest = deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)
     labels = manifest["spec"]["template"]["metadata"]["labels"]
     assert {
         "app.kubernetes.io/name": "triton",
@@ -143,7 +134,7 @@ def test_pods_carry_the_monitoring_labels_ports_gpus_and_scheduling(dev):
 
 def test_probes_give_a_cold_start_tens_of_minutes(dev):
     model, cfg = dev
-    triton = container(tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY))
+    triton = container(deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY))
     startup = triton["startupProbe"]
     assert startup["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 30 * 60
@@ -153,7 +144,7 @@ def test_probes_give_a_cold_start_tens_of_minutes(dev):
 
 def test_ngc_pull_secret_is_used_when_given(dev):
     model, cfg = dev
-    manifest = tm.deployment_manifest(
+    manifest = deployment_manifest(
         model, cfg.site_of(model), bucket="b", engine_key=KEY, image_pull_secret=tm.IMAGE_PULL_SECRET
     )
     assert pod_spec(manifest)["imagePullSecrets"] == [{"name": tm.IMAGE_PULL_SECRET}]
@@ -207,13 +198,13 @@ def test_pod_monitor_selects_the_triton_pods_and_their_metrics_port(dev):
     model, cfg = dev
     monitor = tm.pod_monitor_manifest(model, cfg.site_of(model))
     validate_manifest(monitor)
-    pod_labels = tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)["spec"]["template"][
+    pod_labels = deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY)["spec"]["template"][
         "metadata"
     ]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     ports = {
         p["name"]
-        for p in container(tm.deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY))["ports"]
+        for p in container(deployment_manifest(model, cfg.site_of(model), bucket="b", engine_key=KEY))["ports"]
     }
     assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
     assert monitor["metadata"]["namespace"] == model.name
@@ -242,7 +233,6 @@ def test_small_objects_validate(dev):
     for manifest in (
         tm.namespace_manifest(model, {"tritonllm.io/gateway-routes": "allowed"}),
         tm.service_account_manifest(model),
-        tm.hf_token_secret_manifest(model),
         tm.image_pull_secret_manifest(model),
         tm.shared_claim(model, cfg.site_of(model), "efs-sc"),
     ):
@@ -334,7 +324,7 @@ def test_a_changed_vllm_repository_rolls_the_pods(vllm):
     model, cfg = vllm
 
     def annotation(m):
-        manifest = tm.deployment_manifest(m, cfg.site_of(m), bucket="b")
+        manifest = deployment_manifest(m, cfg.site_of(m), bucket="b")
         return manifest["spec"]["template"]["metadata"]["annotations"]["tritonllm.io/repository"]
 
     changed = stack_config("vllm", vllm={"maxNumSeqs": 17}).models[0]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from components.serving.builders import triton_manifests as tm
+from components.serving.builders import weights_mirror as wm
 from tests.k8s_schema import is_custom_resource, validate_custom_resource, validate_k8s_object
 from tests.unit.conftest import stack_run_for
 from tests.unit.harness import (
@@ -185,18 +186,23 @@ def test_the_triton_role_can_only_read_its_own_prefix(run):
         objects = triton_objects(run, server)
         deployment = workload(objects)
         annotations = deployment["spec"]["template"].get("metadata", {}).get("annotations", {})
-        if "tritonllm.io/llmapi-config" in annotations:  # TRT-LLM LLM API: weights from Hugging Face, no AWS role
-            assert not [r for r in run.of_type("aws:iam/role:Role") if r.name == f"{server.name}-triton"]
-            continue
         key = annotations.get("tritonllm.io/engine-key")
-        prefix = f"engines/{key}" if key else f"models/{server.name}"
+        # Its own repository (vLLM) or engine (TRT-LLM), and the model's weights mirror (vLLM, llmapi).
+        prefixes = [f"engines/{key}"] if key else []
+        if "tritonllm.io/repository" in annotations:
+            prefixes.append(f"models/{server.name}")
+        if "tritonllm.io/weights" in annotations:
+            repo, commit = annotations["tritonllm.io/weights"].split("@")
+            prefixes.append(f"hf-mirror/{repo}/{commit}")
+        assert prefixes
         policy = _policy_of(run, f"{server.name}-triton")
+        read = []
         for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow"
             actions = set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
             assert actions <= {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}, actions
             if "s3:GetObject" in actions:
-                assert statement["Resource"] == [f"{bucket_arn}/{prefix}/*"]
+                read += statement["Resource"]
             if "s3:ListBucket" in actions:
                 assert statement["Resource"] == [bucket_arn]
                 condition = statement["Condition"]
@@ -204,7 +210,8 @@ def test_the_triton_role_can_only_read_its_own_prefix(run):
                     assert condition == {"Null": {"s3:prefix": "true"}} and not key
                 else:
                     allowed = condition["StringLike"]["s3:prefix"]
-                    assert all(p.startswith(prefix) for p in allowed), allowed
+                    assert any(all(p.startswith(prefix) for p in allowed) for prefix in prefixes), allowed
+        assert sorted(read) == sorted(f"{bucket_arn}/{prefix}/*" for prefix in prefixes)
         service_account = next(
             r.manifest()
             for r in objects
@@ -213,7 +220,7 @@ def test_the_triton_role_can_only_read_its_own_prefix(run):
         roles = [r for r in run.of_type("aws:iam/role:Role") if r.name == f"{server.name}-triton"]
         assert len(roles) == 1
         trust = json.loads(roles[0].inputs["assumeRolePolicy"])["Statement"][0]
-        if key:  # TRT-LLM: EKS Pod Identity (the AWS CLI reads S3)
+        if key or "tritonllm.io/llmapi-config" in annotations:  # TRT-LLM: EKS Pod Identity (the AWS CLI reads S3)
             associations = [
                 r
                 for r in run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
@@ -248,11 +255,17 @@ def test_trtllm_engines_are_built_where_they_are_served_and_staged_by_key(run):
         assert job_pod["nodeSelector"] == deployment["spec"]["template"]["spec"]["nodeSelector"]
         stage = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
         assert f"engines/{key}/" in stage
-        # The builder may write only under its engine's prefix.
+        # The builder may write only under its engine's prefix, and read the weights mirror it builds from.
         bucket_arn = _bucket_arn(run)
+        mirror = engine.inputs["job"]["spec"]["template"]["spec"]["initContainers"][0]["command"][-1]
+        prefix = wm.MIRROR_PREFIX + mirror.split(wm.MIRROR_PREFIX, 1)[1].split(wm.COMPLETE_MARKER)[0]
+        assert prefix.startswith("hf-mirror/")
         for statement in _policy_of(run, f"{server.name}-engine-builder")["Statement"]:
+            writes = {"s3:PutObject", "s3:DeleteObject"} & set(statement["Action"])
             for resource in statement["Resource"]:
-                assert resource in (bucket_arn, f"{bucket_arn}/engines/{key}/*")
+                assert resource in (bucket_arn, f"{bucket_arn}/engines/{key}/*") or (
+                    not writes and resource == f"{bucket_arn}/{prefix}*"
+                ), resource
 
 
 def test_secrets_stay_secret():
@@ -268,7 +281,9 @@ def test_secrets_stay_secret():
                     )
                     found_token |= needle == token and resource.inputs.get("kind") == "Secret"
                     found_key |= needle == NGC_KEY and resource.inputs.get("kind") == "Secret"
-        assert found_token, "the HF token Secret is missing"
+        assert found_token, "the HF token Secret is missing"  # in the hf-mirror namespace only
+        token_secrets = [r for r in run.resources if r.inputs.get("kind") == "Secret" and r.name.endswith("hf-token")]
+        assert [r.manifest()["metadata"]["namespace"] for r in token_secrets] == [wm.MIRROR_NAMESPACE]
         assert found_key, "the NGC image pull Secret is missing"
         for server in servers(run):
             objects = triton_objects(run, server)

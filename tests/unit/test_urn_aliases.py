@@ -101,13 +101,22 @@ DROPPED = {
 }
 
 
+def deliberately_removed(urn: str) -> bool:
+    """Resources a later change removed on purpose (Pulumi deletes them; nothing is replaced):
+    the per-model `hf-token` Secret, since serving namespaces hold no Hugging Face token (issue 20: the
+    token lives in the hf-mirror namespace only, components/serving/resources/weights_mirror.py)."""
+    _, _, qualified_type, name = _urn_parts(urn)
+    return qualified_type == "tritonllm:serving:TritonLLM$kubernetes:core/v1:Secret" and name.endswith("-hf-token")
+
+
 @pytest.mark.parametrize("stack", stack_files())
 def test_every_urn_of_the_previous_layout_maps_to_a_resource(stack):
     run = stack_run_for(stack)
     dropped = DROPPED.get(stack, set())
     assert dropped <= set(BEFORE["urns"][stack])
     assert not dropped & {r.urn for r in run.resources}
-    old = set(BEFORE["urns"][stack]) - dropped
+    old = {urn for urn in BEFORE["urns"][stack] if not deliberately_removed(urn)} - dropped
+    assert len(old) < len(BEFORE["urns"][stack])  # the exception is exercised (every stack had a token Secret)
     mapping = resolve_against(old, run.resources)
     lost = sorted(old - set(mapping))
     assert not lost, f"{len(lost)} resources of stack {stack} would be replaced (no URN or alias maps them): {lost[:5]}"

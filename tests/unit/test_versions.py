@@ -24,9 +24,9 @@ from components.config import llmapi as llmapi_config
 from components.providers import engine_build as eb_provider
 from components.serving.builders import engine_build as eb
 from components.serving.builders import openai as openai_builder
-from components.serving.builders import triton_manifests as tm
 from tests.unit.harness import run_program
 from tests.unit.test_triton_manifests import stack_config
+from tests.weights_helpers import deployment_manifest, mirror_of
 
 REPO = Path(__file__).resolve().parents[2]
 SENTINELS = {
@@ -106,10 +106,10 @@ def test_the_engine_build_job_and_key_follow_the_engine_pin_only(distinct_pins, 
         key=resolved.key,
         namespace=model.name,
         bucket="b",
-        hf_token_secret=None,
+        weights=mirror_of(model, resolved.revision_sha),
         revision_sha=resolved.revision_sha,
     )
-    build = job["spec"]["template"]["spec"]["initContainers"][0]
+    build = job["spec"]["template"]["spec"]["initContainers"][1]
     assert build["image"] == distinct_pins["engine"]
     assert {"name": "TRITON_IMAGE", "value": distinct_pins["engine"]} in build["env"]
     parts = eb.engine_key_parts(model, site, resolved.revision_sha)
@@ -186,7 +186,7 @@ def test_the_docs_table_shows_the_pins():
 def test_the_vllm_deployment_and_openai_frontend_use_the_vllm_image(distinct_pins):
     cfg = stack_config("vllm", openai={"enabled": True})
     model = cfg.models[0]
-    manifest = tm.deployment_manifest(model, cfg.site_of(model), bucket="b")
+    manifest = deployment_manifest(model, cfg.site_of(model), bucket="b")
     triton = manifest["spec"]["template"]["spec"]["containers"][0]
     assert triton["image"] == distinct_pins["vllm"]
     # vLLM in OpenAI mode runs main.py through the explicit-model-control launcher (issue 17 item 2)

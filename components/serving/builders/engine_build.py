@@ -38,6 +38,7 @@ from components.catalog import versions
 from components.config import ModelConfig, ModelSite, NodePoolConfig
 from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
+from components.serving.builders import weights_mirror
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "model_repository" / "trtllm" / "build_engine.py"
@@ -52,9 +53,9 @@ COMPLETE_MARKER = "_COMPLETE"
 STAGE_DIR = "/staged"
 WORK_DIR = "/work"
 OUTPUT_DIR = "/work/out"
+WEIGHTS_STAGE_SUBDIR = "hf"
+WEIGHTS_STAGE_DIR = f"{WORK_DIR}/{WEIGHTS_STAGE_SUBDIR}"
 SCRIPT_DIR = "/opt/tritonllm"
-# The Hugging Face token as a file: huggingface_hub reads $HF_TOKEN_PATH when HF_TOKEN is unset.
-HF_TOKEN_DIR = "/var/run/secrets/huggingface"
 BUILDER_SERVICE_ACCOUNT = "engine-builder"
 GPU_RESOURCE = "nvidia.com/gpu"
 # Scheduling a GPU node and pulling the ~20 GB image come on top of the build itself.
@@ -144,6 +145,12 @@ def engine_key_parts(model: ModelConfig, site: ModelSite, revision_sha: str | No
         "gpu": gpu_architecture(site.node_pool),
         "served_model_name": model.name,
         "stage_dir": STAGE_DIR,
+        # What the build reads: the weights mirror of this commit, with these file patterns.
+        "weights_mirror": {
+            "layout_version": weights_mirror.MIRROR_LAYOUT_VERSION,
+            "allow_patterns": list(weights_mirror.ALLOW_PATTERNS),
+            "ignore_patterns": list(weights_mirror.IGNORE_PATTERNS),
+        },
     }
 
 
@@ -210,6 +217,9 @@ def build_script_args(model: ModelConfig, key: str, revision_sha: str | None = N
         str(e.bls_instance_count),
         # auto: the build reads config.json's model_type; a set family is checked against it there
         *(["--model-family", e.model_family] if e.model_family != "auto" else []),
+        # The snapshot the stage-weights init container copies from the weights mirror: no download.
+        "--weights-dir",
+        WEIGHTS_STAGE_DIR,
         "--work-dir",
         WORK_DIR,
         "--output-dir",
@@ -272,11 +282,14 @@ def engine_build_job_manifest(
     key: str,
     namespace: str,
     bucket: str,
-    hf_token_secret: str | None,
+    weights: weights_mirror.ResolvedMirror,
     image_pull_secret: str | None = None,
     revision_sha: str | None = None,
 ) -> dict[str, Any]:
-    """The Job that builds the engine for `key` (of `revision_sha`) on the model's NodePool and uploads it."""
+    """The Job that builds the engine for `key` (of `revision_sha`) on the model's NodePool and uploads it.
+
+    Its first init container stages the model's weights mirror (`weights`) into the work volume; the
+    build reads it there (--weights-dir) and nothing from the internet: no Hugging Face token."""
     labels = {
         "app.kubernetes.io/name": "trtllm-engine-build",
         "app.kubernetes.io/instance": model.name,
@@ -286,6 +299,7 @@ def engine_build_job_manifest(
     gpus = str(model.gpus_per_pod)  # a multi-node model builds all ranks on one node of its pool
     env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": f"{WORK_DIR}/hf-cache"},
+        {"name": "HF_HUB_OFFLINE", "value": "1"},  # the weights are staged; nothing from the hub
         {"name": "TRITON_IMAGE", "value": versions.TRITON_TRTLLM_ENGINE_IMAGE},
     ]
     volume_mounts = [
@@ -295,14 +309,10 @@ def engine_build_job_manifest(
         *pod_security.writable_mounts(),
     ]
     env += pod_security.home_env()
-    token_volumes: list[dict[str, Any]] = []
-    if hf_token_secret:
-        # As a file (huggingface_hub reads $HF_TOKEN_PATH), not an environment variable.
-        env.append({"name": "HF_TOKEN_PATH", "value": f"{HF_TOKEN_DIR}/HF_TOKEN"})
-        volume_mounts.append({"name": "hf-token", "mountPath": HF_TOKEN_DIR, "readOnly": True})
-        token_volumes.append(
-            {"name": "hf-token", "secret": {"secretName": hf_token_secret, "optional": False, "defaultMode": 0o440}}
-        )
+    stage = weights_mirror.stage_weights_container(
+        bucket, weights, site.region, volume="work", target_dir=WEIGHTS_STAGE_DIR
+    )
+    stage["volumeMounts"][0]["subPath"] = WEIGHTS_STAGE_SUBDIR  # /work/hf of the build's work volume
     pod_spec: dict[str, Any] = {
         "serviceAccountName": BUILDER_SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,  # Pod Identity injects its own token; no API access
@@ -311,6 +321,7 @@ def engine_build_job_manifest(
         "tolerations": gpu_tolerations(),
         "securityContext": pod_security.pod_security_context(),
         "initContainers": [
+            stage,
             {
                 "name": "build",
                 "image": versions.TRITON_TRTLLM_ENGINE_IMAGE,
@@ -322,7 +333,7 @@ def engine_build_job_manifest(
                 },
                 "volumeMounts": volume_mounts,
                 "securityContext": pod_security.container_security_context(),
-            }
+            },
         ],
         "containers": [
             {
@@ -347,7 +358,6 @@ def engine_build_job_manifest(
             {"name": "script", "configMap": {"name": script_configmap_name(key), "defaultMode": 0o555}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": model.resources.shm_size}},
             *pod_security.writable_volumes(),
-            *token_volumes,
         ],
     }
     if image_pull_secret:

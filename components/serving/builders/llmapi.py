@@ -4,7 +4,7 @@ With `models[].trtllm.runtime: llmapi` a trtllm model is served by the `llmapi` 
 that TensorRT-LLM ships for Triton (NVIDIA/TensorRT-LLM `triton_backend/all_models/llmapi/
 tensorrt_llm/`, documented in triton-inference-server/tensorrtllm_backend `docs/llmapi.md`):
 its `model.py` builds `tensorrt_llm.LLM(**model.yaml)` (PyTorch backend) and TensorRT-LLM
-downloads and loads the Hugging Face weights itself. No engine is built, so no TrtllmEngine
+loads the Hugging Face checkpoint the pod staged from the weights mirror into /weights. No engine is built, so no TrtllmEngine
 resource exists for such a model.
 
 What we render per model (byte-identical for identical config):
@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from components.serving.builders.model_repository import served_model_name
+from components.serving.builders.weights_mirror import WEIGHTS_DIR
 
 # Inside nvcr.io/nvidia/tritonserver:<release>-trtllm-python-py3: TensorRT-LLM's Triton model
 # templates live under /app/all_models (the inflight-batcher ones are used by build_engine.py).
@@ -78,9 +79,11 @@ def llm_args(model: Any) -> dict[str, Any]:
     if opts.kv_cache_dtype != "auto":
         kv_cache["dtype"] = opts.kv_cache_dtype
     args: dict[str, Any] = {
-        "model": model.hf_model_id,
-        "revision": model.hf_revision,
-        "tokenizer_revision": model.hf_revision,
+        # The snapshot staged from the weights mirror: TensorRT-LLM's LLM API loads a local Hugging Face
+        # checkpoint directory, tokenizer included (release/1.1 tensorrt_llm/llmapi/llm_args.py: `model`
+        # "The path to the model checkpoint or the model name from the Hugging Face Hub"; `tokenizer`
+        # defaults to it).
+        "model": WEIGHTS_DIR,
         "backend": "pytorch",  # as upstream's model.yaml: the PyTorch backend, no TensorRT engine
         "tensor_parallel_size": model.tensor_parallel,
         "pipeline_parallel_size": model.pipeline_parallel,

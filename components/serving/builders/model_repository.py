@@ -22,6 +22,7 @@ from typing import Any
 
 from components.config import ModelConfig
 from components.observability.builders.metrics import vllm_report_custom_metrics
+from components.serving.builders.weights_mirror import WEIGHTS_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 VLLM_TEMPLATE_DIR = REPO_ROOT / "model_repository" / "vllm"
@@ -31,8 +32,10 @@ VLLM_CONFIG_TEMPLATE = VLLM_TEMPLATE_DIR / "config.pbtxt"
 # because the pod's GPU request and the metrics the HPA reads depend on them.
 MANAGED_VLLM_ARGS = (
     "model",
+    "tokenizer",
     "revision",
     "tokenizer_revision",
+    "download_dir",
     "tensor_parallel_size",
     "pipeline_parallel_size",
     "disable_log_stats",
@@ -61,9 +64,11 @@ def vllm_engine_args(model: ModelConfig) -> dict[str, Any]:
             "use hfModelId / hfRevision / tensorParallel / pipelineParallel instead"
         )
     args: dict[str, Any] = {
-        "model": model.hf_model_id,
-        "revision": model.hf_revision,
-        "tokenizer_revision": model.hf_revision,
+        # The snapshot staged from the weights mirror (hfModelId at the commit hfRevision resolves to;
+        # components/serving/builders/weights_mirror.py): a local directory, so no revision, and the
+        # tokenizer is read from the same directory (vLLM 0.13.0 vllm/config/model.py: tokenizer
+        # defaults to model).
+        "model": WEIGHTS_DIR,
         "tensor_parallel_size": model.tensor_parallel,
         "pipeline_parallel_size": model.pipeline_parallel,
         "gpu_memory_utilization": opts.gpu_memory_utilization,

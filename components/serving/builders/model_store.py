@@ -133,3 +133,10 @@ PUBLIC_ACCESS_BLOCK: PublicAccessBlock = {
     "ignore_public_acls": True,
     "restrict_public_buckets": True,
 }
+
+
+def also_read_prefix(document: dict[str, Any], bucket_arn: str, prefix: str, sid_suffix: str) -> dict[str, Any]:
+    """`document` plus read of one more prefix (GetObject under it, ListBucket limited to it), with Sids
+    suffixed so they stay unique; the KMS statement, if any, is already there."""
+    extra = read_prefix_policy(bucket_arn, prefix)["Statement"]
+    return {**document, "Statement": [*document["Statement"], *({**st, "Sid": st["Sid"] + sid_suffix} for st in extra)]}

@@ -302,8 +302,8 @@ fi
 
 
 def save_pod_env_snippet() -> str:
-    """Shell lines (leader.sh, worker.sh) that save this pod's environment for rank.sh, mode 600 (it holds
-    HF_TOKEN like the container's own environment does)."""
+    """Shell lines (leader.sh, worker.sh) that save this pod's environment for rank.sh, mode 600 (as the
+    container's own environment is private to it)."""
     names = "|".join(p.removesuffix("_") for p in POD_ENV_EXCLUDED_PREFIXES)
     return f"""export TRITONLLM_POD="$POD_NAME" TRITONLLM_RUN_DIR="$RUN_DIR"
 (
@@ -591,7 +591,6 @@ def _pod_spec(
     bucket: str,
     engine_key: str,
     shared_claim_name: str | None,
-    hf_token_secret: str | None,
     image_pull_secret: str | None,
     image: str,
 ) -> dict[str, Any]:
@@ -603,7 +602,6 @@ def _pod_spec(
         bucket=bucket,
         engine_key=engine_key,
         shared_claim_name=shared_claim_name,
-        hf_token_secret=hf_token_secret,
         image_pull_secret=image_pull_secret,
     )
     template = base["spec"]["template"]
@@ -694,7 +692,6 @@ def leader_worker_set_manifest(
     bucket: str,
     engine_key: str,
     shared_claim_name: str | None = None,
-    hf_token_secret: str | None = tm.HF_TOKEN_SECRET,
     image_pull_secret: str | None = None,
     image: str = UNWIRED_IMAGE,
 ) -> dict[str, Any]:
@@ -708,7 +705,6 @@ def leader_worker_set_manifest(
         bucket=bucket,
         engine_key=engine_key,
         shared_claim_name=shared_claim_name,
-        hf_token_secret=hf_token_secret,
         image_pull_secret=image_pull_secret,
         image=image,
     )

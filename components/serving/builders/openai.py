@@ -82,8 +82,17 @@ BACKEND_FLAG = {"vllm": "vllm", "trtllm": "tensorrtllm"}
 PATH_PREFIX = "/openai"
 
 
+# Where the frontend finds hfModelId's tokenizer (its chat template) in the pod, read offline: vLLM's
+# weights staged from the weights mirror, or the tokenizer/ the engine build copied next to the engine
+# (model_repository/trtllm/build_engine.py `paths`: staged_tokenizer).
+ENGINE_TOKENIZER_DIR = "/staged/tokenizer"
+
+
 def tokenizer(model: Any) -> str:
-    return model.openai.tokenizer or model.hf_model_id
+    """The frontend's --tokenizer: a local directory (the pods read no Hugging Face repository)."""
+    from components.serving.builders.weights_mirror import WEIGHTS_DIR
+
+    return WEIGHTS_DIR if model.backend == "vllm" else ENGINE_TOKENIZER_DIR
 
 
 # `python3 -c LAUNCHER <main.py> <options JSON> <main.py arguments...>`: main.py, with options for the

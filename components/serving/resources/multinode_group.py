@@ -31,7 +31,6 @@ def register_group(
     bucket: pulumi.Output[str],
     engine_key: pulumi.Input[str],
     shared_claim_name: str | None,
-    hf_token_secret: str | None,
     image_pull_secret: str | None,
     image: pulumi.Input[str],
     depends_on: list[Any],
@@ -64,7 +63,6 @@ def register_group(
             bucket=a[0],
             engine_key=a[1],
             shared_claim_name=shared_claim_name,
-            hf_token_secret=hf_token_secret,
             image_pull_secret=image_pull_secret,
             image=a[2],  # the multi-node serving image (ServingImages), repository:tag@digest
         )

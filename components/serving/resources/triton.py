@@ -34,7 +34,8 @@ from components.serving.builders.model_repository import (
     render_vllm_repository,
     served_model_name,
 )
-from components.serving.builders.model_store import write_prefix_policy
+from components.serving.builders.model_store import also_read_prefix, write_prefix_policy
+from components.serving.builders.weights_mirror import ResolvedMirror
 from components.serving.resources.model_store import ModelStore
 from components.serving.resources.multinode_group import register_group
 from components.tokens import component_type
@@ -92,12 +93,16 @@ class TritonLLMArgs:
     model_store: ModelStore  # bucket, read policies, repository() uploads
     storage: Storage | None = None  # the shared EFS claim (efs.enabled)
     gateway: Gateway | None = None  # routes, API keys, the client command's endpoints
-    hf_token: pulumi.Input[str] | None = None  # secret; public models need none
+    hf_token: pulumi.Input[str] | None = None  # secret: only to resolve hfRevision (the mirror Job holds the token)
     ngc_api_key: pulumi.Input[str] | None = None  # secret: nvcr.io image pull secret
     resolved_engine_build: engine_build.ResolvedEngine | None = None  # TRT-LLM: key resolved at program start
     # The serving image the program built for this model (ServingImages.image_uri): required for multi-node
     # models (images/multinode), set for single-node ones by servingImage.extraAptPackages, else None.
     serving_image: pulumi.Input[str] | None = None
+    # The model's Hugging Face snapshot in the model store (resolve_mirrors at program start) and the
+    # resource that fills it (WeightsMirror.for_model): the engine build and the vLLM/llmapi pods read it.
+    weights: ResolvedMirror | None = None
+    weights_ready: pulumi.Resource | None = None
 
 
 class TritonLLM(pulumi.ComponentResource):
@@ -133,6 +138,9 @@ class TritonLLM(pulumi.ComponentResource):
         model, site, cluster, model_store = args.model, args.site, args.cluster, args.model_store
         storage, gateway, hf_token, ngc_api_key = args.storage, args.gateway, args.hf_token, args.ngc_api_key
         resolved_engine_build = args.resolved_engine_build
+        weights, weights_ready = args.weights, args.weights_ready
+        if weights is None:
+            raise ValueError(f"model {model.name!r}: pass `weights` (its mirror); every runtime reads the mirror")
         ns_name = model.name
         if model.scales_to_zero and gateway is None:
             # Only requests through the gateway's routes reach the interceptor that wakes the model.
@@ -157,7 +165,7 @@ class TritonLLM(pulumi.ComponentResource):
         if model.backend == "vllm":
             read_prefix: pulumi.Input[str] = models_prefix(model)
         elif model.uses_llmapi:
-            read_prefix = ""  # TensorRT-LLM downloads the weights from Hugging Face itself: no S3 access
+            read_prefix = ""  # no repository in S3: the weights mirror only (triton_reader_policy)
         else:
             # hfRevision resolved to a commit (Hugging Face API, with the token for gated models) and
             # the engine cache key computed from it, when the program runs.
@@ -168,17 +176,15 @@ class TritonLLM(pulumi.ComponentResource):
             )
             engine_key = resolved_engine.apply(lambda r: r.key)
             read_prefix = engine_key.apply(engine_build.engine_prefix)
-        reader_policy = (
-            None
-            if model.uses_llmapi
-            else pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
-                lambda a: json.dumps(tm.triton_reader_policy(model, a[0], a[2], kms_key_arn=a[1]))
+        # vLLM and llmapi pods also stage the weights mirror; TRT-LLM engine pods read their engine only.
+        weights_prefix = weights.prefix if tm.reads_weights_mirror(model) else None
+        reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
+            lambda a: json.dumps(
+                tm.triton_reader_policy(model, a[0], a[2], kms_key_arn=a[1], weights_prefix=weights_prefix)
             )
         )
         reader_access: pulumi.Resource | None = None
-        if model.uses_llmapi:  # the pods need no AWS role at all
-            service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
-        elif tm.uses_irsa(model):
+        if tm.uses_irsa(model):
             reader_role = aws.iam.Role(
                 f"{name}-triton",
                 assume_role_policy=pulumi.Output.all(cluster.oidc_provider_arn, cluster.oidc_provider_url).apply(
@@ -210,14 +216,7 @@ class TritonLLM(pulumi.ComponentResource):
             )
             service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
 
-        hf_secret = None
-        if hf_token is not None:
-            hf_secret = _k8s_object(
-                f"{name}-hf-token",
-                tm.hf_token_secret_manifest(model),
-                after(namespace),
-                stringData={tm.HF_TOKEN_KEY: pulumi.Output.secret(hf_token)},
-            )
+        # No Hugging Face token in this namespace: the weights come from the mirror (WeightsMirror holds it).
         pull_secret = None
         if ngc_api_key is not None:
             config_json = pulumi.Output.secret(ngc_api_key).apply(tm.dockerconfigjson)
@@ -238,7 +237,6 @@ class TritonLLM(pulumi.ComponentResource):
                 after(namespace),
                 stringData={tm.ADMIN_KEY_KEY: pulumi.Output.secret(admin_key.result)},
             )
-        hf_secret_name = tm.HF_TOKEN_SECRET if hf_secret is not None else None
         pull_secret_name = tm.IMAGE_PULL_SECRET if pull_secret is not None else None
 
         claim = None
@@ -267,8 +265,13 @@ class TritonLLM(pulumi.ComponentResource):
                 tm.service_account_manifest(model, engine_build.BUILDER_SERVICE_ACCOUNT),
                 after(namespace),
             )
+            # Write its engine prefix; read the weights mirror it builds from.
             writer_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
-                lambda a: json.dumps(write_prefix_policy(a[0], a[2], kms_key_arn=a[1]))
+                lambda a: json.dumps(
+                    also_read_prefix(
+                        write_prefix_policy(a[0], a[2], kms_key_arn=a[1]), a[0], weights.prefix, "WeightsMirror"
+                    )
+                )
             )
             _, builder_association = iam_roles.pod_identity_role(
                 f"{name}-engine-builder",
@@ -286,14 +289,14 @@ class TritonLLM(pulumi.ComponentResource):
                 namespace=ns_name,
                 bucket=model_store.bucket_name,
                 kubeconfig=cluster.kubeconfig,
-                hf_token_secret=hf_secret_name,
+                weights=weights,
                 image_pull_secret=pull_secret_name,
                 resolved=resolved_engine,
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     depends_on=[
                         d
-                        for d in (builder_sa, builder_association, hf_secret, pull_secret, *model_store.ready)
+                        for d in (builder_sa, builder_association, weights_ready, pull_secret, *model_store.ready)
                         if d is not None
                     ],
                 ),
@@ -316,10 +319,9 @@ class TritonLLM(pulumi.ComponentResource):
                 bucket=model_store.bucket_name,
                 engine_key=engine_key,
                 shared_claim_name=shared_claim_name,
-                hf_token_secret=hf_secret_name,
                 image_pull_secret=pull_secret_name,
                 image=args.serving_image,
-                depends_on=[service_account, reader_access, hf_secret, pull_secret, admin_secret, claim, engine],
+                depends_on=[service_account, reader_access, pull_secret, admin_secret, claim, engine],
             )
         else:
             deployment_manifest = pulumi.Output.all(model_store.bucket_name, engine_key, args.serving_image).apply(
@@ -329,9 +331,9 @@ class TritonLLM(pulumi.ComponentResource):
                     bucket=a[0],
                     engine_key=a[1],
                     shared_claim_name=shared_claim_name,
-                    hf_token_secret=hf_secret_name,
                     image_pull_secret=pull_secret_name,
                     image=a[2],
+                    weights=weights,
                 )
             )
             deployment = k8s.apps.v1.Deployment(
@@ -341,7 +343,7 @@ class TritonLLM(pulumi.ComponentResource):
                 opts=after(
                     service_account,
                     reader_access,
-                    hf_secret,
+                    weights_ready,  # the mirror holds the snapshot before a pod stages it
                     pull_secret,
                     admin_secret,
                     claim,
