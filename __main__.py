@@ -18,8 +18,8 @@ from components.platform.resources.storage import Storage, StorageArgs
 from components.providers.addon_check import check_addon_versions
 from components.providers.capacity import check_capacity
 from components.providers.engine_build import resolve_engines
-from components.serving.builders.serving_image import image_spec_for
 from components.providers.weights_mirror import resolve_mirrors
+from components.serving.builders.serving_image import image_spec_for
 from components.serving.resources.model_store import ModelStore, ModelStoreArgs
 from components.serving.resources.serving_images import ServingImages, ServingImagesArgs
 from components.serving.resources.triton import TritonLLM, TritonLLMArgs

@@ -447,7 +447,7 @@ def _multi_node(cfg: StackConfig, multi_node: Mapping[str, Any]) -> list[str]:
 
 def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
     from components.gateway.builders import manifests as gm
-    from components.serving.builders import engine_build, serving_imageweights_mirror
+    from components.serving.builders import engine_build, serving_image, weights_mirror
     from components.serving.builders import multinode as mnb
     from components.serving.builders import triton_manifests as tm
     from components.serving.builders.model_repository import served_model_name
