@@ -25,6 +25,7 @@ from components.config import openai as openai_frontend
 from components.serving.builders import llmapi as llmapi_repository
 from components.serving.builders import triton_manifests as tm
 from tests.k8s_schema import validate_manifest
+from tests.unit.conftest import stack_run_for
 from tests.unit.harness import run_program
 from tests.unit.test_config_errors import BadConfig
 
@@ -76,7 +77,7 @@ def _parse_flags(command: list[str]) -> dict[str, str | bool]:
 
 @pytest.fixture(scope="module")
 def llmapi_run():
-    return run_program("llmapi")
+    return stack_run_for("llmapi")
 
 
 @pytest.fixture(scope="module")
