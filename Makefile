@@ -12,7 +12,7 @@ help:
 	@echo "make setup   - create .venv and install everything the program, tools and tests need"
 	@echo "make demo    - start a local Triton on CPU, send prompts.txt, stop"
 	@echo "make test    - run the whole test suite (static checks, unit, providers, repository, rules, multinode, e2e)"
-	@echo "make test-fast - the unit layer (program under mocks, builders), no servers: about 2.5 minutes"
+	@echo "make test-fast - the unit layer (program under mocks, builders), no servers: under 2 minutes"
 	@echo "make lint    - the static checks alone: ruff, mypy, import rules"
 	@echo "make reference - download and verify the upstream reference data the schema tests read"
 	@echo "make bench-local | bench-s3 | bench-hpa - benchmarks that print figures"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from referencing import Registry, Resource
 
 from components.catalog import versions
 from tools import reference as reference_data
@@ -133,6 +135,13 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
+@functools.cache
+def _crd_validator(key: tuple[str, str, str]) -> jsonschema.Draft7Validator:
+    """One validator per CRD version for the session: building it (and _strict's copy of the schema) for
+    every object cost more than validating it. A validator keeps no state between `iter_errors` calls."""
+    return jsonschema.Draft7Validator(_strict(_crd_schemas()[key]))
+
+
 def is_custom_resource(manifest: dict[str, Any]) -> bool:
     return manifest.get("apiVersion", "").split("/")[0] in CUSTOM_GROUPS
 
@@ -153,8 +162,7 @@ def validate_custom_resource(manifest: dict[str, Any]) -> None:
     body = {k: v for k, v in manifest.items() if k != "metadata"}
     if "metadata" in schemas[key].get("required", ()):  # e.g. NGF's AuthenticationFilter; names are checked below
         body["metadata"] = {}
-    validator = jsonschema.Draft7Validator(_strict(schemas[key]))
-    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+    errors = sorted(_crd_validator(key).iter_errors(body), key=lambda e: list(e.absolute_path))
     if errors:
         name = manifest.get("metadata", {}).get("name", "?")
         detail = "\n".join(f"  {'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:20])
@@ -165,15 +173,40 @@ def validate_custom_resource(manifest: dict[str, Any]) -> None:
 
 def validate_k8s_object(manifest: dict[str, Any], kubernetes_version: str | None = None) -> None:
     """Validate a built-in Kubernetes object (strict: unknown fields fail) against the cluster version's schema."""
-    import kubernetes_validate
-
     version = kubernetes_version or versions.EKS_VERSION
+    validator = _k8s_validator(f"{version}.0", manifest["apiVersion"], manifest["kind"])
     try:
-        kubernetes_validate.validate(manifest, f"{version}.0", strict=True)
-    except kubernetes_validate.ValidationError as exc:
+        validator.validate(manifest)
+    except jsonschema.ValidationError as exc:
         path = ".".join(str(p) for p in exc.path)
         name = manifest.get("metadata", {}).get("name", "?")
         raise AssertionError(f"{manifest.get('kind')} {name!r} invalid at {path or '(root)'}: {exc.message}") from None
+
+
+@functools.cache
+def _k8s_validator(desired_version: str, api_version: str, kind: str) -> jsonschema.Validator:
+    """The validator `kubernetes_validate.validate(manifest, desired_version, strict=True)` builds, built
+    once per (version, apiVersion, kind) for the session. Upstream builds it on every call, parsing the
+    1.4 MB `_definitions.json` each time (most of the unit layer's schema-check time). Same steps as
+    kubernetes-validate 1.37.0 kubernetes_validate/utils.py `validate` (its schema files, schema-version
+    choice, registry and Draft 2020-12 validator); `validator.validate` raises the same
+    jsonschema.ValidationError (best match) that upstream wraps in its ValidationError."""
+    from kubernetes_validate import utils
+
+    if utils.major_minor(desired_version) > utils.latest_version():
+        raise utils.VersionNotSupportedError(version=utils.major_minor(desired_version))
+    version = [v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(desired_version)][-1]
+    api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # rbac.authorization.k8s.io/v1 -> rbac-v1
+    schema_dir = f"kubernetes-json-schema/v{version}-local-strict"
+    try:
+        schema = utils.schema_contents(f"{schema_dir}/{kind.lower()}-{api}.json", desired_version)
+    except FileNotFoundError:
+        raise utils.SchemaNotFoundError(
+            version=utils.major_minor(desired_version), kind=kind, api_version=api_version
+        ) from None
+    definitions = utils.schema_contents(f"{schema_dir}/_definitions.json", desired_version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
 def validate_manifest(manifest: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from components.observability.builders import alerts, container_insights
 from components.observability.builders import monitoring_values as mv
 from tests.helm_values import assert_values_keys_exist
 from tests.k8s_schema import validate_custom_resource
-from tests.unit.conftest import OPT_IN_OVERRIDES, OPT_IN_SECRETS, WEBHOOK_URL, stack_run_for
+from tests.unit.conftest import OPT_IN_OVERRIDES, WEBHOOK_URL, stack_run_for
 from tests.unit.harness import ACCOUNT_ID, ProgramRun, plain_occurrences, run_program
 
 MONITORING = "tritonllm:observability:Monitoring"
@@ -34,7 +34,7 @@ def default_run() -> ProgramRun:
 
 @pytest.fixture(scope="module")
 def opt_in_run() -> ProgramRun:
-    return run_program("vllm", overrides=OPT_IN_OVERRIDES, secrets=OPT_IN_SECRETS)
+    return stack_run_for("vllm-opt-ins")  # conftest's VARIANTS: vllm with OPT_IN_OVERRIDES and OPT_IN_SECRETS
 
 
 def _alertmanager_secret(run: ProgramRun):

@@ -21,6 +21,7 @@ from components.config import ConfigError
 from components.config.addresses import admits_internet
 from components.observability.builders import container_insights
 from components.platform.builders.cluster import admins_without_creator, caller_role_arn
+from tests.unit.conftest import stack_run_for
 from tests.unit.harness import ACCOUNT_ID, ProgramRun, run_program
 from tests.unit.test_network import _cfg
 
@@ -175,7 +176,7 @@ def test_every_pod_identity_trust_is_one_cluster_namespace_and_service_account(s
 
 
 def test_every_irsa_trust_is_one_service_account_with_the_sts_audience():
-    run = run_program("vllm")  # vLLM pods use IRSA (tritonserver's S3 client predates Pod Identity)
+    run = stack_run_for("vllm")  # vLLM pods use IRSA (tritonserver's S3 client predates Pod Identity)
     provider = run.one(EKS).outputs["oidcProviderArn"]
     issuer = run.one(EKS).outputs["oidcProviderUrl"].removeprefix("https://")
     annotated = {

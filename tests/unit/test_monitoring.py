@@ -139,7 +139,7 @@ def test_prometheus_volume_storage_class_is_encrypted_gp3(mon):
 @pytest.mark.parametrize("stack", ["dev", "vllm"])
 def test_whole_program_never_carries_the_grafana_password_in_plain_text(stack):
     """The same guarantee for the real program (__main__.py wires Monitoring in)."""
-    run = run_program(stack)
+    run = stack_run_for(stack)
     password = _password(run)
     for resource in run.resources:
         for path in plain_occurrences(resource.inputs, password):

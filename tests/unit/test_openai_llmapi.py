@@ -24,6 +24,7 @@ from components.config import llmapi as llmapi_repository_config
 from components.config import openai as openai_frontend
 from components.serving.builders import llmapi as llmapi_repository
 from tests.k8s_schema import validate_manifest
+from tests.unit.conftest import stack_run_for
 from tests.unit.harness import run_program
 from tests.unit.test_config_errors import BadConfig
 
@@ -75,7 +76,7 @@ def _parse_flags(command: list[str]) -> dict[str, str | bool]:
 
 @pytest.fixture(scope="module")
 def llmapi_run():
-    return run_program("llmapi")
+    return stack_run_for("llmapi")
 
 
 @pytest.fixture(scope="module")

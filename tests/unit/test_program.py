@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests import k8s_schema
-from tests.unit.harness import DEFAULT_SECRETS, plain_occurrences, run_program
+from tests.unit.harness import DEFAULT_SECRETS, ProgramRun, plain_occurrences, run_program
 
 
 def test_every_builtin_kubernetes_object_validates(stack_run):
@@ -99,14 +101,21 @@ def test_every_aws_resource_uses_the_tagged_regional_provider(stack_run):
 WITHOUT_MONITORING = {"monitoring.enabled": False, "models[1].minReplicas": 1, "models[1].autoscaling": None}
 
 
-def test_monitoring_disabled_drops_monitoring_outputs():
-    run = run_program("vllm", overrides=WITHOUT_MONITORING)
+@pytest.fixture(scope="module")
+def monitoring_off_run() -> ProgramRun:
+    """Pulumi.vllm.yaml with monitoring off, one run for the two tests below (they only read it)."""
+    return run_program("vllm", overrides=WITHOUT_MONITORING)
+
+
+def test_monitoring_disabled_drops_monitoring_outputs(monitoring_off_run):
+    run = monitoring_off_run
     assert "grafanaSecretName" not in run.outputs
     assert not run.of_type("tritonllm:observability:Monitoring")
 
 
-def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds():
-    run = run_program("vllm", overrides=WITHOUT_MONITORING)
+def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds(monitoring_off_run):
+def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds(monitoring_off_run):
+    run = monitoring_off_run
     kinds = {m["kind"] for m in run.manifests()}
     assert "PodMonitor" not in kinds and "HorizontalPodAutoscaler" not in kinds and "PrometheusRule" not in kinds
     deployments = run.manifests("Deployment")
