@@ -114,7 +114,6 @@ def test_monitoring_disabled_drops_monitoring_outputs(monitoring_off_run):
 
 
 def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds(monitoring_off_run):
-def test_monitoring_disabled_serves_fixed_replicas_without_monitoring_crds(monitoring_off_run):
     run = monitoring_off_run
     kinds = {m["kind"] for m in run.manifests()}
     assert "PodMonitor" not in kinds and "HorizontalPodAutoscaler" not in kinds and "PrometheusRule" not in kinds
