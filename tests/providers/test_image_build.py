@@ -75,10 +75,16 @@ def _push(ecr, repo: str, tag: str) -> str:
     return image["imageId"]["imageDigest"]
 
 
+_LAST_LOG_MS = [0]
+
+
 def _log(logs, group: str, stream: str, lines: list[str]) -> None:
     import time
 
-    now = int(time.time() * 1000)
+    # Strictly after the previous batch: moto orders a stream's events by timestamp, so a batch stamped
+    # earlier than the last one (two calls within the same few milliseconds) would be read out of order.
+    now = max(int(time.time() * 1000), _LAST_LOG_MS[0] + 1)
+    _LAST_LOG_MS[0] = now + len(lines)
     logs.put_log_events(
         logGroupName=group,
         logStreamName=stream,

@@ -8,6 +8,7 @@ import pytest
 
 from components.config import ModelConfig, parse_stack_config
 from components.serving.builders import model_repository as render
+from components.serving.builders.weights_mirror import WEIGHTS_DIR
 from tests.unit.harness import load_stack_config
 
 model_config_pb2 = pytest.importorskip(
@@ -85,8 +86,10 @@ def test_the_vllm_health_check_is_on_with_the_explicit_mode_it_needs():
 
 def test_model_json_carries_the_model_and_its_options():
     args = render.vllm_engine_args(vllm_model(tensorParallel=2, hfRevision="08751db2aca9bf2f7f80d2e516117a53d7450235"))
-    assert args["model"] == "meta-llama/Llama-2-7b-chat-hf"
-    assert args["revision"] == args["tokenizer_revision"] == "08751db2aca9bf2f7f80d2e516117a53d7450235"
+    # the weights mirror staged into the pod (docs/weights.md): a local directory, never the Hub, so the
+    # commit lives in the mirror's S3 path and vLLM gets no revision to resolve
+    assert args["model"] == WEIGHTS_DIR == "/weights"
+    assert "revision" not in args and "tokenizer_revision" not in args
     assert args["tensor_parallel_size"] == 2 and args["pipeline_parallel_size"] == 1
     assert args["max_model_len"] == 4096 and args["dtype"] == "float16"
     assert args["gpu_memory_utilization"] == 0.9 and args["max_num_seqs"] == 256
@@ -122,7 +125,7 @@ def test_every_rendered_config_parses_and_every_model_json_is_valid(stack, tmp_p
         assert files == [f"{model.name}/1/model.json", f"{model.name}/config.pbtxt"]
         parse_config((root / model.name / "config.pbtxt").read_text())
         engine_args = json.loads((root / model.name / "1" / "model.json").read_text())
-        assert engine_args["model"] == model.hf_model_id
+        assert engine_args["model"] == WEIGHTS_DIR
 
 
 def test_rendering_is_byte_stable_and_replaces_stale_files(tmp_path):
