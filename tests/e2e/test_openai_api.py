@@ -410,7 +410,11 @@ def test_bench_openai_preset_runs_aiperf_in_openai_mode(frontend, triton_server,
     (run,) = summary["runs"]
     m = run["metrics"]
     assert run["ok"] and m["completed_requests"] == 3 and m["error_requests"] == 0
-    assert m["output_sequence_length_avg"] == 8  # ignore_eos reached the model through the OpenAI API
+    # ignore_eos reached the model through the OpenAI API: every request ran to its 8 tokens. AIPerf counts
+    # them by re-tokenizing the streamed text on the client (aiperf records/inference_result_parser.py;
+    # endpoint use_server_token_count is off by default), and 8 sampled tokens can re-tokenize into 7
+    # (seen once in 1 of 3 requests: avg 7.67), so one token per request is re-tokenization, not the model.
+    assert 8 - 1 <= m["output_sequence_length_avg"] <= 8, m
     assert 0 < m["ttft_ms_p50"] < m["request_latency_ms_p50"]  # streamed over server-sent events
     assert m["itl_ms_p50"] > 0 and m["output_tokens_per_s"] > 0
     # what AIPerf sent was an OpenAI chat request, to the frontend's path
