@@ -12,6 +12,7 @@ import json
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -135,6 +136,57 @@ def ssl_context(ca_cert: str | None):
         return ssl.create_default_context(cafile=ca_cert)
     except (OSError, ssl.SSLError) as exc:
         raise SetupError(f"cannot read the CA certificate {ca_cert}: {exc}") from None
+
+
+# A request to a model at zero replicas is held at the gateway while a replica starts (docs/autoscaling.md
+# "Scale to zero"), minutes without a byte on the connection. The NLB's TLS listener closes a connection
+# idle for 350 s, and that cannot be changed (Elastic Load Balancing, network/update-idle-timeout.html).
+# So the clients keep their connections alive well inside it: gRPC with HTTP/2 PINGs (TLS records, data
+# to the NLB), HTTP with TCP keepalives, which the NLB documents as resetting its idle timeout.
+KEEPALIVE_IDLE_SECONDS = 60
+KEEPALIVE_INTERVAL_SECONDS = 20
+KEEPALIVE_PROBES = 5
+GRPC_KEEPALIVE_SECONDS = 300  # < the NLB's 350 s, >= Triton's minimum ping interval (grpc_keepalive_options)
+
+
+def keepalive_socket(addr_info: tuple) -> Any:
+    """aiohttp's TCPConnector socket_factory (aiohappyeyeballs AddrInfoType): a TCP socket sending
+    keepalive probes after KEEPALIVE_IDLE_SECONDS of silence (Linux defaults to 7200 s)."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_SECONDS),  # Linux; macOS names it TCP_KEEPALIVE
+        ("TCP_KEEPALIVE", KEEPALIVE_IDLE_SECONDS),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_SECONDS),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    return sock
+
+
+def tcp_connector(ssl: Any) -> Any:
+    """The aiohttp connector every toolbox HTTP client uses: no pool limit, keepalive sockets."""
+    import aiohttp
+
+    return aiohttp.TCPConnector(limit=0, ssl=ssl, socket_factory=keepalive_socket)
+
+
+def grpc_keepalive_options() -> Any:
+    """HTTP/2 PINGs every GRPC_KEEPALIVE_SECONDS while a call is open, however long it waits for data
+    (gRPC core stops after 2 pings without data unless http2_max_pings_without_data is 0). Not more
+    often: a Triton reached directly (no gateway) counts a ping sooner than 300 s after the last one,
+    without data, as a strike and closes the connection after 2 (its gRPC KeepAliveOptions defaults,
+    http2_min_recv_ping_interval_without_data_ms 300000, http2_max_ping_strikes 2)."""
+    from tritonclient.grpc import KeepAliveOptions
+
+    return KeepAliveOptions(
+        keepalive_time_ms=GRPC_KEEPALIVE_SECONDS * 1000,
+        keepalive_timeout_ms=20_000,
+        keepalive_permit_without_calls=False,
+        http2_max_pings_without_data=0,
+    )
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:

@@ -22,6 +22,7 @@ from tritonllm.client_core import (
     RequestResult,
     SetupError,
     auth_headers,
+    grpc_keepalive_options,
     host_port,
     http_refused,
     nothing_listens,
@@ -30,6 +31,7 @@ from tritonllm.client_core import (
     sse_events,
     sse_json_events,
     ssl_context,
+    tcp_connector,
 )
 
 
@@ -89,7 +91,10 @@ class GrpcBackend:
         self.url = url
         # root_certificates: a PEM file tritonclient reads; the server certificate must chain to it.
         self.client = grpcclient.InferenceServerClient(
-            grpc_target(url), ssl=ssl or bool(ca_cert), root_certificates=ca_cert
+            grpc_target(url),
+            ssl=ssl or bool(ca_cert),
+            root_certificates=ca_cert,
+            keepalive_options=grpc_keepalive_options(),
         )
         self._error_responses: set[int] = set()  # results whose failure was the server's error response
 
@@ -224,7 +229,7 @@ class HttpBackend:
         if self.session is None:
             import aiohttp
 
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl))
+            self.session = aiohttp.ClientSession(connector=tcp_connector(self._ssl))
         return self.session
 
     async def model_interface(self, model: str) -> ModelInterface:

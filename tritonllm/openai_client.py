@@ -31,6 +31,7 @@ from tritonllm.client_core import (
     sse_events,
     sse_json_events,
     ssl_context,
+    tcp_connector,
 )
 from tritonllm.client_core import auth_headers as basic_auth_headers
 
@@ -134,7 +135,7 @@ async def run_requests(
     except ValueError as exc:
         raise SetupError(str(exc)) from None
     results = [RequestResult(index=i, prompt=p) for i, p in enumerate(prompts)]
-    connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context(ca_cert))
+    connector = tcp_connector(ssl_context(ca_cert))
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         try:
             async with session.get(f"{base}/models", timeout=aiohttp.ClientTimeout(total=30)) as resp:
