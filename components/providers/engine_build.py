@@ -201,14 +201,67 @@ def ensure_engine(
     if store.exists(bucket, marker):
         return BuildResult(built=False, seconds=0.0)
 
-    jobs = jobs_factory()
-    job, config_map = props["job"], props["script_config_map"]
+    job = props["job"]
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    deadline = started + float(props["timeout_seconds"]) + WAIT_MARGIN_SECONDS
+
+    def marker_missing() -> str | None:
+        if store.exists(bucket, marker):
+            return None
+        return f"build Job {namespace}/{name} succeeded but s3://{bucket}/{marker} is missing"
+
+    # A failed build Job stays (its logs; the TritonEngineBuildFailed alert reads it): its pod has ended
+    # and holds no GPU.
+    run_job(
+        jobs_factory(),
+        job,
+        props["script_config_map"],
+        started=started,
+        timeout_seconds=float(props["timeout_seconds"]),
+        margin_seconds=WAIT_MARGIN_SECONDS,
+        timeout_key="engine.timeoutMinutes",
+        describe=f"TensorRT-LLM engine build {namespace}/{name} for key {key}",
+        kind="build",
+        error=EngineBuildError,
+        check_success=marker_missing,
+        kept_hint=(
+            f"\n(the failed Job is kept for `kubectl -n {namespace} logs job/{name} -c build` until the next "
+            f"`pulumi up` replaces it, or for {FINISHED_JOB_TTL_SECONDS // 3600} h)"
+        ),
+        clock=clock,
+        sleep=sleep,
+    )
+    return BuildResult(built=True, seconds=round(clock() - started, 1))
+
+
+def run_job(
+    jobs: JobApi,
+    job: dict[str, Any],
+    config_map: dict[str, Any],
+    *,
+    started: float,
+    timeout_seconds: float,
+    margin_seconds: int,
+    timeout_key: str,
+    describe: str,
+    kind: str,
+    error: type[RuntimeError],
+    check_success: Callable[[], str | None],
+    kept_hint: str = "",
+    log_tail_lines: int = LOG_TAIL_LINES,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Run one of our Jobs to its end (the engine build, the weights mirror): apply its script ConfigMap,
+    start or adopt the Job, poll until it succeeds; `error` with the reason and the log tail when it fails
+    or runs past `timeout_seconds` (`timeout_key`) plus `margin_seconds`, or when `check_success` names what the
+    succeeded Job did not leave. A failed Job stays for its logs (ttlSecondsAfterFinished removes it);
+    a succeeded one, or one still running at the deadline, goes, and so does the ConfigMap."""
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    deadline = started + timeout_seconds + margin_seconds
     jobs.apply_config_map(config_map)
     outcome = "running"
     try:
-        _start_job(jobs, job, sleep)
+        _start_job(jobs, job, kind, error, sleep)
         while True:
             status = jobs.job_status(namespace, name)
             outcome = job_outcome(status)
@@ -218,35 +271,28 @@ def ensure_engine(
                 reason = (
                     failure_reason(status)
                     if outcome == "failed"
-                    else (
-                        f"no result within {int(deadline - started)}s (engine.timeoutMinutes plus {WAIT_MARGIN_SECONDS}s)"
-                    )
+                    else f"no result within {int(deadline - started)}s ({timeout_key} plus {margin_seconds}s)"
                 )
-                tail = jobs.job_log_tail(namespace, name, LOG_TAIL_LINES)
-                kept = (
-                    f"\n(the failed Job is kept for `kubectl -n {namespace} logs job/{name} -c build` until the next "
-                    f"`pulumi up` replaces it, or for {FINISHED_JOB_TTL_SECONDS // 3600} h)"
-                    if outcome == "failed"
-                    else ""
-                )
-                raise EngineBuildError(
-                    f"TensorRT-LLM engine build {namespace}/{name} for key {key} failed: {reason}\n"
-                    f"--- last {LOG_TAIL_LINES} log lines ---\n{tail or '(no logs: the pod never started?)'}{kept}"
+                tail = jobs.job_log_tail(namespace, name, log_tail_lines)
+                raise error(
+                    f"{describe} failed: {reason}\n"
+                    f"--- last {log_tail_lines} log lines ---\n{tail or '(no logs: the pod never started?)'}"
+                    + (kept_hint if outcome == "failed" else "")
                 )
             sleep(POLL_SECONDS)
-        if not store.exists(bucket, marker):
-            raise EngineBuildError(f"build Job {namespace}/{name} succeeded but s3://{bucket}/{marker} is missing")
+        missing = check_success()
+        if missing:
+            raise error(missing)
     finally:
-        # A failed Job stays (its logs; the TritonEngineBuildFailed alert reads it): its pod has ended and
-        # holds no GPU. A succeeded one, or one still running at the deadline, goes.
         if outcome != "failed":
             jobs.delete_job(namespace, name)
         jobs.delete_config_map(namespace, config_map["metadata"]["name"])
-    return BuildResult(built=True, seconds=round(clock() - started, 1))
 
 
-def _start_job(jobs: JobApi, job: dict[str, Any], sleep: Callable[[float], None]) -> None:
-    """Create the build Job. A Job of the same key that already exists is an interrupted run's, adopted
+def _start_job(
+    jobs: JobApi, job: dict[str, Any], kind: str, error: type[RuntimeError], sleep: Callable[[float], None]
+) -> None:
+    """Create the Job. A Job of the same key that already exists is an interrupted run's, adopted
     and awaited, unless it failed: an earlier run kept that one for its logs, and it is replaced."""
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     for _ in range(REPLACE_ATTEMPTS):
@@ -256,7 +302,7 @@ def _start_job(jobs: JobApi, job: dict[str, Any], sleep: Callable[[float], None]
             return
         jobs.delete_job(namespace, name)
         sleep(1)  # the API server removes it (no finalizer on a Job deleted in the background) before we create
-    raise EngineBuildError(f"could not replace the failed build Job {namespace}/{name} kept from an earlier run")
+    raise error(f"could not replace the failed {kind} Job {namespace}/{name} kept from an earlier run")
 
 
 _NO_UNKNOWN = object()

@@ -24,12 +24,11 @@ from components.providers.engine_build import (
     JobApi,
     KubernetesJobApi,
     S3ObjectStore,
-    failure_reason,
-    job_outcome,
     parse_kubeconfig,
     resolve_hf_revision,
+    run_job,
 )
-from components.serving.builders.engine_build import POLL_SECONDS, REPLACE_ATTEMPTS, RevisionError
+from components.serving.builders.engine_build import RevisionError
 from components.serving.builders.weights_mirror import (
     COMPLETE_MARKER,
     ResolvedMirror,
@@ -94,53 +93,31 @@ def ensure_mirror(
     started = clock()
     if is_complete(store, bucket, prefix, key):
         return MirrorResult(copied=False, seconds=0.0)
-    jobs = jobs_factory()
-    job, config_map = props["job"], props["script_config_map"]
+    job = props["job"]
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    deadline = started + float(props["timeout_seconds"]) + WAIT_MARGIN_SECONDS
-    jobs.apply_config_map(config_map)
-    outcome = "running"
-    try:
-        _start_job(jobs, job, sleep)
-        while True:
-            status = jobs.job_status(namespace, name)
-            outcome = job_outcome(status)
-            if outcome == "succeeded":
-                break
-            if outcome == "failed" or clock() >= deadline:
-                reason = (
-                    failure_reason(status)
-                    if outcome == "failed"
-                    else f"no result within {int(deadline - started)}s (modelStore.mirror.timeoutMinutes plus {WAIT_MARGIN_SECONDS}s)"
-                )
-                tail = jobs.job_log_tail(namespace, name, LOG_TAIL_LINES)
-                raise MirrorError(
-                    f"weights mirror {namespace}/{name} of {props['hf_model_id']}@{props['hf_commit']} failed: {reason}\n"
-                    f"--- last {LOG_TAIL_LINES} log lines ---\n{tail or '(no logs: the pod never started?)'}"
-                )
-            sleep(POLL_SECONDS)
-        if not is_complete(store, bucket, prefix, key):
-            raise MirrorError(
-                f"mirror Job {namespace}/{name} succeeded but s3://{bucket}/{prefix}{COMPLETE_MARKER} does not hold key {key}"
-            )
-    finally:
-        if outcome != "failed":  # a failed Job stays for its logs (ttlSecondsAfterFinished removes it)
-            jobs.delete_job(namespace, name)
-        jobs.delete_config_map(namespace, config_map["metadata"]["name"])
+
+    def key_missing() -> str | None:
+        if is_complete(store, bucket, prefix, key):
+            return None
+        return f"mirror Job {namespace}/{name} succeeded but s3://{bucket}/{prefix}{COMPLETE_MARKER} does not hold key {key}"
+
+    run_job(
+        jobs_factory(),
+        job,
+        props["script_config_map"],
+        started=started,
+        timeout_seconds=float(props["timeout_seconds"]),
+        margin_seconds=WAIT_MARGIN_SECONDS,
+        timeout_key="modelStore.mirror.timeoutMinutes",
+        describe=f"weights mirror {namespace}/{name} of {props['hf_model_id']}@{props['hf_commit']}",
+        kind="mirror",
+        error=MirrorError,
+        check_success=key_missing,
+        log_tail_lines=LOG_TAIL_LINES,
+        clock=clock,
+        sleep=sleep,
+    )
     return MirrorResult(copied=True, seconds=round(clock() - started, 1))
-
-
-def _start_job(jobs: JobApi, job: dict[str, Any], sleep: Callable[[float], None]) -> None:
-    """Create the Job; adopt one of the same key still running (an interrupted run's), replace a failed one."""
-    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    for _ in range(REPLACE_ATTEMPTS):
-        if jobs.create_job(job):
-            return
-        if job_outcome(jobs.job_status(namespace, name)) != "failed":
-            return
-        jobs.delete_job(namespace, name)
-        sleep(1)
-    raise MirrorError(f"could not replace the failed mirror Job {namespace}/{name} kept from an earlier run")
 
 
 _NO_UNKNOWN = object()
