@@ -23,6 +23,7 @@ from components.platform.builders import karpenter as kp
 from components.platform.builders import keda
 from components.platform.builders.cluster import SYSTEM_NODE_SELECTOR
 from components.platform.resources.cluster import ClusterRef
+from components.platform.resources.k8s_objects import k8s_object
 from components.tokens import component_type
 
 
@@ -67,21 +68,8 @@ class ScaleToZero(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[self.keda_release])),
         )
-        grant = keda.reference_grant_manifest(args.route_namespaces)
-        k8s.apiextensions.CustomResource(
-            f"{name}-routes-to-interceptor",
-            api_version=grant["apiVersion"],
-            kind=grant["kind"],
-            metadata=grant["metadata"],
-            spec=grant["spec"],
-            opts=in_namespace,
-        )
+        k8s_object(f"{name}-routes-to-interceptor", keda.reference_grant_manifest(args.route_namespaces), in_namespace)
         for policy in keda.network_policies(args.gateway_namespace, args.gateway_pod_labels):
-            k8s.networking.v1.NetworkPolicy(
-                f"{name}-netpol-{policy['metadata']['name']}",
-                metadata=policy["metadata"],
-                spec=policy["spec"],
-                opts=in_namespace,
-            )
+            k8s_object(f"{name}-netpol-{policy['metadata']['name']}", policy, in_namespace)
         self.ready = [self.keda_release, self.http_add_on_release]
         self.register_outputs({})

@@ -24,6 +24,7 @@ from components.gateway.resources.gateway import Gateway
 from components.platform.builders import iam
 from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
+from components.platform.resources.k8s_objects import k8s_object
 from components.platform.resources.storage import Storage
 from components.providers import engine_build as engine_build_provider
 from components.serving.builders import engine_build, network_policies, scale_to_zero
@@ -39,40 +40,6 @@ from components.serving.builders.weights_mirror import ResolvedMirror
 from components.serving.resources.model_store import ModelStore
 from components.serving.resources.multinode_group import register_group
 from components.tokens import component_type
-
-# Built-in kinds -> typed pulumi-kubernetes classes (custom resources go through CustomResource).
-_TYPED = {
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("v1", "Secret"): k8s.core.v1.Secret,
-    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
-    ("v1", "Service"): k8s.core.v1.Service,
-    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
-    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
-    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
-    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
-}
-
-
-def _k8s_object(
-    name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions, **extra: Any
-) -> pulumi.CustomResource:
-    """Register a manifest dict: typed class for built-in kinds, CustomResource otherwise."""
-    cls = _TYPED.get((manifest["apiVersion"], manifest["kind"]))
-    fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
-    fields.update(extra)
-    if cls is None:
-        return k8s.apiextensions.CustomResource(
-            name, api_version=manifest["apiVersion"], kind=manifest["kind"], opts=opts, **fields
-        )
-    # Typed classes take spec fields as keyword arguments in snake_case.
-    renamed = {_snake(k): v for k, v in fields.items()}
-    return cls(name, opts=opts, **renamed)
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def repository_render_dir(model: ModelConfig) -> Path:
@@ -155,11 +122,11 @@ class TritonLLM(pulumi.ComponentResource):
 
         # --- namespace and read-only access to exactly one S3 prefix
         route_labels = dict(getattr(gateway, "route_namespace_labels", {}) or {})
-        namespace = _k8s_object(f"{name}-ns", tm.namespace_manifest(model, route_labels), k8s_opts)
+        namespace = k8s_object(f"{name}-ns", tm.namespace_manifest(model, route_labels), k8s_opts)
         # Only the gateway, Prometheus and the loadtest Job reach the pods (the multi-node group adds
         # rank-to-rank traffic): components/serving/builders/network_policies.py.
         for policy in network_policies.model_network_policies(model, site):
-            _k8s_object(f"{name}-netpol-{policy['metadata']['name']}", policy, after(namespace))
+            k8s_object(f"{name}-netpol-{policy['metadata']['name']}", policy, after(namespace))
         engine_key: pulumi.Output[str] | None = None
         resolved_engine = None
         if model.backend == "vllm":
@@ -201,7 +168,7 @@ class TritonLLM(pulumi.ComponentResource):
                 policy=reader_policy,
                 opts=pulumi.ResourceOptions(parent=reader_role),
             )
-            service_account = _k8s_object(
+            service_account = k8s_object(
                 f"{name}-sa", tm.service_account_manifest(model, irsa_role_arn=reader_role.arn), after(namespace)
             )
         else:
@@ -214,13 +181,13 @@ class TritonLLM(pulumi.ComponentResource):
                 inline_policy=reader_policy,
                 opts=aws_opts,
             )
-            service_account = _k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
+            service_account = k8s_object(f"{name}-sa", tm.service_account_manifest(model), after(namespace))
 
         # No Hugging Face token in this namespace: the weights come from the mirror (WeightsMirror holds it).
         pull_secret = None
         if ngc_api_key is not None:
             config_json = pulumi.Output.secret(ngc_api_key).apply(tm.dockerconfigjson)
-            pull_secret = _k8s_object(
+            pull_secret = k8s_object(
                 f"{name}-ngc-pull",
                 tm.image_pull_secret_manifest(model),
                 after(namespace),
@@ -231,7 +198,7 @@ class TritonLLM(pulumi.ComponentResource):
             # The model repository API's header value (tm.ADMIN_KEY_SECRET): generated, a Pulumi secret,
             # in the cluster only as this Secret; tritonserver gets it through its environment.
             admin_key = random.RandomPassword(f"{name}-admin-key", length=48, special=False, opts=aws_opts)
-            admin_secret = _k8s_object(
+            admin_secret = k8s_object(
                 f"{name}-admin-key",
                 tm.admin_key_secret_manifest(model),
                 after(namespace),
@@ -241,7 +208,7 @@ class TritonLLM(pulumi.ComponentResource):
 
         claim = None
         if storage is not None:
-            claim = _k8s_object(
+            claim = k8s_object(
                 f"{name}-shared", tm.shared_claim(model, site, storage.storage_class_name), after(namespace, storage)
             )
 
@@ -258,9 +225,9 @@ class TritonLLM(pulumi.ComponentResource):
             )
         elif model.uses_llmapi:
             # No engine build: the llmapi model.yaml and config.pbtxt, mounted into the pod.
-            repository = _k8s_object(f"{name}-llmapi-config", tm.llmapi_configmap_manifest(model), after(namespace))
+            repository = k8s_object(f"{name}-llmapi-config", tm.llmapi_configmap_manifest(model), after(namespace))
         else:
-            builder_sa = _k8s_object(
+            builder_sa = k8s_object(
                 f"{name}-engine-builder-sa",
                 tm.service_account_manifest(model, engine_build.BUILDER_SERVICE_ACCOUNT),
                 after(namespace),
@@ -313,7 +280,7 @@ class TritonLLM(pulumi.ComponentResource):
                 name,
                 model,
                 site,
-                k8s_object=_k8s_object,
+                k8s_object=k8s_object,
                 after=after,
                 namespace=namespace,
                 bucket=model_store.bucket_name,
@@ -355,30 +322,30 @@ class TritonLLM(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m"),
                 ),
             )
-            service = _k8s_object(f"{name}-service", tm.service_manifest(model), after(namespace))
+            service = k8s_object(f"{name}-service", tm.service_manifest(model), after(namespace))
             if site.monitoring_enabled:
                 # Both need the monitoring stack: the PodMonitor CRD and the adapter that serves the HPA metric.
                 # Without it the Deployment keeps minReplicas.
-                _k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, site), after(namespace))
+                k8s_object(f"{name}-podmonitor", tm.pod_monitor_manifest(model, site), after(namespace))
                 if model.scales_to_zero:
                     # KEDA owns the HPA (named and shaped like the plain one) and scales to and from zero;
                     # the InterceptorRoutes tell the HTTP add-on which requests wake it (scale_to_zero.py).
                     held_routes = [
-                        _k8s_object(
+                        k8s_object(
                             f"{name}-interceptorroute-{backend.kind}",
                             scale_to_zero.interceptor_route_manifest(model, site, backend),
                             after(service),
                         )
                         for backend in scale_to_zero.held_backends(model)
                     ]
-                    _k8s_object(
+                    k8s_object(
                         f"{name}-scaledobject",
                         scale_to_zero.scaled_object_manifest(model, site),
                         after(deployment, *held_routes),
                     )
                 else:
-                    _k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
-            _k8s_object(f"{name}-pdb", tm.pdb_manifest(model), after(namespace))
+                    k8s_object(f"{name}-hpa", tm.hpa_manifest(model), after(deployment))
+            k8s_object(f"{name}-pdb", tm.pdb_manifest(model), after(namespace))
 
         # --- routes on the shared Gateway (created after it, deleted before it)
         if gateway is not None:
@@ -396,12 +363,10 @@ class TritonLLM(pulumi.ComponentResource):
                 http_route = next(r for r in routes if r["kind"] == "HTTPRoute")["metadata"]["name"]
                 for manifest in scale_to_zero.held_route_policies(model, site, http_route):
                     route_auth.append(
-                        _k8s_object(f"{name}-{manifest['kind'].lower()}", manifest, after(namespace, gateway))
+                        k8s_object(f"{name}-{manifest['kind'].lower()}", manifest, after(namespace, gateway))
                     )
             for manifest in routes:
-                _k8s_object(
-                    f"{name}-{manifest['kind'].lower()}", secure(manifest), after(service, gateway, *route_auth)
-                )
+                k8s_object(f"{name}-{manifest['kind'].lower()}", secure(manifest), after(service, gateway, *route_auth))
             grpc_endpoint = pulumi.Output.from_input(gateway.grpc_endpoint)
         else:
             grpc_endpoint = pulumi.Output.from_input(None)

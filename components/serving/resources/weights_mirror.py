@@ -14,11 +14,11 @@ from functools import partial
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.config import StackConfig
 from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
+from components.platform.resources.k8s_objects import k8s_object
 from components.providers.weights_mirror import HfSnapshotMirror
 from components.serving.builders import weights_mirror as wm
 from components.serving.builders.model_store import write_prefix_policy
@@ -49,21 +49,11 @@ class WeightsMirror(pulumi.ComponentResource):
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=cluster.k8s_provider)
         base = f"{name}-hf-mirror"  # names of what it registers: <stack>-hf-mirror-*
 
-        def k8s_object(res_name: str, manifest: dict[str, Any], deps: list[Any], **extra: Any) -> pulumi.Resource:
-            cls = {
-                "Namespace": k8s.core.v1.Namespace,
-                "ServiceAccount": k8s.core.v1.ServiceAccount,
-                "Secret": k8s.core.v1.Secret,
-            }[manifest["kind"]]
-            fields = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
-            fields.update(extra)
-            # Typed classes take the manifest's fields as snake_case keyword arguments.
-            renamed = {"".join(f"_{c.lower()}" if c.isupper() else c for c in k): v for k, v in fields.items()}
-            opts = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=deps))
-            return cls(res_name, opts=opts, **renamed)
+        def after(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=list(deps)))
 
-        namespace = k8s_object(f"{base}-ns", wm.namespace_manifest(), [])
-        account = k8s_object(f"{base}-sa", wm.service_account_manifest(), [namespace])
+        namespace = k8s_object(f"{base}-ns", wm.namespace_manifest(), k8s_opts)
+        account = k8s_object(f"{base}-sa", wm.service_account_manifest(), after(namespace))
         writer_policy = pulumi.Output.all(store.bucket_arn, store.kms_key_arn).apply(
             lambda a: json.dumps(write_prefix_policy(a[0], wm.MIRROR_PREFIX, kms_key_arn=a[1]))
         )
@@ -81,7 +71,7 @@ class WeightsMirror(pulumi.ComponentResource):
             token_secret = k8s_object(
                 f"{base}-hf-token",
                 wm.hf_token_secret_manifest(),
-                [namespace],
+                after(namespace),
                 stringData={wm.HF_TOKEN_KEY: pulumi.Output.secret(args.hf_token)},
             )
         pull_secret = None
@@ -91,7 +81,7 @@ class WeightsMirror(pulumi.ComponentResource):
             pull_secret = k8s_object(
                 f"{base}-ngc-pull",
                 manifest,
-                [namespace],
+                after(namespace),
                 stringData={".dockerconfigjson": pulumi.Output.secret(args.ngc_api_key).apply(dockerconfigjson)},
             )
         self.by_key: dict[str, HfSnapshotMirror] = {}
