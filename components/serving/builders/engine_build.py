@@ -39,6 +39,7 @@ from components.config import ModelConfig, ModelSite, NodePoolConfig
 from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
 from components.serving.builders import weights_mirror
+from components.serving.builders.aws_cli import aws_cli_container
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "model_repository" / "trtllm" / "build_engine.py"
@@ -336,22 +337,15 @@ def engine_build_job_manifest(
             },
         ],
         "containers": [
-            {
-                "name": "upload",
-                "image": versions.AWS_CLI_IMAGE,
-                "command": ["/bin/sh", "-c", upload_script(bucket, key)],
-                "env": [
-                    {"name": "AWS_REGION", "value": site.region},
-                    {"name": "AWS_DEFAULT_REGION", "value": site.region},
-                    {"name": "HOME", "value": "/tmp"},  # the AWS CLI image has no user 1000
-                ],
-                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-                "volumeMounts": [
-                    {"name": "work", "mountPath": WORK_DIR, "readOnly": True},
-                    pod_security.writable_mounts()[0],
-                ],
-                "securityContext": pod_security.container_security_context(),
-            }
+            aws_cli_container(
+                "upload",
+                upload_script(bucket, key),
+                site.region,
+                cpu="1",
+                memory="1Gi",
+                memory_limit="2Gi",
+                mounts=[{"name": "work", "mountPath": WORK_DIR, "readOnly": True}],
+            )
         ],
         "volumes": [
             {"name": "work", "emptyDir": {}},  # on the node's encrypted gp3 root volume

@@ -42,6 +42,7 @@ from components.platform.builders.storage import shared_claim_manifest
 from components.serving.builders import engine_build, weights_mirror
 from components.serving.builders import llmapi as llmapi_repository
 from components.serving.builders import openai as openai_frontend
+from components.serving.builders.aws_cli import aws_cli_container
 from components.serving.builders.model_repository import (
     models_prefix,
     served_model_name,
@@ -654,16 +655,15 @@ def deployment_manifest(
             volumes.append({"name": "repository", "emptyDir": {}})
             mounts.append(stage_mount)
             init_containers.append(
-                {
-                    "name": "stage-repository",
-                    "image": versions.AWS_CLI_IMAGE,
-                    "command": ["/bin/sh", "-c", stage_repository_script(bucket, model)],
-                    # The AWS CLI image has no user 1000: HOME on the /tmp emptyDir (as stage-engine).
-                    "env": [*region_env, {"name": "HOME", "value": "/tmp"}],
-                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-                    "volumeMounts": [stage_mount, pod_security.writable_mounts()[0]],
-                    "securityContext": pod_security.container_security_context(),
-                }
+                aws_cli_container(
+                    "stage-repository",
+                    stage_repository_script(bucket, model),
+                    site.region,
+                    cpu="100m",
+                    memory="256Mi",
+                    memory_limit="512Mi",
+                    mounts=[stage_mount],
+                )
             )
     else:
         assert engine_key is not None
@@ -676,16 +676,15 @@ def deployment_manifest(
             volumes.append({"name": "engine", "emptyDir": {}})  # the node's encrypted gp3 root volume
         mounts.append(stage_mount)
         init_containers.append(
-            {
-                "name": "stage-engine",
-                "image": versions.AWS_CLI_IMAGE,
-                "command": ["/bin/sh", "-c", stage_engine_script(bucket, engine_key)],
-                # The AWS CLI image has no user 1000: HOME on the /tmp emptyDir.
-                "env": [*region_env, {"name": "HOME", "value": "/tmp"}],
-                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-                "volumeMounts": [stage_mount, pod_security.writable_mounts()[0]],
-                "securityContext": pod_security.container_security_context(),
-            }
+            aws_cli_container(
+                "stage-engine",
+                stage_engine_script(bucket, engine_key),
+                site.region,
+                cpu="1",
+                memory="1Gi",
+                memory_limit="2Gi",
+                mounts=[stage_mount],
+            )
         )
 
     if explicit_model_control(model):

@@ -33,6 +33,7 @@ from components.catalog import versions
 from components.config import ModelConfig
 from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
+from components.serving.builders.aws_cli import aws_cli_container
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MIRROR_SCRIPT = REPO_ROOT / "model_repository" / "weights" / "mirror_snapshot.py"
@@ -189,21 +190,15 @@ def stage_weights_container(
     bucket: str, mirror: ResolvedMirror, region: str, *, volume: str, target_dir: str = WEIGHTS_DIR
 ) -> dict[str, Any]:
     """The init container that stages the mirror into `volume` at `target_dir` (AWS CLI image, restricted)."""
-    mount = {"name": volume, "mountPath": target_dir}
-    return {
-        "name": "stage-weights",
-        "image": versions.AWS_CLI_IMAGE,
-        "command": ["/bin/sh", "-c", stage_weights_script(bucket, mirror, target_dir)],
-        # The AWS CLI image has no user 1000: HOME on the /tmp emptyDir.
-        "env": [
-            {"name": "AWS_REGION", "value": region},
-            {"name": "AWS_DEFAULT_REGION", "value": region},
-            {"name": "HOME", "value": "/tmp"},
-        ],
-        "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-        "volumeMounts": [mount, pod_security.writable_mounts()[0]],
-        "securityContext": pod_security.container_security_context(),
-    }
+    return aws_cli_container(
+        "stage-weights",
+        stage_weights_script(bucket, mirror, target_dir),
+        region,
+        cpu="2",
+        memory="1Gi",
+        memory_limit="2Gi",
+        mounts=[{"name": volume, "mountPath": target_dir}],
+    )
 
 
 # --------------------------------------------------------------------------- the Job
@@ -305,22 +300,15 @@ def mirror_job_manifest(
             }
         ],
         "containers": [
-            {
-                "name": "upload",
-                "image": versions.AWS_CLI_IMAGE,
-                "command": ["/bin/sh", "-c", upload_script(bucket, mirror)],
-                "env": [
-                    {"name": "AWS_REGION", "value": region},
-                    {"name": "AWS_DEFAULT_REGION", "value": region},
-                    {"name": "HOME", "value": "/tmp"},
-                ],
-                "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-                "volumeMounts": [
-                    {"name": "work", "mountPath": WORK_DIR, "readOnly": True},
-                    pod_security.writable_mounts()[0],
-                ],
-                "securityContext": pod_security.container_security_context(),
-            }
+            aws_cli_container(
+                "upload",
+                upload_script(bucket, mirror),
+                region,
+                cpu="2",
+                memory="1Gi",
+                memory_limit="2Gi",
+                mounts=[{"name": "work", "mountPath": WORK_DIR, "readOnly": True}],
+            )
         ],
         "volumes": volumes,
     }
