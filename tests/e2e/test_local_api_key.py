@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import SERVE_ON_FREE_PORTS
 from tritonllm import auth_front
 from tritonllm._llm_io import GenerationSettings
 from tritonllm.client_core import API_KEY_ENV, SetupError
@@ -220,14 +221,7 @@ def test_serve_api_key_puts_the_check_in_front_of_triton(tmp_path):
             "-m",
             "tritonllm",
             "serve",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--openai-port",
-            "0",
+            *SERVE_ON_FREE_PORTS,
             "--quiet",
             "--",
             sys.executable,

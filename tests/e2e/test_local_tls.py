@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import SERVE_ON_FREE_PORTS
 from tritonllm import auth_front, tls_certs
 from tritonllm.client_core import API_KEY_ENV, CA_CERT_ENV
 
@@ -84,14 +85,7 @@ def test_serve_tls_verified_over_http_grpc_and_openai_and_refused_with_another_c
             "--tls",
             "--tls-dir",
             str(tls_dir),
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--openai-port",
-            "0",
+            *SERVE_ON_FREE_PORTS,
             "--quiet",
             "--",
             sys.executable,

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import SERVE_ON_FREE_PORTS
+
 pytestmark = pytest.mark.e2e
 
 openai = pytest.importorskip("openai", reason="the openai SDK is a test dependency (requirements-test.txt)")
@@ -343,14 +345,7 @@ def test_serve_starts_the_openai_api(tmp_path):
             "-m",
             "tritonllm",
             "serve",
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--openai-port",
-            "0",
+            *SERVE_ON_FREE_PORTS,
             "--quiet",
             "--",
             sys.executable,
