@@ -59,32 +59,10 @@ from components.gateway.builders import certificates
 from components.gateway.builders import manifests as gm
 from components.platform.builders import pod_security
 from components.platform.builders.cluster import SYSTEM_NODE_SELECTOR
+from components.platform.builders.karpenter import chart_source
 from components.platform.resources import iam_roles
+from components.platform.resources.k8s_objects import k8s_object
 from components.tokens import component_type
-
-
-def _helm_chart_args(chart: versions.Chart) -> dict:
-    """Chart reference for helm.v3.Release: OCI charts by URL, others through a repository."""
-    if chart.repo.startswith("oci://"):
-        return {"chart": f"{chart.repo}/{chart.name}", "version": chart.version}
-    return {
-        "chart": chart.name,
-        "version": chart.version,
-        "repository_opts": kubernetes.helm.v3.RepositoryOptsArgs(repo=chart.repo),
-    }
-
-
-def _manifest_resource(
-    name: str, manifest: dict, opts: pulumi.ResourceOptions
-) -> kubernetes.apiextensions.CustomResource:
-    return kubernetes.apiextensions.CustomResource(
-        name,
-        api_version=manifest["apiVersion"],
-        kind=manifest["kind"],
-        metadata=manifest["metadata"],
-        spec=manifest["spec"],
-        opts=opts,
-    )
 
 
 @dataclass(frozen=True)
@@ -204,7 +182,7 @@ class Gateway(pulumi.ComponentResource):
                     tags={"tritonllm:stack": pulumi.get_stack(), **args.stack.tags},
                 ),
                 timeout=600,
-                **_helm_chart_args(versions.AWS_LOAD_BALANCER_CONTROLLER),
+                **chart_source(versions.AWS_LOAD_BALANCER_CONTROLLER),
             ),
             # Credentials are injected at pod creation: the association must exist first. The
             # nodes and add-ons it runs on must outlive it on destroy (see module docstring).
@@ -234,7 +212,7 @@ class Gateway(pulumi.ComponentResource):
                 namespace=ngf_namespace.metadata.name,
                 values=gm.ngf_helm_values(gateway_name=self.gateway_name, node_selector=system_node_selector),
                 timeout=600,
-                **_helm_chart_args(versions.NGINX_GATEWAY_FABRIC),
+                **chart_source(versions.NGINX_GATEWAY_FABRIC),
             ),
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, *controllers_depend_on])
@@ -292,7 +270,7 @@ class Gateway(pulumi.ComponentResource):
             k8s_opts,
             pulumi.ResourceOptions(depends_on=[self.ngf_release, self.gateway_api_crds, self.load_balancer_service]),
         )
-        self.gateway = _manifest_resource(
+        self.gateway = k8s_object(
             f"{name}-gateway", gm.gateway_manifest(self.gateway_name, self.gateway_namespace), after_ngf
         )
         after_gateway = pulumi.ResourceOptions.merge(after_ngf, pulumi.ResourceOptions(depends_on=[self.gateway]))
@@ -302,7 +280,7 @@ class Gateway(pulumi.ComponentResource):
             ("grpc-timeouts", gm.grpc_timeouts_policy_manifest(self.gateway_name, self.gateway_namespace, timeout)),
             ("client-settings", gm.client_settings_policy_manifest(self.gateway_name, self.gateway_namespace)),
         ):
-            _manifest_resource(f"{name}-{suffix}", manifest, after_gateway)
+            k8s_object(f"{name}-{suffix}", manifest, after_gateway)
 
         self.hostname = self.load_balancer_service.status.apply(gm.load_balancer_hostname)
         # With TLS clients use the certificate's name: tls.domain (alias record below when the
@@ -460,7 +438,7 @@ class Gateway(pulumi.ComponentResource):
             string_data={gm.AUTH_SECRET_KEY: self._htpasswd},
             opts=k8s_opts,
         )
-        auth_filter = _manifest_resource(
+        auth_filter = k8s_object(
             f"{name}-api-key-filter",
             gm.authentication_filter_manifest(namespace, self._auth.realm),
             pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[secret, self.gateway])),

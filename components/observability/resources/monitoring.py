@@ -40,6 +40,7 @@ from components.observability.builders.monitoring import (
 )
 from components.platform.builders import pod_security
 from components.platform.resources import iam_roles
+from components.platform.resources.k8s_objects import k8s_object
 from components.tokens import component_type, with_previous_types
 
 
@@ -243,33 +244,12 @@ class Monitoring(pulumi.ComponentResource):
 
         after_stack = pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[kps]))
         rule = metrics.prometheus_rule_manifest(namespace_name, scrape_interval=mon.scrape_interval)
-        kubernetes.apiextensions.CustomResource(
-            f"{name}-recording-rules",
-            api_version=rule["apiVersion"],
-            kind=rule["kind"],
-            metadata=rule["metadata"],
-            spec=rule["spec"],
-            opts=after_stack,
-        )
+        k8s_object(f"{name}-recording-rules", rule, after_stack)
         if mon.alerts.enabled and args.models:
             alert_rule = alerts.alert_rule_manifest(namespace_name, mon, args.models)
-            kubernetes.apiextensions.CustomResource(
-                f"{name}-alert-rules",
-                api_version=alert_rule["apiVersion"],
-                kind=alert_rule["kind"],
-                metadata=alert_rule["metadata"],
-                spec=alert_rule["spec"],
-                opts=after_stack,
-            )
+            k8s_object(f"{name}-alert-rules", alert_rule, after_stack)
         karpenter_monitor = karpenter_service_monitor_manifest(namespace_name)
-        kubernetes.apiextensions.CustomResource(
-            f"{name}-karpenter-servicemonitor",
-            api_version=karpenter_monitor["apiVersion"],
-            kind=karpenter_monitor["kind"],
-            metadata=karpenter_monitor["metadata"],
-            spec=karpenter_monitor["spec"],
-            opts=after_stack,
-        )
+        k8s_object(f"{name}-karpenter-servicemonitor", karpenter_monitor, after_stack)
         dashboard = triton_dashboard.config_map_manifest(namespace_name)
         kubernetes.core.v1.ConfigMap(
             f"{name}-triton-dashboard",

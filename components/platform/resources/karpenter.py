@@ -44,6 +44,7 @@ from components.platform.builders.karpenter import (
 )
 from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
+from components.platform.resources.k8s_objects import k8s_object
 from components.tokens import component_type
 
 
@@ -174,7 +175,7 @@ class Karpenter(pulumi.ComponentResource):
             ),
         )
         self.node_classes: dict[str, k8s.apiextensions.CustomResource] = {}
-        self.node_pools: dict[str, k8s.apiextensions.CustomResource] = {}
+        self.node_pools: dict[str, pulumi.CustomResource] = {}
         # Karpenter tags what it launches itself; the provider's default tags do not reach those instances.
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **args.stack.tags}
 
@@ -205,13 +206,10 @@ class Karpenter(pulumi.ComponentResource):
                 spec=node_class["spec"],
                 opts=after_crds,
             )
-            self.node_pools[pool_name] = k8s.apiextensions.CustomResource(
+            self.node_pools[pool_name] = k8s_object(
                 f"{name}-nodepool-{pool_name}",
-                api_version=manifest["apiVersion"],
-                kind=manifest["kind"],
-                metadata=manifest["metadata"],
-                spec=manifest["spec"],
-                opts=pulumi.ResourceOptions.merge(
+                manifest,
+                pulumi.ResourceOptions.merge(
                     after_crds, pulumi.ResourceOptions(depends_on=[self.node_classes[pool_name]])
                 ),
             )

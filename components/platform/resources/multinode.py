@@ -40,6 +40,7 @@ from components.platform.builders.multinode import (
     subnet_in_zone,
 )
 from components.platform.resources.cluster import ClusterRef
+from components.platform.resources.k8s_objects import k8s_object
 from components.tokens import component_type
 
 
@@ -122,7 +123,7 @@ class MultiNodePlatform(pulumi.ComponentResource):
         instance_tags = {"tritonllm:stack": pulumi.get_stack(), **args.stack.tags}
         placement = args.placement_group_pools
         self.node_classes: dict[str, k8s.apiextensions.CustomResource] = {}
-        self.node_pools: dict[str, k8s.apiextensions.CustomResource] = {}
+        self.node_pools: dict[str, pulumi.CustomResource] = {}
         self.placement_groups: dict[str, aws.ec2.PlacementGroup] = {}
         for pool in sorted(args.pools, key=lambda p: p.name):
             pool_name = pool.name
@@ -149,13 +150,10 @@ class MultiNodePlatform(pulumi.ComponentResource):
                 opts=after_crds,
             )
             manifest = efa_node_pool_manifest(pool, pool_name in efa)
-            self.node_pools[pool_name] = k8s.apiextensions.CustomResource(
+            self.node_pools[pool_name] = k8s_object(
                 f"{name}-nodepool-{pool_name}",
-                api_version=manifest["apiVersion"],
-                kind=manifest["kind"],
-                metadata=manifest["metadata"],
-                spec=manifest["spec"],
-                opts=pulumi.ResourceOptions.merge(
+                manifest,
+                pulumi.ResourceOptions.merge(
                     after_crds, pulumi.ResourceOptions(depends_on=[self.node_classes[pool_name]])
                 ),
             )
