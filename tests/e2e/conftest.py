@@ -37,8 +37,9 @@ from tritonllm.serve import DEFAULT_MODEL_REPOSITORY, ServerError, TritonServer
 LOCAL_MODEL_NAME = "smollm2"
 # serve's defaults: --http-port, --grpc-port, --metrics-port, --openai-port
 DEFAULT_PORTS = {8000: "HTTP", 8001: "gRPC", 8002: "metrics", 9000: "OpenAI API"}
-# `tritonllm serve` arguments that put every port on a free one (never the DEFAULT_PORTS the session holds).
-SERVE_ON_FREE_PORTS = ("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--openai-port", "0")
+# `tritonllm serve` arguments that put every port on a free one, each picked by the server itself (never
+# the DEFAULT_PORTS the session holds).
+ANY_FREE_PORTS = ("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--openai-port", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)

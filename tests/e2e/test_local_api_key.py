@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import SERVE_ON_FREE_PORTS
+from tests.e2e.conftest import ANY_FREE_PORTS
 from tritonllm import auth_front
 from tritonllm._llm_io import GenerationSettings
 from tritonllm.client_core import API_KEY_ENV, SetupError
@@ -221,7 +221,7 @@ def test_serve_api_key_puts_the_check_in_front_of_triton(tmp_path):
             "-m",
             "tritonllm",
             "serve",
-            *SERVE_ON_FREE_PORTS,
+            *ANY_FREE_PORTS,
             "--quiet",
             "--",
             sys.executable,

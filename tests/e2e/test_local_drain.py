@@ -32,7 +32,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.e2e.test_local_serve import ANY_FREE_PORTS, REPO_ROOT, _Lines, serve_cmd
+from tests.e2e.conftest import ANY_FREE_PORTS
+from tests.e2e.test_local_serve import REPO_ROOT, _Lines, serve_cmd
 from tritonllm.auth_front import nginx_binary
 
 pytestmark = pytest.mark.e2e

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import ANY_FREE_PORTS
 from tritonllm import lifecycle
 from tritonllm.ports import find_free_port, port_is_free
 from tritonllm.serve import ModelLoadError, PortInUseError, ServerError, TritonServer
@@ -27,10 +28,6 @@ from tritonllm.serve import ModelLoadError, PortInUseError, ServerError, TritonS
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-# every port of serve, each picked free by the server itself
-ANY_FREE_PORTS = ("--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--openai-port", "0")
 
 
 def serve_cmd(*args: str) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import SERVE_ON_FREE_PORTS
+from tests.e2e.conftest import ANY_FREE_PORTS
 from tritonllm import auth_front, tls_certs
 from tritonllm.client_core import API_KEY_ENV, CA_CERT_ENV
 
@@ -85,7 +85,7 @@ def test_serve_tls_verified_over_http_grpc_and_openai_and_refused_with_another_c
             "--tls",
             "--tls-dir",
             str(tls_dir),
-            *SERVE_ON_FREE_PORTS,
+            *ANY_FREE_PORTS,
             "--quiet",
             "--",
             sys.executable,

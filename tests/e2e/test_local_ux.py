@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import SERVE_ON_FREE_PORTS
+from tests.e2e.conftest import ANY_FREE_PORTS
 from tritonllm.client_core import probe
 from tritonllm.ports import find_free_port
 
@@ -122,7 +122,7 @@ def test_banner_curl_answers_without_the_prompt_and_cpu_noise_is_explained(tmp_p
             "-m",
             "tritonllm",
             "serve",
-            *SERVE_ON_FREE_PORTS,
+            *ANY_FREE_PORTS,
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import SERVE_ON_FREE_PORTS
+from tests.e2e.conftest import ANY_FREE_PORTS
 
 pytestmark = pytest.mark.e2e
 
@@ -345,7 +345,7 @@ def test_serve_starts_the_openai_api(tmp_path):
             "-m",
             "tritonllm",
             "serve",
-            *SERVE_ON_FREE_PORTS,
+            *ANY_FREE_PORTS,
             "--quiet",
             "--",
             sys.executable,
