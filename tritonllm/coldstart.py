@@ -1,7 +1,8 @@
 """`python -m tritonllm coldstart --stack NAME --model M`: add one replica and show where its start-up time goes.
 
-On a deployed stack this raises the model's HPA floor by one (or scales its Deployment when it has no
-HPA), waits for the new pod to serve, sends it one streamed request straight through a port-forward (so
+On a deployed stack this raises the model's replica floor by one (its HPA's minReplicas; for a model that
+scales to zero its KEDA ScaledObject's minReplicaCount, since KEDA owns that HPA; its Deployment's replicas
+when it has neither), waits for the new pod to serve, sends it one streamed request straight through a port-forward (so
 no older replica answers), then prints each phase with the moment it ended (from the scale-up) and how
 long it took:
 
@@ -22,9 +23,8 @@ the serving image is pulled; phases are printed in the order they ended.
 The phase report is computed by pure functions from a recorded sequence (`records_from_cluster` turns the
 pod, its events, the NodeClaim, the Node and the log into `Record`s; `phases` times them); `main` is the
 shell that talks to the cluster with the `kubernetes` client and your kubeconfig, and `kubectl
-port-forward` for the request. `--keep` leaves the extra replica; otherwise the HPA floor (or the
-Deployment's replicas) is put back. Exit codes: 0 the pod served a token, 1 it did not within --timeout,
-2 bad arguments or stack.
+port-forward` for the request. `--keep` leaves the extra replica; otherwise the floor is put back.
+Exit codes: 0 the pod served a token, 1 it did not within --timeout, 2 bad arguments or stack.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ SERVING_CONTAINER = "triton"  # components/serving/builders/triton_manifests.py 
 STAGING_PREFIX = "stage-"  # the staging init containers: stage-engine, stage-repository, ...
 DEPLOYMENT = "triton"  # triton_manifests.DEPLOYMENT_NAME (and the HPA's name)
 NODECLAIM_GROUP, NODECLAIM_VERSION, NODECLAIM_PLURAL = "karpenter.sh", "v1", "nodeclaims"
+# A model with minReplicas 0: its ScaledObject (components/serving/builders/scale_to_zero.py, named like the
+# Deployment) and KEDA's own default maxReplicaCount (keda v2.20.2 apis/keda/v1alpha1/scaledobject_types.go).
+SCALEDOBJECT_GROUP, SCALEDOBJECT_VERSION, SCALEDOBJECT_PLURAL = "keda.sh", "v1alpha1", "scaledobjects"
+KEDA_DEFAULT_MAX_REPLICAS = 100
 # Triton core logs this when a model is ready (server src/model_lifecycle.cc, "successfully loaded '<name>'").
 LOADED = re.compile(r"successfully loaded '([^']+)'")
 NOMINATED = re.compile(r"nodeclaim/([a-z0-9.-]+)")
@@ -289,6 +293,42 @@ def records_from_cluster(
     return out + log_records(log_text, model)
 
 
+# --------------------------------------------------------------------------- who owns the replica count
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What holds the model's replica count, and the patches that raise it by one and put it back.
+
+    kind: "scaledobject" (minReplicas 0: KEDA's ScaledObject), "hpa" (the plain HPA) or "deployment" (no HPA).
+    KEDA owns the HPA of a ScaledObject: it writes the HPA back on every change of the HPA's spec (keda
+    v2.20.2 controllers/keda/scaledobject_controller.go watches the HPAs it owns; controllers/keda/hpa.go
+    updateHPAIfNeeded), and at zero replicas the HPA does not scale at all. So for such a model the floor
+    is the ScaledObject's minReplicaCount: below it KEDA scales the Deployment up itself (pkg/scaling/
+    executor/scale_scaledobjects.go, "currentReplicas < minReplicas").
+    """
+
+    kind: str
+    raise_patch: dict[str, Any]
+    restore_patch: dict[str, Any]
+
+
+def floor_for(kind: str, replicas: int, old_min: int | None = None, old_max: int | None = None) -> Floor:
+    """The patches for one more replica than `replicas` (the ceiling raised too when it is reached)."""
+    target = replicas + 1
+    if kind == "deployment":
+        return Floor(kind, {"spec": {"replicas": target}}, {"spec": {"replicas": replicas}})
+    if old_max is None:
+        raise ValueError(f"{kind}: the current ceiling is needed")
+    keys = {"hpa": ("minReplicas", "maxReplicas"), "scaledobject": ("minReplicaCount", "maxReplicaCount")}[kind]
+    low, high = keys
+    return Floor(
+        kind,
+        {"spec": {low: target, high: max(old_max, target)}},
+        {"spec": {low: old_min, high: old_max}},
+    )
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -409,19 +449,44 @@ def main(args: argparse.Namespace) -> int:
     selector = ",".join(f"{k}={v}" for k, v in tm.pod_labels(model).items())
     before = {p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=selector).items}
 
-    hpa = None
-    with contextlib.suppress(client.ApiException):
-        hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(DEPLOYMENT, namespace)
     replicas = apps.read_namespaced_deployment_scale(DEPLOYMENT, namespace).spec.replicas or 0
-    scaled_at = datetime.now(UTC)
-    if hpa is not None:
-        # The HPA owns the replica count: raise its floor, or it scales the new replica away again.
-        old_min, old_max = hpa.spec.min_replicas or 1, hpa.spec.max_replicas
-        patch = {"spec": {"minReplicas": replicas + 1, "maxReplicas": max(old_max, replicas + 1)}}
-        autoscaling.patch_namespaced_horizontal_pod_autoscaler(DEPLOYMENT, namespace, patch)
+    # Raise the floor of whatever owns the replica count, or it scales the new replica away again.
+    if model.scales_to_zero:
+        spec = custom.get_namespaced_custom_object(
+            SCALEDOBJECT_GROUP, SCALEDOBJECT_VERSION, namespace, SCALEDOBJECT_PLURAL, DEPLOYMENT
+        )["spec"]
+        floor = floor_for(
+            "scaledobject",
+            replicas,
+            spec.get("minReplicaCount", 0),
+            spec.get("maxReplicaCount", KEDA_DEFAULT_MAX_REPLICAS),
+        )
     else:
-        apps.patch_namespaced_deployment_scale(DEPLOYMENT, namespace, {"spec": {"replicas": replicas + 1}})
-    print(f"coldstart: {namespace}/{DEPLOYMENT} {replicas} -> {replicas + 1} replicas at {scaled_at:%H:%M:%S} UTC")
+        hpa = None
+        with contextlib.suppress(client.ApiException):
+            hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(DEPLOYMENT, namespace)
+        floor = (
+            floor_for("hpa", replicas, hpa.spec.min_replicas or 1, hpa.spec.max_replicas)
+            if hpa is not None
+            else floor_for("deployment", replicas)
+        )
+
+    def patch_floor(body: dict[str, Any]) -> None:
+        if floor.kind == "scaledobject":
+            custom.patch_namespaced_custom_object(
+                SCALEDOBJECT_GROUP, SCALEDOBJECT_VERSION, namespace, SCALEDOBJECT_PLURAL, DEPLOYMENT, body
+            )
+        elif floor.kind == "hpa":
+            autoscaling.patch_namespaced_horizontal_pod_autoscaler(DEPLOYMENT, namespace, body)
+        else:
+            apps.patch_namespaced_deployment_scale(DEPLOYMENT, namespace, body)
+
+    scaled_at = datetime.now(UTC)
+    patch_floor(floor.raise_patch)
+    print(
+        f"coldstart: {namespace}/{DEPLOYMENT} {replicas} -> {replicas + 1} replicas ({floor.kind}) "
+        f"at {scaled_at:%H:%M:%S} UTC"
+    )
 
     deadline = time.monotonic() + args.timeout
     pod_name, pod = None, None
@@ -473,9 +538,5 @@ def main(args: argparse.Namespace) -> int:
         return 0 if token is not None else 1
     finally:
         if not args.keep:
-            if hpa is not None:
-                patch = {"spec": {"minReplicas": old_min, "maxReplicas": old_max}}
-                autoscaling.patch_namespaced_horizontal_pod_autoscaler(DEPLOYMENT, namespace, patch)
-            else:
-                apps.patch_namespaced_deployment_scale(DEPLOYMENT, namespace, {"spec": {"replicas": replicas}})
+            patch_floor(floor.restore_patch)
             print("coldstart: replica floor restored (--keep leaves the extra replica)")

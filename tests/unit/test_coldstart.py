@@ -318,10 +318,19 @@ class _Obj:
 class FakeCluster:
     """What `main` calls on the kubernetes client, answering from the recorded cold start."""
 
-    def __init__(self, hpa: dict[str, int] | None) -> None:
+    def __init__(
+        self,
+        hpa: dict[str, int] | None,
+        namespace: str = "llama-3-2-1b",
+        replicas: int = 1,
+        scaled_object: dict[str, int] | None = None,
+    ) -> None:
         self.rec = recorded()
         self.hpa = dict(hpa) if hpa else None
-        self.replicas = 1
+        self.namespace = namespace
+        self.replicas = self.start_replicas = replicas
+        # A model with minReplicas 0: KEDA's ScaledObject owns the HPA (scaled_object_manifest).
+        self.scaled_object = dict(scaled_object) if scaled_object else None
         self.patches: list[tuple[str, dict[str, Any]]] = []
 
     # kubernetes.client
@@ -339,11 +348,11 @@ class FakeCluster:
 
     # CoreV1Api
     def list_namespaced_pod(self, namespace, label_selector):
-        assert namespace == "llama-3-2-1b" and "llama-3-2-1b" in label_selector
-        old = _Obj({}, metadata=_Obj({}, name="triton-old"))
-        if self.replicas < 2:
-            return _Obj({}, items=[old])
-        return _Obj({}, items=[old, _Obj(self.rec["pod"], metadata=_Obj({}, name="triton-abc"))])
+        assert namespace == self.namespace and self.namespace in label_selector
+        old = [_Obj({}, metadata=_Obj({}, name=f"triton-old-{i}")) for i in range(self.start_replicas)]
+        if self.replicas <= self.start_replicas:
+            return _Obj({}, items=old)
+        return _Obj({}, items=[*old, _Obj(self.rec["pod"], metadata=_Obj({}, name="triton-abc"))])
 
     def read_namespaced_pod(self, name, namespace):
         return _Obj(self.rec["pod"])
@@ -358,7 +367,7 @@ class FakeCluster:
 
     def read_namespaced_pod_log(self, name, namespace, container, timestamps):
         assert (container, timestamps) == ("triton", True)
-        return self.rec["log"].replace("'llama'", "'llama-3-2-1b'")
+        return self.rec["log"].replace("'llama'", f"'{self.namespace}'")
 
     def list_cluster_custom_object(self, group, version, plural):
         assert (group, version, plural) == ("karpenter.sh", "v1", "nodeclaims")
@@ -373,8 +382,38 @@ class FakeCluster:
 
     def patch_namespaced_horizontal_pod_autoscaler(self, name, namespace, body):
         self.patches.append(("hpa", body))
+        if self.scaled_object is not None:
+            # KEDA writes its HPA back (keda v2.20.2 controllers/keda/hpa.go updateHPAIfNeeded), and an HPA
+            # does not scale a Deployment at zero replicas: nothing changes.
+            return
         self.hpa = {"min": body["spec"]["minReplicas"], "max": body["spec"]["maxReplicas"]}
         self.replicas = max(self.replicas, self.hpa["min"])
+
+    # CustomObjectsApi (KEDA's ScaledObject)
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        assert (group, version, namespace, plural, name) == (
+            "keda.sh",
+            "v1alpha1",
+            self.namespace,
+            "scaledobjects",
+            "triton",
+        )
+        if self.scaled_object is None:
+            raise RuntimeError("404")
+        return {"spec": {"minReplicaCount": self.scaled_object["min"], "maxReplicaCount": self.scaled_object["max"]}}
+
+    def patch_namespaced_custom_object(self, group, version, namespace, plural, name, body):
+        assert (group, version, namespace, plural, name) == (
+            "keda.sh",
+            "v1alpha1",
+            self.namespace,
+            "scaledobjects",
+            "triton",
+        )
+        self.patches.append(("scaledobject", body))
+        self.scaled_object = {"min": body["spec"]["minReplicaCount"], "max": body["spec"]["maxReplicaCount"]}
+        # Below minReplicaCount KEDA scales the Deployment itself (pkg/scaling/executor/scale_scaledobjects.go).
+        self.replicas = max(self.replicas, self.scaled_object["min"])
 
     def read_namespaced_deployment_scale(self, name, namespace):
         return _Obj({}, spec=_Obj({}, replicas=self.replicas))
@@ -428,6 +467,59 @@ def test_the_command_adds_one_replica_times_it_and_puts_the_floor_back(monkeypat
     assert "total: 171.4s from scale-up to first token (goal < 120s: missed)" in out
     assert "image pulled       +140.0s     65.0s  kubelet: 1m4.9s, 17.0 GB" in out
     assert "node launched        +6.0s      4.0s" in out  # from the pod's NodeClaim, not another one
+
+
+def test_a_model_that_scales_to_zero_gets_its_scaledobject_floor_raised_not_the_hpa(monkeypatch, capsys):
+    """Pulumi.vllm.yaml's mistral-7b-instruct (minReplicas 0), at zero replicas: KEDA owns the HPA, so the
+    command raises the ScaledObject's minReplicaCount 0 -> 1 and puts it back; patching the HPA would be
+    written back by KEDA and the command would wait for a pod that never comes."""
+    import contextlib
+    import sys
+    import types
+
+    fake = FakeCluster(
+        {"min": 1, "max": 4}, namespace="mistral-7b-instruct", replicas=0, scaled_object={"min": 0, "max": 4}
+    )
+    module = types.ModuleType("kubernetes")
+    module.client = fake
+    module.config = types.SimpleNamespace(load_kube_config=lambda context=None: None)
+    monkeypatch.setitem(sys.modules, "kubernetes", module)
+    clock = [0.0]
+    monkeypatch.setattr(coldstart.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(coldstart.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(coldstart, "datetime", _FrozenDatetime)
+
+    @contextlib.contextmanager
+    def port_forward(kubectl, namespace, pod, remote, context):
+        yield 12345
+
+    monkeypatch.setattr(coldstart, "port_forward", port_forward)
+    monkeypatch.setattr(
+        coldstart,
+        "first_token",
+        lambda model, port, prompt, timeout: (T0 + timedelta(seconds=171), T0 + timedelta(seconds=171.4), ""),
+    )
+    from tritonllm.__main__ import main
+
+    assert main(["coldstart", "--stack", "vllm", "--model", "mistral-7b-instruct", "--timeout", "600"]) == 0
+    assert fake.patches == [
+        ("scaledobject", {"spec": {"minReplicaCount": 1, "maxReplicaCount": 4}}),
+        ("scaledobject", {"spec": {"minReplicaCount": 0, "maxReplicaCount": 4}}),
+    ]
+    out = capsys.readouterr().out
+    assert "mistral-7b-instruct/triton 0 -> 1 replicas (scaledobject)" in out
+    assert "total: 171.4s from scale-up to first token" in out
+
+
+def test_the_floor_patches():
+    assert coldstart.floor_for("scaledobject", 2, 0, 2) == coldstart.Floor(
+        "scaledobject",
+        {"spec": {"minReplicaCount": 3, "maxReplicaCount": 3}},
+        {"spec": {"minReplicaCount": 0, "maxReplicaCount": 2}},
+    )
+    assert coldstart.floor_for("deployment", 0).raise_patch == {"spec": {"replicas": 1}}
+    with pytest.raises(ValueError):
+        coldstart.floor_for("hpa", 1)
 
 
 class _FrozenDatetime(datetime):
