@@ -332,10 +332,26 @@ def _formula(formula: str, **values: float) -> float:
     return float(eval(then, {}, env) if eval(expr, {}, env) else eval(otherwise, {}, env))
 
 
-def test_the_formula_asks_for_one_replica_while_requests_wait_and_follows_the_metric_otherwise(cfg):
-    formula = stz.scaling_formula(_model(cfg))
+def _hpa_replicas(value: float, target: float) -> int:
+    """An HPA's replicas for an AverageValue external metric: ceil(value / target) (kubernetes v1.34
+    pkg/controller/podautoscaler/replica_calculator.go GetExternalPerPodMetricReplicas)."""
+    import math
+
+    return math.ceil(value / target)
+
+
+@pytest.mark.parametrize("target", [None, 0.5, 0.8, 1000.0])
+def test_the_formula_asks_for_one_replica_while_requests_wait_and_follows_the_metric_otherwise(cfg, target):
+    model = _model(cfg)
+    if target is not None:  # a per-pod target below 1 (a ratio) as well as the stack's own and a large one
+        model = model.model_copy(update={"autoscaling": model.autoscaling.model_copy(update={"target": target})})
+    per_pod = float(
+        stz.scaled_object_manifest(model, cfg.site_of(model))["spec"]["advanced"]["scalingModifiers"]["target"]
+    )
+    formula = stz.scaling_formula(model)
     assert _formula(formula, http=0, grpc=0, triton_metric=0) == 0  # idle: inactive, scale to zero after cooldown
-    assert _formula(formula, http=3, grpc=0, triton_metric=0) == 1  # held requests: one replica
+    held = _formula(formula, http=3, grpc=0, triton_metric=0)
+    assert held > 0 and _hpa_replicas(held, per_pod) == 1  # held requests: one replica, whatever the target
     assert _formula(formula, http=3, grpc=1, triton_metric=17.5) == 17.5  # running: the Triton metric alone
     assert _formula(formula, http=0, grpc=0, triton_metric=4) == 4
 

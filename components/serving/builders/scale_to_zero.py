@@ -111,17 +111,28 @@ def metric_query(model: ModelConfig) -> str:
     return f'sum({record}{{namespace="{model.name}"}}) or vector(0)'
 
 
+def _decimal(value: float) -> str:
+    """A float as an expr-lang number literal without an exponent (0.8, 32, 1000)."""
+    return f"{value:f}".rstrip("0").rstrip(".")
+
+
 def scaling_formula(model: ModelConfig) -> str:
     """The composite metric the HPA sees: the Triton metric; while requests wait at the interceptor and
-    no replica reports load yet, 1 (one replica's worth: at most one replica asked for).
+    no replica reports load yet, the per-pod target (one replica's worth: at most one replica asked for).
+
+    The HPA sizes an AverageValue external metric as ceil(value / target) replicas (kubernetes v1.34
+    pkg/controller/podautoscaler/replica_calculator.go GetExternalPerPodMetricReplicas), so the waiting
+    branch is the target itself, not 1: with a target below 1 (trtllm_kv_cache_utilization's 0.8) a
+    constant 1 would ask for two GPU replicas while the first one is still starting.
 
     expr-lang (keda v2.20.2 pkg/scaling/modifiers/formula.go): the ternary binds loosest, trigger values are
-    float64, and the webhook wraps the formula in float(...) so the `1` branch is a float too
+    float64, and the webhook wraps the formula in float(...) so an integer branch is a float too
     (apis/keda/v1alpha1/scaledobject_webhook.go castToFloatIfNecessary). Activation (0 -> 1) is the
     composite value above activationTarget 0, and the push triggers' "active" events (at once).
     """
     waiting = " + ".join(b.kind for b in held_backends(model))
-    return f"({waiting}) > 0 && {METRIC_TRIGGER} == 0 ? 1 : {METRIC_TRIGGER}"
+    target = metrics.metric_target(metrics.hpa_metric_for(model.backend, model.autoscaling.metric), model)
+    return f"({waiting}) > 0 && {METRIC_TRIGGER} == 0 ? {_decimal(target)} : {METRIC_TRIGGER}"
 
 
 def scaled_object_manifest(model: ModelConfig, site: ModelSite) -> dict[str, Any]:
