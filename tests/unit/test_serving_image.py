@@ -330,6 +330,14 @@ def test_builder_policy_is_scoped_to_one_repository_log_group_and_prefix():
     assert by_sid["PushToTheRepository"]["Resource"] == repo
     assert by_sid["BuildLogs"]["Resource"] == [logs, f"{logs}:*"]
     assert by_sid["ReadBuildContexts"]["Resource"] == f"{bucket}/{si.CONTEXT_PREFIX}/*"
+    # CodeBuild's documented minimum service role (userguide setting-up-service-role.html, "S3BucketIdentity"),
+    # on the context bucket only.
+    assert by_sid["BuildContextBucketIdentity"] == {
+        "Sid": "BuildContextBucketIdentity",
+        "Effect": "Allow",
+        "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+        "Resource": bucket,
+    }
     assert not any(a.endswith("*") for s in doc["Statement"] for a in s["Action"])
     assert si.builder_trust_policy()["Statement"][0]["Principal"] == {"Service": "codebuild.amazonaws.com"}
 

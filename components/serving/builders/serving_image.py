@@ -228,7 +228,10 @@ def builder_trust_policy() -> dict[str, Any]:
 
 def builder_policy(*, repository_arn: str, log_group_arn: str, bucket_arn: str) -> dict[str, Any]:
     """The CodeBuild service role's permissions: push to the one repository, read the base layers it
-    already has, write its own log group, read build contexts from the bucket's image-contexts/ prefix.
+    already has, write its own log group, read build contexts from the bucket's image-contexts/ prefix
+    and the bucket's owner and Region (s3:GetBucketAcl, s3:GetBucketLocation: the "S3BucketIdentity"
+    statement of the minimum service role policy in CodeBuild's user guide, setting-up-service-role.html,
+    which CodeBuild's S3 source download is documented with; here on the one bucket only).
 
     ecr:GetAuthorizationToken has no resource-level permissions (Service Authorization Reference, Amazon
     ECR actions table), so it alone takes "*"; it only returns a login token, the push rights are the
@@ -264,6 +267,12 @@ def builder_policy(*, repository_arn: str, log_group_arn: str, bucket_arn: str) 
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:GetObjectVersion"],
                 "Resource": f"{bucket_arn}/{CONTEXT_PREFIX}/*",
+            },
+            {
+                "Sid": "BuildContextBucketIdentity",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+                "Resource": bucket_arn,
             },
         ]
     )
