@@ -39,8 +39,7 @@ class WeightsOptions(ConfigModel):
 def quantity_bytes(quantity: str) -> int:
     """Bytes of a Kubernetes quantity of the QUANTITY pattern (binary suffixes or none)."""
     match = re.match(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti)?$", quantity)
-    if not match:
-        raise ValueError(f"{quantity!r} is not a quantity like 64Gi")
+    assert match, quantity  # the field's QUANTITY pattern admitted it
     return int(float(match[1]) * _UNITS[match[2] or ""])
 
 
