@@ -140,6 +140,9 @@ def test_mountpoint_flags_as_the_driver_computes_them() -> None:
     assert set(args) <= MOUNT_S3_FLAGS
     assert args["--prefix"].endswith("/")  # mountpoint-s3-fs/src/s3/prefix.rs: "prefix must end in '/'"
     assert "--allow-root" not in args  # the workload pods are not root: allow-other, never allow-root
+    # and so without an fsGroup too (our options say allow-other themselves, the driver would add allow-root)
+    bare = publish_args(pv, fs_group=None)
+    assert "--allow-other" in bare and "--allow-root" not in bare
 
 
 def test_mount_options_repeat_no_flag() -> None:
