@@ -213,8 +213,8 @@ def test_vllm_reads_the_volume_itself_with_eager_safetensors() -> None:
     assert not any("emptyDir" in v for v in pod["volumes"] if v["name"] in (tm.WEIGHTS_VOLUME, tm.MIRROR_MOUNT_VOLUME))
     triton = next(c for c in pod["containers"] if c["name"] == "triton")
     assert {"name": tm.WEIGHTS_VOLUME, "mountPath": wm.WEIGHTS_DIR, "readOnly": True} in triton["volumeMounts"]
-    [check] = [c for c in pod["initContainers"] if c["name"] == "check-weights"]
-    assert not [c for c in pod["initContainers"] if c["name"] == "stage-weights"]
+    [check] = [c for c in pod["initContainers"] if c["name"] == "stage-weights"]  # coldstart's "weights staged"
+    assert check["volumeMounts"][0] == {"name": tm.WEIGHTS_VOLUME, "mountPath": wm.WEIGHTS_DIR, "readOnly": True}
     mirror = wm.resolved_mirror(model.hf_model_id, COMMIT)
     assert (
         mirror.key in check["command"][2] and "cp " not in check["command"][2] and "aws s3" not in check["command"][2]

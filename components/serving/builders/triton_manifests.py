@@ -342,8 +342,10 @@ def weights_init_container(
     if mounts_weights_directly(model):
         script = mountpoint_weights.check_weights_script(weights, weights_mirror.WEIGHTS_DIR)
         mounts = [{"name": WEIGHTS_VOLUME, "mountPath": weights_mirror.WEIGHTS_DIR, "readOnly": True}]
+        # Named stage-* like every staging init container: tritonllm coldstart times its "weights staged" phase
+        # from them (tritonllm/coldstart.py STAGING_PREFIX); here it is seconds, the S3 reads move into the load.
         return aws_cli_container(
-            "check-weights", script, region, cpu="100m", memory="64Mi", memory_limit="128Mi", mounts=mounts
+            "stage-weights", script, region, cpu="100m", memory="64Mi", memory_limit="128Mi", mounts=mounts
         )
     script = mountpoint_weights.check_weights_script(weights, MIRROR_MOUNT_DIR, copy_to=weights_mirror.WEIGHTS_DIR)
     mounts = [
