@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from components.config.base import QUANTITY, ConfigModel
-
-if TYPE_CHECKING:
-    from components.config.models import ModelConfig
 
 # One safetensors shard is at most 5 GB (huggingface_hub/transformers save_pretrained max_shard_size
 # default "5GB"): a smaller Mountpoint cache would evict a shard while it is being read.
@@ -43,8 +40,9 @@ def quantity_bytes(quantity: str) -> int:
     return int(float(match[1]) * _UNITS[match[2] or ""])
 
 
-def config_problems(model: ModelConfig) -> list[str]:
-    """Cross-checks of models[].weights against the model's backend and runtime."""
+def config_problems(model: Any) -> list[str]:
+    """Cross-checks of models[].weights against the model's backend and runtime (`model`: a ModelConfig,
+    typed Any as the other sections' checks are: components.config.models imports this module)."""
     weights = model.weights
     problems: list[str] = []
     if weights.delivery == "stage":
