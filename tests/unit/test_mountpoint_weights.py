@@ -380,6 +380,15 @@ def test_the_addon_check_and_doctor_cover_the_addon() -> None:
     assert [p.addon for p in problems] == [addon_versions.MOUNTPOINT_ADDON]
 
 
+def test_the_preview_asks_for_the_addons_build_only_when_a_model_mounts(mountpoint_run) -> None:
+    token = "aws:eks/getAddonVersion:getAddonVersion"
+    asked = {c.args["addonName"]: c.args for c in mountpoint_run.calls if c.token == token}
+    assert asked[addon_versions.MOUNTPOINT_ADDON]["kubernetesVersion"] == versions.EKS_VERSION
+    assert addon_versions.MOUNTPOINT_ADDON not in {
+        c.args["addonName"] for c in stack_run_for("vllm").calls if c.token == token
+    }
+
+
 def test_config_rejects_mountpoint_where_it_cannot_apply() -> None:
     with pytest.raises(ConfigError, match="weights.delivery"):
         stack_config("dev", weights=MOUNTPOINT)  # a TensorRT-LLM engine model
