@@ -68,9 +68,4 @@ def config_problems(model: Any) -> list[str]:
             f"@weights.nodeCacheSize: {weights.node_cache_size} is below 10Gi, smaller than one 5 GB safetensors "
             "shard with room to spare; set it to at least the model's weights (e.g. 64Gi for an 8B model in bf16)"
         )
-    if "safetensors_load_strategy" in model.vllm.extra_engine_args:
-        problems.append(
-            "@vllm.extraEngineArgs: safetensors_load_strategy is set by weights.delivery: mountpoint (eager: one "
-            "sequential read per shard, what Mountpoint serves fastest); remove it from extraEngineArgs"
-        )
     return problems

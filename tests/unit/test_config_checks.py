@@ -713,16 +713,6 @@ MORE_CASES = [
         "models[0].weights.nodeCacheSize",
         "at least the model's weights",
     ),
-    BadConfig(
-        "weights-mountpoint-owns-safetensors-load-strategy",
-        "vllm",
-        {
-            "models[0].weights.delivery": "mountpoint",
-            "models[0].vllm.extraEngineArgs": {"safetensors_load_strategy": "lazy"},
-        },
-        "models[0].vllm.extraEngineArgs",
-        "remove it from extraEngineArgs",
-    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.

@@ -8,7 +8,8 @@ What is checked, and against what:
 - which pods share a Mountpoint Pod (the driver's sharing key): two replicas of a model do, two models never;
 - the model's reader role allows exactly the S3 requests Mountpoint makes for the mount, and not another
   model's mirror;
-- the pods: vLLM reads the volume at /weights (eager safetensors), llmapi copies from it, no emptyDir copy
+- the pods: vLLM reads the volume at /weights after a warm read into the node's cache, llmapi copies from it,
+  no emptyDir copy
   for vLLM; the program: the add-on through the cluster's loop, with no role of its own, only when asked.
 """
 
@@ -16,6 +17,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,7 +206,7 @@ def test_every_pod_of_a_model_has_the_same_fs_group_and_service_account() -> Non
 # --------------------------------------------------------------------------- the pods
 
 
-def test_vllm_reads_the_volume_itself_with_eager_safetensors() -> None:
+def test_vllm_reads_the_volume_itself_after_a_warm_read() -> None:
     model, _, pvc, deployment = objects("vllm")
     validate_k8s_object(deployment)
     pod = deployment["spec"]["template"]["spec"]
@@ -219,9 +224,9 @@ def test_vllm_reads_the_volume_itself_with_eager_safetensors() -> None:
     assert (
         mirror.key in check["command"][2] and "cp " not in check["command"][2] and "aws s3" not in check["command"][2]
     )
-    assert vllm_engine_args(model)["safetensors_load_strategy"] == "eager"
-    # stage delivery keeps vLLM's default (mmap from the local copy)
-    assert "safetensors_load_strategy" not in vllm_engine_args(stack_config("vllm").models[0])
+    assert 'cat "$f" > /dev/null &' in check["command"][2]  # the warm read (run below)
+    # vLLM's own loader, unchanged: the same model.json as with stage
+    assert vllm_engine_args(model) == vllm_engine_args(stack_config("vllm").models[0])
 
 
 def test_llmapi_copies_from_the_volume_into_its_own() -> None:
@@ -239,28 +244,49 @@ def test_llmapi_copies_from_the_volume_into_its_own() -> None:
     assert tm.MIRROR_MOUNT_DIR not in {m["mountPath"] for m in triton["volumeMounts"]}
 
 
-def test_check_script_refuses_an_incomplete_mirror(tmp_path: Any) -> None:
-    """The init container's script, run here with /bin/sh on a directory standing in for the volume."""
-    import subprocess
+SHELLS = [sh for sh in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(sh).exists()]
 
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_init_scripts_refuse_an_incomplete_mirror_and_read_every_file(tmp_path: Path, shell: str) -> None:
+    """The init containers' scripts, run with `shell` on a directory standing in for the volume; a `cat` first on
+    PATH records what the warm read opens (and fails on request)."""
     mirror = wm.resolved_mirror("acme/model", COMMIT)
-    mount, target = tmp_path / "mirror", tmp_path / "weights"
-    mount.mkdir()
-    target.mkdir()
-    (mount / "config.json").write_text("{}")
-    (mount / "model.safetensors").write_bytes(b"\0" * 1024)
+    mount, target, bin_dir = tmp_path / "mirror", tmp_path / "weights", tmp_path / "bin"
+    for d in (mount / "tokenizer", target, bin_dir):
+        d.mkdir(parents=True)
+    files = {"config.json": b"{}", "model-00001-of-00002.safetensors": b"\0" * 4096, "tokenizer/vocab.txt": b"a"}
+    for name, data in files.items():
+        (mount / name).write_bytes(data)
+    log = tmp_path / "read.log"
+    real_cat = shutil.which("cat")
+    (bin_dir / "cat").write_text(
+        f'#!/bin/sh\necho "$1" >> {log}\n[ -z "${{FAIL_ON:-}}" ] || case "$1" in *"$FAIL_ON") exit 3;; esac\n'
+        f'exec {real_cat} "$@"\n'
+    )
+    (bin_dir / "cat").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def run(script: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([shell, "-c", script], capture_output=True, text=True, env={**env, **extra})
+
     copy = mw.check_weights_script(mirror, str(mount), copy_to=str(target))
-    check = mw.check_weights_script(mirror, str(mount))
-    for script in (copy, check):
-        assert subprocess.run(["/bin/sh", "-c", script], capture_output=True).returncode == 1  # no marker yet
+    warm = mw.check_weights_script(mirror, str(mount))
+    for script in (copy, warm):
+        assert run(script).returncode == 1  # no marker yet
     (mount / wm.COMPLETE_MARKER).write_text("not the key\n")
-    assert subprocess.run(["/bin/sh", "-c", check], capture_output=True).returncode == 1
+    assert run(warm).returncode == 1
     (mount / wm.COMPLETE_MARKER).write_text(mirror.key + "\n")
-    done = subprocess.run(["/bin/sh", "-c", check], capture_output=True, text=True)
+    log.unlink()
+    done = run(warm)
     assert done.returncode == 0 and done.stdout.startswith("tritonllm: weights staged from"), done
-    copied = subprocess.run(["/bin/sh", "-c", copy], capture_output=True, text=True)
+    read = set(log.read_text().split())
+    assert {str(mount / name) for name in files} <= read, read  # every file, the subdirectory's too
+    failed = run(warm, FAIL_ON="vocab.txt")
+    assert failed.returncode == 1 and "failed" in failed.stderr, failed
+    copied = run(copy)
     assert copied.returncode == 0, copied.stderr
-    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]  # the marker stays behind
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == sorted(files)
 
 
 # --------------------------------------------------------------------------- S3 access: the reader role

@@ -80,12 +80,6 @@ def vllm_engine_args(model: ModelConfig) -> dict[str, Any]:
     }
     if opts.max_model_len is not None:
         args["max_model_len"] = opts.max_model_len
-    if model.weights.delivery == "mountpoint":
-        # /weights is the node's Mountpoint volume: read each shard whole, sequentially (vLLM 0.13.0
-        # vllm/model_executor/model_loader/weight_utils.py safetensors_weights_iterator, "eager":
-        # open(...).read()), not through mmap's page faults, which a FUSE file system serves as many small
-        # reads (vllm-project/vllm#24469, huggingface/transformers#33366 with this CSI driver).
-        args["safetensors_load_strategy"] = "eager"
     args.update(opts.extra_engine_args)
     return args
 

@@ -314,8 +314,8 @@ MIRROR_MOUNT_DIR = "/mirror"
 
 
 def mounts_weights_directly(model: ModelConfig) -> bool:
-    """delivery mountpoint, vLLM: the server reads the node's Mountpoint volume at /weights itself, with
-    `safetensors_load_strategy: eager` (one sequential read per shard; model_repository.vllm_engine_args).
+    """delivery mountpoint, vLLM: the server reads the node's Mountpoint volume at /weights itself, once the
+    init container has read every file through it into the node's cache (mountpoint_weights.check_weights_script).
     llmapi copies from the volume instead: TensorRT-LLM 1.1's checkpoint loader could not be checked
     against its source here (docs/weights.md says so)."""
     return model.weights.delivery == "mountpoint" and model.backend == "vllm"
@@ -335,8 +335,8 @@ def weights_volumes(model: ModelConfig, weights: weights_mirror.ResolvedMirror) 
 def weights_init_container(
     model: ModelConfig, weights: weights_mirror.ResolvedMirror, *, bucket: str, region: str
 ) -> dict[str, Any]:
-    """stage: copy the mirror from S3 (AWS CLI); mountpoint: check the marker on the node's volume (vLLM),
-    or copy from it (llmapi, a sequential read: Mountpoint's fast path)."""
+    """stage: copy the mirror from S3 (AWS CLI); mountpoint: check the marker on the node's volume and read it
+    into the node's cache (vLLM), or copy from it (llmapi); both sequential reads, Mountpoint's fast path."""
     if model.weights.delivery == "stage":
         return weights_mirror.stage_weights_container(bucket, weights, region, volume=WEIGHTS_VOLUME)
     if mounts_weights_directly(model):
@@ -345,7 +345,7 @@ def weights_init_container(
         # Named stage-* like every staging init container: tritonllm coldstart times its "weights staged" phase
         # from them (tritonllm/coldstart.py STAGING_PREFIX); here it is seconds, the S3 reads move into the load.
         return aws_cli_container(
-            "stage-weights", script, region, cpu="100m", memory="64Mi", memory_limit="128Mi", mounts=mounts
+            "stage-weights", script, region, cpu="500m", memory="64Mi", memory_limit="256Mi", mounts=mounts
         )
     script = mountpoint_weights.check_weights_script(weights, MIRROR_MOUNT_DIR, copy_to=weights_mirror.WEIGHTS_DIR)
     mounts = [
