@@ -418,3 +418,21 @@ def test_the_preview_asks_for_the_addons_build_only_when_a_model_mounts(mountpoi
 def test_config_rejects_mountpoint_where_it_cannot_apply() -> None:
     with pytest.raises(ConfigError, match="weights.delivery"):
         stack_config("dev", weights=MOUNTPOINT)  # a TensorRT-LLM engine model
+
+
+def test_tritonllm_check_names_the_volume_and_the_addon(tmp_path: Path) -> None:
+    """`python -m tritonllm check` (offline) says what `pulumi up` adds for a mountpoint model."""
+    import yaml
+
+    from tests.unit.harness import REPO_ROOT
+    from tritonllm import check
+
+    stack = yaml.safe_load((REPO_ROOT / "Pulumi.vllm.yaml").read_text())
+    stack["config"]["tritonllm:models"][0]["weights"] = MOUNTPOINT
+    shutil.copy(REPO_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "Pulumi.mp.yaml").write_text(yaml.safe_dump(stack))
+    text = "\n".join(check.check_stack(tmp_path, "mp", assume_secrets=True).lines())
+    assert f"{addon_versions.MOUNTPOINT_ADDON} v2.7.0-eksbuild.1" in text
+    assert text.count("weights through a Mountpoint for Amazon S3 volume") == 1  # models[0] only
+    plain = "\n".join(check.check_stack(REPO_ROOT, "vllm", assume_secrets=True).lines())
+    assert addon_versions.MOUNTPOINT_ADDON not in plain and "Mountpoint" not in plain
