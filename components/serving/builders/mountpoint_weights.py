@@ -164,7 +164,7 @@ def check_weights_script(weights: ResolvedMirror, mount_dir: str, copy_to: str |
             'for pid in $pids; do wait "$pid" || failed=1; done',
             '[ "$failed" = 0 ] || { echo "reading the weights through the Mountpoint volume failed" >&2; exit 1; }',
             f"echo \"tritonllm: weights staged from the node's Mountpoint volume ({where}) at {mount_dir} in "
-            '$(( $(date +%s) - start ))s (read into the node\'s cache, no copy)"',
+            "$(( $(date +%s) - start ))s (read into the node's cache, no copy)\"",
         ]
     else:
         lines += [
