@@ -436,3 +436,17 @@ def test_tritonllm_check_names_the_volume_and_the_addon(tmp_path: Path) -> None:
     assert text.count("weights through a Mountpoint for Amazon S3 volume") == 1  # models[0] only
     plain = "\n".join(check.check_stack(REPO_ROOT, "vllm", assume_secrets=True).lines())
     assert addon_versions.MOUNTPOINT_ADDON not in plain and "Mountpoint" not in plain
+
+
+@pytest.mark.parametrize("stack", ["vllm", "llmapi"])
+def test_mountpoint_adds_no_iam_at_all(stack: str) -> None:
+    """The IAM goldens of the mountpoint variants (tests/unit/test_iam_golden.py keeps them equal to what the
+    program registers) are those of their stacks, file for file: pod-level credentials, no driver role."""
+    from tests.unit.harness import REPO_ROOT
+
+    base, variant = REPO_ROOT / "tests/golden/iam" / stack, REPO_ROOT / "tests/golden/iam" / f"{stack}-mountpoint"
+
+    def tree(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert tree(variant) and tree(variant) == tree(base)
