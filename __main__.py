@@ -9,6 +9,7 @@ from components.gateway.builders import manifests as gateway_manifests
 from components.gateway.resources.gateway import Gateway, GatewayArgs
 from components.observability.resources.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.observability.resources.monitoring import Monitoring, MonitoringArgs
+from components.platform.builders import addon_versions
 from components.platform.resources.cluster import Cluster, ClusterArgs
 from components.platform.resources.karpenter import Karpenter, KarpenterArgs
 from components.platform.resources.multinode import MultiNodePlatform, MultiNodePlatformArgs
@@ -61,6 +62,7 @@ cluster = Cluster(
         public_subnet_ids=network.public_subnet_ids,
         pod_subnet_ids=network.pod_subnet_ids,
         availability_zones=network.availability_zones,
+        optional_addons=addon_versions.cluster_optional_addons(cfg),
     ),
     opts=aws_opts,
 )

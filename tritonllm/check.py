@@ -285,6 +285,7 @@ def _network(cfg: StackConfig) -> list[str]:
 
 def _cluster(cfg: StackConfig) -> list[str]:
     from components.catalog import versions
+    from components.platform.builders import addon_versions
 
     cc, group = cfg.cluster, cfg.cluster.system_node_group
     endpoint = "private API endpoint"
@@ -294,7 +295,15 @@ def _cluster(cfg: StackConfig) -> list[str]:
         f"EKS {cc.version} cluster {cfg.name}, {endpoint}, secrets encrypted with KMS",
         f"system node group {group.min_size}-{group.max_size} x {', '.join(group.instance_types)} "
         f"({group.desired_size} at start)",
-        "managed add-ons " + ", ".join(f"{name} {version}" for name, version in versions.EKS_ADDONS.items()),
+        "managed add-ons "
+        + ", ".join(
+            f"{name} {version}"
+            for name, version in [
+                *versions.EKS_ADDONS.items(),
+                # models[].weights.delivery mountpoint: the cluster's add-on loop installs it too
+                *((n, versions.OPTIONAL_EKS_ADDONS[n]) for n in addon_versions.cluster_optional_addons(cfg)),
+            ]
+        ),
         f"{len(cc.admin_principal_arns)} extra cluster-admin access entries (cluster.adminPrincipalArns)",
     ]
 
@@ -462,6 +471,11 @@ def _triton(cfg: StackConfig, model: Any) -> tuple[list[str], list[str]]:
         runtime = (
             f"TensorRT-LLM engine built by a Job on nodePool {model.node_pool} for "
             f"{engine_build.gpu_architecture(site.node_pool)}"
+        )
+    if tm.reads_weights_mirror(model) and model.weights.delivery == "mountpoint":
+        runtime += (
+            f"; weights through a Mountpoint for Amazon S3 volume shared by its pods on a node (node cache up to "
+            f"{model.weights.node_cache_size})"
         )
     engine_key = None
     if model.builds_engine:

@@ -33,8 +33,14 @@ EKS_ADDONS: dict[str, str] = {
 # 5.3.0 agent ClusterRole change there). AWS lists the add-on's builds per Kubernetes version only through
 # the API (not reachable from where this was written): the preview's add-on check and `tritonllm doctor`
 # compare every pin here with what EKS publishes for EKS_VERSION (docs/capacity.md "EKS add-on builds").
+# aws-mountpoint-s3-csi-driver (models[].weights.delivery: mountpoint): the Mountpoint for Amazon S3 CSI
+# driver v2.7.0 (awslabs/mountpoint-s3-csi-driver tag v2.7.0, June 2026: Mountpoint 1.22.3, chart kubeVersion
+# >=1.30), the v2 line whose Mountpoint Pods are shared per node (docs/MOUNTPOINT_POD_SHARING.md) and take
+# pod-level EKS Pod Identity. The eksbuild number is AWS's and could not be read from here: the preview's
+# add-on check and `tritonllm doctor` compare it with what EKS publishes for EKS_VERSION, as for the others.
 OPTIONAL_EKS_ADDONS: dict[str, str] = {
     "amazon-cloudwatch-observability": "v4.10.3-eksbuild.1",
+    "aws-mountpoint-s3-csi-driver": "v2.7.0-eksbuild.1",
 }
 
 # Karpenter's alias for the EKS-optimized AMIs (`<family>@<version>`); for GPU instance types

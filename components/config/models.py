@@ -21,6 +21,8 @@ from components.config.llmapi import config_problems as llmapi_config_problems
 from components.config.multinode import MultiNodeConfig
 from components.config.openai import OpenAiOptions
 from components.config.openai import config_problems as openai_config_problems
+from components.config.weights import WeightsOptions
+from components.config.weights import config_problems as weights_config_problems
 
 # A replica being removed finishes what it is generating for up to this long (docs/autoscaling.md,
 # "Scale-down drains"): the gateway's default request timeout, so every request the gateway would wait for
@@ -260,6 +262,10 @@ class ModelConfig(ConfigModel):
     trtllm: TrtllmOptions = Field(
         default_factory=TrtllmOptions, description="TensorRT-LLM runtime choice (backend trtllm)"
     )
+    weights: WeightsOptions = Field(
+        default_factory=WeightsOptions,
+        description="How the pods read the weights mirror (vLLM, llmapi); see models[].weights.*",
+    )
     multi_node: MultiNodeConfig | None = Field(
         None,
         description="Serve one replica across several nodes (TRT-LLM: tensorParallel within a node, "
@@ -289,7 +295,12 @@ class ModelConfig(ConfigModel):
                 f"@name: {self.name!r} is the name of a TensorRT-LLM ensemble's composing model, which the "
                 "request-rate rules do not count; choose another name"
             )
-        problems = llmapi_config_problems(self) + openai_config_problems(self) + engine_family_problems(self)
+        problems = (
+            llmapi_config_problems(self)
+            + openai_config_problems(self)
+            + engine_family_problems(self)
+            + weights_config_problems(self)
+        )
         if problems:
             raise ValueError("\n".join(problems))
         if self.gpus is not None and self.gpus < self.parallel_gpus:

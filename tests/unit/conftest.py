@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.unit.harness import ProgramRun, run_program, stack_files
@@ -18,7 +20,14 @@ OPT_IN_OVERRIDES = {
 }
 OPT_IN_SECRETS: dict[str, str | None] = {"alertWebhookUrl": WEBHOOK_URL}
 # Variant name -> (stack file, overrides, secrets); golden files live in tests/golden/iam/<variant>/.
-VARIANTS = {"vllm-opt-ins": ("vllm", OPT_IN_OVERRIDES, OPT_IN_SECRETS)}
+# models[].weights.delivery mountpoint (docs/weights.md "Per node: the Mountpoint volume"), off by default: the
+# first model of the vllm stack (the second keeps staging) and of the llmapi stack.
+MOUNTPOINT_OVERRIDES = {"models[0].weights.delivery": "mountpoint"}
+VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, str | None]]] = {
+    "vllm-opt-ins": ("vllm", OPT_IN_OVERRIDES, OPT_IN_SECRETS),
+    "vllm-mountpoint": ("vllm", MOUNTPOINT_OVERRIDES, {}),
+    "llmapi-mountpoint": ("llmapi", MOUNTPOINT_OVERRIDES, {}),
+}
 
 
 def stack_run_for(stack: str) -> ProgramRun:

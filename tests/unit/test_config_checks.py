@@ -670,6 +670,49 @@ MORE_CASES = [
         "modelStore.mirror.enabled",
         "check the spelling",
     ),
+    # models[].weights (docs/weights.md "Per node: the Mountpoint volume"): a case per key and check
+    BadConfig(
+        "weights-delivery-unknown",
+        "vllm",
+        {"models[0].weights.delivery": "copy"},
+        "models[0].weights.delivery",
+        "'stage' or 'mountpoint'",
+    ),
+    BadConfig(
+        "weights-node-cache-size-not-a-quantity",
+        "vllm",
+        {"models[0].weights.delivery": "mountpoint", "models[0].weights.nodeCacheSize": "64GB"},
+        "models[0].weights.nodeCacheSize",
+        "should match pattern",
+    ),
+    BadConfig(
+        "weights-node-cache-size-without-mountpoint",
+        "vllm",
+        {"models[0].weights.nodeCacheSize": "100Gi"},
+        "models[0].weights.nodeCacheSize",
+        "drop the key or set delivery: mountpoint",
+    ),
+    BadConfig(
+        "weights-mountpoint-engine-model",
+        "dev",
+        {"models[0].weights.delivery": "mountpoint"},
+        "models[0].weights.delivery",
+        "use delivery: stage or drop the key",
+    ),
+    BadConfig(
+        "weights-mountpoint-multinode",
+        "multinode",
+        {"models[0].weights.delivery": "mountpoint"},
+        "models[0].weights.delivery",
+        "not available for multiNode models",
+    ),
+    BadConfig(
+        "weights-node-cache-too-small",
+        "vllm",
+        {"models[0].weights.delivery": "mountpoint", "models[0].weights.nodeCacheSize": "5Gi"},
+        "models[0].weights.nodeCacheSize",
+        "at least the model's weights",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.

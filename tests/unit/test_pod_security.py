@@ -31,7 +31,7 @@ from components.platform.builders import pod_security
 from components.serving.builders import engine_build as eb
 from components.serving.builders import multinode
 from components.serving.builders import triton_manifests as tm
-from tests.unit.conftest import stack_run_for
+from tests.unit.conftest import VARIANTS, stack_run_for
 from tests.unit.harness import REPO_ROOT, load_stack_config, stack_files
 from tests.weights_helpers import mirror_of
 
@@ -84,6 +84,26 @@ CHECKOV_EXCEPTIONS.update(
 
 # --------------------------------------------------------------------------- what we scan
 
+# Every stack file, and the variants whose pods differ from their stack's: models[].weights.delivery mountpoint
+# mounts a PersistentVolumeClaim (the node's Mountpoint volume) where the others have an emptyDir.
+POD_STACKS = stack_files() + ["llmapi-mountpoint", "vllm-mountpoint"]
+# Pod Security Standards, restricted profile, "Volume Types": the only volume sources it admits.
+RESTRICTED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def stack_file_of(stack: str) -> str:
+    """The Pulumi.<stack>.yaml a stack or a conftest.VARIANTS entry is made from."""
+    return VARIANTS[stack][0] if stack in VARIANTS else stack
+
 
 def lws_pods(lws: dict[str, Any]) -> list[dict[str, Any]]:
     """A LeaderWorkerSet's leader and worker templates as the Pods LWS creates from them."""
@@ -99,7 +119,9 @@ def lws_pods(lws: dict[str, Any]) -> list[dict[str, Any]]:
 
 def engine_build_jobs(stack: str) -> list[dict[str, Any]]:
     """The engine-build Job of each TRT-LLM engine model (created by the provider at `up`)."""
-    raw = {k.split(":", 1)[1]: v for k, v in load_stack_config(stack).items() if k.startswith("tritonllm:")}
+    raw = {
+        k.split(":", 1)[1]: v for k, v in load_stack_config(stack_file_of(stack)).items() if k.startswith("tritonllm:")
+    }
     cfg = parse_stack_config(raw, {"hfToken"})
     return [
         eb.engine_build_job_manifest(
@@ -119,7 +141,9 @@ def weights_mirror_jobs(stack: str) -> list[dict[str, Any]]:
 
 def nccl_test_manifests(stack: str) -> list[dict[str, Any]]:
     """`tritonllm nccl-test`'s LeaderWorkerSet in a multi-node model's namespace."""
-    raw = {k.split(":", 1)[1]: v for k, v in load_stack_config(stack).items() if k.startswith("tritonllm:")}
+    raw = {
+        k.split(":", 1)[1]: v for k, v in load_stack_config(stack_file_of(stack)).items() if k.startswith("tritonllm:")
+    }
     cfg = parse_stack_config(raw, {"hfToken"})
     return [
         m for model in cfg.models if model.multi_node for m in multinode.nccl_test_manifests(model, cfg.site_of(model))
@@ -208,7 +232,7 @@ def unexplained(failed: list[dict[str, Any]], unpinned: list[str]) -> list[str]:
     return left
 
 
-@pytest.mark.parametrize("stack", stack_files())
+@pytest.mark.parametrize("stack", POD_STACKS)
 def test_checkov_finds_nothing_beyond_the_named_skips(stack, checkov, tmp_path):
     manifests = scanned_manifests(stack)
     images = {c["image"] for m in manifests for _, spec in pod_specs(m) for c in _containers(spec)}
@@ -262,7 +286,7 @@ def _is_multinode_pod(name: str) -> bool:
     return name.startswith(("triton-mn-", "nccl-test-"))
 
 
-@pytest.mark.parametrize("stack", stack_files())
+@pytest.mark.parametrize("stack", POD_STACKS)
 def test_every_pod_we_define_runs_restricted_or_is_a_named_exception(stack):
     """PSS restricted: non-root with a uid, no privilege escalation, ALL capabilities dropped,
     RuntimeDefault seccomp; plus a read-only root filesystem with the writable emptyDirs mounted."""
@@ -275,6 +299,9 @@ def test_every_pod_we_define_runs_restricted_or_is_a_named_exception(stack):
             assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
             assert spec.get("automountServiceAccountToken") is False, name
             exception = _is_multinode_pod(name)
+            if not exception:  # restricted admits these volume sources only (hostPath never)
+                kinds = {k for v in spec.get("volumes", []) for k in v if k != "name"}
+                assert kinds <= RESTRICTED_VOLUME_TYPES, (name, kinds - RESTRICTED_VOLUME_TYPES)
             for c in _containers(spec):
                 ctx = c["securityContext"]
                 assert ctx["allowPrivilegeEscalation"] is False and not ctx.get("privileged"), (name, c["name"])

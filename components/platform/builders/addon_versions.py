@@ -36,11 +36,24 @@ def parse_build(build: str) -> tuple[int, int, int, int]:
     return int(major), int(minor), int(patch), int(eks_build or 0)
 
 
+# The Mountpoint for Amazon S3 CSI driver: installed by the cluster's add-on loop when a model reads its
+# weights through it (models[].weights.delivery: mountpoint, components/serving/builders/mountpoint_weights.py).
+MOUNTPOINT_ADDON = "aws-mountpoint-s3-csi-driver"
+
+
+def cluster_optional_addons(cfg: StackConfig) -> list[str]:
+    """The optional add-ons the cluster's own add-on loop installs for this stack (CloudWatch's is
+    installed by ContainerInsights, with its agent's role)."""
+    return [MOUNTPOINT_ADDON] if any(m.weights.delivery == "mountpoint" for m in cfg.models) else []
+
+
 def stack_addons(cfg: StackConfig) -> dict[str, str]:
     """The add-ons this stack installs, with their pinned builds (components/catalog/versions.py)."""
     addons = dict(versions.EKS_ADDONS)
     if cfg.monitoring.cloudwatch.enabled:
         name = "amazon-cloudwatch-observability"
+        addons[name] = versions.OPTIONAL_EKS_ADDONS[name]
+    for name in cluster_optional_addons(cfg):
         addons[name] = versions.OPTIONAL_EKS_ADDONS[name]
     return addons
 

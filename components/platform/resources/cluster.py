@@ -108,6 +108,9 @@ class ClusterArgs:
     public_subnet_ids: pulumi.Input[Sequence[str]]
     pod_subnet_ids: pulumi.Input[Sequence[str]]  # VPC CNI custom networking, one per zone
     availability_zones: pulumi.Input[Sequence[str]]
+    # Add-ons of versions.OPTIONAL_EKS_ADDONS this stack installs through the loop below
+    # (addon_versions.cluster_optional_addons): the Mountpoint CSI driver, which needs no role of its own.
+    optional_addons: Sequence[str] = ()
 
 
 class Cluster(pulumi.ComponentResource):
@@ -288,7 +291,7 @@ class Cluster(pulumi.ComponentResource):
 
         # --- Managed add-ons that need nodes; EBS/EFS CSI get their own Pod Identity roles
         after_nodes = pulumi.ResourceOptions(depends_on=[self.system_node_group])
-        for addon in versions.EKS_ADDONS:
+        for addon in [*versions.EKS_ADDONS, *args.optional_addons]:
             if addon in self.addons:
                 continue
             associations: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None
@@ -378,7 +381,7 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-{addon}",
             cluster_name=self.cluster_name,
             addon_name=addon,
-            addon_version=versions.EKS_ADDONS[addon],
+            addon_version={**versions.EKS_ADDONS, **versions.OPTIONAL_EKS_ADDONS}[addon],
             configuration_values=configuration_values,
             pod_identity_associations=pod_identity_associations,
             resolve_conflicts_on_create="OVERWRITE",

@@ -39,7 +39,7 @@ from components.observability.builders import metrics
 from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
 from components.platform.builders.storage import shared_claim_manifest
-from components.serving.builders import engine_build, weights_mirror
+from components.serving.builders import engine_build, mountpoint_weights, weights_mirror
 from components.serving.builders import llmapi as llmapi_repository
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders.aws_cli import aws_cli_container
@@ -306,6 +306,53 @@ def reads_weights_mirror(model: ModelConfig) -> bool:
     """Whether the model's server reads Hugging Face weights (vLLM, the LLM API); a TensorRT-LLM engine
     model reads its built engine and the tokenizer copied next to it (the engine build reads the mirror)."""
     return model.backend == "vllm" or model.uses_llmapi
+
+
+# models[].weights.delivery mountpoint, llmapi: where its init container sees the node's Mountpoint volume.
+MIRROR_MOUNT_VOLUME = "weights-mirror"
+MIRROR_MOUNT_DIR = "/mirror"
+
+
+def mounts_weights_directly(model: ModelConfig) -> bool:
+    """delivery mountpoint, vLLM: the server reads the node's Mountpoint volume at /weights itself, once the
+    init container has read every file through it into the node's cache (mountpoint_weights.check_weights_script).
+    llmapi copies from the volume instead: TensorRT-LLM 1.1's checkpoint loader could not be checked
+    against its source here (docs/weights.md says so)."""
+    return model.weights.delivery == "mountpoint" and model.backend == "vllm"
+
+
+def weights_volumes(model: ModelConfig, weights: weights_mirror.ResolvedMirror) -> list[dict[str, Any]]:
+    """The pod volumes that hold the weights: /weights is the Mountpoint claim itself (vLLM on
+    mountpoint), else an emptyDir (staged per pod), plus the claim for llmapi's copy on mountpoint."""
+    if mounts_weights_directly(model):
+        return [mountpoint_weights.pod_volume(WEIGHTS_VOLUME, weights)]
+    volumes: list[dict[str, Any]] = [{"name": WEIGHTS_VOLUME, "emptyDir": {}}]
+    if model.weights.delivery == "mountpoint":
+        volumes.append(mountpoint_weights.pod_volume(MIRROR_MOUNT_VOLUME, weights))
+    return volumes
+
+
+def weights_init_container(
+    model: ModelConfig, weights: weights_mirror.ResolvedMirror, *, bucket: str, region: str
+) -> dict[str, Any]:
+    """stage: copy the mirror from S3 (AWS CLI); mountpoint: check the marker on the node's volume and read it
+    into the node's cache (vLLM), or copy from it (llmapi); both sequential reads, Mountpoint's fast path."""
+    if model.weights.delivery == "stage":
+        return weights_mirror.stage_weights_container(bucket, weights, region, volume=WEIGHTS_VOLUME)
+    if mounts_weights_directly(model):
+        script = mountpoint_weights.check_weights_script(weights, weights_mirror.WEIGHTS_DIR)
+        mounts = [{"name": WEIGHTS_VOLUME, "mountPath": weights_mirror.WEIGHTS_DIR, "readOnly": True}]
+        # Named stage-* like every staging init container: tritonllm coldstart times its "weights staged" phase
+        # from them (tritonllm/coldstart.py STAGING_PREFIX); here it is seconds, the S3 reads move into the load.
+        return aws_cli_container(
+            "stage-weights", script, region, cpu="500m", memory="64Mi", memory_limit="256Mi", mounts=mounts
+        )
+    script = mountpoint_weights.check_weights_script(weights, MIRROR_MOUNT_DIR, copy_to=weights_mirror.WEIGHTS_DIR)
+    mounts = [
+        {"name": MIRROR_MOUNT_VOLUME, "mountPath": MIRROR_MOUNT_DIR, "readOnly": True},
+        {"name": WEIGHTS_VOLUME, "mountPath": weights_mirror.WEIGHTS_DIR},
+    ]
+    return aws_cli_container("stage-weights", script, region, cpu="2", memory="1Gi", memory_limit="2Gi", mounts=mounts)
 
 
 def reads_s3_repository(model: ModelConfig) -> bool:
@@ -641,11 +688,9 @@ def deployment_manifest(
         # storage, on the instance-store RAID0 where the type has local NVMe (docs/weights.md says why per pod).
         # Offline: huggingface_hub (under vLLM, transformers, TensorRT-LLM) makes no request to the hub.
         env += [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "TRANSFORMERS_OFFLINE", "value": "1"}]
-        volumes.append({"name": WEIGHTS_VOLUME, "emptyDir": {}})
+        volumes += weights_volumes(model, weights)
         mounts.append({"name": WEIGHTS_VOLUME, "mountPath": weights_mirror.WEIGHTS_DIR, "readOnly": True})
-        init_containers.append(
-            weights_mirror.stage_weights_container(bucket, weights, site.region, volume=WEIGHTS_VOLUME)
-        )
+        init_containers.append(weights_init_container(model, weights, bucket=bucket, region=site.region))
         if model.uses_llmapi:
             mounts += llmapi_mounts()
             volumes += llmapi_volumes()

@@ -22,12 +22,13 @@ from components.config import ModelConfig, ModelSite
 from components.gateway.builders import certificates
 from components.gateway.resources.gateway import Gateway
 from components.platform.builders import iam
+from components.platform.builders.addon_versions import MOUNTPOINT_ADDON
 from components.platform.resources import iam_roles
 from components.platform.resources.cluster import ClusterRef
 from components.platform.resources.k8s_objects import k8s_object
 from components.platform.resources.storage import Storage
 from components.providers import engine_build as engine_build_provider
-from components.serving.builders import engine_build, network_policies, scale_to_zero
+from components.serving.builders import engine_build, mountpoint_weights, network_policies, scale_to_zero
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders import triton_manifests as tm
 from components.serving.builders.model_repository import (
@@ -212,6 +213,23 @@ class TritonLLM(pulumi.ComponentResource):
                 f"{name}-shared", tm.shared_claim(model, site, storage.storage_class_name), after(namespace, storage)
             )
 
+        # --- weights.delivery mountpoint: the mirror as a Mountpoint volume (PV) and its claim in the namespace;
+        # the pods wait for the add-on (its CSIDriver and node plugin) as well
+        weights_claim: pulumi.Resource | None = None
+        if model.weights.delivery == "mountpoint" and tm.reads_weights_mirror(model):
+            volume = k8s_object(
+                f"{name}-weights-pv",
+                mountpoint_weights.persistent_volume_manifest(
+                    model, weights, bucket=model_store.bucket_name, region=site.region
+                ),
+                after(cluster.addons.get(MOUNTPOINT_ADDON)),
+            )
+            weights_claim = k8s_object(
+                f"{name}-weights-pvc",
+                mountpoint_weights.persistent_volume_claim_manifest(model, weights),
+                after(namespace, volume),
+            )
+
         # --- what Triton loads: a vLLM repository uploaded to S3, or a TRT-LLM engine built into S3
         engine = None
         repository: pulumi.Resource | None = None  # the uploaded repository (vLLM) or the llmapi ConfigMap
@@ -311,6 +329,7 @@ class TritonLLM(pulumi.ComponentResource):
                     service_account,
                     reader_access,
                     weights_ready,  # the mirror holds the snapshot before a pod stages it
+                    weights_claim,
                     pull_secret,
                     admin_secret,
                     claim,
