@@ -22,7 +22,8 @@ need orted /opt/amazon/openmpi/bin/orted
 need libmpi /opt/amazon/openmpi/lib/libmpi.so.40
 need libfabric /opt/amazon/efa/lib/libfabric.so.1 /opt/amazon/efa/lib64/libfabric.so.1
 need fi_info /opt/amazon/efa/bin/fi_info
-need aws-ofi-nccl '/opt/amazon/ofi-nccl/lib/*/libnccl-net*.so' '/opt/amazon/ofi-nccl/lib/libnccl-net*.so'
+# by the name the image's NCCL_NET_PLUGIN=ofi makes NCCL load (Dockerfile)
+need aws-ofi-nccl '/opt/amazon/ofi-nccl/lib/*/libnccl-net-ofi.so' '/opt/amazon/ofi-nccl/lib/libnccl-net-ofi.so'
 need all_reduce_perf /opt/nccl-tests/build/all_reduce_perf
 need tritonserver /opt/tritonserver/bin/tritonserver
 # The CUDA runtime under the name aws-ofi-nccl dlopen()s (Dockerfile: --enable-cudart-dynamic), found the way

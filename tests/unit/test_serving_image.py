@@ -299,6 +299,16 @@ def test_verify_image_fails_when_the_plugin_needs_a_library_the_image_lacks(tmp_
     assert "libcuda.so.1" not in result.stderr  # the driver's, present on the node at run time
 
 
+def test_the_image_selects_the_installers_plugin_by_name(tmp_path):
+    """NCCL_NET_PLUGIN=ofi in the image: NCCL loads libnccl-net-ofi.so (NCCL src/plugin/plugin_open.cc) whatever
+    the base image sets (NGC images: aws-ofi, spcx), and verify-image.sh requires that very file."""
+    envs = " ".join(a for w, a in dockerfile_instructions((MULTINODE_DIR / "Dockerfile").read_text()) if w == "ENV")
+    assert "NCCL_NET_PLUGIN=ofi" in envs.split()
+    only_default_name = [f.replace("libnccl-net-ofi.so", "libnccl-net.so") for f in IMAGE_FILES]
+    result = _verify(_image_tree(tmp_path, only_default_name))
+    assert result.returncode == 1 and "missing: aws-ofi-nccl" in result.stderr
+
+
 def test_verify_image_fails_when_the_loader_finds_no_unversioned_libcudart(tmp_path):
     """The installer's aws-ofi-nccl dlopen()s "libcudart.so" (aws/aws-ofi-nccl contrib/debian-template/rules:
     --enable-cudart-dynamic; src/nccl_ofi_cuda.cpp): a runtime-only CUDA (libcudart.so.13 alone) fails the build."""
