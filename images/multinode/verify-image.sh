@@ -22,9 +22,27 @@ need orted /opt/amazon/openmpi/bin/orted
 need libmpi /opt/amazon/openmpi/lib/libmpi.so.40
 need libfabric /opt/amazon/efa/lib/libfabric.so.1 /opt/amazon/efa/lib64/libfabric.so.1
 need fi_info /opt/amazon/efa/bin/fi_info
-need aws-ofi-nccl '/opt/amazon/ofi-nccl/lib/*/libnccl-net*.so' '/opt/amazon/ofi-nccl/lib/libnccl-net*.so'
+# by the name the image's NCCL_NET_PLUGIN=ofi makes NCCL load (Dockerfile)
+need aws-ofi-nccl '/opt/amazon/ofi-nccl/lib/*/libnccl-net-ofi.so' '/opt/amazon/ofi-nccl/lib/libnccl-net-ofi.so'
 need all_reduce_perf /opt/nccl-tests/build/all_reduce_perf
 need tritonserver /opt/tritonserver/bin/tritonserver
+# The CUDA runtime under the name aws-ofi-nccl dlopen()s (Dockerfile: --enable-cudart-dynamic), found the way
+# the loader looks for a bare name (ld.so(8)): LD_LIBRARY_PATH, the ld.so.conf.d folders (its cache), then
+# the default folders. Without it the plugin does not start and NCCL runs on TCP sockets.
+loader_finds() {  # loader_finds <name>: prints where the loader finds <name> in the image
+  for dir in $(printf '%s' "${LD_LIBRARY_PATH:-}" | tr ':' ' ') \
+             $(cat "$ROOT"/etc/ld.so.conf.d/*.conf 2>/dev/null | sed -n 's|^[[:space:]]*\(/[^[:space:]]*\).*|\1|p') \
+             /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /lib64 /usr/lib64 /lib /usr/lib; do
+    if [ -e "$ROOT$dir/$1" ]; then echo "$dir/$1"; return 0; fi
+  done
+  return 1
+}
+if cudart="$(loader_finds libcudart.so)"; then
+  echo "tritonllm-verify-image: libcudart.so (dlopen()ed by aws-ofi-nccl): $cudart"
+else
+  echo "tritonllm-verify-image: the loader finds no libcudart.so, the name aws-ofi-nccl dlopen()s" >&2
+  missing="$missing libcudart.so"
+fi
 # HPC-X's Open MPI must be gone: a second mpirun/orted on PATH would start ranks with the wrong libmpi.
 if [ -e "$ROOT/opt/hpcx/ompi/bin/mpirun" ]; then
   echo "tritonllm-verify-image: /opt/hpcx/ompi is still there (the installer's Open MPI replaces it)" >&2

@@ -236,14 +236,18 @@ IMAGE_FILES = (
     "opt/amazon/ofi-nccl/lib/x86_64-linux-gnu/libnccl-net-ofi.so",
     "opt/nccl-tests/build/all_reduce_perf",
     "opt/tritonserver/bin/tritonserver",
+    # the CUDA runtime under the name aws-ofi-nccl dlopen()s, in a folder of the loader's cache
+    "etc/ld.so.conf.d/988_cuda-13.conf",
+    "usr/local/cuda/targets/x86_64-linux/lib/libcudart.so",
 )
+CUDA_LIB = "/usr/local/cuda/targets/x86_64-linux/lib"
 
 
 def _image_tree(root: Path, files=IMAGE_FILES) -> Path:
     for name in files:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\x7fELF")
+        path.write_bytes(f"{CUDA_LIB}\n".encode() if name.endswith(".conf") else b"\x7fELF")
     return root
 
 
@@ -293,6 +297,91 @@ def test_verify_image_fails_when_the_plugin_needs_a_library_the_image_lacks(tmp_
     assert result.returncode == 1
     assert "libnccl-net-ofi.so does not load here: libcudart.so.12 => not found" in result.stderr
     assert "libcuda.so.1" not in result.stderr  # the driver's, present on the node at run time
+
+
+def test_the_image_selects_the_installers_plugin_by_name(tmp_path):
+    """NCCL_NET_PLUGIN=ofi in the image: NCCL loads libnccl-net-ofi.so (NCCL src/plugin/plugin_open.cc) whatever
+    the base image sets (NGC images: aws-ofi, spcx), and verify-image.sh requires that very file."""
+    envs = " ".join(a for w, a in dockerfile_instructions((MULTINODE_DIR / "Dockerfile").read_text()) if w == "ENV")
+    assert "NCCL_NET_PLUGIN=ofi" in envs.split()
+    only_default_name = [f.replace("libnccl-net-ofi.so", "libnccl-net.so") for f in IMAGE_FILES]
+    result = _verify(_image_tree(tmp_path, only_default_name))
+    assert result.returncode == 1 and "missing: aws-ofi-nccl" in result.stderr
+
+
+def test_verify_image_fails_when_the_loader_finds_no_unversioned_libcudart(tmp_path):
+    """The installer's aws-ofi-nccl dlopen()s "libcudart.so" (aws/aws-ofi-nccl contrib/debian-template/rules:
+    --enable-cudart-dynamic; src/nccl_ofi_cuda.cpp): a runtime-only CUDA (libcudart.so.13 alone) fails the build."""
+    files = [f for f in IMAGE_FILES if not f.endswith("/libcudart.so")]
+    result = _verify(_image_tree(tmp_path, [*files, f"{CUDA_LIB.lstrip('/')}/libcudart.so.13"]))
+    assert result.returncode == 1
+    assert "missing: libcudart.so" in result.stderr
+
+
+def test_verify_image_looks_for_libcudart_where_the_loader_does(tmp_path):
+    # in a folder of the loader's cache (ld.so.conf.d) ...
+    assert (
+        f"libcudart.so (dlopen()ed by aws-ofi-nccl): {CUDA_LIB}/libcudart.so" in _verify(_image_tree(tmp_path)).stdout
+    )
+    # ... not in a folder the loader does not search
+    root = _image_tree(tmp_path / "no-conf", [f for f in IMAGE_FILES if not f.endswith(".conf")])
+    assert _verify(root).returncode == 1
+    # ... or on LD_LIBRARY_PATH (the image's ENV)
+    result = subprocess.run(
+        ["/bin/sh", str(MULTINODE_DIR / "verify-image.sh")],
+        env={"PATH": os.environ["PATH"], "TRITONLLM_IMAGE_ROOT": str(root), "LD_LIBRARY_PATH": f"/opt/x:{CUDA_LIB}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _cudart_step() -> str:
+    (step,) = [
+        r for r in _runs(dockerfile_instructions((MULTINODE_DIR / "Dockerfile").read_text())) if "libcudart" in r
+    ]
+    return step
+
+
+def _run_cudart_step(tmp_path: Path, cache: list[str]) -> subprocess.CompletedProcess:
+    """The Dockerfile's libcudart step, run by /bin/sh with an `ldconfig` that prints `cache` for -p."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    listing = "".join(f"\t{line}\n" for line in [f"{len(cache)} libs found in cache `/etc/ld.so.cache'", *cache])
+    (bin_dir / "ldconfig").write_text(f"#!/bin/sh\nif [ \"$1\" = -p ]; then printf '%s' {shlex.quote(listing)}; fi\n")
+    (bin_dir / "ldconfig").chmod(0o755)
+    return subprocess.run(
+        ["/bin/sh", "-c", _cudart_step()],
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_image_names_its_cuda_runtime_libcudart_so_when_only_the_versioned_one_is_there(tmp_path):
+    lib = tmp_path / "cuda" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libcudart.so.13").write_bytes(b"\x7fELF")
+    result = _run_cudart_step(tmp_path, [f"libcudart.so.13 (libc6,x86-64) => {lib}/libcudart.so.13"])
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(lib / "libcudart.so") == "libcudart.so.13"  # next to it: in the loader's cache folder
+
+
+def test_the_image_keeps_its_own_libcudart_so(tmp_path):
+    lib = tmp_path / "cuda" / "lib"
+    lib.mkdir(parents=True)
+    result = _run_cudart_step(
+        tmp_path,
+        [
+            f"libcudart.so.13 (libc6,x86-64) => {lib}/libcudart.so.13",
+            f"libcudart.so (libc6,x86-64) => {lib}/libcudart.so",
+        ],
+    )
+    assert result.returncode == 0, result.stderr
+    assert "libcudart.so is in the image" in result.stdout
+    assert not (lib / "libcudart.so").exists()
 
 
 def test_verify_image_fails_while_hpcx_open_mpi_is_left(tmp_path):
