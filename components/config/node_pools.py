@@ -150,7 +150,8 @@ class ImageCacheConfig(ConfigModel):
         ge=100,
         le=300,
         description="EBS Provisioned Rate for Volume Initialization (MiB/s, 100-300) of each node's data "
-        "volume: a predictable time to a fully read volume; billed per GiB initialized",
+        "volume: its snapshot blocks arrive at this rate after creation, a predictable time to a fully "
+        "initialized volume (an EBS charge of its own; see EBS pricing)",
     )
     build_instance_type: str = Field(
         "m6i.large",
