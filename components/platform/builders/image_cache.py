@@ -123,7 +123,7 @@ def pull_script(image: str) -> str:
             f"response=$({_sheltie(ECR_CREDENTIAL_PROVIDER)} <<< {shlex.quote(request)})",
             # the response's auth.<registry>.password, read with bash alone (no JSON tool is assumed on the instance)
             """password_field='"password"[[:space:]]*:[[:space:]]*"([^"]+)"'""",
-            '[[ $response =~ $password_field ]] || '
+            "[[ $response =~ $password_field ]] || "
             '{ echo "ecr-credential-provider gave no password for $image" >&2; exit 1; }',
             f'{_sheltie(*pull)} --user "AWS:${{BASH_REMATCH[1]}}" "$image"',
         ]
