@@ -19,9 +19,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime.proto import provider_pb2
 
 from components.platform.builders import image_cache as ic
 from components.providers import image_cache as prov
+from tests.providers.test_provider_host import from_wire, host, to_wire  # noqa: F401 (host: the fixture)
 
 REGION = "us-east-1"
 PUBLIC = "nvcr.io/nvidia/tritonserver:26.01-vllm-python-py3"
@@ -221,3 +224,56 @@ def test_fast_snapshot_restore_is_enabled_in_the_zones_and_disabled_before_delet
         prov.enable_fast_restore(ec2, "snap-1", [])  # off: no call
         prov.delete_snapshot(ec2, "snap-1", zones, lambda _l: None)
         stub.assert_no_pending_responses()
+
+
+def test_through_pulumis_provider_host_an_adopted_snapshot_then_no_change_then_delete(world, moto_server, host):  # noqa: F811
+    """The provider as the engine drives it (`python -m pulumi.dynamic`, gRPC): Create adopts the completed
+    snapshot carrying the key (no instance; moto's SSM has no Bottlerocket AMI, so a build would fail), Diff of
+    the same inputs is DIFF_NONE without one AWS request, a new key is DIFF_SOME (an update, never a replace),
+    and Delete removes the snapshot."""
+    ec2, props = world["ec2"], {**world["props"], "endpoint_url": moto_server.url}
+    volume = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=200, Encrypted=True)["VolumeId"]
+    tags = ic.snapshot_tags(props["key"], props["pool"], props["stack"], props["tags"])
+    made = ec2.create_snapshot(
+        VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": prov._tag_list(tags)}]
+    )["SnapshotId"]
+    props["__provider"] = serialize_provider(prov.ImageCacheProvider())
+    urn = "urn:pulumi:test::tritonllm::pulumi-python:dynamic/tritonllm:ImageCacheSnapshot::cache"
+    created = host.Create(provider_pb2.CreateRequest(urn=urn, properties=to_wire(props)))
+    outs = from_wire(created.properties)
+    assert created.id == made and outs["snapshot_id"] == made and outs["built"] is False
+    assert _pool_instances(ec2, world["subnet"]) == []
+    moto_server.reset()
+    same = host.Diff(provider_pb2.DiffRequest(id=created.id, urn=urn, olds=created.properties, news=to_wire(props)))
+    assert same.changes == provider_pb2.DiffResponse.DIFF_NONE
+    assert moto_server.requests() == []
+    changed = {**props, "key": "f" * 64}
+    diff = host.Diff(provider_pb2.DiffRequest(id=created.id, urn=urn, olds=created.properties, news=to_wire(changed)))
+    assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME and list(diff.replaces) == []
+    host.Delete(provider_pb2.DeleteRequest(id=created.id, urn=urn, properties=created.properties))
+    assert _pool_snapshots(world) == []
+
+
+def _tagged_snapshot(world: dict[str, Any], key: str) -> str:
+    ec2, props = world["ec2"], world["props"]
+    volume = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=200, Encrypted=True)["VolumeId"]
+    tags = ic.snapshot_tags(key, props["pool"], props["stack"], props["tags"])
+    return str(
+        ec2.create_snapshot(
+            VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": prov._tag_list(tags)}]
+        )["SnapshotId"]
+    )
+
+
+def test_an_update_to_a_new_key_deletes_the_old_snapshot_after_the_new_one_exists(world, moto_server):
+    old_key, new_key = "a" * 64, "b" * 64
+    old_id, new_id = _tagged_snapshot(world, old_key), _tagged_snapshot(world, new_key)
+    provider = prov.ImageCacheProvider()
+    olds = {**world["props"], "key": old_key, "endpoint_url": moto_server.url, "snapshot_id": old_id}
+    news = {**world["props"], "key": new_key, "endpoint_url": moto_server.url}
+    result = provider.update(old_id, olds, news)
+    assert result.outs["snapshot_id"] == new_id
+    assert [s["SnapshotId"] for s in _pool_snapshots(world)] == [new_id]
+    # the same snapshot under the same key: nothing deleted
+    provider.update(new_id, {**news, "snapshot_id": new_id}, news)
+    assert [s["SnapshotId"] for s in _pool_snapshots(world)] == [new_id]
