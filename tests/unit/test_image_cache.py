@@ -218,10 +218,7 @@ def test_a_pool_without_the_cache_keeps_raid0_and_soci_and_the_two_cannot_be_mix
 
 
 def test_a_multi_node_pool_node_class_carries_the_snapshot_too():
-    pool = _cache_pool() if False else NodePoolConfig.model_validate(
-        {"name": "p5", "instanceTypes": ["p5.48xlarge"], "amiFamily": "Bottlerocket", "amiVersion": "v1.47.0",
-         "zones": ["us-west-2a"], "imageCache": {"enabled": True}}
-    )  # fmt: skip
+    pool = _pool(instanceTypes=["p5.48xlarge"], zones=["us-west-2a"], imageCache={"enabled": True})
     manifest = efa_node_class_manifest(pool, "c1", "r", {}, "subnet-1", None, SNAPSHOT)
     validate_custom_resource(manifest)
     assert manifest["spec"]["blockDeviceMappings"][1]["ebs"]["snapshotID"] == SNAPSHOT
