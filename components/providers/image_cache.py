@@ -13,7 +13,8 @@ The provider, with the deploying machine's credentials:
 3. terminates the instance in every case, also when a step fails or the wait times out;
 4. enables Fast Snapshot Restore in the pool's zones when asked (imageCache.fastSnapshotRestore);
 5. streams each step to standard error (the CLI shows a dynamic provider's output, pulumi/pulumi PR 18253).
-Delete (and a replaced key) disables Fast Snapshot Restore and deletes the snapshot.
+A new key is a replace, create before delete (the old snapshot goes once the node classes name the new one);
+delete disables Fast Snapshot Restore and deletes the snapshot.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pulumi.runtime.rpc import UNKNOWN
 
 from components.platform.builders import image_cache as ic
 
-# A change of these is a different snapshot; the others only say where and how to build it.
+# The key names the snapshot's content and the zones its Fast Snapshot Restore; the others only say where and
+# how to build it.
 KEY_INPUTS = ("key", "fast_snapshot_restore_zones")
 SSM_DOCUMENT = "AWS-RunShellScript"
 # Run Command's own states (SSM API reference, GetCommandInvocation `Status`).
@@ -45,9 +47,11 @@ def _is_unknown(value: Any) -> bool:
 
 def snapshot_diff(olds: dict[str, Any], news: dict[str, Any]) -> tuple[bool, list[str]]:
     """(changes, replaces): only the key and the FSR zones matter; an unknown one (an image still being built)
-    counts as changed. A new key is an update (a new snapshot, the old one deleted after), never a replace."""
+    counts as changed. A new key replaces the resource, create before delete: the engine builds the new
+    snapshot, updates the node classes that name it, and deletes the old snapshot only at the end, so no node
+    class ever names a deleted snapshot. New zones alone are an update."""
     changed = [k for k in KEY_INPUTS if _is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
-    return bool(changed), []
+    return bool(changed), [k for k in changed if k == "key"]
 
 
 class ImageCacheError(RuntimeError):
@@ -317,6 +321,7 @@ _STATE_KEYS = (
     "ami_parameter",
     "volume_size_gib",
     "fast_snapshot_restore_zones",
+    "endpoint_url",  # delete and update read their clients from the state
 )
 
 
@@ -340,21 +345,13 @@ class ImageCacheProvider(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        """Same key (a new key is a replace): Fast Snapshot Restore follows the zones."""
         outs = self._outs(news)
-        old_id = olds.get("snapshot_id")
-        if old_id and old_id != outs["snapshot_id"]:
-            # Nodes already running keep their volumes; new node classes name the new snapshot.
-            delete_snapshot(
-                self._clients(news).ec2, old_id, list(olds.get("fast_snapshot_restore_zones") or []), _stderr_line
+        gone = set(olds.get("fast_snapshot_restore_zones") or []) - set(news.get("fast_snapshot_restore_zones") or [])
+        if gone:
+            self._clients(news).ec2.disable_fast_snapshot_restores(
+                AvailabilityZones=sorted(gone), SourceSnapshotIds=[outs["snapshot_id"]]
             )
-        elif old_id:
-            gone = set(olds.get("fast_snapshot_restore_zones") or []) - set(
-                news.get("fast_snapshot_restore_zones") or []
-            )
-            if gone:
-                self._clients(news).ec2.disable_fast_snapshot_restores(
-                    AvailabilityZones=sorted(gone), SourceSnapshotIds=[old_id]
-                )
         return pulumi.dynamic.UpdateResult(outs=outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:

@@ -229,8 +229,8 @@ def test_fast_snapshot_restore_is_enabled_in_the_zones_and_disabled_before_delet
 def test_through_pulumis_provider_host_an_adopted_snapshot_then_no_change_then_delete(world, moto_server, host):  # noqa: F811
     """The provider as the engine drives it (`python -m pulumi.dynamic`, gRPC): Create adopts the completed
     snapshot carrying the key (no instance; moto's SSM has no Bottlerocket AMI, so a build would fail), Diff of
-    the same inputs is DIFF_NONE without one AWS request, a new key is DIFF_SOME (an update, never a replace),
-    and Delete removes the snapshot."""
+    the same inputs is DIFF_NONE without one AWS request, a new key is a replace that the engine runs create
+    before delete, and Delete removes the snapshot."""
     ec2, props = world["ec2"], {**world["props"], "endpoint_url": moto_server.url}
     volume = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=200, Encrypted=True)["VolumeId"]
     tags = ic.snapshot_tags(props["key"], props["pool"], props["stack"], props["tags"])
@@ -249,7 +249,8 @@ def test_through_pulumis_provider_host_an_adopted_snapshot_then_no_change_then_d
     assert moto_server.requests() == []
     changed = {**props, "key": "f" * 64}
     diff = host.Diff(provider_pb2.DiffRequest(id=created.id, urn=urn, olds=created.properties, news=to_wire(changed)))
-    assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME and list(diff.replaces) == []
+    assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME and list(diff.replaces) == ["key"]
+    assert diff.deleteBeforeReplace is False
     host.Delete(provider_pb2.DeleteRequest(id=created.id, urn=urn, properties=created.properties))
     assert _pool_snapshots(world) == []
 
@@ -265,15 +266,25 @@ def _tagged_snapshot(world: dict[str, Any], key: str) -> str:
     )
 
 
-def test_an_update_to_a_new_key_deletes_the_old_snapshot_after_the_new_one_exists(world, moto_server):
-    old_key, new_key = "a" * 64, "b" * 64
-    old_id, new_id = _tagged_snapshot(world, old_key), _tagged_snapshot(world, new_key)
+def test_a_zones_update_keeps_the_snapshot_and_turns_fast_restore_off_where_it_left(world):
+    """Same key, fewer zones: the same snapshot (adopted, nothing built), FSR disabled in the zone that left.
+    EC2 is a Stubber-validated client here (moto has no Fast Snapshot Restore), answering moto's snapshot."""
+    key = "a" * 64
+    snapshot_id = _tagged_snapshot(world, key)
+    found = world["ec2"].describe_snapshots(SnapshotIds=[snapshot_id])
+    found.pop("ResponseMetadata", None)
+    ec2 = boto3.client("ec2", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    clients = prov.CacheClients(REGION, clients={"ec2": ec2, "ssm": world["ssm"]})
     provider = prov.ImageCacheProvider()
-    olds = {**world["props"], "key": old_key, "endpoint_url": moto_server.url, "snapshot_id": old_id}
-    news = {**world["props"], "key": new_key, "endpoint_url": moto_server.url}
-    result = provider.update(old_id, olds, news)
-    assert result.outs["snapshot_id"] == new_id
-    assert [s["SnapshotId"] for s in _pool_snapshots(world)] == [new_id]
-    # the same snapshot under the same key: nothing deleted
-    provider.update(new_id, {**news, "snapshot_id": new_id}, news)
-    assert [s["SnapshotId"] for s in _pool_snapshots(world)] == [new_id]
+    provider._clients = lambda _props: clients  # type: ignore[method-assign]
+    zones = ["us-east-1a", "us-east-1b"]
+    olds = {**world["props"], "key": key, "snapshot_id": snapshot_id, "fast_snapshot_restore_zones": zones}
+    news = {**world["props"], "key": key, "fast_snapshot_restore_zones": zones[:1]}
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_snapshots", found)
+        ids = {"SourceSnapshotIds": [snapshot_id]}
+        stub.add_response("enable_fast_snapshot_restores", {"Successful": []}, {"AvailabilityZones": zones[:1], **ids})
+        stub.add_response("disable_fast_snapshot_restores", {"Successful": []}, {"AvailabilityZones": zones[1:], **ids})
+        result = provider.update(snapshot_id, olds, news)
+        stub.assert_no_pending_responses()
+    assert result.outs["snapshot_id"] == snapshot_id and result.outs["built"] is False

@@ -123,15 +123,15 @@ def test_a_pinned_digest_and_an_added_image_change_the_key():
     )
 
 
-def test_unchanged_inputs_are_no_work_and_a_new_key_or_unknown_is_an_update():
+def test_unchanged_inputs_are_no_work_a_new_key_or_unknown_is_a_replace_new_zones_an_update():
     olds = {"key": "k1", "fast_snapshot_restore_zones": ["us-west-2a"], "images": ["a"], "subnet_id": "subnet-1"}
     assert snapshot_diff(olds, dict(olds)) == (False, [])
     assert snapshot_diff(olds, dict(olds, subnet_id="subnet-2")) == (False, [])  # where it is built: not content
-    assert snapshot_diff(olds, dict(olds, key="k2")) == (True, [])
+    assert snapshot_diff(olds, dict(olds, key="k2")) == (True, ["key"])
     assert snapshot_diff(olds, dict(olds, fast_snapshot_restore_zones=[])) == (True, [])
     from pulumi.runtime.rpc import UNKNOWN
 
-    assert snapshot_diff(olds, dict(olds, key=UNKNOWN)) == (True, [])  # an image still being built
+    assert snapshot_diff(olds, dict(olds, key=UNKNOWN)) == (True, ["key"])  # an image still being built
 
 
 def test_the_ami_parameter_is_karpenters_path_for_the_release():
