@@ -276,7 +276,7 @@ def test_a_zones_update_keeps_the_snapshot_and_turns_fast_restore_off_where_it_l
     ec2 = boto3.client("ec2", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     clients = prov.CacheClients(REGION, clients={"ec2": ec2, "ssm": world["ssm"]})
     provider = prov.ImageCacheProvider()
-    provider._clients = lambda _props: clients  # type: ignore[method-assign]
+    provider._clients = lambda _props: clients
     zones = ["us-east-1a", "us-east-1b"]
     olds = {**world["props"], "key": key, "snapshot_id": snapshot_id, "fast_snapshot_restore_zones": zones}
     news = {**world["props"], "key": key, "fast_snapshot_restore_zones": zones[:1]}
