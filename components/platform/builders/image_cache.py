@@ -120,6 +120,8 @@ def pull_script(image: str) -> str:
             {"apiVersion": "credentialprovider.kubelet.k8s.io/v1", "kind": "CredentialProviderRequest", "image": image}
         )
         lines += [
+            # `apiclient exec` forwards a non-terminal stdin and closes it at its end (bottlerocket-core-kit
+            # sources/api/apiclient/src/exec.rs ReadFromUser::read_stdin, ContentComplete)
             f"response=$({_sheltie(ECR_CREDENTIAL_PROVIDER)} <<< {shlex.quote(request)})",
             # the response's auth.<registry>.password, read with bash alone (no JSON tool is assumed on the instance)
             """password_field='"password"[[:space:]]*:[[:space:]]*"([^"]+)"'""",
