@@ -188,7 +188,7 @@ def test_a_failed_pull_fails_the_resource_with_its_output_and_still_terminates_t
 
 def test_a_timeout_terminates_the_instance(world):
     ticks = iter(range(0, 100_000, 1000))  # every clock reading 1,000 s later: past the 60 min limit quickly
-    stuck = _clients(world, fail_on=ECR.split("@")[0], status="InProgress")  # the ECR pull never ends
+    stuck = _clients(world, fail_on="tritonllm-vllm/serving", status="InProgress")  # the ECR pull never ends
     with pytest.raises(prov.ImageCacheError, match="timed out while pull 123456789012.dkr.*imageCache.timeoutMinutes"):
         prov.ensure_snapshot(
             world["props"], stuck, emit=lambda _l: None, sleep=_no_sleep, clock=lambda: float(next(ticks))

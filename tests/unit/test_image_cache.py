@@ -270,6 +270,8 @@ def fake_host(tmp_path):
 
 
 ECR_IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/tritonllm-vllm/serving:extra-packages-abc@sha256:" + "c" * 64
+# what kubelet's runtime resolves a tag+digest reference to (docker.ParseDockerRef drops the tag)
+ECR_BY_DIGEST = "123456789012.dkr.ecr.us-west-2.amazonaws.com/tritonllm-vllm/serving@sha256:" + "c" * 64
 PUBLIC_IMAGE = "nvcr.io/nvidia/tritonserver:26.01-vllm-python-py3"
 CTR_PULL = "ctr -a /run/containerd/containerd.sock -n k8s.io images pull --label io.cri-containerd.image=managed --platform linux/amd64"
 
@@ -298,9 +300,9 @@ def test_an_ecr_image_is_pulled_with_the_token_the_instance_gets_itself(fake_hos
     assert json.loads(Path(f"{log}.request").read_text()) == {
         "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
         "kind": "CredentialProviderRequest",
-        "image": ECR_IMAGE,
+        "image": ECR_BY_DIGEST,
     }
-    assert pull == f"{CTR_PULL} --user AWS:eyJ0b2tlbi== {ECR_IMAGE}"
+    assert pull == f"{CTR_PULL} --user AWS:eyJ0b2tlbi== {ECR_BY_DIGEST}"
     assert "eyJ0b2tlbi" not in ic.pull_script(ECR_IMAGE)  # the token is never in what SSM is sent
 
 
@@ -314,9 +316,29 @@ def test_an_ecr_image_without_a_token_fails_before_any_pull(fake_host):
 def test_the_check_fails_when_an_image_is_missing_after_the_pulls(fake_host):
     run, _log = fake_host
     images = [PUBLIC_IMAGE, ECR_IMAGE]
-    assert run(ic.verify_script(images), listed="\n".join(images) + "\nother\n").returncode == 0
-    missing = run(ic.verify_script(images), listed=PUBLIC_IMAGE + "\n")
-    assert missing.returncode != 0 and f"missing after pull: {ECR_IMAGE}" in missing.stderr
+    listed = [PUBLIC_IMAGE, ECR_BY_DIGEST, "other"]
+    assert run(ic.verify_script(images), listed="\n".join(listed) + "\n").returncode == 0
+    missing = run(ic.verify_script(images), listed=PUBLIC_IMAGE + "\n" + ECR_IMAGE + "\n")  # not as the CRI names it
+    assert missing.returncode != 0 and f"missing after pull: {ECR_BY_DIGEST}" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "given, resolved",
+    [
+        # examples of containerd reference/docker/reference.go ParseDockerRef's doc comment
+        (
+            "docker.io/library/busybox:latest@sha256:7cc4b5aefd1d0cadf8d97d4350462ba51c694ebca145b08d7d41b41acc8db5aa",
+            "docker.io/library/busybox@sha256:7cc4b5aefd1d0cadf8d97d4350462ba51c694ebca145b08d7d41b41acc8db5aa",
+        ),
+        ("docker.io/library/busybox:latest", "docker.io/library/busybox:latest"),
+        ("busybox", "docker.io/library/busybox:latest"),
+        ("localhost:5000/team/app", "localhost:5000/team/app:latest"),
+        (PUBLIC_IMAGE, PUBLIC_IMAGE),
+        (ECR_IMAGE, ECR_BY_DIGEST),
+    ],
+)
+def test_images_are_pulled_under_the_name_the_cri_plugin_resolves(given, resolved):
+    assert ic.cri_reference(given) == resolved
 
 
 def test_only_ecr_registries_get_credentials():

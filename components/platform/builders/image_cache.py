@@ -95,6 +95,26 @@ def registry_of(image: str) -> str:
     return first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
 
 
+def cri_reference(image: str) -> str:
+    """The name kubelet's runtime looks an image up by: the CRI plugin's LocalResolve normalizes a pod's image
+    with docker.ParseDockerRef and resolves that string in its image store (containerd
+    internal/cri/server/images/service.go), and ParseDockerRef keeps only the digest of a reference that has
+    both a tag and a digest, and adds `:latest` to one with neither (containerd reference/docker/reference.go).
+    Pulling under this name is what makes a pod's `repo:tag@sha256:...` find the cached image."""
+    registry = registry_of(image)
+    if registry == "docker.io" and not image.startswith("docker.io/"):
+        image = "docker.io/" + (image if "/" in image else "library/" + image)
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    if ":" in name[slash + 1 :]:
+        repository, _, tag = name.rpartition(":")
+    else:
+        repository, tag = name, ""
+    if digest:
+        return f"{repository}@{digest}"
+    return f"{repository}:{tag or 'latest'}"
+
+
 def is_ecr(image: str) -> bool:
     return bool(ECR_REGISTRY.match(registry_of(image)))
 
@@ -114,10 +134,14 @@ def pull_script(image: str) -> str:
     into containerd's k8s.io namespace on the host, labelled as the CRI plugin's own image. ECR images are
     pulled with a token the instance's role gets (never sent to or from the deploying machine)."""
     pull = [*CTR, "images", "pull", "--label", "io.cri-containerd.image=managed", "--platform", PLATFORM]
-    lines = ["set -euo pipefail", f"image={shlex.quote(image)}"]
+    lines = ["set -euo pipefail", f"image={shlex.quote(cri_reference(image))}"]
     if is_ecr(image):
         request = json.dumps(
-            {"apiVersion": "credentialprovider.kubelet.k8s.io/v1", "kind": "CredentialProviderRequest", "image": image}
+            {
+                "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+                "kind": "CredentialProviderRequest",
+                "image": cri_reference(image),
+            }
         )
         lines += [
             # `apiclient exec` forwards a non-terminal stdin and closes it at its end (bottlerocket-core-kit
@@ -147,9 +171,9 @@ def prepare_script() -> str:
 
 def verify_script(images: Sequence[str]) -> str:
     """After the pulls: containerd lists every image in k8s.io (a pull that printed success but stored nothing
-    fails the build here, not on a node)."""
+    fails the build here, not on a node), under the name the CRI plugin resolves (cri_reference)."""
     lines = ["set -euo pipefail", f"listed=$({_sheltie(*CTR, 'images', 'ls', '-q')})"]
-    for image in images:
+    for image in map(cri_reference, images):
         lines.append(
             f"grep -qxF {shlex.quote(image)} <<< \"$listed\" || {{ echo 'missing after pull: {image}' >&2; exit 1; }}"
         )
