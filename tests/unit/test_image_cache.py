@@ -388,6 +388,21 @@ def _pod_images(run, namespace_prefix: str = "") -> set[str]:
     return images
 
 
+def _pod_pull_policies(run) -> set[str]:
+    """Each g5 container's effective pull policy (Kubernetes' default: IfNotPresent for a tagged image other
+    than :latest, else Always), which decides whether kubelet uses the cached image without asking a registry."""
+    policies = set()
+    for r in run.resources:
+        if r.type == "kubernetes:apps/v1:Deployment":
+            pod = r.inputs["spec"]["template"]["spec"]
+            if pod.get("nodeSelector", {}).get("karpenter.sh/nodepool") == "g5":
+                for c in [*pod.get("initContainers", []), *pod["containers"]]:
+                    tagged = ":" in c["image"].split("@")[0].rsplit("/", 1)[-1] or "@" in c["image"]
+                    default = "IfNotPresent" if tagged and not c["image"].endswith(":latest") else "Always"
+                    policies.add(c.get("imagePullPolicy", default))
+    return policies
+
+
 def _snapshot(run):
     (snapshot,) = [r for r in run.resources if r.type == "pulumi-python:dynamic/tritonllm:ImageCacheSnapshot"]
     return snapshot
@@ -398,6 +413,7 @@ def test_the_cached_images_are_the_images_the_pools_pods_run():
     snapshot = _snapshot(run)
     pods = _pod_images(run)
     assert pods and snapshot.inputs["images"] == sorted(pods)
+    assert _pod_pull_policies(run) == {"IfNotPresent"}  # the cached image is used as it is
     (node_class,) = [
         r for r in run.resources if r.type.endswith("EC2NodeClass") and r.inputs["metadata"]["name"] == "g5"
     ]
