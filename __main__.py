@@ -11,6 +11,7 @@ from components.observability.resources.container_insights import ContainerInsig
 from components.observability.resources.monitoring import Monitoring, MonitoringArgs
 from components.platform.builders import addon_versions
 from components.platform.resources.cluster import Cluster, ClusterArgs
+from components.platform.resources.image_cache import NodeImageCache, NodeImageCacheArgs
 from components.platform.resources.karpenter import Karpenter, KarpenterArgs
 from components.platform.resources.multinode import MultiNodePlatform, MultiNodePlatformArgs
 from components.platform.resources.network import Network, NetworkArgs
@@ -20,7 +21,7 @@ from components.providers.addon_check import check_addon_versions
 from components.providers.capacity import check_capacity
 from components.providers.engine_build import resolve_engines
 from components.providers.weights_mirror import resolve_mirrors
-from components.serving.builders.serving_image import image_spec_for
+from components.serving.builders.serving_image import image_spec_for, node_pool_images
 from components.serving.resources.model_store import ModelStore, ModelStoreArgs
 from components.serving.resources.serving_images import ServingImages, ServingImagesArgs
 from components.serving.resources.triton import TritonLLM, TritonLLMArgs
@@ -66,6 +67,51 @@ cluster = Cluster(
     ),
     opts=aws_opts,
 )
+model_store = ModelStore(cfg.name, ModelStoreArgs(model_store=cfg.model_store, region=cfg.region), opts=aws_opts)
+# Serving images built in AWS CodeBuild (multi-node models: the EFA stack; servingImage.extraAptPackages),
+# each tagged by its content key: an unchanged stack builds nothing.
+extra_apt_packages = tuple(cfg.serving_image.extra_apt_packages)
+image_specs = {m.name: spec for m in cfg.models if (spec := image_spec_for(m, extra_apt_packages)) is not None}
+serving_images = (
+    ServingImages(
+        cfg.name,
+        ServingImagesArgs(
+            stack_name=cfg.name,
+            region=cfg.region,
+            model_store=model_store,
+            specs=tuple(image_specs.values()),
+            timeout_minutes=cfg.serving_image.build_timeout_minutes,
+        ),
+        opts=aws_opts,
+    )
+    if image_specs
+    else None
+)
+model_images = {
+    name: serving_images.image_uri(spec) for name, spec in image_specs.items() if serving_images is not None
+}
+# nodePools[].imageCache: the pool's serving images pre-pulled on the snapshot its nodes' data volumes start
+# from (docs/coldstart.md "Images on the node"), rebuilt only when an image or the AMI release changes.
+image_cache_pools = [pool for pool in cfg.node_pools if pool.image_cache.enabled]
+image_cache = (
+    NodeImageCache(
+        cfg.name,
+        NodeImageCacheArgs(
+            stack=stack,
+            pools=image_cache_pools,
+            images={pool.name: node_pool_images(cfg.models, pool.name, model_images) for pool in image_cache_pools},
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            availability_zones=network.availability_zones,
+            partition=cluster.partition,
+            ecr_repository_arn=serving_images.repository.arn if serving_images is not None else None,
+        ),
+        opts=aws_opts,
+    )
+    if image_cache_pools
+    else None
+)
+image_snapshots = image_cache.snapshot_ids if image_cache is not None else {}
 karpenter = Karpenter(
     cfg.name,
     KarpenterArgs(
@@ -74,6 +120,7 @@ karpenter = Karpenter(
         cluster=cluster.ref,
         # Pools serving multi-node models (one zone, placement group, EFA) come from MultiNodePlatform.
         node_pools=[pool for pool in cfg.node_pools if pool.name not in multi_node],
+        image_snapshots=image_snapshots,
     ),
     opts=aws_opts,
 )
@@ -92,7 +139,6 @@ storage = (
     if cfg.efs.enabled
     else None
 )
-model_store = ModelStore(cfg.name, ModelStoreArgs(model_store=cfg.model_store, region=cfg.region), opts=aws_opts)
 # Controllers that outlive what they clean up: the gateway's NLB Service is deleted
 # while the nodes, Pod Identity agent and CoreDNS still run.
 gateway = Gateway(
@@ -147,6 +193,7 @@ multinode_platform = (
             private_subnet_ids=network.private_subnet_ids,
             karpenter_node_role_name=karpenter.node_role.name,
             karpenter_ready=[karpenter.crd_release, karpenter.release],
+            image_snapshots=image_snapshots,
         ),
         opts=aws_opts,
     )
@@ -170,28 +217,6 @@ scale_to_zero = (
     else None
 )
 
-# Serving images built in AWS CodeBuild (multi-node models: the EFA stack; servingImage.extraAptPackages),
-# each tagged by its content key: an unchanged stack builds nothing.
-extra_apt_packages = tuple(cfg.serving_image.extra_apt_packages)
-image_specs = {m.name: spec for m in cfg.models if (spec := image_spec_for(m, extra_apt_packages)) is not None}
-serving_images = (
-    ServingImages(
-        cfg.name,
-        ServingImagesArgs(
-            stack_name=cfg.name,
-            region=cfg.region,
-            model_store=model_store,
-            specs=tuple(image_specs.values()),
-            timeout_minutes=cfg.serving_image.build_timeout_minutes,
-        ),
-        opts=aws_opts,
-    )
-    if image_specs
-    else None
-)
-model_images = {
-    name: serving_images.image_uri(spec) for name, spec in image_specs.items() if serving_images is not None
-}
 # Copies each snapshot once, in the cluster (a Job in the hf-mirror namespace, the only holder of the token).
 weights_mirror = WeightsMirror(
     cfg.name,

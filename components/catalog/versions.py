@@ -50,8 +50,10 @@ KARPENTER_AMI_ALIAS_FAMILY = {"AL2023": "al2023", "Bottlerocket": "bottlerocket"
 # node on each AMI release (Karpenter v1.14 docs, concepts/nodeclasses.md "not recommended for
 # production"), so the default is a dated release: awslabs/amazon-eks-ami release v20260714
 # (CHANGELOG.md: amazon-eks-node-al2023-x86_64-nvidia-1.34-v20260714, Kubernetes 1.34.9).
-# Bottlerocket has no default here: we could not verify a Bottlerocket release for 1.34, so a
-# Bottlerocket pool must name its version (config validation says so).
+# Bottlerocket has no default here: its Kubernetes 1.34 variants ship from v1.47.0 (release notes,
+# "Add new kubernetes 1.34 variants (#4631)"; components/config/node_pools.py IMAGE_CACHE_SINCE), but
+# which later release to pin (its fixes, its presence in every region's SSM parameters) was not checked,
+# so a Bottlerocket pool must name its version (config validation says so).
 KARPENTER_AMI_VERSION: dict[str, str | None] = {"AL2023": "v20260714", "Bottlerocket": None}
 
 

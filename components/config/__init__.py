@@ -32,7 +32,7 @@ from components.config.models import (
 from components.config.monitoring import MonitoringConfig
 from components.config.multinode import ROLLOUT_SURGE_GROUPS, MultiNodeConfig
 from components.config.network import NetworkConfig
-from components.config.node_pools import CpuNodePoolConfig, NodePoolConfig
+from components.config.node_pools import CpuNodePoolConfig, ImageCacheConfig, NodePoolConfig
 from components.config.openai import OpenAiOptions
 from components.config.serving_image import ServingImageConfig
 from components.config.stack import (
@@ -59,6 +59,7 @@ __all__ = [
     "ClusterConfig",
     "ConfigError",
     "CpuNodePoolConfig",
+    "ImageCacheConfig",
     "EfsConfig",
     "EngineBuildOptions",
     "GatewayConfig",

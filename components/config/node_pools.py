@@ -63,6 +63,35 @@ def check_fast_image_pull(family: str, version: str | None) -> None:
         )
 
 
+# `nodePools[].imageCache` (docs/coldstart.md "Images on the node"): the node class binds only kubelet and pod
+# logs onto the instance store with `apiclient ephemeral-storage init` + `bind --dirs`, commands Bottlerocket
+# has from bottlerocket-core-kit v2.4.0 (commit 213f01fa "add ephemeral-storage commands"), which Bottlerocket
+# v1.22.0 ships ("Update bottlerocket-core-kit to v2.4.1", bottlerocket CHANGELOG.md). Kubernetes 1.34
+# variants (aws-k8s-1.34, aws-k8s-1.34-nvidia) are added in Bottlerocket v1.47.0 (its release notes,
+# "Add new kubernetes 1.34 variants (#4631)"), so for our EKS_VERSION the later of the two holds.
+IMAGE_CACHE_SINCE = "v1.47.0"
+
+
+def check_image_cache(family: str, version: str | None) -> None:
+    """Raise ValueError ("@imageCache.enabled: ...") unless the pool can start containerd from a snapshot."""
+    if family != "Bottlerocket":
+        raise ValueError(
+            f"@imageCache.enabled: amiFamily {family} boots from one root volume that holds containerd's "
+            "images, and EC2 keeps the AMI's own snapshot for a root device, so there is no data volume to "
+            "start from a snapshot; set amiFamily: Bottlerocket (with amiVersion) or imageCache.enabled: false"
+        )
+    if version is None or version == "latest":
+        raise ValueError(
+            "@imageCache.enabled: the snapshot is built on one Bottlerocket release (its containerd lays out "
+            f"the data volume); pin amiVersion to a release such as {IMAGE_CACHE_SINCE} instead of latest"
+        )
+    if _release_key(family, version) < _release_key(family, IMAGE_CACHE_SINCE):
+        raise ValueError(
+            f"@imageCache.enabled: Bottlerocket {version} predates {IMAGE_CACHE_SINCE}, the first release with "
+            f"Kubernetes {versions.EKS_VERSION} variants; set amiVersion to {IMAGE_CACHE_SINCE} or later"
+        )
+
+
 def ami_alias(family: str, version: str | None) -> str:
     return f"{versions.KARPENTER_AMI_ALIAS_FAMILY[family]}@{version or versions.KARPENTER_AMI_VERSION[family]}"
 
@@ -101,6 +130,40 @@ class CpuNodePoolConfig(ConfigModel):
         return ami_alias("AL2023", self.ami_version)
 
 
+class ImageCacheConfig(ConfigModel):
+    """The pool's serving images pre-pulled on an EBS snapshot that every new node's data volume starts from."""
+
+    enabled: bool = Field(
+        False,
+        description="Bottlerocket only: build a snapshot of the data volume with the serving images of the "
+        "pool's models pulled (rebuilt only when an image or the AMI release changes) and start every node's "
+        "containerd from it; turns fastImagePull off (docs/coldstart.md)",
+    )
+    fast_snapshot_restore: bool = Field(
+        False,
+        description="Enable EBS Fast Snapshot Restore for the snapshot in the pool's zones: volumes are fully "
+        "initialized at creation instead of loading blocks from S3 on first read; billed per snapshot per "
+        "zone-hour while enabled",
+    )
+    volume_initialization_rate: int | None = Field(
+        None,
+        ge=100,
+        le=300,
+        description="EBS Provisioned Rate for Volume Initialization (MiB/s, 100-300) of each node's data "
+        "volume: its snapshot blocks arrive at this rate after creation, a predictable time to a fully "
+        "initialized volume (an EBS charge of its own; see EBS pricing)",
+    )
+    build_instance_type: str = Field(
+        "m6i.large",
+        pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$",
+        description="EC2 instance type (x86_64) that pulls the images before the snapshot; it runs only "
+        "while the snapshot is built",
+    )
+    timeout_minutes: int = Field(
+        60, ge=10, le=240, description="Limit on one snapshot build (instance start, pulls, snapshot)"
+    )
+
+
 class NodePoolConfig(ConfigModel):
     """A Karpenter NodePool of GPU nodes."""
 
@@ -130,8 +193,10 @@ class NodePoolConfig(ConfigModel):
         True,
         description="Pull images with the SOCI snapshotter's parallel pull and unpack (AL2023: nodeadm's "
         "FastImagePull feature gate; Bottlerocket: settings.container-runtime snapshotter soci), onto the "
-        "instance-store RAID0; about half the pull time of a 10 GB image (docs/coldstart.md)",
+        "instance-store RAID0; about half the pull time of a 10 GB image (docs/coldstart.md). Default on, "
+        "off on an imageCache pool (its images were unpacked by overlayfs)",
     )
+    image_cache: ImageCacheConfig = Field(default_factory=ImageCacheConfig, description="See nodePools[].imageCache.*")
     consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field(
         "WhenEmpty", description="When Karpenter may remove nodes"
     )
@@ -143,6 +208,27 @@ class NodePoolConfig(ConfigModel):
         description="Availability zones (e.g. [us-west-2a]) the pool may use; default every zone of the VPC. "
         "A pool serving a multiNode model needs exactly one",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fast_image_pull_default(cls, data: object) -> object:
+        """fastImagePull defaults to on, and to off on an imageCache pool: the snapshot's layers were unpacked
+        by containerd's default overlayfs snapshotter, and containerd keeps unpacked layers per snapshotter, so a
+        containerd running SOCI would find none of them and unpack every image again before its first start."""
+        if not isinstance(data, dict):
+            return data
+        cache = data.get("imageCache", data.get("image_cache"))
+        enabled = cache.get("enabled") if isinstance(cache, dict) else getattr(cache, "enabled", False)
+        key = "fastImagePull" if "fastImagePull" in data else "fast_image_pull"
+        if key not in data:
+            return {**data, key: not enabled}
+        if enabled is True and data[key] is True:
+            raise ValueError(
+                "@fastImagePull: an imageCache pool's images were unpacked by the overlayfs snapshotter, and a "
+                "containerd running SOCI would unpack them all again; leave fastImagePull out (it defaults to off there) or turn "
+                "imageCache.enabled off"
+            )
+        return data
 
     @field_validator("instance_families")
     @classmethod
@@ -171,6 +257,8 @@ class NodePoolConfig(ConfigModel):
         check_ami_version(self.ami_family, self.ami_version)
         if self.fast_image_pull:
             check_fast_image_pull(self.ami_family, self.ami_version)
+        if self.image_cache.enabled:
+            check_image_cache(self.ami_family, self.ami_version)
         return self
 
     @property

@@ -12,11 +12,17 @@ _RUNS: dict[str, ProgramRun] = {}
 
 # The opt-ins no stack file turns on (they cost money or need an address), on top of the vllm stack, so
 # the IAM goldens and the security checks cover what they add: an SNS topic for alerts with e-mail
-# subscribers and Alertmanager's publisher role, a webhook, CloudWatch Container Insights.
+# subscribers and Alertmanager's publisher role, a webhook, CloudWatch Container Insights, and the GPU pool
+# on Bottlerocket with its images pre-pulled on a snapshot (nodePools[].imageCache: the build instance's role,
+# with pull from the repository of the extra-packages image ServingImages builds).
 WEBHOOK_URL = "https://hooks.example.com/services/T000/B000/mock-webhook-token"
 OPT_IN_OVERRIDES = {
     "monitoring.alerts.sns": {"enabled": True, "emails": ["oncall@example.com", "ml-platform@example.com"]},
     "monitoring.cloudwatch.enabled": True,
+    "nodePools[0].amiFamily": "Bottlerocket",
+    "nodePools[0].amiVersion": "v1.47.0",
+    "nodePools[0].imageCache": {"enabled": True, "fastSnapshotRestore": True},
+    "servingImage.extraAptPackages": ["htop"],
 }
 OPT_IN_SECRETS: dict[str, str | None] = {"alertWebhookUrl": WEBHOOK_URL}
 # Variant name -> (stack file, overrides, secrets); golden files live in tests/golden/iam/<variant>/.

@@ -625,6 +625,13 @@ class _RecordingMocks(runtime_mocks.Mocks):
             if state.get("repository_url") and state.get("tag"):
                 digest = "sha256:" + hashlib.sha256(str(state["tag"]).encode()).hexdigest()
                 state.update(digest=digest, image_uri=f"{state['repository_url']}:{state['tag']}@{digest}", built=True)
+        elif typ == "pulumi-python:dynamic/tritonllm:ImageCacheSnapshot":
+            # What the provider returns once the snapshot is complete (components/providers/image_cache.py):
+            # an id derived from the key, so a changed image reads as a changed snapshot in the node class.
+            if state.get("key"):
+                state.update(
+                    snapshot_id="snap-" + hashlib.sha256(str(state["key"]).encode()).hexdigest()[:17], built=True
+                )
         elif typ == "tls:index/privateKey:PrivateKey":
             # Shaped like OpenSSH keys (never real ones); pulumi_tls marks the private half secret itself.
             body = _short_hash(typ, name, length=40)

@@ -23,6 +23,9 @@ from tests.unit import test_config_errors
 from tests.unit.harness import DEFAULT_SECRETS, _config_strings, load_stack_config, set_path
 from tests.unit.test_config_errors import BadConfig
 
+# A Bottlerocket release with Kubernetes 1.34 variants (v1.47.0 release notes), for the imageCache cases.
+BOTTLEROCKET = {"nodePools[0].amiFamily": "Bottlerocket", "nodePools[0].amiVersion": "v1.47.0"}
+
 MORE_CASES = [
     # Scale to zero (models[].minReplicas: 0, autoscaling.idleSeconds / coldStartTimeoutSeconds)
     BadConfig(
@@ -647,6 +650,77 @@ MORE_CASES = [
         {"models[1].openai": {"enabled": True, "tokenizer": "meta-llama/Llama-3.2-1B"}},
         "models[1].openai.tokenizer",
         "drop openai.tokenizer",
+    ),
+    # nodePools[].imageCache (components/config/node_pools.py, docs/coldstart.md "Images on the node")
+    BadConfig(
+        "image-cache-on-al2023",
+        "vllm",
+        {"nodePools[0].imageCache": {"enabled": True}},
+        "nodePools[0].imageCache.enabled",
+        "set amiFamily: Bottlerocket",
+    ),
+    BadConfig(
+        "image-cache-on-latest-bottlerocket",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].amiVersion": "latest", "nodePools[0].imageCache": {"enabled": True}},
+        "nodePools[0].imageCache.enabled",
+        "pin amiVersion to a release",
+    ),
+    BadConfig(
+        "image-cache-on-bottlerocket-without-eks-1-34",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].amiVersion": "v1.46.0", "nodePools[0].imageCache": {"enabled": True}},
+        "nodePools[0].imageCache.enabled",
+        "set amiVersion to v1.47.0 or later",
+    ),
+    BadConfig(
+        "image-cache-with-fast-image-pull",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].fastImagePull": True, "nodePools[0].imageCache": {"enabled": True}},
+        "nodePools[0].fastImagePull",
+        "leave fastImagePull out",
+    ),
+    BadConfig(
+        "image-cache-initialization-rate-too-high",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].imageCache": {"enabled": True, "volumeInitializationRate": 500}},
+        "nodePools[0].imageCache.volumeInitializationRate",
+        "less than or equal to 300",
+    ),
+    BadConfig(
+        "image-cache-initialization-rate-too-low",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].imageCache": {"enabled": True, "volumeInitializationRate": 50}},
+        "nodePools[0].imageCache.volumeInitializationRate",
+        "greater than or equal to 100",
+    ),
+    BadConfig(
+        "image-cache-build-instance-not-a-type",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].imageCache": {"enabled": True, "buildInstanceType": "m6i large"}},
+        "nodePools[0].imageCache.buildInstanceType",
+        "should match pattern",
+    ),
+    BadConfig(
+        "image-cache-timeout-too-short",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].imageCache": {"enabled": True, "timeoutMinutes": 5}},
+        "nodePools[0].imageCache.timeoutMinutes",
+        "greater than or equal to 10",
+    ),
+    BadConfig(
+        "image-cache-timeout-too-long",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].imageCache": {"enabled": True, "timeoutMinutes": 600}},
+        "nodePools[0].imageCache.timeoutMinutes",
+        "less than or equal to 240",
+    ),
+    BadConfig(
+        "image-cache-unknown-key",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].imageCache": {"enabled": True, "snapshotId": "snap-1"}},
+        "nodePools[0].imageCache.snapshotId",
+        "check the spelling",
     ),
     # the weights mirror Job's deadline (modelStore.mirror, docs/weights.md)
     BadConfig(

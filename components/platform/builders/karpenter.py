@@ -13,6 +13,7 @@ from components.catalog import versions
 from components.config import CPU_NODE_POOL_NAME, CpuNodePoolConfig, NodePoolConfig
 from components.platform.builders import iam
 from components.platform.builders.cluster import IMDS_HOP_LIMIT, SYSTEM_NODE_SELECTOR
+from components.platform.builders.image_cache import BUILD_VOLUME_IOPS, BUILD_VOLUME_THROUGHPUT
 from components.platform.builders.network import DISCOVERY_TAG
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -346,25 +347,48 @@ def karpenter_values(cluster_name: str, queue_name: str, region: str) -> dict[st
     }
 
 
-def block_device_mappings(ami_family: str, disk_size_gib: int) -> list[dict[str, Any]]:
-    """Encrypted gp3 volumes; images (15-20 GB for Triton LLM images) and emptyDirs land on the big one."""
+def block_device_mappings(
+    ami_family: str,
+    disk_size_gib: int,
+    *,
+    snapshot_id: str | None = None,
+    volume_initialization_rate: int | None = None,
+) -> list[dict[str, Any]]:
+    """Encrypted gp3 volumes; images (15-20 GB for Triton LLM images) and emptyDirs land on the big one.
 
-    def ebs(size: str, throughput: int) -> dict[str, Any]:
+    `snapshot_id` (Bottlerocket, `nodePools[].imageCache`): the data volume starts from the snapshot that holds
+    the pool's images. `encrypted` is then left out: EC2 takes a volume's encryption from its snapshot and the
+    EC2NodeClass CRD says so ("If you are creating a volume from a snapshot, you can't specify an encryption
+    value"); the program builds its snapshots from encrypted volumes, so the volume is encrypted.
+    Its throughput and IOPS are those the snapshot was written with (image_cache.BUILD_VOLUME_*): first reads
+    come from S3 whatever the volume's rate, later ones (every layer the runtime opens) at up to 1,000 MiB/s.
+    """
+
+    def ebs(size: str, throughput: int, iops: int = 3000) -> dict[str, Any]:
         return {
             "volumeSize": size,
             "volumeType": "gp3",
             "encrypted": True,
             "deleteOnTermination": True,
-            "iops": 3000,
+            "iops": iops,
             "throughput": throughput,
         }
 
     if ami_family == "Bottlerocket":
         # Bottlerocket: a small OS volume and a data volume for images and pods.
+        data = ebs(f"{disk_size_gib}Gi", 500)
+        if snapshot_id is not None:
+            data = ebs(f"{disk_size_gib}Gi", BUILD_VOLUME_THROUGHPUT, BUILD_VOLUME_IOPS)
+            del data["encrypted"]
+            data["snapshotID"] = snapshot_id
+            if volume_initialization_rate is not None:
+                data["volumeInitializationRate"] = volume_initialization_rate
         return [
             {"deviceName": "/dev/xvda", "ebs": ebs("4Gi", 125)},
-            {"deviceName": "/dev/xvdb", "rootVolume": False, "ebs": ebs(f"{disk_size_gib}Gi", 500)},
+            {"deviceName": "/dev/xvdb", "rootVolume": False, "ebs": data},
         ]
+    if snapshot_id is not None:
+        raise ValueError("only a Bottlerocket node class has a data volume to start from a snapshot")
     return [{"deviceName": "/dev/xvda", "rootVolume": True, "ebs": ebs(f"{disk_size_gib}Gi", 500)}]
 
 
@@ -439,6 +463,35 @@ def fast_image_pull_user_data(ami_family: str) -> str:
     raise ValueError(f"no parallel image pull settings for AMI family {ami_family!r}")
 
 
+# `nodePools[].imageCache` pools: the instance store takes kubelet's directory (emptyDirs: the staged weights
+# and engines) and pod logs, and containerd stays on the data volume the snapshot fills. Karpenter v1.14.1's
+# RAID0 command with /var/lib/containerd left out (pkg/providers/amifamily/bootstrap/bottlerocket.go,
+# "000-mount-instance-storage": `apiclient ephemeral-storage init`, then `bind --dirs /var/lib/containerd
+# /var/lib/kubelet /var/log/pods`, essential, mode always). Both dirs are on Bottlerocket's bind allow-list for
+# k8s variants, and on a type without instance store both commands log "no ephemeral disks found" and succeed
+# (bottlerocket-core-kit sources/api/apiserver/src/server/ephemeral_storage.rs `initialize`, `bind`,
+# `allowed_bind_dirs`), so `essential` cannot stop such a node. Karpenter keeps bootstrap commands from user
+# data and adds its own only with instanceStorePolicy RAID0, which these node classes leave out
+# (bootstrap/bottlerocketsettings.go UnmarshalTOML/MarshalTOML).
+IMAGE_CACHE_BOOTSTRAP_COMMAND = "000-mount-instance-storage-keep-containerd"
+IMAGE_CACHE_BIND_DIRS = ("/var/lib/kubelet", "/var/log/pods")
+
+
+def image_cache_user_data() -> str:
+    """EC2NodeClass `spec.userData` (Bottlerocket TOML) of an imageCache pool: our own instance-store bind."""
+    body = {
+        "commands": [
+            ["apiclient", "ephemeral-storage", "init"],
+            ["apiclient", "ephemeral-storage", "bind", "--dirs", *IMAGE_CACHE_BIND_DIRS],
+        ],
+        "essential": True,
+        "mode": "always",
+    }
+    return f"[settings.bootstrap-commands.{IMAGE_CACHE_BOOTSTRAP_COMMAND}]\n" + "".join(
+        f"{key} = {_toml_value(value)}\n" for key, value in body.items()
+    )
+
+
 def metadata_options() -> dict[str, Any]:
     """IMDSv2 only, hop limit 1: pods cannot reach instance metadata (they get AWS access via Pod Identity)."""
     return {
@@ -450,7 +503,11 @@ def metadata_options() -> dict[str, Any]:
 
 
 def ec2_node_class_manifest(
-    pool: NodePoolConfig, cluster_name: str, node_role_name: str, tags: Mapping[str, str]
+    pool: NodePoolConfig,
+    cluster_name: str,
+    node_role_name: str,
+    tags: Mapping[str, str],
+    snapshot_id: str | None = None,
 ) -> dict[str, Any]:
     """EC2NodeClass for one GPU NodePool: pinned GPU AMI, IMDSv2, encrypted gp3, instance store as RAID0.
 
@@ -458,8 +515,20 @@ def ec2_node_class_manifest(
     one RAID0 array from the instance-store disks and puts kubelet and containerd on it (images,
     emptyDirs such as the HF cache and staged engines); types without instance store are unaffected
     (Karpenter v1.14 docs, concepts/nodeclasses.md "spec.instanceStorePolicy").
+
+    An imageCache pool (`snapshot_id`, the snapshot NodeImageCache built): no instanceStorePolicy, since
+    Karpenter's RAID0 bind would hide the snapshot's containerd; our own bootstrap command binds kubelet and
+    pod logs onto the same array instead (image_cache_user_data), and the data volume starts from the snapshot.
     """
     discovery = {DISCOVERY_TAG: cluster_name}
+    if pool.image_cache.enabled != (snapshot_id is not None):
+        raise ValueError(f"node pool {pool.name}: imageCache.enabled needs its snapshot id, and only it")
+    if snapshot_id is not None:
+        storage: dict[str, Any] = {"userData": image_cache_user_data()}
+    else:
+        storage = {"instanceStorePolicy": "RAID0"}
+        if pool.fast_image_pull:
+            storage["userData"] = fast_image_pull_user_data(pool.ami_family)
     return {
         "apiVersion": f"{NODECLASS_GROUP}/v1",
         "kind": "EC2NodeClass",
@@ -470,9 +539,13 @@ def ec2_node_class_manifest(
             "subnetSelectorTerms": [{"tags": discovery}],  # every private subnet, no other
             "securityGroupSelectorTerms": [{"tags": discovery}],
             "metadataOptions": metadata_options(),
-            "instanceStorePolicy": "RAID0",
-            "blockDeviceMappings": block_device_mappings(pool.ami_family, pool.disk_size_gib),
-            **({"userData": fast_image_pull_user_data(pool.ami_family)} if pool.fast_image_pull else {}),
+            "blockDeviceMappings": block_device_mappings(
+                pool.ami_family,
+                pool.disk_size_gib,
+                snapshot_id=snapshot_id,
+                volume_initialization_rate=pool.image_cache.volume_initialization_rate,
+            ),
+            **storage,
             "tags": {**dict(tags), "tritonllm/node-pool": pool.name},
         },
     }

@@ -47,9 +47,11 @@ def efa_node_class_manifest(
     tags: dict[str, str],
     subnet_id: str,
     placement_group_name: str | None,
+    snapshot_id: str | None = None,
 ) -> dict[str, Any]:
-    """The pool's EC2NodeClass, pinned to one subnet (one AZ) and, optionally, a cluster placement group."""
-    manifest = kp.ec2_node_class_manifest(pool, cluster_name, node_role_name, tags)
+    """The pool's EC2NodeClass, pinned to one subnet (one AZ) and, optionally, a cluster placement group;
+    `snapshot_id`: the pool's imageCache snapshot (kp.ec2_node_class_manifest)."""
+    manifest = kp.ec2_node_class_manifest(pool, cluster_name, node_role_name, tags, snapshot_id)
     spec = manifest["spec"]
     spec["subnetSelectorTerms"] = [{"id": subnet_id}]
     if placement_group_name:

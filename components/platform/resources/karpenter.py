@@ -13,8 +13,8 @@ ask for GPUs land there.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -48,12 +48,20 @@ from components.platform.resources.k8s_objects import k8s_object
 from components.tokens import component_type
 
 
+def _node_class(pool: NodePoolConfig, cluster_name: str, tags: dict[str, str], role_snapshot: list[Any]) -> dict:
+    """`ec2_node_class_manifest` over the resolved [node role name, imageCache snapshot id or None]."""
+    node_role_name, snapshot_id = role_snapshot
+    return ec2_node_class_manifest(pool, cluster_name, node_role_name, tags, snapshot_id)
+
+
 @dataclass(frozen=True)
 class KarpenterArgs:
     stack: StackIdentity
     node_pools: Sequence[NodePoolConfig]  # GPU pools with a standard NodePool (not the multi-node ones)
     cpu_node_pool: CpuNodePoolConfig
     cluster: ClusterRef
+    # pool name -> the snapshot id its data volumes start from (nodePools[].imageCache; NodeImageCache)
+    image_snapshots: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class Karpenter(pulumi.ComponentResource):
@@ -182,7 +190,9 @@ class Karpenter(pulumi.ComponentResource):
         pools: list[tuple[str, pulumi.Output[dict[str, Any]], dict[str, Any]]] = [
             (
                 pool.name,
-                self.node_role.name.apply(partial(ec2_node_class_manifest, pool, cluster_name, tags=instance_tags)),
+                pulumi.Output.all(self.node_role.name, args.image_snapshots.get(pool.name)).apply(
+                    partial(_node_class, pool, cluster_name, instance_tags)
+                ),
                 node_pool_manifest(pool),
             )
             for pool in args.node_pools

@@ -19,8 +19,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -53,9 +53,12 @@ def _subnet_in_zone(zone: str, zones_and_subnet_ids: list[Any]) -> str:
 def _efa_node_class(
     pool: NodePoolConfig, cluster_name: str, tags: dict[str, str], role_subnet_group: list[Any]
 ) -> dict[str, Any]:
-    """`efa_node_class_manifest` over the resolved [node role name, subnet id, placement group name or None]."""
-    node_role_name, subnet_id, placement_group_name = role_subnet_group
-    return efa_node_class_manifest(pool, cluster_name, node_role_name, tags, subnet_id, placement_group_name)
+    """`efa_node_class_manifest` over the resolved [node role name, subnet id, placement group name or None,
+    imageCache snapshot id or None]."""
+    node_role_name, subnet_id, placement_group_name, snapshot_id = role_subnet_group
+    return efa_node_class_manifest(
+        pool, cluster_name, node_role_name, tags, subnet_id, placement_group_name, snapshot_id
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class MultiNodePlatformArgs:
     private_subnet_ids: pulumi.Input[Sequence[str]]
     karpenter_node_role_name: pulumi.Input[str]
     karpenter_ready: Sequence[pulumi.Resource]  # Karpenter's CRDs and controller
+    # pool name -> the snapshot id its data volumes start from (nodePools[].imageCache; NodeImageCache)
+    image_snapshots: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class MultiNodePlatform(pulumi.ComponentResource):
@@ -138,7 +143,8 @@ class MultiNodePlatform(pulumi.ComponentResource):
                 )
                 self.placement_groups[pool_name] = group
                 pg_name = group.name
-            node_class = pulumi.Output.all(args.karpenter_node_role_name, subnet_id, pg_name).apply(
+            snapshot_id = pulumi.Output.from_input(args.image_snapshots.get(pool_name))
+            node_class = pulumi.Output.all(args.karpenter_node_role_name, subnet_id, pg_name, snapshot_id).apply(
                 partial(_efa_node_class, pool, args.stack.name, instance_tags)
             )
             self.node_classes[pool_name] = k8s.apiextensions.CustomResource(

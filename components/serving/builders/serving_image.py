@@ -24,13 +24,16 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from components.catalog import versions
 from components.config import ModelConfig
 from components.platform.builders.iam import policy_document, service_trust_policy
+
+ImageRef = TypeVar("ImageRef")  # a plain reference, or the program's Output of one
 
 IMAGES_DIR = Path(__file__).resolve().parents[3] / "images"
 MULTINODE = "multinode"
@@ -307,3 +310,17 @@ def image_spec_for(model: ModelConfig, extra_apt_packages: tuple[str, ...]) -> I
     if extra_apt_packages:
         return extra_packages_spec(base, extra_apt_packages)
     return None
+
+
+def node_pool_images(
+    models: Sequence[ModelConfig], pool_name: str, built: Mapping[str, ImageRef]
+) -> list[str | ImageRef]:
+    """The images a new node of `pool_name` pulls for the models placed on it (`nodePools[].imageCache`): each
+    model's serving image (the one ServingImages builds, from `built`: model name -> image reference, else its
+    runtime's Triton image) and the AWS CLI image every staging init container runs (weights, engine,
+    repository: aws_cli.aws_cli_container). tests/unit/test_image_cache.py holds this to the rendered pods."""
+    placed = [m for m in models if m.node_pool == pool_name]
+    images: list[str | ImageRef] = [
+        built[m.name] if m.name in built else versions.triton_image(m.runtime) for m in placed
+    ]
+    return [*images, versions.AWS_CLI_IMAGE] if placed else []
