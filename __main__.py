@@ -10,6 +10,7 @@ from components.gateway.resources.gateway import Gateway, GatewayArgs
 from components.observability.resources.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.observability.resources.monitoring import Monitoring, MonitoringArgs
 from components.platform.builders import addon_versions
+from components.platform.builders.karpenter import node_startup_taints
 from components.platform.resources.cluster import Cluster, ClusterArgs
 from components.platform.resources.image_cache import NodeImageCache, NodeImageCacheArgs
 from components.platform.resources.karpenter import Karpenter, KarpenterArgs
@@ -121,6 +122,7 @@ karpenter = Karpenter(
         # Pools serving multi-node models (one zone, placement group, EFA) come from MultiNodePlatform.
         node_pools=[pool for pool in cfg.node_pools if pool.name not in multi_node],
         image_snapshots=image_snapshots,
+        startup_taints=node_startup_taints(addon_versions.cluster_optional_addons(cfg)),
     ),
     opts=aws_opts,
 )

@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 
 from components.catalog import versions
-from components.config import ConfigError
+from components.config import CPU_NODE_POOL_NAME, ConfigError
 from components.platform.builders import addon_versions, pod_security
 from components.serving.builders import mountpoint_weights as mw
 from components.serving.builders import triton_manifests as tm
 from components.serving.builders import weights_mirror as wm
 from components.serving.builders.model_repository import vllm_engine_args
-from tests.k8s_schema import validate_k8s_object
+from tests.k8s_schema import validate_custom_resource, validate_k8s_object
 from tests.mountpoint_driver import DriverRefusal, parse_args, publish_args, sharing_key
 from tests.unit.conftest import stack_run_for
 from tests.unit.test_triton_manifests import stack_config
@@ -359,6 +359,22 @@ def test_the_addon_is_installed_through_the_cluster_loop_without_a_role(mountpoi
     assert not [
         r for r in base.of_type("aws:eks/addon:Addon") if r.inputs["addonName"] == addon_versions.MOUNTPOINT_ADDON
     ]
+
+
+def test_new_gpu_nodes_wait_for_the_driver_only_when_it_is_installed(mountpoint_run) -> None:
+    # The driver removes this taint once its node plugin has registered (mountpoint-s3-csi-driver v2.7.0
+    # pkg/driver/node/taint.go AgentNotReadyNodeTaintKey); without it a weights pod can land on a new node
+    # before the driver can mount its volume.
+    pools = [p for p in mountpoint_run.manifests("NodePool") if p["metadata"]["name"] != CPU_NODE_POOL_NAME]
+    assert pools
+    for pool in pools:
+        validate_custom_resource(pool)
+        assert pool["spec"]["template"]["spec"]["startupTaints"] == [
+            {"key": "s3.csi.aws.com/agent-not-ready", "effect": "NoExecute"}
+        ], pool["metadata"]["name"]
+    # A taint nobody removes would keep every pod off the node: none without the add-on.
+    for pool in stack_run_for("vllm").manifests("NodePool"):
+        assert "startupTaints" not in pool["spec"]["template"]["spec"], pool["metadata"]["name"]
 
 
 def test_the_program_registers_the_volume_claim_and_wires_the_pods(mountpoint_run) -> None:

@@ -62,6 +62,8 @@ class KarpenterArgs:
     cluster: ClusterRef
     # pool name -> the snapshot id its data volumes start from (nodePools[].imageCache; NodeImageCache)
     image_snapshots: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Taints new GPU nodes start with until an add-on's node agent removes them (node_startup_taints)
+    startup_taints: Sequence[Mapping[str, str]] = ()
 
 
 class Karpenter(pulumi.ComponentResource):
@@ -193,7 +195,7 @@ class Karpenter(pulumi.ComponentResource):
                 pulumi.Output.all(self.node_role.name, args.image_snapshots.get(pool.name)).apply(
                     partial(_node_class, pool, cluster_name, instance_tags)
                 ),
-                node_pool_manifest(pool),
+                node_pool_manifest(pool, args.startup_taints),
             )
             for pool in args.node_pools
         ]
