@@ -266,6 +266,13 @@ class ModelConfig(ConfigModel):
         default_factory=WeightsOptions,
         description="How the pods read the weights mirror (vLLM, llmapi); see models[].weights.*",
     )
+    compile_cache: bool | None = Field(
+        None,
+        description="Share vLLM's torch.compile cache between the model's replicas through the model store: "
+        "the first ready replica saves it, later ones restore it and skip the compilation (docs/coldstart.md "
+        "\"Compile cache\"). Default: on for a vLLM model that compiles (not vllm.enforceEager) on a node pool "
+        "of one GPU model; vLLM only",
+    )
     multi_node: MultiNodeConfig | None = Field(
         None,
         description="Serve one replica across several nodes (TRT-LLM: tensorParallel within a node, "
@@ -300,6 +307,7 @@ class ModelConfig(ConfigModel):
             + openai_config_problems(self)
             + engine_family_problems(self)
             + weights_config_problems(self)
+            + self._compile_cache_problems()
         )
         if problems:
             raise ValueError("\n".join(problems))
@@ -309,6 +317,20 @@ class ModelConfig(ConfigModel):
                 "raise gpus or drop the key"
             )
         return self
+
+    def _compile_cache_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.compile_cache and self.backend != "vllm":
+            problems.append(
+                f"@compileCache: true, but model {self.name!r} runs TensorRT-LLM ({self.runtime}), which does not "
+                "run torch.compile; only vLLM models have a compile cache: drop the key or set it to false"
+            )
+        elif self.compile_cache and self.vllm.enforce_eager:
+            problems.append(
+                "@compileCache: true, but vllm.enforceEager is true, so vLLM compiles nothing (it sets -O0: "
+                "vllm/config/vllm.py, 0.13.0); drop compileCache or set vllm.enforceEager: false"
+            )
+        return problems
 
     def _scale_to_zero_problems(self) -> list[str]:
         if self.min_replicas == 0:

@@ -141,6 +141,13 @@ class StackConfig(ConfigModel):
                     f"@models[{i}].nodePool: TensorRT-LLM engines are built per GPU architecture but nodePool "
                     f"{pool.name!r} mixes {[g.name for g in pool.gpu_models]}; give it one GPU family"
                 )
+            if m.compile_cache and len(pool.gpu_models) > 1:
+                problems.append(
+                    f"@models[{i}].compileCache: true, but nodePool {pool.name!r} mixes "
+                    f"{[g.name for g in pool.gpu_models]}: a pod cannot tell its node's GPU before it starts, so "
+                    "replicas would share kernels compiled for another architecture; give the pool one GPU "
+                    "family or set compileCache: false"
+                )
             if m.is_gated and not self.hf_token_set:
                 problems.append(
                     f"@models[{i}].hfModelId: {m.hf_model_id} is gated on Hugging Face but hfToken is not set; "

@@ -68,7 +68,12 @@ def test_vllm_deployment_loads_from_s3_with_the_weights_staged_from_the_mirror(v
     assert env["HF_HUB_OFFLINE"]["value"] == "1"
     volumes = {v["name"]: v for v in pod_spec(manifest)["volumes"]}
     assert volumes[tm.WEIGHTS_VOLUME] == {"name": tm.WEIGHTS_VOLUME, "emptyDir": {}}  # node-local, not EFS
-    assert [c["name"] for c in pod_spec(manifest)["initContainers"]] == ["stage-weights"]
+    # then the shared compile cache (tests/unit/test_compile_cache.py): restore, and the saving native sidecar
+    assert [c["name"] for c in pod_spec(manifest)["initContainers"]] == [
+        "stage-weights",
+        "restore-compile-cache",
+        "save-compile-cache",
+    ]
 
 
 def test_trtllm_deployment_stages_the_engine_before_triton_starts(dev):

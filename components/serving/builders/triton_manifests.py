@@ -39,13 +39,14 @@ from components.observability.builders import metrics
 from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
 from components.platform.builders.storage import shared_claim_manifest
-from components.serving.builders import engine_build, mountpoint_weights, weights_mirror
+from components.serving.builders import compile_cache, engine_build, mountpoint_weights, weights_mirror
 from components.serving.builders import llmapi as llmapi_repository
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders.aws_cli import aws_cli_container
 from components.serving.builders.model_repository import (
     models_prefix,
     served_model_name,
+    vllm_model_files,
     vllm_repository_hash,
 )
 from components.serving.builders.model_store import also_read_prefix, read_prefix_policy
@@ -762,11 +763,16 @@ def deployment_manifest(
         "containers": [container],
         "volumes": volumes,
     }
+    if compile_cache.wanted(model, site.node_pool):
+        annotations_extra = add_compile_cache(pod_spec, init_containers, model, site, bucket=bucket)
+    else:
+        annotations_extra = {}
     if init_containers:
         pod_spec["initContainers"] = init_containers
     if image_pull_secret:
         pod_spec["imagePullSecrets"] = [{"name": image_pull_secret}]
     annotations = {"tritonllm.io/engine-key": engine_key} if engine_key else {}
+    annotations.update(annotations_extra)
     if weights is not None and reads_weights_mirror(model):
         # A new commit (a moved hfRevision) must roll the pods: they stage the mirror at start only.
         annotations["tritonllm.io/weights"] = f"{weights.hf_model_id}@{weights.revision_sha}"
@@ -793,6 +799,42 @@ def deployment_manifest(
             },
         },
     }
+
+
+# --------------------------------------------------------------------------- vLLM's compile cache
+
+
+def compile_cache_key(model: ModelConfig, site: ModelSite, image: str) -> str:
+    """The key of the model's shared torch.compile cache (components/serving/builders/compile_cache.py)."""
+    model_json = next(text for path, text in vllm_model_files(model).items() if path.endswith("/model.json"))
+    return compile_cache.compile_cache_key(
+        image=image,
+        model_json=model_json,
+        gpus_per_replica=model.gpus_per_replica,
+        tensor_parallel=model.tensor_parallel,
+        instance_types=[t.name for t in site.node_pool.catalog_types],
+    )
+
+
+def add_compile_cache(
+    pod_spec: dict[str, Any], init_containers: list[dict[str, Any]], model: ModelConfig, site: ModelSite, *, bucket: str
+) -> dict[str, str]:
+    """Wire the shared compile cache into a vLLM pod: the Triton container's cache env and volume, the restore
+    init container, then the saving native sidecar, which polls the container's own readiness path on KServe
+    HTTP. Probes are untouched. Returns the pod annotation naming the key."""
+    container = pod_spec["containers"][0]
+    key = compile_cache_key(model, site, container["image"])
+    container["env"] += compile_cache.env()
+    container["volumeMounts"].append(compile_cache.mount())
+    pod_spec["volumes"].append(compile_cache.volume())
+    ready_path = container["readinessProbe"]["httpGet"]["path"]
+    init_containers += [
+        compile_cache.restore_container(bucket, model.name, key, site.region),
+        compile_cache.save_container(
+            bucket, model.name, key, site.region, ready_port=HTTP_PORT, ready_path=ready_path
+        ),
+    ]
+    return {"tritonllm.io/compile-cache": key}
 
 
 # --------------------------------------------------------------------------- OpenAI frontend, LLM API

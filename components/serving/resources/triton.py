@@ -28,7 +28,13 @@ from components.platform.resources.cluster import ClusterRef
 from components.platform.resources.k8s_objects import k8s_object
 from components.platform.resources.storage import Storage
 from components.providers import engine_build as engine_build_provider
-from components.serving.builders import engine_build, mountpoint_weights, network_policies, scale_to_zero
+from components.serving.builders import (
+    compile_cache,
+    engine_build,
+    mountpoint_weights,
+    network_policies,
+    scale_to_zero,
+)
 from components.serving.builders import openai as openai_frontend
 from components.serving.builders import triton_manifests as tm
 from components.serving.builders.model_repository import (
@@ -146,10 +152,16 @@ class TritonLLM(pulumi.ComponentResource):
             read_prefix = engine_key.apply(engine_build.engine_prefix)
         # vLLM and llmapi pods also stage the weights mirror; TRT-LLM engine pods read their engine only.
         weights_prefix = weights.prefix if tm.reads_weights_mirror(model) else None
+        shares_compile_cache = compile_cache.wanted(model, site.node_pool)
+
+        def pod_policy(bucket_arn: str, kms_key_arn: str | None, prefix: str) -> str:
+            document = tm.triton_reader_policy(model, bucket_arn, prefix, kms_key_arn, weights_prefix)
+            if shares_compile_cache:  # read and write compile-cache/<model>/ (the restore and save containers)
+                document = compile_cache.cache_access_policy(document, bucket_arn, model.name, kms_key_arn)
+            return json.dumps(document)
+
         reader_policy = pulumi.Output.all(model_store.bucket_arn, model_store.kms_key_arn, read_prefix).apply(
-            lambda a: json.dumps(
-                tm.triton_reader_policy(model, a[0], a[2], kms_key_arn=a[1], weights_prefix=weights_prefix)
-            )
+            lambda a: pod_policy(a[0], a[1], a[2])
         )
         reader_access: pulumi.Resource | None = None
         if tm.uses_irsa(model):
