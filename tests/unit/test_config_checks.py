@@ -787,6 +787,28 @@ MORE_CASES = [
         "models[0].weights.nodeCacheSize",
         "at least the model's weights",
     ),
+    # models[].compileCache: vLLM's shared torch.compile cache (docs/coldstart.md "Compile cache")
+    BadConfig(
+        "compile-cache-on-tensorrt-llm",
+        "dev",
+        {"models[0].compileCache": True},
+        "models[0].compileCache",
+        "only vLLM models have a compile cache: drop the key or set it to false",
+    ),
+    BadConfig(
+        "compile-cache-with-enforce-eager",
+        "vllm",
+        {"models[0].compileCache": True, "models[0].vllm.enforceEager": True},
+        "models[0].compileCache",
+        "drop compileCache or set vllm.enforceEager: false",
+    ),
+    BadConfig(
+        "compile-cache-on-a-mixed-gpu-pool",
+        "vllm",
+        {"models[0].compileCache": True, "nodePools[0].instanceFamilies": ["g5", "g6"]},
+        "models[0].compileCache",
+        "give the pool one GPU family or set compileCache: false",
+    ),
 ]
 
 # Raises in components/config/ that no stack config can reach: defensive, behind a validation that fails first.
