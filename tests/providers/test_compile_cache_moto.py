@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -124,22 +125,39 @@ def start_save(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: a failed test ends the script's children too
     )
 
 
-def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 120) -> list[str]:
-    """Read the process's output until a line contains `text` (the save script then idles)."""
-    lines: list[str] = []
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 60) -> list[str]:
+    """The process's output lines until one contains `text`; fails (never hangs) when none does in time, since
+    the save script idles silently afterwards."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    if not hasattr(process, "_pump"):
+        process._pump = lines  # type: ignore[attr-defined]
+        threading.Thread(target=pump, daemon=True).start()
+    lines = process._pump  # type: ignore[attr-defined]
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
             break
-        lines.append(line)
+        if line is None:
+            break
+        seen.append(line)
         if text in line:
-            return lines
-    raise AssertionError(f"no {text!r} in {lines}")
+            return seen
+    os.killpg(process.pid, signal.SIGKILL)
+    raise AssertionError(f"no {text!r} in {seen}")
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[int, float]:
@@ -239,6 +257,31 @@ def test_an_empty_cache_directory_is_not_saved(
     wait_for_line(saver, "is empty: nothing to save")
     stop(saver)
     assert keys_under(s3, bucket, KEY) == []
+
+
+def test_a_failed_restore_leaves_an_empty_directory_and_does_not_fail(
+    tmp_path: Path, moto_server: MotoServer, s3: Any, bucket: str
+) -> None:
+    prefix = cc.key_prefix(MODEL, KEY)
+    for rel, data in CACHE_FILES.items():
+        s3.put_object(Bucket=bucket, Key=prefix + rel, Body=data)
+    s3.put_object(Bucket=bucket, Key=prefix + cc.COMPLETE_MARKER, Body=KEY.encode())
+    # The connection drops at the end of the copy: the real CLI copies, then the sync reports a failure.
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "aws").write_text(
+        f'#!/bin/sh\n"{aws_cli()}" "$@" || exit $?\n[ "$1 $2" = "s3 sync" ] && {{ echo "connection reset" >&2; exit 1; }}\n'
+        "exit 0\n"
+    )
+    (shim / "aws").chmod(0o755)
+    dest = tmp_path / "cache"
+    env = {**script_env(moto_server, tmp_path), "PATH": f"{shim}:{os.environ['PATH']}"}
+    script = cc.restore_script(bucket, MODEL, KEY, cache_dir=str(dest))
+    dest.mkdir()
+    done = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "could not restore" in done.stdout
+    assert files_of(dest) == {}  # no partial cache: vLLM compiles from scratch
 
 
 def test_a_marker_of_another_key_is_ignored(tmp_path: Path, moto_server: MotoServer, s3: Any, bucket: str) -> None:
