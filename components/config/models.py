@@ -270,7 +270,7 @@ class ModelConfig(ConfigModel):
         None,
         description="Share vLLM's torch.compile cache between the model's replicas through the model store: "
         "the first ready replica saves it, later ones restore it and skip the compilation (docs/coldstart.md "
-        "\"Compile cache\"). Default: on for a vLLM model that compiles (not vllm.enforceEager) on a node pool "
+        '"Compile cache"). Default: on for a vLLM model that compiles (not vllm.enforceEager) on a node pool '
         "of one GPU model; vLLM only",
     )
     multi_node: MultiNodeConfig | None = Field(

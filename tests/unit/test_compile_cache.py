@@ -23,7 +23,7 @@ from tests.unit.harness import load_stack_config
 from tests.unit.test_triton_manifests import stack_config
 from tests.weights_helpers import deployment_manifest
 
-BASE = {
+BASE: dict[str, Any] = {
     "image": versions.TRITON_VLLM_IMAGE,
     "model_json": '{"model": "/weights"}\n',
     "gpus_per_replica": 1,
@@ -141,7 +141,10 @@ def test_the_pod_restores_then_saves_with_a_native_sidecar_and_probes_untouched(
     names = [c["name"] for c in spec["initContainers"]]
     assert names[-2:] == [cc.RESTORE_CONTAINER, cc.SAVE_CONTAINER]  # after staging, the sidecar last
     assert [c["name"] for c in plain.get("initContainers", [])] == names[:-2]
-    restore, save = by_name(spec["initContainers"])[cc.RESTORE_CONTAINER], by_name(spec["initContainers"])[cc.SAVE_CONTAINER]
+    restore, save = (
+        by_name(spec["initContainers"])[cc.RESTORE_CONTAINER],
+        by_name(spec["initContainers"])[cc.SAVE_CONTAINER],
+    )
     assert "restartPolicy" not in restore  # a plain init container: runs to completion before Triton
     assert save["restartPolicy"] == "Always"  # a native sidecar: runs beside Triton, stopped after it
     for c in (restore, save):

@@ -132,7 +132,7 @@ def restore_script(bucket: str, model_name: str, key: str, cache_dir: str = COMP
     src = f"s3://{bucket}/{key_prefix(model_name, key)}"
     marker = shlex.quote(src + COMPLETE_MARKER)
     dest = shlex.quote(cache_dir)
-    say = "say() { echo \"tritonllm compile cache: $*\"; }"
+    say = 'say() { echo "tritonllm compile cache: $*"; }'
     return "\n".join(
         [
             "set -u",

@@ -830,9 +830,7 @@ def add_compile_cache(
     ready_path = container["readinessProbe"]["httpGet"]["path"]
     init_containers += [
         compile_cache.restore_container(bucket, model.name, key, site.region),
-        compile_cache.save_container(
-            bucket, model.name, key, site.region, ready_port=HTTP_PORT, ready_path=ready_path
-        ),
+        compile_cache.save_container(bucket, model.name, key, site.region, ready_port=HTTP_PORT, ready_path=ready_path),
     ]
     return {"tritonllm.io/compile-cache": key}
 
