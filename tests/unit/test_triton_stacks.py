@@ -181,6 +181,7 @@ def _bucket_arn(run: ProgramRun) -> str:
 
 
 def test_the_triton_role_can_only_read_its_own_prefix(run):
+    """Read only, of its own prefixes; the one write is a vLLM model's own compile cache."""
     bucket_arn = _bucket_arn(run)
     for server in servers(run):
         objects = triton_objects(run, server)
@@ -194,12 +195,20 @@ def test_the_triton_role_can_only_read_its_own_prefix(run):
         if "tritonllm.io/weights" in annotations:
             repo, commit = annotations["tritonllm.io/weights"].split("@")
             prefixes.append(f"hf-mirror/{repo}/{commit}")
+        # vLLM with the shared compile cache: read and write its own compile-cache/<model>/ (test_compile_cache.py).
+        compile_cache = f"compile-cache/{server.name}" if "tritonllm.io/compile-cache" in annotations else None
+        if compile_cache:
+            prefixes.append(compile_cache)
         assert prefixes
         policy = _policy_of(run, f"{server.name}-triton")
         read = []
         for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow"
             actions = set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+            if actions & {"s3:PutObject", "s3:AbortMultipartUpload"}:
+                assert compile_cache and actions == {"s3:PutObject", "s3:AbortMultipartUpload"}, actions
+                assert statement["Resource"] == [f"{bucket_arn}/{compile_cache}/*"]
+                continue
             assert actions <= {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}, actions
             if "s3:GetObject" in actions:
                 read += statement["Resource"]

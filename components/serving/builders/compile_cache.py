@@ -147,7 +147,8 @@ def restore_script(bucket: str, model_name: str, key: str, cache_dir: str = COMP
             f'  say "restored {src} to {cache_dir} in $(( $(date +%s) - start ))s ($(du -sm {dest} | cut -f1) MiB)"',
             "else",
             # A partial copy is not trusted: vLLM starts from an empty directory and compiles.
-            f"  find {dest} -mindepth 1 -delete 2>/dev/null || true",
+            # rm, not find: the AWS CLI image is amazonlinux:2 plus less, groff and jq; coreutils is what it surely has.
+            f"  rm -rf {dest}/* {dest}/.[!.]* 2>/dev/null || true",
             f'  say "could not restore {src}: vLLM compiles at start"',
             "fi",
             "exit 0",
@@ -193,6 +194,13 @@ ready() {{
   case "$status" in "HTTP/1."?" 200"*) return 0 ;; esac
   return 1
 }}
+# Whether a directory holds a regular file anywhere below it (bash globbing: no find in the image).
+has_files() {{
+  shopt -s globstar nullglob dotglob
+  local f
+  for f in "$1"/**; do [ -f "$f" ] && return 0; done
+  return 1
+}}
 until ready; do run sleep {poll_seconds}; done
 say "model ready"
 current=
@@ -201,7 +209,7 @@ if run aws s3 cp {marker} "${{TMPDIR:-/tmp}}/current{COMPLETE_MARKER}" --only-sh
 fi
 if [ "$current" = {shlex.quote(key)} ]; then
   say "cache for key {key} already at {dest}: nothing to save"
-elif [ -z "$(find {shlex.quote(cache_dir)} -type f 2>/dev/null | head -n 1)" ]; then
+elif ! has_files {shlex.quote(cache_dir)}; then
   say "{cache_dir} is empty: nothing to save"
 elif run aws s3 sync {shlex.quote(cache_dir)}/ {shlex.quote(dest)} {excludes} --only-show-errors --no-progress \\
   && printf '%s' {shlex.quote(key)} > "${{TMPDIR:-/tmp}}/{COMPLETE_MARKER}" \\
