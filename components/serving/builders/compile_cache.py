@@ -29,6 +29,11 @@ Where vLLM 0.13.0 (the 26.01 vLLM image's) puts what it compiles (read from the 
   /tmp/torchinductor_<user> and ~/.triton/cache); the older InductorAdaptor points both at
   subdirectories of the vLLM cache directory. We set both under COMPILE_CACHE_DIR too, so the Triton
   kernels vLLM JIT-compiles outside torch.compile (attention, MoE) are kept as well.
+* backends.py CompilerManager: vllm_compile_cache.py (read back with ast.literal_eval) maps each compile range
+  and subgraph to a handle holding the artefact's absolute path, so every replica must use the same
+  directory: COMPILE_CACHE_DIR, the same in every pod.
+* vLLM compiles everything before it serves ("we guarantee all the compilation finishes before we serve any
+  requests", docs/design/torch_compile.md), so once the model is ready the directory is complete.
 * VLLM_DISABLE_COMPILE_CACHE=1 (and `force_disable_caches`) turns the cache off (is_compile_cache_enabled);
   we never set it.
 * Not cached: CUDA graph capture (vllm/v1/worker/gpu_model_runner.py capture_model runs at every start,
