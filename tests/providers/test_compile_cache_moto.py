@@ -28,6 +28,8 @@ MODEL = "llama-2-7b-chat"
 KEY = "a" * 64
 OTHER_KEY = "b" * 64
 READY_PATH = f"/v2/models/{MODEL}/ready"
+# The restore container runs its script with /bin/sh, which is bash in the AWS CLI image (amazonlinux:2).
+RESTORE_SHELL = "/bin/bash"
 
 # What vLLM 0.13.0 leaves in the directory (vllm/compilation/backends.py, compiler_interface.py), in small.
 CACHE_FILES = {
@@ -75,7 +77,7 @@ def restore(bucket: str, key: str, dest: Path, server: MotoServer, tmp_path: Pat
     dest.mkdir(parents=True, exist_ok=True)
     script = cc.restore_script(bucket, MODEL, key, cache_dir=str(dest))
     return subprocess.run(
-        ["/bin/sh", "-c", script], env=script_env(server, tmp_path), capture_output=True, text=True, timeout=300
+        [RESTORE_SHELL, "-c", script], env=script_env(server, tmp_path), capture_output=True, text=True, timeout=300
     )
 
 
@@ -278,7 +280,7 @@ def test_a_failed_restore_leaves_an_empty_directory_and_does_not_fail(
     env = {**script_env(moto_server, tmp_path), "PATH": f"{shim}:{os.environ['PATH']}"}
     script = cc.restore_script(bucket, MODEL, KEY, cache_dir=str(dest))
     dest.mkdir()
-    done = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([RESTORE_SHELL, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "could not restore" in done.stdout
     assert files_of(dest) == {}  # no partial cache: vLLM compiles from scratch
