@@ -28,7 +28,7 @@ MODEL = "llama-2-7b-chat"
 KEY = "a" * 64
 OTHER_KEY = "b" * 64
 READY_PATH = f"/v2/models/{MODEL}/ready"
-# The restore container runs its script with /bin/sh, which is bash in the AWS CLI image (amazonlinux:2).
+# The restore container runs its script with /bin/sh, which is bash in the AWS CLI image (amazonlinux:2023, aws/aws-cli 2.31.39 docker/Dockerfile).
 RESTORE_SHELL = "/bin/bash"
 
 # What vLLM 0.13.0 leaves in the directory (vllm/compilation/backends.py, compiler_interface.py), in small.

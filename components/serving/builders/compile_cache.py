@@ -152,7 +152,6 @@ def restore_script(bucket: str, model_name: str, key: str, cache_dir: str = COMP
             f'  say "restored {src} to {cache_dir} in $(( $(date +%s) - start ))s ($(du -sm {dest} | cut -f1) MiB)"',
             "else",
             # A partial copy is not trusted: vLLM starts from an empty directory and compiles.
-            # rm, not find: the AWS CLI image is amazonlinux:2 plus less, groff and jq; coreutils is what it surely has.
             f"  rm -rf {dest}/* {dest}/.[!.]* 2>/dev/null || true",
             f'  say "could not restore {src}: vLLM compiles at start"',
             "fi",
@@ -174,9 +173,10 @@ def save_script(
     """Native sidecar (bash): once the model is ready, upload `cache_dir` unless the marker already holds the
     key, marker last; then idle. SIGTERM/SIGINT end it with 0 at once, mid-upload too (no marker then).
 
-    Readiness is read with bash's /dev/tcp: the AWS CLI image (aws/aws-cli docker/Dockerfile, amazonlinux:2
-    with less, groff and jq added; the AWS CLI is a frozen binary) is not known to carry curl or Python,
-    and bash is the base image's shell (CMD /bin/bash).
+    Readiness is read with bash's /dev/tcp: the AWS CLI image we pin (aws/aws-cli tag 2.31.39
+    docker/Dockerfile: amazonlinux:2023 plus less, groff, findutils and jq; the CLI itself is a frozen
+    binary with its own Python) installs neither curl nor a Python we could call, and bash is the base
+    image's shell. Only bash and coreutils are used.
     """
     dest = f"s3://{bucket}/{key_prefix(model_name, key)}"
     marker = shlex.quote(dest + COMPLETE_MARKER)
@@ -199,7 +199,7 @@ ready() {{
   case "$status" in "HTTP/1."?" 200"*) return 0 ;; esac
   return 1
 }}
-# Whether a directory holds a regular file anywhere below it (bash globbing: no find in the image).
+# Whether a directory holds a regular file anywhere below it (bash globbing).
 has_files() {{
   shopt -s globstar nullglob dotglob
   local f
