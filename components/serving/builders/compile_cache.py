@@ -184,12 +184,12 @@ def save_script(
     request = f"GET {ready_path} HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n"
     return f"""set -u
 say() {{ echo "tritonllm compile cache: $*"; }}
-child=
-on_term() {{ [ -n "$child" ] && kill "$child" 2>/dev/null; say "stopping"; exit 0; }}
+# Every background job (a TERM can come before `$!` is read), then exit 0.
+on_term() {{ kill $(jobs -p) 2>/dev/null; say "stopping"; exit 0; }}
 trap on_term TERM INT
 # Run a command in the background and wait for it, so a TERM is handled at once (bash runs traps only
 # between foreground commands, but interrupts `wait`).
-run() {{ "$@" & child=$!; wait "$child"; rc=$?; child=; return $rc; }}
+run() {{ "$@" & wait $!; }}
 ready() {{
   {{ exec 3<>/dev/tcp/127.0.0.1/{ready_url_port}; }} 2>/dev/null || return 1
   printf '{request}' >&3
