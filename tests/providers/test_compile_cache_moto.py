@@ -163,11 +163,23 @@ def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 60
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[int, float]:
-    """SIGTERM, as the kubelet sends it; the exit code and how long it took."""
+    """SIGTERM, as the kubelet sends it; the exit code and how long it took. Nothing of the script may outlive
+    it (its own process group: a `sleep` or an `aws` left behind would hold the container)."""
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=30)
-    return code, time.monotonic() - started
+    took = time.monotonic() - started
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError("a child of the save script outlived its TERM")
+        time.sleep(0.05)
+    return code, took
 
 
 def keys_under(s3: Any, bucket: str, key: str) -> list[str]:
