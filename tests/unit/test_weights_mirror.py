@@ -56,6 +56,35 @@ def test_the_key_is_stable_and_every_input_changes_it(monkeypatch: pytest.Monkey
     assert len(set(variants.values())) == len(variants)
 
 
+def test_the_mirror_keeps_what_vllm_picks_its_tokenizer_by() -> None:
+    """vLLM 0.13.0 chooses mistral_common's tokenizer (tokenizer_mode auto) when the model directory has
+    tekken.json or tokenizer.model.v* (vllm/tokenizers/registry.py resolve_tokenizer_args), and
+    transformers' MistralCommonTokenizer reads the version from that suffix: a mirror without them
+    serves another tokenizer than vLLM would online. Filtered by huggingface_hub's own function, as
+    snapshot_download filters (Mistral-7B-Instruct-v0.3's file list, plus a tekken repository's)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    repo = [
+        "config.json",
+        "params.json",
+        "generation_config.json",
+        "consolidated.safetensors",
+        "model-00001-of-00003.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer.model.v3",
+        "tokenizer.model.v7m1",
+        "tokenizer_config.json",
+        "tekken.json",
+        "original/consolidated.00.pth",
+    ]
+    kept = set(filter_repo_objects(repo, allow_patterns=list(wm.ALLOW_PATTERNS), ignore_patterns=list(wm.IGNORE_PATTERNS)))
+    for tokenizer_file in ("tekken.json", "tokenizer.model.v3", "tokenizer.model.v7m1", "tokenizer.model", "tokenizer.json"):
+        assert tokenizer_file in kept
+    assert "original/consolidated.00.pth" not in kept
+
+
 def test_prefix_names_repository_and_commit_and_refuses_a_branch() -> None:
     mirror = wm.resolved_mirror("meta-llama/Llama-3.1-8B-Instruct", COMMIT)
     assert mirror.prefix == f"hf-mirror/meta-llama/Llama-3.1-8B-Instruct/{COMMIT}/"

@@ -46,8 +46,21 @@ COMPLETE_MARKER = "_COMPLETE"
 # files (tokenizer.json, tokenizer.model, merges/vocab .txt, .tiktoken, chat templates) and the
 # safetensors weights with their index. vLLM 0.13.0 pulls "*.model", "*.py", "*.json" next to the
 # weights (vllm/config/model.py maybe_pull_model_tokenizer_for_runai); "*.py" is a model's own code,
-# only run with trust_remote_code.
-ALLOW_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja", "*.py")
+# only run with trust_remote_code. Mistral's versioned SentencePiece files (tokenizer.model.v3, .v7, ...)
+# are what vLLM 0.13.0 looks for to pick mistral_common's tokenizer (vllm/tokenizers/registry.py
+# resolve_tokenizer_args: allow_patterns ["tekken.json", "tokenizer.model.v*"]), and what transformers
+# 4.57 MistralCommonTokenizer.from_pretrained reads from a local directory for its version (without
+# one, a bare tokenizer.model loads as the v1 tokenizer).
+ALLOW_PATTERNS = (
+    "*.json",
+    "*.safetensors",
+    "*.model",
+    "tokenizer.model.v*",
+    "*.tiktoken",
+    "*.txt",
+    "*.jinja",
+    "*.py",
+)
 # Duplicates of the safetensors weights (Meta's original/ checkpoints, PyTorch pickles).
 IGNORE_PATTERNS = ("original/*", "*.pth", "*.bin", "*.pt")
 
