@@ -33,7 +33,7 @@ from components.catalog import versions
 from components.config import ModelConfig
 from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
-from components.serving.builders.aws_cli import aws_cli_container
+from components.serving.builders.aws_cli import aws_cli_container, s3_config_lines
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MIRROR_SCRIPT = REPO_ROOT / "model_repository" / "weights" / "mirror_snapshot.py"
@@ -147,17 +147,10 @@ def resource_name(mirror: ResolvedMirror) -> str:
 
 
 def _s3_config_lines() -> list[str]:
-    """Write an AWS CLI config with the transfer settings and point AWS_CONFIG_FILE at it ($TMPDIR or /tmp,
-    the pod's writable emptyDir). Credentials still come from Pod Identity/IRSA's environment."""
-    return [
-        "cat > \"${TMPDIR:-/tmp}/aws-s3.cfg\" <<'EOF'",
-        "[default]",
-        "s3 =",
-        f"  max_concurrent_requests = {S3_MAX_CONCURRENT_REQUESTS}",
-        f"  multipart_chunksize = {S3_MULTIPART_CHUNKSIZE}",
-        "EOF",
-        'export AWS_CONFIG_FILE="${TMPDIR:-/tmp}/aws-s3.cfg"',
-    ]
+    """The AWS CLI config with the transfer settings above (and the classic client, aws_cli.s3_config_lines)."""
+    return s3_config_lines(
+        {"max_concurrent_requests": str(S3_MAX_CONCURRENT_REQUESTS), "multipart_chunksize": S3_MULTIPART_CHUNKSIZE}
+    )
 
 
 def upload_script(bucket: str, mirror: ResolvedMirror, source_dir: str = SNAPSHOT_DIR) -> str:
