@@ -13,8 +13,10 @@ from components.platform.builders import pod_security
 # instance types it calls optimized (aws/aws-cli awscli/topics/s3-config.rst "preferred_transfer_client":
 # p4d.24xlarge, p4de.24xlarge, p5.48xlarge, trn1(n).32xlarge; more families from 2.37.0, aws/aws-cli#10676),
 # i.e. on our largest GPU nodes. The CRT client ignores max_concurrent_requests (same page) and sizes its
-# buffers from the instance's network bandwidth, while our containers have a 2 GiB memory limit; `classic`
-# is the one transfer client whose settings and memory are the same on every node.
+# buffer pool from the instance's bandwidth (awslabs/aws-c-s3 source/s3_platform_info.c: 400 Gbps for those
+# types; source/s3_client.c: a default memory limit of 8 GiB or more from 75 Gbps), while our containers
+# have a 2 GiB memory limit; `classic` is the one transfer client whose settings and memory are the same on
+# every node.
 TRANSFER_CLIENT = "classic"
 
 
