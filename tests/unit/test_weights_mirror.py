@@ -83,8 +83,16 @@ def test_the_mirror_keeps_what_vllm_picks_its_tokenizer_by() -> None:
         "tekken.json",
         "original/consolidated.00.pth",
     ]
-    kept = set(filter_repo_objects(repo, allow_patterns=list(wm.ALLOW_PATTERNS), ignore_patterns=list(wm.IGNORE_PATTERNS)))
-    for tokenizer_file in ("tekken.json", "tokenizer.model.v3", "tokenizer.model.v7m1", "tokenizer.model", "tokenizer.json"):
+    kept = set(
+        filter_repo_objects(repo, allow_patterns=list(wm.ALLOW_PATTERNS), ignore_patterns=list(wm.IGNORE_PATTERNS))
+    )
+    for tokenizer_file in (
+        "tekken.json",
+        "tokenizer.model.v3",
+        "tokenizer.model.v7m1",
+        "tokenizer.model",
+        "tokenizer.json",
+    ):
         assert tokenizer_file in kept
     assert "original/consolidated.00.pth" not in kept
 
@@ -356,8 +364,12 @@ def _aws_cli_containers() -> list[tuple[str, dict[str, Any]]]:
         cfg = stack_config(stack)
         model = cfg.models[0]
         mirror = wm.resolved_mirror(model.hf_model_id, COMMIT)
-        manifests.append((f"{stack} mirror Job", wm.mirror_job_manifest(mirror, model, bucket="b", region="r", timeout_minutes=5)))
-        manifests.append((f"{stack} pod", tm.deployment_manifest(model, cfg.site_of(model), bucket="b", weights=mirror)))
+        manifests.append(
+            (f"{stack} mirror Job", wm.mirror_job_manifest(mirror, model, bucket="b", region="r", timeout_minutes=5))
+        )
+        manifests.append(
+            (f"{stack} pod", tm.deployment_manifest(model, cfg.site_of(model), bucket="b", weights=mirror))
+        )
     dev = stack_config("dev")
     model = dev.models[0]
     mirror = wm.resolved_mirror(model.hf_model_id, COMMIT)
