@@ -154,7 +154,7 @@ def _s3_config_lines() -> list[str]:
 
 
 def upload_script(bucket: str, mirror: ResolvedMirror, source_dir: str = SNAPSHOT_DIR) -> str:
-    """The Job's upload container: the snapshot first, the marker (holding the key) last."""
+    """The Job's upload container: any old marker removed, the snapshot, the marker (holding the key) last."""
     dest = f"s3://{bucket}/{mirror.prefix}"
     src = shlex.quote(source_dir.rstrip("/") + "/")
     return "\n".join(
@@ -162,6 +162,9 @@ def upload_script(bucket: str, mirror: ResolvedMirror, source_dir: str = SNAPSHO
             "set -eu",
             *_s3_config_lines(),
             f'test -f {shlex.quote(source_dir)}/config.json || {{ echo "the download left no config.json in {source_dir}" >&2; exit 1; }}',
+            # A marker of another key (same commit, other patterns or script) must not vouch for the prefix
+            # while its files are rewritten: readers of that key would stage a half-new copy.
+            f"aws s3 rm {shlex.quote(dest + COMPLETE_MARKER)} --only-show-errors",
             # huggingface_hub keeps its download metadata in <local_dir>/.cache: not part of the snapshot.
             f"aws s3 sync {src} {shlex.quote(dest)} --delete --exclude {COMPLETE_MARKER} --exclude '.cache/*' "
             "--only-show-errors --no-progress",
