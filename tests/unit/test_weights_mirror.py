@@ -270,6 +270,8 @@ def test_the_job_holds_the_token_as_a_file_in_the_download_container_only() -> N
     assert f"s3://b/{mirror.prefix}" in upload["command"][2]
     # No GPU: the download needs none; the model's pool, so the node and its image serve the first replica.
     assert "nvidia.com/gpu" not in json.dumps(pod["initContainers"] + pod["containers"])
+    # ...and sees none: the NGC image's NVIDIA_VISIBLE_DEVICES=all would hand it the node's GPUs.
+    assert {e["name"]: e.get("value") for e in download["env"]}["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert pod["nodeSelector"] == {"karpenter.sh/nodepool": model.node_pool}
     for c in (download, upload):
         assert c["securityContext"]["runAsNonRoot"] is True or pod["securityContext"]["runAsNonRoot"] is True

@@ -266,6 +266,11 @@ def mirror_job_manifest(
     env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": f"{WORK_DIR}/hf-home"},
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        # The download runs in an NGC image on a GPU node without a GPU request. CUDA images set
+        # NVIDIA_VISIBLE_DEVICES=all, which the NVIDIA container runtime honours for unprivileged
+        # containers by default (nvidia-container-toolkit accept-nvidia-visible-devices-envvar-when-unprivileged):
+        # `void` exposes no GPU and mounts no driver, so the download never touches a serving pod's GPUs.
+        {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
         *pod_security.home_env(),
     ]
     # Where a Triton image's container may write, as in every pod of that image: the work volume, /tmp,
