@@ -466,3 +466,19 @@ def test_node_pool_images_lists_each_models_image_once_per_pool():
     assert node_pool_images(models, "g5", {}) == [versions.triton_image("vllm"), versions.AWS_CLI_IMAGE]
     assert node_pool_images(models, "g5", {"a": "ecr/x@sha256:1"}) == ["ecr/x@sha256:1", versions.AWS_CLI_IMAGE]
     assert node_pool_images(models, "none", {}) == []
+
+
+def test_the_build_waits_for_the_private_route_to_the_nat_gateway_and_the_https_egress_rule():
+    """A first `pulumi up` creates the NAT gateway (a minute or more) while the snapshot needs only a subnet id,
+    the security group id and the profile: without these dependencies the build instance boots in a subnet still
+    on the VPC's main route table (local routes only) and in a group with no egress rule (the Terraform AWS
+    provider removes AWS's default one), and its SSM agent and host containers cannot reach AWS."""
+    run = run_program("vllm", overrides=CACHE_OVERRIDES)
+    depends = set(_snapshot(run).dependencies)
+    associations = [
+        r.urn
+        for r in run.resources
+        if r.type == "aws:ec2/routeTableAssociation:RouteTableAssociation" and "-private-" in r.name
+    ]
+    (egress,) = [r.urn for r in run.resources if r.name.endswith("image-cache-build-https")]
+    assert associations and set(associations) <= depends and egress in depends

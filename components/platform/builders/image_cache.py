@@ -42,6 +42,7 @@ BUILD_VOLUME_THROUGHPUT = 1000
 KEY_TAG = "tritonllm:image-cache-key"
 POOL_TAG = "tritonllm:node-pool"
 STACK_TAG = "tritonllm:stack"
+BUILD_TAG = "tritonllm:image-cache-build"  # on build instances: "<stack>/<pool>"
 
 CTR = ["ctr", "-a", "/run/containerd/containerd.sock", "-n", "k8s.io"]
 # kubelet's ECR credential provider on Bottlerocket hosts (bottlerocket-core-kit packages/ecr-credential-provider-*
