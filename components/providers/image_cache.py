@@ -205,8 +205,24 @@ def _instance(ec2: Any, instance_id: str) -> dict[str, Any]:
     return dict(ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0])
 
 
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _instance_state(ec2: Any, instance_id: str) -> str:
+    """The instance's state; `pending` while EC2's describe calls do not know the id RunInstances just returned
+    (EC2 API Reference, "Eventual consistency in the Amazon EC2 API": InvalidInstanceID.NotFound right after
+    RunInstances; boto3's instance_running waiter retries on it for the same reason)."""
+    try:
+        return str(_instance(ec2, instance_id)["State"]["Name"])
+    except Exception as exc:
+        if _error_code(exc) != "InvalidInstanceID.NotFound":
+            raise
+        return "pending"
+
+
 def wait_state(ec2: Any, instance_id: str, state: str, deadline: Deadline, sleep: Callable[[float], None]) -> None:
-    while (current := _instance(ec2, instance_id)["State"]["Name"]) != state:
+    while (current := _instance_state(ec2, instance_id)) != state:
         if current in ("terminated", "shutting-down") and state != "terminated":
             raise ImageCacheError(f"build instance {instance_id} is {current} while waiting for {state}")
         deadline.check(f"waiting for instance {instance_id} to be {state}")
@@ -268,7 +284,12 @@ def data_volume_id(ec2: Any, instance_id: str) -> str:
 def wait_snapshot(ec2: Any, snapshot_id: str, deadline: Deadline, sleep: Callable[[float], None], emit: Any) -> None:
     last = ""
     while True:
-        (snapshot,) = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        try:
+            (snapshot,) = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        except Exception as exc:  # just created: not yet visible to describe calls (eventual consistency)
+            if _error_code(exc) != "InvalidSnapshot.NotFound":
+                raise
+            snapshot = {"State": "pending"}
         state, progress = snapshot.get("State"), snapshot.get("Progress", "")
         if progress != last:
             emit(f"tritonllm: snapshot {snapshot_id} {state} {progress}")

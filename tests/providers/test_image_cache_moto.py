@@ -385,3 +385,37 @@ def test_a_zone_that_refuses_fast_snapshot_restore_is_reported():
         )
         prov.enable_fast_restore(ec2, "snap-1", ["us-east-1b", "us-east-1a"], lines.append)
     assert len(lines) == 1 and "us-east-1b: QuotaExceeded limit" in lines[0] and "fastSnapshotRestore" in lines[0]
+
+
+class NotYetVisible:
+    """moto's EC2, except describe calls do not know a just-created instance or snapshot for `misses` calls each,
+    as EC2 answers right after RunInstances / CreateSnapshot (eventual consistency)."""
+
+    def __init__(self, real: Any, misses: int):
+        self.real, self.misses = real, {"describe_instances": misses, "describe_snapshots": misses}
+
+    def _miss(self, call: str, code: str, **kwargs: Any) -> dict[str, Any]:
+        ids = kwargs.get("InstanceIds") or kwargs.get("SnapshotIds")
+        if ids and self.misses[call] > 0:
+            self.misses[call] -= 1
+            raise ClientError({"Error": {"Code": code, "Message": f"The ID '{ids[0]}' does not exist"}}, call)
+        return getattr(self.real, call)(**kwargs)  # type: ignore[no-any-return]
+
+    def describe_instances(self, **kwargs: Any) -> dict[str, Any]:
+        return self._miss("describe_instances", "InvalidInstanceID.NotFound", **kwargs)
+
+    def describe_snapshots(self, **kwargs: Any) -> dict[str, Any]:
+        return self._miss("describe_snapshots", "InvalidSnapshot.NotFound", **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_an_instance_or_snapshot_not_yet_visible_to_describe_calls_is_waited_for(world):
+    ec2 = NotYetVisible(world["ec2"], misses=2)
+    clients = _clients(world)
+    clients.ec2 = ec2
+    result = prov.ensure_snapshot(world["props"], clients, emit=lambda _l: None, sleep=_no_sleep)
+    assert result["built"] is True and ec2.misses == {"describe_instances": 0, "describe_snapshots": 0}
+    (snapshot,) = _pool_snapshots(world)
+    assert snapshot["SnapshotId"] == result["snapshot_id"] and snapshot["State"] == "completed"
