@@ -4,8 +4,10 @@ components/platform/resources/image_cache.py, the node class side components/pla
 
 How the snapshot is made follows AWS's aws-samples/bottlerocket-images-cache `snapshot.sh` (commit 3370ea0,
 April 2025): a Bottlerocket instance with the admin container enabled, `ctr -n k8s.io images pull --label
-io.cri-containerd.image=managed` through `apiclient exec admin sheltie` for every image (the label makes the
-CRI plugin, hence kubelet, see the image as its own), the instance stopped, /dev/xvdb snapshotted. What differs:
+io.cri-containerd.image=managed` through `apiclient exec admin sheltie` for every image (the label the CRI
+plugin puts on its own pulls; the plugin loads every image of the k8s.io namespace when containerd starts,
+containerd v2 internal/cri/server/images, CRIImageService.CheckImages, so kubelet sees them), the instance stopped,
+/dev/xvdb snapshotted. What differs:
 - the instance runs in one of the cluster's private subnets, with a security group that admits nothing,
   IMDSv2 with hop limit 1 and encrypted volumes (the sample: a public IP, the default security group);
 - private ECR images are pulled with a token the instance gets itself from its own role (through
