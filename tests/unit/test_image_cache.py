@@ -239,6 +239,11 @@ def test_fast_image_pull_defaults_off_on_a_cache_pool_and_on_elsewhere():
 FAKE_APICLIENT = """#!/usr/bin/env bash
 # stands in for `apiclient exec admin sheltie CMD...`: records CMD, answers for the ECR credential provider
 [ "$1 $2 $3" = "exec admin sheltie" ] || { echo "unexpected apiclient call: $*" >&2; exit 2; }
+# the admin container still starting: the first $ADMIN_DOWN execs fail as apiclient's do
+tries=$(cat "$LOG.tries" 2>/dev/null || echo 0)
+if [ "$tries" -lt "${ADMIN_DOWN:-0}" ]; then
+  echo $((tries + 1)) > "$LOG.tries"; echo "container admin is not running" >&2; exit 1
+fi
 shift 3
 printf '%s\\n' "$*" >> "$LOG"
 case "$1" in
@@ -259,12 +264,13 @@ def fake_host(tmp_path):
     log = tmp_path / "calls"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log)}
 
-    def run(script: str, response: str = "", listed: str = "") -> subprocess.CompletedProcess[str]:
+    def run(script: str, response: str = "", listed: str = "", admin_down: int = 0) -> subprocess.CompletedProcess[str]:
         Path(f"{log}.response").write_text(response)
         Path(f"{log}.listed").write_text(listed)
         (command,) = ic.ssm_commands(script)
         # AWS-RunShellScript hands the commands to sh: run them the same way
-        return subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, check=False)
+        run_env = {**env, "ADMIN_DOWN": str(admin_down)}
+        return subprocess.run(["sh", "-c", command], env=run_env, capture_output=True, text=True, check=False)
 
     return run, log
 
@@ -274,6 +280,23 @@ ECR_IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/tritonllm-vllm/serving
 ECR_BY_DIGEST = "123456789012.dkr.ecr.us-west-2.amazonaws.com/tritonllm-vllm/serving@sha256:" + "c" * 64
 PUBLIC_IMAGE = "nvcr.io/nvidia/tritonserver:26.01-vllm-python-py3"
 CTR_PULL = "ctr -a /run/containerd/containerd.sock -n k8s.io images pull --label io.cri-containerd.image=managed --platform linux/amd64"
+
+
+def test_the_first_script_waits_for_the_admin_container_then_stops_kubelet(fake_host, monkeypatch):
+    """The SSM agent (control container) can take commands before the admin container, started in parallel at
+    boot, can be entered: `apiclient exec admin` fails until then."""
+    run, log = fake_host
+    script = ic.prepare_script().replace("sleep 5", "sleep 0")
+    done = run(script, admin_down=3)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == ["true", "systemctl stop kubelet"]
+    assert Path(f"{log}.tries").read_text().strip() == "3"
+    monkeypatch.setattr(ic, "ADMIN_CONTAINER_TRIES", 4)
+    Path(f"{log}.tries").unlink()
+    log.unlink()
+    never = run(ic.prepare_script().replace("sleep 5", "sleep 0"), admin_down=100)
+    assert never.returncode != 0 and "admin container is not running" in never.stderr
+    assert not log.exists()  # kubelet not touched, nothing pulled
 
 
 def test_a_public_image_is_pulled_into_k8s_io_labelled_for_the_cri_without_credentials(fake_host):

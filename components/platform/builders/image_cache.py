@@ -167,9 +167,31 @@ def ssm_commands(script: str) -> list[str]:
     return [f"bash -c {shlex.quote(script)}"]
 
 
+# The SSM agent runs in the control container, and every command goes through the admin container: both start
+# at boot in parallel, each pulling its image first (bottlerocket-core-kit packages/os/host-containers@.service),
+# so the agent can take commands before `apiclient exec admin` has a container to enter. The first script
+# waits for it (an exec into a container not running fails), for at most this many 5 s tries.
+ADMIN_CONTAINER_TRIES = 60
+
+
 def prepare_script() -> str:
-    """Before the pulls: kubelet stopped (it would garbage-collect images it did not ask for), as the sample does."""
-    return "set -euo pipefail\n" + _sheltie("systemctl", "stop", "kubelet") + "\n"
+    """Before the pulls: the admin container up, then kubelet stopped (it would garbage-collect images it did
+    not ask for), as the sample does."""
+    return (
+        "\n".join(
+            [
+                "set -euo pipefail",
+                f"for try in $(seq 1 {ADMIN_CONTAINER_TRIES}); do",
+                f"  {_sheltie('true')} && break",
+                f'  [ "$try" -lt {ADMIN_CONTAINER_TRIES} ] || '
+                "{ echo 'the admin container is not running: apiclient exec admin fails' >&2; exit 1; }",
+                "  sleep 5",
+                "done",
+                _sheltie("systemctl", "stop", "kubelet"),
+            ]
+        )
+        + "\n"
+    )
 
 
 def verify_script(images: Sequence[str]) -> str:
