@@ -399,7 +399,7 @@ class NotYetVisible:
         if ids and self.misses[call] > 0:
             self.misses[call] -= 1
             raise ClientError({"Error": {"Code": code, "Message": f"The ID '{ids[0]}' does not exist"}}, call)
-        return getattr(self.real, call)(**kwargs)  # type: ignore[no-any-return]
+        return getattr(self.real, call)(**kwargs)
 
     def describe_instances(self, **kwargs: Any) -> dict[str, Any]:
         return self._miss("describe_instances", "InvalidInstanceID.NotFound", **kwargs)
