@@ -69,6 +69,10 @@ class ImageCacheError(RuntimeError):
     pass
 
 
+class ImageCacheTimeout(ImageCacheError):
+    """imageCache.timeoutMinutes ran out."""
+
+
 def _stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -84,15 +88,15 @@ class CacheClients:
         self.ec2, self.ssm = clients["ec2"], clients["ssm"]
 
 
-def find_snapshot(ec2: Any, key: str, pool: str, stack: str) -> str | None:
-    """The id of a completed snapshot of this stack's pool tagged with `key` (the newest), else None."""
+def find_snapshot(ec2: Any, key: str, pool: str, stack: str, status: str = "completed") -> str | None:
+    """The id of a snapshot of this stack's pool tagged with `key` in `status` (the newest), else None."""
     found = ec2.describe_snapshots(
         OwnerIds=["self"],
         Filters=[
             {"Name": f"tag:{ic.KEY_TAG}", "Values": [key]},
             {"Name": f"tag:{ic.POOL_TAG}", "Values": [pool]},
             {"Name": f"tag:{ic.STACK_TAG}", "Values": [stack]},
-            {"Name": "status", "Values": ["completed"]},
+            {"Name": "status", "Values": [status]},
         ],
     ).get("Snapshots", [])
     if not found:
@@ -159,7 +163,9 @@ class Deadline:
 
     def check(self, step: str) -> None:
         if self.clock() >= self.at:
-            raise ImageCacheError(f"{self.what}: timed out while {step} (raise nodePools[].imageCache.timeoutMinutes)")
+            raise ImageCacheTimeout(
+                f"{self.what}: timed out while {step} (raise nodePools[].imageCache.timeoutMinutes)"
+            )
 
 
 def _is_profile_not_yet_visible(exc: Exception) -> bool:
@@ -347,8 +353,15 @@ def build_snapshot(
         emit(f"tritonllm: {what}: snapshot {snapshot_id} of {volume_id}")
         try:
             wait_snapshot(ec2, snapshot_id, deadline, sleep, emit)
+        except ImageCacheTimeout as exc:
+            # The snapshot goes on without the instance (it copies the volume as it was when it started); the
+            # next `pulumi up` finds it by its key and waits for it instead of pulling every image again.
+            raise ImageCacheTimeout(
+                f"{exc}; snapshot {snapshot_id} is kept and still being written: run `pulumi up` again to wait "
+                "for it (it carries the key, nothing is pulled again)"
+            ) from exc
         except Exception:
-            delete_snapshot(ec2, snapshot_id, [], emit)  # an incomplete snapshot is never adopted: drop it
+            delete_snapshot(ec2, snapshot_id, [], emit)  # a failed snapshot is never adopted: drop it
             raise
         return snapshot_id
     finally:
@@ -392,6 +405,33 @@ def delete_snapshot(ec2: Any, snapshot_id: str, zones: list[str], emit: Callable
         emit(f"tritonllm: snapshot {snapshot_id} was already gone")
 
 
+def _wait_for_pending(
+    props: dict[str, Any],
+    clients: CacheClients,
+    what: str,
+    *,
+    emit: Callable[[str], None],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> str | None:
+    """A snapshot with the key that an earlier run started and left pending (its wait timed out), waited for:
+    its id once completed; None when there is none, or it failed (then it is deleted and the caller builds)."""
+    pending = find_snapshot(clients.ec2, props["key"], props["pool"], props["stack"], status="pending")
+    if pending is None:
+        return None
+    emit(f"tritonllm: {what}: snapshot {pending} with the key is still being written, waiting for it")
+    deadline = Deadline(float(props["timeout_minutes"]) * 60, clock, what)
+    try:
+        wait_snapshot(clients.ec2, pending, deadline, sleep, emit)
+    except ImageCacheTimeout:
+        raise
+    except ImageCacheError as exc:
+        emit(f"tritonllm: {what}: {exc}; building again")
+        delete_snapshot(clients.ec2, pending, [], emit)
+        return None
+    return pending
+
+
 def ensure_snapshot(
     props: dict[str, Any],
     clients: CacheClients,
@@ -402,12 +442,15 @@ def ensure_snapshot(
 ) -> dict[str, Any]:
     """The completed snapshot for props' key: adopted when one exists, else built. Returns the outputs."""
     started = clock()
+    what = f"image cache of node pool {props['pool']}"
     snapshot_id = find_snapshot(clients.ec2, props["key"], props["pool"], props["stack"])
+    if snapshot_id is None:
+        snapshot_id = _wait_for_pending(props, clients, what, emit=emit, clock=clock, sleep=sleep)
     built = snapshot_id is None
     if snapshot_id is None:
         snapshot_id = build_snapshot(props, clients, emit=emit, clock=clock, sleep=sleep)
     else:
-        emit(f"tritonllm: image cache of node pool {props['pool']}: snapshot {snapshot_id} has key, nothing to build")
+        emit(f"tritonllm: {what}: snapshot {snapshot_id} has key, nothing to build")
     enable_fast_restore(clients.ec2, snapshot_id, list(props.get("fast_snapshot_restore_zones") or []), emit)
     return {"snapshot_id": snapshot_id, "built": built, "build_seconds": round(clock() - started, 1)}
 

@@ -419,3 +419,57 @@ def test_an_instance_or_snapshot_not_yet_visible_to_describe_calls_is_waited_for
     assert result["built"] is True and ec2.misses == {"describe_instances": 0, "describe_snapshots": 0}
     (snapshot,) = _pool_snapshots(world)
     assert snapshot["SnapshotId"] == result["snapshot_id"] and snapshot["State"] == "completed"
+
+
+class SlowSnapshot:
+    """moto's EC2, except a snapshot stays `pending` (moto completes one at once) until `finish()`: by id it
+    answers State pending, and the status filter sees it as pending, not completed."""
+
+    def __init__(self, real: Any):
+        self.real, self.done = real, False
+
+    def finish(self) -> None:
+        self.done = True
+
+    def describe_snapshots(self, **kwargs: Any) -> dict[str, Any]:
+        filters = kwargs.get("Filters") or []
+        status = next((f["Values"][0] for f in filters if f["Name"] == "status"), None)
+        if self.done:
+            return self.real.describe_snapshots(**kwargs)
+        if status == "completed":
+            return {"Snapshots": []}
+        if status == "pending":
+            kwargs = {**kwargs, "Filters": [f for f in filters if f["Name"] != "status"]}
+        answer = self.real.describe_snapshots(**kwargs)
+        return {"Snapshots": [{**s, "State": "pending", "Progress": "40%"} for s in answer["Snapshots"]]}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_snapshot_still_being_written_at_the_timeout_is_kept_and_the_next_run_waits_for_it(world):
+    """A first snapshot of tens of GB can outlast imageCache.timeoutMinutes. Deleting it would make every
+    run pull everything again and time out again; it is kept (it carries the key) and the next run waits for
+    it without launching an instance."""
+    ec2 = SlowSnapshot(world["ec2"])
+    clients = _clients(world)
+    clients.ec2 = ec2
+    ticks = iter(range(0, 100_000, 300))  # five minutes per clock reading
+    with pytest.raises(prov.ImageCacheTimeout, match=r"waiting for snapshot snap-\w+.*is kept(.|\n)*pulumi up"):
+        prov.ensure_snapshot(
+            world["props"], clients, emit=lambda _l: None, sleep=_no_sleep, clock=lambda: float(next(ticks))
+        )
+    (kept,) = _pool_snapshots(world)
+    (instance,) = _pool_instances(world["ec2"], world["subnet"])
+    assert instance["State"]["Name"] == "terminated"
+    reads = iter([False, False, True])  # pending twice more, then completed
+
+    def sleep(_seconds: float) -> None:
+        if next(reads):
+            ec2.finish()
+
+    lines: list[str] = []
+    again = prov.ensure_snapshot(world["props"], clients, emit=lines.append, sleep=sleep)
+    assert again["snapshot_id"] == kept["SnapshotId"] and again["built"] is False
+    assert len(_pool_instances(world["ec2"], world["subnet"])) == 1  # no second build instance
+    assert any("still being written, waiting for it" in line for line in lines)
