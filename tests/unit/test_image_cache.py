@@ -505,3 +505,23 @@ def test_the_build_waits_for_the_private_route_to_the_nat_gateway_and_the_https_
     ]
     (egress,) = [r.urn for r in run.resources if r.name.endswith("image-cache-build-https")]
     assert associations and set(associations) <= depends and egress in depends
+
+
+@pytest.mark.parametrize(
+    "instance_type, arm64",
+    [
+        *[(t, True) for t in ["m7g.large", "c7gn.xlarge", "g5g.xlarge", "t4g.small", "a1.large", "is4gen.large"]],
+        *[(t, True) for t in ["im4gn.large", "x2gd.large", "r8g.large", "hpc7g.16xlarge", "m6gd.large"]],
+        *[(t, False) for t in ["m6i.large", "m7i-flex.large", "g6e.xlarge", "g4dn.xlarge", "gr6.4xlarge"]],
+        *[(t, False) for t in ["c5n.large", "u7i-6tb.112xlarge", "x2iedn.xlarge", "p4de.24xlarge", "c7a.large"]],
+    ],
+)
+def test_an_arm64_build_instance_type_is_refused(instance_type, arm64):
+    """The build boots the x86_64 AMI; RunInstances refuses an arm64 (Graviton) type with it."""
+    from components.config.node_pools import ImageCacheConfig
+
+    if arm64:
+        with pytest.raises(ValueError, match="arm64 .AWS Graviton. type"):
+            ImageCacheConfig.model_validate({"enabled": True, "buildInstanceType": instance_type})
+    else:
+        ImageCacheConfig.model_validate({"enabled": True, "buildInstanceType": instance_type})
