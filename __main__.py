@@ -106,6 +106,7 @@ image_cache = (
             availability_zones=network.availability_zones,
             partition=cluster.partition,
             ecr_repository_arn=serving_images.repository.arn if serving_images is not None else None,
+            private_egress=network.private_egress,
         ),
         opts=aws_opts,
     )
