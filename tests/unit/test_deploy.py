@@ -73,7 +73,7 @@ class FakeStack:
 
 
 def fake_automation(stack: FakeStack, selected: list):
-    def select_stack(stack_name, work_dir):
+    def select_stack(stack_name, work_dir, opts=None):
         selected.append((stack_name, work_dir))
         return stack
 
@@ -84,7 +84,10 @@ def fake_automation(stack: FakeStack, selected: list):
         pass
 
     return types.SimpleNamespace(
-        select_stack=select_stack, StackNotFoundError=StackNotFoundError, CommandError=CommandError
+        select_stack=select_stack,
+        StackNotFoundError=StackNotFoundError,
+        CommandError=CommandError,
+        LocalWorkspaceOptions=lambda **kw: types.SimpleNamespace(**kw),
     )
 
 
@@ -231,13 +234,17 @@ def test_outputs_json(project, capsys):
 # Issue 13: a config fix that runs the Pulumi CLI says so when the CLI is missing or not logged in.
 
 
-def fake_pulumi(bin_dir: Path, whoami_rc: int = 0, log: Path | None = None) -> Path:
-    """A `pulumi` executable that records its arguments; `whoami` fails when not logged in."""
+def fake_pulumi(bin_dir: Path, whoami_rc: int = 0, log: Path | None = None, version: str = "v3.208.0") -> Path:
+    """A `pulumi` executable that records its arguments; `whoami` fails when not logged in;
+    `version` prints `version` (as the real CLI: `v3.208.0`)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     cli = bin_dir / "pulumi"
     record = f'echo "$@" >> {log}\n' if log else ""
     cli.write_text(
-        "#!/bin/sh\n" + record + f'if [ "$1" = whoami ]; then\n  [ {whoami_rc} -eq 0 ] && echo alice && exit 0\n'
+        "#!/bin/sh\n"
+        + record
+        + f'if [ "$1" = version ]; then echo {version}; exit 0; fi\n'
+        + f'if [ "$1" = whoami ]; then\n  [ {whoami_rc} -eq 0 ] && echo alice && exit 0\n'
         '  echo "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions" >&2\n'
         f"  exit {whoami_rc}\nfi\nexit 0\n"
     )
@@ -278,7 +285,7 @@ def test_a_config_error_names_the_login_its_fix_needs(monkeypatch, tmp_path, cap
     err = capsys.readouterr().err
     assert err.index("hfToken is not set") < err.index("not logged in"), err
     assert "PULUMI_ACCESS_TOKEN" in err and "pulumi login --local" in err
-    assert log.read_text().split() == ["whoami", "--non-interactive"]
+    assert log.read_text().split() == ["version", "whoami", "--non-interactive"]
 
 
 def test_login_is_checked_after_the_offline_check(project, monkeypatch, tmp_path, capsys):
@@ -288,7 +295,7 @@ def test_login_is_checked_after_the_offline_check(project, monkeypatch, tmp_path
     assert deploy.main(parse("preview", "--stack", "vllm", cwd=project)) == deploy.EXIT_USAGE
     out, err = capsys.readouterr()
     assert out.startswith("Pulumi.vllm.yaml: valid (") and "not logged in" in err and "invalid" not in err
-    assert log.read_text().split() == ["whoami", "--non-interactive"]
+    assert log.read_text().split() == ["version", "whoami", "--non-interactive"]
 
 
 def test_config_fix_runs_as_printed(monkeypatch, tmp_path, capsys):
@@ -409,3 +416,101 @@ def test_main_prints_the_notes_before_pulumi_runs(project, monkeypatch, capsys, 
     deploy.main(parse("preview", "--stack", "dev", cwd=project))
     out = capsys.readouterr().out
     assert "tritonllm deploy: API endpoint: this machine is outside the stack's VPC" in out
+
+
+# ---------------------------------------------------------------- the CLI's version, through the SDK's own check
+# The program needs CLI >= versions.PULUMI_CLI_MIN_VERSION (pulumi.Stash); the Automation API holds the CLI only to
+# its own minimum, 3.1.0 (pulumi/automation/_minimum_version.py), unless a PulumiCommand asks for more. These run
+# the SDK's real PulumiCommand against a fake `pulumi` that answers `version`.
+
+
+def test_a_cli_older_than_the_program_needs_is_refused_before_anything_runs(project, monkeypatch, tmp_path, capsys):
+    log = tmp_path / "calls.log"
+    fake_pulumi(tmp_path / "bin", log=log, version="v3.207.1")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.delenv("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", raising=False)
+    assert deploy.main(parse("up", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "is too old for this program" in err and "3.207.1" in err and "3.208.0 or newer" in err, err
+    assert "curl -fsSL https://get.pulumi.com | sh" in err
+    assert log.read_text().split() == ["version"]  # no login, no stack selected, nothing run
+
+
+def test_the_workspace_runs_the_version_checked_cli(project, monkeypatch, tmp_path):
+    import pulumi.automation
+
+    cli = fake_pulumi(tmp_path / "bin", version="v3.208.0")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses(None, None))
+    selected = {}
+
+    def select_stack(**kw):
+        selected.update(kw)
+        raise pulumi.automation.StackNotFoundError(Exception("no stack"))
+
+    monkeypatch.setattr(pulumi.automation, "select_stack", select_stack)
+    assert deploy.main(parse("preview", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
+    command = selected["opts"].pulumi_command
+    assert isinstance(command, pulumi.automation.PulumiCommand)
+    assert command.command == str(cli) and str(command.version) == "3.208.0"
+
+
+def test_the_minimum_cli_is_the_one_the_docs_name():
+    from components.catalog.versions import PULUMI_CLI_MIN_VERSION
+
+    major_minor = ".".join(PULUMI_CLI_MIN_VERSION.split(".")[:2])
+    for page in ("README.md", "docs/deploy.md"):
+        assert f"Pulumi CLI](https://www.pulumi.com/docs/install/) ({major_minor} or newer" in (REPO / page).read_text()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("preview", "--refresh", "--diff", "--expect-no-changes", "--parallel", "4", "--target", "urn:a"),
+        ("up", "--refresh", "--diff", "--parallel", "4", "--target", "urn:a"),
+        ("destroy", "--yes", "--parallel", "4", "--target", "urn:a"),
+    ],
+)
+def test_every_keyword_run_plan_passes_is_one_the_pinned_sdk_takes(project, argv):
+    """The fake stack takes any keyword; the pinned SDK's Stack methods (pulumi/automation/_stack.py) do not."""
+    import inspect
+
+    from pulumi.automation import Stack
+
+    calls = []
+    plan = deploy.plan_from_args(parse(argv[0], "--stack", "dev", *argv[1:], cwd=project))
+    deploy.run_plan(plan, fake_automation(FakeStack(calls), []), lambda _: None)
+    assert calls
+    for operation, kwargs in calls:
+        inspect.signature(getattr(Stack, operation)).bind(None, **kwargs)  # TypeError on an unknown keyword
+
+
+# ---------------------------------------------------------------- a passphrase-encrypted stack in a pipeline
+
+
+@pytest.mark.parametrize("operation", ["preview", "outputs"])
+def test_a_passphrase_stack_without_the_passphrase_is_stopped_with_the_variable_to_set(
+    project, monkeypatch, tmp_path, capsys, operation
+):
+    fake_pulumi(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses(None, None))
+    for name in deploy.PASSPHRASE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    stack_file = project / "Pulumi.dev.yaml"
+    stack_file.write_text("encryptionsalt: v1:c2FsdA==:v1:AAAA:BBBB\n" + stack_file.read_text())
+    assert deploy.main(parse(operation, "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
+    assert "export PULUMI_CONFIG_PASSPHRASE" in capsys.readouterr().err
+
+
+def test_the_passphrase_check_follows_the_secrets_provider(tmp_path):
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text("encryptionsalt: v1:salt\nconfig: {}\n")
+    with pytest.raises(deploy.DeployError):
+        deploy.check_secrets_passphrase(stack_file, environ={})
+    deploy.check_secrets_passphrase(stack_file, environ={"PULUMI_CONFIG_PASSPHRASE": ""})  # empty, but set
+    deploy.check_secrets_passphrase(stack_file, environ={"PULUMI_CONFIG_PASSPHRASE_FILE": "/run/secrets/p"})
+    stack_file.write_text("secretsprovider: awskms://alias/pulumi\nencryptedkey: AQID\nconfig: {}\n")
+    deploy.check_secrets_passphrase(stack_file, environ={})  # a KMS key: nothing to ask for
+    stack_file.write_text("config: {}\n")
+    deploy.check_secrets_passphrase(stack_file, environ={})  # Pulumi Cloud's provider
