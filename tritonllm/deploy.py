@@ -468,6 +468,15 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    except automation.ConcurrentUpdateError as exc:  # a CommandError: caught first (pulumi/automation/errors.py)
+        print(
+            f"tritonllm deploy: {plan.operation} of {plan.stack} did not start: the stack is locked by another "
+            f"update (Pulumi Cloud's 409, or a DIY backend's lock file). Wait for it to finish; if none is running "
+            f"(a killed run left its lock), `pulumi -C {plan.project_dir} cancel --stack {plan.stack} --yes` "
+            f"releases it.\n{exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except automation.CommandError as exc:
         print(f"tritonllm deploy: {plan.operation} of {plan.stack} failed:\n{exc}", file=sys.stderr)
         return EXIT_CHANGES if plan.expect_no_changes and "no changes were expected" in str(exc) else EXIT_FAILED

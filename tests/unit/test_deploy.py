@@ -514,3 +514,24 @@ def test_the_passphrase_check_follows_the_secrets_provider(tmp_path):
     deploy.check_secrets_passphrase(stack_file, environ={})  # a KMS key: nothing to ask for
     stack_file.write_text("config: {}\n")
     deploy.check_secrets_passphrase(stack_file, environ={})  # Pulumi Cloud's provider
+
+
+def test_a_locked_stack_is_told_how_to_release_the_lock(project, monkeypatch, tmp_path, capsys):
+    """The SDK maps the CLI's lock conflict to ConcurrentUpdateError (pulumi/automation/errors.py
+    create_command_error); deploy names the wait and the `pulumi cancel` that frees a stale lock."""
+    import pulumi.automation
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import create_command_error
+
+    fake_pulumi(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses(None, None))
+    stderr = "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end"
+
+    def select_stack(**kw):
+        raise create_command_error(CommandResult(stdout="", stderr=stderr, code=255))
+
+    monkeypatch.setattr(pulumi.automation, "select_stack", select_stack)
+    assert deploy.main(parse("up", "--stack", "dev", cwd=project)) == deploy.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"`pulumi -C {project} cancel --stack dev --yes`" in err and "locked by 1 lock(s)" in err, err
