@@ -333,8 +333,9 @@ def check_pulumi_version(cli: str) -> Any:
         return PulumiCommand(root=root, version=VersionInfo.parse(PULUMI_CLI_MIN_VERSION))
     except InvalidVersionError as exc:
         raise DeployError(
-            f"the Pulumi CLI {cli} is too old for this program ({exc}); it needs {PULUMI_CLI_MIN_VERSION} "
-            f"or newer (pulumi.Stash): `pulumi version` says which you have; {INSTALL_PULUMI}"
+            f"the Pulumi CLI {cli} is not one this program runs on ({exc}); it needs {PULUMI_CLI_MIN_VERSION} "
+            f"or newer in 3.x (pulumi.Stash; the SDK, requirements.txt, is 3.x): `pulumi version` says which you "
+            f"have; {INSTALL_PULUMI}"
         ) from None
     except (OSError, subprocess.CalledProcessError) as exc:
         raise DeployError(f"`{cli} version` failed ({exc}); {INSTALL_PULUMI}") from None

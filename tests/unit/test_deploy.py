@@ -431,7 +431,8 @@ def test_a_cli_older_than_the_program_needs_is_refused_before_anything_runs(proj
     monkeypatch.delenv("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", raising=False)
     assert deploy.main(parse("up", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
     err = capsys.readouterr().err
-    assert "is too old for this program" in err and "3.207.1" in err and "3.208.0 or newer" in err, err
+    assert "is not one this program runs on" in err and "your current CLI version is 3.207.1" in err, err
+    assert "3.208.0 or newer" in err
     assert "curl -fsSL https://get.pulumi.com | sh" in err
     assert log.read_text().split() == ["version"]  # no login, no stack selected, nothing run
 
