@@ -536,3 +536,104 @@ def test_a_locked_stack_is_told_how_to_release_the_lock(project, monkeypatch, tm
     assert deploy.main(parse("up", "--stack", "dev", cwd=project)) == deploy.EXIT_FAILED
     err = capsys.readouterr().err
     assert f"`pulumi -C {project} cancel --stack dev --yes`" in err and "locked by 1 lock(s)" in err, err
+
+
+# ---------------------------------------------------------------- run_plan through the pinned SDK, to a recording CLI
+# The fakes above stop at the Automation API's interface. Here the real pulumi.automation (LocalWorkspace, Stack,
+# its gRPC event server for CLIs > 3.205) drives a `pulumi` stand-in that records the arguments it gets and sends
+# the engine's summary event back the way the CLI does (--event-log tcp://..., pulumirpc.Events/StreamEvents).
+
+RECORDING_CLI = """#!{python}
+import json, sys
+argv = sys.argv[1:]
+with open({log!r}, "a") as log:
+    log.write(json.dumps(argv) + "\\n")
+words = [a for a in argv if not a.startswith("-")]
+if argv == ["version"]:
+    print("v3.208.0"); sys.exit(0)
+if "whoami" in words:
+    print("alice"); sys.exit(0)
+if words[:2] == ["stack", "output"]:
+    secret = "--show-secrets" in argv
+    print(json.dumps({{"clusterName": "tritonllm-dev", "kubeconfig": "apiVersion: v1 token" if secret else "[secret]"}}))
+    sys.exit(0)
+if words[:2] == ["stack", "history"]:
+    print(json.dumps([{{"kind": "update", "startTime": "2026-12-07T06:00:00.000Z", "message": "", "environment": {{}},
+                        "config": {{}}, "result": "succeeded", "resourceChanges": {{"create": 3}}}}]))
+    sys.exit(0)
+if words and words[0] in ("preview", "up") and "--expect-no-changes" in argv:  # the CLI's drift failures
+    said = {{"preview": "were proposed", "up": "occurred"}}[words[0]]
+    print("error: no changes were expected but changes " + said, file=sys.stderr); sys.exit(255)
+if words and words[0] in ("preview", "up") and "--event-log" in argv:  # up asks for events only with on_event
+    import grpc
+    from pulumi.runtime.proto import events_pb2, events_pb2_grpc
+    address = argv[argv.index("--event-log") + 1]
+    assert address.startswith("tcp://"), address
+    summary = {{"sequence": 1, "timestamp": 0, "summaryEvent": {{"maybeCorrupt": False, "durationSeconds": 1,
+               "resourceChanges": {{"create": 3, "same": 40}}, "PolicyPacks": {{}}}}}}
+    with grpc.insecure_channel(address[len("tcp://"):]) as channel:
+        events_pb2_grpc.EventsStub(channel).StreamEvents(iter([events_pb2.EventRequest(event=json.dumps(summary))]))
+if words and words[0] in ("preview", "up", "refresh"):
+    print(words[0] + " progress line")
+sys.exit(0)
+"""
+
+
+@pytest.fixture
+def recording_cli(tmp_path, monkeypatch):
+    import sys
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "argv.jsonl"
+    bin_dir.mkdir()
+    cli = bin_dir / "pulumi"
+    cli.write_text(RECORDING_CLI.format(python=sys.executable, log=str(log)))
+    cli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.delenv("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", raising=False)
+
+    def calls():
+        import json
+
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    return calls
+
+
+def test_preview_through_the_real_sdk_passes_every_flag_to_the_cli(project, recording_cli):
+    from pulumi import automation
+
+    argv = ("preview", "--stack", "dev", "--diff", "--parallel", "4", "--target", "urn:a", "--refresh")
+    plan = deploy.plan_from_args(parse(*argv, cwd=project))
+    command = deploy.check_pulumi_version(shutil.which("pulumi"))
+    lines = []
+    assert deploy.run_plan(plan, automation, lines.append, command) == deploy.EXIT_OK
+    preview = next(c for c in recording_cli() if "preview" in c)
+    assert preview[0] == "--non-interactive" and "--diff" in preview
+    assert preview[preview.index("--parallel") + 1] == "4" and preview[preview.index("--target") + 1] == "urn:a"
+    assert preview[preview.index("--stack") + 1] == "dev"
+    assert "refresh" in [w for c in recording_cli() for w in c]  # --refresh: a refresh before the preview
+    assert "preview progress line" in lines and lines[-1] == "preview of dev: 3 create, 40 same"
+
+
+def test_up_through_the_real_sdk_hides_secret_outputs(project, recording_cli):
+    from pulumi import automation
+
+    plan = deploy.plan_from_args(parse("up", "--stack", "dev", cwd=project))
+    lines = []
+    code = deploy.run_plan(plan, automation, lines.append, deploy.check_pulumi_version(shutil.which("pulumi")))
+    assert code == deploy.EXIT_OK, lines
+    up = next(c for c in recording_cli() if "up" in c)
+    assert "--yes" in up and "--skip-preview" in up and up[up.index("--stack") + 1] == "dev"
+    assert "up of dev: succeeded, 3 create" in lines
+    assert "clusterName: tritonllm-dev" in lines and "kubeconfig: [secret]" in lines
+    assert not any("token" in line for line in lines)
+
+
+@pytest.mark.parametrize("operation", ["preview", "up"])
+def test_drift_found_by_the_cli_exits_3_through_the_real_sdk(project, recording_cli, monkeypatch, capsys, operation):
+    """pulumi/pulumi pkg/cmd/pulumi: preview fails "no changes were expected but changes were proposed", up
+    "... changes occurred"; the SDK raises CommandError (exit 255) and deploy maps both to exit 3."""
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses(None, None))
+    assert deploy.main(parse(operation, "--stack", "dev", "--expect-no-changes", cwd=project)) == deploy.EXIT_CHANGES
+    assert "no changes were expected" in capsys.readouterr().err
+    assert "--expect-no-changes" in next(c for c in recording_cli() if operation in c)
