@@ -123,7 +123,7 @@ karpenter = Karpenter(
         # Pools serving multi-node models (one zone, placement group, EFA) come from MultiNodePlatform.
         node_pools=[pool for pool in cfg.node_pools if pool.name not in multi_node],
         image_snapshots=image_snapshots,
-        startup_taints=node_startup_taints(addon_versions.cluster_optional_addons(cfg)),
+        startup_taints=node_startup_taints(addon_versions.addons_mounted_by_models(cfg)),
     ),
     opts=aws_opts,
 )
