@@ -106,6 +106,7 @@ image_cache = (
             availability_zones=network.availability_zones,
             partition=cluster.partition,
             ecr_repository_arn=serving_images.repository.arn if serving_images is not None else None,
+            private_egress=network.private_egress,
         ),
         opts=aws_opts,
     )
@@ -122,7 +123,7 @@ karpenter = Karpenter(
         # Pools serving multi-node models (one zone, placement group, EFA) come from MultiNodePlatform.
         node_pools=[pool for pool in cfg.node_pools if pool.name not in multi_node],
         image_snapshots=image_snapshots,
-        startup_taints=node_startup_taints(addon_versions.cluster_optional_addons(cfg)),
+        startup_taints=node_startup_taints(addon_versions.addons_mounted_by_models(cfg)),
     ),
     opts=aws_opts,
 )

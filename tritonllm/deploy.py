@@ -9,8 +9,8 @@ offline: no CLI, AWS or network), so a bad key fails in a second with its fix, a
 failure exits non-zero.
 
 Exit codes: 0 success; 1 the Pulumi operation failed; 2 bad arguments, a missing
-stack file, invalid stack config or no Pulumi CLI; 3 `preview --expect-no-changes`
-found changes.
+stack file, invalid stack config, no Pulumi CLI or one older than the program needs
+(versions.PULUMI_CLI_MIN_VERSION); 3 `preview --expect-no-changes` found changes.
 """
 
 from __future__ import annotations
@@ -313,16 +313,78 @@ def check_pulumi_login(cli: str, project_dir: Path, timeout: float = 60) -> None
         )
 
 
-def check_tools(project_dir: Path) -> str:
-    """The tools every operation needs, before anything else: they come first in a fix."""
+def check_pulumi_version(cli: str) -> Any:
+    """The Automation API's `PulumiCommand` for `cli`, held to the oldest CLI the program runs on.
+
+    The SDK's own check (pulumi/automation/_cmd.py `PulumiCommand(version=...)`: `pulumi version`, then
+    InvalidVersionError below the minimum) with our minimum instead of the SDK's 3.1.0: an older CLI would
+    run `up` until the engine met the program's pulumi.Stash and fail half-way. The SDK's opt-out,
+    PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK, skips it as for any Automation API program."""
+    import subprocess
+
+    from pulumi.automation import InvalidVersionError, PulumiCommand
+    from semver import VersionInfo
+
+    from components.catalog.versions import PULUMI_CLI_MIN_VERSION
+
+    path = Path(cli)
+    root = str(path.parent.parent) if path.name == "pulumi" and path.parent.name == "bin" else None
+    try:
+        return PulumiCommand(root=root, version=VersionInfo.parse(PULUMI_CLI_MIN_VERSION))
+    except InvalidVersionError as exc:
+        raise DeployError(
+            f"the Pulumi CLI {cli} is not one this program runs on ({exc}); it needs {PULUMI_CLI_MIN_VERSION} "
+            f"or newer in 3.x (pulumi.Stash; the SDK, requirements.txt, is 3.x): `pulumi version` says which you "
+            f"have; {INSTALL_PULUMI}"
+        ) from None
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise DeployError(f"`{cli} version` failed ({exc}); {INSTALL_PULUMI}") from None
+
+
+PASSPHRASE_VARIABLES = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+
+
+def check_secrets_passphrase(stack_file: Path, environ: Any = os.environ) -> None:
+    """A stack whose secrets provider is the passphrase one (the stack file has `encryptionsalt` and no other
+    `secretsprovider`) cannot decrypt its config without the passphrase, and the Automation API runs the CLI
+    with --non-interactive, so it cannot ask: "passphrase must be set with PULUMI_CONFIG_PASSPHRASE or
+    PULUMI_CONFIG_PASSPHRASE_FILE environment variables" (pulumi/pulumi pkg/secrets/passphrase, read with
+    os.LookupEnv: an empty passphrase, set, counts). Said here, before anything runs, with the fix."""
+    import yaml
+
+    try:
+        settings = yaml.safe_load(stack_file.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return  # the offline check (preview, up) or Pulumi itself reports an unreadable stack file
+    provider = settings.get("secretsprovider") if isinstance(settings, dict) else None
+    passphrase = isinstance(settings, dict) and "encryptionsalt" in settings and provider in (None, "passphrase")
+    if passphrase and not any(name in environ for name in PASSPHRASE_VARIABLES):
+        raise DeployError(
+            f"{stack_file.name} keeps its secrets with a passphrase (encryptionsalt), and deploy runs Pulumi "
+            "non-interactively, so it cannot ask for it: export PULUMI_CONFIG_PASSPHRASE (or "
+            "PULUMI_CONFIG_PASSPHRASE_FILE, a file holding it) in the environment that runs deploy, e.g. from "
+            "the CI system's secret store"
+        )
+
+
+def check_tools(project_dir: Path, stack_file: Path | None = None) -> Any:
+    """The tools every operation needs, before anything else: they come first in a fix.
+    Returns the checked CLI as the Automation API's PulumiCommand, for run_plan."""
     cli = find_pulumi_cli()
+    command = check_pulumi_version(cli)
     check_pulumi_login(cli, project_dir)
-    return cli
+    if stack_file is not None:
+        check_secrets_passphrase(stack_file)
+    return command
 
 
-def run_plan(plan: DeployPlan, automation: Any, out: Callable[[str], None]) -> int:
-    """Run the plan with the Automation API module `automation`; return the exit code."""
-    stack = automation.select_stack(stack_name=plan.stack, work_dir=str(plan.project_dir))
+def run_plan(plan: DeployPlan, automation: Any, out: Callable[[str], None], pulumi_command: Any = None) -> int:
+    """Run the plan with the Automation API module `automation`; return the exit code.
+
+    `pulumi_command` (check_tools' PulumiCommand, version checked) is the CLI the workspace runs;
+    without it the SDK would make its own, held only to the SDK's minimum (3.1.0)."""
+    options = automation.LocalWorkspaceOptions(pulumi_command=pulumi_command) if pulumi_command else None
+    stack = automation.select_stack(stack_name=plan.stack, work_dir=str(plan.project_dir), opts=options)
     stream = dict(on_output=out, on_error=lambda line: out(line))
     if plan.refresh and plan.operation != "outputs":
         stack.refresh(**stream)
@@ -386,7 +448,7 @@ def main(args: argparse.Namespace) -> int:
     for line in plan.check_report:
         out(line)
     try:
-        check_tools(plan.project_dir)
+        pulumi_command = check_tools(plan.project_dir, plan.stack_file)
     except DeployError as exc:
         print(f"tritonllm deploy: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -399,7 +461,7 @@ def main(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
     try:
-        return run_plan(plan, automation, out)
+        return run_plan(plan, automation, out, pulumi_command)
     except automation.StackNotFoundError:
         print(
             f"tritonllm deploy: stack {plan.stack!r} does not exist in the current backend; create it with "
@@ -407,6 +469,15 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    except automation.ConcurrentUpdateError as exc:  # a CommandError: caught first (pulumi/automation/errors.py)
+        print(
+            f"tritonllm deploy: {plan.operation} of {plan.stack} did not start: the stack is locked by another "
+            f"update (Pulumi Cloud's 409, or a DIY backend's lock file). Wait for it to finish; if none is running "
+            f"(a killed run left its lock), `pulumi -C {plan.project_dir} cancel --stack {plan.stack} --yes` "
+            f"releases it.\n{exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except automation.CommandError as exc:
         print(f"tritonllm deploy: {plan.operation} of {plan.stack} failed:\n{exc}", file=sys.stderr)
         return EXIT_CHANGES if plan.expect_no_changes and "no changes were expected" in str(exc) else EXIT_FAILED

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# --- Pulumi ------------------------------------------------------------------
+# The oldest Pulumi CLI that can run this program: pulumi.Stash (the cluster creator's record,
+# components/platform/resources/cluster.py) is a resource of the engine's builtin provider, which
+# knows it from pulumi/pulumi v3.208.0 (pkg/resource/deploy/builtins.go). `tritonllm deploy` holds the
+# CLI to it through the Automation API's own check (pulumi/automation/_cmd.py PulumiCommand(version=...),
+# which raises InvalidVersionError below it), before anything runs; README.md and docs/deploy.md say it.
+PULUMI_CLI_MIN_VERSION = "3.208.0"
+
 # --- Kubernetes / EKS -------------------------------------------------------
 EKS_VERSION = "1.34"
 

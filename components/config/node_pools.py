@@ -130,6 +130,12 @@ class CpuNodePoolConfig(ConfigModel):
         return ami_alias("AL2023", self.ami_version)
 
 
+# EC2's instance type names: family = series, generation, attribute letters; the attribute `g` is "AWS
+# Graviton processors" (EC2 Instance Types guide, "Instance type naming conventions"), plus the first
+# Graviton family a1. Graviton types are arm64 only.
+GRAVITON_TYPE = re.compile(r"^(a1|[a-z]+[0-9]+[a-z-]*g[a-z-]*)\.")
+
+
 class ImageCacheConfig(ConfigModel):
     """The pool's serving images pre-pulled on an EBS snapshot that every new node's data volume starts from."""
 
@@ -162,6 +168,17 @@ class ImageCacheConfig(ConfigModel):
     timeout_minutes: int = Field(
         60, ge=10, le=240, description="Limit on one snapshot build (instance start, pulls, snapshot)"
     )
+
+    @field_validator("build_instance_type")
+    @classmethod
+    def _x86_64(cls, value: str) -> str:
+        """RunInstances refuses an arm64 type with the x86_64 AMI the build uses (the pools' nodes are amd64)."""
+        if GRAVITON_TYPE.match(value):
+            raise ValueError(
+                f"{value!r} is an arm64 (AWS Graviton) type and the build runs the pool's x86_64 Bottlerocket "
+                "AMI; use an x86_64 type such as m6i.large"
+            )
+        return value
 
 
 class NodePoolConfig(ConfigModel):

@@ -7,10 +7,12 @@ The provider, with the deploying machine's credentials:
    before the state was lost): no instance, no pull;
 2. otherwise resolves the AMI of the pinned Bottlerocket release from its public SSM parameter, launches one
    instance in a private subnet (a security group with no ingress, IMDSv2 with hop limit 1, encrypted gp3
-   volumes, an instance profile with SSM core + pull from the program's ECR repository only), pulls every
+   volumes, an instance profile with SSM core + pull from the program's ECR repository only; the launch waits
+   while EC2 does not see a just-created profile yet), pulls every
    image into containerd's k8s.io namespace through SSM Run Command, stops the instance, snapshots /dev/xvdb,
    waits until the snapshot completes and tags it with the key;
-3. terminates the instance in every case, also when a step fails or the wait times out;
+3. terminates the instance in every case, also when a step fails or the wait times out (and, before a build,
+   any build instance of the same pool an interrupted run left, found by its tritonllm:image-cache-build tag);
 4. enables Fast Snapshot Restore in the pool's zones when asked (imageCache.fastSnapshotRestore);
 5. streams each step to standard error (the CLI shows a dynamic provider's output, pulumi/pulumi PR 18253).
 A new key is a replace, create before delete (the old snapshot goes once the node classes name the new one);
@@ -39,6 +41,15 @@ SSM_DOCUMENT = "AWS-RunShellScript"
 # Run Command's own states (SSM API reference, GetCommandInvocation `Status`).
 COMMAND_DONE = {"Success", "Cancelled", "TimedOut", "Failed", "Cancelling"}
 OUTPUT_TAIL_CHARS = 2000
+# A just-created instance profile is refused by RunInstances for a few seconds ("InvalidParameterValue: Value
+# (...) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"): IAM is eventually
+# consistent with EC2 (EC2 User Guide, iam-roles-for-amazon-ec2.html; hashicorp/terraform-provider-aws retries
+# aws_instance's RunInstances on exactly this). On a first `pulumi up` NodeImageCache creates the profile
+# seconds before the launch, so the launch waits it out, for at most this long.
+PROFILE_PROPAGATION_SECONDS = 180
+# Build instances of an earlier run that did not reach its `finally` (the deploying process was killed): any
+# state but these is terminated before a new build of the same pool.
+GONE_STATES = {"shutting-down", "terminated"}
 
 
 def _is_unknown(value: Any) -> bool:
@@ -58,6 +69,10 @@ class ImageCacheError(RuntimeError):
     pass
 
 
+class ImageCacheTimeout(ImageCacheError):
+    """imageCache.timeoutMinutes ran out."""
+
+
 def _stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -73,15 +88,15 @@ class CacheClients:
         self.ec2, self.ssm = clients["ec2"], clients["ssm"]
 
 
-def find_snapshot(ec2: Any, key: str, pool: str, stack: str) -> str | None:
-    """The id of a completed snapshot of this stack's pool tagged with `key` (the newest), else None."""
+def find_snapshot(ec2: Any, key: str, pool: str, stack: str, status: str = "completed") -> str | None:
+    """The id of a snapshot of this stack's pool tagged with `key` in `status` (the newest), else None."""
     found = ec2.describe_snapshots(
         OwnerIds=["self"],
         Filters=[
             {"Name": f"tag:{ic.KEY_TAG}", "Values": [key]},
             {"Name": f"tag:{ic.POOL_TAG}", "Values": [pool]},
             {"Name": f"tag:{ic.STACK_TAG}", "Values": [stack]},
-            {"Name": "status", "Values": ["completed"]},
+            {"Name": "status", "Values": [status]},
         ],
     ).get("Snapshots", [])
     if not found:
@@ -105,10 +120,16 @@ def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 
 
+def instance_tags(props: dict[str, Any]) -> dict[str, str]:
+    """The build instance's (and its volumes') tags: the stack's, plus which stack and pool it builds for, so a
+    later build can find one an interrupted run left behind (leftover_instances)."""
+    return {**props["tags"], ic.BUILD_TAG: f"{props['stack']}/{props['pool']}"}
+
+
 def launch_request(props: dict[str, Any], ami_id: str) -> dict[str, Any]:
     """RunInstances arguments of the build instance (pure, so tests read what is asked of EC2)."""
     volume = {"VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}
-    tags = _tag_list(props["tags"])
+    tags = _tag_list(instance_tags(props))
     return {
         "ImageId": ami_id,
         "InstanceType": props["instance_type"],
@@ -142,15 +163,72 @@ class Deadline:
 
     def check(self, step: str) -> None:
         if self.clock() >= self.at:
-            raise ImageCacheError(f"{self.what}: timed out while {step} (raise nodePools[].imageCache.timeoutMinutes)")
+            raise ImageCacheTimeout(
+                f"{self.what}: timed out while {step} (raise nodePools[].imageCache.timeoutMinutes)"
+            )
+
+
+def _is_profile_not_yet_visible(exc: Exception) -> bool:
+    error = getattr(exc, "response", {}).get("Error", {})
+    message = str(error.get("Message", ""))
+    return error.get("Code") == "InvalidParameterValue" and (
+        "iamInstanceProfile" in message or "Invalid IAM Instance Profile" in message
+    )
+
+
+def launch(
+    ec2: Any,
+    request: dict[str, Any],
+    sleep: Callable[[float], None],
+    emit: Callable[[str], None],
+    clock: Callable[[], float],
+) -> str:
+    """RunInstances, retried while EC2 does not yet see the instance profile (PROFILE_PROPAGATION_SECONDS)."""
+    until = clock() + PROFILE_PROPAGATION_SECONDS
+    while True:
+        try:
+            return str(ec2.run_instances(**request)["Instances"][0]["InstanceId"])
+        except Exception as exc:
+            if not _is_profile_not_yet_visible(exc) or clock() >= until:
+                raise
+            emit(
+                f"tritonllm: instance profile {request['IamInstanceProfile']['Name']} not visible to EC2 yet, retrying"
+            )
+            sleep(ic.POLL_SECONDS)
+
+
+def leftover_instances(ec2: Any, props: dict[str, Any]) -> list[str]:
+    """Build instances of this stack's pool that an interrupted run left running or stopped."""
+    reservations = ec2.describe_instances(
+        Filters=[{"Name": f"tag:{ic.BUILD_TAG}", "Values": [instance_tags(props)[ic.BUILD_TAG]]}]
+    )["Reservations"]
+    return sorted(
+        i["InstanceId"] for r in reservations for i in r["Instances"] if i["State"]["Name"] not in GONE_STATES
+    )
 
 
 def _instance(ec2: Any, instance_id: str) -> dict[str, Any]:
     return dict(ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0])
 
 
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _instance_state(ec2: Any, instance_id: str) -> str:
+    """The instance's state; `pending` while EC2's describe calls do not know the id RunInstances just returned
+    (EC2 API Reference, "Eventual consistency in the Amazon EC2 API": InvalidInstanceID.NotFound right after
+    RunInstances; boto3's instance_running waiter retries on it for the same reason)."""
+    try:
+        return str(_instance(ec2, instance_id)["State"]["Name"])
+    except Exception as exc:
+        if _error_code(exc) != "InvalidInstanceID.NotFound":
+            raise
+        return "pending"
+
+
 def wait_state(ec2: Any, instance_id: str, state: str, deadline: Deadline, sleep: Callable[[float], None]) -> None:
-    while (current := _instance(ec2, instance_id)["State"]["Name"]) != state:
+    while (current := _instance_state(ec2, instance_id)) != state:
         if current in ("terminated", "shutting-down") and state != "terminated":
             raise ImageCacheError(f"build instance {instance_id} is {current} while waiting for {state}")
         deadline.check(f"waiting for instance {instance_id} to be {state}")
@@ -212,7 +290,12 @@ def data_volume_id(ec2: Any, instance_id: str) -> str:
 def wait_snapshot(ec2: Any, snapshot_id: str, deadline: Deadline, sleep: Callable[[float], None], emit: Any) -> None:
     last = ""
     while True:
-        (snapshot,) = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        try:
+            (snapshot,) = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        except Exception as exc:  # just created: not yet visible to describe calls (eventual consistency)
+            if _error_code(exc) != "InvalidSnapshot.NotFound":
+                raise
+            snapshot = {"State": "pending"}
         state, progress = snapshot.get("State"), snapshot.get("Progress", "")
         if progress != last:
             emit(f"tritonllm: snapshot {snapshot_id} {state} {progress}")
@@ -238,7 +321,11 @@ def build_snapshot(
     what = f"image cache of node pool {props['pool']}"
     deadline = Deadline(float(props["timeout_minutes"]) * 60, clock, what)
     ami_id = resolve_ami(ssm, props["ami_parameter"])
-    instance_id = ec2.run_instances(**launch_request(props, ami_id))["Instances"][0]["InstanceId"]
+    left = leftover_instances(ec2, props)
+    if left:
+        ec2.terminate_instances(InstanceIds=left)
+        emit(f"tritonllm: {what}: terminated build instances an interrupted run left: {', '.join(left)}")
+    instance_id = launch(ec2, launch_request(props, ami_id), sleep, emit, clock)
     emit(f"tritonllm: {what}: build instance {instance_id} ({props['instance_type']}, {ami_id})")
     try:
         wait_state(ec2, instance_id, "running", deadline, sleep)
@@ -266,8 +353,15 @@ def build_snapshot(
         emit(f"tritonllm: {what}: snapshot {snapshot_id} of {volume_id}")
         try:
             wait_snapshot(ec2, snapshot_id, deadline, sleep, emit)
+        except ImageCacheTimeout as exc:
+            # The snapshot goes on without the instance (it copies the volume as it was when it started); the
+            # next `pulumi up` finds it by its key and waits for it instead of pulling every image again.
+            raise ImageCacheTimeout(
+                f"{exc}; snapshot {snapshot_id} is kept and still being written: run `pulumi up` again to wait "
+                "for it (it carries the key, nothing is pulled again)"
+            ) from exc
         except Exception:
-            delete_snapshot(ec2, snapshot_id, [], emit)  # an incomplete snapshot is never adopted: drop it
+            delete_snapshot(ec2, snapshot_id, [], emit)  # a failed snapshot is never adopted: drop it
             raise
         return snapshot_id
     finally:
@@ -275,9 +369,28 @@ def build_snapshot(
         emit(f"tritonllm: {what}: build instance {instance_id} terminated")
 
 
-def enable_fast_restore(ec2: Any, snapshot_id: str, zones: list[str]) -> None:
+def fast_restore_failures(answer: dict[str, Any]) -> list[str]:
+    """`zone: code message` for each zone Enable/DisableFastSnapshotRestores refused: EC2 answers those in the
+    response's Unsuccessful set, not as an error (EC2 API Reference, EnableFastSnapshotRestores)."""
+    return [
+        f"{item.get('AvailabilityZone')}: {item.get('Error', {}).get('Code')} {item.get('Error', {}).get('Message')}"
+        for failed in answer.get("Unsuccessful") or []
+        for item in failed.get("FastSnapshotRestoreStateErrors") or []
+    ]
+
+
+def enable_fast_restore(
+    ec2: Any, snapshot_id: str, zones: list[str], emit: Callable[[str], None] = _stderr_line
+) -> None:
+    """Fast Snapshot Restore on in `zones`. A zone EC2 refuses (its quota of FSR snapshots per region, for one) is
+    reported, not raised: the snapshot is good without it, nodes just read their first blocks from S3."""
     if zones:
-        ec2.enable_fast_snapshot_restores(AvailabilityZones=sorted(zones), SourceSnapshotIds=[snapshot_id])
+        answer = ec2.enable_fast_snapshot_restores(AvailabilityZones=sorted(zones), SourceSnapshotIds=[snapshot_id])
+        for failure in fast_restore_failures(answer):
+            emit(
+                f"tritonllm: warning: Fast Snapshot Restore of {snapshot_id} not enabled in {failure} "
+                "(nodePools[].imageCache.fastSnapshotRestore)"
+            )
 
 
 def delete_snapshot(ec2: Any, snapshot_id: str, zones: list[str], emit: Callable[[str], None]) -> None:
@@ -292,6 +405,33 @@ def delete_snapshot(ec2: Any, snapshot_id: str, zones: list[str], emit: Callable
         emit(f"tritonllm: snapshot {snapshot_id} was already gone")
 
 
+def _wait_for_pending(
+    props: dict[str, Any],
+    clients: CacheClients,
+    what: str,
+    *,
+    emit: Callable[[str], None],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> str | None:
+    """A snapshot with the key that an earlier run started and left pending (its wait timed out), waited for:
+    its id once completed; None when there is none, or it failed (then it is deleted and the caller builds)."""
+    pending = find_snapshot(clients.ec2, props["key"], props["pool"], props["stack"], status="pending")
+    if pending is None:
+        return None
+    emit(f"tritonllm: {what}: snapshot {pending} with the key is still being written, waiting for it")
+    deadline = Deadline(float(props["timeout_minutes"]) * 60, clock, what)
+    try:
+        wait_snapshot(clients.ec2, pending, deadline, sleep, emit)
+    except ImageCacheTimeout:
+        raise
+    except ImageCacheError as exc:
+        emit(f"tritonllm: {what}: {exc}; building again")
+        delete_snapshot(clients.ec2, pending, [], emit)
+        return None
+    return pending
+
+
 def ensure_snapshot(
     props: dict[str, Any],
     clients: CacheClients,
@@ -302,13 +442,16 @@ def ensure_snapshot(
 ) -> dict[str, Any]:
     """The completed snapshot for props' key: adopted when one exists, else built. Returns the outputs."""
     started = clock()
+    what = f"image cache of node pool {props['pool']}"
     snapshot_id = find_snapshot(clients.ec2, props["key"], props["pool"], props["stack"])
+    if snapshot_id is None:
+        snapshot_id = _wait_for_pending(props, clients, what, emit=emit, clock=clock, sleep=sleep)
     built = snapshot_id is None
     if snapshot_id is None:
         snapshot_id = build_snapshot(props, clients, emit=emit, clock=clock, sleep=sleep)
     else:
-        emit(f"tritonllm: image cache of node pool {props['pool']}: snapshot {snapshot_id} has key, nothing to build")
-    enable_fast_restore(clients.ec2, snapshot_id, list(props.get("fast_snapshot_restore_zones") or []))
+        emit(f"tritonllm: {what}: snapshot {snapshot_id} has key, nothing to build")
+    enable_fast_restore(clients.ec2, snapshot_id, list(props.get("fast_snapshot_restore_zones") or []), emit)
     return {"snapshot_id": snapshot_id, "built": built, "build_seconds": round(clock() - started, 1)}
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.proto import provider_pb2
@@ -288,3 +289,187 @@ def test_a_zones_update_keeps_the_snapshot_and_turns_fast_restore_off_where_it_l
         result = provider.update(snapshot_id, olds, news)
         stub.assert_no_pending_responses()
     assert result.outs["snapshot_id"] == snapshot_id and result.outs["built"] is False
+
+
+class ProfileNotYetVisible:
+    """moto's EC2, except RunInstances refuses the instance profile `refusals` times first, as EC2 does for a
+    profile IAM created seconds ago (the message is EC2's)."""
+
+    def __init__(self, real: Any, refusals: int):
+        self.real, self.refusals, self.calls = real, refusals, 0
+
+    def run_instances(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            name = kwargs["IamInstanceProfile"]["Name"]
+            message = (
+                f"Value ({name}) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name"
+            )
+            raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": message}}, "RunInstances")
+        return self.real.run_instances(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_just_created_instance_profile_is_waited_for_not_a_failed_first_deploy(world):
+    ec2 = ProfileNotYetVisible(world["ec2"], refusals=2)
+    clients = _clients(world)
+    clients.ec2 = ec2
+    lines: list[str] = []
+    result = prov.ensure_snapshot(world["props"], clients, emit=lines.append, sleep=_no_sleep)
+    assert result["built"] is True and ec2.calls == 3
+    assert sum("not visible to EC2 yet" in line for line in lines) == 2
+    (instance,) = _pool_instances(world["ec2"], world["subnet"])
+    assert instance["State"]["Name"] == "terminated"
+
+
+def test_a_profile_ec2_never_sees_fails_after_the_propagation_limit_and_other_errors_at_once(world):
+    ticks = iter(range(0, 100_000, 60))  # a minute per clock reading: past PROFILE_PROPAGATION_SECONDS soon
+    ec2 = ProfileNotYetVisible(world["ec2"], refusals=1000)
+    clients = _clients(world)
+    clients.ec2 = ec2
+    with pytest.raises(ClientError, match="Invalid IAM Instance Profile"):
+        prov.ensure_snapshot(
+            world["props"], clients, emit=lambda _l: None, sleep=_no_sleep, clock=lambda: float(next(ticks))
+        )
+    assert 1 < ec2.calls <= prov.PROFILE_PROPAGATION_SECONDS // 60 + 2
+    # the same code for another parameter is the caller's mistake: no retry
+    calls: list[dict[str, Any]] = []
+
+    def bad_type(**kwargs: Any) -> dict[str, Any]:
+        calls.append(kwargs)
+        message = "Invalid value 'm6i.nonsense' for InstanceType."
+        raise ClientError({"Error": {"Code": "InvalidParameterValue", "Message": message}}, "RunInstances")
+
+    stub_ec2 = type("Ec2", (), {"run_instances": staticmethod(bad_type)})()
+    with pytest.raises(ClientError, match="InstanceType"):
+        prov.launch(stub_ec2, prov.launch_request(world["props"], world["ami_id"]), _no_sleep, print, lambda: 0.0)
+    assert len(calls) == 1
+
+
+def test_a_build_instance_an_interrupted_run_left_is_terminated_before_the_next_build(world):
+    """The deploying process killed mid-build never reaches its `finally`: the instance (and its 4,000 IOPS /
+    1,000 MiB/s data volume) would run on. The next build of the same pool finds it by its tag and ends it."""
+    ec2 = world["ec2"]
+    left = ec2.run_instances(**prov.launch_request(world["props"], world["ami_id"]))["Instances"][0]["InstanceId"]
+    other_pool = dict(world["props"], pool=world["props"]["pool"] + "-other")
+    other = ec2.run_instances(**prov.launch_request(other_pool, world["ami_id"]))["Instances"][0]["InstanceId"]
+    lines: list[str] = []
+    prov.ensure_snapshot(world["props"], _clients(world), emit=lines.append, sleep=_no_sleep)
+    states = {i["InstanceId"]: i["State"]["Name"] for i in _pool_instances(ec2, world["subnet"])}
+    assert states[left] == "terminated" and states[other] == "running"
+    assert any(left in line and "interrupted run" in line for line in lines)
+    ec2.terminate_instances(InstanceIds=[other])
+
+
+def test_a_zone_that_refuses_fast_snapshot_restore_is_reported():
+    """EC2 answers a refused zone (the region's FSR quota, for one) inside a successful response."""
+    ec2 = boto3.client("ec2", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    refused = {
+        "Unsuccessful": [
+            {
+                "SnapshotId": "snap-1",
+                "FastSnapshotRestoreStateErrors": [
+                    {"AvailabilityZone": "us-east-1b", "Error": {"Code": "QuotaExceeded", "Message": "limit"}}
+                ],
+            }
+        ]
+    }
+    lines: list[str] = []
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "enable_fast_snapshot_restores",
+            refused,
+            {"AvailabilityZones": ["us-east-1a", "us-east-1b"], "SourceSnapshotIds": ["snap-1"]},
+        )
+        prov.enable_fast_restore(ec2, "snap-1", ["us-east-1b", "us-east-1a"], lines.append)
+    assert len(lines) == 1 and "us-east-1b: QuotaExceeded limit" in lines[0] and "fastSnapshotRestore" in lines[0]
+
+
+class NotYetVisible:
+    """moto's EC2, except describe calls do not know a just-created instance or snapshot for `misses` calls each,
+    as EC2 answers right after RunInstances / CreateSnapshot (eventual consistency)."""
+
+    def __init__(self, real: Any, misses: int):
+        self.real, self.misses = real, {"describe_instances": misses, "describe_snapshots": misses}
+
+    def _miss(self, call: str, code: str, **kwargs: Any) -> dict[str, Any]:
+        ids = kwargs.get("InstanceIds") or kwargs.get("SnapshotIds")
+        if ids and self.misses[call] > 0:
+            self.misses[call] -= 1
+            raise ClientError({"Error": {"Code": code, "Message": f"The ID '{ids[0]}' does not exist"}}, call)
+        return getattr(self.real, call)(**kwargs)
+
+    def describe_instances(self, **kwargs: Any) -> dict[str, Any]:
+        return self._miss("describe_instances", "InvalidInstanceID.NotFound", **kwargs)
+
+    def describe_snapshots(self, **kwargs: Any) -> dict[str, Any]:
+        return self._miss("describe_snapshots", "InvalidSnapshot.NotFound", **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_an_instance_or_snapshot_not_yet_visible_to_describe_calls_is_waited_for(world):
+    ec2 = NotYetVisible(world["ec2"], misses=2)
+    clients = _clients(world)
+    clients.ec2 = ec2
+    result = prov.ensure_snapshot(world["props"], clients, emit=lambda _l: None, sleep=_no_sleep)
+    assert result["built"] is True and ec2.misses == {"describe_instances": 0, "describe_snapshots": 0}
+    (snapshot,) = _pool_snapshots(world)
+    assert snapshot["SnapshotId"] == result["snapshot_id"] and snapshot["State"] == "completed"
+
+
+class SlowSnapshot:
+    """moto's EC2, except a snapshot stays `pending` (moto completes one at once) until `finish()`: by id it
+    answers State pending, and the status filter sees it as pending, not completed."""
+
+    def __init__(self, real: Any):
+        self.real, self.done = real, False
+
+    def finish(self) -> None:
+        self.done = True
+
+    def describe_snapshots(self, **kwargs: Any) -> dict[str, Any]:
+        filters = kwargs.get("Filters") or []
+        status = next((f["Values"][0] for f in filters if f["Name"] == "status"), None)
+        if self.done:
+            return self.real.describe_snapshots(**kwargs)
+        if status == "completed":
+            return {"Snapshots": []}
+        if status == "pending":
+            kwargs = {**kwargs, "Filters": [f for f in filters if f["Name"] != "status"]}
+        answer = self.real.describe_snapshots(**kwargs)
+        return {"Snapshots": [{**s, "State": "pending", "Progress": "40%"} for s in answer["Snapshots"]]}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_snapshot_still_being_written_at_the_timeout_is_kept_and_the_next_run_waits_for_it(world):
+    """A first snapshot of tens of GB can outlast imageCache.timeoutMinutes. Deleting it would make every
+    run pull everything again and time out again; it is kept (it carries the key) and the next run waits for
+    it without launching an instance."""
+    ec2 = SlowSnapshot(world["ec2"])
+    clients = _clients(world)
+    clients.ec2 = ec2
+    ticks = iter(range(0, 100_000, 300))  # five minutes per clock reading
+    with pytest.raises(prov.ImageCacheTimeout, match=r"waiting for snapshot snap-\w+.*is kept(.|\n)*pulumi up"):
+        prov.ensure_snapshot(
+            world["props"], clients, emit=lambda _l: None, sleep=_no_sleep, clock=lambda: float(next(ticks))
+        )
+    (kept,) = _pool_snapshots(world)
+    (instance,) = _pool_instances(world["ec2"], world["subnet"])
+    assert instance["State"]["Name"] == "terminated"
+    reads = iter([False, False, True])  # pending twice more, then completed
+
+    def sleep(_seconds: float) -> None:
+        if next(reads):
+            ec2.finish()
+
+    lines: list[str] = []
+    again = prov.ensure_snapshot(world["props"], clients, emit=lines.append, sleep=sleep)
+    assert again["snapshot_id"] == kept["SnapshotId"] and again["built"] is False
+    assert len(_pool_instances(world["ec2"], world["subnet"])) == 1  # no second build instance
+    assert any("still being written, waiting for it" in line for line in lines)

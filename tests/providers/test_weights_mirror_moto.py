@@ -142,6 +142,25 @@ def test_a_marker_of_another_key_means_copy_again_and_refuse_to_stage(
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
 
 
+def test_an_interrupted_upload_leaves_no_marker_of_another_key(
+    tmp_path: Path, moto_server: MotoServer, s3: Any, bucket: str
+) -> None:
+    """Re-mirroring a commit (a new key: other patterns or script) rewrites its prefix in place: the old
+    marker goes first, so readers of the old key never stage a half-rewritten copy. The sync is made to
+    fail part-way (a FIFO among the files: the CLI skips it and exits 2, after uploading the rest)."""
+    mirror = wm.resolved_mirror(REPO, COMMIT)
+    s3.put_object(Bucket=bucket, Key=mirror.prefix + wm.COMPLETE_MARKER, Body=b"0" * 64 + b"\n")
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "config.json").write_text("{}")
+    os.mkfifo(snapshot / "pipe")
+    up = run_sh(wm.upload_script(bucket, mirror, str(snapshot)), moto_server, tmp_path)
+    assert up.returncode != 0
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=mirror.prefix).get("Contents", [])}
+    assert mirror.prefix + "config.json" in keys  # the sync ran
+    assert mirror.prefix + wm.COMPLETE_MARKER not in keys
+
+
 def test_gated_model_without_token_fails_without_printing_secrets(hub: FakeHub, tmp_path: Path) -> None:
     done = download(hub, tmp_path, tmp_path / "snapshot", token=None)
     assert done.returncode == 1

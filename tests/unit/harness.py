@@ -665,7 +665,9 @@ class _RecordingMocks(runtime_mocks.Mocks):
             service, path, regional = shape
             path = path.format(name=state.get("name", name), id=id_, cluster=state.get("clusterName", "cluster"))
             region = self.region if regional else ""
-            state["arn"] = f"arn:{PARTITION}:{service}:{region}:{ACCOUNT_ID}:{path}"
+            # S3 bucket ARNs carry neither Region nor account (arn:aws:s3:::bucket, S3 user guide s3-arn-format).
+            account = "" if service == "s3" else ACCOUNT_ID
+            state["arn"] = f"arn:{PARTITION}:{service}:{region}:{account}:{path}"
         if typ == "aws:acm/certificate:Certificate":
             domain = state.get("domainName", "example.com")
             state.setdefault(

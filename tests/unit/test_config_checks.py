@@ -702,6 +702,13 @@ MORE_CASES = [
         "should match pattern",
     ),
     BadConfig(
+        "image-cache-build-instance-arm64",
+        "vllm",
+        {**BOTTLEROCKET, "nodePools[0].imageCache": {"enabled": True, "buildInstanceType": "m7g.large"}},
+        "nodePools[0].imageCache.buildInstanceType",
+        "use an x86_64 type",
+    ),
+    BadConfig(
         "image-cache-timeout-too-short",
         "vllm",
         {**BOTTLEROCKET, "nodePools[0].imageCache": {"enabled": True, "timeoutMinutes": 5}},

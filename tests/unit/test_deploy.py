@@ -73,7 +73,7 @@ class FakeStack:
 
 
 def fake_automation(stack: FakeStack, selected: list):
-    def select_stack(stack_name, work_dir):
+    def select_stack(stack_name, work_dir, opts=None):
         selected.append((stack_name, work_dir))
         return stack
 
@@ -84,7 +84,10 @@ def fake_automation(stack: FakeStack, selected: list):
         pass
 
     return types.SimpleNamespace(
-        select_stack=select_stack, StackNotFoundError=StackNotFoundError, CommandError=CommandError
+        select_stack=select_stack,
+        StackNotFoundError=StackNotFoundError,
+        CommandError=CommandError,
+        LocalWorkspaceOptions=lambda **kw: types.SimpleNamespace(**kw),
     )
 
 
@@ -231,13 +234,17 @@ def test_outputs_json(project, capsys):
 # Issue 13: a config fix that runs the Pulumi CLI says so when the CLI is missing or not logged in.
 
 
-def fake_pulumi(bin_dir: Path, whoami_rc: int = 0, log: Path | None = None) -> Path:
-    """A `pulumi` executable that records its arguments; `whoami` fails when not logged in."""
+def fake_pulumi(bin_dir: Path, whoami_rc: int = 0, log: Path | None = None, version: str = "v3.208.0") -> Path:
+    """A `pulumi` executable that records its arguments; `whoami` fails when not logged in;
+    `version` prints `version` (as the real CLI: `v3.208.0`)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     cli = bin_dir / "pulumi"
     record = f'echo "$@" >> {log}\n' if log else ""
     cli.write_text(
-        "#!/bin/sh\n" + record + f'if [ "$1" = whoami ]; then\n  [ {whoami_rc} -eq 0 ] && echo alice && exit 0\n'
+        "#!/bin/sh\n"
+        + record
+        + f'if [ "$1" = version ]; then echo {version}; exit 0; fi\n'
+        + f'if [ "$1" = whoami ]; then\n  [ {whoami_rc} -eq 0 ] && echo alice && exit 0\n'
         '  echo "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions" >&2\n'
         f"  exit {whoami_rc}\nfi\nexit 0\n"
     )
@@ -278,7 +285,7 @@ def test_a_config_error_names_the_login_its_fix_needs(monkeypatch, tmp_path, cap
     err = capsys.readouterr().err
     assert err.index("hfToken is not set") < err.index("not logged in"), err
     assert "PULUMI_ACCESS_TOKEN" in err and "pulumi login --local" in err
-    assert log.read_text().split() == ["whoami", "--non-interactive"]
+    assert log.read_text().split() == ["version", "whoami", "--non-interactive"]
 
 
 def test_login_is_checked_after_the_offline_check(project, monkeypatch, tmp_path, capsys):
@@ -288,7 +295,7 @@ def test_login_is_checked_after_the_offline_check(project, monkeypatch, tmp_path
     assert deploy.main(parse("preview", "--stack", "vllm", cwd=project)) == deploy.EXIT_USAGE
     out, err = capsys.readouterr()
     assert out.startswith("Pulumi.vllm.yaml: valid (") and "not logged in" in err and "invalid" not in err
-    assert log.read_text().split() == ["whoami", "--non-interactive"]
+    assert log.read_text().split() == ["version", "whoami", "--non-interactive"]
 
 
 def test_config_fix_runs_as_printed(monkeypatch, tmp_path, capsys):
@@ -409,3 +416,224 @@ def test_main_prints_the_notes_before_pulumi_runs(project, monkeypatch, capsys, 
     deploy.main(parse("preview", "--stack", "dev", cwd=project))
     out = capsys.readouterr().out
     assert "tritonllm deploy: API endpoint: this machine is outside the stack's VPC" in out
+
+
+# ---------------------------------------------------------------- the CLI's version, through the SDK's own check
+# The program needs CLI >= versions.PULUMI_CLI_MIN_VERSION (pulumi.Stash); the Automation API holds the CLI only to
+# its own minimum, 3.1.0 (pulumi/automation/_minimum_version.py), unless a PulumiCommand asks for more. These run
+# the SDK's real PulumiCommand against a fake `pulumi` that answers `version`.
+
+
+def test_a_cli_older_than_the_program_needs_is_refused_before_anything_runs(project, monkeypatch, tmp_path, capsys):
+    log = tmp_path / "calls.log"
+    fake_pulumi(tmp_path / "bin", log=log, version="v3.207.1")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.delenv("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", raising=False)
+    assert deploy.main(parse("up", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "is not one this program runs on" in err and "your current CLI version is 3.207.1" in err, err
+    assert "3.208.0 or newer" in err
+    assert "curl -fsSL https://get.pulumi.com | sh" in err
+    assert log.read_text().split() == ["version"]  # no login, no stack selected, nothing run
+
+
+def test_the_workspace_runs_the_version_checked_cli(project, monkeypatch, tmp_path):
+    import pulumi.automation
+
+    cli = fake_pulumi(tmp_path / "bin", version="v3.208.0")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses(None, None))
+    selected = {}
+
+    def select_stack(**kw):
+        selected.update(kw)
+        raise pulumi.automation.StackNotFoundError(Exception("no stack"))
+
+    monkeypatch.setattr(pulumi.automation, "select_stack", select_stack)
+    assert deploy.main(parse("preview", "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
+    command = selected["opts"].pulumi_command
+    assert isinstance(command, pulumi.automation.PulumiCommand)
+    assert command.command == str(cli) and str(command.version) == "3.208.0"
+
+
+def test_the_minimum_cli_is_the_one_the_docs_name():
+    from components.catalog.versions import PULUMI_CLI_MIN_VERSION
+
+    major_minor = ".".join(PULUMI_CLI_MIN_VERSION.split(".")[:2])
+    for page in ("README.md", "docs/deploy.md"):
+        assert f"Pulumi CLI](https://www.pulumi.com/docs/install/) ({major_minor} or newer" in (REPO / page).read_text()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("preview", "--refresh", "--diff", "--expect-no-changes", "--parallel", "4", "--target", "urn:a"),
+        ("up", "--refresh", "--diff", "--parallel", "4", "--target", "urn:a"),
+        ("destroy", "--yes", "--parallel", "4", "--target", "urn:a"),
+    ],
+)
+def test_every_keyword_run_plan_passes_is_one_the_pinned_sdk_takes(project, argv):
+    """The fake stack takes any keyword; the pinned SDK's Stack methods (pulumi/automation/_stack.py) do not."""
+    import inspect
+
+    from pulumi.automation import Stack
+
+    calls = []
+    plan = deploy.plan_from_args(parse(argv[0], "--stack", "dev", *argv[1:], cwd=project))
+    deploy.run_plan(plan, fake_automation(FakeStack(calls), []), lambda _: None)
+    assert calls
+    for operation, kwargs in calls:
+        inspect.signature(getattr(Stack, operation)).bind(None, **kwargs)  # TypeError on an unknown keyword
+
+
+# ---------------------------------------------------------------- a passphrase-encrypted stack in a pipeline
+
+
+@pytest.mark.parametrize("operation", ["preview", "outputs"])
+def test_a_passphrase_stack_without_the_passphrase_is_stopped_with_the_variable_to_set(
+    project, monkeypatch, tmp_path, capsys, operation
+):
+    fake_pulumi(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses(None, None))
+    for name in deploy.PASSPHRASE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    stack_file = project / "Pulumi.dev.yaml"
+    stack_file.write_text("encryptionsalt: v1:c2FsdA==:v1:AAAA:BBBB\n" + stack_file.read_text())
+    assert deploy.main(parse(operation, "--stack", "dev", cwd=project)) == deploy.EXIT_USAGE
+    assert "export PULUMI_CONFIG_PASSPHRASE" in capsys.readouterr().err
+
+
+def test_the_passphrase_check_follows_the_secrets_provider(tmp_path):
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text("encryptionsalt: v1:salt\nconfig: {}\n")
+    with pytest.raises(deploy.DeployError):
+        deploy.check_secrets_passphrase(stack_file, environ={})
+    deploy.check_secrets_passphrase(stack_file, environ={"PULUMI_CONFIG_PASSPHRASE": ""})  # empty, but set
+    deploy.check_secrets_passphrase(stack_file, environ={"PULUMI_CONFIG_PASSPHRASE_FILE": "/run/secrets/p"})
+    stack_file.write_text("secretsprovider: awskms://alias/pulumi\nencryptedkey: AQID\nconfig: {}\n")
+    deploy.check_secrets_passphrase(stack_file, environ={})  # a KMS key: nothing to ask for
+    stack_file.write_text("config: {}\n")
+    deploy.check_secrets_passphrase(stack_file, environ={})  # Pulumi Cloud's provider
+
+
+def test_a_locked_stack_is_told_how_to_release_the_lock(project, monkeypatch, tmp_path, capsys):
+    """The SDK maps the CLI's lock conflict to ConcurrentUpdateError (pulumi/automation/errors.py
+    create_command_error); deploy names the wait and the `pulumi cancel` that frees a stale lock."""
+    import pulumi.automation
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import create_command_error
+
+    fake_pulumi(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses(None, None))
+    stderr = "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end"
+
+    def select_stack(**kw):
+        raise create_command_error(CommandResult(stdout="", stderr=stderr, code=255))
+
+    monkeypatch.setattr(pulumi.automation, "select_stack", select_stack)
+    assert deploy.main(parse("up", "--stack", "dev", cwd=project)) == deploy.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"`pulumi -C {project} cancel --stack dev --yes`" in err and "locked by 1 lock(s)" in err, err
+
+
+# ---------------------------------------------------------------- run_plan through the pinned SDK, to a recording CLI
+# The fakes above stop at the Automation API's interface. Here the real pulumi.automation (LocalWorkspace, Stack,
+# its gRPC event server for CLIs > 3.205) drives a `pulumi` stand-in that records the arguments it gets and sends
+# the engine's summary event back the way the CLI does (--event-log tcp://..., pulumirpc.Events/StreamEvents).
+
+RECORDING_CLI = """#!{python}
+import json, sys
+argv = sys.argv[1:]
+with open({log!r}, "a") as log:
+    log.write(json.dumps(argv) + "\\n")
+words = [a for a in argv if not a.startswith("-")]
+if argv == ["version"]:
+    print("v3.208.0"); sys.exit(0)
+if "whoami" in words:
+    print("alice"); sys.exit(0)
+if words[:2] == ["stack", "output"]:
+    secret = "--show-secrets" in argv
+    print(json.dumps({{"clusterName": "tritonllm-dev", "kubeconfig": "apiVersion: v1 token" if secret else "[secret]"}}))
+    sys.exit(0)
+if words[:2] == ["stack", "history"]:
+    print(json.dumps([{{"kind": "update", "startTime": "2026-12-07T06:00:00.000Z", "message": "", "environment": {{}},
+                        "config": {{}}, "result": "succeeded", "resourceChanges": {{"create": 3}}}}]))
+    sys.exit(0)
+if words and words[0] in ("preview", "up") and "--expect-no-changes" in argv:  # the CLI's drift failures
+    said = {{"preview": "were proposed", "up": "occurred"}}[words[0]]
+    print("error: no changes were expected but changes " + said, file=sys.stderr); sys.exit(255)
+if words and words[0] in ("preview", "up") and "--event-log" in argv:  # up asks for events only with on_event
+    import grpc
+    from pulumi.runtime.proto import events_pb2, events_pb2_grpc
+    address = argv[argv.index("--event-log") + 1]
+    assert address.startswith("tcp://"), address
+    summary = {{"sequence": 1, "timestamp": 0, "summaryEvent": {{"maybeCorrupt": False, "durationSeconds": 1,
+               "resourceChanges": {{"create": 3, "same": 40}}, "PolicyPacks": {{}}}}}}
+    with grpc.insecure_channel(address[len("tcp://"):]) as channel:
+        events_pb2_grpc.EventsStub(channel).StreamEvents(iter([events_pb2.EventRequest(event=json.dumps(summary))]))
+if words and words[0] in ("preview", "up", "refresh"):
+    print(words[0] + " progress line")
+sys.exit(0)
+"""
+
+
+@pytest.fixture
+def recording_cli(tmp_path, monkeypatch):
+    import sys
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "argv.jsonl"
+    bin_dir.mkdir()
+    cli = bin_dir / "pulumi"
+    cli.write_text(RECORDING_CLI.format(python=sys.executable, log=str(log)))
+    cli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.delenv("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", raising=False)
+
+    def calls():
+        import json
+
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    return calls
+
+
+def test_preview_through_the_real_sdk_passes_every_flag_to_the_cli(project, recording_cli):
+    from pulumi import automation
+
+    argv = ("preview", "--stack", "dev", "--diff", "--parallel", "4", "--target", "urn:a", "--refresh")
+    plan = deploy.plan_from_args(parse(*argv, cwd=project))
+    command = deploy.check_pulumi_version(shutil.which("pulumi"))
+    lines = []
+    assert deploy.run_plan(plan, automation, lines.append, command) == deploy.EXIT_OK
+    preview = next(c for c in recording_cli() if "preview" in c)
+    assert preview[0] == "--non-interactive" and "--diff" in preview
+    assert preview[preview.index("--parallel") + 1] == "4" and preview[preview.index("--target") + 1] == "urn:a"
+    assert preview[preview.index("--stack") + 1] == "dev"
+    assert "refresh" in [w for c in recording_cli() for w in c]  # --refresh: a refresh before the preview
+    assert "preview progress line" in lines and lines[-1] == "preview of dev: 3 create, 40 same"
+
+
+def test_up_through_the_real_sdk_hides_secret_outputs(project, recording_cli):
+    from pulumi import automation
+
+    plan = deploy.plan_from_args(parse("up", "--stack", "dev", cwd=project))
+    lines = []
+    code = deploy.run_plan(plan, automation, lines.append, deploy.check_pulumi_version(shutil.which("pulumi")))
+    assert code == deploy.EXIT_OK, lines
+    up = next(c for c in recording_cli() if "up" in c)
+    assert "--yes" in up and "--skip-preview" in up and up[up.index("--stack") + 1] == "dev"
+    assert "up of dev: succeeded, 3 create" in lines
+    assert "clusterName: tritonllm-dev" in lines and "kubeconfig: [secret]" in lines
+    assert not any("token" in line for line in lines)
+
+
+@pytest.mark.parametrize("operation", ["preview", "up"])
+def test_drift_found_by_the_cli_exits_3_through_the_real_sdk(project, recording_cli, monkeypatch, capsys, operation):
+    """pulumi/pulumi pkg/cmd/pulumi: preview fails "no changes were expected but changes were proposed", up
+    "... changes occurred"; the SDK raises CommandError (exit 255) and deploy maps both to exit 3."""
+    monkeypatch.setattr(deploy, "machine_addresses", lambda cfg: deploy.MachineAddresses(None, None))
+    assert deploy.main(parse(operation, "--stack", "dev", "--expect-no-changes", cwd=project)) == deploy.EXIT_CHANGES
+    assert "no changes were expected" in capsys.readouterr().err
+    assert "--expect-no-changes" in next(c for c in recording_cli() if operation in c)

@@ -292,6 +292,36 @@ def test_job_runs_on_the_serving_nodepool_with_gpus_and_a_deadline():
     assert manifest["metadata"]["name"] == f"engine-build-{key[:16]}"
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "fp8"])
+def test_the_build_is_offline_unless_its_convert_step_calibrates_from_the_hub(dtype):
+    """FP8 runs TensorRT-LLM's quantize.py, whose default --calib_dataset cnn_dailymail is a Hub dataset
+    (quantize_by_modelopt.py get_calib_dataloader: load_dataset("cnn_dailymail", name="3.0.0")), which
+    the datasets library refuses to fetch under HF_HUB_OFFLINE=1: that build must stay online. The
+    others read only the staged mirror, offline. Decided from the convert command the Job's own
+    arguments make, so a local calibration set passed by build_engine.py would turn FP8 offline again."""
+    model, cfg = dev_model(engine={"dtype": dtype})
+    resolved = eb_provider.resolve_engine(model, cfg.site_of(model))
+    manifest = eb.engine_build_job_manifest(
+        model,
+        cfg.site_of(model),
+        key=resolved.key,
+        namespace=model.name,
+        bucket="b",
+        weights=mirror_of(model, resolved.revision_sha),
+        revision_sha=resolved.revision_sha,
+    )
+    build = manifest["spec"]["template"]["spec"]["initContainers"][1]
+    script = load_script_module()
+    convert = script.convert_command(script.parse_args(build["command"][2:]), "llama")
+    quantizes = any(part.endswith("quantization/quantize.py") for part in convert)
+    calib = convert[convert.index("--calib_dataset") + 1] if "--calib_dataset" in convert else None
+    from_hub = quantizes and (calib is None or not calib.startswith("/"))
+    env = {e["name"]: e.get("value") for e in build["env"]}
+    assert from_hub == (dtype == "fp8") == eb.calibrates_from_hub(model)
+    assert ("HF_HUB_OFFLINE" not in env) if from_hub else (env["HF_HUB_OFFLINE"] == "1")
+    assert not {"HF_TOKEN", "HF_TOKEN_PATH"} & set(env)  # a public dataset: still no token
+
+
 def test_script_ships_in_the_configmap_verbatim():
     model, cfg = dev_model()
     cm = eb.script_configmap_manifest("k" * 64, model.name)

@@ -239,6 +239,11 @@ def test_fast_image_pull_defaults_off_on_a_cache_pool_and_on_elsewhere():
 FAKE_APICLIENT = """#!/usr/bin/env bash
 # stands in for `apiclient exec admin sheltie CMD...`: records CMD, answers for the ECR credential provider
 [ "$1 $2 $3" = "exec admin sheltie" ] || { echo "unexpected apiclient call: $*" >&2; exit 2; }
+# the admin container still starting: the first $ADMIN_DOWN execs fail as apiclient's do
+tries=$(cat "$LOG.tries" 2>/dev/null || echo 0)
+if [ "$tries" -lt "${ADMIN_DOWN:-0}" ]; then
+  echo $((tries + 1)) > "$LOG.tries"; echo "container admin is not running" >&2; exit 1
+fi
 shift 3
 printf '%s\\n' "$*" >> "$LOG"
 case "$1" in
@@ -259,12 +264,13 @@ def fake_host(tmp_path):
     log = tmp_path / "calls"
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log)}
 
-    def run(script: str, response: str = "", listed: str = "") -> subprocess.CompletedProcess[str]:
+    def run(script: str, response: str = "", listed: str = "", admin_down: int = 0) -> subprocess.CompletedProcess[str]:
         Path(f"{log}.response").write_text(response)
         Path(f"{log}.listed").write_text(listed)
         (command,) = ic.ssm_commands(script)
         # AWS-RunShellScript hands the commands to sh: run them the same way
-        return subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, check=False)
+        run_env = {**env, "ADMIN_DOWN": str(admin_down)}
+        return subprocess.run(["sh", "-c", command], env=run_env, capture_output=True, text=True, check=False)
 
     return run, log
 
@@ -274,6 +280,23 @@ ECR_IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/tritonllm-vllm/serving
 ECR_BY_DIGEST = "123456789012.dkr.ecr.us-west-2.amazonaws.com/tritonllm-vllm/serving@sha256:" + "c" * 64
 PUBLIC_IMAGE = "nvcr.io/nvidia/tritonserver:26.01-vllm-python-py3"
 CTR_PULL = "ctr -a /run/containerd/containerd.sock -n k8s.io images pull --label io.cri-containerd.image=managed --platform linux/amd64"
+
+
+def test_the_first_script_waits_for_the_admin_container_then_stops_kubelet(fake_host, monkeypatch):
+    """The SSM agent (control container) can take commands before the admin container, started in parallel at
+    boot, can be entered: `apiclient exec admin` fails until then."""
+    run, log = fake_host
+    script = ic.prepare_script().replace("sleep 5", "sleep 0")
+    done = run(script, admin_down=3)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == ["true", "systemctl stop kubelet"]
+    assert Path(f"{log}.tries").read_text().strip() == "3"
+    monkeypatch.setattr(ic, "ADMIN_CONTAINER_TRIES", 4)
+    Path(f"{log}.tries").unlink()
+    log.unlink()
+    never = run(ic.prepare_script().replace("sleep 5", "sleep 0"), admin_down=100)
+    assert never.returncode != 0 and "admin container is not running" in never.stderr
+    assert not log.exists()  # kubelet not touched, nothing pulled
 
 
 def test_a_public_image_is_pulled_into_k8s_io_labelled_for_the_cri_without_credentials(fake_host):
@@ -466,3 +489,39 @@ def test_node_pool_images_lists_each_models_image_once_per_pool():
     assert node_pool_images(models, "g5", {}) == [versions.triton_image("vllm"), versions.AWS_CLI_IMAGE]
     assert node_pool_images(models, "g5", {"a": "ecr/x@sha256:1"}) == ["ecr/x@sha256:1", versions.AWS_CLI_IMAGE]
     assert node_pool_images(models, "none", {}) == []
+
+
+def test_the_build_waits_for_the_private_route_to_the_nat_gateway_and_the_https_egress_rule():
+    """A first `pulumi up` creates the NAT gateway (a minute or more) while the snapshot needs only a subnet id,
+    the security group id and the profile: without these dependencies the build instance boots in a subnet still
+    on the VPC's main route table (local routes only) and in a group with no egress rule (the Terraform AWS
+    provider removes AWS's default one), and its SSM agent and host containers cannot reach AWS."""
+    run = run_program("vllm", overrides=CACHE_OVERRIDES)
+    depends = set(_snapshot(run).dependencies)
+    associations = [
+        r.urn
+        for r in run.resources
+        if r.type == "aws:ec2/routeTableAssociation:RouteTableAssociation" and "-private-" in r.name
+    ]
+    (egress,) = [r.urn for r in run.resources if r.name.endswith("image-cache-build-https")]
+    assert associations and set(associations) <= depends and egress in depends
+
+
+@pytest.mark.parametrize(
+    "instance_type, arm64",
+    [
+        *[(t, True) for t in ["m7g.large", "c7gn.xlarge", "g5g.xlarge", "t4g.small", "a1.large", "is4gen.large"]],
+        *[(t, True) for t in ["im4gn.large", "x2gd.large", "r8g.large", "hpc7g.16xlarge", "m6gd.large"]],
+        *[(t, False) for t in ["m6i.large", "m7i-flex.large", "g6e.xlarge", "g4dn.xlarge", "gr6.4xlarge"]],
+        *[(t, False) for t in ["c5n.large", "u7i-6tb.112xlarge", "x2iedn.xlarge", "p4de.24xlarge", "c7a.large"]],
+    ],
+)
+def test_an_arm64_build_instance_type_is_refused(instance_type, arm64):
+    """The build boots the x86_64 AMI; RunInstances refuses an arm64 (Graviton) type with it."""
+    from components.config.node_pools import ImageCacheConfig
+
+    if arm64:
+        with pytest.raises(ValueError, match="arm64 .AWS Graviton. type"):
+            ImageCacheConfig.model_validate({"enabled": True, "buildInstanceType": instance_type})
+    else:
+        ImageCacheConfig.model_validate({"enabled": True, "buildInstanceType": instance_type})

@@ -9,7 +9,7 @@ import pytest
 
 from components.catalog import gpus as gpu_catalog
 from components.catalog import versions
-from components.config import ConfigError, NodePoolConfig, efa_pools, multi_node_pools
+from components.config import CPU_NODE_POOL_NAME, ConfigError, NodePoolConfig, efa_pools, multi_node_pools
 from components.platform.builders.cluster import SYSTEM_NODE_SELECTOR
 from components.platform.builders.karpenter import (
     AMI_FAMILY_LABEL,
@@ -530,3 +530,17 @@ def test_cpu_node_pool_can_be_turned_off_and_its_name_is_reserved():
     assert "cpu" not in [m["metadata"]["name"] for m in run.manifests("NodePool")]
     bad = run_program("dev", overrides={"nodePools[0].name": "cpu", "models[0].nodePool": "cpu"}, check=False)
     assert isinstance(bad.error, ConfigError) and "tritonllm:nodePools[0].name:" in str(bad.error)
+
+
+def test_gpu_nodes_wait_for_the_efs_driver_only_when_a_model_stages_its_engine_on_efs() -> None:
+    # The EFS CSI driver removes efs.csi.aws.com/agent-not-ready once registered (aws-efs-csi-driver
+    # pkg/driver/node.go removeNotReadyTaint); a stage-engine pod on a new node then mounts on its first try.
+    taint = {"key": "efs.csi.aws.com/agent-not-ready", "effect": "NoExecute"}
+    on_efs = run_program("dev", overrides={"models[0].engineStorage": "efs"})
+    gpu_pools = [p for p in on_efs.manifests("NodePool") if p["metadata"]["name"] != CPU_NODE_POOL_NAME]
+    assert gpu_pools
+    for pool in gpu_pools:
+        validate_custom_resource(pool)
+        assert pool["spec"]["template"]["spec"]["startupTaints"] == [taint], pool["metadata"]["name"]
+    for pool in run_program("dev").manifests("NodePool"):
+        assert "startupTaints" not in pool["spec"]["template"]["spec"], pool["metadata"]["name"]

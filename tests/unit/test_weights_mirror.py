@@ -8,11 +8,15 @@ The S3 path for real (download, upload, skip, stage against moto) is tests/provi
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 from functools import partial
 from typing import Any
 
 import pytest
 
+from components.catalog import versions
 from components.config import ConfigError
 from components.providers import engine_build as eb_provider
 from components.providers import weights_mirror as provider
@@ -54,6 +58,43 @@ def test_the_key_is_stable_and_every_input_changes_it(monkeypatch: pytest.Monkey
         variants["download script"] = wm.resolved_mirror("acme/model", COMMIT).key
     assert base.key not in variants.values(), [k for k, v in variants.items() if v == base.key]
     assert len(set(variants.values())) == len(variants)
+
+
+def test_the_mirror_keeps_what_vllm_picks_its_tokenizer_by() -> None:
+    """vLLM 0.13.0 chooses mistral_common's tokenizer (tokenizer_mode auto) when the model directory has
+    tekken.json or tokenizer.model.v* (vllm/tokenizers/registry.py resolve_tokenizer_args), and
+    transformers' MistralCommonTokenizer reads the version from that suffix: a mirror without them
+    serves another tokenizer than vLLM would online. Filtered by huggingface_hub's own function, as
+    snapshot_download filters (Mistral-7B-Instruct-v0.3's file list, plus a tekken repository's)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    repo = [
+        "config.json",
+        "params.json",
+        "generation_config.json",
+        "consolidated.safetensors",
+        "model-00001-of-00003.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer.model.v3",
+        "tokenizer.model.v7m1",
+        "tokenizer_config.json",
+        "tekken.json",
+        "original/consolidated.00.pth",
+    ]
+    kept = set(
+        filter_repo_objects(repo, allow_patterns=list(wm.ALLOW_PATTERNS), ignore_patterns=list(wm.IGNORE_PATTERNS))
+    )
+    for tokenizer_file in (
+        "tekken.json",
+        "tokenizer.model.v3",
+        "tokenizer.model.v7m1",
+        "tokenizer.model",
+        "tokenizer.json",
+    ):
+        assert tokenizer_file in kept
+    assert "original/consolidated.00.pth" not in kept
 
 
 def test_prefix_names_repository_and_commit_and_refuses_a_branch() -> None:
@@ -229,6 +270,8 @@ def test_the_job_holds_the_token_as_a_file_in_the_download_container_only() -> N
     assert f"s3://b/{mirror.prefix}" in upload["command"][2]
     # No GPU: the download needs none; the model's pool, so the node and its image serve the first replica.
     assert "nvidia.com/gpu" not in json.dumps(pod["initContainers"] + pod["containers"])
+    # ...and sees none: the NGC image's NVIDIA_VISIBLE_DEVICES=all would hand it the node's GPUs.
+    assert {e["name"]: e.get("value") for e in download["env"]}["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert pod["nodeSelector"] == {"karpenter.sh/nodepool": model.node_pool}
     for c in (download, upload):
         assert c["securityContext"]["runAsNonRoot"] is True or pod["securityContext"]["runAsNonRoot"] is True
@@ -308,3 +351,83 @@ def test_reader_policies_add_exactly_the_models_mirror_prefix() -> None:
     llmapi = stack_config("llmapi").models[0]
     only = tm.triton_reader_policy(llmapi, arn, "", weights_prefix=prefix)
     assert [s["Resource"] for s in only["Statement"] if s["Action"] == ["s3:GetObject"]] == [[f"{arn}/{prefix}*"]]
+
+
+# --------------------------------------------------------------------------- the AWS CLI's transfer client
+
+AWS_CALL = re.compile(r"(^|[\s;(|&`])aws\s")
+
+
+def _aws_cli_containers() -> list[tuple[str, dict[str, Any]]]:
+    """Every AWS CLI container the weights path renders: the mirror Job's upload, the vLLM and llmapi pods'
+    staging (stage and mountpoint), the engine build Job's staging and upload, the engine pod's staging."""
+    manifests: list[tuple[str, dict[str, Any]]] = []
+    for stack in ("vllm", "llmapi"):
+        cfg = stack_config(stack)
+        model = cfg.models[0]
+        mirror = wm.resolved_mirror(model.hf_model_id, COMMIT)
+        manifests.append(
+            (f"{stack} mirror Job", wm.mirror_job_manifest(mirror, model, bucket="b", region="r", timeout_minutes=5))
+        )
+        manifests.append(
+            (f"{stack} pod", tm.deployment_manifest(model, cfg.site_of(model), bucket="b", weights=mirror))
+        )
+    dev = stack_config("dev")
+    model = dev.models[0]
+    mirror = wm.resolved_mirror(model.hf_model_id, COMMIT)
+    key = "e" * 64
+    manifests.append(
+        (
+            "engine build Job",
+            engine_build.engine_build_job_manifest(
+                model, dev.site_of(model), key=key, namespace="ns", bucket="b", weights=mirror, revision_sha=COMMIT
+            ),
+        )
+    )
+    manifests.append(("engine pod", tm.deployment_manifest(model, dev.site_of(model), bucket="b", engine_key=key)))
+    out = []
+    for where, manifest in manifests:
+        pod = manifest["spec"]["template"]["spec"]
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            if c["image"] == versions.AWS_CLI_IMAGE:
+                out.append((f"{where} {c['name']}", c))
+    return out
+
+
+def _config_at_first_aws_call(command: str, tmp_path: Any) -> dict[str, Any] | None:
+    """The AWS CLI config the container's first `aws` call reads: the shell up to the last
+    `export AWS_CONFIG_FILE=` before it, run for real, the file parsed as the CLI parses it (botocore's
+    configloader, nested `s3 =` values included)."""
+    from botocore.configloader import raw_config_parse
+
+    lines = command.split("\n")
+    first_call = next((i for i, line in enumerate(lines) if AWS_CALL.search(line)), None)
+    if first_call is None:
+        return None
+    exports = [i for i, line in enumerate(lines[:first_call]) if line.startswith("export AWS_CONFIG_FILE=")]
+    assert exports, "an aws call before any AWS_CONFIG_FILE: the CLI's defaults apply"
+    script = "\n".join([*lines[: exports[-1] + 1], 'cp "$AWS_CONFIG_FILE" "$TMPDIR/effective.cfg"'])
+    subprocess.run(["/bin/sh", "-c", script], env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path)}, check=True)
+    return raw_config_parse(str(tmp_path / "effective.cfg"))
+
+
+def test_every_aws_cli_container_uses_the_classic_transfer_client(tmp_path: Any) -> None:
+    """AWS CLI v2's default transfer client `auto` is the CRT client on p4d/p4de/p5/trn1 (aws-cli
+    awscli/topics/s3-config.rst "preferred_transfer_client"), which ignores max_concurrent_requests and
+    sizes its buffers from the instance's bandwidth; our containers have 2 GiB. Each container's first
+    `aws` call must read a config naming `classic`; the weights copies also their 32 requests x 16 MB."""
+    containers = _aws_cli_containers()
+    checked = 0
+    for i, (where, container) in enumerate(containers):
+        work = tmp_path / str(i)
+        work.mkdir()
+        config = _config_at_first_aws_call(container["command"][2], work)
+        if config is None:
+            continue  # no aws call (the Mountpoint check reads the volume with cat)
+        s3 = config["default"]["s3"]
+        assert s3["preferred_transfer_client"] == "classic", where
+        if "weights" in container["name"] or where.endswith("mirror Job upload"):
+            assert s3["max_concurrent_requests"] == str(wm.S3_MAX_CONCURRENT_REQUESTS), where
+            assert s3["multipart_chunksize"] == wm.S3_MULTIPART_CHUNKSIZE, where
+        checked += 1
+    assert checked >= 6, [w for w, _ in containers]

@@ -47,6 +47,18 @@ def cluster_optional_addons(cfg: StackConfig) -> list[str]:
     return [MOUNTPOINT_ADDON] if any(m.weights.delivery == "mountpoint" for m in cfg.models) else []
 
 
+EFS_ADDON = "aws-efs-csi-driver"
+
+
+def addons_mounted_by_models(cfg: StackConfig) -> list[str]:
+    """The CSI driver add-ons whose volumes serving pods mount: Mountpoint for `weights.delivery:
+    mountpoint`, EFS for `engineStorage: efs` (installed with every cluster, EKS_ADDONS)."""
+    mounted = [MOUNTPOINT_ADDON] if any(m.weights.delivery == "mountpoint" for m in cfg.models) else []
+    if cfg.efs.enabled and any(m.builds_engine and m.engine_storage == "efs" for m in cfg.models):
+        mounted.append(EFS_ADDON)
+    return mounted
+
+
 def stack_addons(cfg: StackConfig) -> dict[str, str]:
     """The add-ons this stack installs, with their pinned builds (components/catalog/versions.py)."""
     addons = dict(versions.EKS_ADDONS)

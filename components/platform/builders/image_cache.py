@@ -4,8 +4,10 @@ components/platform/resources/image_cache.py, the node class side components/pla
 
 How the snapshot is made follows AWS's aws-samples/bottlerocket-images-cache `snapshot.sh` (commit 3370ea0,
 April 2025): a Bottlerocket instance with the admin container enabled, `ctr -n k8s.io images pull --label
-io.cri-containerd.image=managed` through `apiclient exec admin sheltie` for every image (the label makes the
-CRI plugin, hence kubelet, see the image as its own), the instance stopped, /dev/xvdb snapshotted. What differs:
+io.cri-containerd.image=managed` through `apiclient exec admin sheltie` for every image (the label the CRI
+plugin puts on its own pulls; the plugin loads every image of the k8s.io namespace when containerd starts,
+containerd v2 internal/cri/server/images, CRIImageService.CheckImages, so kubelet sees them), the instance stopped,
+/dev/xvdb snapshotted. What differs:
 - the instance runs in one of the cluster's private subnets, with a security group that admits nothing,
   IMDSv2 with hop limit 1 and encrypted volumes (the sample: a public IP, the default security group);
 - private ECR images are pulled with a token the instance gets itself from its own role (through
@@ -42,6 +44,7 @@ BUILD_VOLUME_THROUGHPUT = 1000
 KEY_TAG = "tritonllm:image-cache-key"
 POOL_TAG = "tritonllm:node-pool"
 STACK_TAG = "tritonllm:stack"
+BUILD_TAG = "tritonllm:image-cache-build"  # on build instances: "<stack>/<pool>"
 
 CTR = ["ctr", "-a", "/run/containerd/containerd.sock", "-n", "k8s.io"]
 # kubelet's ECR credential provider on Bottlerocket hosts (bottlerocket-core-kit packages/ecr-credential-provider-*
@@ -164,9 +167,31 @@ def ssm_commands(script: str) -> list[str]:
     return [f"bash -c {shlex.quote(script)}"]
 
 
+# The SSM agent runs in the control container, and every command goes through the admin container: both start
+# at boot in parallel, each pulling its image first (bottlerocket-core-kit packages/os/host-containers@.service),
+# so the agent can take commands before `apiclient exec admin` has a container to enter. The first script
+# waits for it (an exec into a container not running fails), for at most this many 5 s tries.
+ADMIN_CONTAINER_TRIES = 60
+
+
 def prepare_script() -> str:
-    """Before the pulls: kubelet stopped (it would garbage-collect images it did not ask for), as the sample does."""
-    return "set -euo pipefail\n" + _sheltie("systemctl", "stop", "kubelet") + "\n"
+    """Before the pulls: the admin container up, then kubelet stopped (it would garbage-collect images it did
+    not ask for), as the sample does."""
+    return (
+        "\n".join(
+            [
+                "set -euo pipefail",
+                f"for try in $(seq 1 {ADMIN_CONTAINER_TRIES}); do",
+                f"  {_sheltie('true')} && break",
+                f'  [ "$try" -lt {ADMIN_CONTAINER_TRIES} ] || '
+                "{ echo 'the admin container is not running: apiclient exec admin fails' >&2; exit 1; }",
+                "  sleep 5",
+                "done",
+                _sheltie("systemctl", "stop", "kubelet"),
+            ]
+        )
+        + "\n"
+    )
 
 
 def verify_script(images: Sequence[str]) -> str:

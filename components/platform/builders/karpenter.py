@@ -12,7 +12,7 @@ import yaml
 from components.catalog import versions
 from components.config import CPU_NODE_POOL_NAME, CpuNodePoolConfig, NodePoolConfig
 from components.platform.builders import iam
-from components.platform.builders.addon_versions import MOUNTPOINT_ADDON
+from components.platform.builders.addon_versions import EFS_ADDON, MOUNTPOINT_ADDON
 from components.platform.builders.cluster import IMDS_HOP_LIMIT, SYSTEM_NODE_SELECTOR
 from components.platform.builders.image_cache import BUILD_VOLUME_IOPS, BUILD_VOLUME_THROUGHPUT
 from components.platform.builders.network import DISCOVERY_TAG
@@ -632,21 +632,27 @@ def node_pool_requirements(pool: NodePoolConfig) -> list[dict[str, Any]]:
 
 
 # Taints a node starts with until an agent on it is ready, keyed by the EKS add-on that removes it.
-# The Mountpoint CSI driver's node plugin removes `s3.csi.aws.com/agent-not-ready` once it has registered
-# with kubelet (awslabs/mountpoint-s3-csi-driver v2.7.0 pkg/driver/node/taint.go AgentNotReadyNodeTaintKey,
-# docs/CONFIGURATION.md "Configure node startup taint": NoExecute recommended), so a pod that mounts a
-# weights volume is not started on a new node before the driver can mount it (kubelet would fail the
-# mount and retry with a growing back-off). Karpenter does not wait for startupTaints when it simulates
-# scheduling, and expects something else to remove them (karpenter.sh/v1 NodePool `startupTaints`).
+# Each CSI driver's node plugin removes its `agent-not-ready` taint once it has registered with kubelet,
+# so a pod that mounts its volume is not started on a new node before the driver can mount it (kubelet
+# would fail the mount and retry with a growing back-off, up to about 2 minutes):
+# - Mountpoint: awslabs/mountpoint-s3-csi-driver v2.7.0 pkg/driver/node/taint.go AgentNotReadyNodeTaintKey,
+#   docs/CONFIGURATION.md "Configure node startup taint" (NoExecute recommended);
+# - EFS: kubernetes-sigs/aws-efs-csi-driver pkg/driver/driver.go AgentNotReadyNodeTaintKey and
+#   node.go removeNotReadyTaint, docs/README.md (NoExecute recommended).
+# Both node DaemonSets tolerate every taint, so they run on our tainted GPU nodes. Karpenter does not wait
+# for startupTaints when it simulates scheduling, and expects something else to remove them
+# (karpenter.sh/v1 NodePool `startupTaints`).
 ADDON_STARTUP_TAINTS: dict[str, dict[str, str]] = {
     MOUNTPOINT_ADDON: {"key": "s3.csi.aws.com/agent-not-ready", "effect": "NoExecute"},
+    EFS_ADDON: {"key": "efs.csi.aws.com/agent-not-ready", "effect": "NoExecute"},
 }
 
 
 def node_startup_taints(addons: Sequence[str]) -> list[dict[str, str]]:
-    """startupTaints for GPU NodePools: one per installed add-on that removes its own taint when ready.
+    """startupTaints for GPU NodePools: one per CSI add-on whose volumes the serving pods mount
+    (addon_versions.addons_mounted_by_models) and which removes its own taint when ready.
 
-    Only with the add-on installed: a taint nobody removes would keep every pod off the node.
+    Only for an installed add-on: a taint nobody removes would keep every pod off the node.
     """
     return [dict(ADDON_STARTUP_TAINTS[name]) for name in addons if name in ADDON_STARTUP_TAINTS]
 

@@ -40,6 +40,9 @@ class NodeImageCacheArgs:
     availability_zones: pulumi.Input[Sequence[str]]  # the VPC's zones (Fast Snapshot Restore where pools run)
     partition: pulumi.Input[str]
     ecr_repository_arn: pulumi.Input[str] | None = None  # ServingImages' repository, when the stack builds images
+    # Network.private_egress: the private subnets' routes to the NAT gateway. The build instance reaches SSM,
+    # ECR and the registries only through them, and its launch needs no more than a subnet id to go ahead.
+    private_egress: Sequence[pulumi.Resource] = ()
 
 
 def _key(pool: NodePoolConfig, images: list[str]) -> str:
@@ -74,7 +77,9 @@ class NodeImageCache(pulumi.ComponentResource):
             opts=child,
         )
         # Registries, SSM, ECR and S3 (layers) are all HTTPS, reached through the NAT gateway or endpoints.
-        aws.vpc.SecurityGroupEgressRule(
+        # The group is created without AWS's default allow-all egress rule (the Terraform AWS provider removes
+        # it), so the build waits for this rule too.
+        https_out = aws.vpc.SecurityGroupEgressRule(
             f"{name}-image-cache-build-https",
             security_group_id=security_group.id,
             ip_protocol="tcp",
@@ -92,7 +97,7 @@ class NodeImageCache(pulumi.ComponentResource):
             partition=args.partition,
             opts=child,
         )
-        depends: list[pulumi.Resource] = [*attachments]
+        depends: list[pulumi.Resource] = [*attachments, https_out, *args.private_egress]
         if args.ecr_repository_arn is not None:
             depends.append(
                 aws.iam.RolePolicy(

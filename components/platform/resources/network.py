@@ -79,6 +79,10 @@ class Network(pulumi.ComponentResource):
         self.private_subnets: list[aws.ec2.Subnet] = []
         self.pod_subnets: list[aws.ec2.Subnet] = []
         nat_gateways: list[aws.ec2.NatGateway] = []
+        # What a private subnet needs before an instance launched in it reaches the internet: its association
+        # with the route table whose default route is the NAT gateway (before it, the VPC's main table: local
+        # routes only). Resources that launch instances themselves (NodeImageCache) wait for these.
+        self.private_egress: list[pulumi.Resource] = []
         for i in range(net.az_count):
             zone = zones[i]
             public = aws.ec2.Subnet(
@@ -144,9 +148,11 @@ class Network(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[pod_cidr_block]),
             )
             for subnet, kind in ((private, "private"), (pods, "pods")):
-                aws.ec2.RouteTableAssociation(
+                association = aws.ec2.RouteTableAssociation(
                     f"{name}-{kind}-{i}", subnet_id=subnet.id, route_table_id=private_rt.id, opts=child
                 )
+                if kind == "private":
+                    self.private_egress.append(association)
             self.private_subnets.append(private)
             self.pod_subnets.append(pods)
 

@@ -276,6 +276,20 @@ def script_configmap_manifest(key: str, namespace: str, script_text: str | None 
     }
 
 
+# FP8 calibration data: build_engine.py runs TensorRT-LLM's examples/quantization/quantize.py without
+# --calib_dataset, whose default "cnn_dailymail" is a Hugging Face dataset, and
+# tensorrt_llm/quantization/quantize_by_modelopt.py get_calib_dataloader loads it with
+# `load_dataset("cnn_dailymail", name="3.0.0", split="train")`. The datasets library (3.1.0 config.py:
+# HF_DATASETS_OFFLINE defaults to huggingface_hub's HF_HUB_OFFLINE) refuses every download when
+# HF_HUB_OFFLINE=1, so an offline FP8 build fails at calibration. It is a public dataset: no token.
+CALIBRATION_DATASET = "cnn_dailymail"
+
+
+def calibrates_from_hub(model: ModelConfig) -> bool:
+    """Whether the engine build downloads its calibration set from the Hugging Face Hub (FP8 only)."""
+    return model.engine.dtype == "fp8"
+
+
 def engine_build_job_manifest(
     model: ModelConfig,
     site: ModelSite,
@@ -290,7 +304,8 @@ def engine_build_job_manifest(
     """The Job that builds the engine for `key` (of `revision_sha`) on the model's NodePool and uploads it.
 
     Its first init container stages the model's weights mirror (`weights`) into the work volume; the
-    build reads it there (--weights-dir) and nothing from the internet: no Hugging Face token."""
+    build reads it there (--weights-dir), offline and without a Hugging Face token; an FP8 build also
+    downloads its public calibration set from the Hub (CALIBRATION_DATASET)."""
     labels = {
         "app.kubernetes.io/name": "trtllm-engine-build",
         "app.kubernetes.io/instance": model.name,
@@ -300,9 +315,10 @@ def engine_build_job_manifest(
     gpus = str(model.gpus_per_pod)  # a multi-node model builds all ranks on one node of its pool
     env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": f"{WORK_DIR}/hf-cache"},
-        {"name": "HF_HUB_OFFLINE", "value": "1"},  # the weights are staged; nothing from the hub
         {"name": "TRITON_IMAGE", "value": versions.TRITON_TRTLLM_ENGINE_IMAGE},
     ]
+    if not calibrates_from_hub(model):
+        env.insert(1, {"name": "HF_HUB_OFFLINE", "value": "1"})  # the weights are staged; nothing from the hub
     volume_mounts = [
         {"name": "work", "mountPath": WORK_DIR},
         {"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True},

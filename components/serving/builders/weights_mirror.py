@@ -33,7 +33,7 @@ from components.catalog import versions
 from components.config import ModelConfig
 from components.platform.builders import pod_security
 from components.platform.builders.karpenter import gpu_tolerations, node_selector_for
-from components.serving.builders.aws_cli import aws_cli_container
+from components.serving.builders.aws_cli import aws_cli_container, s3_config_lines
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MIRROR_SCRIPT = REPO_ROOT / "model_repository" / "weights" / "mirror_snapshot.py"
@@ -46,8 +46,21 @@ COMPLETE_MARKER = "_COMPLETE"
 # files (tokenizer.json, tokenizer.model, merges/vocab .txt, .tiktoken, chat templates) and the
 # safetensors weights with their index. vLLM 0.13.0 pulls "*.model", "*.py", "*.json" next to the
 # weights (vllm/config/model.py maybe_pull_model_tokenizer_for_runai); "*.py" is a model's own code,
-# only run with trust_remote_code.
-ALLOW_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja", "*.py")
+# only run with trust_remote_code. Mistral's versioned SentencePiece files (tokenizer.model.v3, .v7, ...)
+# are what vLLM 0.13.0 looks for to pick mistral_common's tokenizer (vllm/tokenizers/registry.py
+# resolve_tokenizer_args: allow_patterns ["tekken.json", "tokenizer.model.v*"]), and what transformers
+# 4.57 MistralCommonTokenizer.from_pretrained reads from a local directory for its version (without
+# one, a bare tokenizer.model loads as the v1 tokenizer).
+ALLOW_PATTERNS = (
+    "*.json",
+    "*.safetensors",
+    "*.model",
+    "tokenizer.model.v*",
+    "*.tiktoken",
+    "*.txt",
+    "*.jinja",
+    "*.py",
+)
 # Duplicates of the safetensors weights (Meta's original/ checkpoints, PyTorch pickles).
 IGNORE_PATTERNS = ("original/*", "*.pth", "*.bin", "*.pt")
 
@@ -134,21 +147,14 @@ def resource_name(mirror: ResolvedMirror) -> str:
 
 
 def _s3_config_lines() -> list[str]:
-    """Write an AWS CLI config with the transfer settings and point AWS_CONFIG_FILE at it ($TMPDIR or /tmp,
-    the pod's writable emptyDir). Credentials still come from Pod Identity/IRSA's environment."""
-    return [
-        "cat > \"${TMPDIR:-/tmp}/aws-s3.cfg\" <<'EOF'",
-        "[default]",
-        "s3 =",
-        f"  max_concurrent_requests = {S3_MAX_CONCURRENT_REQUESTS}",
-        f"  multipart_chunksize = {S3_MULTIPART_CHUNKSIZE}",
-        "EOF",
-        'export AWS_CONFIG_FILE="${TMPDIR:-/tmp}/aws-s3.cfg"',
-    ]
+    """The AWS CLI config with the transfer settings above (and the classic client, aws_cli.s3_config_lines)."""
+    return s3_config_lines(
+        {"max_concurrent_requests": str(S3_MAX_CONCURRENT_REQUESTS), "multipart_chunksize": S3_MULTIPART_CHUNKSIZE}
+    )
 
 
 def upload_script(bucket: str, mirror: ResolvedMirror, source_dir: str = SNAPSHOT_DIR) -> str:
-    """The Job's upload container: the snapshot first, the marker (holding the key) last."""
+    """The Job's upload container: any old marker removed, the snapshot, the marker (holding the key) last."""
     dest = f"s3://{bucket}/{mirror.prefix}"
     src = shlex.quote(source_dir.rstrip("/") + "/")
     return "\n".join(
@@ -156,6 +162,9 @@ def upload_script(bucket: str, mirror: ResolvedMirror, source_dir: str = SNAPSHO
             "set -eu",
             *_s3_config_lines(),
             f'test -f {shlex.quote(source_dir)}/config.json || {{ echo "the download left no config.json in {source_dir}" >&2; exit 1; }}',
+            # A marker of another key (same commit, other patterns or script) must not vouch for the prefix
+            # while its files are rewritten: readers of that key would stage a half-new copy.
+            f"aws s3 rm {shlex.quote(dest + COMPLETE_MARKER)} --only-show-errors",
             # huggingface_hub keeps its download metadata in <local_dir>/.cache: not part of the snapshot.
             f"aws s3 sync {src} {shlex.quote(dest)} --delete --exclude {COMPLETE_MARKER} --exclude '.cache/*' "
             "--only-show-errors --no-progress",
@@ -257,6 +266,11 @@ def mirror_job_manifest(
     env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": f"{WORK_DIR}/hf-home"},
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        # The download runs in an NGC image on a GPU node without a GPU request. CUDA images set
+        # NVIDIA_VISIBLE_DEVICES=all, which the NVIDIA container runtime honours for unprivileged
+        # containers by default (nvidia-container-toolkit accept-nvidia-visible-devices-envvar-when-unprivileged):
+        # `void` exposes no GPU and mounts no driver, so the download never touches a serving pod's GPUs.
+        {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
         *pod_security.home_env(),
     ]
     # Where a Triton image's container may write, as in every pod of that image: the work volume, /tmp,
