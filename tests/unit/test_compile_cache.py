@@ -155,12 +155,13 @@ def test_the_pod_restores_then_saves_with_a_native_sidecar_and_probes_untouched(
     assert by_name(restore["volumeMounts"])[cc.VOLUME] == {"name": cc.VOLUME, "mountPath": "/compile-cache"}
     assert by_name(save["volumeMounts"])[cc.VOLUME]["readOnly"] is True
     assert save["command"][:2] == ["/bin/bash", "-c"]  # /dev/tcp is bash's
-    assert restore["command"][-1] == cc.restore_script("models-b", model.name, key)
+    # Both scripts after aws_cli_container's AWS CLI config lines (the classic transfer client).
+    assert restore["command"][-1].endswith("\n" + cc.restore_script("models-b", model.name, key))
     # The sidecar asks the Triton container's own readiness path, on KServe HTTP.
     ready = triton["readinessProbe"]["httpGet"]
     assert ready["port"] == "http" and ("http", HTTP_PORT) in tm.container_ports(model)
-    assert save["command"][-1] == cc.save_script(
-        "models-b", model.name, key, ready_url_port=HTTP_PORT, ready_path=ready["path"]
+    assert save["command"][-1].endswith(
+        "\n" + cc.save_script("models-b", model.name, key, ready_url_port=HTTP_PORT, ready_path=ready["path"])
     )
     assert f"/dev/tcp/127.0.0.1/{HTTP_PORT}" in save["command"][-1]
     assert f"GET {ready['path']} HTTP/1.0" in save["command"][-1]
